@@ -1,0 +1,120 @@
+//! A minimal promise-based key-value store over IndexedDB.
+//!
+//! IndexedDB's API is event based; these helpers turn one request (or one
+//! transaction) into one awaitable future so the store code reads linearly.
+
+use js_sys::Promise;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
+
+/// One object store in one IndexedDB database, keyed by strings.
+#[derive(Clone)]
+pub struct IdbKeyValue {
+    db: IdbDatabase,
+    store: String,
+}
+
+impl IdbKeyValue {
+    /// Opens (creating on first use) database `db_name` with a single
+    /// object store `store`.
+    pub async fn open(db_name: &str, store: &str) -> Result<Self, JsValue> {
+        let factory = web_sys::window()
+            .ok_or_else(|| JsValue::from_str("no window"))?
+            .indexed_db()?
+            .ok_or_else(|| JsValue::from_str("IndexedDB is unavailable"))?;
+        let request = factory.open_with_u32(db_name, 1)?;
+        let store_name = store.to_owned();
+        let upgrade_request = request.clone();
+        let on_upgrade = Closure::once_into_js(move |_event: web_sys::Event| {
+            if let Ok(result) = upgrade_request.result() {
+                let db: IdbDatabase = result.unchecked_into();
+                if !db.object_store_names().contains(&store_name) {
+                    // An error here surfaces as the open request's error.
+                    let _ = db.create_object_store(&store_name);
+                }
+            }
+        });
+        request.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
+        let db = request_result(&request).await?.unchecked_into();
+        Ok(Self {
+            db,
+            store: store.to_owned(),
+        })
+    }
+
+    /// The value stored under `key`, or `None`.
+    pub async fn get(&self, key: &str) -> Result<Option<JsValue>, JsValue> {
+        let tx = self
+            .db
+            .transaction_with_str_and_mode(&self.store, IdbTransactionMode::Readonly)?;
+        let value = request_result(&tx.object_store(&self.store)?.get(&key.into())?).await?;
+        Ok(if value.is_undefined() {
+            None
+        } else {
+            Some(value)
+        })
+    }
+
+    /// Stores `value` under `key` and resolves once the transaction has
+    /// committed, so a reader in another tab sees it afterwards.
+    pub async fn put(&self, key: &str, value: &JsValue) -> Result<(), JsValue> {
+        let tx = self
+            .db
+            .transaction_with_str_and_mode(&self.store, IdbTransactionMode::Readwrite)?;
+        tx.object_store(&self.store)?
+            .put_with_key(value, &key.into())?;
+        transaction_done(&tx).await
+    }
+
+    /// Removes `key`; resolves once committed.
+    pub async fn delete(&self, key: &str) -> Result<(), JsValue> {
+        let tx = self
+            .db
+            .transaction_with_str_and_mode(&self.store, IdbTransactionMode::Readwrite)?;
+        tx.object_store(&self.store)?.delete(&key.into())?;
+        transaction_done(&tx).await
+    }
+}
+
+/// Resolves with the request's result on `success`, rejects with its error.
+async fn request_result(request: &IdbRequest) -> Result<JsValue, JsValue> {
+    let request = request.clone();
+    let promise = Promise::new(&mut |resolve, reject| {
+        let done = request.clone();
+        let on_success = Closure::once_into_js(move |_event: web_sys::Event| {
+            let _ = resolve.call1(&JsValue::NULL, &done.result().unwrap_or_default());
+        });
+        let failed = request.clone();
+        let on_error = Closure::once_into_js(move |_event: web_sys::Event| {
+            let error = failed.error().ok().flatten().map(JsValue::from);
+            let _ = reject.call1(&JsValue::NULL, &error.unwrap_or_default());
+        });
+        request.set_onsuccess(Some(on_success.unchecked_ref()));
+        request.set_onerror(Some(on_error.unchecked_ref()));
+    });
+    JsFuture::from(promise).await
+}
+
+/// Resolves when the transaction commits; rejects when it errors or aborts.
+async fn transaction_done(tx: &IdbTransaction) -> Result<(), JsValue> {
+    let tx = tx.clone();
+    let promise = Promise::new(&mut |resolve, reject| {
+        let on_complete = Closure::once_into_js(move |_event: web_sys::Event| {
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        let failed = tx.clone();
+        let reject_abort = reject.clone();
+        let on_error = Closure::once_into_js(move |_event: web_sys::Event| {
+            let error = failed.error().map(JsValue::from);
+            let _ = reject.call1(&JsValue::NULL, &error.unwrap_or_default());
+        });
+        let on_abort = Closure::once_into_js(move |_event: web_sys::Event| {
+            let _ = reject_abort.call1(&JsValue::NULL, &JsValue::from_str("transaction aborted"));
+        });
+        tx.set_oncomplete(Some(on_complete.unchecked_ref()));
+        tx.set_onerror(Some(on_error.unchecked_ref()));
+        tx.set_onabort(Some(on_abort.unchecked_ref()));
+    });
+    JsFuture::from(promise).await.map(|_| ())
+}

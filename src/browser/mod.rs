@@ -1,0 +1,5 @@
+//! web-sys adapters implementing the [`crate::platform`] traits.
+
+pub mod idb;
+pub mod locks;
+pub mod webcrypto;
