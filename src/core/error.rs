@@ -1,0 +1,493 @@
+//! The one error type of latchkey, with stable string codes.
+//!
+//! Every failure an app can observe is a variant of [`Error`]. Each has a
+//! stable [`code()`](Error::code) (`state_mismatch`, `invalid_grant`, …) that
+//! JS sees as `error.code`; [`ALL_CODES`] lists them all so a test can check
+//! the TypeScript union against it. Server-reported details (`error`,
+//! `error_description`, `error_uri`, HTTP status) have accessors so the JS
+//! binding can copy them onto the thrown `Error`.
+//!
+//! No variant ever carries a secret: `reason` strings are written by latchkey
+//! and must only describe *what* went wrong, never include a token, code,
+//! verifier, `state` or `nonce`.
+
+use std::fmt;
+
+/// Every distinct value [`Error::code`] can return, in declaration order.
+pub const ALL_CODES: &[&str] = &[
+    "invalid_option",
+    "insecure_endpoint",
+    "discovery_failed",
+    "issuer_mismatch",
+    "no_transaction",
+    "transaction_expired",
+    "iss_missing",
+    "iss_mismatch",
+    "state_missing",
+    "state_mismatch",
+    "authorization_error",
+    "code_missing",
+    "invalid_grant",
+    "token_error",
+    "malformed_token_response",
+    "unsupported_token_type",
+    "network_error",
+    "storage_error",
+    "corrupt_record",
+    "crypto_error",
+    "lock_unavailable",
+    "refresh_timeout",
+    "not_authenticated",
+    "session_expired",
+];
+
+/// Everything that can go wrong in latchkey. See [`Error::code`] for the
+/// stable code of each variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// An option passed by the app is missing or invalid (`invalid_option`).
+    InvalidOption {
+        /// The option's name as the app spells it (e.g. `"clientId"`), or the
+        /// metadata field it came from.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An endpoint is not `https` (`insecure_endpoint`). Plain `http` is
+    /// accepted only for loopback hosts with `allowInsecureLoopback`.
+    InsecureEndpoint {
+        /// The option or metadata field naming the endpoint.
+        field: &'static str,
+    },
+    /// The discovery document could not be fetched or is unusable
+    /// (`discovery_failed`).
+    Discovery {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The discovered `issuer` is not exactly the configured one
+    /// (`issuer_mismatch`,
+    /// [RFC 8414 §3.3](https://www.rfc-editor.org/rfc/rfc8414#section-3.3)).
+    IssuerMismatch,
+    /// A redirect arrived but no login transaction is pending
+    /// (`no_transaction`).
+    NoTransaction,
+    /// The pending login transaction is too old (`transaction_expired`).
+    TransactionExpired,
+    /// The server advertises RFC 9207 but the redirect has no `iss`
+    /// (`iss_missing`).
+    IssMissing,
+    /// The redirect's `iss` is not the expected issuer, or is repeated
+    /// (`iss_mismatch`,
+    /// [RFC 9207 §2.4](https://www.rfc-editor.org/rfc/rfc9207#section-2.4)).
+    IssMismatch,
+    /// The redirect has no `state` (`state_missing`).
+    StateMissing,
+    /// The redirect's `state` is not the pending one, or is repeated
+    /// (`state_mismatch`).
+    StateMismatch,
+    /// The authorization server redirected back with an error
+    /// (`authorization_error`,
+    /// [RFC 6749 §4.1.2.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1)).
+    AuthorizationServer {
+        /// The server's `error` code, e.g. `access_denied`.
+        error: String,
+        /// The server's `error_description`, if any.
+        error_description: Option<String>,
+        /// The server's `error_uri`, if any.
+        error_uri: Option<String>,
+    },
+    /// The redirect has neither an error nor a single non-empty `code`
+    /// (`code_missing`).
+    CodeMissing,
+    /// The token endpoint refused the request
+    /// ([RFC 6749 §5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)).
+    /// Code `invalid_grant` when `error` is `invalid_grant` (the refresh
+    /// token or code is dead: the session is over), `token_error` otherwise.
+    TokenEndpoint {
+        /// The HTTP status of the response.
+        status: u16,
+        /// The server's `error` code; empty when the response carried none
+        /// (e.g. a 502 with an HTML body).
+        error: String,
+        /// The server's `error_description`, if any.
+        error_description: Option<String>,
+        /// The server's `error_uri`, if any.
+        error_uri: Option<String>,
+    },
+    /// A successful token response is unusable (`malformed_token_response`).
+    MalformedTokenResponse {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The token type is not `Bearer` (`unsupported_token_type`), e.g. `DPoP`.
+    UnsupportedTokenType {
+        /// The `token_type` the server returned.
+        token_type: String,
+    },
+    /// The request did not complete (`network_error`).
+    Network {
+        /// What went wrong.
+        reason: String,
+    },
+    /// Reading or writing storage failed (`storage_error`).
+    Storage {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A stored record could not be read back (`corrupt_record`).
+    CorruptRecord {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A cryptographic operation failed (`crypto_error`).
+    Crypto {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The cross-tab lock could not be taken (`lock_unavailable`).
+    LockUnavailable,
+    /// A refresh took longer than the bounded lock hold time
+    /// (`refresh_timeout`).
+    RefreshTimeout,
+    /// There is no session (`not_authenticated`).
+    NotAuthenticated,
+    /// The session ended: the refresh token was rejected or expired
+    /// (`session_expired`).
+    SessionExpired,
+}
+
+impl Error {
+    /// The stable machine-readable code of this error (one of [`ALL_CODES`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidOption { .. } => "invalid_option",
+            Error::InsecureEndpoint { .. } => "insecure_endpoint",
+            Error::Discovery { .. } => "discovery_failed",
+            Error::IssuerMismatch => "issuer_mismatch",
+            Error::NoTransaction => "no_transaction",
+            Error::TransactionExpired => "transaction_expired",
+            Error::IssMissing => "iss_missing",
+            Error::IssMismatch => "iss_mismatch",
+            Error::StateMissing => "state_missing",
+            Error::StateMismatch => "state_mismatch",
+            Error::AuthorizationServer { .. } => "authorization_error",
+            Error::CodeMissing => "code_missing",
+            Error::TokenEndpoint { error, .. } if error == "invalid_grant" => "invalid_grant",
+            Error::TokenEndpoint { .. } => "token_error",
+            Error::MalformedTokenResponse { .. } => "malformed_token_response",
+            Error::UnsupportedTokenType { .. } => "unsupported_token_type",
+            Error::Network { .. } => "network_error",
+            Error::Storage { .. } => "storage_error",
+            Error::CorruptRecord { .. } => "corrupt_record",
+            Error::Crypto { .. } => "crypto_error",
+            Error::LockUnavailable => "lock_unavailable",
+            Error::RefreshTimeout => "refresh_timeout",
+            Error::NotAuthenticated => "not_authenticated",
+            Error::SessionExpired => "session_expired",
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidOption`].
+    pub fn invalid_option(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidOption {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The OAuth `error` code the server reported, if it reported one.
+    pub fn server_error(&self) -> Option<&str> {
+        match self {
+            Error::AuthorizationServer { error, .. } | Error::TokenEndpoint { error, .. }
+                if !error.is_empty() =>
+            {
+                Some(error)
+            }
+            _ => None,
+        }
+    }
+
+    /// The server's `error_description`, if it sent one.
+    pub fn error_description(&self) -> Option<&str> {
+        match self {
+            Error::AuthorizationServer {
+                error_description, ..
+            }
+            | Error::TokenEndpoint {
+                error_description, ..
+            } => error_description.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The server's `error_uri`, if it sent one.
+    pub fn error_uri(&self) -> Option<&str> {
+        match self {
+            Error::AuthorizationServer { error_uri, .. }
+            | Error::TokenEndpoint { error_uri, .. } => error_uri.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of a token endpoint error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::TokenEndpoint { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+fn write_server_details(
+    f: &mut fmt::Formatter<'_>,
+    description: &Option<String>,
+    uri: &Option<String>,
+) -> fmt::Result {
+    if let Some(description) = description {
+        write!(f, ": {description}")?;
+    }
+    if let Some(uri) = uri {
+        write!(f, " (see {uri})")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidOption { field, reason } => write!(f, "invalid option {field}: {reason}"),
+            Error::InsecureEndpoint { field } => write!(
+                f,
+                "{field} must use https (plain http only for loopback hosts with allowInsecureLoopback)"
+            ),
+            Error::Discovery { reason } => write!(f, "discovery failed: {reason}"),
+            Error::IssuerMismatch => {
+                f.write_str("the discovered issuer is not exactly the configured issuer")
+            }
+            Error::NoTransaction => f.write_str("no login is pending for this redirect"),
+            Error::TransactionExpired => f.write_str("the pending login has expired"),
+            Error::IssMissing => f.write_str(
+                "the authorization response has no iss parameter, but the server says it sends one",
+            ),
+            Error::IssMismatch => {
+                f.write_str("the authorization response iss is not the expected issuer")
+            }
+            Error::StateMissing => f.write_str("the authorization response has no state"),
+            Error::StateMismatch => {
+                f.write_str("the authorization response state does not match the pending login")
+            }
+            Error::AuthorizationServer {
+                error,
+                error_description,
+                error_uri,
+            } => {
+                write!(f, "the authorization server returned {error}")?;
+                write_server_details(f, error_description, error_uri)
+            }
+            Error::CodeMissing => f.write_str("the authorization response has no code"),
+            Error::TokenEndpoint {
+                status,
+                error,
+                error_description,
+                error_uri,
+            } => {
+                if error.is_empty() {
+                    write!(f, "the token endpoint answered HTTP {status}")?;
+                } else {
+                    write!(f, "the token endpoint returned {error} (HTTP {status})")?;
+                }
+                write_server_details(f, error_description, error_uri)
+            }
+            Error::MalformedTokenResponse { reason } => {
+                write!(f, "malformed token response: {reason}")
+            }
+            Error::UnsupportedTokenType { token_type } => {
+                write!(f, "unsupported token type {token_type:?} (only Bearer)")
+            }
+            Error::Network { reason } => write!(f, "network error: {reason}"),
+            Error::Storage { reason } => write!(f, "storage error: {reason}"),
+            Error::CorruptRecord { reason } => write!(f, "corrupt stored record: {reason}"),
+            Error::Crypto { reason } => write!(f, "crypto error: {reason}"),
+            Error::LockUnavailable => f.write_str("the cross-tab lock is unavailable"),
+            Error::RefreshTimeout => f.write_str("the token refresh timed out"),
+            Error::NotAuthenticated => f.write_str("not authenticated"),
+            Error::SessionExpired => f.write_str("the session has expired"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// One value of every variant (two of `TokenEndpoint`, which has two
+    /// codes). `exhaustive` below fails to compile when a variant is added
+    /// without updating this list.
+    fn one_of_each() -> Vec<Error> {
+        let reason = || "why".to_string();
+        vec![
+            Error::invalid_option("clientId", "is empty"),
+            Error::InsecureEndpoint {
+                field: "tokenEndpoint",
+            },
+            Error::Discovery { reason: reason() },
+            Error::IssuerMismatch,
+            Error::NoTransaction,
+            Error::TransactionExpired,
+            Error::IssMissing,
+            Error::IssMismatch,
+            Error::StateMissing,
+            Error::StateMismatch,
+            Error::AuthorizationServer {
+                error: "access_denied".into(),
+                error_description: Some("user said no".into()),
+                error_uri: None,
+            },
+            Error::CodeMissing,
+            Error::TokenEndpoint {
+                status: 400,
+                error: "invalid_grant".into(),
+                error_description: None,
+                error_uri: None,
+            },
+            Error::TokenEndpoint {
+                status: 401,
+                error: "invalid_client".into(),
+                error_description: None,
+                error_uri: None,
+            },
+            Error::MalformedTokenResponse { reason: reason() },
+            Error::UnsupportedTokenType {
+                token_type: "DPoP".into(),
+            },
+            Error::Network { reason: reason() },
+            Error::Storage { reason: reason() },
+            Error::CorruptRecord { reason: reason() },
+            Error::Crypto { reason: reason() },
+            Error::LockUnavailable,
+            Error::RefreshTimeout,
+            Error::NotAuthenticated,
+            Error::SessionExpired,
+        ]
+    }
+
+    #[allow(dead_code)]
+    fn exhaustive(e: &Error) {
+        // No wildcard: adding a variant breaks this until one_of_each and
+        // ALL_CODES are updated.
+        match e {
+            Error::InvalidOption { .. }
+            | Error::InsecureEndpoint { .. }
+            | Error::Discovery { .. }
+            | Error::IssuerMismatch
+            | Error::NoTransaction
+            | Error::TransactionExpired
+            | Error::IssMissing
+            | Error::IssMismatch
+            | Error::StateMissing
+            | Error::StateMismatch
+            | Error::AuthorizationServer { .. }
+            | Error::CodeMissing
+            | Error::TokenEndpoint { .. }
+            | Error::MalformedTokenResponse { .. }
+            | Error::UnsupportedTokenType { .. }
+            | Error::Network { .. }
+            | Error::Storage { .. }
+            | Error::CorruptRecord { .. }
+            | Error::Crypto { .. }
+            | Error::LockUnavailable
+            | Error::RefreshTimeout
+            | Error::NotAuthenticated
+            | Error::SessionExpired => {}
+        }
+    }
+
+    #[test]
+    fn all_codes_has_no_duplicates() {
+        let unique: HashSet<_> = ALL_CODES.iter().collect();
+        assert_eq!(unique.len(), ALL_CODES.len());
+    }
+
+    #[test]
+    fn every_variant_code_is_listed_and_every_listed_code_is_used() {
+        let produced: HashSet<&str> = one_of_each().iter().map(Error::code).collect();
+        for code in &produced {
+            assert!(ALL_CODES.contains(code), "{code} missing from ALL_CODES");
+        }
+        for code in ALL_CODES {
+            assert!(produced.contains(code), "{code} is never produced");
+        }
+    }
+
+    #[test]
+    fn codes_are_snake_case() {
+        for code in ALL_CODES {
+            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+
+    #[test]
+    fn token_endpoint_code_depends_on_error() {
+        let e = |error: &str| Error::TokenEndpoint {
+            status: 400,
+            error: error.into(),
+            error_description: None,
+            error_uri: None,
+        };
+        assert_eq!(e("invalid_grant").code(), "invalid_grant");
+        assert_eq!(e("invalid_request").code(), "token_error");
+        assert_eq!(e("").code(), "token_error");
+        assert_eq!(e("").server_error(), None);
+    }
+
+    #[test]
+    fn accessors_expose_server_details() {
+        let e = Error::TokenEndpoint {
+            status: 400,
+            error: "invalid_grant".into(),
+            error_description: Some("token reused".into()),
+            error_uri: Some("https://idp.example/errors".into()),
+        };
+        assert_eq!(e.server_error(), Some("invalid_grant"));
+        assert_eq!(e.error_description(), Some("token reused"));
+        assert_eq!(e.error_uri(), Some("https://idp.example/errors"));
+        assert_eq!(e.status(), Some(400));
+
+        let a = Error::AuthorizationServer {
+            error: "access_denied".into(),
+            error_description: None,
+            error_uri: None,
+        };
+        assert_eq!(a.code(), "authorization_error");
+        assert_eq!(a.server_error(), Some("access_denied"));
+        assert_eq!(a.status(), None);
+
+        assert_eq!(Error::StateMismatch.server_error(), None);
+        assert_eq!(Error::StateMismatch.error_description(), None);
+        assert_eq!(Error::StateMismatch.error_uri(), None);
+        assert_eq!(Error::StateMismatch.status(), None);
+    }
+
+    #[test]
+    fn display_is_non_empty_and_std_error() {
+        for e in one_of_each() {
+            let text = e.to_string();
+            assert!(!text.is_empty());
+            let _: &dyn std::error::Error = &e;
+        }
+        let e = Error::TokenEndpoint {
+            status: 400,
+            error: "invalid_grant".into(),
+            error_description: Some("expired".into()),
+            error_uri: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the token endpoint returned invalid_grant (HTTP 400): expired"
+        );
+    }
+}

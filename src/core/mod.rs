@@ -1,0 +1,26 @@
+//! Protocol and session logic. Nothing in here may use web-sys or js-sys:
+//! the browser is reached only through the traits in [`crate::platform`].
+
+pub mod authorize;
+pub mod base64url;
+pub mod discovery;
+pub mod error;
+pub mod pkce;
+pub mod secret;
+pub mod token;
+
+pub use authorize::{
+    scope_requests_openid, validate_callback, AuthorizationRequest, PendingTransaction,
+    ValidatedCallback, TRANSACTION_MAX_AGE_MS,
+};
+pub use discovery::{
+    check_endpoint_url, discovery_urls, EndpointOverrides, Endpoints, ProviderMetadata,
+};
+pub use error::{Error, ALL_CODES};
+pub use pkce::{PkceChallenge, PKCE_METHOD};
+pub use secret::{
+    AccessToken, AuthorizationCode, IdToken, Nonce, PkceVerifier, RefreshToken, State,
+};
+pub use token::{
+    code_exchange_params, refresh_params, CallbackOutcome, Lifetime, RawTokenResponse, TokenSet,
+};

@@ -1,0 +1,669 @@
+//! The back-channel half: token request bodies and token responses
+//! ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3),
+//! [§5](https://www.rfc-editor.org/rfc/rfc6749#section-5),
+//! [§6](https://www.rfc-editor.org/rfc/rfc6749#section-6)).
+//!
+//! A response becomes a [`TokenSet`] holding the *absolute* expiry
+//! (`expires_at_ms = now + expires_in`), never the relative lifetime, so a
+//! stored set stays meaningful after a reload. On refresh, values the server
+//! leaves out (a non-rotated refresh token, the scope) are carried over from
+//! the previous set.
+//!
+//! Request bodies are returned as name/value pairs; the browser encodes them
+//! as `application/x-www-form-urlencoded` (`URLSearchParams`).
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::authorize::ValidatedCallback;
+use super::error::Error;
+use super::secret::{AccessToken, IdToken, Nonce, RefreshToken};
+
+/// The largest lifetime accepted in `expires_in` / `refresh_expires_in`:
+/// 100 years. Anything larger is treated as a malformed response.
+pub const MAX_LIFETIME_SECONDS: u64 = 100 * 365 * 24 * 60 * 60;
+
+/// What the app gets back from a completed login besides tokens.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CallbackOutcome {
+    /// The `nonce` the ID token must carry, if one was sent.
+    pub nonce: Option<Nonce>,
+    /// The app's `appState` JSON text from `login()`.
+    pub app_state: Option<String>,
+}
+
+fn pair(name: &str, value: &str) -> (String, String) {
+    (name.to_string(), value.to_string())
+}
+
+/// The access token request body for a validated redirect
+/// ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3),
+/// [RFC 7636 §4.5](https://www.rfc-editor.org/rfc/rfc7636#section-4.5)):
+/// `grant_type=authorization_code`, `code`, `redirect_uri`, `client_id`,
+/// `code_verifier`, in that order.
+///
+/// Consumes the callback: a code is exchanged at most once.
+pub fn code_exchange_params(cb: ValidatedCallback) -> (Vec<(String, String)>, CallbackOutcome) {
+    let parts = cb.into_parts();
+    let params = vec![
+        pair("grant_type", "authorization_code"),
+        pair("code", parts.code.secret()),
+        pair("redirect_uri", &parts.redirect_uri),
+        pair("client_id", &parts.client_id),
+        pair("code_verifier", parts.verifier.secret()),
+    ];
+    let outcome = CallbackOutcome {
+        nonce: parts.nonce,
+        app_state: parts.app_state,
+    };
+    (params, outcome)
+}
+
+/// The refresh request body
+/// ([RFC 6749 §6](https://www.rfc-editor.org/rfc/rfc6749#section-6)):
+/// `grant_type=refresh_token`, `refresh_token`, `client_id`, then `scope`
+/// when given (omit it to keep the original scope).
+pub fn refresh_params(
+    refresh_token: &RefreshToken,
+    client_id: &str,
+    scope: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut params = vec![
+        pair("grant_type", "refresh_token"),
+        pair("refresh_token", refresh_token.secret()),
+        pair("client_id", client_id),
+    ];
+    if let Some(scope) = scope {
+        params.push(pair("scope", scope));
+    }
+    params
+}
+
+/// A lifetime in seconds as servers send it: a JSON number or, from some
+/// servers, a numeric string (`"3600"`). Checked by [`TokenSet::from_response`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifetime {
+    /// A JSON number.
+    Number(f64),
+    /// A JSON string, expected to hold a number.
+    Text(String),
+}
+
+impl Lifetime {
+    /// The lifetime in whole seconds, or `None` if it is not a finite number
+    /// in `0..=MAX_LIFETIME_SECONDS`. Fractions are truncated.
+    fn seconds(&self) -> Option<u64> {
+        let n = match self {
+            Lifetime::Number(n) => *n,
+            Lifetime::Text(text) => text.trim().parse::<f64>().ok()?,
+        };
+        // NaN fails both comparisons.
+        (n >= 0.0 && n <= MAX_LIFETIME_SECONDS as f64).then_some(n as u64)
+    }
+}
+
+impl<'de> Deserialize<'de> for Lifetime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LifetimeVisitor;
+
+        impl Visitor<'_> for LifetimeVisitor {
+            type Value = Lifetime;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of seconds or a numeric string")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lifetime, E> {
+                Ok(Lifetime::Number(v as f64))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lifetime, E> {
+                Ok(Lifetime::Number(v as f64))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Lifetime, E> {
+                Ok(Lifetime::Number(v))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lifetime, E> {
+                Ok(Lifetime::Text(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(LifetimeVisitor)
+    }
+}
+
+/// A token endpoint response body as received, success or error
+/// ([RFC 6749 §5.1](https://www.rfc-editor.org/rfc/rfc6749#section-5.1),
+/// [§5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)). Every field
+/// is optional and unknown fields are ignored; [`TokenSet::from_response`]
+/// decides what is acceptable. Secrets are held in their newtypes, so `Debug`
+/// is redacted.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RawTokenResponse {
+    /// `access_token`.
+    pub access_token: Option<AccessToken>,
+    /// `token_type`; only `Bearer` (any case) is accepted.
+    pub token_type: Option<String>,
+    /// `expires_in`, seconds.
+    pub expires_in: Option<Lifetime>,
+    /// `refresh_token`.
+    pub refresh_token: Option<RefreshToken>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `id_token` (OpenID Connect).
+    pub id_token: Option<IdToken>,
+    /// `refresh_expires_in`, seconds (a Keycloak extension; 0 means the
+    /// refresh token does not expire).
+    pub refresh_expires_in: Option<Lifetime>,
+    /// `error` ([RFC 6749 §5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)).
+    pub error: Option<String>,
+    /// `error_description`.
+    pub error_description: Option<String>,
+    /// `error_uri`.
+    pub error_uri: Option<String>,
+}
+
+/// The tokens of a session, as persisted. Times are milliseconds since the
+/// Unix epoch. `Debug` is redacted through the secret newtypes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// Always `"Bearer"` (normalised).
+    pub token_type: String,
+    /// When the access token expires; `None` if the server did not say.
+    pub expires_at_ms: Option<u64>,
+    /// The refresh token, carried over from the previous set when the server
+    /// did not rotate it.
+    pub refresh_token: Option<RefreshToken>,
+    /// The granted scope, carried over from the previous set when omitted.
+    pub scope: Option<String>,
+    /// The ID token, carried over from the previous set when omitted (it is
+    /// still the `id_token_hint` for logout).
+    pub id_token: Option<IdToken>,
+    /// When the refresh token expires, if the server said
+    /// (`refresh_expires_in`).
+    pub refresh_expires_at_ms: Option<u64>,
+    /// When this set was received.
+    pub issued_at_ms: u64,
+}
+
+fn malformed(reason: &str) -> Error {
+    Error::MalformedTokenResponse {
+        reason: reason.to_string(),
+    }
+}
+
+/// `now + lifetime`, or a malformed-response error naming `field`.
+fn expiry(lifetime: &Lifetime, now_ms: u64, field: &str) -> Result<u64, Error> {
+    lifetime
+        .seconds()
+        .and_then(|s| s.checked_mul(1000))
+        .and_then(|ms| now_ms.checked_add(ms))
+        .ok_or_else(|| malformed(&format!("{field} is not a valid number of seconds")))
+}
+
+impl TokenSet {
+    /// Turns a token endpoint response into a token set
+    /// ([RFC 6749 §5.1](https://www.rfc-editor.org/rfc/rfc6749#section-5.1),
+    /// [§5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2),
+    /// [§6](https://www.rfc-editor.org/rfc/rfc6749#section-6),
+    /// [RFC 6750 §4](https://www.rfc-editor.org/rfc/rfc6750#section-4)).
+    ///
+    /// In order:
+    ///
+    /// 1. a non-2xx `status`, or an `error` field at any status →
+    ///    [`Error::TokenEndpoint`] (code `invalid_grant` or `token_error`;
+    ///    `error` is empty if the body had none);
+    /// 2. `access_token` missing or empty → `malformed_token_response`;
+    /// 3. `token_type` missing → `malformed_token_response`; not `Bearer`
+    ///    (ASCII case-insensitive, e.g. `DPoP`) → `unsupported_token_type`;
+    /// 4. `expires_in` (number or numeric string) → `expires_at_ms = now_ms +
+    ///    seconds × 1000`; negative, non-numeric or above
+    ///    [`MAX_LIFETIME_SECONDS`] → `malformed_token_response`; likewise
+    ///    `refresh_expires_in`, where 0 means "does not expire";
+    /// 5. with `previous` (a refresh): a missing `refresh_token` keeps the
+    ///    previous one and its expiry (no rotation, §6); a missing `scope` or
+    ///    `id_token` keeps the previous one.
+    pub fn from_response(
+        status: u16,
+        raw: RawTokenResponse,
+        now_ms: u64,
+        previous: Option<&TokenSet>,
+    ) -> Result<TokenSet, Error> {
+        if !(200..300).contains(&status) || raw.error.is_some() {
+            return Err(Error::TokenEndpoint {
+                status,
+                error: raw.error.unwrap_or_default(),
+                error_description: raw.error_description,
+                error_uri: raw.error_uri,
+            });
+        }
+        let access_token = raw
+            .access_token
+            .filter(|t| !t.secret().is_empty())
+            .ok_or_else(|| malformed("no access_token"))?;
+        let token_type = raw.token_type.ok_or_else(|| malformed("no token_type"))?;
+        if !token_type.eq_ignore_ascii_case("bearer") {
+            return Err(Error::UnsupportedTokenType { token_type });
+        }
+        let expires_at_ms = raw
+            .expires_in
+            .as_ref()
+            .map(|l| expiry(l, now_ms, "expires_in"))
+            .transpose()?;
+        let refresh_expires_at_ms = match &raw.refresh_expires_in {
+            Some(l) if l.seconds() == Some(0) => None,
+            Some(l) => Some(expiry(l, now_ms, "refresh_expires_in")?),
+            None => None,
+        };
+
+        let new_refresh = raw.refresh_token.filter(|t| !t.secret().is_empty());
+        let (refresh_token, refresh_expires_at_ms) = match (new_refresh, previous) {
+            (Some(token), _) => (Some(token), refresh_expires_at_ms),
+            (None, Some(prev)) => (
+                prev.refresh_token.clone(),
+                refresh_expires_at_ms.or(prev.refresh_expires_at_ms),
+            ),
+            (None, None) => (None, refresh_expires_at_ms),
+        };
+
+        Ok(TokenSet {
+            access_token,
+            token_type: "Bearer".to_string(),
+            expires_at_ms,
+            refresh_token,
+            scope: raw.scope.or_else(|| previous.and_then(|p| p.scope.clone())),
+            id_token: raw
+                .id_token
+                .or_else(|| previous.and_then(|p| p.id_token.clone())),
+            refresh_expires_at_ms,
+            issued_at_ms: now_ms,
+        })
+    }
+
+    /// Whether the access token expires within `leeway_ms` of `now_ms` (or
+    /// already has). A set without a known expiry is never stale; the API's
+    /// "expired" answer is then the only trigger.
+    pub fn is_stale(&self, now_ms: u64, leeway_ms: u64) -> bool {
+        self.expires_at_ms
+            .is_some_and(|at| now_ms.saturating_add(leeway_ms) >= at)
+    }
+
+    /// Whether there is a refresh token that has not expired at `now_ms`.
+    pub fn can_refresh(&self, now_ms: u64) -> bool {
+        self.refresh_token.is_some() && self.refresh_expires_at_ms.is_none_or(|at| now_ms < at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::authorize::{validate_callback, PendingTransaction};
+    use crate::core::secret::{PkceVerifier, State};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn raw(json: serde_json::Value) -> RawTokenResponse {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn ok(json: serde_json::Value) -> Result<TokenSet, Error> {
+        TokenSet::from_response(200, raw(json), NOW, None)
+    }
+
+    fn basic() -> serde_json::Value {
+        serde_json::json!({
+            "access_token": "at-1",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "refresh_token": "rt-1",
+            "scope": "openid api",
+            "id_token": "h.p.s"
+        })
+    }
+
+    fn with(field: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut json = basic();
+        json[field] = value;
+        json
+    }
+
+    fn without(field: &str) -> serde_json::Value {
+        let mut json = basic();
+        json.as_object_mut().unwrap().remove(field);
+        json
+    }
+
+    #[test]
+    fn code_exchange_params_in_order() {
+        let pending = PendingTransaction {
+            state: State::new("s".into()),
+            verifier: PkceVerifier::new("the-verifier".into()),
+            nonce: Some(Nonce::new("n".into())),
+            redirect_uri: "https://app.example.com/cb".into(),
+            app_state: Some("{}".into()),
+            created_at_ms: NOW,
+            issuer: "https://idp.example.com".into(),
+            client_id: "spa".into(),
+        };
+        let params = vec![
+            ("code".to_string(), "the-code".to_string()),
+            ("state".to_string(), "s".to_string()),
+        ];
+        let cb = validate_callback(
+            Some(pending),
+            &params,
+            "https://idp.example.com",
+            false,
+            NOW,
+        )
+        .unwrap();
+        let (body, outcome) = code_exchange_params(cb);
+        assert_eq!(
+            body,
+            vec![
+                pair("grant_type", "authorization_code"),
+                pair("code", "the-code"),
+                pair("redirect_uri", "https://app.example.com/cb"),
+                pair("client_id", "spa"),
+                pair("code_verifier", "the-verifier"),
+            ]
+        );
+        assert_eq!(outcome.nonce, Some(Nonce::new("n".into())));
+        assert_eq!(outcome.app_state.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn refresh_params_with_and_without_scope() {
+        let rt = RefreshToken::new("rt".into());
+        assert_eq!(
+            refresh_params(&rt, "spa", None),
+            vec![
+                pair("grant_type", "refresh_token"),
+                pair("refresh_token", "rt"),
+                pair("client_id", "spa"),
+            ]
+        );
+        assert_eq!(
+            refresh_params(&rt, "spa", Some("api")).last(),
+            Some(&pair("scope", "api"))
+        );
+    }
+
+    #[test]
+    fn success_gives_absolute_expiry() {
+        let set = ok(basic()).unwrap();
+        assert_eq!(set.access_token.secret(), "at-1");
+        assert_eq!(set.token_type, "Bearer");
+        assert_eq!(set.expires_at_ms, Some(NOW + 3_600_000));
+        assert_eq!(
+            set.refresh_token.as_ref().map(RefreshToken::secret),
+            Some("rt-1")
+        );
+        assert_eq!(set.scope.as_deref(), Some("openid api"));
+        assert_eq!(set.id_token.as_ref().map(IdToken::secret), Some("h.p.s"));
+        assert_eq!(set.refresh_expires_at_ms, None);
+        assert_eq!(set.issued_at_ms, NOW);
+    }
+
+    #[test]
+    fn any_2xx_is_success() {
+        assert!(TokenSet::from_response(201, raw(basic()), NOW, None).is_ok());
+    }
+
+    #[test]
+    fn expires_in_as_numeric_string() {
+        let set = ok(with("expires_in", "300".into())).unwrap();
+        assert_eq!(set.expires_at_ms, Some(NOW + 300_000));
+        let set = ok(with("expires_in", " 60 ".into())).unwrap();
+        assert_eq!(set.expires_at_ms, Some(NOW + 60_000));
+    }
+
+    #[test]
+    fn expires_in_fraction_is_truncated_and_zero_allowed() {
+        assert_eq!(
+            ok(with("expires_in", 1.9.into())).unwrap().expires_at_ms,
+            Some(NOW + 1000)
+        );
+        assert_eq!(
+            ok(with("expires_in", 0.into())).unwrap().expires_at_ms,
+            Some(NOW)
+        );
+    }
+
+    #[test]
+    fn no_expires_in_means_unknown_expiry() {
+        let set = ok(without("expires_in")).unwrap();
+        assert_eq!(set.expires_at_ms, None);
+        assert!(!set.is_stale(u64::MAX, u64::MAX));
+        assert_eq!(
+            ok(with("expires_in", serde_json::Value::Null))
+                .unwrap()
+                .expires_at_ms,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_expires_in_is_malformed() {
+        for value in [
+            serde_json::json!(-1),
+            serde_json::json!("-5"),
+            serde_json::json!("soon"),
+            serde_json::json!(""),
+            serde_json::json!("NaN"),
+            serde_json::json!("inf"),
+            serde_json::json!(1e300),
+            serde_json::json!(MAX_LIFETIME_SECONDS + 1),
+            serde_json::json!(u64::MAX),
+        ] {
+            let err = ok(with("expires_in", value.clone())).unwrap_err();
+            assert_eq!(err.code(), "malformed_token_response", "{value}");
+            assert!(err.to_string().contains("expires_in"));
+        }
+        assert!(ok(with("expires_in", MAX_LIFETIME_SECONDS.into())).is_ok());
+    }
+
+    #[test]
+    fn non_number_expires_in_fails_to_parse() {
+        // The browser maps a parse failure to malformed_token_response.
+        let parsed: Result<RawTokenResponse, _> =
+            serde_json::from_value(with("expires_in", serde_json::json!([1])));
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn bearer_is_case_insensitive_and_normalised() {
+        for t in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+            assert_eq!(
+                ok(with("token_type", t.into())).unwrap().token_type,
+                "Bearer"
+            );
+        }
+    }
+
+    #[test]
+    fn dpop_and_other_types_are_unsupported() {
+        for t in ["DPoP", "mac", "N_A", ""] {
+            assert_eq!(
+                ok(with("token_type", t.into())).unwrap_err(),
+                Error::UnsupportedTokenType {
+                    token_type: t.into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn missing_token_type_is_malformed() {
+        assert_eq!(
+            ok(without("token_type")).unwrap_err().code(),
+            "malformed_token_response"
+        );
+    }
+
+    #[test]
+    fn missing_or_empty_access_token_is_malformed() {
+        assert_eq!(
+            ok(without("access_token")).unwrap_err().code(),
+            "malformed_token_response"
+        );
+        assert_eq!(
+            ok(with("access_token", "".into())).unwrap_err().code(),
+            "malformed_token_response"
+        );
+        assert_eq!(
+            ok(serde_json::json!({})).unwrap_err().code(),
+            "malformed_token_response"
+        );
+    }
+
+    #[test]
+    fn error_json_with_400_is_a_token_endpoint_error() {
+        let body = raw(serde_json::json!({
+            "error": "invalid_grant",
+            "error_description": "Refresh token reused",
+            "error_uri": "https://idp.example.com/e"
+        }));
+        let err = TokenSet::from_response(400, body, NOW, None).unwrap_err();
+        assert_eq!(
+            err,
+            Error::TokenEndpoint {
+                status: 400,
+                error: "invalid_grant".into(),
+                error_description: Some("Refresh token reused".into()),
+                error_uri: Some("https://idp.example.com/e".into()),
+            }
+        );
+        assert_eq!(err.code(), "invalid_grant");
+        assert_eq!(err.status(), Some(400));
+
+        let body = raw(serde_json::json!({"error": "invalid_client"}));
+        let err = TokenSet::from_response(401, body, NOW, None).unwrap_err();
+        assert_eq!(err.code(), "token_error");
+        assert_eq!(err.server_error(), Some("invalid_client"));
+    }
+
+    #[test]
+    fn non_2xx_without_error_body_is_a_token_error() {
+        // e.g. a 502 with an HTML body: the browser passes a default response.
+        let err = TokenSet::from_response(502, RawTokenResponse::default(), NOW, None).unwrap_err();
+        assert_eq!(err.code(), "token_error");
+        assert_eq!(err.status(), Some(502));
+        assert_eq!(err.server_error(), None);
+        // Even with tokens in the body, a non-2xx status is not a success.
+        assert_eq!(
+            TokenSet::from_response(500, raw(basic()), NOW, None)
+                .unwrap_err()
+                .code(),
+            "token_error"
+        );
+    }
+
+    #[test]
+    fn error_field_with_200_is_a_token_endpoint_error() {
+        let err = ok(with("error", "invalid_grant".into())).unwrap_err();
+        assert_eq!(err.code(), "invalid_grant");
+        assert_eq!(err.status(), Some(200));
+    }
+
+    fn previous() -> TokenSet {
+        TokenSet {
+            refresh_expires_at_ms: Some(NOW + 86_400_000),
+            ..ok(basic()).unwrap()
+        }
+    }
+
+    #[test]
+    fn refresh_without_refresh_token_keeps_the_previous_one() {
+        let response = raw(serde_json::json!({
+            "access_token": "at-2", "token_type": "Bearer", "expires_in": 60
+        }));
+        let prev = previous();
+        let set = TokenSet::from_response(200, response, NOW + 5, Some(&prev)).unwrap();
+        assert_eq!(set.access_token.secret(), "at-2");
+        assert_eq!(set.refresh_token, prev.refresh_token);
+        assert_eq!(set.refresh_expires_at_ms, prev.refresh_expires_at_ms);
+        assert_eq!(set.scope, prev.scope);
+        assert_eq!(set.id_token, prev.id_token);
+        assert_eq!(set.expires_at_ms, Some(NOW + 5 + 60_000));
+        assert_eq!(set.issued_at_ms, NOW + 5);
+    }
+
+    #[test]
+    fn refresh_with_rotation_replaces_the_refresh_token() {
+        let response = raw(serde_json::json!({
+            "access_token": "at-2", "token_type": "Bearer",
+            "refresh_token": "rt-2", "scope": "api", "refresh_expires_in": "1800"
+        }));
+        let set = TokenSet::from_response(200, response, NOW, Some(&previous())).unwrap();
+        assert_eq!(
+            set.refresh_token.as_ref().map(RefreshToken::secret),
+            Some("rt-2")
+        );
+        assert_eq!(set.refresh_expires_at_ms, Some(NOW + 1_800_000));
+        assert_eq!(set.scope.as_deref(), Some("api"));
+        assert_eq!(set.expires_at_ms, None);
+    }
+
+    #[test]
+    fn refresh_expires_in_zero_means_no_expiry() {
+        let set = ok(with("refresh_expires_in", 0.into())).unwrap();
+        assert_eq!(set.refresh_expires_at_ms, None);
+        assert!(set.can_refresh(u64::MAX));
+        assert_eq!(
+            ok(with("refresh_expires_in", (-1).into()))
+                .unwrap_err()
+                .code(),
+            "malformed_token_response"
+        );
+    }
+
+    #[test]
+    fn first_response_without_refresh_token_has_none() {
+        let set = ok(without("refresh_token")).unwrap();
+        assert_eq!(set.refresh_token, None);
+        assert!(!set.can_refresh(NOW));
+        assert_eq!(
+            ok(with("refresh_token", "".into())).unwrap().refresh_token,
+            None
+        );
+    }
+
+    #[test]
+    fn can_refresh_respects_refresh_expiry() {
+        let set = previous();
+        assert!(set.can_refresh(NOW));
+        assert!(!set.can_refresh(NOW + 86_400_000));
+    }
+
+    #[test]
+    fn is_stale_with_leeway() {
+        let set = ok(basic()).unwrap(); // expires at NOW + 3_600_000
+        assert!(!set.is_stale(NOW, 30_000));
+        assert!(!set.is_stale(NOW + 3_569_999, 30_000));
+        assert!(set.is_stale(NOW + 3_570_000, 30_000));
+        assert!(set.is_stale(NOW + 3_600_000, 0));
+        assert!(set.is_stale(NOW + 4_000_000, 0));
+        assert!(set.is_stale(u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn token_set_round_trips_and_debug_is_redacted() {
+        let set = ok(basic()).unwrap();
+        let json = serde_json::to_value(&set).unwrap();
+        assert_eq!(json["access_token"], "at-1");
+        assert_eq!(json["expires_at_ms"], NOW + 3_600_000);
+        let back: TokenSet = serde_json::from_value(json).unwrap();
+        assert_eq!(back, set);
+        let debug = format!("{set:?} {:?}", raw(basic()));
+        for secret in ["at-1", "rt-1", "h.p.s"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+    }
+}
