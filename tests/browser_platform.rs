@@ -1,0 +1,101 @@
+//! Browser-API tests, run by `wasm-pack test --headless --chrome`: real
+//! IndexedDB and real Web Locks in headless Chromium.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use latchkey::browser::idb::IdbKeyValue;
+use latchkey::browser::locks::{lock_manager, with_exclusive_lock};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// A promise that resolves after `ms` on the browser's timer.
+async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    });
+    JsFuture::from(promise).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn indexeddb_round_trip_survives_reopening() {
+    let kv = IdbKeyValue::open("latchkey-test-roundtrip", "kv")
+        .await
+        .unwrap();
+    kv.put("k", &JsValue::from_str("v1")).await.unwrap();
+    kv.put("k", &JsValue::from_str("v2")).await.unwrap();
+
+    // A second connection (as another tab would open) sees the committed value.
+    let other = IdbKeyValue::open("latchkey-test-roundtrip", "kv")
+        .await
+        .unwrap();
+    assert_eq!(other.get("k").await.unwrap(), Some(JsValue::from_str("v2")));
+
+    other.delete("k").await.unwrap();
+    assert_eq!(kv.get("k").await.unwrap(), None);
+    assert_eq!(kv.get("never-written").await.unwrap(), None);
+}
+
+#[wasm_bindgen_test]
+async fn web_lock_serialises_critical_sections() {
+    let locks = lock_manager().expect("headless Chromium has navigator.locks");
+    let trace: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+
+    let first = {
+        let trace = Rc::clone(&trace);
+        let locks = locks.clone();
+        async move {
+            with_exclusive_lock(&locks, "latchkey-test-lock", move || async move {
+                trace.borrow_mut().push("first:start");
+                // Yield to the timer so the second request is queued meanwhile.
+                sleep(50).await;
+                trace.borrow_mut().push("first:end");
+                1
+            })
+            .await
+        }
+    };
+    let second = {
+        let trace = Rc::clone(&trace);
+        let locks = locks.clone();
+        async move {
+            // Ask only once the first section surely holds the lock.
+            sleep(10).await;
+            with_exclusive_lock(&locks, "latchkey-test-lock", move || async move {
+                trace.borrow_mut().push("second");
+                2
+            })
+            .await
+        }
+    };
+    let (a, b) = futures_join(first, second).await;
+    assert_eq!((a.unwrap(), b.unwrap()), (1, 2));
+    assert_eq!(*trace.borrow(), ["first:start", "first:end", "second"]);
+}
+
+/// Runs two futures concurrently on the JS event loop and awaits both.
+async fn futures_join<A, B>(a: A, b: B) -> (A::Output, B::Output)
+where
+    A: std::future::Future + 'static,
+    B: std::future::Future + 'static,
+    A::Output: 'static,
+    B::Output: 'static,
+{
+    let a_out: Rc<RefCell<Option<A::Output>>> = Rc::default();
+    let a_slot = Rc::clone(&a_out);
+    let a_done = wasm_bindgen_futures::future_to_promise(async move {
+        *a_slot.borrow_mut() = Some(a.await);
+        Ok(JsValue::UNDEFINED)
+    });
+    let b_value = b.await;
+    JsFuture::from(a_done).await.unwrap();
+    let a_value = a_out.borrow_mut().take().unwrap();
+    (a_value, b_value)
+}

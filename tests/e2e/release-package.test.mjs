@@ -1,0 +1,48 @@
+// The release package (wasm-opt'd, as published) loads in headless Chromium,
+// in several tabs of one browser context.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+
+import { startIdp } from "../idp/server.mjs";
+import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
+import { crateVersion, requireStagedWww } from "./support/project.mjs";
+
+let idp;
+let browser;
+
+before(async () => {
+  idp = await startIdp({ serveSpa: { root: requireStagedWww() } });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await idp?.close();
+});
+
+test("the staged wasm is the optimised release build", () => {
+  const wasm = readFileSync(path.join(requireStagedWww(), "latchkey/latchkey_bg.wasm"));
+  assert.equal(wasm.subarray(0, 4).toString("latin1"), "\0asm");
+  // Debug builds carry a `name` custom section (and DWARF); the release
+  // profile strips symbols and wasm-opt drops names.
+  assert.equal(wasm.includes(Buffer.from("\x04name", "latin1")), false, "release wasm has no name section");
+});
+
+test("three tabs of one context each load the wasm module and show its version", async () => {
+  const context = await browser.newContext();
+  try {
+    const pages = await Promise.all([1, 2, 3].map(() => context.newPage()));
+    const errors = pages.map(collectPageErrors);
+    await Promise.all(pages.map((page) => page.goto(`${idp.spaOrigin}/`)));
+    for (const [i, page] of pages.entries()) {
+      await page.waitForSelector("body[data-ready]", { timeout: 15_000 });
+      assert.equal(await page.getAttribute("body", "data-ready"), "true", `tab ${i}: ${await page.textContent("#status")}`);
+      assert.equal(await page.textContent("#version"), crateVersion());
+      assert.deepEqual(errors[i], []);
+    }
+  } finally {
+    await context.close();
+  }
+});
