@@ -1,4 +1,62 @@
 //! The small traits the core needs from its environment.
 //!
-//! Each has a browser implementation in `browser/` and an in-memory one for
-//! native tests, following gloo's "trait + browser impl + memory impl" pattern.
+//! Each has a browser implementation in `browser/` and a fake for native
+//! tests (`core::fakes`), following gloo's "trait + browser impl + memory
+//! impl" pattern. The traits are not `Send`: wasm in a tab is single-threaded.
+#![allow(async_fn_in_trait)]
+
+use serde::de::DeserializeOwned;
+
+use crate::core::{Error, PendingTransaction, TokenSet};
+
+/// Milliseconds since the Unix epoch.
+pub trait Clock {
+    /// The current time.
+    fn now_ms(&self) -> u64;
+}
+
+/// A cryptographically secure random source and SHA-256.
+pub trait Crypto {
+    /// 32 fresh random bytes (verifiers, state, nonce).
+    fn random_32(&self) -> Result<[u8; 32], Error>;
+    /// SHA-256 of `data` ([RFC 7636 §4.2](https://www.rfc-editor.org/rfc/rfc7636#section-4.2) S256).
+    async fn sha256(&self, data: &[u8]) -> Result<[u8; 32], Error>;
+}
+
+/// An HTTP answer whose JSON body was decoded as `T`, or not.
+#[derive(Debug)]
+pub struct HttpReply<T> {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The decoded body; `Err` carries why it was not a `T` (not JSON,
+    /// wrong shape). Never contains the body itself.
+    pub body: Result<T, String>,
+}
+
+/// The two kinds of request the protocol makes. Network failures are
+/// `Error::Network`; any HTTP status is a reply.
+pub trait Http {
+    /// `GET url` with `Accept: application/json` (discovery).
+    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error>;
+    /// `POST url` with an `application/x-www-form-urlencoded` body (token endpoint).
+    async fn post_form<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+    ) -> Result<HttpReply<T>, Error>;
+}
+
+/// Where one client's session lives (namespaced by issuer + client id).
+pub trait SessionStore {
+    /// The stored token set, if any. A corrupt or foreign record is cleared
+    /// and reported as `Error::CorruptRecord`.
+    async fn load_tokens(&self) -> Result<Option<TokenSet>, Error>;
+    /// Replaces the stored token set in one write.
+    async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error>;
+    /// Removes the stored token set.
+    async fn clear_tokens(&self) -> Result<(), Error>;
+    /// Stores the pending login transaction (one per client, per tab).
+    async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error>;
+    /// Removes and returns the pending transaction: it is single-use.
+    async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error>;
+}

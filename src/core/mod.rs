@@ -24,3 +24,9 @@ pub use secret::{
 pub use token::{
     code_exchange_params, refresh_params, CallbackOutcome, Lifetime, RawTokenResponse, TokenSet,
 };
+
+pub mod client;
+pub mod memory_store;
+
+#[cfg(test)]
+pub(crate) mod fakes;

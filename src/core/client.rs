@@ -1,0 +1,488 @@
+//! The login half of a client: resolving endpoints, starting the
+//! Authorization Code + PKCE flow, and completing it from the callback.
+//!
+//! Generic over the [`crate::platform`] traits so that every step runs
+//! natively in tests against fakes.
+
+use crate::core::{
+    check_endpoint_url, code_exchange_params, discovery_urls, validate_callback,
+    AuthorizationRequest, EndpointOverrides, Endpoints, Error, Nonce, PkceChallenge, PkceVerifier,
+    ProviderMetadata, RawTokenResponse, State, TokenSet,
+};
+use crate::platform::{Clock, Crypto, Http, HttpReply, SessionStore};
+
+/// A validated client configuration: what `AuthClient.create` resolves once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The issuer identifier, compared exactly with discovery and `iss`.
+    pub issuer: String,
+    /// The OAuth `client_id` (a public client: no secret).
+    pub client_id: String,
+    /// The registered redirect URI.
+    pub redirect_uri: String,
+    /// The scope requested at login, space-separated.
+    pub scope: String,
+    /// The resolved endpoints.
+    pub endpoints: Endpoints,
+}
+
+/// Resolves the endpoints: explicit ones alone when both the authorization
+/// and token endpoints are given, otherwise discovery (OIDC Discovery §4
+/// first, then [RFC 8414 §3](https://www.rfc-editor.org/rfc/rfc8414#section-3))
+/// with the explicit ones overriding what was discovered.
+pub async fn resolve_endpoints<H: Http>(
+    http: &H,
+    issuer: &str,
+    overrides: EndpointOverrides,
+    allow_insecure_loopback: bool,
+) -> Result<Endpoints, Error> {
+    check_endpoint_url("issuer", issuer, allow_insecure_loopback)?;
+    if overrides.authorization.is_some() && overrides.token.is_some() {
+        return Endpoints::from_explicit(overrides, allow_insecure_loopback);
+    }
+    let mut failures = Vec::new();
+    for url in discovery_urls(issuer) {
+        match http.get_json::<ProviderMetadata>(&url).await {
+            Ok(HttpReply {
+                status: 200,
+                body: Ok(metadata),
+            }) => {
+                let metadata = metadata.validate(issuer)?;
+                return Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
+            }
+            Ok(HttpReply {
+                status: 200,
+                body: Err(reason),
+            }) => failures.push(format!("{url}: {reason}")),
+            Ok(HttpReply { status, .. }) => failures.push(format!("{url}: HTTP {status}")),
+            Err(error) => failures.push(format!("{url}: {error}")),
+        }
+    }
+    Err(Error::Discovery {
+        reason: failures.join("; "),
+    })
+}
+
+/// Starts a login ([RFC 6749 §4.1.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1),
+/// [RFC 7636 §4](https://www.rfc-editor.org/rfc/rfc7636#section-4)):
+/// fresh state, nonce and PKCE verifier, the transaction persisted, and the
+/// authorization request's query parameters returned for the caller to
+/// navigate to `config.endpoints.authorization`.
+pub async fn start_login<P: Clock + Crypto + SessionStore>(
+    config: &ClientConfig,
+    platform: &P,
+    extra_params: Vec<(String, String)>,
+    app_state: Option<String>,
+) -> Result<Vec<(String, String)>, Error> {
+    let verifier = PkceVerifier::from_random_bytes(&platform.random_32()?);
+    let state = State::from_random_bytes(&platform.random_32()?);
+    let nonce = Nonce::from_random_bytes(&platform.random_32()?);
+    let challenge =
+        PkceChallenge::from_sha256_digest(platform.sha256(verifier.secret().as_bytes()).await?);
+    let request = AuthorizationRequest {
+        issuer: config.issuer.clone(),
+        client_id: config.client_id.clone(),
+        redirect_uri: config.redirect_uri.clone(),
+        scope: config.scope.clone(),
+        extra_params,
+        app_state,
+    };
+    let (params, transaction) =
+        request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
+    platform.put_transaction(transaction).await?;
+    Ok(params)
+}
+
+/// What a completed login hands back to the app.
+#[derive(Debug)]
+pub struct LoginResult {
+    /// The persisted token set.
+    pub tokens: TokenSet,
+    /// The app's `appState` from `login`, as JSON text.
+    pub app_state: Option<String>,
+}
+
+/// Completes a login from the callback's query parameters: takes (and so
+/// consumes) the pending transaction, validates the callback in the fixed
+/// order of [`validate_callback`], exchanges the code
+/// ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)),
+/// and persists the token set. On any error nothing is stored.
+pub async fn finish_login<P: Clock + Http + SessionStore>(
+    config: &ClientConfig,
+    platform: &P,
+    callback_params: &[(String, String)],
+) -> Result<LoginResult, Error> {
+    // Taken before validation: a replayed or failed callback finds nothing.
+    let transaction = platform.take_transaction().await?;
+    let callback = validate_callback(
+        transaction,
+        callback_params,
+        &config.issuer,
+        config.endpoints.iss_parameter_supported,
+        platform.now_ms(),
+    )?;
+    let (form, outcome) = code_exchange_params(callback);
+    let reply = platform
+        .post_form::<RawTokenResponse>(&config.endpoints.token, &form)
+        .await?;
+    let tokens = token_set_from_reply(reply, platform.now_ms(), None)?;
+    platform.save_tokens(&tokens).await?;
+    Ok(LoginResult {
+        tokens,
+        app_state: outcome.app_state,
+    })
+}
+
+/// Turns a token endpoint reply into a token set
+/// ([RFC 6749 §5.1](https://www.rfc-editor.org/rfc/rfc6749#section-5.1),
+/// [§5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)): a 2xx whose
+/// body is not a token response is malformed; an error status with an
+/// unreadable body is still that status's error.
+pub fn token_set_from_reply(
+    reply: HttpReply<RawTokenResponse>,
+    now_ms: u64,
+    previous: Option<&TokenSet>,
+) -> Result<TokenSet, Error> {
+    let raw = match reply.body {
+        Ok(raw) => raw,
+        Err(reason) if (200..300).contains(&reply.status) => {
+            return Err(Error::MalformedTokenResponse { reason })
+        }
+        Err(_) => RawTokenResponse::default(),
+    };
+    TokenSet::from_response(reply.status, raw, now_ms, previous)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::base64url;
+    use crate::core::fakes::{block_on, FakePlatform};
+    use sha2::{Digest, Sha256};
+
+    const ISSUER: &str = "https://idp.example";
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn metadata(issuer: &str) -> String {
+        format!(
+            r#"{{"issuer":"{issuer}","authorization_endpoint":"{issuer}/auth","token_endpoint":"{issuer}/token",
+            "code_challenge_methods_supported":["S256"],"authorization_response_iss_parameter_supported":true}}"#
+        )
+    }
+
+    fn config() -> ClientConfig {
+        ClientConfig {
+            issuer: ISSUER.into(),
+            client_id: "spa".into(),
+            redirect_uri: "https://app.example/callback".into(),
+            scope: "openid api".into(),
+            endpoints: Endpoints {
+                authorization: format!("{ISSUER}/auth"),
+                token: format!("{ISSUER}/token"),
+                revocation: None,
+                end_session: None,
+                jwks_uri: None,
+                userinfo: None,
+                iss_parameter_supported: true,
+            },
+        }
+    }
+
+    fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
+        let mut values = params.iter().filter(|(k, _)| k == name);
+        let (_, value) = values.next().unwrap_or_else(|| panic!("no {name}"));
+        assert!(values.next().is_none(), "{name} appears twice");
+        value
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn explicit_endpoints_need_no_discovery() {
+        let platform = FakePlatform::at(NOW); // scripted with no request at all
+        let overrides = EndpointOverrides {
+            authorization: Some(format!("{ISSUER}/a")),
+            token: Some(format!("{ISSUER}/t")),
+            ..Default::default()
+        };
+        let endpoints = block_on(resolve_endpoints(&platform, ISSUER, overrides, false)).unwrap();
+        assert_eq!(endpoints.token, format!("{ISSUER}/t"));
+    }
+
+    #[test]
+    fn discovery_uses_openid_configuration_first() {
+        let platform = FakePlatform::at(NOW);
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/openid-configuration"),
+            200,
+            &metadata(ISSUER),
+        );
+        let endpoints = block_on(resolve_endpoints(
+            &platform,
+            ISSUER,
+            Default::default(),
+            false,
+        ))
+        .unwrap();
+        assert_eq!(endpoints.authorization, format!("{ISSUER}/auth"));
+        assert!(endpoints.iss_parameter_supported);
+    }
+
+    #[test]
+    fn discovery_falls_back_to_rfc8414() {
+        let platform = FakePlatform::at(NOW);
+        platform.expect_get_network_error(&format!("{ISSUER}/.well-known/openid-configuration"));
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/oauth-authorization-server"),
+            200,
+            &metadata(ISSUER),
+        );
+        let endpoints = block_on(resolve_endpoints(
+            &platform,
+            ISSUER,
+            Default::default(),
+            false,
+        ))
+        .unwrap();
+        assert_eq!(endpoints.token, format!("{ISSUER}/token"));
+    }
+
+    #[test]
+    fn discovery_rejects_another_issuer() {
+        let platform = FakePlatform::at(NOW);
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/openid-configuration"),
+            200,
+            &metadata("https://evil.example"),
+        );
+        let error = block_on(resolve_endpoints(
+            &platform,
+            ISSUER,
+            Default::default(),
+            false,
+        ))
+        .unwrap_err();
+        assert_eq!(error.code(), "issuer_mismatch");
+    }
+
+    #[test]
+    fn discovery_failure_names_both_documents() {
+        let platform = FakePlatform::at(NOW);
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/openid-configuration"),
+            404,
+            "{}",
+        );
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/oauth-authorization-server"),
+            200,
+            "not json",
+        );
+        let error = block_on(resolve_endpoints(
+            &platform,
+            ISSUER,
+            Default::default(),
+            false,
+        ))
+        .unwrap_err();
+        assert_eq!(error.code(), "discovery_failed");
+        let text = error.to_string();
+        assert!(
+            text.contains("HTTP 404") && text.contains("oauth-authorization-server"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn http_issuer_refused_without_the_loopback_switch() {
+        let platform = FakePlatform::at(NOW);
+        let error = block_on(resolve_endpoints(
+            &platform,
+            "http://127.0.0.1:9000",
+            Default::default(),
+            false,
+        ))
+        .unwrap_err();
+        assert_eq!(error.code(), "insecure_endpoint");
+    }
+
+    /// Starts a login and returns the authorization request parameters.
+    fn started(platform: &FakePlatform) -> Vec<(String, String)> {
+        let extra = owned(&[("prompt", "consent")]);
+        block_on(start_login(
+            &config(),
+            platform,
+            extra,
+            Some(r#"{"to":"/x"}"#.into()),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn start_login_sends_s256_challenge_of_the_stored_verifier() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        let verifier = PkceVerifier::from_random_bytes(&[1; 32]);
+        let challenge = base64url::encode(&Sha256::digest(verifier.secret().as_bytes()));
+        assert_eq!(param(&params, "code_challenge"), challenge);
+        assert_eq!(param(&params, "code_challenge_method"), "S256");
+        assert_eq!(param(&params, "response_type"), "code");
+        assert_eq!(param(&params, "prompt"), "consent");
+        assert!(
+            params.iter().all(|(_, v)| v != verifier.secret()),
+            "verifier never sent"
+        );
+        let stored = block_on(platform.store.take_transaction())
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.state.secret(), param(&params, "state"));
+        assert_eq!(stored.verifier.secret(), verifier.secret());
+        assert_eq!(
+            stored.nonce.as_ref().unwrap().secret(),
+            param(&params, "nonce")
+        );
+        assert_eq!(stored.created_at_ms, NOW);
+    }
+
+    #[test]
+    fn start_login_refuses_reserved_extra_params_and_stores_nothing() {
+        let platform = FakePlatform::at(NOW);
+        let extra = owned(&[("state", "mine")]);
+        let error = block_on(start_login(&config(), &platform, extra, None)).unwrap_err();
+        assert_eq!(error.code(), "invalid_option");
+        assert!(block_on(platform.store.take_transaction())
+            .unwrap()
+            .is_none());
+    }
+
+    fn callback(params: &[(String, String)], code: &str) -> Vec<(String, String)> {
+        owned(&[
+            ("code", code),
+            ("state", param(params, "state")),
+            ("iss", ISSUER),
+        ])
+    }
+
+    fn expect_code_exchange(platform: &FakePlatform, code: &str, status: u16, body: &str) {
+        let verifier = PkceVerifier::from_random_bytes(&[1; 32]);
+        platform.expect_post(
+            &format!("{ISSUER}/token"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", "https://app.example/callback"),
+                ("client_id", "spa"),
+                ("code_verifier", verifier.secret()),
+            ],
+            status,
+            body,
+        );
+    }
+
+    const TOKENS: &str =
+        r#"{"access_token":"at-1","token_type":"Bearer","expires_in":300,"refresh_token":"rt-1"}"#;
+
+    #[test]
+    fn finish_login_exchanges_the_code_and_persists_tokens() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        expect_code_exchange(&platform, "c-1", 200, TOKENS);
+        platform.now_ms.set(NOW + 5_000);
+        let result = block_on(finish_login(
+            &config(),
+            &platform,
+            &callback(&params, "c-1"),
+        ))
+        .unwrap();
+        assert_eq!(result.app_state.as_deref(), Some(r#"{"to":"/x"}"#));
+        assert_eq!(result.tokens.expires_at_ms, Some(NOW + 5_000 + 300_000));
+        let stored = block_on(platform.load_tokens()).unwrap().unwrap();
+        assert_eq!(stored.access_token.secret(), "at-1");
+        assert_eq!(stored.refresh_token.unwrap().secret(), "rt-1");
+    }
+
+    #[test]
+    fn a_replayed_callback_finds_no_transaction() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        expect_code_exchange(&platform, "c-1", 200, TOKENS);
+        block_on(finish_login(
+            &config(),
+            &platform,
+            &callback(&params, "c-1"),
+        ))
+        .unwrap();
+        block_on(platform.clear_tokens()).unwrap();
+        let replay = block_on(finish_login(
+            &config(),
+            &platform,
+            &callback(&params, "c-1"),
+        ));
+        assert_eq!(replay.unwrap_err().code(), "no_transaction");
+        assert!(block_on(platform.load_tokens()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_tampered_state_consumes_the_transaction_and_stores_nothing() {
+        let platform = FakePlatform::at(NOW);
+        started(&platform);
+        let forged = owned(&[("code", "c-1"), ("state", "forged"), ("iss", ISSUER)]);
+        let error = block_on(finish_login(&config(), &platform, &forged)).unwrap_err();
+        assert_eq!(error.code(), "state_mismatch");
+        assert!(block_on(platform.load_tokens()).unwrap().is_none());
+        assert!(block_on(platform.store.take_transaction())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_token_endpoint_error_stores_nothing() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        let body = r#"{"error":"invalid_grant","error_description":"code already used"}"#;
+        expect_code_exchange(&platform, "c-1", 400, body);
+        let error = block_on(finish_login(
+            &config(),
+            &platform,
+            &callback(&params, "c-1"),
+        ))
+        .unwrap_err();
+        assert_eq!(error.code(), "invalid_grant");
+        assert_eq!(error.error_description(), Some("code already used"));
+        assert!(block_on(platform.load_tokens()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_2xx_that_is_not_json_is_malformed_and_stores_nothing() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        expect_code_exchange(&platform, "c-1", 200, "<html>");
+        let error = block_on(finish_login(
+            &config(),
+            &platform,
+            &callback(&params, "c-1"),
+        ))
+        .unwrap_err();
+        assert_eq!(error.code(), "malformed_token_response");
+        assert!(block_on(platform.load_tokens()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_5xx_with_an_html_body_keeps_its_status() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        expect_code_exchange(&platform, "c-1", 502, "<html>Bad gateway</html>");
+        let error = block_on(finish_login(
+            &config(),
+            &platform,
+            &callback(&params, "c-1"),
+        ))
+        .unwrap_err();
+        assert_eq!((error.code(), error.status()), ("token_error", Some(502)));
+    }
+}

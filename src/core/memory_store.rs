@@ -1,0 +1,39 @@
+//! A [`SessionStore`] that keeps everything in memory: the `memory` storage
+//! kind for tokens, and the store native tests use.
+
+use std::cell::RefCell;
+
+use crate::core::{Error, PendingTransaction, TokenSet};
+use crate::platform::SessionStore;
+
+/// Tokens and the pending transaction in this tab's memory only.
+#[derive(Debug, Default)]
+pub struct MemorySessionStore {
+    tokens: RefCell<Option<TokenSet>>,
+    transaction: RefCell<Option<PendingTransaction>>,
+}
+
+impl SessionStore for MemorySessionStore {
+    async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
+        Ok(self.tokens.borrow().clone())
+    }
+
+    async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
+        *self.tokens.borrow_mut() = Some(tokens.clone());
+        Ok(())
+    }
+
+    async fn clear_tokens(&self) -> Result<(), Error> {
+        *self.tokens.borrow_mut() = None;
+        Ok(())
+    }
+
+    async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {
+        *self.transaction.borrow_mut() = Some(transaction);
+        Ok(())
+    }
+
+    async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error> {
+        Ok(self.transaction.borrow_mut().take())
+    }
+}
