@@ -1,9 +1,297 @@
 //! The `#[wasm_bindgen]` surface: what JavaScript sees.
+//!
+//! Thin by design: parse and validate the JS input once, call the core with
+//! the browser platform, and turn errors into JS `Error`s with a `code`.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::browser::js_error::to_js;
+use crate::browser::options::{self, ClientOptions};
+use crate::browser::platform::BrowserPlatform;
+use crate::browser::store::BrowserSessionStore;
+use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
+use crate::core::{Error, TokenSet};
+use crate::platform::{Clock, SessionStore};
 
 /// The latchkey version, e.g. `"0.1.0"`.
 #[wasm_bindgen]
 pub fn version() -> String {
     crate::VERSION.to_owned()
+}
+
+/// Query parameters of an authorization response, removed from the address
+/// bar after a callback so they are not bookmarked, shared or replayed.
+const CALLBACK_PARAMS: &[&str] = &[
+    "code",
+    "state",
+    "iss",
+    "error",
+    "error_description",
+    "error_uri",
+    "session_state",
+];
+
+struct Inner {
+    config: ClientConfig,
+    platform: BrowserPlatform,
+    /// The tab's in-memory copy of the session.
+    tokens: RefCell<Option<TokenSet>>,
+    storage_fallback: Option<String>,
+    storage_error: Option<String>,
+}
+
+/// An OAuth 2.0 / OpenID Connect client for one issuer and client id.
+#[wasm_bindgen]
+pub struct AuthClient {
+    inner: Rc<Inner>,
+}
+
+fn js_err(error: Error) -> JsValue {
+    to_js(&error)
+}
+
+/// Runs `work` as a JS promise.
+fn promise<F>(work: F) -> Promise
+where
+    F: std::future::Future<Output = Result<JsValue, Error>> + 'static,
+{
+    future_to_promise(async move { work.await.map_err(js_err) })
+}
+
+#[wasm_bindgen]
+impl AuthClient {
+    /// Validates the options, resolves the endpoints (discovery unless both
+    /// the authorization and token endpoints are given), opens the storage
+    /// and loads any stored session.
+    pub async fn create(options: JsValue) -> Result<AuthClient, JsValue> {
+        Self::create_inner(options).await.map_err(js_err)
+    }
+
+    async fn create_inner(options: JsValue) -> Result<AuthClient, Error> {
+        let ClientOptions {
+            issuer,
+            client_id,
+            redirect_uri,
+            scope,
+            storage,
+            allow_insecure_loopback,
+            overrides,
+            ..
+        } = options::parse(&options)?;
+        let (store, storage_fallback) =
+            BrowserSessionStore::open(storage, &issuer, &client_id).await;
+        let platform = BrowserPlatform { store };
+        let endpoints =
+            resolve_endpoints(&platform, &issuer, overrides, allow_insecure_loopback).await?;
+        // A corrupt or foreign record has been cleared by the store; the app
+        // is signed out and can ask why.
+        let (tokens, storage_error) = match platform.load_tokens().await {
+            Ok(tokens) => (tokens, None),
+            Err(error) => (None, Some(format!("{}: {error}", error.code()))),
+        };
+        let config = ClientConfig {
+            issuer,
+            client_id,
+            redirect_uri,
+            scope,
+            endpoints,
+        };
+        Ok(AuthClient {
+            inner: Rc::new(Inner {
+                config,
+                platform,
+                tokens: RefCell::new(tokens),
+                storage_fallback,
+                storage_error,
+            }),
+        })
+    }
+
+    /// The storage kind in use: the requested one, or `"memory"` after a
+    /// fallback (see `storageFallbackReason`).
+    #[wasm_bindgen(getter, js_name = storageKind)]
+    pub fn storage_kind(&self) -> String {
+        self.inner.platform.store.kind().as_str().to_owned()
+    }
+
+    /// Why the requested storage could not be used, if it could not.
+    #[wasm_bindgen(getter, js_name = storageFallbackReason)]
+    pub fn storage_fallback_reason(&self) -> Option<String> {
+        self.inner.storage_fallback.clone()
+    }
+
+    /// The problem found with the stored session at start-up (a corrupt or
+    /// foreign record, which was cleared), if any.
+    #[wasm_bindgen(getter, js_name = storageError)]
+    pub fn storage_error(&self) -> Option<String> {
+        self.inner.storage_error.clone()
+    }
+
+    /// The authorization URL for a new login, with the pending transaction
+    /// stored; `login` navigates to it.
+    #[wasm_bindgen(js_name = createLoginUrl)]
+    pub fn create_login_url(&self, options: JsValue) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        promise(async move { Ok(login_url(&inner, &options).await?.into()) })
+    }
+
+    /// Starts a login: stores the transaction and navigates to the
+    /// authorization endpoint (RFC 6749 §4.1.1, RFC 7636).
+    pub fn login(&self, options: JsValue) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        promise(async move {
+            let url = login_url(&inner, &options).await?;
+            window()?
+                .location()
+                .assign(&url)
+                .map_err(|_| Error::invalid_option("redirect", "navigation refused"))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Completes a login on the redirect page: validates the callback
+    /// (`url`, default the current address), exchanges the code, stores the
+    /// tokens and removes the callback parameters from the address bar.
+    /// Resolves with `{ appState }`.
+    #[wasm_bindgen(js_name = handleRedirectCallback)]
+    pub fn handle_redirect_callback(&self, url: Option<String>) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        promise(async move {
+            let current = window()?.location().href().unwrap_or_default();
+            let url = url.unwrap_or_else(|| current.clone());
+            let parsed = web_sys::Url::new(&url)
+                .map_err(|_| Error::invalid_option("url", "must be an absolute URL"))?;
+            let params = query_pairs(&parsed);
+            if url == current {
+                clean_address_bar(&parsed);
+            }
+            let result = finish_login(&inner.config, &inner.platform, &params).await?;
+            *inner.tokens.borrow_mut() = Some(result.tokens);
+            let app_state = match result.app_state {
+                Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
+                None => JsValue::UNDEFINED,
+            };
+            let outcome = Object::new();
+            let _ = Reflect::set(&outcome, &"appState".into(), &app_state);
+            Ok(outcome.into())
+        })
+    }
+
+    /// Whether this tab holds a session that is usable now or can be
+    /// refreshed.
+    #[wasm_bindgen(js_name = isAuthenticated)]
+    pub fn is_authenticated(&self) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        promise(async move {
+            let now = inner.platform.now_ms();
+            let signed_in = inner
+                .tokens
+                .borrow()
+                .as_ref()
+                .is_some_and(|t| !t.is_stale(now, 0) || t.can_refresh(now));
+            Ok(signed_in.into())
+        })
+    }
+}
+
+fn window() -> Result<web_sys::Window, Error> {
+    web_sys::window()
+        .ok_or_else(|| Error::invalid_option("window", "latchkey runs in a browser window"))
+}
+
+async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
+    let LoginOptions {
+        extra_params,
+        app_state,
+    } = login_options(options)?;
+    let params = start_login(&inner.config, &inner.platform, extra_params, app_state).await?;
+    let url = web_sys::Url::new(&inner.config.endpoints.authorization)
+        .map_err(|_| Error::invalid_option("authorizationEndpoint", "must be an absolute URL"))?;
+    let search = url.search_params();
+    for (name, value) in &params {
+        search.append(name, value);
+    }
+    Ok(url.href())
+}
+
+/// `login`'s options, read from JS.
+#[derive(Default)]
+struct LoginOptions {
+    extra_params: Vec<(String, String)>,
+    app_state: Option<String>,
+}
+
+/// Reads `login`'s `{ extraParams, appState }`.
+fn login_options(options: &JsValue) -> Result<LoginOptions, Error> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(LoginOptions::default());
+    }
+    let extra = Reflect::get(options, &"extraParams".into()).unwrap_or(JsValue::UNDEFINED);
+    let mut extra_params = Vec::new();
+    if !extra.is_undefined() {
+        if !extra.is_object() {
+            return Err(Error::invalid_option(
+                "extraParams",
+                "must be an object of strings",
+            ));
+        }
+        for entry in Object::entries(extra.unchecked_ref::<Object>()).iter() {
+            let pair: js_sys::Array = entry.unchecked_into();
+            let name = pair.get(0).as_string().unwrap_or_default();
+            let value = pair.get(1).as_string().ok_or_else(|| {
+                Error::invalid_option("extraParams", format!("{name:?} must be a string"))
+            })?;
+            extra_params.push((name, value));
+        }
+    }
+    let app_state = Reflect::get(options, &"appState".into()).unwrap_or(JsValue::UNDEFINED);
+    let app_state = if app_state.is_undefined() {
+        None
+    } else {
+        let json = js_sys::JSON::stringify(&app_state)
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or_else(|| Error::invalid_option("appState", "must be JSON-serialisable"))?;
+        Some(json)
+    };
+    Ok(LoginOptions {
+        extra_params,
+        app_state,
+    })
+}
+
+/// The query parameters in order, repeated names kept (the validator
+/// rejects duplicates).
+fn query_pairs(url: &web_sys::Url) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    if let Ok(Some(iter)) = js_sys::try_iter(&url.search_params()) {
+        for entry in iter.flatten() {
+            let pair: js_sys::Array = entry.unchecked_into();
+            pairs.push((
+                pair.get(0).as_string().unwrap_or_default(),
+                pair.get(1).as_string().unwrap_or_default(),
+            ));
+        }
+    }
+    pairs
+}
+
+/// Removes the authorization response parameters from the address bar.
+fn clean_address_bar(url: &web_sys::Url) {
+    let Ok(cleaned) = web_sys::Url::new(&url.href()) else {
+        return;
+    };
+    let search = cleaned.search_params();
+    for name in CALLBACK_PARAMS {
+        search.delete(name);
+    }
+    if let Some(Ok(history)) = web_sys::window().map(|w| w.history()) {
+        // Keeps the app's own history entry; only the URL changes.
+        let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&cleaned.href()));
+    }
 }

@@ -67,6 +67,25 @@ impl IdbKeyValue {
         transaction_done(&tx).await
     }
 
+    /// Stores `value` under `key` only if the key is absent; `Ok(false)`
+    /// when another writer got there first (two tabs creating one key).
+    pub async fn insert_new(&self, key: &str, value: &JsValue) -> Result<bool, JsValue> {
+        let tx = self
+            .db
+            .transaction_with_str_and_mode(&self.store, IdbTransactionMode::Readwrite)?;
+        tx.object_store(&self.store)?
+            .add_with_key(value, &key.into())?;
+        match transaction_done(&tx).await {
+            Ok(()) => Ok(true),
+            Err(error)
+                if crate::browser::js_error::describe(&error).starts_with("ConstraintError") =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Removes `key`; resolves once committed.
     pub async fn delete(&self, key: &str) -> Result<(), JsValue> {
         let tx = self

@@ -26,6 +26,7 @@ pub use token::{
 };
 
 pub mod client;
+pub mod envelope;
 pub mod memory_store;
 
 #[cfg(test)]

@@ -15,6 +15,16 @@ export function crateVersion() {
   return match[1];
 }
 
+// The folder with the end-to-end tests' app page and the release package.
+export const STAGED_APP = path.join(ROOT, "target/e2e-app");
+
+export function requireStagedApp() {
+  if (!existsSync(path.join(STAGED_APP, "latchkey/latchkey_bg.wasm"))) {
+    throw new Error("target/e2e-app is not staged: run scripts/build-pkg && scripts/stage-www");
+  }
+  return STAGED_APP;
+}
+
 export function requireStagedWww() {
   if (!existsSync(path.join(STAGED_WWW, "latchkey/latchkey_bg.wasm"))) {
     throw new Error("target/www is not staged: run scripts/build-pkg && scripts/stage-www");

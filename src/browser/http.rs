@@ -1,0 +1,70 @@
+//! [`Http`] over the browser's `fetch`, decoding JSON with `JSON.parse` and
+//! serde-wasm-bindgen (no JSON parser in the wasm).
+
+use serde::de::DeserializeOwned;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
+
+use crate::browser::js_error::describe;
+use crate::core::Error;
+use crate::platform::HttpReply;
+
+fn network(value: JsValue) -> Error {
+    Error::Network {
+        reason: describe(&value),
+    }
+}
+
+/// Sends one request and decodes the JSON answer.
+pub async fn send<T: DeserializeOwned>(
+    url: &str,
+    init: &RequestInit,
+) -> Result<HttpReply<T>, Error> {
+    let window = web_sys::window().ok_or_else(|| network("no window".into()))?;
+    let response: Response = JsFuture::from(window.fetch_with_str_and_init(url, init))
+        .await
+        .map_err(network)?
+        .unchecked_into();
+    let status = response.status();
+    let text = JsFuture::from(response.text().map_err(network)?)
+        .await
+        .map_err(network)?;
+    let body = js_sys::JSON::parse(&text.as_string().unwrap_or_default())
+        .map_err(|_| "the body is not JSON".to_owned())
+        .and_then(|json| serde_wasm_bindgen::from_value(json).map_err(|e| e.to_string()));
+    Ok(HttpReply { status, body })
+}
+
+/// `GET url` asking for JSON.
+pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<HttpReply<T>, Error> {
+    let headers = Headers::new().map_err(network)?;
+    headers.set("Accept", "application/json").map_err(network)?;
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_headers(&headers);
+    send(url, &init).await
+}
+
+/// `POST url` with a form-encoded body; credentials are never sent (a
+/// public client authenticates with PKCE, not cookies).
+pub async fn post_form<T: DeserializeOwned>(
+    url: &str,
+    form: &[(String, String)],
+) -> Result<HttpReply<T>, Error> {
+    let params = UrlSearchParams::new().map_err(network)?;
+    for (name, value) in form {
+        params.append(name, value);
+    }
+    let headers = Headers::new().map_err(network)?;
+    headers
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .map_err(network)?;
+    headers.set("Accept", "application/json").map_err(network)?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_credentials(web_sys::RequestCredentials::Omit);
+    init.set_body(&JsValue::from(params.to_string()));
+    send(url, &init).await
+}

@@ -1,0 +1,205 @@
+// Login with the Authorization Code flow + PKCE against the real test
+// authorization server, tokens persisted per storage kind, and the callback
+// failures that must store nothing.
+import { test, before, after, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+
+import { startIdp } from "../idp/server.mjs";
+import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
+import { requireStagedApp } from "./support/project.mjs";
+import { clientOptions, openApp, withClient, loginViaRedirect } from "./support/app.mjs";
+
+let idp;
+let browser;
+
+before(async () => {
+  idp = await startIdp({ serveSpa: { root: requireStagedApp() } });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await idp?.close();
+});
+
+beforeEach(() => idp.resetCounters());
+
+const isAuthenticated = (page, options) => withClient(page, options, (client) => client.isAuthenticated());
+
+// The raw stored record, read past latchkey, for checking what is at rest.
+async function rawRecord(page, storage, idp) {
+  const key = `latchkey:${idp.issuer}:${idp.clientId}:tokens`;
+  return page.evaluate(
+    async ([storage, key]) => {
+      if (storage === "localstorage") return localStorage.getItem(key);
+      const db = await new Promise((resolve, reject) => {
+        const request = indexedDB.open("latchkey", 1);
+        request.onsuccess = () => resolve(request.result);
+        request.onerror = () => reject(request.error);
+      });
+      return new Promise((resolve, reject) => {
+        const request = db.transaction("records").objectStore("records").get(key);
+        request.onsuccess = () => resolve(request.result ?? null);
+        request.onerror = () => reject(request.error);
+      });
+    },
+    [storage, key],
+  );
+}
+
+for (const storage of ["indexeddb", "localstorage"]) {
+  test(`${storage}: login, reload, and a second tab share the encrypted session`, async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const errors = collectPageErrors(page);
+      const options = clientOptions(idp, { storage });
+      const callbackUrl = await loginViaRedirect(page, idp, options, {
+        appState: { returnTo: "/inbox" },
+        extraParams: { prompt: "consent" },
+      });
+      const url = new URL(callbackUrl);
+      assert.ok(url.searchParams.get("code"), "redirected back with a code");
+      assert.equal(url.searchParams.get("iss"), idp.issuer);
+
+      const done = await withClient(page, options, async (client) => {
+        const result = await client.handleRedirectCallback();
+        return { result, href: location.href, kind: client.storageKind, authed: await client.isAuthenticated() };
+      });
+      assert.deepEqual(done.error, undefined);
+      assert.deepEqual(done.value.result, { appState: { returnTo: "/inbox" } });
+      assert.equal(done.value.kind, storage);
+      assert.equal(done.value.authed, true);
+      assert.equal(done.value.href, `${idp.spaOrigin}/`, "code, state and iss removed from the address bar");
+      assert.equal(idp.counters().token.byGrantType.authorization_code, 1);
+
+      const record = await rawRecord(page, storage, idp);
+      assert.match(record, /^\{"v":1,"iv":"[\w-]+","data":"[\w-]+"\}$/, "stored as an encrypted envelope");
+      assert.doesNotMatch(record, /access_token|refresh_token|Bearer/);
+
+      await page.reload();
+      await page.waitForSelector("body[data-ready=true]", { state: "attached" });
+      assert.deepEqual(await isAuthenticated(page, options), { value: true }, "still signed in after reload");
+
+      const second = await context.newPage();
+      await openApp(second, `${idp.spaOrigin}/`);
+      assert.deepEqual(await isAuthenticated(second, options), { value: true }, "a second tab sees the session");
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+test("memory: login works and nothing survives a reload", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const options = clientOptions(idp, { storage: "memory" });
+    await loginViaRedirect(page, idp, options);
+    const done = await withClient(page, options, async (client) => {
+      await client.handleRedirectCallback();
+      return [client.storageKind, await client.isAuthenticated()];
+    });
+    assert.deepEqual(done, { value: ["memory", true] });
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]", { state: "attached" });
+    assert.deepEqual(await isAuthenticated(page, options), { value: false });
+  } finally {
+    await context.close();
+  }
+});
+
+// Completes the redirect, then rewrites the callback URL with `edit` and
+// hands that to handleRedirectCallback via the address bar.
+async function callbackFailure(edit) {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const options = clientOptions(idp);
+    const callbackUrl = new URL(await loginViaRedirect(page, idp, options));
+    edit(callbackUrl.searchParams);
+    await openApp(page, callbackUrl.href);
+    const outcome = await withClient(page, options, async (client) => {
+      try {
+        await client.handleRedirectCallback();
+        return { ok: true };
+      } catch (e) {
+        return { code: e.code, error: e.error, href: location.href, authed: await client.isAuthenticated() };
+      }
+    });
+    const after = await rawRecord(page, "indexeddb", idp);
+    return { ...outcome.value, stored: after, exchanges: idp.counters().token.byGrantType.authorization_code };
+  } finally {
+    await context.close();
+  }
+}
+
+test("a tampered state is refused with state_mismatch and stores nothing", async () => {
+  const outcome = await callbackFailure((params) => params.set("state", "forged-state"));
+  assert.equal(outcome.code, "state_mismatch");
+  assert.equal(outcome.authed, false);
+  assert.equal(outcome.stored, null);
+  assert.equal(outcome.exchanges, 0, "no code exchange was attempted");
+  assert.equal(outcome.href, `${idp.spaOrigin}/`, "address bar cleaned");
+});
+
+test("a missing state is refused with state_missing", async () => {
+  const outcome = await callbackFailure((params) => params.delete("state"));
+  assert.equal(outcome.code, "state_missing");
+  assert.equal(outcome.stored, null);
+});
+
+test("error=access_denied from the server gives authorization_error carrying the server's error", async () => {
+  const outcome = await callbackFailure((params) => {
+    params.delete("code");
+    params.set("error", "access_denied");
+    params.set("error_description", "the user said no");
+  });
+  assert.equal(outcome.code, "authorization_error");
+  assert.equal(outcome.error, "access_denied");
+  assert.equal(outcome.stored, null);
+  assert.equal(outcome.exchanges, 0);
+});
+
+test("a replayed callback is refused with no_transaction and changes nothing", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const options = clientOptions(idp, { storage: "localstorage" });
+    const callbackUrl = await loginViaRedirect(page, idp, options);
+    await withClient(page, options, (client) => client.handleRedirectCallback());
+    const before = await rawRecord(page, "localstorage", idp);
+    await openApp(page, callbackUrl);
+    const replay = await withClient(page, options, (client) => client.handleRedirectCallback());
+    assert.equal(replay.error.code, "no_transaction");
+    assert.equal(await rawRecord(page, "localstorage", idp), before, "the session is untouched");
+    assert.equal(idp.counters().token.byGrantType.authorization_code, 1, "the code was not sent again");
+  } finally {
+    await context.close();
+  }
+});
+
+test("create() validates options with errors naming the field", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await openApp(page, `${idp.spaOrigin}/`);
+    const base = clientOptions(idp);
+    const cases = [
+      [{ ...base, clientId: undefined }, "invalid_option", /clientId/],
+      [{ ...base, storage: "cookies" }, "invalid_option", /storage/],
+      [{ ...base, redirectUri: "callback.html" }, "invalid_option", /redirectUri/],
+      [{ ...base, clientld: "typo" }, "invalid_option", /clientld/],
+      [{ ...base, allowInsecureLoopback: false }, "insecure_endpoint", /issuer/],
+      [{ ...base, issuer: `${idp.issuer}/other` }, "discovery_failed", /./],
+    ];
+    for (const [options, code, mentions] of cases) {
+      const result = await withClient(page, options, () => "created");
+      assert.equal(result.error?.code, code, JSON.stringify(result));
+      assert.match(result.error.message, mentions);
+    }
+  } finally {
+    await context.close();
+  }
+});

@@ -1,0 +1,56 @@
+// Helpers for driving the e2e app page (tests/e2e/app) against the test IdP.
+
+// Options for AuthClient.create pointing at `idp`.
+export function clientOptions(idp, extra = {}) {
+  return {
+    issuer: idp.issuer,
+    clientId: idp.clientId,
+    redirectUri: `${idp.spaOrigin}/`,
+    scope: "openid offline_access api",
+    allowInsecureLoopback: true,
+    ...extra,
+  };
+}
+
+export async function openApp(page, url) {
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready=true]", { state: "attached", timeout: 15_000 });
+}
+
+// Runs `AuthClient.create(options)` then `body(client, arg)` in the page;
+// a rejection comes back as { error: { code, message, error, status } }.
+export async function withClient(page, options, body, arg) {
+  return page.evaluate(
+    async ([options, source, arg]) => {
+      try {
+        const client = await window.latchkey.AuthClient.create(options);
+        // eslint-disable-next-line no-new-func
+        const run = new Function("client", "arg", `return (${source})(client, arg);`);
+        return { value: await run(client, arg) };
+      } catch (e) {
+        return { error: { code: e.code, message: e.message, error: e.error, status: e.status } };
+      }
+    },
+    [options, body.toString(), arg],
+  );
+}
+
+// Logs in through the real redirect: login() navigates to the IdP, which
+// signs "alice" in without UI and redirects back with code, state and iss.
+// Resolves with the callback URL the browser landed on.
+export async function loginViaRedirect(page, idp, options, loginOptions = {}) {
+  await openApp(page, `${idp.spaOrigin}/`);
+  const landed = page.waitForURL((url) => url.searchParams.has("code") || url.searchParams.has("error"), {
+    timeout: 15_000,
+  });
+  // Not awaited inside: the page navigates away while login() runs.
+  await page.evaluate(
+    ([options, loginOptions]) => {
+      window.latchkey.AuthClient.create(options).then((client) => client.login(loginOptions));
+    },
+    [options, loginOptions],
+  );
+  await landed;
+  await page.waitForSelector("body[data-ready=true]", { state: "attached", timeout: 15_000 });
+  return page.url();
+}
