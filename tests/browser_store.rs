@@ -1,0 +1,194 @@
+//! The token stores against real IndexedDB, localStorage and WebCrypto in
+//! headless Chromium (`wasm-pack test --headless --chrome`).
+#![cfg(target_arch = "wasm32")]
+
+use gloo_storage::{LocalStorage, Storage as _};
+use latchkey::browser::idb::IdbKeyValue;
+use latchkey::browser::store::{storage_key, BrowserSessionStore, StorageKind, RECORDS_DB};
+use latchkey::browser::webcrypto;
+use latchkey::core::envelope::{associated_data, Envelope};
+use latchkey::core::{base64url, AccessToken, RefreshToken, TokenSet};
+use latchkey::platform::SessionStore;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const ISSUER: &str = "https://idp.test";
+const ACCESS: &str = "access-token-secret-text";
+const REFRESH: &str = "refresh-token-secret-text";
+
+fn tokens(access: &str) -> TokenSet {
+    TokenSet {
+        access_token: AccessToken::new(access.into()),
+        token_type: "Bearer".into(),
+        expires_at_ms: Some(1_900_000_000_000),
+        refresh_token: Some(RefreshToken::new(REFRESH.into())),
+        scope: Some("openid api".into()),
+        id_token: None,
+        refresh_expires_at_ms: None,
+        issued_at_ms: 1_800_000_000_000,
+    }
+}
+
+async fn open(kind: StorageKind, client: &str) -> BrowserSessionStore {
+    let (store, fallback) = BrowserSessionStore::open(kind, ISSUER, client).await;
+    assert_eq!(fallback, None);
+    assert_eq!(store.kind(), kind);
+    store
+}
+
+/// The raw stored text of the tokens record, read past the store.
+async fn raw(kind: StorageKind, store: &BrowserSessionStore) -> Option<String> {
+    let key = store.record_key("tokens");
+    match kind {
+        StorageKind::IndexedDb => {
+            let kv = IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1).await.unwrap();
+            kv.get(&key).await.unwrap().and_then(|v| v.as_string())
+        }
+        StorageKind::LocalStorage => LocalStorage::raw().get_item(&key).unwrap(),
+        StorageKind::Memory => None,
+    }
+}
+
+async fn write_raw(kind: StorageKind, key: &str, text: &str) {
+    match kind {
+        StorageKind::IndexedDb => {
+            let kv = IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1).await.unwrap();
+            kv.put(key, &JsValue::from_str(text)).await.unwrap();
+        }
+        _ => LocalStorage::raw().set_item(key, text).unwrap(),
+    }
+}
+
+const PERSISTENT: [StorageKind; 2] = [StorageKind::IndexedDb, StorageKind::LocalStorage];
+
+#[wasm_bindgen_test]
+async fn every_store_round_trips() {
+    for kind in [
+        StorageKind::IndexedDb,
+        StorageKind::LocalStorage,
+        StorageKind::Memory,
+    ] {
+        let store = open(kind, &format!("round-trip-{}", kind.as_str())).await;
+        assert!(store.load_tokens().await.unwrap().is_none());
+        store.save_tokens(&tokens(ACCESS)).await.unwrap();
+        let loaded = store.load_tokens().await.unwrap().unwrap();
+        assert_eq!(loaded.access_token.secret(), ACCESS);
+        assert_eq!(loaded.refresh_token.unwrap().secret(), REFRESH);
+        assert_eq!(loaded.expires_at_ms, Some(1_900_000_000_000));
+        store.clear_tokens().await.unwrap();
+        assert!(store.load_tokens().await.unwrap().is_none());
+    }
+}
+
+#[wasm_bindgen_test]
+async fn persisted_bytes_hold_no_token_text_and_one_layer_of_encryption() {
+    for kind in PERSISTENT {
+        let client = format!("at-rest-{}", kind.as_str());
+        let store = open(kind, &client).await;
+        store.save_tokens(&tokens("first-access")).await.unwrap();
+        store.save_tokens(&tokens(ACCESS)).await.unwrap();
+        let text = raw(kind, &store).await.expect("a record is stored");
+        assert!(!text.contains(ACCESS) && !text.contains(REFRESH), "{text}");
+
+        // Decrypting the stored envelope once yields the plaintext token set:
+        // saving twice did not wrap an envelope in another.
+        let envelope = Envelope::parse(&text).unwrap();
+        let key = storage_key().await.unwrap();
+        let aad = associated_data(ISSUER, &client, "tokens");
+        let plain = webcrypto::decrypt(&key, &envelope.iv, &aad, &envelope.data)
+            .await
+            .unwrap();
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(plain.starts_with('{') && plain.contains(ACCESS), "{plain}");
+        assert!(Envelope::parse(&plain).is_err(), "exactly one layer");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_corrupt_record_is_reported_and_cleared() {
+    for kind in PERSISTENT {
+        let store = open(kind, &format!("corrupt-{}", kind.as_str())).await;
+        store.save_tokens(&tokens(ACCESS)).await.unwrap();
+        let key = store.record_key("tokens");
+        let mut text = raw(kind, &store).await.unwrap();
+        // Flip one character of the ciphertext: the GCM tag no longer matches.
+        let last = text.len() - 3;
+        let flipped = if &text[last..last + 1] == "A" {
+            "B"
+        } else {
+            "A"
+        };
+        text.replace_range(last..last + 1, flipped);
+        write_raw(kind, &key, &text).await;
+
+        let error = store.load_tokens().await.unwrap_err();
+        assert_eq!(error.code(), "corrupt_record");
+        assert_eq!(raw(kind, &store).await, None, "the record was cleared");
+        assert!(store.load_tokens().await.unwrap().is_none());
+
+        write_raw(kind, &key, "{\"access_token\":\"plaintext\"}").await;
+        assert_eq!(
+            store.load_tokens().await.unwrap_err().code(),
+            "corrupt_record"
+        );
+        assert_eq!(raw(kind, &store).await, None);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_record_from_another_client_does_not_decrypt() {
+    for kind in PERSISTENT {
+        let theirs = open(kind, &format!("theirs-{}", kind.as_str())).await;
+        let ours = open(kind, &format!("ours-{}", kind.as_str())).await;
+        theirs.save_tokens(&tokens(ACCESS)).await.unwrap();
+        let copied = raw(kind, &theirs).await.unwrap();
+        write_raw(kind, &ours.record_key("tokens"), &copied).await;
+        assert_eq!(
+            ours.load_tokens().await.unwrap_err().code(),
+            "corrupt_record"
+        );
+        assert!(
+            theirs.load_tokens().await.unwrap().is_some(),
+            "theirs is untouched"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_storage_key_is_not_extractable_and_is_shared() {
+    let key = storage_key().await.unwrap();
+    assert!(!key.extractable());
+    let subtle = web_sys::window().unwrap().crypto().unwrap().subtle();
+    let exported = JsFuture::from(subtle.export_key("raw", &key).unwrap()).await;
+    assert!(
+        exported.is_err(),
+        "exportKey must fail for a non-extractable key"
+    );
+    // A second lookup (as another tab would do) finds the same key: a record
+    // sealed under one decrypts under the other.
+    let again = storage_key().await.unwrap();
+    let iv = [9u8; 12];
+    let sealed = webcrypto::encrypt(&key, &iv, b"aad", b"hello")
+        .await
+        .unwrap();
+    assert_eq!(
+        webcrypto::decrypt(&again, &iv, b"aad", &sealed)
+            .await
+            .unwrap(),
+        b"hello"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn webcrypto_sha256_gives_the_rfc7636_appendix_b_challenge() {
+    let digest = webcrypto::sha256(b"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+        .await
+        .unwrap();
+    assert_eq!(
+        base64url::encode(&digest),
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    );
+}
