@@ -10,6 +10,7 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
 use crate::browser::options::{self, ClientOptions};
 use crate::browser::platform::BrowserPlatform;
@@ -43,6 +44,7 @@ struct Inner {
     tokens: RefCell<Option<TokenSet>>,
     storage_fallback: Option<String>,
     storage_error: Option<String>,
+    events: Rc<Emitter>,
 }
 
 /// An OAuth 2.0 / OpenID Connect client for one issuer and client id.
@@ -101,6 +103,15 @@ impl AuthClient {
             scope,
             endpoints,
         };
+        let events = Rc::<Emitter>::default();
+        if let Some(reason) = &storage_fallback {
+            let detail = storage_event("fallback", storage.as_str(), reason);
+            events.emit_soon(EventName::Storage, detail);
+        }
+        if let Some(reason) = &storage_error {
+            let detail = storage_event("cleared", platform.store.kind().as_str(), reason);
+            events.emit_soon(EventName::Storage, detail);
+        }
         Ok(AuthClient {
             inner: Rc::new(Inner {
                 config,
@@ -108,8 +119,21 @@ impl AuthClient {
                 tokens: RefCell::new(tokens),
                 storage_fallback,
                 storage_error,
+                events,
             }),
         })
+    }
+
+    /// Subscribes `listener` to `event` (`"storage"`: the storage fell back
+    /// to memory, or a corrupt or foreign record was cleared). Returns a
+    /// function that unsubscribes.
+    pub fn on(
+        &self,
+        event: String,
+        listener: js_sys::Function,
+    ) -> Result<js_sys::Function, JsValue> {
+        let event = EventName::parse(&event).map_err(js_err)?;
+        Ok(self.inner.events.subscribe(event, listener))
     }
 
     /// The storage kind in use: the requested one, or `"memory"` after a
@@ -197,6 +221,15 @@ impl AuthClient {
             Ok(signed_in.into())
         })
     }
+}
+
+/// The detail of a `storage` event: `{ type, storage, reason }`.
+fn storage_event(kind: &str, storage: &str, reason: &str) -> JsValue {
+    let detail = Object::new();
+    let _ = Reflect::set(&detail, &"type".into(), &kind.into());
+    let _ = Reflect::set(&detail, &"storage".into(), &storage.into());
+    let _ = Reflect::set(&detail, &"reason".into(), &reason.into());
+    detail.into()
 }
 
 fn window() -> Result<web_sys::Window, Error> {

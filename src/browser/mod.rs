@@ -1,5 +1,6 @@
 //! web-sys adapters implementing the [`crate::platform`] traits.
 
+pub mod events;
 pub mod http;
 pub mod idb;
 pub mod js_error;

@@ -203,3 +203,57 @@ test("create() validates options with errors naming the field", async () => {
     await context.close();
   }
 });
+
+// Creates a client in a fresh page and collects the `storage` events it
+// emits right after creation.
+async function storageEventsAtCreate(page, options) {
+  return withClient(page, options, async (client) => {
+    const events = [];
+    client.on("storage", (detail) => events.push(detail));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return { events, kind: client.storageKind, reason: client.storageFallbackReason };
+  });
+}
+
+test("IndexedDB refusing to open falls back to memory and says so in a storage event", async () => {
+  const context = await browser.newContext();
+  try {
+    // Private-mode style failure: every open throws.
+    await context.addInitScript(() => {
+      IDBFactory.prototype.open = () => {
+        throw new DOMException("IndexedDB is disabled", "InvalidStateError");
+      };
+    });
+    const page = await context.newPage();
+    await openApp(page, `${idp.spaOrigin}/`);
+    const { value } = await storageEventsAtCreate(page, clientOptions(idp, { storage: "indexeddb" }));
+    assert.equal(value.kind, "memory");
+    assert.match(value.reason, /IndexedDB is disabled/);
+    assert.equal(value.events.length, 1);
+    assert.equal(value.events[0].type, "fallback");
+    assert.equal(value.events[0].storage, "indexeddb");
+  } finally {
+    await context.close();
+  }
+});
+
+test("a corrupt stored record is cleared at start-up with a storage event, signed out", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await openApp(page, `${idp.spaOrigin}/`);
+    const options = clientOptions(idp, { storage: "localstorage" });
+    await page.evaluate((key) => localStorage.setItem(key, '{"v":1,"iv":"AAAA","data":"garbage"}'), `latchkey:${idp.issuer}:${idp.clientId}:tokens`);
+    const { value } = await storageEventsAtCreate(page, options);
+    assert.equal(value.kind, "localstorage");
+    assert.equal(value.events.length, 1);
+    assert.equal(value.events[0].type, "cleared");
+    assert.match(value.events[0].reason, /^corrupt_record/);
+    assert.equal(await rawRecord(page, "localstorage", idp), null, "the corrupt record is gone");
+    assert.deepEqual(await isAuthenticated(page, options), { value: false });
+    const wrongEvent = await withClient(page, options, (client) => client.on("sesionExpired", () => {}));
+    assert.equal(wrongEvent.error.code, "invalid_option");
+  } finally {
+    await context.close();
+  }
+});

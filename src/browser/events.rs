@@ -1,0 +1,95 @@
+//! The client's event emitter: `on(name, listener)` returns an unsubscribe
+//! function. A listener that throws does not stop the others or latchkey.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use js_sys::Function;
+use wasm_bindgen::prelude::*;
+
+use crate::core::Error;
+
+/// The events a client emits. Only `storage` so far; `tokens`,
+/// `sessionExpired` and `signedOut` arrive with the refresh and sign-out work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventName {
+    /// The storage fell back to memory, or a stored record was cleared.
+    Storage,
+}
+
+impl EventName {
+    /// Parses an event name given to `on`.
+    pub fn parse(name: &str) -> Result<EventName, Error> {
+        match name {
+            "storage" => Ok(EventName::Storage),
+            _ => Err(Error::invalid_option(
+                "event",
+                format!("unknown event {name:?} (expected \"storage\")"),
+            )),
+        }
+    }
+}
+
+struct Listener {
+    id: u32,
+    event: EventName,
+    function: Function,
+}
+
+/// Listeners of one client.
+#[derive(Default)]
+pub struct Emitter {
+    listeners: RefCell<Vec<Listener>>,
+    next_id: Cell<u32>,
+}
+
+impl Emitter {
+    /// Adds a listener; the returned JS function removes it (calling it
+    /// again does nothing).
+    pub fn subscribe(self: &Rc<Self>, event: EventName, function: Function) -> Function {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.listeners.borrow_mut().push(Listener {
+            id,
+            event,
+            function,
+        });
+        let emitter: Weak<Emitter> = Rc::downgrade(self);
+        let unsubscribe = Closure::<dyn FnMut()>::new(move || {
+            if let Some(emitter) = emitter.upgrade() {
+                emitter.listeners.borrow_mut().retain(|l| l.id != id);
+            }
+        });
+        unsubscribe.into_js_value().unchecked_into()
+    }
+
+    /// Calls every listener of `event` with `detail`.
+    pub fn emit(&self, event: EventName, detail: &JsValue) {
+        // Copied first: a listener may subscribe or unsubscribe while called.
+        let functions: Vec<Function> = self
+            .listeners
+            .borrow()
+            .iter()
+            .filter(|l| l.event == event)
+            .map(|l| l.function.clone())
+            .collect();
+        for function in functions {
+            let _ = function.call1(&JsValue::UNDEFINED, detail);
+        }
+    }
+
+    /// Emits on the next macrotask, so that listeners the app adds right
+    /// after `await AuthClient.create(...)` receive start-up events.
+    pub fn emit_soon(self: &Rc<Self>, event: EventName, detail: JsValue) {
+        let emitter = Rc::downgrade(self);
+        let deliver = Closure::once_into_js(move || {
+            if let Some(emitter) = emitter.upgrade() {
+                emitter.emit(event, &detail);
+            }
+        });
+        if let Some(window) = web_sys::window() {
+            let _ = window
+                .set_timeout_with_callback_and_timeout_and_arguments_0(deliver.unchecked_ref(), 0);
+        }
+    }
+}
