@@ -40,6 +40,7 @@ const CALLBACK_PARAMS: &[&str] = &[
 struct Inner {
     config: ClientConfig,
     platform: BrowserPlatform,
+    store: BrowserSessionStore,
     /// The tab's in-memory copy of the session.
     tokens: RefCell<Option<TokenSet>>,
     storage_fallback: Option<String>,
@@ -87,12 +88,12 @@ impl AuthClient {
         } = options::parse(&options)?;
         let (store, storage_fallback) =
             BrowserSessionStore::open(storage, &issuer, &client_id).await;
-        let platform = BrowserPlatform { store };
+        let platform = BrowserPlatform;
         let endpoints =
             resolve_endpoints(&platform, &issuer, overrides, allow_insecure_loopback).await?;
         // A corrupt or foreign record has been cleared by the store; the app
         // is signed out and can ask why.
-        let (tokens, storage_error) = match platform.load_tokens().await {
+        let (tokens, storage_error) = match store.load_tokens().await {
             Ok(tokens) => (tokens, None),
             Err(error) => (None, Some(format!("{}: {error}", error.code()))),
         };
@@ -109,13 +110,14 @@ impl AuthClient {
             events.emit_soon(EventName::Storage, detail);
         }
         if let Some(reason) = &storage_error {
-            let detail = storage_event("cleared", platform.store.kind().as_str(), reason);
+            let detail = storage_event("cleared", store.kind().as_str(), reason);
             events.emit_soon(EventName::Storage, detail);
         }
         Ok(AuthClient {
             inner: Rc::new(Inner {
                 config,
                 platform,
+                store,
                 tokens: RefCell::new(tokens),
                 storage_fallback,
                 storage_error,
@@ -140,7 +142,7 @@ impl AuthClient {
     /// fallback (see `storageFallbackReason`).
     #[wasm_bindgen(getter, js_name = storageKind)]
     pub fn storage_kind(&self) -> String {
-        self.inner.platform.store.kind().as_str().to_owned()
+        self.inner.store.kind().as_str().to_owned()
     }
 
     /// Why the requested storage could not be used, if it could not.
@@ -194,7 +196,8 @@ impl AuthClient {
             if url == current {
                 clean_address_bar(&parsed);
             }
-            let result = finish_login(&inner.config, &inner.platform, &params).await?;
+            let result =
+                finish_login(&inner.config, &inner.platform, &inner.store, &params).await?;
             *inner.tokens.borrow_mut() = Some(result.tokens);
             let app_state = match result.app_state {
                 Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
@@ -242,7 +245,14 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
         extra_params,
         app_state,
     } = login_options(options)?;
-    let params = start_login(&inner.config, &inner.platform, extra_params, app_state).await?;
+    let params = start_login(
+        &inner.config,
+        &inner.platform,
+        &inner.store,
+        extra_params,
+        app_state,
+    )
+    .await?;
     let url = web_sys::Url::new(&inner.config.endpoints.authorization)
         .map_err(|_| Error::invalid_option("authorizationEndpoint", "must be an absolute URL"))?;
     let search = url.search_params();

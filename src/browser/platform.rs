@@ -1,19 +1,16 @@
-//! The browser's implementation of every [`crate::platform`] trait, in one
-//! value the core's generic functions take.
+//! The browser's clock, crypto and HTTP in one value the core's generic
+//! functions take.
 
 use serde::de::DeserializeOwned;
 
 use crate::browser::js_error::crypto;
-use crate::browser::store::BrowserSessionStore;
 use crate::browser::{http, webcrypto};
-use crate::core::{Error, PendingTransaction, TokenSet};
-use crate::platform::{Clock, Crypto, Http, HttpReply, SessionStore};
+use crate::core::Error;
+use crate::platform::{Clock, Crypto, Http, HttpReply};
 
-/// The browser platform for one client.
-pub struct BrowserPlatform {
-    /// Where this client's session lives.
-    pub store: BrowserSessionStore,
-}
+/// The browser's clock, crypto and HTTP (the session store is separate:
+/// [`crate::browser::store::BrowserSessionStore`]).
+pub struct BrowserPlatform;
 
 impl Clock for BrowserPlatform {
     fn now_ms(&self) -> u64 {
@@ -42,23 +39,5 @@ impl Http for BrowserPlatform {
         form: &[(String, String)],
     ) -> Result<HttpReply<T>, Error> {
         http::post_form(url, form).await
-    }
-}
-
-impl SessionStore for BrowserPlatform {
-    async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
-        self.store.load_tokens().await
-    }
-    async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
-        self.store.save_tokens(tokens).await
-    }
-    async fn clear_tokens(&self) -> Result<(), Error> {
-        self.store.clear_tokens().await
-    }
-    async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {
-        self.store.put_transaction(transaction).await
-    }
-    async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error> {
-        self.store.take_transaction().await
     }
 }

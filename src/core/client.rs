@@ -68,9 +68,10 @@ pub async fn resolve_endpoints<H: Http>(
 /// fresh state, nonce and PKCE verifier, the transaction persisted, and the
 /// authorization request's query parameters returned for the caller to
 /// navigate to `config.endpoints.authorization`.
-pub async fn start_login<P: Clock + Crypto + SessionStore>(
+pub async fn start_login<P: Clock + Crypto, S: SessionStore>(
     config: &ClientConfig,
     platform: &P,
+    store: &S,
     extra_params: Vec<(String, String)>,
     app_state: Option<String>,
 ) -> Result<Vec<(String, String)>, Error> {
@@ -89,7 +90,7 @@ pub async fn start_login<P: Clock + Crypto + SessionStore>(
     };
     let (params, transaction) =
         request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
-    platform.put_transaction(transaction).await?;
+    store.put_transaction(transaction).await?;
     Ok(params)
 }
 
@@ -107,13 +108,14 @@ pub struct LoginResult {
 /// order of [`validate_callback`], exchanges the code
 /// ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)),
 /// and persists the token set. On any error nothing is stored.
-pub async fn finish_login<P: Clock + Http + SessionStore>(
+pub async fn finish_login<P: Clock + Http, S: SessionStore>(
     config: &ClientConfig,
     platform: &P,
+    store: &S,
     callback_params: &[(String, String)],
 ) -> Result<LoginResult, Error> {
     // Taken before validation: a replayed or failed callback finds nothing.
-    let transaction = platform.take_transaction().await?;
+    let transaction = store.take_transaction().await?;
     let callback = validate_callback(
         transaction,
         callback_params,
@@ -126,7 +128,7 @@ pub async fn finish_login<P: Clock + Http + SessionStore>(
         .post_form::<RawTokenResponse>(&config.endpoints.token, &form)
         .await?;
     let tokens = token_set_from_reply(reply, platform.now_ms(), None)?;
-    platform.save_tokens(&tokens).await?;
+    store.save_tokens(&tokens).await?;
     Ok(LoginResult {
         tokens,
         app_state: outcome.app_state,
@@ -317,6 +319,7 @@ mod tests {
         block_on(start_login(
             &config(),
             platform,
+            &platform.store,
             extra,
             Some(r#"{"to":"/x"}"#.into()),
         ))
@@ -353,7 +356,14 @@ mod tests {
     fn start_login_refuses_reserved_extra_params_and_stores_nothing() {
         let platform = FakePlatform::at(NOW);
         let extra = owned(&[("state", "mine")]);
-        let error = block_on(start_login(&config(), &platform, extra, None)).unwrap_err();
+        let error = block_on(start_login(
+            &config(),
+            &platform,
+            &platform.store,
+            extra,
+            None,
+        ))
+        .unwrap_err();
         assert_eq!(error.code(), "invalid_option");
         assert!(block_on(platform.store.take_transaction())
             .unwrap()
@@ -396,12 +406,13 @@ mod tests {
         let result = block_on(finish_login(
             &config(),
             &platform,
+            &platform.store,
             &callback(&params, "c-1"),
         ))
         .unwrap();
         assert_eq!(result.app_state.as_deref(), Some(r#"{"to":"/x"}"#));
         assert_eq!(result.tokens.expires_at_ms, Some(NOW + 5_000 + 300_000));
-        let stored = block_on(platform.load_tokens()).unwrap().unwrap();
+        let stored = block_on(platform.store.load_tokens()).unwrap().unwrap();
         assert_eq!(stored.access_token.secret(), "at-1");
         assert_eq!(stored.refresh_token.unwrap().secret(), "rt-1");
     }
@@ -414,17 +425,19 @@ mod tests {
         block_on(finish_login(
             &config(),
             &platform,
+            &platform.store,
             &callback(&params, "c-1"),
         ))
         .unwrap();
-        block_on(platform.clear_tokens()).unwrap();
+        block_on(platform.store.clear_tokens()).unwrap();
         let replay = block_on(finish_login(
             &config(),
             &platform,
+            &platform.store,
             &callback(&params, "c-1"),
         ));
         assert_eq!(replay.unwrap_err().code(), "no_transaction");
-        assert!(block_on(platform.load_tokens()).unwrap().is_none());
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
 
     #[test]
@@ -432,9 +445,10 @@ mod tests {
         let platform = FakePlatform::at(NOW);
         started(&platform);
         let forged = owned(&[("code", "c-1"), ("state", "forged"), ("iss", ISSUER)]);
-        let error = block_on(finish_login(&config(), &platform, &forged)).unwrap_err();
+        let error =
+            block_on(finish_login(&config(), &platform, &platform.store, &forged)).unwrap_err();
         assert_eq!(error.code(), "state_mismatch");
-        assert!(block_on(platform.load_tokens()).unwrap().is_none());
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
         assert!(block_on(platform.store.take_transaction())
             .unwrap()
             .is_none());
@@ -449,12 +463,13 @@ mod tests {
         let error = block_on(finish_login(
             &config(),
             &platform,
+            &platform.store,
             &callback(&params, "c-1"),
         ))
         .unwrap_err();
         assert_eq!(error.code(), "invalid_grant");
         assert_eq!(error.error_description(), Some("code already used"));
-        assert!(block_on(platform.load_tokens()).unwrap().is_none());
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
 
     #[test]
@@ -465,11 +480,12 @@ mod tests {
         let error = block_on(finish_login(
             &config(),
             &platform,
+            &platform.store,
             &callback(&params, "c-1"),
         ))
         .unwrap_err();
         assert_eq!(error.code(), "malformed_token_response");
-        assert!(block_on(platform.load_tokens()).unwrap().is_none());
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
 
     #[test]
@@ -480,6 +496,7 @@ mod tests {
         let error = block_on(finish_login(
             &config(),
             &platform,
+            &platform.store,
             &callback(&params, "c-1"),
         ))
         .unwrap_err();

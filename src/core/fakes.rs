@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::core::memory_store::MemorySessionStore;
-use crate::core::{Error, PendingTransaction, TokenSet};
-use crate::platform::{Clock, Crypto, Http, HttpReply, SessionStore};
+use crate::core::Error;
+use crate::platform::{Clock, Crypto, Http, HttpReply};
 
 /// One scripted exchange: the request expected and the reply to give.
 #[derive(Debug)]
@@ -21,7 +21,8 @@ struct Exchange {
     reply: Result<(u16, String), Error>,
 }
 
-/// Clock, crypto, HTTP and store in one value, as the browser's is.
+/// Clock, crypto and HTTP in one value, as the browser's is, and a store
+/// beside them.
 #[derive(Debug, Default)]
 pub struct FakePlatform {
     pub now_ms: Cell<u64>,
@@ -137,24 +138,6 @@ impl Http for FakePlatform {
         form: &[(String, String)],
     ) -> Result<HttpReply<T>, Error> {
         self.answer("POST", url, Some(form))
-    }
-}
-
-impl SessionStore for FakePlatform {
-    async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
-        self.store.load_tokens().await
-    }
-    async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
-        self.store.save_tokens(tokens).await
-    }
-    async fn clear_tokens(&self) -> Result<(), Error> {
-        self.store.clear_tokens().await
-    }
-    async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {
-        self.store.put_transaction(transaction).await
-    }
-    async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error> {
-        self.store.take_transaction().await
     }
 }
 
