@@ -132,14 +132,7 @@ export async function tokenRequest(issuer, params, { origin } = {}) {
   const headers = { "content-type": "application/x-www-form-urlencoded", accept: "application/json" };
   if (origin) headers.origin = origin;
   const res = await fetch(token_endpoint, { method: "POST", headers, body: new URLSearchParams(params) });
-  const text = await res.text();
-  let body = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // not JSON: leave the text
-  }
-  return { status: res.status, headers: res.headers, body };
+  return readReply(res);
 }
 
 /** Exchanges an authorization code (RFC 6749 §4.1.3 with the PKCE verifier). */
@@ -181,12 +174,17 @@ export async function callApi(url, accessToken, { origin, method = "GET" } = {})
   if (accessToken) headers.authorization = `Bearer ${accessToken}`;
   if (origin) headers.origin = origin;
   const res = await fetch(url, { method, headers });
+  return readReply(res);
+}
+
+/** `{ status, headers, body }` of a response, `body` parsed as JSON when it is JSON, else the text. */
+async function readReply(res) {
   const text = await res.text();
   let body = text;
   try {
     body = JSON.parse(text);
   } catch {
-    // not JSON
+    // not JSON: leave the text
   }
   return { status: res.status, headers: res.headers, body };
 }
