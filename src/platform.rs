@@ -7,12 +7,19 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::core::{Error, PendingTransaction, TokenSet};
+use crate::core::session::SessionMessage;
+use crate::core::{Error, PendingTransaction, RawTokenResponse, TokenSet};
 
 /// Milliseconds since the Unix epoch.
 pub trait Clock {
     /// The current time.
     fn now_ms(&self) -> u64;
+}
+
+/// Waiting without blocking the tab.
+pub trait Timer {
+    /// Resolves after about `ms` milliseconds.
+    async fn sleep(&self, ms: u32);
 }
 
 /// A cryptographically secure random source and SHA-256.
@@ -59,4 +66,28 @@ pub trait SessionStore {
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error>;
     /// Removes and returns the pending transaction: it is single-use.
     async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error>;
+}
+
+/// The lock that serialises refreshes of one session: shared by every tab
+/// of the origin where the browser has Web Locks. Holding the guard holds
+/// the lock; dropping it releases the lock on every path.
+pub trait SessionLock {
+    /// Proof of holding the lock.
+    type Guard;
+    /// Waits for the lock.
+    async fn acquire(&self) -> Result<Self::Guard, Error>;
+}
+
+/// Tells this session's other tabs what changed (BroadcastChannel). A tab
+/// does not hear its own messages.
+pub trait Broadcast {
+    /// Sends `message` to the other tabs; best effort.
+    fn publish(&self, message: &SessionMessage);
+}
+
+/// How a refresh is performed: the standard refresh-token grant or the
+/// app's own request. Locking, persisting and broadcasting stay the core's.
+pub trait RefreshTransport {
+    /// Exchanges `current`'s refresh token for a token response.
+    async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error>;
 }

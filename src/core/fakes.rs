@@ -4,13 +4,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::core::memory_store::MemorySessionStore;
+use crate::core::session::SessionMessage;
 use crate::core::Error;
-use crate::platform::{Clock, Crypto, Http, HttpReply};
+use crate::platform::{Broadcast, Clock, Crypto, Http, HttpReply, SessionLock, Timer};
 
 /// One scripted exchange: the request expected and the reply to give.
 #[derive(Debug)]
@@ -18,7 +23,14 @@ struct Exchange {
     method: &'static str,
     url: String,
     form: Option<Vec<(String, String)>>,
-    reply: Result<(u16, String), Error>,
+    reply: Reply,
+}
+
+#[derive(Debug)]
+enum Reply {
+    Answer(Result<(u16, String), Error>),
+    /// The server never answers.
+    Hang,
 }
 
 /// Clock, crypto and HTTP in one value, as the browser's is, and a store
@@ -29,6 +41,9 @@ pub struct FakePlatform {
     random_counter: Cell<u8>,
     script: RefCell<VecDeque<Exchange>>,
     pub store: MemorySessionStore,
+    /// Whether [`Timer::sleep`] returns at once (every deadline has passed)
+    /// or never (no deadline is ever reached).
+    pub deadlines_pass: Cell<bool>,
 }
 
 impl FakePlatform {
@@ -40,16 +55,36 @@ impl FakePlatform {
 
     /// Expects `GET url` next; answers `status` with `body`.
     pub fn expect_get(&self, url: &str, status: u16, body: &str) {
-        self.push("GET", url, None, Ok((status, body.to_owned())));
+        self.push(
+            "GET",
+            url,
+            None,
+            Reply::Answer(Ok((status, body.to_owned()))),
+        );
     }
 
     /// Expects `POST url` with exactly `form` next; answers `status` with `body`.
     pub fn expect_post(&self, url: &str, form: &[(&str, &str)], status: u16, body: &str) {
-        let form = form
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.push("POST", url, Some(form), Ok((status, body.to_owned())));
+        self.push(
+            "POST",
+            url,
+            Some(owned(form)),
+            Reply::Answer(Ok((status, body.to_owned()))),
+        );
+    }
+
+    /// Expects `POST url` with exactly `form` next, and never answers it.
+    pub fn expect_post_hang(&self, url: &str, form: &[(&str, &str)]) {
+        self.push("POST", url, Some(owned(form)), Reply::Hang);
+    }
+
+    /// Expects `POST url` with exactly `form` next and fails it at the
+    /// network level.
+    pub fn expect_post_network_error(&self, url: &str, form: &[(&str, &str)]) {
+        let error = Error::Network {
+            reason: "connection reset".into(),
+        };
+        self.push("POST", url, Some(owned(form)), Reply::Answer(Err(error)));
     }
 
     /// Expects `GET url` next and fails it at the network level.
@@ -57,7 +92,7 @@ impl FakePlatform {
         let error = Error::Network {
             reason: "connection refused".into(),
         };
-        self.push("GET", url, None, Err(error));
+        self.push("GET", url, None, Reply::Answer(Err(error)));
     }
 
     fn push(
@@ -65,7 +100,7 @@ impl FakePlatform {
         method: &'static str,
         url: &str,
         form: Option<Vec<(String, String)>>,
-        reply: Result<(u16, String), Error>,
+        reply: Reply,
     ) {
         self.script.borrow_mut().push_back(Exchange {
             method,
@@ -75,7 +110,7 @@ impl FakePlatform {
         });
     }
 
-    fn answer<T: DeserializeOwned>(
+    async fn answer<T: DeserializeOwned>(
         &self,
         method: &'static str,
         url: &str,
@@ -92,7 +127,12 @@ impl FakePlatform {
             form,
             "request body of {method} {url}"
         );
-        let (status, body) = exchange.reply?;
+        // Like a real server, answer later: concurrent callers interleave.
+        yield_now().await;
+        let (status, body) = match exchange.reply {
+            Reply::Answer(reply) => reply?,
+            Reply::Hang => std::future::pending().await,
+        };
         Ok(HttpReply {
             status,
             body: serde_json::from_str(&body).map_err(|e| e.to_string()),
@@ -129,7 +169,7 @@ impl Crypto for FakePlatform {
 
 impl Http for FakePlatform {
     async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        self.answer("GET", url, None)
+        self.answer("GET", url, None).await
     }
 
     async fn post_form<T: DeserializeOwned>(
@@ -137,18 +177,111 @@ impl Http for FakePlatform {
         url: &str,
         form: &[(String, String)],
     ) -> Result<HttpReply<T>, Error> {
-        self.answer("POST", url, Some(form))
+        self.answer("POST", url, Some(form)).await
     }
 }
 
-/// Drives a future that never waits on anything real to completion.
+impl Timer for FakePlatform {
+    async fn sleep(&self, _ms: u32) {
+        if !self.deadlines_pass.get() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn owned(form: &[(&str, &str)]) -> Vec<(String, String)> {
+    form.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A [`SessionLock`] for one tab that counts acquisitions and checks that
+/// every guard was dropped.
+#[derive(Debug, Default)]
+pub struct FakeLock {
+    pub acquired: Cell<u32>,
+    pub held: Rc<Cell<bool>>,
+}
+
+/// Holding [`FakeLock`].
+pub struct FakeGuard(Rc<Cell<bool>>);
+
+impl Drop for FakeGuard {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+impl SessionLock for FakeLock {
+    type Guard = FakeGuard;
+
+    async fn acquire(&self) -> Result<FakeGuard, Error> {
+        assert!(!self.held.get(), "lock taken twice by one tab");
+        self.acquired.set(self.acquired.get() + 1);
+        self.held.set(true);
+        Ok(FakeGuard(Rc::clone(&self.held)))
+    }
+}
+
+/// A [`Broadcast`] that records what was published.
+#[derive(Debug, Default)]
+pub struct FakeBroadcast {
+    pub sent: RefCell<Vec<SessionMessage>>,
+}
+
+impl Broadcast for FakeBroadcast {
+    fn publish(&self, message: &SessionMessage) {
+        self.sent.borrow_mut().push(message.clone());
+    }
+}
+
+/// Returns `Pending` once (waking itself), then `Ready`.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// How many times the test executors poll before declaring a future stuck.
+const POLL_LIMIT: usize = 10_000;
+
+/// Drives a future that only waits on fakes to completion; panics if it is
+/// stuck (e.g. on a hanging fake request with no deadline).
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::pin::pin;
-    use std::task::{Context, Poll, Waker};
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a fake platform future should never be pending"),
+    for _ in 0..POLL_LIMIT {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
     }
+    panic!("a future on fakes never completed");
+}
+
+/// Drives several futures concurrently, round-robin, to completion; their
+/// outputs in order.
+pub fn join_all<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    for _ in 0..POLL_LIMIT {
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+                    *output = Some(value);
+                }
+            }
+        }
+        if outputs.iter().all(Option::is_some) {
+            return outputs.into_iter().map(Option::unwrap).collect();
+        }
+    }
+    panic!("futures on fakes never completed");
 }

@@ -28,6 +28,10 @@ pub use token::{
 pub mod client;
 pub mod envelope;
 pub mod memory_store;
+pub mod race;
+pub mod refresh_grant;
+pub mod session;
+pub mod single_flight;
 
 #[cfg(test)]
 pub(crate) mod fakes;

@@ -1,0 +1,342 @@
+//! The refresh protocol: one tab's session and how it is kept fresh.
+//!
+//! 1. Fast path: a token in memory that is not stale is used as is — no
+//!    lock, no storage read, no await.
+//! 2. Stale (within the leeway) or rejected by the API → one shared
+//!    in-flight refresh per tab ([`SingleFlight`]), which takes the
+//!    [`SessionLock`] (every tab of the origin, with Web Locks).
+//! 3. Inside the lock the stored set is read again. If another tab already
+//!    replaced the token this tab holds, it is adopted without a request.
+//!    Otherwise the refresh request is made, the new set (rotated refresh
+//!    token included) is persisted in one write, then broadcast.
+//! 4. The lock is released on every path (the guard is dropped) and the
+//!    refresh is bounded by [`RefreshPolicy::timeout_ms`].
+//! 5. `invalid_grant` → the store is read once more (a tab without the lock
+//!    may have rotated); otherwise the session is over: cleared, broadcast,
+//!    [`SessionChange::Ended`]. Any other failure keeps every token.
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::client::token_set_from_reply;
+use crate::core::race::within;
+use crate::core::single_flight::SingleFlight;
+use crate::core::{AccessToken, Error, TokenSet};
+use crate::platform::{Broadcast, Clock, RefreshTransport, SessionLock, SessionStore, Timer};
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EndReason {
+    /// The refresh token was rejected or has expired.
+    Expired,
+    /// The user signed out.
+    SignedOut,
+}
+
+/// What one tab tells the others about the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum SessionMessage {
+    /// A new token set was persisted (refresh or login).
+    Tokens {
+        /// The new set.
+        tokens: TokenSet,
+    },
+    /// The session was cleared.
+    Ended {
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// Where a tab's new token set came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// This tab completed a login.
+    Login,
+    /// This tab made the refresh request.
+    Refresh,
+    /// Another tab refreshed or logged in (adopted from storage or from its
+    /// broadcast).
+    Sync,
+}
+
+/// A change to this tab's session, for the app's event listeners.
+#[derive(Debug)]
+pub enum SessionChange<'a> {
+    /// The token set in use changed.
+    Tokens {
+        /// The new set.
+        tokens: &'a TokenSet,
+        /// Where it came from.
+        source: TokenSource,
+    },
+    /// The session ended.
+    Ended(EndReason),
+    /// A refreshed set is in use but could not be persisted; other tabs got
+    /// it through the broadcast, a reload will not find it.
+    PersistFailed(&'a Error),
+}
+
+/// How eagerly and for how long a refresh may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Refresh when the token expires within this many milliseconds (the
+    /// app's leeway plus this tab's jitter). Capped at half the token's
+    /// lifetime, so a short-lived token is not refreshed on every use.
+    pub leeway_ms: u64,
+    /// The longest a refresh request may take while holding the lock.
+    pub timeout_ms: u32,
+    /// The longest a tab waits for the lock before giving up.
+    pub lock_wait_ms: u32,
+}
+
+/// Whether `tokens` should be refreshed before use at `now_ms`.
+pub fn needs_refresh(tokens: &TokenSet, now_ms: u64, leeway_ms: u64) -> bool {
+    let lifetime = tokens
+        .expires_at_ms
+        .map(|at| at.saturating_sub(tokens.issued_at_ms));
+    let leeway = lifetime.map_or(leeway_ms, |l| leeway_ms.min(l / 2));
+    tokens.is_stale(now_ms, leeway)
+}
+
+/// This tab's session: the in-memory token set, the in-flight refresh, and
+/// the listener told about every change.
+#[derive(Default)]
+pub struct Session {
+    tokens: RefCell<Option<TokenSet>>,
+    flight: SingleFlight<Result<TokenSet, Error>>,
+    observer: RefCell<Option<Box<dyn Fn(&SessionChange)>>>,
+}
+
+impl Session {
+    /// A session starting from the stored set, if any.
+    pub fn new(tokens: Option<TokenSet>) -> Self {
+        Session {
+            tokens: RefCell::new(tokens),
+            ..Session::default()
+        }
+    }
+
+    /// Sets the one listener told about every change (the JS event emitter).
+    pub fn set_observer(&self, observer: impl Fn(&SessionChange) + 'static) {
+        *self.observer.borrow_mut() = Some(Box::new(observer));
+    }
+
+    fn notify(&self, change: &SessionChange) {
+        // No borrow of `tokens` is held here: a listener may read the session.
+        if let Some(observer) = &*self.observer.borrow() {
+            observer(change);
+        }
+    }
+
+    /// A copy of the token set in use.
+    pub fn tokens(&self) -> Option<TokenSet> {
+        self.tokens.borrow().clone()
+    }
+
+    /// The fast path: the access token, if there is one that needs no
+    /// refresh at `now_ms`.
+    pub fn usable_token(&self, now_ms: u64, leeway_ms: u64) -> Option<AccessToken> {
+        let tokens = self.tokens.borrow();
+        let tokens = tokens.as_ref()?;
+        (!needs_refresh(tokens, now_ms, leeway_ms)).then(|| tokens.access_token.clone())
+    }
+
+    /// Puts `tokens` in use and tells the listener, unless it is the set
+    /// already in use. From another tab (`Sync`), a set older than the one
+    /// in use is ignored: broadcasts can arrive late.
+    pub fn adopt(&self, tokens: TokenSet, source: TokenSource) -> bool {
+        {
+            let mut current = self.tokens.borrow_mut();
+            if let Some(held) = &*current {
+                let same = held.access_token == tokens.access_token;
+                let older = source == TokenSource::Sync && tokens.issued_at_ms < held.issued_at_ms;
+                if same || older {
+                    return false;
+                }
+            }
+            *current = Some(tokens.clone());
+        }
+        self.notify(&SessionChange::Tokens {
+            tokens: &tokens,
+            source,
+        });
+        true
+    }
+
+    /// Drops the tokens and tells the listener, if there were any.
+    pub fn end(&self, reason: EndReason) -> bool {
+        if self.tokens.borrow_mut().take().is_none() {
+            return false;
+        }
+        self.notify(&SessionChange::Ended(reason));
+        true
+    }
+
+    /// Applies what another tab broadcast.
+    pub fn receive(&self, message: SessionMessage) {
+        match message {
+            SessionMessage::Tokens { tokens } => {
+                self.adopt(tokens, TokenSource::Sync);
+            }
+            SessionMessage::Ended { reason } => {
+                self.end(reason);
+            }
+        }
+    }
+}
+
+/// Everything a refresh needs, borrowed for one call.
+pub struct Refresher<'a, P, S, L, B, R> {
+    /// This tab's session.
+    pub session: &'a Session,
+    /// Clock and timer.
+    pub platform: &'a P,
+    /// Where the session is persisted.
+    pub store: &'a S,
+    /// The lock serialising refreshes.
+    pub lock: &'a L,
+    /// The other tabs.
+    pub broadcast: &'a B,
+    /// How the refresh request is made.
+    pub transport: &'a R,
+    /// Leeway and bounds.
+    pub policy: RefreshPolicy,
+}
+
+impl<P, S, L, B, R> Refresher<'_, P, S, L, B, R>
+where
+    P: Clock + Timer,
+    S: SessionStore,
+    L: SessionLock,
+    B: Broadcast,
+    R: RefreshTransport,
+{
+    /// An access token to send now: the one in memory when it needs no
+    /// refresh (no lock, no storage), else a refreshed one. If a proactive
+    /// refresh fails for a transient reason while the token in hand is still
+    /// valid, that token is returned: the request can still succeed.
+    pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        let now = self.platform.now_ms();
+        if let Some(token) = self.session.usable_token(now, self.policy.leeway_ms) {
+            return Ok(token);
+        }
+        let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
+        match self.refresh(&held.access_token).await {
+            Ok(tokens) => Ok(tokens.access_token),
+            Err(error) if !ends_session(&error) && !held.is_stale(self.platform.now_ms(), 0) => {
+                Ok(held.access_token)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A replacement for `rejected`, which the API refused as expired. If
+    /// this tab already holds another token (a concurrent call refreshed),
+    /// that one is returned without a refresh.
+    pub async fn after_rejection(&self, rejected: &AccessToken) -> Result<AccessToken, Error> {
+        let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
+        if held.access_token != *rejected {
+            return Ok(held.access_token);
+        }
+        Ok(self.refresh(rejected).await?.access_token)
+    }
+
+    /// The tab's single in-flight refresh, replacing `held`.
+    async fn refresh(&self, held: &AccessToken) -> Result<TokenSet, Error> {
+        self.session
+            .flight
+            .run(|| self.refresh_in_lock(held))
+            .await
+            .unwrap_or(Err(Error::RefreshTimeout))
+    }
+
+    async fn refresh_in_lock(&self, held: &AccessToken) -> Result<TokenSet, Error> {
+        let wait = self.platform.sleep(self.policy.lock_wait_ms);
+        let _guard = within(self.lock.acquire(), wait)
+            .await
+            .ok_or(Error::LockUnavailable)??;
+        // Everything below runs holding the lock; `_guard` releases it on
+        // every return.
+        let now = self.platform.now_ms();
+        let base = match self.store.load_tokens().await {
+            Ok(Some(stored)) => stored,
+            // Cleared by another tab (sign-out or expiry) while this one
+            // held a copy: never refresh a session that has ended.
+            Ok(None) => {
+                self.session.end(EndReason::Expired);
+                return Err(Error::SessionExpired);
+            }
+            // The unreadable record was removed; this tab's copy is sound.
+            Err(Error::CorruptRecord { .. }) => {
+                self.session.tokens().ok_or(Error::NotAuthenticated)?
+            }
+            Err(error) => return Err(error),
+        };
+        if base.access_token != *held && !needs_refresh(&base, now, self.policy.leeway_ms) {
+            self.session.adopt(base.clone(), TokenSource::Sync);
+            return Ok(base);
+        }
+        if !base.can_refresh(now) {
+            if !base.is_stale(now, 0) {
+                // Nothing to refresh with, but still valid: use it while it lasts.
+                return Ok(base);
+            }
+            return Err(self.end(EndReason::Expired).await);
+        }
+
+        let deadline = self.platform.sleep(self.policy.timeout_ms);
+        let reply = within(self.transport.refresh(&base), deadline)
+            .await
+            .ok_or(Error::RefreshTimeout)?;
+        let outcome = reply
+            .and_then(|reply| token_set_from_reply(reply, self.platform.now_ms(), Some(&base)));
+        match outcome {
+            Ok(fresh) => {
+                if let Err(error) = self.store.save_tokens(&fresh).await {
+                    self.session.notify(&SessionChange::PersistFailed(&error));
+                }
+                self.broadcast.publish(&SessionMessage::Tokens {
+                    tokens: fresh.clone(),
+                });
+                self.session.adopt(fresh.clone(), TokenSource::Refresh);
+                Ok(fresh)
+            }
+            Err(error) if error.code() == "invalid_grant" => {
+                // A tab without the lock may have rotated the token already.
+                if let Ok(Some(latest)) = self.store.load_tokens().await {
+                    if latest.access_token != base.access_token {
+                        self.session.adopt(latest.clone(), TokenSource::Sync);
+                        return Ok(latest);
+                    }
+                }
+                Err(self.end(EndReason::Expired).await)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Ends the session everywhere: the store cleared, the other tabs told,
+    /// this tab's copy dropped. Returns the error the caller rejects with.
+    async fn end(&self, reason: EndReason) -> Error {
+        // A failed clear still ends the session here and in the other tabs;
+        // the leftover record holds a refresh token the server rejects.
+        let _ = self.store.clear_tokens().await;
+        self.broadcast.publish(&SessionMessage::Ended { reason });
+        self.session.end(reason);
+        Error::SessionExpired
+    }
+}
+
+/// Whether `error` means there is no session any more (as opposed to a
+/// transient failure that keeps the tokens).
+pub fn ends_session(error: &Error) -> bool {
+    matches!(error, Error::SessionExpired | Error::NotAuthenticated)
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
