@@ -102,13 +102,16 @@ pub fn needs_refresh(tokens: &TokenSet, now_ms: u64, leeway_ms: u64) -> bool {
     tokens.is_stale(now_ms, leeway)
 }
 
+/// The listener told about every change to a tab's session.
+type Observer = Box<dyn Fn(&SessionChange)>;
+
 /// This tab's session: the in-memory token set, the in-flight refresh, and
 /// the listener told about every change.
 #[derive(Default)]
 pub struct Session {
     tokens: RefCell<Option<TokenSet>>,
     flight: SingleFlight<Result<TokenSet, Error>>,
-    observer: RefCell<Option<Box<dyn Fn(&SessionChange)>>>,
+    observer: RefCell<Option<Observer>>,
 }
 
 impl Session {

@@ -2,11 +2,12 @@
 // Starts the test IdP from the command line (demo, manual testing, Playwright webServer).
 //
 //   node tests/idp/cli.mjs [--port N] [--access-token-ttl S] [--refresh-token-ttl S]
-//                          [--mode rfc6750|bluesky] [--spa-root DIR] [--spa-port N]
+//                          [--advertised-expires-in S] [--mode rfc6750|bluesky]
+//                          [--spa-root DIR] [--spa-port N]
 //                          [--spa-origin ORIGIN ...] [--redirect-uri URI ...]
 //
-// stdout: one JSON line {"issuer","spaOrigin","spaOrigins","whoami","clientId"} that scripts
-// can parse, then one line for humans. Stops cleanly (exit 0) on SIGINT/SIGTERM.
+// stdout: one JSON line {"issuer","spaOrigin","spaOrigins","whoami","refreshSession","clientId"}
+// that scripts can parse, then one line for humans. Stops cleanly (exit 0) on SIGINT/SIGTERM.
 
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -28,6 +29,7 @@ async function main() {
       port: { type: "string" },
       "access-token-ttl": { type: "string" },
       "refresh-token-ttl": { type: "string" },
+      "advertised-expires-in": { type: "string" },
       mode: { type: "string" },
       "spa-root": { type: "string" },
       "spa-port": { type: "string" },
@@ -38,8 +40,8 @@ async function main() {
   });
   if (values.help) {
     process.stdout.write(
-      "usage: node tests/idp/cli.mjs [--port N] [--access-token-ttl S] [--refresh-token-ttl S] [--mode rfc6750|bluesky]\n" +
-        "                              [--spa-root DIR] [--spa-port N] [--spa-origin ORIGIN ...] [--redirect-uri URI ...]\n",
+      "usage: node tests/idp/cli.mjs [--port N] [--access-token-ttl S] [--refresh-token-ttl S] [--advertised-expires-in S]\n" +
+        "                              [--mode rfc6750|bluesky] [--spa-root DIR] [--spa-port N] [--spa-origin ORIGIN ...] [--redirect-uri URI ...]\n",
     );
     return;
   }
@@ -52,6 +54,7 @@ async function main() {
     port: int("port", values.port) ?? 0,
     accessTokenTtl: int("access-token-ttl", values["access-token-ttl"]),
     refreshTokenTtl: int("refresh-token-ttl", values["refresh-token-ttl"]),
+    advertisedExpiresIn: int("advertised-expires-in", values["advertised-expires-in"]),
     mode: values.mode,
     spaOrigins,
     redirectUris: values["redirect-uri"],
@@ -63,6 +66,7 @@ async function main() {
     spaOrigin: idp.spaOrigin ?? null,
     spaOrigins: idp.spaOrigins,
     whoami: idp.whoamiUrl,
+    refreshSession: idp.refreshSessionUrl,
     clientId: idp.clientId,
   };
   process.stdout.write(`${JSON.stringify(info)}\n`);

@@ -8,6 +8,7 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test as nodeTest } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
 import { authorize, callApi, CookieJar, createPkce, discover, exchangeCode, jwtPayload, login, refresh, tokenRequest } from "./flow.mjs";
@@ -270,6 +271,7 @@ test("(f) counters: token requests by grant type, errors by code, API by status;
       },
       api: { byStatus: { 200: 2, 401: 1 } },
       revocation: { requests: 1 },
+      atproto: { refreshSession: 0 },
     };
     assert.deepEqual(idp.counters(), expected);
     const overHttp = await (await fetch(`${idp.issuer}/__test/counters`)).json();
@@ -283,6 +285,7 @@ test("(f) counters: token requests by grant type, errors by code, API by status;
       token: { byGrantType: { authorization_code: 0, refresh_token: 0 }, errorsByCode: {}, faultsInjected: 0 },
       api: { byStatus: {} },
       revocation: { requests: 0 },
+      atproto: { refreshSession: 0 },
     };
     assert.deepEqual(idp.counters(), zero);
     await refresh(idp.issuer, "bogus");
@@ -484,6 +487,209 @@ test("(h) CORS: SPA origin allowed on token, revocation and API; unknown origin 
     assert.equal(deniedEvil.headers.get("access-control-allow-origin"), null);
   }));
 
+test("advertisedExpiresIn: token responses claim it while the API enforces the real TTL", () =>
+  withIdp({ accessTokenTtl: 2 }, async (idp) => {
+    const config = `${idp.issuer}/__test/config`;
+    const cfg = await post(config, { advertisedExpiresIn: 3600 });
+    assert.equal(cfg.status, 200);
+    assert.deepEqual(cfg.body, { ok: true, accessTokenTtl: 2, refreshTokenTtl: 86400, advertisedExpiresIn: 3600 });
+
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    const issuedBy = Date.now();
+    assert.equal(tokens.expires_in, 3600, "authorization_code response");
+    const me = await callApi(idp.whoamiUrl, tokens.access_token);
+    assert.equal(me.status, 200);
+    assert.ok(me.body.exp <= issuedBy / 1000 + 2, "the real lifetime is still 2 s");
+    const refreshed = await refresh(idp.issuer, tokens.refresh_token);
+    assert.equal(refreshed.body.expires_in, 3600, "refresh_token response");
+
+    // The client would believe in another hour; the API says no after the real 2 s.
+    await sleep(Math.max(0, issuedBy + 2500 - Date.now()));
+    const late = await callApi(idp.whoamiUrl, tokens.access_token);
+    assert.equal(late.status, 401);
+    assert.equal(late.body.error_description, "The access token expired");
+
+    // null restores the truth.
+    idp.setAdvertisedExpiresIn(null);
+    assert.equal((await refresh(idp.issuer, refreshed.body.refresh_token)).body.expires_in, 2);
+
+    // A bad value is refused and changes nothing, not even the valid fields next to it.
+    for (const bad of [0, -5, 1.5, "3600"]) {
+      assert.equal((await post(config, { accessTokenTtl: 7, advertisedExpiresIn: bad })).status, 400, `advertisedExpiresIn ${bad}`);
+    }
+    assert.deepEqual((await post(config, {})).body, { ok: true, accessTokenTtl: 2, refreshTokenTtl: 86400, advertisedExpiresIn: null });
+    assert.throws(() => idp.setAdvertisedExpiresIn(0), RangeError);
+  }));
+
+const bearerPost = (url, token, opts = {}) => callApi(url, token, { method: "POST", ...opts });
+
+test("atproto refreshSession rotates; a reused refreshJwt answers ExpiredToken and kills the grant", () =>
+  withIdp({}, async (idp) => {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    idp.resetCounters();
+
+    const s1 = await bearerPost(idp.refreshSessionUrl, tokens.refresh_token);
+    assert.equal(s1.status, 200);
+    assert.deepEqual(Object.keys(s1.body).sort(), ["accessJwt", "did", "expiresIn", "refreshJwt"]);
+    assert.equal(s1.body.did, "did:plc:alice");
+    assert.equal(s1.body.expiresIn, 3600);
+    assert.notEqual(s1.body.refreshJwt, tokens.refresh_token);
+    assert.notEqual(s1.body.accessJwt, tokens.access_token);
+    assert.equal((await callApi(idp.whoamiUrl, s1.body.accessJwt)).status, 200);
+
+    // expiresIn is the token endpoint's expires_in, advertised override included.
+    idp.setAdvertisedExpiresIn(60);
+    const s2 = await bearerPost(idp.refreshSessionUrl, s1.body.refreshJwt);
+    assert.equal(s2.status, 200);
+    assert.equal(s2.body.expiresIn, 60);
+    assert.notEqual(s2.body.refreshJwt, s1.body.refreshJwt);
+
+    const reuse = await bearerPost(idp.refreshSessionUrl, s1.body.refreshJwt);
+    assert.equal(reuse.status, 400);
+    assert.deepEqual(reuse.body, { error: "ExpiredToken", message: "Token has expired" });
+    const newest = await bearerPost(idp.refreshSessionUrl, s2.body.refreshJwt);
+    assert.equal(newest.status, 400, "the newest refreshJwt died with the grant");
+    assert.equal(newest.body.error, "ExpiredToken");
+    assert.equal((await callApi(idp.whoamiUrl, s2.body.accessJwt)).status, 401, "and so did its accessJwt");
+
+    // Each call is also a real refresh_token grant at the token endpoint, and counted there.
+    const c = idp.counters();
+    assert.equal(c.atproto.refreshSession, 4);
+    assert.deepEqual(c.token.byGrantType, { authorization_code: 0, refresh_token: 4 });
+    assert.deepEqual(c.token.errorsByCode, { invalid_grant: 2 });
+  }));
+
+test("atproto refreshSession: missing bearer is AuthMissing, POST only, CORS for the SPA origin", () =>
+  withIdp({}, async (idp) => {
+    const url = idp.refreshSessionUrl;
+    const missing = await bearerPost(url, undefined, { origin: SPA });
+    assert.equal(missing.status, 401);
+    assert.equal(missing.body.error, "AuthMissing");
+    assert.equal(missing.headers.get("access-control-allow-origin"), SPA);
+    assert.equal((await callApi(url, "whatever")).status, 405, "GET");
+
+    const preflight = (origin) =>
+      fetch(url, {
+        method: "OPTIONS",
+        headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization" },
+      });
+    const ok = await preflight(SPA);
+    assert.equal(ok.status, 204);
+    assert.equal(ok.headers.get("access-control-allow-origin"), SPA);
+    assert.match(ok.headers.get("access-control-allow-methods"), /POST/);
+    assert.match(ok.headers.get("access-control-allow-headers"), /authorization/i);
+    assert.equal((await preflight("http://evil.test")).headers.get("access-control-allow-origin"), null);
+
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    const good = await bearerPost(url, tokens.refresh_token, { origin: SPA });
+    assert.equal(good.status, 200);
+    assert.equal(good.headers.get("access-control-allow-origin"), SPA);
+    assert.equal(idp.counters().atproto.refreshSession, 3, "preflights are not counted");
+  }));
+
+test("atproto refreshSession passes token-endpoint faults on; faulted calls keep the token live", () =>
+  withIdp({}, async (idp) => {
+    const url = idp.refreshSessionUrl;
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    const rt = tokens.refresh_token;
+    idp.setTokenFaults({
+      next: [
+        { kind: "status", status: 503, body: JSON.stringify({ error: "temporarily_unavailable", error_description: "busy" }), headers: { "retry-after": "2" } },
+        { kind: "status", status: 500, body: "oops" },
+        { kind: "garbage" },
+        { kind: "no_access_token" },
+        { kind: "drop" },
+        { kind: "hang" },
+      ],
+    });
+
+    let res = await bearerPost(url, rt, { origin: SPA });
+    assert.equal(res.status, 503);
+    assert.deepEqual(res.body, { error: "InternalServerError", message: "busy" });
+    assert.equal(res.headers.get("retry-after"), "2");
+    assert.equal(res.headers.get("access-control-allow-origin"), SPA);
+
+    res = await bearerPost(url, rt);
+    assert.equal(res.status, 500);
+    assert.equal(res.body, "oops", "a text body is passed on unchanged");
+
+    res = await bearerPost(url, rt);
+    assert.equal(res.status, 200);
+    assert.equal(typeof res.body, "string", "garbage stays garbage");
+
+    res = await bearerPost(url, rt);
+    assert.equal(res.status, 200);
+    assert.equal(res.body.accessJwt, undefined);
+
+    await assert.rejects(bearerPost(url, rt), TypeError, "drop: the client sees a network error");
+
+    const hung = fetch(url, { method: "POST", headers: { authorization: `Bearer ${rt}` }, signal: AbortSignal.timeout(300) });
+    await assert.rejects(hung, (err) => err.name === "TimeoutError");
+
+    res = await bearerPost(url, rt);
+    assert.equal(res.status, 200);
+    assert.ok(res.body.accessJwt, "no fault reached oidc-provider: the refresh token was still live");
+    assert.equal(idp.counters().token.faultsInjected, 6);
+  }));
+
+test("a hung refreshSession does not stop close()", async () => {
+  const idp = await startIdp({ spaOrigins: [SPA] });
+  let closed = false;
+  try {
+    idp.setTokenFaults({ next: [{ kind: "hang" }] });
+    const orphan = bearerPost(idp.refreshSessionUrl, "x");
+    await eventually(() => idp.counters().token.faultsInjected === 1, { withinMs: 2000, everyMs: 20 });
+    const t0 = Date.now();
+    await idp.close();
+    closed = true;
+    assert.ok(Date.now() - t0 < 2000, "close() did not wait for the hung request");
+    await assert.rejects(orphan);
+  } finally {
+    if (!closed) await idp.close();
+  }
+});
+
+test("/api/echo sends back the request body and its content type", () =>
+  withIdp({}, async (idp) => {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    const send = async (url, method, body, headers = {}) => {
+      const res = await fetch(url, { method, body, headers: { authorization: `Bearer ${tokens.access_token}`, ...headers } });
+      return { status: res.status, body: await res.json() };
+    };
+
+    const json = JSON.stringify({ n: 1, s: "héllo" });
+    let res = await send(idp.echoUrl, "POST", json, { "content-type": "application/json" });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, {
+      sub: "alice",
+      scope: res.body.scope,
+      client_id: "spa",
+      exp: res.body.exp,
+      method: "POST",
+      path: "/api/echo",
+      body: json,
+      contentType: "application/json",
+    });
+
+    res = await send(idp.echoUrl, "PUT", "plain words", { "content-type": "text/plain" });
+    assert.deepEqual([res.body.method, res.body.body, res.body.contentType], ["PUT", "plain words", "text/plain"]);
+    res = await send(idp.echoUrl, "GET");
+    assert.deepEqual([res.body.body, res.body.contentType], ["", null]);
+
+    // Other paths read the body too (keeping the connection usable) but do not echo it.
+    res = await send(idp.whoamiUrl, "POST", "ignored");
+    assert.equal(res.status, 200);
+    assert.equal(res.body.body, undefined);
+
+    // No echo without a valid token; too large a body is refused, not truncated.
+    res = await fetch(idp.echoUrl, { method: "POST", body: "secret", headers: { authorization: "Bearer bogus" } });
+    assert.equal(res.status, 401);
+    assert.equal((await res.json()).body, undefined);
+    res = await send(idp.echoUrl, "POST", "x".repeat(65 * 1024));
+    assert.equal(res.status, 413);
+    assert.equal((await send(idp.echoUrl, "POST", "after")).body.body, "after", "the server still answers");
+  }));
+
 /** GET with a raw, unnormalised request path (fetch would resolve `..` itself). */
 function rawGet(port, path) {
   return new Promise((resolve, reject) => {
@@ -556,7 +762,8 @@ test("unregistered redirect URIs are refused", () =>
   }));
 
 test("(j) CLI prints its JSON line and exits 0 on SIGTERM", async () => {
-  const child = spawn(process.execPath, [join(HERE, "cli.mjs"), "--port", "0", "--access-token-ttl", "5"], {
+  const args = ["--port", "0", "--access-token-ttl", "5", "--advertised-expires-in", "60"];
+  const child = spawn(process.execPath, [join(HERE, "cli.mjs"), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
@@ -574,10 +781,13 @@ test("(j) CLI prints its JSON line and exits 0 on SIGTERM", async () => {
     const info = JSON.parse(await firstLine);
     assert.match(info.issuer, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(info.whoami, `${info.issuer}/api/whoami`);
+    assert.equal(info.refreshSession, `${info.issuer}/xrpc/com.atproto.server.refreshSession`);
     assert.equal(info.clientId, "spa");
     assert.equal((await callApi(info.whoami)).status, 401, "the server is up");
     const tokens = await login(info.issuer, { redirectUri: `${info.spaOrigins[0]}/callback` });
-    assert.equal(tokens.expires_in, 5);
+    assert.equal(tokens.expires_in, 60, "--advertised-expires-in");
+    const me = await callApi(info.whoami, tokens.access_token);
+    assert.ok(me.body.exp - Date.now() / 1000 <= 5, "--access-token-ttl is the real lifetime");
 
     child.kill("SIGTERM");
     const result = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 10000).unref())]);

@@ -4,6 +4,8 @@
 //
 // Layout of the main server (one plain node http server dispatching by path):
 //   /api/*           protected resource (Bearer), answers like RFC 6750 or like Bluesky XRPC
+//   /xrpc/com.atproto.server.refreshSession
+//                    AT-Protocol-style refresh (refresh token as Bearer), backed by /token
 //   /__test/*        control routes: counters, mode, TTL, token-endpoint faults, grant revocation
 //   /interaction/:id completes every login/consent automatically as the test user "alice"
 //   everything else  oidc-provider (discovery, /auth, /token, /token/revocation, /me, /session/end)
@@ -30,12 +32,16 @@ const FAULT_KINDS = new Set(["status", "drop", "hang", "garbage", "no_access_tok
 // oidc-provider's default route paths (we do not change them).
 const TOKEN_PATH = "/token";
 const REVOCATION_PATH = "/token/revocation";
+const ECHO_PATH = "/api/echo";
+const REFRESH_SESSION_PATH = "/xrpc/com.atproto.server.refreshSession";
+const TEST_DID = `did:plc:${TEST_USER.sub}`;
 
 function freshCounters() {
   return {
     token: { byGrantType: { authorization_code: 0, refresh_token: 0 }, errorsByCode: {}, faultsInjected: 0 },
     api: { byStatus: {} },
     revocation: { requests: 0 },
+    atproto: { refreshSession: 0 },
   };
 }
 
@@ -51,6 +57,16 @@ function assertMode(mode) {
 function assertSeconds(name, value) {
   if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer (seconds)`);
   return value;
+}
+
+/** null (tell the truth) or a positive number of seconds to claim in token responses. */
+function assertAdvertised(value) {
+  return value === null ? null : assertSeconds("advertisedExpiresIn", value);
+}
+
+/** The token of an `Authorization: Bearer` header, or undefined. */
+function bearerToken(req) {
+  return /^Bearer +([^\s]+) *$/i.exec(req.headers.authorization ?? "")?.[1];
 }
 
 /** Validates a token-faults spec; returns a normalised copy. Throws RangeError when malformed. */
@@ -94,11 +110,13 @@ function closeServer(server) {
 async function readBody(req, limit = 64 * 1024) {
   const chunks = [];
   let size = 0;
+  // Past the limit, keep reading and discard: leaving the loop early destroys the request, and
+  // the client would often see a connection reset instead of our error response.
   for await (const chunk of req) {
     size += chunk.length;
-    if (size > limit) throw new RangeError("request body too large");
-    chunks.push(chunk);
+    if (size <= limit) chunks.push(chunk);
   }
+  if (size > limit) throw new RangeError("request body too large");
   return Buffer.concat(chunks).toString("utf8");
 }
 
@@ -153,6 +171,8 @@ async function renderError(ctx, out) {
  * @param {number} [options.port=0] port for the IdP (0 = any free port); always 127.0.0.1
  * @param {number} [options.accessTokenTtl=3600] access token lifetime, seconds
  * @param {number} [options.refreshTokenTtl=86400] refresh token lifetime, seconds
+ * @param {number|null} [options.advertisedExpiresIn=null] expires_in that token responses claim
+ *   instead of the real access token lifetime (null = the truth)
  * @param {"rfc6750"|"bluesky"} [options.mode="rfc6750"] how /api/* says a token is bad
  * @param {string[]} [options.spaOrigins=[]] origins allowed by CORS; each gets redirect URIs
  * @param {string[]} [options.redirectUris=[]] extra redirect (and post-logout) URIs
@@ -163,6 +183,7 @@ export async function startIdp(options = {}) {
     mode: assertMode(options.mode ?? "rfc6750"),
     accessTokenTtl: assertSeconds("accessTokenTtl", options.accessTokenTtl ?? 3600),
     refreshTokenTtl: assertSeconds("refreshTokenTtl", options.refreshTokenTtl ?? 86400),
+    advertisedExpiresIn: assertAdvertised(options.advertisedExpiresIn ?? null),
     faults: normaliseFaults(),
     counters: freshCounters(),
   };
@@ -209,12 +230,14 @@ export async function startIdp(options = {}) {
     const api = apiHandler({ provider, state, cors });
     const control = controlHandler({ state, store, cors });
     const interaction = interactionHandler(provider);
+    const refreshSession = refreshSessionHandler({ issuer, state, cors, signal: closing.signal });
 
     dispatch = (req, res) => {
       const { pathname } = new URL(req.url, issuer);
       let handler = koa;
       if (pathname === "/api" || pathname.startsWith("/api/")) handler = api;
       else if (pathname.startsWith("/__test/")) handler = control;
+      else if (pathname === REFRESH_SESSION_PATH) handler = refreshSession;
       else if (/^\/interaction\/[^/]+$/.test(pathname)) handler = interaction;
       Promise.resolve(handler(req, res, pathname)).catch((err) => {
         process.stderr.write(`test idp: ${req.method} ${pathname}: ${err?.stack ?? err}\n`);
@@ -232,6 +255,8 @@ export async function startIdp(options = {}) {
       spaOrigins: [...origins],
       redirectUris: [...redirectUris],
       whoamiUrl: `${issuer}/api/whoami`,
+      echoUrl: `${issuer}${ECHO_PATH}`,
+      refreshSessionUrl: `${issuer}${REFRESH_SESSION_PATH}`,
       provider,
       counters: () => structuredClone(state.counters),
       resetCounters: () => {
@@ -243,6 +268,9 @@ export async function startIdp(options = {}) {
       },
       setAccessTokenTtl: (seconds) => {
         state.accessTokenTtl = assertSeconds("accessTokenTtl", seconds);
+      },
+      setAdvertisedExpiresIn: (seconds) => {
+        state.advertisedExpiresIn = assertAdvertised(seconds);
       },
       setTokenFaults: (spec = {}) => {
         state.faults = normaliseFaults(spec);
@@ -385,6 +413,7 @@ function tokenEndpointMiddleware({ state, origins, signal }) {
 
     try {
       await next();
+      advertiseLifetime(ctx, state);
     } finally {
       // Counted once the outcome is known but before the response is written, so a client that
       // reads the counters after its response always sees its own request.
@@ -392,6 +421,15 @@ function tokenEndpointMiddleware({ state, origins, signal }) {
       if (ctx.status >= 400 && typeof ctx.body?.error === "string") bump(state.counters.token.errorsByCode, ctx.body.error);
     }
   };
+}
+
+// Lets tests exercise purely reactive refresh: the client believes the token lives
+// advertisedExpiresIn seconds, while the API rejects it after the real accessTokenTtl.
+function advertiseLifetime(ctx, state) {
+  const body = ctx.body;
+  if (state.advertisedExpiresIn === null || ctx.status !== 200 || typeof body?.expires_in !== "number") return;
+  // oidc-provider's body is still an object here; koa serialises it (and sets its length) later.
+  body.expires_in = state.advertisedExpiresIn;
 }
 
 async function injectFault(ctx, fault, { state, origins, signal }) {
@@ -443,7 +481,7 @@ async function injectFault(ctx, fault, { state, origins, signal }) {
       return;
     case "no_access_token":
       ctx.status = 200;
-      ctx.body = { token_type: "Bearer", expires_in: state.accessTokenTtl, scope: "openid api" };
+      ctx.body = { token_type: "Bearer", expires_in: state.advertisedExpiresIn ?? state.accessTokenTtl, scope: "openid api" };
       return;
     case "status": {
       const body = fault.body ?? JSON.stringify({ error: "server_error", error_description: "injected fault" });
@@ -512,23 +550,24 @@ function apiHandler({ provider, state, cors }) {
   return async function api(req, res, pathname) {
     if (cors.preflight(req, res)) return;
     const headers = cors.headers(req);
-    // Drain any request body so keep-alive connections stay usable.
-    await readBody(req).catch(() => {});
+    // Read once: this drains the request (keep-alive connections stay usable) and /api/echo
+    // sends the text back. null = too large to read.
+    const body = await readBody(req).catch(() => null);
 
     const reply = (status, body, extra = {}) => {
       bump(state.counters.api.byStatus, String(status));
       sendJson(res, status, body, { ...headers, ...extra });
     };
 
-    const match = /^Bearer +([^\s]+) *$/i.exec(req.headers.authorization ?? "");
-    if (!match) {
+    const bearer = bearerToken(req);
+    if (!bearer) {
       // RFC 6750 §3.1: no credentials → no error code. Bluesky says AuthMissing.
       if (state.mode === "bluesky") return reply(401, { error: "AuthMissing", message: "Authentication Required" });
       return reply(401, { error: "unauthorized" }, { "WWW-Authenticate": "Bearer" });
     }
 
     // ignoreExpiration: tell "expired" apart from "unknown or revoked" in the description.
-    const token = await provider.AccessToken.find(match[1], { ignoreExpiration: true });
+    const token = await provider.AccessToken.find(bearer, { ignoreExpiration: true });
     const problem = !token ? "The access token is unknown or revoked" : token.isExpired ? "The access token expired" : null;
     if (problem) {
       if (state.mode === "bluesky") return reply(400, { error: "ExpiredToken", message: "Token has expired" });
@@ -539,15 +578,87 @@ function apiHandler({ provider, state, cors }) {
       );
     }
 
-    reply(200, {
+    const identity = {
       sub: token.accountId,
       scope: token.scope,
       client_id: token.clientId,
       exp: token.exp,
       method: req.method,
       path: pathname,
-    });
+    };
+    if (pathname !== ECHO_PATH) return reply(200, identity);
+    // The echo lets a client prove that a request retried after a refresh resent its body.
+    if (body === null) return reply(413, { error: "payload_too_large" });
+    reply(200, { ...identity, body, contentType: req.headers["content-type"] ?? null });
   };
+}
+
+// --- AT-Protocol-style refresh: com.atproto.server.refreshSession ----------------------------------
+
+/**
+ * Bluesky clients refresh by POSTing with the refresh token as Bearer. This performs a real
+ * refresh_token grant over HTTP against our own token endpoint, so rotation, reuse detection,
+ * advertisedExpiresIn and token faults all apply unchanged. That inner request is therefore
+ * also counted under token.byGrantType.refresh_token, as the refresh it really is.
+ */
+function refreshSessionHandler({ issuer, state, cors, signal }) {
+  return async function refreshSession(req, res) {
+    if (cors.preflight(req, res)) return;
+    const headers = cors.headers(req);
+    state.counters.atproto.refreshSession += 1;
+    await readBody(req).catch(() => {});
+    if (req.method !== "POST") return sendJson(res, 405, { error: "InvalidRequest", message: "XRPC procedures are POST" }, headers);
+    const refreshToken = bearerToken(req);
+    if (!refreshToken) return sendJson(res, 401, { error: "AuthMissing", message: "Authentication Required" }, headers);
+
+    // A client that gives up must also end the inner request (a "hang" fault would keep it).
+    const gone = new AbortController();
+    res.once("close", () => gone.abort());
+    let upstream;
+    try {
+      const inner = await fetch(`${issuer}${TOKEN_PATH}`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
+        body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken, client_id: CLIENT_ID }),
+        signal: AbortSignal.any([signal, gone.signal]),
+      });
+      upstream = {
+        status: inner.status,
+        type: inner.headers.get("content-type"),
+        retryAfter: inner.headers.get("retry-after"),
+        text: await inner.text(),
+      };
+    } catch {
+      // A "drop" fault (or the server closing): the client sees a network error too.
+      res.destroy();
+      return;
+    }
+
+    if (upstream.retryAfter) headers["Retry-After"] = upstream.retryAfter;
+    const reply = sessionReply(upstream);
+    if (reply.json) return sendJson(res, reply.status, reply.json, headers);
+    // Not a JSON object (a "garbage" or text fault): passed on unchanged, it is the client's problem.
+    res.writeHead(reply.status, { ...headers, "Content-Type": upstream.type ?? "text/plain", "Cache-Control": "no-store" }).end(upstream.text);
+  };
+}
+
+/** Translates a token-endpoint reply into a refreshSession reply: `{ status, json? }`. */
+function sessionReply({ status, text }) {
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { status };
+  }
+  if (json === null || typeof json !== "object") return { status };
+  if (status === 200) {
+    // Missing fields stay missing (JSON drops undefined), so no_access_token still lacks accessJwt.
+    const session = { accessJwt: json.access_token, refreshJwt: json.refresh_token, expiresIn: json.expires_in, did: TEST_DID };
+    return { status, json: session };
+  }
+  if (json.error === "invalid_grant") return { status: 400, json: { error: "ExpiredToken", message: "Token has expired" } };
+  const error = status === 429 ? "RateLimitExceeded" : status >= 500 ? "InternalServerError" : "InvalidRequest";
+  return { status, json: { error, message: json.error_description ?? json.error ?? "token endpoint error" } };
 }
 
 // --- control routes -------------------------------------------------------------------------------
@@ -564,9 +675,15 @@ function controlHandler({ state, store, cors }) {
       return { ok: true, mode: state.mode };
     },
     "POST /__test/config": (body) => {
-      if (body.accessTokenTtl !== undefined) state.accessTokenTtl = assertSeconds("accessTokenTtl", body.accessTokenTtl);
-      if (body.refreshTokenTtl !== undefined) state.refreshTokenTtl = assertSeconds("refreshTokenTtl", body.refreshTokenTtl);
-      return { ok: true, accessTokenTtl: state.accessTokenTtl, refreshTokenTtl: state.refreshTokenTtl };
+      // Validate every field before applying any, so a bad request changes nothing.
+      const given = (name, check) => (body[name] === undefined ? state[name] : check(body[name]));
+      const next = {
+        accessTokenTtl: given("accessTokenTtl", (v) => assertSeconds("accessTokenTtl", v)),
+        refreshTokenTtl: given("refreshTokenTtl", (v) => assertSeconds("refreshTokenTtl", v)),
+        advertisedExpiresIn: given("advertisedExpiresIn", assertAdvertised),
+      };
+      Object.assign(state, next);
+      return { ok: true, ...next };
     },
     "POST /__test/token-faults": (body) => {
       state.faults = normaliseFaults(body);
