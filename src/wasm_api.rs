@@ -3,21 +3,27 @@
 //! Thin by design: parse and validate the JS input once, call the core with
 //! the browser platform, and turn errors into JS `Error`s with a `code`.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::browser::authorized_fetch::{self as authorized, PreparedRequest};
+use crate::browser::channel::SessionChannel;
 use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
+use crate::browser::locks::WebSessionLock;
 use crate::browser::options::{self, ClientOptions};
 use crate::browser::platform::BrowserPlatform;
-use crate::browser::store::BrowserSessionStore;
+use crate::browser::refresh::BrowserRefresh;
+use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
+use crate::core::session::{
+    EndReason, RefreshPolicy, Refresher, Session, SessionChange, SessionMessage, TokenSource,
+};
 use crate::core::{Error, TokenSet};
-use crate::platform::{Clock, SessionStore};
+use crate::platform::{Broadcast, Clock, Crypto, SessionStore};
 
 /// The latchkey version, e.g. `"0.1.0"`.
 #[wasm_bindgen]
@@ -41,11 +47,58 @@ struct Inner {
     config: ClientConfig,
     platform: BrowserPlatform,
     store: BrowserSessionStore,
-    /// The tab's in-memory copy of the session.
-    tokens: RefCell<Option<TokenSet>>,
+    /// The tab's in-memory copy of the session and its in-flight refresh.
+    session: Rc<Session>,
+    lock: WebSessionLock,
+    channel: SessionChannel,
+    transport: BrowserRefresh,
+    policy: RefreshPolicy,
+    is_token_expired: Option<js_sys::Function>,
     storage_fallback: Option<String>,
     storage_error: Option<String>,
     events: Rc<Emitter>,
+}
+
+type BrowserRefresher<'a> = Refresher<
+    'a,
+    BrowserPlatform,
+    BrowserSessionStore,
+    WebSessionLock,
+    SessionChannel,
+    BrowserRefresh,
+>;
+
+impl Inner {
+    fn refresher(&self) -> BrowserRefresher<'_> {
+        Refresher {
+            session: &self.session,
+            platform: &self.platform,
+            store: &self.store,
+            lock: &self.lock,
+            broadcast: &self.channel,
+            transport: &self.transport,
+            policy: self.policy,
+        }
+    }
+}
+
+/// The Web Lock and BroadcastChannel name of one session.
+fn session_name(issuer: &str, client_id: &str) -> String {
+    format!("latchkey:{issuer}:{client_id}")
+}
+
+/// How long a tab waits for the lock, in refresh timeouts: enough for the
+/// tabs queued ahead to adopt or make one bounded refresh each.
+const LOCK_WAIT_TIMEOUTS: u32 = 3;
+
+/// A per-tab random addition to the leeway of up to a fifth of it (at most
+/// 5 s), so tabs that loaded together do not all find the token stale at
+/// the same moment.
+fn jittered_leeway_ms(platform: &BrowserPlatform, leeway_seconds: u32) -> u64 {
+    let leeway_ms = u64::from(leeway_seconds) * 1000;
+    let max_jitter = (leeway_ms / 5).min(5_000);
+    let byte = platform.random_32().map_or(0, |bytes| bytes[0]);
+    leeway_ms + max_jitter * u64::from(byte) / 255
 }
 
 /// An OAuth 2.0 / OpenID Connect client for one issuer and client id.
@@ -82,9 +135,12 @@ impl AuthClient {
             redirect_uri,
             scope,
             storage,
+            refresh_leeway_seconds,
+            refresh_timeout_seconds,
+            is_token_expired,
+            refresh,
             allow_insecure_loopback,
             overrides,
-            ..
         } = options::parse(&options)?;
         let (store, storage_fallback) =
             BrowserSessionStore::open(storage, &issuer, &client_id).await;
@@ -105,6 +161,33 @@ impl AuthClient {
             endpoints,
         };
         let events = Rc::<Emitter>::default();
+        let session = Rc::new(Session::new(tokens));
+        session.set_observer(session_observer(&events, store.kind()));
+        // A session only this tab can see needs no cross-tab lock or channel.
+        let name = session_name(&config.issuer, &config.client_id);
+        let (lock, channel) = if store.kind() == StorageKind::Memory {
+            (WebSessionLock::tab_only(), SessionChannel::none())
+        } else {
+            let receiver = Rc::downgrade(&session);
+            let channel = SessionChannel::open(&name, move |message| {
+                if let Some(session) = receiver.upgrade() {
+                    session.receive(message);
+                }
+            });
+            (WebSessionLock::shared(&name), channel)
+        };
+        let timeout_ms = refresh_timeout_seconds * 1000;
+        let policy = RefreshPolicy {
+            leeway_ms: jittered_leeway_ms(&platform, refresh_leeway_seconds),
+            timeout_ms,
+            lock_wait_ms: timeout_ms * LOCK_WAIT_TIMEOUTS,
+        };
+        let transport = BrowserRefresh {
+            token_endpoint: config.endpoints.token.clone(),
+            client_id: config.client_id.clone(),
+            custom: refresh,
+            timeout_ms,
+        };
         if let Some(reason) = &storage_fallback {
             let detail = storage_event("fallback", storage.as_str(), reason);
             events.emit_soon(EventName::Storage, detail);
@@ -118,7 +201,12 @@ impl AuthClient {
                 config,
                 platform,
                 store,
-                tokens: RefCell::new(tokens),
+                session,
+                lock,
+                channel,
+                transport,
+                policy,
+                is_token_expired,
                 storage_fallback,
                 storage_error,
                 events,
@@ -126,9 +214,10 @@ impl AuthClient {
         })
     }
 
-    /// Subscribes `listener` to `event` (`"storage"`: the storage fell back
-    /// to memory, or a corrupt or foreign record was cleared). Returns a
-    /// function that unsubscribes.
+    /// Subscribes `listener` to `event`: `"tokens"` (the token set changed,
+    /// here or in another tab), `"sessionExpired"`, `"signedOut"`, or
+    /// `"storage"` (fallback to memory, a record cleared, a write failed).
+    /// Returns a function that unsubscribes.
     pub fn on(
         &self,
         event: String,
@@ -198,7 +287,10 @@ impl AuthClient {
             }
             let result =
                 finish_login(&inner.config, &inner.platform, &inner.store, &params).await?;
-            *inner.tokens.borrow_mut() = Some(result.tokens);
+            inner.channel.publish(&SessionMessage::Tokens {
+                tokens: result.tokens.clone(),
+            });
+            inner.session.adopt(result.tokens, TokenSource::Login);
             let app_state = match result.app_state {
                 Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
                 None => JsValue::UNDEFINED,
@@ -217,13 +309,124 @@ impl AuthClient {
         promise(async move {
             let now = inner.platform.now_ms();
             let signed_in = inner
-                .tokens
-                .borrow()
-                .as_ref()
+                .session
+                .tokens()
                 .is_some_and(|t| !t.is_stale(now, 0) || t.can_refresh(now));
             Ok(signed_in.into())
         })
     }
+
+    /// A valid access token: the one in memory, or a refreshed one (under
+    /// the cross-tab lock) when it expires within the leeway.
+    #[wasm_bindgen(js_name = getAccessToken)]
+    pub fn get_access_token(&self) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        promise(async move {
+            let token = inner.refresher().access_token().await?;
+            Ok(token.secret().into())
+        })
+    }
+
+    /// `fetch(input, init)` with `Authorization: Bearer <access token>`:
+    /// refreshed first when the token is stale, and refreshed then resent
+    /// once when the response says it expired (`isTokenExpired`, default a
+    /// 401 `invalid_token`). Requests to the token endpoint pass untouched.
+    /// Network failures reject as `fetch` does; latchkey's own failures
+    /// reject with a `LatchkeyError`.
+    #[wasm_bindgen(js_name = fetchWithAuth)]
+    pub fn fetch_with_auth(&self, input: JsValue, init: JsValue) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        future_to_promise(async move { fetch_with_auth(&inner, &input, &init).await })
+    }
+}
+
+async fn fetch_with_auth(
+    inner: &Inner,
+    input: &JsValue,
+    init: &JsValue,
+) -> Result<JsValue, JsValue> {
+    let PreparedRequest { request, replay } = authorized::prepare(input, init).map_err(js_err)?;
+    if authorized::is_token_endpoint(&request.url(), &inner.config.endpoints.token) {
+        return Ok(authorized::send(&request).await?.into());
+    }
+    let token = inner.refresher().access_token().await.map_err(js_err)?;
+    authorized::attach(&request, token.secret()).map_err(js_err)?;
+    let response = authorized::send(&request).await?;
+    let Some(replay) = replay else {
+        return Ok(response.into());
+    };
+    let expired = match &inner.is_token_expired {
+        Some(predicate) => authorized::app_says_expired(predicate, &response)
+            .await
+            .map_err(js_err)?,
+        None => authorized::rfc6750_expired(&response),
+    };
+    if !expired {
+        return Ok(response.into());
+    }
+    let fresh = inner
+        .refresher()
+        .after_rejection(&token)
+        .await
+        .map_err(js_err)?;
+    if fresh == token {
+        // Nothing better to send (no refresh token, still valid by the clock).
+        return Ok(response.into());
+    }
+    authorized::attach(&replay, fresh.secret()).map_err(js_err)?;
+    Ok(authorized::send(&replay).await?.into())
+}
+
+/// Turns session changes into the client's events.
+fn session_observer(events: &Rc<Emitter>, kind: StorageKind) -> impl Fn(&SessionChange) + 'static {
+    let events = Rc::downgrade(events);
+    move |change| {
+        let Some(events) = events.upgrade() else {
+            return;
+        };
+        match change {
+            SessionChange::Tokens { tokens, source } => {
+                events.emit(EventName::Tokens, &tokens_event(tokens, *source));
+            }
+            SessionChange::Ended(EndReason::Expired) => {
+                events.emit(EventName::SessionExpired, &Object::new().into());
+            }
+            SessionChange::Ended(EndReason::SignedOut) => {
+                events.emit(EventName::SignedOut, &Object::new().into());
+            }
+            SessionChange::PersistFailed(error) => {
+                let reason = format!("{}: {error}", error.code());
+                let detail = storage_event("write_failed", kind.as_str(), &reason);
+                events.emit(EventName::Storage, &detail);
+            }
+        }
+    }
+}
+
+/// The detail of a `tokens` event: `{ accessToken, expiresAt, scope, source }`.
+fn tokens_event(tokens: &TokenSet, source: TokenSource) -> JsValue {
+    let detail = Object::new();
+    let set = |name: &str, value: JsValue| {
+        let _ = Reflect::set(&detail, &name.into(), &value);
+    };
+    set("accessToken", tokens.access_token.secret().into());
+    set(
+        "expiresAt",
+        tokens
+            .expires_at_ms
+            .map_or(JsValue::NULL, |at| (at as f64).into()),
+    );
+    set(
+        "scope",
+        tokens.scope.as_deref().map_or(JsValue::NULL, Into::into),
+    );
+    let source = match source {
+        TokenSource::Login => "login",
+        TokenSource::Refresh => "refresh",
+        TokenSource::Sync => "sync",
+    };
+    set("source", source.into());
+    detail.into()
 }
 
 /// The detail of a `storage` event: `{ type, storage, reason }`.

@@ -9,24 +9,43 @@ use wasm_bindgen::prelude::*;
 
 use crate::core::Error;
 
-/// The events a client emits. Only `storage` so far; `tokens`,
-/// `sessionExpired` and `signedOut` arrive with the refresh and sign-out work.
+/// The events a client emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventName {
-    /// The storage fell back to memory, or a stored record was cleared.
+    /// The storage fell back to memory, a stored record was cleared, or a
+    /// refreshed set could not be written.
     Storage,
+    /// The token set in use changed: a login or a refresh, in this tab or
+    /// another.
+    Tokens,
+    /// The session ended because the refresh token was rejected or expired.
+    SessionExpired,
+    /// The user signed out (in this tab or another).
+    SignedOut,
 }
+
+const NAMES: &[(&str, EventName)] = &[
+    ("storage", EventName::Storage),
+    ("tokens", EventName::Tokens),
+    ("sessionExpired", EventName::SessionExpired),
+    ("signedOut", EventName::SignedOut),
+];
 
 impl EventName {
     /// Parses an event name given to `on`.
     pub fn parse(name: &str) -> Result<EventName, Error> {
-        match name {
-            "storage" => Ok(EventName::Storage),
-            _ => Err(Error::invalid_option(
-                "event",
-                format!("unknown event {name:?} (expected \"storage\")"),
-            )),
-        }
+        NAMES
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, event)| *event)
+            .ok_or_else(|| {
+                Error::invalid_option(
+                    "event",
+                    format!(
+                        "unknown event {name:?} (expected \"tokens\", \"sessionExpired\", \"signedOut\" or \"storage\")"
+                    ),
+                )
+            })
     }
 }
 

@@ -52,6 +52,15 @@ pub async fn post_form<T: DeserializeOwned>(
     url: &str,
     form: &[(String, String)],
 ) -> Result<HttpReply<T>, Error> {
+    post_form_within(url, form, None).await
+}
+
+/// [`post_form`], aborted by the browser after `timeout_ms` when given.
+pub async fn post_form_within<T: DeserializeOwned>(
+    url: &str,
+    form: &[(String, String)],
+    timeout_ms: Option<u32>,
+) -> Result<HttpReply<T>, Error> {
     let params = UrlSearchParams::new().map_err(network)?;
     for (name, value) in form {
         params.append(name, value);
@@ -66,5 +75,8 @@ pub async fn post_form<T: DeserializeOwned>(
     init.set_headers(&headers);
     init.set_credentials(web_sys::RequestCredentials::Omit);
     init.set_body(&JsValue::from(params.to_string()));
+    if let Some(ms) = timeout_ms {
+        init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(ms)));
+    }
     send(url, &init).await
 }

@@ -1,5 +1,7 @@
 //! web-sys adapters implementing the [`crate::platform`] traits.
 
+pub mod authorized_fetch;
+pub mod channel;
 pub mod events;
 pub mod http;
 pub mod idb;
@@ -7,5 +9,6 @@ pub mod js_error;
 pub mod locks;
 pub mod options;
 pub mod platform;
+pub mod refresh;
 pub mod store;
 pub mod webcrypto;

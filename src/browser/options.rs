@@ -15,6 +15,7 @@ const KNOWN: &[&str] = &[
     "scope",
     "storage",
     "refreshLeewaySeconds",
+    "refreshTimeoutSeconds",
     "allowInsecureLoopback",
     "authorizationEndpoint",
     "tokenEndpoint",
@@ -40,6 +41,13 @@ pub struct ClientOptions {
     pub storage: StorageKind,
     /// `refreshLeewaySeconds` (default 30).
     pub refresh_leeway_seconds: u32,
+    /// `refreshTimeoutSeconds` (default 10): the longest a refresh may hold
+    /// the lock.
+    pub refresh_timeout_seconds: u32,
+    /// `isTokenExpired(response)`, the app's "expired" predicate.
+    pub is_token_expired: Option<js_sys::Function>,
+    /// `refresh(ctx)`, the app's own refresh request.
+    pub refresh: Option<js_sys::Function>,
     /// `allowInsecureLoopback` (default false).
     pub allow_insecure_loopback: bool,
     /// The explicit endpoints.
@@ -74,6 +82,41 @@ fn boolean(options: &JsValue, field: &'static str) -> Result<bool, Error> {
     value
         .as_bool()
         .ok_or_else(|| Error::invalid_option(field, "must be a boolean"))
+}
+
+/// A whole number of seconds in `min..=max`, or `default` when absent.
+fn seconds(
+    options: &JsValue,
+    field: &'static str,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, Error> {
+    let value = get(options, field);
+    if value.is_undefined() {
+        return Ok(default);
+    }
+    match value.as_f64() {
+        Some(n) if (f64::from(min)..=f64::from(max)).contains(&n) && n.fract() == 0.0 => {
+            Ok(n as u32)
+        }
+        _ => Err(Error::invalid_option(
+            field,
+            format!("must be a whole number of seconds from {min} to {max}"),
+        )),
+    }
+}
+
+/// An optional function.
+fn function(options: &JsValue, field: &'static str) -> Result<Option<js_sys::Function>, Error> {
+    let value = get(options, field);
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    value
+        .dyn_into()
+        .map(Some)
+        .map_err(|_| Error::invalid_option(field, "must be a function"))
 }
 
 /// Validates an absolute `http(s)` URL with the browser's URL parser.
@@ -114,26 +157,8 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
             )
         })?,
     };
-    let leeway = get(options, "refreshLeewaySeconds");
-    let refresh_leeway_seconds = if leeway.is_undefined() {
-        30
-    } else {
-        match leeway.as_f64() {
-            Some(n) if (0.0..=86_400.0).contains(&n) && n.fract() == 0.0 => n as u32,
-            _ => {
-                return Err(Error::invalid_option(
-                    "refreshLeewaySeconds",
-                    "must be a whole number of seconds from 0 to 86400",
-                ))
-            }
-        }
-    };
-    for field in ["isTokenExpired", "refresh"] {
-        let value = get(options, field);
-        if !value.is_undefined() && !value.is_function() {
-            return Err(Error::invalid_option(field, "must be a function"));
-        }
-    }
+    let refresh_leeway_seconds = seconds(options, "refreshLeewaySeconds", 30, 0, 86_400)?;
+    let refresh_timeout_seconds = seconds(options, "refreshTimeoutSeconds", 10, 1, 300)?;
     Ok(ClientOptions {
         issuer,
         client_id,
@@ -141,6 +166,9 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         scope,
         storage,
         refresh_leeway_seconds,
+        refresh_timeout_seconds,
+        is_token_expired: function(options, "isTokenExpired")?,
+        refresh: function(options, "refresh")?,
         allow_insecure_loopback: boolean(options, "allowInsecureLoopback")?,
         overrides: EndpointOverrides {
             authorization: string(options, "authorizationEndpoint", false)?,

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use crate::browser::js_error::crypto;
 use crate::browser::{http, webcrypto};
 use crate::core::Error;
-use crate::platform::{Clock, Crypto, Http, HttpReply};
+use crate::platform::{Clock, Crypto, Http, HttpReply, Timer};
 
 /// The browser's clock, crypto and HTTP (the session store is separate:
 /// [`crate::browser::store::BrowserSessionStore`]).
@@ -15,6 +15,21 @@ pub struct BrowserPlatform;
 impl Clock for BrowserPlatform {
     fn now_ms(&self) -> u64 {
         js_sys::Date::now() as u64
+    }
+}
+
+impl Timer for BrowserPlatform {
+    async fn sleep(&self, ms: u32) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let wake = js_sys::Promise::new(&mut |resolve, _reject| {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+                &resolve,
+                ms.min(i32::MAX as u32) as i32,
+            );
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(wake).await;
     }
 }
 

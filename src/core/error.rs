@@ -36,6 +36,7 @@ pub const ALL_CODES: &[&str] = &[
     "corrupt_record",
     "crypto_error",
     "lock_unavailable",
+    "refresh_failed",
     "refresh_timeout",
     "not_authenticated",
     "session_expired",
@@ -147,6 +148,12 @@ pub enum Error {
     },
     /// The cross-tab lock could not be taken (`lock_unavailable`).
     LockUnavailable,
+    /// The app's own `refresh` function threw or rejected
+    /// (`refresh_failed`); the tokens are kept.
+    RefreshCallback {
+        /// What it threw, described.
+        reason: String,
+    },
     /// A refresh took longer than the bounded lock hold time
     /// (`refresh_timeout`).
     RefreshTimeout,
@@ -182,6 +189,7 @@ impl Error {
             Error::CorruptRecord { .. } => "corrupt_record",
             Error::Crypto { .. } => "crypto_error",
             Error::LockUnavailable => "lock_unavailable",
+            Error::RefreshCallback { .. } => "refresh_failed",
             Error::RefreshTimeout => "refresh_timeout",
             Error::NotAuthenticated => "not_authenticated",
             Error::SessionExpired => "session_expired",
@@ -310,6 +318,7 @@ impl fmt::Display for Error {
             Error::CorruptRecord { reason } => write!(f, "corrupt stored record: {reason}"),
             Error::Crypto { reason } => write!(f, "crypto error: {reason}"),
             Error::LockUnavailable => f.write_str("the cross-tab lock is unavailable"),
+            Error::RefreshCallback { reason } => write!(f, "the refresh function failed: {reason}"),
             Error::RefreshTimeout => f.write_str("the token refresh timed out"),
             Error::NotAuthenticated => f.write_str("not authenticated"),
             Error::SessionExpired => f.write_str("the session has expired"),
@@ -369,6 +378,7 @@ mod tests {
             Error::CorruptRecord { reason: reason() },
             Error::Crypto { reason: reason() },
             Error::LockUnavailable,
+            Error::RefreshCallback { reason: reason() },
             Error::RefreshTimeout,
             Error::NotAuthenticated,
             Error::SessionExpired,
@@ -400,6 +410,7 @@ mod tests {
             | Error::CorruptRecord { .. }
             | Error::Crypto { .. }
             | Error::LockUnavailable
+            | Error::RefreshCallback { .. }
             | Error::RefreshTimeout
             | Error::NotAuthenticated
             | Error::SessionExpired => {}

@@ -592,9 +592,10 @@ test("atproto refreshSession passes token-endpoint faults on; faulted calls keep
     const url = idp.refreshSessionUrl;
     const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
     const rt = tokens.refresh_token;
+    const busy = JSON.stringify({ error: "temporarily_unavailable", error_description: "busy" });
     idp.setTokenFaults({
       next: [
-        { kind: "status", status: 503, body: JSON.stringify({ error: "temporarily_unavailable", error_description: "busy" }), headers: { "retry-after": "2" } },
+        { kind: "status", status: 503, body: busy, headers: { "retry-after": "2" } },
         { kind: "status", status: 500, body: "oops" },
         { kind: "garbage" },
         { kind: "no_access_token" },

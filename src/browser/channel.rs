@@ -1,0 +1,67 @@
+//! BroadcastChannel: how a tab tells the other tabs of the origin that the
+//! session changed, so their in-memory copy (and fast path) stays current
+//! without reading storage.
+//!
+//! Messages carry the token set itself: the channel never leaves this
+//! origin's tabs, which already hold the same tokens in memory.
+
+use wasm_bindgen::prelude::*;
+use web_sys::{BroadcastChannel, MessageEvent};
+
+use crate::core::session::SessionMessage;
+use crate::platform::Broadcast;
+
+/// One session's channel, or none (memory storage, or no BroadcastChannel).
+pub struct SessionChannel {
+    channel: Option<BroadcastChannel>,
+    _listener: Option<Closure<dyn FnMut(MessageEvent)>>,
+}
+
+impl SessionChannel {
+    /// A channel that sends and receives nothing.
+    pub fn none() -> Self {
+        SessionChannel {
+            channel: None,
+            _listener: None,
+        }
+    }
+
+    /// Joins the channel `name`; `on_message` gets what other tabs send.
+    /// Messages that are not ours (another version, another script) are
+    /// ignored.
+    pub fn open(name: &str, on_message: impl Fn(SessionMessage) + 'static) -> Self {
+        let Ok(channel) = BroadcastChannel::new(name) else {
+            return Self::none();
+        };
+        let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Ok(message) = serde_wasm_bindgen::from_value::<SessionMessage>(event.data()) {
+                on_message(message);
+            }
+        });
+        channel.set_onmessage(Some(listener.as_ref().unchecked_ref()));
+        SessionChannel {
+            channel: Some(channel),
+            _listener: Some(listener),
+        }
+    }
+}
+
+impl Broadcast for SessionChannel {
+    fn publish(&self, message: &SessionMessage) {
+        let Some(channel) = &self.channel else {
+            return;
+        };
+        if let Ok(value) = serde_wasm_bindgen::to_value(message) {
+            let _ = channel.post_message(&value);
+        }
+    }
+}
+
+impl Drop for SessionChannel {
+    fn drop(&mut self) {
+        if let Some(channel) = &self.channel {
+            channel.set_onmessage(None);
+            channel.close();
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The browser's [`RefreshTransport`]: the standard refresh-token grant
+//! with the request aborted at the deadline, or the app's own `refresh`
+//! function (e.g. AT Protocol `refreshSession`).
+
+use js_sys::{Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::browser::http;
+use crate::browser::js_error::describe;
+use crate::core::{refresh_params, Error, RawTokenResponse, TokenSet};
+use crate::platform::{HttpReply, RefreshTransport};
+
+/// How this client refreshes.
+pub struct BrowserRefresh {
+    /// The token endpoint.
+    pub token_endpoint: String,
+    /// The client id.
+    pub client_id: String,
+    /// The app's `refresh(ctx)`, if it brought one.
+    pub custom: Option<Function>,
+    /// The standard request is aborted after this long (the core gives up
+    /// at the same time; aborting frees the connection too).
+    pub timeout_ms: u32,
+}
+
+impl RefreshTransport for BrowserRefresh {
+    async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
+        let refresh_token = current
+            .refresh_token
+            .as_ref()
+            .ok_or(Error::NotAuthenticated)?;
+        match &self.custom {
+            None => {
+                let form = refresh_params(refresh_token, &self.client_id, None);
+                http::post_form_within(&self.token_endpoint, &form, Some(self.timeout_ms)).await
+            }
+            Some(function) => self.call_custom(function, current).await,
+        }
+    }
+}
+
+impl BrowserRefresh {
+    /// Calls `refresh({ refreshToken, accessToken, tokenEndpoint, clientId,
+    /// scope })` and reads what it resolves with as a token response. An
+    /// object with `error` is the server's refusal (`invalid_grant` ends the
+    /// session); a throw or rejection is a transient failure.
+    async fn call_custom(
+        &self,
+        function: &Function,
+        current: &TokenSet,
+    ) -> Result<HttpReply<RawTokenResponse>, Error> {
+        let context = Object::new();
+        let set = |name: &str, value: JsValue| {
+            let _ = Reflect::set(&context, &JsValue::from_str(name), &value);
+        };
+        if let Some(refresh_token) = &current.refresh_token {
+            set("refreshToken", refresh_token.secret().into());
+        }
+        set("accessToken", current.access_token.secret().into());
+        set("tokenEndpoint", self.token_endpoint.as_str().into());
+        set("clientId", self.client_id.as_str().into());
+        set("scope", current.scope.as_deref().into());
+        let failed = |value: JsValue| Error::RefreshCallback {
+            reason: describe(&value),
+        };
+        let returned = function
+            .call1(&JsValue::UNDEFINED, &context)
+            .map_err(failed)?;
+        let resolved = JsFuture::from(Promise::resolve(&returned))
+            .await
+            .map_err(failed)?;
+        let body = serde_wasm_bindgen::from_value::<RawTokenResponse>(resolved)
+            .map_err(|e| format!("refresh() did not resolve with a token response: {e}"));
+        let (status, body) = match body {
+            Ok(mut raw) => {
+                // Custom endpoints rarely say; the token is sent as a Bearer.
+                raw.token_type.get_or_insert_with(|| "Bearer".to_owned());
+                (if raw.error.is_some() { 400 } else { 200 }, Ok(raw))
+            }
+            Err(reason) => (200, Err(reason)),
+        };
+        Ok(HttpReply { status, body })
+    }
+}
