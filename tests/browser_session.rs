@@ -1,0 +1,232 @@
+//! The refresh machinery's browser adapters in headless Chromium: the Web
+//! Lock guard, the BroadcastChannel, the custom refresh call, and the
+//! request/response handling of `fetchWithAuth`.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Reflect};
+use latchkey::browser::authorized_fetch::{is_token_endpoint, prepare, rfc6750_expired};
+use latchkey::browser::channel::SessionChannel;
+use latchkey::browser::locks::WebSessionLock;
+use latchkey::browser::platform::BrowserPlatform;
+use latchkey::browser::refresh::BrowserRefresh;
+use latchkey::core::race::within;
+use latchkey::core::session::SessionMessage;
+use latchkey::core::{AccessToken, RefreshToken, TokenSet};
+use latchkey::platform::{Broadcast, RefreshTransport, SessionLock, Timer};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::{Headers, Request, RequestInit, Response, ResponseInit};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn sleep(ms: u32) {
+    BrowserPlatform.sleep(ms).await;
+}
+
+/// What `navigator.locks.query()` reports for `name`: (held, pending).
+async fn lock_state(name: &str) -> (usize, usize) {
+    let locks = web_sys::window().unwrap().navigator().locks();
+    let query: Function = Reflect::get(&locks, &"query".into()).unwrap().into();
+    let pending = query.call0(&locks).unwrap();
+    let snapshot = JsFuture::from(js_sys::Promise::from(pending))
+        .await
+        .unwrap();
+    let count = |field: &str| {
+        let list: js_sys::Array = Reflect::get(&snapshot, &field.into()).unwrap().into();
+        list.iter()
+            .filter(|l| {
+                Reflect::get(l, &"name".into())
+                    .unwrap()
+                    .as_string()
+                    .as_deref()
+                    == Some(name)
+            })
+            .count()
+    };
+    (count("held"), count("pending"))
+}
+
+#[wasm_bindgen_test]
+async fn the_lock_is_held_by_the_guard_and_released_when_it_drops() {
+    let name = "latchkey-test:guard";
+    let lock = WebSessionLock::shared(name);
+    assert!(lock.is_shared());
+    let guard = lock.acquire().await.unwrap();
+    assert_eq!(lock_state(name).await, (1, 0));
+    // A second acquisition waits while the guard lives.
+    let second = within(lock.acquire(), sleep(100)).await;
+    assert!(second.is_none(), "granted while held");
+    drop(guard);
+    let third = within(lock.acquire(), sleep(2_000)).await;
+    assert!(third.is_some(), "released by the drop");
+    drop(third);
+    sleep(10).await;
+    assert_eq!(lock_state(name).await, (0, 0));
+}
+
+#[wasm_bindgen_test]
+async fn a_waiter_that_gives_up_leaves_the_queue() {
+    let name = "latchkey-test:abandon";
+    let lock = WebSessionLock::shared(name);
+    let holder = lock.acquire().await.unwrap();
+    assert!(within(lock.acquire(), sleep(50)).await.is_none());
+    sleep(10).await;
+    assert_eq!(
+        lock_state(name).await,
+        (1, 0),
+        "the abandoned request was withdrawn"
+    );
+    drop(holder);
+    sleep(10).await;
+    assert_eq!(lock_state(name).await, (0, 0), "nobody holds it afterwards");
+}
+
+#[wasm_bindgen_test]
+async fn without_a_lock_manager_the_lock_is_only_this_tabs() {
+    let lock = WebSessionLock::tab_only();
+    assert!(!lock.is_shared());
+    let _a = lock.acquire().await.unwrap();
+    let _b = lock.acquire().await.unwrap();
+}
+
+fn sample_tokens() -> TokenSet {
+    TokenSet {
+        access_token: AccessToken::new("at-1".into()),
+        token_type: "Bearer".into(),
+        expires_at_ms: Some(1_900_000_000_123),
+        refresh_token: Some(RefreshToken::new("rt-1".into())),
+        scope: Some("openid api".into()),
+        id_token: None,
+        refresh_expires_at_ms: None,
+        issued_at_ms: 1_899_999_000_456,
+    }
+}
+
+#[wasm_bindgen_test]
+async fn messages_reach_other_tabs_intact_and_strangers_are_ignored() {
+    let name = "latchkey-test:channel";
+    let received: Rc<RefCell<Vec<SessionMessage>>> = Rc::default();
+    let sink = Rc::clone(&received);
+    let _listener = SessionChannel::open(name, move |m| sink.borrow_mut().push(m));
+    let sender = SessionChannel::open(name, |_| panic!("a tab hears its own message"));
+    let message = SessionMessage::Tokens {
+        tokens: sample_tokens(),
+    };
+    sender.publish(&message);
+    // Something that is not ours on the same channel.
+    let raw = web_sys::BroadcastChannel::new(name).unwrap();
+    raw.post_message(&JsValue::from_str("hello")).unwrap();
+    for _ in 0..50 {
+        if !received.borrow().is_empty() {
+            break;
+        }
+        sleep(10).await;
+    }
+    sleep(20).await;
+    assert_eq!(*received.borrow(), vec![message]);
+}
+
+fn custom(body: &str) -> BrowserRefresh {
+    BrowserRefresh {
+        token_endpoint: "https://idp.example/token".into(),
+        client_id: "spa".into(),
+        custom: Some(Function::new_with_args("ctx", body)),
+        timeout_ms: 1_000,
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_custom_refresh_gets_the_refresh_token_and_its_answer_is_a_bearer_response() {
+    let transport = custom(
+        "if (ctx.refreshToken !== 'rt-1' || ctx.clientId !== 'spa') throw new Error('bad ctx');
+         return Promise.resolve({ access_token: 'at-2', refresh_token: 'rt-2', expires_in: 60 });",
+    );
+    let reply = transport.refresh(&sample_tokens()).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let raw = reply.body.unwrap();
+    assert_eq!(raw.token_type.as_deref(), Some("Bearer"));
+    assert_eq!(raw.access_token.unwrap().secret(), "at-2");
+}
+
+#[wasm_bindgen_test]
+async fn a_custom_refresh_that_throws_is_refresh_failed_and_an_error_answer_is_the_servers() {
+    let thrown = custom("throw new TypeError('offline')")
+        .refresh(&sample_tokens())
+        .await
+        .unwrap_err();
+    assert_eq!(thrown.code(), "refresh_failed");
+    assert!(thrown.to_string().contains("offline"));
+    let refused = custom("return { error: 'invalid_grant' }")
+        .refresh(&sample_tokens())
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 400);
+}
+
+fn response(status: u16, challenge: Option<&str>) -> Response {
+    let headers = Headers::new().unwrap();
+    if let Some(challenge) = challenge {
+        headers.set("WWW-Authenticate", challenge).unwrap();
+    }
+    let init = ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(&headers);
+    Response::new_with_opt_str_and_init(None, &init).unwrap()
+}
+
+#[wasm_bindgen_test]
+fn the_default_expired_test_follows_rfc6750() {
+    assert!(rfc6750_expired(&response(401, None)));
+    assert!(rfc6750_expired(&response(401, Some("Bearer"))));
+    assert!(rfc6750_expired(&response(
+        401,
+        Some(r#"Bearer error="invalid_token", error_description="expired""#)
+    )));
+    assert!(!rfc6750_expired(&response(
+        401,
+        Some(r#"Bearer error="insufficient_scope""#)
+    )));
+    assert!(!rfc6750_expired(&response(403, None)));
+    assert!(!rfc6750_expired(&response(200, None)));
+}
+
+#[wasm_bindgen_test]
+fn the_callers_request_is_copied_not_modified() {
+    let original = Request::new_with_str("https://api.example/x").unwrap();
+    let input: &JsValue = original.as_ref();
+    let prepared = prepare(input, &JsValue::UNDEFINED).unwrap();
+    prepared
+        .request
+        .headers()
+        .set("Authorization", "Bearer t")
+        .unwrap();
+    assert_eq!(original.headers().get("Authorization").unwrap(), None);
+    assert!(prepared.replay.is_some());
+}
+
+#[wasm_bindgen_test]
+fn a_streaming_body_is_not_kept_for_a_retry() {
+    let stream = web_sys::ReadableStream::new().unwrap();
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&stream);
+    let _ = Reflect::set(&init, &"duplex".into(), &"half".into());
+    let prepared = prepare(&"https://api.example/upload".into(), &init.into()).unwrap();
+    assert!(prepared.replay.is_none());
+}
+
+#[wasm_bindgen_test]
+fn only_the_token_endpoint_itself_passes_untouched() {
+    let token = "https://idp.example/token";
+    assert!(is_token_endpoint("https://idp.example/token", token));
+    assert!(is_token_endpoint("https://idp.example/token?x=1", token));
+    assert!(!is_token_endpoint(
+        "https://idp.example/token/revocation",
+        token
+    ));
+    assert!(!is_token_endpoint("https://api.example/token", token));
+}
