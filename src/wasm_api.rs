@@ -18,6 +18,7 @@ use crate::browser::options::{self, ClientOptions};
 use crate::browser::platform::BrowserPlatform;
 use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
+use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, SessionMessage, TokenSource,
@@ -57,6 +58,7 @@ struct Inner {
     storage_fallback: Option<String>,
     storage_error: Option<String>,
     events: Rc<Emitter>,
+    _visibility: Option<VisibilityCatchUp>,
 }
 
 type BrowserRefresher<'a> = Refresher<
@@ -197,7 +199,8 @@ impl AuthClient {
             events.emit_soon(EventName::Storage, detail);
         }
         Ok(AuthClient {
-            inner: Rc::new(Inner {
+            inner: Rc::new_cyclic(|me| Inner {
+                _visibility: VisibilityCatchUp::install(catch_up(me.clone())),
                 config,
                 platform,
                 store,
@@ -375,6 +378,18 @@ async fn fetch_with_auth(
     }
     authorized::attach(&replay, fresh.secret()).map_err(js_err)?;
     Ok(authorized::send(&replay).await?.into())
+}
+
+/// Refreshes a stale token when the tab becomes visible (best effort: a
+/// failure shows up on the next call, an ended session as its event).
+fn catch_up(inner: std::rc::Weak<Inner>) -> impl Fn() + 'static {
+    move || {
+        if let Some(inner) = inner.upgrade() {
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = inner.refresher().access_token().await;
+            });
+        }
+    }
 }
 
 /// Turns session changes into the client's events.

@@ -11,4 +11,5 @@ pub mod options;
 pub mod platform;
 pub mod refresh;
 pub mod store;
+pub mod visibility;
 pub mod webcrypto;
