@@ -1,10 +1,9 @@
 // The demo page: loads the release package that scripts/demo staged next to it.
-import init, { version } from "./latchkey/latchkey.js";
+import { version } from "./latchkey/index.js";
 
 const status = document.getElementById("status");
 try {
-  await init();
-  document.getElementById("version").textContent = version();
+  document.getElementById("version").textContent = await version();
   status.textContent = "ready";
   document.body.dataset.ready = "true";
 } catch (error) {

@@ -1,0 +1,276 @@
+// latchkey's public TypeScript surface. Hand-written: the wasm-bindgen
+// declarations (latchkey.d.ts) are an implementation detail.
+
+/** Where tokens are kept. */
+export type StorageKind = "indexeddb" | "localstorage" | "memory";
+
+/**
+ * Every `code` a {@link LatchkeyError} can carry. Checked against the Rust
+ * list (`ALL_CODES`) by the test suite.
+ */
+export type LatchkeyErrorCode =
+  | "invalid_option"
+  | "insecure_endpoint"
+  | "discovery_failed"
+  | "issuer_mismatch"
+  | "no_transaction"
+  | "transaction_expired"
+  | "iss_missing"
+  | "iss_mismatch"
+  | "state_missing"
+  | "state_mismatch"
+  | "authorization_error"
+  | "code_missing"
+  | "invalid_grant"
+  | "token_error"
+  | "malformed_token_response"
+  | "unsupported_token_type"
+  | "network_error"
+  | "storage_error"
+  | "corrupt_record"
+  | "crypto_error"
+  | "lock_unavailable"
+  | "refresh_failed"
+  | "refresh_timeout"
+  | "not_authenticated"
+  | "session_expired";
+
+/**
+ * What latchkey rejects with. `name` is `"LatchkeyError"`. Server-reported
+ * details are copied when the server sent them
+ * ([RFC 6749 §5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)).
+ * Messages never contain tokens, codes, verifiers or `state`.
+ */
+export interface LatchkeyError extends Error {
+  readonly name: "LatchkeyError";
+  /** Stable machine-readable code. */
+  readonly code: LatchkeyErrorCode;
+  /** The server's `error`, e.g. `"invalid_grant"` or `"access_denied"`. */
+  readonly error?: string;
+  /** The server's `error_description`. */
+  readonly error_description?: string;
+  /** The server's `error_uri`. */
+  readonly error_uri?: string;
+  /** The HTTP status of the token endpoint's answer. */
+  readonly status?: number;
+}
+
+/** Narrows an unknown rejection to a {@link LatchkeyError}. */
+export function isLatchkeyError(value: unknown): value is LatchkeyError;
+
+/** What a custom {@link AuthClientOptions.refresh} receives. */
+export interface RefreshContext {
+  /** The refresh token to exchange. */
+  readonly refreshToken: string;
+  /** The access token being replaced. */
+  readonly accessToken: string;
+  /** The token endpoint (discovered or configured). */
+  readonly tokenEndpoint: string;
+  /** The client id. */
+  readonly clientId: string;
+  /** The granted scope, if known. */
+  readonly scope: string | undefined;
+}
+
+/**
+ * A token endpoint response
+ * ([RFC 6749 §5.1](https://www.rfc-editor.org/rfc/rfc6749#section-5.1)), as a
+ * custom refresh resolves with it. `token_type` defaults to `"Bearer"`;
+ * omitted `refresh_token` / `scope` keep the previous ones.
+ */
+export interface TokenResponse {
+  access_token: string;
+  token_type?: string;
+  /** Seconds (a number or numeric string). */
+  expires_in?: number | string;
+  refresh_token?: string;
+  scope?: string;
+  id_token?: string;
+}
+
+/**
+ * A refusal from the server, as a custom refresh resolves with it
+ * ([RFC 6749 §5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)).
+ * `"invalid_grant"` ends the session in every tab.
+ */
+export interface TokenErrorResponse {
+  error: string;
+  error_description?: string;
+  error_uri?: string;
+}
+
+/** Options of {@link AuthClient.create}. Unknown options are refused. */
+export interface AuthClientOptions {
+  /**
+   * The issuer identifier. Endpoints are discovered from it (OIDC
+   * Discovery, then [RFC 8414](https://www.rfc-editor.org/rfc/rfc8414)) unless
+   * both `authorizationEndpoint` and `tokenEndpoint` are given.
+   */
+  issuer: string;
+  /** The public client's id. */
+  clientId: string;
+  /** The exact redirect URI registered for the client. */
+  redirectUri: string;
+  /** Space-separated scopes. Default `"openid"`. */
+  scope?: string;
+  /** Where tokens are kept. Default `"indexeddb"` (encrypted). */
+  storage?: StorageKind;
+  /**
+   * Refresh when the access token expires within this many seconds (plus a
+   * small per-tab jitter; at most half the token's lifetime). 0 to 86400,
+   * default 30.
+   */
+  refreshLeewaySeconds?: number;
+  /**
+   * The longest a refresh may take while holding the cross-tab lock; it is
+   * then aborted with `refresh_timeout` and the tokens are kept. 1 to 300,
+   * default 10.
+   */
+  refreshTimeoutSeconds?: number;
+  /**
+   * Whether an API response means "the access token expired" (then latchkey
+   * refreshes and resends once). Called for responses with status ≥ 400,
+   * with a clone, so it may read the body. Default: a 401 whose
+   * `WWW-Authenticate` says `invalid_token` or names no error
+   * ([RFC 6750 §3.1](https://www.rfc-editor.org/rfc/rfc6750#section-3.1)).
+   */
+  isTokenExpired?: (response: Response) => boolean | Promise<boolean>;
+  /**
+   * Replaces the standard refresh request
+   * ([RFC 6749 §6](https://www.rfc-editor.org/rfc/rfc6749#section-6)), e.g. for
+   * AT Protocol `refreshSession`. Locking, persisting and broadcasting stay
+   * latchkey's. A throw or rejection is a transient `refresh_failed`.
+   */
+  refresh?: (context: RefreshContext) => Promise<TokenResponse | TokenErrorResponse>;
+  /** Allows `http://127.0.0.1` / `http://localhost` endpoints (test servers only). */
+  allowInsecureLoopback?: boolean;
+  /** Overrides the discovered authorization endpoint. */
+  authorizationEndpoint?: string;
+  /** Overrides the discovered token endpoint. */
+  tokenEndpoint?: string;
+  /** Overrides the discovered revocation endpoint ([RFC 7009](https://www.rfc-editor.org/rfc/rfc7009)). */
+  revocationEndpoint?: string;
+  /** Overrides the discovered end-session endpoint (OIDC RP-Initiated Logout). */
+  endSessionEndpoint?: string;
+  /** Overrides the discovered JWKS URI. */
+  jwksUri?: string;
+  /** Overrides the discovered userinfo endpoint. */
+  userinfoEndpoint?: string;
+}
+
+/** Options of {@link AuthClient.login} and {@link AuthClient.createLoginUrl}. */
+export interface LoginOptions<AppState = unknown> {
+  /** Extra authorization request parameters, e.g. `{ prompt: "consent" }`. */
+  extraParams?: Record<string, string>;
+  /** JSON-serialisable state handed back by `handleRedirectCallback`. */
+  appState?: AppState;
+}
+
+/** What {@link AuthClient.handleRedirectCallback} resolves with. */
+export interface RedirectResult<AppState = unknown> {
+  /** The `appState` given to `login`, if any. */
+  appState: AppState | undefined;
+}
+
+/** Detail of the `tokens` event. */
+export interface TokensEvent {
+  /** The new access token. */
+  accessToken: string;
+  /** When it expires (ms since the epoch), if the server said. */
+  expiresAt: number | null;
+  /** The granted scope, if known. */
+  scope: string | null;
+  /** `login` or `refresh` in this tab, `sync` from another tab. */
+  source: "login" | "refresh" | "sync";
+}
+
+/** Detail of the `storage` event. */
+export interface StorageEvent {
+  /**
+   * `fallback`: the requested storage could not be used, tokens are in
+   * memory; `cleared`: a corrupt or foreign record was removed;
+   * `write_failed`: refreshed tokens could not be persisted.
+   */
+  type: "fallback" | "cleared" | "write_failed";
+  /** The storage kind concerned. */
+  storage: StorageKind;
+  /** Why, in words. */
+  reason: string;
+}
+
+/** The events of {@link AuthClient.on} and their details. */
+export interface AuthClientEvents {
+  /** The token set changed (login or refresh, in this tab or another). */
+  tokens: TokensEvent;
+  /** The refresh token was rejected or expired; the session is cleared everywhere. */
+  sessionExpired: Record<string, never>;
+  /** The user signed out, in this tab or another. */
+  signedOut: Record<string, never>;
+  /** Storage problems latchkey recovered from. */
+  storage: StorageEvent;
+}
+
+/** An OAuth 2.0 / OpenID Connect client for one issuer and client id. */
+export declare class AuthClient {
+  private constructor();
+
+  /**
+   * Loads the wasm module (once), validates the options, resolves the
+   * endpoints, opens the storage and loads any stored session.
+   */
+  static create(options: AuthClientOptions): Promise<AuthClient>;
+
+  /** The storage in use: the requested kind, or `"memory"` after a fallback. */
+  readonly storageKind: StorageKind;
+  /** Why the requested storage could not be used, if it could not. */
+  readonly storageFallbackReason: string | null;
+  /** The problem found with the stored session at start-up, if any. */
+  readonly storageError: string | null;
+
+  /** Subscribes to an event; returns a function that unsubscribes. */
+  on<E extends keyof AuthClientEvents>(
+    event: E,
+    listener: (detail: AuthClientEvents[E]) => void,
+  ): () => void;
+
+  /**
+   * The authorization URL of a new login, with the pending transaction
+   * stored ([RFC 6749 §4.1.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1),
+   * [RFC 7636 §4.3](https://www.rfc-editor.org/rfc/rfc7636#section-4.3)).
+   */
+  createLoginUrl<AppState = unknown>(options?: LoginOptions<AppState>): Promise<string>;
+
+  /** Starts a login: stores the transaction and navigates to the authorization endpoint. */
+  login<AppState = unknown>(options?: LoginOptions<AppState>): Promise<void>;
+
+  /**
+   * Completes a login on the redirect page: validates the callback
+   * ([RFC 6749 §4.1.2](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2),
+   * [RFC 9207](https://www.rfc-editor.org/rfc/rfc9207)), exchanges the code
+   * ([§4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)), stores
+   * the tokens and removes the callback parameters from the address bar.
+   * @param url The callback URL; default the current address.
+   */
+  handleRedirectCallback<AppState = unknown>(url?: string): Promise<RedirectResult<AppState>>;
+
+  /** Whether this tab holds a session that is valid now or can be refreshed. */
+  isAuthenticated(): Promise<boolean>;
+
+  /** A valid access token, refreshed first when it expires within the leeway. */
+  getAccessToken(): Promise<string>;
+
+  /**
+   * `fetch` with `Authorization: Bearer <token>`
+   * ([RFC 6750 §2.1](https://www.rfc-editor.org/rfc/rfc6750#section-2.1)):
+   * refreshed first when stale; refreshed and resent once when the response
+   * says the token expired. One refresh per expiry across every tab. Network
+   * failures reject as `fetch` does; latchkey's own with a {@link LatchkeyError}.
+   */
+  fetchWithAuth(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+}
+
+/** Loads the wasm module once; `AuthClient.create` does it for you. */
+export function initialize(): Promise<void>;
+
+/** The latchkey version, e.g. `"0.1.0"`. */
+export function version(): Promise<string>;

@@ -1,0 +1,85 @@
+// The package entry: a thin, typed layer over the wasm-bindgen module.
+// It initialises the wasm once, on first use, from the file next to this
+// module, so apps never deal with the wasm themselves. Types and docs:
+// index.d.ts.
+import init, { AuthClient as WasmAuthClient, version as wasmVersion } from "./latchkey.js";
+
+let ready;
+
+/**
+ * Loads and instantiates the wasm module, once; later calls return the same
+ * promise. `AuthClient.create` calls it, so apps only need it to preload.
+ */
+export function initialize() {
+  // `new URL(..., import.meta.url)` is what Vite, webpack 5 and static
+  // servers all resolve to the wasm file shipped beside this module.
+  ready ??= init({ module_or_path: new URL("./latchkey_bg.wasm", import.meta.url) }).then(() => undefined);
+  return ready;
+}
+
+/** The latchkey version. Resolves once the wasm module is loaded. */
+export async function version() {
+  await initialize();
+  return wasmVersion();
+}
+
+export class AuthClient {
+  #client;
+
+  constructor(client) {
+    if (!(client instanceof WasmAuthClient)) {
+      throw new TypeError("use AuthClient.create(options)");
+    }
+    this.#client = client;
+  }
+
+  static async create(options) {
+    await initialize();
+    return new AuthClient(await WasmAuthClient.create(options));
+  }
+
+  get storageKind() {
+    return this.#client.storageKind;
+  }
+
+  get storageFallbackReason() {
+    return this.#client.storageFallbackReason ?? null;
+  }
+
+  get storageError() {
+    return this.#client.storageError ?? null;
+  }
+
+  on(event, listener) {
+    return this.#client.on(event, listener);
+  }
+
+  createLoginUrl(options) {
+    return this.#client.createLoginUrl(options);
+  }
+
+  login(options) {
+    return this.#client.login(options);
+  }
+
+  handleRedirectCallback(url) {
+    return this.#client.handleRedirectCallback(url);
+  }
+
+  isAuthenticated() {
+    return this.#client.isAuthenticated();
+  }
+
+  getAccessToken() {
+    return this.#client.getAccessToken();
+  }
+
+  fetchWithAuth(input, init) {
+    return this.#client.fetchWithAuth(input, init);
+  }
+}
+
+/** Whether `value` is an error latchkey rejected with. */
+export function isLatchkeyError(value) {
+  return value instanceof Error && value.name === "LatchkeyError" && typeof value.code === "string";
+}

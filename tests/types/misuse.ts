@@ -1,0 +1,41 @@
+// Misuse the types must refuse: each @ts-expect-error fails the compile if
+// the line below it type-checks.
+import { AuthClient, type LatchkeyErrorCode } from "../../pkg-template/index.js";
+
+export async function misuse(auth: AuthClient): Promise<void> {
+  // @ts-expect-error clientId is required
+  await AuthClient.create({ issuer: "https://idp.example", redirectUri: "https://app.example/" });
+
+  await AuthClient.create({
+    issuer: "https://idp.example",
+    clientId: "spa",
+    redirectUri: "https://app.example/",
+    // @ts-expect-error unknown storage kind
+    storage: "cookies",
+  });
+
+  await AuthClient.create({
+    issuer: "https://idp.example",
+    clientId: "spa",
+    redirectUri: "https://app.example/",
+    // @ts-expect-error unknown option (typo)
+    refreshLeeway: 30,
+  });
+
+  // @ts-expect-error unknown event name
+  auth.on("token", () => {});
+
+  // @ts-expect-error the tokens event detail has no refreshToken
+  auth.on("tokens", (e) => e.refreshToken);
+
+  // @ts-expect-error not an error code
+  const code: LatchkeyErrorCode = "expired";
+
+  // @ts-expect-error instances come from AuthClient.create
+  new AuthClient();
+
+  // @ts-expect-error getAccessToken resolves with a string
+  const n: number = await auth.getAccessToken();
+
+  void [code, n];
+}

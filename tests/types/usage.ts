@@ -1,0 +1,64 @@
+// What an app writes: every line here must type-check under --strict.
+import {
+  AuthClient,
+  isLatchkeyError,
+  type LatchkeyErrorCode,
+  type TokensEvent,
+  type TokenResponse,
+} from "../../pkg-template/index.js";
+
+export async function app(): Promise<void> {
+  const auth = await AuthClient.create({
+    issuer: "https://idp.example",
+    clientId: "spa",
+    redirectUri: "https://app.example/",
+    scope: "openid offline_access api",
+    storage: "localstorage",
+    refreshLeewaySeconds: 30,
+    refreshTimeoutSeconds: 10,
+    isTokenExpired: async (res) => res.status === 400 && (await res.json()).error === "ExpiredToken",
+    refresh: async ({ refreshToken, tokenEndpoint }): Promise<TokenResponse> => {
+      const res = await fetch(tokenEndpoint, { headers: { Authorization: `Bearer ${refreshToken}` } });
+      const body = (await res.json()) as { accessJwt: string; refreshJwt: string };
+      return { access_token: body.accessJwt, refresh_token: body.refreshJwt, expires_in: 3600 };
+    },
+  });
+
+  const kind: "indexeddb" | "localstorage" | "memory" = auth.storageKind;
+  const why: string | null = auth.storageFallbackReason;
+
+  await auth.login({ extraParams: { prompt: "consent" }, appState: { returnTo: "/inbox" } });
+  const url: string = await auth.createLoginUrl();
+  const { appState } = await auth.handleRedirectCallback<{ returnTo: string }>();
+  const returnTo: string | undefined = appState?.returnTo;
+
+  const signedIn: boolean = await auth.isAuthenticated();
+  const token: string = await auth.getAccessToken();
+  const res: Response = await auth.fetchWithAuth("/api/me", { method: "POST", body: "{}" });
+  await auth.fetchWithAuth(new URL("https://api.example/x"));
+  await auth.fetchWithAuth(new Request("https://api.example/x"));
+
+  const off: () => void = auth.on("tokens", (e: TokensEvent) => {
+    const at: string = e.accessToken;
+    const exp: number | null = e.expiresAt;
+    const source: "login" | "refresh" | "sync" = e.source;
+    void [at, exp, source];
+  });
+  off();
+  auth.on("storage", (e) => {
+    const type: "fallback" | "cleared" | "write_failed" = e.type;
+    void type;
+  });
+  auth.on("sessionExpired", () => {});
+
+  try {
+    await auth.getAccessToken();
+  } catch (e) {
+    if (isLatchkeyError(e)) {
+      const code: LatchkeyErrorCode = e.code;
+      const status: number | undefined = e.status;
+      void [code, status];
+    }
+  }
+  void [kind, why, url, returnTo, signedIn, token, res];
+}
