@@ -78,5 +78,11 @@ pub async fn post_form_within<T: DeserializeOwned>(
     if let Some(ms) = timeout_ms {
         init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(ms)));
     }
-    send(url, &init).await
+    send(url, &init).await.map_err(|error| match error {
+        // The browser aborted it at the deadline: a timeout, not a network fault.
+        Error::Network { reason } if timeout_ms.is_some() && reason.starts_with("TimeoutError") => {
+            Error::RefreshTimeout
+        }
+        other => other,
+    })
 }

@@ -509,11 +509,7 @@ mod tests {
             .find("export type LatchkeyErrorCode =")
             .expect("the union is declared");
         let union = &dts[start..start + dts[start..].find(';').expect("the union ends")];
-        let listed: Vec<&str> = union
-            .split('"')
-            .skip(1)
-            .step_by(2)
-            .collect();
+        let listed: Vec<&str> = union.split('"').skip(1).step_by(2).collect();
         assert_eq!(listed, ALL_CODES);
     }
 }
