@@ -3,11 +3,12 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 
 import { startIdp } from "../idp/server.mjs";
 import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
-import { crateVersion, requireStagedWww } from "./support/project.mjs";
+import { ROOT, crateVersion, requireStagedWww } from "./support/project.mjs";
 
 let idp;
 let browser;
@@ -45,4 +46,21 @@ test("three tabs of one context each load the wasm module and show its version",
   } finally {
     await context.close();
   }
+});
+
+test("the packed tarball holds exactly the allow-listed files, typed entry first", () => {
+  const tarball = path.join(ROOT, "dist", `latchkey-${crateVersion()}.tgz`);
+  const files = execFileSync("tar", ["tzf", tarball], { encoding: "utf8" }).trim().split("\n").sort();
+  assert.deepEqual(files, [
+    "package/README.md",
+    "package/index.d.ts",
+    "package/index.js",
+    "package/latchkey.js",
+    "package/latchkey_bg.wasm",
+    "package/package.json",
+  ]);
+  const manifest = JSON.parse(execFileSync("tar", ["xzfO", tarball, "package/package.json"], { encoding: "utf8" }));
+  assert.equal(manifest.version, crateVersion());
+  assert.deepEqual(Object.keys(manifest.exports["."]), ["types", "default"], "types first");
+  assert.equal(manifest.sideEffects, false);
 });
