@@ -408,3 +408,24 @@ test("requests to the token endpoint pass through: no bearer, no refresh", async
     await context.close();
   }
 });
+
+test("a tab that becomes visible again refreshes a stale token before any call", async () => {
+  const { context, errors } = await freshContext();
+  try {
+    // A tab with one client (the login tab also holds the callback's client).
+    const [, tab] = await session(context, {}, { more: 1 });
+    await sleep(EXPIRED_MS);
+    idp.setAccessTokenTtl(LONG_TTL);
+    idp.resetCounters();
+    // Headless tabs are always visible: announcing the change is enough.
+    await tab.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+    await until(async () => (await eventsOf(tab)).length > 0, 5_000, "a tokens event");
+    const events = (await eventsOf(tab)).map(({ name, source }) => ({ name, source }));
+    assert.deepEqual(events, [{ name: "tokens", source: "refresh" }]);
+    assert.equal(idp.counters().token.byGrantType.refresh_token, 1);
+    assert.deepEqual(idp.counters().api.byStatus, {}, "no API call was made");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
