@@ -1,13 +1,260 @@
-// The demo page: loads the release package that scripts/demo staged next to it.
-import { version } from "./latchkey/index.js";
+// The demo page: signs in against the local test authorization server with the release
+// package that scripts/stage-www put next to it, calls the test API, and shows what latchkey
+// does across tabs.
+//
+// Nothing to configure: the server that serves this page also answers ./demo-config.json
+// with { issuer, clientId, whoami } (see tests/idp/static.mjs).
+import { AuthClient, isLatchkeyError, version } from "./latchkey/index.js";
 
-const status = document.getElementById("status");
+const $ = (id) => document.getElementById(id);
+const ui = {
+  error: $("error"),
+  session: $("session"),
+  expiry: $("expiry"),
+  signIn: $("sign-in"),
+  callApi: $("call-api"),
+  apiStatus: $("api-status"),
+  apiBody: $("api-body"),
+  log: $("log"),
+  logEmpty: $("log-empty"),
+  status: $("status"),
+  version: $("version"),
+  storage: $("storage"),
+  issuer: $("issuer"),
+  clientId: $("client-id"),
+};
+
+const SOURCES = { login: "login in this tab", refresh: "refreshed in this tab", sync: "from another tab" };
+const LOG_LIMIT = 200;
+
+// --- small helpers ---------------------------------------------------------------------------
+
+const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
+
+function describeError(error) {
+  if (isLatchkeyError(error)) {
+    const server = [error.error, error.error_description].filter(Boolean).join(": ");
+    return { code: error.code, text: server ? `${error.message} (server said ${server})` : error.message };
+  }
+  return { code: error?.name ?? "Error", text: error?.message ?? String(error) };
+}
+
+function showError(what, error) {
+  const { code, text } = describeError(error);
+  ui.error.replaceChildren(`${what} failed: `, Object.assign(document.createElement("code"), { textContent: code }), ` — ${text}`);
+  ui.error.hidden = false;
+}
+
+function clearError() {
+  ui.error.hidden = true;
+  ui.error.replaceChildren();
+}
+
+// --- what the page knows about the session ---------------------------------------------------
+
+// The access token's expiry as last learned from a `tokens` event. Kept in localStorage (only
+// the time, never a token) so a tab opened later can show it before the next refresh.
+let expiresAt = null;
+let expiryKey = null;
+
+function rememberExpiry(ms) {
+  expiresAt = ms ?? null;
+  try {
+    if (expiresAt === null) localStorage.removeItem(expiryKey);
+    else localStorage.setItem(expiryKey, String(expiresAt));
+  } catch {
+    // storage unavailable: the countdown just starts as "unknown" in other tabs
+  }
+  renderExpiry();
+}
+
+function recallExpiry() {
+  try {
+    const stored = Number(localStorage.getItem(expiryKey));
+    expiresAt = stored > 0 ? stored : null;
+  } catch {
+    expiresAt = null;
+  }
+}
+
+function renderExpiry() {
+  if (document.body.dataset.session !== "signed-in" || expiresAt === null) {
+    ui.expiry.textContent = document.body.dataset.session === "signed-in" ? "expiry unknown" : "none";
+    ui.expiry.removeAttribute("datetime");
+    return;
+  }
+  ui.expiry.dateTime = new Date(expiresAt).toISOString();
+  const seconds = Math.round((expiresAt - Date.now()) / 1000);
+  ui.expiry.textContent =
+    seconds > 0
+      ? `expires in ${seconds} s (at ${clock(expiresAt)})`
+      : `expired ${-seconds} s ago (at ${clock(expiresAt)}); the next call refreshes it`;
+}
+
+function setSession(state) {
+  document.body.dataset.session = state;
+  ui.session.textContent = { "signed-in": "Signed in", "signed-out": "Signed out", expired: "Session expired — sign in again" }[state];
+  ui.signIn.hidden = state === "signed-in";
+  ui.callApi.hidden = state !== "signed-in";
+  renderExpiry();
+}
+
+function logEvent(name, text, attributes = {}) {
+  const item = document.createElement("li");
+  item.dataset.event = name;
+  Object.assign(item.dataset, attributes);
+  const time = document.createElement("time");
+  time.dateTime = new Date().toISOString();
+  time.textContent = clock(Date.now());
+  const label = Object.assign(document.createElement("strong"), { textContent: name });
+  item.append(time, " ", label, ` ${text}`);
+  ui.log.append(item);
+  while (ui.log.children.length > LOG_LIMIT) ui.log.firstElementChild.remove();
+  ui.logEmpty.hidden = true;
+  ui.log.scrollTop = ui.log.scrollHeight;
+}
+
+// --- the client ------------------------------------------------------------------------------
+
+async function loadConfig() {
+  const response = await fetch("./demo-config.json", { cache: "no-store" });
+  if (!response.ok) throw new Error(`./demo-config.json answered ${response.status}; start the page with scripts/demo`);
+  const config = await response.json();
+  if (typeof config.issuer !== "string" || typeof config.clientId !== "string" || typeof config.whoami !== "string") {
+    throw new Error("./demo-config.json lacks issuer, clientId or whoami");
+  }
+  return config;
+}
+
+function subscribe(auth) {
+  auth.on("tokens", ({ expiresAt: at, source }) => {
+    const expiry = at === null ? "expiry unknown" : `expires ${clock(at)}`;
+    logEvent("tokens", `— ${SOURCES[source] ?? source}, ${expiry}`, { source });
+    setSession("signed-in");
+    rememberExpiry(at);
+  });
+  auth.on("sessionExpired", () => {
+    logEvent("sessionExpired", "— the refresh token was refused or expired; signed out in every tab");
+    rememberExpiry(null);
+    setSession("expired");
+  });
+  auth.on("signedOut", () => {
+    logEvent("signedOut", "— signed out in this tab or another");
+    rememberExpiry(null);
+    setSession("signed-out");
+  });
+  auth.on("storage", ({ type, storage, reason }) => {
+    logEvent("storage", `— ${type} (${storage}): ${reason}`);
+    renderStorage(auth);
+  });
+}
+
+function renderStorage(auth) {
+  const notes = [auth.storageFallbackReason, auth.storageError].filter(Boolean);
+  ui.storage.textContent = notes.length ? `${auth.storageKind} (${notes.join("; ")})` : auth.storageKind;
+}
+
+// A rejection that means the session is gone shows the signed-out state.
+function noteSessionLoss(error) {
+  if (isLatchkeyError(error) && (error.code === "not_authenticated" || error.code === "session_expired")) {
+    setSession(error.code === "session_expired" ? "expired" : "signed-out");
+  }
+}
+
+async function callApi(auth, whoami) {
+  clearError();
+  ui.callApi.disabled = true;
+  ui.apiStatus.textContent = "Calling…";
+  try {
+    const response = await auth.fetchWithAuth(whoami);
+    const text = await response.text();
+    let body = text;
+    try {
+      body = JSON.stringify(JSON.parse(text), null, 2);
+    } catch {
+      // not JSON: show it as it is
+    }
+    ui.apiStatus.textContent = `${response.status} ${response.statusText} at ${clock(Date.now())}`;
+    ui.apiStatus.dataset.status = String(response.status);
+    ui.apiBody.textContent = body || "(empty body)";
+    ui.apiBody.hidden = false;
+  } catch (error) {
+    ui.apiStatus.textContent = "The call failed.";
+    delete ui.apiStatus.dataset.status;
+    showError("Call the API", error);
+    noteSessionLoss(error);
+  } finally {
+    ui.callApi.disabled = false;
+  }
+}
+
+async function main() {
+  ui.version.textContent = await version();
+  ui.status.textContent = "reading ./demo-config.json…";
+  const config = await loadConfig();
+  ui.issuer.textContent = config.issuer;
+  ui.clientId.textContent = config.clientId;
+  expiryKey = `latchkey-demo:expiresAt:${config.issuer}:${config.clientId}`;
+
+  ui.status.textContent = "creating the client…";
+  const auth = await AuthClient.create({
+    issuer: config.issuer,
+    clientId: config.clientId,
+    redirectUri: `${location.origin}/`,
+    scope: "openid offline_access api",
+    allowInsecureLoopback: true, // the test server is plain http on 127.0.0.1
+  });
+  subscribe(auth);
+  renderStorage(auth);
+
+  ui.signIn.addEventListener("click", async () => {
+    clearError();
+    ui.signIn.disabled = true;
+    ui.session.textContent = "Redirecting to the authorization server…";
+    try {
+      await auth.login();
+    } catch (error) {
+      showError("Sign in", error);
+      ui.signIn.disabled = false;
+      setSession(document.body.dataset.session);
+    }
+  });
+  ui.callApi.addEventListener("click", () => callApi(auth, config.whoami));
+
+  recallExpiry();
+  const params = new URLSearchParams(location.search);
+  if (params.has("code") || params.has("error")) {
+    ui.status.textContent = "completing the sign-in…";
+    try {
+      await auth.handleRedirectCallback(); // emits `tokens` (login) and cleans the address bar
+    } catch (error) {
+      showError("Completing the sign-in", error);
+      history.replaceState(null, "", location.pathname); // do not retry a spent callback on reload
+    }
+  }
+
+  if (await auth.isAuthenticated()) {
+    setSession("signed-in");
+    // Refreshes first if the stored token is stale (then a `tokens` event tells the expiry).
+    try {
+      await auth.getAccessToken();
+    } catch (error) {
+      showError("Getting an access token", error);
+      noteSessionLoss(error);
+    }
+  } else {
+    setSession("signed-out");
+  }
+  setInterval(renderExpiry, 1000);
+}
+
 try {
-  document.getElementById("version").textContent = await version();
-  status.textContent = "ready";
+  await main();
+  ui.status.textContent = "ready";
   document.body.dataset.ready = "true";
 } catch (error) {
-  status.textContent = `failed to load: ${error}`;
-  status.className = "error";
+  ui.status.textContent = `failed: ${describeError(error).text}`;
+  ui.status.className = "error";
+  showError("Starting the demo", error);
   document.body.dataset.ready = "error";
 }

@@ -51,6 +51,10 @@ test("scripts/demo serves the demo page with the release wasm, and stops cleanly
     await page.waitForSelector("body[data-ready]", { timeout: 15_000 });
     assert.equal(await page.getAttribute("body", "data-ready"), "true");
     assert.equal(await page.textContent("#version"), crateVersion());
+    // The page found the authorization server by itself (./demo-config.json) and offers a sign-in.
+    assert.equal(await page.textContent("#issuer"), urls.issuer);
+    assert.equal(await page.textContent("#session"), "Signed out");
+    assert.equal(await page.isVisible("#sign-in"), true);
 
     // The authorization server answers too.
     const discovery = await fetch(`${urls.issuer}/.well-known/openid-configuration`);

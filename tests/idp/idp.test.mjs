@@ -735,6 +735,11 @@ test("(i) serveSpa: content types, clean URLs, no traversal, origin registered",
       assert.match(await (await get("/callback")).text(), /<title>cb<\/title>/);
       assert.equal((await get("/missing.js")).status, 404);
 
+      // The page learns where the authorization server is without configuration.
+      res = await get("/demo-config.json");
+      assert.match(res.headers.get("content-type"), /^application\/json/);
+      assert.deepEqual(await res.json(), { issuer: idp.issuer, clientId: "spa", whoami: idp.whoamiUrl });
+
       const port = new URL(idp.spaOrigin).port;
       for (const path of ["/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt", "/pkg/../../secret.txt", "/..\\secret.txt"]) {
         const status = await rawGet(port, path);

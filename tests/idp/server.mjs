@@ -221,6 +221,9 @@ export async function startIdp(options = {}) {
     const port = await listen(server, options.port ?? 0);
     const issuer = `http://127.0.0.1:${port}`;
 
+    // The served page finds its authorization server at /demo-config.json.
+    spa?.setDemoConfig({ issuer, clientId: CLIENT_ID, whoami: `${issuer}/api/whoami` });
+
     const store = createStore();
     const provider = createProvider({ issuer, state, store, origins, redirectUris });
     provider.use(tokenEndpointMiddleware({ state, origins, signal: closing.signal }));

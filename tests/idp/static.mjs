@@ -68,20 +68,34 @@ async function resolveFile(root, rawPath) {
   return found ?? { status: 404 };
 }
 
+/** The path at which the page can learn where its authorization server is (set by startIdp). */
+export const DEMO_CONFIG_PATH = "/demo-config.json";
+
 /**
  * Starts a static server for `root` on 127.0.0.1:`port` (0 = any free port).
- * Resolves to `{ server, port, origin }` once listening.
+ * Resolves to `{ server, port, origin, setDemoConfig }` once listening; once
+ * `setDemoConfig(object)` was called, `GET /demo-config.json` answers that object as JSON
+ * (so a page needs no configuration to find the issuer on the other origin).
  */
 export async function startStaticServer({ root, port = 0 }) {
   const absRoot = resolve(root);
   const st = await stat(absRoot);
   if (!st.isDirectory()) throw new Error(`serveSpa.root is not a directory: ${absRoot}`);
 
+  let demoConfig;
   const server = createServer(async (req, res) => {
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "method not allowed\n");
     // The raw request path, not new URL(): the URL parser would quietly resolve `..` and
     // `%2e%2e` segments, and a traversal attempt should be refused, not served from the root.
     const rawPath = req.url.split(/[?#]/)[0];
+    if (rawPath === DEMO_CONFIG_PATH && demoConfig) {
+      res.writeHead(200, {
+        "Content-Type": TYPES[".json"],
+        "Content-Length": Buffer.byteLength(demoConfig),
+        "Cache-Control": "no-store",
+      });
+      return res.end(req.method === "HEAD" ? undefined : demoConfig);
+    }
     const file = await resolveFile(absRoot, rawPath.startsWith("/") ? rawPath : `/${rawPath}`);
     if (file.status) return send(res, file.status, `${file.status}\n`);
 
@@ -104,5 +118,12 @@ export async function startStaticServer({ root, port = 0 }) {
     });
   });
   const actualPort = server.address().port;
-  return { server, port: actualPort, origin: `http://127.0.0.1:${actualPort}` };
+  return {
+    server,
+    port: actualPort,
+    origin: `http://127.0.0.1:${actualPort}`,
+    setDemoConfig: (config) => {
+      demoConfig = `${JSON.stringify(config)}\n`;
+    },
+  };
 }
