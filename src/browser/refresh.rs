@@ -6,10 +6,13 @@ use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use serde::de::DeserializeOwned;
+
 use crate::browser::http;
 use crate::browser::js_error::describe;
-use crate::core::{refresh_params, Error, RawTokenResponse, TokenSet};
-use crate::platform::{HttpReply, RefreshTransport};
+use crate::core::refresh_grant::RefreshGrant;
+use crate::core::{Error, RawTokenResponse, TokenSet};
+use crate::platform::{Http, HttpReply, RefreshTransport};
 
 /// How this client refreshes.
 pub struct BrowserRefresh {
@@ -26,17 +29,38 @@ pub struct BrowserRefresh {
 
 impl RefreshTransport for BrowserRefresh {
     async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
-        let refresh_token = current
-            .refresh_token
-            .as_ref()
-            .ok_or(Error::NotAuthenticated)?;
         match &self.custom {
             None => {
-                let form = refresh_params(refresh_token, &self.client_id, None);
-                http::post_form_within(&self.token_endpoint, &form, Some(self.timeout_ms)).await
+                let grant = RefreshGrant {
+                    http: &AbortingHttp {
+                        timeout_ms: self.timeout_ms,
+                    },
+                    token_endpoint: &self.token_endpoint,
+                    client_id: &self.client_id,
+                };
+                grant.refresh(current).await
             }
             Some(function) => self.call_custom(function, current).await,
         }
+    }
+}
+
+/// The browser's HTTP with every POST aborted after `timeout_ms`.
+struct AbortingHttp {
+    timeout_ms: u32,
+}
+
+impl Http for AbortingHttp {
+    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
+        http::get_json(url).await
+    }
+
+    async fn post_form<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+    ) -> Result<HttpReply<T>, Error> {
+        http::post_form_within(url, form, Some(self.timeout_ms)).await
     }
 }
 
@@ -50,13 +74,15 @@ impl BrowserRefresh {
         function: &Function,
         current: &TokenSet,
     ) -> Result<HttpReply<RawTokenResponse>, Error> {
+        let refresh_token = current
+            .refresh_token
+            .as_ref()
+            .ok_or(Error::NotAuthenticated)?;
         let context = Object::new();
         let set = |name: &str, value: JsValue| {
             let _ = Reflect::set(&context, &JsValue::from_str(name), &value);
         };
-        if let Some(refresh_token) = &current.refresh_token {
-            set("refreshToken", refresh_token.secret().into());
-        }
+        set("refreshToken", refresh_token.secret().into());
         set("accessToken", current.access_token.secret().into());
         set("tokenEndpoint", self.token_endpoint.as_str().into());
         set("clientId", self.client_id.as_str().into());
