@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use latchkey::browser::idb::IdbKeyValue;
-use latchkey::browser::locks::{lock_manager, with_exclusive_lock};
+use latchkey::browser::locks::{lock_manager, WebSessionLock};
+use latchkey::platform::SessionLock;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -45,38 +46,36 @@ async fn indexeddb_round_trip_survives_reopening() {
 
 #[wasm_bindgen_test]
 async fn web_lock_serialises_critical_sections() {
-    let locks = lock_manager().expect("headless Chromium has navigator.locks");
+    assert!(
+        lock_manager().is_some(),
+        "headless Chromium has navigator.locks"
+    );
+    let lock = Rc::new(WebSessionLock::shared("latchkey-test-lock"));
     let trace: Rc<RefCell<Vec<&'static str>>> = Rc::default();
 
     let first = {
-        let trace = Rc::clone(&trace);
-        let locks = locks.clone();
+        let (trace, lock) = (Rc::clone(&trace), Rc::clone(&lock));
         async move {
-            with_exclusive_lock(&locks, "latchkey-test-lock", move || async move {
-                trace.borrow_mut().push("first:start");
-                // Yield to the timer so the second request is queued meanwhile.
-                sleep(50).await;
-                trace.borrow_mut().push("first:end");
-                1
-            })
-            .await
+            let _guard = lock.acquire().await.unwrap();
+            trace.borrow_mut().push("first:start");
+            // Yield to the timer so the second request is queued meanwhile.
+            sleep(50).await;
+            trace.borrow_mut().push("first:end");
+            1
         }
     };
     let second = {
-        let trace = Rc::clone(&trace);
-        let locks = locks.clone();
+        let (trace, lock) = (Rc::clone(&trace), Rc::clone(&lock));
         async move {
             // Ask only once the first section surely holds the lock.
             sleep(10).await;
-            with_exclusive_lock(&locks, "latchkey-test-lock", move || async move {
-                trace.borrow_mut().push("second");
-                2
-            })
-            .await
+            let _guard = lock.acquire().await.unwrap();
+            trace.borrow_mut().push("second");
+            2
         }
     };
     let (a, b) = futures_join(first, second).await;
-    assert_eq!((a.unwrap(), b.unwrap()), (1, 2));
+    assert_eq!((a, b), (1, 2));
     assert_eq!(*trace.borrow(), ["first:start", "first:end", "second"]);
 }
 

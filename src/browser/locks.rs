@@ -4,12 +4,11 @@
 //! the tab holding it dies, so a crashed tab can never orphan it.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
 
 use js_sys::{Function, JsNullable, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Lock, LockManager, LockOptions};
 
 use crate::core::Error;
@@ -26,32 +25,6 @@ pub fn lock_manager() -> Option<LockManager> {
         return None;
     }
     Some(navigator.locks())
-}
-
-/// Runs `critical` while holding the exclusive lock `name`, and returns its
-/// output. The lock is released when `critical` finishes, whatever it returns.
-pub async fn with_exclusive_lock<F, Fut, T>(
-    locks: &LockManager,
-    name: &str,
-    critical: F,
-) -> Result<T, JsValue>
-where
-    F: FnOnce() -> Fut + 'static,
-    Fut: Future<Output = T> + 'static,
-    T: 'static,
-{
-    let output: Rc<RefCell<Option<T>>> = Rc::default();
-    let output_in_lock = Rc::clone(&output);
-    let callback = Closure::once_into_js(move |_lock: JsNullable<Lock>| -> Promise {
-        future_to_promise(async move {
-            let value = critical().await;
-            *output_in_lock.borrow_mut() = Some(value);
-            Ok(JsValue::UNDEFINED)
-        })
-    });
-    JsFuture::from(locks.request(name, callback.unchecked_ref())).await?;
-    let value = output.borrow_mut().take();
-    value.ok_or_else(|| JsValue::from_str("lock callback did not run"))
 }
 
 /// The [`SessionLock`] of one session: the Web Lock named after issuer and
