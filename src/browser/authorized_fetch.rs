@@ -75,8 +75,12 @@ pub async fn send(request: &Request) -> Result<Response, JsValue> {
 /// requests are sent untouched and never refreshed, so a refresh can never
 /// trigger a refresh.
 pub fn is_token_endpoint(url: &str, token_endpoint: &str) -> bool {
-    let without_query = |u: &str| u.split(['?', '#']).next().unwrap_or_default().to_owned();
     without_query(url) == without_query(token_endpoint)
+}
+
+/// `url` up to its query or fragment.
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or_default()
 }
 
 /// The default "expired" test
