@@ -100,12 +100,34 @@ impl Tab {
             >,
         ) -> T,
     ) -> T {
-        let transport = RefreshGrant {
+        self.run_with(&self.grant(), call)
+    }
+
+    /// The standard refresh request, against the fake server.
+    fn grant(&self) -> RefreshGrant<'_, FakePlatform> {
+        RefreshGrant {
             http: &self.platform,
             token_endpoint: TOKEN_URL,
             client_id: "spa",
-        };
-        self.run_with(&transport, call)
+        }
+    }
+
+    /// This tab's refresher with the given store, lock and transport.
+    fn refresher<'a, S, L, R>(
+        &'a self,
+        store: &'a S,
+        lock: &'a L,
+        transport: &'a R,
+    ) -> Refresher<'a, FakePlatform, S, L, FakeBroadcast, R> {
+        Refresher {
+            session: &self.session,
+            platform: &self.platform,
+            store,
+            lock,
+            broadcast: &self.broadcast,
+            transport,
+            policy: POLICY,
+        }
     }
 
     fn run_with<R: RefreshTransport, T>(
@@ -115,15 +137,7 @@ impl Tab {
             &Refresher<'_, FakePlatform, MemorySessionStore, FakeLock, FakeBroadcast, R>,
         ) -> T,
     ) -> T {
-        let refresher = Refresher {
-            session: &self.session,
-            platform: &self.platform,
-            store: &self.platform.store,
-            lock: &self.lock,
-            broadcast: &self.broadcast,
-            transport,
-            policy: POLICY,
-        };
+        let refresher = self.refresher(&self.platform.store, &self.lock, transport);
         let out = block_on(call(&refresher));
         assert!(!self.lock.held.get(), "the lock is released on every path");
         out
@@ -386,20 +400,8 @@ impl SessionLock for LockNeverGranted {
 fn waiting_for_the_lock_is_bounded() {
     let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
     tab.platform.deadlines_pass.set(true);
-    let transport = RefreshGrant {
-        http: &tab.platform,
-        token_endpoint: TOKEN_URL,
-        client_id: "spa",
-    };
-    let refresher = Refresher {
-        session: &tab.session,
-        platform: &tab.platform,
-        store: &tab.platform.store,
-        lock: &LockNeverGranted,
-        broadcast: &tab.broadcast,
-        transport: &transport,
-        policy: POLICY,
-    };
+    let grant = tab.grant();
+    let refresher = tab.refresher(&tab.platform.store, &LockNeverGranted, &grant);
     assert_eq!(
         block_on(refresher.access_token()).unwrap_err(),
         Error::LockUnavailable
@@ -475,20 +477,8 @@ fn a_failed_write_is_reported_and_the_new_tokens_still_used() {
     block_on(store.0.save_tokens(&before)).unwrap();
     tab.platform
         .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
-    let transport = RefreshGrant {
-        http: &tab.platform,
-        token_endpoint: TOKEN_URL,
-        client_id: "spa",
-    };
-    let refresher = Refresher {
-        session: &tab.session,
-        platform: &tab.platform,
-        store: &store,
-        lock: &tab.lock,
-        broadcast: &tab.broadcast,
-        transport: &transport,
-        policy: POLICY,
-    };
+    let grant = tab.grant();
+    let refresher = tab.refresher(&store, &tab.lock, &grant);
     assert_eq!(block_on(refresher.access_token()).unwrap().secret(), "at-2");
     assert_eq!(
         tab.heard(),
