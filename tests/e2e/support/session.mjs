@@ -91,5 +91,5 @@ export function burst(page, url, count) {
 // The events this tab's client emitted so far.
 export const eventsOf = (page) => page.evaluate(() => window.events);
 
-// Waits until the server rejects access tokens issued `ttlSeconds` ago.
+// Resolves after `ms` milliseconds.
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
