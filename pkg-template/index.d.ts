@@ -33,7 +33,23 @@ export type LatchkeyErrorCode =
   | "refresh_failed"
   | "refresh_timeout"
   | "not_authenticated"
-  | "session_expired";
+  | "session_expired"
+  | "revocation_failed"
+  | "id_token_missing"
+  | "id_token_malformed"
+  | "id_token_unsupported_alg"
+  | "jwks_unavailable"
+  | "id_token_key_not_found"
+  | "id_token_invalid_signature"
+  | "id_token_iss_mismatch"
+  | "id_token_aud_mismatch"
+  | "id_token_azp_mismatch"
+  | "id_token_expired"
+  | "id_token_iat_invalid"
+  | "nonce_mismatch"
+  | "id_token_sub_mismatch"
+  | "userinfo_failed"
+  | "userinfo_sub_mismatch";
 
 /**
  * What latchkey rejects with. `name` is `"LatchkeyError"`. Server-reported

@@ -7,6 +7,7 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::core::jose::{Jwk, JwsAlgorithm};
 use crate::core::session::SessionMessage;
 use crate::core::{Error, PendingTransaction, RawTokenResponse, TokenSet};
 
@@ -90,4 +91,25 @@ pub trait Broadcast {
 pub trait RefreshTransport {
     /// Exchanges `current`'s refresh token for a token response.
     async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error>;
+}
+
+/// JSON text to a typed value. The platform parses (`JSON.parse` in the
+/// browser) so the wasm carries no JSON parser of its own.
+pub trait Json {
+    /// Parses `text` as a `T`; `Err` says why not, without quoting `text`.
+    fn parse_json<T: DeserializeOwned>(&self, text: &str) -> Result<T, String>;
+}
+
+/// Verifies JWS signatures with the platform's cryptography (WebCrypto).
+pub trait SignatureVerifier {
+    /// Whether `signature` is `alg`'s signature of `signing_input` under the
+    /// public key `key`. `Ok(false)` for a wrong signature; `Err` when the
+    /// key cannot be used for `alg` (wrong type or curve, bad encoding).
+    async fn verify_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &Jwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error>;
 }

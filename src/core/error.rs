@@ -40,6 +40,22 @@ pub const ALL_CODES: &[&str] = &[
     "refresh_timeout",
     "not_authenticated",
     "session_expired",
+    "revocation_failed",
+    "id_token_missing",
+    "id_token_malformed",
+    "id_token_unsupported_alg",
+    "jwks_unavailable",
+    "id_token_key_not_found",
+    "id_token_invalid_signature",
+    "id_token_iss_mismatch",
+    "id_token_aud_mismatch",
+    "id_token_azp_mismatch",
+    "id_token_expired",
+    "id_token_iat_invalid",
+    "nonce_mismatch",
+    "id_token_sub_mismatch",
+    "userinfo_failed",
+    "userinfo_sub_mismatch",
 ];
 
 /// Everything that can go wrong in latchkey. See [`Error::code`] for the
@@ -162,6 +178,72 @@ pub enum Error {
     /// The session ended: the refresh token was rejected or expired
     /// (`session_expired`).
     SessionExpired,
+    /// A token could not be revoked at sign-out (`revocation_failed`,
+    /// [RFC 7009 §2.2](https://www.rfc-editor.org/rfc/rfc7009#section-2.2)).
+    /// The local session is cleared regardless.
+    RevocationFailed {
+        /// The HTTP status, when the server answered.
+        status: Option<u16>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The scope has `openid` but the token response has no `id_token`
+    /// (`id_token_missing`, OIDC Core §3.1.3.3).
+    IdTokenMissing,
+    /// The ID token is not a well-formed JWS compact serialisation with JSON
+    /// header and claims (`id_token_malformed`).
+    IdTokenMalformed {
+        /// What is wrong with it (never the token itself).
+        reason: String,
+    },
+    /// The ID token's `alg` is not one latchkey verifies
+    /// (`id_token_unsupported_alg`): `none` and the HMAC algorithms are
+    /// always refused.
+    IdTokenUnsupportedAlg {
+        /// The header's `alg`.
+        alg: String,
+    },
+    /// The issuer's key set could not be fetched or read (`jwks_unavailable`).
+    JwksUnavailable {
+        /// What went wrong.
+        reason: String,
+    },
+    /// No key of the issuer's key set matches the ID token's `kid` and `alg`,
+    /// even after fetching the set again (`id_token_key_not_found`).
+    IdTokenKeyNotFound,
+    /// The ID token's signature does not verify
+    /// (`id_token_invalid_signature`).
+    IdTokenInvalidSignature,
+    /// The ID token's `iss` is not the issuer (`id_token_iss_mismatch`).
+    IdTokenIssMismatch,
+    /// The ID token's `aud` does not contain the client id
+    /// (`id_token_aud_mismatch`).
+    IdTokenAudMismatch,
+    /// The ID token has several audiences and its `azp` is not the client
+    /// id (`id_token_azp_mismatch`).
+    IdTokenAzpMismatch,
+    /// The ID token's `exp` has passed, beyond the allowed clock skew
+    /// (`id_token_expired`).
+    IdTokenExpired,
+    /// The ID token's `iat` is missing or in the future, beyond the allowed
+    /// clock skew (`id_token_iat_invalid`).
+    IdTokenIatInvalid,
+    /// The ID token's `nonce` is not the one sent with the login
+    /// (`nonce_mismatch`).
+    NonceMismatch,
+    /// A refreshed ID token names a different user (`id_token_sub_mismatch`,
+    /// OIDC Core §12.2).
+    IdTokenSubMismatch,
+    /// The UserInfo request failed (`userinfo_failed`).
+    UserinfoFailed {
+        /// The HTTP status, when the server answered.
+        status: Option<u16>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The UserInfo `sub` is not the ID token's (`userinfo_sub_mismatch`,
+    /// OIDC Core §5.3.2).
+    UserinfoSubMismatch,
 }
 
 impl Error {
@@ -193,6 +275,22 @@ impl Error {
             Error::RefreshTimeout => "refresh_timeout",
             Error::NotAuthenticated => "not_authenticated",
             Error::SessionExpired => "session_expired",
+            Error::RevocationFailed { .. } => "revocation_failed",
+            Error::IdTokenMissing => "id_token_missing",
+            Error::IdTokenMalformed { .. } => "id_token_malformed",
+            Error::IdTokenUnsupportedAlg { .. } => "id_token_unsupported_alg",
+            Error::JwksUnavailable { .. } => "jwks_unavailable",
+            Error::IdTokenKeyNotFound => "id_token_key_not_found",
+            Error::IdTokenInvalidSignature => "id_token_invalid_signature",
+            Error::IdTokenIssMismatch => "id_token_iss_mismatch",
+            Error::IdTokenAudMismatch => "id_token_aud_mismatch",
+            Error::IdTokenAzpMismatch => "id_token_azp_mismatch",
+            Error::IdTokenExpired => "id_token_expired",
+            Error::IdTokenIatInvalid => "id_token_iat_invalid",
+            Error::NonceMismatch => "nonce_mismatch",
+            Error::IdTokenSubMismatch => "id_token_sub_mismatch",
+            Error::UserinfoFailed { .. } => "userinfo_failed",
+            Error::UserinfoSubMismatch => "userinfo_sub_mismatch",
         }
     }
 
@@ -242,6 +340,9 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::TokenEndpoint { status, .. } => Some(*status),
+            Error::RevocationFailed { status, .. } | Error::UserinfoFailed { status, .. } => {
+                *status
+            }
             _ => None,
         }
     }
@@ -322,6 +423,43 @@ impl fmt::Display for Error {
             Error::RefreshTimeout => f.write_str("the token refresh timed out"),
             Error::NotAuthenticated => f.write_str("not authenticated"),
             Error::SessionExpired => f.write_str("the session has expired"),
+            Error::RevocationFailed { reason, .. } => {
+                write!(f, "token revocation failed: {reason}")
+            }
+            Error::IdTokenMissing => {
+                f.write_str("the scope has openid but the token response has no id_token")
+            }
+            Error::IdTokenMalformed { reason } => write!(f, "malformed ID token: {reason}"),
+            Error::IdTokenUnsupportedAlg { alg } => write!(
+                f,
+                "unsupported ID token algorithm {alg:?} (RS256, PS256 or ES256)"
+            ),
+            Error::JwksUnavailable { reason } => {
+                write!(f, "the issuer's key set is unavailable: {reason}")
+            }
+            Error::IdTokenKeyNotFound => {
+                f.write_str("no key of the issuer's key set matches the ID token")
+            }
+            Error::IdTokenInvalidSignature => f.write_str("the ID token signature is invalid"),
+            Error::IdTokenIssMismatch => f.write_str("the ID token iss is not the issuer"),
+            Error::IdTokenAudMismatch => {
+                f.write_str("the ID token aud does not contain the client id")
+            }
+            Error::IdTokenAzpMismatch => f.write_str("the ID token azp is not the client id"),
+            Error::IdTokenExpired => f.write_str("the ID token has expired"),
+            Error::IdTokenIatInvalid => {
+                f.write_str("the ID token iat is missing or in the future")
+            }
+            Error::NonceMismatch => {
+                f.write_str("the ID token nonce does not match the pending login")
+            }
+            Error::IdTokenSubMismatch => {
+                f.write_str("the refreshed ID token names a different user")
+            }
+            Error::UserinfoFailed { reason, .. } => write!(f, "the UserInfo request failed: {reason}"),
+            Error::UserinfoSubMismatch => {
+                f.write_str("the UserInfo sub is not the ID token's sub")
+            }
         }
     }
 }
@@ -382,6 +520,28 @@ mod tests {
             Error::RefreshTimeout,
             Error::NotAuthenticated,
             Error::SessionExpired,
+            Error::RevocationFailed {
+                status: Some(503),
+                reason: reason(),
+            },
+            Error::IdTokenMissing,
+            Error::IdTokenMalformed { reason: reason() },
+            Error::IdTokenUnsupportedAlg { alg: "none".into() },
+            Error::JwksUnavailable { reason: reason() },
+            Error::IdTokenKeyNotFound,
+            Error::IdTokenInvalidSignature,
+            Error::IdTokenIssMismatch,
+            Error::IdTokenAudMismatch,
+            Error::IdTokenAzpMismatch,
+            Error::IdTokenExpired,
+            Error::IdTokenIatInvalid,
+            Error::NonceMismatch,
+            Error::IdTokenSubMismatch,
+            Error::UserinfoFailed {
+                status: None,
+                reason: reason(),
+            },
+            Error::UserinfoSubMismatch,
         ]
     }
 
@@ -413,7 +573,23 @@ mod tests {
             | Error::RefreshCallback { .. }
             | Error::RefreshTimeout
             | Error::NotAuthenticated
-            | Error::SessionExpired => {}
+            | Error::SessionExpired
+            | Error::RevocationFailed { .. }
+            | Error::IdTokenMissing
+            | Error::IdTokenMalformed { .. }
+            | Error::IdTokenUnsupportedAlg { .. }
+            | Error::JwksUnavailable { .. }
+            | Error::IdTokenKeyNotFound
+            | Error::IdTokenInvalidSignature
+            | Error::IdTokenIssMismatch
+            | Error::IdTokenAudMismatch
+            | Error::IdTokenAzpMismatch
+            | Error::IdTokenExpired
+            | Error::IdTokenIatInvalid
+            | Error::NonceMismatch
+            | Error::IdTokenSubMismatch
+            | Error::UserinfoFailed { .. }
+            | Error::UserinfoSubMismatch => {}
         }
     }
 

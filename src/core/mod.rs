@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod base64url;
 pub mod discovery;
 pub mod error;
+pub mod jose;
 pub mod pkce;
 pub mod secret;
 pub mod token;
