@@ -173,7 +173,7 @@ impl AuthClient {
             let receiver = Rc::downgrade(&session);
             let channel = SessionChannel::open(&name, move |message| {
                 if let Some(session) = receiver.upgrade() {
-                    session.receive(message);
+                    session.receive(message, js_sys::Date::now() as u64);
                 }
             });
             (WebSessionLock::shared(&name), channel)

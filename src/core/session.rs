@@ -15,7 +15,7 @@
 //!    may have rotated); otherwise the session is over: cleared, broadcast,
 //!    [`SessionChange::Ended`]. Any other failure keeps every token.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +112,14 @@ pub struct Session {
     tokens: RefCell<Option<TokenSet>>,
     flight: SingleFlight<Result<TokenSet, Error>>,
     observer: RefCell<Option<Observer>>,
+    /// When the session last ended here. A broadcast set issued before then
+    /// is from the ended session (a sibling's refresh whose message arrived
+    /// after the sign-out's) and must not bring it back.
+    ended_at_ms: Cell<u64>,
+    /// How many times the session has ended here. A refresh that sees it
+    /// change while its request was out belongs to an ended session and
+    /// drops its result instead of persisting it.
+    ends: Cell<u64>,
 }
 
 impl Session {
@@ -160,6 +168,8 @@ impl Session {
                 if same || older {
                     return false;
                 }
+            } else if source == TokenSource::Sync && tokens.issued_at_ms <= self.ended_at_ms.get() {
+                return false;
             }
             *current = Some(tokens.clone());
         }
@@ -170,8 +180,12 @@ impl Session {
         true
     }
 
-    /// Drops the tokens and tells the listener, if there were any.
-    pub fn end(&self, reason: EndReason) -> bool {
+    /// Drops the tokens at `now_ms` and tells the listener, if there were
+    /// any. Sets issued until now that arrive later from other tabs are
+    /// ignored.
+    pub fn end(&self, reason: EndReason, now_ms: u64) -> bool {
+        self.ended_at_ms.set(self.ended_at_ms.get().max(now_ms));
+        self.ends.set(self.ends.get() + 1);
         if self.tokens.borrow_mut().take().is_none() {
             return false;
         }
@@ -179,14 +193,14 @@ impl Session {
         true
     }
 
-    /// Applies what another tab broadcast.
-    pub fn receive(&self, message: SessionMessage) {
+    /// Applies what another tab broadcast, received at `now_ms`.
+    pub fn receive(&self, message: SessionMessage, now_ms: u64) {
         match message {
             SessionMessage::Tokens { tokens } => {
                 self.adopt(tokens, TokenSource::Sync);
             }
             SessionMessage::Ended { reason } => {
-                self.end(reason);
+                self.end(reason, now_ms);
             }
         }
     }
@@ -258,6 +272,7 @@ where
     }
 
     async fn refresh_in_lock(&self, held: &AccessToken) -> Result<TokenSet, Error> {
+        let ends_before = self.session.ends.get();
         let wait = self.platform.sleep(self.policy.lock_wait_ms);
         let _guard = within(self.lock.acquire(), wait)
             .await
@@ -270,7 +285,7 @@ where
             // Cleared by another tab (sign-out or expiry) while this one
             // held a copy: never refresh a session that has ended.
             Ok(None) => {
-                self.session.end(EndReason::Expired);
+                self.session.end(EndReason::Expired, now);
                 return Err(Error::SessionExpired);
             }
             // The unreadable record was removed; this tab's copy is sound.
@@ -295,6 +310,11 @@ where
         let reply = within(self.transport.refresh(&base), deadline)
             .await
             .ok_or(Error::RefreshTimeout)?;
+        if self.session.ends.get() != ends_before {
+            // Signed out (or expired) while the request was out, possibly
+            // without a shared lock: persisting would bring the session back.
+            return Err(Error::NotAuthenticated);
+        }
         let outcome = reply
             .and_then(|reply| token_set_from_reply(reply, self.platform.now_ms(), Some(&base)));
         match outcome {
@@ -329,8 +349,29 @@ where
         // the leftover record holds a refresh token the server rejects.
         let _ = self.store.clear_tokens().await;
         self.broadcast.publish(&SessionMessage::Ended { reason });
-        self.session.end(reason);
+        self.session.end(reason, self.platform.now_ms());
         Error::SessionExpired
+    }
+
+    /// Signs out in every tab: under the lock (so no tab is between reading
+    /// and persisting a refresh), the latest stored set is read, the store
+    /// cleared, the other tabs told, and this tab's copy dropped. A tab
+    /// that refreshed just before finds the store empty when it gets the
+    /// lock, and its late broadcast is ignored (see [`Session::end`]).
+    ///
+    /// The wait for the lock is bounded and its failure does not stop the
+    /// sign-out: nothing may keep the user signed in. Returns the set that
+    /// was in use (to revoke, and for `id_token_hint`).
+    pub async fn sign_out(&self) -> Option<TokenSet> {
+        let wait = self.platform.sleep(self.policy.lock_wait_ms);
+        let guard = within(self.lock.acquire(), wait).await;
+        let latest = match self.store.load_tokens().await {
+            Ok(Some(stored)) => Some(stored),
+            _ => self.session.tokens(),
+        };
+        self.end(EndReason::SignedOut).await;
+        drop(guard);
+        latest
     }
 }
 

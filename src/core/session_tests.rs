@@ -490,24 +490,39 @@ fn a_failed_write_is_reported_and_the_new_tokens_still_used() {
 #[test]
 fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
     let tab = Tab::new(Some(tokens("at-2", Some("rt-2"), NOW, HOUR_MS)), None);
-    tab.session.receive(SessionMessage::Tokens {
-        tokens: tokens("at-1", Some("rt-1"), NOW - 1, HOUR_MS),
-    });
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: tokens("at-1", Some("rt-1"), NOW - 1, HOUR_MS),
+        },
+        NOW,
+    );
     assert_eq!(tab.in_memory().as_deref(), Some("at-2"));
-    tab.session.receive(SessionMessage::Tokens {
-        tokens: tokens("at-3", Some("rt-3"), NOW + 1, HOUR_MS),
-    });
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: tokens("at-3", Some("rt-3"), NOW + 1, HOUR_MS),
+        },
+        NOW,
+    );
     assert_eq!(tab.in_memory().as_deref(), Some("at-3"));
     // The same set twice is one change.
-    tab.session.receive(SessionMessage::Tokens {
-        tokens: tokens("at-3", Some("rt-3"), NOW + 1, HOUR_MS),
-    });
-    tab.session.receive(SessionMessage::Ended {
-        reason: EndReason::Expired,
-    });
-    tab.session.receive(SessionMessage::Ended {
-        reason: EndReason::Expired,
-    });
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: tokens("at-3", Some("rt-3"), NOW + 1, HOUR_MS),
+        },
+        NOW,
+    );
+    tab.session.receive(
+        SessionMessage::Ended {
+            reason: EndReason::Expired,
+        },
+        NOW,
+    );
+    tab.session.receive(
+        SessionMessage::Ended {
+            reason: EndReason::Expired,
+        },
+        NOW,
+    );
     assert_eq!(tab.heard(), vec!["tokens Sync at-3", "ended Expired"]);
 }
 
@@ -527,4 +542,119 @@ fn session_messages_round_trip_through_serde() {
     })
     .unwrap();
     assert_eq!(ended, r#"{"type":"ended","reason":"signedOut"}"#);
+}
+
+#[test]
+fn sign_out_clears_the_store_tells_every_tab_and_returns_the_latest_set() {
+    // Another tab rotated: the store holds a newer set than this tab's memory.
+    let tab = Tab::new(
+        Some(expiring("at-1", Some("rt-1"), 10_000)),
+        Some(tokens("at-2", Some("rt-2"), NOW, HOUR_MS)),
+    );
+    let latest = tab.run(async |r| r.sign_out().await).expect("a session");
+    assert_eq!(
+        latest.access_token.secret(),
+        "at-2",
+        "the set to revoke is the latest"
+    );
+    assert_eq!(tab.lock.acquired.get(), 1, "under the lock");
+    assert_eq!(tab.stored(), None);
+    assert_eq!(tab.in_memory(), None);
+    assert_eq!(
+        tab.sent(),
+        vec![SessionMessage::Ended {
+            reason: EndReason::SignedOut
+        }]
+    );
+    assert_eq!(tab.heard(), vec!["ended SignedOut"]);
+}
+
+#[test]
+fn sign_out_without_a_stored_set_uses_the_one_in_memory() {
+    let tab = Tab::new(Some(tokens("at-1", Some("rt-1"), NOW, HOUR_MS)), None);
+    let latest = tab.run(async |r| r.sign_out().await);
+    assert_eq!(
+        latest
+            .map(|t| t.access_token.secret().to_owned())
+            .as_deref(),
+        Some("at-1")
+    );
+    assert_eq!(tab.heard(), vec!["ended SignedOut"]);
+}
+
+#[test]
+fn sign_out_is_not_stopped_by_a_lock_that_never_comes() {
+    let tab = Tab::with(tokens("at-1", Some("rt-1"), NOW, HOUR_MS));
+    tab.platform.deadlines_pass.set(true);
+    let grant = tab.grant();
+    let refresher = tab.refresher(&tab.platform.store, &LockNeverGranted, &grant);
+    let latest = block_on(refresher.sign_out());
+    assert!(latest.is_some());
+    assert_eq!(tab.stored(), None);
+    assert_eq!(tab.heard(), vec!["ended SignedOut"]);
+}
+
+#[test]
+fn a_broadcast_set_issued_before_a_sign_out_does_not_bring_the_session_back() {
+    // A sibling's refresh finished just before another tab signed out, but
+    // its message arrives after the sign-out's.
+    let tab = Tab::with(tokens("at-1", Some("rt-1"), NOW - 5, HOUR_MS));
+    tab.session.receive(
+        SessionMessage::Ended {
+            reason: EndReason::SignedOut,
+        },
+        NOW,
+    );
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: tokens("at-2", Some("rt-2"), NOW - 1, HOUR_MS),
+        },
+        NOW + 1,
+    );
+    assert_eq!(tab.in_memory(), None);
+    // A later login in another tab is adopted.
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: tokens("at-3", Some("rt-3"), NOW + 10, HOUR_MS),
+        },
+        NOW + 10,
+    );
+    assert_eq!(tab.in_memory().as_deref(), Some("at-3"));
+    assert_eq!(tab.heard(), vec!["ended SignedOut", "tokens Sync at-3"]);
+}
+
+/// A refresh request during which the user signs out in this tab (no shared
+/// lock serialises them, as in a browser without Web Locks).
+struct SignOutMidRequest<'a> {
+    session: &'a Session,
+    store: &'a MemorySessionStore,
+}
+
+impl RefreshTransport for SignOutMidRequest<'_> {
+    async fn refresh(
+        &self,
+        _current: &TokenSet,
+    ) -> Result<HttpReply<crate::core::RawTokenResponse>, Error> {
+        self.store.clear_tokens().await?;
+        self.session.end(EndReason::SignedOut, NOW);
+        Ok(HttpReply {
+            status: 200,
+            body: Ok(serde_json::from_str(ROTATED).unwrap()),
+        })
+    }
+}
+
+#[test]
+fn a_refresh_that_outlives_a_sign_out_persists_nothing() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 10_000));
+    let transport = SignOutMidRequest {
+        session: &tab.session,
+        store: &tab.platform.store,
+    };
+    let result = tab.run_with(&transport, async |r| r.access_token().await);
+    assert_eq!(result.unwrap_err(), Error::NotAuthenticated);
+    assert_eq!(tab.stored(), None);
+    assert_eq!(tab.in_memory(), None);
+    assert!(tab.sent().is_empty(), "nothing broadcast: {:?}", tab.sent());
+    assert_eq!(tab.heard(), vec!["ended SignedOut"]);
 }
