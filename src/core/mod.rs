@@ -27,10 +27,12 @@ pub use token::{
 };
 
 pub mod client;
+pub mod end_session;
 pub mod envelope;
 pub mod memory_store;
 pub mod race;
 pub mod refresh_grant;
+pub mod revocation;
 pub mod session;
 pub mod single_flight;
 
