@@ -214,6 +214,41 @@ export interface StorageEvent {
   reason: string;
 }
 
+/** Options of {@link AuthClient.logout}. */
+export interface LogoutOptions {
+  /**
+   * Revoke the refresh token, then the access token
+   * ([RFC 7009](https://www.rfc-editor.org/rfc/rfc7009)), when the issuer
+   * has a revocation endpoint. Default `true`.
+   */
+  revoke?: boolean;
+  /**
+   * Then go to the issuer's `end_session_endpoint`
+   * ([RP-Initiated Logout](https://openid.net/specs/openid-connect-rpinitiated-1_0.html))
+   * with `id_token_hint` and `client_id`. Default `false`. Rejects with
+   * `invalid_option` (nothing changed) when the issuer has none.
+   */
+  endSession?: boolean;
+  /** Where the issuer sends the user afterwards (registered with it). Requires `endSession`. */
+  postLogoutRedirectUri?: string;
+}
+
+/** What {@link AuthClient.logout} resolves with. */
+export type LogoutResult =
+  | {
+      /**
+       * `revoked`: both tokens revoked; `skipped`: not asked, no endpoint or
+       * no session.
+       */
+      revocation: "revoked" | "skipped";
+    }
+  | {
+      /** A revocation request failed; the local session is gone regardless. */
+      revocation: "failed";
+      /** Why (`code` is `revocation_failed`). */
+      error: LatchkeyError;
+    };
+
 /** The events of {@link AuthClient.on} and their details. */
 export interface AuthClientEvents {
   /** The token set changed (login or refresh, in this tab or another). */
@@ -283,6 +318,16 @@ export declare class AuthClient {
    * failures reject as `fetch` does; latchkey's own with a {@link LatchkeyError}.
    */
   fetchWithAuth(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+
+  /**
+   * Signs out in every tab: the store is cleared under the cross-tab lock
+   * and every tab (this one too) drops its tokens and emits `signedOut`.
+   * Then the tokens are revoked ({@link LogoutOptions.revoke}), then with
+   * `endSession` the browser goes to the issuer's end-session endpoint.
+   * Signing out locally never waits for, or depends on, the server: a
+   * failed revocation is reported in the result, not thrown.
+   */
+  logout(options?: LogoutOptions): Promise<LogoutResult>;
 }
 
 /** Loads the wasm module once; `AuthClient.create` does it for you. */

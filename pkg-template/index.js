@@ -77,6 +77,10 @@ export class AuthClient {
   fetchWithAuth(input, init) {
     return this.#client.fetchWithAuth(input, init);
   }
+
+  logout(options) {
+    return this.#client.logout(options);
+  }
 }
 
 /** Whether `value` is an error latchkey rejected with. */

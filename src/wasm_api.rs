@@ -14,12 +14,14 @@ use crate::browser::channel::SessionChannel;
 use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
 use crate::browser::locks::WebSessionLock;
+use crate::browser::logout::{self, RevocationOutcome};
 use crate::browser::options::{self, ClientOptions};
 use crate::browser::platform::BrowserPlatform;
 use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
+use crate::core::revocation::Revocation;
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, SessionMessage, TokenSource,
 };
@@ -340,6 +342,54 @@ impl AuthClient {
     pub fn fetch_with_auth(&self, input: JsValue, init: JsValue) -> Promise {
         let inner = Rc::clone(&self.inner);
         future_to_promise(async move { fetch_with_auth(&inner, &input, &init).await })
+    }
+
+    /// Signs out everywhere: under the cross-tab lock the store is cleared
+    /// and every tab (this one included) drops its tokens and emits
+    /// `signedOut`; then the refresh and access tokens are revoked
+    /// (RFC 7009) when `revoke` (default true) and the issuer has a
+    /// revocation endpoint; then, with `endSession`, the browser goes to
+    /// the issuer's end-session endpoint (RP-initiated logout).
+    ///
+    /// The local sign-out comes first so that a slow or failing revocation
+    /// never leaves the user signed in; a revocation failure is reported in
+    /// the result (`{ revocation: "failed", error }`), not thrown. Invalid
+    /// options reject before anything changes.
+    pub fn logout(&self, options: JsValue) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        promise(async move {
+            let endpoints = &inner.config.endpoints;
+            let options = logout::parse(&options, endpoints.end_session.as_deref())?;
+            let ended = inner.refresher().sign_out().await;
+            let outcome = match (&ended, &endpoints.revocation) {
+                (Some(tokens), Some(endpoint)) if options.revoke => {
+                    let revocation = Revocation {
+                        platform: &inner.platform,
+                        endpoint,
+                        client_id: &inner.config.client_id,
+                        timeout_ms: inner.policy.timeout_ms,
+                    };
+                    match revocation.revoke_all(tokens).await {
+                        Ok(()) => RevocationOutcome::Revoked,
+                        Err(error) => RevocationOutcome::Failed(error),
+                    }
+                }
+                _ => RevocationOutcome::Skipped,
+            };
+            if let Some(endpoint) = &options.end_session {
+                let url = logout::end_session_url(
+                    endpoint,
+                    ended.as_ref(),
+                    &inner.config.client_id,
+                    options.post_logout_redirect_uri.as_deref(),
+                )?;
+                window()?
+                    .location()
+                    .assign(&url)
+                    .map_err(|_| Error::invalid_option("endSession", "navigation refused"))?;
+            }
+            Ok(logout::result(&outcome))
+        })
     }
 }
 

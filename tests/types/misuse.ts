@@ -37,5 +37,11 @@ export async function misuse(auth: AuthClient): Promise<void> {
   // @ts-expect-error getAccessToken resolves with a string
   const n: number = await auth.getAccessToken();
 
+  // @ts-expect-error revoke is a boolean
+  await auth.logout({ revoke: "yes" });
+
+  // @ts-expect-error only a failed revocation has an error
+  (await auth.logout()).error;
+
   void [code, n];
 }

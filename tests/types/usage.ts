@@ -50,6 +50,14 @@ export async function app(): Promise<void> {
     void type;
   });
   auth.on("sessionExpired", () => {});
+  auth.on("signedOut", () => {});
+
+  const out = await auth.logout({ revoke: true, endSession: true, postLogoutRedirectUri: "https://app.example/" });
+  if (out.revocation === "failed") {
+    const failed: LatchkeyErrorCode = out.error.code;
+    void failed;
+  }
+  await auth.logout();
 
   try {
     await auth.getAccessToken();

@@ -1,0 +1,147 @@
+//! `logout`'s options and result, read and written at the JS boundary.
+
+use js_sys::{Object, Reflect};
+use wasm_bindgen::prelude::*;
+
+use crate::browser::js_error::to_js;
+use crate::core::end_session::end_session_params;
+use crate::core::{Error, TokenSet};
+
+/// Every option `logout` accepts; anything else is a typo and refused.
+const KNOWN: &[&str] = &["revoke", "endSession", "postLogoutRedirectUri"];
+
+/// `logout`'s validated options.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogoutOptions {
+    /// `revoke` (default true): revoke the tokens when the issuer has a
+    /// revocation endpoint.
+    pub revoke: bool,
+    /// `endSession` (default false): with the issuer's end-session endpoint,
+    /// the URL to navigate to once signed out here.
+    pub end_session: Option<String>,
+    /// `postLogoutRedirectUri`: where the issuer sends the user back.
+    pub post_logout_redirect_uri: Option<String>,
+}
+
+fn get(options: &JsValue, field: &str) -> JsValue {
+    Reflect::get(options, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn flag(options: &JsValue, field: &'static str, default: bool) -> Result<bool, Error> {
+    let value = get(options, field);
+    if value.is_undefined() {
+        return Ok(default);
+    }
+    value
+        .as_bool()
+        .ok_or_else(|| Error::invalid_option(field, "must be a boolean"))
+}
+
+/// Reads `{ revoke, endSession, postLogoutRedirectUri }`. Checked before
+/// anything changes, so a mistake rejects with the session untouched:
+/// `endSession` needs an `end_session_endpoint`, and a return address needs
+/// `endSession`.
+pub fn parse(
+    options: &JsValue,
+    end_session_endpoint: Option<&str>,
+) -> Result<LogoutOptions, Error> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(LogoutOptions {
+            revoke: true,
+            end_session: None,
+            post_logout_redirect_uri: None,
+        });
+    }
+    if !options.is_object() {
+        return Err(Error::invalid_option("logout", "options must be an object"));
+    }
+    for key in Object::keys(options.unchecked_ref::<Object>()).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !KNOWN.contains(&key.as_str()) {
+            return Err(Error::invalid_option(
+                "logout",
+                format!("unknown option {key:?}"),
+            ));
+        }
+    }
+    let revoke = flag(options, "revoke", true)?;
+    let end_session = flag(options, "endSession", false)?;
+    let uri = get(options, "postLogoutRedirectUri");
+    let post_logout_redirect_uri = if uri.is_undefined() {
+        None
+    } else {
+        let uri = uri
+            .as_string()
+            .ok_or_else(|| Error::invalid_option("postLogoutRedirectUri", "must be a string"))?;
+        web_sys::Url::new(&uri).map_err(|_| {
+            Error::invalid_option("postLogoutRedirectUri", "must be an absolute URL")
+        })?;
+        if !end_session {
+            return Err(Error::invalid_option(
+                "postLogoutRedirectUri",
+                "only applies with endSession: true",
+            ));
+        }
+        Some(uri)
+    };
+    let end_session = match (end_session, end_session_endpoint) {
+        (false, _) => None,
+        (true, Some(endpoint)) => Some(endpoint.to_owned()),
+        (true, None) => {
+            return Err(Error::invalid_option(
+                "endSession",
+                "the issuer has no end_session_endpoint (give endSessionEndpoint)",
+            ))
+        }
+    };
+    Ok(LogoutOptions {
+        revoke,
+        end_session,
+        post_logout_redirect_uri,
+    })
+}
+
+/// The logout request URL
+/// ([RP-Initiated Logout §2](https://openid.net/specs/openid-connect-rpinitiated-1_0.html#RPLogout)).
+pub fn end_session_url(
+    endpoint: &str,
+    ended: Option<&TokenSet>,
+    client_id: &str,
+    post_logout_redirect_uri: Option<&str>,
+) -> Result<String, Error> {
+    let url = web_sys::Url::new(endpoint)
+        .map_err(|_| Error::invalid_option("endSessionEndpoint", "must be an absolute URL"))?;
+    let hint = ended.and_then(|tokens| tokens.id_token.as_ref());
+    let search = url.search_params();
+    for (name, value) in end_session_params(hint, client_id, post_logout_redirect_uri) {
+        search.append(&name, &value);
+    }
+    Ok(url.href())
+}
+
+/// What happened to the tokens at the server.
+pub enum RevocationOutcome {
+    /// Both tokens were revoked (or the server already considered them invalid).
+    Revoked,
+    /// Not asked for, no revocation endpoint, or no session to revoke.
+    Skipped,
+    /// A revocation request failed; the local session is gone regardless.
+    Failed(Error),
+}
+
+/// `logout`'s result: `{ revocation: "revoked" | "skipped" | "failed", error? }`.
+pub fn result(outcome: &RevocationOutcome) -> JsValue {
+    let result = Object::new();
+    let set = |name: &str, value: &JsValue| {
+        let _ = Reflect::set(&result, &JsValue::from_str(name), value);
+    };
+    match outcome {
+        RevocationOutcome::Revoked => set("revocation", &"revoked".into()),
+        RevocationOutcome::Skipped => set("revocation", &"skipped".into()),
+        RevocationOutcome::Failed(error) => {
+            set("revocation", &"failed".into());
+            set("error", &to_js(error));
+        }
+    }
+    result.into()
+}
