@@ -7,6 +7,7 @@ pub mod http;
 pub mod idb;
 pub mod js_error;
 pub mod locks;
+pub mod logout;
 pub mod options;
 pub mod platform;
 pub mod refresh;
