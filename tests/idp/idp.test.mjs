@@ -270,7 +270,8 @@ test("(f) counters: token requests by grant type, errors by code, API by status;
         faultsInjected: 0,
       },
       api: { byStatus: { 200: 2, 401: 1 } },
-      revocation: { requests: 1 },
+      revocation: { requests: 1, byHint: { "(none)": 1 }, succeeded: 1, faultsInjected: 0 },
+      endSession: { requests: 0, withIdTokenHint: 0 },
       atproto: { refreshSession: 0 },
     };
     assert.deepEqual(idp.counters(), expected);
@@ -284,13 +285,44 @@ test("(f) counters: token requests by grant type, errors by code, API by status;
     const zero = {
       token: { byGrantType: { authorization_code: 0, refresh_token: 0 }, errorsByCode: {}, faultsInjected: 0 },
       api: { byStatus: {} },
-      revocation: { requests: 0 },
+      revocation: { requests: 0, byHint: {}, succeeded: 0, faultsInjected: 0 },
+      endSession: { requests: 0, withIdTokenHint: 0 },
       atproto: { refreshSession: 0 },
     };
     assert.deepEqual(idp.counters(), zero);
     await refresh(idp.issuer, "bogus");
     idp.resetCounters();
     assert.deepEqual(idp.counters(), zero);
+  }));
+
+test("revocation faults: 503 and drop revoke nothing; cleared, revocation works; live refresh tokens counted", () =>
+  withIdp({}, async (idp) => {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    assert.equal(idp.liveRefreshTokens(), 1);
+    const revoke = () =>
+      fetch(`${idp.issuer}/token/revocation`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token: tokens.refresh_token, token_type_hint: "refresh_token", client_id: "spa" }),
+      });
+    const set = await post(`${idp.issuer}/__test/revocation-fault`, { fault: { status: 503 } });
+    assert.deepEqual(set.body, { ok: true, fault: { status: 503 } });
+    assert.equal((await revoke()).status, 503);
+    idp.setRevocationFault({ kind: "drop" });
+    await assert.rejects(revoke());
+    assert.equal(idp.liveRefreshTokens(), 1, "a faulted revocation revokes nothing");
+    assert.throws(() => idp.setRevocationFault({ status: 200 }), RangeError);
+
+    idp.setRevocationFault(null);
+    assert.equal((await revoke()).status, 200);
+    assert.equal(idp.liveRefreshTokens(), 0);
+    assert.deepEqual(idp.counters().revocation, {
+      requests: 3,
+      byHint: { refresh_token: 1 },
+      succeeded: 1,
+      faultsInjected: 2,
+    });
+    assert.deepEqual((await (await fetch(`${idp.issuer}/__test/live-refresh-tokens`)).json()), { count: 0 });
   }));
 
 test("(g) token faults: status once then real, garbage, no_access_token, drop, delay", () =>

@@ -32,6 +32,7 @@ const FAULT_KINDS = new Set(["status", "drop", "hang", "garbage", "no_access_tok
 // oidc-provider's default route paths (we do not change them).
 const TOKEN_PATH = "/token";
 const REVOCATION_PATH = "/token/revocation";
+const END_SESSION_PATH = "/session/end";
 const ECHO_PATH = "/api/echo";
 const REFRESH_SESSION_PATH = "/xrpc/com.atproto.server.refreshSession";
 const TEST_DID = `did:plc:${TEST_USER.sub}`;
@@ -40,7 +41,9 @@ function freshCounters() {
   return {
     token: { byGrantType: { authorization_code: 0, refresh_token: 0 }, errorsByCode: {}, faultsInjected: 0 },
     api: { byStatus: {} },
-    revocation: { requests: 0 },
+    // byHint/succeeded are counted once oidc-provider has answered (a fault never reaches it).
+    revocation: { requests: 0, byHint: {}, succeeded: 0, faultsInjected: 0 },
+    endSession: { requests: 0, withIdTokenHint: 0 },
     atproto: { refreshSession: 0 },
   };
 }
@@ -185,6 +188,8 @@ export async function startIdp(options = {}) {
     refreshTokenTtl: assertSeconds("refreshTokenTtl", options.refreshTokenTtl ?? 86400),
     advertisedExpiresIn: assertAdvertised(options.advertisedExpiresIn ?? null),
     faults: normaliseFaults(),
+    // null, or { status } / { kind: "drop" }: how every revocation request fails while set.
+    revocationFault: null,
     counters: freshCounters(),
   };
   // Aborted by close(): ends token-endpoint delays and "hang" faults.
@@ -278,7 +283,11 @@ export async function startIdp(options = {}) {
       setTokenFaults: (spec = {}) => {
         state.faults = normaliseFaults(spec);
       },
+      setRevocationFault: (fault) => {
+        state.revocationFault = normaliseRevocationFault(fault);
+      },
       revokeAllGrants: () => store.revokeAllGrants(),
+      liveRefreshTokens: () => store.liveRefreshTokens(),
       close: closeAll,
     };
   } catch (err) {
@@ -397,7 +406,11 @@ function tokenEndpointMiddleware({ state, origins, signal }) {
       return;
     }
 
-    if (ctx.method === "POST" && ctx.path === REVOCATION_PATH) state.counters.revocation.requests += 1;
+    if (ctx.method !== "OPTIONS" && ctx.path.startsWith(END_SESSION_PATH)) {
+      state.counters.endSession.requests += 1;
+      if (ctx.query.id_token_hint) state.counters.endSession.withIdTokenHint += 1;
+    }
+    if (ctx.method === "POST" && ctx.path === REVOCATION_PATH) return revocationEndpoint(ctx, next, state);
     if (ctx.method !== "POST" || ctx.path !== TOKEN_PATH) return next();
 
     // Consumed on arrival, so concurrent requests take faults in the order they came in.
@@ -424,6 +437,36 @@ function tokenEndpointMiddleware({ state, origins, signal }) {
       if (ctx.status >= 400 && typeof ctx.body?.error === "string") bump(state.counters.token.errorsByCode, ctx.body.error);
     }
   };
+}
+
+function normaliseRevocationFault(fault) {
+  if (fault === null || fault === undefined) return null;
+  if (fault.kind === "drop") return { kind: "drop" };
+  if (Number.isInteger(fault.status) && fault.status >= 400 && fault.status <= 599) return { status: fault.status };
+  throw new RangeError("a revocation fault is null, { kind: \"drop\" } or { status: 400..599 }");
+}
+
+// Counts revocation requests by token_type_hint and outcome; a set fault answers instead of
+// oidc-provider (so nothing is revoked).
+async function revocationEndpoint(ctx, next, state) {
+  const counters = state.counters.revocation;
+  counters.requests += 1;
+  const fault = state.revocationFault;
+  if (fault) {
+    counters.faultsInjected += 1;
+    if (fault.kind === "drop") {
+      ctx.respond = false;
+      ctx.req.socket.destroy();
+      return;
+    }
+    ctx.status = fault.status;
+    ctx.set("Access-Control-Allow-Origin", ctx.get("Origin") || "*");
+    ctx.body = { error: "temporarily_unavailable", error_description: "injected revocation fault" };
+    return;
+  }
+  await next();
+  bump(counters.byHint, ctx.oidc?.body?.token_type_hint ?? "(none)");
+  if (ctx.status === 200) counters.succeeded += 1;
 }
 
 // Lets tests exercise purely reactive refresh: the client believes the token lives
@@ -693,6 +736,11 @@ function controlHandler({ state, store, cors }) {
       return { ok: true, ...state.faults };
     },
     "POST /__test/revoke-grants": () => ({ ok: true, revokedGrants: store.revokeAllGrants() }),
+    "POST /__test/revocation-fault": (body) => {
+      state.revocationFault = normaliseRevocationFault(body.fault ?? null);
+      return { ok: true, fault: state.revocationFault };
+    },
+    "GET /__test/live-refresh-tokens": () => ({ count: store.liveRefreshTokens() }),
   };
 
   return async function control(req, res, pathname) {

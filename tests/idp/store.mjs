@@ -94,6 +94,15 @@ export function createStore() {
 
   return {
     Adapter,
+    /** How many refresh tokens could still be used: unexpired and neither consumed nor revoked. */
+    liveRefreshTokens() {
+      let count = 0;
+      for (const [k, rec] of records) {
+        const expired = rec.expiresAt !== undefined && rec.expiresAt <= Date.now();
+        if (rec.model === "RefreshToken" && live(k) && !expired && !rec.payload.consumed) count += 1;
+      }
+      return count;
+    },
     /** Destroys every grant and every token/code issued under any grant. */
     revokeAllGrants() {
       let grants = 0;
