@@ -1,6 +1,7 @@
 //! Test doubles for the platform traits. The fake HTTP server is scripted
 //! with the exact requests it must receive: any other request fails the
-//! test, and so does an expectation left unused.
+//! test, and so does an expectation left unused. The fake signature verifier
+//! works the same way, scripted with the exact checks it must be asked.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -12,10 +13,13 @@ use std::task::{Context, Poll, Waker};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::core::jose::{Jwk, JwsAlgorithm};
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::session::SessionMessage;
 use crate::core::Error;
-use crate::platform::{Broadcast, Clock, Crypto, Http, HttpReply, SessionLock, Timer};
+use crate::platform::{
+    Broadcast, Clock, Crypto, Http, HttpReply, Json, SessionLock, SignatureVerifier, Timer,
+};
 
 /// One scripted exchange: the request expected and the reply to give.
 #[derive(Debug)]
@@ -24,6 +28,17 @@ struct Exchange {
     url: String,
     form: Option<Vec<(String, String)>>,
     reply: Reply,
+}
+
+/// One scripted signature check: the exact arguments expected and the
+/// verdict to give.
+#[derive(Debug)]
+struct SignatureCheck {
+    alg: JwsAlgorithm,
+    key: Jwk,
+    signing_input: String,
+    signature: Vec<u8>,
+    verdict: Result<bool, Error>,
 }
 
 #[derive(Debug)]
@@ -40,6 +55,7 @@ pub struct FakePlatform {
     pub now_ms: Cell<u64>,
     random_counter: Cell<u8>,
     script: RefCell<VecDeque<Exchange>>,
+    signature_checks: RefCell<VecDeque<SignatureCheck>>,
     pub store: MemorySessionStore,
     /// Whether [`Timer::sleep`] returns at once (every deadline has passed)
     /// or never (no deadline is ever reached).
@@ -95,6 +111,27 @@ impl FakePlatform {
         self.push("GET", url, None, Reply::Answer(Err(error)));
     }
 
+    /// Expects [`SignatureVerifier::verify_signature`] next with exactly
+    /// these arguments; answers `verdict`.
+    pub fn expect_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &Jwk,
+        signing_input: &str,
+        signature: &[u8],
+        verdict: Result<bool, Error>,
+    ) {
+        self.signature_checks
+            .borrow_mut()
+            .push_back(SignatureCheck {
+                alg,
+                key: key.clone(),
+                signing_input: signing_input.to_owned(),
+                signature: signature.to_vec(),
+                verdict,
+            });
+    }
+
     fn push(
         &self,
         method: &'static str,
@@ -145,6 +182,11 @@ impl Drop for FakePlatform {
         if !std::thread::panicking() {
             let left = self.script.borrow();
             assert!(left.is_empty(), "expected requests never made: {left:?}");
+            let left = self.signature_checks.borrow();
+            assert!(
+                left.is_empty(),
+                "expected signature checks never made: {left:?}"
+            );
         }
     }
 }
@@ -178,6 +220,49 @@ impl Http for FakePlatform {
         form: &[(String, String)],
     ) -> Result<HttpReply<T>, Error> {
         self.answer("POST", url, Some(form)).await
+    }
+}
+
+impl Json for FakePlatform {
+    /// serde_json standing in for `JSON.parse`. The error keeps only the
+    /// category and position: the trait promises never to quote the text,
+    /// and serde_json's messages can (`invalid type: string "…"`).
+    fn parse_json<T: DeserializeOwned>(&self, text: &str) -> Result<T, String> {
+        serde_json::from_str(text).map_err(|e| {
+            format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        })
+    }
+}
+
+impl SignatureVerifier for FakePlatform {
+    async fn verify_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &Jwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error> {
+        let check = self
+            .signature_checks
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| panic!("unexpected signature check with {}", alg.as_str()));
+        assert_eq!(check.alg, alg, "signature algorithm");
+        assert_eq!(&check.key, key, "verification key");
+        assert_eq!(
+            check.signing_input.as_bytes(),
+            signing_input,
+            "signing input"
+        );
+        assert_eq!(check.signature, signature, "signature");
+        // Like WebCrypto, answer later.
+        yield_now().await;
+        check.verdict
     }
 }
 

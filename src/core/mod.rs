@@ -5,10 +5,13 @@ pub mod authorize;
 pub mod base64url;
 pub mod discovery;
 pub mod error;
+pub mod id_token;
 pub mod jose;
+pub mod jwks;
 pub mod pkce;
 pub mod secret;
 pub mod token;
+pub mod verify;
 
 pub use authorize::{
     scope_requests_openid, validate_callback, AuthorizationRequest, PendingTransaction,
@@ -18,6 +21,9 @@ pub use discovery::{
     check_endpoint_url, discovery_urls, EndpointOverrides, Endpoints, ProviderMetadata,
 };
 pub use error::{Error, ALL_CODES};
+pub use id_token::{validate_claims, Expectations, IdTokenClaims, CLOCK_SKEW_MS};
+pub use jose::{parse_compact_jws, select_key, CompactJws, JoseHeader, Jwk, Jwks, JwsAlgorithm};
+pub use jwks::JwksCache;
 pub use pkce::{PkceChallenge, PKCE_METHOD};
 pub use secret::{
     AccessToken, AuthorizationCode, IdToken, Nonce, PkceVerifier, RefreshToken, State,
@@ -25,6 +31,7 @@ pub use secret::{
 pub use token::{
     code_exchange_params, refresh_params, CallbackOutcome, Lifetime, RawTokenResponse, TokenSet,
 };
+pub use verify::{verify_id_token, VerifiedIdToken};
 
 pub mod client;
 pub mod end_session;
