@@ -13,6 +13,7 @@ const ui = {
   expiry: $("expiry"),
   signIn: $("sign-in"),
   callApi: $("call-api"),
+  signOut: $("sign-out"),
   apiStatus: $("api-status"),
   apiBody: $("api-body"),
   log: $("log"),
@@ -96,6 +97,7 @@ function setSession(state) {
   ui.session.textContent = { "signed-in": "Signed in", "signed-out": "Signed out", expired: "Session expired — sign in again" }[state];
   ui.signIn.hidden = state === "signed-in";
   ui.callApi.hidden = state !== "signed-in";
+  ui.signOut.hidden = state !== "signed-in";
   renderExpiry();
 }
 
@@ -188,6 +190,21 @@ async function callApi(auth, whoami) {
   }
 }
 
+// Signs out in every tab (each logs `signedOut`) and revokes the tokens at the server.
+async function signOut(auth) {
+  clearError();
+  ui.signOut.disabled = true;
+  try {
+    const result = await auth.logout({ revoke: true });
+    const detail = result.revocation === "failed" ? ` (${result.error.message})` : "";
+    logEvent("logout", `— revocation at the server: ${result.revocation}${detail}`, { revocation: result.revocation });
+  } catch (error) {
+    showError("Sign out", error);
+  } finally {
+    ui.signOut.disabled = false;
+  }
+}
+
 async function main() {
   ui.version.textContent = await version();
   ui.status.textContent = "reading ./demo-config.json…";
@@ -220,6 +237,7 @@ async function main() {
     }
   });
   ui.callApi.addEventListener("click", () => callApi(auth, config.whoami));
+  ui.signOut.addEventListener("click", () => signOut(auth));
 
   recallExpiry();
   const params = new URLSearchParams(location.search);

@@ -36,7 +36,7 @@ async function callApi(page) {
   return JSON.parse(await page.textContent("#api-body"));
 }
 
-test("demo page: sign in, call the API, and see a second tab's refresh in the first tab's log", { timeout: 40_000 }, async () => {
+test("demo page: sign in, call the API, see a second tab's refresh in the first tab's log, sign out in both", { timeout: 40_000 }, async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   context.on("page", (page) => errors.push(collectPageErrors(page)));
@@ -85,6 +85,17 @@ test("demo page: sign in, call the API, and see a second tab's refresh in the fi
     mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await tab1.screenshot({ path: SCREENSHOT, fullPage: true });
     assert.ok(statSync(SCREENSHOT).size > 10_000, "the screenshot is not blank");
+
+    // Sign out in tab 2: both tabs show it, the tokens are revoked at the server.
+    await tab2.click("#sign-out");
+    await tab2.waitForSelector('#log li[data-event="logout"][data-revocation="revoked"]', WAIT);
+    for (const tab of [tab1, tab2]) {
+      await tab.waitForSelector('body[data-session="signed-out"] #log li[data-event="signedOut"]', { state: "attached", ...WAIT });
+      assert.equal(await tab.textContent("#session"), "Signed out");
+      assert.equal(await tab.isVisible("#sign-in"), true);
+      assert.equal(await tab.isVisible("#sign-out"), false);
+    }
+    assert.deepEqual(idp.counters().revocation.byHint, { refresh_token: 1, access_token: 1 });
 
     assert.deepEqual(errors.flat(), [], "no page errors");
   } finally {
