@@ -6,6 +6,7 @@ pub mod events;
 pub mod http;
 pub mod idb;
 pub mod js_error;
+pub mod jws_verify;
 pub mod locks;
 pub mod logout;
 pub mod options;

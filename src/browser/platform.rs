@@ -4,9 +4,10 @@
 use serde::de::DeserializeOwned;
 
 use crate::browser::js_error::crypto;
-use crate::browser::{http, webcrypto};
+use crate::browser::{http, jws_verify, webcrypto};
+use crate::core::jose::{Jwk, JwsAlgorithm};
 use crate::core::Error;
-use crate::platform::{Clock, Crypto, Http, HttpReply, Timer};
+use crate::platform::{Clock, Crypto, Http, HttpReply, SignatureVerifier, Timer};
 
 /// The browser's clock, crypto and HTTP (the session store is separate:
 /// [`crate::browser::store::BrowserSessionStore`]).
@@ -54,5 +55,17 @@ impl Http for BrowserPlatform {
         form: &[(String, String)],
     ) -> Result<HttpReply<T>, Error> {
         http::post_form(url, form).await
+    }
+}
+
+impl SignatureVerifier for BrowserPlatform {
+    async fn verify_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &Jwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error> {
+        jws_verify::verify(alg, key, signing_input, signature).await
     }
 }
