@@ -214,6 +214,49 @@ export interface StorageEvent {
   reason: string;
 }
 
+/**
+ * The verified claims of the signed-in user's ID token
+ * ([OIDC Core §2](https://openid.net/specs/openid-connect-core-1_0.html#IDToken),
+ * [§5.1](https://openid.net/specs/openid-connect-core-1_0.html#StandardClaims)),
+ * with UserInfo's laid over them when asked for. Other claims the issuer
+ * sends are present as `unknown`.
+ */
+export interface UserClaims {
+  /** The issuer (checked to be the configured one). */
+  iss: string;
+  /** The user's stable id at the issuer. */
+  sub: string;
+  /** The audiences (checked to contain the client id). */
+  aud: string | string[];
+  /** Expiry of the ID token, in seconds since the epoch. */
+  exp: number;
+  /** Issue time of the ID token, in seconds since the epoch. */
+  iat: number;
+  /** Authorized party, when the token has several audiences. */
+  azp?: string;
+  /** When the user authenticated, in seconds since the epoch. */
+  auth_time?: number;
+  /** Full name. */
+  name?: string;
+  /** E-mail address. */
+  email?: string;
+  /** Whether the issuer verified the e-mail address. */
+  email_verified?: boolean;
+  /** Any other claim. */
+  [claim: string]: unknown;
+}
+
+/** Options of {@link AuthClient.getUser}. */
+export interface GetUserOptions {
+  /**
+   * Also fetch the UserInfo endpoint
+   * ([OIDC Core §5.3](https://openid.net/specs/openid-connect-core-1_0.html#UserInfo))
+   * with the access token (refreshed and retried like `fetchWithAuth`); its
+   * `sub` must be the ID token's (`userinfo_sub_mismatch`).
+   */
+  userinfo?: boolean;
+}
+
 /** Options of {@link AuthClient.logout}. */
 export interface LogoutOptions {
   /**
@@ -318,6 +361,16 @@ export declare class AuthClient {
    * failures reject as `fetch` does; latchkey's own with a {@link LatchkeyError}.
    */
   fetchWithAuth(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+
+  /**
+   * The signed-in user's verified ID token claims, or `null` when the
+   * session has no ID token (no `openid` in scope). Rejects with
+   * `not_authenticated` without a session. The ID token was verified when
+   * it was received: signature against the issuer's keys (RS256, PS256,
+   * ES256), `iss`, `aud`/`azp`, `exp`/`iat`, `nonce`, and on refresh the
+   * same `sub` ([OIDC Core §3.1.3.7](https://openid.net/specs/openid-connect-core-1_0.html#IDTokenValidation)).
+   */
+  getUser(options?: GetUserOptions): Promise<UserClaims | null>;
 
   /**
    * Signs out in every tab: the store is cleared under the cross-tab lock

@@ -78,6 +78,10 @@ export class AuthClient {
     return this.#client.fetchWithAuth(input, init);
   }
 
+  getUser(options) {
+    return this.#client.getUser(options);
+  }
+
   logout(options) {
     return this.#client.logout(options);
   }

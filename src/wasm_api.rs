@@ -19,8 +19,11 @@ use crate::browser::options::{self, ClientOptions};
 use crate::browser::platform::BrowserPlatform;
 use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
+use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
+use crate::core::jwks::JwksCache;
+use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::revocation::Revocation;
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, SessionMessage, TokenSource,
@@ -60,6 +63,8 @@ struct Inner {
     storage_fallback: Option<String>,
     storage_error: Option<String>,
     events: Rc<Emitter>,
+    /// The issuer's signing keys, fetched on first use.
+    jwks: JwksCache,
     _visibility: Option<VisibilityCatchUp>,
 }
 
@@ -70,6 +75,7 @@ type BrowserRefresher<'a> = Refresher<
     WebSessionLock,
     SessionChannel,
     BrowserRefresh,
+    IdTokenVerifier<'a, BrowserPlatform>,
 >;
 
 impl Inner {
@@ -82,6 +88,17 @@ impl Inner {
             broadcast: &self.channel,
             transport: &self.transport,
             policy: self.policy,
+            check: self.id_tokens(),
+        }
+    }
+
+    fn id_tokens(&self) -> IdTokenVerifier<'_, BrowserPlatform> {
+        IdTokenVerifier {
+            platform: &self.platform,
+            jwks: &self.jwks,
+            jwks_uri: self.config.endpoints.jwks_uri.as_deref(),
+            issuer: &self.config.issuer,
+            client_id: &self.config.client_id,
         }
     }
 }
@@ -215,6 +232,7 @@ impl AuthClient {
                 storage_fallback,
                 storage_error,
                 events,
+                jwks: JwksCache::new(),
             }),
         })
     }
@@ -290,8 +308,14 @@ impl AuthClient {
             if url == current {
                 clean_address_bar(&parsed);
             }
-            let result =
-                finish_login(&inner.config, &inner.platform, &inner.store, &params).await?;
+            let result = finish_login(
+                &inner.config,
+                &inner.platform,
+                &inner.store,
+                &inner.jwks,
+                &params,
+            )
+            .await?;
             inner.channel.publish(&SessionMessage::Tokens {
                 tokens: result.tokens.clone(),
             });
@@ -342,6 +366,52 @@ impl AuthClient {
     pub fn fetch_with_auth(&self, input: JsValue, init: JsValue) -> Promise {
         let inner = Rc::clone(&self.inner);
         future_to_promise(async move { fetch_with_auth(&inner, &input, &init).await })
+    }
+
+    /// The signed-in user's claims from the verified ID token (`null`
+    /// without an OpenID Connect session). With `{ userinfo: true }` the
+    /// UserInfo endpoint's claims are fetched (with `fetchWithAuth`'s
+    /// refresh and retry) and laid over them, once their `sub` is checked.
+    #[wasm_bindgen(js_name = getUser)]
+    pub fn get_user(&self, options: JsValue) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        future_to_promise(async move {
+            let userinfo = user::wants_userinfo(&options).map_err(js_err)?;
+            let tokens = inner
+                .session
+                .tokens()
+                .ok_or_else(|| js_err(Error::NotAuthenticated))?;
+            let Some(json) = tokens
+                .id_token
+                .as_ref()
+                .and_then(|token| stored_claims_json(&inner.platform, token))
+            else {
+                return Ok(JsValue::NULL);
+            };
+            let claims: Object = js_sys::JSON::parse(&json)?.unchecked_into();
+            if !userinfo {
+                return Ok(claims.into());
+            }
+            let endpoint = inner.config.endpoints.userinfo.clone().ok_or_else(|| {
+                js_err(Error::invalid_option(
+                    "userinfo",
+                    "the issuer has no userinfo_endpoint (give userinfoEndpoint)",
+                ))
+            })?;
+            let sub = Reflect::get(&claims, &"sub".into())?
+                .as_string()
+                .unwrap_or_default();
+            let init = Object::new();
+            let headers = Object::new();
+            Reflect::set(&headers, &"Accept".into(), &"application/json".into())?;
+            Reflect::set(&init, &"headers".into(), &headers)?;
+            let response: web_sys::Response =
+                fetch_with_auth(&inner, &endpoint.into(), &init.into())
+                    .await?
+                    .unchecked_into();
+            let info = user::read_userinfo(&response, &sub).await.map_err(js_err)?;
+            Ok(user::merge(&claims, &info).into())
+        })
     }
 
     /// Signs out everywhere: under the cross-tab lock the store is cleared

@@ -13,5 +13,6 @@ pub mod options;
 pub mod platform;
 pub mod refresh;
 pub mod store;
+pub mod user;
 pub mod visibility;
 pub mod webcrypto;

@@ -7,7 +7,7 @@ use crate::browser::js_error::crypto;
 use crate::browser::{http, jws_verify, webcrypto};
 use crate::core::jose::{Jwk, JwsAlgorithm};
 use crate::core::Error;
-use crate::platform::{Clock, Crypto, Http, HttpReply, SignatureVerifier, Timer};
+use crate::platform::{Clock, Crypto, Http, HttpReply, Json, SignatureVerifier, Timer};
 
 /// The browser's clock, crypto and HTTP (the session store is separate:
 /// [`crate::browser::store::BrowserSessionStore`]).
@@ -67,5 +67,14 @@ impl SignatureVerifier for BrowserPlatform {
         signature: &[u8],
     ) -> Result<bool, Error> {
         jws_verify::verify(alg, key, signing_input, signature).await
+    }
+}
+
+impl Json for BrowserPlatform {
+    fn parse_json<T: DeserializeOwned>(&self, text: &str) -> Result<T, String> {
+        // Neither message is passed on: the engine's SyntaxError and serde's
+        // type errors can quote the text, which may hold a secret.
+        let value = js_sys::JSON::parse(text).map_err(|_| "not valid JSON".to_owned())?;
+        serde_wasm_bindgen::from_value(value).map_err(|_| "JSON of an unexpected shape".to_owned())
     }
 }

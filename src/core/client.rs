@@ -4,12 +4,14 @@
 //! Generic over the [`crate::platform`] traits so that every step runs
 //! natively in tests against fakes.
 
+use crate::core::jwks::JwksCache;
+use crate::core::oidc::IdTokenVerifier;
 use crate::core::{
     check_endpoint_url, code_exchange_params, discovery_urls, validate_callback,
     AuthorizationRequest, EndpointOverrides, Endpoints, Error, Nonce, PkceChallenge, PkceVerifier,
     ProviderMetadata, RawTokenResponse, State, TokenSet,
 };
-use crate::platform::{Clock, Crypto, Http, HttpReply, SessionStore};
+use crate::platform::{Clock, Crypto, Http, HttpReply, Json, SessionStore, SignatureVerifier};
 
 /// A validated client configuration: what `AuthClient.create` resolves once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,19 +103,28 @@ pub struct LoginResult {
     pub tokens: TokenSet,
     /// The app's `appState` from `login`, as JSON text.
     pub app_state: Option<String>,
+    /// The verified ID token's claims as JSON text (OpenID Connect logins).
+    pub claims_json: Option<String>,
 }
 
 /// Completes a login from the callback's query parameters: takes (and so
 /// consumes) the pending transaction, validates the callback in the fixed
 /// order of [`validate_callback`], exchanges the code
 /// ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)),
-/// and persists the token set. On any error nothing is stored.
-pub async fn finish_login<P: Clock + Http, S: SessionStore>(
+/// verifies the ID token when the login was an OpenID Connect one (it sent a
+/// `nonce`; see [`IdTokenVerifier::at_login`]), and persists the token set.
+/// On any error nothing is stored.
+pub async fn finish_login<P, S>(
     config: &ClientConfig,
     platform: &P,
     store: &S,
+    jwks: &JwksCache,
     callback_params: &[(String, String)],
-) -> Result<LoginResult, Error> {
+) -> Result<LoginResult, Error>
+where
+    P: Clock + Http + Json + SignatureVerifier,
+    S: SessionStore,
+{
     // Taken before validation: a replayed or failed callback finds nothing.
     let transaction = store.take_transaction().await?;
     let callback = validate_callback(
@@ -128,10 +139,19 @@ pub async fn finish_login<P: Clock + Http, S: SessionStore>(
         .post_form::<RawTokenResponse>(&config.endpoints.token, &form)
         .await?;
     let tokens = token_set_from_reply(reply, platform.now_ms(), None)?;
+    let verifier = IdTokenVerifier {
+        platform,
+        jwks,
+        jwks_uri: config.endpoints.jwks_uri.as_deref(),
+        issuer: &config.issuer,
+        client_id: &config.client_id,
+    };
+    let verified = verifier.at_login(&tokens, outcome.nonce.as_ref()).await?;
     store.save_tokens(&tokens).await?;
     Ok(LoginResult {
         tokens,
         app_state: outcome.app_state,
+        claims_json: verified.map(|id| id.into_claims_json()),
     })
 }
 
@@ -160,6 +180,7 @@ mod tests {
     use super::*;
     use crate::core::base64url;
     use crate::core::fakes::{block_on, FakePlatform};
+    use crate::core::jose::JwsAlgorithm;
     use sha2::{Digest, Sha256};
 
     const ISSUER: &str = "https://idp.example";
@@ -183,10 +204,20 @@ mod tests {
                 token: format!("{ISSUER}/token"),
                 revocation: None,
                 end_session: None,
-                jwks_uri: None,
+                jwks_uri: Some(JWKS_URL.into()),
                 userinfo: None,
                 iss_parameter_supported: true,
             },
+        }
+    }
+
+    const JWKS_URL: &str = "https://idp.example/jwks";
+
+    /// A plain OAuth 2.0 client: no `openid`, so no nonce and no ID token.
+    fn plain_config() -> ClientConfig {
+        ClientConfig {
+            scope: "api".into(),
+            ..config()
         }
     }
 
@@ -315,9 +346,13 @@ mod tests {
 
     /// Starts a login and returns the authorization request parameters.
     fn started(platform: &FakePlatform) -> Vec<(String, String)> {
+        started_as(&config(), platform)
+    }
+
+    fn started_as(config: &ClientConfig, platform: &FakePlatform) -> Vec<(String, String)> {
         let extra = owned(&[("prompt", "consent")]);
         block_on(start_login(
-            &config(),
+            config,
             platform,
             &platform.store,
             extra,
@@ -400,13 +435,14 @@ mod tests {
     #[test]
     fn finish_login_exchanges_the_code_and_persists_tokens() {
         let platform = FakePlatform::at(NOW);
-        let params = started(&platform);
+        let params = started_as(&plain_config(), &platform);
         expect_code_exchange(&platform, "c-1", 200, TOKENS);
         platform.now_ms.set(NOW + 5_000);
         let result = block_on(finish_login(
             &config(),
             &platform,
             &platform.store,
+            &JwksCache::new(),
             &callback(&params, "c-1"),
         ))
         .unwrap();
@@ -420,12 +456,13 @@ mod tests {
     #[test]
     fn a_replayed_callback_finds_no_transaction() {
         let platform = FakePlatform::at(NOW);
-        let params = started(&platform);
+        let params = started_as(&plain_config(), &platform);
         expect_code_exchange(&platform, "c-1", 200, TOKENS);
         block_on(finish_login(
             &config(),
             &platform,
             &platform.store,
+            &JwksCache::new(),
             &callback(&params, "c-1"),
         ))
         .unwrap();
@@ -434,6 +471,7 @@ mod tests {
             &config(),
             &platform,
             &platform.store,
+            &JwksCache::new(),
             &callback(&params, "c-1"),
         ));
         assert_eq!(replay.unwrap_err().code(), "no_transaction");
@@ -445,8 +483,14 @@ mod tests {
         let platform = FakePlatform::at(NOW);
         started(&platform);
         let forged = owned(&[("code", "c-1"), ("state", "forged"), ("iss", ISSUER)]);
-        let error =
-            block_on(finish_login(&config(), &platform, &platform.store, &forged)).unwrap_err();
+        let error = block_on(finish_login(
+            &config(),
+            &platform,
+            &platform.store,
+            &JwksCache::new(),
+            &forged,
+        ))
+        .unwrap_err();
         assert_eq!(error.code(), "state_mismatch");
         assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
         assert!(block_on(platform.store.take_transaction())
@@ -464,6 +508,7 @@ mod tests {
             &config(),
             &platform,
             &platform.store,
+            &JwksCache::new(),
             &callback(&params, "c-1"),
         ))
         .unwrap_err();
@@ -481,6 +526,7 @@ mod tests {
             &config(),
             &platform,
             &platform.store,
+            &JwksCache::new(),
             &callback(&params, "c-1"),
         ))
         .unwrap_err();
@@ -497,9 +543,107 @@ mod tests {
             &config(),
             &platform,
             &platform.store,
+            &JwksCache::new(),
             &callback(&params, "c-1"),
         ))
         .unwrap_err();
         assert_eq!((error.code(), error.status()), ("token_error", Some(502)));
+    }
+
+    const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB","e":"AQAB"}]}"#;
+    const SIGNATURE: &[u8] = &[9; 256];
+
+    fn jwk() -> crate::core::jose::Jwk {
+        crate::core::jose::Jwk {
+            kty: "RSA".into(),
+            kid: Some("k1".into()),
+            n: Some("AQAB".into()),
+            e: Some("AQAB".into()),
+            ..Default::default()
+        }
+    }
+
+    /// A token response with an RS256 ID token for `nonce`, and the ID
+    /// token's signing input.
+    fn oidc_tokens(nonce: &str) -> (String, String) {
+        let header = base64url::encode(br#"{"alg":"RS256","kid":"k1"}"#);
+        let claims = format!(
+            r#"{{"iss":"{ISSUER}","sub":"alice","aud":"spa","exp":{},"iat":{},"nonce":"{nonce}","name":"Alice"}}"#,
+            NOW / 1000 + 300,
+            NOW / 1000
+        );
+        let input = format!("{header}.{}", base64url::encode(claims.as_bytes()));
+        let id_token = format!("{input}.{}", base64url::encode(SIGNATURE));
+        let body = format!(
+            r#"{{"access_token":"at-1","token_type":"Bearer","expires_in":300,"refresh_token":"rt-1","id_token":"{id_token}"}}"#
+        );
+        (body, input)
+    }
+
+    fn finish(platform: &FakePlatform, params: &[(String, String)]) -> Result<LoginResult, Error> {
+        block_on(finish_login(
+            &config(),
+            platform,
+            &platform.store,
+            &JwksCache::new(),
+            &callback(params, "c-1"),
+        ))
+    }
+
+    #[test]
+    fn an_openid_login_verifies_the_id_token_then_stores_it() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        let (body, input) = oidc_tokens(param(&params, "nonce"));
+        expect_code_exchange(&platform, "c-1", 200, &body);
+        platform.expect_get(JWKS_URL, 200, JWKS);
+        platform.expect_signature(JwsAlgorithm::Rs256, &jwk(), &input, SIGNATURE, Ok(true));
+        let result = finish(&platform, &params).unwrap();
+        let claims = result.claims_json.expect("verified claims");
+        assert!(claims.contains(r#""name":"Alice""#), "{claims}");
+        let stored = block_on(platform.store.load_tokens()).unwrap().unwrap();
+        assert!(stored.id_token.is_some());
+    }
+
+    #[test]
+    fn an_openid_login_without_an_id_token_stores_nothing() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        expect_code_exchange(&platform, "c-1", 200, TOKENS);
+        assert_eq!(
+            finish(&platform, &params).unwrap_err(),
+            Error::IdTokenMissing
+        );
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_id_token_for_another_login_stores_nothing() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        let (body, input) = oidc_tokens("someone-elses-nonce");
+        expect_code_exchange(&platform, "c-1", 200, &body);
+        platform.expect_get(JWKS_URL, 200, JWKS);
+        platform.expect_signature(JwsAlgorithm::Rs256, &jwk(), &input, SIGNATURE, Ok(true));
+        assert_eq!(
+            finish(&platform, &params).unwrap_err(),
+            Error::NonceMismatch
+        );
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_forged_id_token_stores_nothing() {
+        let platform = FakePlatform::at(NOW);
+        let params = started(&platform);
+        let (body, input) = oidc_tokens(param(&params, "nonce"));
+        expect_code_exchange(&platform, "c-1", 200, &body);
+        platform.expect_get(JWKS_URL, 200, JWKS);
+        platform.expect_signature(JwsAlgorithm::Rs256, &jwk(), &input, SIGNATURE, Ok(false));
+        assert_eq!(
+            finish(&platform, &params).unwrap_err(),
+            Error::IdTokenInvalidSignature
+        );
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
 }

@@ -37,6 +37,7 @@ pub mod client;
 pub mod end_session;
 pub mod envelope;
 pub mod memory_store;
+pub mod oidc;
 pub mod race;
 pub mod refresh_grant;
 pub mod revocation;

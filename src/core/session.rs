@@ -206,8 +206,25 @@ impl Session {
     }
 }
 
+/// A check of a refreshed set before it is persisted (OpenID Connect: a
+/// new ID token must verify and name the same user).
+#[allow(async_fn_in_trait)]
+pub trait CheckRefreshed {
+    /// `Err` refuses `fresh`: nothing is persisted or broadcast.
+    async fn check(&self, previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error>;
+}
+
+/// No check: a plain OAuth 2.0 session.
+pub struct NoCheck;
+
+impl CheckRefreshed for NoCheck {
+    async fn check(&self, _previous: &TokenSet, _fresh: &TokenSet) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 /// Everything a refresh needs, borrowed for one call.
-pub struct Refresher<'a, P, S, L, B, R> {
+pub struct Refresher<'a, P, S, L, B, R, C = NoCheck> {
     /// This tab's session.
     pub session: &'a Session,
     /// Clock and timer.
@@ -222,15 +239,18 @@ pub struct Refresher<'a, P, S, L, B, R> {
     pub transport: &'a R,
     /// Leeway and bounds.
     pub policy: RefreshPolicy,
+    /// What a refreshed set must pass before it is persisted.
+    pub check: C,
 }
 
-impl<P, S, L, B, R> Refresher<'_, P, S, L, B, R>
+impl<P, S, L, B, R, C> Refresher<'_, P, S, L, B, R, C>
 where
     P: Clock + Timer,
     S: SessionStore,
     L: SessionLock,
     B: Broadcast,
     R: RefreshTransport,
+    C: CheckRefreshed,
 {
     /// An access token to send now: the one in memory when it needs no
     /// refresh (no lock, no storage), else a refreshed one. If a proactive
@@ -317,6 +337,10 @@ where
         }
         let outcome = reply
             .and_then(|reply| token_set_from_reply(reply, self.platform.now_ms(), Some(&base)));
+        let outcome = match outcome {
+            Ok(fresh) => self.check.check(&base, &fresh).await.map(|()| fresh),
+            Err(error) => Err(error),
+        };
         match outcome {
             Ok(fresh) => {
                 if let Err(error) = self.store.save_tokens(&fresh).await {

@@ -127,6 +127,7 @@ impl Tab {
             broadcast: &self.broadcast,
             transport,
             policy: POLICY,
+            check: NoCheck,
         }
     }
 
@@ -657,4 +658,46 @@ fn a_refresh_that_outlives_a_sign_out_persists_nothing() {
     assert_eq!(tab.in_memory(), None);
     assert!(tab.sent().is_empty(), "nothing broadcast: {:?}", tab.sent());
     assert_eq!(tab.heard(), vec!["ended SignedOut"]);
+}
+
+/// A check that refuses every refreshed set (as a forged or foreign ID
+/// token would be refused).
+struct RefuseEverything;
+
+impl CheckRefreshed for RefuseEverything {
+    async fn check(&self, _previous: &TokenSet, _fresh: &TokenSet) -> Result<(), Error> {
+        Err(Error::IdTokenSubMismatch)
+    }
+}
+
+#[test]
+fn a_refreshed_set_that_fails_its_check_is_neither_stored_nor_broadcast() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 10_000));
+    // Two refreshes, each refused: the proactive one and the one after a rejection.
+    for _ in 0..2 {
+        tab.platform
+            .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    }
+    let grant = tab.grant();
+    let refresher = Refresher {
+        session: &tab.session,
+        platform: &tab.platform,
+        store: &tab.platform.store,
+        lock: &tab.lock,
+        broadcast: &tab.broadcast,
+        transport: &grant,
+        policy: POLICY,
+        check: RefuseEverything,
+    };
+    // The token in hand is still valid, so the call goes on with it.
+    assert_eq!(block_on(refresher.access_token()).unwrap().secret(), "at-1");
+    assert_eq!(
+        block_on(refresher.after_rejection(&AccessToken::new("at-1".into()))),
+        Err(Error::IdTokenSubMismatch)
+    );
+    assert_eq!(tab.stored().unwrap().access_token.secret(), "at-1");
+    assert_eq!(tab.in_memory().as_deref(), Some("at-1"));
+    assert!(tab.sent().is_empty());
+    assert!(tab.heard().is_empty());
+    assert!(!tab.lock.held.get());
 }

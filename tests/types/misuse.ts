@@ -43,5 +43,8 @@ export async function misuse(auth: AuthClient): Promise<void> {
   // @ts-expect-error only a failed revocation has an error
   (await auth.logout()).error;
 
-  void [code, n];
+  // @ts-expect-error getUser may resolve with null
+  const sub: string = (await auth.getUser()).sub;
+
+  void [code, n, sub];
 }

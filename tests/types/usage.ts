@@ -59,6 +59,14 @@ export async function app(): Promise<void> {
   }
   await auth.logout();
 
+  const user = await auth.getUser({ userinfo: true });
+  if (user) {
+    const sub: string = user.sub;
+    const name: string | undefined = user.name;
+    const other: unknown = user["https://example.com/roles"];
+    void [sub, name, other];
+  }
+
   try {
     await auth.getAccessToken();
   } catch (e) {
