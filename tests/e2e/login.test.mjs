@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { startIdp } from "../idp/server.mjs";
 import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
 import { requireStagedApp } from "./support/project.mjs";
-import { clientOptions, openApp, withClient, loginViaRedirect } from "./support/app.mjs";
+import { clientOptions, openApp, withClient, loginViaRedirect, rawRecord } from "./support/app.mjs";
 
 let idp;
 let browser;
@@ -26,26 +26,6 @@ beforeEach(() => idp.resetCounters());
 
 const isAuthenticated = (page, options) => withClient(page, options, (client) => client.isAuthenticated());
 
-// The raw stored record, read past latchkey, for checking what is at rest.
-async function rawRecord(page, storage, idp) {
-  const key = `latchkey:${idp.issuer}:${idp.clientId}:tokens`;
-  return page.evaluate(
-    async ([storage, key]) => {
-      if (storage === "localstorage") return localStorage.getItem(key);
-      const db = await new Promise((resolve, reject) => {
-        const request = indexedDB.open("latchkey", 1);
-        request.onsuccess = () => resolve(request.result);
-        request.onerror = () => reject(request.error);
-      });
-      return new Promise((resolve, reject) => {
-        const request = db.transaction("records").objectStore("records").get(key);
-        request.onsuccess = () => resolve(request.result ?? null);
-        request.onerror = () => reject(request.error);
-      });
-    },
-    [storage, key],
-  );
-}
 
 for (const storage of ["indexeddb", "localstorage"]) {
   test(`${storage}: login, reload, and a second tab share the encrypted session`, async () => {
@@ -73,7 +53,7 @@ for (const storage of ["indexeddb", "localstorage"]) {
       assert.equal(done.value.href, `${idp.spaOrigin}/`, "code, state and iss removed from the address bar");
       assert.equal(idp.counters().token.byGrantType.authorization_code, 1);
 
-      const record = await rawRecord(page, storage, idp);
+      const record = await rawRecord(page, idp, storage);
       assert.match(record, /^\{"v":1,"iv":"[\w-]+","data":"[\w-]+"\}$/, "stored as an encrypted envelope");
       assert.doesNotMatch(record, /access_token|refresh_token|Bearer/);
 
@@ -128,7 +108,7 @@ async function callbackFailure(edit) {
         return { code: e.code, error: e.error, href: location.href, authed: await client.isAuthenticated() };
       }
     });
-    const after = await rawRecord(page, "indexeddb", idp);
+    const after = await rawRecord(page, idp, "indexeddb");
     return { ...outcome.value, stored: after, exchanges: idp.counters().token.byGrantType.authorization_code };
   } finally {
     await context.close();
@@ -169,11 +149,11 @@ test("a replayed callback is refused with no_transaction and changes nothing", a
     const options = clientOptions(idp, { storage: "localstorage" });
     const callbackUrl = await loginViaRedirect(page, idp, options);
     await withClient(page, options, (client) => client.handleRedirectCallback());
-    const before = await rawRecord(page, "localstorage", idp);
+    const before = await rawRecord(page, idp, "localstorage");
     await openApp(page, callbackUrl);
     const replay = await withClient(page, options, (client) => client.handleRedirectCallback());
     assert.equal(replay.error.code, "no_transaction");
-    assert.equal(await rawRecord(page, "localstorage", idp), before, "the session is untouched");
+    assert.equal(await rawRecord(page, idp, "localstorage"), before, "the session is untouched");
     assert.equal(idp.counters().token.byGrantType.authorization_code, 1, "the code was not sent again");
   } finally {
     await context.close();
@@ -249,7 +229,7 @@ test("a corrupt stored record is cleared at start-up with a storage event, signe
     assert.equal(value.events.length, 1);
     assert.equal(value.events[0].type, "cleared");
     assert.match(value.events[0].reason, /^corrupt_record/);
-    assert.equal(await rawRecord(page, "localstorage", idp), null, "the corrupt record is gone");
+    assert.equal(await rawRecord(page, idp, "localstorage"), null, "the corrupt record is gone");
     assert.deepEqual(await isAuthenticated(page, options), { value: false });
     const wrongEvent = await withClient(page, options, (client) => client.on("sesionExpired", () => {}));
     assert.equal(wrongEvent.error.code, "invalid_option");

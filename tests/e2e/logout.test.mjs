@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 
 import { startIdp } from "../idp/server.mjs";
 import { launchBrowser } from "./support/browser.mjs";
+import { rawRecord } from "./support/app.mjs";
 import { requireStagedApp } from "./support/project.mjs";
 import { loginTab, openTab, burst, eventsOf, sleep } from "./support/session.mjs";
 
@@ -75,26 +76,6 @@ const state = (page) =>
     ),
   }));
 
-// The raw stored record (IndexedDB), read past latchkey.
-function rawRecord(page) {
-  const key = `latchkey:${idp.issuer}:${idp.clientId}:tokens`;
-  return page.evaluate(async (key) => {
-    const db = await new Promise((resolve, reject) => {
-      const request = indexedDB.open("latchkey", 1);
-      request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
-    });
-    try {
-      return await new Promise((resolve, reject) => {
-        const request = db.transaction("records").objectStore("records").get(key);
-        request.onsuccess = () => resolve(request.result ?? null);
-        request.onerror = () => reject(request.error);
-      });
-    } finally {
-      db.close();
-    }
-  }, key);
-}
 
 const signedOutCount = async (page) => (await eventsOf(page)).filter((e) => e.name === "signedOut").length;
 
@@ -109,7 +90,7 @@ test("logout in one of 3 tabs signs out all 3, empties the store and revokes bot
     const liveBefore = idp.liveRefreshTokens();
     const accessToken = await tabs[0].evaluate(() => window.auth.getAccessToken());
     assert.equal(await whoamiStatus(accessToken), 200);
-    assert.notEqual(await rawRecord(tabs[2]), null);
+    assert.notEqual(await rawRecord(tabs[2], idp), null);
     idp.resetCounters();
 
     assert.deepEqual(await logout(tabs[1]), { revocation: "revoked" });
@@ -119,7 +100,7 @@ test("logout in one of 3 tabs signs out all 3, empties the store and revokes bot
       assert.deepEqual(await state(tab), { authenticated: false, token: "not_authenticated" }, `tab ${i}`);
       assert.equal((await eventsOf(tab)).filter((e) => e.name === "sessionExpired").length, 0, `tab ${i}`);
     }
-    assert.equal(await rawRecord(tabs[0]), null, "the stored session is gone");
+    assert.equal(await rawRecord(tabs[0], idp), null, "the stored session is gone");
 
     const { revocation, token } = idp.counters();
     assert.deepEqual(revocation.byHint, { refresh_token: 1, access_token: 1 });
@@ -167,7 +148,7 @@ test("a refresh running in another tab at the moment of logout does not bring th
     }
     const bNames = (await eventsOf(b)).map((e) => (e.source ? `${e.name}:${e.source}` : e.name));
     assert.deepEqual(bNames, ["tokens:refresh", "signedOut"]);
-    assert.equal(await rawRecord(a), null);
+    assert.equal(await rawRecord(a, idp), null);
     // The rotated refresh token (the one B just stored) is the one revoked.
     assert.equal(idp.liveRefreshTokens(), liveBefore - 1);
     assert.deepEqual(errors, []);
@@ -193,7 +174,7 @@ for (const [name, fault, status] of [
         assert.equal(await waitFor(() => signedOutCount(tab).then((n) => n === 1)), true);
         assert.deepEqual(await state(tab), { authenticated: false, token: "not_authenticated" });
       }
-      assert.equal(await rawRecord(tabs[1]), null);
+      assert.equal(await rawRecord(tabs[1], idp), null);
       assert.equal(idp.liveRefreshTokens(), liveBefore, "the server still holds it: that is what was reported");
       assert.ok(idp.counters().revocation.faultsInjected >= 2, "both tokens were attempted");
       assert.deepEqual(errors, []);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 
 import { startIdp } from "../idp/server.mjs";
 import { launchBrowser } from "./support/browser.mjs";
+import { rawRecord } from "./support/app.mjs";
 import { requireStagedApp } from "./support/project.mjs";
 import { loginTab, openTab, burst, eventsOf, sleep } from "./support/session.mjs";
 
@@ -59,26 +60,6 @@ async function session(context, extra = {}, { more = 0, ttl = SHORT_TTL } = {}) 
   return tabs;
 }
 
-// The raw stored record (IndexedDB, the default storage), read past latchkey.
-async function rawRecord(page) {
-  const key = `latchkey:${idp.issuer}:${idp.clientId}:tokens`;
-  return page.evaluate(async (key) => {
-    const db = await new Promise((resolve, reject) => {
-      const request = indexedDB.open("latchkey", 1);
-      request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
-    });
-    try {
-      return await new Promise((resolve, reject) => {
-        const request = db.transaction("records").objectStore("records").get(key);
-        request.onsuccess = () => resolve(request.result ?? null);
-        request.onerror = () => reject(request.error);
-      });
-    } finally {
-      db.close();
-    }
-  }, key);
-}
 
 // One fetchWithAuth in the tab: { status, body? } or { code, status?, error?, name }, plus ms taken.
 function call(page, url, init, { readBody = false } = {}) {
@@ -140,7 +121,7 @@ for (const { kind, fault, code, status, wait } of FAULTS) {
     const { context, errors } = await freshContext();
     try {
       const [tab] = await session(context);
-      const stored = await rawRecord(tab);
+      const stored = await rawRecord(tab, idp);
       assert.ok(stored, "a session is stored");
       await sleep(wait);
       idp.setAccessTokenTtl(LONG_TTL);
@@ -153,13 +134,13 @@ for (const { kind, fault, code, status, wait } of FAULTS) {
       assert.equal(refreshGrants(), 1, "one refresh request was made");
       assert.equal(idp.counters().token.faultsInjected, 1);
       assert.equal(idp.counters().api.byStatus["200"], undefined, "the API was not called with the expired token");
-      assert.equal(await rawRecord(tab), stored, "the stored record is untouched");
+      assert.equal(await rawRecord(tab, idp), stored, "the stored record is untouched");
       assert.equal(await isAuthenticated(tab), true);
 
       const retried = await call(tab, idp.whoamiUrl);
       assert.equal(retried.status, 200, JSON.stringify(retried));
       assert.equal(refreshGrants(), 2, "exactly one more refresh");
-      assert.notEqual(await rawRecord(tab), stored, "the refreshed set was persisted");
+      assert.notEqual(await rawRecord(tab, idp), stored, "the refreshed set was persisted");
       const events = await eventsOf(tab);
       assert.deepEqual(named(events, "sessionExpired"), []);
       assert.deepEqual(
@@ -178,7 +159,7 @@ test("a refresh that hangs is abandoned with refresh_timeout, tokens kept, the n
   const { context, errors } = await freshContext();
   try {
     const [tab] = await session(context, { refreshTimeoutSeconds: 2 });
-    const stored = await rawRecord(tab);
+    const stored = await rawRecord(tab, idp);
     await sleep(EXPIRED_MS);
     idp.setAccessTokenTtl(LONG_TTL);
     idp.resetCounters();
@@ -187,7 +168,7 @@ test("a refresh that hangs is abandoned with refresh_timeout, tokens kept, the n
     const hung = await within(call(tab, idp.whoamiUrl), 10_000, "the hung call");
     assert.equal(hung.code, "refresh_timeout", JSON.stringify(hung));
     assert.ok(hung.ms >= 1_900 && hung.ms < 4_000, `abandoned after ${Math.round(hung.ms)} ms (timeout 2 s)`);
-    assert.equal(await rawRecord(tab), stored, "the stored record is untouched");
+    assert.equal(await rawRecord(tab, idp), stored, "the stored record is untouched");
     assert.equal(await isAuthenticated(tab), true);
 
     const next = await within(call(tab, idp.whoamiUrl), 10_000, "the call after the timeout");
@@ -267,7 +248,7 @@ test("a real invalid_grant ends the session in every tab, once, and clears the s
       assert.equal(named(events, "sessionExpired").length, 1, `tab ${i}: ${JSON.stringify(events)}`);
       assert.equal(await isAuthenticated(tab), false, `tab ${i} signed out`);
     }
-    assert.equal(await rawRecord(tabs[0]), null, "the stored record is gone");
+    assert.equal(await rawRecord(tabs[0], idp), null, "the stored record is gone");
     const after = await call(tabs[2], idp.whoamiUrl);
     assert.equal(after.code, "not_authenticated", JSON.stringify(after));
     assert.equal(refreshGrants(), 1, "no further refresh");

@@ -54,3 +54,29 @@ export async function loginViaRedirect(page, idp, options, loginOptions = {}) {
   await page.waitForSelector("body[data-ready=true]", { state: "attached", timeout: 15_000 });
   return page.url();
 }
+
+// The raw stored token record (`storage`: "indexeddb" or "localstorage"),
+// read past latchkey, for checking what is at rest; null when there is none.
+export async function rawRecord(page, idp, storage = "indexeddb") {
+  const key = `latchkey:${idp.issuer}:${idp.clientId}:tokens`;
+  return page.evaluate(
+    async ([storage, key]) => {
+      if (storage === "localstorage") return localStorage.getItem(key);
+      const db = await new Promise((resolve, reject) => {
+        const request = indexedDB.open("latchkey", 1);
+        request.onsuccess = () => resolve(request.result);
+        request.onerror = () => reject(request.error);
+      });
+      try {
+        return await new Promise((resolve, reject) => {
+          const request = db.transaction("records").objectStore("records").get(key);
+          request.onsuccess = () => resolve(request.result ?? null);
+          request.onerror = () => reject(request.error);
+        });
+      } finally {
+        db.close();
+      }
+    },
+    [storage, key],
+  );
+}
