@@ -1,4 +1,4 @@
-//! [`Http`] over the browser's `fetch`, decoding JSON with `JSON.parse` and
+//! [`Http`](crate::platform::Http) over the browser's `fetch`, decoding JSON with `JSON.parse` and
 //! serde-wasm-bindgen (no JSON parser in the wasm).
 
 use serde::de::DeserializeOwned;
