@@ -4,6 +4,7 @@ use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::browser::js_error::to_js;
+use crate::browser::options::{flag, get, reject_unknown};
 use crate::core::end_session::end_session_params;
 use crate::core::{Error, TokenSet};
 
@@ -21,20 +22,6 @@ pub struct LogoutOptions {
     pub end_session: Option<String>,
     /// `postLogoutRedirectUri`: where the issuer sends the user back.
     pub post_logout_redirect_uri: Option<String>,
-}
-
-fn get(options: &JsValue, field: &str) -> JsValue {
-    Reflect::get(options, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED)
-}
-
-fn flag(options: &JsValue, field: &'static str, default: bool) -> Result<bool, Error> {
-    let value = get(options, field);
-    if value.is_undefined() {
-        return Ok(default);
-    }
-    value
-        .as_bool()
-        .ok_or_else(|| Error::invalid_option(field, "must be a boolean"))
 }
 
 /// Reads `{ revoke, endSession, postLogoutRedirectUri }`. Checked before
@@ -55,15 +42,7 @@ pub fn parse(
     if !options.is_object() {
         return Err(Error::invalid_option("logout", "options must be an object"));
     }
-    for key in Object::keys(options.unchecked_ref::<Object>()).iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !KNOWN.contains(&key.as_str()) {
-            return Err(Error::invalid_option(
-                "logout",
-                format!("unknown option {key:?}"),
-            ));
-        }
-    }
+    reject_unknown(options, KNOWN, "logout")?;
     let revoke = flag(options, "revoke", true)?;
     let end_session = flag(options, "endSession", false)?;
     let uri = get(options, "postLogoutRedirectUri");

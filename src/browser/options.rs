@@ -54,7 +54,8 @@ pub struct ClientOptions {
     pub overrides: EndpointOverrides,
 }
 
-fn get(options: &JsValue, field: &str) -> JsValue {
+/// `options[field]`, `undefined` when absent.
+pub(crate) fn get(options: &JsValue, field: &str) -> JsValue {
     Reflect::get(options, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED)
 }
 
@@ -74,10 +75,30 @@ fn string(options: &JsValue, field: &'static str, required: bool) -> Result<Opti
     }
 }
 
-fn boolean(options: &JsValue, field: &'static str) -> Result<bool, Error> {
+/// Refuses any key of `options` not in `known` (a typo would otherwise be
+/// silently ignored); `owner` names the options object in the error.
+pub(crate) fn reject_unknown(
+    options: &JsValue,
+    known: &[&str],
+    owner: &'static str,
+) -> Result<(), Error> {
+    for key in Object::keys(options.unchecked_ref::<Object>()).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !known.contains(&key.as_str()) {
+            return Err(Error::invalid_option(
+                owner,
+                format!("unknown option {key:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An optional boolean, `default` when absent.
+pub(crate) fn flag(options: &JsValue, field: &'static str, default: bool) -> Result<bool, Error> {
     let value = get(options, field);
     if value.is_undefined() {
-        return Ok(false);
+        return Ok(default);
     }
     value
         .as_bool()
@@ -134,15 +155,7 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
     if !options.is_object() {
         return Err(Error::invalid_option("options", "must be an object"));
     }
-    for key in Object::keys(options.unchecked_ref::<Object>()).iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !KNOWN.contains(&key.as_str()) {
-            return Err(Error::invalid_option(
-                "options",
-                format!("unknown option {key:?}"),
-            ));
-        }
-    }
+    reject_unknown(options, KNOWN, "options")?;
     let issuer = string(options, "issuer", true)?.unwrap_or_default();
     let client_id = string(options, "clientId", true)?.unwrap_or_default();
     let redirect_uri = string(options, "redirectUri", true)?.unwrap_or_default();
@@ -169,7 +182,7 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         refresh_timeout_seconds,
         is_token_expired: function(options, "isTokenExpired")?,
         refresh: function(options, "refresh")?,
-        allow_insecure_loopback: boolean(options, "allowInsecureLoopback")?,
+        allow_insecure_loopback: flag(options, "allowInsecureLoopback", false)?,
         overrides: EndpointOverrides {
             authorization: string(options, "authorizationEndpoint", false)?,
             token: string(options, "tokenEndpoint", false)?,

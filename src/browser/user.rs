@@ -8,6 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
 use crate::browser::js_error::describe;
+use crate::browser::options::{flag, reject_unknown};
 use crate::core::Error;
 
 /// `getUser`'s options: `{ userinfo?: boolean }`.
@@ -21,21 +22,8 @@ pub fn wants_userinfo(options: &JsValue) -> Result<bool, Error> {
             "options must be an object",
         ));
     }
-    for key in Object::keys(options.unchecked_ref::<Object>()).iter() {
-        if key.as_string().as_deref() != Some("userinfo") {
-            return Err(Error::invalid_option(
-                "getUser",
-                format!("unknown option {:?}", key.as_string().unwrap_or_default()),
-            ));
-        }
-    }
-    let value = Reflect::get(options, &"userinfo".into()).unwrap_or(JsValue::UNDEFINED);
-    if value.is_undefined() {
-        return Ok(false);
-    }
-    value
-        .as_bool()
-        .ok_or_else(|| Error::invalid_option("userinfo", "must be a boolean"))
+    reject_unknown(options, &["userinfo"], "getUser")?;
+    flag(options, "userinfo", false)
 }
 
 fn failed(status: Option<u16>, reason: impl Into<String>) -> Error {
