@@ -78,8 +78,8 @@ impl<P: Clock + Http + Json + SignatureVerifier> CheckRefreshed for IdTokenVerif
         let previous_sub = previous
             .id_token
             .as_ref()
-            .and_then(|token| stored_claims(self.platform, token))
-            .map(|claims| claims.sub);
+            .and_then(|token| read_stored(self.platform, token))
+            .map(|(claims, _)| claims.sub);
         let expect = self.expect(None, previous_sub.as_deref());
         verify_id_token(self.platform, self.jwks, self.jwks_uri, id_token, &expect).await?;
         Ok(())
@@ -89,16 +89,16 @@ impl<P: Clock + Http + Json + SignatureVerifier> CheckRefreshed for IdTokenVerif
 /// The claims JSON of an ID token that was verified when it was stored
 /// (for `getUser()`); `None` if it cannot be read.
 pub fn stored_claims_json<J: Json>(json: &J, id_token: &IdToken) -> Option<String> {
-    let jws = parse_compact_jws(json, id_token.secret()).ok()?;
-    // Checked to parse as claims, so the app never gets something that
-    // latchkey itself could not read.
-    json.parse_json::<IdTokenClaims>(&jws.payload_json).ok()?;
-    Some(jws.payload_json)
+    read_stored(json, id_token).map(|(_, text)| text)
 }
 
-fn stored_claims<J: Json>(json: &J, id_token: &IdToken) -> Option<IdTokenClaims> {
+/// A stored ID token's claims and their JSON text. The text is returned
+/// only when it parses as claims, so the app never gets something latchkey
+/// itself could not read.
+fn read_stored<J: Json>(json: &J, id_token: &IdToken) -> Option<(IdTokenClaims, String)> {
     let jws = parse_compact_jws(json, id_token.secret()).ok()?;
-    json.parse_json(&jws.payload_json).ok()
+    let claims = json.parse_json(&jws.payload_json).ok()?;
+    Some((claims, jws.payload_json))
 }
 
 #[cfg(test)]
