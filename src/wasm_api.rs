@@ -591,13 +591,11 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
         app_state,
     )
     .await?;
-    let url = web_sys::Url::new(&inner.config.endpoints.authorization)
-        .map_err(|_| Error::invalid_option("authorizationEndpoint", "must be an absolute URL"))?;
-    let search = url.search_params();
-    for (name, value) in &params {
-        search.append(name, value);
-    }
-    Ok(url.href())
+    options::url_with_query(
+        &inner.config.endpoints.authorization,
+        "authorizationEndpoint",
+        &params,
+    )
 }
 
 /// `login`'s options, read from JS.

@@ -4,7 +4,7 @@ use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::browser::js_error::to_js;
-use crate::browser::options::{flag, get, reject_unknown};
+use crate::browser::options::{flag, get, reject_unknown, url_with_query};
 use crate::core::end_session::end_session_params;
 use crate::core::{Error, TokenSet};
 
@@ -88,14 +88,9 @@ pub fn end_session_url(
     client_id: &str,
     post_logout_redirect_uri: Option<&str>,
 ) -> Result<String, Error> {
-    let url = web_sys::Url::new(endpoint)
-        .map_err(|_| Error::invalid_option("endSessionEndpoint", "must be an absolute URL"))?;
     let hint = ended.and_then(|tokens| tokens.id_token.as_ref());
-    let search = url.search_params();
-    for (name, value) in end_session_params(hint, client_id, post_logout_redirect_uri) {
-        search.append(&name, &value);
-    }
-    Ok(url.href())
+    let params = end_session_params(hint, client_id, post_logout_redirect_uri);
+    url_with_query(endpoint, "endSessionEndpoint", &params)
 }
 
 /// What happened to the tokens at the server.

@@ -140,6 +140,21 @@ fn function(options: &JsValue, field: &'static str) -> Result<Option<js_sys::Fun
         .map_err(|_| Error::invalid_option(field, "must be a function"))
 }
 
+/// `base` (the endpoint named `field`) with `params` appended to its query.
+pub(crate) fn url_with_query(
+    base: &str,
+    field: &'static str,
+    params: &[(String, String)],
+) -> Result<String, Error> {
+    let url = web_sys::Url::new(base)
+        .map_err(|_| Error::invalid_option(field, "must be an absolute URL"))?;
+    let search = url.search_params();
+    for (name, value) in params {
+        search.append(name, value);
+    }
+    Ok(url.href())
+}
+
 /// Validates an absolute `http(s)` URL with the browser's URL parser.
 fn absolute_url(field: &'static str, value: &str) -> Result<(), Error> {
     let url = web_sys::Url::new(value)
