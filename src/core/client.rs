@@ -438,14 +438,7 @@ mod tests {
         let params = started_as(&plain_config(), &platform);
         expect_code_exchange(&platform, "c-1", 200, TOKENS);
         platform.now_ms.set(NOW + 5_000);
-        let result = block_on(finish_login(
-            &config(),
-            &platform,
-            &platform.store,
-            &JwksCache::new(),
-            &callback(&params, "c-1"),
-        ))
-        .unwrap();
+        let result = finish(&platform, &params).unwrap();
         assert_eq!(result.app_state.as_deref(), Some(r#"{"to":"/x"}"#));
         assert_eq!(result.tokens.expires_at_ms, Some(NOW + 5_000 + 300_000));
         let stored = block_on(platform.store.load_tokens()).unwrap().unwrap();
@@ -458,22 +451,9 @@ mod tests {
         let platform = FakePlatform::at(NOW);
         let params = started_as(&plain_config(), &platform);
         expect_code_exchange(&platform, "c-1", 200, TOKENS);
-        block_on(finish_login(
-            &config(),
-            &platform,
-            &platform.store,
-            &JwksCache::new(),
-            &callback(&params, "c-1"),
-        ))
-        .unwrap();
+        finish(&platform, &params).unwrap();
         block_on(platform.store.clear_tokens()).unwrap();
-        let replay = block_on(finish_login(
-            &config(),
-            &platform,
-            &platform.store,
-            &JwksCache::new(),
-            &callback(&params, "c-1"),
-        ));
+        let replay = finish(&platform, &params);
         assert_eq!(replay.unwrap_err().code(), "no_transaction");
         assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
@@ -504,14 +484,7 @@ mod tests {
         let params = started(&platform);
         let body = r#"{"error":"invalid_grant","error_description":"code already used"}"#;
         expect_code_exchange(&platform, "c-1", 400, body);
-        let error = block_on(finish_login(
-            &config(),
-            &platform,
-            &platform.store,
-            &JwksCache::new(),
-            &callback(&params, "c-1"),
-        ))
-        .unwrap_err();
+        let error = finish(&platform, &params).unwrap_err();
         assert_eq!(error.code(), "invalid_grant");
         assert_eq!(error.error_description(), Some("code already used"));
         assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
@@ -522,14 +495,7 @@ mod tests {
         let platform = FakePlatform::at(NOW);
         let params = started(&platform);
         expect_code_exchange(&platform, "c-1", 200, "<html>");
-        let error = block_on(finish_login(
-            &config(),
-            &platform,
-            &platform.store,
-            &JwksCache::new(),
-            &callback(&params, "c-1"),
-        ))
-        .unwrap_err();
+        let error = finish(&platform, &params).unwrap_err();
         assert_eq!(error.code(), "malformed_token_response");
         assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
@@ -539,14 +505,7 @@ mod tests {
         let platform = FakePlatform::at(NOW);
         let params = started(&platform);
         expect_code_exchange(&platform, "c-1", 502, "<html>Bad gateway</html>");
-        let error = block_on(finish_login(
-            &config(),
-            &platform,
-            &platform.store,
-            &JwksCache::new(),
-            &callback(&params, "c-1"),
-        ))
-        .unwrap_err();
+        let error = finish(&platform, &params).unwrap_err();
         assert_eq!((error.code(), error.status()), ("token_error", Some(502)));
     }
 
