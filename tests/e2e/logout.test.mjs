@@ -10,7 +10,7 @@ import { startIdp } from "../idp/server.mjs";
 import { launchBrowser } from "./support/browser.mjs";
 import { rawRecord } from "./support/app.mjs";
 import { requireStagedApp } from "./support/project.mjs";
-import { loginTab, openTab, burst, eventsOf, sleep } from "./support/session.mjs";
+import { loginTab, openTab, burst, eventsOf, sleep, freshContext } from "./support/session.mjs";
 
 let idp;
 let browser;
@@ -35,9 +35,7 @@ afterEach(() => {
 // A logged-in tab plus `more` tabs on the same session, in a fresh context
 // whose uncaught page errors are collected.
 async function session({ more = 2, ttl = 3600 } = {}) {
-  const context = await browser.newContext();
-  const errors = [];
-  context.on("page", (page) => page.on("pageerror", (error) => errors.push(error.message)));
+  const { context, errors } = await freshContext(browser);
   idp.setAccessTokenTtl(ttl);
   const tabs = [await loginTab(context, idp)];
   for (let i = 0; i < more; i++) tabs.push(await openTab(context, idp));

@@ -10,7 +10,7 @@ import { startIdp } from "../idp/server.mjs";
 import { launchBrowser } from "./support/browser.mjs";
 import { rawRecord } from "./support/app.mjs";
 import { requireStagedApp } from "./support/project.mjs";
-import { loginTab, openTab, burst, eventsOf, sleep } from "./support/session.mjs";
+import { loginTab, openTab, burst, eventsOf, sleep, freshContext } from "./support/session.mjs";
 
 let idp;
 let browser;
@@ -40,16 +40,6 @@ afterEach(() => {
   idp.setAdvertisedExpiresIn(null);
   idp.resetCounters();
 });
-
-// A fresh browser context whose pages all report uncaught errors to `errors`
-// (console "Failed to load resource" lines are expected and not collected).
-async function freshContext({ initScript } = {}) {
-  const context = await browser.newContext();
-  if (initScript) await context.addInitScript(initScript);
-  const errors = [];
-  context.on("page", (page) => page.on("pageerror", (error) => errors.push(error.message)));
-  return { context, errors };
-}
 
 // Logs in (short-lived access token) and opens `more` further tabs on the
 // same session. Returns the tabs, login tab first.
@@ -118,7 +108,7 @@ const FAULTS = [
 
 for (const { kind, fault, code, status, wait } of FAULTS) {
   test(`token endpoint fault "${kind}" on an expired token rejects with ${code} and keeps the session`, async () => {
-    const { context, errors } = await freshContext();
+    const { context, errors } = await freshContext(browser);
     try {
       const [tab] = await session(context);
       const stored = await rawRecord(tab, idp);
@@ -156,7 +146,7 @@ for (const { kind, fault, code, status, wait } of FAULTS) {
 }
 
 test("a refresh that hangs is abandoned with refresh_timeout, tokens kept, the next call succeeds", async () => {
-  const { context, errors } = await freshContext();
+  const { context, errors } = await freshContext(browser);
   try {
     const [tab] = await session(context, { refreshTimeoutSeconds: 2 });
     const stored = await rawRecord(tab, idp);
@@ -183,7 +173,7 @@ test("a refresh that hangs is abandoned with refresh_timeout, tokens kept, the n
 });
 
 test("a tab closed while holding the lock mid-refresh does not block the other tabs", async () => {
-  const { context, errors } = await freshContext();
+  const { context, errors } = await freshContext(browser);
   try {
     const [a, b, c] = await session(context, {}, { more: 2 });
     await sleep(EXPIRED_MS);
@@ -223,7 +213,7 @@ test("a tab closed while holding the lock mid-refresh does not block the other t
 });
 
 test("a real invalid_grant ends the session in every tab, once, and clears the store", async () => {
-  const { context, errors } = await freshContext();
+  const { context, errors } = await freshContext(browser);
   try {
     const tabs = await session(context, {}, { more: 2 });
     assert.ok(idp.revokeAllGrants() >= 1, "a grant was revoked");
@@ -259,7 +249,7 @@ test("a real invalid_grant ends the session in every tab, once, and clears the s
 });
 
 test("custom refresh (AT Protocol refreshSession): 2 tabs x 10 calls after expiry, one refresh", async () => {
-  const { context, errors } = await freshContext();
+  const { context, errors } = await freshContext(browser);
   try {
     const tabs = await session(context, { refresh: "atproto" }, { more: 1 });
     await sleep(EXPIRED_MS);
@@ -283,7 +273,7 @@ test("custom refresh (AT Protocol refreshSession): 2 tabs x 10 calls after expir
 });
 
 test("a POST retried after a 401 resends its body", async () => {
-  const { context, errors } = await freshContext();
+  const { context, errors } = await freshContext(browser);
   try {
     // Purely reactive: the client believes the token lives an hour.
     idp.setAdvertisedExpiresIn(3600);
@@ -310,7 +300,7 @@ test("a POST retried after a 401 resends its body", async () => {
 
 test("without Web Locks: in-tab single flight, and a stale tab adopts the stored tokens", async () => {
   // Every tab of this context lacks navigator.locks, the login tab included.
-  const { context, errors } = await freshContext({
+  const { context, errors } = await freshContext(browser, {
     initScript: () => {
       Object.defineProperty(Navigator.prototype, "locks", { get: () => undefined, configurable: true });
     },
@@ -351,7 +341,7 @@ test("without Web Locks: in-tab single flight, and a stale tab adopts the stored
 });
 
 test("requests to the token endpoint pass through: no bearer, no refresh", async () => {
-  const { context, errors } = await freshContext();
+  const { context, errors } = await freshContext(browser);
   try {
     const [tab] = await session(context);
     const discovery = await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json();
@@ -391,7 +381,7 @@ test("requests to the token endpoint pass through: no bearer, no refresh", async
 });
 
 test("a tab that becomes visible again refreshes a stale token before any call", async () => {
-  const { context, errors } = await freshContext();
+  const { context, errors } = await freshContext(browser);
   try {
     // A tab with one client (the login tab also holds the callback's client).
     const [, tab] = await session(context, {}, { more: 1 });

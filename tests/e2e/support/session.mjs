@@ -93,3 +93,13 @@ export const eventsOf = (page) => page.evaluate(() => window.events);
 
 // Resolves after `ms` milliseconds.
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A fresh browser context whose pages all report uncaught errors to `errors`
+// (console "Failed to load resource" lines are expected and not collected).
+export async function freshContext(browser, { initScript } = {}) {
+  const context = await browser.newContext();
+  if (initScript) await context.addInitScript(initScript);
+  const errors = [];
+  context.on("page", (page) => page.on("pageerror", (error) => errors.push(error.message)));
+  return { context, errors };
+}
