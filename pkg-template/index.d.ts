@@ -20,6 +20,11 @@ export type LatchkeyErrorCode =
   | "state_missing"
   | "state_mismatch"
   | "authorization_error"
+  | "access_denied"
+  | "login_required"
+  | "interaction_required"
+  | "consent_required"
+  | "account_selection_required"
   | "code_missing"
   | "invalid_grant"
   | "token_error"
@@ -69,6 +74,12 @@ export interface LatchkeyError extends Error {
   readonly error_uri?: string;
   /** The HTTP status of the token endpoint's answer. */
   readonly status?: number;
+  /**
+   * The token endpoint's `Retry-After`, in seconds (the header must be
+   * listed in its `Access-Control-Expose-Headers`). Until it passes (at most
+   * 5 minutes) this tab sends no refresh and rejects with this same error.
+   */
+  readonly retryAfter?: number;
 }
 
 /** Narrows an unknown rejection to a {@link LatchkeyError}. */

@@ -39,6 +39,10 @@ pub struct HttpReply<T> {
     /// The decoded body; `Err` carries why it was not a `T` (not JSON,
     /// wrong shape). Never contains the body itself.
     pub body: Result<T, String>,
+    /// The `Retry-After` header in seconds from now
+    /// ([RFC 9110 §10.2.3](https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3)),
+    /// when the response carried a readable one.
+    pub retry_after_s: Option<u64>,
 }
 
 /// The two kinds of request the protocol makes. Network failures are

@@ -320,6 +320,10 @@ impl AuthClient {
                 tokens: result.tokens.clone(),
             });
             inner.session.adopt(result.tokens, TokenSource::Login);
+            if let Some(error) = &result.persist_error {
+                // Signed in from memory; the app hears why it won't survive a reload.
+                inner.session.notify(&SessionChange::PersistFailed(error));
+            }
             let app_state = match result.app_state {
                 Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
                 None => JsValue::UNDEFINED,

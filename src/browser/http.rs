@@ -27,13 +27,36 @@ pub async fn send<T: DeserializeOwned>(
         .map_err(network)?
         .unchecked_into();
     let status = response.status();
+    let retry_after_s = response
+        .headers()
+        .get("Retry-After")
+        .ok()
+        .flatten()
+        .and_then(|value| retry_after_seconds(&value));
     let text = JsFuture::from(response.text().map_err(network)?)
         .await
         .map_err(network)?;
     let body = js_sys::JSON::parse(&text.as_string().unwrap_or_default())
         .map_err(|_| "the body is not JSON".to_owned())
         .and_then(|json| serde_wasm_bindgen::from_value(json).map_err(|e| e.to_string()));
-    Ok(HttpReply { status, body })
+    Ok(HttpReply {
+        status,
+        body,
+        retry_after_s,
+    })
+}
+
+/// A `Retry-After` value in seconds from now: delta-seconds, or an HTTP
+/// date (parsed by the browser's `Date.parse`; a date in the past is 0).
+fn retry_after_seconds(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds);
+    }
+    let at_ms = js_sys::Date::parse(value);
+    at_ms
+        .is_finite()
+        .then(|| ((at_ms - js_sys::Date::now()) / 1000.0).ceil().max(0.0) as u64)
 }
 
 /// `GET url` asking for JSON.

@@ -55,5 +55,8 @@ pub fn to_js(error: &Error) -> JsValue {
     if let Some(status) = error.status() {
         set("status", status.into());
     }
+    if let Some(seconds) = error.retry_after_s() {
+        set("retryAfter", (seconds as f64).into());
+    }
     js.into()
 }

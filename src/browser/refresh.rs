@@ -106,6 +106,10 @@ impl BrowserRefresh {
             }
             Err(reason) => (200, Err(reason)),
         };
-        Ok(HttpReply { status, body })
+        Ok(HttpReply {
+            status,
+            body,
+            retry_after_s: None,
+        })
     }
 }

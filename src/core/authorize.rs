@@ -259,8 +259,10 @@ fn first<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 ///    exactly `expected_issuer` → `iss_mismatch`;
 /// 3. `state`: absent → `state_missing`; not exactly the pending state
 ///    (compared in constant time) → `state_mismatch`;
-/// 4. `error` present → `authorization_error` carrying the server's `error`,
-///    `error_description` and `error_uri`;
+/// 4. `error` present → [`Error::AuthorizationServer`] carrying the
+///    server's `error`, `error_description` and `error_uri` (code
+///    `access_denied`, `login_required`, … or `authorization_error`, see
+///    [`crate::core::error::authorization_error_code`]);
 /// 5. `code` present and non-empty, else `code_missing`.
 ///
 /// The server's error is reported only after `iss` and `state` matched, so a
@@ -269,7 +271,7 @@ fn first<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// Repeated parameters are forbidden ([RFC 6749 §3.1](https://www.rfc-editor.org/rfc/rfc6749#section-3.1)):
 /// a repeated `iss` is `iss_mismatch`, a repeated `state` is
 /// `state_mismatch`, a repeated `code` is `code_missing` (no single code to
-/// exchange). A repeated `error` still fails with `authorization_error`,
+/// exchange). A repeated `error` still fails as a server error,
 /// reporting the first values.
 pub fn validate_callback(
     pending: Option<PendingTransaction>,
@@ -636,7 +638,7 @@ mod tests {
                 error_uri: Some("https://idp.example.com/help".into()),
             }
         );
-        assert_eq!(err.code(), "authorization_error");
+        assert_eq!(err.code(), "access_denied");
         assert_eq!(err.server_error(), Some("access_denied"));
     }
 

@@ -48,6 +48,7 @@ pub async fn resolve_endpoints<H: Http>(
             Ok(HttpReply {
                 status: 200,
                 body: Ok(metadata),
+                ..
             }) => {
                 let metadata = metadata.validate(issuer)?;
                 return Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
@@ -55,6 +56,7 @@ pub async fn resolve_endpoints<H: Http>(
             Ok(HttpReply {
                 status: 200,
                 body: Err(reason),
+                ..
             }) => failures.push(format!("{url}: {reason}")),
             Ok(HttpReply { status, .. }) => failures.push(format!("{url}: HTTP {status}")),
             Err(error) => failures.push(format!("{url}: {error}")),
@@ -99,12 +101,16 @@ pub async fn start_login<P: Clock + Crypto, S: SessionStore>(
 /// What a completed login hands back to the app.
 #[derive(Debug)]
 pub struct LoginResult {
-    /// The persisted token set.
+    /// The token set: persisted, unless `persist_error` says otherwise.
     pub tokens: TokenSet,
     /// The app's `appState` from `login`, as JSON text.
     pub app_state: Option<String>,
     /// The verified ID token's claims as JSON text (OpenID Connect logins).
     pub claims_json: Option<String>,
+    /// Why the tokens could not be written to the store (quota exceeded,
+    /// storage gone). The login still succeeds: the code is spent, so these
+    /// tokens are the only copy and the tab keeps them in memory.
+    pub persist_error: Option<Error>,
 }
 
 /// Completes a login from the callback's query parameters: takes (and so
@@ -113,7 +119,8 @@ pub struct LoginResult {
 /// ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)),
 /// verifies the ID token when the login was an OpenID Connect one (it sent a
 /// `nonce`; see [`IdTokenVerifier::at_login`]), and persists the token set.
-/// On any error nothing is stored.
+/// On any error nothing is stored. A failed write is not an error (see
+/// [`LoginResult::persist_error`]).
 pub async fn finish_login<P, S>(
     config: &ClientConfig,
     platform: &P,
@@ -147,11 +154,12 @@ where
         client_id: &config.client_id,
     };
     let verified = verifier.at_login(&tokens, outcome.nonce.as_ref()).await?;
-    store.save_tokens(&tokens).await?;
+    let persist_error = store.save_tokens(&tokens).await.err();
     Ok(LoginResult {
         tokens,
         app_state: outcome.app_state,
         claims_json: verified.map(|id| id.into_claims_json()),
+        persist_error,
     })
 }
 
@@ -172,14 +180,19 @@ pub fn token_set_from_reply(
         }
         Err(_) => RawTokenResponse::default(),
     };
-    TokenSet::from_response(reply.status, raw, now_ms, previous)
+    TokenSet::from_response(reply.status, raw, now_ms, previous).map_err(|mut error| {
+        if let Error::TokenEndpoint { retry_after_s, .. } = &mut error {
+            *retry_after_s = reply.retry_after_s;
+        }
+        error
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::base64url;
-    use crate::core::fakes::{block_on, FakePlatform};
+    use crate::core::fakes::{block_on, FakePlatform, FullStore};
     use crate::core::jose::JwsAlgorithm;
     use sha2::{Digest, Sha256};
 
@@ -444,6 +457,38 @@ mod tests {
         let stored = block_on(platform.store.load_tokens()).unwrap().unwrap();
         assert_eq!(stored.access_token.secret(), "at-1");
         assert_eq!(stored.refresh_token.unwrap().secret(), "rt-1");
+    }
+
+    #[test]
+    fn a_failed_write_still_completes_the_login_and_says_why() {
+        let platform = FakePlatform::at(NOW);
+        let params = started_as(&plain_config(), &platform);
+        expect_code_exchange(&platform, "c-1", 200, TOKENS);
+        // The transaction lives in the platform's store; the tokens go to a
+        // store that is full.
+        let full = FullStore::default();
+        block_on(
+            full.put_transaction(
+                block_on(platform.store.take_transaction())
+                    .unwrap()
+                    .unwrap(),
+            ),
+        )
+        .unwrap();
+        let result = block_on(finish_login(
+            &plain_config(),
+            &platform,
+            &full,
+            &JwksCache::new(),
+            &callback(&params, "c-1"),
+        ))
+        .unwrap();
+        assert_eq!(result.tokens.access_token.secret(), "at-1");
+        assert_eq!(
+            result.persist_error.map(|e| e.code()),
+            Some("storage_error")
+        );
+        assert!(block_on(full.load_tokens()).unwrap().is_none());
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub const ALL_CODES: &[&str] = &[
     "state_missing",
     "state_mismatch",
     "authorization_error",
+    "access_denied",
+    "login_required",
+    "interaction_required",
+    "consent_required",
+    "account_selection_required",
     "code_missing",
     "invalid_grant",
     "token_error",
@@ -57,6 +62,24 @@ pub const ALL_CODES: &[&str] = &[
     "userinfo_failed",
     "userinfo_sub_mismatch",
 ];
+
+/// The code of an authorization-endpoint error: the values an app reacts to
+/// differently get a code of their own — `access_denied` (the user said no),
+/// and OIDC's `prompt=none` answers `login_required`,
+/// `interaction_required`, `consent_required` and
+/// `account_selection_required` (start an interactive login)
+/// ([OIDC Core §3.1.2.6](https://openid.net/specs/openid-connect-core-1_0.html#AuthError)).
+/// Any other value is `authorization_error`, with the value in `error`.
+pub fn authorization_error_code(error: &str) -> &'static str {
+    match error {
+        "access_denied" => "access_denied",
+        "login_required" => "login_required",
+        "interaction_required" => "interaction_required",
+        "consent_required" => "consent_required",
+        "account_selection_required" => "account_selection_required",
+        _ => "authorization_error",
+    }
+}
 
 /// Everything that can go wrong in latchkey. See [`Error::code`] for the
 /// stable code of each variant.
@@ -104,8 +127,10 @@ pub enum Error {
     /// (`state_mismatch`).
     StateMismatch,
     /// The authorization server redirected back with an error
-    /// (`authorization_error`,
-    /// [RFC 6749 §4.1.2.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1)).
+    /// ([RFC 6749 §4.1.2.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1)).
+    /// The code is the server's `error` itself for the values an app
+    /// branches on (see [`authorization_error_code`]), else
+    /// `authorization_error`.
     AuthorizationServer {
         /// The server's `error` code, e.g. `access_denied`.
         error: String,
@@ -131,6 +156,9 @@ pub enum Error {
         error_description: Option<String>,
         /// The server's `error_uri`, if any.
         error_uri: Option<String>,
+        /// The response's `Retry-After`, in seconds: the server asked for
+        /// no new request before then, and this tab makes none.
+        retry_after_s: Option<u64>,
     },
     /// A successful token response is unusable (`malformed_token_response`).
     MalformedTokenResponse {
@@ -225,8 +253,8 @@ pub enum Error {
     /// The ID token's `exp` has passed, beyond the allowed clock skew
     /// (`id_token_expired`).
     IdTokenExpired,
-    /// The ID token's `iat` is missing or in the future, beyond the allowed
-    /// clock skew (`id_token_iat_invalid`).
+    /// The ID token's `iat` is missing or after its `exp`
+    /// (`id_token_iat_invalid`).
     IdTokenIatInvalid,
     /// The ID token's `nonce` is not the one sent with the login
     /// (`nonce_mismatch`).
@@ -260,7 +288,7 @@ impl Error {
             Error::IssMismatch => "iss_mismatch",
             Error::StateMissing => "state_missing",
             Error::StateMismatch => "state_mismatch",
-            Error::AuthorizationServer { .. } => "authorization_error",
+            Error::AuthorizationServer { error, .. } => authorization_error_code(error),
             Error::CodeMissing => "code_missing",
             Error::TokenEndpoint { error, .. } if error == "invalid_grant" => "invalid_grant",
             Error::TokenEndpoint { .. } => "token_error",
@@ -336,6 +364,15 @@ impl Error {
         }
     }
 
+    /// How long the token endpoint asked clients to wait (`Retry-After`),
+    /// in seconds.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            Error::TokenEndpoint { retry_after_s, .. } => *retry_after_s,
+            _ => None,
+        }
+    }
+
     /// The HTTP status of a token endpoint error.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -400,6 +437,7 @@ impl fmt::Display for Error {
                 error,
                 error_description,
                 error_uri,
+                ..
             } => {
                 if error.is_empty() {
                     write!(f, "the token endpoint answered HTTP {status}")?;
@@ -448,7 +486,7 @@ impl fmt::Display for Error {
             Error::IdTokenAzpMismatch => f.write_str("the ID token azp is not the client id"),
             Error::IdTokenExpired => f.write_str("the ID token has expired"),
             Error::IdTokenIatInvalid => {
-                f.write_str("the ID token iat is missing or in the future")
+                f.write_str("the ID token iat is missing or after its exp")
             }
             Error::NonceMismatch => {
                 f.write_str("the ID token nonce does not match the pending login")
@@ -494,18 +532,45 @@ mod tests {
                 error_description: Some("user said no".into()),
                 error_uri: None,
             },
+            Error::AuthorizationServer {
+                error: "temporarily_unavailable".into(),
+                error_description: None,
+                error_uri: None,
+            },
+            Error::AuthorizationServer {
+                error: "login_required".into(),
+                error_description: None,
+                error_uri: None,
+            },
+            Error::AuthorizationServer {
+                error: "interaction_required".into(),
+                error_description: None,
+                error_uri: None,
+            },
+            Error::AuthorizationServer {
+                error: "consent_required".into(),
+                error_description: None,
+                error_uri: None,
+            },
+            Error::AuthorizationServer {
+                error: "account_selection_required".into(),
+                error_description: None,
+                error_uri: None,
+            },
             Error::CodeMissing,
             Error::TokenEndpoint {
                 status: 400,
                 error: "invalid_grant".into(),
                 error_description: None,
                 error_uri: None,
+                retry_after_s: None,
             },
             Error::TokenEndpoint {
                 status: 401,
                 error: "invalid_client".into(),
                 error_description: None,
                 error_uri: None,
+                retry_after_s: None,
             },
             Error::MalformedTokenResponse { reason: reason() },
             Error::UnsupportedTokenType {
@@ -624,6 +689,7 @@ mod tests {
             error: error.into(),
             error_description: None,
             error_uri: None,
+            retry_after_s: None,
         };
         assert_eq!(e("invalid_grant").code(), "invalid_grant");
         assert_eq!(e("invalid_request").code(), "token_error");
@@ -638,6 +704,7 @@ mod tests {
             error: "invalid_grant".into(),
             error_description: Some("token reused".into()),
             error_uri: Some("https://idp.example/errors".into()),
+            retry_after_s: None,
         };
         assert_eq!(e.server_error(), Some("invalid_grant"));
         assert_eq!(e.error_description(), Some("token reused"));
@@ -649,7 +716,7 @@ mod tests {
             error_description: None,
             error_uri: None,
         };
-        assert_eq!(a.code(), "authorization_error");
+        assert_eq!(a.code(), "access_denied");
         assert_eq!(a.server_error(), Some("access_denied"));
         assert_eq!(a.status(), None);
 
@@ -671,6 +738,7 @@ mod tests {
             error: "invalid_grant".into(),
             error_description: Some("expired".into()),
             error_uri: None,
+            retry_after_s: None,
         };
         assert_eq!(
             e.to_string(),

@@ -28,6 +28,8 @@ struct Exchange {
     url: String,
     form: Option<Vec<(String, String)>>,
     reply: Reply,
+    /// The `Retry-After` the reply carries, in seconds.
+    retry_after_s: Option<u64>,
 }
 
 /// One scripted signature check: the exact arguments expected and the
@@ -89,6 +91,21 @@ impl FakePlatform {
         );
     }
 
+    /// Like [`Self::expect_post`], the reply carrying `Retry-After: seconds`.
+    pub fn expect_post_retry_after(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        status: u16,
+        body: &str,
+        seconds: u64,
+    ) {
+        self.expect_post(url, form, status, body);
+        if let Some(last) = self.script.borrow_mut().back_mut() {
+            last.retry_after_s = Some(seconds);
+        }
+    }
+
     /// Expects `POST url` with exactly `form` next, and never answers it.
     pub fn expect_post_hang(&self, url: &str, form: &[(&str, &str)]) {
         self.push("POST", url, Some(owned(form)), Reply::Hang);
@@ -144,6 +161,7 @@ impl FakePlatform {
             url: url.to_owned(),
             form,
             reply,
+            retry_after_s: None,
         });
     }
 
@@ -173,6 +191,7 @@ impl FakePlatform {
         Ok(HttpReply {
             status,
             body: serde_json::from_str(&body).map_err(|e| e.to_string()),
+            retry_after_s: exchange.retry_after_s,
         })
     }
 }
@@ -369,4 +388,29 @@ pub fn join_all<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> V
         }
     }
     panic!("futures on fakes never completed");
+}
+
+/// A store whose token writes always fail as a full disk would
+/// (`QuotaExceededError`); everything else is the wrapped memory store.
+#[derive(Debug, Default)]
+pub struct FullStore(pub MemorySessionStore);
+
+impl crate::platform::SessionStore for FullStore {
+    async fn load_tokens(&self) -> Result<Option<crate::core::TokenSet>, Error> {
+        self.0.load_tokens().await
+    }
+    async fn save_tokens(&self, _: &crate::core::TokenSet) -> Result<(), Error> {
+        Err(Error::Storage {
+            reason: "QuotaExceededError".into(),
+        })
+    }
+    async fn clear_tokens(&self) -> Result<(), Error> {
+        self.0.clear_tokens().await
+    }
+    async fn put_transaction(&self, t: crate::core::PendingTransaction) -> Result<(), Error> {
+        self.0.put_transaction(t).await
+    }
+    async fn take_transaction(&self) -> Result<Option<crate::core::PendingTransaction>, Error> {
+        self.0.take_transaction().await
+    }
 }

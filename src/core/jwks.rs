@@ -84,10 +84,12 @@ pub async fn fetch_jwks<H: Http>(http: &H, jwks_uri: &str) -> Result<Jwks, Error
         Ok(HttpReply {
             status: 200,
             body: Ok(jwks),
+            ..
         }) => Ok(jwks),
         Ok(HttpReply {
             status: 200,
             body: Err(why),
+            ..
         }) => Err(unavailable(format!("not a JWK Set: {why}"))),
         Ok(HttpReply { status, .. }) => Err(unavailable(format!("HTTP {status}"))),
         Err(error) => Err(unavailable(error.to_string())),

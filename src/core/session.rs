@@ -120,7 +120,16 @@ pub struct Session {
     /// change while its request was out belongs to an ended session and
     /// drops its result instead of persisting it.
     ends: Cell<u64>,
+    /// Until when (ms) the token endpoint asked for no new request
+    /// (`Retry-After`), and the error it answered with, which refreshes
+    /// before then return without sending anything.
+    backoff: RefCell<Option<(u64, Error)>>,
 }
+
+/// The longest `Retry-After` honoured, in ms: a server asking for hours
+/// would otherwise leave a user with a valid refresh token unable to use the
+/// API for that long.
+pub const MAX_RETRY_AFTER_MS: u64 = 5 * 60 * 1000;
 
 impl Session {
     /// A session starting from the stored set, if any.
@@ -136,7 +145,26 @@ impl Session {
         *self.observer.borrow_mut() = Some(Box::new(observer));
     }
 
-    fn notify(&self, change: &SessionChange) {
+    /// Remembers a token endpoint's `Retry-After` carried by `error`.
+    fn back_off(&self, error: &Error, now_ms: u64) {
+        if let Some(seconds) = error.retry_after_s() {
+            let wait = seconds.saturating_mul(1000).min(MAX_RETRY_AFTER_MS);
+            *self.backoff.borrow_mut() = Some((now_ms.saturating_add(wait), error.clone()));
+        }
+    }
+
+    /// The error to answer with instead of a request, while the token
+    /// endpoint's `Retry-After` has not passed.
+    fn backing_off(&self, now_ms: u64) -> Option<Error> {
+        match &*self.backoff.borrow() {
+            Some((until, error)) if now_ms < *until => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    /// Tells the listener about `change` (also used for changes made outside
+    /// the session, such as a login whose tokens could not be written).
+    pub fn notify(&self, change: &SessionChange) {
         // No borrow of `tokens` is held here: a listener may read the session.
         if let Some(observer) = &*self.observer.borrow() {
             observer(change);
@@ -326,6 +354,9 @@ where
             return Err(self.end(EndReason::Expired).await);
         }
 
+        if let Some(error) = self.session.backing_off(now) {
+            return Err(error);
+        }
         let deadline = self.platform.sleep(self.policy.timeout_ms);
         let reply = within(self.transport.refresh(&base), deadline)
             .await
@@ -343,6 +374,7 @@ where
         };
         match outcome {
             Ok(fresh) => {
+                self.session.backoff.take();
                 if let Err(error) = self.store.save_tokens(&fresh).await {
                     self.session.notify(&SessionChange::PersistFailed(&error));
                 }
@@ -362,7 +394,10 @@ where
                 }
                 Err(self.end(EndReason::Expired).await)
             }
-            Err(error) => Err(error),
+            Err(error) => {
+                self.session.back_off(&error, self.platform.now_ms());
+                Err(error)
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
-use crate::core::fakes::{block_on, join_all, FakeBroadcast, FakeLock, FakePlatform};
+use crate::core::fakes::{block_on, join_all, FakeBroadcast, FakeLock, FakePlatform, FullStore};
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::RefreshToken;
@@ -310,6 +310,7 @@ impl RefreshTransport for SiblingRotatesFirst<'_> {
                 error: Some("invalid_grant".into()),
                 ..Default::default()
             }),
+            retry_after_s: None,
         })
     }
 }
@@ -341,6 +342,52 @@ fn a_server_error_keeps_every_token() {
     assert_eq!(tab.session.tokens(), Some(before));
     assert!(tab.sent().is_empty());
     assert!(tab.heard().is_empty());
+}
+
+#[test]
+fn a_retry_after_is_honoured_without_requests_then_the_refresh_goes_out() {
+    let before = expiring("at-1", Some("rt-1"), 0);
+    let tab = Tab::with(before.clone());
+    tab.platform.expect_post_retry_after(
+        TOKEN_URL,
+        REFRESH_FORM,
+        503,
+        r#"{"error":"temporarily_unavailable"}"#,
+        30,
+    );
+    let first = tab.access_token().unwrap_err();
+    assert_eq!(
+        (first.code(), first.status(), first.retry_after_s()),
+        ("token_error", Some(503), Some(30))
+    );
+    // Within the 30 s: the same error, and no request (the fake server
+    // fails the test on any request it was not told to expect).
+    tab.platform.now_ms.set(NOW + 29_999);
+    assert_eq!(tab.access_token().unwrap_err(), first);
+    assert_eq!(tab.stored(), Some(before.clone()));
+    assert_eq!(tab.session.tokens(), Some(before));
+    // Once it has passed, the next call refreshes.
+    tab.platform.now_ms.set(NOW + 30_000);
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+}
+
+#[test]
+fn an_absurd_retry_after_is_capped() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    tab.platform
+        .expect_post_retry_after(TOKEN_URL, REFRESH_FORM, 429, "{}", 86_400);
+    assert_eq!(
+        tab.access_token().unwrap_err().retry_after_s(),
+        Some(86_400)
+    );
+    tab.platform.now_ms.set(NOW + MAX_RETRY_AFTER_MS - 1);
+    assert_eq!(tab.access_token().unwrap_err().status(), Some(429));
+    tab.platform.now_ms.set(NOW + MAX_RETRY_AFTER_MS);
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
 }
 
 #[test]
@@ -452,26 +499,6 @@ fn a_set_without_expiry_is_only_refreshed_when_rejected() {
 
 #[test]
 fn a_failed_write_is_reported_and_the_new_tokens_still_used() {
-    struct FullStore(MemorySessionStore);
-    impl SessionStore for FullStore {
-        async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
-            self.0.load_tokens().await
-        }
-        async fn save_tokens(&self, _: &TokenSet) -> Result<(), Error> {
-            Err(Error::Storage {
-                reason: "QuotaExceededError".into(),
-            })
-        }
-        async fn clear_tokens(&self) -> Result<(), Error> {
-            self.0.clear_tokens().await
-        }
-        async fn put_transaction(&self, t: crate::core::PendingTransaction) -> Result<(), Error> {
-            self.0.put_transaction(t).await
-        }
-        async fn take_transaction(&self) -> Result<Option<crate::core::PendingTransaction>, Error> {
-            self.0.take_transaction().await
-        }
-    }
     let before = expiring("at-1", Some("rt-1"), 0);
     let tab = Tab::new(Some(before.clone()), None);
     let store = FullStore(MemorySessionStore::default());
@@ -641,6 +668,7 @@ impl RefreshTransport for SignOutMidRequest<'_> {
         Ok(HttpReply {
             status: 200,
             body: Ok(serde_json::from_str(ROTATED).unwrap()),
+            retry_after_s: None,
         })
     }
 }

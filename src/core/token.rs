@@ -241,6 +241,8 @@ impl TokenSet {
                 error: raw.error.unwrap_or_default(),
                 error_description: raw.error_description,
                 error_uri: raw.error_uri,
+                // Headers are not the body's: the caller adds it.
+                retry_after_s: None,
             });
         }
         let access_token = raw
@@ -538,6 +540,7 @@ mod tests {
                 error: "invalid_grant".into(),
                 error_description: Some("Refresh token reused".into()),
                 error_uri: Some("https://idp.example.com/e".into()),
+                retry_after_s: None,
             }
         );
         assert_eq!(err.code(), "invalid_grant");

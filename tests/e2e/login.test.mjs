@@ -130,13 +130,13 @@ test("a missing state is refused with state_missing", async () => {
   assert.equal(outcome.stored, null);
 });
 
-test("error=access_denied from the server gives authorization_error carrying the server's error", async () => {
+test("error=access_denied from the server gives access_denied carrying the server's error", async () => {
   const outcome = await callbackFailure((params) => {
     params.delete("code");
     params.set("error", "access_denied");
     params.set("error_description", "the user said no");
   });
-  assert.equal(outcome.code, "authorization_error");
+  assert.equal(outcome.code, "access_denied");
   assert.equal(outcome.error, "access_denied");
   assert.equal(outcome.stored, null);
   assert.equal(outcome.exchanges, 0);

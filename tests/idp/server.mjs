@@ -495,7 +495,7 @@ async function injectFault(ctx, fault, { state, origins, signal }) {
   if (origin && origins.has(origin)) {
     // Without these the browser would report a CORS failure instead of the injected response.
     ctx.set("Access-Control-Allow-Origin", origin);
-    ctx.set("Access-Control-Expose-Headers", "WWW-Authenticate");
+    ctx.set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After");
   }
   ctx.set("Cache-Control", "no-store");
 

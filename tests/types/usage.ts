@@ -73,7 +73,8 @@ export async function app(): Promise<void> {
     if (isLatchkeyError(e)) {
       const code: LatchkeyErrorCode = e.code;
       const status: number | undefined = e.status;
-      void [code, status];
+      const retryAfter: number | undefined = e.retryAfter;
+      void [code, status, retryAfter];
     }
   }
   void [kind, why, url, returnTo, signedIn, token, res];
