@@ -1,6 +1,6 @@
 // Login with the Authorization Code flow + PKCE against the real test
-// authorization server, tokens persisted per storage kind, and the callback
-// failures that must store nothing.
+// authorization server and tokens persisted per storage kind. Bad callbacks
+// are in callbacks.test.mjs, storage faults in storage-faults.test.mjs.
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 
@@ -85,76 +85,6 @@ test("memory: login works and nothing survives a reload", async () => {
     await page.reload();
     await page.waitForSelector("body[data-ready=true]", { state: "attached" });
     assert.deepEqual(await isAuthenticated(page, options), { value: false });
-  } finally {
-    await context.close();
-  }
-});
-
-// Completes the redirect, then rewrites the callback URL with `edit` and
-// hands that to handleRedirectCallback via the address bar.
-async function callbackFailure(edit) {
-  const context = await browser.newContext();
-  try {
-    const page = await context.newPage();
-    const options = clientOptions(idp);
-    const callbackUrl = new URL(await loginViaRedirect(page, idp, options));
-    edit(callbackUrl.searchParams);
-    await openApp(page, callbackUrl.href);
-    const outcome = await withClient(page, options, async (client) => {
-      try {
-        await client.handleRedirectCallback();
-        return { ok: true };
-      } catch (e) {
-        return { code: e.code, error: e.error, href: location.href, authed: await client.isAuthenticated() };
-      }
-    });
-    const after = await rawRecord(page, idp, "indexeddb");
-    return { ...outcome.value, stored: after, exchanges: idp.counters().token.byGrantType.authorization_code };
-  } finally {
-    await context.close();
-  }
-}
-
-test("a tampered state is refused with state_mismatch and stores nothing", async () => {
-  const outcome = await callbackFailure((params) => params.set("state", "forged-state"));
-  assert.equal(outcome.code, "state_mismatch");
-  assert.equal(outcome.authed, false);
-  assert.equal(outcome.stored, null);
-  assert.equal(outcome.exchanges, 0, "no code exchange was attempted");
-  assert.equal(outcome.href, `${idp.spaOrigin}/`, "address bar cleaned");
-});
-
-test("a missing state is refused with state_missing", async () => {
-  const outcome = await callbackFailure((params) => params.delete("state"));
-  assert.equal(outcome.code, "state_missing");
-  assert.equal(outcome.stored, null);
-});
-
-test("error=access_denied from the server gives access_denied carrying the server's error", async () => {
-  const outcome = await callbackFailure((params) => {
-    params.delete("code");
-    params.set("error", "access_denied");
-    params.set("error_description", "the user said no");
-  });
-  assert.equal(outcome.code, "access_denied");
-  assert.equal(outcome.error, "access_denied");
-  assert.equal(outcome.stored, null);
-  assert.equal(outcome.exchanges, 0);
-});
-
-test("a replayed callback is refused with no_transaction and changes nothing", async () => {
-  const context = await browser.newContext();
-  try {
-    const page = await context.newPage();
-    const options = clientOptions(idp, { storage: "localstorage" });
-    const callbackUrl = await loginViaRedirect(page, idp, options);
-    await withClient(page, options, (client) => client.handleRedirectCallback());
-    const before = await rawRecord(page, idp, "localstorage");
-    await openApp(page, callbackUrl);
-    const replay = await withClient(page, options, (client) => client.handleRedirectCallback());
-    assert.equal(replay.error.code, "no_transaction");
-    assert.equal(await rawRecord(page, idp, "localstorage"), before, "the session is untouched");
-    assert.equal(idp.counters().token.byGrantType.authorization_code, 1, "the code was not sent again");
   } finally {
     await context.close();
   }

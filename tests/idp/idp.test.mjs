@@ -174,6 +174,18 @@ test("(d) presenting a rotated refresh token revokes the whole grant", () =>
     assert.equal((await refresh(idp.issuer, fresh.refresh_token)).status, 200);
   }));
 
+test("(g) lose_response: the refresh is done (token rotated), the answer never arrives", () =>
+  withIdp({}, async (idp) => {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    idp.setTokenFaults({ next: [{ kind: "lose_response" }] });
+    await assert.rejects(refresh(idp.issuer, tokens.refresh_token), "the connection closes without an answer");
+    assert.equal(idp.counters().token.faultsInjected, 1);
+    assert.equal(idp.counters().token.byGrantType.refresh_token, 1, "the real handler ran");
+    const again = await refresh(idp.issuer, tokens.refresh_token);
+    assert.equal(again.status, 400, "the refresh token was rotated: presenting it again is reuse");
+    assert.equal(again.body.error, "invalid_grant");
+  }));
+
 test("(d) two concurrent refreshes with one token: one wins, then the grant is revoked", () =>
   withIdp({}, async (idp) => {
     // This is the multi-tab bug latchkey must prevent: the IdP has to punish it, or the

@@ -27,7 +27,9 @@ export const TEST_USER = Object.freeze({
   email_verified: true,
 });
 export const MODES = Object.freeze(["rfc6750", "bluesky"]);
-const FAULT_KINDS = new Set(["status", "drop", "hang", "garbage", "no_access_token"]);
+// "lose_response" is the odd one out: the real handler runs (a refresh token is rotated), then
+// the connection is closed before the answer is written — the response lost on the way back.
+const FAULT_KINDS = new Set(["status", "drop", "hang", "garbage", "no_access_token", "lose_response"]);
 
 // oidc-provider's default route paths (we do not change them).
 const TOKEN_PATH = "/token";
@@ -425,11 +427,16 @@ function tokenEndpointMiddleware({ state, origins, signal }) {
       }
     }
 
-    if (fault) return injectFault(ctx, fault, { state, origins, signal });
+    if (fault && fault.kind !== "lose_response") return injectFault(ctx, fault, { state, origins, signal });
 
     try {
       await next();
       advertiseLifetime(ctx, state);
+      if (fault) {
+        state.counters.token.faultsInjected += 1;
+        ctx.req.socket.destroy();
+        ctx.respond = false;
+      }
     } finally {
       // Counted once the outcome is known but before the response is written, so a client that
       // reads the counters after its response always sees its own request.
