@@ -17,6 +17,16 @@ export async function loginTab(context, idp, extra = {}) {
   return page;
 }
 
+// Logs in (access tokens living `ttl` seconds at the server, when given)
+// and opens `more` further tabs on the same session. Returns the tabs, login
+// tab first.
+export async function signedInTabs(context, idp, extra = {}, { more = 0, ttl } = {}) {
+  if (ttl !== undefined) idp.setAccessTokenTtl(ttl);
+  const tabs = [await loginTab(context, idp, extra)];
+  for (let i = 0; i < more; i++) tabs.push(await openTab(context, idp, extra));
+  return tabs;
+}
+
 // Opens the app in a new tab of `context` and creates its client.
 export async function openTab(context, idp, extra = {}, { initScript } = {}) {
   const page = await context.newPage();
@@ -102,4 +112,54 @@ export async function freshContext(browser, { initScript } = {}) {
   const errors = [];
   context.on("page", (page) => page.on("pageerror", (error) => errors.push(error.message)));
   return { context, errors };
+}
+
+// One fetchWithAuth in the tab: { status, body? } or { code, status?, error?,
+// retryAfter?, name }, plus ms taken.
+export function call(page, url, init, { readBody = false } = {}) {
+  return page.evaluate(
+    async ([url, init, readBody]) => {
+      const started = performance.now();
+      try {
+        const res = await window.auth.fetchWithAuth(url, init ?? undefined);
+        const body = readBody ? await res.json() : undefined;
+        return { status: res.status, body, ms: performance.now() - started };
+      } catch (e) {
+        return {
+          code: e.code,
+          status: e.status,
+          error: e.error,
+          retryAfter: e.retryAfter,
+          name: e.name,
+          ms: performance.now() - started,
+        };
+      }
+    },
+    [url, init ?? null, readBody],
+  );
+}
+
+export const isAuthenticated = (page) => page.evaluate(() => window.auth.isAuthenticated());
+export const accessToken = (page) => page.evaluate(() => window.auth.getAccessToken());
+// The events of one name among a tab's recorded events.
+export const named = (events, name) => events.filter((e) => e.name === name);
+
+// Polls `probe` until it returns a truthy value, for at most `ms`.
+export async function until(probe, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+// Rejects if `promise` has not settled within `ms`.
+export function within(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
