@@ -322,7 +322,7 @@ impl AuthClient {
             inner.session.adopt(result.tokens, TokenSource::Login);
             if let Some(error) = &result.persist_error {
                 // Signed in from memory; the app hears why it won't survive a reload.
-                inner.session.notify(&SessionChange::PersistFailed(error));
+                inner.session.persist_failed(error);
             }
             let app_state = match result.app_state {
                 Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),

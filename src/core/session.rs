@@ -124,6 +124,10 @@ pub struct Session {
     /// (`Retry-After`), and the error it answered with, which refreshes
     /// before then return without sending anything.
     backoff: RefCell<Option<(u64, Error)>>,
+    /// This tab's set could not be written (quota exceeded, storage gone),
+    /// so the store holds an older set or none. It is not a sign-out: the
+    /// tab's own copy is the one to refresh with.
+    unsaved: Cell<bool>,
 }
 
 /// The longest `Retry-After` honoured, in ms: a server asking for hours
@@ -162,9 +166,14 @@ impl Session {
         }
     }
 
-    /// Tells the listener about `change` (also used for changes made outside
-    /// the session, such as a login whose tokens could not be written).
-    pub fn notify(&self, change: &SessionChange) {
+    /// Records that the set in use could not be persisted, and tells the
+    /// listener why (a login's or a refresh's failed write).
+    pub fn persist_failed(&self, error: &Error) {
+        self.unsaved.set(true);
+        self.notify(&SessionChange::PersistFailed(error));
+    }
+
+    fn notify(&self, change: &SessionChange) {
         // No borrow of `tokens` is held here: a listener may read the session.
         if let Some(observer) = &*self.observer.borrow() {
             observer(change);
@@ -214,6 +223,7 @@ impl Session {
     pub fn end(&self, reason: EndReason, now_ms: u64) -> bool {
         self.ended_at_ms.set(self.ended_at_ms.get().max(now_ms));
         self.ends.set(self.ends.get() + 1);
+        self.unsaved.set(false);
         if self.tokens.borrow_mut().take().is_none() {
             return false;
         }
@@ -329,6 +339,16 @@ where
         // every return.
         let now = self.platform.now_ms();
         let base = match self.store.load_tokens().await {
+            // This tab's newer set never reached the store: refreshing the
+            // stored one would present a spent refresh token (reuse), and an
+            // empty store does not mean another tab signed out.
+            Ok(stored) if self.session.unsaved.get() => {
+                let mine = self.session.tokens().ok_or(Error::NotAuthenticated)?;
+                match stored {
+                    Some(stored) if stored.issued_at_ms > mine.issued_at_ms => stored,
+                    _ => mine,
+                }
+            }
             Ok(Some(stored)) => stored,
             // Cleared by another tab (sign-out or expiry) while this one
             // held a copy: never refresh a session that has ended.
@@ -375,8 +395,9 @@ where
         match outcome {
             Ok(fresh) => {
                 self.session.backoff.take();
-                if let Err(error) = self.store.save_tokens(&fresh).await {
-                    self.session.notify(&SessionChange::PersistFailed(&error));
+                match self.store.save_tokens(&fresh).await {
+                    Ok(()) => self.session.unsaved.set(false),
+                    Err(error) => self.session.persist_failed(&error),
                 }
                 self.broadcast.publish(&SessionMessage::Tokens {
                     tokens: fresh.clone(),

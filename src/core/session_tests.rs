@@ -513,6 +513,43 @@ fn a_failed_write_is_reported_and_the_new_tokens_still_used() {
         vec!["persist failed storage_error", "tokens Refresh at-2"]
     );
     assert_eq!(tab.sent().len(), 1, "the other tabs still get the new set");
+
+    // The next refresh starts from this tab's rt-2, not the stored (spent) rt-1.
+    tab.platform.now_ms.set(NOW + HOUR_MS);
+    tab.platform.expect_post(
+        TOKEN_URL,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "rt-2"),
+            ("client_id", "spa"),
+        ],
+        200,
+        r#"{"access_token":"at-3","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-3"}"#,
+    );
+    assert_eq!(block_on(refresher.access_token()).unwrap().secret(), "at-3");
+}
+
+#[test]
+fn a_login_that_could_not_be_stored_refreshes_from_memory_not_as_signed_out() {
+    let login = expiring("at-1", Some("rt-1"), 0);
+    let tab = Tab::new(Some(login), None);
+    tab.session.persist_failed(&Error::Storage {
+        reason: "QuotaExceededError".into(),
+    });
+    let store = FullStore(MemorySessionStore::default());
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    let grant = tab.grant();
+    let refresher = tab.refresher(&store, &tab.lock, &grant);
+    assert_eq!(block_on(refresher.access_token()).unwrap().secret(), "at-2");
+    assert_eq!(
+        tab.heard(),
+        vec![
+            "persist failed storage_error",
+            "persist failed storage_error",
+            "tokens Refresh at-2"
+        ]
+    );
 }
 
 #[test]

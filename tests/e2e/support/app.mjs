@@ -55,10 +55,11 @@ export async function loginViaRedirect(page, idp, options, loginOptions = {}) {
   return page.url();
 }
 
-// The raw stored token record (`storage`: "indexeddb" or "localstorage"),
-// read past latchkey, for checking what is at rest; null when there is none.
-export async function rawRecord(page, idp, storage = "indexeddb") {
-  const key = `latchkey:${idp.issuer}:${idp.clientId}:tokens`;
+// The raw stored token record (`storage`: "indexeddb" or "localstorage") of
+// `clientId`, read past latchkey, for checking what is at rest; null when
+// there is none.
+export async function rawRecord(page, idp, storage = "indexeddb", clientId = idp.clientId) {
+  const key = `latchkey:${idp.issuer}:${clientId}:tokens`;
   return page.evaluate(
     async ([storage, key]) => {
       if (storage === "localstorage") return localStorage.getItem(key);

@@ -1,0 +1,175 @@
+// Fault matrix row 7, the cases login.test.mjs does not cover (it has the
+// corrupt record and IndexedDB refusing to open): a record copied from
+// another client, a record of a format version this build does not read,
+// and a full disk on save. Never a crash, never a silent loss of a valid
+// session: a record that cannot be used is cleared with a storage event,
+// and tokens that cannot be written are kept in memory with one.
+import { test, before, after, afterEach } from "node:test";
+import assert from "node:assert/strict";
+
+import { startIdp } from "../idp/server.mjs";
+import { launchBrowser } from "./support/browser.mjs";
+import { requireStagedApp } from "./support/project.mjs";
+import { clientOptions, openApp, withClient, loginViaRedirect, rawRecord } from "./support/app.mjs";
+import { freshContext, signedInTabs, call, eventsOf, named, sleep } from "./support/session.mjs";
+
+let idp;
+let browser;
+
+before(async () => {
+  idp = await startIdp({ serveSpa: { root: requireStagedApp() } });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await idp?.close();
+});
+
+afterEach(() => {
+  idp.setAccessTokenTtl(3600);
+  idp.resetCounters();
+});
+
+const OTHER_CLIENT = "another-app";
+const recordKey = (clientId) => `latchkey:${idp.issuer}:${clientId}:tokens`;
+
+// Writes `value` as the IndexedDB record under `key`.
+function putRecord(page, key, value) {
+  return page.evaluate(
+    async ([key, value]) => {
+      const db = await new Promise((resolve, reject) => {
+        const request = indexedDB.open("latchkey", 1);
+        request.onsuccess = () => resolve(request.result);
+        request.onerror = () => reject(request.error);
+      });
+      try {
+        await new Promise((resolve, reject) => {
+          const tx = db.transaction("records", "readwrite");
+          tx.objectStore("records").put(value, key);
+          tx.oncomplete = resolve;
+          tx.onerror = () => reject(tx.error);
+        });
+      } finally {
+        db.close();
+      }
+    },
+    [key, value],
+  );
+}
+
+// A client for `clientId` created on `page`: the storage events it emitted
+// at start-up and whether it is signed in.
+function startUp(page, clientId) {
+  return withClient(page, clientOptions(idp, { clientId }), async (client) => {
+    const events = [];
+    client.on("storage", (detail) => events.push(detail));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return { events, authed: await client.isAuthenticated(), kind: client.storageKind };
+  });
+}
+
+test("a record copied from another client is cleared with a storage event; the real session is untouched", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const [tab] = await signedInTabs(context, idp);
+    const ours = await rawRecord(tab, idp);
+    // Someone copies this client's encrypted record to another client's key.
+    await putRecord(tab, recordKey(OTHER_CLIENT), ours);
+
+    const other = await startUp(tab, OTHER_CLIENT);
+    assert.deepEqual(other.error, undefined);
+    assert.equal(other.value.authed, false, "the copy does not sign the other client in");
+    assert.equal(other.value.events.length, 1, JSON.stringify(other.value.events));
+    assert.equal(other.value.events[0].type, "cleared");
+    assert.match(other.value.events[0].reason, /^corrupt_record/);
+    const copy = await rawRecord(tab, idp, "indexeddb", OTHER_CLIENT);
+    assert.equal(copy, null, "the copy is gone");
+
+    assert.equal(await rawRecord(tab, idp), ours, "the original record is untouched");
+    const still = await call(tab, idp.whoamiUrl);
+    assert.equal(still.status, 200, "the real session still works");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("a record of an unknown format version is cleared with a storage event naming it; no crash", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const page = await context.newPage();
+    await openApp(page, `${idp.spaOrigin}/`);
+    // Format 0 never existed; envelope 1 is the first. A record this build
+    // cannot read is reported and removed, so the next login starts clean.
+    const empty = await startUp(page, idp.clientId); // creates latchkey's database
+    assert.deepEqual(empty.value.events, []);
+    await putRecord(page, recordKey(idp.clientId), '{"v":0,"iv":"AAAAAAAAAAAAAAAA","data":"AAAA"}');
+    const started = await startUp(page, idp.clientId);
+    assert.deepEqual(started.error, undefined);
+    assert.equal(started.value.authed, false);
+    assert.equal(started.value.events.length, 1, JSON.stringify(started.value.events));
+    assert.equal(started.value.events[0].type, "cleared");
+    assert.match(started.value.events[0].reason, /^corrupt_record.*version 0/);
+    assert.equal(await rawRecord(page, idp), null);
+
+    // The app carries on: a login works and is stored.
+    const [tab] = await signedInTabs(context, idp);
+    assert.equal((await call(tab, idp.whoamiUrl)).status, 200);
+    assert.ok(await rawRecord(tab, idp), "the new session is stored");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// Every write to latchkey's records store fails as a full disk does.
+const DISK_FULL = () => {
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (...args) {
+    if (this.name === "records") throw new DOMException("The quota has been exceeded.", "QuotaExceededError");
+    return put.apply(this, args);
+  };
+};
+
+test("quota exceeded on save: login and refresh keep their tokens in memory, each with a storage event", async () => {
+  const { context, errors } = await freshContext(browser, { initScript: DISK_FULL });
+  try {
+    idp.setAccessTokenTtl(2);
+    const page = await context.newPage();
+    const options = clientOptions(idp);
+    await loginViaRedirect(page, idp, options);
+    const login = await page.evaluate(async (options) => {
+      const client = await window.latchkey.AuthClient.create(options);
+      const events = [];
+      client.on("storage", (detail) => events.push(detail));
+      await client.handleRedirectCallback();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      window.auth = client;
+      window.events = [];
+      for (const name of ["tokens", "sessionExpired", "storage"]) {
+        client.on(name, (detail) => window.events.push({ name, type: detail?.type, reason: detail?.reason }));
+      }
+      return { events, authed: await client.isAuthenticated() };
+    }, options);
+    assert.equal(login.authed, true, "the login succeeded from memory");
+    assert.equal(login.events.length, 1, JSON.stringify(login.events));
+    assert.deepEqual([login.events[0].type, login.events[0].storage], ["write_failed", "indexeddb"]);
+    assert.match(login.events[0].reason, /^storage_error.*QuotaExceededError/);
+    assert.equal(await rawRecord(page, idp), null, "nothing could be written");
+    assert.equal((await call(page, idp.whoamiUrl)).status, 200);
+
+    await sleep(2_800);
+    idp.setAccessTokenTtl(60);
+    const refreshed = await call(page, idp.whoamiUrl);
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed));
+    assert.equal(idp.counters().token.byGrantType.refresh_token, 1);
+    const events = await eventsOf(page);
+    assert.deepEqual(named(events, "storage").map((e) => e.type), ["write_failed"], "the refresh's write failed too, and said so");
+    assert.deepEqual(named(events, "tokens").length, 1);
+    assert.deepEqual(named(events, "sessionExpired"), []);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
