@@ -46,3 +46,5 @@ pub mod single_flight;
 
 #[cfg(test)]
 pub(crate) mod fakes;
+#[cfg(test)]
+mod redaction_tests;

@@ -1,0 +1,181 @@
+//! Fault matrix row 9, native half: every `Debug` and `Display` form a
+//! secret can reach — the token set, the raw token response, the pending
+//! login, a validated callback, the messages between tabs, and the errors
+//! that parsing secret-bearing input produces — rendered and searched for
+//! the secrets. (The browser half is tests/e2e/secrets.test.mjs.)
+
+use crate::core::fakes::FakePlatform;
+use crate::core::session::{SessionChange, SessionMessage, TokenSource};
+use crate::core::{
+    parse_compact_jws, validate_callback, AccessToken, IdToken, Nonce, PendingTransaction,
+    PkceVerifier, RawTokenResponse, RefreshToken, State, TokenSet,
+};
+
+const ACCESS: &str = "AT-secret-4c1d9e";
+const REFRESH: &str = "RT-secret-77ab02";
+const ID_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.SIG-secret-93f0";
+const CODE: &str = "CODE-secret-5e21";
+const VERIFIER: &str = "VERIFIER-secret-0c9d";
+const STATE: &str = "STATE-secret-a1b2";
+const NONCE: &str = "NONCE-secret-f00d";
+const SECRETS: &[&str] = &[
+    ACCESS,
+    REFRESH,
+    "SIG-secret-93f0",
+    CODE,
+    VERIFIER,
+    STATE,
+    NONCE,
+];
+
+fn assert_clean(what: &str, rendered: &str) {
+    for secret in SECRETS {
+        assert!(
+            !rendered.contains(secret),
+            "{what} shows a secret: {rendered}"
+        );
+    }
+}
+
+fn token_set() -> TokenSet {
+    TokenSet {
+        access_token: AccessToken::new(ACCESS.into()),
+        token_type: "Bearer".into(),
+        expires_at_ms: Some(1),
+        refresh_token: Some(RefreshToken::new(REFRESH.into())),
+        scope: Some("openid".into()),
+        id_token: Some(IdToken::new(ID_TOKEN.into())),
+        refresh_expires_at_ms: None,
+        issued_at_ms: 0,
+    }
+}
+
+fn pending() -> PendingTransaction {
+    PendingTransaction {
+        state: State::new(STATE.into()),
+        verifier: PkceVerifier::new(VERIFIER.into()),
+        nonce: Some(Nonce::new(NONCE.into())),
+        redirect_uri: "https://app.example/".into(),
+        app_state: None,
+        created_at_ms: 0,
+        issuer: "https://idp.example".into(),
+        client_id: "spa".into(),
+    }
+}
+
+fn callback(state: &str) -> Vec<(String, String)> {
+    vec![
+        ("code".into(), CODE.into()),
+        ("state".into(), state.into()),
+        ("iss".into(), "https://idp.example".into()),
+    ]
+}
+
+#[test]
+fn values_holding_secrets_never_show_them_in_debug() {
+    let set = token_set();
+    assert_clean("TokenSet", &format!("{set:?}"));
+    assert_clean("PendingTransaction", &format!("{:?}", pending()));
+    let raw = RawTokenResponse {
+        access_token: Some(AccessToken::new(ACCESS.into())),
+        refresh_token: Some(RefreshToken::new(REFRESH.into())),
+        id_token: Some(IdToken::new(ID_TOKEN.into())),
+        ..RawTokenResponse::default()
+    };
+    assert_clean("RawTokenResponse", &format!("{raw:?}"));
+    let validated = validate_callback(
+        Some(pending()),
+        &callback(STATE),
+        "https://idp.example",
+        true,
+        0,
+    )
+    .unwrap();
+    assert_clean("ValidatedCallback", &format!("{validated:?}"));
+    let (form, outcome) = crate::core::code_exchange_params(validated);
+    assert_clean("CallbackOutcome", &format!("{outcome:?}"));
+    assert!(
+        form.iter().any(|(_, v)| v == CODE),
+        "the form does carry the code"
+    );
+    let message = SessionMessage::Tokens {
+        tokens: set.clone(),
+    };
+    assert_clean("SessionMessage", &format!("{message:?}"));
+    let change = SessionChange::Tokens {
+        tokens: &set,
+        source: TokenSource::Refresh,
+    };
+    assert_clean("SessionChange", &format!("{change:?}"));
+}
+
+#[test]
+fn errors_from_secret_bearing_input_never_quote_it() {
+    let mut errors = Vec::new();
+    // Callbacks: forged and repeated state, wrong issuer, expired.
+    let forged = format!("{STATE}-forged");
+    errors.push(
+        validate_callback(
+            Some(pending()),
+            &callback(&forged),
+            "https://idp.example",
+            true,
+            0,
+        )
+        .unwrap_err(),
+    );
+    let mut repeated = callback(STATE);
+    repeated.push(("state".into(), STATE.into()));
+    errors.push(
+        validate_callback(Some(pending()), &repeated, "https://idp.example", true, 0).unwrap_err(),
+    );
+    errors.push(
+        validate_callback(
+            Some(pending()),
+            &callback(STATE),
+            "https://other.example",
+            true,
+            0,
+        )
+        .unwrap_err(),
+    );
+    errors.push(
+        validate_callback(
+            Some(pending()),
+            &callback(STATE),
+            "https://idp.example",
+            true,
+            u64::MAX,
+        )
+        .unwrap_err(),
+    );
+    // Token responses that carry secrets but are unusable.
+    for body in [
+        format!(r#"{{"access_token":"{ACCESS}","refresh_token":"{REFRESH}"}}"#),
+        format!(r#"{{"access_token":"{ACCESS}","token_type":"DPoP"}}"#),
+        format!(r#"{{"access_token":"{ACCESS}","token_type":"Bearer","expires_in":"{REFRESH}"}}"#),
+        format!(r#"{{"access_token":"{ACCESS}","token_type":"Bearer","expires_in":-1}}"#),
+    ] {
+        let raw: RawTokenResponse = serde_json::from_str(&body).unwrap_or_default();
+        if let Err(error) = TokenSet::from_response(200, raw, 0, None) {
+            errors.push(error);
+        }
+    }
+    // JWS segments built from secrets.
+    let platform = FakePlatform::at(0);
+    for token in [
+        ID_TOKEN.to_string(),
+        format!("{ACCESS}.{REFRESH}.{NONCE}"),
+        format!("{ID_TOKEN}.{CODE}"),
+        CODE.to_string(),
+    ] {
+        if let Err(error) = parse_compact_jws(&platform, &token) {
+            errors.push(error);
+        }
+    }
+    assert!(errors.len() >= 10, "only {} errors produced", errors.len());
+    for error in &errors {
+        assert_clean("Error (Display)", &error.to_string());
+        assert_clean("Error (Debug)", &format!("{error:?}"));
+    }
+}
