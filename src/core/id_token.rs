@@ -205,17 +205,15 @@ pub fn validate_claims(claims: &IdTokenClaims, expect: &Expectations<'_>) -> Res
     }
 
     // 4. exp (step 9).
-    let exp_ms = claims.exp.map(seconds_to_ms).ok_or(Error::IdTokenExpired)?;
-    if expect.now_ms > exp_ms.saturating_add(expect.skew_ms) {
+    let exp = claims.exp.ok_or(Error::IdTokenExpired)?;
+    if expect.now_ms > seconds_to_ms(exp).saturating_add(expect.skew_ms) {
         return Err(Error::IdTokenExpired);
     }
 
-    // 5. iat (step 10).
-    let iat_ms = claims
-        .iat
-        .map(seconds_to_ms)
-        .ok_or(Error::IdTokenIatInvalid)?;
-    if iat_ms > exp_ms {
+    // 5. iat (step 10), in seconds: in ms both could saturate to the same
+    // value and hide an iat after exp.
+    let iat = claims.iat.ok_or(Error::IdTokenIatInvalid)?;
+    if iat > exp {
         return Err(Error::IdTokenIatInvalid);
     }
 
@@ -478,6 +476,18 @@ mod tests {
         let c = IdTokenClaims {
             iat: Some(NOW_S + 301),
             exp: Some(NOW_S + 300),
+            ..claims()
+        };
+        assert_eq!(login(&c), Err(Error::IdTokenIatInvalid));
+    }
+
+    #[test]
+    fn fuzz_regression_iat_after_exp_is_refused_where_ms_saturate() {
+        // Found by fuzz/fuzz_targets/jws.rs: both times above u64::MAX ms
+        // used to saturate to the same value, so iat > exp passed.
+        let c = IdTokenClaims {
+            iat: Some(u64::MAX / 1000 + 2),
+            exp: Some(u64::MAX / 1000 + 1),
             ..claims()
         };
         assert_eq!(login(&c), Err(Error::IdTokenIatInvalid));
