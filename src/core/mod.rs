@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod base64url;
+mod decimal;
 pub mod discovery;
 pub mod error;
 pub mod id_token;

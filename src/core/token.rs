@@ -96,7 +96,10 @@ impl Lifetime {
     fn seconds(&self) -> Option<u64> {
         let n = match self {
             Lifetime::Number(n) => *n,
-            Lifetime::Text(text) => text.trim().parse::<f64>().ok()?,
+            // As `text.trim().parse::<f64>()` would, without the float parser.
+            Lifetime::Text(text) => {
+                return super::decimal::whole_seconds(text.trim(), MAX_LIFETIME_SECONDS)
+            }
         };
         // NaN fails both comparisons.
         (n >= 0.0 && n <= MAX_LIFETIME_SECONDS as f64).then_some(n as u64)
