@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use js_sys::{Function, Reflect};
 use latchkey::browser::authorized_fetch::{is_token_endpoint, prepare, rfc6750_expired};
-use latchkey::browser::channel::SessionChannel;
+use latchkey::browser::channel::{read_message, SessionChannel};
 use latchkey::browser::locks::WebSessionLock;
 use latchkey::browser::platform::BrowserPlatform;
 use latchkey::browser::refresh::BrowserRefresh;
@@ -128,6 +128,37 @@ async fn messages_reach_other_tabs_intact_and_strangers_are_ignored() {
     }
     sleep(20).await;
     assert_eq!(*received.borrow(), vec![message]);
+}
+
+#[wasm_bindgen_test]
+fn both_message_shapes_read_back_and_anything_else_is_ignored() {
+    for message in [
+        SessionMessage::Tokens {
+            tokens: sample_tokens(),
+        },
+        SessionMessage::Ended {
+            reason: latchkey::core::session::EndReason::SignedOut,
+        },
+        SessionMessage::Ended {
+            reason: latchkey::core::session::EndReason::Expired,
+        },
+    ] {
+        let sent = serde_wasm_bindgen::to_value(&message).unwrap();
+        assert_eq!(read_message(&sent), Some(message));
+    }
+    for stranger in [
+        "null",
+        "\"tokens\"",
+        "{}",
+        "{\"type\":\"tokens\"}",
+        "{\"type\":\"tokens\",\"tokens\":{\"access_token\":1}}",
+        "{\"type\":\"ended\",\"reason\":\"nope\"}",
+        "{\"type\":\"other\",\"reason\":\"signedOut\"}",
+        "[\"ended\",\"signedOut\"]",
+    ] {
+        let value = js_sys::JSON::parse(stranger).unwrap();
+        assert_eq!(read_message(&value), None, "{stranger}");
+    }
 }
 
 fn custom(body: &str) -> BrowserRefresh {

@@ -5,6 +5,7 @@
 //! Messages carry the token set itself: the channel never leaves this
 //! origin's tabs, which already hold the same tokens in memory.
 
+use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, MessageEvent};
 
@@ -34,7 +35,7 @@ impl SessionChannel {
             return Self::none();
         };
         let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Ok(message) = serde_wasm_bindgen::from_value::<SessionMessage>(event.data()) {
+            if let Some(message) = read_message(&event.data()) {
                 on_message(message);
             }
         });
@@ -43,6 +44,29 @@ impl SessionChannel {
             channel: Some(channel),
             _listener: Some(listener),
         }
+    }
+}
+
+/// Reads a message in the form [`SessionMessage`] serialises to:
+/// `{ type: "tokens", tokens }` or `{ type: "ended", reason }`, field by
+/// field. The derived `Deserialize` of an internally tagged enum buffers
+/// every member in serde's generic `Content` tree first, which costs about
+/// 25 KB of wasm for this one message type. Other spellings serde would
+/// accept (a `[tag, …]` array, a `Map`) are never sent by latchkey and are
+/// ignored, like anything else that is not ours.
+pub fn read_message(data: &JsValue) -> Option<SessionMessage> {
+    if !data.is_object() {
+        return None;
+    }
+    let field = |name: &str| Reflect::get(data, &JsValue::from_str(name)).ok();
+    match field("type")?.as_string()?.as_str() {
+        "tokens" => serde_wasm_bindgen::from_value(field("tokens")?)
+            .ok()
+            .map(|tokens| SessionMessage::Tokens { tokens }),
+        "ended" => serde_wasm_bindgen::from_value(field("reason")?)
+            .ok()
+            .map(|reason| SessionMessage::Ended { reason }),
+        _ => None,
     }
 }
 
