@@ -24,6 +24,7 @@ use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
+use crate::core::race::both;
 use crate::core::revocation::Revocation;
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, SessionMessage, TokenSource,
@@ -163,14 +164,21 @@ impl AuthClient {
             allow_insecure_loopback,
             overrides,
         } = options::parse(&options)?;
-        let (store, storage_fallback) =
-            BrowserSessionStore::open(storage, &issuer, &client_id).await;
         let platform = BrowserPlatform;
-        let endpoints =
-            resolve_endpoints(&platform, &issuer, overrides, allow_insecure_loopback).await?;
+        // Discovery (network) and opening the store + reading the session
+        // (IndexedDB, WebCrypto) are independent: overlapped, create costs
+        // the slower of the two instead of their sum.
+        let open_and_load = async {
+            let (store, fallback) = BrowserSessionStore::open(storage, &issuer, &client_id).await;
+            let loaded = store.load_tokens().await;
+            (store, fallback, loaded)
+        };
+        let discover = resolve_endpoints(&platform, &issuer, overrides, allow_insecure_loopback);
+        let ((store, storage_fallback, loaded), endpoints) = both(open_and_load, discover).await;
+        let endpoints = endpoints?;
         // A corrupt or foreign record has been cleared by the store; the app
         // is signed out and can ask why.
-        let (tokens, storage_error) = match store.load_tokens().await {
+        let (tokens, storage_error) = match loaded {
             Ok(tokens) => (tokens, None),
             Err(error) => (None, Some(format!("{}: {error}", error.code()))),
         };
