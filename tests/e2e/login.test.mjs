@@ -4,23 +4,15 @@
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 
-import { startIdp } from "../idp/server.mjs";
-import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
-import { requireStagedApp } from "./support/project.mjs";
+import { collectPageErrors } from "./support/browser.mjs";
 import { clientOptions, openApp, withClient, loginViaRedirect, rawRecord } from "./support/app.mjs";
+import { startApp, stopApp } from "./support/suite.mjs";
 
 let idp;
 let browser;
 
-before(async () => {
-  idp = await startIdp({ serveSpa: { root: requireStagedApp() } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await idp?.close();
-});
+before(async () => ({ idp, browser } = await startApp()));
+after(() => stopApp({ idp, browser }));
 
 beforeEach(() => idp.resetCounters());
 

@@ -6,24 +6,15 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 
-import { startIdp } from "../idp/server.mjs";
-import { launchBrowser } from "./support/browser.mjs";
 import { rawRecord } from "./support/app.mjs";
-import { requireStagedApp } from "./support/project.mjs";
 import { loginTab, openTab, burst, eventsOf, sleep, freshContext } from "./support/session.mjs";
+import { startApp, stopApp } from "./support/suite.mjs";
 
 let idp;
 let browser;
 
-before(async () => {
-  idp = await startIdp({ serveSpa: { root: requireStagedApp() } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await idp?.close();
-});
+before(async () => ({ idp, browser } = await startApp()));
+after(() => stopApp({ idp, browser }));
 
 afterEach(() => {
   idp.setTokenFaults({});

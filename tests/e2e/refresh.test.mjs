@@ -6,10 +6,7 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 
-import { startIdp } from "../idp/server.mjs";
-import { launchBrowser } from "./support/browser.mjs";
 import { rawRecord } from "./support/app.mjs";
-import { requireStagedApp } from "./support/project.mjs";
 import {
   openTab,
   burst,
@@ -23,27 +20,18 @@ import {
   named,
   until,
   within,
+  SHORT_TTL,
+  EXPIRED_MS,
+  LONG_TTL,
+  IDLE_SOCKETS_CLOSED_MS,
 } from "./support/session.mjs";
+import { startApp, stopApp } from "./support/suite.mjs";
 
 let idp;
 let browser;
 
-// Access tokens issued at login live this long; tests wait EXPIRED_MS so the
-// client's clock and the server both consider them expired.
-const SHORT_TTL = 2;
-const EXPIRED_MS = 2_800;
-// Tokens issued by the refreshes under test live long enough not to expire mid-test.
-const LONG_TTL = 60;
-
-before(async () => {
-  idp = await startIdp({ serveSpa: { root: requireStagedApp() } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await idp?.close();
-});
+before(async () => ({ idp, browser } = await startApp()));
+after(() => stopApp({ idp, browser }));
 
 // Every test may change any of these; put them all back.
 afterEach(() => {
@@ -61,12 +49,6 @@ const session = (context, extra = {}, { more = 0, ttl = SHORT_TTL } = {}) =>
 
 const refreshGrants = () => idp.counters().token.byGrantType.refresh_token ?? 0;
 
-// Chromium itself resends a request once when a reused keep-alive connection
-// closes without answering, so a "drop" on a reused socket would be retried
-// behind latchkey's back and succeed. The drop case therefore waits until the
-// IdP has closed the idle connections (Node's keepAliveTimeout, 5 s, plus its
-// 1 s buffer; measured: 5.6 s still reused, 6.5 s fresh).
-const IDLE_SOCKETS_CLOSED_MS = 7_500;
 
 const FAULTS = [
   { kind: "status", fault: { kind: "status", status: 500 }, code: "token_error", status: 500, wait: EXPIRED_MS },

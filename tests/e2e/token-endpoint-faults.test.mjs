@@ -5,10 +5,7 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 
-import { startIdp } from "../idp/server.mjs";
-import { launchBrowser } from "./support/browser.mjs";
 import { rawRecord } from "./support/app.mjs";
-import { requireStagedApp } from "./support/project.mjs";
 import {
   eventsOf,
   sleep,
@@ -18,31 +15,18 @@ import {
   isAuthenticated,
   named,
   until,
+  SHORT_TTL,
+  EXPIRED_MS,
+  LONG_TTL,
+  IDLE_SOCKETS_CLOSED_MS,
 } from "./support/session.mjs";
+import { startApp, stopApp } from "./support/suite.mjs";
 
 let idp;
 let browser;
 
-// Access tokens from the login live SHORT_TTL seconds; EXPIRED_MS later both
-// sides consider them expired. Refreshed ones live LONG_TTL.
-const SHORT_TTL = 2;
-const EXPIRED_MS = 2_800;
-const LONG_TTL = 60;
-// Chromium silently resends a request once when a reused keep-alive
-// connection closes without an answer; waiting until the IdP has closed its
-// idle sockets makes the lost response reach latchkey as it would in the
-// field (see refresh.test.mjs for the measurement).
-const IDLE_SOCKETS_CLOSED_MS = 7_500;
-
-before(async () => {
-  idp = await startIdp({ serveSpa: { root: requireStagedApp() } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await idp?.close();
-});
+before(async () => ({ idp, browser } = await startApp()));
+after(() => stopApp({ idp, browser }));
 
 afterEach(() => {
   idp.setTokenFaults({});

@@ -163,3 +163,18 @@ export function within(promise, ms, what) {
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+// Refresh tests: access tokens issued at login live SHORT_TTL seconds, and
+// EXPIRED_MS later the client's clock and the server both consider them
+// expired; tokens from the refreshes under test live LONG_TTL, long enough
+// not to expire mid-test.
+export const SHORT_TTL = 2;
+export const EXPIRED_MS = 2_800;
+export const LONG_TTL = 60;
+
+// Chromium itself resends a request once when a reused keep-alive
+// connection closes without answering, so a dropped or lost answer on a
+// reused socket would be retried behind latchkey's back. Such tests wait
+// until the IdP has closed its idle connections (Node's keepAliveTimeout,
+// 5 s, plus its 1 s buffer; measured: 5.6 s still reused, 6.5 s fresh).
+export const IDLE_SOCKETS_CLOSED_MS = 7_500;
