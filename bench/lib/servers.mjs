@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { extname, resolve, sep } from "node:path";
+import { listen, closeServer } from "../../tests/idp/server.mjs";
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -23,24 +24,6 @@ const TYPES = {
   ".json": "application/json; charset=utf-8",
   ".map": "application/json; charset=utf-8",
 };
-
-function listen(server) {
-  return new Promise((ok, fail) => {
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      server.off("error", fail);
-      ok(server.address().port);
-    });
-  });
-}
-
-function closeServer(server) {
-  if (!server.listening) return Promise.resolve();
-  return new Promise((ok) => {
-    server.close(() => ok());
-    server.closeAllConnections();
-  });
-}
 
 function sendText(res, status, text) {
   res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" });

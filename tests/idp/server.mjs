@@ -93,7 +93,8 @@ function originOf(uri) {
   return new URL(uri).origin;
 }
 
-function listen(server, port) {
+/** Listens on 127.0.0.1:`port` (0: any free port); resolves with the port. */
+export function listen(server, port = 0) {
   return new Promise((ok, fail) => {
     server.once("error", fail);
     server.listen(port, "127.0.0.1", () => {
@@ -103,7 +104,8 @@ function listen(server, port) {
   });
 }
 
-function closeServer(server) {
+/** Stops `server`, closing kept-alive and hung connections too. */
+export function closeServer(server) {
   if (!server.listening) return Promise.resolve();
   return new Promise((ok) => {
     server.close(() => ok());
