@@ -297,6 +297,48 @@ test("without Web Locks: in-tab single flight, and a stale tab adopts the stored
   }
 });
 
+test("invalid_grant because a tab with Web Locks rotated first: the tab without them adopts its tokens, no sign-out", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    idp.setReusePolicy("refuse"); // a server that does not revoke the grant on reuse
+    const [a] = await session(context);
+    // B has no Web Locks, so nothing stops it refreshing alongside A.
+    const b = await openTab(context, idp, {}, {
+      initScript: () => {
+        Object.defineProperty(Navigator.prototype, "locks", { get: () => undefined, configurable: true });
+      },
+    });
+    assert.equal(await b.evaluate(() => navigator.locks), undefined);
+    await sleep(EXPIRED_MS);
+    idp.setAccessTokenTtl(LONG_TTL);
+    idp.resetCounters();
+    // Both refreshes are held 300 ms, so both tabs send the same refresh token. The first to
+    // arrive rotates it; the second is refused, and its answer is held until the winner has
+    // stored its tokens.
+    idp.setTokenFaults({ delayMs: 300, next: [{ kind: "pass" }, { kind: "late_response", ms: 1_500 }] });
+
+    const [aOut, bOut] = await within(Promise.all([burst(a, idp.whoamiUrl, 5), burst(b, idp.whoamiUrl, 5)]), 15_000, "both bursts");
+    assert.deepEqual(aOut, Array(5).fill(200), `A: ${JSON.stringify(aOut)}`);
+    assert.deepEqual(bOut, Array(5).fill(200), `B: ${JSON.stringify(bOut)}`);
+    const counters = idp.counters().token;
+    assert.equal(counters.byGrantType.refresh_token, 2, JSON.stringify(counters));
+    assert.deepEqual(counters.errorsByCode, { invalid_grant: 1 }, "one tab's refresh was refused as reuse");
+    assert.equal(await accessToken(a), await accessToken(b), "both tabs use the winner's tokens");
+    const events = [...(await eventsOf(a)), ...(await eventsOf(b))];
+    assert.deepEqual(named(events, "sessionExpired"), [], "nobody was signed out");
+    assert.deepEqual(named(events, "signedOut"), []);
+    const sources = named(events, "tokens").map((e) => e.source).sort();
+    assert.ok(sources.includes("refresh") && sources.includes("sync"), `one refreshed, the other adopted: ${sources}`);
+    // The adopted tokens are the live ones: the next expiry refreshes normally.
+    assert.ok(await rawRecord(a, idp), "the session is stored");
+    assert.deepEqual(await burst(b, idp.whoamiUrl, 3), [200, 200, 200]);
+    assert.deepEqual(errors, []);
+  } finally {
+    idp.setReusePolicy("revoke-grant");
+    await context.close();
+  }
+});
+
 test("requests to the token endpoint pass through: no bearer, no refresh", async () => {
   const { context, errors } = await freshContext(browser);
   try {

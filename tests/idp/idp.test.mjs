@@ -186,6 +186,37 @@ test("(g) lose_response: the refresh is done (token rotated), the answer never a
     assert.equal(again.body.error, "invalid_grant");
   }));
 
+test("reuse policy refuse: a rotated-away refresh token gets invalid_grant and the grant lives on", () =>
+  withIdp({}, async (idp) => {
+    idp.setReusePolicy("refuse");
+    const first = await login(idp.issuer, { redirectUri: REDIRECT });
+    const newest = await refresh(idp.issuer, first.refresh_token);
+    assert.equal(newest.status, 200);
+    const reuse = await refresh(idp.issuer, first.refresh_token);
+    assert.equal(reuse.status, 400);
+    assert.equal(reuse.body.error, "invalid_grant");
+    assert.equal((await callApi(idp.whoamiUrl, newest.body.access_token)).status, 200, "the grant was not revoked");
+    assert.equal((await refresh(idp.issuer, newest.body.refresh_token)).status, 200);
+    assert.deepEqual(idp.counters().token.byGrantType, { authorization_code: 1, refresh_token: 3 });
+    assert.deepEqual(idp.counters().token.errorsByCode, { invalid_grant: 1 });
+    assert.throws(() => idp.setReusePolicy("forgive"), RangeError);
+  }));
+
+test("late_response holds a real answer back; pass lets a request through untouched", () =>
+  withIdp({}, async (idp) => {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    idp.setTokenFaults({ next: [{ kind: "pass" }, { kind: "late_response", ms: 400 }] });
+    const started = Date.now();
+    const first = await refresh(idp.issuer, tokens.refresh_token);
+    const quick = Date.now() - started;
+    const second = await refresh(idp.issuer, first.body.refresh_token);
+    const late = Date.now() - started - quick;
+    assert.deepEqual([first.status, second.status], [200, 200]);
+    assert.ok(late >= 400, `the second answer came ${late} ms later`);
+    assert.equal(idp.counters().token.faultsInjected, 1);
+    assert.throws(() => idp.setTokenFaults({ next: [{ kind: "late_response" }] }), RangeError);
+  }));
+
 test("(d) two concurrent refreshes with one token: one wins, then the grant is revoked", () =>
   withIdp({}, async (idp) => {
     // This is the multi-tab bug latchkey must prevent: the IdP has to punish it, or the

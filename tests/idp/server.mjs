@@ -29,7 +29,15 @@ export const TEST_USER = Object.freeze({
 export const MODES = Object.freeze(["rfc6750", "bluesky"]);
 // "lose_response" is the odd one out: the real handler runs (a refresh token is rotated), then
 // the connection is closed before the answer is written — the response lost on the way back.
-const FAULT_KINDS = new Set(["status", "drop", "hang", "garbage", "no_access_token", "lose_response"]);
+// "pass" is no fault (it keeps a later fault for a later request); "late_response" runs the real
+// handler and holds the answer back `ms` milliseconds.
+const FAULT_KINDS = new Set(["status", "drop", "hang", "garbage", "no_access_token", "lose_response", "pass", "late_response"]);
+// Handled by the real token endpoint (the others answer instead of it).
+const PASS_THROUGH = new Set(["lose_response", "pass", "late_response"]);
+// What presenting a rotated-away refresh token does: oidc-provider's own behaviour revokes the
+// whole grant (OAuth 2.0 Security BCP); "refuse" only answers invalid_grant, as servers with a
+// lenient reuse policy do, so the other tabs' rotated tokens stay valid.
+const REUSE_POLICIES = new Set(["revoke-grant", "refuse"]);
 
 // oidc-provider's default route paths (we do not change them).
 const TOKEN_PATH = "/token";
@@ -84,6 +92,9 @@ function normaliseFaults(spec = {}) {
     if (!f || !FAULT_KINDS.has(f.kind)) throw new RangeError(`unknown fault kind: ${f?.kind}`);
     if (f.kind === "status" && !(Number.isInteger(f.status) && f.status >= 200 && f.status <= 599)) {
       throw new RangeError("a status fault needs an integer status in 200..599");
+    }
+    if (f.kind === "late_response" && !(Number.isFinite(f.ms) && f.ms >= 0)) {
+      throw new RangeError("a late_response fault needs ms >= 0");
     }
   }
   return { delayMs, next: next.map((f) => ({ ...f })) };
@@ -192,6 +203,7 @@ export async function startIdp(options = {}) {
     refreshTokenTtl: assertSeconds("refreshTokenTtl", options.refreshTokenTtl ?? 86400),
     advertisedExpiresIn: assertAdvertised(options.advertisedExpiresIn ?? null),
     faults: normaliseFaults(),
+    reusePolicy: "revoke-grant",
     // null, or { status } / { kind: "drop" }: how every revocation request fails while set.
     revocationFault: null,
     counters: freshCounters(),
@@ -235,7 +247,7 @@ export async function startIdp(options = {}) {
 
     const store = createStore();
     const provider = createProvider({ issuer, state, store, origins, redirectUris });
-    provider.use(tokenEndpointMiddleware({ state, origins, signal: closing.signal }));
+    provider.use(tokenEndpointMiddleware({ state, origins, store, signal: closing.signal }));
     const koa = provider.callback();
 
     const cors = corsFor(origins);
@@ -286,6 +298,10 @@ export async function startIdp(options = {}) {
       },
       setTokenFaults: (spec = {}) => {
         state.faults = normaliseFaults(spec);
+      },
+      setReusePolicy: (policy) => {
+        if (!REUSE_POLICIES.has(policy)) throw new RangeError(`reuse policy is one of ${[...REUSE_POLICIES]}`);
+        state.reusePolicy = policy;
       },
       setRevocationFault: (fault) => {
         state.revocationFault = normaliseRevocationFault(fault);
@@ -396,7 +412,7 @@ function corsFor(origins) {
 
 // --- token endpoint: counting, delay, faults (koa middleware inside oidc-provider) ---------------
 
-function tokenEndpointMiddleware({ state, origins, signal }) {
+function tokenEndpointMiddleware({ state, origins, store, signal }) {
   return async function tokenEndpoint(ctx, next) {
     const origin = ctx.get("Origin");
 
@@ -429,12 +445,13 @@ function tokenEndpointMiddleware({ state, origins, signal }) {
       }
     }
 
-    if (fault && fault.kind !== "lose_response") return injectFault(ctx, fault, { state, origins, signal });
+    if (fault && !PASS_THROUGH.has(fault.kind)) return injectFault(ctx, fault, { state, origins, signal });
 
     try {
+      if (state.reusePolicy === "refuse" && (await refuseReuse(ctx, store, origins))) return;
       await next();
       advertiseLifetime(ctx, state);
-      if (fault) {
+      if (fault?.kind === "lose_response") {
         state.counters.token.faultsInjected += 1;
         ctx.req.socket.destroy();
         ctx.respond = false;
@@ -442,10 +459,34 @@ function tokenEndpointMiddleware({ state, origins, signal }) {
     } finally {
       // Counted once the outcome is known but before the response is written, so a client that
       // reads the counters after its response always sees its own request.
-      bump(state.counters.token.byGrantType, ctx.oidc?.body?.grant_type ?? "(none)");
+      bump(state.counters.token.byGrantType, ctx.oidc?.body?.grant_type ?? ctx.state.grantType ?? "(none)");
       if (ctx.status >= 400 && typeof ctx.body?.error === "string") bump(state.counters.token.errorsByCode, ctx.body.error);
+      if (fault?.kind === "late_response") {
+        state.counters.token.faultsInjected += 1;
+        await sleep(fault.ms, undefined, { signal }).catch(() => {});
+      }
     }
   };
+}
+
+// The "refuse" reuse policy: a rotated-away refresh token gets invalid_grant here, before
+// oidc-provider (which would revoke the grant) sees it. The body is read here, so it is handed on
+// as req.body, which oidc-provider's body parser accepts. True when it answered.
+async function refuseReuse(ctx, store, origins) {
+  const body = await readBody(ctx.req);
+  ctx.req.body = body;
+  const form = new URLSearchParams(body);
+  ctx.state.grantType = form.get("grant_type") ?? undefined;
+  if (ctx.state.grantType !== "refresh_token" || !store.isConsumedRefreshToken(form.get("refresh_token") ?? "")) {
+    return false;
+  }
+  const origin = ctx.get("Origin");
+  ctx.vary("Origin");
+  if (origin && origins.has(origin)) ctx.set("Access-Control-Allow-Origin", origin);
+  ctx.set("Cache-Control", "no-store");
+  ctx.status = 400;
+  ctx.body = { error: "invalid_grant", error_description: "refresh token already used" };
+  return true;
 }
 
 function normaliseRevocationFault(fault) {

@@ -94,6 +94,10 @@ export function createStore() {
 
   return {
     Adapter,
+    /** Whether `value` is a refresh token that was already used (rotated away). */
+    isConsumedRefreshToken(value) {
+      return Boolean(live(key("RefreshToken", value))?.payload.consumed);
+    },
     /** How many refresh tokens could still be used: unexpired and neither consumed nor revoked. */
     liveRefreshTokens() {
       let count = 0;
