@@ -13,7 +13,12 @@
 //!    refresh is bounded by [`RefreshPolicy::timeout_ms`].
 //! 5. `invalid_grant` → the store is read once more (a tab without the lock
 //!    may have rotated); otherwise the session is over: cleared, broadcast,
-//!    [`SessionChange::Ended`]. Any other failure keeps every token.
+//!    [`SessionChange::Ended`]. Any other failure keeps every token; one
+//!    carrying the token endpoint's `Retry-After` is returned again, without
+//!    a request, until that time (at most [`MAX_RETRY_AFTER_MS`]) has passed.
+//! 6. A set that could not be written ([`Session::persist_failed`]) is
+//!    refreshed from this tab's copy: the store then holds an older set or
+//!    none, and neither means the session ended elsewhere.
 
 use std::cell::{Cell, RefCell};
 
