@@ -469,6 +469,18 @@ function tokenEndpointMiddleware({ state, origins, store, signal }) {
   };
 }
 
+// The headers oidc-provider would have set on a token-endpoint answer it never gets to give:
+// without the CORS ones the browser would report a CORS failure instead of our response.
+function answerInsteadOfProvider(ctx, origins) {
+  const origin = ctx.get("Origin");
+  ctx.vary("Origin");
+  if (origin && origins.has(origin)) {
+    ctx.set("Access-Control-Allow-Origin", origin);
+    ctx.set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After");
+  }
+  ctx.set("Cache-Control", "no-store");
+}
+
 // The "refuse" reuse policy: a rotated-away refresh token gets invalid_grant here, before
 // oidc-provider (which would revoke the grant) sees it. The body is read here, so it is handed on
 // as req.body, which oidc-provider's body parser accepts. True when it answered.
@@ -480,10 +492,7 @@ async function refuseReuse(ctx, store, origins) {
   if (ctx.state.grantType !== "refresh_token" || !store.isConsumedRefreshToken(form.get("refresh_token") ?? "")) {
     return false;
   }
-  const origin = ctx.get("Origin");
-  ctx.vary("Origin");
-  if (origin && origins.has(origin)) ctx.set("Access-Control-Allow-Origin", origin);
-  ctx.set("Cache-Control", "no-store");
+  answerInsteadOfProvider(ctx, origins);
   ctx.status = 400;
   ctx.body = { error: "invalid_grant", error_description: "refresh token already used" };
   return true;
@@ -540,14 +549,7 @@ async function injectFault(ctx, fault, { state, origins, signal }) {
   bump(counters.byGrantType, grantType);
   counters.faultsInjected += 1;
 
-  const origin = ctx.get("Origin");
-  ctx.vary("Origin");
-  if (origin && origins.has(origin)) {
-    // Without these the browser would report a CORS failure instead of the injected response.
-    ctx.set("Access-Control-Allow-Origin", origin);
-    ctx.set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After");
-  }
-  ctx.set("Cache-Control", "no-store");
+  answerInsteadOfProvider(ctx, origins);
 
   switch (fault.kind) {
     case "drop":
