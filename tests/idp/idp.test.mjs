@@ -430,9 +430,21 @@ test("(g) token faults: status once then real, garbage, no_access_token, drop, d
     assert.equal((await post(`${idp.issuer}/__test/token-faults`, { next: [{ kind: "nope" }] })).status, 400);
   }));
 
+// Sends `send()` into a "hang" fault and closes the server while it is pending: close() must
+// finish promptly, and the orphaned request then fails. (close() may be called again after.)
+async function closeDespiteHungRequest(idp, send) {
+  const before = idp.counters().token.faultsInjected;
+  idp.setTokenFaults({ next: [{ kind: "hang" }] });
+  const orphan = send();
+  await eventually(() => idp.counters().token.faultsInjected === before + 1, { withinMs: 2000, everyMs: 20 });
+  const t0 = Date.now();
+  await idp.close();
+  assert.ok(Date.now() - t0 < 2000, "close() did not wait for the hung request");
+  await assert.rejects(orphan);
+}
+
 test("(g) a hung token request stays unanswered and does not stop close()", async () => {
   const idp = await startIdp({ spaOrigins: [SPA] });
-  let closed = false;
   try {
     idp.setTokenFaults({ next: [{ kind: "hang" }] });
     const { token_endpoint } = await discover(idp.issuer);
@@ -446,16 +458,11 @@ test("(g) a hung token request stays unanswered and does not stop close()", asyn
     assert.equal(idp.counters().token.faultsInjected, 1);
 
     // Another hang, left pending while the server closes: close() must still finish promptly.
-    idp.setTokenFaults({ next: [{ kind: "hang" }] });
-    const orphan = fetch(token_endpoint, { method: "POST", body: "grant_type=refresh_token", headers: { "content-type": "application/x-www-form-urlencoded" } });
-    await eventually(() => idp.counters().token.faultsInjected === 2, { withinMs: 2000, everyMs: 20 });
-    const t0 = Date.now();
-    await idp.close();
-    closed = true;
-    assert.ok(Date.now() - t0 < 2000, "close() did not wait for the hung request");
-    await assert.rejects(orphan);
+    await closeDespiteHungRequest(idp, () =>
+      fetch(token_endpoint, { method: "POST", body: "grant_type=refresh_token", headers: { "content-type": "application/x-www-form-urlencoded" } }),
+    );
   } finally {
-    if (!closed) await idp.close();
+    await idp.close();
   }
 });
 
@@ -710,18 +717,10 @@ test("atproto refreshSession passes token-endpoint faults on; faulted calls keep
 
 test("a hung refreshSession does not stop close()", async () => {
   const idp = await startIdp({ spaOrigins: [SPA] });
-  let closed = false;
   try {
-    idp.setTokenFaults({ next: [{ kind: "hang" }] });
-    const orphan = bearerPost(idp.refreshSessionUrl, "x");
-    await eventually(() => idp.counters().token.faultsInjected === 1, { withinMs: 2000, everyMs: 20 });
-    const t0 = Date.now();
-    await idp.close();
-    closed = true;
-    assert.ok(Date.now() - t0 < 2000, "close() did not wait for the hung request");
-    await assert.rejects(orphan);
+    await closeDespiteHungRequest(idp, () => bearerPost(idp.refreshSessionUrl, "x"));
   } finally {
-    if (!closed) await idp.close();
+    await idp.close();
   }
 });
 
