@@ -5,7 +5,7 @@ import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 
 import { collectPageErrors } from "./support/browser.mjs";
-import { clientOptions, openApp, withClient, loginViaRedirect, rawRecord } from "./support/app.mjs";
+import { clientOptions, openApp, withClient, loginViaRedirect, rawRecord, putRawRecord } from "./support/app.mjs";
 import { startApp, stopApp } from "./support/suite.mjs";
 
 let idp;
@@ -145,7 +145,7 @@ test("a corrupt stored record is cleared at start-up with a storage event, signe
     const page = await context.newPage();
     await openApp(page, `${idp.spaOrigin}/`);
     const options = clientOptions(idp, { storage: "localstorage" });
-    await page.evaluate((key) => localStorage.setItem(key, '{"v":1,"iv":"AAAA","data":"garbage"}'), `latchkey:${idp.issuer}:${idp.clientId}:tokens`);
+    await putRawRecord(page, idp, '{"v":1,"iv":"AAAA","data":"garbage"}', { storage: "localstorage" });
     const { value } = await storageEventsAtCreate(page, options);
     assert.equal(value.kind, "localstorage");
     assert.equal(value.events.length, 1);

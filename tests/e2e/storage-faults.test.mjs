@@ -7,8 +7,17 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 
-import { clientOptions, openApp, withClient, loginViaRedirect, rawRecord } from "./support/app.mjs";
-import { freshContext, signedInTabs, call, eventsOf, named, sleep } from "./support/session.mjs";
+import { clientOptions, openApp, withClient, loginViaRedirect, rawRecord, putRawRecord } from "./support/app.mjs";
+import {
+  freshContext,
+  signedInTabs,
+  installClient,
+  call,
+  eventsOf,
+  named,
+  sleep,
+  isAuthenticated,
+} from "./support/session.mjs";
 import { startApp, stopApp } from "./support/suite.mjs";
 
 let idp;
@@ -23,31 +32,6 @@ afterEach(() => {
 });
 
 const OTHER_CLIENT = "another-app";
-const recordKey = (clientId) => `latchkey:${idp.issuer}:${clientId}:tokens`;
-
-// Writes `value` as the IndexedDB record under `key`.
-function putRecord(page, key, value) {
-  return page.evaluate(
-    async ([key, value]) => {
-      const db = await new Promise((resolve, reject) => {
-        const request = indexedDB.open("latchkey", 1);
-        request.onsuccess = () => resolve(request.result);
-        request.onerror = () => reject(request.error);
-      });
-      try {
-        await new Promise((resolve, reject) => {
-          const tx = db.transaction("records", "readwrite");
-          tx.objectStore("records").put(value, key);
-          tx.oncomplete = resolve;
-          tx.onerror = () => reject(tx.error);
-        });
-      } finally {
-        db.close();
-      }
-    },
-    [key, value],
-  );
-}
 
 // A client for `clientId` created on `page`: the storage events it emitted
 // at start-up and whether it is signed in.
@@ -66,7 +50,7 @@ test("a record copied from another client is cleared with a storage event; the r
     const [tab] = await signedInTabs(context, idp);
     const ours = await rawRecord(tab, idp);
     // Someone copies this client's encrypted record to another client's key.
-    await putRecord(tab, recordKey(OTHER_CLIENT), ours);
+    await putRawRecord(tab, idp, ours, { clientId: OTHER_CLIENT });
 
     const other = await startUp(tab, OTHER_CLIENT);
     assert.deepEqual(other.error, undefined);
@@ -95,7 +79,7 @@ test("a record of an unknown format version is cleared with a storage event nami
     // cannot read is reported and removed, so the next login starts clean.
     const empty = await startUp(page, idp.clientId); // creates latchkey's database
     assert.deepEqual(empty.value.events, []);
-    await putRecord(page, recordKey(idp.clientId), '{"v":0,"iv":"AAAAAAAAAAAAAAAA","data":"AAAA"}');
+    await putRawRecord(page, idp, '{"v":0,"iv":"AAAAAAAAAAAAAAAA","data":"AAAA"}');
     const started = await startUp(page, idp.clientId);
     assert.deepEqual(started.error, undefined);
     assert.equal(started.value.authed, false);
@@ -130,19 +114,10 @@ test("quota exceeded on save: login and refresh keep their tokens in memory, eac
     const page = await context.newPage();
     const options = clientOptions(idp);
     await loginViaRedirect(page, idp, options);
-    const login = await page.evaluate(async (options) => {
-      const client = await window.latchkey.AuthClient.create(options);
-      const events = [];
-      client.on("storage", (detail) => events.push(detail));
-      await client.handleRedirectCallback();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      window.auth = client;
-      window.events = [];
-      for (const name of ["tokens", "sessionExpired", "storage"]) {
-        client.on(name, (detail) => window.events.push({ name, type: detail?.type, reason: detail?.reason }));
-      }
-      return { events, authed: await client.isAuthenticated() };
-    }, options);
+    await installClient(page, idp);
+    await page.evaluate(() => window.auth.handleRedirectCallback());
+    const atLogin = await eventsOf(page);
+    const login = { events: named(atLogin, "storage"), authed: await isAuthenticated(page) };
     assert.equal(login.authed, true, "the login succeeded from memory");
     assert.equal(login.events.length, 1, JSON.stringify(login.events));
     assert.deepEqual([login.events[0].type, login.events[0].storage], ["write_failed", "indexeddb"]);
@@ -155,7 +130,7 @@ test("quota exceeded on save: login and refresh keep their tokens in memory, eac
     const refreshed = await call(page, idp.whoamiUrl);
     assert.equal(refreshed.status, 200, JSON.stringify(refreshed));
     assert.equal(idp.counters().token.byGrantType.refresh_token, 1);
-    const events = await eventsOf(page);
+    const events = (await eventsOf(page)).slice(atLogin.length);
     assert.deepEqual(named(events, "storage").map((e) => e.type), ["write_failed"], "the refresh's write failed too, and said so");
     assert.deepEqual(named(events, "tokens").length, 1);
     assert.deepEqual(named(events, "sessionExpired"), []);

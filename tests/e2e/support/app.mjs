@@ -55,29 +55,41 @@ export async function loginViaRedirect(page, idp, options, loginOptions = {}) {
   return page.url();
 }
 
+const recordKey = (idp, clientId) => `latchkey:${idp.issuer}:${clientId}:tokens`;
+
+// Runs in the page: reads (`value` undefined) or writes the record `key` of
+// `storage`, past latchkey. A read of a missing record is null.
+async function accessRecord([storage, key, value]) {
+  if (storage === "localstorage") {
+    if (value === undefined) return localStorage.getItem(key);
+    return localStorage.setItem(key, value);
+  }
+  const db = await new Promise((resolve, reject) => {
+    const request = indexedDB.open("latchkey", 1);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  try {
+    return await new Promise((resolve, reject) => {
+      const records = db.transaction("records", value === undefined ? "readonly" : "readwrite").objectStore("records");
+      const request = value === undefined ? records.get(key) : records.put(value, key);
+      request.onsuccess = () => resolve(value === undefined ? (request.result ?? null) : undefined);
+      request.onerror = () => reject(request.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
 // The raw stored token record (`storage`: "indexeddb" or "localstorage") of
 // `clientId`, read past latchkey, for checking what is at rest; null when
 // there is none.
-export async function rawRecord(page, idp, storage = "indexeddb", clientId = idp.clientId) {
-  const key = `latchkey:${idp.issuer}:${clientId}:tokens`;
-  return page.evaluate(
-    async ([storage, key]) => {
-      if (storage === "localstorage") return localStorage.getItem(key);
-      const db = await new Promise((resolve, reject) => {
-        const request = indexedDB.open("latchkey", 1);
-        request.onsuccess = () => resolve(request.result);
-        request.onerror = () => reject(request.error);
-      });
-      try {
-        return await new Promise((resolve, reject) => {
-          const request = db.transaction("records").objectStore("records").get(key);
-          request.onsuccess = () => resolve(request.result ?? null);
-          request.onerror = () => reject(request.error);
-        });
-      } finally {
-        db.close();
-      }
-    },
-    [storage, key],
-  );
+export function rawRecord(page, idp, storage = "indexeddb", clientId = idp.clientId) {
+  return page.evaluate(accessRecord, [storage, recordKey(idp, clientId)]);
+}
+
+// Writes `value` as `clientId`'s raw record, past latchkey (a forged,
+// copied or outdated record). latchkey's database must exist already.
+export function putRawRecord(page, idp, value, { storage = "indexeddb", clientId = idp.clientId } = {}) {
+  return page.evaluate(accessRecord, [storage, recordKey(idp, clientId), value]);
 }

@@ -40,7 +40,8 @@ export async function openTab(context, idp, extra = {}, { initScript } = {}) {
 // names of page-side functions (functions cannot cross evaluate()):
 //   isTokenExpired: "bluesky" → 400 {"error":"ExpiredToken"} counts as expired
 //   refresh: "atproto" → AT Protocol refreshSession at idp.refreshSessionUrl
-// Every event is recorded in window.events as { name, source? }.
+// Every event is recorded in window.events as { name, source?, type?,
+// storage?, reason? } (the last three from `storage` events).
 export async function installClient(page, idp, extra = {}) {
   const { isTokenExpired, refresh, ...rest } = extra;
   const options = clientOptions(idp, rest);
@@ -73,7 +74,15 @@ export async function installClient(page, idp, extra = {}) {
       }
       window.events = [];
       for (const name of ["tokens", "sessionExpired", "signedOut", "storage"]) {
-        window.auth.on(name, (detail) => window.events.push({ name, source: detail?.source, type: detail?.type }));
+        window.auth.on(name, (detail) =>
+          window.events.push({
+            name,
+            source: detail?.source,
+            type: detail?.type,
+            storage: detail?.storage,
+            reason: detail?.reason,
+          }),
+        );
       }
       return { ok: true };
     },
