@@ -529,10 +529,9 @@ mod tests {
         let params = started(&platform);
         let body = r#"{"error":"invalid_grant","error_description":"code already used"}"#;
         expect_code_exchange(&platform, "c-1", 400, body);
-        let error = finish(&platform, &params).unwrap_err();
+        let error = refused(&platform, &params);
         assert_eq!(error.code(), "invalid_grant");
         assert_eq!(error.error_description(), Some("code already used"));
-        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
 
     #[test]
@@ -540,9 +539,8 @@ mod tests {
         let platform = FakePlatform::at(NOW);
         let params = started(&platform);
         expect_code_exchange(&platform, "c-1", 200, "<html>");
-        let error = finish(&platform, &params).unwrap_err();
+        let error = refused(&platform, &params);
         assert_eq!(error.code(), "malformed_token_response");
-        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
 
     #[test]
@@ -594,6 +592,14 @@ mod tests {
         ))
     }
 
+    /// A login that must fail: its error, once the store is checked to hold
+    /// no tokens.
+    fn refused(platform: &FakePlatform, params: &[(String, String)]) -> Error {
+        let error = finish(platform, params).unwrap_err();
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
+        error
+    }
+
     #[test]
     fn an_openid_login_verifies_the_id_token_then_stores_it() {
         let platform = FakePlatform::at(NOW);
@@ -614,11 +620,7 @@ mod tests {
         let platform = FakePlatform::at(NOW);
         let params = started(&platform);
         expect_code_exchange(&platform, "c-1", 200, TOKENS);
-        assert_eq!(
-            finish(&platform, &params).unwrap_err(),
-            Error::IdTokenMissing
-        );
-        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
+        assert_eq!(refused(&platform, &params), Error::IdTokenMissing);
     }
 
     #[test]
@@ -629,11 +631,7 @@ mod tests {
         expect_code_exchange(&platform, "c-1", 200, &body);
         platform.expect_get(JWKS_URL, 200, JWKS);
         platform.expect_signature(JwsAlgorithm::Rs256, &jwk(), &input, SIGNATURE, Ok(true));
-        assert_eq!(
-            finish(&platform, &params).unwrap_err(),
-            Error::NonceMismatch
-        );
-        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
+        assert_eq!(refused(&platform, &params), Error::NonceMismatch);
     }
 
     #[test]
@@ -644,10 +642,6 @@ mod tests {
         expect_code_exchange(&platform, "c-1", 200, &body);
         platform.expect_get(JWKS_URL, 200, JWKS);
         platform.expect_signature(JwsAlgorithm::Rs256, &jwk(), &input, SIGNATURE, Ok(false));
-        assert_eq!(
-            finish(&platform, &params).unwrap_err(),
-            Error::IdTokenInvalidSignature
-        );
-        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
+        assert_eq!(refused(&platform, &params), Error::IdTokenInvalidSignature);
     }
 }
