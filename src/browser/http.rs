@@ -27,10 +27,9 @@ pub async fn send<T: DeserializeOwned>(
         .map_err(network)?
         .unchecked_into();
     let status = response.status();
-    let retry_after_s = response
-        .headers()
-        .get("Retry-After")
-        .ok()
+    // Only an error answer's Retry-After means anything to the client.
+    let retry_after_s = (status >= 400)
+        .then(|| response.headers().get("Retry-After").ok().flatten())
         .flatten()
         .and_then(|value| retry_after_seconds(&value));
     let text = JsFuture::from(response.text().map_err(network)?)
