@@ -24,7 +24,11 @@ use web_sys::{Headers, Request, RequestInit, Response, ResponseInit};
 wasm_bindgen_test_configure!(run_in_browser);
 
 async fn sleep(ms: u32) {
-    BrowserPlatform.sleep(ms).await;
+    BrowserPlatform {
+        request_timeout_ms: 10_000,
+    }
+    .sleep(ms)
+    .await;
 }
 
 /// What `navigator.locks.query()` reports for `name`: (held, pending).
@@ -166,7 +170,7 @@ fn custom(body: &str) -> BrowserRefresh {
         token_endpoint: "https://idp.example/token".into(),
         client_id: "spa".into(),
         custom: Some(Function::new_with_args("ctx", body)),
-        timeout_ms: 1_000,
+        settle_cap_ms: 1_000,
     }
 }
 
