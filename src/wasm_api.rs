@@ -227,7 +227,14 @@ impl AuthClient {
         // is signed out and can ask why.
         let (tokens, storage_error) = match loaded {
             Ok(tokens) => (tokens, None),
-            Err(error) => (None, Some(format!("{}: {error}", error.code()))),
+            Err(error) => {
+                // A newer latchkey's record stays; anything else was removed.
+                let kind = match error {
+                    Error::NewerRecord { .. } => "newer_record",
+                    _ => "cleared",
+                };
+                (None, Some((kind, format!("{}: {error}", error.code()))))
+            }
         };
         let config = ClientConfig {
             issuer,
@@ -269,8 +276,8 @@ impl AuthClient {
             let detail = storage_event("fallback", storage.as_str(), reason);
             events.emit_soon(EventName::Storage, detail);
         }
-        if let Some(reason) = &storage_error {
-            let detail = storage_event("cleared", store.kind().as_str(), reason);
+        if let Some((kind, reason)) = &storage_error {
+            let detail = storage_event(kind, store.kind().as_str(), reason);
             events.emit_soon(EventName::Storage, detail);
         }
         Ok(AuthClient {
@@ -287,7 +294,7 @@ impl AuthClient {
                 policy,
                 is_token_expired,
                 storage_fallback,
-                storage_error,
+                storage_error: storage_error.map(|(_, reason)| reason),
                 events,
                 jwks: JwksCache::new(),
             }),

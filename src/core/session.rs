@@ -430,8 +430,9 @@ where
         let mine = self.session.tokens();
         let stored = match self.store.load_tokens().await {
             Ok(stored) => stored,
-            // The unreadable record was removed; this tab's copy is sound.
-            Err(Error::CorruptRecord { .. }) => {
+            // The unreadable record was removed, or is a newer latchkey's and
+            // left alone: this tab's copy is sound.
+            Err(Error::CorruptRecord { .. } | Error::NewerRecord { .. }) => {
                 return mine.ok_or(Error::NotAuthenticated);
             }
             Err(error) => return Err(error),
