@@ -119,6 +119,7 @@ async fn messages_reach_other_tabs_intact_and_strangers_are_ignored() {
     let sender = SessionChannel::open(name, |_| panic!("a tab hears its own message"));
     let message = SessionMessage::Tokens {
         tokens: sample_tokens(),
+        unsaved: false,
     };
     sender.publish(&message);
     // Something that is not ours on the same channel.
@@ -139,6 +140,7 @@ fn both_message_shapes_read_back_and_anything_else_is_ignored() {
     for message in [
         SessionMessage::Tokens {
             tokens: sample_tokens(),
+            unsaved: false,
         },
         SessionMessage::Ended {
             reason: latchkey::core::session::EndReason::SignedOut,

@@ -47,10 +47,14 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum SessionMessage {
-    /// A new token set was persisted (refresh or login).
+    /// A new token set is in use (refresh or login).
     Tokens {
         /// The new set.
         tokens: TokenSet,
+        /// The sender could not write it: the store holds an older set or
+        /// none, which is not a sign-out for the tabs that adopt this one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unsaved: bool,
     },
     /// The session was cleared.
     Ended {
@@ -257,12 +261,17 @@ impl Session {
     /// older than the one held is ignored ([`Session::adopt`]).
     pub fn receive(&self, message: SessionMessage, now_ms: u64) {
         match message {
-            SessionMessage::Tokens { mut tokens } => {
+            SessionMessage::Tokens {
+                mut tokens,
+                unsaved,
+            } => {
                 if tokens.expires_at_ms.is_none() {
                     return;
                 }
                 tokens.issued_at_ms = tokens.issued_at_ms.min(now_ms);
-                self.adopt(tokens, TokenSource::Sync);
+                if self.adopt(tokens, TokenSource::Sync) {
+                    self.unsaved.set(unsaved);
+                }
             }
             SessionMessage::Ended { reason } => {
                 self.end(reason, now_ms);
@@ -599,12 +608,17 @@ where
     /// Writes `tokens` and broadcasts them; a failed write keeps them in
     /// use from memory (and says so).
     async fn save_and_publish(&self, tokens: &TokenSet) {
-        match self.store.save_tokens(tokens).await {
-            Ok(()) => self.session.unsaved.set(false),
-            Err(error) => self.session.persist_failed(&error),
-        }
+        let unsaved = match self.store.save_tokens(tokens).await {
+            Ok(()) => false,
+            Err(error) => {
+                self.session.persist_failed(&error);
+                true
+            }
+        };
+        self.session.unsaved.set(unsaved);
         self.broadcast.publish(&SessionMessage::Tokens {
             tokens: tokens.clone(),
+            unsaved,
         });
     }
 
@@ -685,6 +699,7 @@ where
         drop(guard);
         self.broadcast.publish(&SessionMessage::Tokens {
             tokens: tokens.clone(),
+            unsaved: saved.is_err(),
         });
         self.session.unsaved.set(false);
         self.session.adopt(tokens, TokenSource::Login);

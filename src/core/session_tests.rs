@@ -288,7 +288,13 @@ fn stale_token_is_refreshed_in_the_lock_persisted_then_broadcast() {
     assert_eq!(stored.access_token.secret(), "at-2");
     assert_eq!(stored.refresh_token.as_ref().unwrap().secret(), "rt-2");
     assert_eq!(stored.expires_at_ms, Some(NOW + HOUR_MS));
-    assert_eq!(tab.sent(), vec![SessionMessage::Tokens { tokens: stored }]);
+    assert_eq!(
+        tab.sent(),
+        vec![SessionMessage::Tokens {
+            tokens: stored,
+            unsaved: false
+        }]
+    );
     assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
 }
 
@@ -668,6 +674,7 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-1", Some("rt-1"), NOW - 1, HOUR_MS),
+            unsaved: false,
         },
         NOW,
     );
@@ -675,6 +682,7 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-3", Some("rt-3"), NOW + 1, HOUR_MS),
+            unsaved: false,
         },
         NOW,
     );
@@ -683,6 +691,7 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-3", Some("rt-3"), NOW + 1, HOUR_MS),
+            unsaved: false,
         },
         NOW,
     );
@@ -705,6 +714,7 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
 fn session_messages_round_trip_through_serde() {
     let message = SessionMessage::Tokens {
         tokens: tokens("at-1", Some("rt-1"), NOW, HOUR_MS),
+        unsaved: false,
     };
     let json = serde_json::to_string(&message).unwrap();
     assert!(json.starts_with(r#"{"type":"tokens","tokens":{"#), "{json}");
@@ -784,6 +794,7 @@ fn a_broadcast_set_issued_before_a_sign_out_does_not_bring_the_session_back() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-2", Some("rt-2"), NOW - 1, HOUR_MS),
+            unsaved: false,
         },
         NOW + 1,
     );
@@ -792,6 +803,7 @@ fn a_broadcast_set_issued_before_a_sign_out_does_not_bring_the_session_back() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-3", Some("rt-3"), NOW + 10, HOUR_MS),
+            unsaved: false,
         },
         NOW + 10,
     );
@@ -895,7 +907,10 @@ fn a_refreshed_id_token_that_verifies_replaces_the_previous_one_after_the_save()
         .sent()
         .into_iter()
         .map(|m| match m {
-            SessionMessage::Tokens { tokens } => id_token_of(Some(tokens)).unwrap(),
+            SessionMessage::Tokens {
+                tokens,
+                unsaved: false,
+            } => id_token_of(Some(tokens)).unwrap(),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -1086,6 +1101,7 @@ fn a_set_adopted_from_a_tab_whose_write_failed_is_refreshed_not_the_older_stored
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: expiring("at-1", Some("rt-1"), 0),
+            unsaved: false,
         },
         NOW,
     );
@@ -1123,8 +1139,13 @@ fn broadcast_sets_are_checked_like_input() {
     let tab = Tab::new(Some(tokens("at-1", Some("rt-1"), NOW, HOUR_MS)), None);
     let mut no_expiry = tokens("at-x", Some("rt-x"), NOW + 1, HOUR_MS);
     no_expiry.expires_at_ms = None;
-    tab.session
-        .receive(SessionMessage::Tokens { tokens: no_expiry }, NOW + 1);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: no_expiry,
+            unsaved: false,
+        },
+        NOW + 1,
+    );
     assert_eq!(
         tab.in_memory().as_deref(),
         Some("at-1"),
@@ -1133,12 +1154,22 @@ fn broadcast_sets_are_checked_like_input() {
     // An issue time far in the future is taken as the time it arrived, so a
     // genuinely newer set still wins over it afterwards.
     let future = tokens("at-f", Some("rt-f"), NOW + 100 * HOUR_MS, HOUR_MS);
-    tab.session
-        .receive(SessionMessage::Tokens { tokens: future }, NOW + 1);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: future,
+            unsaved: false,
+        },
+        NOW + 1,
+    );
     assert_eq!(tab.session.tokens().unwrap().issued_at_ms, NOW + 1);
     let newer = tokens("at-n", Some("rt-n"), NOW + 2, HOUR_MS);
-    tab.session
-        .receive(SessionMessage::Tokens { tokens: newer }, NOW + 2);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: newer,
+            unsaved: false,
+        },
+        NOW + 2,
+    );
     assert_eq!(tab.in_memory().as_deref(), Some("at-n"));
 }
 
@@ -1157,4 +1188,35 @@ fn a_login_that_cannot_be_written_is_kept_in_memory_and_says_why() {
         tab.heard(),
         vec!["tokens Login at-1", "persist failed storage_error"]
     );
+}
+
+#[test]
+fn a_set_another_tab_could_not_write_is_refreshed_from_memory_when_the_store_is_empty() {
+    // The sibling's login could not be written (disk full): the store is
+    // empty, which is not a sign-out for a tab that adopted its broadcast.
+    let tab = Tab::new(None, None);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: expiring("at-1", Some("rt-1"), 0),
+            unsaved: true,
+        },
+        NOW,
+    );
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+    assert_eq!(tab.stored().unwrap().access_token.secret(), "at-2");
+}
+
+#[test]
+fn an_empty_store_after_a_saved_broadcast_is_a_sign_out() {
+    let tab = Tab::new(None, None);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: expiring("at-1", Some("rt-1"), 0),
+            unsaved: false,
+        },
+        NOW,
+    );
+    assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
 }
