@@ -444,9 +444,12 @@ impl AuthClient {
                 .session
                 .tokens()
                 .ok_or_else(|| js_err(Error::NotAuthenticated))?;
+            // Without `openid` the app asked for no ID token; one stored by an
+            // earlier version was never verified.
             let Some(json) = tokens
                 .id_token
                 .as_ref()
+                .filter(|_| scope_requests_openid(&inner.config.scope))
                 .and_then(|token| stored_claims_json(&inner.platform, token))
             else {
                 return Ok(JsValue::NULL);
