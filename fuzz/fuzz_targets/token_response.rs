@@ -36,6 +36,7 @@ fn previous() -> TokenSet {
         id_token: Some(IdToken::new("previous.id.token".into())),
         refresh_expires_at_ms: Some(NOW_MS + 86_400_000),
         issued_at_ms: NOW_MS - 3_600_000,
+        login_at_ms: NOW_MS - 3_600_000,
     }
 }
 
@@ -123,7 +124,8 @@ fn model(
             .id_token
             .or_else(|| previous.and_then(|p| p.id_token.clone())),
         refresh_expires_at_ms,
-        issued_at_ms: now_ms,
+        issued_at_ms: previous.map_or(now_ms, |p| now_ms.max(p.issued_at_ms.saturating_add(1))),
+        login_at_ms: previous.map_or(now_ms, |p| p.login_at_ms),
     })
 }
 

@@ -71,6 +71,10 @@ impl FakePlatform {
     pub fn at(now_ms: u64) -> Self {
         let platform = Self::default();
         platform.now_ms.set(now_ms);
+        // Short waits (the lock's grace after an unsaved broadcast) pass.
+        platform
+            .short_deadlines_ms
+            .set(crate::core::session::BROADCAST_GRACE_MS);
         platform
     }
 

@@ -49,3 +49,5 @@ pub mod single_flight;
 pub(crate) mod fakes;
 #[cfg(test)]
 mod redaction_tests;
+#[cfg(test)]
+mod simulation;

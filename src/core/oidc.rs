@@ -152,6 +152,7 @@ mod tests {
             id_token,
             refresh_expires_at_ms: None,
             issued_at_ms: NOW,
+            login_at_ms: NOW,
         }
     }
 

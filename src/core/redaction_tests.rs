@@ -47,6 +47,7 @@ fn token_set() -> TokenSet {
         id_token: Some(IdToken::new(ID_TOKEN.into())),
         refresh_expires_at_ms: None,
         issued_at_ms: 0,
+        login_at_ms: 0,
     }
 }
 

@@ -125,6 +125,7 @@ mod tests {
             id_token: None,
             refresh_expires_at_ms: None,
             issued_at_ms: 0,
+            login_at_ms: 0,
         }
     }
 

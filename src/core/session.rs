@@ -147,6 +147,13 @@ pub struct Session {
     unsaved: Cell<bool>,
 }
 
+/// How long a tab keeps the lock after broadcasting a set it could not
+/// write, so the message reaches the other tabs before any of them can take
+/// the lock and refresh from the older stored set. BroadcastChannel
+/// delivers between same-origin tabs within milliseconds; this is a wide
+/// margin, paid only when a write failed.
+pub const BROADCAST_GRACE_MS: u32 = 250;
+
 /// The longest `Retry-After` honoured, in ms: a server asking for hours
 /// would otherwise leave a user with a valid refresh token unable to use the
 /// API for that long.
@@ -217,7 +224,7 @@ impl Session {
         {
             let mut current = self.tokens.borrow_mut();
             if let Some(held) = &*current {
-                let older = source == TokenSource::Sync && tokens.issued_at_ms < held.issued_at_ms;
+                let older = source == TokenSource::Sync && is_newer(held, &tokens);
                 if older {
                     return false;
                 }
@@ -227,7 +234,9 @@ impl Session {
                     *current = Some(tokens);
                     return false;
                 }
-            } else if source == TokenSource::Sync && tokens.issued_at_ms <= self.ended_at_ms.get() {
+            } else if source == TokenSource::Sync && tokens.login_at_ms <= self.ended_at_ms.get() {
+                // From the ended session (even if a late refresh issued it
+                // after the end): only a later login brings a session back.
                 return false;
             }
             *current = Some(tokens.clone());
@@ -269,6 +278,7 @@ impl Session {
                     return;
                 }
                 tokens.issued_at_ms = tokens.issued_at_ms.min(now_ms);
+                tokens.login_at_ms = tokens.login_at_ms.min(now_ms);
                 if self.adopt(tokens, TokenSource::Sync) {
                     self.unsaved.set(unsaved);
                 }
@@ -451,7 +461,7 @@ where
             // the tab whose broadcast this one adopted) is newer than what
             // the store holds: refreshing the stored one would present a
             // spent refresh token.
-            (Some(stored), Some(mine)) if mine.issued_at_ms > stored.issued_at_ms => Ok(mine),
+            (Some(stored), Some(mine)) if is_newer(&mine, &stored) => Ok(mine),
             (Some(stored), _) => Ok(stored),
             (None, Some(mine)) if self.session.unsaved.get() => Ok(mine),
             // Cleared by another tab (sign-out or expiry) while this one
@@ -582,8 +592,7 @@ where
         }
         match self.store.load_tokens().await {
             Ok(Some(stored))
-                if stored.access_token != base.access_token
-                    && stored.issued_at_ms >= base.issued_at_ms =>
+                if stored.access_token != base.access_token && !is_newer(base, &stored) =>
             {
                 // Replaced meanwhile (a new login, a tab without the lock):
                 // the newer set wins. `fresh` is not revoked: it may belong
@@ -603,12 +612,19 @@ where
             _ => {}
         }
         self.save_and_publish(&fresh).await;
+        if self.session.ends.get() != ends_before {
+            // Signed out while the set was being written: the sign-out clears
+            // the store again once it has the lock, and every tab ignores
+            // this set's broadcast (its login is older than the sign-out).
+            self.background.revoke(fresh);
+            return Err(Error::NotAuthenticated);
+        }
         self.session.adopt(fresh.clone(), TokenSource::Refresh);
         Ok(fresh)
     }
 
     /// Writes `tokens` and broadcasts them; a failed write keeps them in
-    /// use from memory (and says so).
+    /// use from memory (and says so). Called holding the lock.
     async fn save_and_publish(&self, tokens: &TokenSet) {
         let unsaved = match self.store.save_tokens(tokens).await {
             Ok(()) => false,
@@ -618,10 +634,22 @@ where
             }
         };
         self.session.unsaved.set(unsaved);
+        self.publish_tokens(tokens, unsaved).await;
+    }
+
+    /// Broadcasts `tokens`, holding the lock. A set that could not be
+    /// written reaches the other tabs only through this message, so the
+    /// lock is held a little longer ([`BROADCAST_GRACE_MS`]): the next tab to
+    /// take it must have heard of the set, or it would refresh with the
+    /// stored, spent refresh token.
+    async fn publish_tokens(&self, tokens: &TokenSet, unsaved: bool) {
         self.broadcast.publish(&SessionMessage::Tokens {
             tokens: tokens.clone(),
             unsaved,
         });
+        if unsaved {
+            self.platform.sleep(BROADCAST_GRACE_MS).await;
+        }
     }
 
     /// Checks the refreshed set's new ID token. When it verifies it replaces
@@ -678,22 +706,34 @@ where
         Error::SessionExpired
     }
 
-    /// Signs out in every tab: under the lock (so no tab is between reading
-    /// and persisting a refresh), the latest set is read, the store
-    /// cleared, the other tabs told, and this tab's copy dropped. A tab
-    /// that refreshed just before finds the store empty when it gets the
-    /// lock, and its late broadcast is ignored (see [`Session::end`]).
+    /// Signs out in every tab. First at once, without waiting for anyone:
+    /// the store is cleared, the other tabs told, and this tab's copy
+    /// dropped (each tab emits `signedOut`, and a refresh still out in any
+    /// tab stores nothing when it settles). Then under the lock, so that no
+    /// refresh is between reading and writing: whatever a refresh of this
+    /// session wrote meanwhile is cleared too (a set whose login is not
+    /// later than the sign-out). A set from a later login is left alone.
     ///
-    /// The wait for the lock is bounded and its failure does not stop the
-    /// sign-out: nothing may keep the user signed in. Returns the newest set
-    /// known — stored or in this tab's memory, by issue time — to revoke and
-    /// for `id_token_hint`.
+    /// The wait for the lock is bounded by the longest a refresh may hold it
+    /// ([`RefreshPolicy::settle_cap_ms`]). Returns the newest set seen —
+    /// stored or in this tab's memory, by issue time — to revoke and for
+    /// `id_token_hint`.
     pub async fn sign_out(&self) -> Option<TokenSet> {
-        let wait = self.platform.sleep(self.policy.lock_wait_ms);
-        let guard = within(self.lock.acquire(), wait).await;
         let stored = self.store.load_tokens().await.ok().flatten();
-        let latest = newest(stored, self.session.tokens());
+        let mut latest = newest(stored, self.session.tokens());
         self.end(EndReason::SignedOut).await;
+        let signed_out_at = self.platform.now_ms();
+        let wait = self
+            .policy
+            .settle_cap_ms
+            .saturating_add(self.policy.timeout_ms);
+        let guard = within(self.lock.acquire(), self.platform.sleep(wait)).await;
+        if let Ok(Some(written)) = self.store.load_tokens().await {
+            if written.login_at_ms <= signed_out_at {
+                let _ = self.store.clear_tokens().await;
+                latest = newest(latest, Some(written));
+            }
+        }
         drop(guard);
         latest
     }
@@ -707,11 +747,8 @@ where
         let wait = self.platform.sleep(self.policy.lock_wait_ms);
         let guard = within(self.lock.acquire(), wait).await;
         let saved = self.store.save_tokens(&tokens).await;
+        self.publish_tokens(&tokens, saved.is_err()).await;
         drop(guard);
-        self.broadcast.publish(&SessionMessage::Tokens {
-            tokens: tokens.clone(),
-            unsaved: saved.is_err(),
-        });
         self.session.unsaved.set(false);
         self.session.adopt(tokens, TokenSource::Login);
         let error = saved.err()?;
@@ -720,14 +757,18 @@ where
     }
 }
 
-/// The newer of two sets by issue time.
+/// Whether `a` is newer than `b`: from a later login, or from the same
+/// login and issued later. A login completed while a refresh of an earlier
+/// session was out is newer than that refresh's set, whenever the
+/// refresh's answer came.
+pub fn is_newer(a: &TokenSet, b: &TokenSet) -> bool {
+    (a.login_at_ms, a.issued_at_ms) > (b.login_at_ms, b.issued_at_ms)
+}
+
+/// The newer of two sets ([`is_newer`]).
 fn newest(a: Option<TokenSet>, b: Option<TokenSet>) -> Option<TokenSet> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(if b.issued_at_ms > a.issued_at_ms {
-            b
-        } else {
-            a
-        }),
+        (Some(a), Some(b)) => Some(if is_newer(&b, &a) { b } else { a }),
         (a, b) => a.or(b),
     }
 }

@@ -32,6 +32,7 @@ fn tokens(access: &str, refresh: Option<&str>, issued_at_ms: u64, lifetime_ms: u
         id_token: None,
         refresh_expires_at_ms: None,
         issued_at_ms,
+        login_at_ms: issued_at_ms,
     }
 }
 
@@ -1216,4 +1217,39 @@ fn an_empty_store_after_a_saved_broadcast_is_a_sign_out() {
         NOW,
     );
     assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
+}
+
+#[test]
+fn a_login_finished_before_an_older_sessions_refresh_answered_still_wins() {
+    // The login's set was issued (code exchange answered) before the old
+    // session's refresh answer came: by issue time alone the refresh would
+    // look newer. The login is from a later login, so it wins.
+    let old = tokens("at-1", Some("rt-1"), NOW - HOUR_MS + 1_000, HOUR_MS);
+    let mut old_session = old.clone();
+    old_session.login_at_ms = NOW - 2 * HOUR_MS;
+    let tab = Tab::with(old_session);
+    let store = &tab.platform.store;
+    let login = tokens("bob-1", Some("bob-rt"), NOW - 5_000, HOUR_MS);
+    let saved = login.clone();
+    tab.platform.now_ms.set(NOW);
+    let transport = SlowAnswer::new(&tab, 1, move || {
+        block_on(store.save_tokens(&saved)).unwrap()
+    });
+    let result = tab.run_with(&transport, async |r| r.access_token().await);
+    assert_eq!(result.unwrap().secret(), "bob-1");
+    assert_eq!(tab.stored(), Some(login.clone()));
+
+    // A tab that already holds the old session's refreshed set adopts the
+    // login's broadcast although its issue time is earlier.
+    let mut refreshed = tokens("at-2", Some("rt-2"), NOW, HOUR_MS);
+    refreshed.login_at_ms = NOW - 2 * HOUR_MS;
+    let other = Tab::new(Some(refreshed), None);
+    other.session.receive(
+        SessionMessage::Tokens {
+            tokens: login,
+            unsaved: false,
+        },
+        NOW,
+    );
+    assert_eq!(other.in_memory().as_deref(), Some("bob-1"));
 }

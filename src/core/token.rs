@@ -193,6 +193,12 @@ pub struct TokenSet {
     pub refresh_expires_at_ms: Option<u64>,
     /// When this set was received.
     pub issued_at_ms: u64,
+    /// When the login this set descends from (through refreshes) was
+    /// completed: a sign-out at time T ends every set whose login was at or
+    /// before T, including one a refresh receives after T. Records written
+    /// before this field existed read as 0 (an old session).
+    #[serde(default)]
+    pub login_at_ms: u64,
 }
 
 fn malformed(reason: &str) -> Error {
@@ -287,7 +293,10 @@ impl TokenSet {
                 .id_token
                 .or_else(|| previous.and_then(|p| p.id_token.clone())),
             refresh_expires_at_ms,
-            issued_at_ms: now_ms,
+            // Strictly after the set it replaces, even within one ms: "newest
+            // by issue time" must order a refresh after its base.
+            issued_at_ms: previous.map_or(now_ms, |p| now_ms.max(p.issued_at_ms.saturating_add(1))),
+            login_at_ms: previous.map_or(now_ms, |p| p.login_at_ms),
         })
     }
 

@@ -1,0 +1,664 @@
+//! A seeded, deterministic simulation of several tabs running the refresh
+//! protocol against one authorization server that rotates refresh tokens
+//! and revokes the grant on reuse.
+//!
+//! Every step the scheduler, driven by a seeded generator, either polls one
+//! of the tasks (a tab's app calls, a tab's refresh running on its own
+//! task), delivers one broadcast to a tab, or moves the clock. Faults come
+//! between any two steps: a token request that is answered late (past the
+//! callers' timeout), an answer lost after the server rotated, a store write
+//! that fails in one tab, a sign-out in one tab. Each seed is one
+//! interleaving; a failure names its seed, and rerunning that seed
+//! replays it exactly.
+//!
+//! The properties checked after every run are the protocol's promises:
+//! - the server never sees a refresh token presented twice, except after an
+//!   answer that never came back (no client can recover that one);
+//! - without such a loss or a sign-out, the session survives: the server's
+//!   grant is alive and the newest set is in the store or, where a write
+//!   failed, in a tab's memory;
+//! - after a sign-out, no tab holds tokens and the store is empty;
+//! - every task ends, and the lock is free.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::core::memory_store::MemorySessionStore;
+use crate::core::session::{NoCheck, RefreshPolicy, Refresher, Session, SessionMessage};
+use crate::core::{AccessToken, Error, RawTokenResponse, TokenSet};
+use crate::platform::{
+    Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
+};
+
+const START_MS: u64 = 1_700_000_000_000;
+/// Access tokens live this long; refreshed within the leeway before.
+const LIFETIME_S: u64 = 20;
+const POLICY: RefreshPolicy = RefreshPolicy {
+    leeway_ms: 5_000,
+    timeout_ms: 10_000,
+    settle_cap_ms: 60_000,
+    lock_wait_ms: 30_000,
+};
+const TABS: usize = 3;
+const CALLS_PER_TAB: usize = 8;
+/// A broadcast reaches the other tabs within this long (the simulation's
+/// model of BroadcastChannel; see `BROADCAST_GRACE_MS`).
+const MAX_DELIVERY_MS: u64 = 50;
+/// Scheduler steps before a run is declared stuck.
+const STEP_LIMIT: usize = 400_000;
+
+/// xorshift64*: small, seedable, and the same everywhere.
+struct Rng(Cell<u64>);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1))
+    }
+
+    fn next(&self) -> u64 {
+        let mut x = self.0.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn percent(&self, p: u64) -> bool {
+        self.below(100) < p
+    }
+}
+
+/// Which faults a run may inject, in percent per opportunity.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// A token request answered after the callers' timeout.
+    late_answer: u64,
+    /// The server rotates, the answer never comes back.
+    lost_answer: u64,
+    /// A store write fails (quota exceeded) in the writing tab.
+    failed_write: u64,
+    /// One tab signs out somewhere in the run.
+    sign_out: bool,
+}
+
+/// The authorization server: one grant, rotating refresh tokens, reuse
+/// revokes the grant; and the API, which accepts the grant's live access
+/// tokens.
+#[derive(Default)]
+struct Server {
+    /// The number in the newest set's tokens (`at-N`, `rt-N`).
+    generation: Cell<u32>,
+    /// When each access token expires, by generation.
+    expiry_ms: RefCell<Vec<u64>>,
+    revoked: Cell<bool>,
+    reuse: Cell<u32>,
+    lost_answers: Cell<u32>,
+    grants: Cell<u32>,
+}
+
+impl Server {
+    fn login(&self, now_ms: u64) -> TokenSet {
+        self.expiry_ms.borrow_mut().push(now_ms + LIFETIME_S * 1000);
+        set(0, now_ms)
+    }
+
+    /// The refresh grant: rotation, or reuse detection.
+    fn refresh(&self, refresh_token: &str, now_ms: u64) -> &'static str {
+        self.grants.set(self.grants.get() + 1);
+        let current = format!("rt-{}", self.generation.get());
+        if self.revoked.get() {
+            return "invalid_grant";
+        }
+        if refresh_token != current {
+            self.reuse.set(self.reuse.get() + 1);
+            self.revoked.set(true);
+            return "invalid_grant";
+        }
+        self.generation.set(self.generation.get() + 1);
+        self.expiry_ms.borrow_mut().push(now_ms + LIFETIME_S * 1000);
+        "rotated"
+    }
+
+    /// Whether the API accepts `token` at `now_ms`.
+    fn accepts(&self, token: &AccessToken, now_ms: u64) -> bool {
+        let Some(n) = token.secret().strip_prefix("at-") else {
+            return false;
+        };
+        let n: usize = n.parse().unwrap();
+        !self.revoked.get()
+            && self
+                .expiry_ms
+                .borrow()
+                .get(n)
+                .is_some_and(|&at| now_ms < at)
+    }
+
+    fn answer(&self) -> String {
+        let n = self.generation.get();
+        format!(
+            r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":{LIFETIME_S},"refresh_token":"rt-{n}"}}"#
+        )
+    }
+}
+
+fn set(n: u32, issued_at_ms: u64) -> TokenSet {
+    TokenSet {
+        access_token: AccessToken::new(format!("at-{n}")),
+        token_type: "Bearer".into(),
+        expires_at_ms: Some(issued_at_ms + LIFETIME_S * 1000),
+        refresh_token: Some(crate::core::RefreshToken::new(format!("rt-{n}"))),
+        scope: None,
+        id_token: None,
+        refresh_expires_at_ms: None,
+        issued_at_ms,
+        login_at_ms: issued_at_ms,
+    }
+}
+
+/// Everything the tabs share: clock, generator, server, store, lock and
+/// the broadcasts on their way.
+struct World {
+    now_ms: Cell<u64>,
+    rng: Rng,
+    faults: Faults,
+    server: Server,
+    store: MemorySessionStore,
+    /// The tab holding the origin-wide lock.
+    lock_holder: Cell<Option<usize>>,
+    /// Each tab's incoming broadcasts, with the time by which each is
+    /// delivered at the latest.
+    inboxes: Vec<RefCell<VecDeque<(u64, SessionMessage)>>>,
+    signed_out: Cell<bool>,
+    /// What happened, for the message of a failed run.
+    trace: RefCell<Vec<String>>,
+}
+
+impl World {
+    /// Records `what` at the current time.
+    fn note(&self, what: String) {
+        self.trace
+            .borrow_mut()
+            .push(format!("{:>6} {what}", self.now_ms.get() - START_MS));
+    }
+}
+
+/// Waits for the scheduler to come back to this task once.
+async fn yield_once() {
+    let mut yielded = false;
+    poll_fn(|_| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// One tab's view of the world: its clock, timer, store, lock and channel.
+struct TabPorts<'w> {
+    world: &'w World,
+    tab: usize,
+}
+
+impl Clock for TabPorts<'_> {
+    fn now_ms(&self) -> u64 {
+        self.world.now_ms.get()
+    }
+}
+
+impl Timer for TabPorts<'_> {
+    async fn sleep(&self, ms: u32) {
+        let until = self.world.now_ms.get() + u64::from(ms);
+        while self.world.now_ms.get() < until {
+            yield_once().await;
+        }
+    }
+}
+
+impl SessionStore for TabPorts<'_> {
+    async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
+        yield_once().await;
+        let stored = self.world.store.load_tokens().await;
+        if let Ok(set) = &stored {
+            let rt = set
+                .as_ref()
+                .and_then(|s| s.refresh_token.as_ref())
+                .map(|t| t.secret().to_owned());
+            let issued = set.as_ref().map(|s| s.issued_at_ms - START_MS);
+            self.world
+                .note(format!("tab {} reads {rt:?} issued {issued:?}", self.tab));
+        }
+        stored
+    }
+
+    async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
+        yield_once().await;
+        let rt = tokens.refresh_token.as_ref().map(|t| t.secret().to_owned());
+        if self.world.rng.percent(self.world.faults.failed_write) {
+            self.world
+                .note(format!("tab {} write {rt:?} FAILED", self.tab));
+            return Err(Error::Storage {
+                reason: "QuotaExceededError".into(),
+            });
+        }
+        self.world.note(format!("tab {} write {rt:?}", self.tab));
+        self.world.store.save_tokens(tokens).await
+    }
+
+    async fn clear_tokens(&self) -> Result<(), Error> {
+        yield_once().await;
+        self.world.store.clear_tokens().await
+    }
+
+    async fn put_transaction(&self, _: crate::core::PendingTransaction) -> Result<(), Error> {
+        unreachable!("no login in the simulation")
+    }
+
+    async fn take_transaction(&self) -> Result<Option<crate::core::PendingTransaction>, Error> {
+        unreachable!("no login in the simulation")
+    }
+}
+
+/// Releases the origin-wide lock when dropped.
+struct LockGuard<'w>(&'w World);
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .note(format!("lock released by {:?}", self.0.lock_holder.get()));
+        self.0.lock_holder.set(None);
+    }
+}
+
+impl<'w> SessionLock for TabPorts<'w> {
+    type Guard = LockGuard<'w>;
+
+    async fn acquire(&self) -> Result<LockGuard<'w>, Error> {
+        while self.world.lock_holder.get().is_some() {
+            yield_once().await;
+        }
+        self.world.lock_holder.set(Some(self.tab));
+        self.world.note(format!("tab {} takes the lock", self.tab));
+        Ok(LockGuard(self.world))
+    }
+}
+
+impl Broadcast for TabPorts<'_> {
+    fn publish(&self, message: &SessionMessage) {
+        for (tab, inbox) in self.world.inboxes.iter().enumerate() {
+            if tab != self.tab {
+                let due = self.world.now_ms.get() + self.world.rng.below(MAX_DELIVERY_MS + 1);
+                inbox.borrow_mut().push_back((due, message.clone()));
+            }
+        }
+    }
+}
+
+impl RefreshTransport for TabPorts<'_> {
+    async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
+        let world = self.world;
+        let refresh_token = current.refresh_token.as_ref().unwrap().secret().to_owned();
+        // On its way to the server.
+        for _ in 0..world.rng.below(4) {
+            yield_once().await;
+        }
+        let outcome = world.server.refresh(&refresh_token, world.now_ms.get());
+        world.note(format!(
+            "tab {} refresh with {refresh_token}: {outcome}",
+            self.tab
+        ));
+        let body = match outcome {
+            "rotated" => world.server.answer(),
+            error => format!(r#"{{"error":"{error}"}}"#),
+        };
+        if outcome == "rotated" && world.rng.percent(world.faults.lost_answer) {
+            world
+                .server
+                .lost_answers
+                .set(world.server.lost_answers.get() + 1);
+            std::future::pending::<()>().await;
+        }
+        if world.rng.percent(world.faults.late_answer) {
+            let late = POLICY.timeout_ms + world.rng.below(20_000) as u32;
+            self.sleep(late).await;
+        }
+        Ok(HttpReply {
+            status: if outcome == "rotated" { 200 } else { 400 },
+            body: Ok(serde_json::from_str(&body).unwrap()),
+            retry_after_s: None,
+        })
+    }
+}
+
+type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// The tasks of a run, polled in an order the generator picks.
+#[derive(Default)]
+struct Tasks<'a>(RefCell<Vec<Task<'a>>>);
+
+/// A tab's [`Background`]: its refresh becomes a task of the run.
+struct TabBackground<'a> {
+    tasks: &'a Tasks<'a>,
+    tab: &'a Tab<'a>,
+}
+
+impl Background for TabBackground<'_> {
+    fn refresh(&self, held: AccessToken) {
+        let tab = self.tab;
+        self.tasks.0.borrow_mut().push(Box::pin(async move {
+            tab.refresher(&NoBackground).lead(held).await;
+        }));
+    }
+
+    fn revoke(&self, _tokens: TokenSet) {}
+}
+
+/// Inside a refresh: never starts another.
+struct NoBackground;
+
+impl Background for NoBackground {
+    fn refresh(&self, _held: AccessToken) {
+        unreachable!("a refresh never starts another");
+    }
+
+    fn revoke(&self, _tokens: TokenSet) {}
+}
+
+struct Tab<'w> {
+    ports: TabPorts<'w>,
+    session: Session,
+}
+
+impl<'w> Tab<'w> {
+    fn refresher<'a>(
+        &'a self,
+        background: &'a dyn Background,
+    ) -> Refresher<'a, TabPorts<'w>, TabPorts<'w>, TabPorts<'w>, TabPorts<'w>, TabPorts<'w>> {
+        Refresher {
+            session: &self.session,
+            platform: &self.ports,
+            store: &self.ports,
+            lock: &self.ports,
+            broadcast: &self.ports,
+            transport: &self.ports,
+            policy: POLICY,
+            check: NoCheck,
+            background,
+        }
+    }
+
+    /// The app in this tab: calls spread over time, each getting a token,
+    /// using it, and after a rejection getting a replacement and retrying
+    /// once. One tab may sign out along the way.
+    async fn app(&'w self, tasks: &'w Tasks<'w>, signs_out_at: Option<usize>) {
+        let world = self.ports.world;
+        let background = TabBackground { tasks, tab: self };
+        let refresher = self.refresher(&background);
+        for call in 0..CALLS_PER_TAB {
+            self.ports.sleep(world.rng.below(12_000) as u32).await;
+            if signs_out_at == Some(call) {
+                refresher.sign_out().await;
+                world.signed_out.set(true);
+                return;
+            }
+            let Ok(token) = refresher.access_token().await else {
+                continue;
+            };
+            if world.server.accepts(&token, world.now_ms.get()) {
+                continue;
+            }
+            if let Ok(fresh) = refresher.after_rejection(&token).await {
+                let _ = world.server.accepts(&fresh, world.now_ms.get());
+            }
+        }
+    }
+}
+
+/// Runs one seeded interleaving and checks the protocol's promises.
+fn run(seed: u64, faults: Faults) {
+    // Leaked: the tasks borrow the tabs and the task list itself for the
+    // whole run (a few kilobytes per run).
+    let world: &'static World = Box::leak(Box::new(World {
+        now_ms: Cell::new(START_MS),
+        rng: Rng::new(seed),
+        faults,
+        server: Server::default(),
+        store: MemorySessionStore::default(),
+        lock_holder: Cell::new(None),
+        inboxes: (0..TABS).map(|_| RefCell::default()).collect(),
+        signed_out: Cell::new(false),
+        trace: RefCell::default(),
+    }));
+    let login = world.server.login(START_MS);
+    crate::core::fakes::block_on(world.store.save_tokens(&login)).unwrap();
+    let tabs: &'static [Tab<'static>] = Vec::leak(
+        (0..TABS)
+            .map(|tab| Tab {
+                ports: TabPorts { world, tab },
+                session: Session::new(Some(login.clone())),
+            })
+            .collect(),
+    );
+    let tasks: &'static Tasks<'static> = Box::leak(Box::default());
+    let signer = faults.sign_out.then(|| {
+        (
+            world.rng.below(TABS as u64) as usize,
+            world.rng.below(CALLS_PER_TAB as u64) as usize,
+        )
+    });
+    for (i, tab) in tabs.iter().enumerate() {
+        let signs_out_at = signer.filter(|(who, _)| *who == i).map(|(_, at)| at);
+        tasks
+            .0
+            .borrow_mut()
+            .push(Box::pin(tab.app(tasks, signs_out_at)));
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut steps = 0;
+    loop {
+        let pending_messages = world.inboxes.iter().any(|inbox| !inbox.borrow().is_empty());
+        if tasks.0.borrow().is_empty() && !pending_messages {
+            break;
+        }
+        steps += 1;
+        assert!(steps < STEP_LIMIT, "seed {seed}: stuck");
+        match world.rng.below(100) {
+            0..=9 => {
+                let now = world.now_ms.get() + world.rng.below(1_500);
+                // Whatever is due by then has been delivered by then.
+                for (tab, inbox) in world.inboxes.iter().enumerate() {
+                    loop {
+                        let due = inbox.borrow().front().is_some_and(|(at, _)| *at <= now);
+                        if !due {
+                            break;
+                        }
+                        let (at, message) = inbox.borrow_mut().pop_front().unwrap();
+                        deliver(world, &tabs[tab], message, at);
+                    }
+                }
+                world.now_ms.set(now);
+            }
+            10..=29 => {
+                let tab = world.rng.below(TABS as u64) as usize;
+                let message = world.inboxes[tab].borrow_mut().pop_front();
+                if let Some((_, message)) = message {
+                    deliver(world, &tabs[tab], message, world.now_ms.get());
+                }
+            }
+            _ => {
+                let count = tasks.0.borrow().len();
+                if count == 0 {
+                    world.now_ms.set(world.now_ms.get() + 100);
+                    continue;
+                }
+                let pick = world.rng.below(count as u64) as usize;
+                // Taken out while polled: it may add tasks.
+                let mut task = tasks.0.borrow_mut().swap_remove(pick);
+                if task.as_mut().poll(&mut cx).is_pending() {
+                    tasks.0.borrow_mut().push(task);
+                }
+            }
+        }
+    }
+    check(seed, world, tabs);
+}
+
+fn deliver(world: &World, tab: &Tab, message: SessionMessage, at: u64) {
+    let what = match &message {
+        SessionMessage::Tokens { tokens, unsaved } => format!(
+            "{:?} unsaved={unsaved}",
+            tokens.refresh_token.as_ref().map(|t| t.secret().to_owned())
+        ),
+        SessionMessage::Ended { reason } => format!("ended {reason:?}"),
+    };
+    tab.session.receive(message, at);
+    let held = tab.session.tokens().map(|t| {
+        (
+            t.refresh_token.unwrap().secret().to_owned(),
+            t.issued_at_ms - START_MS,
+        )
+    });
+    world.note(format!(
+        "tab {} hears {what} at {}, holds {held:?}",
+        tab.ports.tab,
+        at - START_MS
+    ));
+}
+
+fn check(seed: u64, world: &World, tabs: &[Tab]) {
+    let trace = world.trace.borrow().join("\n");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check_run(seed, world, tabs)
+    }));
+    if let Err(panic) = result {
+        eprintln!("trace of seed {seed}:\n{trace}");
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
+    let server = &world.server;
+    assert_eq!(
+        world.lock_holder.get(),
+        None,
+        "seed {seed}: the lock is free"
+    );
+    assert!(
+        server.reuse.get() <= server.lost_answers.get(),
+        "seed {seed}: {} reuse(s) with {} lost answer(s)",
+        server.reuse.get(),
+        server.lost_answers.get()
+    );
+    let stored = crate::core::fakes::block_on(world.store.load_tokens()).unwrap();
+    if world.signed_out.get() {
+        assert_eq!(stored, None, "seed {seed}: sign-out cannot be undone");
+        for (i, tab) in tabs.iter().enumerate() {
+            assert_eq!(
+                tab.session.tokens(),
+                None,
+                "seed {seed}: tab {i} still signed in"
+            );
+        }
+        return;
+    }
+    if server.lost_answers.get() > 0 {
+        return;
+    }
+    assert!(!server.revoked.get(), "seed {seed}: the grant was revoked");
+    let newest = format!("rt-{}", server.generation.get());
+    let holds_newest = |set: &Option<TokenSet>| {
+        set.as_ref()
+            .and_then(|s| s.refresh_token.as_ref())
+            .is_some_and(|rt| rt.secret() == newest)
+    };
+    assert!(
+        holds_newest(&stored) || tabs.iter().any(|tab| holds_newest(&tab.session.tokens())),
+        "seed {seed}: {newest}, the session, is neither stored nor held by a tab"
+    );
+}
+
+/// The seeds each property runs: 0..400, or 0..N with
+/// `LATCHKEY_SIM_SEEDS=N` for a longer search (a failure prints its seed and
+/// trace; `LATCHKEY_SIM_FIRST=S` starts there to replay it).
+fn seeds() -> std::ops::Range<u64> {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let first = var("LATCHKEY_SIM_FIRST", 0);
+    first..first + var("LATCHKEY_SIM_SEEDS", 400)
+}
+
+#[test]
+fn no_faults_one_rotation_per_expiry_and_no_reuse() {
+    for seed in seeds() {
+        run(seed, Faults::default());
+    }
+}
+
+#[test]
+fn answers_after_the_timeout_are_kept() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                late_answer: 30,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn lost_answers_cost_at_most_the_session_never_a_loop() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                lost_answer: 10,
+                late_answer: 20,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn a_sign_out_anywhere_is_final() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                late_answer: 30,
+                sign_out: true,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn failed_writes_never_lose_the_session() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                failed_write: 15,
+                late_answer: 10,
+                ..Faults::default()
+            },
+        );
+    }
+}
