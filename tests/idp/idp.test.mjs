@@ -672,8 +672,10 @@ test("grant counters: reuse, revocation and revoke-grants are counted by reason;
     assert.equal(rev.status, 200);
     // The test's own revoke-grants: reason "test" (one live grant left: b's is gone).
     await login(idp.issuer, { redirectUri: REDIRECT });
+    assert.equal(idp.liveGrants().length, 1);
     assert.equal((await post(`${idp.issuer}/__test/revoke-grants`)).body.revokedGrants, 1);
 
+    assert.equal(idp.liveGrants().length, 0, "every grant is gone");
     const c = idp.counters();
     assert.deepEqual(c.grants, { revoked: 4, byReason: { reuse: 2, revocation: 1, test: 1 } });
     assert.deepEqual(c.token.succeeded, { authorization_code: 4, refresh_token: 1 });

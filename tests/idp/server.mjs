@@ -337,6 +337,7 @@ export async function startIdp(options = {}) {
       endpointFaults: () => state.outages.snapshot(),
       revokeAllGrants: () => revokeAllGrants(state, store),
       liveRefreshTokens: () => store.liveRefreshTokens(),
+      liveGrants: () => store.liveGrantIds(),
       close: closeAll,
     };
   } catch (err) {
