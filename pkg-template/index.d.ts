@@ -33,6 +33,7 @@ export type LatchkeyErrorCode =
   | "network_error"
   | "storage_error"
   | "corrupt_record"
+  | "newer_record"
   | "crypto_error"
   | "lock_unavailable"
   | "refresh_failed"
@@ -216,9 +217,11 @@ export interface StorageEvent {
   /**
    * `fallback`: the requested storage could not be used, tokens are in
    * memory; `cleared`: a corrupt or foreign record was removed;
+   * `newer_record`: the record was written by a newer latchkey and is left
+   * alone (this tab works from memory and never overwrites it);
    * `write_failed`: refreshed tokens could not be persisted.
    */
-  type: "fallback" | "cleared" | "write_failed";
+  type: "fallback" | "cleared" | "newer_record" | "write_failed";
   /** The storage kind concerned. */
   storage: StorageKind;
   /** Why, in words. */

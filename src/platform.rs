@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::core::jose::{Jwk, JwsAlgorithm};
 use crate::core::session::SessionMessage;
-use crate::core::{Error, PendingTransaction, RawTokenResponse, TokenSet};
+use crate::core::{AccessToken, Error, PendingTransaction, RawTokenResponse, TokenSet};
 
 /// Milliseconds since the Unix epoch.
 pub trait Clock {
@@ -95,6 +95,20 @@ pub trait Broadcast {
 pub trait RefreshTransport {
     /// Exchanges `current`'s refresh token for a token response.
     async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error>;
+}
+
+/// Work the core hands off to run on its own, past the call that started it.
+pub trait Background {
+    /// Runs this tab's refresh of `held` ([`Refresher::lead`]) to its end on
+    /// a task of its own: no caller that stops waiting may cancel a request
+    /// the server may already have answered (and rotated on).
+    ///
+    /// [`Refresher::lead`]: crate::core::session::Refresher::lead
+    fn refresh(&self, held: AccessToken);
+    /// Revokes `tokens` best effort: a set the server issued that the
+    /// session will not use (it ended meanwhile, or its ID token names
+    /// someone else), so its refresh token is not left alive.
+    fn revoke(&self, tokens: TokenSet);
 }
 
 /// JSON text to a typed value. The platform parses (`JSON.parse` in the

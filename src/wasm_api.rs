@@ -3,7 +3,7 @@
 //! Thin by design: parse and validate the JS input once, call the core with
 //! the browser platform, and turn errors into JS `Error`s with a `code`.
 
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -27,10 +27,10 @@ use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::race::both;
 use crate::core::revocation::Revocation;
 use crate::core::session::{
-    EndReason, RefreshPolicy, Refresher, Session, SessionChange, SessionMessage, TokenSource,
+    EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
 };
-use crate::core::{Error, TokenSet};
-use crate::platform::{Broadcast, Clock, Crypto, SessionStore};
+use crate::core::{scope_requests_openid, AccessToken, Error, TokenSet};
+use crate::platform::{Background, Clock, Crypto, SessionStore};
 
 /// The latchkey version, e.g. `"0.1.0"`.
 #[wasm_bindgen]
@@ -51,6 +51,8 @@ const CALLBACK_PARAMS: &[&str] = &[
 ];
 
 struct Inner {
+    /// This client itself, for the tasks it starts ([`Background`]).
+    me: Weak<Inner>,
     config: ClientConfig,
     platform: BrowserPlatform,
     store: BrowserSessionStore,
@@ -76,7 +78,7 @@ type BrowserRefresher<'a> = Refresher<
     WebSessionLock,
     SessionChannel,
     BrowserRefresh,
-    IdTokenVerifier<'a, BrowserPlatform>,
+    Option<IdTokenVerifier<'a, BrowserPlatform>>,
 >;
 
 impl Inner {
@@ -89,7 +91,18 @@ impl Inner {
             broadcast: &self.channel,
             transport: &self.transport,
             policy: self.policy,
-            check: self.id_tokens(),
+            // Without `openid` the app asked for no ID token: none is kept.
+            check: scope_requests_openid(&self.config.scope).then(|| self.id_tokens()),
+            background: self,
+        }
+    }
+
+    fn revocation<'a>(&'a self, endpoint: &'a str) -> Revocation<'a, BrowserPlatform> {
+        Revocation {
+            platform: &self.platform,
+            endpoint,
+            client_id: &self.config.client_id,
+            timeout_ms: self.policy.timeout_ms,
         }
     }
 
@@ -104,6 +117,30 @@ impl Inner {
     }
 }
 
+impl Background for Inner {
+    fn refresh(&self, held: AccessToken) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        // Owns the client: runs to its end whoever stops waiting for it.
+        wasm_bindgen_futures::spawn_local(async move {
+            me.refresher().lead(held).await;
+        });
+    }
+
+    fn revoke(&self, tokens: TokenSet) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Some(endpoint) = &me.config.endpoints.revocation {
+                // Best effort: the set is already out of use everywhere.
+                let _ = me.revocation(endpoint).revoke_all(&tokens).await;
+            }
+        });
+    }
+}
+
 /// The Web Lock and BroadcastChannel name of one session.
 fn session_name(issuer: &str, client_id: &str) -> String {
     format!("latchkey:{issuer}:{client_id}")
@@ -112,6 +149,11 @@ fn session_name(issuer: &str, client_id: &str) -> String {
 /// How long a tab waits for the lock, in refresh timeouts: enough for the
 /// tabs queued ahead to adopt or make one bounded refresh each.
 const LOCK_WAIT_TIMEOUTS: u32 = 3;
+
+/// The longest a refresh request is awaited (holding the lock) after its
+/// callers stopped waiting, unless twice the timeout is longer: an answer
+/// that comes this late still carries the session's rotated refresh token.
+const SETTLE_CAP_MS: u32 = 60_000;
 
 /// A per-tab random addition to the leeway of up to a fifth of it (at most
 /// 5 s), so tabs that loaded together do not all find the token stale at
@@ -164,7 +206,12 @@ impl AuthClient {
             allow_insecure_loopback,
             overrides,
         } = options::parse(&options)?;
-        let platform = BrowserPlatform;
+        let timeout_ms = refresh_timeout_seconds * 1000;
+        // Every request latchkey makes is bounded (discovery, code exchange,
+        // keys, UserInfo, revocation): create() and login cannot hang.
+        let platform = BrowserPlatform {
+            request_timeout_ms: timeout_ms,
+        };
         // Discovery (network) and opening the store + reading the session
         // (IndexedDB, WebCrypto) are independent: overlapped, create costs
         // the slower of the two instead of their sum.
@@ -180,7 +227,14 @@ impl AuthClient {
         // is signed out and can ask why.
         let (tokens, storage_error) = match loaded {
             Ok(tokens) => (tokens, None),
-            Err(error) => (None, Some(format!("{}: {error}", error.code()))),
+            Err(error) => {
+                // A newer latchkey's record stays; anything else was removed.
+                let kind = match error {
+                    Error::NewerRecord { .. } => "newer_record",
+                    _ => "cleared",
+                };
+                (None, Some((kind, format!("{}: {error}", error.code()))))
+            }
         };
         let config = ClientConfig {
             issuer,
@@ -205,28 +259,30 @@ impl AuthClient {
             });
             (WebSessionLock::shared(&name), channel)
         };
-        let timeout_ms = refresh_timeout_seconds * 1000;
+        let settle_cap_ms = SETTLE_CAP_MS.max(timeout_ms.saturating_mul(2));
         let policy = RefreshPolicy {
             leeway_ms: jittered_leeway_ms(&platform, refresh_leeway_seconds),
             timeout_ms,
+            settle_cap_ms,
             lock_wait_ms: timeout_ms * LOCK_WAIT_TIMEOUTS,
         };
         let transport = BrowserRefresh {
             token_endpoint: config.endpoints.token.clone(),
             client_id: config.client_id.clone(),
             custom: refresh,
-            timeout_ms,
+            settle_cap_ms,
         };
         if let Some(reason) = &storage_fallback {
             let detail = storage_event("fallback", storage.as_str(), reason);
             events.emit_soon(EventName::Storage, detail);
         }
-        if let Some(reason) = &storage_error {
-            let detail = storage_event("cleared", store.kind().as_str(), reason);
+        if let Some((kind, reason)) = &storage_error {
+            let detail = storage_event(kind, store.kind().as_str(), reason);
             events.emit_soon(EventName::Storage, detail);
         }
         Ok(AuthClient {
             inner: Rc::new_cyclic(|me| Inner {
+                me: me.clone(),
                 _visibility: VisibilityCatchUp::install(catch_up(me.clone())),
                 config,
                 platform,
@@ -238,7 +294,7 @@ impl AuthClient {
                 policy,
                 is_token_expired,
                 storage_fallback,
-                storage_error,
+                storage_error: storage_error.map(|(_, reason)| reason),
                 events,
                 jwks: JwksCache::new(),
             }),
@@ -324,14 +380,9 @@ impl AuthClient {
                 &params,
             )
             .await?;
-            inner.channel.publish(&SessionMessage::Tokens {
-                tokens: result.tokens.clone(),
-            });
-            inner.session.adopt(result.tokens, TokenSource::Login);
-            if let Some(error) = &result.persist_error {
-                // Signed in from memory; the app hears why it won't survive a reload.
-                inner.session.persist_failed(error);
-            }
+            // Stored under the session lock and broadcast; a failed write
+            // leaves the tab signed in from memory, with a `storage` event.
+            inner.refresher().sign_in(result.tokens).await;
             let app_state = match result.app_state {
                 Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
                 None => JsValue::UNDEFINED,
@@ -393,9 +444,12 @@ impl AuthClient {
                 .session
                 .tokens()
                 .ok_or_else(|| js_err(Error::NotAuthenticated))?;
+            // Without `openid` the app asked for no ID token; one stored by an
+            // earlier version was never verified.
             let Some(json) = tokens
                 .id_token
                 .as_ref()
+                .filter(|_| scope_requests_openid(&inner.config.scope))
                 .and_then(|token| stored_claims_json(&inner.platform, token))
             else {
                 return Ok(JsValue::NULL);
@@ -417,9 +471,13 @@ impl AuthClient {
             let headers = Object::new();
             Reflect::set(&headers, &"Accept".into(), &"application/json".into())?;
             Reflect::set(&init, &"headers".into(), &headers)?;
+            // Bounded like every request latchkey makes on its own.
+            let deadline = web_sys::AbortSignal::timeout_with_u32(inner.policy.timeout_ms);
+            Reflect::set(&init, &"signal".into(), &deadline)?;
             let response: web_sys::Response =
                 fetch_with_auth(&inner, &endpoint.into(), &init.into())
-                    .await?
+                    .await
+                    .map_err(as_latchkey_error)?
                     .unchecked_into();
             let info = user::read_userinfo(&response, &sub).await.map_err(js_err)?;
             Ok(user::merge(&claims, &info).into())
@@ -445,13 +503,7 @@ impl AuthClient {
             let ended = inner.refresher().sign_out().await;
             let outcome = match (&ended, &endpoints.revocation) {
                 (Some(tokens), Some(endpoint)) if options.revoke => {
-                    let revocation = Revocation {
-                        platform: &inner.platform,
-                        endpoint,
-                        client_id: &inner.config.client_id,
-                        timeout_ms: inner.policy.timeout_ms,
-                    };
-                    match revocation.revoke_all(tokens).await {
+                    match inner.revocation(endpoint).revoke_all(tokens).await {
                         Ok(()) => RevocationOutcome::Revoked,
                         Err(error) => RevocationOutcome::Failed(error),
                     }
@@ -510,6 +562,18 @@ async fn fetch_with_auth(
     }
     authorized::attach(&replay, fresh.secret()).map_err(js_err)?;
     Ok(authorized::send(&replay).await?.into())
+}
+
+/// A rejection of latchkey's own request as a `LatchkeyError`: `fetch`'s
+/// own failures (network, the deadline's abort) become `network_error`.
+fn as_latchkey_error(error: JsValue) -> JsValue {
+    let has_code = Reflect::get(&error, &"code".into()).is_ok_and(|code| code.is_string());
+    if has_code {
+        return error;
+    }
+    js_err(Error::Network {
+        reason: crate::browser::js_error::describe(&error),
+    })
 }
 
 /// Refreshes a stale token when the tab becomes visible (best effort: a

@@ -24,7 +24,11 @@ use web_sys::{Headers, Request, RequestInit, Response, ResponseInit};
 wasm_bindgen_test_configure!(run_in_browser);
 
 async fn sleep(ms: u32) {
-    BrowserPlatform.sleep(ms).await;
+    BrowserPlatform {
+        request_timeout_ms: 10_000,
+    }
+    .sleep(ms)
+    .await;
 }
 
 /// What `navigator.locks.query()` reports for `name`: (held, pending).
@@ -115,6 +119,7 @@ async fn messages_reach_other_tabs_intact_and_strangers_are_ignored() {
     let sender = SessionChannel::open(name, |_| panic!("a tab hears its own message"));
     let message = SessionMessage::Tokens {
         tokens: sample_tokens(),
+        unsaved: false,
     };
     sender.publish(&message);
     // Something that is not ours on the same channel.
@@ -135,6 +140,7 @@ fn both_message_shapes_read_back_and_anything_else_is_ignored() {
     for message in [
         SessionMessage::Tokens {
             tokens: sample_tokens(),
+            unsaved: false,
         },
         SessionMessage::Ended {
             reason: latchkey::core::session::EndReason::SignedOut,
@@ -166,7 +172,7 @@ fn custom(body: &str) -> BrowserRefresh {
         token_endpoint: "https://idp.example/token".into(),
         client_id: "spa".into(),
         custom: Some(Function::new_with_args("ctx", body)),
-        timeout_ms: 1_000,
+        settle_cap_ms: 1_000,
     }
 }
 

@@ -48,7 +48,7 @@ impl SessionChannel {
 }
 
 /// Reads a message in the form [`SessionMessage`] serialises to:
-/// `{ type: "tokens", tokens }` or `{ type: "ended", reason }`, field by
+/// `{ type: "tokens", tokens, unsaved? }` or `{ type: "ended", reason }`, field by
 /// field. The derived `Deserialize` of an internally tagged enum buffers
 /// every member in serde's generic `Content` tree first, which costs about
 /// 25 KB of wasm for this one message type. Other spellings serde would
@@ -62,7 +62,10 @@ pub fn read_message(data: &JsValue) -> Option<SessionMessage> {
     match field("type")?.as_string()?.as_str() {
         "tokens" => serde_wasm_bindgen::from_value(field("tokens")?)
             .ok()
-            .map(|tokens| SessionMessage::Tokens { tokens }),
+            .map(|tokens| SessionMessage::Tokens {
+                tokens,
+                unsaved: field("unsaved").and_then(|v| v.as_bool()).unwrap_or(false),
+            }),
         "ended" => serde_wasm_bindgen::from_value(field("reason")?)
             .ok()
             .map(|reason| SessionMessage::Ended { reason }),

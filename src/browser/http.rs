@@ -58,30 +58,26 @@ fn retry_after_seconds(value: &str) -> Option<u64> {
         .then(|| ((at_ms - js_sys::Date::now()) / 1000.0).ceil().max(0.0) as u64)
 }
 
-/// `GET url` asking for JSON.
-pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<HttpReply<T>, Error> {
+/// `GET url` asking for JSON, aborted after `timeout_ms`.
+pub async fn get_json<T: DeserializeOwned>(
+    url: &str,
+    timeout_ms: u32,
+) -> Result<HttpReply<T>, Error> {
     let headers = Headers::new().map_err(network)?;
     headers.set("Accept", "application/json").map_err(network)?;
     let init = RequestInit::new();
     init.set_method("GET");
     init.set_headers(&headers);
-    send(url, &init).await
+    send_within(url, &init, timeout_ms).await
 }
 
-/// `POST url` with a form-encoded body; credentials are never sent (a
-/// public client authenticates with PKCE, not cookies).
+/// `POST url` with a form-encoded body, aborted after `timeout_ms`;
+/// credentials are never sent (a public client authenticates with PKCE, not
+/// cookies).
 pub async fn post_form<T: DeserializeOwned>(
     url: &str,
     form: &[(String, String)],
-) -> Result<HttpReply<T>, Error> {
-    post_form_within(url, form, None).await
-}
-
-/// [`post_form`], aborted by the browser after `timeout_ms` when given.
-pub async fn post_form_within<T: DeserializeOwned>(
-    url: &str,
-    form: &[(String, String)],
-    timeout_ms: Option<u32>,
+    timeout_ms: u32,
 ) -> Result<HttpReply<T>, Error> {
     let params = UrlSearchParams::new().map_err(network)?;
     for (name, value) in form {
@@ -97,14 +93,22 @@ pub async fn post_form_within<T: DeserializeOwned>(
     init.set_headers(&headers);
     init.set_credentials(web_sys::RequestCredentials::Omit);
     init.set_body(&JsValue::from(params.to_string()));
-    if let Some(ms) = timeout_ms {
-        init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(ms)));
-    }
-    send(url, &init).await.map_err(|error| match error {
-        // The browser aborted it at the deadline: a timeout, not a network fault.
-        Error::Network { reason } if timeout_ms.is_some() && reason.starts_with("TimeoutError") => {
-            Error::RefreshTimeout
-        }
+    send_within(url, &init, timeout_ms).await
+}
+
+/// [`send`], aborted by the browser after `timeout_ms`. The abort is a
+/// `network_error` saying so; the caller's own deadline (a refresh's) may
+/// name it better.
+async fn send_within<T: DeserializeOwned>(
+    url: &str,
+    init: &RequestInit,
+    timeout_ms: u32,
+) -> Result<HttpReply<T>, Error> {
+    init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(timeout_ms)));
+    send(url, init).await.map_err(|error| match error {
+        Error::Network { reason } if reason.starts_with("TimeoutError") => Error::Network {
+            reason: format!("no answer within {timeout_ms} ms"),
+        },
         other => other,
     })
 }

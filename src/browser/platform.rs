@@ -11,7 +11,11 @@ use crate::platform::{Clock, Crypto, Http, HttpReply, Json, SignatureVerifier, T
 
 /// The browser's clock, crypto and HTTP (the session store is separate:
 /// [`crate::browser::store::BrowserSessionStore`]).
-pub struct BrowserPlatform;
+pub struct BrowserPlatform {
+    /// Every request is aborted after this long: no answer is not a reason
+    /// to hang (discovery, code exchange, keys).
+    pub request_timeout_ms: u32,
+}
 
 impl Clock for BrowserPlatform {
     fn now_ms(&self) -> u64 {
@@ -46,7 +50,7 @@ impl Crypto for BrowserPlatform {
 
 impl Http for BrowserPlatform {
     async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        http::get_json(url).await
+        http::get_json(url, self.request_timeout_ms).await
     }
 
     async fn post_form<T: DeserializeOwned>(
@@ -54,7 +58,7 @@ impl Http for BrowserPlatform {
         url: &str,
         form: &[(String, String)],
     ) -> Result<HttpReply<T>, Error> {
-        http::post_form(url, form).await
+        http::post_form(url, form, self.request_timeout_ms).await
     }
 }
 

@@ -1,18 +1,15 @@
-//! The browser's [`RefreshTransport`]: the standard refresh-token grant
-//! with the request aborted at the deadline, or the app's own `refresh`
-//! function (e.g. AT Protocol `refreshSession`).
+//! The browser's [`RefreshTransport`]: the standard refresh-token grant,
+//! or the app's own `refresh` function (e.g. AT Protocol `refreshSession`).
 
 use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use serde::de::DeserializeOwned;
-
-use crate::browser::http;
 use crate::browser::js_error::describe;
+use crate::browser::platform::BrowserPlatform;
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::{Error, RawTokenResponse, TokenSet};
-use crate::platform::{Http, HttpReply, RefreshTransport};
+use crate::platform::{HttpReply, RefreshTransport};
 
 /// How this client refreshes.
 pub struct BrowserRefresh {
@@ -22,9 +19,11 @@ pub struct BrowserRefresh {
     pub client_id: String,
     /// The app's `refresh(ctx)`, if it brought one.
     pub custom: Option<Function>,
-    /// The standard request is aborted after this long (the core gives up
-    /// at the same time; aborting frees the connection too).
-    pub timeout_ms: u32,
+    /// The standard request is aborted only once the core has given up on
+    /// it ([`RefreshPolicy::settle_cap_ms`](crate::core::session::RefreshPolicy::settle_cap_ms)):
+    /// an answer that comes after the callers' timeout still carries the
+    /// rotated refresh token. Aborting then frees the connection.
+    pub settle_cap_ms: u32,
 }
 
 impl RefreshTransport for BrowserRefresh {
@@ -32,8 +31,9 @@ impl RefreshTransport for BrowserRefresh {
         match &self.custom {
             None => {
                 let grant = RefreshGrant {
-                    http: &AbortingHttp {
-                        timeout_ms: self.timeout_ms,
+                    http: &BrowserPlatform {
+                        // A little past the core's cap, so the core names it.
+                        request_timeout_ms: self.settle_cap_ms.saturating_add(1_000),
                     },
                     token_endpoint: &self.token_endpoint,
                     client_id: &self.client_id,
@@ -42,25 +42,6 @@ impl RefreshTransport for BrowserRefresh {
             }
             Some(function) => self.call_custom(function, current).await,
         }
-    }
-}
-
-/// The browser's HTTP with every POST aborted after `timeout_ms`.
-struct AbortingHttp {
-    timeout_ms: u32,
-}
-
-impl Http for AbortingHttp {
-    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        http::get_json(url).await
-    }
-
-    async fn post_form<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        form: &[(String, String)],
-    ) -> Result<HttpReply<T>, Error> {
-        http::post_form_within(url, form, Some(self.timeout_ms)).await
     }
 }
 

@@ -7,7 +7,7 @@
 //! in IndexedDB, inside the versioned [`Envelope`], with associated data
 //! binding it to issuer, client and record kind.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use gloo_storage::{LocalStorage, SessionStorage, Storage as _};
@@ -158,6 +158,8 @@ pub struct BrowserSessionStore {
     key: Option<CryptoKey>,
     issuer: String,
     client_id: String,
+    /// The format version of a newer latchkey's tokens record, once read.
+    newer_record: Cell<Option<u32>>,
 }
 
 impl BrowserSessionStore {
@@ -187,6 +189,7 @@ impl BrowserSessionStore {
             key: None,
             issuer: issuer.to_owned(),
             client_id: client_id.to_owned(),
+            newer_record: Cell::new(None),
         }
     }
 
@@ -207,6 +210,15 @@ impl BrowserSessionStore {
         };
         store.kind = kind;
         Ok(store)
+    }
+
+    /// Refuses to touch the tokens record once it was found to be a newer
+    /// latchkey's: an old tab never overwrites or signs out a newer one.
+    fn leave_newer_alone(&self) -> Result<(), Error> {
+        match self.newer_record.get() {
+            Some(version) => Err(Error::NewerRecord { version }),
+            None => Ok(()),
+        }
     }
 
     /// The kind in use (after any fallback).
@@ -284,8 +296,12 @@ impl BrowserSessionStore {
                 }),
             Err(error) => Err(error),
         };
-        if parsed.is_err() {
-            backend.remove(&key).await?;
+        match &parsed {
+            // A newer latchkey's record: neither removed nor, from now on,
+            // overwritten (see `newer_record`).
+            Err(Error::NewerRecord { version }) => self.newer_record.set(Some(*version)),
+            Err(_) => backend.remove(&key).await?,
+            Ok(_) => {}
         }
         parsed.map(Some)
     }
@@ -297,10 +313,12 @@ impl SessionStore for BrowserSessionStore {
     }
 
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
+        self.leave_newer_alone()?;
         self.write(&self.tokens, TOKENS, tokens).await
     }
 
     async fn clear_tokens(&self) -> Result<(), Error> {
+        self.leave_newer_alone()?;
         self.tokens.remove(&self.record_key(TOKENS)).await
     }
 

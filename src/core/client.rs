@@ -101,26 +101,24 @@ pub async fn start_login<P: Clock + Crypto, S: SessionStore>(
 /// What a completed login hands back to the app.
 #[derive(Debug)]
 pub struct LoginResult {
-    /// The token set: persisted, unless `persist_error` says otherwise.
+    /// The token set, verified and not yet stored: the caller stores it
+    /// under the session lock ([`Refresher::sign_in`](crate::core::session::Refresher::sign_in)).
     pub tokens: TokenSet,
     /// The app's `appState` from `login`, as JSON text.
     pub app_state: Option<String>,
     /// The verified ID token's claims as JSON text (OpenID Connect logins).
     pub claims_json: Option<String>,
-    /// Why the tokens could not be written to the store (quota exceeded,
-    /// storage gone). The login still succeeds: the code is spent, so these
-    /// tokens are the only copy and the tab keeps them in memory.
-    pub persist_error: Option<Error>,
 }
 
 /// Completes a login from the callback's query parameters: takes (and so
 /// consumes) the pending transaction, validates the callback in the fixed
 /// order of [`validate_callback`], exchanges the code
 /// ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)),
-/// verifies the ID token when the login was an OpenID Connect one (it sent a
-/// `nonce`; see [`IdTokenVerifier::at_login`]), and persists the token set.
-/// On any error nothing is stored. A failed write is not an error (see
-/// [`LoginResult::persist_error`]).
+/// and verifies the ID token when the login was an OpenID Connect one (it
+/// sent a `nonce`; see [`IdTokenVerifier::at_login`]). A plain OAuth login
+/// keeps no ID token: the app did not ask for one and it is not verified.
+/// Nothing is stored here: the caller stores the result under the session
+/// lock, so no refresh of an earlier session overwrites it.
 pub async fn finish_login<P, S>(
     config: &ClientConfig,
     platform: &P,
@@ -145,7 +143,10 @@ where
     let reply = platform
         .post_form::<RawTokenResponse>(&config.endpoints.token, &form)
         .await?;
-    let tokens = token_set_from_reply(reply, platform.now_ms(), None)?;
+    let mut tokens = token_set_from_reply(reply, platform.now_ms(), None)?;
+    if outcome.nonce.is_none() {
+        tokens.id_token = None;
+    }
     let verifier = IdTokenVerifier {
         platform,
         jwks,
@@ -154,12 +155,10 @@ where
         client_id: &config.client_id,
     };
     let verified = verifier.at_login(&tokens, outcome.nonce.as_ref()).await?;
-    let persist_error = store.save_tokens(&tokens).await.err();
     Ok(LoginResult {
         tokens,
         app_state: outcome.app_state,
         claims_json: verified.map(|id| id.into_claims_json()),
-        persist_error,
     })
 }
 
@@ -192,7 +191,7 @@ pub fn token_set_from_reply(
 mod tests {
     use super::*;
     use crate::core::base64url;
-    use crate::core::fakes::{block_on, FakePlatform, FullStore};
+    use crate::core::fakes::{block_on, FakePlatform};
     use crate::core::jose::JwsAlgorithm;
     use sha2::{Digest, Sha256};
 
@@ -446,7 +445,7 @@ mod tests {
         r#"{"access_token":"at-1","token_type":"Bearer","expires_in":300,"refresh_token":"rt-1"}"#;
 
     #[test]
-    fn finish_login_exchanges_the_code_and_persists_tokens() {
+    fn finish_login_exchanges_the_code_and_leaves_storing_to_the_caller() {
         let platform = FakePlatform::at(NOW);
         let params = started_as(&plain_config(), &platform);
         expect_code_exchange(&platform, "c-1", 200, TOKENS);
@@ -454,41 +453,22 @@ mod tests {
         let result = finish(&platform, &params).unwrap();
         assert_eq!(result.app_state.as_deref(), Some(r#"{"to":"/x"}"#));
         assert_eq!(result.tokens.expires_at_ms, Some(NOW + 5_000 + 300_000));
-        let stored = block_on(platform.store.load_tokens()).unwrap().unwrap();
-        assert_eq!(stored.access_token.secret(), "at-1");
-        assert_eq!(stored.refresh_token.unwrap().secret(), "rt-1");
+        assert_eq!(result.tokens.access_token.secret(), "at-1");
+        assert_eq!(result.tokens.refresh_token.unwrap().secret(), "rt-1");
+        // Stored under the session lock by the caller (Refresher::sign_in).
+        assert!(block_on(platform.store.load_tokens()).unwrap().is_none());
     }
 
     #[test]
-    fn a_failed_write_still_completes_the_login_and_says_why() {
+    fn a_plain_oauth_login_keeps_no_id_token_it_did_not_ask_for() {
         let platform = FakePlatform::at(NOW);
         let params = started_as(&plain_config(), &platform);
-        expect_code_exchange(&platform, "c-1", 200, TOKENS);
-        // The transaction lives in the platform's store; the tokens go to a
-        // store that is full.
-        let full = FullStore::default();
-        block_on(
-            full.put_transaction(
-                block_on(platform.store.take_transaction())
-                    .unwrap()
-                    .unwrap(),
-            ),
-        )
-        .unwrap();
-        let result = block_on(finish_login(
-            &plain_config(),
-            &platform,
-            &full,
-            &JwksCache::new(),
-            &callback(&params, "c-1"),
-        ))
-        .unwrap();
-        assert_eq!(result.tokens.access_token.secret(), "at-1");
-        assert_eq!(
-            result.persist_error.map(|e| e.code()),
-            Some("storage_error")
-        );
-        assert!(block_on(full.load_tokens()).unwrap().is_none());
+        let body =
+            r#"{"access_token":"at-1","token_type":"Bearer","expires_in":300,"id_token":"a.b.c"}"#;
+        expect_code_exchange(&platform, "c-1", 200, body);
+        let result = finish(&platform, &params).unwrap();
+        assert_eq!(result.tokens.id_token, None);
+        assert_eq!(result.claims_json, None);
     }
 
     #[test]
@@ -601,7 +581,7 @@ mod tests {
     }
 
     #[test]
-    fn an_openid_login_verifies_the_id_token_then_stores_it() {
+    fn an_openid_login_verifies_the_id_token_and_keeps_it() {
         let platform = FakePlatform::at(NOW);
         let params = started(&platform);
         let (body, input) = oidc_tokens(param(&params, "nonce"));
@@ -611,8 +591,7 @@ mod tests {
         let result = finish(&platform, &params).unwrap();
         let claims = result.claims_json.expect("verified claims");
         assert!(claims.contains(r#""name":"Alice""#), "{claims}");
-        let stored = block_on(platform.store.load_tokens()).unwrap().unwrap();
-        assert!(stored.id_token.is_some());
+        assert!(result.tokens.id_token.is_some());
     }
 
     #[test]

@@ -45,6 +45,13 @@ impl Envelope {
         let (version, rest) = rest
             .split_once(r#","iv":""#)
             .ok_or_else(|| corrupt("not an envelope"))?;
+        if let Some(newer) = version
+            .parse::<u32>()
+            .ok()
+            .filter(|v| *v > ENVELOPE_VERSION)
+        {
+            return Err(Error::NewerRecord { version: newer });
+        }
         if version != ENVELOPE_VERSION.to_string() {
             return Err(corrupt(&format!(
                 "unsupported envelope version {version:.8}"
@@ -110,10 +117,20 @@ mod tests {
     }
 
     #[test]
-    fn names_an_unknown_version() {
+    fn a_newer_version_is_its_own_error_so_the_record_is_left_alone() {
         let text = r#"{"v":2,"iv":"BwcHBwcHBwcHBwcH","data":"AQID-vs"}"#;
+        assert_eq!(
+            Envelope::parse(text).unwrap_err(),
+            Error::NewerRecord { version: 2 }
+        );
+    }
+
+    #[test]
+    fn names_an_unknown_older_version() {
+        let text = r#"{"v":0,"iv":"BwcHBwcHBwcHBwcH","data":"AQID-vs"}"#;
         let error = Envelope::parse(text).unwrap_err();
-        assert!(error.to_string().contains("version 2"), "{error}");
+        assert_eq!(error.code(), "corrupt_record");
+        assert!(error.to_string().contains("version 0"), "{error}");
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub const ALL_CODES: &[&str] = &[
     "network_error",
     "storage_error",
     "corrupt_record",
+    "newer_record",
     "crypto_error",
     "lock_unavailable",
     "refresh_failed",
@@ -185,6 +186,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The stored record was written by a newer latchkey, in a format this
+    /// build cannot read (`newer_record`). It is left alone: the tab works
+    /// from memory and never overwrites or clears it.
+    NewerRecord {
+        /// The record's format version.
+        version: u32,
+    },
     /// A cryptographic operation failed (`crypto_error`).
     Crypto {
         /// What went wrong.
@@ -297,6 +305,7 @@ impl Error {
             Error::Network { .. } => "network_error",
             Error::Storage { .. } => "storage_error",
             Error::CorruptRecord { .. } => "corrupt_record",
+            Error::NewerRecord { .. } => "newer_record",
             Error::Crypto { .. } => "crypto_error",
             Error::LockUnavailable => "lock_unavailable",
             Error::RefreshCallback { .. } => "refresh_failed",
@@ -455,6 +464,10 @@ impl fmt::Display for Error {
             Error::Network { reason } => write!(f, "network error: {reason}"),
             Error::Storage { reason } => write!(f, "storage error: {reason}"),
             Error::CorruptRecord { reason } => write!(f, "corrupt stored record: {reason}"),
+            Error::NewerRecord { version } => write!(
+                f,
+                "the stored record has format version {version}, written by a newer latchkey; left as is"
+            ),
             Error::Crypto { reason } => write!(f, "crypto error: {reason}"),
             Error::LockUnavailable => f.write_str("the cross-tab lock is unavailable"),
             Error::RefreshCallback { reason } => write!(f, "the refresh function failed: {reason}"),
@@ -579,6 +592,7 @@ mod tests {
             Error::Network { reason: reason() },
             Error::Storage { reason: reason() },
             Error::CorruptRecord { reason: reason() },
+            Error::NewerRecord { version: 2 },
             Error::Crypto { reason: reason() },
             Error::LockUnavailable,
             Error::RefreshCallback { reason: reason() },
@@ -633,6 +647,7 @@ mod tests {
             | Error::Network { .. }
             | Error::Storage { .. }
             | Error::CorruptRecord { .. }
+            | Error::NewerRecord { .. }
             | Error::Crypto { .. }
             | Error::LockUnavailable
             | Error::RefreshCallback { .. }

@@ -62,6 +62,9 @@ pub struct FakePlatform {
     /// Whether [`Timer::sleep`] returns at once (every deadline has passed)
     /// or never (no deadline is ever reached).
     pub deadlines_pass: Cell<bool>,
+    /// Sleeps up to this long return at once even when deadlines do not
+    /// pass: a short deadline that passes while a longer one never does.
+    pub short_deadlines_ms: Cell<u32>,
 }
 
 impl FakePlatform {
@@ -286,8 +289,8 @@ impl SignatureVerifier for FakePlatform {
 }
 
 impl Timer for FakePlatform {
-    async fn sleep(&self, _ms: u32) {
-        if !self.deadlines_pass.get() {
+    async fn sleep(&self, ms: u32) {
+        if !self.deadlines_pass.get() && ms > self.short_deadlines_ms.get() {
             std::future::pending::<()>().await;
         }
     }
@@ -388,6 +391,48 @@ pub fn join_all<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> V
         }
     }
     panic!("futures on fakes never completed");
+}
+
+/// A task spawned on the test executor.
+pub type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Tasks run beside the future a test drives, as `spawn_local` runs them in
+/// the browser.
+#[derive(Default)]
+pub struct Tasks<'a>(RefCell<Vec<Task<'a>>>);
+
+impl<'a> Tasks<'a> {
+    /// Adds a task; it runs from the executor's next round.
+    pub fn spawn(&self, task: Task<'a>) {
+        self.0.borrow_mut().push(task);
+    }
+
+    /// Drives `main` and every task (including those spawned meanwhile)
+    /// round-robin until all have finished; `main`'s output.
+    pub fn run<T>(&self, main: impl Future<Output = T>) -> T {
+        let mut main = pin!(main);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut output = None;
+        for _ in 0..POLL_LIMIT {
+            if output.is_none() {
+                if let Poll::Ready(value) = main.as_mut().poll(&mut cx) {
+                    output = Some(value);
+                }
+            }
+            // Taken out while polled: a task may spawn another.
+            let mut tasks = std::mem::take(&mut *self.0.borrow_mut());
+            tasks.retain_mut(|task| task.as_mut().poll(&mut cx).is_pending());
+            let mut queue = self.0.borrow_mut();
+            tasks.append(&mut queue);
+            *queue = tasks;
+            if queue.is_empty() {
+                if let Some(output) = output.take() {
+                    return output;
+                }
+            }
+        }
+        panic!("a future or task on fakes never completed");
+    }
 }
 
 /// A store whose token writes always fail as a full disk would

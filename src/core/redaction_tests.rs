@@ -100,6 +100,7 @@ fn values_holding_secrets_never_show_them_in_debug() {
     );
     let message = SessionMessage::Tokens {
         tokens: set.clone(),
+        unsaved: false,
     };
     assert_clean("SessionMessage", &format!("{message:?}"));
     let change = SessionChange::Tokens {

@@ -21,14 +21,17 @@
 //!    none, and neither means the session ended elsewhere.
 
 use std::cell::{Cell, RefCell};
+use std::pin::pin;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::client::token_set_from_reply;
 use crate::core::race::within;
 use crate::core::single_flight::SingleFlight;
-use crate::core::{AccessToken, Error, TokenSet};
-use crate::platform::{Broadcast, Clock, RefreshTransport, SessionLock, SessionStore, Timer};
+use crate::core::{AccessToken, Error, IdToken, RawTokenResponse, TokenSet};
+use crate::platform::{
+    Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
+};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +47,14 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum SessionMessage {
-    /// A new token set was persisted (refresh or login).
+    /// A new token set is in use (refresh or login).
     Tokens {
         /// The new set.
         tokens: TokenSet,
+        /// The sender could not write it: the store holds an older set or
+        /// none, which is not a sign-out for the tabs that adopt this one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unsaved: bool,
     },
     /// The session was cleared.
     Ended {
@@ -92,8 +99,13 @@ pub struct RefreshPolicy {
     /// app's leeway plus this tab's jitter). Capped at half the token's
     /// lifetime, so a short-lived token is not refreshed on every use.
     pub leeway_ms: u64,
-    /// The longest a refresh request may take while holding the lock.
+    /// How long callers wait for a refresh request before they get
+    /// `refresh_timeout`. The request itself goes on (see `settle_cap_ms`).
     pub timeout_ms: u32,
+    /// The longest a refresh request is awaited, holding the lock, before
+    /// it is given up: past `timeout_ms` the server may still answer with a
+    /// rotated refresh token, which must not be lost.
+    pub settle_cap_ms: u32,
     /// The longest a tab waits for the lock before giving up.
     pub lock_wait_ms: u32,
 }
@@ -205,9 +217,14 @@ impl Session {
         {
             let mut current = self.tokens.borrow_mut();
             if let Some(held) = &*current {
-                let same = held.access_token == tokens.access_token;
                 let older = source == TokenSource::Sync && tokens.issued_at_ms < held.issued_at_ms;
-                if same || older {
+                if older {
+                    return false;
+                }
+                if held.access_token == tokens.access_token {
+                    // The same set, or its ID token verified after it was
+                    // put in use: nothing the app hears about.
+                    *current = Some(tokens);
                     return false;
                 }
             } else if source == TokenSource::Sync && tokens.issued_at_ms <= self.ended_at_ms.get() {
@@ -236,11 +253,25 @@ impl Session {
         true
     }
 
-    /// Applies what another tab broadcast, received at `now_ms`.
+    /// Applies what another tab broadcast, received at `now_ms`. Checked
+    /// like any input: a set without an expiry is refused (every set a tab
+    /// stores has one or is never proactively refreshed, so it cannot be
+    /// told apart from a forged one), an issue time in the future is taken
+    /// as now (it would otherwise win every later comparison), and a set
+    /// older than the one held is ignored ([`Session::adopt`]).
     pub fn receive(&self, message: SessionMessage, now_ms: u64) {
         match message {
-            SessionMessage::Tokens { tokens } => {
-                self.adopt(tokens, TokenSource::Sync);
+            SessionMessage::Tokens {
+                mut tokens,
+                unsaved,
+            } => {
+                if tokens.expires_at_ms.is_none() {
+                    return;
+                }
+                tokens.issued_at_ms = tokens.issued_at_ms.min(now_ms);
+                if self.adopt(tokens, TokenSource::Sync) {
+                    self.unsaved.set(unsaved);
+                }
             }
             SessionMessage::Ended { reason } => {
                 self.end(reason, now_ms);
@@ -249,21 +280,65 @@ impl Session {
     }
 }
 
-/// A check of a refreshed set before it is persisted (OpenID Connect: a
-/// new ID token must verify and name the same user).
+/// The check of a refreshed set's new ID token (OpenID Connect: it must
+/// verify and name the same user). It runs after the set is persisted: the
+/// server has rotated the refresh token by then, and the new one is the
+/// session whatever the check says.
 #[allow(async_fn_in_trait)]
 pub trait CheckRefreshed {
-    /// `Err` refuses `fresh`: nothing is persisted or broadcast.
+    /// `Err` refuses `fresh`'s ID token; [`is_identity_failure`] tells a
+    /// definite refusal from one that may pass later.
     async fn check(&self, previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error>;
+    /// Whether ID tokens are kept at all: without `openid` in the scope the
+    /// app did not ask for one, and an unverified one is never stored.
+    fn keeps_id_tokens(&self) -> bool {
+        true
+    }
 }
 
-/// No check: a plain OAuth 2.0 session.
+/// No check and no ID tokens: a plain OAuth 2.0 session.
 pub struct NoCheck;
 
 impl CheckRefreshed for NoCheck {
     async fn check(&self, _previous: &TokenSet, _fresh: &TokenSet) -> Result<(), Error> {
         Ok(())
     }
+
+    fn keeps_id_tokens(&self) -> bool {
+        false
+    }
+}
+
+/// An OpenID Connect session's check, or none.
+impl<C: CheckRefreshed> CheckRefreshed for Option<C> {
+    async fn check(&self, previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error> {
+        match self {
+            Some(check) => check.check(previous, fresh).await,
+            None => NoCheck.check(previous, fresh).await,
+        }
+    }
+
+    fn keeps_id_tokens(&self) -> bool {
+        self.as_ref().is_some_and(CheckRefreshed::keeps_id_tokens)
+    }
+}
+
+/// Whether a refreshed ID token's refusal is definite — it is not the
+/// issuer's (signature, key, algorithm, shape) or not this user's at this
+/// client — as opposed to one that may pass later (keys unreachable, a
+/// clock check).
+pub fn is_identity_failure(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::IdTokenMalformed { .. }
+            | Error::IdTokenUnsupportedAlg { .. }
+            | Error::IdTokenKeyNotFound
+            | Error::IdTokenInvalidSignature
+            | Error::IdTokenIssMismatch
+            | Error::IdTokenAudMismatch
+            | Error::IdTokenAzpMismatch
+            | Error::IdTokenSubMismatch
+    )
 }
 
 /// Everything a refresh needs, borrowed for one call.
@@ -282,8 +357,10 @@ pub struct Refresher<'a, P, S, L, B, R, C = NoCheck> {
     pub transport: &'a R,
     /// Leeway and bounds.
     pub policy: RefreshPolicy,
-    /// What a refreshed set must pass before it is persisted.
+    /// What a refreshed set's ID token must pass.
     pub check: C,
+    /// Runs the refresh itself, and revocations, past the calls waiting.
+    pub background: &'a dyn Background,
 }
 
 impl<P, S, L, B, R, C> Refresher<'_, P, S, L, B, R, C>
@@ -325,13 +402,65 @@ where
         Ok(self.refresh(rejected).await?.access_token)
     }
 
-    /// The tab's single in-flight refresh, replacing `held`.
+    /// Waits for the tab's single in-flight refresh, starting it (on a task
+    /// of its own, see [`Refresher::lead`]) if none is running.
     async fn refresh(&self, held: &AccessToken) -> Result<TokenSet, Error> {
+        if self.session.flight.begin() {
+            self.background.refresh(held.clone());
+        }
         self.session
             .flight
-            .run(|| self.refresh_in_lock(held))
+            .wait()
             .await
             .unwrap_or(Err(Error::RefreshTimeout))
+    }
+
+    /// Runs the refresh that [`Refresher::refresh`] began, to its end, and
+    /// gives every waiting caller its outcome. Meant for a task of its own
+    /// ([`Background::refresh`]): it is never cancelled by a caller.
+    pub async fn lead(&self, held: AccessToken) {
+        /// Finishes the flight as abandoned if this future is dropped.
+        struct Abandoned<'f>(&'f SingleFlight<Result<TokenSet, Error>>);
+        impl Drop for Abandoned<'_> {
+            fn drop(&mut self) {
+                self.0.finish(None);
+            }
+        }
+        let abandoned = Abandoned(&self.session.flight);
+        let outcome = self.refresh_in_lock(&held).await;
+        std::mem::forget(abandoned);
+        self.session.flight.finish(Some(outcome));
+    }
+
+    /// The set to refresh from, read inside the lock: the newer (by issue
+    /// time) of the stored set and this tab's. An empty store means the
+    /// session ended in another tab, unless this tab's set never reached it.
+    async fn base(&self, now: u64) -> Result<TokenSet, Error> {
+        let mine = self.session.tokens();
+        let stored = match self.store.load_tokens().await {
+            Ok(stored) => stored,
+            // The unreadable record was removed, or is a newer latchkey's and
+            // left alone: this tab's copy is sound.
+            Err(Error::CorruptRecord { .. } | Error::NewerRecord { .. }) => {
+                return mine.ok_or(Error::NotAuthenticated);
+            }
+            Err(error) => return Err(error),
+        };
+        match (stored, mine) {
+            // A set that never reached the store (a failed write here, or in
+            // the tab whose broadcast this one adopted) is newer than what
+            // the store holds: refreshing the stored one would present a
+            // spent refresh token.
+            (Some(stored), Some(mine)) if mine.issued_at_ms > stored.issued_at_ms => Ok(mine),
+            (Some(stored), _) => Ok(stored),
+            (None, Some(mine)) if self.session.unsaved.get() => Ok(mine),
+            // Cleared by another tab (sign-out or expiry) while this one
+            // held a copy: never refresh a session that has ended.
+            (None, _) => {
+                self.session.end(EndReason::Expired, now);
+                Err(Error::SessionExpired)
+            }
+        }
     }
 
     async fn refresh_in_lock(&self, held: &AccessToken) -> Result<TokenSet, Error> {
@@ -343,30 +472,7 @@ where
         // Everything below runs holding the lock; `_guard` releases it on
         // every return.
         let now = self.platform.now_ms();
-        let base = match self.store.load_tokens().await {
-            // This tab's newer set never reached the store: refreshing the
-            // stored one would present a spent refresh token (reuse), and an
-            // empty store does not mean another tab signed out.
-            Ok(stored) if self.session.unsaved.get() => {
-                let mine = self.session.tokens().ok_or(Error::NotAuthenticated)?;
-                match stored {
-                    Some(stored) if stored.issued_at_ms > mine.issued_at_ms => stored,
-                    _ => mine,
-                }
-            }
-            Ok(Some(stored)) => stored,
-            // Cleared by another tab (sign-out or expiry) while this one
-            // held a copy: never refresh a session that has ended.
-            Ok(None) => {
-                self.session.end(EndReason::Expired, now);
-                return Err(Error::SessionExpired);
-            }
-            // The unreadable record was removed; this tab's copy is sound.
-            Err(Error::CorruptRecord { .. }) => {
-                self.session.tokens().ok_or(Error::NotAuthenticated)?
-            }
-            Err(error) => return Err(error),
-        };
+        let base = self.base(now).await?;
         if base.access_token != *held && !needs_refresh(&base, now, self.policy.leeway_ms) {
             self.session.adopt(base.clone(), TokenSource::Sync);
             return Ok(base);
@@ -378,38 +484,12 @@ where
             }
             return Err(self.end(EndReason::Expired).await);
         }
-
         if let Some(error) = self.session.backing_off(now) {
             return Err(error);
         }
-        let deadline = self.platform.sleep(self.policy.timeout_ms);
-        let reply = within(self.transport.refresh(&base), deadline)
-            .await
-            .ok_or(Error::RefreshTimeout)?;
-        if self.session.ends.get() != ends_before {
-            // Signed out (or expired) while the request was out, possibly
-            // without a shared lock: persisting would bring the session back.
-            return Err(Error::NotAuthenticated);
-        }
-        let outcome = reply
-            .and_then(|reply| token_set_from_reply(reply, self.platform.now_ms(), Some(&base)));
-        let outcome = match outcome {
-            Ok(fresh) => self.check.check(&base, &fresh).await.map(|()| fresh),
-            Err(error) => Err(error),
-        };
-        match outcome {
-            Ok(fresh) => {
-                self.session.backoff.take();
-                match self.store.save_tokens(&fresh).await {
-                    Ok(()) => self.session.unsaved.set(false),
-                    Err(error) => self.session.persist_failed(&error),
-                }
-                self.broadcast.publish(&SessionMessage::Tokens {
-                    tokens: fresh.clone(),
-                });
-                self.session.adopt(fresh.clone(), TokenSource::Refresh);
-                Ok(fresh)
-            }
+        let reply = self.send(&base).await?;
+        let fresh = match token_set_from_reply(reply, self.platform.now_ms(), Some(&base)) {
+            Ok(fresh) => fresh,
             Err(error) if error.code() == "invalid_grant" => {
                 // A tab without the lock may have rotated the token already.
                 if let Ok(Some(latest)) = self.store.load_tokens().await {
@@ -418,12 +498,161 @@ where
                         return Ok(latest);
                     }
                 }
-                Err(self.end(EndReason::Expired).await)
+                return Err(self.end(EndReason::Expired).await);
             }
             Err(error) => {
                 self.session.back_off(&error, self.platform.now_ms());
+                return Err(error);
+            }
+        };
+        self.session.backoff.take();
+        // The server has rotated: from here on `fresh` is the session.
+        // Persist it first; its new ID token is checked after.
+        let (fresh, id_token) = self.set_aside_id_token(&base, fresh);
+        let fresh = self.persist(&base, fresh, ends_before).await?;
+        match id_token {
+            Some(id_token) => self.verify_after(&base, fresh, id_token).await,
+            None => Ok(fresh),
+        }
+    }
+
+    /// The refresh request. Past [`RefreshPolicy::timeout_ms`] the waiting
+    /// callers get `refresh_timeout`, but the request is not abandoned: the
+    /// server may already have rotated, and its answer is the session. It is
+    /// awaited, holding the lock, up to [`RefreshPolicy::settle_cap_ms`].
+    async fn send(&self, base: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
+        let mut request = pin!(self.transport.refresh(base));
+        let deadline = self.platform.sleep(self.policy.timeout_ms);
+        if let Some(reply) = within(request.as_mut(), deadline).await {
+            return reply;
+        }
+        self.session.flight.notice(Err(Error::RefreshTimeout));
+        let rest = self
+            .policy
+            .settle_cap_ms
+            .saturating_sub(self.policy.timeout_ms);
+        within(request, self.platform.sleep(rest))
+            .await
+            .ok_or(Error::RefreshTimeout)?
+    }
+
+    /// `fresh` with the ID token it can be used with now (the previous,
+    /// verified one), and the new one that still has to be verified. Without
+    /// `openid` no ID token is kept at all.
+    fn set_aside_id_token(&self, base: &TokenSet, fresh: TokenSet) -> (TokenSet, Option<IdToken>) {
+        if !self.check.keeps_id_tokens() {
+            return (
+                TokenSet {
+                    id_token: None,
+                    ..fresh
+                },
+                None,
+            );
+        }
+        if fresh.id_token == base.id_token {
+            return (fresh, None);
+        }
+        let id_token = fresh.id_token.clone();
+        (
+            TokenSet {
+                id_token: base.id_token.clone(),
+                ..fresh
+            },
+            id_token,
+        )
+    }
+
+    /// Saves `fresh` (refreshed from `base`), tells the other tabs and puts
+    /// it in use — unless the session ended or was replaced while the
+    /// request was out. Checked right before the write, against the store
+    /// (compare-and-swap: it must still hold `base`, an older set, or
+    /// nothing because `base` never reached it); a set not used is revoked.
+    async fn persist(
+        &self,
+        base: &TokenSet,
+        fresh: TokenSet,
+        ends_before: u64,
+    ) -> Result<TokenSet, Error> {
+        if self.session.ends.get() != ends_before {
+            // Signed out (or expired) while the request was out, possibly
+            // without a shared lock: persisting would bring the session back.
+            self.background.revoke(fresh);
+            return Err(Error::NotAuthenticated);
+        }
+        match self.store.load_tokens().await {
+            Ok(Some(stored))
+                if stored.access_token != base.access_token
+                    && stored.issued_at_ms >= base.issued_at_ms =>
+            {
+                // Replaced meanwhile (a new login, a tab without the lock):
+                // the newer set wins.
+                self.background.revoke(fresh);
+                self.session.adopt(stored.clone(), TokenSource::Sync);
+                return Ok(stored);
+            }
+            Ok(None) if !self.session.unsaved.get() => {
+                // Cleared meanwhile: a sign-out in a tab that did not wait for
+                // the lock. It cannot be undone.
+                self.background.revoke(fresh);
+                self.session
+                    .end(EndReason::SignedOut, self.platform.now_ms());
+                return Err(Error::NotAuthenticated);
+            }
+            _ => {}
+        }
+        self.save_and_publish(&fresh).await;
+        self.session.adopt(fresh.clone(), TokenSource::Refresh);
+        Ok(fresh)
+    }
+
+    /// Writes `tokens` and broadcasts them; a failed write keeps them in
+    /// use from memory (and says so).
+    async fn save_and_publish(&self, tokens: &TokenSet) {
+        let unsaved = match self.store.save_tokens(tokens).await {
+            Ok(()) => false,
+            Err(error) => {
+                self.session.persist_failed(&error);
+                true
+            }
+        };
+        self.session.unsaved.set(unsaved);
+        self.broadcast.publish(&SessionMessage::Tokens {
+            tokens: tokens.clone(),
+            unsaved,
+        });
+    }
+
+    /// Checks the refreshed set's new ID token. When it verifies it replaces
+    /// the previous one; when it cannot be checked now (keys unreachable, a
+    /// clock check) the previous verified one stays, and the next refresh's
+    /// ID token is checked again; when it is definitely not this user's
+    /// from this issuer the session ends and the new tokens are revoked.
+    async fn verify_after(
+        &self,
+        base: &TokenSet,
+        fresh: TokenSet,
+        id_token: IdToken,
+    ) -> Result<TokenSet, Error> {
+        let candidate = TokenSet {
+            id_token: Some(id_token),
+            ..fresh.clone()
+        };
+        match self.check.check(base, &candidate).await {
+            Ok(()) => {
+                if self.session.tokens().as_ref() != Some(&fresh) {
+                    // Replaced or ended while the keys were fetched.
+                    return Ok(fresh);
+                }
+                self.save_and_publish(&candidate).await;
+                self.session.adopt(candidate.clone(), TokenSource::Refresh);
+                Ok(candidate)
+            }
+            Err(error) if is_identity_failure(&error) => {
+                self.background.revoke(fresh);
+                self.end(EndReason::Expired).await;
                 Err(error)
             }
+            Err(_) => Ok(fresh),
         }
     }
 
@@ -439,24 +668,56 @@ where
     }
 
     /// Signs out in every tab: under the lock (so no tab is between reading
-    /// and persisting a refresh), the latest stored set is read, the store
+    /// and persisting a refresh), the latest set is read, the store
     /// cleared, the other tabs told, and this tab's copy dropped. A tab
     /// that refreshed just before finds the store empty when it gets the
     /// lock, and its late broadcast is ignored (see [`Session::end`]).
     ///
     /// The wait for the lock is bounded and its failure does not stop the
-    /// sign-out: nothing may keep the user signed in. Returns the set that
-    /// was in use (to revoke, and for `id_token_hint`).
+    /// sign-out: nothing may keep the user signed in. Returns the newest set
+    /// known — stored or in this tab's memory, by issue time — to revoke and
+    /// for `id_token_hint`.
     pub async fn sign_out(&self) -> Option<TokenSet> {
         let wait = self.platform.sleep(self.policy.lock_wait_ms);
         let guard = within(self.lock.acquire(), wait).await;
-        let latest = match self.store.load_tokens().await {
-            Ok(Some(stored)) => Some(stored),
-            _ => self.session.tokens(),
-        };
+        let stored = self.store.load_tokens().await.ok().flatten();
+        let latest = newest(stored, self.session.tokens());
         self.end(EndReason::SignedOut).await;
         drop(guard);
         latest
+    }
+
+    /// Puts a completed login's `tokens` in place: written under the lock
+    /// (so no refresh of an earlier session is between reading and writing),
+    /// broadcast, and put in use. A lock that never comes does not stop it.
+    /// Returns why the write failed, if it did (the tab keeps the set in
+    /// memory).
+    pub async fn sign_in(&self, tokens: TokenSet) -> Option<Error> {
+        let wait = self.platform.sleep(self.policy.lock_wait_ms);
+        let guard = within(self.lock.acquire(), wait).await;
+        let saved = self.store.save_tokens(&tokens).await;
+        drop(guard);
+        self.broadcast.publish(&SessionMessage::Tokens {
+            tokens: tokens.clone(),
+            unsaved: saved.is_err(),
+        });
+        self.session.unsaved.set(false);
+        self.session.adopt(tokens, TokenSource::Login);
+        let error = saved.err()?;
+        self.session.persist_failed(&error);
+        Some(error)
+    }
+}
+
+/// The newer of two sets by issue time.
+fn newest(a: Option<TokenSet>, b: Option<TokenSet>) -> Option<TokenSet> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.issued_at_ms > a.issued_at_ms {
+            b
+        } else {
+            a
+        }),
+        (a, b) => a.or(b),
     }
 }
 

@@ -5,11 +5,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
-use crate::core::fakes::{block_on, join_all, FakeBroadcast, FakeLock, FakePlatform, FullStore};
+use crate::core::fakes::{block_on, FakeBroadcast, FakeLock, FakePlatform, FullStore, Task, Tasks};
 use crate::core::memory_store::MemorySessionStore;
+use crate::core::race::both;
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::RefreshToken;
-use crate::platform::HttpReply;
+use crate::platform::{Background, HttpReply};
 
 const NOW: u64 = 1_700_000_000_000;
 const TOKEN_URL: &str = "https://idp.example/token";
@@ -17,6 +18,7 @@ const HOUR_MS: u64 = 3_600_000;
 const POLICY: RefreshPolicy = RefreshPolicy {
     leeway_ms: 30_000,
     timeout_ms: 10_000,
+    settle_cap_ms: 60_000,
     lock_wait_ms: 20_000,
 };
 
@@ -53,6 +55,40 @@ struct Tab {
     broadcast: FakeBroadcast,
     session: Session,
     heard: Rc<RefCell<Vec<String>>>,
+    /// The sets handed to [`Background::revoke`].
+    revoked: RefCell<Vec<TokenSet>>,
+}
+
+/// The test's [`Background`]: refreshes run as tasks beside the test's
+/// future, revocations are recorded.
+struct TestBackground<'a> {
+    tasks: Tasks<'a>,
+    lead: Box<dyn Fn(AccessToken) -> Task<'a> + 'a>,
+    revoked: &'a RefCell<Vec<TokenSet>>,
+}
+
+impl Background for TestBackground<'_> {
+    fn refresh(&self, held: AccessToken) {
+        self.tasks.spawn((self.lead)(held));
+    }
+
+    fn revoke(&self, tokens: TokenSet) {
+        self.revoked.borrow_mut().push(tokens);
+    }
+}
+
+/// The background inside a refresh: it never starts another, and records
+/// revocations.
+struct RevokeInto<'a>(&'a RefCell<Vec<TokenSet>>);
+
+impl Background for RevokeInto<'_> {
+    fn refresh(&self, _held: AccessToken) {
+        unreachable!("a refresh never starts another");
+    }
+
+    fn revoke(&self, tokens: TokenSet) {
+        self.0.borrow_mut().push(tokens);
+    }
 }
 
 impl Tab {
@@ -79,6 +115,7 @@ impl Tab {
             broadcast: FakeBroadcast::default(),
             session,
             heard,
+            revoked: RefCell::default(),
         }
     }
 
@@ -112,12 +149,54 @@ impl Tab {
         }
     }
 
+    /// The background the refresher hands its refresh to: a task on the
+    /// test executor running [`Refresher::lead`] over the same parts, as
+    /// `spawn_local` does in the browser. Revocations are recorded.
+    fn background<'a, S, L, R, C>(
+        &'a self,
+        store: &'a S,
+        lock: &'a L,
+        transport: &'a R,
+        check: impl Fn() -> C + 'a,
+    ) -> TestBackground<'a>
+    where
+        S: SessionStore,
+        L: SessionLock,
+        R: RefreshTransport,
+        C: CheckRefreshed + 'a,
+    {
+        let revoked = &self.revoked;
+        TestBackground {
+            tasks: Tasks::default(),
+            revoked,
+            lead: Box::new(move |held| {
+                let check = check();
+                Box::pin(async move {
+                    let only_revokes = RevokeInto(revoked);
+                    let refresher = Refresher {
+                        session: &self.session,
+                        platform: &self.platform,
+                        store,
+                        lock,
+                        broadcast: &self.broadcast,
+                        transport,
+                        policy: POLICY,
+                        check,
+                        background: &only_revokes,
+                    };
+                    refresher.lead(held).await;
+                })
+            }),
+        }
+    }
+
     /// This tab's refresher with the given store, lock and transport.
     fn refresher<'a, S, L, R>(
         &'a self,
         store: &'a S,
         lock: &'a L,
         transport: &'a R,
+        background: &'a dyn Background,
     ) -> Refresher<'a, FakePlatform, S, L, FakeBroadcast, R> {
         Refresher {
             session: &self.session,
@@ -128,6 +207,7 @@ impl Tab {
             transport,
             policy: POLICY,
             check: NoCheck,
+            background,
         }
     }
 
@@ -138,10 +218,20 @@ impl Tab {
             &Refresher<'_, FakePlatform, MemorySessionStore, FakeLock, FakeBroadcast, R>,
         ) -> T,
     ) -> T {
-        let refresher = self.refresher(&self.platform.store, &self.lock, transport);
-        let out = block_on(call(&refresher));
+        let store = &self.platform.store;
+        let background = self.background(store, &self.lock, transport, || NoCheck);
+        let refresher = self.refresher(store, &self.lock, transport, &background);
+        let out = background.tasks.run(call(&refresher));
         assert!(!self.lock.held.get(), "the lock is released on every path");
         out
+    }
+
+    fn revoked(&self) -> Vec<String> {
+        self.revoked
+            .borrow()
+            .iter()
+            .map(|t| t.access_token.secret().to_owned())
+            .collect()
     }
 
     fn access_token(&self) -> Result<String, Error> {
@@ -198,7 +288,13 @@ fn stale_token_is_refreshed_in_the_lock_persisted_then_broadcast() {
     assert_eq!(stored.access_token.secret(), "at-2");
     assert_eq!(stored.refresh_token.as_ref().unwrap().secret(), "rt-2");
     assert_eq!(stored.expires_at_ms, Some(NOW + HOUR_MS));
-    assert_eq!(tab.sent(), vec![SessionMessage::Tokens { tokens: stored }]);
+    assert_eq!(
+        tab.sent(),
+        vec![SessionMessage::Tokens {
+            tokens: stored,
+            unsaved: false
+        }]
+    );
     assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
 }
 
@@ -231,13 +327,9 @@ fn concurrent_calls_in_a_tab_share_one_refresh() {
     tab.platform
         .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
     let outcomes: Vec<Result<AccessToken, Error>> = tab.run(async |r| {
-        let calls = (0..5)
-            .map(|_| {
-                Box::pin(r.access_token())
-                    as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>
-            })
-            .collect();
-        join_all(calls)
+        let pair = || both(r.access_token(), r.access_token());
+        let ((a, b), (c, d)) = both(pair(), pair()).await;
+        vec![a, b, c, d]
     });
     for outcome in outcomes {
         assert_eq!(outcome.unwrap().secret(), "at-2");
@@ -449,9 +541,10 @@ fn waiting_for_the_lock_is_bounded() {
     let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
     tab.platform.deadlines_pass.set(true);
     let grant = tab.grant();
-    let refresher = tab.refresher(&tab.platform.store, &LockNeverGranted, &grant);
+    let background = tab.background(&tab.platform.store, &LockNeverGranted, &grant, || NoCheck);
+    let refresher = tab.refresher(&tab.platform.store, &LockNeverGranted, &grant, &background);
     assert_eq!(
-        block_on(refresher.access_token()).unwrap_err(),
+        background.tasks.run(refresher.access_token()).unwrap_err(),
         Error::LockUnavailable
     );
 }
@@ -506,8 +599,16 @@ fn a_failed_write_is_reported_and_the_new_tokens_still_used() {
     tab.platform
         .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
     let grant = tab.grant();
-    let refresher = tab.refresher(&store, &tab.lock, &grant);
-    assert_eq!(block_on(refresher.access_token()).unwrap().secret(), "at-2");
+    let background = tab.background(&store, &tab.lock, &grant, || NoCheck);
+    let refresher = tab.refresher(&store, &tab.lock, &grant, &background);
+    assert_eq!(
+        background
+            .tasks
+            .run(refresher.access_token())
+            .unwrap()
+            .secret(),
+        "at-2"
+    );
     assert_eq!(
         tab.heard(),
         vec!["persist failed storage_error", "tokens Refresh at-2"]
@@ -526,7 +627,14 @@ fn a_failed_write_is_reported_and_the_new_tokens_still_used() {
         200,
         r#"{"access_token":"at-3","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-3"}"#,
     );
-    assert_eq!(block_on(refresher.access_token()).unwrap().secret(), "at-3");
+    assert_eq!(
+        background
+            .tasks
+            .run(refresher.access_token())
+            .unwrap()
+            .secret(),
+        "at-3"
+    );
 }
 
 #[test]
@@ -540,8 +648,16 @@ fn a_login_that_could_not_be_stored_refreshes_from_memory_not_as_signed_out() {
     tab.platform
         .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
     let grant = tab.grant();
-    let refresher = tab.refresher(&store, &tab.lock, &grant);
-    assert_eq!(block_on(refresher.access_token()).unwrap().secret(), "at-2");
+    let background = tab.background(&store, &tab.lock, &grant, || NoCheck);
+    let refresher = tab.refresher(&store, &tab.lock, &grant, &background);
+    assert_eq!(
+        background
+            .tasks
+            .run(refresher.access_token())
+            .unwrap()
+            .secret(),
+        "at-2"
+    );
     assert_eq!(
         tab.heard(),
         vec![
@@ -558,6 +674,7 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-1", Some("rt-1"), NOW - 1, HOUR_MS),
+            unsaved: false,
         },
         NOW,
     );
@@ -565,6 +682,7 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-3", Some("rt-3"), NOW + 1, HOUR_MS),
+            unsaved: false,
         },
         NOW,
     );
@@ -573,6 +691,7 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-3", Some("rt-3"), NOW + 1, HOUR_MS),
+            unsaved: false,
         },
         NOW,
     );
@@ -595,6 +714,7 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
 fn session_messages_round_trip_through_serde() {
     let message = SessionMessage::Tokens {
         tokens: tokens("at-1", Some("rt-1"), NOW, HOUR_MS),
+        unsaved: false,
     };
     let json = serde_json::to_string(&message).unwrap();
     assert!(json.starts_with(r#"{"type":"tokens","tokens":{"#), "{json}");
@@ -652,8 +772,9 @@ fn sign_out_is_not_stopped_by_a_lock_that_never_comes() {
     let tab = Tab::with(tokens("at-1", Some("rt-1"), NOW, HOUR_MS));
     tab.platform.deadlines_pass.set(true);
     let grant = tab.grant();
-    let refresher = tab.refresher(&tab.platform.store, &LockNeverGranted, &grant);
-    let latest = block_on(refresher.sign_out());
+    let background = tab.background(&tab.platform.store, &LockNeverGranted, &grant, || NoCheck);
+    let refresher = tab.refresher(&tab.platform.store, &LockNeverGranted, &grant, &background);
+    let latest = background.tasks.run(refresher.sign_out());
     assert!(latest.is_some());
     assert_eq!(tab.stored(), None);
     assert_eq!(tab.heard(), vec!["ended SignedOut"]);
@@ -673,6 +794,7 @@ fn a_broadcast_set_issued_before_a_sign_out_does_not_bring_the_session_back() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-2", Some("rt-2"), NOW - 1, HOUR_MS),
+            unsaved: false,
         },
         NOW + 1,
     );
@@ -681,6 +803,7 @@ fn a_broadcast_set_issued_before_a_sign_out_does_not_bring_the_session_back() {
     tab.session.receive(
         SessionMessage::Tokens {
             tokens: tokens("at-3", Some("rt-3"), NOW + 10, HOUR_MS),
+            unsaved: false,
         },
         NOW + 10,
     );
@@ -725,44 +848,375 @@ fn a_refresh_that_outlives_a_sign_out_persists_nothing() {
     assert_eq!(tab.heard(), vec!["ended SignedOut"]);
 }
 
-/// A check that refuses every refreshed set (as a forged or foreign ID
-/// token would be refused).
-struct RefuseEverything;
+/// An ID-token check with a fixed verdict.
+struct Verdict(Result<(), Error>);
 
-impl CheckRefreshed for RefuseEverything {
-    async fn check(&self, _previous: &TokenSet, _fresh: &TokenSet) -> Result<(), Error> {
-        Err(Error::IdTokenSubMismatch)
+impl CheckRefreshed for Verdict {
+    async fn check(&self, _previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error> {
+        assert_eq!(fresh.id_token.as_ref().unwrap().secret(), "id-2");
+        self.0.clone()
     }
 }
 
-#[test]
-fn a_refreshed_set_that_fails_its_check_is_neither_stored_nor_broadcast() {
-    let tab = Tab::with(expiring("at-1", Some("rt-1"), 10_000));
-    // Two refreshes, each refused: the proactive one and the one after a rejection.
-    for _ in 0..2 {
-        tab.platform
-            .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
-    }
+const ROTATED_WITH_ID_TOKEN: &str = r#"{"access_token":"at-2","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-2","id_token":"id-2"}"#;
+
+/// A tab holding a verified ID token `id-1` whose refresh brings `id-2`,
+/// checked by `verdict`: the call's outcome.
+fn refresh_with_id_token(tab: &Tab, verdict: Result<(), Error>) -> Result<AccessToken, Error> {
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED_WITH_ID_TOKEN);
     let grant = tab.grant();
+    let store = &tab.platform.store;
+    let background = tab.background(store, &tab.lock, &grant, || Verdict(verdict.clone()));
     let refresher = Refresher {
         session: &tab.session,
         platform: &tab.platform,
-        store: &tab.platform.store,
+        store,
         lock: &tab.lock,
         broadcast: &tab.broadcast,
         transport: &grant,
         policy: POLICY,
-        check: RefuseEverything,
+        check: Verdict(Ok(())),
+        background: &background,
     };
-    // The token in hand is still valid, so the call goes on with it.
-    assert_eq!(block_on(refresher.access_token()).unwrap().secret(), "at-1");
-    assert_eq!(
-        block_on(refresher.after_rejection(&AccessToken::new("at-1".into()))),
-        Err(Error::IdTokenSubMismatch)
-    );
-    assert_eq!(tab.stored().unwrap().access_token.secret(), "at-1");
-    assert_eq!(tab.in_memory().as_deref(), Some("at-1"));
-    assert!(tab.sent().is_empty());
-    assert!(tab.heard().is_empty());
+    let out = background.tasks.run(refresher.access_token());
     assert!(!tab.lock.held.get());
+    out
+}
+
+fn with_id_token(mut set: TokenSet, id_token: &str) -> TokenSet {
+    set.id_token = Some(crate::core::IdToken::new(id_token.into()));
+    set
+}
+
+fn id_token_of(set: Option<TokenSet>) -> Option<String> {
+    set?.id_token.map(|t| t.secret().to_owned())
+}
+
+#[test]
+fn a_refreshed_id_token_that_verifies_replaces_the_previous_one_after_the_save() {
+    let tab = Tab::with(with_id_token(expiring("at-1", Some("rt-1"), 0), "id-1"));
+    assert_eq!(
+        refresh_with_id_token(&tab, Ok(())).unwrap().secret(),
+        "at-2"
+    );
+    assert_eq!(id_token_of(tab.stored()).as_deref(), Some("id-2"));
+    assert_eq!(id_token_of(tab.session.tokens()).as_deref(), Some("id-2"));
+    // First the set with the previous ID token, then the verified one.
+    let sent: Vec<_> = tab
+        .sent()
+        .into_iter()
+        .map(|m| match m {
+            SessionMessage::Tokens {
+                tokens,
+                unsaved: false,
+            } => id_token_of(Some(tokens)).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sent, vec!["id-1", "id-2"]);
+    assert_eq!(tab.heard(), vec!["tokens Refresh at-2"], "one event");
+}
+
+#[test]
+fn keys_out_of_reach_keep_the_rotated_tokens_and_the_previous_id_token() {
+    let tab = Tab::with(with_id_token(expiring("at-1", Some("rt-1"), 0), "id-1"));
+    let outage = Error::JwksUnavailable {
+        reason: "HTTP 503".into(),
+    };
+    assert_eq!(
+        refresh_with_id_token(&tab, Err(outage)).unwrap().secret(),
+        "at-2"
+    );
+    let stored = tab.stored().unwrap();
+    assert_eq!(
+        stored.refresh_token.unwrap().secret(),
+        "rt-2",
+        "the rotated token is the session"
+    );
+    assert_eq!(id_token_of(tab.stored()).as_deref(), Some("id-1"));
+    assert_eq!(id_token_of(tab.session.tokens()).as_deref(), Some("id-1"));
+    assert!(tab.revoked().is_empty());
+}
+
+#[test]
+fn a_clock_check_that_fails_is_not_an_identity_failure() {
+    let tab = Tab::with(with_id_token(expiring("at-1", Some("rt-1"), 0), "id-1"));
+    let result = refresh_with_id_token(&tab, Err(Error::IdTokenExpired));
+    assert_eq!(result.unwrap().secret(), "at-2");
+    assert_eq!(tab.stored().unwrap().access_token.secret(), "at-2");
+}
+
+#[test]
+fn an_id_token_naming_someone_else_ends_the_session_and_revokes_the_new_tokens() {
+    let tab = Tab::with(with_id_token(expiring("at-1", Some("rt-1"), 0), "id-1"));
+    let result = refresh_with_id_token(&tab, Err(Error::IdTokenSubMismatch));
+    assert_eq!(result.unwrap_err(), Error::IdTokenSubMismatch);
+    assert_eq!(tab.stored(), None);
+    assert_eq!(tab.in_memory(), None);
+    assert_eq!(
+        tab.revoked(),
+        vec!["at-2"],
+        "the new refresh token is not leaked"
+    );
+    assert_eq!(tab.heard(), vec!["tokens Refresh at-2", "ended Expired"]);
+}
+
+#[test]
+fn without_openid_no_id_token_is_kept() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED_WITH_ID_TOKEN);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+    assert_eq!(tab.stored().unwrap().id_token, None);
+}
+
+/// A refresh request answered with `ROTATED` after `yields` turns of the
+/// executor, with `during` run first (what happens elsewhere while the
+/// request is out). Records whether the lock was still held when the answer
+/// came.
+struct SlowAnswer<'a> {
+    yields: usize,
+    during: Box<dyn Fn() + 'a>,
+    lock: &'a FakeLock,
+    lock_held_at_answer: std::cell::Cell<Option<bool>>,
+}
+
+impl<'a> SlowAnswer<'a> {
+    fn new(tab: &'a Tab, yields: usize, during: impl Fn() + 'a) -> Self {
+        SlowAnswer {
+            yields,
+            during: Box::new(during),
+            lock: &tab.lock,
+            lock_held_at_answer: Default::default(),
+        }
+    }
+}
+
+impl RefreshTransport for SlowAnswer<'_> {
+    async fn refresh(
+        &self,
+        current: &TokenSet,
+    ) -> Result<HttpReply<crate::core::RawTokenResponse>, Error> {
+        assert_eq!(current.refresh_token.as_ref().unwrap().secret(), "rt-1");
+        (self.during)();
+        for _ in 0..self.yields {
+            crate::core::fakes::yield_now().await;
+        }
+        self.lock_held_at_answer.set(Some(self.lock.held.get()));
+        Ok(HttpReply {
+            status: 200,
+            body: Ok(serde_json::from_str(ROTATED).unwrap()),
+            retry_after_s: None,
+        })
+    }
+}
+
+#[test]
+fn an_answer_after_the_timeout_is_kept_and_the_lock_held_until_it_came() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    // The callers' 10 s pass; the 60 s cap does not.
+    tab.platform.short_deadlines_ms.set(POLICY.timeout_ms);
+    let transport = SlowAnswer::new(&tab, 5, || {});
+    let result = tab.run_with(&transport, async |r| r.access_token().await);
+    assert_eq!(
+        result.unwrap_err(),
+        Error::RefreshTimeout,
+        "the caller stops waiting"
+    );
+    assert_eq!(transport.lock_held_at_answer.get(), Some(true));
+    let stored = tab.stored().unwrap();
+    assert_eq!(
+        stored.refresh_token.unwrap().secret(),
+        "rt-2",
+        "the late answer is the session"
+    );
+    assert_eq!(tab.in_memory().as_deref(), Some("at-2"));
+    assert_eq!(tab.sent().len(), 1, "and the other tabs hear it");
+    // The next call uses it: the fake server fails on any request.
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+}
+
+#[test]
+fn callers_arriving_while_a_late_refresh_is_out_get_the_timeout_not_a_second_request() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    tab.platform.short_deadlines_ms.set(POLICY.timeout_ms);
+    let transport = SlowAnswer::new(&tab, 20, || {});
+    let (first, second) = tab.run_with(&transport, async |r| {
+        let later = async {
+            for _ in 0..5 {
+                crate::core::fakes::yield_now().await;
+            }
+            r.access_token().await
+        };
+        both(r.access_token(), later).await
+    });
+    assert_eq!(first.unwrap_err(), Error::RefreshTimeout);
+    assert_eq!(second.unwrap_err(), Error::RefreshTimeout);
+    assert_eq!(tab.lock.acquired.get(), 1, "one request in all");
+    assert_eq!(tab.in_memory().as_deref(), Some("at-2"));
+}
+
+#[test]
+fn a_refresh_that_settles_after_a_sign_out_elsewhere_stores_nothing_and_is_revoked() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    // Another tab signs out without waiting for the lock: the store is
+    // cleared while this tab's request is out; its broadcast is not here yet.
+    let store = &tab.platform.store;
+    let transport = SlowAnswer::new(&tab, 1, || block_on(store.clear_tokens()).unwrap());
+    let result = tab.run_with(&transport, async |r| r.access_token().await);
+    assert_eq!(result.unwrap_err(), Error::NotAuthenticated);
+    assert_eq!(tab.stored(), None, "sign-out cannot be undone");
+    assert_eq!(tab.in_memory(), None);
+    assert!(tab.sent().is_empty());
+    assert_eq!(tab.revoked(), vec!["at-2"]);
+}
+
+#[test]
+fn a_login_saved_while_a_refresh_was_out_wins_over_it() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    let store = &tab.platform.store;
+    let login = tokens("bob-1", Some("bob-rt"), NOW, HOUR_MS);
+    let saved = login.clone();
+    let transport = SlowAnswer::new(&tab, 1, move || {
+        block_on(store.save_tokens(&saved)).unwrap()
+    });
+    let result = tab.run_with(&transport, async |r| r.access_token().await);
+    assert_eq!(result.unwrap().secret(), "bob-1");
+    assert_eq!(tab.stored(), Some(login));
+    assert_eq!(tab.in_memory().as_deref(), Some("bob-1"));
+    assert_eq!(
+        tab.revoked(),
+        vec!["at-2"],
+        "the old session's new tokens are revoked"
+    );
+}
+
+#[test]
+fn a_set_adopted_from_a_tab_whose_write_failed_is_refreshed_not_the_older_stored_one() {
+    // The store holds at-0/rt-0; a sibling refreshed to at-1/rt-1 but could
+    // not write it, and this tab adopted it from the broadcast.
+    let stored = tokens("at-0", Some("rt-0"), NOW - 2 * HOUR_MS, HOUR_MS);
+    let tab = Tab::new(Some(stored.clone()), Some(stored));
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: expiring("at-1", Some("rt-1"), 0),
+            unsaved: false,
+        },
+        NOW,
+    );
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+    assert_eq!(tab.stored().unwrap().access_token.secret(), "at-2");
+}
+
+#[test]
+fn sign_out_returns_the_newest_set_known_to_revoke() {
+    let stored = tokens("at-0", Some("rt-0"), NOW - HOUR_MS, HOUR_MS);
+    let tab = Tab::new(
+        Some(tokens("at-1", Some("rt-1"), NOW, HOUR_MS)),
+        Some(stored),
+    );
+    let latest = tab.run(async |r| r.sign_out().await).unwrap();
+    assert_eq!(latest.refresh_token.unwrap().secret(), "rt-1");
+}
+
+#[test]
+fn a_login_is_saved_under_the_lock_broadcast_and_put_in_use() {
+    let tab = Tab::new(None, None);
+    let login = tokens("at-1", Some("rt-1"), NOW, HOUR_MS);
+    let error = tab.run(async |r| r.sign_in(login.clone()).await);
+    assert_eq!(error, None);
+    assert_eq!(tab.lock.acquired.get(), 1);
+    assert_eq!(tab.stored(), Some(login));
+    assert_eq!(tab.sent().len(), 1);
+    assert_eq!(tab.heard(), vec!["tokens Login at-1"]);
+}
+
+#[test]
+fn broadcast_sets_are_checked_like_input() {
+    let tab = Tab::new(Some(tokens("at-1", Some("rt-1"), NOW, HOUR_MS)), None);
+    let mut no_expiry = tokens("at-x", Some("rt-x"), NOW + 1, HOUR_MS);
+    no_expiry.expires_at_ms = None;
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: no_expiry,
+            unsaved: false,
+        },
+        NOW + 1,
+    );
+    assert_eq!(
+        tab.in_memory().as_deref(),
+        Some("at-1"),
+        "no expiry: refused"
+    );
+    // An issue time far in the future is taken as the time it arrived, so a
+    // genuinely newer set still wins over it afterwards.
+    let future = tokens("at-f", Some("rt-f"), NOW + 100 * HOUR_MS, HOUR_MS);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: future,
+            unsaved: false,
+        },
+        NOW + 1,
+    );
+    assert_eq!(tab.session.tokens().unwrap().issued_at_ms, NOW + 1);
+    let newer = tokens("at-n", Some("rt-n"), NOW + 2, HOUR_MS);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: newer,
+            unsaved: false,
+        },
+        NOW + 2,
+    );
+    assert_eq!(tab.in_memory().as_deref(), Some("at-n"));
+}
+
+#[test]
+fn a_login_that_cannot_be_written_is_kept_in_memory_and_says_why() {
+    let tab = Tab::new(None, None);
+    let store = FullStore(MemorySessionStore::default());
+    let grant = tab.grant();
+    let background = tab.background(&store, &tab.lock, &grant, || NoCheck);
+    let refresher = tab.refresher(&store, &tab.lock, &grant, &background);
+    let login = tokens("at-1", Some("rt-1"), NOW, HOUR_MS);
+    let error = background.tasks.run(refresher.sign_in(login));
+    assert_eq!(error.map(|e| e.code()), Some("storage_error"));
+    assert_eq!(tab.in_memory().as_deref(), Some("at-1"));
+    assert_eq!(
+        tab.heard(),
+        vec!["tokens Login at-1", "persist failed storage_error"]
+    );
+}
+
+#[test]
+fn a_set_another_tab_could_not_write_is_refreshed_from_memory_when_the_store_is_empty() {
+    // The sibling's login could not be written (disk full): the store is
+    // empty, which is not a sign-out for a tab that adopted its broadcast.
+    let tab = Tab::new(None, None);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: expiring("at-1", Some("rt-1"), 0),
+            unsaved: true,
+        },
+        NOW,
+    );
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+    assert_eq!(tab.stored().unwrap().access_token.secret(), "at-2");
+}
+
+#[test]
+fn an_empty_store_after_a_saved_broadcast_is_a_sign_out() {
+    let tab = Tab::new(None, None);
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: expiring("at-1", Some("rt-1"), 0),
+            unsaved: false,
+        },
+        NOW,
+    );
+    assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
 }

@@ -48,6 +48,16 @@ for (const storage of ["indexeddb", "localstorage"]) {
       const record = await rawRecord(page, idp, storage);
       assert.match(record, /^\{"v":1,"iv":"[\w-]+","data":"[\w-]+"\}$/, "stored as an encrypted envelope");
       assert.doesNotMatch(record, /access_token|refresh_token|Bearer/);
+      if (storage === "localstorage") {
+        // What a localStorage dump reveals (SECURITY.md): every key and value
+        // of the origin, as a disk image or a script would read them.
+        const dump = await page.evaluate(() => JSON.stringify(Object.entries(localStorage)));
+        const token = await withClient(page, options, (client) => client.getAccessToken());
+        assert.equal(typeof token.value, "string");
+        assert.ok(!dump.includes(token.value), "no access token in the dump");
+        assert.doesNotMatch(dump, /eyJ[\w-]+\.eyJ/, "no JWT (ID token) in the dump");
+        assert.match(dump, new RegExp(`latchkey:${idp.issuer.replace(/[.:/]/g, "\\$&")}:${idp.clientId}:tokens`), "only that a session exists, for which issuer and client");
+      }
 
       await page.reload();
       await page.waitForSelector("body[data-ready=true]", { state: "attached" });

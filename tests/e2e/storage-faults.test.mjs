@@ -98,6 +98,35 @@ test("a record of an unknown format version is cleared with a storage event nami
   }
 });
 
+test("a record from a newer latchkey is left alone: the old tab works from memory, never overwrites or signs it out", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const page = await context.newPage();
+    await openApp(page, `${idp.spaOrigin}/`);
+    await startUp(page, idp.clientId); // creates latchkey's database
+    const newer = '{"v":2,"iv":"AAAAAAAAAAAAAAAA","data":"AAAA"}';
+    await putRawRecord(page, idp, newer);
+    const started = await startUp(page, idp.clientId);
+    assert.deepEqual(started.error, undefined);
+    assert.equal(started.value.authed, false, "this build cannot read it");
+    assert.equal(started.value.events.length, 1, JSON.stringify(started.value.events));
+    assert.equal(started.value.events[0].type, "newer_record");
+    assert.match(started.value.events[0].reason, /^newer_record.*version 2/);
+    assert.equal(await rawRecord(page, idp), newer, "not removed");
+
+    // A login in this old tab works from memory and leaves the record as is;
+    // so does its sign-out.
+    const [tab] = await signedInTabs(context, idp);
+    assert.equal((await call(tab, idp.whoamiUrl)).status, 200);
+    assert.equal(await rawRecord(tab, idp), newer, "not overwritten by the login");
+    await tab.evaluate(() => window.auth.logout({ revoke: false }));
+    assert.equal(await rawRecord(tab, idp), newer, "not cleared by the sign-out");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 // Every write to latchkey's records store fails as a full disk does.
 const DISK_FULL = () => {
   const put = IDBObjectStore.prototype.put;
