@@ -50,7 +50,7 @@ async function loginAndCallback(context) {
   return { page, outcome: result.value };
 }
 
-test("hanging discovery: create() rejects with discovery_failed within its deadline; cleared, create() works", BOUNDED, async () => {
+test("hanging discovery: create() rejects with discovery_failed within its deadline; cleared, create() works", BOUNDED, async (t) => {
   const { context, errors } = await freshContext(browser);
   try {
     const page = await context.newPage();
@@ -67,6 +67,7 @@ test("hanging discovery: create() rejects with discovery_failed within its deadl
         }
       }, options());
     const out = await within(create(), 30_000, "create()");
+    t.diagnostic(`create(): ${JSON.stringify(out)}, discovery ${JSON.stringify(idp.counters().discovery)}`);
     assert.equal(out.code, "discovery_failed", JSON.stringify(out));
     const tried = idp.counters().discovery.faultsInjected;
     assert.ok(tried >= 1, "discovery was held");
@@ -82,11 +83,12 @@ test("hanging discovery: create() rejects with discovery_failed within its deadl
   }
 });
 
-test("hanging JWKS at login: handleRedirectCallback rejects within its deadline and stores nothing; cleared, a login works", BOUNDED, async () => {
+test("hanging JWKS at login: handleRedirectCallback rejects within its deadline and stores nothing; cleared, a login works", BOUNDED, async (t) => {
   const { context, errors } = await freshContext(browser);
   try {
     idp.setEndpointFault("jwks", { kind: "hang" });
     const { page, outcome } = await loginAndCallback(context);
+    t.diagnostic(`handleRedirectCallback: ${JSON.stringify(outcome)}`);
     assert.equal(outcome.code, "jwks_unavailable", JSON.stringify(outcome));
     assert.ok(outcome.ms < ONE_REQUEST_MS, `rejected after ${Math.round(outcome.ms)} ms`);
     assert.equal(outcome.authenticated, false);
@@ -104,11 +106,12 @@ test("hanging JWKS at login: handleRedirectCallback rejects within its deadline 
   }
 });
 
-test("hanging code exchange: handleRedirectCallback rejects with network_error within its deadline and stores nothing", BOUNDED, async () => {
+test("hanging code exchange: handleRedirectCallback rejects with network_error within its deadline and stores nothing", BOUNDED, async (t) => {
   const { context, errors } = await freshContext(browser);
   try {
     idp.setEndpointFault("code_exchange", { kind: "hang" });
     const { page, outcome } = await loginAndCallback(context);
+    t.diagnostic(`handleRedirectCallback: ${JSON.stringify(outcome)}`);
     assert.equal(outcome.code, "network_error", JSON.stringify(outcome));
     assert.ok(outcome.ms < ONE_REQUEST_MS, `rejected after ${Math.round(outcome.ms)} ms`);
     assert.equal(outcome.authenticated, false);
@@ -122,7 +125,7 @@ test("hanging code exchange: handleRedirectCallback rejects with network_error w
   }
 });
 
-test("hanging UserInfo: getUser({ userinfo: true }) rejects with network_error within its deadline; the session is untouched", BOUNDED, async () => {
+test("hanging UserInfo: getUser({ userinfo: true }) rejects with network_error within its deadline; the session is untouched", BOUNDED, async (t) => {
   const { context, errors } = await freshContext(browser);
   try {
     const [tab] = await signedInTabs(context, idp, { refreshTimeoutSeconds: TIMEOUT_S });
@@ -140,6 +143,7 @@ test("hanging UserInfo: getUser({ userinfo: true }) rejects with network_error w
       30_000,
       "getUser",
     );
+    t.diagnostic(`getUser: ${JSON.stringify(out)}`);
     assert.equal(out.code, "network_error", JSON.stringify(out));
     assert.ok(out.ms < ONE_REQUEST_MS, `rejected after ${Math.round(out.ms)} ms`);
     assert.ok(idp.counters().userinfo.faultsInjected >= 1, "the UserInfo request was held");
@@ -150,7 +154,7 @@ test("hanging UserInfo: getUser({ userinfo: true }) rejects with network_error w
   }
 });
 
-test("hanging revocation: logout() still signs out every tab and resolves within its deadline, reporting the failure", BOUNDED, async () => {
+test("hanging revocation: logout() still signs out every tab and resolves within its deadline, reporting the failure", BOUNDED, async (t) => {
   const { context, errors } = await freshContext(browser);
   try {
     const tabs = await signedInTabs(context, idp, { refreshTimeoutSeconds: TIMEOUT_S }, { more: 1 });
@@ -158,6 +162,7 @@ test("hanging revocation: logout() still signs out every tab and resolves within
     const started = Date.now();
     const result = await within(logoutIn(tabs[0]), 30_000, "logout");
     const ms = Date.now() - started;
+    t.diagnostic(`logout: ${JSON.stringify(result)} after ${ms} ms`);
     assert.equal(result.revocation, "failed", JSON.stringify(result));
     // Two tokens (refresh, access), each with its own deadline at most.
     assert.ok(ms < 2 * TIMEOUT_S * 1000 + 2_500, `logout took ${ms} ms`);
