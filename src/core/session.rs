@@ -643,7 +643,16 @@ where
                     // Replaced or ended while the keys were fetched.
                     return Ok(fresh);
                 }
-                self.save_and_publish(&candidate).await;
+                if self.session.unsaved.get() {
+                    // The set's write failed a moment ago, and said so; the
+                    // other tabs still get the verified ID token.
+                    self.broadcast.publish(&SessionMessage::Tokens {
+                        tokens: candidate.clone(),
+                        unsaved: true,
+                    });
+                } else {
+                    self.save_and_publish(&candidate).await;
+                }
                 self.session.adopt(candidate.clone(), TokenSource::Refresh);
                 Ok(candidate)
             }

@@ -116,11 +116,22 @@ test("a record from a newer latchkey is left alone: the old tab works from memor
 
     // A login in this old tab works from memory and leaves the record as is;
     // so does its sign-out.
-    const [tab] = await signedInTabs(context, idp);
-    assert.equal((await call(tab, idp.whoamiUrl)).status, 200);
-    assert.equal(await rawRecord(tab, idp), newer, "not overwritten by the login");
-    await tab.evaluate(() => window.auth.logout({ revoke: false }));
-    assert.equal(await rawRecord(tab, idp), newer, "not cleared by the sign-out");
+    const options = clientOptions(idp);
+    await loginViaRedirect(page, idp, options);
+    const session = await withClient(
+      page,
+      options,
+      async (client, url) => {
+        await client.handleRedirectCallback();
+        const status = (await client.fetchWithAuth(url)).status;
+        const authed = await client.isAuthenticated();
+        await client.logout({ revoke: false });
+        return { status, authed, after: await client.isAuthenticated() };
+      },
+      idp.whoamiUrl,
+    );
+    assert.deepEqual(session.value, { status: 200, authed: true, after: false }, JSON.stringify(session));
+    assert.equal(await rawRecord(page, idp), newer, "neither overwritten by the login nor cleared by the sign-out");
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
