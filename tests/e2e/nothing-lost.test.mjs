@@ -263,6 +263,7 @@ for (const variant of SIGN_OUT_VARIANTS) {
       assert.deepEqual(await sessionState(reloaded), { authenticated: false, token: "not_authenticated" });
 
       const counters = idp.counters();
+      t.diagnostic(`revocation requests: ${JSON.stringify(counters.revocation)}; grants: ${JSON.stringify(counters.grants)}`);
       assert.equal(counters.token.byGrantType.refresh_token, 1, "no refresh after the sign-out");
       assert.equal(counters.token.errorsByCode.invalid_grant ?? 0, 0, JSON.stringify(counters.token));
       assert.equal(counters.grants.byReason.reuse ?? 0, 0, `no grant revoked for reuse: ${JSON.stringify(counters.grants)}`);
@@ -272,6 +273,8 @@ for (const variant of SIGN_OUT_VARIANTS) {
         for (const [i, at] of heardAt.entries()) {
           assert.ok(at && at < rotatedAt + variant.late, `tab ${i} heard signedOut ${at && at - rotatedAt} ms after the rotation, before the answer (${variant.late} ms)`);
         }
+        // B revoked the refresh token it knew; A, once its answer came, the one it had been given.
+        assert.equal(counters.revocation.byHint.refresh_token, 2, `A revoked the late answer's refresh token: ${JSON.stringify(counters.revocation)}`);
       }
       assert.deepEqual(errors, []);
     } finally {
