@@ -566,7 +566,8 @@ where
     /// it in use — unless the session ended or was replaced while the
     /// request was out. Checked right before the write, against the store
     /// (compare-and-swap: it must still hold `base`, an older set, or
-    /// nothing because `base` never reached it); a set not used is revoked.
+    /// nothing because `base` never reached it). A set refreshed for a
+    /// session that ended is revoked.
     async fn persist(
         &self,
         base: &TokenSet,
@@ -585,8 +586,9 @@ where
                     && stored.issued_at_ms >= base.issued_at_ms =>
             {
                 // Replaced meanwhile (a new login, a tab without the lock):
-                // the newer set wins.
-                self.background.revoke(fresh);
+                // the newer set wins. `fresh` is not revoked: it may belong
+                // to the same grant as the winner (a sibling's refresh), and
+                // revoking a refresh token may end its whole grant.
                 self.session.adopt(stored.clone(), TokenSource::Sync);
                 return Ok(stored);
             }

@@ -1085,11 +1085,8 @@ fn a_login_saved_while_a_refresh_was_out_wins_over_it() {
     assert_eq!(result.unwrap().secret(), "bob-1");
     assert_eq!(tab.stored(), Some(login));
     assert_eq!(tab.in_memory().as_deref(), Some("bob-1"));
-    assert_eq!(
-        tab.revoked(),
-        vec!["at-2"],
-        "the old session's new tokens are revoked"
-    );
+    // Not revoked: a set that replaced this one may share its grant.
+    assert!(tab.revoked().is_empty());
 }
 
 #[test]
