@@ -309,12 +309,19 @@ test("(f) counters: token requests by grant type, errors by code, API by status;
     const expected = {
       token: {
         byGrantType: { authorization_code: 1, refresh_token: 2, password: 1 },
+        succeeded: { authorization_code: 1, refresh_token: 1 },
         errorsByCode: { invalid_grant: 1, unsupported_grant_type: 1 },
         faultsInjected: 0,
       },
       api: { byStatus: { 200: 2, 401: 1 } },
       revocation: { requests: 1, byHint: { "(none)": 1 }, succeeded: 1, faultsInjected: 0 },
+      // flow.mjs discovers each issuer once (it caches the metadata)
+      discovery: { requests: 1, faultsInjected: 0 },
+      jwks: { requests: 0, faultsInjected: 0 },
+      userinfo: { requests: 0, faultsInjected: 0 },
       endSession: { requests: 0, withIdTokenHint: 0 },
+      // Revoking a refresh token (RFC 7009) revokes its grant.
+      grants: { revoked: 1, byReason: { revocation: 1 } },
       atproto: { refreshSession: 0 },
     };
     assert.deepEqual(idp.counters(), expected);
@@ -326,10 +333,19 @@ test("(f) counters: token requests by grant type, errors by code, API by status;
 
     assert.equal((await post(`${idp.issuer}/__test/reset`)).status, 200);
     const zero = {
-      token: { byGrantType: { authorization_code: 0, refresh_token: 0 }, errorsByCode: {}, faultsInjected: 0 },
+      token: {
+        byGrantType: { authorization_code: 0, refresh_token: 0 },
+        succeeded: { authorization_code: 0, refresh_token: 0 },
+        errorsByCode: {},
+        faultsInjected: 0,
+      },
       api: { byStatus: {} },
       revocation: { requests: 0, byHint: {}, succeeded: 0, faultsInjected: 0 },
+      discovery: { requests: 0, faultsInjected: 0 },
+      jwks: { requests: 0, faultsInjected: 0 },
+      userinfo: { requests: 0, faultsInjected: 0 },
       endSession: { requests: 0, withIdTokenHint: 0 },
+      grants: { revoked: 0, byReason: {} },
       atproto: { refreshSession: 0 },
     };
     assert.deepEqual(idp.counters(), zero);
@@ -349,7 +365,7 @@ test("revocation faults: 503 and drop revoke nothing; cleared, revocation works;
         body: new URLSearchParams({ token: tokens.refresh_token, token_type_hint: "refresh_token", client_id: "spa" }),
       });
     const set = await post(`${idp.issuer}/__test/revocation-fault`, { fault: { status: 503 } });
-    assert.deepEqual(set.body, { ok: true, fault: { status: 503 } });
+    assert.deepEqual(set.body, { ok: true, fault: { kind: "status", status: 503 } });
     assert.equal((await revoke()).status, 503);
     idp.setRevocationFault({ kind: "drop" });
     await assert.rejects(revoke());
@@ -432,11 +448,14 @@ test("(g) token faults: status once then real, garbage, no_access_token, drop, d
 
 // Sends `send()` into a "hang" fault and closes the server while it is pending: close() must
 // finish promptly, and the orphaned request then fails. (close() may be called again after.)
-async function closeDespiteHungRequest(idp, send) {
-  const before = idp.counters().token.faultsInjected;
-  idp.setTokenFaults({ next: [{ kind: "hang" }] });
+// By default the hang is a token-endpoint fault; `endpoint` names an outage endpoint instead.
+async function closeDespiteHungRequest(idp, send, { endpoint } = {}) {
+  const injected = () => (endpoint && endpoint !== "code_exchange" ? idp.counters()[endpoint] : idp.counters().token).faultsInjected;
+  const before = injected();
+  if (endpoint) idp.setEndpointFault(endpoint, { kind: "hang" });
+  else idp.setTokenFaults({ next: [{ kind: "hang" }] });
   const orphan = send();
-  await eventually(() => idp.counters().token.faultsInjected === before + 1, { withinMs: 2000, everyMs: 20 });
+  await eventually(() => injected() === before + 1, { withinMs: 2000, everyMs: 20 });
   const t0 = Date.now();
   await idp.close();
   assert.ok(Date.now() - t0 < 2000, "close() did not wait for the hung request");
@@ -465,6 +484,205 @@ test("(g) a hung token request stays unanswered and does not stop close()", asyn
     await idp.close();
   }
 });
+
+const get = (url, opts = {}) => fetch(url, opts);
+
+test("JWKS outage: 503, drop and hang while set, counted; cleared, the keys are served again", () =>
+  withIdp({}, async (idp) => {
+    const { jwks_uri } = await discover(idp.issuer);
+    assert.equal(new URL(jwks_uri).pathname, "/jwks");
+    assert.equal((await get(jwks_uri)).status, 200, "no fault yet");
+
+    idp.setEndpointFault("jwks", { status: 503 });
+    for (let i = 0; i < 2; i++) {
+      const res = await get(jwks_uri, { headers: { origin: SPA } });
+      assert.equal(res.status, 503, "every request while set, not just one");
+      assert.equal(res.headers.get("access-control-allow-origin"), SPA, "a browser sees the status");
+      assert.equal((await res.json()).error, "temporarily_unavailable");
+    }
+
+    // Over HTTP too, like the other control routes.
+    const set = await post(`${idp.issuer}/__test/endpoint-fault`, { endpoint: "jwks", fault: { kind: "drop" } });
+    assert.deepEqual(set.body, { ok: true, endpoint: "jwks", fault: { kind: "drop" } });
+    await assert.rejects(get(jwks_uri), TypeError, "drop: a network error");
+
+    idp.setEndpointFault("jwks", { kind: "hang" });
+    await assert.rejects(get(jwks_uri, { signal: AbortSignal.timeout(300) }), (err) => err.name === "TimeoutError");
+    assert.deepEqual((await (await get(`${idp.issuer}/__test/endpoint-faults`)).json()).jwks, { kind: "hang" });
+
+    const cleared = await post(`${idp.issuer}/__test/endpoint-fault`, { endpoint: "jwks", fault: null });
+    assert.deepEqual(cleared.body, { ok: true, endpoint: "jwks", fault: null });
+    const keys = await (await get(jwks_uri)).json();
+    assert.equal(keys.keys.length, 1);
+    assert.deepEqual(idp.counters().jwks, { requests: 6, faultsInjected: 4 });
+    // Other endpoints were never affected.
+    assert.equal((await get(`${idp.issuer}/.well-known/openid-configuration`)).status, 200);
+
+    for (const bad of [{ status: 200 }, { kind: "garbage" }, { kind: "status" }]) {
+      assert.throws(() => idp.setEndpointFault("jwks", bad), RangeError, JSON.stringify(bad));
+    }
+    assert.throws(() => idp.setEndpointFault("token", { kind: "hang" }), RangeError);
+    const badRoute = await post(`${idp.issuer}/__test/endpoint-fault`, { endpoint: "nope", fault: { kind: "hang" } });
+    assert.equal(badRoute.status, 400);
+    assert.equal(idp.endpointFaults().jwks, null, "a refused setting changes nothing");
+  }));
+
+test("a hanging endpoint holds the socket until the fault is cleared, then closes it unanswered", () =>
+  withIdp({}, async (idp) => {
+    const { jwks_uri } = await discover(idp.issuer);
+    idp.setEndpointFault("jwks", { kind: "hang" });
+    const held = get(jwks_uri).then(
+      (res) => `answered ${res.status}`,
+      (err) => `closed: ${err.name}`,
+    );
+    await eventually(() => idp.counters().jwks.faultsInjected === 1, { withinMs: 2000, everyMs: 20 });
+    const raced = await Promise.race([held, sleep(500).then(() => "still held")]);
+    assert.equal(raced, "still held", "no answer while the fault is set");
+    const t0 = Date.now();
+    idp.setEndpointFault("jwks", null);
+    assert.equal(await held, "closed: TypeError", "clearing ends the held request without an answer");
+    assert.ok(Date.now() - t0 < 1000, "promptly");
+    assert.equal((await get(jwks_uri)).status, 200);
+  }));
+
+test("hanging discovery: both well-known documents hang while set; close() is not held up", async () => {
+  const idp = await startIdp({ spaOrigins: [SPA] });
+  try {
+    idp.setEndpointFault("discovery", { kind: "hang" });
+    for (const path of ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"]) {
+      await assert.rejects(get(`${idp.issuer}${path}`, { signal: AbortSignal.timeout(300) }), (err) => err.name === "TimeoutError", path);
+    }
+    assert.deepEqual(idp.counters().discovery, { requests: 2, faultsInjected: 2 });
+    // The rest of the server answers: an outage takes out one endpoint only.
+    assert.equal((await callApi(idp.whoamiUrl)).status, 401);
+    // A 503 outage, then none.
+    idp.setEndpointFault("discovery", { status: 503 });
+    assert.equal((await get(`${idp.issuer}/.well-known/openid-configuration`)).status, 503);
+    idp.clearEndpointFaults();
+    assert.equal((await get(`${idp.issuer}/.well-known/oauth-authorization-server`)).status, 200);
+
+    await closeDespiteHungRequest(idp, () => get(`${idp.issuer}/.well-known/openid-configuration`), { endpoint: "discovery" });
+  } finally {
+    await idp.close();
+  }
+});
+
+test("a hanging JWKS request does not stop close()", async () => {
+  const idp = await startIdp({ spaOrigins: [SPA] });
+  try {
+    await closeDespiteHungRequest(idp, () => get(`${idp.issuer}/jwks`), { endpoint: "jwks" });
+  } finally {
+    await idp.close();
+  }
+});
+
+test("code_exchange outage: the authorization_code grant hangs or fails while set, refreshes pass; the code stays usable", async () => {
+  const idp = await startIdp({ spaOrigins: [SPA] });
+  try {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    const flow = await authorize(idp.issuer, { redirectUri: REDIRECT });
+    const exchange = (opts) =>
+      exchangeCode(idp.issuer, { code: flow.params.code, redirectUri: REDIRECT, verifier: flow.pkce.verifier }, opts);
+    idp.resetCounters();
+
+    idp.setEndpointFault("code_exchange", { kind: "hang" });
+    const { token_endpoint } = await discover(idp.issuer);
+    const hung = fetch(token_endpoint, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "authorization_code", code: flow.params.code, redirect_uri: REDIRECT, client_id: "spa", code_verifier: flow.pkce.verifier }),
+      signal: AbortSignal.timeout(400),
+    });
+    await assert.rejects(hung, (err) => err.name === "TimeoutError");
+    // The refresh grant is not the code exchange: it passes, and rotates.
+    const refreshed = await refresh(idp.issuer, tokens.refresh_token);
+    assert.equal(refreshed.status, 200);
+
+    idp.setEndpointFault("code_exchange", { status: 503 });
+    const refused = await exchange({ origin: SPA });
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get("access-control-allow-origin"), SPA);
+
+    idp.setEndpointFault("code_exchange", null);
+    const done = await exchange();
+    assert.equal(done.status, 200, "the faulted requests never reached oidc-provider: the code is unused");
+    assert.ok(done.body.refresh_token);
+    const c = idp.counters().token;
+    assert.deepEqual(c.byGrantType, { authorization_code: 3, refresh_token: 1 });
+    assert.deepEqual(c.succeeded, { authorization_code: 1, refresh_token: 1 });
+    assert.equal(c.faultsInjected, 2);
+    assert.deepEqual(idp.counters().grants, { revoked: 0, byReason: {} }, "no code was reused");
+
+    await closeDespiteHungRequest(idp, () => exchange(), { endpoint: "code_exchange" });
+  } finally {
+    await idp.close();
+  }
+});
+
+test("userinfo outage: /me fails while set", () =>
+  withIdp({}, async (idp) => {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    idp.setEndpointFault("userinfo", { status: 502 });
+    assert.equal((await callApi(`${idp.issuer}/me`, tokens.access_token)).status, 502);
+    idp.setEndpointFault("userinfo", null);
+    assert.equal((await callApi(`${idp.issuer}/me`, tokens.access_token)).status, 200);
+    assert.deepEqual(idp.counters().userinfo, { requests: 2, faultsInjected: 1 });
+  }));
+
+test("late_response rotates at once and answers late: the old refresh token is spent before the answer arrives", () =>
+  withIdp({}, async (idp) => {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    idp.resetCounters();
+    assert.equal(idp.liveRefreshTokens(), 1);
+    idp.setTokenFaults({ next: [{ kind: "late_response", ms: 1500 }] });
+    const started = Date.now();
+    const late = refresh(idp.issuer, tokens.refresh_token);
+    // The rotation is done (counted, the old token consumed, the new one live) while the answer
+    // is still held.
+    assert.ok(await eventually(() => idp.counters().token.succeeded.refresh_token === 1, { withinMs: 1000, everyMs: 20 }));
+    assert.ok(Date.now() - started < 1000, "rotated well before the answer");
+    assert.equal(idp.liveRefreshTokens(), 1, "the old token consumed, the new one live");
+    const answer = await late;
+    assert.ok(Date.now() - started >= 1500, "answered after the delay");
+    assert.equal(answer.status, 200);
+    assert.notEqual(answer.body.refresh_token, tokens.refresh_token);
+    assert.equal((await refresh(idp.issuer, answer.body.refresh_token)).status, 200, "the late answer's token is the live one");
+    assert.deepEqual(idp.counters().grants, { revoked: 0, byReason: {} });
+  }));
+
+test("grant counters: reuse, revocation and revoke-grants are counted by reason; rotations as succeeded refresh grants", () =>
+  withIdp({}, async (idp) => {
+    // Reuse of a rotated refresh token revokes the grant: reason "reuse".
+    const a = await login(idp.issuer, { redirectUri: REDIRECT });
+    const a2 = await refresh(idp.issuer, a.refresh_token);
+    assert.equal((await refresh(idp.issuer, a.refresh_token)).body.error, "invalid_grant");
+    assert.equal((await refresh(idp.issuer, a2.body.refresh_token)).body.error, "invalid_grant", "the grant is gone");
+    // A used authorization code presented again: reuse too.
+    const flow = await authorize(idp.issuer, { redirectUri: REDIRECT });
+    const codeArgs = { code: flow.params.code, redirectUri: REDIRECT, verifier: flow.pkce.verifier };
+    assert.equal((await exchangeCode(idp.issuer, codeArgs)).status, 200);
+    assert.equal((await exchangeCode(idp.issuer, codeArgs)).body.error, "invalid_grant");
+    // RFC 7009 revocation of a refresh token: reason "revocation".
+    const b = await login(idp.issuer, { redirectUri: REDIRECT });
+    const rev = await fetch(`${idp.issuer}/token/revocation`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: b.refresh_token, token_type_hint: "refresh_token", client_id: "spa" }),
+    });
+    assert.equal(rev.status, 200);
+    // The test's own revoke-grants: reason "test" (one live grant left: b's is gone).
+    await login(idp.issuer, { redirectUri: REDIRECT });
+    assert.equal(idp.liveGrants().length, 1);
+    assert.equal((await post(`${idp.issuer}/__test/revoke-grants`)).body.revokedGrants, 1);
+
+    assert.equal(idp.liveGrants().length, 0, "every grant is gone");
+    const c = idp.counters();
+    assert.deepEqual(c.grants, { revoked: 4, byReason: { reuse: 2, revocation: 1, test: 1 } });
+    assert.deepEqual(c.token.succeeded, { authorization_code: 4, refresh_token: 1 });
+    assert.equal(c.token.errorsByCode.invalid_grant, 3);
+    idp.resetCounters();
+    assert.deepEqual(idp.counters().grants, { revoked: 0, byReason: {} });
+  }));
 
 test("revoke-grants kills every grant: refresh → invalid_grant, access tokens → 401", () =>
   withIdp({}, async (idp) => {

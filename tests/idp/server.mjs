@@ -6,7 +6,8 @@
 //   /api/*           protected resource (Bearer), answers like RFC 6750 or like Bluesky XRPC
 //   /xrpc/com.atproto.server.refreshSession
 //                    AT-Protocol-style refresh (refresh token as Bearer), backed by /token
-//   /__test/*        control routes: counters, mode, TTL, token-endpoint faults, grant revocation
+//   /__test/*        control routes: counters, mode, TTL, token-endpoint faults, endpoint outages,
+//                    grant revocation
 //   /interaction/:id completes every login/consent automatically as the test user "alice"
 //   everything else  oidc-provider (discovery, /auth, /token, /token/revocation, /me, /session/end)
 
@@ -34,6 +35,10 @@ export const MODES = Object.freeze(["rfc6750", "bluesky"]);
 const FAULT_KINDS = new Set(["status", "drop", "hang", "garbage", "no_access_token", "lose_response", "pass", "late_response"]);
 // Handled by the real token endpoint (the others answer instead of it).
 const PASS_THROUGH = new Set(["lose_response", "pass", "late_response"]);
+// Endpoints that can be put out of order while a fault is set (an outage), unlike the token
+// endpoint's queued faults, which each take one request. "code_exchange" is the token endpoint for
+// the authorization_code grant only (refreshes pass).
+export const OUTAGE_ENDPOINTS = Object.freeze(["discovery", "jwks", "userinfo", "revocation", "code_exchange"]);
 // What presenting a rotated-away refresh token does: oidc-provider's own behaviour revokes the
 // whole grant (OAuth 2.0 Security BCP); "refuse" only answers invalid_grant, as servers with a
 // lenient reuse policy do, so the other tabs' rotated tokens stay valid.
@@ -42,6 +47,9 @@ const REUSE_POLICIES = new Set(["revoke-grant", "refuse"]);
 // oidc-provider's default route paths (we do not change them).
 const TOKEN_PATH = "/token";
 const REVOCATION_PATH = "/token/revocation";
+const USERINFO_PATH = "/me";
+const JWKS_PATH = "/jwks";
+const DISCOVERY_PATHS = new Set(["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"]);
 const END_SESSION_PATH = "/session/end";
 const ECHO_PATH = "/api/echo";
 const REFRESH_SESSION_PATH = "/xrpc/com.atproto.server.refreshSession";
@@ -49,11 +57,26 @@ const TEST_DID = `did:plc:${TEST_USER.sub}`;
 
 function freshCounters() {
   return {
-    token: { byGrantType: { authorization_code: 0, refresh_token: 0 }, errorsByCode: {}, faultsInjected: 0 },
+    // byGrantType: every token request (faulted ones too); succeeded: the grants oidc-provider
+    // carried out (for refresh_token: the rotations), counted as soon as they are done, before
+    // any late_response delay.
+    token: {
+      byGrantType: { authorization_code: 0, refresh_token: 0 },
+      succeeded: { authorization_code: 0, refresh_token: 0 },
+      errorsByCode: {},
+      faultsInjected: 0,
+    },
     api: { byStatus: {} },
     // byHint/succeeded are counted once oidc-provider has answered (a fault never reaches it).
     revocation: { requests: 0, byHint: {}, succeeded: 0, faultsInjected: 0 },
+    discovery: { requests: 0, faultsInjected: 0 },
+    jwks: { requests: 0, faultsInjected: 0 },
+    userinfo: { requests: 0, faultsInjected: 0 },
     endSession: { requests: 0, withIdTokenHint: 0 },
+    // Grants (logins) revoked, by why: "reuse" (a used refresh token or code presented again:
+    // the failure latchkey must never cause), "revocation" (RFC 7009, e.g. a sign-out),
+    // "end_session", "test" (revokeAllGrants).
+    grants: { revoked: 0, byReason: {} },
     atproto: { refreshSession: 0 },
   };
 }
@@ -204,8 +227,8 @@ export async function startIdp(options = {}) {
     advertisedExpiresIn: assertAdvertised(options.advertisedExpiresIn ?? null),
     faults: normaliseFaults(),
     reusePolicy: "revoke-grant",
-    // null, or { status } / { kind: "drop" }: how every revocation request fails while set.
-    revocationFault: null,
+    // Per endpoint: null, or how every request to it fails while set (see createOutages).
+    outages: createOutages(),
     counters: freshCounters(),
   };
   // Aborted by close(): ends token-endpoint delays and "hang" faults.
@@ -248,6 +271,7 @@ export async function startIdp(options = {}) {
     const store = createStore();
     const provider = createProvider({ issuer, state, store, origins, redirectUris });
     provider.use(tokenEndpointMiddleware({ state, origins, store, signal: closing.signal }));
+    countGrantEvents(provider, state);
     const koa = provider.callback();
 
     const cors = corsFor(origins);
@@ -303,11 +327,17 @@ export async function startIdp(options = {}) {
         if (!REUSE_POLICIES.has(policy)) throw new RangeError(`reuse policy is one of ${[...REUSE_POLICIES]}`);
         state.reusePolicy = policy;
       },
-      setRevocationFault: (fault) => {
-        state.revocationFault = normaliseRevocationFault(fault);
+      setEndpointFault: (endpoint, fault) => {
+        state.outages.set(endpoint, fault);
       },
-      revokeAllGrants: () => store.revokeAllGrants(),
+      setRevocationFault: (fault) => {
+        state.outages.set("revocation", fault);
+      },
+      clearEndpointFaults: () => state.outages.clear(),
+      endpointFaults: () => state.outages.snapshot(),
+      revokeAllGrants: () => revokeAllGrants(state, store),
       liveRefreshTokens: () => store.liveRefreshTokens(),
+      liveGrants: () => store.liveGrantIds(),
       close: closeAll,
     };
   } catch (err) {
@@ -378,6 +408,21 @@ function createProvider({ issuer, state, store, origins, redirectUris }) {
   return provider;
 }
 
+// Counts what oidc-provider reports doing: grants carried out (token.succeeded) and grants
+// revoked (grants), read from state.counters at event time (a reset replaces them).
+function countGrantEvents(provider, state) {
+  provider.on("grant.success", (ctx) => {
+    bump(state.counters.token.succeeded, ctx.oidc.params?.grant_type ?? "(none)");
+  });
+  provider.on("grant.revoked", (ctx) => {
+    const route = ctx.oidc?.route ?? "(none)";
+    // On the token route a grant is revoked only because a used refresh token or code came back.
+    const reason = route === "token" ? "reuse" : route.startsWith("end_session") ? "end_session" : route;
+    state.counters.grants.revoked += 1;
+    bump(state.counters.grants.byReason, reason);
+  });
+}
+
 // --- CORS for our own routes ------------------------------------------------------------------
 
 function corsFor(origins) {
@@ -430,8 +475,26 @@ function tokenEndpointMiddleware({ state, origins, store, signal }) {
       state.counters.endSession.requests += 1;
       if (ctx.query.id_token_hint) state.counters.endSession.withIdTokenHint += 1;
     }
-    if (ctx.method === "POST" && ctx.path === REVOCATION_PATH) return revocationEndpoint(ctx, next, state);
+    const endpoint = outageEndpointOf(ctx);
+    if (endpoint) {
+      const counters = state.counters[endpoint];
+      counters.requests += 1;
+      const { fault, released } = state.outages.get(endpoint);
+      if (fault) {
+        counters.faultsInjected += 1;
+        return answerOutage(ctx, fault, { endpoint, origins, released, signal });
+      }
+      if (endpoint === "revocation") return revocationEndpoint(ctx, next, state);
+      return next();
+    }
     if (ctx.method !== "POST" || ctx.path !== TOKEN_PATH) return next();
+
+    const exchange = state.outages.get("code_exchange");
+    if (exchange.fault && (await grantTypeOf(ctx)) === "authorization_code") {
+      bump(state.counters.token.byGrantType, "authorization_code");
+      state.counters.token.faultsInjected += 1;
+      return answerOutage(ctx, exchange.fault, { endpoint: "code_exchange", origins, released: exchange.released, signal });
+    }
 
     // Consumed on arrival, so concurrent requests take faults in the order they came in.
     const fault = state.faults.next.shift();
@@ -481,15 +544,30 @@ function answerInsteadOfProvider(ctx, origins) {
   ctx.set("Cache-Control", "no-store");
 }
 
+// The form of a token request, read here once (later calls get the same): it is handed on as
+// req.body, which oidc-provider's body parser accepts. An unreadable body is an empty form.
+async function tokenForm(ctx) {
+  if (!ctx.state.form) {
+    let body = "";
+    try {
+      body = await readBody(ctx.req);
+    } catch {
+      // too large or broken: counted as (none), and oidc-provider sees an empty body
+    }
+    ctx.req.body = body;
+    ctx.state.form = new URLSearchParams(body);
+    ctx.state.grantType = ctx.state.form.get("grant_type") ?? undefined;
+  }
+  return ctx.state.form;
+}
+
+const grantTypeOf = async (ctx) => (await tokenForm(ctx)).get("grant_type") ?? undefined;
+
 // The "refuse" reuse policy: a rotated-away refresh token gets invalid_grant here, before
-// oidc-provider (which would revoke the grant) sees it. The body is read here, so it is handed on
-// as req.body, which oidc-provider's body parser accepts. True when it answered.
+// oidc-provider (which would revoke the grant) sees it. True when it answered.
 async function refuseReuse(ctx, store, origins) {
-  const body = await readBody(ctx.req);
-  ctx.req.body = body;
-  const form = new URLSearchParams(body);
-  ctx.state.grantType = form.get("grant_type") ?? undefined;
-  if (ctx.state.grantType !== "refresh_token" || !store.isConsumedRefreshToken(form.get("refresh_token") ?? "")) {
+  const form = await tokenForm(ctx);
+  if (form.get("grant_type") !== "refresh_token" || !store.isConsumedRefreshToken(form.get("refresh_token") ?? "")) {
     return false;
   }
   answerInsteadOfProvider(ctx, origins);
@@ -498,34 +576,99 @@ async function refuseReuse(ctx, store, origins) {
   return true;
 }
 
-function normaliseRevocationFault(fault) {
+/**
+ * Validates an outage fault: null (none), `{ kind: "drop" }`, `{ kind: "hang" }` or
+ * `{ kind: "status", status: 400..599 }` (`kind` may be left out when `status` is given).
+ * Returns a normalised copy; throws RangeError when malformed.
+ */
+function normaliseOutage(fault) {
   if (fault === null || fault === undefined) return null;
-  if (fault.kind === "drop") return { kind: "drop" };
-  if (Number.isInteger(fault.status) && fault.status >= 400 && fault.status <= 599) return { status: fault.status };
-  throw new RangeError("a revocation fault is null, { kind: \"drop\" } or { status: 400..599 }");
+  if (fault.kind === "drop" || fault.kind === "hang") return { kind: fault.kind };
+  const isStatus = fault.kind === "status" || fault.kind === undefined;
+  if (isStatus && Number.isInteger(fault.status) && fault.status >= 400 && fault.status <= 599) return { kind: "status", status: fault.status };
+  throw new RangeError('an endpoint fault is null, { kind: "drop" }, { kind: "hang" } or { status: 400..599 }');
 }
 
-// Counts revocation requests by token_type_hint and outcome; a set fault answers instead of
-// oidc-provider (so nothing is revoked).
-async function revocationEndpoint(ctx, next, state) {
-  const counters = state.counters.revocation;
-  counters.requests += 1;
-  const fault = state.revocationFault;
-  if (fault) {
-    counters.faultsInjected += 1;
-    if (fault.kind === "drop") {
-      ctx.respond = false;
-      ctx.req.socket.destroy();
-      return;
-    }
+function assertOutageEndpoint(endpoint) {
+  if (!OUTAGE_ENDPOINTS.includes(endpoint)) throw new RangeError(`endpoint must be one of ${OUTAGE_ENDPOINTS.join(", ")}; got ${endpoint}`);
+  return endpoint;
+}
+
+/**
+ * The outages: which endpoints fail, and how, while set. Setting or clearing an endpoint's fault
+ * ends the requests its "hang" holds (their sockets are closed without an answer).
+ */
+function createOutages() {
+  const faults = Object.fromEntries(OUTAGE_ENDPOINTS.map((e) => [e, null]));
+  const releases = Object.fromEntries(OUTAGE_ENDPOINTS.map((e) => [e, new AbortController()]));
+  return {
+    /** The fault set on `endpoint` and the signal that ends its held requests. */
+    get: (endpoint) => ({ fault: faults[endpoint], released: releases[endpoint].signal }),
+    set(endpoint, fault) {
+      assertOutageEndpoint(endpoint);
+      const normalised = normaliseOutage(fault);
+      faults[endpoint] = normalised;
+      releases[endpoint].abort();
+      releases[endpoint] = new AbortController();
+      return normalised;
+    },
+    /** Clears every fault (ending every held request). */
+    clear() {
+      for (const endpoint of OUTAGE_ENDPOINTS) this.set(endpoint, null);
+    },
+    snapshot: () => ({ ...faults }),
+  };
+}
+
+/**
+ * Resolves when `socket` closes or any of `signals` aborts: a request held open without an
+ * answer, as a server that never answers does.
+ */
+function holdOpen(socket, signals) {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const s of signals) s.removeEventListener("abort", done);
+      socket.off("close", done);
+      resolve();
+    };
+    for (const s of signals) s.addEventListener("abort", done);
+    socket.on("close", done);
+    if (socket.destroyed || signals.some((s) => s.aborted)) done();
+  });
+}
+
+// Answers for an endpoint that is out of order (an outage fault), instead of oidc-provider: a
+// status, or no answer at all ("drop" at once, "hang" once released or the server closes).
+async function answerOutage(ctx, fault, { endpoint, origins, released, signal }) {
+  answerInsteadOfProvider(ctx, origins);
+  if (fault.kind === "status") {
     ctx.status = fault.status;
-    ctx.set("Access-Control-Allow-Origin", ctx.get("Origin") || "*");
-    ctx.body = { error: "temporarily_unavailable", error_description: "injected revocation fault" };
+    ctx.body = { error: "temporarily_unavailable", error_description: `injected ${endpoint} fault` };
     return;
   }
+  if (fault.kind === "hang") await holdOpen(ctx.req.socket, [signal, released]);
+  ctx.req.socket.destroy();
+  ctx.respond = false;
+}
+
+// Counts revocation requests by token_type_hint and outcome (a fault, answered before
+// oidc-provider, revokes nothing).
+async function revocationEndpoint(ctx, next, state) {
   await next();
+  const counters = state.counters.revocation;
   bump(counters.byHint, ctx.oidc?.body?.token_type_hint ?? "(none)");
   if (ctx.status === 200) counters.succeeded += 1;
+}
+
+// Which outage endpoint a request to oidc-provider is for (code_exchange is decided later, from
+// the body), or undefined.
+function outageEndpointOf(ctx) {
+  if (ctx.method === "OPTIONS") return undefined; // preflights always pass
+  if (ctx.method === "GET" && DISCOVERY_PATHS.has(ctx.path)) return "discovery";
+  if (ctx.method === "GET" && ctx.path === JWKS_PATH) return "jwks";
+  if (ctx.path === USERINFO_PATH) return "userinfo";
+  if (ctx.method === "POST" && ctx.path === REVOCATION_PATH) return "revocation";
+  return undefined;
 }
 
 // Lets tests exercise purely reactive refresh: the client believes the token lives
@@ -540,13 +683,7 @@ function advertiseLifetime(ctx, state) {
 async function injectFault(ctx, fault, { state, origins, signal }) {
   const counters = state.counters.token;
   // The real handler never sees this request, so read the body ourselves to count it.
-  let grantType = "(none)";
-  try {
-    grantType = new URLSearchParams(await readBody(ctx.req)).get("grant_type") ?? "(none)";
-  } catch {
-    // unreadable body: counted as (none)
-  }
-  bump(counters.byGrantType, grantType);
+  bump(counters.byGrantType, (await grantTypeOf(ctx)) ?? "(none)");
   counters.faultsInjected += 1;
 
   answerInsteadOfProvider(ctx, origins);
@@ -556,22 +693,11 @@ async function injectFault(ctx, fault, { state, origins, signal }) {
       ctx.req.socket.destroy();
       ctx.respond = false;
       return;
-    case "hang": {
+    case "hang":
       // Never answer; finish when the client goes away or the server closes.
-      const socket = ctx.req.socket;
-      await new Promise((resolve) => {
-        const done = () => {
-          signal.removeEventListener("abort", done);
-          socket.off("close", done);
-          resolve();
-        };
-        signal.addEventListener("abort", done);
-        socket.on("close", done);
-        if (signal.aborted || socket.destroyed) done();
-      });
+      await holdOpen(ctx.req.socket, [signal]);
       ctx.respond = false;
       return;
-    }
     case "garbage":
       ctx.status = 200;
       ctx.type = "application/json"; // lies on purpose: the client must not trust it
@@ -759,6 +885,14 @@ function sessionReply({ status, text }) {
   return { status, json: { error, message: json.error_description ?? json.error ?? "token endpoint error" } };
 }
 
+/** Revokes every grant (the test's own revocation); counted under grants, reason "test". */
+function revokeAllGrants(state, store) {
+  const revoked = store.revokeAllGrants();
+  state.counters.grants.revoked += revoked;
+  if (revoked) state.counters.grants.byReason.test = (state.counters.grants.byReason.test ?? 0) + revoked;
+  return revoked;
+}
+
 // --- control routes -------------------------------------------------------------------------------
 
 function controlHandler({ state, store, cors }) {
@@ -787,11 +921,14 @@ function controlHandler({ state, store, cors }) {
       state.faults = normaliseFaults(body);
       return { ok: true, ...state.faults };
     },
-    "POST /__test/revoke-grants": () => ({ ok: true, revokedGrants: store.revokeAllGrants() }),
-    "POST /__test/revocation-fault": (body) => {
-      state.revocationFault = normaliseRevocationFault(body.fault ?? null);
-      return { ok: true, fault: state.revocationFault };
-    },
+    "POST /__test/revoke-grants": () => ({ ok: true, revokedGrants: revokeAllGrants(state, store) }),
+    "POST /__test/revocation-fault": (body) => ({ ok: true, fault: state.outages.set("revocation", body.fault ?? null) }),
+    "POST /__test/endpoint-fault": (body) => ({
+      ok: true,
+      endpoint: body.endpoint,
+      fault: state.outages.set(body.endpoint, body.fault ?? null),
+    }),
+    "GET /__test/endpoint-faults": () => state.outages.snapshot(),
     "GET /__test/live-refresh-tokens": () => ({ count: store.liveRefreshTokens() }),
   };
 

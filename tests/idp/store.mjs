@@ -107,6 +107,15 @@ export function createStore() {
       }
       return count;
     },
+    /** The ids of the grants (logins) that exist: neither revoked nor expired. */
+    liveGrantIds() {
+      const ids = [];
+      for (const [k, rec] of records) {
+        const expired = rec.expiresAt !== undefined && rec.expiresAt <= Date.now();
+        if (rec.model === "Grant" && live(k) && !expired) ids.push(rec.id);
+      }
+      return ids;
+    },
     /** Destroys every grant and every token/code issued under any grant. */
     revokeAllGrants() {
       let grants = 0;
