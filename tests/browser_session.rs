@@ -107,6 +107,7 @@ fn sample_tokens() -> TokenSet {
         id_token: None,
         refresh_expires_at_ms: None,
         issued_at_ms: 1_899_999_000_456,
+        login_at_ms: 1_899_999_000_456,
     }
 }
 
