@@ -387,8 +387,10 @@ export declare class AuthClient {
   getUser(options?: GetUserOptions): Promise<UserClaims | null>;
 
   /**
-   * Signs out in every tab: the store is cleared under the cross-tab lock
-   * and every tab (this one too) drops its tokens and emits `signedOut`.
+   * Signs out in every tab: at once, the store is cleared and every tab
+   * (this one too) drops its tokens and emits `signedOut`; the store is
+   * cleared again under the cross-tab lock once any refresh in progress has
+   * settled (the promise resolves after that, at most about a minute).
    * Then the tokens are revoked ({@link LogoutOptions.revoke}), then with
    * `endSession` the browser goes to the issuer's end-session endpoint.
    * Signing out locally never waits for, or depends on, the server: a

@@ -484,9 +484,10 @@ impl AuthClient {
         })
     }
 
-    /// Signs out everywhere: under the cross-tab lock the store is cleared
-    /// and every tab (this one included) drops its tokens and emits
-    /// `signedOut`; then the refresh and access tokens are revoked
+    /// Signs out everywhere: the store is cleared and every tab (this one
+    /// included) drops its tokens and emits `signedOut` at once; the store
+    /// is cleared again under the cross-tab lock once any refresh in
+    /// progress has settled; then the newest refresh and access tokens are revoked
     /// (RFC 7009) when `revoke` (default true) and the issuer has a
     /// revocation endpoint; then, with `endSession`, the browser goes to
     /// the issuer's end-session endpoint (RP-initiated logout).
