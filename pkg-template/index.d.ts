@@ -28,6 +28,7 @@ export type LatchkeyErrorCode =
   | "code_missing"
   | "invalid_grant"
   | "token_error"
+  | "par_failed"
   | "malformed_token_response"
   | "unsupported_token_type"
   | "network_error"
@@ -150,9 +151,11 @@ export interface AuthClientOptions {
    */
   refreshLeewaySeconds?: number;
   /**
-   * The longest a refresh may take while holding the cross-tab lock; it is
-   * then aborted with `refresh_timeout` and the tokens are kept. 1 to 300,
-   * default 10.
+   * How long calls wait for a refresh before they reject with
+   * `refresh_timeout` (tokens kept). The request itself is not abandoned:
+   * the server may have rotated the refresh token, so it is awaited, holding
+   * the cross-tab lock, for up to 60 s (or twice this, if longer). Every
+   * other request latchkey makes is bounded by this too. 1 to 300, default 10.
    */
   refreshTimeoutSeconds?: number;
   /**
@@ -184,6 +187,17 @@ export interface AuthClientOptions {
   jwksUri?: string;
   /** Overrides the discovered userinfo endpoint. */
   userinfoEndpoint?: string;
+  /**
+   * Sends every login through a pushed authorization request
+   * ([RFC 9126](https://www.rfc-editor.org/rfc/rfc9126)): the request's
+   * parameters go to the server directly and the browser carries only
+   * `client_id` and a short-lived `request_uri`. Used anyway when the server
+   * requires it (`require_pushed_authorization_requests`). `create()` rejects
+   * with `invalid_option` when the server has no PAR endpoint. Default false.
+   */
+  par?: boolean;
+  /** Overrides the discovered pushed authorization request endpoint. */
+  pushedAuthorizationRequestEndpoint?: string;
 }
 
 /** Options of {@link AuthClient.login} and {@link AuthClient.createLoginUrl}. */

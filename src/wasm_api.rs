@@ -204,6 +204,7 @@ impl AuthClient {
             is_token_expired,
             refresh,
             allow_insecure_loopback,
+            par,
             overrides,
         } = options::parse(&options)?;
         let timeout_ms = refresh_timeout_seconds * 1000;
@@ -242,7 +243,10 @@ impl AuthClient {
             redirect_uri,
             scope,
             endpoints,
+            par,
         };
+        // PAR asked for (or required) but impossible: said now, not at login.
+        config.par_endpoint()?;
         let events = Rc::<Emitter>::default();
         let session = Rc::new(Session::new(tokens));
         session.set_observer(session_observer(&events, store.kind()));

@@ -41,7 +41,7 @@ fn model_validate(metadata: &ProviderMetadata, configured: &str) -> Result<(), &
 /// `from_metadata` without overrides: every present URL checked under its
 /// metadata name, in field order; the first failure wins.
 fn model_endpoints(metadata: &ProviderMetadata, loopback: bool) -> Result<Endpoints, Error> {
-    let urls: [(&'static str, Option<&String>); 6] = [
+    let urls: [(&'static str, Option<&String>); 7] = [
         (
             "authorization_endpoint",
             Some(&metadata.authorization_endpoint),
@@ -54,6 +54,10 @@ fn model_endpoints(metadata: &ProviderMetadata, loopback: bool) -> Result<Endpoi
         ),
         ("jwks_uri", metadata.jwks_uri.as_ref()),
         ("userinfo_endpoint", metadata.userinfo_endpoint.as_ref()),
+        (
+            "pushed_authorization_request_endpoint",
+            metadata.pushed_authorization_request_endpoint.as_ref(),
+        ),
     ];
     for (field, url) in urls {
         if let Some(url) = url {
@@ -67,6 +71,8 @@ fn model_endpoints(metadata: &ProviderMetadata, loopback: bool) -> Result<Endpoi
         end_session: metadata.end_session_endpoint.clone(),
         jwks_uri: metadata.jwks_uri.clone(),
         userinfo: metadata.userinfo_endpoint.clone(),
+        par: metadata.pushed_authorization_request_endpoint.clone(),
+        par_required: metadata.require_pushed_authorization_requests,
         iss_parameter_supported: metadata.authorization_response_iss_parameter_supported,
     })
 }
@@ -156,6 +162,7 @@ fuzz_target!(|data: &[u8]| {
         metadata.end_session_endpoint.as_ref(),
         metadata.jwks_uri.as_ref(),
         metadata.userinfo_endpoint.as_ref(),
+        metadata.pushed_authorization_request_endpoint.as_ref(),
     ]
     .into_iter()
     .flatten()

@@ -23,6 +23,8 @@ const KNOWN: &[&str] = &[
     "endSessionEndpoint",
     "jwksUri",
     "userinfoEndpoint",
+    "pushedAuthorizationRequestEndpoint",
+    "par",
     "isTokenExpired",
     "refresh",
 ];
@@ -50,6 +52,9 @@ pub struct ClientOptions {
     pub refresh: Option<js_sys::Function>,
     /// `allowInsecureLoopback` (default false).
     pub allow_insecure_loopback: bool,
+    /// `par` (default false): every login through a pushed authorization
+    /// request, not only when the server requires it.
+    pub par: bool,
     /// The explicit endpoints.
     pub overrides: EndpointOverrides,
 }
@@ -198,6 +203,7 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         is_token_expired: function(options, "isTokenExpired")?,
         refresh: function(options, "refresh")?,
         allow_insecure_loopback: flag(options, "allowInsecureLoopback", false)?,
+        par: flag(options, "par", false)?,
         overrides: EndpointOverrides {
             authorization: string(options, "authorizationEndpoint", false)?,
             token: string(options, "tokenEndpoint", false)?,
@@ -205,6 +211,7 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
             end_session: string(options, "endSessionEndpoint", false)?,
             jwks_uri: string(options, "jwksUri", false)?,
             userinfo: string(options, "userinfoEndpoint", false)?,
+            par: string(options, "pushedAuthorizationRequestEndpoint", false)?,
         },
     })
 }

@@ -6,6 +6,7 @@
 
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::IdTokenVerifier;
+use crate::core::par::push_authorization_request;
 use crate::core::{
     check_endpoint_url, code_exchange_params, discovery_urls, validate_callback,
     AuthorizationRequest, EndpointOverrides, Endpoints, Error, Nonce, PkceChallenge, PkceVerifier,
@@ -26,6 +27,27 @@ pub struct ClientConfig {
     pub scope: String,
     /// The resolved endpoints.
     pub endpoints: Endpoints,
+    /// Send every authorization request through PAR (`par: true`), not only
+    /// when the server requires it.
+    pub par: bool,
+}
+
+impl ClientConfig {
+    /// The pushed authorization request endpoint when logins go through
+    /// PAR ([RFC 9126](https://www.rfc-editor.org/rfc/rfc9126)): when the app
+    /// asked for it or the server requires it. `invalid_option` when PAR is
+    /// needed and the server has no such endpoint.
+    pub fn par_endpoint(&self) -> Result<Option<&str>, Error> {
+        if !self.par && !self.endpoints.par_required {
+            return Ok(None);
+        }
+        self.endpoints.par.as_deref().map(Some).ok_or_else(|| {
+            Error::invalid_option(
+                "par",
+                "the issuer has no pushed_authorization_request_endpoint (give pushedAuthorizationRequestEndpoint)",
+            )
+        })
+    }
 }
 
 /// Resolves the endpoints: explicit ones alone when both the authorization
@@ -71,8 +93,10 @@ pub async fn resolve_endpoints<H: Http>(
 /// [RFC 7636 §4](https://www.rfc-editor.org/rfc/rfc7636#section-4)):
 /// fresh state, nonce and PKCE verifier, the transaction persisted, and the
 /// authorization request's query parameters returned for the caller to
-/// navigate to `config.endpoints.authorization`.
-pub async fn start_login<P: Clock + Crypto, S: SessionStore>(
+/// navigate to `config.endpoints.authorization`. With PAR
+/// ([`ClientConfig::par_endpoint`]) the request is pushed first and the
+/// query is only `client_id` and `request_uri`.
+pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore>(
     config: &ClientConfig,
     platform: &P,
     store: &S,
@@ -94,8 +118,14 @@ pub async fn start_login<P: Clock + Crypto, S: SessionStore>(
     };
     let (params, transaction) =
         request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
+    let par = config.par_endpoint()?;
     store.put_transaction(transaction).await?;
-    Ok(params)
+    match par {
+        Some(endpoint) => {
+            push_authorization_request(platform, endpoint, &config.client_id, &params).await
+        }
+        None => Ok(params),
+    }
 }
 
 /// What a completed login hands back to the app.
@@ -218,10 +248,15 @@ mod tests {
                 end_session: None,
                 jwks_uri: Some(JWKS_URL.into()),
                 userinfo: None,
+                par: Some(PAR_URL.into()),
+                par_required: false,
                 iss_parameter_supported: true,
             },
+            par: false,
         }
     }
+
+    const PAR_URL: &str = "https://idp.example/par";
 
     const JWKS_URL: &str = "https://idp.example/jwks";
 
@@ -397,6 +432,85 @@ mod tests {
             param(&params, "nonce")
         );
         assert_eq!(stored.created_at_ms, NOW);
+    }
+
+    #[test]
+    fn with_par_the_request_is_pushed_and_only_client_id_and_request_uri_remain() {
+        let platform = FakePlatform::at(NOW);
+        // The exact form the plain login would have put in the URL.
+        let plain = started_as(&config(), &FakePlatform::at(NOW));
+        let config = ClientConfig {
+            par: true,
+            ..config()
+        };
+        let form: Vec<(&str, &str)> = plain
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        platform.expect_post(
+            PAR_URL,
+            &form,
+            201,
+            r#"{"request_uri":"urn:ietf:params:oauth:request_uri:r1","expires_in":60}"#,
+        );
+        let query = started_as(&config, &platform);
+        assert_eq!(
+            query,
+            owned(&[
+                ("client_id", "spa"),
+                ("request_uri", "urn:ietf:params:oauth:request_uri:r1")
+            ])
+        );
+        let stored = block_on(platform.store.take_transaction())
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.state.secret(), param(&plain, "state"));
+    }
+
+    #[test]
+    fn a_server_that_requires_par_gets_it_without_asking() {
+        let platform = FakePlatform::at(NOW);
+        let mut config = config();
+        config.endpoints.par_required = true;
+        let plain = started_as(&plain_config_with(&config), &FakePlatform::at(NOW));
+        let form: Vec<(&str, &str)> = plain
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        platform.expect_post(PAR_URL, &form, 400, r#"{"error":"invalid_request"}"#);
+        let error = block_on(start_login(
+            &config,
+            &platform,
+            &platform.store,
+            owned(&[("prompt", "consent")]),
+            Some(r#"{"to":"/x"}"#.into()),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (error.code(), error.server_error()),
+            ("par_failed", Some("invalid_request"))
+        );
+    }
+
+    /// `config` without PAR: the authorization request as it would be pushed.
+    fn plain_config_with(config: &ClientConfig) -> ClientConfig {
+        let mut plain = config.clone();
+        plain.endpoints.par_required = false;
+        plain.par = false;
+        plain
+    }
+
+    #[test]
+    fn par_asked_for_without_an_endpoint_is_an_invalid_option() {
+        let mut config = config();
+        config.par = true;
+        config.endpoints.par = None;
+        assert_eq!(config.par_endpoint().unwrap_err().code(), "invalid_option");
+        assert_eq!(
+            self::config().par_endpoint(),
+            Ok(None),
+            "not asked, not required"
+        );
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub struct ProviderMetadata {
     /// ([RFC 9207 §3](https://www.rfc-editor.org/rfc/rfc9207#section-3));
     /// when true, a redirect without `iss` is rejected.
     pub authorization_response_iss_parameter_supported: bool,
+    /// The pushed authorization request endpoint
+    /// ([RFC 9126 §5](https://www.rfc-editor.org/rfc/rfc9126#section-5)).
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// Whether the server accepts authorization requests only through PAR.
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Splits `scheme://authority/path` into (`scheme://authority`, `/path`).
@@ -127,6 +132,8 @@ pub struct EndpointOverrides {
     pub jwks_uri: Option<String>,
     /// `userinfoEndpoint`.
     pub userinfo: Option<String>,
+    /// `pushedAuthorizationRequestEndpoint`.
+    pub par: Option<String>,
 }
 
 /// The endpoints a client uses, every URL checked by [`check_endpoint_url`].
@@ -144,6 +151,13 @@ pub struct Endpoints {
     pub jwks_uri: Option<String>,
     /// UserInfo endpoint.
     pub userinfo: Option<String>,
+    /// Pushed authorization request endpoint
+    /// ([RFC 9126](https://www.rfc-editor.org/rfc/rfc9126)).
+    #[serde(default)]
+    pub par: Option<String>,
+    /// Whether the server takes authorization requests only through PAR.
+    #[serde(default)]
+    pub par_required: bool,
     /// Whether redirects must carry `iss`
     /// ([RFC 9207](https://www.rfc-editor.org/rfc/rfc9207)); passed to
     /// `validate_callback` as `iss_required`.
@@ -230,6 +244,14 @@ impl Endpoints {
                 "userinfo_endpoint",
                 loopback,
             )?,
+            par: pick(
+                overrides.par,
+                "pushedAuthorizationRequestEndpoint",
+                metadata.pushed_authorization_request_endpoint,
+                "pushed_authorization_request_endpoint",
+                loopback,
+            )?,
+            par_required: metadata.require_pushed_authorization_requests,
             iss_parameter_supported: metadata.authorization_response_iss_parameter_supported,
         })
     }
@@ -258,6 +280,8 @@ impl Endpoints {
             end_session: optional(overrides.end_session, "endSessionEndpoint")?,
             jwks_uri: optional(overrides.jwks_uri, "jwksUri")?,
             userinfo: optional(overrides.userinfo, "userinfoEndpoint")?,
+            par: optional(overrides.par, "pushedAuthorizationRequestEndpoint")?,
+            par_required: false,
             iss_parameter_supported: false,
         })
     }

@@ -34,6 +34,7 @@ pub const ALL_CODES: &[&str] = &[
     "code_missing",
     "invalid_grant",
     "token_error",
+    "par_failed",
     "malformed_token_response",
     "unsupported_token_type",
     "network_error",
@@ -160,6 +161,18 @@ pub enum Error {
         /// The response's `Retry-After`, in seconds: the server asked for
         /// no new request before then, and this tab makes none.
         retry_after_s: Option<u64>,
+    },
+    /// The pushed authorization request
+    /// ([RFC 9126](https://www.rfc-editor.org/rfc/rfc9126)) was refused, or
+    /// its answer had no usable `request_uri` (`par_failed`).
+    PushedAuthorization {
+        /// The HTTP status of the response.
+        status: u16,
+        /// The server's `error` code; empty when it sent none (or answered
+        /// with success but no `request_uri`).
+        error: String,
+        /// The server's `error_description`, if any.
+        error_description: Option<String>,
     },
     /// A successful token response is unusable (`malformed_token_response`).
     MalformedTokenResponse {
@@ -300,6 +313,7 @@ impl Error {
             Error::CodeMissing => "code_missing",
             Error::TokenEndpoint { error, .. } if error == "invalid_grant" => "invalid_grant",
             Error::TokenEndpoint { .. } => "token_error",
+            Error::PushedAuthorization { .. } => "par_failed",
             Error::MalformedTokenResponse { .. } => "malformed_token_response",
             Error::UnsupportedTokenType { .. } => "unsupported_token_type",
             Error::Network { .. } => "network_error",
@@ -342,7 +356,9 @@ impl Error {
     /// The OAuth `error` code the server reported, if it reported one.
     pub fn server_error(&self) -> Option<&str> {
         match self {
-            Error::AuthorizationServer { error, .. } | Error::TokenEndpoint { error, .. }
+            Error::AuthorizationServer { error, .. }
+            | Error::TokenEndpoint { error, .. }
+            | Error::PushedAuthorization { error, .. }
                 if !error.is_empty() =>
             {
                 Some(error)
@@ -358,6 +374,9 @@ impl Error {
                 error_description, ..
             }
             | Error::TokenEndpoint {
+                error_description, ..
+            }
+            | Error::PushedAuthorization {
                 error_description, ..
             } => error_description.as_deref(),
             _ => None,
@@ -385,7 +404,9 @@ impl Error {
     /// The HTTP status of a token endpoint error.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::TokenEndpoint { status, .. } => Some(*status),
+            Error::TokenEndpoint { status, .. } | Error::PushedAuthorization { status, .. } => {
+                Some(*status)
+            }
             Error::RevocationFailed { status, .. } | Error::UserinfoFailed { status, .. } => {
                 *status
             }
@@ -441,6 +462,20 @@ impl fmt::Display for Error {
                 write_server_details(f, error_description, error_uri)
             }
             Error::CodeMissing => f.write_str("the authorization response has no code"),
+            Error::PushedAuthorization {
+                status,
+                error,
+                error_description,
+            } => {
+                if error.is_empty() && (200..300).contains(status) {
+                    write!(f, "the pushed authorization response (HTTP {status}) has no usable request_uri")
+                } else if error.is_empty() {
+                    write!(f, "the pushed authorization request endpoint answered HTTP {status}")
+                } else {
+                    write!(f, "the pushed authorization request was refused: {error}")?;
+                    write_server_details(f, error_description, &None)
+                }
+            }
             Error::TokenEndpoint {
                 status,
                 error,
@@ -585,6 +620,11 @@ mod tests {
                 error_uri: None,
                 retry_after_s: None,
             },
+            Error::PushedAuthorization {
+                status: 400,
+                error: "invalid_request".into(),
+                error_description: None,
+            },
             Error::MalformedTokenResponse { reason: reason() },
             Error::UnsupportedTokenType {
                 token_type: "DPoP".into(),
@@ -642,6 +682,7 @@ mod tests {
             | Error::AuthorizationServer { .. }
             | Error::CodeMissing
             | Error::TokenEndpoint { .. }
+            | Error::PushedAuthorization { .. }
             | Error::MalformedTokenResponse { .. }
             | Error::UnsupportedTokenType { .. }
             | Error::Network { .. }

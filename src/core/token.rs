@@ -93,7 +93,7 @@ pub enum Lifetime {
 impl Lifetime {
     /// The lifetime in whole seconds, or `None` if it is not a finite number
     /// in `0..=MAX_LIFETIME_SECONDS`. Fractions are truncated.
-    fn seconds(&self) -> Option<u64> {
+    pub(crate) fn seconds(&self) -> Option<u64> {
         let n = match self {
             Lifetime::Number(n) => *n,
             // As `text.trim().parse::<f64>()` would, without the float parser.
