@@ -269,6 +269,92 @@ fn a_rejection_refreshes_even_when_the_clock_says_valid() {
     assert_eq!(token.secret(), "at-2");
 }
 
+const ROTATED_AGAIN: &str =
+    r#"{"access_token":"at-3","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-3"}"#;
+
+#[test]
+fn a_replacement_the_api_rejects_too_is_not_refreshed_again() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), HOUR_MS / 2));
+    // One refresh in all: the fake server fails on a second request.
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    let reject = |token: &str| {
+        let rejected = AccessToken::new(token.into());
+        tab.run(async |r| r.after_rejection(&rejected).await)
+            .unwrap()
+            .secret()
+            .to_owned()
+    };
+    assert_eq!(reject("at-1"), "at-2");
+    // Any number of later calls within its first minute: the API's answer
+    // is returned as is (the same token comes back).
+    for _ in 0..5 {
+        tab.platform.now_ms.set(tab.platform.now_ms.get() + 10_000);
+        assert_eq!(reject("at-2"), "at-2");
+    }
+    assert_eq!(tab.lock.acquired.get(), 1);
+    assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
+}
+
+#[test]
+fn a_replacement_rejected_after_the_trust_window_is_refreshed() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), HOUR_MS / 2));
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    let second = &[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "rt-2"),
+        ("client_id", "spa"),
+    ];
+    tab.platform
+        .expect_post(TOKEN_URL, second, 200, ROTATED_AGAIN);
+    let reject = |token: &str| {
+        let rejected = AccessToken::new(token.into());
+        tab.run(async |r| r.after_rejection(&rejected).await)
+            .unwrap()
+            .secret()
+            .to_owned()
+    };
+    assert_eq!(reject("at-1"), "at-2");
+    // Revoked, or shorter-lived than the server said: it died for real.
+    tab.platform.now_ms.set(NOW + REPLACEMENT_TRUST_MS);
+    assert_eq!(reject("at-2"), "at-3");
+    // at-3 replaced a rejected token in turn.
+    assert_eq!(reject("at-3"), "at-3");
+    assert_eq!(tab.lock.acquired.get(), 2);
+}
+
+#[test]
+fn a_token_handed_out_for_a_rejected_one_counts_as_its_replacement() {
+    // A concurrent call (or another tab) replaced at-1 already: at-2 is
+    // what the rejected call retries with, so at-2 rejected too is final.
+    let tab = Tab::with(tokens("at-2", Some("rt-2"), NOW, HOUR_MS));
+    let reject = |token: &str| {
+        let rejected = AccessToken::new(token.into());
+        tab.run(async |r| r.after_rejection(&rejected).await)
+            .unwrap()
+            .secret()
+            .to_owned()
+    };
+    assert_eq!(reject("at-1"), "at-2");
+    assert_eq!(reject("at-2"), "at-2");
+    assert_eq!(tab.lock.acquired.get(), 0);
+}
+
+#[test]
+fn a_token_from_login_or_a_proactive_refresh_is_refreshed_once_when_rejected() {
+    // Not a replacement of a rejected token: the first rejection refreshes
+    // even right after issue (clock skew: the server already expired it).
+    let tab = Tab::with(tokens("at-1", Some("rt-1"), NOW, HOUR_MS));
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    let rejected = AccessToken::new("at-1".into());
+    let token = tab
+        .run(async |r| r.after_rejection(&rejected).await)
+        .unwrap();
+    assert_eq!(token.secret(), "at-2");
+}
+
 #[test]
 fn invalid_grant_ends_the_session_everywhere() {
     let tab = Tab::with(expiring("at-1", Some("rt-1"), 10_000));
