@@ -203,6 +203,39 @@ fn ipv6_text(address: &Ipv6Addr) -> String {
     )
 }
 
+/// `url` with the access token as its `access_token` query parameter
+/// ([RFC 6750 §2.3](https://www.rfc-editor.org/rfc/rfc6750#section-2.3)):
+/// any `access_token` already there is removed (the API must see exactly
+/// one), the other parameters are kept byte for byte (a re-serialised query
+/// could break signed URLs), and the fragment stays last.
+pub fn with_query_token(url: &str, token: &str) -> String {
+    let (url, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut out = String::with_capacity(url.len() + token.len() + 16);
+    out.push_str(path);
+    out.push('?');
+    for pair in query.split('&') {
+        let name = pair.split('=').next().unwrap_or_default();
+        if pair.is_empty() || name == "access_token" {
+            continue;
+        }
+        out.push_str(pair);
+        out.push('&');
+    }
+    out.push_str("access_token=");
+    for byte in token.bytes() {
+        // The unreserved characters go as they are (every usual token
+        // alphabet); anything else is percent-encoded.
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out.push_str(fragment);
+    out
+}
+
 /// One `allowedOrigins` entry as the app wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginEntry {

@@ -332,3 +332,41 @@ fn the_origin_of_a_url_is_serialised_as_the_browser_does() {
     }
     assert_eq!(url_origin("ws://api.example.com/"), None);
 }
+
+#[test]
+fn the_query_token_replaces_any_other_and_keeps_the_rest_as_is() {
+    let cases = [
+        ("https://a.example/x", "https://a.example/x?access_token=t1"),
+        (
+            "https://a.example/x?",
+            "https://a.example/x?access_token=t1",
+        ),
+        (
+            "https://a.example/x?q=a%20b&n=1",
+            "https://a.example/x?q=a%20b&n=1&access_token=t1",
+        ),
+        (
+            "https://a.example/x?access_token=old&q=1&access_token=older",
+            "https://a.example/x?q=1&access_token=t1",
+        ),
+        (
+            "https://a.example/x?access_token&q",
+            "https://a.example/x?q&access_token=t1",
+        ),
+        (
+            "https://a.example/x?access_tokens=k",
+            "https://a.example/x?access_tokens=k&access_token=t1",
+        ),
+        (
+            "https://a.example/x?q=1#part?x=y",
+            "https://a.example/x?q=1&access_token=t1#part?x=y",
+        ),
+    ];
+    for (url, expected) in cases {
+        assert_eq!(with_query_token(url, "t1"), expected, "{url}");
+    }
+    assert_eq!(
+        with_query_token("https://a.example/", "a+b/c=d e"),
+        "https://a.example/?access_token=a%2Bb%2Fc%3Dd%20e"
+    );
+}
