@@ -195,7 +195,10 @@ export interface AuthClientOptions {
    * The origins `fetchWithAuth` sends the access token to. A request to any
    * other origin (after resolving the URL as `fetch` does, against the
    * document's base URL) is not sent and rejects with `origin_not_allowed`.
-   * Default: the page's own origin only. Entries must be `https`, or `http`
+   * Default: the page's own origin only; a list replaces the default (name
+   * `location.origin` too if the app calls its own origin). Entries are
+   * compared as scheme, host and port after normalisation, and must be
+   * `https`, or `http`
    * on a loopback host with `allowInsecureLoopback`, or the page's own
    * origin; anything else is refused with `invalid_option`. latchkey's own
    * requests (token endpoint, revocation, UserInfo) are not affected.
