@@ -509,13 +509,7 @@ async fn fetch_with_auth(
     if !outgoing.can_retry() || response.redirected() {
         return Ok(response.into());
     }
-    let expired = match &inner.is_token_expired {
-        Some(predicate) => authorized::app_says_expired(predicate, &response)
-            .await
-            .map_err(js_err)?,
-        None => authorized::rfc6750_expired(&response),
-    };
-    if !expired {
+    if !says_expired(inner, &response).await? {
         return Ok(response.into());
     }
     let fresh = inner
@@ -524,11 +518,27 @@ async fn fetch_with_auth(
         .await
         .map_err(js_err)?;
     if fresh == token {
-        // Nothing better to send (no refresh token, still valid by the clock).
+        // Nothing better to send (no refresh token, still valid by the
+        // clock; or a replacement the API rejected at once).
         return Ok(response.into());
     }
     let retry = outgoing.with_token(fresh.secret()).map_err(js_err)?;
-    Ok(authorized::send(&retry).await?.into())
+    let response = authorized::send(&retry).await?;
+    if !response.redirected() && says_expired(inner, &response).await? {
+        inner.refresher().rejected_at_once(&fresh);
+    }
+    Ok(response.into())
+}
+
+/// Whether the API's `response` says the token expired: the app's
+/// `isTokenExpired`, else RFC 6750's 401.
+async fn says_expired(inner: &Inner, response: &web_sys::Response) -> Result<bool, JsValue> {
+    match &inner.is_token_expired {
+        Some(predicate) => authorized::app_says_expired(predicate, response)
+            .await
+            .map_err(js_err),
+        None => Ok(authorized::rfc6750_expired(response)),
+    }
 }
 
 /// Refreshes a stale token when the tab becomes visible (best effort: a

@@ -133,24 +133,16 @@ pub struct Session {
     /// so the store holds an older set or none. It is not a sign-out: the
     /// tab's own copy is the one to refresh with.
     unsaved: Cell<bool>,
-    /// The token this tab last used to replace one the API rejected. If
-    /// the API rejects it too within [`REPLACEMENT_TRUST_MS`] of its issue,
-    /// it is not refreshed again.
-    replacement: RefCell<Option<AccessToken>>,
+    /// A token obtained by a reactive refresh that the API rejected as
+    /// expired on the very retry it was obtained for
+    /// ([`Refresher::rejected_at_once`]): it is not refreshed again.
+    refused: RefCell<Option<AccessToken>>,
 }
 
 /// The longest `Retry-After` honoured, in ms: a server asking for hours
 /// would otherwise leave a user with a valid refresh token unable to use the
 /// API for that long.
 pub const MAX_RETRY_AFTER_MS: u64 = 5 * 60 * 1000;
-
-/// How long after its issue a token that replaced a rejected one is itself
-/// not refreshed when the API rejects it (ms). An API refusing a token
-/// issued moments ago refuses every token (a wrong audience, a clock far
-/// off at the API, an endpoint that always answers 401): one more refresh
-/// per call would not help. Later, a rejection means the token really died
-/// (revoked, or shorter-lived than the server said) and is refreshed.
-pub const REPLACEMENT_TRUST_MS: u64 = 60 * 1000;
 
 impl Session {
     /// A session starting from the stored set, if any.
@@ -328,26 +320,27 @@ where
 
     /// A replacement for `rejected`, which the API refused as expired. If
     /// this tab already holds another token (a concurrent call refreshed),
-    /// that one is returned without a refresh.
-    ///
-    /// `rejected` itself is returned (the caller then hands the API's answer
-    /// to the app as is) when it replaced an earlier rejected token and was
-    /// issued less than [`REPLACEMENT_TRUST_MS`] ago: at most one reactive
-    /// refresh per token, whatever the number of calls.
+    /// that one is returned without a refresh. `rejected` itself comes back
+    /// (the caller returns the API's answer as is) when it was
+    /// [rejected at once](Self::rejected_at_once): at most one reactive
+    /// refresh per token.
     pub async fn after_rejection(&self, rejected: &AccessToken) -> Result<AccessToken, Error> {
         let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
-        let age = self.platform.now_ms().saturating_sub(held.issued_at_ms);
-        let fresh = if held.access_token != *rejected {
-            held.access_token
-        } else if self.session.replacement.borrow().as_ref() == Some(rejected)
-            && age < REPLACEMENT_TRUST_MS
-        {
+        let refused = self.session.refused.borrow().as_ref() == Some(rejected);
+        if held.access_token != *rejected || refused {
             return Ok(held.access_token);
-        } else {
-            self.refresh(rejected).await?.access_token
-        };
-        *self.session.replacement.borrow_mut() = Some(fresh.clone());
-        Ok(fresh)
+        }
+        Ok(self.refresh(rejected).await?.access_token)
+    }
+
+    /// Records that `fresh`, just returned by [`after_rejection`](Self::after_rejection),
+    /// was rejected as expired by the retry it was obtained for. The API
+    /// refuses tokens as soon as they are issued (a wrong audience, a clock
+    /// far off at the API, an endpoint that always answers 401): refreshing
+    /// again would cost one refresh per call and fix nothing. `fresh` is
+    /// replaced when it goes stale, like any token.
+    pub fn rejected_at_once(&self, fresh: &AccessToken) {
+        *self.session.refused.borrow_mut() = Some(fresh.clone());
     }
 
     /// The tab's single in-flight refresh, replacing `held`.
