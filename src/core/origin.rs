@@ -14,7 +14,6 @@
 //! else, is worse than an error at `create()`.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::core::Error;
 
@@ -75,10 +74,7 @@ impl Origin {
     pub fn is_loopback(&self) -> bool {
         self.host == "localhost"
             || self.host == "[::1]"
-            || self
-                .host
-                .parse::<Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback())
+            || ipv4(&self.host).is_some_and(|octets| octets[0] == 127)
     }
 }
 
@@ -134,8 +130,8 @@ fn host_and_port(authority: &str, https: bool) -> Result<(String, Option<u16>), 
 fn normalise_host(host: &str) -> Result<String, &'static str> {
     if let Some(inner) = host.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or("has an invalid IPv6 host")?;
-        let address: Ipv6Addr = inner.parse().map_err(|_| "has an invalid IPv6 host")?;
-        return Ok(format!("[{}]", ipv6_text(&address)));
+        let pieces = ipv6(inner).ok_or("has an invalid IPv6 host")?;
+        return Ok(format!("[{}]", ipv6_text(&pieces)));
     }
     if host.is_empty() {
         return Err("has no host");
@@ -156,22 +152,87 @@ fn normalise_host(host: &str) -> Result<String, &'static str> {
     let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or("");
     let numeric =
         !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x"));
-    if numeric {
-        let canonical = host
-            .parse::<Ipv4Addr>()
-            .is_ok_and(|ip| ip.to_string() == host);
-        if !canonical {
-            return Err("has an IPv4 address not in dotted-decimal form");
-        }
+    if numeric && ipv4(&host).is_none() {
+        return Err("has an IPv4 address not in dotted-decimal form");
     }
     Ok(host)
+}
+
+/// The four octets of an address in canonical dotted-decimal form (no
+/// leading zeros, each at most 255), the only IPv4 form the browser leaves
+/// as it is. (Hand-written rather than `std::net`: every kilobyte of the
+/// wasm counts.)
+fn ipv4(text: &str) -> Option<[u8; 4]> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        let canonical = !part.is_empty()
+            && part.len() <= 3
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && (part == "0" || !part.starts_with('0'));
+        if !canonical {
+            return None;
+        }
+        *octet = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(octets)
+}
+
+/// The eight pieces of an IPv6 address in the text form of
+/// [RFC 4291 §2.2](https://www.rfc-editor.org/rfc/rfc4291#section-2.2):
+/// at most one `::`, hex pieces of one to four digits, optionally a
+/// dotted IPv4 tail. No zone identifier (URLs have none).
+fn ipv6(text: &str) -> Option<[u16; 8]> {
+    let (head, tail) = match text.split_once("::") {
+        Some((head, tail)) if !tail.contains("::") => (head, Some(tail)),
+        Some(_) => return None,
+        None => (text, None),
+    };
+    let pieces = |part: &str| -> Option<Vec<u16>> {
+        let mut out = Vec::new();
+        if part.is_empty() {
+            return Some(out);
+        }
+        let mut groups = part.split(':').peekable();
+        while let Some(group) = groups.next() {
+            if groups.peek().is_none() && group.contains('.') {
+                let [a, b, c, d] = ipv4(group)?;
+                out.push(u16::from_be_bytes([a, b]));
+                out.push(u16::from_be_bytes([c, d]));
+            } else if (1..=4).contains(&group.len()) && group.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                out.push(u16::from_str_radix(group, 16).ok()?);
+            } else {
+                return None;
+            }
+        }
+        Some(out)
+    };
+    let head = pieces(head)?;
+    // An IPv4 tail may only end the address.
+    if tail.is_some() && text.split_once("::").is_some_and(|(h, _)| h.contains('.')) {
+        return None;
+    }
+    let tail = match tail {
+        Some(tail) => pieces(tail)?,
+        None => Vec::new(),
+    };
+    let given = head.len() + tail.len();
+    let compressed = text.contains("::");
+    if given > 8 || (compressed && given > 7) || (!compressed && given != 8) {
+        return None;
+    }
+    let mut address = [0u16; 8];
+    address[..head.len()].copy_from_slice(&head);
+    address[8 - tail.len()..].copy_from_slice(&tail);
+    Some(address)
 }
 
 /// An IPv6 address as the URL standard serialises it: lowercase hex
 /// pieces, the first longest run of two or more zero pieces as `::`, and
 /// (unlike Rust's `Display`) never a dotted IPv4 tail.
-fn ipv6_text(address: &Ipv6Addr) -> String {
-    let pieces = address.segments();
+fn ipv6_text(pieces: &[u16; 8]) -> String {
     let (mut best, mut best_len, mut run, mut run_len) = (0, 0, 0, 0);
     for (i, &piece) in pieces.iter().enumerate() {
         if piece == 0 {
@@ -194,7 +255,7 @@ fn ipv6_text(address: &Ipv6Addr) -> String {
             .join(":")
     };
     if best_len < 2 {
-        return hex(&pieces);
+        return hex(pieces);
     }
     format!(
         "{}::{}",

@@ -370,3 +370,59 @@ fn the_query_token_replaces_any_other_and_keeps_the_rest_as_is() {
         "https://a.example/?access_token=a%2Bb%2Fc%3Dd%20e"
     );
 }
+
+#[test]
+fn the_hand_written_ip_parsers_agree_with_std() {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    for text in [
+        "::",
+        "::1",
+        "1::",
+        "1::2",
+        "0:0:0:0:0:0:0:1",
+        "2001:db8::1:0:0:1",
+        "2001:DB8:0:1:0:0:0:1",
+        "1:2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:7::",
+        "::2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:7:8:9",
+        "1:2:3:4:5:6:7",
+        "::ffff:127.0.0.1",
+        "1:2:3:4:5:6:1.2.3.4",
+        "1.2.3.4::",
+        "::1.2.3",
+        "::01.2.3.4",
+        "1::2::3",
+        ":1:2:3:4:5:6:7",
+        "1::2:",
+        "12345::",
+        "g::",
+        "fe80::1%eth0",
+        "",
+        ":",
+        ":::",
+        "1:::2",
+    ] {
+        let ours = ipv6(text);
+        let std = text.parse::<Ipv6Addr>().ok().map(|a| a.segments());
+        assert_eq!(ours, std, "{text}");
+    }
+    for text in [
+        "127.0.0.1",
+        "0.0.0.0",
+        "255.255.255.255",
+        "256.0.0.1",
+        "127.1",
+        "127.0.0.01",
+        "1.2.3.4.5",
+        "1..2.3",
+        "",
+        "a.b.c.d",
+        "+1.2.3.4",
+        "1.2.3.4 ",
+    ] {
+        let ours = ipv4(text);
+        let std = text.parse::<Ipv4Addr>().ok().map(|a| a.octets());
+        assert_eq!(ours, std, "{text}");
+    }
+}
