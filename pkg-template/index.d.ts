@@ -11,6 +11,7 @@ export type StorageKind = "indexeddb" | "localstorage" | "memory";
 export type LatchkeyErrorCode =
   | "invalid_option"
   | "insecure_endpoint"
+  | "origin_not_allowed"
   | "discovery_failed"
   | "issuer_mismatch"
   | "no_transaction"
@@ -128,6 +129,27 @@ export interface TokenErrorResponse {
   error_uri?: string;
 }
 
+/**
+ * One entry of {@link AuthClientOptions.allowedOrigins}: an origin
+ * (`"https://api.example.com"`: scheme, host and optional port; no path),
+ * or an object naming where the token goes for that origin.
+ */
+export type AllowedOrigin =
+  | string
+  | {
+      /** The origin, e.g. `"https://legacy.example"`. */
+      origin: string;
+      /**
+       * `"header"` (default): `Authorization: Bearer <token>`
+       * ([RFC 6750 §2.1](https://www.rfc-editor.org/rfc/rfc6750#section-2.1)).
+       * `"query"`: an `access_token` query parameter, replacing any already
+       * in the URL ([RFC 6750 §2.3](https://www.rfc-editor.org/rfc/rfc6750#section-2.3)),
+       * for APIs that accept nothing else: the token then ends up in server
+       * logs, proxies and browser history.
+       */
+      tokenIn?: "header" | "query";
+    };
+
 /** Options of {@link AuthClient.create}. Unknown options are refused. */
 export interface AuthClientOptions {
   /**
@@ -173,6 +195,19 @@ export interface AuthClientOptions {
    * latchkey's. A throw or rejection is a transient `refresh_failed`.
    */
   refresh?: (context: RefreshContext) => Promise<TokenResponse | TokenErrorResponse>;
+  /**
+   * The origins `fetchWithAuth` sends the access token to. A request to any
+   * other origin (after resolving the URL as `fetch` does, against the
+   * document's base URL) is not sent and rejects with `origin_not_allowed`.
+   * Default: the page's own origin only; a list replaces the default (name
+   * `location.origin` too if the app calls its own origin). Entries are
+   * compared as scheme, host and port after normalisation, and must be
+   * `https`, or `http`
+   * on a loopback host with `allowInsecureLoopback`, or the page's own
+   * origin; anything else is refused with `invalid_option`. latchkey's own
+   * requests (token endpoint, revocation, UserInfo) are not affected.
+   */
+  allowedOrigins?: readonly AllowedOrigin[];
   /** Allows `http://127.0.0.1` / `http://localhost` endpoints (test servers only). */
   allowInsecureLoopback?: boolean;
   /** Overrides the discovered authorization endpoint. */
@@ -383,10 +418,16 @@ export declare class AuthClient {
 
   /**
    * `fetch` with `Authorization: Bearer <token>`
-   * ([RFC 6750 §2.1](https://www.rfc-editor.org/rfc/rfc6750#section-2.1)):
-   * refreshed first when stale; refreshed and resent once when the response
-   * says the token expired. One refresh per expiry across every tab. Network
-   * failures reject as `fetch` does; latchkey's own with a {@link LatchkeyError}.
+   * ([RFC 6750 §2.1](https://www.rfc-editor.org/rfc/rfc6750#section-2.1)),
+   * or the `access_token` query parameter for origins listed with
+   * `tokenIn: "query"`: refreshed first when stale; refreshed and resent
+   * once when the response says the token expired (not after a redirect,
+   * not for a stream body, and at most one such refresh per token). One
+   * refresh per expiry across every tab. Only origins in
+   * {@link AuthClientOptions.allowedOrigins} get the token: any other rejects
+   * with `origin_not_allowed` and nothing is sent. A `Request` input is
+   * copied, never consumed. Network failures reject as `fetch` does;
+   * latchkey's own with a {@link LatchkeyError}.
    */
   fetchWithAuth(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 

@@ -9,7 +9,7 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::browser::authorized_fetch::{self as authorized, PreparedRequest};
+use crate::browser::authorized_fetch as authorized;
 use crate::browser::channel::SessionChannel;
 use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
@@ -24,6 +24,7 @@ use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
+use crate::core::origin::{AllowedOrigins, TokenPlacement};
 use crate::core::race::both;
 use crate::core::revocation::Revocation;
 use crate::core::session::{
@@ -63,6 +64,8 @@ struct Inner {
     transport: BrowserRefresh,
     policy: RefreshPolicy,
     is_token_expired: Option<js_sys::Function>,
+    /// Where `fetchWithAuth` may send the access token.
+    allowed_origins: AllowedOrigins,
     storage_fallback: Option<String>,
     storage_error: Option<String>,
     events: Rc<Emitter>,
@@ -205,6 +208,7 @@ impl AuthClient {
             refresh,
             allow_insecure_loopback,
             par,
+            allowed_origins,
             overrides,
         } = options::parse(&options)?;
         let timeout_ms = refresh_timeout_seconds * 1000;
@@ -297,6 +301,7 @@ impl AuthClient {
                 transport,
                 policy,
                 is_token_expired,
+                allowed_origins,
                 storage_fallback,
                 storage_error: storage_error.map(|(_, reason)| reason),
                 events,
@@ -423,12 +428,15 @@ impl AuthClient {
         })
     }
 
-    /// `fetch(input, init)` with `Authorization: Bearer <access token>`:
+    /// `fetch(input, init)` with `Authorization: Bearer <access token>` (or
+    /// `?access_token=` for origins listed with `tokenIn: "query"`):
     /// refreshed first when the token is stale, and refreshed then resent
     /// once when the response says it expired (`isTokenExpired`, default a
-    /// 401 `invalid_token`). Requests to the token endpoint pass untouched.
-    /// Network failures reject as `fetch` does; latchkey's own failures
-    /// reject with a `LatchkeyError`.
+    /// 401 `invalid_token`), unless it came through a redirect. Requests to
+    /// the token endpoint pass untouched; requests to origins not in
+    /// `allowedOrigins` are not sent (`origin_not_allowed`). Network
+    /// failures reject as `fetch` does; latchkey's own failures reject with
+    /// a `LatchkeyError`.
     #[wasm_bindgen(js_name = fetchWithAuth)]
     pub fn fetch_with_auth(&self, input: JsValue, init: JsValue) -> Promise {
         let inner = Rc::clone(&self.inner);
@@ -537,23 +545,28 @@ async fn fetch_with_auth(
     input: &JsValue,
     init: &JsValue,
 ) -> Result<JsValue, JsValue> {
-    let PreparedRequest { request, replay } = authorized::prepare(input, init).map_err(js_err)?;
-    if authorized::is_token_endpoint(&request.url(), &inner.config.endpoints.token) {
-        return Ok(authorized::send(&request).await?.into());
+    let prepared = authorized::prepare(input, init).map_err(js_err)?;
+    if authorized::is_token_endpoint(&prepared.url(), &inner.config.endpoints.token) {
+        return Ok(authorized::send(&prepared.untouched()).await?.into());
     }
+    // Checked before anything else: a refused request costs no refresh.
+    let url = prepared.url();
+    let placement =
+        if authorized::is_userinfo_endpoint(&url, inner.config.endpoints.userinfo.as_deref()) {
+            TokenPlacement::Header
+        } else {
+            inner.allowed_origins.placement_for(&url).map_err(js_err)?
+        };
+    let outgoing = prepared.place(placement).await.map_err(js_err)?;
     let token = inner.refresher().access_token().await.map_err(js_err)?;
-    authorized::attach(&request, token.secret()).map_err(js_err)?;
+    let request = outgoing.with_token(token.secret()).map_err(js_err)?;
     let response = authorized::send(&request).await?;
-    let Some(replay) = replay else {
+    // After a redirect the answer is another URL's: it says nothing about
+    // the token, and resending would follow the redirect again.
+    if !outgoing.can_retry() || response.redirected() {
         return Ok(response.into());
-    };
-    let expired = match &inner.is_token_expired {
-        Some(predicate) => authorized::app_says_expired(predicate, &response)
-            .await
-            .map_err(js_err)?,
-        None => authorized::rfc6750_expired(&response),
-    };
-    if !expired {
+    }
+    if !says_expired(inner, &response).await? {
         return Ok(response.into());
     }
     let fresh = inner
@@ -562,11 +575,27 @@ async fn fetch_with_auth(
         .await
         .map_err(js_err)?;
     if fresh == token {
-        // Nothing better to send (no refresh token, still valid by the clock).
+        // Nothing better to send (no refresh token, still valid by the
+        // clock; or a replacement the API rejected at once).
         return Ok(response.into());
     }
-    authorized::attach(&replay, fresh.secret()).map_err(js_err)?;
-    Ok(authorized::send(&replay).await?.into())
+    let retry = outgoing.with_token(fresh.secret()).map_err(js_err)?;
+    let response = authorized::send(&retry).await?;
+    if !response.redirected() && says_expired(inner, &response).await? {
+        inner.refresher().rejected_at_once(&fresh);
+    }
+    Ok(response.into())
+}
+
+/// Whether the API's `response` says the token expired: the app's
+/// `isTokenExpired`, else RFC 6750's 401.
+async fn says_expired(inner: &Inner, response: &web_sys::Response) -> Result<bool, JsValue> {
+    match &inner.is_token_expired {
+        Some(predicate) => authorized::app_says_expired(predicate, response)
+            .await
+            .map_err(js_err),
+        None => Ok(authorized::rfc6750_expired(response)),
+    }
 }
 
 /// A rejection of latchkey's own request as a `LatchkeyError`: `fetch`'s

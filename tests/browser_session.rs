@@ -12,6 +12,7 @@ use latchkey::browser::channel::{read_message, SessionChannel};
 use latchkey::browser::locks::WebSessionLock;
 use latchkey::browser::platform::BrowserPlatform;
 use latchkey::browser::refresh::BrowserRefresh;
+use latchkey::core::origin::TokenPlacement;
 use latchkey::core::race::within;
 use latchkey::core::session::SessionMessage;
 use latchkey::core::{AccessToken, RefreshToken, TokenSet};
@@ -232,29 +233,96 @@ fn the_default_expired_test_follows_rfc6750() {
     assert!(!rfc6750_expired(&response(200, None)));
 }
 
-#[wasm_bindgen_test]
-fn the_callers_request_is_copied_not_modified() {
-    let original = Request::new_with_str("https://api.example/x").unwrap();
-    let input: &JsValue = original.as_ref();
-    let prepared = prepare(input, &JsValue::UNDEFINED).unwrap();
-    prepared
-        .request
-        .headers()
-        .set("Authorization", "Bearer t")
-        .unwrap();
-    assert_eq!(original.headers().get("Authorization").unwrap(), None);
-    assert!(prepared.replay.is_some());
+/// A POST request to `url` with a text body.
+fn post(url: &str, body: &str) -> Request {
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&body.into());
+    Request::new_with_str_and_init(url, &init).unwrap()
+}
+
+async fn text(request: &Request) -> String {
+    JsFuture::from(request.text().unwrap())
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap()
 }
 
 #[wasm_bindgen_test]
-fn a_streaming_body_is_not_kept_for_a_retry() {
+async fn the_callers_request_is_copied_neither_modified_nor_consumed() {
+    let original = post("https://api.example/x", "payload");
+    let input: &JsValue = original.as_ref();
+    let outgoing = prepare(input, &JsValue::UNDEFINED)
+        .unwrap()
+        .place(TokenPlacement::Header)
+        .await
+        .unwrap();
+    assert!(outgoing.can_retry());
+    let first = outgoing.with_token("t1").unwrap();
+    let retry = outgoing.with_token("t2").unwrap();
+    assert_eq!(
+        first.headers().get("Authorization").unwrap().unwrap(),
+        "Bearer t1"
+    );
+    assert_eq!(
+        retry.headers().get("Authorization").unwrap().unwrap(),
+        "Bearer t2"
+    );
+    assert_eq!(text(&first).await, "payload");
+    assert_eq!(text(&retry).await, "payload");
+    assert_eq!(original.headers().get("Authorization").unwrap(), None);
+    assert!(!original.body_used());
+    assert_eq!(text(&original).await, "payload");
+}
+
+#[wasm_bindgen_test]
+async fn a_streaming_body_is_not_kept_for_a_retry() {
     let stream = web_sys::ReadableStream::new().unwrap();
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_body(&stream);
     let _ = Reflect::set(&init, &"duplex".into(), &"half".into());
-    let prepared = prepare(&"https://api.example/upload".into(), &init.into()).unwrap();
-    assert!(prepared.replay.is_none());
+    let input: JsValue = "https://api.example/upload".into();
+    let outgoing = prepare(&input, &init.clone().into())
+        .unwrap()
+        .place(TokenPlacement::Header)
+        .await
+        .unwrap();
+    assert!(!outgoing.can_retry());
+    // The same, given as a `Request` (whose body reads as a stream either way).
+    let streamed = Request::new_with_str_and_init("https://api.example/upload", &init).unwrap();
+    let prepared = prepare(streamed.as_ref(), &JsValue::UNDEFINED).unwrap();
+    let outgoing = prepared.place(TokenPlacement::Header).await.unwrap();
+    assert!(!outgoing.can_retry());
+    assert!(!streamed.body_used());
+}
+
+#[wasm_bindgen_test]
+async fn the_query_token_goes_in_a_new_url_with_the_same_method_headers_and_body() {
+    let original = post("https://api.example/x?q=1&access_token=old", "payload");
+    original.headers().set("X-Trace", "7").unwrap();
+    let outgoing = prepare(original.as_ref(), &JsValue::UNDEFINED)
+        .unwrap()
+        .place(TokenPlacement::Query)
+        .await
+        .unwrap();
+    assert!(outgoing.can_retry());
+    for token in ["t1", "t2"] {
+        let request = outgoing.with_token(token).unwrap();
+        assert_eq!(
+            request.url(),
+            format!("https://api.example/x?q=1&access_token={token}")
+        );
+        assert_eq!(request.method(), "POST");
+        assert_eq!(
+            request.headers().get("X-Trace").unwrap().as_deref(),
+            Some("7")
+        );
+        assert_eq!(request.headers().get("Authorization").unwrap(), None);
+        assert_eq!(text(&request).await, "payload");
+    }
+    assert!(!original.body_used());
 }
 
 #[wasm_bindgen_test]

@@ -220,6 +220,9 @@ async function main() {
     redirectUri: `${location.origin}/`,
     scope: "openid offline_access api",
     allowInsecureLoopback: true, // the test server is plain http on 127.0.0.1
+    // The API is on the authorization server's origin, not this page's:
+    // fetchWithAuth sends the token only to the origins named here.
+    allowedOrigins: [new URL(config.whoami).origin],
   });
   subscribe(auth);
   renderStorage(auth);

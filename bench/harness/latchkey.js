@@ -18,6 +18,8 @@ function options({ mode, storage, refreshLeewaySeconds } = {}) {
     redirectUri: `${location.origin}/`,
     scope: "openid offline_access api",
     allowInsecureLoopback: true,
+    // The API is on the authorization server's origin (as in clientOptions()).
+    allowedOrigins: [new URL(config.issuer).origin],
   };
   if (storage) o.storage = storage;
   if (refreshLeewaySeconds !== undefined) o.refreshLeewaySeconds = refreshLeewaySeconds;

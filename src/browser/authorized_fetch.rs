@@ -1,47 +1,183 @@
 //! The `fetch` half of `fetchWithAuth`: building the request the app
-//! described, attaching the bearer token, keeping a copy to resend, and
-//! deciding whether a response means "the token expired".
+//! described, putting the token where its origin takes it, keeping what is
+//! needed to resend, and deciding whether a response means "the token
+//! expired".
 
-use js_sys::{Function, Promise};
+use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, Request, RequestInit, Response};
 
 use crate::browser::js_error::describe;
+use crate::core::origin::{with_query_token, TokenPlacement};
 use crate::core::Error;
 
-/// The request to send, and a copy to resend once after a refresh.
-pub struct PreparedRequest {
-    /// Sent first.
-    pub request: Request,
-    /// `None` when the body is a stream that cannot be replayed: such a
-    /// request is never retried.
-    pub replay: Option<Request>,
+fn invalid(e: JsValue) -> Error {
+    Error::invalid_option("input", describe(&e))
 }
 
-/// Builds the request exactly as `fetch(input, init)` would, on a copy: the
-/// caller's own `Request` object is never modified.
+/// The request the app described, as latchkey's own copy.
+pub struct PreparedRequest {
+    request: Request,
+    /// Whether the body is a stream: it cannot be replayed, so the request
+    /// is sent once and never retried.
+    streaming: bool,
+}
+
+/// Builds the request exactly as `fetch(input, init)` would (a relative URL
+/// resolved against the document's base URL), on a copy: the caller's own
+/// `Request` object is neither modified nor consumed.
 pub fn prepare(input: &JsValue, init: &JsValue) -> Result<PreparedRequest, Error> {
-    let invalid = |e: JsValue| Error::invalid_option("input", describe(&e));
     let init_given = !init.is_undefined() && !init.is_null();
     let request = match (input.dyn_ref::<Request>(), init_given) {
-        (Some(request), false) => Request::new_with_request(request),
-        (Some(request), true) => Request::new_with_request_and_init(request, init.unchecked_ref()),
+        // `new Request(request)` would take the caller's body; its clone's is ours.
+        (Some(request), false) => request.clone(),
+        (Some(request), true) => Request::new_with_request_and_init(
+            &request.clone().map_err(invalid)?,
+            init.unchecked_ref(),
+        ),
         (None, false) => Request::new_with_str(&to_url_string(input)),
         (None, true) => Request::new_with_str_and_init(&to_url_string(input), init.unchecked_ref()),
     }
     .map_err(invalid)?;
-    let streaming = init_given && {
-        let init: &RequestInit = init.unchecked_ref();
-        init.get_body().is_instance_of::<ReadableStream>()
-    };
-    // `clone()` tees the body, so the retry resends the same bytes.
-    let replay = if streaming {
-        None
+    let init_body = if init_given {
+        init.unchecked_ref::<RequestInit>().get_body()
     } else {
-        Some(request.clone().map_err(invalid)?)
+        JsValue::UNDEFINED
     };
-    Ok(PreparedRequest { request, replay })
+    let streaming = if !init_body.is_undefined() && !init_body.is_null() {
+        init_body.is_instance_of::<ReadableStream>()
+    } else {
+        input.has_type::<Request>() && stream_backed(&request)
+    };
+    Ok(PreparedRequest { request, streaming })
+}
+
+/// Whether `request`'s body was made from a `ReadableStream`. Every body
+/// reads as a stream, so only the `Request` constructor can tell: it refuses
+/// a stream-made body for a `no-cors` request
+/// ([Fetch, `new Request` step 41](https://fetch.spec.whatwg.org/#dom-request)).
+/// The probe works on a clone, whose body is then cancelled.
+fn stream_backed(request: &Request) -> bool {
+    if request.body().is_none() {
+        return false;
+    }
+    let Ok(probe) = request.clone() else {
+        return true;
+    };
+    let init = Object::new();
+    let _ = Reflect::set(&init, &"method".into(), &"POST".into());
+    let _ = Reflect::set(&init, &"mode".into(), &"no-cors".into());
+    let (refused, leftover) = match Request::new_with_request_and_init(&probe, init.unchecked_ref())
+    {
+        Ok(made) => (false, made.body()),
+        Err(_) => (true, probe.body()),
+    };
+    if let Some(body) = leftover {
+        let _ = body.cancel();
+    }
+    refused
+}
+
+impl PreparedRequest {
+    /// The absolute URL it goes to.
+    pub fn url(&self) -> String {
+        self.request.url()
+    }
+
+    /// The request as the app described it, for requests latchkey passes
+    /// on untouched.
+    pub fn untouched(self) -> Request {
+        self.request
+    }
+
+    /// Readies the request for `placement`. With the token in the query the
+    /// URL changes with each token, so each send is a new `Request`: its
+    /// body is read once here (a `Blob` can be sent any number of times).
+    pub async fn place(self, placement: TokenPlacement) -> Result<Outgoing, Error> {
+        let body = match (placement, self.request.body()) {
+            (TokenPlacement::Query, Some(stream)) if self.streaming => stream.into(),
+            (TokenPlacement::Query, Some(_)) => {
+                JsFuture::from(self.request.blob().map_err(invalid)?)
+                    .await
+                    .map_err(invalid)?
+            }
+            _ => JsValue::UNDEFINED,
+        };
+        Ok(Outgoing {
+            template: self.request,
+            streaming: self.streaming,
+            placement,
+            body,
+        })
+    }
+}
+
+/// A request ready to carry a token, once or (when the body can be
+/// replayed) twice.
+pub struct Outgoing {
+    /// Never sent itself when it may be needed again: each send is a copy.
+    template: Request,
+    streaming: bool,
+    placement: TokenPlacement,
+    /// With the token in the query: the body, read once.
+    body: JsValue,
+}
+
+/// The `Request` fields a copy with another URL keeps (everything `fetch`
+/// lets a script set, except the URL and body).
+const COPIED: &[&str] = &[
+    "method",
+    "headers",
+    "referrer",
+    "referrerPolicy",
+    "mode",
+    "credentials",
+    "cache",
+    "redirect",
+    "integrity",
+    "keepalive",
+    "signal",
+];
+
+impl Outgoing {
+    /// Whether a retry can resend the same request.
+    pub fn can_retry(&self) -> bool {
+        !self.streaming
+    }
+
+    /// A request carrying `token` where its origin takes it. A stream body
+    /// goes with the first request made, so call this once for those.
+    pub fn with_token(&self, token: &str) -> Result<Request, Error> {
+        match self.placement {
+            TokenPlacement::Header => {
+                let request = if self.streaming {
+                    // The same JS object (a stream is sent once, never teed).
+                    <Request as Clone>::clone(&self.template)
+                } else {
+                    // `clone()` tees the body, so the retry resends the same bytes.
+                    self.template.clone().map_err(invalid)?
+                };
+                attach(&request, token)?;
+                Ok(request)
+            }
+            TokenPlacement::Query => {
+                let init = Object::new();
+                for field in COPIED {
+                    let value = Reflect::get(&self.template, &(*field).into()).map_err(invalid)?;
+                    Reflect::set(&init, &(*field).into(), &value).map_err(invalid)?;
+                }
+                if !self.body.is_undefined() {
+                    Reflect::set(&init, &"body".into(), &self.body).map_err(invalid)?;
+                }
+                if self.streaming {
+                    Reflect::set(&init, &"duplex".into(), &"half".into()).map_err(invalid)?;
+                }
+                let url = with_query_token(&self.template.url(), token);
+                Request::new_with_str_and_init(&url, init.unchecked_ref()).map_err(invalid)
+            }
+        }
+    }
 }
 
 /// A string or `URL` (anything with a string form), as `fetch` accepts.
@@ -76,6 +212,13 @@ pub async fn send(request: &Request) -> Result<Response, JsValue> {
 /// trigger a refresh.
 pub fn is_token_endpoint(url: &str, token_endpoint: &str) -> bool {
     without_query(url) == without_query(token_endpoint)
+}
+
+/// Whether `url` is the issuer's UserInfo endpoint (same origin and path),
+/// where `getUser({ userinfo: true })` sends the token: latchkey's own
+/// call to the token's issuer, not subject to `allowedOrigins`.
+pub fn is_userinfo_endpoint(url: &str, userinfo_endpoint: Option<&str>) -> bool {
+    userinfo_endpoint.is_some_and(|endpoint| without_query(url) == without_query(endpoint))
 }
 
 /// `url` up to its query or fragment.

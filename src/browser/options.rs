@@ -5,6 +5,7 @@ use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::browser::store::StorageKind;
+use crate::core::origin::{AllowedOrigins, OriginEntry, TokenPlacement};
 use crate::core::{EndpointOverrides, Error};
 
 /// Every option `create` accepts; anything else is a typo and refused.
@@ -17,6 +18,7 @@ const KNOWN: &[&str] = &[
     "refreshLeewaySeconds",
     "refreshTimeoutSeconds",
     "allowInsecureLoopback",
+    "allowedOrigins",
     "authorizationEndpoint",
     "tokenEndpoint",
     "revocationEndpoint",
@@ -55,6 +57,8 @@ pub struct ClientOptions {
     /// `par` (default false): every login through a pushed authorization
     /// request, not only when the server requires it.
     pub par: bool,
+    /// `allowedOrigins` (default the page's own origin).
+    pub allowed_origins: AllowedOrigins,
     /// The explicit endpoints.
     pub overrides: EndpointOverrides,
 }
@@ -170,6 +174,62 @@ fn absolute_url(field: &'static str, value: &str) -> Result<(), Error> {
     }
 }
 
+/// The keys of an `allowedOrigins` object entry.
+const ORIGIN_ENTRY_KEYS: &[&str] = &["origin", "tokenIn"];
+
+/// Reads `allowedOrigins` (an array of origin strings or
+/// `{ origin, tokenIn? }`) and checks it against the page's origin; absent,
+/// the page's own origin only.
+fn allowed_origins(
+    options: &JsValue,
+    allow_insecure_loopback: bool,
+) -> Result<AllowedOrigins, Error> {
+    const FIELD: &str = "allowedOrigins";
+    let page_origin = web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default();
+    let value = get(options, FIELD);
+    if value.is_undefined() {
+        return Ok(AllowedOrigins::page_only(&page_origin));
+    }
+    if !js_sys::Array::is_array(&value) {
+        return Err(Error::invalid_option(FIELD, "must be an array of origins"));
+    }
+    let mut entries = Vec::new();
+    for (i, item) in js_sys::Array::from(&value).iter().enumerate() {
+        let entry = if let Some(origin) = item.as_string() {
+            OriginEntry {
+                origin,
+                placement: TokenPlacement::Header,
+            }
+        } else if item.is_object() {
+            reject_unknown(&item, ORIGIN_ENTRY_KEYS, FIELD)?;
+            let origin = get(&item, "origin").as_string().ok_or_else(|| {
+                Error::invalid_option(FIELD, format!("entry {i} needs an origin string"))
+            })?;
+            let placement = match get(&item, "tokenIn").as_string().as_deref() {
+                None if get(&item, "tokenIn").is_undefined() => TokenPlacement::Header,
+                Some("header") => TokenPlacement::Header,
+                Some("query") => TokenPlacement::Query,
+                _ => {
+                    return Err(Error::invalid_option(
+                        FIELD,
+                        format!("entry {origin:?}: tokenIn must be \"header\" or \"query\""),
+                    ))
+                }
+            };
+            OriginEntry { origin, placement }
+        } else {
+            return Err(Error::invalid_option(
+                FIELD,
+                format!("entry {i} must be an origin string or {{ origin, tokenIn }}"),
+            ));
+        };
+        entries.push(entry);
+    }
+    AllowedOrigins::from_entries(&entries, &page_origin, allow_insecure_loopback)
+}
+
 /// Parses and validates the options object.
 pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
     if !options.is_object() {
@@ -192,6 +252,7 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
     };
     let refresh_leeway_seconds = seconds(options, "refreshLeewaySeconds", 30, 0, 86_400)?;
     let refresh_timeout_seconds = seconds(options, "refreshTimeoutSeconds", 10, 1, 300)?;
+    let allow_insecure_loopback = flag(options, "allowInsecureLoopback", false)?;
     Ok(ClientOptions {
         issuer,
         client_id,
@@ -202,8 +263,9 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         refresh_timeout_seconds,
         is_token_expired: function(options, "isTokenExpired")?,
         refresh: function(options, "refresh")?,
-        allow_insecure_loopback: flag(options, "allowInsecureLoopback", false)?,
+        allow_insecure_loopback,
         par: flag(options, "par", false)?,
+        allowed_origins: allowed_origins(options, allow_insecure_loopback)?,
         overrides: EndpointOverrides {
             authorization: string(options, "authorizationEndpoint", false)?,
             token: string(options, "tokenEndpoint", false)?,

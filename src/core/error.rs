@@ -17,6 +17,7 @@ use std::fmt;
 pub const ALL_CODES: &[&str] = &[
     "invalid_option",
     "insecure_endpoint",
+    "origin_not_allowed",
     "discovery_failed",
     "issuer_mismatch",
     "no_transaction",
@@ -100,6 +101,13 @@ pub enum Error {
     InsecureEndpoint {
         /// The option or metadata field naming the endpoint.
         field: &'static str,
+    },
+    /// `fetchWithAuth` was asked to send the access token to an origin not
+    /// in `allowedOrigins` (`origin_not_allowed`); nothing was sent.
+    OriginNotAllowed {
+        /// The request URL's origin (`"null"` for an opaque one), never the
+        /// rest of the URL.
+        origin: String,
     },
     /// The discovery document could not be fetched or is unusable
     /// (`discovery_failed`).
@@ -301,6 +309,7 @@ impl Error {
         match self {
             Error::InvalidOption { .. } => "invalid_option",
             Error::InsecureEndpoint { .. } => "insecure_endpoint",
+            Error::OriginNotAllowed { .. } => "origin_not_allowed",
             Error::Discovery { .. } => "discovery_failed",
             Error::IssuerMismatch => "issuer_mismatch",
             Error::NoTransaction => "no_transaction",
@@ -437,6 +446,10 @@ impl fmt::Display for Error {
                 f,
                 "{field} must use https (plain http only for loopback hosts with allowInsecureLoopback)"
             ),
+            Error::OriginNotAllowed { origin } => write!(
+                f,
+                "{origin} is not in allowedOrigins: the access token is not sent there (nothing was sent)"
+            ),
             Error::Discovery { reason } => write!(f, "discovery failed: {reason}"),
             Error::IssuerMismatch => {
                 f.write_str("the discovered issuer is not exactly the configured issuer")
@@ -567,6 +580,9 @@ mod tests {
             Error::InsecureEndpoint {
                 field: "tokenEndpoint",
             },
+            Error::OriginNotAllowed {
+                origin: "https://evil.example".into(),
+            },
             Error::Discovery { reason: reason() },
             Error::IssuerMismatch,
             Error::NoTransaction,
@@ -671,6 +687,7 @@ mod tests {
         match e {
             Error::InvalidOption { .. }
             | Error::InsecureEndpoint { .. }
+            | Error::OriginNotAllowed { .. }
             | Error::Discovery { .. }
             | Error::IssuerMismatch
             | Error::NoTransaction

@@ -39,6 +39,7 @@ pub mod end_session;
 pub mod envelope;
 pub mod memory_store;
 pub mod oidc;
+pub mod origin;
 pub mod par;
 pub mod race;
 pub mod refresh_grant;

@@ -145,6 +145,10 @@ pub struct Session {
     /// so the store holds an older set or none. It is not a sign-out: the
     /// tab's own copy is the one to refresh with.
     unsaved: Cell<bool>,
+    /// A token obtained by a reactive refresh that the API rejected as
+    /// expired on the very retry it was obtained for
+    /// ([`Refresher::rejected_at_once`]): it is not refreshed again.
+    refused: RefCell<Option<AccessToken>>,
 }
 
 /// How long a tab keeps the lock after broadcasting a set it could not
@@ -403,13 +407,27 @@ where
 
     /// A replacement for `rejected`, which the API refused as expired. If
     /// this tab already holds another token (a concurrent call refreshed),
-    /// that one is returned without a refresh.
+    /// that one is returned without a refresh. `rejected` itself comes back
+    /// (the caller returns the API's answer as is) when it was
+    /// [rejected at once](Self::rejected_at_once): at most one reactive
+    /// refresh per token.
     pub async fn after_rejection(&self, rejected: &AccessToken) -> Result<AccessToken, Error> {
         let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
-        if held.access_token != *rejected {
+        let refused = self.session.refused.borrow().as_ref() == Some(rejected);
+        if held.access_token != *rejected || refused {
             return Ok(held.access_token);
         }
         Ok(self.refresh(rejected).await?.access_token)
+    }
+
+    /// Records that `fresh`, just returned by [`after_rejection`](Self::after_rejection),
+    /// was rejected as expired by the retry it was obtained for. The API
+    /// refuses tokens as soon as they are issued (a wrong audience, a clock
+    /// far off at the API, an endpoint that always answers 401): refreshing
+    /// again would cost one refresh per call and fix nothing. `fresh` is
+    /// replaced when it goes stale, like any token.
+    pub fn rejected_at_once(&self, fresh: &AccessToken) {
+        *self.session.refused.borrow_mut() = Some(fresh.clone());
     }
 
     /// Waits for the tab's single in-flight refresh, starting it (on a task

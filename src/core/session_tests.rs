@@ -362,6 +362,76 @@ fn a_rejection_refreshes_even_when_the_clock_says_valid() {
     assert_eq!(token.secret(), "at-2");
 }
 
+const ROTATED_AGAIN: &str =
+    r#"{"access_token":"at-3","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-3"}"#;
+const SECOND_REFRESH_FORM: &[(&str, &str)] = &[
+    ("grant_type", "refresh_token"),
+    ("refresh_token", "rt-2"),
+    ("client_id", "spa"),
+];
+
+impl Tab {
+    /// The token `after_rejection` hands back for a rejected `token`.
+    fn reject(&self, token: &str) -> String {
+        let rejected = AccessToken::new(token.into());
+        self.run(async |r| r.after_rejection(&rejected).await)
+            .unwrap()
+            .secret()
+            .to_owned()
+    }
+}
+
+#[test]
+fn a_replacement_rejected_on_its_own_retry_is_not_refreshed_again() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), HOUR_MS / 2));
+    // One refresh in all: the fake server fails on a second request.
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.reject("at-1"), "at-2");
+    // The retry with at-2 was rejected too.
+    tab.run(async |r| r.rejected_at_once(&AccessToken::new("at-2".into())));
+    // Any number of later calls: the API's answer is returned as is (the
+    // same token comes back).
+    for _ in 0..5 {
+        tab.platform.now_ms.set(tab.platform.now_ms.get() + 60_000);
+        assert_eq!(tab.reject("at-2"), "at-2");
+    }
+    assert_eq!(tab.lock.acquired.get(), 1);
+    assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
+}
+
+#[test]
+fn a_replacement_the_api_accepted_is_refreshed_when_it_dies_later() {
+    // Reactive expiry round after round (tokens shorter-lived than the
+    // server says): each rejection of a token that worked costs one refresh.
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), HOUR_MS / 2));
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    tab.platform
+        .expect_post(TOKEN_URL, SECOND_REFRESH_FORM, 200, ROTATED_AGAIN);
+    assert_eq!(tab.reject("at-1"), "at-2");
+    tab.platform.now_ms.set(NOW + 4_000);
+    assert_eq!(tab.reject("at-2"), "at-3");
+    assert_eq!(tab.lock.acquired.get(), 2);
+}
+
+#[test]
+fn the_refusal_is_of_that_token_only() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), HOUR_MS / 2));
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    tab.platform
+        .expect_post(TOKEN_URL, SECOND_REFRESH_FORM, 200, ROTATED_AGAIN);
+    assert_eq!(tab.reject("at-1"), "at-2");
+    // An older token's refusal says nothing about the one now held.
+    tab.run(async |r| r.rejected_at_once(&AccessToken::new("at-1".into())));
+    assert_eq!(tab.reject("at-2"), "at-3");
+    // A stale call's token that was refused is answered with the held one.
+    tab.run(async |r| r.rejected_at_once(&AccessToken::new("at-2".into())));
+    assert_eq!(tab.reject("at-2"), "at-3");
+    assert_eq!(tab.lock.acquired.get(), 2);
+}
+
 #[test]
 fn invalid_grant_ends_the_session_everywhere() {
     let tab = Tab::with(expiring("at-1", Some("rt-1"), 10_000));

@@ -170,6 +170,7 @@ for (const kind of Object.keys(KINDS)) {
         redirectUri: `${origin}/`,
         scope: "openid offline_access api",
         allowInsecureLoopback: true,
+        allowedOrigins: [new URL(idp.whoamiUrl).origin],
       });
       const page = await context.newPage();
       const errors = collectPageErrors(page);

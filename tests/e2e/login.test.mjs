@@ -103,7 +103,9 @@ test("create() validates options with errors naming the field", async () => {
       [{ ...base, storage: "cookies" }, "invalid_option", /storage/],
       [{ ...base, redirectUri: "callback.html" }, "invalid_option", /redirectUri/],
       [{ ...base, clientld: "typo" }, "invalid_option", /clientld/],
-      [{ ...base, allowInsecureLoopback: false }, "insecure_endpoint", /issuer/],
+      // (Without the API's http origin, which would be refused first as an allowedOrigins entry.)
+      [{ ...base, allowInsecureLoopback: false, allowedOrigins: undefined }, "insecure_endpoint", /issuer/],
+      [{ ...base, allowInsecureLoopback: false }, "invalid_option", /allowedOrigins/],
       [{ ...base, issuer: `${idp.issuer}/other` }, "discovery_failed", /./],
     ];
     for (const [options, code, mentions] of cases) {

@@ -22,6 +22,30 @@ export async function misuse(auth: AuthClient): Promise<void> {
     refreshLeeway: 30,
   });
 
+  await AuthClient.create({
+    issuer: "https://idp.example",
+    clientId: "spa",
+    redirectUri: "https://app.example/",
+    // @ts-expect-error tokenIn is "header" or "query"
+    allowedOrigins: [{ origin: "https://api.example", tokenIn: "body" }],
+  });
+
+  await AuthClient.create({
+    issuer: "https://idp.example",
+    clientId: "spa",
+    redirectUri: "https://app.example/",
+    // @ts-expect-error allowedOrigins is a list, not one origin
+    allowedOrigins: "https://api.example",
+  });
+
+  await AuthClient.create({
+    issuer: "https://idp.example",
+    clientId: "spa",
+    redirectUri: "https://app.example/",
+    // @ts-expect-error an object entry needs its origin
+    allowedOrigins: [{ tokenIn: "query" }],
+  });
+
   // @ts-expect-error unknown event name
   auth.on("token", () => {});
 

@@ -2,6 +2,7 @@
 import {
   AuthClient,
   isLatchkeyError,
+  type AllowedOrigin,
   type LatchkeyErrorCode,
   type TokensEvent,
   type TokenResponse,
@@ -16,6 +17,7 @@ export async function app(): Promise<void> {
     storage: "localstorage",
     refreshLeewaySeconds: 30,
     refreshTimeoutSeconds: 10,
+    allowedOrigins: ["https://api.example", { origin: "https://legacy.example", tokenIn: "query" }, { origin: "https://b.example" }],
     isTokenExpired: async (res) => res.status === 400 && (await res.json()).error === "ExpiredToken",
     refresh: async ({ refreshToken, tokenEndpoint }): Promise<TokenResponse> => {
       const res = await fetch(tokenEndpoint, { headers: { Authorization: `Bearer ${refreshToken}` } });
@@ -65,6 +67,17 @@ export async function app(): Promise<void> {
     const name: string | undefined = user.name;
     const other: unknown = user["https://example.com/roles"];
     void [sub, name, other];
+  }
+
+  const origins: readonly AllowedOrigin[] = [location.origin, { origin: "https://api.example", tokenIn: "header" }];
+  await AuthClient.create({ issuer: "https://idp.example", clientId: "spa", redirectUri: "https://app.example/", allowedOrigins: origins });
+  try {
+    await auth.fetchWithAuth("https://elsewhere.example/");
+  } catch (e) {
+    if (isLatchkeyError(e) && e.code === "origin_not_allowed") {
+      const message: string = e.message;
+      void message;
+    }
   }
 
   try {

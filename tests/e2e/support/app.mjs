@@ -1,6 +1,8 @@
 // Helpers for driving the e2e app page (tests/e2e/app) against the test IdP.
 
-// Options for AuthClient.create pointing at `idp`.
+// Options for AuthClient.create pointing at `idp`. The API (/api/*) is on
+// the IdP's origin, which fetchWithAuth must be allowed to send tokens to;
+// `allowedOrigins: undefined` in `extra` restores the default (page only).
 export function clientOptions(idp, extra = {}) {
   return {
     issuer: idp.issuer,
@@ -8,6 +10,7 @@ export function clientOptions(idp, extra = {}) {
     redirectUri: `${idp.spaOrigin}/`,
     scope: "openid offline_access api",
     allowInsecureLoopback: true,
+    allowedOrigins: [new URL(idp.whoamiUrl).origin],
     ...extra,
   };
 }
