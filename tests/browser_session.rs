@@ -335,4 +335,13 @@ fn only_the_token_endpoint_itself_passes_untouched() {
         token
     ));
     assert!(!is_token_endpoint("https://api.example/token", token));
+    // Recognised once parsed, as `new URL` normalises: host case, default
+    // port, dot segments.
+    assert!(is_token_endpoint(
+        "https://idp.example/token",
+        "https://IdP.example:443/token"
+    ));
+    assert!(is_token_endpoint("https://idp.example/a/../token#f", token));
+    assert!(!is_token_endpoint("http://idp.example/token", token));
+    assert!(!is_token_endpoint("https://idp.example:8443/token", token));
 }

@@ -207,18 +207,34 @@ pub async fn send(request: &Request) -> Result<Response, JsValue> {
         .unchecked_into())
 }
 
-/// Whether `url` is the token endpoint (same origin and path): such
-/// requests are sent untouched and never refreshed, so a refresh can never
-/// trigger a refresh.
+/// Whether `url` is the token endpoint (same origin and path, as `new URL`
+/// normalises them: scheme and host case, default ports, dot segments):
+/// such requests are sent untouched and never refreshed, so a refresh can
+/// never trigger a refresh.
 pub fn is_token_endpoint(url: &str, token_endpoint: &str) -> bool {
-    without_query(url) == without_query(token_endpoint)
+    same_endpoint(url, token_endpoint)
 }
 
 /// Whether `url` is the issuer's UserInfo endpoint (same origin and path),
 /// where `getUser({ userinfo: true })` sends the token: latchkey's own
 /// call to the token's issuer, not subject to `allowedOrigins`.
 pub fn is_userinfo_endpoint(url: &str, userinfo_endpoint: Option<&str>) -> bool {
-    userinfo_endpoint.is_some_and(|endpoint| without_query(url) == without_query(endpoint))
+    userinfo_endpoint.is_some_and(|endpoint| same_endpoint(url, endpoint))
+}
+
+/// Whether two absolute URLs name the same endpoint once parsed: origin and
+/// path, query and fragment aside. Unparsable URLs fall back to comparing
+/// the text before the query.
+fn same_endpoint(a: &str, b: &str) -> bool {
+    let parsed = |url: &str| {
+        web_sys::Url::new(url)
+            .ok()
+            .map(|u| (u.origin(), u.pathname()))
+    };
+    match (parsed(a), parsed(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => without_query(a) == without_query(b),
+    }
 }
 
 /// `url` up to its query or fragment.
