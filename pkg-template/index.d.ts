@@ -58,6 +58,24 @@ export type LatchkeyErrorCode =
   | "userinfo_sub_mismatch";
 
 /**
+ * Codes raised by the package's JavaScript entry rather than the wasm:
+ * popup login and the environment check. Kept apart from
+ * {@link LatchkeyErrorCode}, which mirrors the Rust list.
+ */
+export type JsErrorCode =
+  /** `window.open` returned null: the browser blocked the popup. */
+  | "popup_blocked"
+  /** The user closed the popup before the login finished. */
+  | "popup_closed"
+  /** The popup did not come back within `timeoutSeconds`. */
+  | "popup_timeout"
+  /** `create()` called without a browser window (server rendering, a worker). */
+  | "unsupported_environment";
+
+/** Every `code` a {@link LatchkeyError} can carry. */
+export type ErrorCode = LatchkeyErrorCode | JsErrorCode;
+
+/**
  * What latchkey rejects with. `name` is `"LatchkeyError"`. Server-reported
  * details are copied when the server sent them
  * ([RFC 6749 §5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)).
@@ -66,7 +84,7 @@ export type LatchkeyErrorCode =
 export interface LatchkeyError extends Error {
   readonly name: "LatchkeyError";
   /** Stable machine-readable code. */
-  readonly code: LatchkeyErrorCode;
+  readonly code: ErrorCode;
   /** The server's `error`, e.g. `"invalid_grant"` or `"access_denied"`. */
   readonly error?: string;
   /** The server's `error_description`. */
@@ -192,6 +210,28 @@ export interface LoginOptions<AppState = unknown> {
   extraParams?: Record<string, string>;
   /** JSON-serialisable state handed back by `handleRedirectCallback`. */
   appState?: AppState;
+}
+
+/** Options of {@link AuthClient.loginWithPopup}. */
+export interface PopupLoginOptions<AppState = unknown> extends LoginOptions<AppState> {
+  /**
+   * A window the app opened itself, synchronously in the click handler
+   * (`window.open("", "_blank", "popup")`), for browsers that block popups
+   * opened after an await. Default: latchkey opens one, before its first
+   * await, so calling `loginWithPopup` straight from a click handler works.
+   */
+  popup?: Window;
+  /** Rejects with `popup_timeout` after this many seconds (1 to 3600). Default 300. */
+  timeoutSeconds?: number;
+  /**
+   * How a popup the user closed is noticed. `"poll"` (default): `closed` is
+   * read every 250 ms, `popup_closed` follows within about a quarter of a
+   * second. `"timeout"`: for an IdP whose pages send
+   * `Cross-Origin-Opener-Policy: same-origin`, which cuts this tab off from
+   * the popup so that `closed` reads `true` while it is still open; a closed
+   * popup then ends in `popup_timeout`.
+   */
+  closeDetection?: "poll" | "timeout";
 }
 
 /** What {@link AuthClient.handleRedirectCallback} resolves with. */
@@ -324,7 +364,8 @@ export declare class AuthClient {
 
   /**
    * Loads the wasm module (once), validates the options, resolves the
-   * endpoints, opens the storage and loads any stored session.
+   * endpoints, opens the storage and loads any stored session. Rejects
+   * with `unsupported_environment` without a browser window (server side).
    */
   static create(options: AuthClientOptions): Promise<AuthClient>;
 
@@ -352,11 +393,25 @@ export declare class AuthClient {
   login<AppState = unknown>(options?: LoginOptions<AppState>): Promise<void>;
 
   /**
+   * Logs in in a popup, keeping this page (and its in-memory state) as it
+   * is: the same authorization request as {@link login}; the popup's
+   * redirect page hands the response back (its `handleRedirectCallback()`
+   * does it), and this tab validates it exactly as
+   * {@link handleRedirectCallback} does (same order, same codes), exchanges
+   * the code, stores the tokens (other tabs hear `tokens`) and closes the
+   * popup. Rejects with `popup_blocked`, `popup_closed`, `popup_timeout`, or
+   * any code of a redirect login.
+   */
+  loginWithPopup<AppState = unknown>(options?: PopupLoginOptions<AppState>): Promise<RedirectResult<AppState>>;
+
+  /**
    * Completes a login on the redirect page: validates the callback
    * ([RFC 6749 §4.1.2](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2),
    * [RFC 9207](https://www.rfc-editor.org/rfc/rfc9207)), exchanges the code
    * ([§4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)), stores
    * the tokens and removes the callback parameters from the address bar.
+   * In a login popup it instead hands the URL to the tab that opened it,
+   * closes the popup and resolves with `appState` undefined.
    * @param url The callback URL; default the current address.
    */
   handleRedirectCallback<AppState = unknown>(url?: string): Promise<RedirectResult<AppState>>;
