@@ -5,8 +5,9 @@
 export type StorageKind = "indexeddb" | "localstorage" | "memory";
 
 /**
- * Every `code` a {@link LatchkeyError} can carry. Checked against the Rust
- * list (`ALL_CODES`) by the test suite.
+ * Every `code` a {@link LatchkeyError} can carry. The quoted codes are
+ * checked against the Rust list (`ALL_CODES`) by the test suite; the codes
+ * the JavaScript entry raises itself are {@link JsErrorCode}.
  */
 export type LatchkeyErrorCode =
   | "invalid_option"
@@ -55,12 +56,14 @@ export type LatchkeyErrorCode =
   | "nonce_mismatch"
   | "id_token_sub_mismatch"
   | "userinfo_failed"
-  | "userinfo_sub_mismatch";
+  | "userinfo_sub_mismatch"
+  | JsErrorCode;
 
 /**
  * Codes raised by the package's JavaScript entry rather than the wasm:
- * popup login and the environment check. Kept apart from
- * {@link LatchkeyErrorCode}, which mirrors the Rust list.
+ * popup login and the environment check. Part of
+ * {@link LatchkeyErrorCode}, kept out of its quoted list, which mirrors the
+ * Rust one.
  */
 export type JsErrorCode =
   /** `window.open` returned null: the browser blocked the popup. */
@@ -72,9 +75,6 @@ export type JsErrorCode =
   /** `create()` called without a browser window (server rendering, a worker). */
   | "unsupported_environment";
 
-/** Every `code` a {@link LatchkeyError} can carry. */
-export type ErrorCode = LatchkeyErrorCode | JsErrorCode;
-
 /**
  * What latchkey rejects with. `name` is `"LatchkeyError"`. Server-reported
  * details are copied when the server sent them
@@ -84,7 +84,7 @@ export type ErrorCode = LatchkeyErrorCode | JsErrorCode;
 export interface LatchkeyError extends Error {
   readonly name: "LatchkeyError";
   /** Stable machine-readable code. */
-  readonly code: ErrorCode;
+  readonly code: LatchkeyErrorCode;
   /** The server's `error`, e.g. `"invalid_grant"` or `"access_denied"`. */
   readonly error?: string;
   /** The server's `error_description`. */

@@ -2,6 +2,7 @@
 import {
   AuthClient,
   isLatchkeyError,
+  type JsErrorCode,
   type LatchkeyErrorCode,
   type TokensEvent,
   type TokenResponse,
@@ -46,7 +47,7 @@ export async function app(): Promise<void> {
   });
   off();
   auth.on("storage", (e) => {
-    const type: "fallback" | "cleared" | "write_failed" = e.type;
+    const type: "fallback" | "cleared" | "newer_record" | "write_failed" = e.type;
     void type;
   });
   auth.on("sessionExpired", () => {});
@@ -77,5 +78,25 @@ export async function app(): Promise<void> {
       void [code, status, retryAfter];
     }
   }
-  void [kind, why, url, returnTo, signedIn, token, res];
+  // Popup login: the app may open the window itself in its click handler.
+  const popup = window.open("", "_blank", "popup");
+  const result = await auth.loginWithPopup<{ draft: number }>({
+    appState: { draft: 3 },
+    extraParams: { prompt: "login" },
+    timeoutSeconds: 120,
+    closeDetection: "timeout",
+    ...(popup ? { popup } : {}),
+  });
+  const draft: number | undefined = result.appState?.draft;
+  await auth.loginWithPopup();
+  try {
+    await auth.loginWithPopup({ closeDetection: "poll" });
+  } catch (e) {
+    if (isLatchkeyError(e) && (e.code === "popup_closed" || e.code === "popup_blocked")) {
+      const js: JsErrorCode = e.code;
+      void js;
+    }
+  }
+
+  void [kind, why, url, returnTo, signedIn, token, res, draft];
 }
