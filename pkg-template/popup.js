@@ -110,6 +110,10 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
     } catch {
       // no localStorage: only window.name routes the callback
     }
+    if (popup.closed) {
+      reject(latchkeyError("popup_closed", "the login popup was closed before the login started"));
+      return;
+    }
     popup.location.href = url;
     // With closeDetection "timeout" (an IdP whose COOP severs the opener:
     // then `closed` reads true while the popup is still open), only the

@@ -138,6 +138,7 @@ test("popup login resolves with appState, keeps the page, stores the session; an
     await until(async () => named(await eventsOf(other), "tokens").some((e) => e.source === "sync"), 5_000, "the other tab to hear the login");
     assert.equal(await isAuthenticated(other), true);
     assert.equal(await opener.evaluate(() => localStorage.getItem("e2e:callback-opener")), "present");
+    assert.match(await opener.evaluate(() => localStorage.getItem("e2e:callback-name")), /^latchkey-popup:[\w-]{36}$/);
     assert.deepEqual(await marksLeft(opener), []);
   }));
 
@@ -237,6 +238,11 @@ test("an IdP sending COOP same-origin severs the popup; with closeDetection 'tim
       await opener.evaluate(() => localStorage.getItem("e2e:callback-opener")),
       "null",
       "the redirect page had no window.opener: the hand-over did not need it",
+    );
+    assert.equal(
+      await opener.evaluate(() => localStorage.getItem("e2e:callback-name")),
+      "",
+      "COOP cleared window.name: the state mark routed the callback",
     );
     await until(() => popup.isClosed(), 5_000, "the severed popup to close itself");
     assert.ok(await rawRecord(opener, idp), "the session is stored");
