@@ -142,6 +142,26 @@ test("popup login resolves with appState, keeps the page, stores the session; an
     assert.deepEqual(await marksLeft(opener), []);
   }));
 
+test("a popup the app opened itself in its click handler is used and named for the hand-over", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context);
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await opener.evaluate(() => {
+      window.outcome = null;
+      const popup = window.open("", "_blank", "popup");
+      window.auth.loginWithPopup({ popup, appState: "mine" }).then(
+        (value) => (window.outcome = { value }),
+        (e) => (window.outcome = { code: e.code, message: e.message }),
+      );
+    });
+    const popup = await opened;
+    assert.deepEqual(await outcomeOf(opener, 15_000), { value: { appState: "mine" } });
+    await until(() => popup.isClosed(), 5_000, "the popup to close");
+    assert.equal(context.pages().length, 1, "no second window was opened");
+    assert.match(await opener.evaluate(() => localStorage.getItem("e2e:callback-name")), /^latchkey-popup:[\w-]{36}$/);
+    assert.ok(await rawRecord(opener, idp), "the session is stored");
+  }));
+
 test("the user closes the popup: popup_closed within a second, nothing stored", () =>
   inContext(async (context) => {
     const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/form/auth` });
