@@ -217,10 +217,11 @@ export interface PopupLoginOptions<AppState = unknown> extends LoginOptions<AppS
   /**
    * A window the app opened itself, synchronously in the click handler
    * (`window.open("", "_blank", "popup")`), for browsers that block popups
-   * opened after an await. Default: latchkey opens one, before its first
-   * await, so calling `loginWithPopup` straight from a click handler works.
+   * opened after an await. `null` (what a blocked `window.open` returns)
+   * rejects with `popup_blocked`. Default: latchkey opens one, before its
+   * first await, so calling `loginWithPopup` straight from a click handler works.
    */
-  popup?: Window;
+  popup?: Window | null;
   /** Rejects with `popup_timeout` after this many seconds (1 to 3600). Default 300. */
   timeoutSeconds?: number;
   /**

@@ -34,7 +34,8 @@ export async function loginWithPopup(client, options = {}) {
   const { popup: given, timeoutSeconds = DEFAULT_TIMEOUT_S, closeDetection = "poll", ...login } = options ?? {};
   checkOptions(given, timeoutSeconds, closeDetection);
   const id = crypto.randomUUID();
-  const popup = given ?? window.open("", NAME_PREFIX + id, features());
+  // `popup: null` is the app's own window.open refused: blocked too.
+  const popup = given === undefined ? window.open("", NAME_PREFIX + id, features()) : given;
   if (!popup) throw latchkeyError("popup_blocked", "the browser blocked the login popup; call loginWithPopup from a click handler, or open the window yourself and pass it as `popup`");
   let url;
   let mark;
@@ -56,7 +57,7 @@ export async function loginWithPopup(client, options = {}) {
 }
 
 function checkOptions(popup, timeoutSeconds, closeDetection) {
-  if (popup !== undefined && (popup === null || typeof popup !== "object" || !("closed" in popup))) {
+  if (popup !== undefined && popup !== null && (typeof popup !== "object" || !("closed" in popup))) {
     throw latchkeyError("invalid_option", "popup must be a window opened with window.open");
   }
   if (typeof timeoutSeconds !== "number" || !(timeoutSeconds >= 1 && timeoutSeconds <= 3600)) {

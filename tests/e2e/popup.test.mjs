@@ -283,7 +283,7 @@ test("an IdP sending COOP same-origin, default closeDetection: the severed popup
     assert.equal(outcome.code, "popup_closed", JSON.stringify(outcome));
   }));
 
-test("loginWithPopup refuses bad options before opening anything", () =>
+test("loginWithPopup refuses bad options (and a null popup) before opening anything", () =>
   inContext(async (context) => {
     const opener = await openerTab(context);
     let windows = 0;
@@ -295,8 +295,10 @@ test("loginWithPopup refuses bad options before opening anything", () =>
         await attempt({ timeoutSeconds: "60" }),
         await attempt({ closeDetection: "never" }),
         await attempt({ popup: {} }),
+        // The app's own window.open was refused.
+        await attempt({ popup: null }),
       ];
     });
-    assert.deepEqual(codes, ["invalid_option", "invalid_option", "invalid_option", "invalid_option"]);
+    assert.deepEqual(codes, ["invalid_option", "invalid_option", "invalid_option", "invalid_option", "popup_blocked"]);
     assert.equal(windows, 0);
   }));

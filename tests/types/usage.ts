@@ -85,7 +85,7 @@ export async function app(): Promise<void> {
     extraParams: { prompt: "login" },
     timeoutSeconds: 120,
     closeDetection: "timeout",
-    ...(popup ? { popup } : {}),
+    popup,
   });
   const draft: number | undefined = result.appState?.draft;
   await auth.loginWithPopup();
