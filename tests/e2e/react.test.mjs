@@ -2,7 +2,8 @@
 // with the packed tarball installed the way a user installs it, type-checked
 // with `tsc --strict`, built with Vite 7, and driven in headless Chromium
 // against the test IdP: redirect and popup sign-in, the user shown, an API
-// call through fetchWithAuth, and a re-render when another tab signs out.
+// call through fetchWithAuth, and re-renders when another tab signs out and
+// when the server ends the session (sessionExpired).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -121,6 +122,17 @@ test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in ano
     assert.equal(exchanges(), 2);
     assert.equal(await page.$("#failure"), null);
     assert.deepEqual([...errors, ...otherErrors], []);
+
+    // The server ends the session: the API call fails, the refresh gets
+    // invalid_grant, and both tabs re-render signed out (sessionExpired).
+    idp.revokeAllGrants();
+    await page.click("#call-api");
+    assert.equal(await text(page, "#failure"), "session_expired");
+    await statusIs(page, "signed out");
+    await statusIs(other, "signed out");
+    // Only the browser's own lines for the 401 and the refused refresh.
+    const unexpected = [...errors, ...otherErrors].filter((e) => !e.startsWith("console: Failed to load resource"));
+    assert.deepEqual(unexpected, []);
   } finally {
     await context.close();
   }
