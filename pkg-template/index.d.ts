@@ -5,8 +5,9 @@
 export type StorageKind = "indexeddb" | "localstorage" | "memory";
 
 /**
- * Every `code` a {@link LatchkeyError} can carry. Checked against the Rust
- * list (`ALL_CODES`) by the test suite.
+ * Every `code` a {@link LatchkeyError} can carry. The quoted codes are
+ * checked against the Rust list (`ALL_CODES`) by the test suite; the codes
+ * the JavaScript entry raises itself are {@link JsErrorCode}.
  */
 export type LatchkeyErrorCode =
   | "invalid_option"
@@ -57,7 +58,24 @@ export type LatchkeyErrorCode =
   | "nonce_mismatch"
   | "id_token_sub_mismatch"
   | "userinfo_failed"
-  | "userinfo_sub_mismatch";
+  | "userinfo_sub_mismatch"
+  | JsErrorCode;
+
+/**
+ * Codes raised by the package's JavaScript entry rather than the wasm:
+ * popup login and the environment check. Part of
+ * {@link LatchkeyErrorCode}, kept out of its quoted list, which mirrors the
+ * Rust one.
+ */
+export type JsErrorCode =
+  /** `window.open` returned null: the browser blocked the popup. */
+  | "popup_blocked"
+  /** The user closed the popup before the login finished. */
+  | "popup_closed"
+  /** The popup did not come back within `timeoutSeconds`. */
+  | "popup_timeout"
+  /** `create()` called without a browser window (server rendering, a worker). */
+  | "unsupported_environment";
 
 /**
  * What latchkey rejects with. `name` is `"LatchkeyError"`. Server-reported
@@ -243,6 +261,29 @@ export interface LoginOptions<AppState = unknown> {
   appState?: AppState;
 }
 
+/** Options of {@link AuthClient.loginWithPopup}. */
+export interface PopupLoginOptions<AppState = unknown> extends LoginOptions<AppState> {
+  /**
+   * A window the app opened itself, synchronously in the click handler
+   * (`window.open("", "_blank", "popup")`), for browsers that block popups
+   * opened after an await. `null` (what a blocked `window.open` returns)
+   * rejects with `popup_blocked`. Default: latchkey opens one, before its
+   * first await, so calling `loginWithPopup` straight from a click handler works.
+   */
+  popup?: Window | null;
+  /** Rejects with `popup_timeout` after this many seconds (1 to 3600). Default 300. */
+  timeoutSeconds?: number;
+  /**
+   * How a popup the user closed is noticed. `"poll"` (default): `closed` is
+   * read every 250 ms, `popup_closed` follows within about a quarter of a
+   * second. `"timeout"`: for an IdP whose pages send
+   * `Cross-Origin-Opener-Policy: same-origin`, which cuts this tab off from
+   * the popup so that `closed` reads `true` while it is still open; a closed
+   * popup then ends in `popup_timeout`.
+   */
+  closeDetection?: "poll" | "timeout";
+}
+
 /** What {@link AuthClient.handleRedirectCallback} resolves with. */
 export interface RedirectResult<AppState = unknown> {
   /** The `appState` given to `login`, if any. */
@@ -373,7 +414,8 @@ export declare class AuthClient {
 
   /**
    * Loads the wasm module (once), validates the options, resolves the
-   * endpoints, opens the storage and loads any stored session.
+   * endpoints, opens the storage and loads any stored session. Rejects
+   * with `unsupported_environment` without a browser window (server side).
    */
   static create(options: AuthClientOptions): Promise<AuthClient>;
 
@@ -401,11 +443,25 @@ export declare class AuthClient {
   login<AppState = unknown>(options?: LoginOptions<AppState>): Promise<void>;
 
   /**
+   * Logs in in a popup, keeping this page (and its in-memory state) as it
+   * is: the same authorization request as {@link login}; the popup's
+   * redirect page hands the response back (its `handleRedirectCallback()`
+   * does it), and this tab validates it exactly as
+   * {@link handleRedirectCallback} does (same order, same codes), exchanges
+   * the code, stores the tokens (other tabs hear `tokens`) and closes the
+   * popup. Rejects with `popup_blocked`, `popup_closed`, `popup_timeout`, or
+   * any code of a redirect login.
+   */
+  loginWithPopup<AppState = unknown>(options?: PopupLoginOptions<AppState>): Promise<RedirectResult<AppState>>;
+
+  /**
    * Completes a login on the redirect page: validates the callback
    * ([RFC 6749 §4.1.2](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2),
    * [RFC 9207](https://www.rfc-editor.org/rfc/rfc9207)), exchanges the code
    * ([§4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)), stores
    * the tokens and removes the callback parameters from the address bar.
+   * In a login popup it instead hands the URL to the tab that opened it,
+   * closes the popup and resolves with `appState` undefined.
    * @param url The callback URL; default the current address.
    */
   handleRedirectCallback<AppState = unknown>(url?: string): Promise<RedirectResult<AppState>>;

@@ -2,7 +2,16 @@
 // It initialises the wasm once, on first use, from the file next to this
 // module, so apps never deal with the wasm themselves. Types and docs:
 // index.d.ts.
+//
+// Importing this module touches no window, document or wasm (server-side
+// rendering imports it in Node): the glue only defines functions at import
+// time, and the wasm is fetched by initialize(), which create() calls after
+// checking it runs in a browser.
 import init, { AuthClient as WasmAuthClient, version as wasmVersion } from "./latchkey.js";
+import { assertBrowser, isLatchkeyError } from "./errors.js";
+import { handOverIfPopup, loginWithPopup } from "./popup.js";
+
+export { isLatchkeyError };
 
 let ready;
 
@@ -34,6 +43,7 @@ export class AuthClient {
   }
 
   static async create(options) {
+    assertBrowser();
     await initialize();
     return new AuthClient(await WasmAuthClient.create(options));
   }
@@ -62,7 +72,15 @@ export class AuthClient {
     return this.#client.login(options);
   }
 
-  handleRedirectCallback(url) {
+  // Not async: window.open must run before the first await (popup.js).
+  loginWithPopup(options) {
+    return loginWithPopup(this.#client, options);
+  }
+
+  async handleRedirectCallback(url) {
+    // In a login popup the transaction is in the opening tab: hand it the
+    // URL (popup.js); it validates and exchanges it.
+    if (await handOverIfPopup(url ?? location.href)) return { appState: undefined };
     return this.#client.handleRedirectCallback(url);
   }
 
@@ -85,9 +103,4 @@ export class AuthClient {
   logout(options) {
     return this.#client.logout(options);
   }
-}
-
-/** Whether `value` is an error latchkey rejected with. */
-export function isLatchkeyError(value) {
-  return value instanceof Error && value.name === "LatchkeyError" && typeof value.code === "string";
 }

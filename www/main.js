@@ -12,6 +12,7 @@ const ui = {
   session: $("session"),
   expiry: $("expiry"),
   signIn: $("sign-in"),
+  signInPopup: $("sign-in-popup"),
   callApi: $("call-api"),
   signOut: $("sign-out"),
   apiStatus: $("api-status"),
@@ -96,6 +97,7 @@ function setSession(state) {
   document.body.dataset.session = state;
   ui.session.textContent = { "signed-in": "Signed in", "signed-out": "Signed out", expired: "Session expired — sign in again" }[state];
   ui.signIn.hidden = state === "signed-in";
+  ui.signInPopup.hidden = state === "signed-in";
   ui.callApi.hidden = state !== "signed-in";
   ui.signOut.hidden = state !== "signed-in";
   renderExpiry();
@@ -239,6 +241,20 @@ async function main() {
       setSession(document.body.dataset.session);
     }
   });
+  // The page stays as it is; the popup's copy of this page hands the
+  // response back (handleRedirectCallback below) and closes.
+  ui.signInPopup.addEventListener("click", async () => {
+    clearError();
+    ui.signInPopup.disabled = true;
+    try {
+      await auth.loginWithPopup(); // not after an await: the popup opens within the click
+      setSession("signed-in");
+    } catch (error) {
+      showError("Sign in with a popup", error);
+    } finally {
+      ui.signInPopup.disabled = false;
+    }
+  });
   ui.callApi.addEventListener("click", () => callApi(auth, config.whoami));
   ui.signOut.addEventListener("click", () => signOut(auth));
 
@@ -248,6 +264,8 @@ async function main() {
     ui.status.textContent = "completing the sign-in…";
     try {
       await auth.handleRedirectCallback(); // emits `tokens` (login) and cleans the address bar
+      // In a login popup the response went to the opening tab: this window is closing.
+      if (window.closed) return;
     } catch (error) {
       showError("Completing the sign-in", error);
       history.replaceState(null, "", location.pathname); // do not retry a spent callback on reload

@@ -102,3 +102,26 @@ test("demo page: sign in, call the API, see a second tab's refresh in the first 
     await context.close();
   }
 });
+
+test("demo page: 'Sign in with a popup' signs in without leaving the page", { timeout: 30_000 }, async () => {
+  const context = await browser.newContext();
+  const errors = [];
+  context.on("page", (page) => errors.push(collectPageErrors(page)));
+  try {
+    const tab = await context.newPage();
+    await tab.goto(`${idp.spaOrigin}/`);
+    await tab.waitForSelector('body[data-ready="true"][data-session="signed-out"]', { state: "attached", ...WAIT });
+    const [popup] = await Promise.all([context.waitForEvent("page", WAIT), tab.click("#sign-in-popup")]);
+    await signedIn(tab);
+    await tab.waitForSelector('#log li[data-event="tokens"][data-source="login"]', WAIT);
+    assert.equal(tab.url(), `${idp.spaOrigin}/`, "the page never navigated");
+    if (!popup.isClosed()) await popup.waitForEvent("close", WAIT).catch(() => {});
+    assert.equal(popup.isClosed(), true, "the popup closed itself");
+    assert.equal(await tab.isVisible("#error"), false);
+    const who = await callApi(tab);
+    assert.equal(who.sub, "alice");
+    assert.deepEqual(errors.flat(), []);
+  } finally {
+    await context.close();
+  }
+});

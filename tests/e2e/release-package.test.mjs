@@ -53,14 +53,21 @@ test("the packed tarball holds exactly the allow-listed files, typed entry first
   const files = execFileSync("tar", ["tzf", tarball], { encoding: "utf8" }).trim().split("\n").sort();
   assert.deepEqual(files, [
     "package/README.md",
+    "package/errors.js",
     "package/index.d.ts",
     "package/index.js",
     "package/latchkey.js",
     "package/latchkey_bg.wasm",
     "package/package.json",
+    "package/popup.js",
+    "package/react.d.ts",
+    "package/react.js",
   ]);
   const manifest = JSON.parse(execFileSync("tar", ["xzfO", tarball, "package/package.json"], { encoding: "utf8" }));
   assert.equal(manifest.version, crateVersion());
   assert.deepEqual(Object.keys(manifest.exports["."]), ["types", "default"], "types first");
+  assert.deepEqual(Object.keys(manifest.exports["./react"]), ["types", "default"], "types first");
+  assert.deepEqual(manifest.peerDependenciesMeta, { react: { optional: true } }, "React only for apps that use latchkey/react");
+  assert.equal(manifest.dependencies, undefined);
   assert.equal(manifest.sideEffects, false);
 });

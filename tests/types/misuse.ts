@@ -1,6 +1,6 @@
 // Misuse the types must refuse: each @ts-expect-error fails the compile if
 // the line below it type-checks.
-import { AuthClient, type LatchkeyErrorCode } from "../../pkg-template/index.js";
+import { AuthClient, type JsErrorCode, type LatchkeyErrorCode } from "../../pkg-template/index.js";
 
 export async function misuse(auth: AuthClient): Promise<void> {
   // @ts-expect-error clientId is required
@@ -70,5 +70,20 @@ export async function misuse(auth: AuthClient): Promise<void> {
   // @ts-expect-error getUser may resolve with null
   const sub: string = (await auth.getUser()).sub;
 
-  void [code, n, sub];
+  // @ts-expect-error closeDetection is "poll" or "timeout"
+  await auth.loginWithPopup({ closeDetection: "never" });
+
+  // @ts-expect-error timeoutSeconds is a number
+  await auth.loginWithPopup({ timeoutSeconds: "60" });
+
+  // @ts-expect-error popup is a Window
+  await auth.loginWithPopup({ popup: "about:blank" });
+
+  // @ts-expect-error loginWithPopup resolves with { appState }, not a token
+  const t: string = await auth.loginWithPopup();
+
+  // @ts-expect-error not a JS-side code
+  const js: JsErrorCode = "state_mismatch";
+
+  void [code, n, sub, t, js];
 }

@@ -3,6 +3,7 @@ import {
   AuthClient,
   isLatchkeyError,
   type AllowedOrigin,
+  type JsErrorCode,
   type LatchkeyErrorCode,
   type TokensEvent,
   type TokenResponse,
@@ -90,5 +91,25 @@ export async function app(): Promise<void> {
       void [code, status, retryAfter];
     }
   }
-  void [kind, why, url, returnTo, signedIn, token, res];
+  // Popup login: the app may open the window itself in its click handler.
+  const popup = window.open("", "_blank", "popup");
+  const result = await auth.loginWithPopup<{ draft: number }>({
+    appState: { draft: 3 },
+    extraParams: { prompt: "login" },
+    timeoutSeconds: 120,
+    closeDetection: "timeout",
+    popup,
+  });
+  const draft: number | undefined = result.appState?.draft;
+  await auth.loginWithPopup();
+  try {
+    await auth.loginWithPopup({ closeDetection: "poll" });
+  } catch (e) {
+    if (isLatchkeyError(e) && (e.code === "popup_closed" || e.code === "popup_blocked")) {
+      const js: JsErrorCode = e.code;
+      void js;
+    }
+  }
+
+  void [kind, why, url, returnTo, signedIn, token, res, draft];
 }

@@ -15,11 +15,14 @@ const ARGS = [
   "--disable-quic",
 ];
 
-export async function launchBrowser() {
+// `popupBlocking`: keep Chromium's popup blocker on (Playwright turns it
+// off by default), for tests of a blocked popup.
+export async function launchBrowser({ popupBlocking = false } = {}) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
     headless: true,
     args: ARGS,
+    ignoreDefaultArgs: popupBlocking ? ["--disable-popup-blocking"] : [],
   });
 }
 

@@ -1,0 +1,192 @@
+// Popup login: the opening tab's side (loginWithPopup) and the popup's side
+// (handOverIfPopup, run by handleRedirectCallback).
+//
+// The pending transaction lives in the opening tab's sessionStorage
+// (src/browser/store.rs), so the popup never completes the login: its
+// redirect page hands the callback URL back, and the opening tab runs
+// handleRedirectCallback(url) itself: the same validation, in the same fixed
+// order, with the same codes as a redirect login.
+//
+// The hand-over goes over a BroadcastChannel, not window.opener: an IdP page
+// sending `Cross-Origin-Opener-Policy: same-origin` severs the opener
+// relation (and clears window.name). The popup finds its address in its
+// window.name ("latchkey-popup:<random id>"), or, when that was cleared, in
+// a localStorage mark keyed by a SHA-256 of the request's `state`. Only the
+// callback URL crosses the channel, never a token: its code is useless
+// without the PKCE verifier, which never leaves the opening tab.
+import { latchkeyError } from "./errors.js";
+
+const NAME_PREFIX = "latchkey-popup:";
+const CHANNEL = "latchkey:popup";
+const MARK_PREFIX = "latchkey:popup:";
+// Closure is noticed within this, well under the one second users notice.
+const POLL_MS = 250;
+const DEFAULT_TIMEOUT_S = 300;
+// How long a popup waits for the opening tab to confirm before closing anyway.
+const ACK_MS = 2_000;
+
+/**
+ * Opens the authorization request in a popup and completes the login in this
+ * tab. The popup is opened before the first await: browsers allow
+ * window.open only during the click's user activation.
+ */
+export async function loginWithPopup(client, options = {}) {
+  const { popup: given, timeoutSeconds = DEFAULT_TIMEOUT_S, closeDetection = "poll", ...login } = options ?? {};
+  checkOptions(given, timeoutSeconds, closeDetection);
+  const id = crypto.randomUUID();
+  // `popup: null` is the app's own window.open refused: blocked too.
+  const popup = given === undefined ? window.open("", NAME_PREFIX + id, features()) : given;
+  if (!popup) throw latchkeyError("popup_blocked", "the browser blocked the login popup; call loginWithPopup from a click handler, or open the window yourself and pass it as `popup`");
+  let url;
+  let mark;
+  try {
+    if (given) nameWindow(popup, id);
+    url = await client.createLoginUrl(login);
+    mark = MARK_PREFIX + (await stateHash(new URL(url).searchParams.get("state") ?? ""));
+  } catch (error) {
+    if (!given) popup.close();
+    throw error;
+  }
+  const callbackUrl = await awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection });
+  try {
+    popup.close();
+  } catch {
+    // a severed or already closed popup: it closes itself
+  }
+  return client.handleRedirectCallback(callbackUrl);
+}
+
+function checkOptions(popup, timeoutSeconds, closeDetection) {
+  if (popup !== undefined && popup !== null && (typeof popup !== "object" || !("closed" in popup))) {
+    throw latchkeyError("invalid_option", "popup must be a window opened with window.open");
+  }
+  if (typeof timeoutSeconds !== "number" || !(timeoutSeconds >= 1 && timeoutSeconds <= 3600)) {
+    throw latchkeyError("invalid_option", "timeoutSeconds must be a number from 1 to 3600");
+  }
+  if (closeDetection !== "poll" && closeDetection !== "timeout") {
+    throw latchkeyError("invalid_option", 'closeDetection must be "poll" or "timeout"');
+  }
+}
+
+// Centred over this window, sized for a login form.
+function features() {
+  const width = 500;
+  const height = 650;
+  const left = Math.max(0, window.screenX + (window.outerWidth - width) / 2);
+  const top = Math.max(0, window.screenY + (window.outerHeight - height) / 2);
+  return `popup=yes,width=${width},height=${height},left=${Math.round(left)},top=${Math.round(top)}`;
+}
+
+// The app's own popup is still about:blank (same origin) when it hands it
+// over; if it is not, the state mark alone routes the callback.
+function nameWindow(popup, id) {
+  try {
+    popup.name = NAME_PREFIX + id;
+  } catch {
+    // cross-origin already
+  }
+}
+
+async function stateHash(state) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(state));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Navigates the popup to `url` and resolves with the callback URL its
+// redirect page sends back; rejects with popup_closed or popup_timeout.
+// Every path removes the mark, the channel and the timers.
+function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection }) {
+  const channel = new BroadcastChannel(CHANNEL);
+  const address = mark.slice(MARK_PREFIX.length);
+  let poll;
+  let timer;
+  return new Promise((resolve, reject) => {
+    channel.onmessage = ({ data }) => {
+      if (data?.type !== "callback" || typeof data.url !== "string" || (data.to !== id && data.to !== address)) return;
+      channel.postMessage({ type: "received", to: data.to });
+      resolve(data.url);
+    };
+    try {
+      localStorage.setItem(mark, String(Date.now() + timeoutSeconds * 1000));
+    } catch {
+      // no localStorage: only window.name routes the callback
+    }
+    if (popup.closed) {
+      reject(latchkeyError("popup_closed", "the login popup was closed before the login started"));
+      return;
+    }
+    popup.location.href = url;
+    // With closeDetection "timeout" (an IdP whose COOP severs the opener:
+    // then `closed` reads true while the popup is still open), only the
+    // timeout ends a popup the user closed.
+    if (closeDetection === "poll") {
+      poll = setInterval(() => {
+        if (popup.closed) reject(latchkeyError("popup_closed", "the login popup was closed before the login finished"));
+      }, POLL_MS);
+    }
+    timer = setTimeout(
+      () => reject(latchkeyError("popup_timeout", `the login popup did not finish within ${timeoutSeconds} s`)),
+      timeoutSeconds * 1000,
+    );
+  }).finally(() => {
+    clearInterval(poll);
+    clearTimeout(timer);
+    channel.close();
+    try {
+      localStorage.removeItem(mark);
+    } catch {
+      // nothing was marked
+    }
+  }).catch((error) => {
+    try {
+      popup.close();
+    } catch {
+      // already closed or severed
+    }
+    throw error;
+  });
+}
+
+/**
+ * Run first by handleRedirectCallback: when this window is a latchkey login
+ * popup, sends `url` to the opening tab, closes this window and resolves
+ * true; otherwise resolves false and the callback is handled here.
+ */
+export async function handOverIfPopup(url) {
+  if (typeof BroadcastChannel === "undefined") return false;
+  const to = await popupAddress(url);
+  if (!to) return false;
+  const channel = new BroadcastChannel(CHANNEL);
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, ACK_MS);
+    channel.onmessage = ({ data }) => {
+      if (data?.type === "received" && data.to === to) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    channel.postMessage({ type: "callback", to, url });
+  });
+  channel.close();
+  window.close();
+  return true;
+}
+
+async function popupAddress(url) {
+  if (window.name.startsWith(NAME_PREFIX) && window.name.length > NAME_PREFIX.length) {
+    return window.name.slice(NAME_PREFIX.length);
+  }
+  let state;
+  try {
+    state = new URL(url).searchParams.get("state");
+  } catch {
+    return null;
+  }
+  if (!state) return null;
+  const hash = await stateHash(state);
+  try {
+    return Number(localStorage.getItem(MARK_PREFIX + hash)) > Date.now() ? hash : null;
+  } catch {
+    return null;
+  }
+}

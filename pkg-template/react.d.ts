@@ -1,0 +1,91 @@
+// latchkey/react: React (18 or later) bindings. One client per
+// <AuthProvider>, its state through useAuth().
+import type { ReactElement, ReactNode } from "react";
+import type {
+  AuthClient,
+  AuthClientOptions,
+  LoginOptions,
+  LogoutOptions,
+  LogoutResult,
+  PopupLoginOptions,
+  RedirectResult,
+  UserClaims,
+} from "./index.js";
+
+/** Props of {@link AuthProvider}. */
+export interface AuthProviderProps<AppState = unknown> {
+  /** The client's options, read once at mount (remount with a `key` to change them). */
+  options: AuthClientOptions;
+  /**
+   * Called once the login response in the address bar (`code` or `error`,
+   * with `state`) was handled successfully, with the `appState` given to
+   * `login`; e.g. to navigate to `appState.returnTo`. Not called in a login
+   * popup (the response goes to the opening tab).
+   */
+  onRedirectCallback?: (appState: AppState | undefined) => void;
+  children?: ReactNode;
+}
+
+/**
+ * Creates one {@link AuthClient} (once, even under StrictMode's double
+ * mount), completes a login response found in the address bar, and gives
+ * its descendants {@link useAuth}. Renders `children` at once; on the server
+ * they render with `isLoading: true`.
+ */
+export function AuthProvider<AppState = unknown>(props: AuthProviderProps<AppState>): ReactElement;
+
+/** What {@link useAuth} returns in every state. */
+export interface AuthActions {
+  /** Redirects to the authorization server ({@link AuthClient.login}). */
+  login<AppState = unknown>(options?: LoginOptions<AppState>): Promise<void>;
+  /**
+   * Logs in in a popup ({@link AuthClient.loginWithPopup}). Call it from a
+   * click handler once `isLoading` is false, so the popup opens within the
+   * click's user activation.
+   */
+  loginWithPopup<AppState = unknown>(options?: PopupLoginOptions<AppState>): Promise<RedirectResult<AppState>>;
+  /** Signs out in every tab ({@link AuthClient.logout}). */
+  logout(options?: LogoutOptions): Promise<LogoutResult>;
+  /** A valid access token ({@link AuthClient.getAccessToken}). */
+  getAccessToken(): Promise<string>;
+  /** `fetch` with the access token ({@link AuthClient.fetchWithAuth}). */
+  fetchWithAuth(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+}
+
+/** Before the client exists: always so on the server. */
+export interface AuthLoading extends AuthActions {
+  readonly isLoading: true;
+  readonly isAuthenticated: false;
+  readonly user: null;
+  readonly error: null;
+  readonly client: null;
+}
+
+/** The client could not be created (`error` says why, e.g. `invalid_option`). */
+export interface AuthFailed extends AuthActions {
+  readonly isLoading: false;
+  readonly isAuthenticated: false;
+  readonly user: null;
+  readonly error: Error;
+  readonly client: null;
+}
+
+/**
+ * The client is ready. Re-rendered whenever the session changes in any tab
+ * (`tokens`, `signedOut`, `sessionExpired`).
+ */
+export interface AuthReady extends AuthActions {
+  readonly isLoading: false;
+  readonly isAuthenticated: boolean;
+  /** The verified ID token claims; null when signed out or without `openid`. */
+  readonly user: UserClaims | null;
+  /** Why completing the login response failed (a `LatchkeyError`), if it did. */
+  readonly error: Error | null;
+  readonly client: AuthClient;
+}
+
+/** The state of the nearest {@link AuthProvider}'s client. */
+export type AuthState = AuthLoading | AuthFailed | AuthReady;
+
+/** The nearest {@link AuthProvider}'s state and actions; throws outside one. */
+export function useAuth(): AuthState;

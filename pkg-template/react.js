@@ -1,0 +1,111 @@
+// latchkey/react: <AuthProvider> and useAuth(). Plain JavaScript with
+// React.createElement, so the package needs no JSX build; types and docs in
+// react.d.ts. Nothing runs at import time, and rendering touches no browser
+// API: the client is created in an effect, which servers never run, so a
+// server render shows the children with isLoading true.
+import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
+import { AuthClient } from "./index.js";
+
+const AuthContext = createContext(null);
+
+const LOADING = { isLoading: true, isAuthenticated: false, user: null, error: null, client: null };
+// Session changes in this tab or any other (`sync`): what the hook re-reads on.
+const EVENTS = ["tokens", "signedOut", "sessionExpired"];
+
+// The redirect page's address carries a response to our login: code or
+// error, with state (RFC 6749 §4.1.2).
+function isCallback() {
+  const params = new URLSearchParams(window.location.search);
+  return params.has("state") && (params.has("code") || params.has("error"));
+}
+
+// Creates the client and completes a login response in the address bar.
+// Runs once per provider: StrictMode's second mount reuses the promise, so
+// the one-time callback is never presented twice (that would be
+// no_transaction).
+async function start(options, onRedirectCallback) {
+  const client = await AuthClient.create(options);
+  let error = null;
+  if (isCallback()) {
+    try {
+      const { appState } = await client.handleRedirectCallback();
+      // In a login popup the response went to the opening tab and this
+      // window is closing: nothing to tell the app.
+      if (!window.closed) onRedirectCallback.current?.(appState);
+    } catch (e) {
+      error = e;
+    }
+  }
+  return { client, error };
+}
+
+async function readState(client, error) {
+  const isAuthenticated = await client.isAuthenticated();
+  const user = isAuthenticated ? await client.getUser().catch(() => null) : null;
+  return { isLoading: false, isAuthenticated, user, error, client };
+}
+
+export function AuthProvider({ options, onRedirectCallback, children }) {
+  const [state, setState] = useState(LOADING);
+  const started = useRef(null);
+  // The latest callback, without restarting the client when it changes.
+  const onRedirect = useRef(onRedirectCallback);
+  onRedirect.current = onRedirectCallback;
+  // Options are read once, at mount (remount with a `key` to change them).
+  const initialOptions = useRef(options);
+
+  useEffect(() => {
+    let active = true;
+    const unsubscribe = [];
+    started.current ??= start(initialOptions.current, onRedirect);
+    started.current.then(
+      ({ client, error }) => {
+        if (!active) return;
+        let lastError = error;
+        const refresh = () =>
+          readState(client, lastError).then(
+            (next) => active && setState(next),
+            (e) => active && setState({ ...LOADING, isLoading: false, client, error: (lastError = e) }),
+          );
+        for (const name of EVENTS) unsubscribe.push(client.on(name, refresh));
+        refresh();
+      },
+      (error) => active && setState({ ...LOADING, isLoading: false, error }),
+    );
+    return () => {
+      active = false;
+      for (const off of unsubscribe) off();
+    };
+  }, []);
+
+  const { client } = state;
+  // Waits for the client: usable before it is ready (e.g. in an effect).
+  const ready = useCallback(async () => {
+    if (!started.current) throw new Error("the latchkey client is created once <AuthProvider> has mounted in a browser");
+    return (await started.current).client;
+  }, []);
+  const loginWithPopup = useCallback(
+    // Straight to the client when it is ready: the popup must open before
+    // any await, within the click's user activation.
+    (popupOptions) => (client ? client.loginWithPopup(popupOptions) : ready().then((c) => c.loginWithPopup(popupOptions))),
+    [client, ready],
+  );
+  const value = useMemo(
+    () => ({
+      ...state,
+      login: async (loginOptions) => (await ready()).login(loginOptions),
+      loginWithPopup,
+      logout: async (logoutOptions) => (await ready()).logout(logoutOptions),
+      getAccessToken: async () => (await ready()).getAccessToken(),
+      fetchWithAuth: async (input, init) => (await ready()).fetchWithAuth(input, init),
+    }),
+    [state, ready, loginWithPopup],
+  );
+  return createElement(AuthContext.Provider, { value }, children);
+}
+
+export function useAuth() {
+  const value = useContext(AuthContext);
+  if (value === null) throw new Error("useAuth() must be called inside <AuthProvider>");
+  return value;
+}

@@ -1,0 +1,304 @@
+// Popup login (loginWithPopup) against the real test IdP in headless
+// Chromium. The popup's redirect page is tests/e2e/app/callback.html, an
+// ordinary redirect page (create + handleRedirectCallback): it hands the
+// response back to the opening tab, which validates, exchanges and stores.
+import { test, before, after, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+
+import { listen, closeServer } from "../idp/server.mjs";
+import { openApp, rawRecord } from "./support/app.mjs";
+import { launchBrowser } from "./support/browser.mjs";
+import { installClient, openTab, eventsOf, named, until, isAuthenticated } from "./support/session.mjs";
+import { startApp, stopApp } from "./support/suite.mjs";
+
+let idp;
+let browser;
+let front;
+
+before(async () => {
+  front = await startFront();
+  const edits = EDITS.map(({ param }) => `${front.origin}/edit/${param}`);
+  ({ idp, browser } = await startApp({ redirectUris: edits }));
+  front.target = { issuer: idp.issuer, callback: `${idp.spaOrigin}/callback.html` };
+});
+after(async () => {
+  await front?.close();
+  await stopApp({ idp, browser });
+});
+
+beforeEach(() => idp.resetCounters());
+
+// The popup's callback, rewritten on its way to the redirect page.
+const EDITS = [
+  { param: "state", code: "state_mismatch", value: "forged-state" },
+  { param: "iss", code: "iss_mismatch", value: "http://127.0.0.1:9/evil" },
+];
+
+// A server around the IdP for what the test IdP cannot do itself
+// (tests/idp is not ours to change); `front.target` says where the IdP is:
+//   /coop/auth  a page sent with `Cross-Origin-Opener-Policy: same-origin`,
+//               which severs the popup from its opener (and clears its
+//               window.name), then forwards to the IdP's /auth unchanged
+//   /form/auth  a login form nobody submits: a popup the user is still in
+//   /edit/<p>   a registered redirect URI that sets the callback's <p> to a
+//               bad value (EDITS) and redirects to the real redirect page
+async function startFront() {
+  const front = {};
+  const server = createServer((req, res) => {
+    const url = new URL(req.url, "http://127.0.0.1");
+    const { issuer, callback } = front.target;
+    const edit = EDITS.find(({ param }) => url.pathname === `/edit/${param}`);
+    const html = (headers, body) => {
+      res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", ...headers });
+      res.end(`<!doctype html><html><head><link rel="icon" href="data:,"><title>IdP</title></head><body>${body}</body></html>`);
+    };
+    if (url.pathname === "/coop/auth") {
+      const target = JSON.stringify(`${issuer}/auth${url.search}`);
+      html({ "Cross-Origin-Opener-Policy": "same-origin" }, `<script>location.replace(${target})</script>`);
+    } else if (edit) {
+      url.searchParams.set(edit.param, edit.value);
+      res.writeHead(302, { Location: `${callback}${url.search}` }).end();
+    } else if (url.pathname === "/form/auth") {
+      html({}, `<form><input name="user"><button>Sign in</button></form>`);
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  const port = await listen(server);
+  return Object.assign(front, { origin: `http://127.0.0.1:${port}`, close: () => closeServer(server) });
+}
+
+const callbackUri = () => `${idp.spaOrigin}/callback.html`;
+const exchanges = () => idp.counters().token.byGrantType.authorization_code ?? 0;
+
+// The opening tab: the app page with a client at window.auth whose redirect
+// URI is the redirect page.
+async function openerTab(context, extra = {}) {
+  const page = await context.newPage();
+  await openApp(page, `${idp.spaOrigin}/`);
+  await installClient(page, idp, { redirectUri: callbackUri(), ...extra });
+  return page;
+}
+
+// Starts loginWithPopup in `page` without waiting for it; window.outcome
+// gets { value } or { code, message } when it settles.
+function startPopupLogin(page, options = {}) {
+  return page.evaluate((options) => {
+    window.outcome = null;
+    window.auth.loginWithPopup(options).then(
+      (value) => {
+        window.outcome = { value };
+      },
+      (e) => {
+        window.outcome = { code: e.code, name: e.name, message: e.message };
+      },
+    );
+  }, options);
+}
+
+const outcomeOf = (page, ms) => until(() => page.evaluate(() => window.outcome), ms, "loginWithPopup to settle");
+
+// latchkey's popup marks left in localStorage (none once a login settled).
+const marksLeft = (page) =>
+  page.evaluate(() => Object.keys(localStorage).filter((key) => key.startsWith("latchkey:popup:")));
+
+// Runs a test body in a fresh context, closed afterwards.
+async function inContext(body, on = browser) {
+  const context = await on.newContext();
+  try {
+    await body(context);
+  } finally {
+    await context.close();
+  }
+}
+
+test("popup login resolves with appState, keeps the page, stores the session; another tab hears it", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context);
+    const other = await openTab(context, idp);
+    // In-memory state a redirect login would throw away.
+    await opener.evaluate(() => {
+      window.draft = "half-written";
+    });
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await startPopupLogin(opener, { appState: { returnTo: "/editor" }, extraParams: { prompt: "consent" } });
+    const popup = await opened;
+
+    const outcome = await outcomeOf(opener, 15_000);
+    assert.deepEqual(outcome, { value: { appState: { returnTo: "/editor" } } });
+    await until(() => popup.isClosed(), 5_000, "the popup to close");
+    assert.equal(opener.url(), `${idp.spaOrigin}/`, "the opening page never navigated");
+    assert.equal(await opener.evaluate(() => window.draft), "half-written");
+    assert.equal(await isAuthenticated(opener), true);
+    assert.ok(await rawRecord(opener, idp), "the session is stored");
+    assert.equal(exchanges(), 1, "one code exchange, by the opening tab");
+    assert.deepEqual(named(await eventsOf(opener), "tokens").map((e) => e.source), ["login"]);
+
+    await until(async () => named(await eventsOf(other), "tokens").some((e) => e.source === "sync"), 5_000, "the other tab to hear the login");
+    assert.equal(await isAuthenticated(other), true);
+    assert.equal(await opener.evaluate(() => localStorage.getItem("e2e:callback-opener")), "present");
+    assert.match(await opener.evaluate(() => localStorage.getItem("e2e:callback-name")), /^latchkey-popup:[\w-]{36}$/);
+    assert.deepEqual(await marksLeft(opener), []);
+  }));
+
+test("a popup the app opened itself in its click handler is used and named for the hand-over", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context);
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await opener.evaluate(() => {
+      window.outcome = null;
+      const popup = window.open("", "_blank", "popup");
+      window.auth.loginWithPopup({ popup, appState: "mine" }).then(
+        (value) => (window.outcome = { value }),
+        (e) => (window.outcome = { code: e.code, message: e.message }),
+      );
+    });
+    const popup = await opened;
+    assert.deepEqual(await outcomeOf(opener, 15_000), { value: { appState: "mine" } });
+    await until(() => popup.isClosed(), 5_000, "the popup to close");
+    assert.equal(context.pages().length, 1, "no second window was opened");
+    assert.match(await opener.evaluate(() => localStorage.getItem("e2e:callback-name")), /^latchkey-popup:[\w-]{36}$/);
+    assert.ok(await rawRecord(opener, idp), "the session is stored");
+  }));
+
+test("the user closes the popup: popup_closed within a second, nothing stored", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/form/auth` });
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await startPopupLogin(opener);
+    const popup = await opened;
+    await popup.waitForURL((url) => url.pathname === "/form/auth", { timeout: 10_000 });
+    const closed = Date.now();
+    await popup.close();
+    const outcome = await outcomeOf(opener, 3_000);
+    const ms = Date.now() - closed;
+    assert.equal(outcome.code, "popup_closed", JSON.stringify(outcome));
+    assert.equal(outcome.name, "LatchkeyError");
+    assert.ok(ms < 1_000, `noticed after ${ms} ms`);
+    assert.equal(await rawRecord(opener, idp), null);
+    assert.equal(await isAuthenticated(opener), false);
+    assert.deepEqual(await marksLeft(opener), []);
+  }));
+
+test("a popup left open past timeoutSeconds: popup_timeout, and latchkey closes it", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/form/auth` });
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    const started = Date.now();
+    await startPopupLogin(opener, { timeoutSeconds: 1 });
+    const popup = await opened;
+    const outcome = await outcomeOf(opener, 5_000);
+    assert.equal(outcome.code, "popup_timeout", JSON.stringify(outcome));
+    assert.ok(Date.now() - started >= 1_000, "not before the timeout");
+    await until(() => popup.isClosed(), 3_000, "latchkey to close the popup");
+    assert.deepEqual(await marksLeft(opener), []);
+  }));
+
+test("a blocked popup: popup_blocked, no window, nothing stored", async () => {
+  // Playwright turns Chromium's popup blocker off; this browser keeps it on.
+  const blocking = await launchBrowser({ popupBlocking: true });
+  try {
+    await inContext(async (context) => {
+      const opener = await openerTab(context);
+      let windows = 0;
+      context.on("page", () => (windows += 1));
+      // Past the user activation Playwright's evaluate grants (about 5 s in
+      // Chromium), as after a long await in a click handler.
+      const outcome = await opener.evaluate(async () => {
+        while (navigator.userActivation.isActive) await new Promise((resolve) => setTimeout(resolve, 100));
+        return window.auth.loginWithPopup().then(
+          () => ({ ok: true }),
+          (e) => ({ code: e.code, name: e.name }),
+        );
+      });
+      assert.deepEqual(outcome, { code: "popup_blocked", name: "LatchkeyError" });
+      assert.equal(windows, 0, "no window opened");
+      assert.equal(await rawRecord(opener, idp), null);
+      assert.deepEqual(await marksLeft(opener), []);
+    }, blocking);
+  } finally {
+    await blocking.close();
+  }
+});
+
+for (const { param, code, value } of EDITS) {
+  test(`a popup callback with a bad ${param}: ${code} in the opening tab, nothing stored, no code sent`, () =>
+    inContext(async (context) => {
+      const opener = await openerTab(context, { redirectUri: `${front.origin}/edit/${param}` });
+      const opened = context.waitForEvent("page", { timeout: 10_000 });
+      await startPopupLogin(opener);
+      const popup = await opened;
+      const landed = [];
+      popup.on("framenavigated", (frame) => landed.push(frame.url()));
+      const outcome = await outcomeOf(opener, 15_000);
+      assert.equal(outcome.code, code, JSON.stringify(outcome));
+      assert.ok(
+        landed.some((url) => url.startsWith(`${idp.spaOrigin}/callback.html`) && new URL(url).searchParams.get(param) === value),
+        `the redirect page got the bad ${param}: ${landed}`,
+      );
+      await until(() => popup.isClosed(), 5_000, "the popup to close");
+      assert.equal(await rawRecord(opener, idp), null, "nothing stored");
+      assert.equal(await isAuthenticated(opener), false);
+      assert.equal(exchanges(), 0, "no code exchange");
+      assert.deepEqual(await marksLeft(opener), []);
+    }));
+}
+
+test("an IdP sending COOP same-origin severs the popup; with closeDetection 'timeout' the login completes", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/coop/auth` });
+    const other = await openTab(context, idp);
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await startPopupLogin(opener, { closeDetection: "timeout", appState: 7 });
+    const popup = await opened;
+    const outcome = await outcomeOf(opener, 15_000);
+    assert.deepEqual(outcome, { value: { appState: 7 } });
+    assert.equal(
+      await opener.evaluate(() => localStorage.getItem("e2e:callback-opener")),
+      "null",
+      "the redirect page had no window.opener: the hand-over did not need it",
+    );
+    assert.equal(
+      await opener.evaluate(() => localStorage.getItem("e2e:callback-name")),
+      "",
+      "COOP cleared window.name: the state mark routed the callback",
+    );
+    await until(() => popup.isClosed(), 5_000, "the severed popup to close itself");
+    assert.ok(await rawRecord(opener, idp), "the session is stored");
+    assert.equal(exchanges(), 1);
+    await until(async () => named(await eventsOf(other), "tokens").some((e) => e.source === "sync"), 5_000, "the other tab to hear the login");
+    assert.deepEqual(await marksLeft(opener), []);
+  }));
+
+test("an IdP sending COOP same-origin, default closeDetection: the severed popup reads as closed (documented)", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/coop/auth` });
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await startPopupLogin(opener);
+    await opened;
+    const outcome = await outcomeOf(opener, 15_000);
+    // What README and index.d.ts say: COOP hides the popup, so "poll"
+    // cannot tell it from a closed one. This test fails if that changes.
+    assert.equal(outcome.code, "popup_closed", JSON.stringify(outcome));
+  }));
+
+test("loginWithPopup refuses bad options (and a null popup) before opening anything", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context);
+    let windows = 0;
+    context.on("page", () => (windows += 1));
+    const codes = await opener.evaluate(async () => {
+      const attempt = (options) => window.auth.loginWithPopup(options).then(() => "resolved", (e) => e.code);
+      return [
+        await attempt({ timeoutSeconds: 0 }),
+        await attempt({ timeoutSeconds: "60" }),
+        await attempt({ closeDetection: "never" }),
+        await attempt({ popup: {} }),
+        // The app's own window.open was refused.
+        await attempt({ popup: null }),
+      ];
+    });
+    assert.deepEqual(codes, ["invalid_option", "invalid_option", "invalid_option", "invalid_option", "popup_blocked"]);
+    assert.equal(windows, 0);
+  }));

@@ -1,0 +1,139 @@
+// latchkey/react in a real app: examples/react (React 19, StrictMode on),
+// with the packed tarball installed the way a user installs it, type-checked
+// with `tsc --strict`, built with Vite 7, and driven in headless Chromium
+// against the test IdP: redirect and popup sign-in, the user shown, an API
+// call through fetchWithAuth, and re-renders when another tab signs out and
+// when the server ends the session (sessionExpired).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { cpSync, existsSync, rmSync, writeFileSync } from "node:fs";
+import { promisify } from "node:util";
+import path from "node:path";
+
+import { startIdp, TEST_USER } from "../idp/server.mjs";
+import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
+import { ROOT, crateVersion } from "./support/project.mjs";
+
+const run = promisify(execFile);
+const TARBALL = path.join(ROOT, "dist", `latchkey-${crateVersion()}.tgz`);
+const EXAMPLE = path.join(ROOT, "examples/react");
+// Under the repository, so react, react-dom and their types resolve from
+// its node_modules (dev dependencies) and only the tarball is installed.
+const APP = path.join(ROOT, "target/react-app");
+const BIN = path.join(ROOT, "node_modules/.bin");
+
+let idp;
+let browser;
+
+// Copies the example, installs the tarball offline, type-checks and builds.
+async function buildApp() {
+  rmSync(APP, { recursive: true, force: true });
+  cpSync(EXAMPLE, APP, { recursive: true });
+  writeFileSync(path.join(APP, "package.json"), JSON.stringify({ name: "latchkey-react-app", private: true, type: "module" }) + "\n");
+  await run("npm", ["install", "--offline", "--no-audit", "--no-fund", TARBALL], { cwd: APP });
+  // React's development build: only it runs StrictMode's double mount.
+  const env = { ...process.env, NODE_ENV: "development" };
+  for (const [tool, args] of [
+    ["tsc", ["-p", ".", "--strict"]],
+    ["vite", ["build"]],
+  ]) {
+    try {
+      await run(path.join(BIN, tool), args, { cwd: APP, env });
+    } catch (error) {
+      throw new Error(`${tool} failed:\n${error.stdout}\n${error.stderr}`);
+    }
+  }
+  return path.join(APP, "dist");
+}
+
+before(async () => {
+  if (!existsSync(TARBALL)) throw new Error(`${TARBALL} is missing: run scripts/build-pkg`);
+  idp = await startIdp({ serveSpa: { root: await buildApp() } });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await idp?.close();
+});
+
+const text = (page, selector) => page.textContent(selector, { timeout: 10_000 });
+const statusIs = (page, value) =>
+  page.waitForFunction((value) => document.getElementById("status")?.textContent === value, value, { timeout: 10_000 });
+const exchanges = () => idp.counters().token.byGrantType.authorization_code ?? 0;
+
+test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in another tab re-render the app", async () => {
+  const context = await browser.newContext();
+  try {
+    await context.addInitScript((config) => {
+      window.latchkeyExample = config;
+    }, {
+      options: {
+        issuer: idp.issuer,
+        clientId: idp.clientId,
+        redirectUri: `${idp.spaOrigin}/`,
+        scope: "openid offline_access api",
+        allowInsecureLoopback: true,
+      },
+      apiUrl: idp.whoamiUrl,
+    });
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "signed out");
+    // StrictMode mounts twice; one client means one discovery request.
+    const discoveries = () =>
+      page.evaluate(() => performance.getEntriesByType("resource").filter((e) => e.name.includes("/.well-known/")).length);
+    assert.equal(await discoveries(), 1, "one client for StrictMode's double mount");
+
+    // Redirect sign-in: back on the app, the response is handled once (no
+    // no_transaction from StrictMode's second mount) and appState used.
+    await page.click("#sign-in");
+    await page.waitForURL((url) => url.pathname === "/after-login", { timeout: 15_000 });
+    await statusIs(page, "signed in");
+    assert.equal(await text(page, "#user"), TEST_USER.sub);
+    assert.equal(await page.$("#callback-error"), null);
+    assert.equal(exchanges(), 1);
+    assert.equal(await discoveries(), 1, "one client on the redirect page too");
+
+    await page.click("#call-api");
+    assert.equal(await text(page, "#api"), `200 ${TEST_USER.sub}`);
+
+    // Another tab signs out: this one re-renders signed out.
+    const other = await context.newPage();
+    const otherErrors = collectPageErrors(other);
+    await other.goto(`${idp.spaOrigin}/`);
+    await statusIs(other, "signed in");
+    await other.click("#sign-out");
+    await statusIs(other, "signed out");
+    await statusIs(page, "signed out");
+
+    // Popup sign-in: the page stays where it is; the other tab hears it.
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await page.click("#sign-in-popup");
+    const popup = await opened;
+    await statusIs(page, "signed in");
+    assert.equal(new URL(page.url()).pathname, "/after-login", "no navigation");
+    if (!popup.isClosed()) await popup.waitForEvent("close", { timeout: 5_000 }).catch(() => {});
+    assert.equal(popup.isClosed(), true, "the popup closed itself");
+    assert.equal(await text(page, "#user"), TEST_USER.sub);
+    await statusIs(other, "signed in");
+    assert.equal(exchanges(), 2);
+    assert.equal(await page.$("#failure"), null);
+    assert.deepEqual([...errors, ...otherErrors], []);
+
+    // The server ends the session: the API call fails, the refresh gets
+    // invalid_grant, and both tabs re-render signed out (sessionExpired).
+    idp.revokeAllGrants();
+    await page.click("#call-api");
+    assert.equal(await text(page, "#failure"), "session_expired");
+    await statusIs(page, "signed out");
+    await statusIs(other, "signed out");
+    // Only the browser's own lines for the 401 and the refused refresh.
+    const unexpected = [...errors, ...otherErrors].filter((e) => !e.startsWith("console: Failed to load resource"));
+    assert.deepEqual(unexpected, []);
+  } finally {
+    await context.close();
+  }
+});
