@@ -75,6 +75,8 @@ test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in ano
         redirectUri: `${idp.spaOrigin}/`,
         scope: "openid offline_access api",
         allowInsecureLoopback: true,
+        // The API lives on the IdP's origin, not the page's.
+        allowedOrigins: [new URL(idp.whoamiUrl).origin],
       },
       apiUrl: idp.whoamiUrl,
     });

@@ -19,6 +19,8 @@ export const config: AppConfig = window.latchkeyExample ?? {
     clientId: "spa",
     redirectUri: `${location.origin}/`,
     scope: "openid offline_access api",
+    // The token goes only to these origins (default: the page's own).
+    allowedOrigins: ["https://api.example.com"],
   },
   apiUrl: "https://api.example.com/me",
 };
