@@ -37,7 +37,13 @@ pub async fn send<T: DeserializeOwned>(
         .map_err(network)?;
     let body = js_sys::JSON::parse(&text.as_string().unwrap_or_default())
         .map_err(|_| "the body is not JSON".to_owned())
-        .and_then(|json| serde_wasm_bindgen::from_value(json).map_err(|e| e.to_string()));
+        // serde's message is not passed on: it can quote a value from the
+        // body (a token), and its formatting code (f64 printing included)
+        // would be linked for nothing else.
+        .and_then(|json| {
+            serde_wasm_bindgen::from_value(json)
+                .map_err(|_| "JSON of an unexpected shape".to_owned())
+        });
     Ok(HttpReply {
         status,
         body,

@@ -78,7 +78,8 @@ impl BrowserRefresh {
             .await
             .map_err(failed)?;
         let body = serde_wasm_bindgen::from_value::<RawTokenResponse>(resolved)
-            .map_err(|e| format!("refresh() did not resolve with a token response: {e}"));
+            // Without serde's message: it can quote a value (a token).
+            .map_err(|_| "refresh() did not resolve with a token response".to_owned());
         let (status, body) = match body {
             Ok(mut raw) => {
                 // Custom endpoints rarely say; the token is sent as a Bearer.
