@@ -21,6 +21,7 @@ use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
+use crate::core::authorized_call::{AuthorizedCall, Event, Step};
 use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
@@ -545,46 +546,82 @@ async fn fetch_with_auth(
     input: &JsValue,
     init: &JsValue,
 ) -> Result<JsValue, JsValue> {
+    // The decisions are the core's (`AuthorizedCall`); this only does them.
     let prepared = authorized::prepare(input, init).map_err(js_err)?;
-    if authorized::is_token_endpoint(&prepared.url(), &inner.config.endpoints.token) {
-        return Ok(authorized::send(&prepared.untouched()).await?.into());
-    }
-    // Checked before anything else: a refused request costs no refresh.
     let url = prepared.url();
-    let placement =
-        if authorized::is_userinfo_endpoint(&url, inner.config.endpoints.userinfo.as_deref()) {
-            TokenPlacement::Header
-        } else {
-            inner.allowed_origins.placement_for(&url).map_err(js_err)?
+    let endpoints = &inner.config.endpoints;
+    let placement = if authorized::is_userinfo_endpoint(&url, endpoints.userinfo.as_deref()) {
+        Ok(TokenPlacement::Header)
+    } else {
+        inner.allowed_origins.placement_for(&url)
+    };
+    let mut call = AuthorizedCall::default();
+    let mut step = call.advance(Event::Start {
+        token_endpoint: authorized::is_token_endpoint(&url, &endpoints.token),
+        placement,
+    });
+    let mut outgoing = None;
+    let mut token = None;
+    let mut fresh = None;
+    let mut response: Option<web_sys::Response> = None;
+    // Consumed by the one send that uses it (the machine sends once first).
+    let mut prepared = Some(prepared);
+    loop {
+        step = match step {
+            Step::SendUntouched => {
+                let untouched = prepared.take().expect("sent once").untouched();
+                return Ok(authorized::send(&untouched).await?.into());
+            }
+            Step::Refuse(error) => return Err(js_err(error)),
+            Step::Send(placement) => {
+                let first = prepared.take().expect("sent once");
+                let placed = first.place(placement).await.map_err(js_err)?;
+                let held = inner.refresher().access_token().await.map_err(js_err)?;
+                let request = placed.with_token(held.secret()).map_err(js_err)?;
+                let answer = authorized::send(&request).await?;
+                let event = Event::Answered {
+                    redirected: answer.redirected(),
+                    replayable: placed.can_retry(),
+                };
+                (outgoing, token, response) = (Some(placed), Some(held), Some(answer));
+                call.advance(event)
+            }
+            Step::AskExpired => {
+                let answer = response.as_ref().expect("asked after an answer");
+                call.advance(Event::Expired(says_expired(inner, answer).await?))
+            }
+            Step::Replace => {
+                let rejected = token.as_ref().expect("replacing a sent token");
+                let replacement = inner
+                    .refresher()
+                    .after_rejection(rejected)
+                    .await
+                    .map_err(js_err)?;
+                let same = replacement == *rejected;
+                fresh = Some(replacement);
+                call.advance(Event::Replacement { same })
+            }
+            Step::Resend => {
+                let placed = outgoing.as_ref().expect("resending a sent request");
+                let replacement = fresh.as_ref().expect("resending with a replacement");
+                let retry = placed.with_token(replacement.secret()).map_err(js_err)?;
+                let answer = authorized::send(&retry).await?;
+                let event = Event::Answered {
+                    redirected: answer.redirected(),
+                    replayable: true,
+                };
+                response = Some(answer);
+                call.advance(event)
+            }
+            Step::ReturnMarkingRejected => {
+                if let Some(replacement) = &fresh {
+                    inner.refresher().rejected_at_once(replacement);
+                }
+                return Ok(response.map_or(JsValue::UNDEFINED, Into::into));
+            }
+            Step::Return => return Ok(response.map_or(JsValue::UNDEFINED, Into::into)),
         };
-    let outgoing = prepared.place(placement).await.map_err(js_err)?;
-    let token = inner.refresher().access_token().await.map_err(js_err)?;
-    let request = outgoing.with_token(token.secret()).map_err(js_err)?;
-    let response = authorized::send(&request).await?;
-    // After a redirect the answer is another URL's: it says nothing about
-    // the token, and resending would follow the redirect again.
-    if !outgoing.can_retry() || response.redirected() {
-        return Ok(response.into());
     }
-    if !says_expired(inner, &response).await? {
-        return Ok(response.into());
-    }
-    let fresh = inner
-        .refresher()
-        .after_rejection(&token)
-        .await
-        .map_err(js_err)?;
-    if fresh == token {
-        // Nothing better to send (no refresh token, still valid by the
-        // clock; or a replacement the API rejected at once).
-        return Ok(response.into());
-    }
-    let retry = outgoing.with_token(fresh.secret()).map_err(js_err)?;
-    let response = authorized::send(&retry).await?;
-    if !response.redirected() && says_expired(inner, &response).await? {
-        inner.refresher().rejected_at_once(&fresh);
-    }
-    Ok(response.into())
 }
 
 /// Whether the API's `response` says the token expired: the app's

@@ -2,6 +2,7 @@
 //! the browser is reached only through the traits in [`crate::platform`].
 
 pub mod authorize;
+pub mod authorized_call;
 pub mod base64url;
 mod decimal;
 pub mod discovery;

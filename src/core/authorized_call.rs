@@ -1,0 +1,274 @@
+//! `fetchWithAuth`'s decisions as a deterministic state machine, free of
+//! I/O: the binding reports what happened ([`Event`]) and does what the
+//! machine says next ([`Step`]) — send, ask the app's "expired?" predicate,
+//! get a replacement token, resend — so every rule of the pipeline is
+//! tested natively, one test per branch.
+//!
+//! The rules, in order:
+//! 1. A request to the token endpoint is sent untouched and never
+//!    refreshed: a refresh can never trigger a refresh.
+//! 2. A request to an origin the app did not allow is refused before
+//!    anything is sent or refreshed.
+//! 3. The token goes where the origin's placement says.
+//! 4. An answer is final when the request cannot be replayed (a stream
+//!    body) or came through a redirect (it is another URL's answer).
+//! 5. Otherwise, when the API says the token expired, a replacement is
+//!    asked for (one refresh at most, shared by the tab), and the request is
+//!    resent once with it — unless there is nothing better to send.
+//! 6. A replacement the API rejects on that very retry is marked so: it is
+//!    not refreshed again (one reactive refresh per token).
+
+use crate::core::origin::TokenPlacement;
+use crate::core::Error;
+
+/// What happened, as the binding reports it.
+#[derive(Debug)]
+pub enum Event {
+    /// A call begins.
+    Start {
+        /// The URL is the token endpoint's.
+        token_endpoint: bool,
+        /// Where the token goes for the URL's origin, or why it may not.
+        placement: Result<TokenPlacement, Error>,
+    },
+    /// The API answered.
+    Answered {
+        /// The answer came through a redirect.
+        redirected: bool,
+        /// The request can be sent again (its body is not a stream).
+        replayable: bool,
+    },
+    /// The answer says the token expired, or not.
+    Expired(bool),
+    /// A replacement for the rejected token was obtained; `same` when it is
+    /// the rejected token itself (nothing better to send).
+    Replacement {
+        /// The replacement is the rejected token.
+        same: bool,
+    },
+}
+
+/// What the binding does next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send the request as the app made it; its answer is the result.
+    SendUntouched,
+    /// Reject the call with this error; nothing is sent.
+    Refuse(Error),
+    /// Get a token (fast path or refresh) and send with it, placed so.
+    Send(TokenPlacement),
+    /// Ask whether the answer says the token expired.
+    AskExpired,
+    /// Get a replacement for the rejected token.
+    Replace,
+    /// Send the request again with the replacement.
+    Resend,
+    /// The last answer is the result.
+    Return,
+    /// The last answer is the result, and the replacement is marked as
+    /// rejected at once (not refreshed again).
+    ReturnMarkingRejected,
+}
+
+/// Where a call is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    #[default]
+    Idle,
+    Sent,
+    Asked,
+    Replacing,
+    Resent,
+    AskedAgain,
+    Done,
+}
+
+/// One `fetchWithAuth` call's progress.
+#[derive(Debug, Default)]
+pub struct AuthorizedCall {
+    state: State,
+}
+
+impl AuthorizedCall {
+    /// The next step after `event`. An event the current state does not
+    /// expect is a bug in the driver: the call ends with what it has
+    /// (`Return`), and debug builds panic.
+    pub fn advance(&mut self, event: Event) -> Step {
+        let (state, step) = match (self.state, event) {
+            (
+                State::Idle,
+                Event::Start {
+                    token_endpoint: true,
+                    ..
+                },
+            ) => (State::Done, Step::SendUntouched),
+            (State::Idle, Event::Start { placement, .. }) => match placement {
+                Ok(placement) => (State::Sent, Step::Send(placement)),
+                Err(error) => (State::Done, Step::Refuse(error)),
+            },
+            (
+                State::Sent,
+                Event::Answered {
+                    redirected,
+                    replayable,
+                },
+            ) => {
+                if redirected || !replayable {
+                    (State::Done, Step::Return)
+                } else {
+                    (State::Asked, Step::AskExpired)
+                }
+            }
+            (State::Asked, Event::Expired(false)) => (State::Done, Step::Return),
+            (State::Asked, Event::Expired(true)) => (State::Replacing, Step::Replace),
+            (State::Replacing, Event::Replacement { same: true }) => (State::Done, Step::Return),
+            (State::Replacing, Event::Replacement { same: false }) => (State::Resent, Step::Resend),
+            (
+                State::Resent,
+                Event::Answered {
+                    redirected: true, ..
+                },
+            ) => (State::Done, Step::Return),
+            (State::Resent, Event::Answered { .. }) => (State::AskedAgain, Step::AskExpired),
+            (State::AskedAgain, Event::Expired(true)) => (State::Done, Step::ReturnMarkingRejected),
+            (State::AskedAgain, Event::Expired(false)) => (State::Done, Step::Return),
+            (state, event) => {
+                debug_assert!(false, "unexpected {event:?} in {state:?}");
+                (State::Done, Step::Return)
+            }
+        };
+        self.state = state;
+        step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(
+        token_endpoint: bool,
+        placement: Result<TokenPlacement, Error>,
+    ) -> (AuthorizedCall, Step) {
+        let mut call = AuthorizedCall::default();
+        let step = call.advance(Event::Start {
+            token_endpoint,
+            placement,
+        });
+        (call, step)
+    }
+
+    fn answered(redirected: bool, replayable: bool) -> Event {
+        Event::Answered {
+            redirected,
+            replayable,
+        }
+    }
+
+    /// A call that was sent with a header token.
+    fn sent() -> AuthorizedCall {
+        let (call, step) = start(false, Ok(TokenPlacement::Header));
+        assert_eq!(step, Step::Send(TokenPlacement::Header));
+        call
+    }
+
+    #[test]
+    fn the_token_endpoint_is_sent_untouched_whatever_the_origin_rules() {
+        let refused = Err(Error::invalid_option("x", "y"));
+        assert_eq!(start(true, refused).1, Step::SendUntouched);
+    }
+
+    #[test]
+    fn an_origin_not_allowed_is_refused_before_anything_is_sent() {
+        let error = Error::invalid_option("allowedOrigins", "not listed");
+        assert_eq!(start(false, Err(error.clone())).1, Step::Refuse(error));
+    }
+
+    #[test]
+    fn the_token_goes_where_the_origin_says() {
+        assert_eq!(
+            start(false, Ok(TokenPlacement::Query)).1,
+            Step::Send(TokenPlacement::Query)
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_expired_is_the_result() {
+        let mut call = sent();
+        assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
+        assert_eq!(call.advance(Event::Expired(false)), Step::Return);
+    }
+
+    #[test]
+    fn a_redirected_answer_is_final_without_asking() {
+        let mut call = sent();
+        assert_eq!(call.advance(answered(true, true)), Step::Return);
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_replayed_is_final_without_asking() {
+        let mut call = sent();
+        assert_eq!(call.advance(answered(false, false)), Step::Return);
+    }
+
+    #[test]
+    fn expired_gets_a_replacement_and_one_resend() {
+        let mut call = sent();
+        call.advance(answered(false, true));
+        assert_eq!(call.advance(Event::Expired(true)), Step::Replace);
+        assert_eq!(
+            call.advance(Event::Replacement { same: false }),
+            Step::Resend
+        );
+        assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
+        assert_eq!(call.advance(Event::Expired(false)), Step::Return);
+    }
+
+    #[test]
+    fn nothing_better_to_send_returns_the_first_answer() {
+        let mut call = sent();
+        call.advance(answered(false, true));
+        call.advance(Event::Expired(true));
+        assert_eq!(
+            call.advance(Event::Replacement { same: true }),
+            Step::Return
+        );
+    }
+
+    #[test]
+    fn a_replacement_rejected_on_its_own_retry_is_marked_and_not_retried_again() {
+        let mut call = sent();
+        call.advance(answered(false, true));
+        call.advance(Event::Expired(true));
+        call.advance(Event::Replacement { same: false });
+        call.advance(answered(false, true));
+        assert_eq!(
+            call.advance(Event::Expired(true)),
+            Step::ReturnMarkingRejected
+        );
+    }
+
+    #[test]
+    fn a_redirected_retry_is_the_result_and_marks_nothing() {
+        let mut call = sent();
+        call.advance(answered(false, true));
+        call.advance(Event::Expired(true));
+        call.advance(Event::Replacement { same: false });
+        assert_eq!(call.advance(answered(true, true)), Step::Return);
+    }
+
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn an_event_out_of_order_ends_the_call() {
+        let mut call = AuthorizedCall::default();
+        assert_eq!(call.advance(Event::Expired(true)), Step::Return);
+    }
+
+    #[test]
+    #[should_panic(expected = "unexpected")]
+    #[cfg(debug_assertions)]
+    fn an_event_out_of_order_is_a_driver_bug() {
+        let mut call = AuthorizedCall::default();
+        call.advance(Event::Expired(true));
+    }
+}
