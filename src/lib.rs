@@ -4,13 +4,12 @@
 //!
 //! - [`core`]: protocol and session logic, free of any browser API
 //!   (`cargo test` runs it on the host).
-//! - [`platform`]: the small traits the core needs from its environment.
+//! - [`core::ports`]: the small traits the core needs from its environment.
 //! - `browser` (wasm32 only): web-sys adapters implementing those traits.
 //! - `wasm_api` (wasm32 only): the `#[wasm_bindgen]` surface exported to JS.
 #![deny(missing_docs)]
 
 pub mod core;
-pub mod platform;
 
 #[cfg(target_arch = "wasm32")]
 pub mod browser;

@@ -26,13 +26,13 @@ use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientCo
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::origin::{AllowedOrigins, TokenPlacement};
+use crate::core::ports::{Background, Clock, Crypto, SessionStore};
 use crate::core::race::both;
 use crate::core::revocation::Revocation;
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
 };
 use crate::core::{scope_requests_openid, AccessToken, Error, TokenSet};
-use crate::platform::{Background, Clock, Crypto, SessionStore};
 
 /// The latchkey version, e.g. `"0.1.0"`.
 #[wasm_bindgen]

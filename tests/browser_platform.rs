@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use latchkey::browser::idb::IdbKeyValue;
 use latchkey::browser::locks::{lock_manager, WebSessionLock};
-use latchkey::platform::SessionLock;
+use latchkey::core::ports::SessionLock;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;

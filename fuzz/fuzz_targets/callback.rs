@@ -26,7 +26,7 @@ use latchkey::core::secret::{Nonce, PkceVerifier, State};
 use latchkey::core::{
     code_exchange_params, validate_callback, Error, PendingTransaction, TRANSACTION_MAX_AGE_MS,
 };
-use latchkey::platform::Json;
+use latchkey::core::ports::Json;
 use latchkey_fuzz::{different_from, query_of, query_pairs, SerdeJson, ISSUER, NOW_MS};
 
 type Params = [(String, String)];

@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use latchkey::core::{
     check_endpoint_url, discovery_urls, EndpointOverrides, Endpoints, Error, ProviderMetadata,
 };
-use latchkey::platform::Json;
+use latchkey::core::ports::Json;
 use latchkey_fuzz::{SerdeJson, ISSUER};
 
 /// `validate`'s documented checks, in order.

@@ -33,7 +33,7 @@ use latchkey::core::{
     parse_compact_jws, select_key, validate_claims, CompactJws, Error, Expectations, IdTokenClaims,
     Jwk, Jwks, JwsAlgorithm, CLOCK_SKEW_MS,
 };
-use latchkey::platform::Json;
+use latchkey::core::ports::Json;
 use latchkey_fuzz::{different_from, longest_base64url_run, SerdeJson, CLIENT_ID, ISSUER, NOW_MS};
 
 const ALGORITHMS: [JwsAlgorithm; 3] = [

@@ -20,7 +20,7 @@ use latchkey::core::client::token_set_from_reply;
 use latchkey::core::secret::{AccessToken, IdToken, RefreshToken};
 use latchkey::core::token::MAX_LIFETIME_SECONDS;
 use latchkey::core::{Error, Lifetime, RawTokenResponse, TokenSet};
-use latchkey::platform::{HttpReply, Json};
+use latchkey::core::ports::{HttpReply, Json};
 use latchkey_fuzz::{different_from, SerdeJson, NOW_MS};
 
 const STATUSES: [u16; 5] = [200, 201, 400, 401, 503];

@@ -9,8 +9,8 @@ use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, MessageEvent};
 
+use crate::core::ports::Broadcast;
 use crate::core::session::SessionMessage;
-use crate::platform::Broadcast;
 
 /// One session's channel, or none (memory storage, or no BroadcastChannel).
 pub struct SessionChannel {

@@ -1,4 +1,4 @@
-//! [`Http`](crate::platform::Http) over the browser's `fetch`, decoding JSON with `JSON.parse` and
+//! [`Http`](crate::core::ports::Http) over the browser's `fetch`, decoding JSON with `JSON.parse` and
 //! serde-wasm-bindgen (no JSON parser in the wasm).
 
 use serde::de::DeserializeOwned;
@@ -7,8 +7,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
 
 use crate::browser::js_error::describe;
+use crate::core::ports::HttpReply;
 use crate::core::Error;
-use crate::platform::HttpReply;
 
 fn network(value: JsValue) -> Error {
     Error::Network {

@@ -11,8 +11,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Lock, LockManager, LockOptions};
 
+use crate::core::ports::SessionLock;
 use crate::core::Error;
-use crate::platform::SessionLock;
 
 /// The origin's lock manager, or `None` where the browser lacks Web Locks
 /// (old browsers, some embedded webviews, non-secure contexts).

@@ -1,4 +1,4 @@
-//! web-sys adapters implementing the [`crate::platform`] traits.
+//! web-sys adapters implementing the [`crate::core::ports`] traits.
 
 pub mod authorized_fetch;
 pub mod channel;

@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 use crate::browser::js_error::crypto;
 use crate::browser::{http, jws_verify, webcrypto};
 use crate::core::jose::{Jwk, JwsAlgorithm};
+use crate::core::ports::{Clock, Crypto, Http, HttpReply, Json, SignatureVerifier, Timer};
 use crate::core::Error;
-use crate::platform::{Clock, Crypto, Http, HttpReply, Json, SignatureVerifier, Timer};
 
 /// The browser's clock, crypto and HTTP (the session store is separate:
 /// [`crate::browser::store::BrowserSessionStore`]).

@@ -7,9 +7,9 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::browser::js_error::describe;
 use crate::browser::platform::BrowserPlatform;
+use crate::core::ports::{HttpReply, RefreshTransport};
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::{Error, RawTokenResponse, TokenSet};
-use crate::platform::{HttpReply, RefreshTransport};
 
 /// How this client refreshes.
 pub struct BrowserRefresh {

@@ -18,8 +18,8 @@ use crate::browser::idb::IdbKeyValue;
 use crate::browser::js_error::{crypto, storage};
 use crate::browser::webcrypto;
 use crate::core::envelope::{associated_data, Envelope};
+use crate::core::ports::SessionStore;
 use crate::core::{Error, PendingTransaction, TokenSet};
-use crate::platform::SessionStore;
 
 /// Where tokens are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,18 +1,19 @@
 //! The login half of a client: resolving endpoints, starting the
 //! Authorization Code + PKCE flow, and completing it from the callback.
 //!
-//! Generic over the [`crate::platform`] traits so that every step runs
+//! Generic over the [`crate::core::ports`] traits so that every step runs
 //! natively in tests against fakes.
 
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::par::push_authorization_request;
+use crate::core::ports::{Clock, Crypto, Http, HttpReply, Json, SessionStore, SignatureVerifier};
+use crate::core::token::token_set_from_reply;
 use crate::core::{
     check_endpoint_url, code_exchange_params, discovery_urls, validate_callback,
     AuthorizationRequest, EndpointOverrides, Endpoints, Error, Nonce, PkceChallenge, PkceVerifier,
     ProviderMetadata, RawTokenResponse, State, TokenSet,
 };
-use crate::platform::{Clock, Crypto, Http, HttpReply, Json, SessionStore, SignatureVerifier};
 
 /// A validated client configuration: what `AuthClient.create` resolves once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,31 +190,6 @@ where
         tokens,
         app_state: outcome.app_state,
         claims_json: verified.map(|id| id.into_claims_json()),
-    })
-}
-
-/// Turns a token endpoint reply into a token set
-/// ([RFC 6749 §5.1](https://www.rfc-editor.org/rfc/rfc6749#section-5.1),
-/// [§5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)): a 2xx whose
-/// body is not a token response is malformed; an error status with an
-/// unreadable body is still that status's error.
-pub fn token_set_from_reply(
-    reply: HttpReply<RawTokenResponse>,
-    now_ms: u64,
-    previous: Option<&TokenSet>,
-) -> Result<TokenSet, Error> {
-    let raw = match reply.body {
-        Ok(raw) => raw,
-        Err(reason) if (200..300).contains(&reply.status) => {
-            return Err(Error::MalformedTokenResponse { reason })
-        }
-        Err(_) => RawTokenResponse::default(),
-    };
-    TokenSet::from_response(reply.status, raw, now_ms, previous).map_err(|mut error| {
-        if let Error::TokenEndpoint { retry_after_s, .. } = &mut error {
-            *retry_after_s = reply.retry_after_s;
-        }
-        error
     })
 }
 

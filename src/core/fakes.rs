@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 
 use crate::core::jose::{Jwk, JwsAlgorithm};
 use crate::core::memory_store::MemorySessionStore;
-use crate::core::session::SessionMessage;
-use crate::core::Error;
-use crate::platform::{
+use crate::core::ports::{
     Broadcast, Clock, Crypto, Http, HttpReply, Json, SessionLock, SignatureVerifier, Timer,
 };
+use crate::core::session::SessionMessage;
+use crate::core::Error;
 
 /// One scripted exchange: the request expected and the reply to give.
 #[derive(Debug)]
@@ -444,7 +444,7 @@ impl<'a> Tasks<'a> {
 #[derive(Debug, Default)]
 pub struct FullStore(pub MemorySessionStore);
 
-impl crate::platform::SessionStore for FullStore {
+impl crate::core::ports::SessionStore for FullStore {
     async fn load_tokens(&self) -> Result<Option<crate::core::TokenSet>, Error> {
         self.0.load_tokens().await
     }

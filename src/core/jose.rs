@@ -5,7 +5,7 @@
 //! the choice of the key that verifies it.
 //!
 //! Nothing here verifies a signature (the platform does, see
-//! [`SignatureVerifier`](crate::platform::SignatureVerifier)) or judges
+//! [`SignatureVerifier`](crate::core::ports::SignatureVerifier)) or judges
 //! claims (see [`id_token`](super::id_token)): this module only decides
 //! whether a token is well-formed and which key is meant to verify it.
 
@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::base64url;
 use super::error::Error;
-use crate::platform::Json;
+use crate::core::ports::Json;
 
 /// A JWS algorithm latchkey verifies
 /// ([RFC 7518 §3.1](https://www.rfc-editor.org/rfc/rfc7518#section-3.1)).

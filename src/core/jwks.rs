@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use super::error::Error;
 use super::jose::{select_key, Jwk, Jwks, JwsAlgorithm};
-use crate::platform::{Http, HttpReply};
+use crate::core::ports::{Http, HttpReply};
 
 /// The last key set fetched from the issuer, in memory for the life of the
 /// client (one per tab; a tab is single-threaded, hence `RefCell`).

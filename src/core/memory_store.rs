@@ -3,8 +3,8 @@
 
 use std::cell::RefCell;
 
+use crate::core::ports::SessionStore;
 use crate::core::{Error, PendingTransaction, TokenSet};
-use crate::platform::SessionStore;
 
 /// Tokens and the pending transaction in this tab's memory only.
 #[derive(Debug, Default)]

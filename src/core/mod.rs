@@ -1,5 +1,5 @@
 //! Protocol and session logic. Nothing in here may use web-sys or js-sys:
-//! the browser is reached only through the traits in [`crate::platform`].
+//! the browser is reached only through the traits in [`crate::core::ports`].
 
 pub mod authorize;
 pub mod authorized_call;
@@ -11,6 +11,7 @@ pub mod id_token;
 pub mod jose;
 pub mod jwks;
 pub mod pkce;
+pub mod ports;
 pub mod secret;
 pub mod token;
 pub mod verify;

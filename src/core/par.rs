@@ -10,9 +10,9 @@
 
 use serde::Deserialize;
 
+use crate::core::ports::{Http, HttpReply};
 use crate::core::token::Lifetime;
 use crate::core::Error;
-use crate::platform::{Http, HttpReply};
 
 /// The answer of a pushed authorization request endpoint
 /// ([RFC 9126 §2.2](https://www.rfc-editor.org/rfc/rfc9126#section-2.2),

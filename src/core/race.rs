@@ -1,6 +1,6 @@
 //! Running futures side by side without an executor of our own: bounding a
 //! future's run time by racing it against the platform's
-//! [`Timer`](crate::platform::Timer), and waiting for two independent ones.
+//! [`Timer`](crate::core::ports::Timer), and waiting for two independent ones.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;

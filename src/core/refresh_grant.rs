@@ -2,8 +2,8 @@
 //! ([RFC 6749 §6](https://www.rfc-editor.org/rfc/rfc6749#section-6)) as a
 //! [`RefreshTransport`]: the default when the app brings no `refresh`.
 
+use crate::core::ports::{Http, HttpReply, RefreshTransport};
 use crate::core::{refresh_params, Error, RawTokenResponse, TokenSet};
-use crate::platform::{Http, HttpReply, RefreshTransport};
 
 /// `POST token_endpoint` with `grant_type=refresh_token`.
 pub struct RefreshGrant<'a, H> {

@@ -9,9 +9,9 @@
 
 use serde::Deserialize;
 
+use crate::core::ports::{Http, HttpReply, Timer};
 use crate::core::race::within;
 use crate::core::{Error, TokenSet};
-use crate::platform::{Http, HttpReply, Timer};
 
 /// An RFC 7009 error body (the fields latchkey reports).
 #[derive(Debug, Default, Deserialize)]

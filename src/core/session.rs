@@ -25,13 +25,13 @@ use std::pin::pin;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::client::token_set_from_reply;
-use crate::core::race::within;
-use crate::core::single_flight::SingleFlight;
-use crate::core::{AccessToken, Error, IdToken, RawTokenResponse, TokenSet};
-use crate::platform::{
+use crate::core::ports::{
     Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
 };
+use crate::core::race::within;
+use crate::core::single_flight::SingleFlight;
+use crate::core::token::token_set_from_reply;
+use crate::core::{AccessToken, Error, IdToken, RawTokenResponse, TokenSet};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

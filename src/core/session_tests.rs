@@ -7,10 +7,10 @@ use std::rc::Rc;
 use super::*;
 use crate::core::fakes::{block_on, FakeBroadcast, FakeLock, FakePlatform, FullStore, Task, Tasks};
 use crate::core::memory_store::MemorySessionStore;
+use crate::core::ports::{Background, HttpReply};
 use crate::core::race::both;
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::RefreshToken;
-use crate::platform::{Background, HttpReply};
 
 const NOW: u64 = 1_700_000_000_000;
 const TOKEN_URL: &str = "https://idp.example/token";

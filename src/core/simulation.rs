@@ -27,11 +27,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::core::memory_store::MemorySessionStore;
-use crate::core::session::{NoCheck, RefreshPolicy, Refresher, Session, SessionMessage};
-use crate::core::{AccessToken, Error, RawTokenResponse, TokenSet};
-use crate::platform::{
+use crate::core::ports::{
     Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
 };
+use crate::core::session::{NoCheck, RefreshPolicy, Refresher, Session, SessionMessage};
+use crate::core::{AccessToken, Error, RawTokenResponse, TokenSet};
 
 const START_MS: u64 = 1_700_000_000_000;
 /// Access tokens live this long; refreshed within the leeway before.

@@ -19,6 +19,7 @@ use std::fmt;
 use super::authorize::ValidatedCallback;
 use super::error::Error;
 use super::secret::{AccessToken, IdToken, Nonce, RefreshToken};
+use crate::core::ports::HttpReply;
 
 /// The largest lifetime accepted in `expires_in` / `refresh_expires_in`:
 /// 100 years. Anything larger is treated as a malformed response.
@@ -312,6 +313,31 @@ impl TokenSet {
     pub fn can_refresh(&self, now_ms: u64) -> bool {
         self.refresh_token.is_some() && self.refresh_expires_at_ms.is_none_or(|at| now_ms < at)
     }
+}
+
+/// Turns a token endpoint reply into a token set
+/// ([RFC 6749 §5.1](https://www.rfc-editor.org/rfc/rfc6749#section-5.1),
+/// [§5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)): a 2xx whose
+/// body is not a token response is malformed; an error status with an
+/// unreadable body is still that status's error.
+pub fn token_set_from_reply(
+    reply: HttpReply<RawTokenResponse>,
+    now_ms: u64,
+    previous: Option<&TokenSet>,
+) -> Result<TokenSet, Error> {
+    let raw = match reply.body {
+        Ok(raw) => raw,
+        Err(reason) if (200..300).contains(&reply.status) => {
+            return Err(Error::MalformedTokenResponse { reason })
+        }
+        Err(_) => RawTokenResponse::default(),
+    };
+    TokenSet::from_response(reply.status, raw, now_ms, previous).map_err(|mut error| {
+        if let Error::TokenEndpoint { retry_after_s, .. } = &mut error {
+            *retry_after_s = reply.retry_after_s;
+        }
+        error
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::id_token::{validate_claims, Expectations, IdTokenClaims};
 use super::jose::{looks_like_json_object, parse_compact_jws, JwsAlgorithm};
 use super::jwks::JwksCache;
 use super::secret::IdToken;
-use crate::platform::{Http, Json, SignatureVerifier};
+use crate::core::ports::{Http, Json, SignatureVerifier};
 
 /// An ID token whose signature verified and whose claims passed
 /// [`validate_claims`]. Only [`verify_id_token`] makes one.
