@@ -16,7 +16,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use latchkey::core::client::token_set_from_reply;
+use latchkey::core::token::token_set_from_reply;
 use latchkey::core::secret::{AccessToken, IdToken, RefreshToken};
 use latchkey::core::token::MAX_LIFETIME_SECONDS;
 use latchkey::core::{Error, Lifetime, RawTokenResponse, TokenSet};

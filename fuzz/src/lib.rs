@@ -3,7 +3,7 @@
 
 use serde::de::DeserializeOwned;
 
-use latchkey::platform::Json;
+use latchkey::core::ports::Json;
 
 /// The issuer every target configures.
 pub const ISSUER: &str = "https://idp.example.com";
