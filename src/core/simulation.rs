@@ -87,74 +87,98 @@ struct Faults {
     failed_write: u64,
     /// One tab signs out somewhere in the run.
     sign_out: bool,
+    /// One tab completes a new login somewhere in the run (a new grant).
+    relogin: bool,
 }
 
-/// The authorization server: one grant, rotating refresh tokens, reuse
-/// revokes the grant; and the API, which accepts the grant's live access
-/// tokens.
+/// The authorization server: a grant per login, rotating refresh tokens,
+/// reuse revokes the grant; and the API, which accepts the live access
+/// tokens of grants not revoked. Tokens are named `at-G.N` / `rt-G.N`:
+/// grant G, rotation N.
 #[derive(Default)]
 struct Server {
-    /// The number in the newest set's tokens (`at-N`, `rt-N`).
-    generation: Cell<u32>,
-    /// When each access token expires, by generation.
-    expiry_ms: RefCell<Vec<u64>>,
-    revoked: Cell<bool>,
+    /// Each grant's current rotation, by grant.
+    generation: RefCell<Vec<u32>>,
+    /// Whether each grant was revoked (reuse).
+    revoked: RefCell<Vec<bool>>,
+    /// When each access token expires.
+    expiry_ms: RefCell<std::collections::HashMap<String, u64>>,
     reuse: Cell<u32>,
     lost_answers: Cell<u32>,
     grants: Cell<u32>,
 }
 
+/// `(grant, rotation)` of a token named `<prefix>G.N`.
+fn parse_name(token: &str, prefix: &str) -> Option<(usize, u32)> {
+    let (g, n) = token.strip_prefix(prefix)?.split_once('.')?;
+    Some((g.parse().ok()?, n.parse().ok()?))
+}
+
 impl Server {
+    /// A completed login: a new grant.
     fn login(&self, now_ms: u64) -> TokenSet {
-        self.expiry_ms.borrow_mut().push(now_ms + LIFETIME_S * 1000);
-        set(0, now_ms)
+        let grant = self.generation.borrow().len();
+        self.generation.borrow_mut().push(0);
+        self.revoked.borrow_mut().push(false);
+        self.issue(grant, 0, now_ms);
+        set(grant, 0, now_ms)
     }
 
-    /// The refresh grant: rotation, or reuse detection.
-    fn refresh(&self, refresh_token: &str, now_ms: u64) -> &'static str {
+    fn issue(&self, grant: usize, n: u32, now_ms: u64) {
+        self.expiry_ms
+            .borrow_mut()
+            .insert(format!("at-{grant}.{n}"), now_ms + LIFETIME_S * 1000);
+    }
+
+    /// The refresh grant: the token response's body, after rotation or
+    /// reuse detection.
+    fn refresh(&self, refresh_token: &str, now_ms: u64) -> Result<String, &'static str> {
         self.grants.set(self.grants.get() + 1);
-        let current = format!("rt-{}", self.generation.get());
-        if self.revoked.get() {
-            return "invalid_grant";
+        let (grant, n) = parse_name(refresh_token, "rt-").ok_or("invalid_grant")?;
+        if self.revoked.borrow()[grant] {
+            return Err("invalid_grant");
         }
-        if refresh_token != current {
+        let current = self.generation.borrow()[grant];
+        if n != current {
             self.reuse.set(self.reuse.get() + 1);
-            self.revoked.set(true);
-            return "invalid_grant";
+            self.revoked.borrow_mut()[grant] = true;
+            return Err("invalid_grant");
         }
-        self.generation.set(self.generation.get() + 1);
-        self.expiry_ms.borrow_mut().push(now_ms + LIFETIME_S * 1000);
-        "rotated"
+        let next = current + 1;
+        self.generation.borrow_mut()[grant] = next;
+        self.issue(grant, next, now_ms);
+        Ok(format!(
+            r#"{{"access_token":"at-{grant}.{next}","token_type":"Bearer","expires_in":{LIFETIME_S},"refresh_token":"rt-{grant}.{next}"}}"#
+        ))
     }
 
     /// Whether the API accepts `token` at `now_ms`.
     fn accepts(&self, token: &AccessToken, now_ms: u64) -> bool {
-        let Some(n) = token.secret().strip_prefix("at-") else {
+        let Some((grant, _)) = parse_name(token.secret(), "at-") else {
             return false;
         };
-        let n: usize = n.parse().unwrap();
-        !self.revoked.get()
+        !self.revoked.borrow()[grant]
             && self
                 .expiry_ms
                 .borrow()
-                .get(n)
+                .get(token.secret())
                 .is_some_and(|&at| now_ms < at)
     }
 
-    fn answer(&self) -> String {
-        let n = self.generation.get();
-        format!(
-            r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":{LIFETIME_S},"refresh_token":"rt-{n}"}}"#
-        )
+    /// The newest login's grant and its current refresh token.
+    fn newest(&self) -> (usize, String) {
+        let grant = self.generation.borrow().len() - 1;
+        let n = self.generation.borrow()[grant];
+        (grant, format!("rt-{grant}.{n}"))
     }
 }
 
-fn set(n: u32, issued_at_ms: u64) -> TokenSet {
+fn set(grant: usize, n: u32, issued_at_ms: u64) -> TokenSet {
     TokenSet {
-        access_token: AccessToken::new(format!("at-{n}")),
+        access_token: AccessToken::new(format!("at-{grant}.{n}")),
         token_type: "Bearer".into(),
         expires_at_ms: Some(issued_at_ms + LIFETIME_S * 1000),
-        refresh_token: Some(crate::core::RefreshToken::new(format!("rt-{n}"))),
+        refresh_token: Some(crate::core::RefreshToken::new(format!("rt-{grant}.{n}"))),
         scope: None,
         id_token: None,
         refresh_expires_at_ms: None,
@@ -314,14 +338,19 @@ impl RefreshTransport for TabPorts<'_> {
         }
         let outcome = world.server.refresh(&refresh_token, world.now_ms.get());
         world.note(format!(
-            "tab {} refresh with {refresh_token}: {outcome}",
-            self.tab
+            "tab {} refresh with {refresh_token}: {}",
+            self.tab,
+            if outcome.is_ok() {
+                "rotated"
+            } else {
+                "invalid_grant"
+            }
         ));
-        let body = match outcome {
-            "rotated" => world.server.answer(),
-            error => format!(r#"{{"error":"{error}"}}"#),
+        let (status, body) = match outcome {
+            Ok(body) => (200, body),
+            Err(error) => (400, format!(r#"{{"error":"{error}"}}"#)),
         };
-        if outcome == "rotated" && world.rng.percent(world.faults.lost_answer) {
+        if status == 200 && world.rng.percent(world.faults.lost_answer) {
             world
                 .server
                 .lost_answers
@@ -333,7 +362,7 @@ impl RefreshTransport for TabPorts<'_> {
             self.sleep(late).await;
         }
         Ok(HttpReply {
-            status: if outcome == "rotated" { 200 } else { 400 },
+            status,
             body: Ok(serde_json::from_str(&body).unwrap()),
             retry_after_s: None,
         })
@@ -400,12 +429,24 @@ impl<'w> Tab<'w> {
     /// The app in this tab: calls spread over time, each getting a token,
     /// using it, and after a rejection getting a replacement and retrying
     /// once. One tab may sign out along the way.
-    async fn app(&'w self, tasks: &'w Tasks<'w>, signs_out_at: Option<usize>) {
+    async fn app(
+        &'w self,
+        tasks: &'w Tasks<'w>,
+        signs_out_at: Option<usize>,
+        logs_in_at: Option<usize>,
+    ) {
         let world = self.ports.world;
         let background = TabBackground { tasks, tab: self };
         let refresher = self.refresher(&background);
         for call in 0..CALLS_PER_TAB {
             self.ports.sleep(world.rng.below(12_000) as u32).await;
+            if logs_in_at == Some(call) {
+                // The code exchange just answered: a new grant.
+                let login = world.server.login(world.now_ms.get());
+                world.note(format!("tab {} logs in again", self.ports.tab));
+                refresher.sign_in(login).await;
+                continue;
+            }
             if signs_out_at == Some(call) {
                 refresher.sign_out().await;
                 world.signed_out.set(true);
@@ -450,6 +491,13 @@ fn run(seed: u64, faults: Faults) {
             .collect(),
     );
     let tasks: &'static Tasks<'static> = Box::leak(Box::default());
+    let pick = || {
+        (
+            world.rng.below(TABS as u64) as usize,
+            world.rng.below(CALLS_PER_TAB as u64) as usize,
+        )
+    };
+    let relogger = faults.relogin.then(pick);
     let signer = faults.sign_out.then(|| {
         (
             world.rng.below(TABS as u64) as usize,
@@ -458,10 +506,11 @@ fn run(seed: u64, faults: Faults) {
     });
     for (i, tab) in tabs.iter().enumerate() {
         let signs_out_at = signer.filter(|(who, _)| *who == i).map(|(_, at)| at);
+        let logs_in_at = relogger.filter(|(who, _)| *who == i).map(|(_, at)| at);
         tasks
             .0
             .borrow_mut()
-            .push(Box::pin(tab.app(tasks, signs_out_at)));
+            .push(Box::pin(tab.app(tasks, signs_out_at, logs_in_at)));
     }
     let mut cx = Context::from_waker(Waker::noop());
     let mut steps = 0;
@@ -574,8 +623,26 @@ fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
     if server.lost_answers.get() > 0 {
         return;
     }
-    assert!(!server.revoked.get(), "seed {seed}: the grant was revoked");
-    let newest = format!("rt-{}", server.generation.get());
+    let (grant, newest) = server.newest();
+    assert!(
+        !server.revoked.borrow()[grant],
+        "seed {seed}: the session's grant was revoked"
+    );
+    assert_eq!(
+        server.reuse.get(),
+        0,
+        "seed {seed}: a refresh token presented twice"
+    );
+    // After a re-login every tab that holds a set holds the new login's.
+    for (i, tab) in tabs.iter().enumerate() {
+        if let Some(held) = tab.session.tokens() {
+            let (held_grant, _) = parse_name(held.access_token.secret(), "at-").unwrap();
+            assert_eq!(
+                held_grant, grant,
+                "seed {seed}: tab {i} is on an older login"
+            );
+        }
+    }
     let holds_newest = |set: &Option<TokenSet>| {
         set.as_ref()
             .and_then(|s| s.refresh_token.as_ref())
@@ -657,6 +724,35 @@ fn failed_writes_never_lose_the_session() {
             Faults {
                 failed_write: 15,
                 late_answer: 10,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn a_new_login_racing_refreshes_of_the_old_session_wins_in_every_tab() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                relogin: true,
+                late_answer: 30,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn every_fault_but_lost_answers_at_once() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                late_answer: 20,
+                failed_write: 10,
+                relogin: true,
                 ..Faults::default()
             },
         );
