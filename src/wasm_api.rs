@@ -22,17 +22,22 @@ use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::authorized_call::{AuthorizedCall, Event, Step};
-use crate::core::client::{finish_login, resolve_endpoints, start_login, ClientConfig};
+use crate::core::client::{
+    discover, finish_login, needs_discovery, start_login, ClientConfig, KeptMetadata,
+};
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::origin::{AllowedOrigins, TokenPlacement};
 use crate::core::ports::{Background, Clock, Crypto, SessionStore};
-use crate::core::race::both;
+use crate::core::race::alongside;
 use crate::core::revocation::Revocation;
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
 };
-use crate::core::{scope_requests_openid, AccessToken, Error, TokenSet};
+use crate::core::{
+    check_endpoint_url, scope_requests_openid, AccessToken, Endpoints, Error, ProviderMetadata,
+    TokenSet,
+};
 
 /// The latchkey version, e.g. `"0.1.0"`.
 #[wasm_bindgen]
@@ -145,6 +150,41 @@ impl Background for Inner {
     }
 }
 
+/// Discovery as a future that owns what it needs, so it can outlive
+/// `create()` and finish in the background.
+async fn discover_owned(timeout_ms: u32, issuer: String) -> Result<ProviderMetadata, Error> {
+    let platform = BrowserPlatform {
+        request_timeout_ms: timeout_ms,
+    };
+    discover(&platform, &issuer).await
+}
+
+/// Keeps `metadata`, fetched at `now_ms`, for the next start (best effort:
+/// a failed write only costs the next start a discovery).
+async fn keep_metadata(store: &BrowserSessionStore, metadata: &ProviderMetadata, now_ms: u64) {
+    let kept = KeptMetadata {
+        fetched_at_ms: now_ms,
+        metadata: metadata.clone(),
+    };
+    let _ = store.save_metadata(&kept).await;
+}
+
+/// Finishes a discovery that `create()` did not wait for (it started from
+/// kept metadata) and keeps the result for the next start.
+async fn revalidate(
+    discovery: std::pin::Pin<
+        Box<impl std::future::Future<Output = Result<ProviderMetadata, Error>>>,
+    >,
+    kind: StorageKind,
+    issuer: String,
+    client_id: String,
+) {
+    if let Ok(fresh) = discovery.await {
+        let (store, _) = BrowserSessionStore::open(kind, &issuer, &client_id).await;
+        keep_metadata(&store, &fresh, js_sys::Date::now() as u64).await;
+    }
+}
+
 /// The Web Lock and BroadcastChannel name of one session.
 fn session_name(issuer: &str, client_id: &str) -> String {
     format!("latchkey:{issuer}:{client_id}")
@@ -220,14 +260,48 @@ impl AuthClient {
         };
         // Discovery (network) and opening the store + reading the session
         // (IndexedDB, WebCrypto) are independent: overlapped, create costs
-        // the slower of the two instead of their sum.
+        // the slower of the two instead of their sum. Metadata kept from an
+        // earlier start is used at once when discovery is slower; discovery
+        // then goes on in the background and keeps what it finds.
+        check_endpoint_url("issuer", &issuer, allow_insecure_loopback)?;
         let open_and_load = async {
             let (store, fallback) = BrowserSessionStore::open(storage, &issuer, &client_id).await;
             let loaded = store.load_tokens().await;
-            (store, fallback, loaded)
+            let kept = store.load_metadata().await;
+            (store, fallback, loaded, kept)
         };
-        let discover = resolve_endpoints(&platform, &issuer, overrides, allow_insecure_loopback);
-        let ((store, storage_fallback, loaded), endpoints) = both(open_and_load, discover).await;
+        let ((store, storage_fallback, loaded, _), endpoints) = if needs_discovery(&overrides) {
+            let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
+            let (opened, early) = alongside(open_and_load, &mut discovery).await;
+            let (store, _, _, kept) = &opened;
+            let now = platform.now_ms();
+            let metadata = match (early, kept.clone().and_then(|k| k.usable(&issuer, now))) {
+                (Some(fresh), _) => {
+                    let fresh = fresh?;
+                    keep_metadata(store, &fresh, now).await;
+                    fresh
+                }
+                (None, Some(kept)) => {
+                    wasm_bindgen_futures::spawn_local(revalidate(
+                        discovery,
+                        store.kind(),
+                        issuer.clone(),
+                        client_id.clone(),
+                    ));
+                    kept
+                }
+                (None, None) => {
+                    let fresh = discovery.await?;
+                    keep_metadata(store, &fresh, platform.now_ms()).await;
+                    fresh
+                }
+            };
+            let endpoints = Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
+            (opened, endpoints)
+        } else {
+            let endpoints = Endpoints::from_explicit(overrides, allow_insecure_loopback);
+            (open_and_load.await, endpoints)
+        };
         let endpoints = endpoints?;
         // A corrupt or foreign record has been cleared by the store; the app
         // is signed out and can ask why.

@@ -17,6 +17,7 @@ use web_sys::CryptoKey;
 use crate::browser::idb::IdbKeyValue;
 use crate::browser::js_error::{crypto, storage};
 use crate::browser::webcrypto;
+use crate::core::client::KeptMetadata;
 use crate::core::envelope::{associated_data, Envelope};
 use crate::core::ports::SessionStore;
 use crate::core::{Error, PendingTransaction, TokenSet};
@@ -59,6 +60,7 @@ pub const KEYS_DB: (&str, &str) = ("latchkey-keys", "keys");
 pub const STORAGE_KEY_ID: &str = "aes-gcm-v1";
 
 const TOKENS: &str = "tokens";
+const METADATA: &str = "metadata";
 const TRANSACTION: &str = "transaction";
 
 /// A string key-value backend.
@@ -219,6 +221,17 @@ impl BrowserSessionStore {
             Some(version) => Err(Error::NewerRecord { version }),
             None => Ok(()),
         }
+    }
+
+    /// The issuer metadata kept from the last discovery, if any (an
+    /// unreadable record is removed and reads as none).
+    pub async fn load_metadata(&self) -> Option<KeptMetadata> {
+        self.read(&self.tokens, METADATA).await.ok().flatten()
+    }
+
+    /// Keeps `metadata` for the next start.
+    pub async fn save_metadata(&self, metadata: &KeptMetadata) -> Result<(), Error> {
+        self.write(&self.tokens, METADATA, metadata).await
     }
 
     /// The kind in use (after any fallback).

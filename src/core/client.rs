@@ -62,9 +62,22 @@ pub async fn resolve_endpoints<H: Http>(
     allow_insecure_loopback: bool,
 ) -> Result<Endpoints, Error> {
     check_endpoint_url("issuer", issuer, allow_insecure_loopback)?;
-    if overrides.authorization.is_some() && overrides.token.is_some() {
+    if !needs_discovery(&overrides) {
         return Endpoints::from_explicit(overrides, allow_insecure_loopback);
     }
+    let metadata = discover(http, issuer).await?;
+    Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback)
+}
+
+/// Whether the endpoints come from discovery: unless both the
+/// authorization and token endpoints are given.
+pub fn needs_discovery(overrides: &EndpointOverrides) -> bool {
+    overrides.authorization.is_none() || overrides.token.is_none()
+}
+
+/// The issuer's metadata, validated against `issuer`: the OpenID Connect
+/// document first, then RFC 8414's.
+pub async fn discover<H: Http>(http: &H, issuer: &str) -> Result<ProviderMetadata, Error> {
     let mut failures = Vec::new();
     for url in discovery_urls(issuer) {
         match http.get_json::<ProviderMetadata>(&url).await {
@@ -72,10 +85,7 @@ pub async fn resolve_endpoints<H: Http>(
                 status: 200,
                 body: Ok(metadata),
                 ..
-            }) => {
-                let metadata = metadata.validate(issuer)?;
-                return Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
-            }
+            }) => return metadata.validate(issuer),
             Ok(HttpReply {
                 status: 200,
                 body: Err(reason),
@@ -88,6 +98,33 @@ pub async fn resolve_endpoints<H: Http>(
     Err(Error::Discovery {
         reason: failures.join("; "),
     })
+}
+
+/// How old kept metadata may be and still be used at start-up (it is
+/// revalidated in the background every time it is used).
+pub const METADATA_MAX_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Discovered metadata kept with the session, so a returning tab starts
+/// without waiting for discovery.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeptMetadata {
+    /// When it was fetched.
+    pub fetched_at_ms: u64,
+    /// What was fetched (validated then).
+    pub metadata: ProviderMetadata,
+}
+
+impl KeptMetadata {
+    /// The kept metadata when it can be used at `now_ms` for `issuer`: not
+    /// older than [`METADATA_MAX_AGE_MS`], not from the future, and valid
+    /// for this issuer (checked again: storage is input like any other).
+    pub fn usable(self, issuer: &str, now_ms: u64) -> Option<ProviderMetadata> {
+        let age = now_ms.checked_sub(self.fetched_at_ms)?;
+        if age > METADATA_MAX_AGE_MS {
+            return None;
+        }
+        self.metadata.validate(issuer).ok()
+    }
 }
 
 /// Starts a login ([RFC 6749 §4.1.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1),
@@ -352,6 +389,35 @@ mod tests {
             text.contains("HTTP 404") && text.contains("oauth-authorization-server"),
             "{text}"
         );
+    }
+
+    fn kept(fetched_at_ms: u64, issuer: &str) -> KeptMetadata {
+        let metadata: ProviderMetadata = serde_json::from_str(&metadata(issuer)).unwrap();
+        KeptMetadata {
+            fetched_at_ms,
+            metadata,
+        }
+    }
+
+    #[test]
+    fn kept_metadata_is_used_within_its_age_for_its_issuer_only() {
+        assert!(kept(NOW, ISSUER).usable(ISSUER, NOW + 1_000).is_some());
+        let old = NOW - METADATA_MAX_AGE_MS - 1;
+        assert_eq!(kept(old, ISSUER).usable(ISSUER, NOW), None, "too old");
+        assert_eq!(
+            kept(NOW + 60_000, ISSUER).usable(ISSUER, NOW),
+            None,
+            "from the future"
+        );
+        let other = kept(NOW, "https://other.example");
+        assert_eq!(other.usable(ISSUER, NOW), None, "another issuer's");
+    }
+
+    #[test]
+    fn kept_metadata_round_trips_through_serde() {
+        let value = kept(NOW, ISSUER);
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(serde_json::from_str::<KeptMetadata>(&text).unwrap(), value);
     }
 
     #[test]

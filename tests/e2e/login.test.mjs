@@ -171,3 +171,38 @@ test("a corrupt stored record is cleared at start-up with a storage event, signe
     await context.close();
   }
 });
+
+test("a returning tab starts from the metadata kept with the session, without waiting for discovery, and revalidates it in the background", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const options = clientOptions(idp);
+    await loginViaRedirect(page, idp, options);
+    const done = await withClient(page, options, (client) => client.handleRedirectCallback());
+    assert.deepEqual(done.error, undefined);
+
+    // Discovery now hangs: a returning tab must not wait for it.
+    idp.setEndpointFault("discovery", { kind: "hang" });
+    try {
+      const second = await context.newPage();
+      await openApp(second, `${idp.spaOrigin}/`);
+      const started = await withClient(
+        second,
+        { ...options, refreshTimeoutSeconds: 5 },
+        async (client, url) => {
+          const t0 = performance.now();
+          const status = (await client.fetchWithAuth(url)).status;
+          return { status, ms: performance.now() - t0 };
+        },
+        idp.whoamiUrl,
+      );
+      assert.equal(started.value?.status, 200, JSON.stringify(started));
+      const held = idp.counters().discovery.faultsInjected;
+      assert.ok(held >= 1, "discovery was asked for in the background");
+    } finally {
+      idp.setEndpointFault("discovery", null);
+    }
+  } finally {
+    await context.close();
+  }
+});
