@@ -18,8 +18,9 @@ function options({ mode, storage, refreshLeewaySeconds } = {}) {
     redirectUri: `${location.origin}/`,
     scope: "openid offline_access api",
     allowInsecureLoopback: true,
-    // The API is on the authorization server's origin (as in clientOptions()).
-    allowedOrigins: [new URL(config.issuer).origin],
+    // The API is on the authorization server's origin (as in clientOptions());
+    // the fast-path and cold-start probes call the page's own origin.
+    allowedOrigins: [new URL(config.issuer).origin, location.origin],
   };
   if (storage) o.storage = storage;
   if (refreshLeewaySeconds !== undefined) o.refreshLeewaySeconds = refreshLeewaySeconds;

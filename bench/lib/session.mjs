@@ -43,8 +43,9 @@ async function baselineTab(context, origin, opts) {
 
 // latchkey options for the e2e helpers: `isTokenExpired: "bluesky"` names installClient's
 // page-side predicate (functions cannot cross evaluate()).
-function latchkeyExtra({ mode, storage, refreshLeewaySeconds }) {
-  const extra = {};
+// The API is on the IdP's origin; the fast-path probe calls the page's own.
+function latchkeyExtra(idp, { mode, storage, refreshLeewaySeconds }) {
+  const extra = { allowedOrigins: [new URL(idp.whoamiUrl).origin, idp.spaOrigin] };
   if (storage) extra.storage = storage;
   if (refreshLeewaySeconds !== undefined) extra.refreshLeewaySeconds = refreshLeewaySeconds;
   if (mode === "bluesky") extra.isTokenExpired = "bluesky";
@@ -58,13 +59,16 @@ function latchkeyExtra({ mode, storage, refreshLeewaySeconds }) {
 export async function signIn(env, lib, context, opts) {
   if (lib === "latchkey") {
     const idp = idpForLatchkeyPage(env);
-    return loginTab(context, idp, latchkeyExtra(opts));
+    return loginTab(context, idp, latchkeyExtra(idp, opts));
   }
   return baselineLogin(context, env.pages[lib].origin, opts);
 }
 
 /** Opens one more tab of the signed-in origin and creates its client. */
 export async function openClientTab(env, lib, context, opts) {
-  if (lib === "latchkey") return openTab(context, idpForLatchkeyPage(env), latchkeyExtra(opts));
+  if (lib === "latchkey") {
+    const idp = idpForLatchkeyPage(env);
+    return openTab(context, idp, latchkeyExtra(idp, opts));
+  }
   return baselineTab(context, env.pages[lib].origin, opts);
 }
