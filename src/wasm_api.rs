@@ -9,7 +9,7 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::browser::authorized_fetch as authorized;
+use crate::browser::authorized_fetch::{self as authorized, EndpointKey};
 use crate::browser::channel::SessionChannel;
 use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
@@ -60,6 +60,10 @@ const CALLBACK_PARAMS: &[&str] = &[
 struct Inner {
     /// This client itself, for the tasks it starts ([`Background`]).
     me: Weak<Inner>,
+    /// The token and UserInfo endpoints, parsed once: requests to them are
+    /// latchkey's own (see `fetch_with_auth`).
+    token_key: Option<EndpointKey>,
+    userinfo_key: Option<EndpointKey>,
     config: ClientConfig,
     platform: BrowserPlatform,
     store: BrowserSessionStore,
@@ -366,6 +370,12 @@ impl AuthClient {
         Ok(AuthClient {
             inner: Rc::new_cyclic(|me| Inner {
                 me: me.clone(),
+                token_key: EndpointKey::of(&config.endpoints.token),
+                userinfo_key: config
+                    .endpoints
+                    .userinfo
+                    .as_deref()
+                    .and_then(EndpointKey::of),
                 _visibility: VisibilityCatchUp::install(catch_up(me.clone())),
                 config,
                 platform,
@@ -623,15 +633,15 @@ async fn fetch_with_auth(
     // The decisions are the core's (`AuthorizedCall`); this only does them.
     let prepared = authorized::prepare(input, init).map_err(js_err)?;
     let url = prepared.url();
-    let endpoints = &inner.config.endpoints;
-    let placement = if authorized::is_userinfo_endpoint(&url, endpoints.userinfo.as_deref()) {
+    let key = EndpointKey::of(&url);
+    let placement = if key.is_some() && key == inner.userinfo_key {
         Ok(TokenPlacement::Header)
     } else {
         inner.allowed_origins.placement_for(&url)
     };
     let mut call = AuthorizedCall::default();
     let mut step = call.advance(Event::Start {
-        token_endpoint: authorized::is_token_endpoint(&url, &endpoints.token),
+        token_endpoint: key.is_some() && key == inner.token_key,
         placement,
     });
     let mut outgoing = None;

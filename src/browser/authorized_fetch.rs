@@ -215,25 +215,33 @@ pub fn is_token_endpoint(url: &str, token_endpoint: &str) -> bool {
     same_endpoint(url, token_endpoint)
 }
 
-/// Whether `url` is the issuer's UserInfo endpoint (same origin and path),
-/// where `getUser({ userinfo: true })` sends the token: latchkey's own
-/// call to the token's issuer, not subject to `allowedOrigins`.
-pub fn is_userinfo_endpoint(url: &str, userinfo_endpoint: Option<&str>) -> bool {
-    userinfo_endpoint.is_some_and(|endpoint| same_endpoint(url, endpoint))
-}
-
 /// Whether two absolute URLs name the same endpoint once parsed: origin and
 /// path, query and fragment aside. Unparsable URLs fall back to comparing
 /// the text before the query.
 fn same_endpoint(a: &str, b: &str) -> bool {
-    let parsed = |url: &str| {
-        web_sys::Url::new(url)
-            .ok()
-            .map(|u| (u.origin(), u.pathname()))
-    };
-    match (parsed(a), parsed(b)) {
+    match (EndpointKey::of(a), EndpointKey::of(b)) {
         (Some(a), Some(b)) => a == b,
         _ => without_query(a) == without_query(b),
+    }
+}
+
+/// An endpoint as `new URL` normalises it: origin and path, query and
+/// fragment aside. Computed once per endpoint at `create()`, and once per
+/// request, so the fast path parses each URL once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointKey {
+    origin: String,
+    path: String,
+}
+
+impl EndpointKey {
+    /// The key of an absolute `url`; `None` if it does not parse.
+    pub fn of(url: &str) -> Option<EndpointKey> {
+        let parsed = web_sys::Url::new(url).ok()?;
+        Some(EndpointKey {
+            origin: parsed.origin(),
+            path: parsed.pathname(),
+        })
     }
 }
 
