@@ -29,7 +29,7 @@ use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::origin::{AllowedOrigins, TokenPlacement};
 use crate::core::ports::{Background, Clock, Crypto, SessionStore};
-use crate::core::race::alongside;
+use crate::core::race::{alongside, both};
 use crate::core::revocation::Revocation;
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
@@ -173,6 +173,13 @@ async fn keep_metadata(store: &BrowserSessionStore, metadata: &ProviderMetadata,
     let _ = store.save_metadata(&kept).await;
 }
 
+/// Keeps `kept` in the store of `(kind, issuer, client_id)`, opened again
+/// for it: a task of its own, so `create()` does not wait for the write.
+async fn keep_later((kind, issuer, client_id): (StorageKind, String, String), kept: KeptMetadata) {
+    let (store, _) = BrowserSessionStore::open(kind, &issuer, &client_id).await;
+    let _ = store.save_metadata(&kept).await;
+}
+
 /// Finishes a discovery that `create()` did not wait for (it started from
 /// kept metadata) and keeps the result for the next start.
 async fn revalidate(
@@ -270,8 +277,7 @@ impl AuthClient {
         check_endpoint_url("issuer", &issuer, allow_insecure_loopback)?;
         let open_and_load = async {
             let (store, fallback) = BrowserSessionStore::open(storage, &issuer, &client_id).await;
-            let loaded = store.load_tokens().await;
-            let kept = store.load_metadata().await;
+            let (loaded, kept) = both(store.load_tokens(), store.load_metadata()).await;
             (store, fallback, loaded, kept)
         };
         let ((store, storage_fallback, loaded, _), endpoints) = if needs_discovery(&overrides) {
@@ -281,8 +287,14 @@ impl AuthClient {
             let now = platform.now_ms();
             let metadata = match (early, kept.clone().and_then(|k| k.usable(&issuer, now))) {
                 (Some(fresh), _) => {
+                    // Kept for the next start off the critical path.
                     let fresh = fresh?;
-                    keep_metadata(store, &fresh, now).await;
+                    let kept = KeptMetadata {
+                        fetched_at_ms: now,
+                        metadata: fresh.clone(),
+                    };
+                    let target = (store.kind(), issuer.clone(), client_id.clone());
+                    wasm_bindgen_futures::spawn_local(keep_later(target, kept));
                     fresh
                 }
                 (None, Some(kept)) => {
