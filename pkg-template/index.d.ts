@@ -33,6 +33,8 @@ export type LatchkeyErrorCode =
   | "par_failed"
   | "malformed_token_response"
   | "unsupported_token_type"
+  | "dpop_nonce_failed"
+  | "dpop_key_unavailable"
   | "network_error"
   | "storage_error"
   | "corrupt_record"
@@ -251,6 +253,20 @@ export interface AuthClientOptions {
   par?: boolean;
   /** Overrides the discovered pushed authorization request endpoint. */
   pushedAuthorizationRequestEndpoint?: string;
+  /**
+   * Binds the tokens to a key this browser cannot export
+   * ([DPoP, RFC 9449](https://www.rfc-editor.org/rfc/rfc9449)): each login
+   * makes a new ES256 key pair (WebCrypto, non-extractable private key),
+   * kept in IndexedDB so every tab signs with it, sent as `dpop_jkt`, and
+   * deleted at sign-out. PAR, the code exchange, refreshes, revocation,
+   * UserInfo and every `fetchWithAuth` call carry a proof
+   * (`Authorization: DPoP <token>` + `DPoP: <proof>`); the servers' nonces
+   * are kept per role and origin, and a `use_dpop_nonce` refusal is resent
+   * once with the new nonce (`dpop_nonce_failed` if refused again). A
+   * `Bearer` answer to a DPoP request is refused (`unsupported_token_type`).
+   * DPoP tokens always travel in the `Authorization` header. Default false.
+   */
+  dpop?: boolean;
 }
 
 /** Options of {@link AuthClient.login} and {@link AuthClient.createLoginUrl}. */

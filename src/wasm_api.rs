@@ -11,10 +11,12 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::browser::authorized_fetch::{self as authorized, EndpointKey};
 use crate::browser::channel::SessionChannel;
+use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
 use crate::browser::locks::WebSessionLock;
 use crate::browser::logout::{self, RevocationOutcome};
+use crate::browser::nonce_channel::NonceChannel;
 use crate::browser::options::{self, ClientOptions};
 use crate::browser::platform::BrowserPlatform;
 use crate::browser::refresh::BrowserRefresh;
@@ -25,10 +27,11 @@ use crate::core::authorized_call::{AuthorizedCall, Event, Step};
 use crate::core::client::{
     discover, finish_login, needs_discovery, start_login, ClientConfig, KeptMetadata,
 };
+use crate::core::dpop::{challenge_wants_nonce, make_proof, Dpop, NonceBook, ProofFor, Role};
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::origin::{AllowedOrigins, TokenPlacement};
-use crate::core::ports::{Background, Clock, Crypto, SessionStore};
+use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
 use crate::core::race::{alongside, both};
 use crate::core::revocation::Revocation;
 use crate::core::session::{
@@ -81,6 +84,10 @@ struct Inner {
     events: Rc<Emitter>,
     /// The issuer's signing keys, fetched on first use.
     jwks: JwksCache,
+    /// DPoP keys (by thumbprint) and the servers' nonces.
+    dpop_keys: Rc<BrowserDpopKeys>,
+    nonces: Rc<NonceBook>,
+    _nonce_channel: Option<NonceChannel>,
     _visibility: Option<VisibilityCatchUp>,
 }
 
@@ -110,9 +117,38 @@ impl Inner {
         }
     }
 
-    fn revocation<'a>(&'a self, endpoint: &'a str) -> Revocation<'a, BrowserPlatform> {
+    fn dpop(&self) -> Dpop<'_, BrowserDpopKeys> {
+        Dpop {
+            keys: &self.dpop_keys,
+            nonces: &self.nonces,
+        }
+    }
+
+    /// Revokes `tokens` (RFC 7009), signed with their DPoP key when they
+    /// are bound to one; the key is deleted afterwards either way: the
+    /// session it served is over.
+    async fn revoke_all(&self, endpoint: &str, tokens: &TokenSet) -> Result<(), Error> {
+        let Some(jkt) = &tokens.dpop_jkt else {
+            return self
+                .revocation(&self.platform, endpoint)
+                .revoke_all(tokens)
+                .await;
+        };
+        let outcome = match self.dpop_keys.load(jkt).await {
+            Ok(key) => {
+                let dpop = self.dpop();
+                let signed = dpop.http(&self.platform, &key);
+                self.revocation(&signed, endpoint).revoke_all(tokens).await
+            }
+            Err(error) => Err(error),
+        };
+        self.dpop_keys.delete(jkt).await;
+        outcome
+    }
+
+    fn revocation<'a, P>(&'a self, platform: &'a P, endpoint: &'a str) -> Revocation<'a, P> {
         Revocation {
-            platform: &self.platform,
+            platform,
             endpoint,
             client_id: &self.config.client_id,
             timeout_ms: self.policy.timeout_ms,
@@ -146,9 +182,16 @@ impl Background for Inner {
             return;
         };
         wasm_bindgen_futures::spawn_local(async move {
-            if let Some(endpoint) = &me.config.endpoints.revocation {
+            match &me.config.endpoints.revocation {
                 // Best effort: the set is already out of use everywhere.
-                let _ = me.revocation(endpoint).revoke_all(&tokens).await;
+                Some(endpoint) => {
+                    let _ = me.revoke_all(endpoint, &tokens).await;
+                }
+                None => {
+                    if let Some(jkt) = &tokens.dpop_jkt {
+                        me.dpop_keys.delete(jkt).await;
+                    }
+                }
             }
         });
     }
@@ -260,6 +303,7 @@ impl AuthClient {
             refresh,
             allow_insecure_loopback,
             par,
+            dpop,
             allowed_origins,
             overrides,
         } = options::parse(&options)?;
@@ -276,48 +320,64 @@ impl AuthClient {
         // then goes on in the background and keeps what it finds.
         check_endpoint_url("issuer", &issuer, allow_insecure_loopback)?;
         let open_and_load = async {
-            let (store, fallback) = BrowserSessionStore::open(storage, &issuer, &client_id).await;
-            let (loaded, kept) = both(store.load_tokens(), store.load_metadata()).await;
-            (store, fallback, loaded, kept)
-        };
-        let ((store, storage_fallback, loaded, _), endpoints) = if needs_discovery(&overrides) {
-            let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
-            let (opened, early) = alongside(open_and_load, &mut discovery).await;
-            let (store, _, _, kept) = &opened;
-            let now = platform.now_ms();
-            let metadata = match (early, kept.clone().and_then(|k| k.usable(&issuer, now))) {
-                (Some(fresh), _) => {
-                    // Kept for the next start off the critical path.
-                    let fresh = fresh?;
-                    let kept = KeptMetadata {
-                        fetched_at_ms: now,
-                        metadata: fresh.clone(),
-                    };
-                    let target = (store.kind(), issuer.clone(), client_id.clone());
-                    wasm_bindgen_futures::spawn_local(keep_later(target, kept));
-                    fresh
-                }
-                (None, Some(kept)) => {
-                    wasm_bindgen_futures::spawn_local(revalidate(
-                        discovery,
-                        store.kind(),
-                        issuer.clone(),
-                        client_id.clone(),
-                    ));
-                    kept
-                }
-                (None, None) => {
-                    let fresh = discovery.await?;
-                    keep_metadata(store, &fresh, platform.now_ms()).await;
-                    fresh
+            let opening = async {
+                let (store, fallback) =
+                    BrowserSessionStore::open(storage, &issuer, &client_id).await;
+                let (loaded, kept) = both(store.load_tokens(), store.load_metadata()).await;
+                (store, fallback, loaded, kept)
+            };
+            // DPoP keys live in IndexedDB whatever the token storage: a
+            // non-extractable key handle reveals nothing, and the login's
+            // key must survive the redirect.
+            let keys = async {
+                match dpop {
+                    true => Some(BrowserDpopKeys::open(&issuer, &client_id).await),
+                    false => None,
                 }
             };
-            let endpoints = Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
-            (opened, endpoints)
-        } else {
-            let endpoints = Endpoints::from_explicit(overrides, allow_insecure_loopback);
-            (open_and_load.await, endpoints)
+            let ((store, fallback, loaded, kept), keys) = both(opening, keys).await;
+            (store, fallback, loaded, kept, keys)
         };
+        let ((store, storage_fallback, loaded, _, dpop_keys), endpoints) =
+            if needs_discovery(&overrides) {
+                let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
+                let (opened, early) = alongside(open_and_load, &mut discovery).await;
+                let (store, _, _, kept, _) = &opened;
+                let now = platform.now_ms();
+                let metadata = match (early, kept.clone().and_then(|k| k.usable(&issuer, now))) {
+                    (Some(fresh), _) => {
+                        // Kept for the next start off the critical path.
+                        let fresh = fresh?;
+                        let kept = KeptMetadata {
+                            fetched_at_ms: now,
+                            metadata: fresh.clone(),
+                        };
+                        let target = (store.kind(), issuer.clone(), client_id.clone());
+                        wasm_bindgen_futures::spawn_local(keep_later(target, kept));
+                        fresh
+                    }
+                    (None, Some(kept)) => {
+                        wasm_bindgen_futures::spawn_local(revalidate(
+                            discovery,
+                            store.kind(),
+                            issuer.clone(),
+                            client_id.clone(),
+                        ));
+                        kept
+                    }
+                    (None, None) => {
+                        let fresh = discovery.await?;
+                        keep_metadata(store, &fresh, platform.now_ms()).await;
+                        fresh
+                    }
+                };
+                let endpoints =
+                    Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
+                (opened, endpoints)
+            } else {
+                let endpoints = Endpoints::from_explicit(overrides, allow_insecure_loopback);
+                (open_and_load.await, endpoints)
+            };
         let endpoints = endpoints?;
         // A corrupt or foreign record has been cleared by the store; the app
         // is signed out and can ask why.
@@ -339,6 +399,16 @@ impl AuthClient {
             scope,
             endpoints,
             par,
+            dpop,
+        };
+        let dpop_keys = Rc::new(
+            dpop_keys
+                .unwrap_or_else(|| BrowserDpopKeys::in_memory(&config.issuer, &config.client_id)),
+        );
+        let nonces = Rc::<NonceBook>::default();
+        let nonce_channel = match (dpop, store.kind()) {
+            (false, _) | (_, StorageKind::Memory) => None,
+            _ => NonceChannel::open(&session_name(&config.issuer, &config.client_id), &nonces),
         };
         // PAR asked for (or required) but impossible: said now, not at login.
         config.par_endpoint()?;
@@ -370,6 +440,8 @@ impl AuthClient {
             client_id: config.client_id.clone(),
             custom: refresh,
             settle_cap_ms,
+            dpop_keys: Rc::clone(&dpop_keys),
+            nonces: Rc::clone(&nonces),
         };
         if let Some(reason) = &storage_fallback {
             let detail = storage_event("fallback", storage.as_str(), reason);
@@ -403,6 +475,9 @@ impl AuthClient {
                 storage_error: storage_error.map(|(_, reason)| reason),
                 events,
                 jwks: JwksCache::new(),
+                dpop_keys,
+                nonces,
+                _nonce_channel: nonce_channel,
             }),
         })
     }
@@ -482,13 +557,20 @@ impl AuthClient {
                 &inner.config,
                 &inner.platform,
                 &inner.store,
+                &inner.dpop(),
                 &inner.jwks,
                 &params,
             )
             .await?;
+            let replaced = inner.session.tokens().and_then(|t| t.dpop_jkt);
+            let bound = result.tokens.dpop_jkt.clone();
             // Stored under the session lock and broadcast; a failed write
             // leaves the tab signed in from memory, with a `storage` event.
             inner.refresher().sign_in(result.tokens).await;
+            // The session this login replaced no longer needs its key.
+            if let Some(old) = replaced.filter(|old| Some(old) != bound.as_ref()) {
+                inner.dpop_keys.delete(&old).await;
+            }
             let app_state = match result.app_state {
                 Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
                 None => JsValue::UNDEFINED,
@@ -613,10 +695,18 @@ impl AuthClient {
             let ended = inner.refresher().sign_out().await;
             let outcome = match (&ended, &endpoints.revocation) {
                 (Some(tokens), Some(endpoint)) if options.revoke => {
-                    match inner.revocation(endpoint).revoke_all(tokens).await {
+                    match inner.revoke_all(endpoint, tokens).await {
                         Ok(()) => RevocationOutcome::Revoked,
                         Err(error) => RevocationOutcome::Failed(error),
                     }
+                }
+                (Some(tokens), _) => {
+                    // Not revoked: the key goes anyway, so the tokens are
+                    // useless to whoever might still hold them.
+                    if let Some(jkt) = &tokens.dpop_jkt {
+                        inner.dpop_keys.delete(jkt).await;
+                    }
+                    RevocationOutcome::Skipped
                 }
                 _ => RevocationOutcome::Skipped,
             };
@@ -651,6 +741,12 @@ async fn fetch_with_auth(
     } else {
         inner.allowed_origins.placement_for(&url)
     };
+    // UserInfo belongs to the authorization server: its DPoP nonce too.
+    let role = if key.is_some() && key == inner.userinfo_key {
+        Role::AuthorizationServer
+    } else {
+        Role::Resource
+    };
     let mut call = AuthorizedCall::default();
     let mut step = call.advance(Event::Start {
         token_endpoint: key.is_some() && key == inner.token_key,
@@ -673,13 +769,25 @@ async fn fetch_with_auth(
                 let first = prepared.take().expect("sent once");
                 let placed = first.place(placement).await.map_err(js_err)?;
                 let held = inner.refresher().access_token().await.map_err(js_err)?;
-                let request = placed.with_token(held.secret()).map_err(js_err)?;
-                let answer = authorized::send(&request).await?;
+                let (answer, nonce_refused) = send_authorized(inner, &placed, &held, role).await?;
                 let event = Event::Answered {
                     redirected: answer.redirected(),
                     replayable: placed.can_retry(),
+                    nonce_refused,
                 };
                 (outgoing, token, response) = (Some(placed), Some(held), Some(answer));
+                call.advance(event)
+            }
+            Step::ResendForNonce => {
+                let placed = outgoing.as_ref().expect("resending a sent request");
+                let sent = fresh.as_ref().or(token.as_ref()).expect("a sent token");
+                let (answer, nonce_refused) = send_authorized(inner, placed, sent, role).await?;
+                let event = Event::Answered {
+                    redirected: answer.redirected(),
+                    replayable: true,
+                    nonce_refused,
+                };
+                response = Some(answer);
                 call.advance(event)
             }
             Step::AskExpired => {
@@ -700,11 +808,12 @@ async fn fetch_with_auth(
             Step::Resend => {
                 let placed = outgoing.as_ref().expect("resending a sent request");
                 let replacement = fresh.as_ref().expect("resending with a replacement");
-                let retry = placed.with_token(replacement.secret()).map_err(js_err)?;
-                let answer = authorized::send(&retry).await?;
+                let (answer, nonce_refused) =
+                    send_authorized(inner, placed, replacement, role).await?;
                 let event = Event::Answered {
                     redirected: answer.redirected(),
                     replayable: true,
+                    nonce_refused,
                 };
                 response = Some(answer);
                 call.advance(event)
@@ -717,6 +826,70 @@ async fn fetch_with_auth(
             }
             Step::Return => return Ok(response.map_or(JsValue::UNDEFINED, Into::into)),
         };
+    }
+}
+
+/// Sends `placed` with `token`: as a Bearer token, or — when the session is
+/// bound to a DPoP key — as a DPoP token with a fresh proof carrying the
+/// server's latest nonce for `role`. Returns the answer and whether it
+/// refuses that nonce (the answer's own nonce is kept either way).
+async fn send_authorized(
+    inner: &Inner,
+    placed: &authorized::Outgoing,
+    token: &AccessToken,
+    role: Role,
+) -> Result<(web_sys::Response, bool), JsValue> {
+    let Some(key) = bound_key(inner).await.map_err(js_err)? else {
+        let request = placed.with_token(token.secret()).map_err(js_err)?;
+        return Ok((authorized::send(&request).await?, false));
+    };
+    let url = placed.url();
+    let nonce = inner.nonces.get(role, &url);
+    let proof = make_proof(
+        &inner.platform,
+        &key,
+        ProofFor {
+            method: &placed.method(),
+            url: &url,
+            nonce: nonce.as_deref(),
+            access_token: Some(token),
+        },
+    )
+    .await
+    .map_err(js_err)?;
+    let request = placed
+        .with_dpop(token.secret(), proof.secret())
+        .map_err(js_err)?;
+    let answer = authorized::send(&request).await?;
+    let headers = answer.headers();
+    // New to this request (another call may have kept it already).
+    let fresh = match headers.get("DPoP-Nonce").ok().flatten() {
+        Some(next) => {
+            inner.nonces.learn(role, &url, &next);
+            nonce.as_deref() != Some(next.as_str())
+        }
+        None => false,
+    };
+    let refused = fresh
+        && answer.status() == 401
+        && headers
+            .get("WWW-Authenticate")
+            .ok()
+            .flatten()
+            .is_some_and(|challenge| challenge_wants_nonce(&challenge));
+    Ok((answer, refused))
+}
+
+/// The DPoP key of the tab's session, when it is bound to one.
+async fn bound_key(
+    inner: &Inner,
+) -> Result<Option<crate::browser::dpop_keys::BrowserDpopKey>, Error> {
+    if !inner.config.dpop {
+        return Ok(None);
+    }
+    match inner.session.tokens().and_then(|tokens| tokens.dpop_jkt) {
+        Some(jkt) => inner.dpop_keys.load(&jkt).await.map(Some),
+        None => Ok(None),
     }
 }
 
@@ -830,6 +1003,7 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
         &inner.config,
         &inner.platform,
         &inner.store,
+        &inner.dpop(),
         extra_params,
         app_state,
     )

@@ -146,6 +146,34 @@ impl Outgoing {
         !self.streaming
     }
 
+    /// The URL the request goes to (before any token in the query).
+    pub fn url(&self) -> String {
+        self.template.url()
+    }
+
+    /// The request's method.
+    pub fn method(&self) -> String {
+        self.template.method()
+    }
+
+    /// A request carrying a DPoP-bound `token` and its `proof`
+    /// ([RFC 9449 §7.1](https://www.rfc-editor.org/rfc/rfc9449#section-7.1)):
+    /// `Authorization: DPoP <token>` and `DPoP: <proof>`. A DPoP token
+    /// always travels in the header, whatever the origin's placement.
+    pub fn with_dpop(&self, token: &str, proof: &str) -> Result<Request, Error> {
+        let request = if self.streaming {
+            <Request as Clone>::clone(&self.template)
+        } else {
+            self.template.clone().map_err(invalid)?
+        };
+        set_authorization(&request, "DPoP ", token)?;
+        request
+            .headers()
+            .set("DPoP", proof)
+            .map_err(|e| Error::invalid_option("init.headers", describe(&e)))?;
+        Ok(request)
+    }
+
     /// A request carrying `token` where its origin takes it. A stream body
     /// goes with the first request made, so call this once for those.
     pub fn with_token(&self, token: &str) -> Result<Request, Error> {
@@ -189,8 +217,13 @@ fn to_url_string(input: &JsValue) -> String {
 
 /// Sets `Authorization: Bearer <token>`.
 pub fn attach(request: &Request, token: &str) -> Result<(), Error> {
-    let mut value = String::with_capacity(7 + token.len());
-    value.push_str("Bearer ");
+    set_authorization(request, "Bearer ", token)
+}
+
+/// Sets `Authorization: <scheme><token>`.
+fn set_authorization(request: &Request, scheme: &str, token: &str) -> Result<(), Error> {
+    let mut value = String::with_capacity(scheme.len() + token.len());
+    value.push_str(scheme);
     value.push_str(token);
     request
         .headers()

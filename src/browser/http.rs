@@ -8,6 +8,7 @@ use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
 
 use crate::browser::js_error::describe;
 use crate::core::ports::HttpReply;
+use crate::core::secret::DpopProof;
 use crate::core::Error;
 
 fn network(value: JsValue) -> Error {
@@ -32,10 +33,19 @@ pub async fn send<T: DeserializeOwned>(
         .then(|| response.headers().get("Retry-After").ok().flatten())
         .flatten()
         .and_then(|value| retry_after_seconds(&value));
+    let dpop_nonce = response.headers().get("DPoP-Nonce").ok().flatten();
     let text = JsFuture::from(response.text().map_err(network)?)
         .await
         .map_err(network)?;
-    let body = js_sys::JSON::parse(&text.as_string().unwrap_or_default())
+    let json = js_sys::JSON::parse(&text.as_string().unwrap_or_default());
+    // Read whatever the body's type: a DPoP nonce refusal is an `error`.
+    let oauth_error = match (&json, status >= 400) {
+        (Ok(value), true) if value.is_object() => js_sys::Reflect::get(value, &"error".into())
+            .ok()
+            .and_then(|e| e.as_string()),
+        _ => None,
+    };
+    let body = json
         .map_err(|_| "the body is not JSON".to_owned())
         // serde's message is not passed on: it can quote a value from the
         // body (a token), and its formatting code (f64 printing included)
@@ -48,6 +58,8 @@ pub async fn send<T: DeserializeOwned>(
         status,
         body,
         retry_after_s,
+        dpop_nonce,
+        oauth_error,
     })
 }
 
@@ -77,12 +89,13 @@ pub async fn get_json<T: DeserializeOwned>(
     send_within(url, &init, timeout_ms).await
 }
 
-/// `POST url` with a form-encoded body, aborted after `timeout_ms`;
-/// credentials are never sent (a public client authenticates with PKCE, not
-/// cookies).
+/// `POST url` with a form-encoded body and, when given, a `DPoP` proof,
+/// aborted after `timeout_ms`; credentials are never sent (a public client
+/// authenticates with PKCE, not cookies).
 pub async fn post_form<T: DeserializeOwned>(
     url: &str,
     form: &[(String, String)],
+    proof: Option<&DpopProof>,
     timeout_ms: u32,
 ) -> Result<HttpReply<T>, Error> {
     let params = UrlSearchParams::new().map_err(network)?;
@@ -94,6 +107,9 @@ pub async fn post_form<T: DeserializeOwned>(
         .set("Content-Type", "application/x-www-form-urlencoded")
         .map_err(network)?;
     headers.set("Accept", "application/json").map_err(network)?;
+    if let Some(proof) = proof {
+        headers.set("DPoP", proof.secret()).map_err(network)?;
+    }
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_headers(&headers);

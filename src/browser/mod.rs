@@ -2,6 +2,7 @@
 
 pub mod authorized_fetch;
 pub mod channel;
+pub mod dpop_keys;
 pub mod events;
 pub mod http;
 pub mod idb;
@@ -9,6 +10,7 @@ pub mod js_error;
 pub mod jws_verify;
 pub mod locks;
 pub mod logout;
+pub mod nonce_channel;
 pub mod options;
 pub mod platform;
 pub mod refresh;

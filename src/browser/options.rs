@@ -27,6 +27,7 @@ const KNOWN: &[&str] = &[
     "userinfoEndpoint",
     "pushedAuthorizationRequestEndpoint",
     "par",
+    "dpop",
     "isTokenExpired",
     "refresh",
 ];
@@ -57,6 +58,9 @@ pub struct ClientOptions {
     /// `par` (default false): every login through a pushed authorization
     /// request, not only when the server requires it.
     pub par: bool,
+    /// `dpop` (default false): tokens bound to a DPoP key made for each
+    /// login (RFC 9449).
+    pub dpop: bool,
     /// `allowedOrigins` (default the page's own origin).
     pub allowed_origins: AllowedOrigins,
     /// The explicit endpoints.
@@ -265,6 +269,7 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         refresh: function(options, "refresh")?,
         allow_insecure_loopback,
         par: flag(options, "par", false)?,
+        dpop: flag(options, "dpop", false)?,
         allowed_origins: allowed_origins(options, allow_insecure_loopback)?,
         overrides: EndpointOverrides {
             authorization: string(options, "authorizationEndpoint", false)?,

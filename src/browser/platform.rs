@@ -7,6 +7,7 @@ use crate::browser::js_error::crypto;
 use crate::browser::{http, jws_verify, webcrypto};
 use crate::core::jose::{Jwk, JwsAlgorithm};
 use crate::core::ports::{Clock, Crypto, Http, HttpReply, Json, SignatureVerifier, Timer};
+use crate::core::secret::DpopProof;
 use crate::core::Error;
 
 /// The browser's clock, crypto and HTTP (the session store is separate:
@@ -53,12 +54,13 @@ impl Http for BrowserPlatform {
         http::get_json(url, self.request_timeout_ms).await
     }
 
-    async fn post_form<T: DeserializeOwned>(
+    async fn post_form_with_proof<T: DeserializeOwned>(
         &self,
         url: &str,
         form: &[(String, String)],
+        proof: Option<&DpopProof>,
     ) -> Result<HttpReply<T>, Error> {
-        http::post_form(url, form, self.request_timeout_ms).await
+        http::post_form(url, form, proof, self.request_timeout_ms).await
     }
 }
 

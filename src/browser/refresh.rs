@@ -5,8 +5,12 @@ use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use std::rc::Rc;
+
+use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::js_error::describe;
 use crate::browser::platform::BrowserPlatform;
+use crate::core::dpop::{Dpop, NonceBook};
 use crate::core::ports::{HttpReply, RefreshTransport};
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::{Error, RawTokenResponse, TokenSet};
@@ -24,6 +28,10 @@ pub struct BrowserRefresh {
     /// an answer that comes after the callers' timeout still carries the
     /// rotated refresh token. Aborting then frees the connection.
     pub settle_cap_ms: u32,
+    /// The client's DPoP keys: a bound session's refresh is signed.
+    pub dpop_keys: Rc<BrowserDpopKeys>,
+    /// The servers' DPoP nonces.
+    pub nonces: Rc<NonceBook>,
 }
 
 impl RefreshTransport for BrowserRefresh {
@@ -37,6 +45,10 @@ impl RefreshTransport for BrowserRefresh {
                     },
                     token_endpoint: &self.token_endpoint,
                     client_id: &self.client_id,
+                    dpop: Dpop {
+                        keys: &*self.dpop_keys,
+                        nonces: &self.nonces,
+                    },
                 };
                 grant.refresh(current).await
             }
@@ -82,8 +94,13 @@ impl BrowserRefresh {
             .map_err(|_| "refresh() did not resolve with a token response".to_owned());
         let (status, body) = match body {
             Ok(mut raw) => {
-                // Custom endpoints rarely say; the token is sent as a Bearer.
-                raw.token_type.get_or_insert_with(|| "Bearer".to_owned());
+                // Custom endpoints rarely say: the session's own kind.
+                let kind = if current.dpop_jkt.is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                };
+                raw.token_type.get_or_insert_with(|| kind.to_owned());
                 (if raw.error.is_some() { 400 } else { 200 }, Ok(raw))
             }
             Err(reason) => (200, Err(reason)),
@@ -92,6 +109,8 @@ impl BrowserRefresh {
             status,
             body,
             retry_after_s: None,
+            dpop_nonce: None,
+            oauth_error: None,
         })
     }
 }

@@ -82,3 +82,40 @@ pub async fn decrypt(
             .await?;
     Ok(Uint8Array::new(&opened).to_vec())
 }
+
+/// `{ name: "ECDSA", ...extra }` as WebCrypto algorithm parameters.
+fn ecdsa(extra: (&str, &str)) -> js_sys::Object {
+    let params = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&params, &"name".into(), &"ECDSA".into());
+    let _ = js_sys::Reflect::set(&params, &extra.0.into(), &extra.1.into());
+    params
+}
+
+/// A fresh ECDSA P-256 key pair whose private key script can use but never
+/// read (`extractable: false`; the public key of a pair is always
+/// exportable). Returns the private key and the public key's JWK `x`, `y`.
+pub async fn generate_dpop_key() -> Result<(CryptoKey, String, String), JsValue> {
+    let params = ecdsa(("namedCurve", "P-256"));
+    let usages = Array::of1(&"sign".into());
+    let pair = JsFuture::from(subtle()?.generate_key_with_object(&params, false, &usages)?).await?;
+    let private: CryptoKey = js_sys::Reflect::get(&pair, &"privateKey".into())?.unchecked_into();
+    let public: CryptoKey = js_sys::Reflect::get(&pair, &"publicKey".into())?.unchecked_into();
+    let jwk = JsFuture::from(subtle()?.export_key("jwk", &public)?).await?;
+    let coordinate = |name: &str| {
+        js_sys::Reflect::get(&jwk, &name.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .ok_or_else(|| JsValue::from_str("the exported public key has no coordinates"))
+    };
+    Ok((private, coordinate("x")?, coordinate("y")?))
+}
+
+/// The ES256 signature of `data` under `key`: WebCrypto gives ECDSA
+/// signatures as `r || s`, which is what JWS wants
+/// ([RFC 7518 §3.4](https://www.rfc-editor.org/rfc/rfc7518#section-3.4)).
+pub async fn sign_es256(key: &CryptoKey, data: &[u8]) -> Result<Vec<u8>, JsValue> {
+    let params = ecdsa(("hash", "SHA-256"));
+    let signed =
+        JsFuture::from(subtle()?.sign_with_object_and_u8_array(&params, key, data)?).await?;
+    Ok(Uint8Array::new(&signed).to_vec())
+}

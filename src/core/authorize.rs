@@ -43,6 +43,7 @@ pub const RESERVED_PARAMS: &[&str] = &[
     "nonce",
     "code_challenge",
     "code_challenge_method",
+    "dpop_jkt",
 ];
 
 /// Whether a space-separated `scope` contains the `openid` token
@@ -70,6 +71,10 @@ pub struct AuthorizationRequest {
     pub extra_params: Vec<(String, String)>,
     /// The app's `appState`, as opaque JSON text, returned after the redirect.
     pub app_state: Option<String>,
+    /// The thumbprint of the DPoP key this login binds its tokens to, sent
+    /// as `dpop_jkt` ([RFC 9449 §10](https://www.rfc-editor.org/rfc/rfc9449#section-10)):
+    /// the code can then only be exchanged with that key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -116,6 +121,9 @@ impl AuthorizationRequest {
         if scope_requests_openid(&self.scope) {
             params.push(("nonce".to_string(), nonce.secret().to_string()));
         }
+        if let Some(jkt) = &self.dpop_jkt {
+            params.push(("dpop_jkt".to_string(), jkt.clone()));
+        }
         params.extend(self.extra_params.iter().cloned());
         Ok(params)
     }
@@ -145,6 +153,7 @@ impl AuthorizationRequest {
             created_at_ms: now_ms,
             issuer: self.issuer,
             client_id: self.client_id,
+            dpop_jkt: self.dpop_jkt,
         };
         Ok((params, transaction))
     }
@@ -171,6 +180,9 @@ pub struct PendingTransaction {
     pub issuer: String,
     /// The `client_id` sent.
     pub client_id: String,
+    /// The thumbprint of the login's DPoP key (`dpop_jkt`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A redirect that passed every check of [`validate_callback`]. Only that
@@ -184,6 +196,7 @@ pub struct ValidatedCallback {
     nonce: Option<Nonce>,
     app_state: Option<String>,
     client_id: String,
+    dpop_jkt: Option<String>,
 }
 
 /// The pieces of a [`ValidatedCallback`], for the code exchange only.
@@ -194,6 +207,7 @@ pub(crate) struct CallbackParts {
     pub(crate) nonce: Option<Nonce>,
     pub(crate) app_state: Option<String>,
     pub(crate) client_id: String,
+    pub(crate) dpop_jkt: Option<String>,
 }
 
 impl ValidatedCallback {
@@ -216,6 +230,7 @@ impl ValidatedCallback {
             nonce: self.nonce,
             app_state: self.app_state,
             client_id: self.client_id,
+            dpop_jkt: self.dpop_jkt,
         }
     }
 }
@@ -324,6 +339,7 @@ pub fn validate_callback(
         nonce: pending.nonce,
         app_state: pending.app_state,
         client_id: pending.client_id,
+        dpop_jkt: pending.dpop_jkt,
     })
 }
 
@@ -337,6 +353,7 @@ mod tests {
 
     fn request(scope: &str) -> AuthorizationRequest {
         AuthorizationRequest {
+            dpop_jkt: None,
             issuer: ISSUER.into(),
             client_id: "spa".into(),
             redirect_uri: "https://app.example.com/callback".into(),
@@ -360,6 +377,7 @@ mod tests {
             created_at_ms: NOW - 1000,
             issuer: ISSUER.into(),
             client_id: "spa".into(),
+            dpop_jkt: None,
         }
     }
 

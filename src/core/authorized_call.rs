@@ -17,6 +17,10 @@
 //!    resent once with it — unless there is nothing better to send.
 //! 6. A replacement the API rejects on that very retry is marked so: it is
 //!    not refreshed again (one reactive refresh per token).
+//! 7. With DPoP, an answer refusing the proof's nonce (`use_dpop_nonce`) is
+//!    not an answer about the token: the same request is sent again once,
+//!    with the API's new nonce; refused again, the call fails with
+//!    `dpop_nonce_failed` rather than loop.
 
 use crate::core::origin::TokenPlacement;
 use crate::core::Error;
@@ -37,6 +41,8 @@ pub enum Event {
         redirected: bool,
         /// The request can be sent again (its body is not a stream).
         replayable: bool,
+        /// The answer refuses the DPoP proof's nonce and gives a new one.
+        nonce_refused: bool,
     },
     /// The answer says the token expired, or not.
     Expired(bool),
@@ -63,6 +69,9 @@ pub enum Step {
     Replace,
     /// Send the request again with the replacement.
     Resend,
+    /// Send the request again with the same token and a new proof (the API
+    /// gave a new nonce).
+    ResendForNonce,
     /// The last answer is the result.
     Return,
     /// The last answer is the result, and the replacement is marked as
@@ -87,6 +96,8 @@ enum State {
 #[derive(Debug, Default)]
 pub struct AuthorizedCall {
     state: State,
+    /// The current send was already repeated for a nonce.
+    nonce_retried: bool,
 }
 
 impl AuthorizedCall {
@@ -94,6 +105,24 @@ impl AuthorizedCall {
     /// expect is a bug in the driver: the call ends with what it has
     /// (`Return`), and debug builds panic.
     pub fn advance(&mut self, event: Event) -> Step {
+        if let (
+            State::Sent | State::Resent,
+            Event::Answered {
+                nonce_refused: true,
+                redirected,
+                replayable,
+            },
+        ) = (self.state, &event)
+        {
+            if self.nonce_retried {
+                self.state = State::Done;
+                return Step::Refuse(Error::DpopNonceFailed);
+            }
+            if !redirected && *replayable {
+                self.nonce_retried = true;
+                return Step::ResendForNonce;
+            }
+        }
         let (state, step) = match (self.state, event) {
             (
                 State::Idle,
@@ -111,6 +140,7 @@ impl AuthorizedCall {
                 Event::Answered {
                     redirected,
                     replayable,
+                    ..
                 },
             ) => {
                 if redirected || !replayable {
@@ -122,7 +152,11 @@ impl AuthorizedCall {
             (State::Asked, Event::Expired(false)) => (State::Done, Step::Return),
             (State::Asked, Event::Expired(true)) => (State::Replacing, Step::Replace),
             (State::Replacing, Event::Replacement { same: true }) => (State::Done, Step::Return),
-            (State::Replacing, Event::Replacement { same: false }) => (State::Resent, Step::Resend),
+            (State::Replacing, Event::Replacement { same: false }) => {
+                // The resend is a new request: it may meet a new nonce too.
+                self.nonce_retried = false;
+                (State::Resent, Step::Resend)
+            }
             (
                 State::Resent,
                 Event::Answered {
@@ -162,7 +196,63 @@ mod tests {
         Event::Answered {
             redirected,
             replayable,
+            nonce_refused: false,
         }
+    }
+
+    fn nonce_refused() -> Event {
+        Event::Answered {
+            redirected: false,
+            replayable: true,
+            nonce_refused: true,
+        }
+    }
+
+    #[test]
+    fn a_refused_nonce_resends_the_same_request_once() {
+        let mut call = sent();
+        assert_eq!(call.advance(nonce_refused()), Step::ResendForNonce);
+        assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
+        assert_eq!(call.advance(Event::Expired(false)), Step::Return);
+    }
+
+    #[test]
+    fn a_nonce_refused_twice_fails_the_call_instead_of_looping() {
+        let mut call = sent();
+        call.advance(nonce_refused());
+        assert_eq!(
+            call.advance(nonce_refused()),
+            Step::Refuse(Error::DpopNonceFailed)
+        );
+    }
+
+    #[test]
+    fn a_refused_nonce_on_a_stream_body_is_the_result() {
+        let mut call = sent();
+        let event = Event::Answered {
+            redirected: false,
+            replayable: false,
+            nonce_refused: true,
+        };
+        assert_eq!(call.advance(event), Step::Return);
+    }
+
+    #[test]
+    fn the_resend_after_a_refresh_may_meet_a_new_nonce_once_more() {
+        let mut call = sent();
+        call.advance(nonce_refused());
+        call.advance(answered(false, true));
+        call.advance(Event::Expired(true));
+        assert_eq!(
+            call.advance(Event::Replacement { same: false }),
+            Step::Resend
+        );
+        assert_eq!(call.advance(nonce_refused()), Step::ResendForNonce);
+        assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
+        assert_eq!(
+            call.advance(Event::Expired(true)),
+            Step::ReturnMarkingRejected
+        );
     }
 
     /// A call that was sent with a header token.

@@ -4,10 +4,13 @@
 //! Generic over the [`crate::core::ports`] traits so that every step runs
 //! natively in tests against fakes.
 
+use crate::core::dpop::Dpop;
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::par::push_authorization_request;
-use crate::core::ports::{Clock, Crypto, Http, HttpReply, Json, SessionStore, SignatureVerifier};
+use crate::core::ports::{
+    Clock, Crypto, DpopKeys, Http, HttpReply, Json, SessionStore, SignatureVerifier,
+};
 use crate::core::token::token_set_from_reply;
 use crate::core::{
     check_endpoint_url, code_exchange_params, discovery_urls, validate_callback,
@@ -31,6 +34,8 @@ pub struct ClientConfig {
     /// Send every authorization request through PAR (`par: true`), not only
     /// when the server requires it.
     pub par: bool,
+    /// Bind tokens to a DPoP key made for each login (`dpop: true`).
+    pub dpop: bool,
 }
 
 impl ClientConfig {
@@ -134,13 +139,22 @@ impl KeptMetadata {
 /// navigate to `config.endpoints.authorization`. With PAR
 /// ([`ClientConfig::par_endpoint`]) the request is pushed first and the
 /// query is only `client_id` and `request_uri`.
-pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore>(
+///
+/// With DPoP (`config.dpop`) a new key is made for the login: its
+/// thumbprint goes out as `dpop_jkt` and into the transaction, and the
+/// pushed request is signed with it.
+pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>(
     config: &ClientConfig,
     platform: &P,
     store: &S,
+    dpop: &Dpop<'_, K>,
     extra_params: Vec<(String, String)>,
     app_state: Option<String>,
 ) -> Result<Vec<(String, String)>, Error> {
+    let key = match config.dpop {
+        true => Some(dpop.keys.create().await?),
+        false => None,
+    };
     let verifier = PkceVerifier::from_random_bytes(&platform.random_32()?);
     let state = State::from_random_bytes(&platform.random_32()?);
     let nonce = Nonce::from_random_bytes(&platform.random_32()?);
@@ -153,16 +167,21 @@ pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore>(
         scope: config.scope.clone(),
         extra_params,
         app_state,
+        dpop_jkt: key.as_ref().map(|(jkt, _)| jkt.clone()),
     };
     let (params, transaction) =
         request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
     let par = config.par_endpoint()?;
     store.put_transaction(transaction).await?;
-    match par {
-        Some(endpoint) => {
+    match (par, &key) {
+        (Some(endpoint), Some((_, key))) => {
+            let signed = dpop.http(platform, key);
+            push_authorization_request(&signed, endpoint, &config.client_id, &params).await
+        }
+        (Some(endpoint), None) => {
             push_authorization_request(platform, endpoint, &config.client_id, &params).await
         }
-        None => Ok(params),
+        (None, _) => Ok(params),
     }
 }
 
@@ -187,16 +206,18 @@ pub struct LoginResult {
 /// keeps no ID token: the app did not ask for one and it is not verified.
 /// Nothing is stored here: the caller stores the result under the session
 /// lock, so no refresh of an earlier session overwrites it.
-pub async fn finish_login<P, S>(
+pub async fn finish_login<P, S, K>(
     config: &ClientConfig,
     platform: &P,
     store: &S,
+    dpop: &Dpop<'_, K>,
     jwks: &JwksCache,
     callback_params: &[(String, String)],
 ) -> Result<LoginResult, Error>
 where
-    P: Clock + Http + Json + SignatureVerifier,
+    P: Clock + Crypto + Http + Json + SignatureVerifier,
     S: SessionStore,
+    K: DpopKeys,
 {
     // Taken before validation: a replayed or failed callback finds nothing.
     let transaction = store.take_transaction().await?;
@@ -208,10 +229,20 @@ where
         platform.now_ms(),
     )?;
     let (form, outcome) = code_exchange_params(callback);
-    let reply = platform
-        .post_form::<RawTokenResponse>(&config.endpoints.token, &form)
-        .await?;
-    let mut tokens = token_set_from_reply(reply, platform.now_ms(), None)?;
+    let token_endpoint = &config.endpoints.token;
+    let reply = match &outcome.dpop_jkt {
+        // The code is bound to the login's key: only it can redeem it.
+        Some(jkt) => {
+            let key = dpop.keys.load(jkt).await?;
+            let signed = dpop.http(platform, &key);
+            signed
+                .post_form::<RawTokenResponse>(token_endpoint, &form)
+                .await?
+        }
+        None => platform.post_form(token_endpoint, &form).await?,
+    };
+    let now = platform.now_ms();
+    let mut tokens = token_set_from_reply(reply, now, None, outcome.dpop_jkt.as_deref())?;
     if outcome.nonce.is_none() {
         tokens.id_token = None;
     }
@@ -234,7 +265,7 @@ where
 mod tests {
     use super::*;
     use crate::core::base64url;
-    use crate::core::fakes::{block_on, FakePlatform};
+    use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
     use crate::core::jose::JwsAlgorithm;
     use sha2::{Digest, Sha256};
 
@@ -266,6 +297,7 @@ mod tests {
                 iss_parameter_supported: true,
             },
             par: false,
+            dpop: false,
         }
     }
 
@@ -444,6 +476,7 @@ mod tests {
             config,
             platform,
             &platform.store,
+            &platform.dpop(),
             extra,
             Some(r#"{"to":"/x"}"#.into()),
         ))
@@ -524,6 +557,7 @@ mod tests {
             &config,
             &platform,
             &platform.store,
+            &platform.dpop(),
             owned(&[("prompt", "consent")]),
             Some(r#"{"to":"/x"}"#.into()),
         ))
@@ -540,6 +574,120 @@ mod tests {
         plain.endpoints.par_required = false;
         plain.par = false;
         plain
+    }
+
+    fn dpop_config() -> ClientConfig {
+        ClientConfig {
+            dpop: true,
+            ..plain_config()
+        }
+    }
+
+    #[test]
+    fn a_dpop_login_sends_the_new_keys_thumbprint_and_remembers_it() {
+        let platform = FakePlatform::at(NOW);
+        let params = started_as(&dpop_config(), &platform);
+        assert_eq!(param(&params, "dpop_jkt"), FakeDpopKeys::jkt(1));
+        let stored = block_on(platform.store.take_transaction())
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.dpop_jkt, Some(FakeDpopKeys::jkt(1)));
+        assert_eq!(
+            started_as(&plain_config(), &FakePlatform::at(NOW))
+                .iter()
+                .find(|(k, _)| k == "dpop_jkt"),
+            None,
+            "no DPoP, no dpop_jkt"
+        );
+    }
+
+    #[test]
+    fn a_dpop_login_pushes_its_request_with_a_proof_and_retries_a_nonce_once() {
+        let platform = FakePlatform::at(NOW);
+        let config = ClientConfig {
+            par: true,
+            ..dpop_config()
+        };
+        // The form the plain DPoP login would have put in the URL.
+        let plain = started_as(&dpop_config(), &FakePlatform::at(NOW));
+        let form: Vec<(&str, &str)> = plain
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let wants = r#"{"error":"use_dpop_nonce"}"#;
+        platform.expect_post(PAR_URL, &form, 400, wants);
+        platform.with_proof(
+            &[("htm", "POST"), ("htu", PAR_URL), ("nonce", "")],
+            Some("n-1"),
+        );
+        let pushed = r#"{"request_uri":"urn:ietf:params:oauth:request_uri:r1","expires_in":60}"#;
+        platform.expect_post(PAR_URL, &form, 201, pushed);
+        platform.with_proof(&[("nonce", "n-1")], None);
+        let query = started_as(&config, &platform);
+        assert_eq!(
+            param(&query, "request_uri"),
+            "urn:ietf:params:oauth:request_uri:r1"
+        );
+    }
+
+    /// The code exchange of a DPoP login, answered `status` with `body`.
+    fn expect_dpop_code_exchange(platform: &FakePlatform, status: u16, body: &str) {
+        expect_code_exchange(platform, "c-1", status, body);
+        let token_url = format!("{ISSUER}/token");
+        platform.with_proof(&[("htm", "POST"), ("htu", &token_url), ("ath", "")], None);
+    }
+
+    fn finish_as(
+        config: &ClientConfig,
+        platform: &FakePlatform,
+        params: &[(String, String)],
+    ) -> Result<LoginResult, Error> {
+        block_on(finish_login(
+            config,
+            platform,
+            &platform.store,
+            &platform.dpop(),
+            &JwksCache::new(),
+            &callback(params, "c-1"),
+        ))
+    }
+
+    #[test]
+    fn a_dpop_login_exchanges_its_code_with_a_proof_and_gets_bound_tokens() {
+        let platform = FakePlatform::at(NOW);
+        let params = started_as(&dpop_config(), &platform);
+        let body = r#"{"access_token":"at-1","token_type":"DPoP","expires_in":300,"refresh_token":"rt-1"}"#;
+        expect_dpop_code_exchange(&platform, 200, body);
+        let result = finish_as(&dpop_config(), &platform, &params).unwrap();
+        assert_eq!(result.tokens.token_type, "DPoP");
+        assert_eq!(result.tokens.dpop_jkt, Some(FakeDpopKeys::jkt(1)));
+    }
+
+    #[test]
+    fn a_bearer_answer_to_a_dpop_code_exchange_is_refused() {
+        let platform = FakePlatform::at(NOW);
+        let params = started_as(&dpop_config(), &platform);
+        expect_dpop_code_exchange(&platform, 200, TOKENS);
+        let error = finish_as(&dpop_config(), &platform, &params).unwrap_err();
+        assert_eq!(error.code(), "unsupported_token_type");
+    }
+
+    #[test]
+    fn a_dpop_login_whose_key_is_gone_exchanges_nothing() {
+        let platform = FakePlatform::at(NOW);
+        let params = started_as(&dpop_config(), &platform);
+        // Another platform's keys: the login's key is not among them.
+        let other = FakePlatform::at(NOW);
+        let error = block_on(finish_login(
+            &dpop_config(),
+            &platform,
+            &platform.store,
+            &other.dpop(),
+            &JwksCache::new(),
+            &callback(&params, "c-1"),
+        ))
+        .unwrap_err();
+        assert_eq!(error.code(), "dpop_key_unavailable");
     }
 
     #[test]
@@ -563,6 +711,7 @@ mod tests {
             &config(),
             &platform,
             &platform.store,
+            &platform.dpop(),
             extra,
             None,
         ))
@@ -648,6 +797,7 @@ mod tests {
             &config(),
             &platform,
             &platform.store,
+            &platform.dpop(),
             &JwksCache::new(),
             &forged,
         ))
@@ -723,6 +873,7 @@ mod tests {
             &config(),
             platform,
             &platform.store,
+            &platform.dpop(),
             &JwksCache::new(),
             &callback(params, "c-1"),
         ))

@@ -38,6 +38,8 @@ pub const ALL_CODES: &[&str] = &[
     "par_failed",
     "malformed_token_response",
     "unsupported_token_type",
+    "dpop_nonce_failed",
+    "dpop_key_unavailable",
     "network_error",
     "storage_error",
     "corrupt_record",
@@ -187,10 +189,23 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The token type is not `Bearer` (`unsupported_token_type`), e.g. `DPoP`.
+    /// The token type is not the one the request asked for
+    /// (`unsupported_token_type`): `DPoP` when DPoP is off, or `Bearer` in
+    /// answer to a DPoP request (a downgrade).
     UnsupportedTokenType {
         /// The `token_type` the server returned.
         token_type: String,
+        /// The token type the request asked for.
+        expected: &'static str,
+    },
+    /// A DPoP nonce was refused again after the request was resent with the
+    /// server's new one (`dpop_nonce_failed`).
+    DpopNonceFailed,
+    /// The session's DPoP key cannot be created, found or used
+    /// (`dpop_key_unavailable`).
+    DpopKeyUnavailable {
+        /// What went wrong.
+        reason: String,
     },
     /// The request did not complete (`network_error`).
     Network {
@@ -325,6 +340,8 @@ impl Error {
             Error::PushedAuthorization { .. } => "par_failed",
             Error::MalformedTokenResponse { .. } => "malformed_token_response",
             Error::UnsupportedTokenType { .. } => "unsupported_token_type",
+            Error::DpopNonceFailed => "dpop_nonce_failed",
+            Error::DpopKeyUnavailable { .. } => "dpop_key_unavailable",
             Error::Network { .. } => "network_error",
             Error::Storage { .. } => "storage_error",
             Error::CorruptRecord { .. } => "corrupt_record",
@@ -506,8 +523,20 @@ impl fmt::Display for Error {
             Error::MalformedTokenResponse { reason } => {
                 write!(f, "malformed token response: {reason}")
             }
-            Error::UnsupportedTokenType { token_type } => {
-                write!(f, "unsupported token type {token_type:?} (only Bearer)")
+            Error::UnsupportedTokenType {
+                token_type,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "unsupported token type {token_type:?} (this request asked for {expected})"
+                )
+            }
+            Error::DpopNonceFailed => f.write_str(
+                "the server refused the DPoP nonce again after the request was resent with its new one",
+            ),
+            Error::DpopKeyUnavailable { reason } => {
+                write!(f, "the session's DPoP key is unavailable: {reason}")
             }
             Error::Network { reason } => write!(f, "network error: {reason}"),
             Error::Storage { reason } => write!(f, "storage error: {reason}"),
@@ -644,7 +673,10 @@ mod tests {
             Error::MalformedTokenResponse { reason: reason() },
             Error::UnsupportedTokenType {
                 token_type: "DPoP".into(),
+                expected: "Bearer",
             },
+            Error::DpopNonceFailed,
+            Error::DpopKeyUnavailable { reason: reason() },
             Error::Network { reason: reason() },
             Error::Storage { reason: reason() },
             Error::CorruptRecord { reason: reason() },
@@ -702,6 +734,8 @@ mod tests {
             | Error::PushedAuthorization { .. }
             | Error::MalformedTokenResponse { .. }
             | Error::UnsupportedTokenType { .. }
+            | Error::DpopNonceFailed
+            | Error::DpopKeyUnavailable { .. }
             | Error::Network { .. }
             | Error::Storage { .. }
             | Error::CorruptRecord { .. }

@@ -13,13 +13,16 @@ use std::task::{Context, Poll, Waker};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::core::dpop::{Dpop, DpopPublicKey, NonceBook};
 use crate::core::jose::{Jwk, JwsAlgorithm};
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::ports::{
     Broadcast, Clock, Crypto, Http, HttpReply, Json, SessionLock, SignatureVerifier, Timer,
 };
+use crate::core::ports::{DpopKey, DpopKeys};
+use crate::core::secret::DpopProof;
 use crate::core::session::SessionMessage;
-use crate::core::Error;
+use crate::core::{base64url, Error};
 
 /// One scripted exchange: the request expected and the reply to give.
 #[derive(Debug)]
@@ -30,6 +33,10 @@ struct Exchange {
     reply: Reply,
     /// The `Retry-After` the reply carries, in seconds.
     retry_after_s: Option<u64>,
+    /// The `DPoP-Nonce` the reply carries.
+    dpop_nonce: Option<String>,
+    /// The DPoP proof claims the request must carry (`None`: no proof).
+    proof: Option<Vec<(String, String)>>,
 }
 
 /// One scripted signature check: the exact arguments expected and the
@@ -65,6 +72,10 @@ pub struct FakePlatform {
     /// Sleeps up to this long return at once even when deadlines do not
     /// pass: a short deadline that passes while a longer one never does.
     pub short_deadlines_ms: Cell<u32>,
+    /// The DPoP keys made so far.
+    pub dpop_keys: FakeDpopKeys,
+    /// The servers' DPoP nonces.
+    pub nonces: NonceBook,
 }
 
 impl FakePlatform {
@@ -76,6 +87,14 @@ impl FakePlatform {
             .short_deadlines_ms
             .set(crate::core::session::BROADCAST_GRACE_MS);
         platform
+    }
+
+    /// The DPoP context of this platform's keys and nonces.
+    pub fn dpop(&self) -> Dpop<'_, FakeDpopKeys> {
+        Dpop {
+            keys: &self.dpop_keys,
+            nonces: &self.nonces,
+        }
     }
 
     /// Expects `GET url` next; answers `status` with `body`.
@@ -169,7 +188,20 @@ impl FakePlatform {
             form,
             reply,
             retry_after_s: None,
+            dpop_nonce: None,
+            proof: None,
         });
+    }
+
+    /// The last scripted request must carry a DPoP proof whose claims
+    /// include exactly these string members (`htm`, `htu`, `nonce`, `ath`
+    /// …; a member given as `""` must be absent), signed by [`FakeDpopKey`];
+    /// its reply carries `DPoP-Nonce: nonce` when given.
+    pub fn with_proof(&self, claims: &[(&str, &str)], nonce: Option<&str>) {
+        let mut script = self.script.borrow_mut();
+        let last = script.back_mut().expect("a scripted request");
+        last.proof = Some(owned(claims));
+        last.dpop_nonce = nonce.map(str::to_owned);
     }
 
     async fn answer<T: DeserializeOwned>(
@@ -177,6 +209,7 @@ impl FakePlatform {
         method: &'static str,
         url: &str,
         form: Option<&[(String, String)]>,
+        proof: Option<&DpopProof>,
     ) -> Result<HttpReply<T>, Error> {
         let exchange = self
             .script
@@ -189,16 +222,32 @@ impl FakePlatform {
             form,
             "request body of {method} {url}"
         );
+        match (&exchange.proof, proof) {
+            (None, None) => {}
+            (Some(expected), Some(proof)) => check_proof(proof, expected),
+            (expected, proof) => panic!(
+                "DPoP proof of {method} {url}: expected {}, got {}",
+                if expected.is_some() { "one" } else { "none" },
+                if proof.is_some() { "one" } else { "none" },
+            ),
+        }
         // Like a real server, answer later: concurrent callers interleave.
         yield_now().await;
         let (status, body) = match exchange.reply {
             Reply::Answer(reply) => reply?,
             Reply::Hang => std::future::pending().await,
         };
+        // As the browser reads it: an error answer's `error` member.
+        let oauth_error = (status >= 400)
+            .then(|| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .flatten()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
         Ok(HttpReply {
             status,
             body: serde_json::from_str(&body).map_err(|e| e.to_string()),
             retry_after_s: exchange.retry_after_s,
+            dpop_nonce: exchange.dpop_nonce,
+            oauth_error,
         })
     }
 }
@@ -237,15 +286,16 @@ impl Crypto for FakePlatform {
 
 impl Http for FakePlatform {
     async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        self.answer("GET", url, None).await
+        self.answer("GET", url, None, None).await
     }
 
-    async fn post_form<T: DeserializeOwned>(
+    async fn post_form_with_proof<T: DeserializeOwned>(
         &self,
         url: &str,
         form: &[(String, String)],
+        proof: Option<&DpopProof>,
     ) -> Result<HttpReply<T>, Error> {
-        self.answer("POST", url, Some(form)).await
+        self.answer("POST", url, Some(form), proof).await
     }
 }
 
@@ -461,5 +511,110 @@ impl crate::core::ports::SessionStore for FullStore {
     }
     async fn take_transaction(&self) -> Result<Option<crate::core::PendingTransaction>, Error> {
         self.0.take_transaction().await
+    }
+}
+
+/// A DPoP key that "signs" with SHA-256 (twice, 64 bytes), so a test can
+/// check a proof's signature without elliptic curves.
+#[derive(Debug, Clone)]
+pub struct FakeDpopKey {
+    public: DpopPublicKey,
+}
+
+impl FakeDpopKey {
+    /// The key numbered `n` (its coordinates are `n` repeated).
+    pub fn numbered(n: u8) -> FakeDpopKey {
+        let coordinate = base64url::encode(&[n; 32]);
+        FakeDpopKey {
+            public: DpopPublicKey::new(&coordinate, &coordinate).expect("32-byte coordinates"),
+        }
+    }
+
+    /// The fake signature of `input`.
+    pub fn signature(input: &[u8]) -> Vec<u8> {
+        let half = Sha256::digest(input);
+        [half.as_slice(), half.as_slice()].concat()
+    }
+}
+
+impl DpopKey for FakeDpopKey {
+    fn public_key(&self) -> &DpopPublicKey {
+        &self.public
+    }
+
+    async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Error> {
+        yield_now().await;
+        Ok(Self::signature(signing_input))
+    }
+}
+
+/// Keys numbered in creation order (1, 2, …), kept by thumbprint.
+#[derive(Debug, Default)]
+pub struct FakeDpopKeys {
+    created: Cell<u8>,
+    kept: RefCell<Vec<(String, FakeDpopKey)>>,
+}
+
+impl FakeDpopKeys {
+    /// The thumbprint of key `n`.
+    pub fn jkt(n: u8) -> String {
+        let jwk = FakeDpopKey::numbered(n).public.jwk_json();
+        base64url::encode(&Sha256::digest(jwk.as_bytes()))
+    }
+}
+
+impl DpopKeys for FakeDpopKeys {
+    type Key = FakeDpopKey;
+
+    async fn create(&self) -> Result<(String, FakeDpopKey), Error> {
+        self.created.set(self.created.get() + 1);
+        let n = self.created.get();
+        let key = FakeDpopKey::numbered(n);
+        self.kept.borrow_mut().push((Self::jkt(n), key.clone()));
+        Ok((Self::jkt(n), key))
+    }
+
+    async fn load(&self, jkt: &str) -> Result<FakeDpopKey, Error> {
+        self.kept
+            .borrow()
+            .iter()
+            .find(|(k, _)| k == jkt)
+            .map(|(_, key)| key.clone())
+            .ok_or_else(|| Error::DpopKeyUnavailable {
+                reason: "no such key".into(),
+            })
+    }
+}
+
+/// Checks a proof's shape, its fake signature, and that its claims hold
+/// exactly the `expected` members (`""`: absent).
+fn check_proof(proof: &DpopProof, expected: &[(String, String)]) {
+    let parts: Vec<&str> = proof.secret().split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    let input = format!("{}.{}", parts[0], parts[1]);
+    let signature = base64url::decode(parts[2]).expect("base64url signature");
+    assert_eq!(
+        signature,
+        FakeDpopKey::signature(input.as_bytes()),
+        "signature"
+    );
+    let header: serde_json::Value =
+        serde_json::from_slice(&base64url::decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["typ"], "dpop+jwt");
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["jwk"]["kty"], "EC");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64url::decode(parts[1]).unwrap()).unwrap();
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()), "jti");
+    assert!(claims["iat"].is_u64(), "iat");
+    for (name, value) in expected {
+        if value.is_empty() {
+            assert!(
+                claims.get(name).is_none(),
+                "{name} must be absent: {claims}"
+            );
+        } else {
+            assert_eq!(claims[name.as_str()], value.as_str(), "{name}: {claims}");
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod authorized_call;
 pub mod base64url;
 mod decimal;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod id_token;
 pub mod jose;

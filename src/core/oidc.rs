@@ -153,6 +153,7 @@ mod tests {
             refresh_expires_at_ms: None,
             issued_at_ms: NOW,
             login_at_ms: NOW,
+            dpop_jkt: None,
         }
     }
 

@@ -97,6 +97,8 @@ mod tests {
             status,
             body: serde_json::from_str(body).map_err(|e| e.to_string()),
             retry_after_s: None,
+            dpop_nonce: None,
+            oauth_error: None,
         }
     }
 

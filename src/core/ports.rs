@@ -7,7 +7,9 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::core::dpop::DpopPublicKey;
 use crate::core::jose::{Jwk, JwsAlgorithm};
+use crate::core::secret::DpopProof;
 use crate::core::session::SessionMessage;
 use crate::core::{AccessToken, Error, PendingTransaction, RawTokenResponse, TokenSet};
 
@@ -43,6 +45,12 @@ pub struct HttpReply<T> {
     /// ([RFC 9110 §10.2.3](https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3)),
     /// when the response carried a readable one.
     pub retry_after_s: Option<u64>,
+    /// The `DPoP-Nonce` header, when the server sent one
+    /// ([RFC 9449 §8](https://www.rfc-editor.org/rfc/rfc9449#section-8)).
+    pub dpop_nonce: Option<String>,
+    /// An error answer's OAuth `error` member (status 400 and above), read
+    /// whatever `T` is, so a DPoP nonce refusal is recognised for any body.
+    pub oauth_error: Option<String>,
 }
 
 /// The two kinds of request the protocol makes. Network failures are
@@ -55,7 +63,39 @@ pub trait Http {
         &self,
         url: &str,
         form: &[(String, String)],
+    ) -> Result<HttpReply<T>, Error> {
+        self.post_form_with_proof(url, form, None).await
+    }
+    /// [`Http::post_form`] with a `DPoP` header carrying `proof`, when given.
+    async fn post_form_with_proof<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        proof: Option<&DpopProof>,
     ) -> Result<HttpReply<T>, Error>;
+}
+
+/// Where the session's DPoP keys live (IndexedDB next to the session, or
+/// the tab's memory), by thumbprint, so every tab signs with the same key.
+pub trait DpopKeys {
+    /// One key.
+    type Key: DpopKey;
+    /// A fresh non-extractable key pair for a new login, kept under its
+    /// thumbprint; returns the thumbprint and the key.
+    async fn create(&self) -> Result<(String, Self::Key), Error>;
+    /// The key whose thumbprint is `jkt`; `dpop_key_unavailable` when it is
+    /// gone (deleted by a sign-out, or its storage was cleared).
+    async fn load(&self, jkt: &str) -> Result<Self::Key, Error>;
+}
+
+/// A DPoP key the browser holds and cannot export
+/// ([RFC 9449](https://www.rfc-editor.org/rfc/rfc9449)): the core builds
+/// proofs, the key only signs them.
+pub trait DpopKey {
+    /// The public half, which goes into every proof.
+    fn public_key(&self) -> &DpopPublicKey;
+    /// The ES256 signature of `signing_input` in JWS form (`r || s`, 64 bytes).
+    async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Error>;
 }
 
 /// Where one client's session lives (namespaced by issuer + client id).

@@ -48,6 +48,7 @@ fn token_set() -> TokenSet {
         refresh_expires_at_ms: None,
         issued_at_ms: 0,
         login_at_ms: 0,
+        dpop_jkt: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn pending() -> PendingTransaction {
         created_at_ms: 0,
         issuer: "https://idp.example".into(),
         client_id: "spa".into(),
+        dpop_jkt: None,
     }
 }
 
@@ -159,7 +161,7 @@ fn errors_from_secret_bearing_input_never_quote_it() {
         format!(r#"{{"access_token":"{ACCESS}","token_type":"Bearer","expires_in":-1}}"#),
     ] {
         let raw: RawTokenResponse = serde_json::from_str(&body).unwrap_or_default();
-        if let Err(error) = TokenSet::from_response(200, raw, 0, None) {
+        if let Err(error) = TokenSet::from_response(200, raw, 0, None, None) {
             errors.push(error);
         }
     }

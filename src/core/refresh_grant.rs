@@ -2,20 +2,25 @@
 //! ([RFC 6749 §6](https://www.rfc-editor.org/rfc/rfc6749#section-6)) as a
 //! [`RefreshTransport`]: the default when the app brings no `refresh`.
 
-use crate::core::ports::{Http, HttpReply, RefreshTransport};
+use crate::core::dpop::Dpop;
+use crate::core::ports::{Clock, Crypto, DpopKeys, Http, HttpReply, RefreshTransport};
 use crate::core::{refresh_params, Error, RawTokenResponse, TokenSet};
 
-/// `POST token_endpoint` with `grant_type=refresh_token`.
-pub struct RefreshGrant<'a, H> {
+/// `POST token_endpoint` with `grant_type=refresh_token`; signed with the
+/// session's DPoP key when its tokens are bound to one (a bound refresh
+/// token is refused without a proof of the same key).
+pub struct RefreshGrant<'a, H, K> {
     /// How requests are sent.
     pub http: &'a H,
     /// The token endpoint.
     pub token_endpoint: &'a str,
     /// The public client's id, sent in the body.
     pub client_id: &'a str,
+    /// The client's DPoP keys and nonces.
+    pub dpop: Dpop<'a, K>,
 }
 
-impl<H: Http> RefreshTransport for RefreshGrant<'_, H> {
+impl<H: Http + Clock + Crypto, K: DpopKeys> RefreshTransport for RefreshGrant<'_, H, K> {
     async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
         let refresh_token = current
             .refresh_token
@@ -23,6 +28,76 @@ impl<H: Http> RefreshTransport for RefreshGrant<'_, H> {
             .ok_or(Error::NotAuthenticated)?;
         // No `scope`: the refreshed set keeps the originally granted scope.
         let form = refresh_params(refresh_token, self.client_id, None);
-        self.http.post_form(self.token_endpoint, &form).await
+        match &current.dpop_jkt {
+            Some(jkt) => {
+                let key = self.dpop.keys.load(jkt).await?;
+                let signed = self.dpop.http(self.http, &key);
+                signed.post_form(self.token_endpoint, &form).await
+            }
+            None => self.http.post_form(self.token_endpoint, &form).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
+    use crate::core::secret::{AccessToken, RefreshToken};
+
+    const TOKEN_URL: &str = "https://idp.example/token";
+    const FORM: &[(&str, &str)] = &[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "rt-1"),
+        ("client_id", "spa"),
+    ];
+    const BODY: &str = r#"{"access_token":"at-2","token_type":"DPoP","refresh_token":"rt-2"}"#;
+
+    fn set(dpop_jkt: Option<String>) -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::new("at-1".into()),
+            token_type: "DPoP".into(),
+            expires_at_ms: None,
+            refresh_token: Some(RefreshToken::new("rt-1".into())),
+            scope: None,
+            id_token: None,
+            refresh_expires_at_ms: None,
+            issued_at_ms: 0,
+            login_at_ms: 0,
+            dpop_jkt,
+        }
+    }
+
+    fn refresh(platform: &FakePlatform, current: &TokenSet) -> Result<u16, Error> {
+        let grant = RefreshGrant {
+            http: platform,
+            token_endpoint: TOKEN_URL,
+            client_id: "spa",
+            dpop: platform.dpop(),
+        };
+        block_on(grant.refresh(current)).map(|reply| reply.status)
+    }
+
+    #[test]
+    fn a_bearer_session_refreshes_without_a_proof() {
+        let platform = FakePlatform::at(0);
+        platform.expect_post(TOKEN_URL, FORM, 200, BODY);
+        assert_eq!(refresh(&platform, &set(None)), Ok(200));
+    }
+
+    #[test]
+    fn a_bound_session_refreshes_with_a_proof_of_its_key() {
+        let platform = FakePlatform::at(0);
+        let (jkt, _) = block_on(platform.dpop_keys.create()).unwrap();
+        platform.expect_post(TOKEN_URL, FORM, 200, BODY);
+        platform.with_proof(&[("htm", "POST"), ("htu", TOKEN_URL), ("ath", "")], None);
+        assert_eq!(refresh(&platform, &set(Some(jkt))), Ok(200));
+    }
+
+    #[test]
+    fn a_bound_session_whose_key_is_gone_sends_nothing() {
+        let platform = FakePlatform::at(0); // scripted with no request
+        let error = refresh(&platform, &set(Some(FakeDpopKeys::jkt(9)))).unwrap_err();
+        assert_eq!(error.code(), "dpop_key_unavailable");
     }
 }

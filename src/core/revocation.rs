@@ -126,6 +126,7 @@ mod tests {
             refresh_expires_at_ms: None,
             issued_at_ms: 0,
             login_at_ms: 0,
+            dpop_jkt: None,
         }
     }
 

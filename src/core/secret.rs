@@ -115,6 +115,13 @@ secret_newtype!(
     PkceVerifier
 );
 
+secret_newtype!(
+    /// A DPoP proof ([RFC 9449 §4](https://www.rfc-editor.org/rfc/rfc9449#section-4)):
+    /// short-lived, but it lets whoever holds it make the one request it names.
+    #[derive(Clone)]
+    DpopProof
+);
+
 impl State {
     /// A fresh `state` from 32 caller-supplied random bytes (256 bits),
     /// base64url-encoded to 43 characters.

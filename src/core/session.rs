@@ -516,7 +516,12 @@ where
             return Err(error);
         }
         let reply = self.send(&base).await?;
-        let fresh = match token_set_from_reply(reply, self.platform.now_ms(), Some(&base)) {
+        let fresh = match token_set_from_reply(
+            reply,
+            self.platform.now_ms(),
+            Some(&base),
+            base.dpop_jkt.as_deref(),
+        ) {
             Ok(fresh) => fresh,
             Err(error) if error.code() == "invalid_grant" => {
                 // A tab without the lock may have rotated the token already.

@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
-use crate::core::fakes::{block_on, FakeBroadcast, FakeLock, FakePlatform, FullStore, Task, Tasks};
+use crate::core::fakes::{
+    block_on, FakeBroadcast, FakeDpopKeys, FakeLock, FakePlatform, FullStore, Task, Tasks,
+};
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::ports::{Background, HttpReply};
 use crate::core::race::both;
@@ -33,6 +35,7 @@ fn tokens(access: &str, refresh: Option<&str>, issued_at_ms: u64, lifetime_ms: u
         refresh_expires_at_ms: None,
         issued_at_ms,
         login_at_ms: issued_at_ms,
+        dpop_jkt: None,
     }
 }
 
@@ -134,7 +137,7 @@ impl Tab {
                 MemorySessionStore,
                 FakeLock,
                 FakeBroadcast,
-                RefreshGrant<'_, FakePlatform>,
+                RefreshGrant<'_, FakePlatform, FakeDpopKeys>,
             >,
         ) -> T,
     ) -> T {
@@ -142,11 +145,12 @@ impl Tab {
     }
 
     /// The standard refresh request, against the fake server.
-    fn grant(&self) -> RefreshGrant<'_, FakePlatform> {
+    fn grant(&self) -> RefreshGrant<'_, FakePlatform, FakeDpopKeys> {
         RefreshGrant {
             http: &self.platform,
             token_endpoint: TOKEN_URL,
             client_id: "spa",
+            dpop: self.platform.dpop(),
         }
     }
 
@@ -474,6 +478,8 @@ impl RefreshTransport for SiblingRotatesFirst<'_> {
                 ..Default::default()
             }),
             retry_after_s: None,
+            dpop_nonce: None,
+            oauth_error: None,
         })
     }
 }
@@ -900,6 +906,8 @@ impl RefreshTransport for SignOutMidRequest<'_> {
             status: 200,
             body: Ok(serde_json::from_str(ROTATED).unwrap()),
             retry_after_s: None,
+            dpop_nonce: None,
+            oauth_error: None,
         })
     }
 }
@@ -1079,6 +1087,8 @@ impl RefreshTransport for SlowAnswer<'_> {
             status: 200,
             body: Ok(serde_json::from_str(ROTATED).unwrap()),
             retry_after_s: None,
+            dpop_nonce: None,
+            oauth_error: None,
         })
     }
 }

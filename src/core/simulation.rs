@@ -184,6 +184,7 @@ fn set(grant: usize, n: u32, issued_at_ms: u64) -> TokenSet {
         refresh_expires_at_ms: None,
         issued_at_ms,
         login_at_ms: issued_at_ms,
+        dpop_jkt: None,
     }
 }
 
@@ -365,6 +366,8 @@ impl RefreshTransport for TabPorts<'_> {
             status,
             body: Ok(serde_json::from_str(&body).unwrap()),
             retry_after_s: None,
+            dpop_nonce: None,
+            oauth_error: None,
         })
     }
 }

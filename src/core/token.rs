@@ -32,6 +32,9 @@ pub struct CallbackOutcome {
     pub nonce: Option<Nonce>,
     /// The app's `appState` JSON text from `login()`.
     pub app_state: Option<String>,
+    /// The thumbprint of the DPoP key the code is bound to, if any: the
+    /// exchange is signed with it and the tokens come back bound to it.
+    pub dpop_jkt: Option<String>,
 }
 
 fn pair(name: &str, value: &str) -> (String, String) {
@@ -57,6 +60,7 @@ pub fn code_exchange_params(cb: ValidatedCallback) -> (Vec<(String, String)>, Ca
     let outcome = CallbackOutcome {
         nonce: parts.nonce,
         app_state: parts.app_state,
+        dpop_jkt: parts.dpop_jkt,
     };
     (params, outcome)
 }
@@ -150,7 +154,7 @@ impl<'de> Deserialize<'de> for Lifetime {
 pub struct RawTokenResponse {
     /// `access_token`.
     pub access_token: Option<AccessToken>,
-    /// `token_type`; only `Bearer` (any case) is accepted.
+    /// `token_type`: `Bearer`, or `DPoP` for a DPoP request (any case).
     pub token_type: Option<String>,
     /// `expires_in`, seconds.
     pub expires_in: Option<Lifetime>,
@@ -177,7 +181,8 @@ pub struct RawTokenResponse {
 pub struct TokenSet {
     /// The access token.
     pub access_token: AccessToken,
-    /// Always `"Bearer"` (normalised).
+    /// `"Bearer"`, or `"DPoP"` for tokens bound to [`TokenSet::dpop_jkt`]
+    /// (normalised).
     pub token_type: String,
     /// When the access token expires; `None` if the server did not say.
     pub expires_at_ms: Option<u64>,
@@ -200,6 +205,12 @@ pub struct TokenSet {
     /// before this field existed read as 0 (an old session).
     #[serde(default)]
     pub login_at_ms: u64,
+    /// The thumbprint of the DPoP key the tokens are bound to
+    /// ([RFC 9449](https://www.rfc-editor.org/rfc/rfc9449)); `None` for
+    /// Bearer tokens. Every request with these tokens is signed with that
+    /// key, and a refresh of them must come back DPoP-bound too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 fn malformed(reason: &str) -> Error {
@@ -244,6 +255,7 @@ impl TokenSet {
         raw: RawTokenResponse,
         now_ms: u64,
         previous: Option<&TokenSet>,
+        dpop_jkt: Option<&str>,
     ) -> Result<TokenSet, Error> {
         if !(200..300).contains(&status) || raw.error.is_some() {
             return Err(Error::TokenEndpoint {
@@ -260,8 +272,14 @@ impl TokenSet {
             .filter(|t| !t.secret().is_empty())
             .ok_or_else(|| malformed("no access_token"))?;
         let token_type = raw.token_type.ok_or_else(|| malformed("no token_type"))?;
-        if !token_type.eq_ignore_ascii_case("bearer") {
-            return Err(Error::UnsupportedTokenType { token_type });
+        // A DPoP request must get a DPoP-bound token: a Bearer answer would
+        // be a downgrade to a token that works without the key.
+        let expected = if dpop_jkt.is_some() { "DPoP" } else { "Bearer" };
+        if !token_type.eq_ignore_ascii_case(expected) {
+            return Err(Error::UnsupportedTokenType {
+                token_type,
+                expected,
+            });
         }
         let expires_at_ms = raw
             .expires_in
@@ -286,7 +304,7 @@ impl TokenSet {
 
         Ok(TokenSet {
             access_token,
-            token_type: "Bearer".to_string(),
+            token_type: expected.to_string(),
             expires_at_ms,
             refresh_token,
             scope: raw.scope.or_else(|| previous.and_then(|p| p.scope.clone())),
@@ -298,6 +316,7 @@ impl TokenSet {
             // by issue time" must order a refresh after its base.
             issued_at_ms: previous.map_or(now_ms, |p| now_ms.max(p.issued_at_ms.saturating_add(1))),
             login_at_ms: previous.map_or(now_ms, |p| p.login_at_ms),
+            dpop_jkt: dpop_jkt.map(str::to_owned),
         })
     }
 
@@ -324,6 +343,7 @@ pub fn token_set_from_reply(
     reply: HttpReply<RawTokenResponse>,
     now_ms: u64,
     previous: Option<&TokenSet>,
+    dpop_jkt: Option<&str>,
 ) -> Result<TokenSet, Error> {
     let raw = match reply.body {
         Ok(raw) => raw,
@@ -332,7 +352,7 @@ pub fn token_set_from_reply(
         }
         Err(_) => RawTokenResponse::default(),
     };
-    TokenSet::from_response(reply.status, raw, now_ms, previous).map_err(|mut error| {
+    TokenSet::from_response(reply.status, raw, now_ms, previous, dpop_jkt).map_err(|mut error| {
         if let Error::TokenEndpoint { retry_after_s, .. } = &mut error {
             *retry_after_s = reply.retry_after_s;
         }
@@ -353,7 +373,7 @@ mod tests {
     }
 
     fn ok(json: serde_json::Value) -> Result<TokenSet, Error> {
-        TokenSet::from_response(200, raw(json), NOW, None)
+        TokenSet::from_response(200, raw(json), NOW, None, None)
     }
 
     fn basic() -> serde_json::Value {
@@ -390,6 +410,7 @@ mod tests {
             created_at_ms: NOW,
             issuer: "https://idp.example.com".into(),
             client_id: "spa".into(),
+            dpop_jkt: None,
         };
         let params = vec![
             ("code".to_string(), "the-code".to_string()),
@@ -453,7 +474,7 @@ mod tests {
 
     #[test]
     fn any_2xx_is_success() {
-        assert!(TokenSet::from_response(201, raw(basic()), NOW, None).is_ok());
+        assert!(TokenSet::from_response(201, raw(basic()), NOW, None, None).is_ok());
     }
 
     #[test]
@@ -528,15 +549,48 @@ mod tests {
     }
 
     #[test]
-    fn dpop_and_other_types_are_unsupported() {
+    fn dpop_and_other_types_are_unsupported_without_dpop() {
         for t in ["DPoP", "mac", "N_A", ""] {
             assert_eq!(
                 ok(with("token_type", t.into())).unwrap_err(),
                 Error::UnsupportedTokenType {
-                    token_type: t.into()
+                    token_type: t.into(),
+                    expected: "Bearer",
                 }
             );
         }
+    }
+
+    fn dpop(json: serde_json::Value) -> Result<TokenSet, Error> {
+        TokenSet::from_response(200, raw(json), NOW, None, Some("jkt-1"))
+    }
+
+    #[test]
+    fn a_dpop_request_gets_a_dpop_bound_set() {
+        let set = dpop(with("token_type", "dpop".into())).unwrap();
+        assert_eq!(set.token_type, "DPoP");
+        assert_eq!(set.dpop_jkt.as_deref(), Some("jkt-1"));
+    }
+
+    #[test]
+    fn a_bearer_answer_to_a_dpop_request_is_a_refused_downgrade() {
+        assert_eq!(
+            dpop(basic()).unwrap_err(),
+            Error::UnsupportedTokenType {
+                token_type: "Bearer".into(),
+                expected: "DPoP",
+            }
+        );
+    }
+
+    #[test]
+    fn a_refresh_of_a_bound_set_stays_bound() {
+        let base = dpop(with("token_type", "DPoP".into())).unwrap();
+        let body = raw(with("token_type", "DPoP".into()));
+        let next =
+            TokenSet::from_response(200, body, NOW + 1, Some(&base), base.dpop_jkt.as_deref())
+                .unwrap();
+        assert_eq!(next.dpop_jkt, base.dpop_jkt);
     }
 
     #[test]
@@ -570,7 +624,7 @@ mod tests {
             "error_description": "Refresh token reused",
             "error_uri": "https://idp.example.com/e"
         }));
-        let err = TokenSet::from_response(400, body, NOW, None).unwrap_err();
+        let err = TokenSet::from_response(400, body, NOW, None, None).unwrap_err();
         assert_eq!(
             err,
             Error::TokenEndpoint {
@@ -585,7 +639,7 @@ mod tests {
         assert_eq!(err.status(), Some(400));
 
         let body = raw(serde_json::json!({"error": "invalid_client"}));
-        let err = TokenSet::from_response(401, body, NOW, None).unwrap_err();
+        let err = TokenSet::from_response(401, body, NOW, None, None).unwrap_err();
         assert_eq!(err.code(), "token_error");
         assert_eq!(err.server_error(), Some("invalid_client"));
     }
@@ -593,13 +647,14 @@ mod tests {
     #[test]
     fn non_2xx_without_error_body_is_a_token_error() {
         // e.g. a 502 with an HTML body: the browser passes a default response.
-        let err = TokenSet::from_response(502, RawTokenResponse::default(), NOW, None).unwrap_err();
+        let err =
+            TokenSet::from_response(502, RawTokenResponse::default(), NOW, None, None).unwrap_err();
         assert_eq!(err.code(), "token_error");
         assert_eq!(err.status(), Some(502));
         assert_eq!(err.server_error(), None);
         // Even with tokens in the body, a non-2xx status is not a success.
         assert_eq!(
-            TokenSet::from_response(500, raw(basic()), NOW, None)
+            TokenSet::from_response(500, raw(basic()), NOW, None, None)
                 .unwrap_err()
                 .code(),
             "token_error"
@@ -626,7 +681,7 @@ mod tests {
             "access_token": "at-2", "token_type": "Bearer", "expires_in": 60
         }));
         let prev = previous();
-        let set = TokenSet::from_response(200, response, NOW + 5, Some(&prev)).unwrap();
+        let set = TokenSet::from_response(200, response, NOW + 5, Some(&prev), None).unwrap();
         assert_eq!(set.access_token.secret(), "at-2");
         assert_eq!(set.refresh_token, prev.refresh_token);
         assert_eq!(set.refresh_expires_at_ms, prev.refresh_expires_at_ms);
@@ -642,7 +697,7 @@ mod tests {
             "access_token": "at-2", "token_type": "Bearer",
             "refresh_token": "rt-2", "scope": "api", "refresh_expires_in": "1800"
         }));
-        let set = TokenSet::from_response(200, response, NOW, Some(&previous())).unwrap();
+        let set = TokenSet::from_response(200, response, NOW, Some(&previous()), None).unwrap();
         assert_eq!(
             set.refresh_token.as_ref().map(RefreshToken::secret),
             Some("rt-2")

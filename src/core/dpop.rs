@@ -1,0 +1,407 @@
+//! DPoP: proof of possession of a key the browser cannot export
+//! ([RFC 9449](https://www.rfc-editor.org/rfc/rfc9449)).
+//!
+//! Every request that carries or obtains a DPoP-bound token also carries a
+//! proof: a JWT signed with the session's ES256 key naming the request's
+//! method and URL (and, for a resource, a hash of the access token). The
+//! core builds the proofs and keeps the servers' nonces; the key itself
+//! stays in the browser ([`DpopKey`]), which only signs.
+//!
+//! Nonces ([§8](https://www.rfc-editor.org/rfc/rfc9449#section-8),
+//! [§9](https://www.rfc-editor.org/rfc/rfc9449#section-9)) are kept per
+//! role and origin: an authorization server and an API on one origin hand
+//! out different ones. A request refused with `use_dpop_nonce` was not
+//! processed, so it is sent again once with the new nonce — the only resend
+//! of a token request there is, and it happens inside the refresh lock.
+
+use std::cell::RefCell;
+
+use crate::core::base64url;
+use crate::core::origin::Origin;
+use crate::core::ports::{Clock, Crypto, DpopKey, DpopKeys, Http, HttpReply, Timer};
+use crate::core::secret::{AccessToken, DpopProof};
+use crate::core::Error;
+
+/// The JWS algorithm of every proof: ECDSA P-256 with SHA-256.
+pub const ALGORITHM: &str = "ES256";
+
+/// The longest nonce kept; a longer one is ignored (it is input).
+const MAX_NONCE_LEN: usize = 512;
+
+/// How many (role, origin) nonces a tab keeps; the oldest goes first.
+const MAX_NONCES: usize = 16;
+
+/// The public half of a P-256 key, as base64url coordinates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopPublicKey {
+    x: String,
+    y: String,
+}
+
+impl DpopPublicKey {
+    /// A public key from its JWK coordinates: each the base64url form of 32
+    /// bytes, or `dpop_key_unavailable` (they go into JSON as they are).
+    pub fn new(x: &str, y: &str) -> Result<DpopPublicKey, Error> {
+        let coordinate = |c: &str| base64url::decode(c).is_ok_and(|bytes| bytes.len() == 32);
+        if !coordinate(x) || !coordinate(y) {
+            return Err(Error::DpopKeyUnavailable {
+                reason: "the public key is not a P-256 point".into(),
+            });
+        }
+        Ok(DpopPublicKey {
+            x: x.to_owned(),
+            y: y.to_owned(),
+        })
+    }
+
+    /// The JWK: the required members only
+    /// ([RFC 7638 §3.2](https://www.rfc-editor.org/rfc/rfc7638#section-3.2)),
+    /// in lexicographic order, so it is also the thumbprint's input.
+    pub fn jwk_json(&self) -> String {
+        format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            self.x, self.y
+        )
+    }
+
+    /// The JWK thumbprint ([RFC 7638](https://www.rfc-editor.org/rfc/rfc7638))
+    /// with SHA-256, base64url: the `dpop_jkt` of the authorization request
+    /// and the `cnf.jkt` of the tokens bound to this key.
+    pub async fn thumbprint<C: Crypto>(&self, crypto: &C) -> Result<String, Error> {
+        let digest = crypto.sha256(self.jwk_json().as_bytes()).await?;
+        Ok(base64url::encode(&digest))
+    }
+}
+
+/// `url` without its query and fragment: a proof's `htu`
+/// ([§4.2](https://www.rfc-editor.org/rfc/rfc9449#section-4.2)).
+pub fn htu(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or_default()
+}
+
+/// `text` as a JSON string, quotes included.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// What one proof says about its request.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofFor<'a> {
+    /// The HTTP method (`htm`).
+    pub method: &'a str,
+    /// The request URL; its query and fragment are left out (`htu`).
+    pub url: &'a str,
+    /// The server's latest nonce for this role and origin, if it gave one.
+    pub nonce: Option<&'a str>,
+    /// The access token the request carries: its hash is `ath`.
+    pub access_token: Option<&'a AccessToken>,
+}
+
+/// The proof's signing input: header `{typ, alg, jwk}` and claims `{jti,
+/// htm, htu, iat, nonce?, ath?}`
+/// ([§4.2](https://www.rfc-editor.org/rfc/rfc9449#section-4.2)), both
+/// base64url, joined by a dot.
+pub fn signing_input(
+    key: &DpopPublicKey,
+    jti: &str,
+    iat_s: u64,
+    proof: &ProofFor<'_>,
+    ath: Option<&str>,
+) -> String {
+    let header = format!(
+        r#"{{"typ":"dpop+jwt","alg":"{ALGORITHM}","jwk":{}}}"#,
+        key.jwk_json()
+    );
+    let mut claims = format!(
+        r#"{{"jti":"{jti}","htm":{},"htu":{},"iat":{iat_s}"#,
+        json_string(proof.method),
+        json_string(htu(proof.url)),
+    );
+    if let Some(nonce) = proof.nonce {
+        claims.push_str(&format!(r#","nonce":{}"#, json_string(nonce)));
+    }
+    if let Some(ath) = ath {
+        claims.push_str(&format!(r#","ath":"{ath}""#));
+    }
+    claims.push('}');
+    format!(
+        "{}.{}",
+        base64url::encode(header.as_bytes()),
+        base64url::encode(claims.as_bytes())
+    )
+}
+
+/// A signed proof for `proof`'s request: fresh `jti`, `iat` now.
+pub async fn make_proof<P: Clock + Crypto, K: DpopKey>(
+    platform: &P,
+    key: &K,
+    proof: ProofFor<'_>,
+) -> Result<DpopProof, Error> {
+    let jti = base64url::encode(&platform.random_32()?);
+    let ath = match proof.access_token {
+        Some(token) => Some(base64url::encode(
+            &platform.sha256(token.secret().as_bytes()).await?,
+        )),
+        None => None,
+    };
+    let input = signing_input(
+        key.public_key(),
+        &jti,
+        platform.now_ms() / 1000,
+        &proof,
+        ath.as_deref(),
+    );
+    let signature = key.sign(input.as_bytes()).await?;
+    if signature.len() != 64 {
+        return Err(Error::DpopKeyUnavailable {
+            reason: "the signature is not an ES256 signature".into(),
+        });
+    }
+    Ok(DpopProof::new(format!(
+        "{input}.{}",
+        base64url::encode(&signature)
+    )))
+}
+
+/// A client's DPoP context: where its keys live and the servers' nonces.
+pub struct Dpop<'a, K> {
+    /// The keys, by thumbprint.
+    pub keys: &'a K,
+    /// The servers' nonces, shared by the tab.
+    pub nonces: &'a NonceBook,
+}
+
+impl<'a, K: DpopKeys> Dpop<'a, K> {
+    /// `platform`'s form posts signed with `key`.
+    pub fn http<'b, P>(&'b self, platform: &'b P, key: &'b K::Key) -> DpopHttp<'b, P, K::Key> {
+        DpopHttp {
+            platform,
+            key,
+            nonces: self.nonces,
+        }
+    }
+}
+
+/// Whose nonce: the authorization server's (PAR, token, revocation) or a
+/// resource's (`fetchWithAuth`, UserInfo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// PAR, token and revocation endpoints.
+    AuthorizationServer,
+    /// An API (and UserInfo, which is one).
+    Resource,
+}
+
+/// Told of each nonce a server gave this tab, so the other tabs can use it
+/// too: a storm then costs no extra round trip per tab.
+type NonceObserver = Box<dyn Fn(Role, &str, &str)>;
+
+/// The latest nonce each server gave, by role and origin.
+#[derive(Default)]
+pub struct NonceBook {
+    entries: RefCell<Vec<(Role, Origin, String)>>,
+    observer: RefCell<Option<NonceObserver>>,
+}
+
+impl std::fmt::Debug for NonceBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceBook")
+            .field("entries", &self.entries.borrow().len())
+            .finish()
+    }
+}
+
+/// Whether `nonce` has the syntax of a DPoP nonce (`1*NQCHAR`,
+/// [§8.1](https://www.rfc-editor.org/rfc/rfc9449#section-8.1)) and a
+/// bounded length.
+fn valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce.len() <= MAX_NONCE_LEN
+        && nonce
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+impl NonceBook {
+    /// The nonce to send to `url` in `role`, if its server gave one.
+    pub fn get(&self, role: Role, url: &str) -> Option<String> {
+        let origin = Origin::of_url(url)?;
+        self.entries
+            .borrow()
+            .iter()
+            .find(|(r, o, _)| *r == role && *o == origin)
+            .map(|(_, _, nonce)| nonce.clone())
+    }
+
+    /// Calls `observer` with each new nonce a server gives this tab.
+    pub fn set_observer(&self, observer: impl Fn(Role, &str, &str) + 'static) {
+        *self.observer.borrow_mut() = Some(Box::new(observer));
+    }
+
+    /// Keeps `nonce` from `url`'s server in `role`; `true` when it is new,
+    /// and then the observer hears of it. A malformed nonce is ignored.
+    pub fn learn(&self, role: Role, url: &str, nonce: &str) -> bool {
+        let new = self.adopt(role, url, nonce);
+        if new {
+            if let Some(observer) = &*self.observer.borrow() {
+                observer(role, url, nonce);
+            }
+        }
+        new
+    }
+
+    /// [`NonceBook::learn`] without telling the observer: for a nonce
+    /// another tab passed on.
+    pub fn adopt(&self, role: Role, url: &str, nonce: &str) -> bool {
+        let Some(origin) = Origin::of_url(url) else {
+            return false;
+        };
+        if !valid_nonce(nonce) {
+            return false;
+        }
+        let mut entries = self.entries.borrow_mut();
+        if let Some(entry) = entries
+            .iter_mut()
+            .find(|(r, o, _)| *r == role && *o == origin)
+        {
+            if entry.2 == nonce {
+                return false;
+            }
+            entry.2 = nonce.to_owned();
+            return true;
+        }
+        if entries.len() == MAX_NONCES {
+            entries.remove(0);
+        }
+        entries.push((role, origin, nonce.to_owned()));
+        true
+    }
+}
+
+/// Whether a token-endpoint style answer refuses the proof's nonce
+/// ([§8](https://www.rfc-editor.org/rfc/rfc9449#section-8)): `400` with
+/// `error: "use_dpop_nonce"`.
+pub fn token_reply_wants_nonce<T>(reply: &HttpReply<T>) -> bool {
+    reply.status == 400 && reply.oauth_error.as_deref() == Some("use_dpop_nonce")
+}
+
+/// Whether a resource's `WWW-Authenticate` asks for a nonce
+/// ([§9](https://www.rfc-editor.org/rfc/rfc9449#section-9)): a `DPoP`
+/// challenge with `error="use_dpop_nonce"`.
+pub fn challenge_wants_nonce(www_authenticate: &str) -> bool {
+    let lower = www_authenticate.to_ascii_lowercase();
+    lower.trim_start().starts_with("dpop")
+        && (lower.contains("error=\"use_dpop_nonce\"") || lower.contains("error=use_dpop_nonce"))
+}
+
+/// [`Http`] with a DPoP proof on every form post, for the authorization
+/// server's endpoints (PAR, token, revocation): the nonce of each answer is
+/// kept, and a post refused with `use_dpop_nonce` is sent once more with the
+/// new one. A second refusal is `dpop_nonce_failed`, never a loop. `GET`s
+/// (discovery, keys) carry no proof.
+pub struct DpopHttp<'a, P, K> {
+    /// Sends the requests; its clock and randomness make the proofs.
+    pub platform: &'a P,
+    /// The session's key.
+    pub key: &'a K,
+    /// The servers' nonces, shared by the tab.
+    pub nonces: &'a NonceBook,
+}
+
+impl<P: Http + Clock + Crypto, K: DpopKey> DpopHttp<'_, P, K> {
+    async fn post_once<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+    ) -> Result<(HttpReply<T>, bool), Error> {
+        let nonce = self.nonces.get(Role::AuthorizationServer, url);
+        let proof = make_proof(
+            self.platform,
+            self.key,
+            ProofFor {
+                method: "POST",
+                url,
+                nonce: nonce.as_deref(),
+                access_token: None,
+            },
+        )
+        .await?;
+        let reply = self
+            .platform
+            .post_form_with_proof(url, form, Some(&proof))
+            .await?;
+        // New to this request, whoever kept it first.
+        let fresh = reply.dpop_nonce.as_deref().is_some_and(|n| {
+            self.nonces.learn(Role::AuthorizationServer, url, n);
+            nonce.as_deref() != Some(n)
+        });
+        Ok((reply, fresh))
+    }
+}
+
+impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<HttpReply<T>, Error> {
+        self.platform.get_json(url).await
+    }
+
+    async fn post_form_with_proof<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        _proof: Option<&DpopProof>,
+    ) -> Result<HttpReply<T>, Error> {
+        let (reply, fresh) = self.post_once(url, form).await?;
+        if !token_reply_wants_nonce(&reply) {
+            return Ok(reply);
+        }
+        // Refused before processing: the same request, with the new nonce.
+        if !fresh {
+            return Err(Error::DpopNonceFailed);
+        }
+        let (again, _) = self.post_once(url, form).await?;
+        if token_reply_wants_nonce(&again) {
+            return Err(Error::DpopNonceFailed);
+        }
+        Ok(again)
+    }
+}
+
+impl<P: Timer, K> Timer for DpopHttp<'_, P, K> {
+    async fn sleep(&self, ms: u32) {
+        self.platform.sleep(ms).await
+    }
+}
+
+impl<P: Clock, K> Clock for DpopHttp<'_, P, K> {
+    fn now_ms(&self) -> u64 {
+        self.platform.now_ms()
+    }
+}
+
+impl<P: Crypto, K> Crypto for DpopHttp<'_, P, K> {
+    fn random_32(&self) -> Result<[u8; 32], Error> {
+        self.platform.random_32()
+    }
+
+    async fn sha256(&self, data: &[u8]) -> Result<[u8; 32], Error> {
+        self.platform.sha256(data).await
+    }
+}
+
+#[cfg(test)]
+#[path = "dpop_tests.rs"]
+mod tests;
