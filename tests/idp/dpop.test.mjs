@@ -375,6 +375,17 @@ test("userinfo: DPoP token with proof and the AS nonce; a stale nonce → 401 us
   assert.match(retry.headers.get("access-control-expose-headers"), /DPoP-Nonce/);
   assert.equal((await callApi(url, tokens.access_token)).status, 401, "not as Bearer");
   assert.equal(idp.counters().dpop.asNonceRefusals, 1);
+
+  // Signing out: revoking the bound refresh token ends the session.
+  const { revocation_endpoint } = await discover(idp.issuer);
+  const rev = await fetch(revocation_endpoint, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ token: tokens.refresh_token, token_type_hint: "refresh_token", client_id: "spa-dpop" }),
+  });
+  assert.equal(rev.status, 200);
+  assert.equal((await dpopRefresh(idp.issuer, tokens.refresh_token, { key, nonces })).body.error, "invalid_grant");
+  assert.deepEqual(idp.counters().grants, { revoked: 1, byReason: { revocation: 1 } });
 });
 
 test("bearer_downgrade: the real grant is done, the answer says Bearer; a nonce refusal takes no fault", async () => {
