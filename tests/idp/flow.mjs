@@ -72,6 +72,9 @@ export async function discover(issuer) {
 /**
  * Runs the front-channel part of the code flow: builds the authorization URL, then follows
  * redirects (the IdP's interactions complete themselves) until one goes to `redirectUri`.
+ * With `requestUri` (from a pushed authorization request, RFC 9126) the URL carries only
+ * `client_id` and `request_uri`: the other parameters were pushed, so pass the same `pkce` and
+ * `state` here to get them back in the result.
  *
  * @returns {{ params: Record<string,string>, pkce, state, url: string }} `params` are the
  *   callback's query parameters (code, state, iss — or error, error_description).
@@ -86,21 +89,24 @@ export async function authorize(
     state = randomBytes(16).toString("base64url"),
     extraParams = {},
     jar = new CookieJar(),
+    requestUri,
   },
 ) {
   if (!redirectUri) throw new TypeError("redirectUri is required");
   const { authorization_endpoint } = await discover(issuer);
   const url = new URL(authorization_endpoint);
-  const query = {
-    client_id: clientId,
-    response_type: "code",
-    redirect_uri: redirectUri,
-    scope,
-    state,
-    code_challenge: pkce.challenge,
-    code_challenge_method: pkce.method,
-    ...extraParams,
-  };
+  const query = requestUri
+    ? { client_id: clientId, request_uri: requestUri }
+    : {
+        client_id: clientId,
+        response_type: "code",
+        redirect_uri: redirectUri,
+        scope,
+        state,
+        code_challenge: pkce.challenge,
+        code_challenge_method: pkce.method,
+        ...extraParams,
+      };
   for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
 
   const target = new URL(redirectUri);
@@ -178,7 +184,7 @@ export async function callApi(url, accessToken, { origin, method = "GET" } = {})
 }
 
 /** `{ status, headers, body }` of a response, `body` parsed as JSON when it is JSON, else the text. */
-async function readReply(res) {
+export async function readReply(res) {
   const text = await res.text();
   let body = text;
   try {

@@ -323,6 +323,7 @@ test("(f) counters: token requests by grant type, errors by code, API by status;
       // Revoking a refresh token (RFC 7009) revokes its grant.
       grants: { revoked: 1, byReason: { revocation: 1 } },
       atproto: { refreshSession: 0 },
+      dpop: { asNonceRefusals: 0, apiNonceRefusals: 0, apiProofRefusals: 0, apiAccepted: 0, apiReplays: 0 },
     };
     assert.deepEqual(idp.counters(), expected);
     const overHttp = await (await fetch(`${idp.issuer}/__test/counters`)).json();
@@ -347,6 +348,7 @@ test("(f) counters: token requests by grant type, errors by code, API by status;
       endSession: { requests: 0, withIdTokenHint: 0 },
       grants: { revoked: 0, byReason: {} },
       atproto: { refreshSession: 0 },
+      dpop: { asNonceRefusals: 0, apiNonceRefusals: 0, apiProofRefusals: 0, apiAccepted: 0, apiReplays: 0 },
     };
     assert.deepEqual(idp.counters(), zero);
     await refresh(idp.issuer, "bogus");

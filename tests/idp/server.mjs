@@ -3,13 +3,16 @@
 // serves the SPA under test from its own origin.
 //
 // Layout of the main server (one plain node http server dispatching by path):
-//   /api/*           protected resource (Bearer), answers like RFC 6750 or like Bluesky XRPC
+//   /api/*           protected resource: Bearer (answers like RFC 6750 or like Bluesky XRPC) or
+//                    DPoP (RFC 9449, proofs verified here, with the resource's own nonce)
 //   /xrpc/com.atproto.server.refreshSession
 //                    AT-Protocol-style refresh (refresh token as Bearer), backed by /token
 //   /__test/*        control routes: counters, mode, TTL, token-endpoint faults, endpoint outages,
 //                    grant revocation
 //   /interaction/:id completes every login/consent automatically as the test user "alice"
-//   everything else  oidc-provider (discovery, /auth, /token, /token/revocation, /me, /session/end)
+//   everything else  oidc-provider (discovery, /auth, /request (PAR), /token, /token/revocation, /me,
+//                    /session/end), behind a layer that counts, injects faults and keeps the
+//                    authorization server's DPoP nonce (see dpop-nonces.mjs)
 
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
@@ -17,10 +20,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import Provider from "oidc-provider";
 
+import { createApiNonce, createAuthorizationServerNonce } from "./dpop-nonces.mjs";
+import { createReplayCache, decodeProof, ProofError, verifyProof } from "./dpop-proof.mjs";
 import { startStaticServer } from "./static.mjs";
 import { createStore } from "./store.mjs";
 
 export const CLIENT_ID = "spa";
+// The same SPA registered for DPoP (RFC 9449): its tokens are bound to the client's key, and it
+// must push its authorization requests (PAR), where the binding starts (dpop_jkt).
+export const DPOP_CLIENT_ID = "spa-dpop";
 export const TEST_USER = Object.freeze({
   sub: "alice",
   name: "Alice Example",
@@ -31,10 +39,21 @@ export const MODES = Object.freeze(["rfc6750", "bluesky"]);
 // "lose_response" is the odd one out: the real handler runs (a refresh token is rotated), then
 // the connection is closed before the answer is written — the response lost on the way back.
 // "pass" is no fault (it keeps a later fault for a later request); "late_response" runs the real
-// handler and holds the answer back `ms` milliseconds.
-const FAULT_KINDS = new Set(["status", "drop", "hang", "garbage", "no_access_token", "lose_response", "pass", "late_response"]);
+// handler and holds the answer back `ms` milliseconds. "bearer_downgrade" runs the real handler
+// and then says token_type "Bearer" in a successful answer: a DPoP client must refuse it.
+const FAULT_KINDS = new Set([
+  "status",
+  "drop",
+  "hang",
+  "garbage",
+  "no_access_token",
+  "lose_response",
+  "pass",
+  "late_response",
+  "bearer_downgrade",
+]);
 // Handled by the real token endpoint (the others answer instead of it).
-const PASS_THROUGH = new Set(["lose_response", "pass", "late_response"]);
+const PASS_THROUGH = new Set(["lose_response", "pass", "late_response", "bearer_downgrade"]);
 // Endpoints that can be put out of order while a fault is set (an outage), unlike the token
 // endpoint's queued faults, which each take one request. "code_exchange" is the token endpoint for
 // the authorization_code grant only (refreshes pass).
@@ -46,6 +65,7 @@ const REUSE_POLICIES = new Set(["revoke-grant", "refuse"]);
 
 // oidc-provider's default route paths (we do not change them).
 const TOKEN_PATH = "/token";
+const PAR_PATH = "/request";
 const REVOCATION_PATH = "/token/revocation";
 const USERINFO_PATH = "/me";
 const JWKS_PATH = "/jwks";
@@ -78,6 +98,10 @@ function freshCounters() {
     // "end_session", "test" (revokeAllGrants).
     grants: { revoked: 0, byReason: {} },
     atproto: { refreshSession: 0 },
+    // asNonceRefusals: use_dpop_nonce answers of the authorization server (PAR, token, userinfo);
+    // the others are the API's DPoP answers: use_dpop_nonce, invalid_dpop_proof (replays
+    // included), of those the replayed proofs, and the requests accepted.
+    dpop: { asNonceRefusals: 0, apiNonceRefusals: 0, apiProofRefusals: 0, apiAccepted: 0, apiReplays: 0 },
   };
 }
 
@@ -103,6 +127,16 @@ function assertAdvertised(value) {
 /** The token of an `Authorization: Bearer` header, or undefined. */
 function bearerToken(req) {
   return /^Bearer +([^\s]+) *$/i.exec(req.headers.authorization ?? "")?.[1];
+}
+
+/** The token of an `Authorization: DPoP` header (RFC 9449 §7.1), or undefined. */
+function dpopToken(req) {
+  return /^DPoP +([^\s]+) *$/i.exec(req.headers.authorization ?? "")?.[1];
+}
+
+/** The values of the request's DPoP headers (node keeps repeated ones apart here). */
+function dpopHeaders(req) {
+  return req.headersDistinct.dpop ?? [];
 }
 
 /** Validates a token-faults spec; returns a normalised copy. Throws RangeError when malformed. */
@@ -227,10 +261,16 @@ export async function startIdp(options = {}) {
     advertisedExpiresIn: assertAdvertised(options.advertisedExpiresIn ?? null),
     faults: normaliseFaults(),
     reusePolicy: "revoke-grant",
+    // DPoP: the authorization server's nonce (derived from nonceSecret, which oidc-provider gets
+    // too), the API's own nonce, and the proof ids the API has seen.
+    nonceSecret: randomBytes(32),
+    apiNonce: createApiNonce(),
+    apiReplays: createReplayCache(),
     // Per endpoint: null, or how every request to it fails while set (see createOutages).
     outages: createOutages(),
     counters: freshCounters(),
   };
+  state.asNonce = createAuthorizationServerNonce(state.nonceSecret);
   // Aborted by close(): ends token-endpoint delays and "hang" faults.
   const closing = new AbortController();
   const servers = [];
@@ -275,7 +315,7 @@ export async function startIdp(options = {}) {
     const koa = provider.callback();
 
     const cors = corsFor(origins);
-    const api = apiHandler({ provider, state, cors });
+    const api = apiHandler({ provider, state, cors, issuer });
     const control = controlHandler({ state, store, cors });
     const interaction = interactionHandler(provider);
     const refreshSession = refreshSessionHandler({ issuer, state, cors, signal: closing.signal });
@@ -305,6 +345,7 @@ export async function startIdp(options = {}) {
       whoamiUrl: `${issuer}/api/whoami`,
       echoUrl: `${issuer}${ECHO_PATH}`,
       refreshSessionUrl: `${issuer}${REFRESH_SESSION_PATH}`,
+      dpopClientId: DPOP_CLIENT_ID,
       provider,
       counters: () => structuredClone(state.counters),
       resetCounters: () => {
@@ -338,6 +379,10 @@ export async function startIdp(options = {}) {
       revokeAllGrants: () => revokeAllGrants(state, store),
       liveRefreshTokens: () => store.liveRefreshTokens(),
       liveGrants: () => store.liveGrantIds(),
+      authorizationServerNonce: () => state.asNonce.current(),
+      rotateAuthorizationServerNonce: () => state.asNonce.rotate(),
+      apiNonce: () => state.apiNonce.current(),
+      rotateApiNonce: () => state.apiNonce.rotate(),
       close: closeAll,
     };
   } catch (err) {
@@ -357,10 +402,19 @@ function createProvider({ issuer, state, store, origins, redirectUris }) {
     redirect_uris: redirectUris,
     post_logout_redirect_uris: redirectUris,
   };
+  // oidc-provider binds the access tokens of this client to the proof's key (cnf.jkt) and, the
+  // client being public, its refresh tokens too; it refuses token requests without a proof.
+  const dpopClient = {
+    ...client,
+    client_id: DPOP_CLIENT_ID,
+    client_name: "latchkey test SPA (DPoP)",
+    dpop_bound_access_tokens: true,
+    require_pushed_authorization_requests: true,
+  };
 
   const provider = new Provider(issuer, {
     adapter: store.Adapter,
-    clients: [client],
+    clients: [client, dpopClient],
     jwks: { keys: [signingJwk()] },
     cookies: { keys: [randomBytes(32).toString("base64url")] },
     scopes: ["openid", "offline_access", "api", "profile", "email"],
@@ -392,6 +446,16 @@ function createProvider({ issuer, state, store, origins, redirectUris }) {
       },
       rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
       userinfo: { enabled: true },
+      // oidc-provider verifies every proof sent to PAR, token and userinfo, nonce included (it
+      // accepts the values it derives from nonceSecret: our layer hands out one of those, see
+      // dpop-nonces.mjs). Requiring a nonce is for spa-dpop only, so spa behaves as before.
+      dPoP: {
+        enabled: true,
+        nonceSecret: state.nonceSecret,
+        requireNonce: (ctx) => ctx.oidc.client?.clientId === DPOP_CLIENT_ID,
+      },
+      // On by default in oidc-provider 9; spa-dpop must use it.
+      pushedAuthorizationRequests: { enabled: true },
     },
     ttl: {
       // Read at issue time, so a TTL change applies to tokens issued afterwards.
@@ -433,7 +497,8 @@ function corsFor(origins) {
       if (!origin || !origins.has(origin)) return origin ? { Vary: "Origin" } : {};
       return {
         "Access-Control-Allow-Origin": origin,
-        "Access-Control-Expose-Headers": "WWW-Authenticate",
+        // DPoP-Nonce: the API's nonce (RFC 9449 §9), which a browser client must be able to read.
+        "Access-Control-Expose-Headers": "WWW-Authenticate, DPoP-Nonce",
         Vary: "Origin",
       };
     },
@@ -445,7 +510,7 @@ function corsFor(origins) {
         delete headers["Access-Control-Expose-Headers"];
         Object.assign(headers, {
           "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
-          "Access-Control-Allow-Headers": req.headers["access-control-request-headers"] || "Authorization, Content-Type",
+          "Access-Control-Allow-Headers": req.headers["access-control-request-headers"] || "Authorization, Content-Type, DPoP",
           "Access-Control-Max-Age": "600",
         });
       }
@@ -485,8 +550,10 @@ function tokenEndpointMiddleware({ state, origins, store, signal }) {
         return answerOutage(ctx, fault, { endpoint, origins, released, signal });
       }
       if (endpoint === "revocation") return revocationEndpoint(ctx, next, state);
+      if (endpoint === "userinfo") return userinfoEndpoint(ctx, next, { state, origins });
       return next();
     }
+    if (ctx.method === "POST" && ctx.path === PAR_PATH) return parEndpoint(ctx, next, { state, origins });
     if (ctx.method !== "POST" || ctx.path !== TOKEN_PATH) return next();
 
     const exchange = state.outages.get("code_exchange");
@@ -496,8 +563,10 @@ function tokenEndpointMiddleware({ state, origins, store, signal }) {
       return answerOutage(ctx, exchange.fault, { endpoint: "code_exchange", origins, released: exchange.released, signal });
     }
 
+    // Judged on arrival, like the faults: a request refused for its DPoP nonce takes no fault.
+    const nonceProblem = asNonceProblem(ctx, state);
     // Consumed on arrival, so concurrent requests take faults in the order they came in.
-    const fault = state.faults.next.shift();
+    const fault = nonceProblem ? undefined : state.faults.next.shift();
     const { delayMs } = state.faults;
     if (delayMs > 0) {
       try {
@@ -511,15 +580,21 @@ function tokenEndpointMiddleware({ state, origins, store, signal }) {
     if (fault && !PASS_THROUGH.has(fault.kind)) return injectFault(ctx, fault, { state, origins, signal });
 
     try {
+      if (nonceProblem) {
+        await tokenForm(ctx); // to count it by grant_type
+        return refuseAsNonce(ctx, nonceProblem, { state, origins, status: 400 });
+      }
       if (state.reusePolicy === "refuse" && (await refuseReuse(ctx, store, origins))) return;
       await next();
       advertiseLifetime(ctx, state);
+      if (fault?.kind === "bearer_downgrade") downgradeToBearer(ctx, state);
       if (fault?.kind === "lose_response") {
         state.counters.token.faultsInjected += 1;
         ctx.req.socket.destroy();
         ctx.respond = false;
       }
     } finally {
+      stampAsNonce(ctx, state);
       // Counted once the outcome is known but before the response is written, so a client that
       // reads the counters after its response always sees its own request.
       bump(state.counters.token.byGrantType, ctx.oidc?.body?.grant_type ?? ctx.state.grantType ?? "(none)");
@@ -539,9 +614,84 @@ function answerInsteadOfProvider(ctx, origins) {
   ctx.vary("Origin");
   if (origin && origins.has(origin)) {
     ctx.set("Access-Control-Allow-Origin", origin);
-    ctx.set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After");
+    ctx.set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After, DPoP-Nonce");
   }
   ctx.set("Cache-Control", "no-store");
+}
+
+// --- DPoP at the authorization server: the nonce layer in front of oidc-provider ---------------
+//
+// oidc-provider verifies the proofs and binds the tokens; this layer only keeps the nonce, so
+// that tests can make it stale at will (dpop-nonces.mjs says why it must be done here). A request
+// whose proof lacks the current nonce is answered use_dpop_nonce here and never reaches
+// oidc-provider, so the code or refresh token it carries stays unused.
+
+/**
+ * Why the request's DPoP proof must be refused with use_dpop_nonce, or undefined when it may go
+ * on: no proof, or none we can read (several headers, not a JWS), which oidc-provider refuses
+ * itself with invalid_dpop_proof.
+ */
+function asNonceProblem(ctx, state) {
+  const proofs = dpopHeaders(ctx.req);
+  if (proofs.length !== 1) return undefined;
+  let nonce;
+  try {
+    ({ nonce } = decodeProof(proofs[0]).payload);
+  } catch (err) {
+    if (err instanceof ProofError) return undefined;
+    throw err;
+  }
+  if (nonce === undefined) return "Authorization server requires nonce in DPoP proof";
+  if (!state.asNonce.accepts(nonce)) return "Stale or unknown DPoP nonce";
+  return undefined;
+}
+
+// The use_dpop_nonce answer (RFC 9449 §8): 400 JSON at PAR and token, 401 with
+// WWW-Authenticate at userinfo (a protected resource of the authorization server, §9).
+function refuseAsNonce(ctx, problem, { state, origins, status }) {
+  answerInsteadOfProvider(ctx, origins);
+  state.counters.dpop.asNonceRefusals += 1;
+  ctx.status = status;
+  if (status === 401) ctx.set("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="${problem}"`);
+  ctx.set("DPoP-Nonce", state.asNonce.current());
+  ctx.body = { error: "use_dpop_nonce", error_description: problem };
+}
+
+// Every answer to a request with a DPoP header names the current nonce. It replaces the one
+// oidc-provider sets from its own clock, which this layer would refuse.
+function stampAsNonce(ctx, state) {
+  if (!ctx.get("DPoP")) return;
+  ctx.set("DPoP-Nonce", state.asNonce.current());
+  exposeHeader(ctx, "DPoP-Nonce");
+}
+
+/** Adds `name` to Access-Control-Expose-Headers of a CORS answer that lacks it. */
+function exposeHeader(ctx, name) {
+  if (!ctx.response.get("Access-Control-Allow-Origin")) return;
+  const exposed = ctx.response.get("Access-Control-Expose-Headers");
+  const names = exposed ? exposed.split(",").map((h) => h.trim().toLowerCase()) : [];
+  if (!names.includes(name.toLowerCase())) ctx.set("Access-Control-Expose-Headers", exposed ? `${exposed}, ${name}` : name);
+}
+
+async function parEndpoint(ctx, next, { state, origins }) {
+  const problem = asNonceProblem(ctx, state);
+  if (problem) return refuseAsNonce(ctx, problem, { state, origins, status: 400 });
+  await next();
+  stampAsNonce(ctx, state);
+}
+
+async function userinfoEndpoint(ctx, next, { state, origins }) {
+  const problem = asNonceProblem(ctx, state);
+  if (problem) return refuseAsNonce(ctx, problem, { state, origins, status: 401 });
+  await next();
+  stampAsNonce(ctx, state);
+}
+
+// The bearer_downgrade fault: a successful token answer claims token_type "Bearer" although
+// oidc-provider bound the token to the client's key.
+function downgradeToBearer(ctx, state) {
+  state.counters.token.faultsInjected += 1;
+  if (ctx.status === 200 && typeof ctx.body?.token_type === "string") ctx.body.token_type = "Bearer";
 }
 
 // The form of a token request, read here once (later calls get the same): it is handed on as
@@ -655,6 +805,8 @@ async function answerOutage(ctx, fault, { endpoint, origins, released, signal })
 // oidc-provider, revokes nothing).
 async function revocationEndpoint(ctx, next, state) {
   await next();
+  // oidc-provider does not look at proofs here (RFC 9449 requires none), but a DPoP client may send one.
+  stampAsNonce(ctx, state);
   const counters = state.counters.revocation;
   bump(counters.byHint, ctx.oidc?.body?.token_type_hint ?? "(none)");
   if (ctx.status === 200) counters.succeeded += 1;
@@ -770,7 +922,7 @@ function interactionHandler(provider) {
 
 // --- the protected resource ---------------------------------------------------------------------
 
-function apiHandler({ provider, state, cors }) {
+function apiHandler({ provider, state, cors, issuer }) {
   return async function api(req, res, pathname) {
     if (cors.preflight(req, res)) return;
     const headers = cors.headers(req);
@@ -782,6 +934,37 @@ function apiHandler({ provider, state, cors }) {
       bump(state.counters.api.byStatus, String(status));
       sendJson(res, status, body, { ...headers, ...extra });
     };
+    // A valid request: whoami says who, the echo also sends the body back, so a client can prove
+    // that a request retried after a refresh (or a new nonce) resent its body.
+    const answer = (identity, extra) => {
+      if (pathname !== ECHO_PATH) return reply(200, identity, extra);
+      if (body === null) return reply(413, { error: "payload_too_large" }, extra);
+      reply(200, { ...identity, body, contentType: req.headers["content-type"] ?? null }, extra);
+    };
+    const identityOf = (token) => ({
+      sub: token.accountId,
+      scope: token.scope,
+      client_id: token.clientId,
+      exp: token.exp,
+      method: req.method,
+      path: pathname,
+    });
+    // RFC 9449 §7.1 and §9: a DPoP answer carries the error in WWW-Authenticate and, always,
+    // the API's current nonce.
+    const nonceHeader = () => ({ "DPoP-Nonce": state.apiNonce.current() });
+    const refuseDpop = ({ error, description }) => {
+      const quoted = description.replaceAll('"', "'");
+      reply(401, { error, error_description: description }, { ...nonceHeader(), "WWW-Authenticate": `DPoP error="${error}", error_description="${quoted}"` });
+    };
+
+    const dpop = dpopToken(req);
+    if (dpop) {
+      const url = new URL(pathname, issuer).href;
+      const outcome = await checkDpopRequest({ req, url, accessToken: dpop, provider, state });
+      if (outcome.refusal) return refuseDpop(outcome.refusal);
+      state.counters.dpop.apiAccepted += 1;
+      return answer({ ...identityOf(outcome.token), dpop: true, jkt: outcome.jkt }, nonceHeader());
+    }
 
     const bearer = bearerToken(req);
     if (!bearer) {
@@ -792,7 +975,7 @@ function apiHandler({ provider, state, cors }) {
 
     // ignoreExpiration: tell "expired" apart from "unknown or revoked" in the description.
     const token = await provider.AccessToken.find(bearer, { ignoreExpiration: true });
-    const problem = !token ? "The access token is unknown or revoked" : token.isExpired ? "The access token expired" : null;
+    const problem = tokenProblem(token);
     if (problem) {
       if (state.mode === "bluesky") return reply(400, { error: "ExpiredToken", message: "Token has expired" });
       return reply(
@@ -801,20 +984,58 @@ function apiHandler({ provider, state, cors }) {
         { "WWW-Authenticate": `Bearer error="invalid_token", error_description="${problem}"` },
       );
     }
-
-    const identity = {
-      sub: token.accountId,
-      scope: token.scope,
-      client_id: token.clientId,
-      exp: token.exp,
-      method: req.method,
-      path: pathname,
-    };
-    if (pathname !== ECHO_PATH) return reply(200, identity);
-    // The echo lets a client prove that a request retried after a refresh resent its body.
-    if (body === null) return reply(413, { error: "payload_too_large" });
-    reply(200, { ...identity, body, contentType: req.headers["content-type"] ?? null });
+    // A DPoP-bound token is worth nothing without its key: a stolen one replayed as Bearer is
+    // refused (RFC 9449 §7.2), in either mode.
+    if (token.jkt) {
+      return refuseDpop({ error: "invalid_token", description: "The access token is DPoP-bound: send it with the DPoP scheme and a proof" });
+    }
+    answer(identityOf(token));
   };
+}
+
+/** Why the resource refuses `token` (an AccessToken found ignoring expiry), or null. */
+function tokenProblem(token) {
+  if (!token) return "The access token is unknown or revoked";
+  return token.isExpired ? "The access token expired" : null;
+}
+
+/**
+ * RFC 9449 §7.1: the checks of a request with `Authorization: DPoP`, in the order that tells the
+ * client most: the proof itself, its nonce, replay, then the token and its binding to the key.
+ * Resolves to `{ token, jkt }` or `{ refusal: { error, description } }` (counted here).
+ */
+async function checkDpopRequest({ req, url, accessToken, provider, state }) {
+  const counters = state.counters.dpop;
+  const badProof = (description) => {
+    counters.apiProofRefusals += 1;
+    return { refusal: { error: "invalid_dpop_proof", description } };
+  };
+  const proofs = dpopHeaders(req);
+  if (proofs.length !== 1) return badProof("Exactly one DPoP header is required");
+  let proof;
+  try {
+    proof = await verifyProof(proofs[0], { method: req.method, url, accessToken });
+  } catch (err) {
+    if (err instanceof ProofError) return badProof(err.message);
+    throw err;
+  }
+  const { payload, jkt } = proof;
+  if (!state.apiNonce.accepts(payload.nonce)) {
+    counters.apiNonceRefusals += 1;
+    const description = payload.nonce === undefined ? "Resource server requires nonce in DPoP proof" : "Stale or unknown DPoP nonce";
+    return { refusal: { error: "use_dpop_nonce", description } };
+  }
+  // Recorded only now: a proof refused for its nonce was never accepted, so it is no replay.
+  if (!state.apiReplays.add(payload.jti, payload.iat)) {
+    counters.apiReplays += 1;
+    return badProof("The DPoP proof was used before (jti replay)");
+  }
+  const token = await provider.AccessToken.find(accessToken, { ignoreExpiration: true });
+  const problem = tokenProblem(token);
+  if (problem) return { refusal: { error: "invalid_token", description: problem } };
+  if (!token.jkt) return { refusal: { error: "invalid_token", description: "The access token is not DPoP-bound" } };
+  if (token.jkt !== jkt) return badProof("The DPoP proof's key is not the one the access token is bound to");
+  return { token, jkt };
 }
 
 // --- AT-Protocol-style refresh: com.atproto.server.refreshSession ----------------------------------
@@ -930,6 +1151,9 @@ function controlHandler({ state, store, cors }) {
     }),
     "GET /__test/endpoint-faults": () => state.outages.snapshot(),
     "GET /__test/live-refresh-tokens": () => ({ count: store.liveRefreshTokens() }),
+    "GET /__test/dpop/nonces": () => ({ authorizationServer: state.asNonce.current(), api: state.apiNonce.current() }),
+    "POST /__test/dpop/rotate-as-nonce": () => ({ ok: true, nonce: state.asNonce.rotate() }),
+    "POST /__test/dpop/rotate-api-nonce": () => ({ ok: true, nonce: state.apiNonce.rotate() }),
   };
 
   return async function control(req, res, pathname) {
