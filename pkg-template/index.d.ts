@@ -120,12 +120,20 @@ export interface RefreshContext {
   readonly clientId: string;
   /** The granted scope, if known. */
   readonly scope: string | undefined;
+  /**
+   * With `dpop: true`, a session bound to a DPoP key: makes the proof
+   * (the `DPoP` header) for the app's request — `method` defaults to
+   * `"POST"`, `nonce` to the authorization server's latest for `url`'s
+   * origin. The key itself never leaves latchkey. Absent for Bearer sessions.
+   */
+  readonly dpopProof?: (request: { url: string; method?: string; nonce?: string }) => Promise<string>;
 }
 
 /**
  * A token endpoint response
  * ([RFC 6749 §5.1](https://www.rfc-editor.org/rfc/rfc6749#section-5.1)), as a
- * custom refresh resolves with it. `token_type` defaults to `"Bearer"`;
+ * custom refresh resolves with it. `token_type` defaults to `"Bearer"`
+ * (`"DPoP"` for a session bound to a DPoP key);
  * omitted `refresh_token` / `scope` keep the previous ones.
  */
 export interface TokenResponse {

@@ -10,7 +10,9 @@ use std::rc::Rc;
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::js_error::describe;
 use crate::browser::platform::BrowserPlatform;
-use crate::core::dpop::{Dpop, NonceBook};
+use crate::browser::js_error::to_js;
+use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor, Role};
+use crate::core::ports::DpopKeys;
 use crate::core::ports::{HttpReply, RefreshTransport};
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::{Error, RawTokenResponse, TokenSet};
@@ -57,9 +59,52 @@ impl RefreshTransport for BrowserRefresh {
     }
 }
 
+/// `dpopProof({ url, method?, nonce? })`: a promise of a proof.
+type ProofFactory = Closure<dyn FnMut(JsValue) -> Promise>;
+
 impl BrowserRefresh {
+    /// The `dpopProof` a custom refresh of the session bound to `jkt`
+    /// receives: `dpopProof({ url, method = "POST", nonce })` resolves with
+    /// a proof for that request, carrying `nonce`, or else the
+    /// authorization server's latest nonce for `url`'s origin.
+    async fn proof_factory(&self, jkt: &str) -> Result<ProofFactory, Error> {
+        let key = self.dpop_keys.load(jkt).await?;
+        let nonces = Rc::clone(&self.nonces);
+        Ok(Closure::new(move |request: JsValue| {
+            let field = |name: &str| {
+                Reflect::get(&request, &name.into())
+                    .ok()
+                    .and_then(|v| v.as_string())
+            };
+            let (url, method, nonce) = (field("url"), field("method"), field("nonce"));
+            let (key, nonces) = (key.clone(), Rc::clone(&nonces));
+            wasm_bindgen_futures::future_to_promise(async move {
+                let url = url.ok_or_else(|| {
+                    to_js(&Error::invalid_option("dpopProof", "url must be a string"))
+                })?;
+                let nonce = nonce.or_else(|| nonces.get(Role::AuthorizationServer, &url));
+                let platform = BrowserPlatform {
+                    request_timeout_ms: 0,
+                };
+                let proof = make_proof(
+                    &platform,
+                    &key,
+                    ProofFor {
+                        method: method.as_deref().unwrap_or("POST"),
+                        url: &url,
+                        nonce: nonce.as_deref(),
+                        access_token: None,
+                    },
+                )
+                .await
+                .map_err(|error| to_js(&error))?;
+                Ok(proof.secret().into())
+            })
+        }))
+    }
+
     /// Calls `refresh({ refreshToken, accessToken, tokenEndpoint, clientId,
-    /// scope })` and reads what it resolves with as a token response. An
+    /// scope, dpopProof? })` and reads what it resolves with as a token response. An
     /// object with `error` is the server's refusal (`invalid_grant` ends the
     /// session); a throw or rejection is a transient failure.
     async fn call_custom(
@@ -80,6 +125,16 @@ impl BrowserRefresh {
         set("tokenEndpoint", self.token_endpoint.as_str().into());
         set("clientId", self.client_id.as_str().into());
         set("scope", current.scope.as_deref().into());
+        // A bound session's request must be signed: the app gets a proof
+        // factory, never the key.
+        let _factory = match &current.dpop_jkt {
+            Some(jkt) => {
+                let factory = self.proof_factory(jkt).await?;
+                set("dpopProof", factory.as_ref().clone());
+                Some(factory)
+            }
+            None => None,
+        };
         let failed = |value: JsValue| Error::RefreshCallback {
             reason: describe(&value),
         };
