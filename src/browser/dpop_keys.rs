@@ -92,15 +92,6 @@ impl BrowserDpopKeys {
         memory.retain(|(k, _)| k != jkt);
         memory.push((jkt.to_owned(), key.clone()));
     }
-
-    /// Deletes the key `jkt` (a sign-out, or a login that replaced its
-    /// session): tokens bound to it can no longer be used from here.
-    pub async fn delete(&self, jkt: &str) {
-        self.memory.borrow_mut().retain(|(k, _)| k != jkt);
-        if let Some(idb) = &self.idb {
-            let _ = idb.delete(&format!("{}{jkt}", self.prefix)).await;
-        }
-    }
 }
 
 impl DpopKeys for BrowserDpopKeys {
@@ -129,6 +120,14 @@ impl DpopKeys for BrowserDpopKeys {
         }
         self.remember(&jkt, &key);
         Ok((jkt, key))
+    }
+
+    /// Tokens bound to a deleted key can no longer be used from here.
+    async fn delete(&self, jkt: &str) {
+        self.memory.borrow_mut().retain(|(k, _)| k != jkt);
+        if let Some(idb) = &self.idb {
+            let _ = idb.delete(&format!("{}{jkt}", self.prefix)).await;
+        }
     }
 
     async fn load(&self, jkt: &str) -> Result<BrowserDpopKey, Error> {

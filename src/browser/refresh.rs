@@ -9,8 +9,8 @@ use std::rc::Rc;
 
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::js_error::describe;
-use crate::browser::platform::BrowserPlatform;
 use crate::browser::js_error::to_js;
+use crate::browser::platform::BrowserPlatform;
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor, Role};
 use crate::core::ports::DpopKeys;
 use crate::core::ports::{HttpReply, RefreshTransport};

@@ -172,6 +172,13 @@ pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>
     let (params, transaction) =
         request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
     let par = config.par_endpoint()?;
+    // The login this one replaces in the tab can no longer finish: its key
+    // would be left behind.
+    if let Ok(Some(replaced)) = store.take_transaction().await {
+        if let Some(jkt) = replaced.dpop_jkt {
+            dpop.keys.delete(&jkt).await;
+        }
+    }
     store.put_transaction(transaction).await?;
     match (par, &key) {
         (Some(endpoint), Some((_, key))) => {
@@ -598,6 +605,22 @@ mod tests {
                 .find(|(k, _)| k == "dpop_jkt"),
             None,
             "no DPoP, no dpop_jkt"
+        );
+    }
+
+    #[test]
+    fn a_new_login_deletes_the_key_of_the_login_it_replaces() {
+        let platform = FakePlatform::at(NOW);
+        started_as(&dpop_config(), &platform);
+        started_as(&dpop_config(), &platform);
+        let keys = &platform.dpop_keys;
+        assert!(
+            block_on(keys.load(&FakeDpopKeys::jkt(1))).is_err(),
+            "replaced"
+        );
+        assert!(
+            block_on(keys.load(&FakeDpopKeys::jkt(2))).is_ok(),
+            "current"
         );
     }
 

@@ -574,6 +574,10 @@ impl DpopKeys for FakeDpopKeys {
         Ok((Self::jkt(n), key))
     }
 
+    async fn delete(&self, jkt: &str) {
+        self.kept.borrow_mut().retain(|(k, _)| k != jkt);
+    }
+
     async fn load(&self, jkt: &str) -> Result<FakeDpopKey, Error> {
         self.kept
             .borrow()

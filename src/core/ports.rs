@@ -86,6 +86,8 @@ pub trait DpopKeys {
     /// The key whose thumbprint is `jkt`; `dpop_key_unavailable` when it is
     /// gone (deleted by a sign-out, or its storage was cleared).
     async fn load(&self, jkt: &str) -> Result<Self::Key, Error>;
+    /// Deletes the key `jkt`, best effort: the tokens bound to it are over.
+    async fn delete(&self, jkt: &str);
 }
 
 /// A DPoP key the browser holds and cannot export
