@@ -9,6 +9,7 @@ use std::rc::Rc;
 use js_sys::{Function, Reflect};
 use latchkey::browser::authorized_fetch::{is_token_endpoint, prepare, rfc6750_expired};
 use latchkey::browser::channel::{read_message, SessionChannel};
+use latchkey::browser::dpop_keys::BrowserDpopKeys;
 use latchkey::browser::locks::WebSessionLock;
 use latchkey::browser::platform::BrowserPlatform;
 use latchkey::browser::refresh::BrowserRefresh;
@@ -109,6 +110,7 @@ fn sample_tokens() -> TokenSet {
         refresh_expires_at_ms: None,
         issued_at_ms: 1_899_999_000_456,
         login_at_ms: 1_899_999_000_456,
+        dpop_jkt: None,
     }
 }
 
@@ -175,6 +177,8 @@ fn custom(body: &str) -> BrowserRefresh {
         client_id: "spa".into(),
         custom: Some(Function::new_with_args("ctx", body)),
         settle_cap_ms: 1_000,
+        dpop_keys: std::rc::Rc::new(BrowserDpopKeys::in_memory("https://idp.example", "spa")),
+        nonces: std::rc::Rc::default(),
     }
 }
 

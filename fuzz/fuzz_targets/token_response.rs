@@ -37,6 +37,7 @@ fn previous() -> TokenSet {
         refresh_expires_at_ms: Some(NOW_MS + 86_400_000),
         issued_at_ms: NOW_MS - 3_600_000,
         login_at_ms: NOW_MS - 3_600_000,
+        dpop_jkt: None,
     }
 }
 
@@ -72,6 +73,7 @@ fn model(
     retry_after_s: Option<u64>,
     now_ms: u64,
     previous: Option<&TokenSet>,
+    dpop_jkt: Option<&str>,
 ) -> Result<TokenSet, Error> {
     let success = (200..300).contains(&status);
     let raw = match body {
@@ -93,8 +95,16 @@ fn model(
         _ => return Err(malformed()),
     };
     let token_type = raw.token_type.ok_or_else(malformed)?;
-    if !token_type.eq_ignore_ascii_case("Bearer") {
-        return Err(Error::UnsupportedTokenType { token_type });
+    // A DPoP request must get a DPoP token; any other request a Bearer one.
+    let expected = match dpop_jkt {
+        Some(_) => "DPoP",
+        None => "Bearer",
+    };
+    if !token_type.eq_ignore_ascii_case(expected) {
+        return Err(Error::UnsupportedTokenType {
+            token_type,
+            expected,
+        });
     }
     let expires_at_ms = match &raw.expires_in {
         None => None,
@@ -116,7 +126,7 @@ fn model(
     };
     Ok(TokenSet {
         access_token,
-        token_type: "Bearer".into(),
+        token_type: expected.into(),
         expires_at_ms,
         refresh_token,
         scope: raw.scope.or_else(|| previous.and_then(|p| p.scope.clone())),
@@ -126,6 +136,7 @@ fn model(
         refresh_expires_at_ms,
         issued_at_ms: previous.map_or(now_ms, |p| now_ms.max(p.issued_at_ms.saturating_add(1))),
         login_at_ms: previous.map_or(now_ms, |p| p.login_at_ms),
+        dpop_jkt: dpop_jkt.map(str::to_owned),
     })
 }
 
@@ -206,18 +217,25 @@ fuzz_target!(|data: &[u8]| {
         // Retry-After (a header, not the body) is carried onto the error.
         let retry_after_s = (status >= 500).then_some(120);
         for now_ms in CLOCKS {
-            for with_previous in [false, true] {
+            for (with_previous, dpop_jkt) in [
+                (false, None),
+                (true, None),
+                (false, Some("jkt-1")),
+                (true, Some("jkt-1")),
+            ] {
                 let previous = with_previous.then_some(&prev);
                 let reply = HttpReply {
                     status,
                     body: body.clone(),
                     retry_after_s,
+                    dpop_nonce: None,
+                    oauth_error: None,
                 };
-                let actual = token_set_from_reply(reply, now_ms, previous);
-                let expected = model(status, &body, retry_after_s, now_ms, previous);
+                let actual = token_set_from_reply(reply, now_ms, previous, dpop_jkt);
+                let expected = model(status, &body, retry_after_s, now_ms, previous, dpop_jkt);
                 assert!(
                     same(&actual, &expected),
-                    "status {status}, now {now_ms}, previous {with_previous}: got {}, expected {}",
+                    "status {status}, now {now_ms}, previous {with_previous}, dpop {dpop_jkt:?}: got {}, expected {}",
                     describe(&actual),
                     describe(&expected)
                 );
@@ -240,9 +258,11 @@ fuzz_target!(|data: &[u8]| {
                     status,
                     body: twin_body.clone(),
                     retry_after_s,
+                    dpop_nonce: None,
+                    oauth_error: None,
                 };
-                let twin =
-                    token_set_from_reply(twin_reply, now_ms, with_previous.then_some(&twin_prev));
+                let twin_previous = with_previous.then_some(&twin_prev);
+                let twin = token_set_from_reply(twin_reply, now_ms, twin_previous, dpop_jkt);
                 assert_eq!(
                     describe(&actual),
                     describe(&twin),

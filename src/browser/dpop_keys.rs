@@ -39,6 +39,15 @@ pub struct BrowserDpopKey {
     public: DpopPublicKey,
 }
 
+impl std::fmt::Debug for BrowserDpopKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private half is an opaque handle; only the public half shows.
+        f.debug_struct("BrowserDpopKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DpopKey for BrowserDpopKey {
     fn public_key(&self) -> &DpopPublicKey {
         &self.public

@@ -27,6 +27,23 @@ export async function app(): Promise<void> {
     },
   });
 
+  // DPoP + PAR; a custom refresh signs its own request with the session's key.
+  await AuthClient.create({
+    issuer: "https://idp.example",
+    clientId: "spa-dpop",
+    redirectUri: "https://app.example/",
+    dpop: true,
+    par: true,
+    refresh: async ({ refreshToken, tokenEndpoint, clientId, dpopProof }): Promise<TokenResponse> => {
+      const headers: Record<string, string> = { "Content-Type": "application/x-www-form-urlencoded" };
+      if (dpopProof) headers.DPoP = await dpopProof({ url: tokenEndpoint });
+      const body = new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken, client_id: clientId });
+      const res = await fetch(tokenEndpoint, { method: "POST", headers, body });
+      return (await res.json()) as TokenResponse;
+    },
+  });
+  const dpopCodes: LatchkeyErrorCode[] = ["dpop_nonce_failed", "dpop_key_unavailable"];
+
   const kind: "indexeddb" | "localstorage" | "memory" = auth.storageKind;
   const why: string | null = auth.storageFallbackReason;
 
