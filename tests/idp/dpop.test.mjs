@@ -41,6 +41,7 @@ function fresh() {
   idp.clearEndpointFaults();
   idp.setReusePolicy("revoke-grant");
   idp.setMode("rfc6750");
+  idp.setApiNonceChurn(false);
 }
 
 async function post(url, body) {
@@ -223,6 +224,37 @@ test("API: a replayed proof (same jti) is refused", async () => {
   assert.match(replay.headers.get("www-authenticate"), WWW_DPOP("invalid_dpop_proof"));
   assert.match(replay.body.error_description, /replay/);
   assert.deepEqual(idp.counters().dpop, { asNonceRefusals: 0, apiNonceRefusals: 0, apiProofRefusals: 1, apiAccepted: 1, apiReplays: 1 });
+});
+
+test("API: nonce churn refuses every nonce, each answer naming a fresh one; off again, the last one named works", async () => {
+  const { key, nonces, tokens } = await dpopSession();
+  fresh();
+  assert.equal((await callApiWithDpop(idp.whoamiUrl, tokens.access_token, { key, nonces })).status, 200);
+  fresh();
+  const on = await post(`${idp.issuer}/__test/dpop/api-nonce-churn`, { on: true });
+  assert.deepEqual(on, { status: 200, body: { ok: true, on: true } });
+
+  const named = [];
+  let nonce = nonces.api;
+  for (let i = 0; i < 3; i++) {
+    const refused = await dpopResourceRequest(idp.whoamiUrl, tokens.access_token, { key, nonce });
+    assert.equal(refused.status, 401, `request ${i}`);
+    assert.match(refused.headers.get("www-authenticate"), WWW_DPOP("use_dpop_nonce"));
+    nonce = refused.headers.get("dpop-nonce");
+    assert.ok(nonce, "a new nonce is named");
+    named.push(nonce);
+  }
+  assert.equal(new Set([nonces.api, ...named]).size, 4, "a fresh nonce each time");
+  // A bad proof is still refused for itself, before the nonce.
+  const bad = await dpopResourceRequest(idp.whoamiUrl, tokens.access_token, { key, nonce, claims: { htm: "POST" } });
+  assert.match(bad.headers.get("www-authenticate"), WWW_DPOP("invalid_dpop_proof"));
+  assert.deepEqual(idp.counters().dpop, { asNonceRefusals: 0, apiNonceRefusals: 3, apiProofRefusals: 1, apiAccepted: 0, apiReplays: 0 });
+
+  const bogus = await post(`${idp.issuer}/__test/dpop/api-nonce-churn`, { on: "yes" });
+  assert.equal(bogus.status, 400);
+  idp.setApiNonceChurn(false);
+  assert.throws(() => idp.setApiNonceChurn(1), TypeError);
+  assert.equal((await dpopResourceRequest(idp.whoamiUrl, tokens.access_token, { key, nonce })).status, 200, "the last nonce named");
 });
 
 test("API: proofs with a wrong ath, htm, htu, iat, typ, alg, a private jwk, a bad signature or two headers are refused", async () => {

@@ -119,6 +119,11 @@ function assertSeconds(name, value) {
   return value;
 }
 
+function assertFlag(name, value) {
+  if (typeof value !== "boolean") throw new TypeError(`${name} must be true or false`);
+  return value;
+}
+
 /** null (tell the truth) or a positive number of seconds to claim in token responses. */
 function assertAdvertised(value) {
   return value === null ? null : assertSeconds("advertisedExpiresIn", value);
@@ -266,6 +271,10 @@ export async function startIdp(options = {}) {
     nonceSecret: randomBytes(32),
     apiNonce: createApiNonce(),
     apiReplays: createReplayCache(),
+    // While true, /api/* rotates its nonce on every DPoP request before checking the proof's, so
+    // every nonce is refused (use_dpop_nonce, naming a fresh one): a client that resends forever
+    // is caught.
+    apiNonceChurn: false,
     // Per endpoint: null, or how every request to it fails while set (see createOutages).
     outages: createOutages(),
     counters: freshCounters(),
@@ -383,6 +392,9 @@ export async function startIdp(options = {}) {
       rotateAuthorizationServerNonce: () => state.asNonce.rotate(),
       apiNonce: () => state.apiNonce.current(),
       rotateApiNonce: () => state.apiNonce.rotate(),
+      setApiNonceChurn: (on) => {
+        state.apiNonceChurn = assertFlag("apiNonceChurn", on);
+      },
       close: closeAll,
     };
   } catch (err) {
@@ -1020,6 +1032,8 @@ async function checkDpopRequest({ req, url, accessToken, provider, state }) {
     throw err;
   }
   const { payload, jkt } = proof;
+  // Churn: the nonce this proof could know is stale already.
+  if (state.apiNonceChurn) state.apiNonce.rotate();
   if (!state.apiNonce.accepts(payload.nonce)) {
     counters.apiNonceRefusals += 1;
     const description = payload.nonce === undefined ? "Resource server requires nonce in DPoP proof" : "Stale or unknown DPoP nonce";
@@ -1154,6 +1168,10 @@ function controlHandler({ state, store, cors }) {
     "GET /__test/dpop/nonces": () => ({ authorizationServer: state.asNonce.current(), api: state.apiNonce.current() }),
     "POST /__test/dpop/rotate-as-nonce": () => ({ ok: true, nonce: state.asNonce.rotate() }),
     "POST /__test/dpop/rotate-api-nonce": () => ({ ok: true, nonce: state.apiNonce.rotate() }),
+    "POST /__test/dpop/api-nonce-churn": (body) => {
+      state.apiNonceChurn = assertFlag("on", body.on);
+      return { ok: true, on: state.apiNonceChurn };
+    },
   };
 
   return async function control(req, res, pathname) {
