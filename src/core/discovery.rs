@@ -46,6 +46,10 @@ pub struct ProviderMetadata {
     pub pushed_authorization_request_endpoint: Option<String>,
     /// Whether the server accepts authorization requests only through PAR.
     pub require_pushed_authorization_requests: bool,
+    /// The JWS algorithms the server accepts in DPoP proofs
+    /// ([RFC 9449 §5.1](https://www.rfc-editor.org/rfc/rfc9449#section-5.1)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// Splits `scheme://authority/path` into (`scheme://authority`, `/path`).

@@ -40,6 +40,9 @@ pub const ALL_CODES: &[&str] = &[
     "unsupported_token_type",
     "dpop_nonce_failed",
     "dpop_key_unavailable",
+    "handle_not_found",
+    "did_resolution_failed",
+    "pds_metadata_invalid",
     "network_error",
     "storage_error",
     "corrupt_record",
@@ -207,6 +210,24 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// An AT Protocol handle is malformed or does not resolve to a DID
+    /// (`handle_not_found`).
+    HandleNotFound {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A DID's document cannot be fetched or names no usable PDS
+    /// (`did_resolution_failed`).
+    DidResolution {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A PDS's protected-resource metadata is missing or names no usable
+    /// authorization server (`pds_metadata_invalid`).
+    PdsMetadataInvalid {
+        /// What went wrong.
+        reason: String,
+    },
     /// The request did not complete (`network_error`).
     Network {
         /// What went wrong.
@@ -342,6 +363,9 @@ impl Error {
             Error::UnsupportedTokenType { .. } => "unsupported_token_type",
             Error::DpopNonceFailed => "dpop_nonce_failed",
             Error::DpopKeyUnavailable { .. } => "dpop_key_unavailable",
+            Error::HandleNotFound { .. } => "handle_not_found",
+            Error::DidResolution { .. } => "did_resolution_failed",
+            Error::PdsMetadataInvalid { .. } => "pds_metadata_invalid",
             Error::Network { .. } => "network_error",
             Error::Storage { .. } => "storage_error",
             Error::CorruptRecord { .. } => "corrupt_record",
@@ -538,6 +562,11 @@ impl fmt::Display for Error {
             Error::DpopKeyUnavailable { reason } => {
                 write!(f, "the session's DPoP key is unavailable: {reason}")
             }
+            Error::HandleNotFound { reason } => write!(f, "handle not found: {reason}"),
+            Error::DidResolution { reason } => write!(f, "DID resolution failed: {reason}"),
+            Error::PdsMetadataInvalid { reason } => {
+                write!(f, "the PDS's OAuth metadata is unusable: {reason}")
+            }
             Error::Network { reason } => write!(f, "network error: {reason}"),
             Error::Storage { reason } => write!(f, "storage error: {reason}"),
             Error::CorruptRecord { reason } => write!(f, "corrupt stored record: {reason}"),
@@ -677,6 +706,9 @@ mod tests {
             },
             Error::DpopNonceFailed,
             Error::DpopKeyUnavailable { reason: reason() },
+            Error::HandleNotFound { reason: reason() },
+            Error::DidResolution { reason: reason() },
+            Error::PdsMetadataInvalid { reason: reason() },
             Error::Network { reason: reason() },
             Error::Storage { reason: reason() },
             Error::CorruptRecord { reason: reason() },
@@ -736,6 +768,9 @@ mod tests {
             | Error::UnsupportedTokenType { .. }
             | Error::DpopNonceFailed
             | Error::DpopKeyUnavailable { .. }
+            | Error::HandleNotFound { .. }
+            | Error::DidResolution { .. }
+            | Error::PdsMetadataInvalid { .. }
             | Error::Network { .. }
             | Error::Storage { .. }
             | Error::CorruptRecord { .. }

@@ -1,6 +1,7 @@
 //! Protocol and session logic. Nothing in here may use web-sys or js-sys:
 //! the browser is reached only through the traits in [`crate::core::ports`].
 
+pub mod atproto;
 pub mod authorize;
 pub mod authorized_call;
 pub mod base64url;

@@ -1,0 +1,461 @@
+//! The AT Protocol OAuth profile ("Sign in with Bluesky"): from what the
+//! user typed to the authorization server that may sign them in, and back
+//! from the token response's `sub` to the same server.
+//!
+//! There is no configured issuer. A handle resolves to a DID through an
+//! XRPC `com.atproto.identity.resolveHandle` service (a browser cannot
+//! query DNS); the DID document (PLC directory or `did:web`) names the
+//! user's PDS; the PDS's protected-resource metadata names its
+//! authorization server, whose RFC 8414 metadata must carry its own origin
+//! as `issuer`. After the code exchange the `sub` DID is resolved again and
+//! must lead to the same server: a server may only sign in the accounts
+//! whose PDS names it.
+//!
+//! Each step is a request/process pair; the network's answers are input:
+//! sizes are bounded and the handle and DID grammars of the specifications
+//! are enforced.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::discovery::check_endpoint_url;
+use crate::core::origin::Origin;
+use crate::core::ports::{Http, HttpReply};
+use crate::core::{Error, ProviderMetadata};
+
+/// The scope every AT Protocol login must be granted.
+pub const SCOPE: &str = "atproto";
+
+/// The public PLC directory, the default for `did:plc` documents.
+pub const DEFAULT_PLC_DIRECTORY: &str = "https://plc.directory";
+
+/// The longest handle ([atproto handle spec](https://atproto.com/specs/handle)).
+const MAX_HANDLE_LEN: usize = 253;
+/// The longest DID latchkey resolves
+/// ([atproto DID spec](https://atproto.com/specs/did): 2 KB).
+const MAX_DID_LEN: usize = 2048;
+/// The most `alsoKnownAs` and `service` entries read from a document.
+const MAX_ENTRIES: usize = 32;
+
+/// Where resolution starts and which servers it may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// The base URL of a `com.atproto.identity.resolveHandle` service.
+    pub handle_resolver: String,
+    /// The PLC directory for `did:plc` documents.
+    pub plc_directory: String,
+    /// `http://` loopback servers allowed (test networks only).
+    pub allow_insecure_loopback: bool,
+}
+
+/// What the user typed: a handle or a DID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identifier {
+    /// A handle, lowercased, without a leading `@`.
+    Handle(String),
+    /// A DID.
+    Did(String),
+}
+
+/// Whether `handle` has the handle syntax: 2+ dot-separated labels of
+/// ASCII letters, digits and inner hyphens, 1–63 characters each, the last
+/// not starting with a digit, 253 characters at most.
+pub fn is_valid_handle(handle: &str) -> bool {
+    if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
+        return false;
+    }
+    let labels: Vec<&str> = handle.split('.').collect();
+    if labels.len() < 2 {
+        return false;
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    labels.iter().all(|l| label_ok(l))
+        && !labels[labels.len() - 1].starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Whether `did` is a DID latchkey can resolve: `did:plc:` followed by 24
+/// base32 characters (`a-z`, `2-7`), or `did:web:` followed by a hostname
+/// (a port percent-encoded as `%3A`; no paths).
+pub fn is_valid_did(did: &str) -> bool {
+    if did.len() > MAX_DID_LEN {
+        return false;
+    }
+    if let Some(id) = did.strip_prefix("did:plc:") {
+        return id.len() == 24 && id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'));
+    }
+    if let Some(id) = did.strip_prefix("did:web:") {
+        let (host, port) = match id.split_once("%3A") {
+            Some((host, port)) => (host, Some(port)),
+            None => (id, None),
+        };
+        let host_ok = (host == "localhost" || is_valid_handle(host)) && !host.contains(':');
+        let port_ok = port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+        return host_ok && port_ok;
+    }
+    false
+}
+
+/// Reads what the user typed: a DID as it is, or a handle (a leading `@`
+/// removed, lowercased). Anything else is `handle_not_found`.
+pub fn parse_identifier(input: &str) -> Result<Identifier, Error> {
+    let input = input.trim();
+    if input.starts_with("did:") {
+        return match is_valid_did(input) {
+            true => Ok(Identifier::Did(input.to_owned())),
+            false => Err(Error::DidResolution {
+                reason: "not a did:plc or did:web DID".into(),
+            }),
+        };
+    }
+    let handle = input
+        .strip_prefix('@')
+        .unwrap_or(input)
+        .to_ascii_lowercase();
+    match is_valid_handle(&handle) {
+        true => Ok(Identifier::Handle(handle)),
+        false => Err(Error::HandleNotFound {
+            reason: "not a valid handle".into(),
+        }),
+    }
+}
+
+/// `url` without its trailing `/`s, so paths can be appended.
+fn base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+/// The resolveHandle request for `handle` (a valid handle: nothing in it
+/// needs encoding).
+pub fn resolve_handle_url(resolver: &Resolver, handle: &str) -> String {
+    format!(
+        "{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}",
+        base(&resolver.handle_resolver)
+    )
+}
+
+/// resolveHandle's answer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ResolveHandleReply {
+    /// The DID the handle points to.
+    pub did: Option<String>,
+}
+
+/// The DID of a resolveHandle answer, or `handle_not_found`.
+pub fn process_resolve_handle(reply: HttpReply<ResolveHandleReply>) -> Result<String, Error> {
+    let not_found = |reason: String| Error::HandleNotFound { reason };
+    if reply.status != 200 {
+        return Err(not_found(format!(
+            "the resolver answered HTTP {}",
+            reply.status
+        )));
+    }
+    let did = reply
+        .body
+        .map_err(not_found)?
+        .did
+        .ok_or_else(|| not_found("the resolver's answer has no did".into()))?;
+    if !is_valid_did(&did) {
+        return Err(not_found(
+            "the resolver answered with an invalid DID".into(),
+        ));
+    }
+    Ok(did)
+}
+
+/// Where `did`'s document is: the PLC directory, or the `did:web` host's
+/// `/.well-known/did.json` (plain `http` for a loopback host only when
+/// allowed).
+pub fn did_document_url(resolver: &Resolver, did: &str) -> Result<String, Error> {
+    if did.starts_with("did:plc:") {
+        return Ok(format!("{}/{did}", base(&resolver.plc_directory)));
+    }
+    let host = did
+        .strip_prefix("did:web:")
+        .ok_or_else(|| Error::DidResolution {
+            reason: "not a did:plc or did:web DID".into(),
+        })?
+        .replace("%3A", ":");
+    let loopback = Origin::of_url(&format!("http://{host}")).is_some_and(|o| o.is_loopback());
+    let scheme = if loopback && resolver.allow_insecure_loopback {
+        "http"
+    } else {
+        "https"
+    };
+    Ok(format!("{scheme}://{host}/.well-known/did.json"))
+}
+
+/// A DID document, the members latchkey reads
+/// ([DID Core](https://www.w3.org/TR/did-core/), atproto's use of it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DidDocument {
+    /// The DID it describes.
+    pub id: String,
+    /// `at://<handle>` entries: the handles the account claims.
+    #[serde(rename = "alsoKnownAs")]
+    pub also_known_as: Vec<String>,
+    /// Services, among them the PDS (`#atproto_pds`).
+    pub service: Vec<DidService>,
+}
+
+/// One service of a DID document.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DidService {
+    /// `#atproto_pds` or `<did>#atproto_pds` for the PDS.
+    pub id: String,
+    /// `AtprotoPersonalDataServer` for the PDS.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The PDS's URL.
+    #[serde(rename = "serviceEndpoint")]
+    pub endpoint: Option<String>,
+}
+
+/// An account as its DID document describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The account's DID.
+    pub did: String,
+    /// The first handle the document claims, when it is a valid handle.
+    /// (Confirmed when it is the handle the user typed, which resolved to
+    /// this DID; otherwise as the document says.)
+    pub handle: Option<String>,
+    /// The PDS's URL.
+    pub pds: String,
+}
+
+/// The PDS and handle of `did`'s document, or `did_resolution_failed`.
+pub fn process_did_document(
+    reply: HttpReply<DidDocument>,
+    did: &str,
+    allow_insecure_loopback: bool,
+) -> Result<Identity, Error> {
+    let failed = |reason: String| Error::DidResolution { reason };
+    if reply.status != 200 {
+        return Err(failed(format!(
+            "the DID document answered HTTP {}",
+            reply.status
+        )));
+    }
+    let document = reply.body.map_err(failed)?;
+    if document.id != did {
+        return Err(failed("the document describes another DID".into()));
+    }
+    let pds = document
+        .service
+        .iter()
+        .take(MAX_ENTRIES)
+        .find(|s| {
+            (s.id == "#atproto_pds" || s.id == format!("{did}#atproto_pds"))
+                && s.kind == "AtprotoPersonalDataServer"
+        })
+        .and_then(|s| s.endpoint.clone())
+        .ok_or_else(|| failed("the document names no PDS".into()))?;
+    check_endpoint_url("serviceEndpoint", &pds, allow_insecure_loopback)
+        .map_err(|error| failed(format!("the PDS URL is unusable: {error}")))?;
+    let handle = document
+        .also_known_as
+        .iter()
+        .take(MAX_ENTRIES)
+        .filter_map(|aka| aka.strip_prefix("at://"))
+        .map(str::to_ascii_lowercase)
+        .find(|h| is_valid_handle(h));
+    Ok(Identity {
+        did: did.to_owned(),
+        handle,
+        pds: base(&pds).to_owned(),
+    })
+}
+
+/// The PDS's protected-resource metadata
+/// ([RFC 9728](https://www.rfc-editor.org/rfc/rfc9728)).
+pub fn protected_resource_url(pds: &str) -> String {
+    format!("{}/.well-known/oauth-protected-resource", base(pds))
+}
+
+/// Protected-resource metadata, the members latchkey reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ProtectedResourceMetadata {
+    /// The authorization servers for this resource; atproto uses the first.
+    pub authorization_servers: Vec<String>,
+}
+
+/// The authorization server (issuer) a PDS names, or
+/// `pds_metadata_invalid`.
+pub fn process_protected_resource(
+    reply: HttpReply<ProtectedResourceMetadata>,
+    allow_insecure_loopback: bool,
+) -> Result<String, Error> {
+    let invalid = |reason: String| Error::PdsMetadataInvalid { reason };
+    if reply.status != 200 {
+        return Err(invalid(format!("the PDS answered HTTP {}", reply.status)));
+    }
+    let issuer = reply
+        .body
+        .map_err(invalid)?
+        .authorization_servers
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("no authorization_servers".into()))?;
+    check_endpoint_url("authorization_servers", &issuer, allow_insecure_loopback)
+        .map_err(|error| invalid(format!("the authorization server is unusable: {error}")))?;
+    Ok(issuer)
+}
+
+/// An atproto authorization server is an origin: no path, query or
+/// fragment (`pds_metadata_invalid` otherwise).
+fn check_origin_only(issuer: &str) -> Result<(), Error> {
+    let after_scheme = issuer.split_once("://").map_or("", |(_, rest)| rest);
+    if Origin::of_url(issuer).is_none() || after_scheme.contains(['/', '?', '#']) {
+        return Err(Error::PdsMetadataInvalid {
+            reason: "the authorization server is not an origin".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The authorization server's RFC 8414 metadata document.
+pub fn authorization_server_metadata_url(issuer: &str) -> String {
+    format!("{}/.well-known/oauth-authorization-server", base(issuer))
+}
+
+/// The authorization server's metadata, checked for the profile: `issuer`
+/// exactly the server's origin (`issuer_mismatch` otherwise), PAR and DPoP
+/// with ES256 offered, callbacks carrying `iss`.
+pub fn process_authorization_server(
+    reply: HttpReply<ProviderMetadata>,
+    issuer: &str,
+) -> Result<ProviderMetadata, Error> {
+    check_origin_only(issuer)?;
+    let unusable = |reason: &str| Error::Discovery {
+        reason: reason.to_owned(),
+    };
+    if reply.status != 200 {
+        return Err(Error::Discovery {
+            reason: format!(
+                "the authorization server's metadata answered HTTP {}",
+                reply.status
+            ),
+        });
+    }
+    let metadata = reply.body.map_err(|reason| Error::Discovery { reason })?;
+    let metadata = metadata.validate(issuer)?;
+    if metadata.pushed_authorization_request_endpoint.is_none() {
+        return Err(unusable("the authorization server offers no PAR endpoint"));
+    }
+    let es256 = metadata
+        .dpop_signing_alg_values_supported
+        .as_ref()
+        .is_some_and(|algs| algs.iter().any(|a| a == "ES256"));
+    if !es256 {
+        return Err(unusable(
+            "the authorization server does not offer DPoP with ES256",
+        ));
+    }
+    if !metadata.authorization_response_iss_parameter_supported {
+        return Err(unusable(
+            "the authorization server's callbacks carry no iss",
+        ));
+    }
+    Ok(metadata)
+}
+
+/// The identity behind what the user typed, and its authorization
+/// server's metadata: every step of the chain, in order.
+pub async fn resolve_login<H: Http>(
+    http: &H,
+    resolver: &Resolver,
+    input: &str,
+) -> Result<(Identity, ProviderMetadata), Error> {
+    let (did, typed_handle) = match parse_identifier(input)? {
+        Identifier::Did(did) => (did, None),
+        Identifier::Handle(handle) => {
+            let url = resolve_handle_url(resolver, &handle);
+            let reply = http.get_json(&url).await?;
+            (process_resolve_handle(reply)?, Some(handle))
+        }
+    };
+    let mut identity = resolve_did(http, resolver, &did).await?;
+    if let Some(typed) = typed_handle {
+        // Confirmed both ways: the handle named this DID, and the document
+        // claims the handle.
+        if identity.handle.as_deref() != Some(typed.as_str()) {
+            return Err(Error::HandleNotFound {
+                reason: "the DID document does not claim the handle".into(),
+            });
+        }
+    }
+    let issuer = authorization_server_of(http, resolver, &identity.pds).await?;
+    let metadata = authorization_server_metadata(http, &issuer).await?;
+    identity.pds = base(&identity.pds).to_owned();
+    Ok((identity, metadata))
+}
+
+/// `did`'s document, read.
+pub async fn resolve_did<H: Http>(
+    http: &H,
+    resolver: &Resolver,
+    did: &str,
+) -> Result<Identity, Error> {
+    let url = did_document_url(resolver, did)?;
+    let reply = http.get_json(&url).await?;
+    process_did_document(reply, did, resolver.allow_insecure_loopback)
+}
+
+/// The issuer a PDS names.
+pub async fn authorization_server_of<H: Http>(
+    http: &H,
+    resolver: &Resolver,
+    pds: &str,
+) -> Result<String, Error> {
+    let reply = http.get_json(&protected_resource_url(pds)).await?;
+    process_protected_resource(reply, resolver.allow_insecure_loopback)
+}
+
+/// An authorization server's metadata, checked for the profile.
+pub async fn authorization_server_metadata<H: Http>(
+    http: &H,
+    issuer: &str,
+) -> Result<ProviderMetadata, Error> {
+    check_origin_only(issuer)?;
+    let reply = http
+        .get_json(&authorization_server_metadata_url(issuer))
+        .await?;
+    process_authorization_server(reply, issuer)
+}
+
+/// Checks that the account `did` is one `issuer` may sign in: its document
+/// names a PDS that names `issuer` (`issuer_mismatch` otherwise). Done
+/// after the code exchange, before anything is stored.
+pub async fn verify_subject<H: Http>(
+    http: &H,
+    resolver: &Resolver,
+    did: &str,
+    issuer: &str,
+) -> Result<Identity, Error> {
+    if !is_valid_did(did) {
+        return Err(Error::DidResolution {
+            reason: "the token response's sub is not a did:plc or did:web DID".into(),
+        });
+    }
+    let identity = resolve_did(http, resolver, did).await?;
+    if authorization_server_of(http, resolver, &identity.pds).await? != issuer {
+        return Err(Error::IssuerMismatch);
+    }
+    Ok(identity)
+}
+
+#[cfg(test)]
+#[path = "atproto_tests.rs"]
+mod tests;

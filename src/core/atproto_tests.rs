@@ -1,0 +1,328 @@
+//! The AT Protocol resolution chain: one test per branch, against the fake
+//! HTTP server that asserts each exact request.
+
+use super::*;
+use crate::core::fakes::{block_on, FakePlatform};
+
+const RESOLVER: &str = "https://resolver.example";
+const PLC: &str = "https://plc.example";
+const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+const PDS: &str = "https://pds.example";
+const AS: &str = "https://auth.example";
+
+fn resolver() -> Resolver {
+    Resolver {
+        handle_resolver: RESOLVER.into(),
+        plc_directory: PLC.into(),
+        allow_insecure_loopback: false,
+    }
+}
+
+fn document(id: &str, handle: &str, pds: &str) -> String {
+    format!(
+        r##"{{"id":"{id}","alsoKnownAs":["at://{handle}"],"service":[{{"id":"#atproto_pds","type":"AtprotoPersonalDataServer","serviceEndpoint":"{pds}"}}]}}"##
+    )
+}
+
+fn as_metadata(issuer: &str) -> String {
+    format!(
+        r#"{{"issuer":"{issuer}","authorization_endpoint":"{AS}/oauth/authorize","token_endpoint":"{AS}/oauth/token",
+        "pushed_authorization_request_endpoint":"{AS}/oauth/par","require_pushed_authorization_requests":true,
+        "dpop_signing_alg_values_supported":["ES256"],"authorization_response_iss_parameter_supported":true}}"#
+    )
+}
+
+fn expect_chain(platform: &FakePlatform, handle: &str) {
+    platform.expect_get(
+        &format!("{RESOLVER}/xrpc/com.atproto.identity.resolveHandle?handle={handle}"),
+        200,
+        &format!(r#"{{"did":"{DID}"}}"#),
+    );
+    platform.expect_get(&format!("{PLC}/{DID}"), 200, &document(DID, handle, PDS));
+    platform.expect_get(
+        &format!("{PDS}/.well-known/oauth-protected-resource"),
+        200,
+        &format!(r#"{{"resource":"{PDS}","authorization_servers":["{AS}"]}}"#),
+    );
+}
+
+#[test]
+fn handles_follow_the_grammar() {
+    for good in [
+        "alice.test",
+        "a.bsky.social",
+        "x-y.example.com",
+        "xn--ls8h.test",
+    ] {
+        assert!(is_valid_handle(good), "{good}");
+    }
+    let long = format!("{}.test", "a".repeat(64));
+    for bad in [
+        "alice",
+        "-a.test",
+        "a-.test",
+        "a..test",
+        "a.1test",
+        "a_b.test",
+        "",
+        long.as_str(),
+    ] {
+        assert!(!is_valid_handle(bad), "{bad}");
+    }
+}
+
+#[test]
+fn dids_follow_the_grammar_of_the_two_methods() {
+    assert!(is_valid_did(DID));
+    assert!(is_valid_did("did:web:example.com"));
+    assert!(is_valid_did("did:web:localhost%3A2583"));
+    for bad in [
+        "did:plc:short",
+        "did:plc:EWVI7NXZYOUN6ZHXRHS64OIZ",
+        "did:web:example.com/path",
+        "did:web:localhost%3A",
+        "did:key:zQ3sh",
+        "plc:ewvi7nxzyoun6zhxrhs64oiz",
+    ] {
+        assert!(!is_valid_did(bad), "{bad}");
+    }
+}
+
+#[test]
+fn what_the_user_typed_is_a_handle_or_a_did() {
+    assert_eq!(
+        parse_identifier(" @Alice.Test ").unwrap(),
+        Identifier::Handle("alice.test".into())
+    );
+    assert_eq!(parse_identifier(DID).unwrap(), Identifier::Did(DID.into()));
+    assert_eq!(
+        parse_identifier("alice").unwrap_err().code(),
+        "handle_not_found"
+    );
+    assert_eq!(
+        parse_identifier("did:key:z").unwrap_err().code(),
+        "did_resolution_failed"
+    );
+}
+
+#[test]
+fn a_handle_resolves_through_its_did_and_pds_to_the_authorization_server() {
+    let platform = FakePlatform::at(0);
+    expect_chain(&platform, "alice.test");
+    platform.expect_get(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        &as_metadata(AS),
+    );
+    let (identity, metadata) =
+        block_on(resolve_login(&platform, &resolver(), "@alice.test")).unwrap();
+    assert_eq!(
+        identity,
+        Identity {
+            did: DID.into(),
+            handle: Some("alice.test".into()),
+            pds: PDS.into()
+        }
+    );
+    assert_eq!(metadata.issuer, AS);
+}
+
+#[test]
+fn a_did_skips_handle_resolution() {
+    let platform = FakePlatform::at(0);
+    platform.expect_get(
+        &format!("{PLC}/{DID}"),
+        200,
+        &document(DID, "alice.test", PDS),
+    );
+    platform.expect_get(
+        &format!("{PDS}/.well-known/oauth-protected-resource"),
+        200,
+        &format!(r#"{{"authorization_servers":["{AS}"]}}"#),
+    );
+    platform.expect_get(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        &as_metadata(AS),
+    );
+    let (identity, _) = block_on(resolve_login(&platform, &resolver(), DID)).unwrap();
+    assert_eq!(identity.handle.as_deref(), Some("alice.test"));
+}
+
+#[test]
+fn a_handle_the_resolver_does_not_know_is_handle_not_found() {
+    let platform = FakePlatform::at(0);
+    platform.expect_get(
+        &format!("{RESOLVER}/xrpc/com.atproto.identity.resolveHandle?handle=nobody.test"),
+        400,
+        r#"{"error":"InvalidRequest","message":"Unable to resolve handle"}"#,
+    );
+    let error = block_on(resolve_login(&platform, &resolver(), "nobody.test")).unwrap_err();
+    assert_eq!(error.code(), "handle_not_found");
+}
+
+#[test]
+fn a_resolver_answering_a_malformed_did_is_handle_not_found() {
+    let reply = HttpReply {
+        status: 200,
+        body: Ok(ResolveHandleReply {
+            did: Some("did:plc:../../x".into()),
+        }),
+        retry_after_s: None,
+        dpop_nonce: None,
+        oauth_error: None,
+    };
+    assert_eq!(
+        process_resolve_handle(reply).unwrap_err().code(),
+        "handle_not_found"
+    );
+}
+
+#[test]
+fn a_document_that_does_not_claim_the_handle_is_refused() {
+    let platform = FakePlatform::at(0);
+    platform.expect_get(
+        &format!("{RESOLVER}/xrpc/com.atproto.identity.resolveHandle?handle=alice.test"),
+        200,
+        &format!(r#"{{"did":"{DID}"}}"#),
+    );
+    platform.expect_get(
+        &format!("{PLC}/{DID}"),
+        200,
+        &document(DID, "mallory.test", PDS),
+    );
+    let error = block_on(resolve_login(&platform, &resolver(), "alice.test")).unwrap_err();
+    assert_eq!(error.code(), "handle_not_found");
+}
+
+#[test]
+fn a_document_for_another_did_or_without_a_pds_fails_resolution() {
+    let reply = |body: &str| HttpReply {
+        status: 200,
+        body: serde_json::from_str(body).map_err(|e| e.to_string()),
+        retry_after_s: None,
+        dpop_nonce: None,
+        oauth_error: None,
+    };
+    let other = document("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "alice.test", PDS);
+    let no_pds = format!(r#"{{"id":"{DID}","alsoKnownAs":[],"service":[]}}"#);
+    let bad_url = document(DID, "alice.test", "javascript:alert(1)");
+    for body in [other, no_pds, bad_url] {
+        let error = process_did_document(reply(&body), DID, false).unwrap_err();
+        assert_eq!(error.code(), "did_resolution_failed", "{body}");
+    }
+}
+
+#[test]
+fn a_did_web_document_is_at_its_hosts_well_known_path() {
+    let loopback = Resolver {
+        allow_insecure_loopback: true,
+        ..resolver()
+    };
+    assert_eq!(
+        did_document_url(&resolver(), "did:web:example.com").unwrap(),
+        "https://example.com/.well-known/did.json"
+    );
+    assert_eq!(
+        did_document_url(&loopback, "did:web:localhost%3A2583").unwrap(),
+        "http://localhost:2583/.well-known/did.json"
+    );
+    assert_eq!(
+        did_document_url(&resolver(), "did:web:localhost%3A2583").unwrap(),
+        "https://localhost:2583/.well-known/did.json",
+        "http only when allowed"
+    );
+}
+
+#[test]
+fn a_pds_without_authorization_servers_is_pds_metadata_invalid() {
+    let platform = FakePlatform::at(0);
+    platform.expect_get(
+        &format!("{PDS}/.well-known/oauth-protected-resource"),
+        200,
+        r#"{"authorization_servers":[]}"#,
+    );
+    let error = block_on(authorization_server_of(&platform, &resolver(), PDS)).unwrap_err();
+    assert_eq!(error.code(), "pds_metadata_invalid");
+}
+
+#[test]
+fn metadata_naming_an_issuer_that_is_not_its_origin_is_issuer_mismatch() {
+    let platform = FakePlatform::at(0);
+    platform.expect_get(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        &as_metadata("https://evil.example"),
+    );
+    let error = block_on(authorization_server_metadata(&platform, AS)).unwrap_err();
+    assert_eq!(error.code(), "issuer_mismatch");
+}
+
+#[test]
+fn an_authorization_server_with_a_path_is_refused() {
+    let platform = FakePlatform::at(0); // nothing fetched
+    let error = block_on(authorization_server_metadata(
+        &platform,
+        "https://auth.example/x",
+    ))
+    .unwrap_err();
+    assert_eq!(error.code(), "pds_metadata_invalid");
+}
+
+#[test]
+fn an_authorization_server_without_par_or_es256_dpop_is_unusable() {
+    for (from, to) in [
+        (
+            r#""pushed_authorization_request_endpoint":"https://auth.example/oauth/par","#,
+            "",
+        ),
+        (r#"["ES256"]"#, r#"["RS256"]"#),
+    ] {
+        let platform = FakePlatform::at(0);
+        platform.expect_get(
+            &format!("{AS}/.well-known/oauth-authorization-server"),
+            200,
+            &as_metadata(AS).replace(from, to),
+        );
+        let error = block_on(authorization_server_metadata(&platform, AS)).unwrap_err();
+        assert_eq!(error.code(), "discovery_failed", "{from}");
+    }
+}
+
+#[test]
+fn the_subject_must_be_an_account_whose_pds_names_this_server() {
+    let platform = FakePlatform::at(0);
+    platform.expect_get(
+        &format!("{PLC}/{DID}"),
+        200,
+        &document(DID, "alice.test", PDS),
+    );
+    platform.expect_get(
+        &format!("{PDS}/.well-known/oauth-protected-resource"),
+        200,
+        r#"{"authorization_servers":["https://other.example"]}"#,
+    );
+    let error = block_on(verify_subject(&platform, &resolver(), DID, AS)).unwrap_err();
+    assert_eq!(error.code(), "issuer_mismatch");
+
+    let platform = FakePlatform::at(0);
+    platform.expect_get(
+        &format!("{PLC}/{DID}"),
+        200,
+        &document(DID, "alice.test", PDS),
+    );
+    platform.expect_get(
+        &format!("{PDS}/.well-known/oauth-protected-resource"),
+        200,
+        &format!(r#"{{"authorization_servers":["{AS}"]}}"#),
+    );
+    let identity = block_on(verify_subject(&platform, &resolver(), DID, AS)).unwrap();
+    assert_eq!(identity.pds, PDS);
+}
+
+#[test]
+fn a_subject_that_is_not_a_did_is_refused_before_any_request() {
+    let platform = FakePlatform::at(0);
+    let error = block_on(verify_subject(&platform, &resolver(), "alice", AS)).unwrap_err();
+    assert_eq!(error.code(), "did_resolution_failed");
+}
