@@ -111,6 +111,7 @@ fn sample_tokens() -> TokenSet {
         issued_at_ms: 1_899_999_000_456,
         login_at_ms: 1_899_999_000_456,
         dpop_jkt: None,
+        atproto: None,
     }
 }
 

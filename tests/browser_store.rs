@@ -31,6 +31,7 @@ fn tokens(access: &str) -> TokenSet {
         issued_at_ms: 1_800_000_000_000,
         login_at_ms: 1_800_000_000_000,
         dpop_jkt: None,
+        atproto: None,
     }
 }
 

@@ -38,6 +38,7 @@ fn previous() -> TokenSet {
         issued_at_ms: NOW_MS - 3_600_000,
         login_at_ms: NOW_MS - 3_600_000,
         dpop_jkt: None,
+        atproto: None,
     }
 }
 
@@ -137,6 +138,7 @@ fn model(
         issued_at_ms: previous.map_or(now_ms, |p| now_ms.max(p.issued_at_ms.saturating_add(1))),
         login_at_ms: previous.map_or(now_ms, |p| p.login_at_ms),
         dpop_jkt: dpop_jkt.map(str::to_owned),
+        atproto: previous.and_then(|p| p.atproto.clone()),
     })
 }
 

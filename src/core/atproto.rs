@@ -277,6 +277,25 @@ pub fn process_did_document(
     })
 }
 
+/// A signed-in AT Protocol account and the servers of its session, kept
+/// with its tokens: a reload or another tab needs no resolution before its
+/// first call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The account's DID (the token response's `sub`).
+    pub did: String,
+    /// Its handle, as its DID document claims it.
+    pub handle: Option<String>,
+    /// Its PDS's URL: `fetchWithAuth` may send the token there.
+    pub pds: String,
+    /// The authorization server (issuer) of the session.
+    pub issuer: String,
+    /// Where the session refreshes.
+    pub token_endpoint: String,
+    /// Where it is revoked at sign-out, if the server has one.
+    pub revocation_endpoint: Option<String>,
+}
+
 /// The PDS's protected-resource metadata
 /// ([RFC 9728](https://www.rfc-editor.org/rfc/rfc9728)).
 pub fn protected_resource_url(pds: &str) -> String {

@@ -14,8 +14,8 @@ use crate::core::ports::{
 use crate::core::token::token_set_from_reply;
 use crate::core::{
     check_endpoint_url, code_exchange_params, discovery_urls, validate_callback,
-    AuthorizationRequest, EndpointOverrides, Endpoints, Error, Nonce, PkceChallenge, PkceVerifier,
-    ProviderMetadata, RawTokenResponse, State, TokenSet,
+    AuthorizationRequest, EndpointOverrides, Endpoints, Error, Nonce, PendingTransaction,
+    PkceChallenge, PkceVerifier, ProviderMetadata, RawTokenResponse, State, TokenSet,
 };
 
 /// A validated client configuration: what `AuthClient.create` resolves once.
@@ -202,6 +202,9 @@ pub struct LoginResult {
     pub app_state: Option<String>,
     /// The verified ID token's claims as JSON text (OpenID Connect logins).
     pub claims_json: Option<String>,
+    /// The token response's `sub`, when it has one (the AT Protocol's DID):
+    /// checked by the caller before anything is stored.
+    pub subject: Option<String>,
 }
 
 /// Completes a login from the callback's query parameters: takes (and so
@@ -228,6 +231,28 @@ where
 {
     // Taken before validation: a replayed or failed callback finds nothing.
     let transaction = store.take_transaction().await?;
+    let key_id = transaction.as_ref().and_then(|t| t.dpop_jkt.clone());
+    let result = exchange(config, platform, dpop, jwks, transaction, callback_params).await;
+    if let (Err(_), Some(jkt)) = (&result, key_id) {
+        // Nothing will ever be bound to the failed login's key.
+        dpop.keys.delete(&jkt).await;
+    }
+    result
+}
+
+/// [`finish_login`] once the transaction is taken.
+async fn exchange<P, K>(
+    config: &ClientConfig,
+    platform: &P,
+    dpop: &Dpop<'_, K>,
+    jwks: &JwksCache,
+    transaction: Option<PendingTransaction>,
+    callback_params: &[(String, String)],
+) -> Result<LoginResult, Error>
+where
+    P: Clock + Crypto + Http + Json + SignatureVerifier,
+    K: DpopKeys,
+{
     let callback = validate_callback(
         transaction,
         callback_params,
@@ -249,6 +274,8 @@ where
         None => platform.post_form(token_endpoint, &form).await?,
     };
     let now = platform.now_ms();
+    // The account the tokens are for, when the server names it (atproto).
+    let subject = reply.body.as_ref().ok().and_then(|raw| raw.sub.clone());
     let mut tokens = token_set_from_reply(reply, now, None, outcome.dpop_jkt.as_deref())?;
     if outcome.nonce.is_none() {
         tokens.id_token = None;
@@ -265,6 +292,7 @@ where
         tokens,
         app_state: outcome.app_state,
         claims_json: verified.map(|id| id.into_claims_json()),
+        subject,
     })
 }
 
@@ -693,6 +721,16 @@ mod tests {
         expect_dpop_code_exchange(&platform, 200, TOKENS);
         let error = finish_as(&dpop_config(), &platform, &params).unwrap_err();
         assert_eq!(error.code(), "unsupported_token_type");
+    }
+
+    #[test]
+    fn a_refused_dpop_login_deletes_its_key() {
+        let platform = FakePlatform::at(NOW);
+        let params = started_as(&dpop_config(), &platform);
+        expect_dpop_code_exchange(&platform, 200, TOKENS); // a Bearer downgrade
+        finish_as(&dpop_config(), &platform, &params).unwrap_err();
+        let gone = block_on(platform.dpop_keys.load(&FakeDpopKeys::jkt(1)));
+        assert_eq!(gone.unwrap_err().code(), "dpop_key_unavailable");
     }
 
     #[test]

@@ -154,6 +154,7 @@ mod tests {
             issued_at_ms: NOW,
             login_at_ms: NOW,
             dpop_jkt: None,
+            atproto: None,
         }
     }
 

@@ -49,6 +49,7 @@ fn token_set() -> TokenSet {
         issued_at_ms: 0,
         login_at_ms: 0,
         dpop_jkt: None,
+        atproto: None,
     }
 }
 

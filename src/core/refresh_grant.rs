@@ -65,6 +65,7 @@ mod tests {
             issued_at_ms: 0,
             login_at_ms: 0,
             dpop_jkt,
+            atproto: None,
         }
     }
 

@@ -127,6 +127,7 @@ mod tests {
             issued_at_ms: 0,
             login_at_ms: 0,
             dpop_jkt: None,
+            atproto: None,
         }
     }
 

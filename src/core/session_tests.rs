@@ -36,6 +36,7 @@ fn tokens(access: &str, refresh: Option<&str>, issued_at_ms: u64, lifetime_ms: u
         issued_at_ms,
         login_at_ms: issued_at_ms,
         dpop_jkt: None,
+        atproto: None,
     }
 }
 

@@ -185,6 +185,7 @@ fn set(grant: usize, n: u32, issued_at_ms: u64) -> TokenSet {
         issued_at_ms,
         login_at_ms: issued_at_ms,
         dpop_jkt: None,
+        atproto: None,
     }
 }
 

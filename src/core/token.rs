@@ -173,6 +173,8 @@ pub struct RawTokenResponse {
     pub error_description: Option<String>,
     /// `error_uri`.
     pub error_uri: Option<String>,
+    /// `sub`: the account, which the AT Protocol's token responses name.
+    pub sub: Option<String>,
 }
 
 /// The tokens of a session, as persisted. Times are milliseconds since the
@@ -211,6 +213,10 @@ pub struct TokenSet {
     /// key, and a refresh of them must come back DPoP-bound too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The AT Protocol account and servers of the session (the `atproto`
+    /// profile), carried over by refreshes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atproto: Option<Box<crate::core::atproto::Account>>,
 }
 
 fn malformed(reason: &str) -> Error {
@@ -317,6 +323,7 @@ impl TokenSet {
             issued_at_ms: previous.map_or(now_ms, |p| now_ms.max(p.issued_at_ms.saturating_add(1))),
             login_at_ms: previous.map_or(now_ms, |p| p.login_at_ms),
             dpop_jkt: dpop_jkt.map(str::to_owned),
+            atproto: previous.and_then(|p| p.atproto.clone()),
         })
     }
 
