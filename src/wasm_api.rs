@@ -23,9 +23,11 @@ use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
+use crate::core::atproto::{self, Resolver};
 use crate::core::authorized_call::{AuthorizedCall, Event, Step};
 use crate::core::client::{
-    discover, finish_login, needs_discovery, start_login, ClientConfig, KeptMetadata,
+    discover, finish_login, finish_taken_login, needs_discovery, start_login, ClientConfig,
+    KeptMetadata,
 };
 use crate::core::dpop::{challenge_wants_nonce, make_proof, Dpop, NonceBook, ProofFor, Role};
 use crate::core::jwks::JwksCache;
@@ -87,6 +89,9 @@ struct Inner {
     /// DPoP keys (by thumbprint) and the servers' nonces.
     dpop_keys: Rc<BrowserDpopKeys>,
     nonces: Rc<NonceBook>,
+    /// `profile: "atproto"`: where identities are resolved. The session's
+    /// servers are then its account's (`TokenSet::atproto`), not `config`'s.
+    atproto: Option<Resolver>,
     _nonce_channel: Option<NonceChannel>,
     _visibility: Option<VisibilityCatchUp>,
 }
@@ -115,6 +120,25 @@ impl Inner {
             check: scope_requests_openid(&self.config.scope).then(|| self.id_tokens()),
             background: self,
         }
+    }
+
+    /// Where `tokens` are revoked: their atproto account's server, or the
+    /// configured one.
+    fn revocation_endpoint(&self, tokens: &TokenSet) -> Option<String> {
+        match &tokens.atproto {
+            Some(account) => account.revocation_endpoint.clone(),
+            None => self.config.endpoints.revocation.clone(),
+        }
+    }
+
+    /// The token endpoint in use: the atproto account's, or the configured
+    /// one (parsed once at `create()`).
+    fn token_key(&self) -> Option<EndpointKey> {
+        if self.atproto.is_none() {
+            return self.token_key.clone();
+        }
+        let tokens = self.session.tokens()?;
+        EndpointKey::of(&tokens.atproto?.token_endpoint)
     }
 
     fn dpop(&self) -> Dpop<'_, BrowserDpopKeys> {
@@ -182,7 +206,7 @@ impl Background for Inner {
             return;
         };
         wasm_bindgen_futures::spawn_local(async move {
-            match &me.config.endpoints.revocation {
+            match &me.revocation_endpoint(&tokens) {
                 // Best effort: the set is already out of use everywhere.
                 Some(endpoint) => {
                     let _ = me.revoke_all(endpoint, &tokens).await;
@@ -306,6 +330,7 @@ impl AuthClient {
             dpop,
             allowed_origins,
             overrides,
+            atproto,
         } = options::parse(&options)?;
         let timeout_ms = refresh_timeout_seconds * 1000;
         // Every request latchkey makes is bounded (discovery, code exchange,
@@ -318,7 +343,9 @@ impl AuthClient {
         // the slower of the two instead of their sum. Metadata kept from an
         // earlier start is used at once when discovery is slower; discovery
         // then goes on in the background and keeps what it finds.
-        check_endpoint_url("issuer", &issuer, allow_insecure_loopback)?;
+        if atproto.is_none() {
+            check_endpoint_url("issuer", &issuer, allow_insecure_loopback)?;
+        }
         let open_and_load = async {
             let opening = async {
                 let (store, fallback) =
@@ -338,46 +365,51 @@ impl AuthClient {
             let ((store, fallback, loaded, kept), keys) = both(opening, keys).await;
             (store, fallback, loaded, kept, keys)
         };
-        let ((store, storage_fallback, loaded, _, dpop_keys), endpoints) =
-            if needs_discovery(&overrides) {
-                let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
-                let (opened, early) = alongside(open_and_load, &mut discovery).await;
-                let (store, _, _, kept, _) = &opened;
-                let now = platform.now_ms();
-                let metadata = match (early, kept.clone().and_then(|k| k.usable(&issuer, now))) {
-                    (Some(fresh), _) => {
-                        // Kept for the next start off the critical path.
-                        let fresh = fresh?;
-                        let kept = KeptMetadata {
-                            fetched_at_ms: now,
-                            metadata: fresh.clone(),
-                        };
-                        let target = (store.kind(), issuer.clone(), client_id.clone());
-                        wasm_bindgen_futures::spawn_local(keep_later(target, kept));
-                        fresh
-                    }
-                    (None, Some(kept)) => {
-                        wasm_bindgen_futures::spawn_local(revalidate(
-                            discovery,
-                            store.kind(),
-                            issuer.clone(),
-                            client_id.clone(),
-                        ));
-                        kept
-                    }
-                    (None, None) => {
-                        let fresh = discovery.await?;
-                        keep_metadata(store, &fresh, platform.now_ms()).await;
-                        fresh
-                    }
-                };
-                let endpoints =
-                    Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
-                (opened, endpoints)
-            } else {
-                let endpoints = Endpoints::from_explicit(overrides, allow_insecure_loopback);
-                (open_and_load.await, endpoints)
+        let ((store, storage_fallback, loaded, _, dpop_keys), endpoints) = if atproto.is_some() {
+            // No issuer to discover: the servers are the stored
+            // account's, or become known at login.
+            let opened = open_and_load.await;
+            let account = opened.2.as_ref().ok().and_then(|t| t.as_ref());
+            let endpoints = Ok(atproto_endpoints(account));
+            (opened, endpoints)
+        } else if needs_discovery(&overrides) {
+            let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
+            let (opened, early) = alongside(open_and_load, &mut discovery).await;
+            let (store, _, _, kept, _) = &opened;
+            let now = platform.now_ms();
+            let metadata = match (early, kept.clone().and_then(|k| k.usable(&issuer, now))) {
+                (Some(fresh), _) => {
+                    // Kept for the next start off the critical path.
+                    let fresh = fresh?;
+                    let kept = KeptMetadata {
+                        fetched_at_ms: now,
+                        metadata: fresh.clone(),
+                    };
+                    let target = (store.kind(), issuer.clone(), client_id.clone());
+                    wasm_bindgen_futures::spawn_local(keep_later(target, kept));
+                    fresh
+                }
+                (None, Some(kept)) => {
+                    wasm_bindgen_futures::spawn_local(revalidate(
+                        discovery,
+                        store.kind(),
+                        issuer.clone(),
+                        client_id.clone(),
+                    ));
+                    kept
+                }
+                (None, None) => {
+                    let fresh = discovery.await?;
+                    keep_metadata(store, &fresh, platform.now_ms()).await;
+                    fresh
+                }
             };
+            let endpoints = Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
+            (opened, endpoints)
+        } else {
+            let endpoints = Endpoints::from_explicit(overrides, allow_insecure_loopback);
+            (open_and_load.await, endpoints)
+        };
         let endpoints = endpoints?;
         // A corrupt or foreign record has been cleared by the store; the app
         // is signed out and can ask why.
@@ -411,7 +443,9 @@ impl AuthClient {
             _ => NonceChannel::open(&session_name(&config.issuer, &config.client_id), &nonces),
         };
         // PAR asked for (or required) but impossible: said now, not at login.
-        config.par_endpoint()?;
+        if atproto.is_none() {
+            config.par_endpoint()?;
+        }
         let events = Rc::<Emitter>::default();
         let session = Rc::new(Session::new(tokens));
         session.set_observer(session_observer(&events, store.kind()));
@@ -442,6 +476,7 @@ impl AuthClient {
             settle_cap_ms,
             dpop_keys: Rc::clone(&dpop_keys),
             nonces: Rc::clone(&nonces),
+            atproto: atproto.clone(),
         };
         if let Some(reason) = &storage_fallback {
             let detail = storage_event("fallback", storage.as_str(), reason);
@@ -477,6 +512,7 @@ impl AuthClient {
                 jwks: JwksCache::new(),
                 dpop_keys,
                 nonces,
+                atproto,
                 _nonce_channel: nonce_channel,
             }),
         })
@@ -553,15 +589,20 @@ impl AuthClient {
             if url == current {
                 clean_address_bar(&parsed);
             }
-            let result = finish_login(
-                &inner.config,
-                &inner.platform,
-                &inner.store,
-                &inner.dpop(),
-                &inner.jwks,
-                &params,
-            )
-            .await?;
+            let result = match &inner.atproto {
+                Some(resolver) => finish_atproto_login(&inner, resolver, &params).await?,
+                None => {
+                    finish_login(
+                        &inner.config,
+                        &inner.platform,
+                        &inner.store,
+                        &inner.dpop(),
+                        &inner.jwks,
+                        &params,
+                    )
+                    .await?
+                }
+            };
             let replaced = inner.session.tokens().and_then(|t| t.dpop_jkt);
             let bound = result.tokens.dpop_jkt.clone();
             // Stored under the session lock and broadcast; a failed write
@@ -635,6 +676,15 @@ impl AuthClient {
                 .session
                 .tokens()
                 .ok_or_else(|| js_err(Error::NotAuthenticated))?;
+            if let Some(account) = &tokens.atproto {
+                // An atproto account: its DID, handle and PDS.
+                let user = Object::new();
+                Reflect::set(&user, &"sub".into(), &account.did.as_str().into())?;
+                let handle = account.handle.as_deref().map_or(JsValue::NULL, Into::into);
+                Reflect::set(&user, &"handle".into(), &handle)?;
+                Reflect::set(&user, &"pds".into(), &account.pds.as_str().into())?;
+                return Ok(user.into());
+            }
             // Without `openid` the app asked for no ID token; one stored by an
             // earlier version was never verified.
             let Some(json) = tokens
@@ -693,7 +743,8 @@ impl AuthClient {
             let endpoints = &inner.config.endpoints;
             let options = logout::parse(&options, endpoints.end_session.as_deref())?;
             let ended = inner.refresher().sign_out().await;
-            let outcome = match (&ended, &endpoints.revocation) {
+            let revocation = ended.as_ref().and_then(|t| inner.revocation_endpoint(t));
+            let outcome = match (&ended, &revocation) {
                 (Some(tokens), Some(endpoint)) if options.revoke => {
                     match inner.revoke_all(endpoint, tokens).await {
                         Ok(()) => RevocationOutcome::Revoked,
@@ -739,7 +790,14 @@ async fn fetch_with_auth(
     let placement = if key.is_some() && key == inner.userinfo_key {
         Ok(TokenPlacement::Header)
     } else {
-        inner.allowed_origins.placement_for(&url)
+        inner
+            .allowed_origins
+            .placement_for(&url)
+            .or_else(|refused| match pds_origin_of(inner, &url) {
+                // The account's own PDS needs no listing (atproto).
+                true => Ok(TokenPlacement::Header),
+                false => Err(refused),
+            })
     };
     // UserInfo belongs to the authorization server: its DPoP nonce too.
     let role = if key.is_some() && key == inner.userinfo_key {
@@ -749,7 +807,7 @@ async fn fetch_with_auth(
     };
     let mut call = AuthorizedCall::default();
     let mut step = call.advance(Event::Start {
-        token_endpoint: key.is_some() && key == inner.token_key,
+        token_endpoint: key.is_some() && key == inner.token_key(),
         placement,
     });
     let mut outgoing = None;
@@ -880,6 +938,35 @@ async fn send_authorized(
     Ok((answer, refused))
 }
 
+/// Whether `url` is on the signed-in atproto account's PDS origin.
+fn pds_origin_of(inner: &Inner, url: &str) -> bool {
+    let Some(account) = inner.session.tokens().and_then(|t| t.atproto) else {
+        return false;
+    };
+    let origin = crate::core::origin::Origin::of_url;
+    origin(url).is_some() && origin(url) == origin(&account.pds)
+}
+
+/// The endpoints of an atproto client before or after login: the stored
+/// account's token and revocation endpoints, when there is one. The
+/// authorization and PAR endpoints come from each login's resolution.
+fn atproto_endpoints(tokens: Option<&TokenSet>) -> Endpoints {
+    let account = tokens.and_then(|t| t.atproto.as_deref());
+    Endpoints {
+        authorization: String::new(),
+        token: account
+            .map(|a| a.token_endpoint.clone())
+            .unwrap_or_default(),
+        revocation: account.and_then(|a| a.revocation_endpoint.clone()),
+        end_session: None,
+        jwks_uri: None,
+        userinfo: None,
+        par: None,
+        par_required: true,
+        iss_parameter_supported: true,
+    }
+}
+
 /// The DPoP key of the tab's session, when it is bound to one.
 async fn bound_key(
     inner: &Inner,
@@ -996,11 +1083,34 @@ fn window() -> Result<web_sys::Window, Error> {
 
 async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
     let LoginOptions {
-        extra_params,
+        mut extra_params,
         app_state,
+        handle,
     } = login_options(options)?;
+    let config = match (&inner.atproto, handle) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(Error::invalid_option(
+                "handle",
+                "is for profile \"atproto\" clients",
+            ))
+        }
+        (Some(_), None) => {
+            return Err(Error::invalid_option(
+                "handle",
+                "is required with profile \"atproto\" (a handle or a DID)",
+            ))
+        }
+        (Some(resolver), Some(handle)) => {
+            let (_, metadata) = atproto::resolve_login(&inner.platform, resolver, &handle).await?;
+            // The server shows whom it is signing in.
+            extra_params.push(("login_hint".to_owned(), handle.trim().to_owned()));
+            Some(atproto_login_config(inner, metadata)?)
+        }
+    };
+    let config = config.as_ref().unwrap_or(&inner.config);
     let params = start_login(
-        &inner.config,
+        config,
         &inner.platform,
         &inner.store,
         &inner.dpop(),
@@ -1009,10 +1119,112 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
     )
     .await?;
     options::url_with_query(
-        &inner.config.endpoints.authorization,
+        &config.endpoints.authorization,
         "authorizationEndpoint",
         &params,
     )
+}
+
+/// The configuration of one atproto login: the account's authorization
+/// server (`metadata`, already checked for the profile), PAR and DPoP.
+fn atproto_login_config(inner: &Inner, metadata: ProviderMetadata) -> Result<ClientConfig, Error> {
+    let loopback = inner
+        .atproto
+        .as_ref()
+        .is_some_and(|r| r.allow_insecure_loopback);
+    let issuer = metadata.issuer.clone();
+    Ok(ClientConfig {
+        issuer,
+        endpoints: Endpoints::from_metadata(metadata, Default::default(), loopback)?,
+        par: true,
+        dpop: true,
+        ..inner.config.clone()
+    })
+}
+
+/// Completes an atproto login: the pending transaction names the server
+/// the login went to (the callback's `iss`, required, must be it), whose
+/// metadata is fetched and checked again; the code is
+/// exchanged; the granted scope must hold `atproto`; and the token
+/// response's `sub` must be an account whose PDS names this server. Only
+/// then is the account kept with the tokens. A refused account's tokens
+/// are revoked and its key deleted.
+async fn finish_atproto_login(
+    inner: &Inner,
+    resolver: &Resolver,
+    params: &[(String, String)],
+) -> Result<crate::core::client::LoginResult, Error> {
+    // The server is the one this tab's login went to, never one a callback
+    // names: nothing is fetched from a URL a forged callback could choose.
+    let transaction = inner.store.take_transaction().await?;
+    let iss = transaction
+        .as_ref()
+        .map(|t| t.issuer.clone())
+        .ok_or(Error::NoTransaction)?;
+    let config = match atproto::authorization_server_metadata(&inner.platform, &iss).await {
+        Ok(metadata) => atproto_login_config(inner, metadata),
+        Err(error) => Err(error),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            if let Some(jkt) = transaction.and_then(|t| t.dpop_jkt) {
+                inner.dpop_keys.delete(&jkt).await;
+            }
+            return Err(error);
+        }
+    };
+    let mut result = finish_taken_login(
+        &config,
+        &inner.platform,
+        &inner.dpop(),
+        &inner.jwks,
+        transaction,
+        params,
+    )
+    .await?;
+    let account = async {
+        let granted = result.tokens.scope.as_deref().unwrap_or_default();
+        if !granted.split(' ').any(|s| s == atproto::SCOPE) {
+            return Err(Error::MalformedTokenResponse {
+                reason: "the granted scope does not contain atproto".into(),
+            });
+        }
+        let sub = result.subject.clone().ok_or_else(|| Error::DidResolution {
+            reason: "the token response names no sub".into(),
+        })?;
+        let identity = atproto::verify_subject(&inner.platform, resolver, &sub, &iss).await?;
+        Ok(atproto::Account {
+            did: identity.did,
+            handle: identity.handle,
+            pds: identity.pds,
+            issuer: iss.clone(),
+            token_endpoint: config.endpoints.token.clone(),
+            revocation_endpoint: config.endpoints.revocation.clone(),
+        })
+    }
+    .await;
+    match account {
+        Ok(account) => {
+            result.tokens.atproto = Some(Box::new(account));
+            Ok(result)
+        }
+        Err(error) => {
+            // Issued, but never to be used: revoked, and its key deleted.
+            let endpoint = config.endpoints.revocation.clone();
+            match &endpoint {
+                Some(endpoint) => {
+                    let _ = inner.revoke_all(endpoint, &result.tokens).await;
+                }
+                None => {
+                    if let Some(jkt) = &result.tokens.dpop_jkt {
+                        inner.dpop_keys.delete(jkt).await;
+                    }
+                }
+            }
+            Err(error)
+        }
+    }
 }
 
 /// `login`'s options, read from JS.
@@ -1020,9 +1232,11 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
 struct LoginOptions {
     extra_params: Vec<(String, String)>,
     app_state: Option<String>,
+    /// The atproto account to sign in: a handle or a DID.
+    handle: Option<String>,
 }
 
-/// Reads `login`'s `{ extraParams, appState }`.
+/// Reads `login`'s `{ extraParams, appState, handle }`.
 fn login_options(options: &JsValue) -> Result<LoginOptions, Error> {
     if options.is_undefined() || options.is_null() {
         return Ok(LoginOptions::default());
@@ -1055,9 +1269,19 @@ fn login_options(options: &JsValue) -> Result<LoginOptions, Error> {
             .ok_or_else(|| Error::invalid_option("appState", "must be JSON-serialisable"))?;
         Some(json)
     };
+    let handle = Reflect::get(options, &"handle".into()).unwrap_or(JsValue::UNDEFINED);
+    let handle = match handle.is_undefined() {
+        true => None,
+        false => Some(
+            handle
+                .as_string()
+                .ok_or_else(|| Error::invalid_option("handle", "must be a string"))?,
+        ),
+    };
     Ok(LoginOptions {
         extra_params,
         app_state,
+        handle,
     })
 }
 

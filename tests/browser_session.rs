@@ -180,6 +180,7 @@ fn custom(body: &str) -> BrowserRefresh {
         settle_cap_ms: 1_000,
         dpop_keys: std::rc::Rc::new(BrowserDpopKeys::in_memory("https://idp.example", "spa")),
         nonces: std::rc::Rc::default(),
+        atproto: None,
     }
 }
 

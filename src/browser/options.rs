@@ -5,8 +5,9 @@ use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::browser::store::StorageKind;
+use crate::core::atproto::{self, Resolver};
 use crate::core::origin::{AllowedOrigins, OriginEntry, TokenPlacement};
-use crate::core::{EndpointOverrides, Error};
+use crate::core::{check_endpoint_url, EndpointOverrides, Error};
 
 /// Every option `create` accepts; anything else is a typo and refused.
 const KNOWN: &[&str] = &[
@@ -28,6 +29,9 @@ const KNOWN: &[&str] = &[
     "pushedAuthorizationRequestEndpoint",
     "par",
     "dpop",
+    "profile",
+    "handleResolver",
+    "plcDirectoryUrl",
     "isTokenExpired",
     "refresh",
 ];
@@ -65,7 +69,15 @@ pub struct ClientOptions {
     pub allowed_origins: AllowedOrigins,
     /// The explicit endpoints.
     pub overrides: EndpointOverrides,
+    /// `profile: "atproto"`: where AT Protocol identities are resolved.
+    /// Then there is no `issuer` (it comes from the user's account), and
+    /// DPoP and PAR are always on.
+    pub atproto: Option<Resolver>,
 }
+
+/// The storage and lock namespace of `profile: "atproto"` clients, in place
+/// of an issuer: the account's server is known only after login.
+pub const ATPROTO_NAMESPACE: &str = "atproto";
 
 /// `options[field]`, `undefined` when absent.
 pub(crate) fn get(options: &JsValue, field: &str) -> JsValue {
@@ -240,11 +252,41 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         return Err(Error::invalid_option("options", "must be an object"));
     }
     reject_unknown(options, KNOWN, "options")?;
-    let issuer = string(options, "issuer", true)?.unwrap_or_default();
+    let allow_insecure_loopback = flag(options, "allowInsecureLoopback", false)?;
+    let atproto = match string(options, "profile", false)?.as_deref() {
+        None | Some("oidc") => None,
+        Some("atproto") => Some(atproto_resolver(options, allow_insecure_loopback)?),
+        Some(_) => {
+            return Err(Error::invalid_option(
+                "profile",
+                "must be \"oidc\" or \"atproto\"",
+            ))
+        }
+    };
+    let issuer = match &atproto {
+        None => string(options, "issuer", true)?.unwrap_or_default(),
+        Some(_) if !get(options, "issuer").is_undefined() => {
+            return Err(Error::invalid_option(
+                "issuer",
+                "is not given with profile \"atproto\": it comes from the user's account",
+            ))
+        }
+        Some(_) => ATPROTO_NAMESPACE.to_owned(),
+    };
     let client_id = string(options, "clientId", true)?.unwrap_or_default();
     let redirect_uri = string(options, "redirectUri", true)?.unwrap_or_default();
     absolute_url("redirectUri", &redirect_uri)?;
-    let scope = string(options, "scope", false)?.unwrap_or_else(|| "openid".into());
+    let scope = match &atproto {
+        None => string(options, "scope", false)?.unwrap_or_else(|| "openid".into()),
+        Some(_) => {
+            let scope = string(options, "scope", false)?
+                .unwrap_or_else(|| format!("{} transition:generic", atproto::SCOPE));
+            if !scope.split(' ').any(|s| s == atproto::SCOPE) {
+                return Err(Error::invalid_option("scope", "must contain \"atproto\""));
+            }
+            scope
+        }
+    };
     let storage = match string(options, "storage", false)? {
         None => StorageKind::IndexedDb,
         Some(kind) => StorageKind::parse(&kind).ok_or_else(|| {
@@ -256,7 +298,6 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
     };
     let refresh_leeway_seconds = seconds(options, "refreshLeewaySeconds", 30, 0, 86_400)?;
     let refresh_timeout_seconds = seconds(options, "refreshTimeoutSeconds", 10, 1, 300)?;
-    let allow_insecure_loopback = flag(options, "allowInsecureLoopback", false)?;
     Ok(ClientOptions {
         issuer,
         client_id,
@@ -268,8 +309,9 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         is_token_expired: function(options, "isTokenExpired")?,
         refresh: function(options, "refresh")?,
         allow_insecure_loopback,
-        par: flag(options, "par", false)?,
-        dpop: flag(options, "dpop", false)?,
+        // Both mandatory in the AT Protocol profile.
+        par: atproto.is_some() || flag(options, "par", false)?,
+        dpop: atproto.is_some() || flag(options, "dpop", false)?,
         allowed_origins: allowed_origins(options, allow_insecure_loopback)?,
         overrides: EndpointOverrides {
             authorization: string(options, "authorizationEndpoint", false)?,
@@ -280,5 +322,21 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
             userinfo: string(options, "userinfoEndpoint", false)?,
             par: string(options, "pushedAuthorizationRequestEndpoint", false)?,
         },
+        atproto,
+    })
+}
+
+/// `handleResolver` (required) and `plcDirectoryUrl` of the atproto
+/// profile, checked like endpoints.
+fn atproto_resolver(options: &JsValue, allow_insecure_loopback: bool) -> Result<Resolver, Error> {
+    let handle_resolver = string(options, "handleResolver", true)?.unwrap_or_default();
+    check_endpoint_url("handleResolver", &handle_resolver, allow_insecure_loopback)?;
+    let plc_directory = string(options, "plcDirectoryUrl", false)?
+        .unwrap_or_else(|| atproto::DEFAULT_PLC_DIRECTORY.to_owned());
+    check_endpoint_url("plcDirectoryUrl", &plc_directory, allow_insecure_loopback)?;
+    Ok(Resolver {
+        handle_resolver,
+        plc_directory,
+        allow_insecure_loopback,
     })
 }

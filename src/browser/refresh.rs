@@ -11,6 +11,7 @@ use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::js_error::describe;
 use crate::browser::js_error::to_js;
 use crate::browser::platform::BrowserPlatform;
+use crate::core::atproto::{verify_subject, Resolver};
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor, Role};
 use crate::core::ports::DpopKeys;
 use crate::core::ports::{HttpReply, RefreshTransport};
@@ -34,10 +35,25 @@ pub struct BrowserRefresh {
     pub dpop_keys: Rc<BrowserDpopKeys>,
     /// The servers' DPoP nonces.
     pub nonces: Rc<NonceBook>,
+    /// `profile: "atproto"`: the account is checked again before each
+    /// refresh, and refreshes at its own server.
+    pub atproto: Option<Resolver>,
 }
 
 impl RefreshTransport for BrowserRefresh {
     async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
+        let platform = BrowserPlatform {
+            request_timeout_ms: self.settle_cap_ms,
+        };
+        let token_endpoint = match (&self.atproto, &current.atproto) {
+            (Some(resolver), Some(account)) => {
+                // The server may still sign this account in: its PDS still
+                // names it (the account may have moved).
+                verify_subject(&platform, resolver, &account.did, &account.issuer).await?;
+                account.token_endpoint.as_str()
+            }
+            _ => self.token_endpoint.as_str(),
+        };
         match &self.custom {
             None => {
                 let grant = RefreshGrant {
@@ -45,7 +61,7 @@ impl RefreshTransport for BrowserRefresh {
                         // A little past the core's cap, so the core names it.
                         request_timeout_ms: self.settle_cap_ms.saturating_add(1_000),
                     },
-                    token_endpoint: &self.token_endpoint,
+                    token_endpoint,
                     client_id: &self.client_id,
                     dpop: Dpop {
                         keys: &*self.dpop_keys,

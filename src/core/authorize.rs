@@ -271,7 +271,9 @@ fn first<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// 1. a transaction is pending (`no_transaction`) and is at most
 ///    [`TRANSACTION_MAX_AGE_MS`] old (`transaction_expired`);
 /// 2. `iss`: absent while `iss_required` → `iss_missing`; present but not
-///    exactly `expected_issuer` → `iss_mismatch`;
+///    exactly `expected_issuer` → `iss_mismatch`; a transaction started
+///    with another issuer → `iss_mismatch` too (the response cannot be for
+///    this server's login);
 /// 3. `state`: absent → `state_missing`; not exactly the pending state
 ///    (compared in constant time) → `state_mismatch`;
 /// 4. `error` present → [`Error::AuthorizationServer`] carrying the
@@ -307,6 +309,9 @@ pub fn validate_callback(
         None => {}
         Some(iss) if iss != expected_issuer => return Err(Error::IssMismatch),
         Some(_) => {}
+    }
+    if pending.issuer != expected_issuer {
+        return Err(Error::IssMismatch);
     }
 
     // 3. state.
@@ -586,6 +591,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn step2_a_transaction_sent_to_another_issuer_is_a_mismatch() {
+        let mut pending = pending();
+        pending.issuer = "https://other.example".into();
+        let params = p(&[("code", "abc"), ("state", STATE), ("iss", ISSUER)]);
+        let result = validate_callback(Some(pending), &params, ISSUER, true, NOW);
+        assert_eq!(result.unwrap_err(), Error::IssMismatch);
     }
 
     #[test]

@@ -231,6 +231,23 @@ where
 {
     // Taken before validation: a replayed or failed callback finds nothing.
     let transaction = store.take_transaction().await?;
+    finish_taken_login(config, platform, dpop, jwks, transaction, callback_params).await
+}
+
+/// [`finish_login`] with the pending transaction already taken from the
+/// store (the atproto profile reads its issuer first).
+pub async fn finish_taken_login<P, K>(
+    config: &ClientConfig,
+    platform: &P,
+    dpop: &Dpop<'_, K>,
+    jwks: &JwksCache,
+    transaction: Option<PendingTransaction>,
+    callback_params: &[(String, String)],
+) -> Result<LoginResult, Error>
+where
+    P: Clock + Crypto + Http + Json + SignatureVerifier,
+    K: DpopKeys,
+{
     let key_id = transaction.as_ref().and_then(|t| t.dpop_jkt.clone());
     let result = exchange(config, platform, dpop, jwks, transaction, callback_params).await;
     if let (Err(_), Some(jkt)) = (&result, key_id) {
