@@ -181,8 +181,51 @@ export type AllowedOrigin =
       tokenIn?: "header" | "query";
     };
 
-/** Options of {@link AuthClient.create}. Unknown options are refused. */
-export interface AuthClientOptions {
+/**
+ * Options of {@link AuthClient.create}: an OpenID Connect / OAuth client of
+ * one issuer, or an AT Protocol client ("Sign in with Bluesky") whose
+ * server comes from each user's account. Unknown options are refused.
+ */
+export type AuthClientOptions = OidcClientOptions | AtprotoClientOptions;
+
+/**
+ * `profile: "atproto"`: the AT Protocol OAuth profile. No `issuer`: `login({ handle })`
+ * resolves the handle (or DID) to the account's PDS and its authorization
+ * server. PAR and DPoP are always on; `scope` must contain `atproto`
+ * (default `"atproto transition:generic"`); `fetchWithAuth` may call the
+ * account's PDS without listing it in `allowedOrigins`; `getUser()` resolves
+ * with {@link AtprotoUser}.
+ */
+export interface AtprotoClientOptions
+  extends Omit<
+    OidcClientOptions,
+    | "profile"
+    | "issuer"
+    | "authorizationEndpoint"
+    | "tokenEndpoint"
+    | "revocationEndpoint"
+    | "endSessionEndpoint"
+    | "jwksUri"
+    | "userinfoEndpoint"
+    | "pushedAuthorizationRequestEndpoint"
+    | "par"
+    | "dpop"
+  > {
+  profile: "atproto";
+  /**
+   * The base URL of a service answering `com.atproto.identity.resolveHandle`
+   * (a browser cannot query DNS), e.g. `"https://bsky.social"`.
+   */
+  handleResolver: string;
+  /** Where `did:plc` documents are read. Default `"https://plc.directory"`. */
+  plcDirectoryUrl?: string;
+  issuer?: never;
+}
+
+/** An OpenID Connect / OAuth 2.0 client of one issuer. */
+export interface OidcClientOptions {
+  /** The default profile. */
+  profile?: "oidc";
   /**
    * The issuer identifier. Endpoints are discovered from it (OIDC
    * Discovery, then [RFC 8414](https://www.rfc-editor.org/rfc/rfc8414)) unless
@@ -282,6 +325,14 @@ export interface AuthClientOptions {
 
 /** Options of {@link AuthClient.login} and {@link AuthClient.createLoginUrl}. */
 export interface LoginOptions<AppState = unknown> {
+  /**
+   * `profile: "atproto"` only, and required there: the account to sign in,
+   * a handle (`alice.bsky.social`, a leading `@` allowed) or a DID. Resolved
+   * to its PDS and authorization server (`handle_not_found`,
+   * `did_resolution_failed`, `pds_metadata_invalid`, `issuer_mismatch`), and
+   * sent as `login_hint`.
+   */
+  handle?: string;
   /** Extra authorization request parameters, e.g. `{ prompt: "consent" }`. */
   extraParams?: Record<string, string>;
   /** JSON-serialisable state handed back by `handleRedirectCallback`. */
@@ -375,6 +426,20 @@ export interface UserClaims {
   email_verified?: boolean;
   /** Any other claim. */
   [claim: string]: unknown;
+}
+
+/**
+ * The signed-in AT Protocol account (`profile: "atproto"`): its DID, the
+ * handle its DID document claims, and its PDS. Checked at login: the DID's
+ * PDS names the authorization server that signed it in.
+ */
+export interface AtprotoUser {
+  /** The account's DID. */
+  sub: string;
+  /** Its handle, or `null` when its document claims none. */
+  handle: string | null;
+  /** Its PDS's URL. */
+  pds: string;
 }
 
 /** Options of {@link AuthClient.getUser}. */
@@ -521,8 +586,12 @@ export declare class AuthClient {
    * it was received: signature against the issuer's keys (RS256, PS256,
    * ES256), `iss`, `aud`/`azp`, `exp`/`iat`, `nonce`, and on refresh the
    * same `sub` ([OIDC Core §3.1.3.7](https://openid.net/specs/openid-connect-core-1_0.html#IDTokenValidation)).
+   * A `profile: "atproto"` client resolves with the account instead:
+   * `getUser<AtprotoUser>()`.
    */
-  getUser(options?: GetUserOptions): Promise<UserClaims | null>;
+  getUser<User extends UserClaims | AtprotoUser = UserClaims>(
+    options?: GetUserOptions,
+  ): Promise<User | null>;
 
   /**
    * Signs out in every tab: at once, the store is cleared and every tab

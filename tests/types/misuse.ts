@@ -3,6 +3,18 @@
 import { AuthClient, type JsErrorCode, type LatchkeyErrorCode } from "../../pkg-template/index.js";
 
 export async function misuse(auth: AuthClient): Promise<void> {
+  // @ts-expect-error an atproto client has no issuer: it comes from the account
+  await AuthClient.create({
+    profile: "atproto",
+    clientId: "https://app.example/client-metadata.json",
+    redirectUri: "https://app.example/",
+    handleResolver: "https://bsky.social",
+    issuer: "https://bsky.social",
+  });
+
+  // @ts-expect-error an atproto client needs a handle resolver
+  await AuthClient.create({ profile: "atproto", clientId: "c", redirectUri: "https://app.example/" });
+
   // @ts-expect-error clientId is required
   await AuthClient.create({ issuer: "https://idp.example", redirectUri: "https://app.example/" });
 

@@ -3,6 +3,7 @@ import {
   AuthClient,
   isLatchkeyError,
   type AllowedOrigin,
+  type AtprotoUser,
   type JsErrorCode,
   type LatchkeyErrorCode,
   type TokensEvent,
@@ -43,6 +44,20 @@ export async function app(): Promise<void> {
     },
   });
   const dpopCodes: LatchkeyErrorCode[] = ["dpop_nonce_failed", "dpop_key_unavailable"];
+
+  // Sign in with Bluesky: no issuer; the handle picks the server.
+  const bsky = await AuthClient.create({
+    profile: "atproto",
+    clientId: "https://app.example/client-metadata.json",
+    redirectUri: "https://app.example/",
+    handleResolver: "https://bsky.social",
+    allowedOrigins: ["https://api.example"],
+  });
+  await bsky.login({ handle: "alice.bsky.social" });
+  const account = await bsky.getUser<AtprotoUser>();
+  const did: string | undefined = account?.sub;
+  const handle: string | null | undefined = account?.handle;
+  const atprotoCodes: LatchkeyErrorCode[] = ["handle_not_found", "did_resolution_failed", "pds_metadata_invalid"];
 
   const kind: "indexeddb" | "localstorage" | "memory" = auth.storageKind;
   const why: string | null = auth.storageFallbackReason;
