@@ -131,14 +131,14 @@ impl Inner {
         }
     }
 
-    /// The token endpoint in use: the atproto account's, or the configured
-    /// one (parsed once at `create()`).
-    fn token_key(&self) -> Option<EndpointKey> {
+    /// Whether `key` is the token endpoint in use: the configured one
+    /// (parsed once at `create()`), or the atproto account's.
+    fn is_token_endpoint(&self, key: &EndpointKey) -> bool {
         if self.atproto.is_none() {
-            return self.token_key.clone();
+            return self.token_key.as_ref() == Some(key);
         }
-        let tokens = self.session.tokens()?;
-        EndpointKey::of(&tokens.atproto?.token_endpoint)
+        let account = self.session.tokens().and_then(|t| t.atproto);
+        account.is_some_and(|a| EndpointKey::of(&a.token_endpoint).as_ref() == Some(key))
     }
 
     fn dpop(&self) -> Dpop<'_, BrowserDpopKeys> {
@@ -807,7 +807,7 @@ async fn fetch_with_auth(
     };
     let mut call = AuthorizedCall::default();
     let mut step = call.advance(Event::Start {
-        token_endpoint: key.is_some() && key == inner.token_key(),
+        token_endpoint: key.as_ref().is_some_and(|k| inner.is_token_endpoint(k)),
         placement,
     });
     let mut outgoing = None;
