@@ -48,12 +48,14 @@ export async function startEnv({ harness, pkgDir }) {
 
 /**
  * The `idp` handle the e2e helpers (tests/e2e/support) expect, pointed at latchkey's bench
- * page instead of the e2e app: they only read issuer, clientId, spaOrigin, refreshSessionUrl.
+ * page instead of the e2e app: they only read issuer, clientId (dpopClientId for a DPoP
+ * session), spaOrigin, refreshSessionUrl.
  */
 export function idpForLatchkeyPage(env) {
   return Object.assign(Object.create(null), {
     issuer: env.idp.issuer,
     clientId: env.idp.clientId,
+    dpopClientId: env.idp.dpopClientId,
     spaOrigin: env.pages.latchkey.origin,
     refreshSessionUrl: env.idp.refreshSessionUrl,
     whoamiUrl: env.idp.whoamiUrl,

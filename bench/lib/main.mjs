@@ -24,6 +24,8 @@ const BENCH = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROOT = resolve(BENCH, "..");
 const SECTIONS = ["size", "fastpath", "cold", "storm"];
 const MODES = ["rfc6750", "bluesky"];
+// The fast-path row of latchkey with a DPoP-bound session.
+const DPOP_ROW = "latchkey-dpop";
 
 const USAGE = `usage: bench/run [options]
 
@@ -34,6 +36,7 @@ const USAGE = `usage: bench/run [options]
   --storm LIST         storm sizes as TABSxCALLS, e.g. 4x25,8x50 (default 4x25,8x50)
   --fast K,BATCHES     fast path batch size and batch pairs (default 200,15)
   --cold-runs N        measured page loads per cold-start case (default 11)
+  --no-dpop            leave out latchkey's DPoP rows (storm and fast path with a DPoP-bound session)
   --rebuild            rebuild the package first (scripts/build-pkg), handled by bench/run
   --out DIR            where results go (default bench/results)
 `;
@@ -48,6 +51,7 @@ function options() {
       storm: { type: "string" },
       fast: { type: "string" },
       "cold-runs": { type: "string" },
+      "no-dpop": { type: "boolean", default: false },
       out: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -79,13 +83,16 @@ function options() {
       const calls = int(m[2], "storm calls", 1, 200);
       // Lifetime of the storm's fresh tokens: long enough to outlast the slowest library's
       // storm, short enough to keep the wait for the second round bounded.
-      return { tabs, calls, ttl: tabs * calls > 100 ? 12 : 6, secondRoundCalls: 5 };
+      // DPoP storms take two to three times as long (a proof signed per send, and each call
+      // meets the API's rotated nonce once), so their fresh tokens live longer.
+      return { tabs, calls, ttl: tabs * calls > 100 ? 12 : 6, dpopTtl: tabs * calls > 100 ? 30 : 12, secondRoundCalls: 5 };
     }),
     fast: (() => {
       const [k, n] = (values.fast ?? (quick ? "100,6" : "200,15")).split(",");
       return { perBatch: int(k, "fast K", 1, 5000), batches: int(n, "fast BATCHES", 1, 200) };
     })(),
     coldRuns: int(values["cold-runs"] ?? (quick ? 5 : 11), "cold-runs", 1, 100),
+    dpop: !values["no-dpop"],
     out: resolve(values.out ?? join(BENCH, "results")),
   };
   return o;
@@ -171,6 +178,10 @@ async function main() {
         log(`fast path: ${lib} (${opts.fast.batches} × 2 batches of ${opts.fast.perBatch})`);
         result.sections.fastpath[lib] = await fastPath(env, lib, opts.fast);
       }
+      if (opts.dpop && opts.libs.includes("latchkey")) {
+        log(`fast path: latchkey with DPoP (${opts.fast.batches} × 2 batches of ${opts.fast.perBatch})`);
+        result.sections.fastpath[DPOP_ROW] = await fastPath(env, "latchkey", opts.fast, { dpop: true });
+      }
     }
 
     if (opts.sections.includes("cold")) {
@@ -187,7 +198,11 @@ async function main() {
       // Interleaved (rep → size → mode → library) so slow drifts of the machine's load spread
       // over every library alike.
       const cases = [];
-      for (const size of opts.storms) for (const mode of MODES) for (const lib of opts.libs) cases.push({ lib, mode, ...size, reps: [] });
+      for (const { dpopTtl, ...size } of opts.storms) {
+        for (const mode of MODES) for (const lib of opts.libs) cases.push({ lib, mode, ...size, reps: [] });
+        // DPoP: latchkey only, RFC 6750 expiry (a DPoP API answers 401 in either mode).
+        if (opts.dpop && opts.libs.includes("latchkey")) cases.push({ lib: "latchkey", mode: "rfc6750", dpop: true, ...size, ttl: dpopTtl, reps: [] });
+      }
       result.sections.storm = cases;
       for (let rep = 1; rep <= opts.reps && !stopping; rep += 1) {
         for (const c of cases) {
@@ -195,10 +210,11 @@ async function main() {
           const t0 = Date.now();
           const r = await stormRep(env, c);
           c.reps.push(r);
+          const nonces = c.dpop && !r.error ? ` (use_dpop_nonce: token ${r.round1.tokenNonceRefusals}, API ${r.round1.apiNonceRefusals})` : "";
           const summary = r.error
             ? `error: ${r.error}`
-            : `grants ${r.round1.refreshGrants}, invalid_grant ${r.round1.invalidGrant}, failed ${r.round1.failedCalls}/${r.round1.calls}, ${Math.round(r.round1.durationMs)} ms; next expiry: ${r.round2.tabsWorking}/${c.tabs} tabs work`;
-          log(`storm ${c.tabs}×${c.calls} ${c.mode} ${c.lib} rep ${rep}/${opts.reps}: ${summary} (${Math.round((Date.now() - t0) / 1000)} s)`);
+            : `grants ${r.round1.refreshGrants}${nonces}, invalid_grant ${r.round1.invalidGrant}, failed ${r.round1.failedCalls}/${r.round1.calls}, ${Math.round(r.round1.durationMs)} ms; next expiry: ${r.round2.tabsWorking}/${c.tabs} tabs work`;
+          log(`storm ${c.tabs}×${c.calls} ${c.mode} ${c.lib}${c.dpop ? " DPoP" : ""} rep ${rep}/${opts.reps}: ${summary} (${Math.round((Date.now() - t0) / 1000)} s)`);
         }
       }
     }

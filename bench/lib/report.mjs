@@ -1,7 +1,7 @@
 // Renders a result (see main.mjs) as markdown: the targets first, then one table per section.
 import { max, median, min } from "./stats.mjs";
 
-const NAMES = { latchkey: "latchkey", auth0: "auth0-spa-js", oidc: "oidc-client-ts" };
+const NAMES = { latchkey: "latchkey", auth0: "auth0-spa-js", oidc: "oidc-client-ts", "latchkey-dpop": "latchkey, DPoP" };
 const MODE_NAMES = { rfc6750: "401 (RFC 6750)", bluesky: "400 ExpiredToken (Bluesky)" };
 
 const kB = (bytes) => `${(bytes / 1000).toFixed(1)} kB`;
@@ -35,8 +35,10 @@ function stormRows(cases) {
     return [
       `${c.tabs} × ${c.calls}`,
       MODE_NAMES[c.mode],
-      NAMES[c.lib],
-      spread(r1.map((r) => r.refreshGrants)),
+      c.dpop ? `${NAMES[c.lib]}, DPoP` : NAMES[c.lib],
+      c.dpop
+        ? `${spread(r1.map((r) => r.refreshGrants))} (+${spread(r1.map((r) => r.tokenNonceRefusals))} use_dpop_nonce)`
+        : spread(r1.map((r) => r.refreshGrants)),
       spread(r1.map((r) => r.invalidGrant)),
       `${spread(r1.map((r) => r.failedCalls))} / ${c.tabs * c.calls}`,
       `${spread(reps.map((r) => r.round2.tabsWorking))} / ${c.tabs}`,
@@ -50,7 +52,7 @@ function targets(result) {
   const rows = [];
   const { storm, fastpath, size, cold } = result.sections;
   if (storm) {
-    const lk = storm.filter((c) => c.lib === "latchkey");
+    const lk = storm.filter((c) => c.lib === "latchkey" && !c.dpop);
     if (lk.length) {
       const all = lk.flatMap((c) => c.reps);
       const clean = all.filter((r) => !r.error && r.round1.refreshGrants === 1 && r.round1.invalidGrant === 0 && r.round1.failedCalls === 0);
@@ -103,6 +105,70 @@ function targets(result) {
     }
   }
   return rows;
+}
+
+/** Median of `f` over the clean reps of storm case `c` (round 1). */
+const stormMedian = (c, f) => (c ? median(okReps(c).map((r) => f(r.round1))) : null);
+
+/**
+ * latchkey with a DPoP-bound session next to latchkey with Bearer tokens: the storm (same sizes,
+ * RFC 6750 expiry) and the fast path. Null when the run has no DPoP rows.
+ */
+function dpopSection({ storm, fastpath }) {
+  const rows = [];
+  const ratio = (a, b) => (a == null || b == null || b === 0 ? "–" : `${(a / b).toFixed(2)} ×`);
+  for (const d of (storm ?? []).filter((c) => c.dpop)) {
+    const b = storm.find((c) => c.lib === "latchkey" && !c.dpop && c.mode === d.mode && c.tabs === d.tabs && c.calls === d.calls);
+    const size = `${d.tabs} × ${d.calls}`;
+    const counts = (c) => {
+      const reps = c ? okReps(c) : [];
+      if (!reps.length) return "–";
+      const r1 = reps.map((r) => r.round1);
+      return `${spread(r1.map((r) => r.refreshGrants))} / ${spread(r1.map((r) => r.invalidGrant))} / ${spread(r1.map((r) => r.failedCalls))} / ${spread(reps.map((r) => r.round2.tabsWorking))} of ${c.tabs}`;
+    };
+    rows.push([`Storm ${size}: refresh grants carried out / invalid_grant / failed calls / tabs working after the next expiry`, counts(b), counts(d), ""]);
+    const bt = stormMedian(b, (r) => r.durationMs);
+    const dt = stormMedian(d, (r) => r.durationMs);
+    rows.push([`Storm ${size}: burst → last response`, ms(bt), ms(dt), ratio(dt, bt)]);
+    const nonces = okReps(d).map((r) => r.round1);
+    rows.push([
+      `Storm ${size}: DPoP refusals — token endpoint use_dpop_nonce / API use_dpop_nonce / proofs refused / replays`,
+      "–",
+      nonces.length
+        ? `${spread(nonces.map((r) => r.tokenNonceRefusals))} / ${spread(nonces.map((r) => r.apiNonceRefusals))} of ${d.tabs * d.calls} calls / ${spread(nonces.map((r) => r.apiProofRefusals))} / ${spread(nonces.map((r) => r.apiReplays))}`
+        : "–",
+      "",
+    ]);
+  }
+  const fb = fastpath?.latchkey;
+  const fd = fastpath?.["latchkey-dpop"];
+  if (fd) {
+    const ok = (f) => f && !f.error;
+    const val = (f, pick) => (ok(f) ? pick(f) : null);
+    const line = (what, pick) => {
+      const a = val(fb, pick);
+      const c = val(fd, pick);
+      return [what, us(a), fd.error ? `error: ${fd.error}` : us(c), ratio(c, a)];
+    };
+    rows.push(line("Fast path: authorized call, loopback", (f) => f.medianAuthUs));
+    rows.push(line("Fast path: overhead per call over plain fetch, loopback", (f) => f.overheadUs));
+    rows.push(line("Fast path: library's own work per call (fetch stubbed)", (f) => f.stubbed.overheadUs));
+    const a = val(fb, (f) => f.stubbed.overheadUs);
+    const c = val(fd, (f) => f.stubbed.overheadUs);
+    if (a != null && c != null) rows.push(["Fast path: DPoP's added cost per call (proof built and signed), fetch stubbed", "", us(c - a), ""]);
+  }
+  if (!rows.length) return null;
+  return [
+    "### DPoP",
+    "",
+    "latchkey with a session bound to a DPoP key (RFC 9449; the IdP's `spa-dpop` client, PAR) next to latchkey with Bearer tokens. " +
+      "Storm: the same procedure (RFC 6750 expiry), with both the authorization server's and the API's nonces rotated just before each burst, " +
+      "so the refresh meets one `use_dpop_nonce` (resent, not a second grant) and the calls meet the API's new nonce. " +
+      "Fast path: every call builds and signs a proof (ES256, non-extractable WebCrypto key); /ping gives no nonce. Medians.",
+    "",
+    table(["", "Bearer", "DPoP", "DPoP / Bearer"], rows),
+    "",
+  ].join("\n");
 }
 
 export function renderReport(result) {
@@ -179,6 +245,9 @@ export function renderReport(result) {
     );
     out.push("");
   }
+
+  const dpop = dpopSection(result.sections);
+  if (dpop) out.push(dpop);
 
   if (size) {
     out.push("### Size");

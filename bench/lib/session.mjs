@@ -44,17 +44,20 @@ async function baselineTab(context, origin, opts) {
 // latchkey options for the e2e helpers: `isTokenExpired: "bluesky"` names installClient's
 // page-side predicate (functions cannot cross evaluate()).
 // The API is on the IdP's origin; the fast-path probe calls the page's own.
-function latchkeyExtra(idp, { mode, storage, refreshLeewaySeconds }) {
+// `dpop`: the session is bound to a DPoP key (RFC 9449) through the IdP's DPoP client
+// `spa-dpop`, which requires PAR — the options tests/e2e/dpop-storm.test.mjs uses.
+function latchkeyExtra(idp, { mode, storage, refreshLeewaySeconds, dpop }) {
   const extra = { allowedOrigins: [new URL(idp.whoamiUrl).origin, idp.spaOrigin] };
   if (storage) extra.storage = storage;
   if (refreshLeewaySeconds !== undefined) extra.refreshLeewaySeconds = refreshLeewaySeconds;
   if (mode === "bluesky") extra.isTokenExpired = "bluesky";
+  if (dpop) Object.assign(extra, { clientId: idp.dpopClientId, dpop: true, par: true });
   return extra;
 }
 
 /**
  * Signs in through the real redirect in a new tab of `context` and creates the tab's client.
- * `opts`: { mode: "rfc6750" | "bluesky", storage?, refreshLeewaySeconds? (latchkey only) }.
+ * `opts`: { mode: "rfc6750" | "bluesky", storage?, refreshLeewaySeconds?, dpop? (latchkey only) }.
  */
 export async function signIn(env, lib, context, opts) {
   if (lib === "latchkey") {

@@ -9,6 +9,14 @@
 // not be comparable: auth0-spa-js treats any token within 60 s of its expiry as expired.)
 // latchkey runs with refreshLeewaySeconds: 0 as in the e2e reactive cases; the baselines keep
 // their defaults.
+//
+// DPoP (latchkey only, `dpop: true`): the session is bound to a DPoP key (client `spa-dpop`,
+// PAR), every call carries a freshly signed proof, and — as in tests/e2e/dpop-storm.test.mjs's
+// second round — both the authorization server's and the API's nonces are rotated just before
+// each burst, so every tab starts it with stale nonces: the refresh is refused
+// `use_dpop_nonce` once and resent, and each call meets the API's new nonce (one more round
+// trip per call at most). "Refresh grants" are then the grants carried out (the refused request
+// is counted apart), and the API's nonce refusals, proof refusals and replays are recorded.
 
 import { sleep } from "../../tests/e2e/support/session.mjs";
 
@@ -30,9 +38,13 @@ function withTimeout(promise, ms) {
   return Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms, NEVER)))]).finally(() => clearTimeout(timer));
 }
 
-async function round(env, tabs, perTab, notBefore) {
+async function round(env, tabs, perTab, notBefore, { dpop = false } = {}) {
   await sleep(Math.max(0, notBefore - Date.now()));
   env.idp.resetCounters();
+  if (dpop) {
+    env.idp.rotateAuthorizationServerNonce();
+    env.idp.rotateApiNonce();
+  }
   const reusedBefore = env.adapter.stats.reusedRefreshTokens;
   const startAt = Date.now() + LEAD_MS;
   const results = await Promise.all(
@@ -53,11 +65,27 @@ async function round(env, tabs, perTab, notBefore) {
   const counters = env.idp.counters();
   const statuses = results.map((r) => r.statuses);
   const failed = statuses.flat().filter((s) => s !== 200);
+  const dpopFigures = dpop
+    ? {
+        // refresh_token requests refused for their nonce (not carried out, resent)
+        tokenNonceRefusals: counters.token.errorsByCode.use_dpop_nonce ?? 0,
+        refreshRequests: counters.token.byGrantType.refresh_token ?? 0,
+        apiNonceRefusals: counters.dpop.apiNonceRefusals,
+        apiProofRefusals: counters.dpop.apiProofRefusals,
+        apiReplays: counters.dpop.apiReplays,
+        apiAccepted: counters.dpop.apiAccepted,
+      }
+    : {};
+  const tokenErrors = { ...counters.token.errorsByCode };
+  // With DPoP the one use_dpop_nonce refusal of the refresh is expected: not an error.
+  if (dpop) delete tokenErrors.use_dpop_nonce;
   return {
     durationMs: Math.max(...results.map((r) => r.lastAt)) - startAt,
-    refreshGrants: counters.token.byGrantType.refresh_token ?? 0,
+    // Bearer: refresh_token requests (each is a grant unless refused); DPoP: grants carried out.
+    refreshGrants: dpop ? (counters.token.succeeded.refresh_token ?? 0) : (counters.token.byGrantType.refresh_token ?? 0),
     invalidGrant: counters.token.errorsByCode.invalid_grant ?? 0,
-    tokenErrors: counters.token.errorsByCode,
+    tokenErrors,
+    ...dpopFigures,
     apiByStatus: counters.api.byStatus,
     calls: statuses.flat().length,
     failedCalls: failed.length,
@@ -80,7 +108,7 @@ function tally(values) {
  * One repetition: fresh context, sign in, open the other tabs, round 1 after the login token's
  * expiry, round 2 after the expiry of the newest token round 1 obtained.
  */
-export async function stormRep(env, { lib, mode, tabs: tabCount, calls, ttl, secondRoundCalls }) {
+export async function stormRep(env, { lib, mode, dpop = false, tabs: tabCount, calls, ttl, secondRoundCalls }) {
   const { idp, browser } = env;
   idp.setMode(mode);
   idp.setAccessTokenTtl(LOGIN_TTL);
@@ -93,6 +121,7 @@ export async function stormRep(env, { lib, mode, tabs: tabCount, calls, ttl, sec
   try {
     const opts = { mode };
     if (lib === "latchkey") opts.refreshLeewaySeconds = 0;
+    if (dpop) opts.dpop = true;
     const first = await signIn(env, lib, context, opts);
     const loggedInAt = Date.now();
     const tabs = [first];
@@ -101,11 +130,11 @@ export async function stormRep(env, { lib, mode, tabs: tabCount, calls, ttl, sec
     // Tokens from the storm's refreshes live `ttl` seconds: long enough to outlast the storm.
     idp.setAccessTokenTtl(ttl);
 
-    const round1 = await round(env, tabs, calls, loggedInAt + LOGIN_TTL * 1000 + MARGIN_MS);
+    const round1 = await round(env, tabs, calls, loggedInAt + LOGIN_TTL * 1000 + MARGIN_MS, { dpop });
     // Round 2 after the newest token round 1 obtained has expired too (or, when round 1 got
     // none, after the lifetime one would have had).
     const nextExpiry = round1.maxExp ? round1.maxExp * 1000 : Date.now() + ttl * 1000;
-    const round2 = await round(env, tabs, secondRoundCalls, nextExpiry + MARGIN_MS);
+    const round2 = await round(env, tabs, secondRoundCalls, nextExpiry + MARGIN_MS, { dpop });
     return {
       setupRefreshGrants: setup.refresh_token ?? 0,
       round1,
