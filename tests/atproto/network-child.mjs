@@ -446,11 +446,17 @@ async function main() {
   const elsewhereUrl = `http://localhost:${elsewhereServer.address().port}`;
   const misissuerUrl = `http://localhost:${misissuerServer.address().port}`;
 
-  const alice = await createAccount("alice.test", "alice-password");
-  const elsewhere = await createAccount("elsewhere.test", "elsewhere-password");
-  await movePds(elsewhere.did, elsewhereUrl);
-  const misissued = await createAccount("misissued.test", "misissued-password");
-  await movePds(misissued.did, misissuerUrl);
+  const [alice, elsewhere, misissued] = await Promise.all([
+    createAccount("alice.test", "alice-password"),
+    createAccount("elsewhere.test", "elsewhere-password").then(async (account) => {
+      await movePds(account.did, elsewhereUrl);
+      return account;
+    }),
+    createAccount("misissued.test", "misissued-password").then(async (account) => {
+      await movePds(account.did, misissuerUrl);
+      return account;
+    }),
+  ]);
 
   // The control API for the harness.
   const control = await loopbackServer(0, () => async (req, res) => {
