@@ -70,8 +70,11 @@ export async function startAtprotoNetwork(options = {}) {
   try {
     ready = await readReady(child, exited, options.startTimeoutMs ?? 60_000, () => stderr);
   } catch (err) {
-    child.kill("SIGKILL");
+    // SIGTERM first: the child then removes its data directory.
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
     await exited;
+    clearTimeout(timer);
     process.off("exit", killOnExit);
     throw err;
   }

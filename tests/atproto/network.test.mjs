@@ -3,8 +3,9 @@
 // Run with the system Node: node --test tests/atproto/
 
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
 import { after, before, test } from "node:test";
 
 import { startAtprotoNetwork } from "./network.mjs";
@@ -281,6 +282,13 @@ test("movePds points a DID at any endpoint", async () => {
 test("startAtprotoNetwork refuses bad options before starting anything", async () => {
   await assert.rejects(startAtprotoNetwork({ accessTokenTtlSeconds: 0 }), RangeError);
   await assert.rejects(startAtprotoNetwork({ pdsPort: 70000 }), RangeError);
+});
+
+test("a port in use: the start fails with the reason, and leaves no data directory", async () => {
+  const dataDirs = () => readdirSync(tmpdir()).filter((name) => name.startsWith("latchkey-atproto-")).sort();
+  const before = dataDirs();
+  await assert.rejects(startAtprotoNetwork({ pdsPort: portOf(net.pdsUrl) }), /did not start: Error: listen EADDRINUSE/);
+  assert.deepEqual(dataDirs(), before);
 });
 
 // Last: it ends the file's network.
