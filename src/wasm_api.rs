@@ -18,7 +18,7 @@ use crate::browser::locks::WebSessionLock;
 use crate::browser::logout::{self, RevocationOutcome};
 use crate::browser::nonce_channel::NonceChannel;
 use crate::browser::options::{self, ClientOptions};
-use crate::browser::platform::BrowserPlatform;
+use crate::browser::platform::{BrowserPlatform, NoRedirects};
 use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::browser::user;
@@ -1102,7 +1102,8 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
             ))
         }
         (Some(resolver), Some(handle)) => {
-            let (_, metadata) = atproto::resolve_login(&inner.platform, resolver, &handle).await?;
+            let (_, metadata) =
+                atproto::resolve_login(&NoRedirects(&inner.platform), resolver, &handle).await?;
             // The server shows whom it is signing in.
             extra_params.push(("login_hint".to_owned(), handle.trim().to_owned()));
             Some(atproto_login_config(inner, metadata)?)
@@ -1161,10 +1162,11 @@ async fn finish_atproto_login(
         .as_ref()
         .map(|t| t.issuer.clone())
         .ok_or(Error::NoTransaction)?;
-    let config = match atproto::authorization_server_metadata(&inner.platform, &iss).await {
-        Ok(metadata) => atproto_login_config(inner, metadata),
-        Err(error) => Err(error),
-    };
+    let config =
+        match atproto::authorization_server_metadata(&NoRedirects(&inner.platform), &iss).await {
+            Ok(metadata) => atproto_login_config(inner, metadata),
+            Err(error) => Err(error),
+        };
     let config = match config {
         Ok(config) => config,
         Err(error) => {
@@ -1193,7 +1195,8 @@ async fn finish_atproto_login(
         let sub = result.subject.clone().ok_or_else(|| Error::DidResolution {
             reason: "the token response names no sub".into(),
         })?;
-        let identity = atproto::verify_subject(&inner.platform, resolver, &sub, &iss).await?;
+        let identity =
+            atproto::verify_subject(&NoRedirects(&inner.platform), resolver, &sub, &iss).await?;
         Ok(atproto::Account {
             did: identity.did,
             handle: identity.handle,

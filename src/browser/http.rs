@@ -89,6 +89,31 @@ pub async fn get_json<T: DeserializeOwned>(
     send_within(url, &init, timeout_ms).await
 }
 
+/// [`get_json`] that refuses an answer reached through a redirect to
+/// another origin (a `network_error`): identity resolution must not be
+/// steered to a host the document did not name.
+pub async fn get_json_same_origin<T: DeserializeOwned>(
+    url: &str,
+    timeout_ms: u32,
+) -> Result<HttpReply<T>, Error> {
+    let headers = Headers::new().map_err(network)?;
+    headers.set("Accept", "application/json").map_err(network)?;
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_headers(&headers);
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    // A redirect is then an opaque answer (status 0), never followed.
+    let reply = send_within::<T>(url, &init, timeout_ms).await?;
+    if reply.status == 0 || (300..400).contains(&reply.status) {
+        return Err(Error::Network {
+            reason:
+                "the server answered with a redirect, which identity resolution does not follow"
+                    .into(),
+        });
+    }
+    Ok(reply)
+}
+
 /// `POST url` with a form-encoded body and, when given, a `DPoP` proof,
 /// aborted after `timeout_ms`; credentials are never sent (a public client
 /// authenticates with PKCE, not cookies).

@@ -64,6 +64,25 @@ impl Http for BrowserPlatform {
     }
 }
 
+/// [`BrowserPlatform`]'s HTTP, following no redirect: for AT Protocol
+/// identity resolution, where every host comes from a document.
+pub struct NoRedirects<'a>(pub &'a BrowserPlatform);
+
+impl Http for NoRedirects<'_> {
+    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
+        http::get_json_same_origin(url, self.0.request_timeout_ms).await
+    }
+
+    async fn post_form_with_proof<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        proof: Option<&DpopProof>,
+    ) -> Result<HttpReply<T>, Error> {
+        self.0.post_form_with_proof(url, form, proof).await
+    }
+}
+
 impl SignatureVerifier for BrowserPlatform {
     async fn verify_signature(
         &self,

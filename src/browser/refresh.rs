@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::js_error::describe;
 use crate::browser::js_error::to_js;
-use crate::browser::platform::BrowserPlatform;
+use crate::browser::platform::{BrowserPlatform, NoRedirects};
 use crate::core::atproto::{verify_subject, Resolver};
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor, Role};
 use crate::core::ports::DpopKeys;
@@ -49,7 +49,13 @@ impl RefreshTransport for BrowserRefresh {
             (Some(resolver), Some(account)) => {
                 // The server may still sign this account in: its PDS still
                 // names it (the account may have moved).
-                verify_subject(&platform, resolver, &account.did, &account.issuer).await?;
+                verify_subject(
+                    &NoRedirects(&platform),
+                    resolver,
+                    &account.did,
+                    &account.issuer,
+                )
+                .await?;
                 account.token_endpoint.as_str()
             }
             _ => self.token_endpoint.as_str(),
