@@ -3,10 +3,10 @@
 // module, so apps never deal with the wasm themselves. Types and docs:
 // index.d.ts.
 //
-// Importing this module touches no window, document or wasm (server-side
-// rendering imports it in Node): the glue only defines functions at import
-// time, and the wasm is fetched by initialize(), which create() calls after
-// checking it runs in a browser.
+// Importing this module outside a browser touches no window, document or
+// wasm (server-side rendering imports it in Node): the glue only defines
+// functions at import time. In a browser the import starts fetching and
+// compiling the wasm (initialize()), which create() then awaits.
 import init, { AuthClient as WasmAuthClient, version as wasmVersion } from "./latchkey.js";
 import { assertBrowser, isLatchkeyError } from "./errors.js";
 import { handOverIfPopup, loginWithPopup } from "./popup.js";
@@ -24,6 +24,14 @@ export function initialize() {
   // servers all resolve to the wasm file shipped beside this module.
   ready ??= init({ module_or_path: new URL("./latchkey_bg.wasm", import.meta.url) }).then(() => undefined);
   return ready;
+}
+
+// In a browser, the wasm starts downloading and compiling as soon as this
+// module is imported, so create() rarely waits for it. Elsewhere (server
+// rendering, workers without a window) nothing happens until create(),
+// which then says why it cannot run. A failure here is reported by create().
+if (typeof window !== "undefined" && typeof document !== "undefined") {
+  initialize().catch(() => {});
 }
 
 /** The latchkey version. Resolves once the wasm module is loaded. */
