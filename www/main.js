@@ -3,7 +3,10 @@
 // does across tabs.
 //
 // Nothing to configure: the server that serves this page also answers ./demo-config.json
-// with { issuer, clientId, whoami } (see tests/idp/static.mjs).
+// with { issuer, clientId, whoami } (see tests/idp/static.mjs), or, for `scripts/demo
+// --atproto` (tests/atproto/demo.mjs), with { profile: "atproto", clientId, scope,
+// handleResolver, plcDirectoryUrl, pdsUrl, account: { handle, password } }: "Sign in with
+// Bluesky" against the local PDS, and the API is the account's PDS.
 import { AuthClient, isLatchkeyError, version } from "./latchkey/index.js";
 
 const $ = (id) => document.getElementById(id);
@@ -23,7 +26,17 @@ const ui = {
   version: $("version"),
   storage: $("storage"),
   issuer: $("issuer"),
+  issuerLabel: $("issuer-label"),
   clientId: $("client-id"),
+  plc: $("plc"),
+  tagline: $("tagline"),
+  handleForm: $("handle-form"),
+  handle: $("handle"),
+  demoHandle: $("demo-handle"),
+  demoPassword: $("demo-password"),
+  userDid: $("user-did"),
+  userHandle: $("user-handle"),
+  userPds: $("user-pds"),
 };
 
 const SOURCES = { login: "login in this tab", refresh: "refreshed in this tab", sync: "from another tab" };
@@ -93,11 +106,16 @@ function renderExpiry() {
       : `expired ${-seconds} s ago (at ${clock(expiresAt)}); the next call refreshes it`;
 }
 
+// No popup sign-in with Bluesky: the PDS's pages send Cross-Origin-Opener-Policy: same-origin
+// (clearing the popup's window.name) and a PAR authorization URL carries no `state` to find
+// the popup by, so its callback cannot be handed back to this tab.
+let popupOffered = true;
+
 function setSession(state) {
   document.body.dataset.session = state;
   ui.session.textContent = { "signed-in": "Signed in", "signed-out": "Signed out", expired: "Session expired — sign in again" }[state];
   ui.signIn.hidden = state === "signed-in";
-  ui.signInPopup.hidden = state === "signed-in";
+  ui.signInPopup.hidden = state === "signed-in" || !popupOffered;
   ui.callApi.hidden = state !== "signed-in";
   ui.signOut.hidden = state !== "signed-in";
   renderExpiry();
@@ -124,10 +142,61 @@ async function loadConfig() {
   const response = await fetch("./demo-config.json", { cache: "no-store" });
   if (!response.ok) throw new Error(`./demo-config.json answered ${response.status}; start the page with scripts/demo`);
   const config = await response.json();
+  if (config.profile === "atproto") {
+    if (typeof config.clientId !== "string" || typeof config.handleResolver !== "string" || typeof config.pdsUrl !== "string") {
+      throw new Error("./demo-config.json lacks clientId, handleResolver or pdsUrl");
+    }
+    return config;
+  }
   if (typeof config.issuer !== "string" || typeof config.clientId !== "string" || typeof config.whoami !== "string") {
     throw new Error("./demo-config.json lacks issuer, clientId or whoami");
   }
   return config;
+}
+
+// --- Sign in with Bluesky (profile: "atproto") -------------------------------------------------
+
+const isAtproto = (config) => config.profile === "atproto";
+
+function showAtprotoSetup(config) {
+  document.body.dataset.profile = "atproto";
+  for (const element of document.querySelectorAll(".atproto-only")) element.hidden = false;
+  ui.tagline.textContent = "Sign in with Bluesky: AT Protocol OAuth (PAR, DPoP) against a local PDS.";
+  ui.signIn.textContent = "Sign in with Bluesky";
+  popupOffered = false;
+  ui.callApi.textContent = "Call the PDS (getSession)";
+  ui.issuerLabel.textContent = "PDS";
+  ui.issuer.textContent = config.pdsUrl;
+  ui.plc.textContent = config.plcDirectoryUrl ?? "https://plc.directory";
+  ui.handle.value = config.account?.handle ?? "";
+  ui.demoHandle.textContent = config.account?.handle ?? "—";
+  ui.demoPassword.textContent = config.account?.password ?? "—";
+}
+
+// The signed-in account (getUser: DID, handle, PDS), or dashes.
+async function renderAccount(auth) {
+  let user = null;
+  try {
+    if (await auth.isAuthenticated()) user = await auth.getUser();
+  } catch {
+    // signed out meanwhile: dashes
+  }
+  ui.userDid.textContent = user?.sub ?? "—";
+  ui.userHandle.textContent = user?.handle ?? "—";
+  ui.userPds.textContent = user?.pds ?? "—";
+  return user;
+}
+
+// What "Call the API" calls: the test API, or the account's PDS.
+async function apiUrl(auth, config) {
+  if (!isAtproto(config)) return config.whoami;
+  const user = await auth.getUser();
+  return new URL("/xrpc/com.atproto.server.getSession", user.pds).href;
+}
+
+function loginOptions(config) {
+  if (!isAtproto(config)) return undefined;
+  return { handle: ui.handle.value.trim() };
 }
 
 function subscribe(auth) {
@@ -165,12 +234,12 @@ function noteSessionLoss(error) {
   }
 }
 
-async function callApi(auth, whoami) {
+async function callApi(auth, config) {
   clearError();
   ui.callApi.disabled = true;
   ui.apiStatus.textContent = "Calling…";
   try {
-    const response = await auth.fetchWithAuth(whoami);
+    const response = await auth.fetchWithAuth(await apiUrl(auth, config));
     const text = await response.text();
     let body = text;
     try {
@@ -213,28 +282,51 @@ async function main() {
   const config = await loadConfig();
   ui.issuer.textContent = config.issuer;
   ui.clientId.textContent = config.clientId;
-  expiryKey = `latchkey-demo:expiresAt:${config.issuer}:${config.clientId}`;
+  if (isAtproto(config)) showAtprotoSetup(config);
+  expiryKey = `latchkey-demo:expiresAt:${config.issuer ?? config.handleResolver}:${config.clientId}`;
 
   ui.status.textContent = "creating the client…";
-  const auth = await AuthClient.create({
-    issuer: config.issuer,
-    clientId: config.clientId,
-    redirectUri: `${location.origin}/`,
-    scope: "openid offline_access api",
-    allowInsecureLoopback: true, // the test server is plain http on 127.0.0.1
-    // The API is on the authorization server's origin, not this page's:
-    // fetchWithAuth sends the token only to the origins named here.
-    allowedOrigins: [new URL(config.whoami).origin],
-  });
+  const auth = await AuthClient.create(
+    isAtproto(config)
+      ? {
+          profile: "atproto",
+          clientId: config.clientId, // a loopback client: http://localhost?redirect_uri=…&scope=…
+          redirectUri: `${location.origin}/`,
+          scope: config.scope,
+          handleResolver: config.handleResolver, // the local PDS answers resolveHandle
+          plcDirectoryUrl: config.plcDirectoryUrl, // the local PLC directory
+          allowInsecureLoopback: true, // the local network is plain http on loopback
+          // No allowedOrigins: fetchWithAuth may call the account's PDS.
+        }
+      : {
+          issuer: config.issuer,
+          clientId: config.clientId,
+          redirectUri: `${location.origin}/`,
+          scope: "openid offline_access api",
+          allowInsecureLoopback: true, // the test server is plain http on 127.0.0.1
+          // The API is on the authorization server's origin, not this page's:
+          // fetchWithAuth sends the token only to the origins named here.
+          allowedOrigins: [new URL(config.whoami).origin],
+        },
+  );
   subscribe(auth);
   renderStorage(auth);
+  if (isAtproto(config)) {
+    auth.on("tokens", () => renderAccount(auth));
+    auth.on("signedOut", () => renderAccount(auth));
+    auth.on("sessionExpired", () => renderAccount(auth));
+    ui.handleForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      ui.signIn.click();
+    });
+  }
 
   ui.signIn.addEventListener("click", async () => {
     clearError();
     ui.signIn.disabled = true;
     ui.session.textContent = "Redirecting to the authorization server…";
     try {
-      await auth.login();
+      await auth.login(loginOptions(config));
     } catch (error) {
       showError("Sign in", error);
       ui.signIn.disabled = false;
@@ -255,7 +347,7 @@ async function main() {
       ui.signInPopup.disabled = false;
     }
   });
-  ui.callApi.addEventListener("click", () => callApi(auth, config.whoami));
+  ui.callApi.addEventListener("click", () => callApi(auth, config));
   ui.signOut.addEventListener("click", () => signOut(auth));
 
   recallExpiry();
@@ -284,6 +376,7 @@ async function main() {
   } else {
     setSession("signed-out");
   }
+  if (isAtproto(config)) await renderAccount(auth);
   setInterval(renderExpiry, 1000);
 }
 
