@@ -41,8 +41,10 @@ export async function loginWithPopup(client, options = {}) {
   let mark;
   try {
     if (given) nameWindow(popup, id);
-    url = await client.createLoginUrl(login);
-    mark = MARK_PREFIX + (await stateHash(new URL(url).searchParams.get("state") ?? ""));
+    // The state comes with the URL: a pushed request (PAR) keeps it out of it.
+    const request = await client.createLoginRequest(login);
+    url = request.url;
+    mark = MARK_PREFIX + (await stateHash(request.state));
   } catch (error) {
     if (!given) popup.close();
     throw error;

@@ -41,7 +41,7 @@ use crate::core::session::{
 };
 use crate::core::{
     check_endpoint_url, scope_requests_openid, AccessToken, Endpoints, Error, ProviderMetadata,
-    TokenSet,
+    State, TokenSet,
 };
 
 /// The latchkey version, e.g. `"0.1.0"`.
@@ -556,7 +556,22 @@ impl AuthClient {
     #[wasm_bindgen(js_name = createLoginUrl)]
     pub fn create_login_url(&self, options: JsValue) -> Promise {
         let inner = Rc::clone(&self.inner);
-        promise(async move { Ok(login_url(&inner, &options).await?.into()) })
+        promise(async move { Ok(login_url(&inner, &options).await?.0.into()) })
+    }
+
+    /// `createLoginUrl` for the popup entry: `{ url, state }`. The popup
+    /// finds its way back by the callback's `state`, which a pushed request
+    /// (PAR) keeps out of the URL. Not part of the typed API.
+    #[wasm_bindgen(js_name = createLoginRequest)]
+    pub fn create_login_request(&self, options: JsValue) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        promise(async move {
+            let (url, state) = login_url(&inner, &options).await?;
+            let request = Object::new();
+            let _ = Reflect::set(&request, &"url".into(), &url.into());
+            let _ = Reflect::set(&request, &"state".into(), &state.secret().into());
+            Ok(request.into())
+        })
     }
 
     /// Starts a login: stores the transaction and navigates to the
@@ -564,7 +579,7 @@ impl AuthClient {
     pub fn login(&self, options: JsValue) -> Promise {
         let inner = Rc::clone(&self.inner);
         promise(async move {
-            let url = login_url(&inner, &options).await?;
+            let (url, _) = login_url(&inner, &options).await?;
             window()?
                 .location()
                 .assign(&url)
@@ -1081,7 +1096,8 @@ fn window() -> Result<web_sys::Window, Error> {
         .ok_or_else(|| Error::invalid_option("window", "latchkey runs in a browser window"))
 }
 
-async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
+/// Starts a login: the authorization URL and the login's `state`.
+async fn login_url(inner: &Inner, options: &JsValue) -> Result<(String, State), Error> {
     let LoginOptions {
         mut extra_params,
         app_state,
@@ -1110,7 +1126,7 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
         }
     };
     let config = config.as_ref().unwrap_or(&inner.config);
-    let params = start_login(
+    let started = start_login(
         config,
         &inner.platform,
         &inner.store,
@@ -1119,11 +1135,12 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<String, Error> {
         app_state,
     )
     .await?;
-    options::url_with_query(
+    let url = options::url_with_query(
         &config.endpoints.authorization,
         "authorizationEndpoint",
-        &params,
-    )
+        &started.query,
+    )?;
+    Ok((url, started.state))
 }
 
 /// The configuration of one atproto login: the account's authorization

@@ -150,7 +150,7 @@ pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>
     dpop: &Dpop<'_, K>,
     extra_params: Vec<(String, String)>,
     app_state: Option<String>,
-) -> Result<Vec<(String, String)>, Error> {
+) -> Result<LoginStart, Error> {
     let key = match config.dpop {
         true => Some(dpop.keys.create().await?),
         false => None,
@@ -169,6 +169,7 @@ pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>
         app_state,
         dpop_jkt: key.as_ref().map(|(jkt, _)| jkt.clone()),
     };
+    let sent_state = state.clone();
     let (params, transaction) =
         request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
     let par = config.par_endpoint()?;
@@ -180,16 +181,30 @@ pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>
         }
     }
     store.put_transaction(transaction).await?;
-    match (par, &key) {
+    let query = match (par, &key) {
         (Some(endpoint), Some((_, key))) => {
             let signed = dpop.http(platform, key);
-            push_authorization_request(&signed, endpoint, &config.client_id, &params).await
+            push_authorization_request(&signed, endpoint, &config.client_id, &params).await?
         }
         (Some(endpoint), None) => {
-            push_authorization_request(platform, endpoint, &config.client_id, &params).await
+            push_authorization_request(platform, endpoint, &config.client_id, &params).await?
         }
-        (None, _) => Ok(params),
-    }
+        (None, _) => params,
+    };
+    Ok(LoginStart {
+        query,
+        state: sent_state,
+    })
+}
+
+/// A started login: the authorization URL's query, and the `state` the
+/// callback will carry (not in the query when the request was pushed).
+#[derive(Debug)]
+pub struct LoginStart {
+    /// The authorization endpoint's query parameters.
+    pub query: Vec<(String, String)>,
+    /// The login's `state`.
+    pub state: State,
 }
 
 /// What a completed login hands back to the app.
@@ -533,6 +548,7 @@ mod tests {
             Some(r#"{"to":"/x"}"#.into()),
         ))
         .unwrap()
+        .query
     }
 
     #[test]
