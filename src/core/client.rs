@@ -155,6 +155,35 @@ pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>
         true => Some(dpop.keys.create().await?),
         false => None,
     };
+    let started = begin_login(
+        config,
+        platform,
+        store,
+        dpop,
+        key.as_ref(),
+        extra_params,
+        app_state,
+    )
+    .await;
+    if let (Err(_), Some((jkt, _))) = (&started, &key) {
+        // The login never left the browser: nothing will use its key.
+        dpop.keys.delete(jkt).await;
+    }
+    started
+}
+
+/// [`start_login`] once the login's key (if any) exists: the request is
+/// pushed first (PAR), and only a login that can go ahead replaces the
+/// tab's pending one — a refused push leaves nothing behind.
+async fn begin_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>(
+    config: &ClientConfig,
+    platform: &P,
+    store: &S,
+    dpop: &Dpop<'_, K>,
+    key: Option<&(String, K::Key)>,
+    extra_params: Vec<(String, String)>,
+    app_state: Option<String>,
+) -> Result<LoginStart, Error> {
     let verifier = PkceVerifier::from_random_bytes(&platform.random_32()?);
     let state = State::from_random_bytes(&platform.random_32()?);
     let nonce = Nonce::from_random_bytes(&platform.random_32()?);
@@ -167,21 +196,12 @@ pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>
         scope: config.scope.clone(),
         extra_params,
         app_state,
-        dpop_jkt: key.as_ref().map(|(jkt, _)| jkt.clone()),
+        dpop_jkt: key.map(|(jkt, _)| jkt.clone()),
     };
     let sent_state = state.clone();
     let (params, transaction) =
         request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
-    let par = config.par_endpoint()?;
-    // The login this one replaces in the tab can no longer finish: its key
-    // would be left behind.
-    if let Ok(Some(replaced)) = store.take_transaction().await {
-        if let Some(jkt) = replaced.dpop_jkt {
-            dpop.keys.delete(&jkt).await;
-        }
-    }
-    store.put_transaction(transaction).await?;
-    let query = match (par, &key) {
+    let query = match (config.par_endpoint()?, key) {
         (Some(endpoint), Some((_, key))) => {
             let signed = dpop.http(platform, key);
             push_authorization_request(&signed, endpoint, &config.client_id, &params).await?
@@ -191,6 +211,14 @@ pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>
         }
         (None, _) => params,
     };
+    // The login this one replaces in the tab can no longer finish: its key
+    // would be left behind.
+    if let Ok(Some(replaced)) = store.take_transaction().await {
+        if let Some(jkt) = replaced.dpop_jkt {
+            dpop.keys.delete(&jkt).await;
+        }
+    }
+    store.put_transaction(transaction).await?;
     Ok(LoginStart {
         query,
         state: sent_state,
@@ -666,6 +694,53 @@ mod tests {
                 .find(|(k, _)| k == "dpop_jkt"),
             None,
             "no DPoP, no dpop_jkt"
+        );
+    }
+
+    #[test]
+    fn a_refused_push_leaves_no_key_and_keeps_the_pending_login() {
+        let platform = FakePlatform::at(NOW);
+        let first = started_as(&dpop_config(), &platform);
+        // The second login's exact request, made by a twin at the same point.
+        let twin = FakePlatform::at(NOW);
+        started_as(&dpop_config(), &twin);
+        let plain = started_as(&dpop_config(), &twin);
+        let form: Vec<(&str, &str)> = plain
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        platform.expect_post(PAR_URL, &form, 400, r#"{"error":"invalid_request"}"#);
+        platform.with_proof(&[("htm", "POST"), ("htu", PAR_URL)], None);
+        let config = ClientConfig {
+            par: true,
+            ..dpop_config()
+        };
+        let error = block_on(start_login(
+            &config,
+            &platform,
+            &platform.store,
+            &platform.dpop(),
+            owned(&[("prompt", "consent")]),
+            Some(r#"{"to":"/x"}"#.into()),
+        ))
+        .unwrap_err();
+        assert_eq!(error.code(), "par_failed");
+        let keys = &platform.dpop_keys;
+        assert!(
+            block_on(keys.load(&FakeDpopKeys::jkt(2))).is_err(),
+            "the refused login's key"
+        );
+        assert!(
+            block_on(keys.load(&FakeDpopKeys::jkt(1))).is_ok(),
+            "the pending login's key"
+        );
+        let pending = block_on(platform.store.take_transaction())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pending.state.secret(),
+            param(&first, "state"),
+            "still the first login"
         );
     }
 

@@ -271,6 +271,21 @@ test("an IdP sending COOP same-origin severs the popup; with closeDetection 'tim
     assert.deepEqual(await marksLeft(opener), []);
   }));
 
+test("PAR behind an IdP sending COOP same-origin: the URL has no state, the login's state still routes the callback", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/coop/auth`, par: true });
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await startPopupLogin(opener, { closeDetection: "timeout", appState: 8 });
+    const popup = await opened;
+    const outcome = await outcomeOf(opener, 15_000);
+    assert.deepEqual(outcome, { value: { appState: 8 } });
+    assert.equal(await opener.evaluate(() => localStorage.getItem("e2e:callback-name")), "", "COOP cleared window.name");
+    await until(() => popup.isClosed(), 5_000, "the severed popup to close itself");
+    assert.ok(await rawRecord(opener, idp), "the session is stored");
+    assert.equal(exchanges(), 1);
+    assert.deepEqual(await marksLeft(opener), []);
+  }));
+
 test("an IdP sending COOP same-origin, default closeDetection: the severed popup reads as closed (documented)", () =>
   inContext(async (context) => {
     const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/coop/auth` });
