@@ -318,7 +318,10 @@ export interface OidcClientOptions {
    * are kept per role and origin, and a `use_dpop_nonce` refusal is resent
    * once with the new nonce (`dpop_nonce_failed` if refused again). A
    * `Bearer` answer to a DPoP request is refused (`unsupported_token_type`).
-   * DPoP tokens always travel in the `Authorization` header. Default false.
+   * DPoP tokens always travel in the `Authorization` header. With
+   * `storage: "memory"` the key is in IndexedDB only from `login()` to the
+   * callback (it must survive the redirect), then in the tab's memory only.
+   * Default false.
    */
   dpop?: boolean;
 }

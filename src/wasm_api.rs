@@ -627,6 +627,11 @@ impl AuthClient {
             if let Some(old) = replaced.filter(|old| Some(old) != bound.as_ref()) {
                 inner.dpop_keys.delete(&old).await;
             }
+            // A memory session's key lives in memory like its tokens: it was
+            // in IndexedDB only to survive the redirect.
+            if let (StorageKind::Memory, Some(jkt)) = (inner.store.kind(), &bound) {
+                let _ = inner.dpop_keys.keep_in_memory_only(jkt).await;
+            }
             let app_state = match result.app_state {
                 Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
                 None => JsValue::UNDEFINED,

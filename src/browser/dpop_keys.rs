@@ -91,6 +91,19 @@ impl BrowserDpopKeys {
         }
     }
 
+    /// Keeps the key `jkt` in this tab's memory only: its IndexedDB record
+    /// is deleted (a `storage: "memory"` session, whose key needed
+    /// IndexedDB only to survive the login's redirect).
+    pub async fn keep_in_memory_only(&self, jkt: &str) -> Result<(), Error> {
+        self.load(jkt).await?;
+        if let Some(idb) = &self.idb {
+            idb.delete(&format!("{}{jkt}", self.prefix))
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
+    }
+
     /// Whether keys survive a reload and are shared with the other tabs.
     pub fn persistent(&self) -> bool {
         self.idb.is_some()

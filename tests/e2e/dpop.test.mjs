@@ -469,3 +469,25 @@ test("a custom refresh of a bound session gets ctx.dpopProof and refreshes with 
     assert.deepEqual(named(await eventsOf(tab), "tokens").map((e) => e.source), ["refresh"]);
   });
 });
+
+test("storage: memory: the login's key is in IndexedDB only until the callback, then in memory; the session signs with it", async () => {
+  await inContext(async (context) => {
+    const page = await context.newPage();
+    const options = clientOptions(idp, dpopOptions(idp, { storage: "memory" }));
+    await loginViaRedirect(page, idp, options);
+    assert.equal((await keyRecords(page, idp)).length, 1, "the key survived the redirect in IndexedDB");
+    const done = await withClient(
+      page,
+      options,
+      async (client, url) => {
+        await client.handleRedirectCallback();
+        const res = await client.fetchWithAuth(url);
+        return { status: res.status, body: await res.json() };
+      },
+      idp.whoamiUrl,
+    );
+    assert.equal(done.value?.status, 200, JSON.stringify(done));
+    assert.equal(done.value.body.dpop, true);
+    assert.deepEqual(await keyRecords(page, idp), [], "no key record once the memory session holds the key");
+  });
+});
