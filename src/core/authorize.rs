@@ -154,6 +154,7 @@ impl AuthorizationRequest {
             issuer: self.issuer,
             client_id: self.client_id,
             dpop_jkt: self.dpop_jkt,
+            dpop_nonce: None,
         };
         Ok((params, transaction))
     }
@@ -183,6 +184,11 @@ pub struct PendingTransaction {
     /// The thumbprint of the login's DPoP key (`dpop_jkt`), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The authorization server's DPoP nonce as the pushed request left it:
+    /// the code exchange after the redirect (a new page) starts with it
+    /// instead of a `use_dpop_nonce` round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_nonce: Option<String>,
 }
 
 /// A redirect that passed every check of [`validate_callback`]. Only that
@@ -383,6 +389,7 @@ mod tests {
             issuer: ISSUER.into(),
             client_id: "spa".into(),
             dpop_jkt: None,
+            dpop_nonce: None,
         }
     }
 

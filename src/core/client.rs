@@ -4,7 +4,7 @@
 //! Generic over the [`crate::core::ports`] traits so that every step runs
 //! natively in tests against fakes.
 
-use crate::core::dpop::Dpop;
+use crate::core::dpop::{Dpop, Role};
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::par::push_authorization_request;
@@ -199,9 +199,10 @@ async fn begin_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>(
         dpop_jkt: key.map(|(jkt, _)| jkt.clone()),
     };
     let sent_state = state.clone();
-    let (params, transaction) =
+    let (params, mut transaction) =
         request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
-    let query = match (config.par_endpoint()?, key) {
+    let par = config.par_endpoint()?;
+    let query = match (par, key) {
         (Some(endpoint), Some((_, key))) => {
             let signed = dpop.http(platform, key);
             push_authorization_request(&signed, endpoint, &config.client_id, &params).await?
@@ -211,6 +212,9 @@ async fn begin_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>(
         }
         (None, _) => params,
     };
+    if let (Some(endpoint), Some(_)) = (par, key) {
+        transaction.dpop_nonce = dpop.nonces.get(Role::AuthorizationServer, endpoint);
+    }
     // The login this one replaces in the tab can no longer finish: its key
     // would be left behind.
     if let Ok(Some(replaced)) = store.take_transaction().await {
@@ -292,6 +296,19 @@ where
     K: DpopKeys,
 {
     let key_id = transaction.as_ref().and_then(|t| t.dpop_jkt.clone());
+    // The server's nonce as the pushed request left it (this may be a new
+    // page, whose book is empty).
+    if let Some(nonce) = transaction.as_ref().and_then(|t| t.dpop_nonce.as_deref()) {
+        let token_endpoint = &config.endpoints.token;
+        if dpop
+            .nonces
+            .get(Role::AuthorizationServer, token_endpoint)
+            .is_none()
+        {
+            dpop.nonces
+                .adopt(Role::AuthorizationServer, token_endpoint, nonce);
+        }
+    }
     let result = exchange(config, platform, dpop, jwks, transaction, callback_params).await;
     if let (Err(_), Some(jkt)) = (&result, key_id) {
         // Nothing will ever be bound to the failed login's key.
@@ -829,6 +846,42 @@ mod tests {
         expect_dpop_code_exchange(&platform, 200, TOKENS);
         let error = finish_as(&dpop_config(), &platform, &params).unwrap_err();
         assert_eq!(error.code(), "unsupported_token_type");
+    }
+
+    #[test]
+    fn the_code_exchange_after_the_redirect_starts_with_the_nonce_the_push_left() {
+        let platform = FakePlatform::at(NOW);
+        let plain = started_as(&dpop_config(), &FakePlatform::at(NOW));
+        let form: Vec<(&str, &str)> = plain
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let pushed = r#"{"request_uri":"urn:ietf:params:oauth:request_uri:r1","expires_in":60}"#;
+        platform.expect_post(PAR_URL, &form, 201, pushed);
+        platform.with_proof(&[("nonce", "")], Some("n-1"));
+        let config = ClientConfig {
+            par: true,
+            ..dpop_config()
+        };
+        started_as(&config, &platform);
+        // The redirect page: a new, empty book; the same keys and store.
+        let book = crate::core::dpop::NonceBook::default();
+        let page = Dpop {
+            keys: &platform.dpop_keys,
+            nonces: &book,
+        };
+        let body = r#"{"access_token":"at-1","token_type":"DPoP","expires_in":300}"#;
+        expect_code_exchange(&platform, "c-1", 200, body);
+        platform.with_proof(&[("nonce", "n-1")], None);
+        let result = block_on(finish_login(
+            &config,
+            &platform,
+            &platform.store,
+            &page,
+            &JwksCache::new(),
+            &callback(&plain, "c-1"),
+        ));
+        assert_eq!(result.unwrap().tokens.token_type, "DPoP");
     }
 
     #[test]

@@ -64,6 +64,7 @@ fn pending() -> PendingTransaction {
         issuer: "https://idp.example".into(),
         client_id: "spa".into(),
         dpop_jkt: None,
+        dpop_nonce: None,
     }
 }
 

@@ -418,6 +418,7 @@ mod tests {
             issuer: "https://idp.example.com".into(),
             client_id: "spa".into(),
             dpop_jkt: None,
+            dpop_nonce: None,
         };
         let params = vec![
             ("code".to_string(), "the-code".to_string()),
