@@ -19,6 +19,12 @@
 //!   failed, in a tab's memory;
 //! - after a sign-out, no tab holds tokens and the store is empty;
 //! - every task ends, and the lock is free.
+//!
+//! With DPoP the tokens are bound to a key, the refresh goes through the
+//! real [`RefreshGrant`] and [`DpopHttp`](crate::core::dpop::DpopHttp),
+//! and the server rotates its nonce at random: a request refused with
+//! `use_dpop_nonce` is not processed, and the one resend must never make the
+//! server see a refresh token twice.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -26,10 +32,17 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use serde::de::DeserializeOwned;
+
+use crate::core::dpop::{Dpop, NonceBook};
+use crate::core::fakes::FakeDpopKeys;
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::ports::{
-    Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
+    Background, Broadcast, Clock, Crypto, DpopKeys, Http, HttpReply, RefreshTransport, SessionLock,
+    SessionStore, Timer,
 };
+use crate::core::refresh_grant::RefreshGrant;
+use crate::core::secret::DpopProof;
 use crate::core::session::{NoCheck, RefreshPolicy, Refresher, Session, SessionMessage};
 use crate::core::{AccessToken, Error, RawTokenResponse, TokenSet};
 
@@ -89,6 +102,9 @@ struct Faults {
     sign_out: bool,
     /// One tab completes a new login somewhere in the run (a new grant).
     relogin: bool,
+    /// DPoP-bound tokens, the server rotating its nonce before a token
+    /// request with this chance (percent); `None`: Bearer tokens.
+    dpop_nonce_rotation: Option<u64>,
 }
 
 /// The authorization server: a grant per login, rotating refresh tokens,
@@ -106,6 +122,12 @@ struct Server {
     reuse: Cell<u32>,
     lost_answers: Cell<u32>,
     grants: Cell<u32>,
+    /// DPoP-bound tokens.
+    dpop: bool,
+    /// The current nonce is `n<this>`.
+    nonce: Cell<u32>,
+    /// Token requests refused for their nonce (never processed).
+    nonce_refusals: Cell<u32>,
 }
 
 /// `(grant, rotation)` of a token named `<prefix>G.N`.
@@ -121,7 +143,7 @@ impl Server {
         self.generation.borrow_mut().push(0);
         self.revoked.borrow_mut().push(false);
         self.issue(grant, 0, now_ms);
-        set(grant, 0, now_ms)
+        set(grant, 0, now_ms, self.dpop)
     }
 
     fn issue(&self, grant: usize, n: u32, now_ms: u64) {
@@ -147,8 +169,9 @@ impl Server {
         let next = current + 1;
         self.generation.borrow_mut()[grant] = next;
         self.issue(grant, next, now_ms);
+        let kind = if self.dpop { "DPoP" } else { "Bearer" };
         Ok(format!(
-            r#"{{"access_token":"at-{grant}.{next}","token_type":"Bearer","expires_in":{LIFETIME_S},"refresh_token":"rt-{grant}.{next}"}}"#
+            r#"{{"access_token":"at-{grant}.{next}","token_type":"{kind}","expires_in":{LIFETIME_S},"refresh_token":"rt-{grant}.{next}"}}"#
         ))
     }
 
@@ -173,10 +196,10 @@ impl Server {
     }
 }
 
-fn set(grant: usize, n: u32, issued_at_ms: u64) -> TokenSet {
+fn set(grant: usize, n: u32, issued_at_ms: u64, dpop: bool) -> TokenSet {
     TokenSet {
         access_token: AccessToken::new(format!("at-{grant}.{n}")),
-        token_type: "Bearer".into(),
+        token_type: if dpop { "DPoP" } else { "Bearer" }.into(),
         expires_at_ms: Some(issued_at_ms + LIFETIME_S * 1000),
         refresh_token: Some(crate::core::RefreshToken::new(format!("rt-{grant}.{n}"))),
         scope: None,
@@ -184,10 +207,13 @@ fn set(grant: usize, n: u32, issued_at_ms: u64) -> TokenSet {
         refresh_expires_at_ms: None,
         issued_at_ms,
         login_at_ms: issued_at_ms,
-        dpop_jkt: None,
+        dpop_jkt: dpop.then(|| FakeDpopKeys::jkt(1)),
         atproto: None,
     }
 }
+
+/// The token endpoint of the simulated server.
+const TOKEN_URL: &str = "https://as.example/token";
 
 /// Everything the tabs share: clock, generator, server, store, lock and
 /// the broadcasts on their way.
@@ -203,6 +229,10 @@ struct World {
     /// delivered at the latest.
     inboxes: Vec<RefCell<VecDeque<(u64, SessionMessage)>>>,
     signed_out: Cell<bool>,
+    /// The session's DPoP key (with DPoP).
+    keys: FakeDpopKeys,
+    /// Each tab's DPoP nonces (not shared: the worst case).
+    nonces: Vec<NonceBook>,
     /// What happened, for the message of a failed run.
     trace: RefCell<Vec<String>>,
 }
@@ -331,14 +361,88 @@ impl Broadcast for TabPorts<'_> {
 }
 
 impl RefreshTransport for TabPorts<'_> {
+    /// The standard refresh request, through the core's own grant (and
+    /// DPoP, when the set is bound) to the simulated server.
     async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
+        let grant = RefreshGrant {
+            http: self,
+            token_endpoint: TOKEN_URL,
+            client_id: "spa",
+            dpop: Dpop {
+                keys: &self.world.keys,
+                nonces: &self.world.nonces[self.tab],
+            },
+        };
+        grant.refresh(current).await
+    }
+}
+
+impl Crypto for TabPorts<'_> {
+    fn random_32(&self) -> Result<[u8; 32], Error> {
+        let mut bytes = [0; 32];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&self.world.rng.next().to_le_bytes());
+        }
+        Ok(bytes)
+    }
+
+    async fn sha256(&self, data: &[u8]) -> Result<[u8; 32], Error> {
+        use sha2::Digest as _;
+        Ok(sha2::Sha256::digest(data).into())
+    }
+}
+
+/// The `nonce` claim of a DPoP proof.
+fn proof_nonce(proof: &DpopProof) -> Option<String> {
+    let claims = proof.secret().split('.').nth(1)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&crate::core::base64url::decode(claims).ok()?).ok()?;
+    json.get("nonce")?.as_str().map(str::to_owned)
+}
+
+impl Http for TabPorts<'_> {
+    async fn get_json<T: DeserializeOwned>(&self, _url: &str) -> Result<HttpReply<T>, Error> {
+        unreachable!("the simulation's refresh only posts")
+    }
+
+    /// The token endpoint: with DPoP a request whose proof does not carry
+    /// the current nonce is refused unprocessed (`use_dpop_nonce`).
+    async fn post_form_with_proof<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        proof: Option<&DpopProof>,
+    ) -> Result<HttpReply<T>, Error> {
         let world = self.world;
-        let refresh_token = current.refresh_token.as_ref().unwrap().secret().to_owned();
+        assert_eq!(url, TOKEN_URL);
+        let server = &world.server;
+        assert_eq!(proof.is_some(), server.dpop, "a proof exactly when bound");
+        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let refresh_token = field("refresh_token").expect("a refresh request");
         // On its way to the server.
         for _ in 0..world.rng.below(4) {
             yield_once().await;
         }
-        let outcome = world.server.refresh(&refresh_token, world.now_ms.get());
+        if let (Some(proof), Some(p)) = (proof, world.faults.dpop_nonce_rotation) {
+            if world.rng.percent(p) {
+                server.nonce.set(server.nonce.get() + 1);
+            }
+            let current = format!("n{}", server.nonce.get());
+            if proof_nonce(proof).as_deref() != Some(current.as_str()) {
+                server.nonce_refusals.set(server.nonce_refusals.get() + 1);
+                world.note(format!(
+                    "tab {} refresh with {refresh_token}: use_dpop_nonce",
+                    self.tab
+                ));
+                return Ok(reply(400, r#"{"error":"use_dpop_nonce"}"#, Some(current)));
+            }
+        }
+        let refresh_token = refresh_token.as_str();
+        // On its way to the server.
+        for _ in 0..world.rng.below(4) {
+            yield_once().await;
+        }
+        let outcome = world.server.refresh(refresh_token, world.now_ms.get());
         world.note(format!(
             "tab {} refresh with {refresh_token}: {}",
             self.tab,
@@ -363,13 +467,23 @@ impl RefreshTransport for TabPorts<'_> {
             let late = POLICY.timeout_ms + world.rng.below(20_000) as u32;
             self.sleep(late).await;
         }
-        Ok(HttpReply {
-            status,
-            body: Ok(serde_json::from_str(&body).unwrap()),
-            retry_after_s: None,
-            dpop_nonce: None,
-            oauth_error: None,
-        })
+        let nonce = server.dpop.then(|| format!("n{}", server.nonce.get()));
+        Ok(reply(status, &body, nonce))
+    }
+}
+
+/// An answer of the simulated server, read as the browser reads one.
+fn reply<T: DeserializeOwned>(status: u16, body: &str, dpop_nonce: Option<String>) -> HttpReply<T> {
+    let oauth_error = (status >= 400)
+        .then(|| serde_json::from_str::<serde_json::Value>(body).ok())
+        .flatten()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
+    HttpReply {
+        status,
+        body: Ok(serde_json::from_str(body).unwrap()),
+        retry_after_s: None,
+        dpop_nonce,
+        oauth_error,
     }
 }
 
@@ -477,13 +591,20 @@ fn run(seed: u64, faults: Faults) {
         now_ms: Cell::new(START_MS),
         rng: Rng::new(seed),
         faults,
-        server: Server::default(),
+        server: Server {
+            dpop: faults.dpop_nonce_rotation.is_some(),
+            ..Server::default()
+        },
         store: MemorySessionStore::default(),
         lock_holder: Cell::new(None),
         inboxes: (0..TABS).map(|_| RefCell::default()).collect(),
         signed_out: Cell::new(false),
+        keys: FakeDpopKeys::default(),
+        nonces: (0..TABS).map(|_| NonceBook::default()).collect(),
         trace: RefCell::default(),
     }));
+    let (jkt, _) = crate::core::fakes::block_on(world.keys.create()).unwrap();
+    assert_eq!(jkt, FakeDpopKeys::jkt(1));
     let login = world.server.login(START_MS);
     crate::core::fakes::block_on(world.store.save_tokens(&login)).unwrap();
     let tabs: &'static [Tab<'static>] = Vec::leak(
@@ -606,6 +727,12 @@ fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
         None,
         "seed {seed}: the lock is free"
     );
+    if server.dpop {
+        world.note(format!(
+            "{} token requests refused for their nonce",
+            server.nonce_refusals.get()
+        ));
+    }
     assert!(
         server.reuse.get() <= server.lost_answers.get(),
         "seed {seed}: {} reuse(s) with {} lost answer(s)",
@@ -754,6 +881,36 @@ fn every_fault_but_lost_answers_at_once() {
         run(
             seed,
             Faults {
+                late_answer: 20,
+                failed_write: 10,
+                relogin: true,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn dpop_nonce_refusals_never_spend_a_refresh_token_twice() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                dpop_nonce_rotation: Some(30),
+                late_answer: 20,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn dpop_with_every_fault_but_lost_answers() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                dpop_nonce_rotation: Some(50),
                 late_answer: 20,
                 failed_write: 10,
                 relogin: true,
