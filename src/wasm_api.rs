@@ -527,7 +527,7 @@ impl AuthClient {
         event: String,
         listener: js_sys::Function,
     ) -> Result<js_sys::Function, JsValue> {
-        let event = EventName::parse(&event).map_err(js_err)?;
+        let event = EventName::parse_js(&event).map_err(js_err)?;
         Ok(self.inner.events.subscribe(event, listener))
     }
 

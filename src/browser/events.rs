@@ -9,43 +9,25 @@ use wasm_bindgen::prelude::*;
 
 use crate::core::Error;
 
-/// The events a client emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventName {
-    /// The storage fell back to memory, a stored record was cleared, or a
-    /// refreshed set could not be written.
-    Storage,
-    /// The token set in use changed: a login or a refresh, in this tab or
-    /// another.
-    Tokens,
-    /// The session ended because the refresh token was rejected or expired.
-    SessionExpired,
-    /// The user signed out (in this tab or another).
-    SignedOut,
-}
-
-const NAMES: &[(&str, EventName)] = &[
-    ("storage", EventName::Storage),
-    ("tokens", EventName::Tokens),
-    ("sessionExpired", EventName::SessionExpired),
-    ("signedOut", EventName::SignedOut),
-];
+/// The events a client emits (named once, in the core).
+pub use crate::core::public_api::Event as EventName;
 
 impl EventName {
     /// Parses an event name given to `on`.
-    pub fn parse(name: &str) -> Result<EventName, Error> {
-        NAMES
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, event)| *event)
-            .ok_or_else(|| {
-                Error::invalid_option(
-                    "event",
-                    format!(
-                        "unknown event {name:?} (expected \"tokens\", \"sessionExpired\", \"signedOut\" or \"storage\")"
-                    ),
-                )
-            })
+    pub fn parse_js(name: &str) -> Result<EventName, Error> {
+        EventName::parse(name).ok_or_else(|| {
+            let known: Vec<String> = crate::core::public_api::EVENTS
+                .iter()
+                .map(|name| format!("\"{name}\""))
+                .collect();
+            Error::invalid_option(
+                "event",
+                format!(
+                    "unknown event {name:?} (expected one of {})",
+                    known.join(", ")
+                ),
+            )
+        })
     }
 }
 

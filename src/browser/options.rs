@@ -9,32 +9,8 @@ use crate::core::atproto::{self, Resolver};
 use crate::core::origin::{AllowedOrigins, OriginEntry, TokenPlacement};
 use crate::core::{check_endpoint_url, EndpointOverrides, Error};
 
-/// Every option `create` accepts; anything else is a typo and refused.
-const KNOWN: &[&str] = &[
-    "issuer",
-    "clientId",
-    "redirectUri",
-    "scope",
-    "storage",
-    "refreshLeewaySeconds",
-    "refreshTimeoutSeconds",
-    "allowInsecureLoopback",
-    "allowedOrigins",
-    "authorizationEndpoint",
-    "tokenEndpoint",
-    "revocationEndpoint",
-    "endSessionEndpoint",
-    "jwksUri",
-    "userinfoEndpoint",
-    "pushedAuthorizationRequestEndpoint",
-    "par",
-    "dpop",
-    "profile",
-    "handleResolver",
-    "plcDirectoryUrl",
-    "isTokenExpired",
-    "refresh",
-];
+/// Every option `create` accepts (written once, in the core).
+const KNOWN: &[&str] = crate::core::public_api::CREATE_OPTIONS;
 
 /// The validated options.
 pub struct ClientOptions {

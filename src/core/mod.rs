@@ -45,6 +45,7 @@ pub mod memory_store;
 pub mod oidc;
 pub mod origin;
 pub mod par;
+pub mod public_api;
 pub mod race;
 pub mod refresh_grant;
 pub mod revocation;

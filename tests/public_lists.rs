@@ -1,0 +1,47 @@
+//! `index.d.ts` declares exactly the option and event names the binding
+//! reads and emits (`core::public_api`, written once). A native test outside
+//! the core: the core does not read the package's files.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::collections::BTreeSet;
+
+use latchkey::core::public_api::{CREATE_OPTIONS, EVENTS};
+
+const DTS: &str = include_str!("../pkg-template/index.d.ts");
+
+/// The property names declared directly in `export interface <name> … {`,
+/// up to its closing brace at the start of a line.
+fn properties(interface: &str) -> BTreeSet<&'static str> {
+    let start = DTS
+        .find(&format!("export interface {interface}"))
+        .unwrap_or_else(|| panic!("{interface} is declared"));
+    let body_start = start + DTS[start..].find(" {\n").expect("a body") + 3;
+    let body = &DTS[body_start..body_start + DTS[body_start..].find("\n}").expect("its end")];
+    body.lines()
+        // Members are indented two spaces; deeper lines belong to comments
+        // or nested types.
+        .filter_map(|line| line.strip_prefix("  "))
+        .filter(|line| !line.starts_with(' ') && !line.starts_with('/') && !line.starts_with('*'))
+        .filter_map(|line| {
+            let name_end = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            let rest = &line[name_end..];
+            (name_end > 0 && (rest.starts_with("?:") || rest.starts_with(':')))
+                .then(|| &line[..name_end])
+        })
+        .collect()
+}
+
+#[test]
+fn the_create_options_typed_are_exactly_the_ones_parsed() {
+    let mut typed = properties("OidcClientOptions");
+    typed.extend(properties("AtprotoClientOptions"));
+    let parsed: BTreeSet<&str> = CREATE_OPTIONS.iter().copied().collect();
+    assert_eq!(typed, parsed);
+}
+
+#[test]
+fn the_events_typed_are_exactly_the_ones_emitted() {
+    let typed = properties("AuthClientEvents");
+    let emitted: BTreeSet<&str> = EVENTS.iter().copied().collect();
+    assert_eq!(typed, emitted);
+}
