@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::discovery::check_endpoint_url;
 use crate::core::origin::Origin;
-use crate::core::ports::{Http, HttpReply};
+use crate::core::platform::{Http, HttpReply};
 use crate::core::{Error, ProviderMetadata};
 
 /// The scope every AT Protocol login must be granted.

@@ -14,13 +14,40 @@
 //! processed, so it is sent again once with the new nonce — the only resend
 //! of a token request there is, and it happens inside the refresh lock.
 
+#![allow(async_fn_in_trait)]
+
 use std::cell::RefCell;
 
 use crate::core::base64url;
 use crate::core::origin::Origin;
-use crate::core::ports::{Clock, Crypto, DpopKey, DpopKeys, Http, HttpReply, Timer};
+use crate::core::platform::{Clock, Crypto, Http, HttpReply, Timer};
 use crate::core::secret::{AccessToken, DpopProof};
 use crate::core::Error;
+
+/// Where the session's DPoP keys live (IndexedDB next to the session, or
+/// the tab's memory), by thumbprint, so every tab signs with the same key.
+pub trait DpopKeys {
+    /// One key.
+    type Key: DpopKey;
+    /// A fresh non-extractable key pair for a new login, kept under its
+    /// thumbprint; returns the thumbprint and the key.
+    async fn create(&self) -> Result<(String, Self::Key), Error>;
+    /// The key whose thumbprint is `jkt`; `dpop_key_unavailable` when it is
+    /// gone (deleted by a sign-out, or its storage was cleared).
+    async fn load(&self, jkt: &str) -> Result<Self::Key, Error>;
+    /// Deletes the key `jkt`, best effort: the tokens bound to it are over.
+    async fn delete(&self, jkt: &str);
+}
+
+/// A DPoP key the browser holds and cannot export
+/// ([RFC 9449](https://www.rfc-editor.org/rfc/rfc9449)): the core builds
+/// proofs, the key only signs them.
+pub trait DpopKey {
+    /// The public half, which goes into every proof.
+    fn public_key(&self) -> &DpopPublicKey;
+    /// The ES256 signature of `signing_input` in JWS form (`r || s`, 64 bytes).
+    async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Error>;
+}
 
 /// The JWS algorithm of every proof: ECDSA P-256 with SHA-256.
 pub const ALGORITHM: &str = "ES256";

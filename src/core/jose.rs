@@ -8,6 +8,7 @@
 //! [`SignatureVerifier`](crate::core::ports::SignatureVerifier)) or judges
 //! claims (see [`id_token`](super::id_token)): this module only decides
 //! whether a token is well-formed and which key is meant to verify it.
+#![allow(async_fn_in_trait)]
 
 use std::fmt;
 
@@ -15,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::base64url;
 use super::error::Error;
-use crate::core::ports::Json;
+use crate::core::platform::Json;
 
 /// A JWS algorithm latchkey verifies
 /// ([RFC 7518 §3.1](https://www.rfc-editor.org/rfc/rfc7518#section-3.1)).
@@ -311,6 +312,20 @@ pub fn parse_compact_jws<'a, J: Json>(json: &J, token: &'a str) -> Result<Compac
         payload_json,
         signature,
     })
+}
+
+/// Verifies JWS signatures with the platform's cryptography (WebCrypto).
+pub trait SignatureVerifier {
+    /// Whether `signature` is `alg`'s signature of `signing_input` under the
+    /// public key `key`. `Ok(false)` for a wrong signature; `Err` when the
+    /// key cannot be used for `alg` (wrong type or curve, bad encoding).
+    async fn verify_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &Jwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error>;
 }
 
 #[cfg(test)]

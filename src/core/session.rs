@@ -23,8 +23,6 @@
 use std::cell::{Cell, RefCell};
 use std::pin::pin;
 
-use serde::{Deserialize, Serialize};
-
 use crate::core::ports::{
     Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
 };
@@ -33,35 +31,7 @@ use crate::core::single_flight::SingleFlight;
 use crate::core::token::token_set_from_reply;
 use crate::core::{AccessToken, Error, IdToken, RawTokenResponse, TokenSet};
 
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum EndReason {
-    /// The refresh token was rejected or has expired.
-    Expired,
-    /// The user signed out.
-    SignedOut,
-}
-
-/// What one tab tells the others about the session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
-pub enum SessionMessage {
-    /// A new token set is in use (refresh or login).
-    Tokens {
-        /// The new set.
-        tokens: TokenSet,
-        /// The sender could not write it: the store holds an older set or
-        /// none, which is not a sign-out for the tabs that adopt this one.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        unsaved: bool,
-    },
-    /// The session was cleared.
-    Ended {
-        /// Why.
-        reason: EndReason,
-    },
-}
+pub use crate::core::message::{EndReason, SessionMessage};
 
 /// Where a tab's new token set came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

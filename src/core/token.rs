@@ -19,7 +19,7 @@ use std::fmt;
 use super::authorize::ValidatedCallback;
 use super::error::Error;
 use super::secret::{AccessToken, IdToken, Nonce, RefreshToken};
-use crate::core::ports::HttpReply;
+use crate::core::platform::HttpReply;
 
 /// The largest lifetime accepted in `expires_in` / `refresh_expires_in`:
 /// 100 years. Anything larger is treated as a malformed response.

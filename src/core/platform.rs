@@ -1,0 +1,80 @@
+//! The platform's basic services, as small traits: clock, timer,
+//! randomness and SHA-256, HTTP, JSON. Each has a browser implementation in
+//! `browser/` and a fake in `core::fakes`. They depend on nothing of the
+//! protocol, so every protocol module may use them (the session-level ports
+//! are in [`crate::core::ports`]).
+#![allow(async_fn_in_trait)]
+
+use serde::de::DeserializeOwned;
+
+use crate::core::secret::DpopProof;
+use crate::core::Error;
+
+/// Milliseconds since the Unix epoch.
+pub trait Clock {
+    /// The current time.
+    fn now_ms(&self) -> u64;
+}
+
+/// Waiting without blocking the tab.
+pub trait Timer {
+    /// Resolves after about `ms` milliseconds.
+    async fn sleep(&self, ms: u32);
+}
+
+/// A cryptographically secure random source and SHA-256.
+pub trait Crypto {
+    /// 32 fresh random bytes (verifiers, state, nonce).
+    fn random_32(&self) -> Result<[u8; 32], Error>;
+    /// SHA-256 of `data` ([RFC 7636 §4.2](https://www.rfc-editor.org/rfc/rfc7636#section-4.2) S256).
+    async fn sha256(&self, data: &[u8]) -> Result<[u8; 32], Error>;
+}
+
+/// An HTTP answer whose JSON body was decoded as `T`, or not.
+#[derive(Debug)]
+pub struct HttpReply<T> {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The decoded body; `Err` carries why it was not a `T` (not JSON,
+    /// wrong shape). Never contains the body itself.
+    pub body: Result<T, String>,
+    /// The `Retry-After` header in seconds from now
+    /// ([RFC 9110 §10.2.3](https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3)),
+    /// when the response carried a readable one.
+    pub retry_after_s: Option<u64>,
+    /// The `DPoP-Nonce` header, when the server sent one
+    /// ([RFC 9449 §8](https://www.rfc-editor.org/rfc/rfc9449#section-8)).
+    pub dpop_nonce: Option<String>,
+    /// An error answer's OAuth `error` member (status 400 and above), read
+    /// whatever `T` is, so a DPoP nonce refusal is recognised for any body.
+    pub oauth_error: Option<String>,
+}
+
+/// The two kinds of request the protocol makes. Network failures are
+/// `Error::Network`; any HTTP status is a reply.
+pub trait Http {
+    /// `GET url` with `Accept: application/json` (discovery).
+    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error>;
+    /// `POST url` with an `application/x-www-form-urlencoded` body (token endpoint).
+    async fn post_form<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+    ) -> Result<HttpReply<T>, Error> {
+        self.post_form_with_proof(url, form, None).await
+    }
+    /// [`Http::post_form`] with a `DPoP` header carrying `proof`, when given.
+    async fn post_form_with_proof<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        proof: Option<&DpopProof>,
+    ) -> Result<HttpReply<T>, Error>;
+}
+
+/// JSON text to a typed value. The platform parses (`JSON.parse` in the
+/// browser) so the wasm carries no JSON parser of its own.
+pub trait Json {
+    /// Parses `text` as a `T`; `Err` says why not, without quoting `text`.
+    fn parse_json<T: DeserializeOwned>(&self, text: &str) -> Result<T, String>;
+}
