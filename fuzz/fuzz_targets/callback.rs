@@ -56,6 +56,10 @@ fn model(
         [one] if *one == ISSUER => {}
         _ => return Err(Error::IssMismatch),
     }
+    // The login must have been sent to this issuer.
+    if pending.issuer != ISSUER {
+        return Err(Error::IssMismatch);
+    }
     let state: Vec<&str> = values(params, "state").collect();
     match state.as_slice() {
         [] => return Err(Error::StateMissing),
