@@ -13,64 +13,6 @@
 
 use std::fmt;
 
-/// Every distinct value [`Error::code`] can return, in declaration order.
-pub const ALL_CODES: &[&str] = &[
-    "invalid_option",
-    "insecure_endpoint",
-    "origin_not_allowed",
-    "discovery_failed",
-    "issuer_mismatch",
-    "no_transaction",
-    "transaction_expired",
-    "iss_missing",
-    "iss_mismatch",
-    "state_missing",
-    "state_mismatch",
-    "authorization_error",
-    "access_denied",
-    "login_required",
-    "interaction_required",
-    "consent_required",
-    "account_selection_required",
-    "code_missing",
-    "invalid_grant",
-    "token_error",
-    "par_failed",
-    "malformed_token_response",
-    "unsupported_token_type",
-    "dpop_nonce_failed",
-    "dpop_key_unavailable",
-    "handle_not_found",
-    "did_resolution_failed",
-    "pds_metadata_invalid",
-    "network_error",
-    "storage_error",
-    "corrupt_record",
-    "newer_record",
-    "crypto_error",
-    "lock_unavailable",
-    "refresh_failed",
-    "refresh_timeout",
-    "not_authenticated",
-    "session_expired",
-    "revocation_failed",
-    "id_token_missing",
-    "id_token_malformed",
-    "id_token_unsupported_alg",
-    "jwks_unavailable",
-    "id_token_key_not_found",
-    "id_token_invalid_signature",
-    "id_token_iss_mismatch",
-    "id_token_aud_mismatch",
-    "id_token_azp_mismatch",
-    "id_token_expired",
-    "id_token_iat_invalid",
-    "nonce_mismatch",
-    "id_token_sub_mismatch",
-    "userinfo_failed",
-    "userinfo_sub_mismatch",
-];
-
 /// The code of an authorization-endpoint error: the values an app reacts to
 /// differently get a code of their own — `access_denied` (the user said no),
 /// and OIDC's `prompt=none` answers `login_required`,
@@ -89,6 +31,41 @@ pub fn authorization_error_code(error: &str) -> &'static str {
     }
 }
 
+/// The error table: each variant with its documentation, its fields and
+/// its codes, written once. It makes the enum, [`ALL_CODES`] (every row's
+/// codes, in order) and each variant's code; [`Error::code`] picks among a
+/// row's codes where the server's answer decides.
+macro_rules! error_table {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $(
+                $(#[$doc:meta])*
+                $variant:ident $({ $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? })?
+                    => [$($code:literal),+ $(,)?],
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $( $(#[$doc])* $variant $({ $( $(#[$fdoc])* $field: $ty ),* })?, )*
+        }
+
+        /// Every distinct value [`Error::code`] can return, in declaration order.
+        pub const ALL_CODES: &[&str] = &[$($($code),+),*];
+
+        impl $name {
+            /// The first code of the variant's row.
+            fn table_code(&self) -> &'static str {
+                match self {
+                    $( $name::$variant { .. } => [$($code),+][0], )*
+                }
+            }
+        }
+    };
+}
+
+error_table! {
 /// Everything that can go wrong in latchkey. See [`Error::code`] for the
 /// stable code of each variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,47 +77,47 @@ pub enum Error {
         field: &'static str,
         /// What is wrong with it.
         reason: String,
-    },
+    } => ["invalid_option"],
     /// An endpoint is not `https` (`insecure_endpoint`). Plain `http` is
     /// accepted only for loopback hosts with `allowInsecureLoopback`.
     InsecureEndpoint {
         /// The option or metadata field naming the endpoint.
         field: &'static str,
-    },
+    } => ["insecure_endpoint"],
     /// `fetchWithAuth` was asked to send the access token to an origin not
     /// in `allowedOrigins` (`origin_not_allowed`); nothing was sent.
     OriginNotAllowed {
         /// The request URL's origin (`"null"` for an opaque one), never the
         /// rest of the URL.
         origin: String,
-    },
+    } => ["origin_not_allowed"],
     /// The discovery document could not be fetched or is unusable
     /// (`discovery_failed`).
     Discovery {
         /// What went wrong.
         reason: String,
-    },
+    } => ["discovery_failed"],
     /// The discovered `issuer` is not exactly the configured one
     /// (`issuer_mismatch`,
     /// [RFC 8414 §3.3](https://www.rfc-editor.org/rfc/rfc8414#section-3.3)).
-    IssuerMismatch,
+    IssuerMismatch => ["issuer_mismatch"],
     /// A redirect arrived but no login transaction is pending
     /// (`no_transaction`).
-    NoTransaction,
+    NoTransaction => ["no_transaction"],
     /// The pending login transaction is too old (`transaction_expired`).
-    TransactionExpired,
+    TransactionExpired => ["transaction_expired"],
     /// The server advertises RFC 9207 but the redirect has no `iss`
     /// (`iss_missing`).
-    IssMissing,
+    IssMissing => ["iss_missing"],
     /// The redirect's `iss` is not the expected issuer, or is repeated
     /// (`iss_mismatch`,
     /// [RFC 9207 §2.4](https://www.rfc-editor.org/rfc/rfc9207#section-2.4)).
-    IssMismatch,
+    IssMismatch => ["iss_mismatch"],
     /// The redirect has no `state` (`state_missing`).
-    StateMissing,
+    StateMissing => ["state_missing"],
     /// The redirect's `state` is not the pending one, or is repeated
     /// (`state_mismatch`).
-    StateMismatch,
+    StateMismatch => ["state_mismatch"],
     /// The authorization server redirected back with an error
     /// ([RFC 6749 §4.1.2.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1)).
     /// The code is the server's `error` itself for the values an app
@@ -153,10 +130,17 @@ pub enum Error {
         error_description: Option<String>,
         /// The server's `error_uri`, if any.
         error_uri: Option<String>,
-    },
+    } => [
+        "authorization_error",
+        "access_denied",
+        "login_required",
+        "interaction_required",
+        "consent_required",
+        "account_selection_required",
+    ],
     /// The redirect has neither an error nor a single non-empty `code`
     /// (`code_missing`).
-    CodeMissing,
+    CodeMissing => ["code_missing"],
     /// The token endpoint refused the request
     /// ([RFC 6749 §5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)).
     /// Code `invalid_grant` when `error` is `invalid_grant` (the refresh
@@ -174,7 +158,7 @@ pub enum Error {
         /// The response's `Retry-After`, in seconds: the server asked for
         /// no new request before then, and this tab makes none.
         retry_after_s: Option<u64>,
-    },
+    } => ["invalid_grant", "token_error"],
     /// The pushed authorization request
     /// ([RFC 9126](https://www.rfc-editor.org/rfc/rfc9126)) was refused, or
     /// its answer had no usable `request_uri` (`par_failed`).
@@ -186,12 +170,12 @@ pub enum Error {
         error: String,
         /// The server's `error_description`, if any.
         error_description: Option<String>,
-    },
+    } => ["par_failed"],
     /// A successful token response is unusable (`malformed_token_response`).
     MalformedTokenResponse {
         /// What is wrong with it.
         reason: String,
-    },
+    } => ["malformed_token_response"],
     /// The token type is not the one the request asked for
     /// (`unsupported_token_type`): `DPoP` when DPoP is off, or `Bearer` in
     /// answer to a DPoP request (a downgrade).
@@ -200,77 +184,77 @@ pub enum Error {
         token_type: String,
         /// The token type the request asked for.
         expected: &'static str,
-    },
+    } => ["unsupported_token_type"],
     /// A DPoP nonce was refused again after the request was resent with the
     /// server's new one (`dpop_nonce_failed`).
-    DpopNonceFailed,
+    DpopNonceFailed => ["dpop_nonce_failed"],
     /// The session's DPoP key cannot be created, found or used
     /// (`dpop_key_unavailable`).
     DpopKeyUnavailable {
         /// What went wrong.
         reason: String,
-    },
+    } => ["dpop_key_unavailable"],
     /// An AT Protocol handle is malformed or does not resolve to a DID
     /// (`handle_not_found`).
     HandleNotFound {
         /// What went wrong.
         reason: String,
-    },
+    } => ["handle_not_found"],
     /// A DID's document cannot be fetched or names no usable PDS
     /// (`did_resolution_failed`).
     DidResolution {
         /// What went wrong.
         reason: String,
-    },
+    } => ["did_resolution_failed"],
     /// A PDS's protected-resource metadata is missing or names no usable
     /// authorization server (`pds_metadata_invalid`).
     PdsMetadataInvalid {
         /// What went wrong.
         reason: String,
-    },
+    } => ["pds_metadata_invalid"],
     /// The request did not complete (`network_error`).
     Network {
         /// What went wrong.
         reason: String,
-    },
+    } => ["network_error"],
     /// Reading or writing storage failed (`storage_error`).
     Storage {
         /// What went wrong.
         reason: String,
-    },
+    } => ["storage_error"],
     /// A stored record could not be read back (`corrupt_record`).
     CorruptRecord {
         /// What is wrong with it.
         reason: String,
-    },
+    } => ["corrupt_record"],
     /// The stored record was written by a newer latchkey, in a format this
     /// build cannot read (`newer_record`). It is left alone: the tab works
     /// from memory and never overwrites or clears it.
     NewerRecord {
         /// The record's format version.
         version: u32,
-    },
+    } => ["newer_record"],
     /// A cryptographic operation failed (`crypto_error`).
     Crypto {
         /// What went wrong.
         reason: String,
-    },
+    } => ["crypto_error"],
     /// The cross-tab lock could not be taken (`lock_unavailable`).
-    LockUnavailable,
+    LockUnavailable => ["lock_unavailable"],
     /// The app's own `refresh` function threw or rejected
     /// (`refresh_failed`); the tokens are kept.
     RefreshCallback {
         /// What it threw, described.
         reason: String,
-    },
+    } => ["refresh_failed"],
     /// A refresh took longer than the bounded lock hold time
     /// (`refresh_timeout`).
-    RefreshTimeout,
+    RefreshTimeout => ["refresh_timeout"],
     /// There is no session (`not_authenticated`).
-    NotAuthenticated,
+    NotAuthenticated => ["not_authenticated"],
     /// The session ended: the refresh token was rejected or expired
     /// (`session_expired`).
-    SessionExpired,
+    SessionExpired => ["session_expired"],
     /// A token could not be revoked at sign-out (`revocation_failed`,
     /// [RFC 7009 §2.2](https://www.rfc-editor.org/rfc/rfc7009#section-2.2)).
     /// The local session is cleared regardless.
@@ -279,119 +263,76 @@ pub enum Error {
         status: Option<u16>,
         /// What went wrong.
         reason: String,
-    },
+    } => ["revocation_failed"],
     /// The scope has `openid` but the token response has no `id_token`
     /// (`id_token_missing`, OIDC Core §3.1.3.3).
-    IdTokenMissing,
+    IdTokenMissing => ["id_token_missing"],
     /// The ID token is not a well-formed JWS compact serialisation with JSON
     /// header and claims (`id_token_malformed`).
     IdTokenMalformed {
         /// What is wrong with it (never the token itself).
         reason: String,
-    },
+    } => ["id_token_malformed"],
     /// The ID token's `alg` is not one latchkey verifies
     /// (`id_token_unsupported_alg`): `none` and the HMAC algorithms are
     /// always refused.
     IdTokenUnsupportedAlg {
         /// The header's `alg`.
         alg: String,
-    },
+    } => ["id_token_unsupported_alg"],
     /// The issuer's key set could not be fetched or read (`jwks_unavailable`).
     JwksUnavailable {
         /// What went wrong.
         reason: String,
-    },
+    } => ["jwks_unavailable"],
     /// No key of the issuer's key set matches the ID token's `kid` and `alg`,
     /// even after fetching the set again (`id_token_key_not_found`).
-    IdTokenKeyNotFound,
+    IdTokenKeyNotFound => ["id_token_key_not_found"],
     /// The ID token's signature does not verify
     /// (`id_token_invalid_signature`).
-    IdTokenInvalidSignature,
+    IdTokenInvalidSignature => ["id_token_invalid_signature"],
     /// The ID token's `iss` is not the issuer (`id_token_iss_mismatch`).
-    IdTokenIssMismatch,
+    IdTokenIssMismatch => ["id_token_iss_mismatch"],
     /// The ID token's `aud` does not contain the client id
     /// (`id_token_aud_mismatch`).
-    IdTokenAudMismatch,
+    IdTokenAudMismatch => ["id_token_aud_mismatch"],
     /// The ID token has several audiences and its `azp` is not the client
     /// id (`id_token_azp_mismatch`).
-    IdTokenAzpMismatch,
+    IdTokenAzpMismatch => ["id_token_azp_mismatch"],
     /// The ID token's `exp` has passed, beyond the allowed clock skew
     /// (`id_token_expired`).
-    IdTokenExpired,
+    IdTokenExpired => ["id_token_expired"],
     /// The ID token's `iat` is missing or after its `exp`
     /// (`id_token_iat_invalid`).
-    IdTokenIatInvalid,
+    IdTokenIatInvalid => ["id_token_iat_invalid"],
     /// The ID token's `nonce` is not the one sent with the login
     /// (`nonce_mismatch`).
-    NonceMismatch,
+    NonceMismatch => ["nonce_mismatch"],
     /// A refreshed ID token names a different user (`id_token_sub_mismatch`,
     /// OIDC Core §12.2).
-    IdTokenSubMismatch,
+    IdTokenSubMismatch => ["id_token_sub_mismatch"],
     /// The UserInfo request failed (`userinfo_failed`).
     UserinfoFailed {
         /// The HTTP status, when the server answered.
         status: Option<u16>,
         /// What went wrong.
         reason: String,
-    },
+    } => ["userinfo_failed"],
     /// The UserInfo `sub` is not the ID token's (`userinfo_sub_mismatch`,
     /// OIDC Core §5.3.2).
-    UserinfoSubMismatch,
+    UserinfoSubMismatch => ["userinfo_sub_mismatch"],
+}
 }
 
 impl Error {
     /// The stable machine-readable code of this error (one of [`ALL_CODES`]).
     pub fn code(&self) -> &'static str {
         match self {
-            Error::InvalidOption { .. } => "invalid_option",
-            Error::InsecureEndpoint { .. } => "insecure_endpoint",
-            Error::OriginNotAllowed { .. } => "origin_not_allowed",
-            Error::Discovery { .. } => "discovery_failed",
-            Error::IssuerMismatch => "issuer_mismatch",
-            Error::NoTransaction => "no_transaction",
-            Error::TransactionExpired => "transaction_expired",
-            Error::IssMissing => "iss_missing",
-            Error::IssMismatch => "iss_mismatch",
-            Error::StateMissing => "state_missing",
-            Error::StateMismatch => "state_mismatch",
+            // The server's answer picks among the variant's codes.
             Error::AuthorizationServer { error, .. } => authorization_error_code(error),
-            Error::CodeMissing => "code_missing",
             Error::TokenEndpoint { error, .. } if error == "invalid_grant" => "invalid_grant",
             Error::TokenEndpoint { .. } => "token_error",
-            Error::PushedAuthorization { .. } => "par_failed",
-            Error::MalformedTokenResponse { .. } => "malformed_token_response",
-            Error::UnsupportedTokenType { .. } => "unsupported_token_type",
-            Error::DpopNonceFailed => "dpop_nonce_failed",
-            Error::DpopKeyUnavailable { .. } => "dpop_key_unavailable",
-            Error::HandleNotFound { .. } => "handle_not_found",
-            Error::DidResolution { .. } => "did_resolution_failed",
-            Error::PdsMetadataInvalid { .. } => "pds_metadata_invalid",
-            Error::Network { .. } => "network_error",
-            Error::Storage { .. } => "storage_error",
-            Error::CorruptRecord { .. } => "corrupt_record",
-            Error::NewerRecord { .. } => "newer_record",
-            Error::Crypto { .. } => "crypto_error",
-            Error::LockUnavailable => "lock_unavailable",
-            Error::RefreshCallback { .. } => "refresh_failed",
-            Error::RefreshTimeout => "refresh_timeout",
-            Error::NotAuthenticated => "not_authenticated",
-            Error::SessionExpired => "session_expired",
-            Error::RevocationFailed { .. } => "revocation_failed",
-            Error::IdTokenMissing => "id_token_missing",
-            Error::IdTokenMalformed { .. } => "id_token_malformed",
-            Error::IdTokenUnsupportedAlg { .. } => "id_token_unsupported_alg",
-            Error::JwksUnavailable { .. } => "jwks_unavailable",
-            Error::IdTokenKeyNotFound => "id_token_key_not_found",
-            Error::IdTokenInvalidSignature => "id_token_invalid_signature",
-            Error::IdTokenIssMismatch => "id_token_iss_mismatch",
-            Error::IdTokenAudMismatch => "id_token_aud_mismatch",
-            Error::IdTokenAzpMismatch => "id_token_azp_mismatch",
-            Error::IdTokenExpired => "id_token_expired",
-            Error::IdTokenIatInvalid => "id_token_iat_invalid",
-            Error::NonceMismatch => "nonce_mismatch",
-            Error::IdTokenSubMismatch => "id_token_sub_mismatch",
-            Error::UserinfoFailed { .. } => "userinfo_failed",
-            Error::UserinfoSubMismatch => "userinfo_sub_mismatch",
+            other => other.table_code(),
         }
     }
 
@@ -742,62 +683,6 @@ mod tests {
             },
             Error::UserinfoSubMismatch,
         ]
-    }
-
-    #[allow(dead_code)]
-    fn exhaustive(e: &Error) {
-        // No wildcard: adding a variant breaks this until one_of_each and
-        // ALL_CODES are updated.
-        match e {
-            Error::InvalidOption { .. }
-            | Error::InsecureEndpoint { .. }
-            | Error::OriginNotAllowed { .. }
-            | Error::Discovery { .. }
-            | Error::IssuerMismatch
-            | Error::NoTransaction
-            | Error::TransactionExpired
-            | Error::IssMissing
-            | Error::IssMismatch
-            | Error::StateMissing
-            | Error::StateMismatch
-            | Error::AuthorizationServer { .. }
-            | Error::CodeMissing
-            | Error::TokenEndpoint { .. }
-            | Error::PushedAuthorization { .. }
-            | Error::MalformedTokenResponse { .. }
-            | Error::UnsupportedTokenType { .. }
-            | Error::DpopNonceFailed
-            | Error::DpopKeyUnavailable { .. }
-            | Error::HandleNotFound { .. }
-            | Error::DidResolution { .. }
-            | Error::PdsMetadataInvalid { .. }
-            | Error::Network { .. }
-            | Error::Storage { .. }
-            | Error::CorruptRecord { .. }
-            | Error::NewerRecord { .. }
-            | Error::Crypto { .. }
-            | Error::LockUnavailable
-            | Error::RefreshCallback { .. }
-            | Error::RefreshTimeout
-            | Error::NotAuthenticated
-            | Error::SessionExpired
-            | Error::RevocationFailed { .. }
-            | Error::IdTokenMissing
-            | Error::IdTokenMalformed { .. }
-            | Error::IdTokenUnsupportedAlg { .. }
-            | Error::JwksUnavailable { .. }
-            | Error::IdTokenKeyNotFound
-            | Error::IdTokenInvalidSignature
-            | Error::IdTokenIssMismatch
-            | Error::IdTokenAudMismatch
-            | Error::IdTokenAzpMismatch
-            | Error::IdTokenExpired
-            | Error::IdTokenIatInvalid
-            | Error::NonceMismatch
-            | Error::IdTokenSubMismatch
-            | Error::UserinfoFailed { .. }
-            | Error::UserinfoSubMismatch => {}
-        }
     }
 
     #[test]
