@@ -148,25 +148,30 @@ impl Inner {
         }
     }
 
-    /// Revokes `tokens` (RFC 7009), signed with their DPoP key when they
-    /// are bound to one; the key is deleted afterwards either way: the
-    /// session it served is over.
-    async fn revoke_all(&self, endpoint: &str, tokens: &TokenSet) -> Result<(), Error> {
-        let Some(jkt) = &tokens.dpop_jkt else {
-            return self
-                .revocation(&self.platform, endpoint)
-                .revoke_all(tokens)
-                .await;
+    /// Puts `tokens` out of use: revoked at `endpoint` (RFC 7009) when
+    /// given — signed with their DPoP key when they are bound to one — and
+    /// their key deleted either way, so whoever still holds them cannot
+    /// use them. `None` when nothing was revoked.
+    async fn retire(&self, tokens: &TokenSet, endpoint: Option<&str>) -> Option<Result<(), Error>> {
+        let outcome = match (endpoint, &tokens.dpop_jkt) {
+            (None, _) => None,
+            (Some(endpoint), None) => Some(
+                self.revocation(&self.platform, endpoint)
+                    .revoke_all(tokens)
+                    .await,
+            ),
+            (Some(endpoint), Some(jkt)) => Some(match self.dpop_keys.load(jkt).await {
+                Ok(key) => {
+                    let dpop = self.dpop();
+                    let signed = dpop.http(&self.platform, &key);
+                    self.revocation(&signed, endpoint).revoke_all(tokens).await
+                }
+                Err(error) => Err(error),
+            }),
         };
-        let outcome = match self.dpop_keys.load(jkt).await {
-            Ok(key) => {
-                let dpop = self.dpop();
-                let signed = dpop.http(&self.platform, &key);
-                self.revocation(&signed, endpoint).revoke_all(tokens).await
-            }
-            Err(error) => Err(error),
-        };
-        self.dpop_keys.delete(jkt).await;
+        if let Some(jkt) = &tokens.dpop_jkt {
+            self.dpop_keys.delete(jkt).await;
+        }
         outcome
     }
 
@@ -206,17 +211,9 @@ impl Background for Inner {
             return;
         };
         wasm_bindgen_futures::spawn_local(async move {
-            match &me.revocation_endpoint(&tokens) {
-                // Best effort: the set is already out of use everywhere.
-                Some(endpoint) => {
-                    let _ = me.revoke_all(endpoint, &tokens).await;
-                }
-                None => {
-                    if let Some(jkt) = &tokens.dpop_jkt {
-                        me.dpop_keys.delete(jkt).await;
-                    }
-                }
-            }
+            // Best effort: the set is already out of use everywhere.
+            let endpoint = me.revocation_endpoint(&tokens);
+            let _ = me.retire(&tokens, endpoint.as_deref()).await;
         });
     }
 }
@@ -764,22 +761,15 @@ impl AuthClient {
             let options = logout::parse(&options, endpoints.end_session.as_deref())?;
             let ended = inner.refresher().sign_out().await;
             let revocation = ended.as_ref().and_then(|t| inner.revocation_endpoint(t));
-            let outcome = match (&ended, &revocation) {
-                (Some(tokens), Some(endpoint)) if options.revoke => {
-                    match inner.revoke_all(endpoint, tokens).await {
-                        Ok(()) => RevocationOutcome::Revoked,
-                        Err(error) => RevocationOutcome::Failed(error),
-                    }
-                }
-                (Some(tokens), _) => {
-                    // Not revoked: the key goes anyway, so the tokens are
-                    // useless to whoever might still hold them.
-                    if let Some(jkt) = &tokens.dpop_jkt {
-                        inner.dpop_keys.delete(jkt).await;
-                    }
-                    RevocationOutcome::Skipped
-                }
-                _ => RevocationOutcome::Skipped,
+            let endpoint = revocation.as_deref().filter(|_| options.revoke);
+            let retired = match &ended {
+                Some(tokens) => inner.retire(tokens, endpoint).await,
+                None => None,
+            };
+            let outcome = match retired {
+                Some(Ok(())) => RevocationOutcome::Revoked,
+                Some(Err(error)) => RevocationOutcome::Failed(error),
+                None => RevocationOutcome::Skipped,
             };
             if let Some(endpoint) = &options.end_session {
                 let url = logout::end_session_url(
@@ -1236,17 +1226,8 @@ async fn finish_atproto_login(
         }
         Err(error) => {
             // Issued, but never to be used: revoked, and its key deleted.
-            let endpoint = config.endpoints.revocation.clone();
-            match &endpoint {
-                Some(endpoint) => {
-                    let _ = inner.revoke_all(endpoint, &result.tokens).await;
-                }
-                None => {
-                    if let Some(jkt) = &result.tokens.dpop_jkt {
-                        inner.dpop_keys.delete(jkt).await;
-                    }
-                }
-            }
+            let endpoint = config.endpoints.revocation.as_deref();
+            let _ = inner.retire(&result.tokens, endpoint).await;
             Err(error)
         }
     }

@@ -76,31 +76,31 @@ fn retry_after_seconds(value: &str) -> Option<u64> {
         .then(|| ((at_ms - js_sys::Date::now()) / 1000.0).ceil().max(0.0) as u64)
 }
 
+/// A `GET` asking for JSON.
+fn json_get() -> Result<RequestInit, Error> {
+    let headers = Headers::new().map_err(network)?;
+    headers.set("Accept", "application/json").map_err(network)?;
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_headers(&headers);
+    Ok(init)
+}
+
 /// `GET url` asking for JSON, aborted after `timeout_ms`.
 pub async fn get_json<T: DeserializeOwned>(
     url: &str,
     timeout_ms: u32,
 ) -> Result<HttpReply<T>, Error> {
-    let headers = Headers::new().map_err(network)?;
-    headers.set("Accept", "application/json").map_err(network)?;
-    let init = RequestInit::new();
-    init.set_method("GET");
-    init.set_headers(&headers);
-    send_within(url, &init, timeout_ms).await
+    send_within(url, &json_get()?, timeout_ms).await
 }
 
-/// [`get_json`] that refuses an answer reached through a redirect to
-/// another origin (a `network_error`): identity resolution must not be
-/// steered to a host the document did not name.
-pub async fn get_json_same_origin<T: DeserializeOwned>(
+/// [`get_json`] that follows no redirect (a `network_error`): identity
+/// resolution must not be steered to a host the document did not name.
+pub async fn get_json_no_redirect<T: DeserializeOwned>(
     url: &str,
     timeout_ms: u32,
 ) -> Result<HttpReply<T>, Error> {
-    let headers = Headers::new().map_err(network)?;
-    headers.set("Accept", "application/json").map_err(network)?;
-    let init = RequestInit::new();
-    init.set_method("GET");
-    init.set_headers(&headers);
+    let init = json_get()?;
     init.set_redirect(web_sys::RequestRedirect::Manual);
     // A redirect is then an opaque answer (status 0), never followed.
     let reply = send_within::<T>(url, &init, timeout_ms).await?;

@@ -70,7 +70,7 @@ pub struct NoRedirects<'a>(pub &'a BrowserPlatform);
 
 impl Http for NoRedirects<'_> {
     async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        http::get_json_same_origin(url, self.0.request_timeout_ms).await
+        http::get_json_no_redirect(url, self.0.request_timeout_ms).await
     }
 
     async fn post_form_with_proof<T: DeserializeOwned>(

@@ -432,6 +432,14 @@ mod tests {
         value
     }
 
+    /// `pairs` as the fake server's expected form.
+    fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -631,10 +639,7 @@ mod tests {
             par: true,
             ..config()
         };
-        let form: Vec<(&str, &str)> = plain
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let form = borrowed(&plain);
         platform.expect_post(
             PAR_URL,
             &form,
@@ -661,10 +666,7 @@ mod tests {
         let mut config = config();
         config.endpoints.par_required = true;
         let plain = started_as(&plain_config_with(&config), &FakePlatform::at(NOW));
-        let form: Vec<(&str, &str)> = plain
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let form = borrowed(&plain);
         platform.expect_post(PAR_URL, &form, 400, r#"{"error":"invalid_request"}"#);
         let error = block_on(start_login(
             &config,
@@ -722,10 +724,7 @@ mod tests {
         let twin = FakePlatform::at(NOW);
         started_as(&dpop_config(), &twin);
         let plain = started_as(&dpop_config(), &twin);
-        let form: Vec<(&str, &str)> = plain
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let form = borrowed(&plain);
         platform.expect_post(PAR_URL, &form, 400, r#"{"error":"invalid_request"}"#);
         platform.with_proof(&[("htm", "POST"), ("htu", PAR_URL)], None);
         let config = ClientConfig {
@@ -786,10 +785,7 @@ mod tests {
         };
         // The form the plain DPoP login would have put in the URL.
         let plain = started_as(&dpop_config(), &FakePlatform::at(NOW));
-        let form: Vec<(&str, &str)> = plain
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let form = borrowed(&plain);
         let wants = r#"{"error":"use_dpop_nonce"}"#;
         platform.expect_post(PAR_URL, &form, 400, wants);
         platform.with_proof(
@@ -852,10 +848,7 @@ mod tests {
     fn the_code_exchange_after_the_redirect_starts_with_the_nonce_the_push_left() {
         let platform = FakePlatform::at(NOW);
         let plain = started_as(&dpop_config(), &FakePlatform::at(NOW));
-        let form: Vec<(&str, &str)> = plain
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let form = borrowed(&plain);
         let pushed = r#"{"request_uri":"urn:ietf:params:oauth:request_uri:r1","expires_in":60}"#;
         platform.expect_post(PAR_URL, &form, 201, pushed);
         platform.with_proof(&[("nonce", "")], Some("n-1"));

@@ -237,18 +237,29 @@ impl FakePlatform {
             Reply::Answer(reply) => reply?,
             Reply::Hang => std::future::pending().await,
         };
-        // As the browser reads it: an error answer's `error` member.
-        let oauth_error = (status >= 400)
-            .then(|| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .flatten()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
-        Ok(HttpReply {
-            status,
-            body: serde_json::from_str(&body).map_err(|e| e.to_string()),
-            retry_after_s: exchange.retry_after_s,
-            dpop_nonce: exchange.dpop_nonce,
-            oauth_error,
-        })
+        let mut reply = read_reply(status, &body, exchange.dpop_nonce);
+        reply.retry_after_s = exchange.retry_after_s;
+        Ok(reply)
+    }
+}
+
+/// A server's answer read as the browser reads one: the body decoded, and
+/// an error answer's `error` member whatever the body's type.
+pub fn read_reply<T: DeserializeOwned>(
+    status: u16,
+    body: &str,
+    dpop_nonce: Option<String>,
+) -> HttpReply<T> {
+    let oauth_error = (status >= 400)
+        .then(|| serde_json::from_str::<serde_json::Value>(body).ok())
+        .flatten()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
+    HttpReply {
+        status,
+        body: serde_json::from_str(body).map_err(|e| e.to_string()),
+        retry_after_s: None,
+        dpop_nonce,
+        oauth_error,
     }
 }
 

@@ -35,7 +35,7 @@ use std::task::{Context, Poll, Waker};
 use serde::de::DeserializeOwned;
 
 use crate::core::dpop::{Dpop, NonceBook};
-use crate::core::fakes::FakeDpopKeys;
+use crate::core::fakes::{read_reply, FakeDpopKeys};
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::ports::{
     Background, Broadcast, Clock, Crypto, DpopKeys, Http, HttpReply, RefreshTransport, SessionLock,
@@ -434,7 +434,11 @@ impl Http for TabPorts<'_> {
                     "tab {} refresh with {refresh_token}: use_dpop_nonce",
                     self.tab
                 ));
-                return Ok(reply(400, r#"{"error":"use_dpop_nonce"}"#, Some(current)));
+                return Ok(read_reply(
+                    400,
+                    r#"{"error":"use_dpop_nonce"}"#,
+                    Some(current),
+                ));
             }
         }
         let refresh_token = refresh_token.as_str();
@@ -468,22 +472,7 @@ impl Http for TabPorts<'_> {
             self.sleep(late).await;
         }
         let nonce = server.dpop.then(|| format!("n{}", server.nonce.get()));
-        Ok(reply(status, &body, nonce))
-    }
-}
-
-/// An answer of the simulated server, read as the browser reads one.
-fn reply<T: DeserializeOwned>(status: u16, body: &str, dpop_nonce: Option<String>) -> HttpReply<T> {
-    let oauth_error = (status >= 400)
-        .then(|| serde_json::from_str::<serde_json::Value>(body).ok())
-        .flatten()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
-    HttpReply {
-        status,
-        body: Ok(serde_json::from_str(body).unwrap()),
-        retry_after_s: None,
-        dpop_nonce,
-        oauth_error,
+        Ok(read_reply(status, &body, nonce))
     }
 }
 

@@ -17,7 +17,7 @@ import { startApp, stopApp } from "./support/suite.mjs";
 import { openApp, rawRecord } from "./support/app.mjs";
 import { call, eventsOf, named, isAuthenticated, accessToken, sleep, within, freshContext } from "./support/session.mjs";
 import { keyRecords, keyPrefix, recordRequests, decodeJws } from "./support/dpop.mjs";
-import { burstAt, assertOneSetPerTab } from "./support/dpop-storm.mjs";
+import { burstAt, assertOneSetPerTab } from "./support/storm.mjs";
 import { jwkThumbprint } from "../idp/dpop-proof.mjs";
 import {
   ATPROTO_STORE,

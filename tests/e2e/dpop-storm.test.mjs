@@ -30,7 +30,7 @@ import { startIdp } from "../idp/server.mjs";
 import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
 import { requireStagedApp } from "./support/project.mjs";
 import { loginTab, openTab, sleep, within } from "./support/session.mjs";
-import { burstAt, assertOneSetPerTab } from "./support/dpop-storm.mjs";
+import { burstAt, assertOneSetPerTab } from "./support/storm.mjs";
 
 // The IdP's state between tests; every test restores it in `finally`.
 const BASELINE = { mode: "rfc6750", accessTokenTtl: 3600, advertisedExpiresIn: null };

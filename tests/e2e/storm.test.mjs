@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { startIdp } from "../idp/server.mjs";
 import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
 import { requireStagedApp } from "./support/project.mjs";
-import { loginTab, openTab, eventsOf, sleep } from "./support/session.mjs";
+import { loginTab, openTab, sleep } from "./support/session.mjs";
+import { burstAt, assertOneSetPerTab } from "./support/storm.mjs";
 
 // The IdP's state between tests; every test restores it in `finally`.
 const BASELINE = { mode: "rfc6750", accessTokenTtl: 3600, advertisedExpiresIn: null };
@@ -45,43 +46,6 @@ function restoreIdp() {
   idp.setTokenFaults({});
   idp.resetCounters();
 }
-
-// Like session.mjs's burst, but every tab fires at the same wall-clock
-// instant `startAt` (tabs of one context share the clock), so in the
-// reactive cases every call goes out with the old token before any refresh
-// has finished. Resolves with the statuses ("error:<code>" for rejections)
-// and the latest `exp` (epoch seconds) the API reported for a token used.
-function burstAt(page, url, count, startAt) {
-  return page.evaluate(
-    async ([url, count, startAt]) => {
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, startAt - Date.now())));
-      let exp = 0;
-      const one = () =>
-        window.auth.fetchWithAuth(url).then(
-          async (res) => {
-            if (res.ok) exp = Math.max(exp, (await res.json()).exp);
-            return res.status;
-          },
-          (e) => `error:${e.code ?? e.name}`,
-        );
-      const statuses = await Promise.all(Array.from({ length: count }, one));
-      return { statuses, exp };
-    },
-    [url, count, startAt],
-  );
-}
-
-// Polls `check` until it returns true or `timeoutMs` passes (bounded).
-async function waitFor(check, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await sleep(50);
-  }
-  return check();
-}
-
-const tokenEvents = (events) => events.filter((e) => e.name === "tokens");
 
 // The 401 (rfc6750) or 400 ExpiredToken (bluesky) each call of a reactive
 // round gets before its retry; none in a proactive round.
@@ -120,22 +84,7 @@ async function stormRound(t, kase, tabs, round, perTab, notBefore) {
   assert.equal(counters.revocation.requests, 0, dump);
   assert.deepEqual(counters.api.byStatus, expectedApiStatuses(kase, total), `${label}: API statuses — ${dump}`);
 
-  // Broadcasts may land just after the last call resolved: wait (bounded)
-  // until every tab heard `round` sets, then a little longer for strays.
-  await waitFor(
-    async () => (await Promise.all(tabs.map(eventsOf))).every((events) => tokenEvents(events).length >= round),
-    3_000,
-  );
-  await sleep(150);
-  const events = await Promise.all(tabs.map(eventsOf));
-  for (const [i, list] of events.entries()) {
-    const others = list.filter((e) => e.name !== "tokens");
-    assert.deepEqual(others, [], `${label}: tab ${i} emitted no other events — ${JSON.stringify(events)}`);
-    assert.equal(tokenEvents(list).length, round, `${label}: tab ${i} heard one set per round — ${JSON.stringify(events)}`);
-  }
-  const sources = events.map((list) => tokenEvents(list)[round - 1].source);
-  assert.equal(sources.filter((s) => s === "refresh").length, 1, `${label}: one tab refreshed — ${JSON.stringify(sources)}`);
-  assert.equal(sources.filter((s) => s === "sync").length, tabs.length - 1, `${label}: the others synced — ${JSON.stringify(sources)}`);
+  await assertOneSetPerTab(tabs, round, label);
 
   return expiresAt;
 }

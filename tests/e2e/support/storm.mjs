@@ -1,7 +1,7 @@
-// Pieces of a refresh storm (tests/e2e/storm.test.mjs's procedure) that
-// tests/e2e/dpop-storm.test.mjs shares: bursts fired by every tab at one
-// wall-clock instant, a bounded wait, and the check that every tab heard
-// exactly one new set of tokens per round.
+// Pieces of a refresh storm that storm.test.mjs and dpop-storm.test.mjs
+// share: bursts fired by every tab at one wall-clock instant, a bounded
+// wait, and the check that every tab heard exactly one new set of tokens
+// per round.
 import assert from "node:assert/strict";
 
 import { eventsOf, sleep } from "./session.mjs";
