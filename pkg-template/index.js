@@ -40,6 +40,28 @@ export async function version() {
   return wasmVersion();
 }
 
+// `new URL(input, document.baseURI)`'s origin and pathname, remembered for
+// the last few inputs (apps call the same URLs again and again; parsing is a
+// good part of a fast call). Keyed by the base URL too: a relative URL
+// follows the page's. Undefined for a URL that does not parse.
+const urls = new Map();
+function parsed(input) {
+  const base = document.baseURI;
+  const key = `${base} ${input}`;
+  let url = urls.get(key);
+  if (url === undefined) {
+    try {
+      const { origin, pathname } = new URL(input, base);
+      url = { origin, pathname };
+    } catch {
+      url = null;
+    }
+    if (urls.size >= 64) urls.clear();
+    urls.set(key, url);
+  }
+  return url ?? undefined;
+}
+
 export class AuthClient {
   #client;
 
@@ -100,8 +122,44 @@ export class AuthClient {
     return this.#client.getAccessToken();
   }
 
+  // The fast path: a call that needs nothing but the Bearer token in memory
+  // is sent from here, with no trip through the wasm's async driver. The
+  // wasm decides (fastAuthorization: origin, token endpoint, placement,
+  // DPoP, freshness; answerIsFinal: whether the answer may say "expired")
+  // and takes over every other call, and every answer that may mean the
+  // token expired (fetchWithAuthAfter: refresh, one resend).
   fetchWithAuth(input, init) {
-    return this.#client.fetchWithAuth(input, init);
+    const authorization = this.#fastAuthorization(input, init);
+    if (authorization === undefined) return this.#client.fetchWithAuth(input, init);
+    return this.#sendFast(input, init, authorization);
+  }
+
+  // The Authorization value when the call can take the fast path, else
+  // undefined. A Request, an init that is not a plain object or carries a
+  // stream body, or an unparsable URL go the full way (which also reports
+  // their errors).
+  #fastAuthorization(input, init) {
+    if (typeof input !== "string" && !(input instanceof URL)) return undefined;
+    if (init != null) {
+      const proto = typeof init === "object" ? Object.getPrototypeOf(init) : undefined;
+      if (proto !== Object.prototype && proto !== null) return undefined;
+      if (init.body instanceof ReadableStream) return undefined;
+    }
+    const url = parsed(input);
+    return url && this.#client.fastAuthorization(url.origin, url.pathname);
+  }
+
+  async #sendFast(input, init, authorization) {
+    let headers;
+    try {
+      headers = new Headers(init?.headers);
+    } catch {
+      return this.#client.fetchWithAuth(input, init);
+    }
+    headers.set("Authorization", authorization);
+    const response = await fetch(input, { ...init, headers });
+    if (this.#client.answerIsFinal(response.status, response.redirected)) return response;
+    return this.#client.fetchWithAuthAfter(input, init, response, authorization);
   }
 
   getUser(options) {

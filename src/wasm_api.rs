@@ -677,7 +677,52 @@ impl AuthClient {
     #[wasm_bindgen(js_name = fetchWithAuth)]
     pub fn fetch_with_auth(&self, input: JsValue, init: JsValue) -> Promise {
         let inner = Rc::clone(&self.inner);
-        future_to_promise(async move { fetch_with_auth(&inner, &input, &init).await })
+        future_to_promise(async move { fetch_with_auth(&inner, &input, &init, None).await })
+    }
+
+    /// The fast path's question (index.js): the `Authorization` value for a
+    /// call to the absolute `url` when it needs nothing but the token in
+    /// memory — a Bearer token that needs no refresh now, in the header, for
+    /// an allowed origin that is neither the token nor the UserInfo
+    /// endpoint. `origin` and `pathname` are `new URL(url)`'s, parsed by
+    /// the caller. `undefined` sends the call down `fetchWithAuth`.
+    #[wasm_bindgen(js_name = fastAuthorization)]
+    pub fn fast_authorization(&self, origin: String, pathname: String) -> Option<String> {
+        fast_authorization(&self.inner, &EndpointKey::new(origin, pathname))
+    }
+
+    /// Whether a fast-path call's answer is its result as is (see
+    /// `core::authorized_call::answer_is_final`).
+    #[wasm_bindgen(js_name = answerIsFinal)]
+    pub fn answer_is_final(&self, status: u16, redirected: bool) -> bool {
+        let app_predicate = self.inner.is_token_expired.is_some();
+        crate::core::authorized_call::answer_is_final(status, redirected, app_predicate)
+    }
+
+    /// Goes on with a fast-path call whose answer may say the token expired:
+    /// the machine takes it from the first answer (`response`, sent with
+    /// `authorization` as `fastAuthorization` gave it).
+    #[wasm_bindgen(js_name = fetchWithAuthAfter)]
+    pub fn fetch_with_auth_after(
+        &self,
+        input: JsValue,
+        init: JsValue,
+        response: web_sys::Response,
+        authorization: String,
+    ) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .map(|t| AccessToken::new(t.to_owned()));
+        future_to_promise(async move {
+            let sent = token.ok_or_else(|| {
+                js_err(Error::invalid_option(
+                    "authorization",
+                    "not the value fastAuthorization gave",
+                ))
+            })?;
+            fetch_with_auth(&inner, &input, &init, Some((response, sent))).await
+        })
     }
 
     /// The signed-in user's claims from the verified ID token (`null`
@@ -733,7 +778,7 @@ impl AuthClient {
             let deadline = web_sys::AbortSignal::timeout_with_u32(inner.policy.timeout_ms);
             Reflect::set(&init, &"signal".into(), &deadline)?;
             let response: web_sys::Response =
-                fetch_with_auth(&inner, &endpoint.into(), &init.into())
+                fetch_with_auth(&inner, &endpoint.into(), &init.into(), None)
                     .await
                     .map_err(as_latchkey_error)?
                     .unchecked_into();
@@ -788,38 +833,69 @@ impl AuthClient {
     }
 }
 
+/// How a call to `url` starts: the machine's first event, and whose DPoP
+/// nonce its proofs carry (UserInfo belongs to the authorization server).
+/// `key` is the URL's [`EndpointKey`] (`None` when it does not parse);
+/// `url` may be the URL or just its origin (only its origin is read).
+fn start_of(inner: &Inner, url: &str, key: Option<&EndpointKey>) -> (Event, Role) {
+    let userinfo = key.is_some() && key == inner.userinfo_key.as_ref();
+    let placement = if userinfo {
+        Ok(TokenPlacement::Header)
+    } else {
+        inner.allowed_origins.placement_for(url).or_else(|refused| {
+            match pds_origin_of(inner, url) {
+                // The account's own PDS needs no listing (atproto).
+                true => Ok(TokenPlacement::Header),
+                false => Err(refused),
+            }
+        })
+    };
+    let role = match userinfo {
+        true => Role::AuthorizationServer,
+        false => Role::Resource,
+    };
+    let start = Event::Start {
+        token_endpoint: key.is_some_and(|k| inner.is_token_endpoint(k)),
+        placement,
+    };
+    (start, role)
+}
+
+/// The fast path's decision (see `AuthClient::fast_authorization`), for a
+/// URL of `key`'s origin and path.
+fn fast_authorization(inner: &Inner, key: &EndpointKey) -> Option<String> {
+    let (start, role) = start_of(inner, key.origin(), Some(key));
+    let bound = inner.config.dpop && inner.session.is_dpop_bound();
+    if role != Role::Resource || !AuthorizedCall::fast_path(start, bound) {
+        return None;
+    }
+    let now = inner.platform.now_ms();
+    inner
+        .session
+        .with_usable_token(now, inner.policy.leeway_ms, |token| {
+            let mut value = String::with_capacity(7 + token.secret().len());
+            value.push_str("Bearer ");
+            value.push_str(token.secret());
+            value
+        })
+}
+
+/// The first send of a fast-path call, done by the package's JavaScript:
+/// the answer, and the token it carried.
+type SentFast = (web_sys::Response, AccessToken);
+
 async fn fetch_with_auth(
     inner: &Inner,
     input: &JsValue,
     init: &JsValue,
+    mut sent_fast: Option<SentFast>,
 ) -> Result<JsValue, JsValue> {
     // The decisions are the core's (`AuthorizedCall`); this only does them.
     let prepared = authorized::prepare(input, init).map_err(js_err)?;
     let url = prepared.url();
-    let key = EndpointKey::of(&url);
-    let placement = if key.is_some() && key == inner.userinfo_key {
-        Ok(TokenPlacement::Header)
-    } else {
-        inner
-            .allowed_origins
-            .placement_for(&url)
-            .or_else(|refused| match pds_origin_of(inner, &url) {
-                // The account's own PDS needs no listing (atproto).
-                true => Ok(TokenPlacement::Header),
-                false => Err(refused),
-            })
-    };
-    // UserInfo belongs to the authorization server: its DPoP nonce too.
-    let role = if key.is_some() && key == inner.userinfo_key {
-        Role::AuthorizationServer
-    } else {
-        Role::Resource
-    };
+    let (start, role) = start_of(inner, &url, EndpointKey::of(&url).as_ref());
     let mut call = AuthorizedCall::default();
-    let mut step = call.advance(Event::Start {
-        token_endpoint: key.as_ref().is_some_and(|k| inner.is_token_endpoint(k)),
-        placement,
-    });
+    let mut step = call.advance(start);
     let mut outgoing = None;
     let mut token = None;
     let mut fresh = None;
@@ -836,8 +912,16 @@ async fn fetch_with_auth(
             Step::Send(placement) => {
                 let first = prepared.take().expect("sent once");
                 let placed = first.place(placement).await.map_err(js_err)?;
-                let held = inner.refresher().access_token().await.map_err(js_err)?;
-                let (answer, nonce_refused) = send_authorized(inner, &placed, &held, role).await?;
+                let (answer, held, nonce_refused) = match sent_fast.take() {
+                    // Sent by the fast path with a Bearer token: no nonce.
+                    Some((answer, held)) => (answer, held, false),
+                    None => {
+                        let held = inner.refresher().access_token().await.map_err(js_err)?;
+                        let (answer, refused) =
+                            send_authorized(inner, &placed, &held, role).await?;
+                        (answer, held, refused)
+                    }
+                };
                 let event = Event::Answered {
                     redirected: answer.redirected(),
                     replayable: placed.can_retry(),

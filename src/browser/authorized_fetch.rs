@@ -9,6 +9,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, Request, RequestInit, Response};
 
 use crate::browser::js_error::describe;
+use crate::core::authorized_call::may_say_expired;
 use crate::core::origin::{with_query_token, TokenPlacement};
 use crate::core::Error;
 
@@ -268,6 +269,17 @@ pub struct EndpointKey {
 }
 
 impl EndpointKey {
+    /// The key of a URL already parsed by `new URL` (its `origin` and
+    /// `pathname`).
+    pub fn new(origin: String, path: String) -> EndpointKey {
+        EndpointKey { origin, path }
+    }
+
+    /// The origin, serialised as `new URL(...).origin` does.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// The key of an absolute `url`; `None` if it does not parse.
     pub fn of(url: &str) -> Option<EndpointKey> {
         let parsed = web_sys::Url::new(url).ok()?;
@@ -290,7 +302,7 @@ fn without_query(url: &str) -> &str {
 /// Cross-origin APIs must expose the header for it to be readable; without
 /// it every 401 counts as expired.
 pub fn rfc6750_expired(response: &Response) -> bool {
-    if response.status() != 401 {
+    if !may_say_expired(response.status(), false) {
         return false;
     }
     match response.headers().get("WWW-Authenticate") {
@@ -306,7 +318,7 @@ pub fn rfc6750_expired(response: &Response) -> bool {
 /// for error responses only (status 400 and above), with a clone, so it may
 /// read the body without consuming the response the app gets.
 pub async fn app_says_expired(predicate: &Function, response: &Response) -> Result<bool, Error> {
-    if response.status() < 400 {
+    if !may_say_expired(response.status(), true) {
         return Ok(false);
     }
     let failed = |e: JsValue| Error::invalid_option("isTokenExpired", describe(&e));

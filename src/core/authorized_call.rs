@@ -21,6 +21,12 @@
 //!    not an answer about the token: the same request is sent again once,
 //!    with the API's new nonce; refused again, the call fails with
 //!    `dpop_nonce_failed` rather than loop.
+//!
+//! The fast path ([`AuthorizedCall::fast_path`]) is the same machine's first
+//! step taken without a round trip through the driver: when the call only
+//! needs the Bearer token already in memory, the package's JavaScript sends
+//! it and comes back with the answer only when [`answer_is_final`] says the
+//! answer may mean "expired"; the machine then goes on from `Answered`.
 
 use crate::core::origin::TokenPlacement;
 use crate::core::Error;
@@ -79,6 +85,23 @@ pub enum Step {
     ReturnMarkingRejected,
 }
 
+/// Whether an answer with `status` may say the token expired, so the
+/// machine must look at it: RFC 6750's 401 by default; the app's
+/// `isTokenExpired` is asked about error statuses (400 and above) only.
+pub fn may_say_expired(status: u16, app_predicate: bool) -> bool {
+    match app_predicate {
+        true => status >= 400,
+        false => status == 401,
+    }
+}
+
+/// Whether the first answer of a fast-path call is the call's result as is:
+/// it came through a redirect (rule 4), or it cannot say the token expired.
+/// The answers this says no to go back to the machine.
+pub fn answer_is_final(status: u16, redirected: bool, app_predicate: bool) -> bool {
+    redirected || !may_say_expired(status, app_predicate)
+}
+
 /// Where a call is.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -101,6 +124,15 @@ pub struct AuthorizedCall {
 }
 
 impl AuthorizedCall {
+    /// Whether a call starting with `start` can take the fast path: its
+    /// first step sends the token in the `Authorization` header, and the
+    /// session's token needs no proof (`dpop_bound` false). The caller adds
+    /// the third condition: a token that needs no refresh now.
+    pub fn fast_path(start: Event, dpop_bound: bool) -> bool {
+        let first = AuthorizedCall::default().advance(start);
+        !dpop_bound && first == Step::Send(TokenPlacement::Header)
+    }
+
     /// The next step after `event`. An event the current state does not
     /// expect is a bug in the driver: the call ends with what it has
     /// (`Return`), and debug builds panic.
@@ -360,5 +392,73 @@ mod tests {
     fn an_event_out_of_order_is_a_driver_bug() {
         let mut call = AuthorizedCall::default();
         call.advance(Event::Expired(true));
+    }
+
+    fn start_event(token_endpoint: bool, placement: Result<TokenPlacement, Error>) -> Event {
+        Event::Start {
+            token_endpoint,
+            placement,
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_a_bearer_token_in_the_header() {
+        let header = start_event(false, Ok(TokenPlacement::Header));
+        assert!(AuthorizedCall::fast_path(header, false));
+    }
+
+    #[test]
+    fn the_fast_path_leaves_a_dpop_bound_token_to_the_driver() {
+        let header = start_event(false, Ok(TokenPlacement::Header));
+        assert!(!AuthorizedCall::fast_path(header, true));
+    }
+
+    #[test]
+    fn the_fast_path_leaves_a_token_in_the_query_to_the_driver() {
+        let query = start_event(false, Ok(TokenPlacement::Query));
+        assert!(!AuthorizedCall::fast_path(query, false));
+    }
+
+    #[test]
+    fn the_fast_path_leaves_a_refused_origin_to_the_driver() {
+        let refused = start_event(
+            false,
+            Err(Error::OriginNotAllowed {
+                origin: "https://elsewhere.example".into(),
+            }),
+        );
+        assert!(!AuthorizedCall::fast_path(refused, false));
+    }
+
+    #[test]
+    fn the_fast_path_leaves_the_token_endpoint_to_the_driver() {
+        let token = start_event(true, Ok(TokenPlacement::Header));
+        assert!(!AuthorizedCall::fast_path(token, false));
+    }
+
+    #[test]
+    fn by_default_only_a_401_may_say_expired() {
+        assert!(may_say_expired(401, false));
+        for status in [200, 304, 400, 403, 500] {
+            assert!(!may_say_expired(status, false), "{status}");
+        }
+    }
+
+    #[test]
+    fn the_app_predicate_is_asked_about_error_statuses_only() {
+        for status in [400, 401, 403, 500] {
+            assert!(may_say_expired(status, true), "{status}");
+        }
+        for status in [200, 204, 302, 399] {
+            assert!(!may_say_expired(status, true), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_redirected_first_answer_is_final_even_as_a_401() {
+        assert!(answer_is_final(401, true, false));
+        assert!(!answer_is_final(401, false, false));
+        assert!(answer_is_final(200, false, true));
+        assert!(!answer_is_final(400, false, true));
     }
 }

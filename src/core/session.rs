@@ -191,6 +191,26 @@ impl Session {
         (!needs_refresh(tokens, now_ms, leeway_ms)).then(|| tokens.access_token.clone())
     }
 
+    /// `f` of the access token, if there is one that needs no refresh at
+    /// `now_ms` (the fast path, without copying the token).
+    pub fn with_usable_token<T>(
+        &self,
+        now_ms: u64,
+        leeway_ms: u64,
+        f: impl FnOnce(&AccessToken) -> T,
+    ) -> Option<T> {
+        let tokens = self.tokens.borrow();
+        let tokens = tokens.as_ref()?;
+        (!needs_refresh(tokens, now_ms, leeway_ms)).then(|| f(&tokens.access_token))
+    }
+
+    /// Whether the session's tokens are bound to a DPoP key (a send needs
+    /// a proof).
+    pub fn is_dpop_bound(&self) -> bool {
+        let tokens = self.tokens.borrow();
+        tokens.as_ref().is_some_and(|t| t.dpop_jkt.is_some())
+    }
+
     /// Puts `tokens` in use and tells the listener, unless it is the set
     /// already in use. From another tab (`Sync`), a set older than the one
     /// in use is ignored: broadcasts can arrive late.
