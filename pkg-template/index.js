@@ -30,8 +30,14 @@ export function initialize() {
 // module is imported, so create() rarely waits for it. Elsewhere (server
 // rendering, workers without a window) nothing happens until create(),
 // which then says why it cannot run. A failure here is reported by create().
+//
+// It also wakes IndexedDB: a page's first IndexedDB request pays for
+// connecting to the browser's storage backend (about 10 ms here), which
+// create() would otherwise pay after the wasm is ready. Listing the
+// databases touches none of them.
 if (typeof window !== "undefined" && typeof document !== "undefined") {
   initialize().catch(() => {});
+  globalThis.indexedDB?.databases?.().catch(() => {});
 }
 
 /** The latchkey version. Resolves once the wasm module is loaded. */
@@ -40,10 +46,54 @@ export async function version() {
   return wasmVersion();
 }
 
+// An init the fast path can pass to fetch() knowing fetch() will accept it:
+// a plain object with only these members, each with a valid value; a body
+// that is not a stream, on a method that takes one. Anything else goes the
+// full way, whose Request constructor reports a bad init as invalid_option
+// before anything is sent (fetch() would reject with a bare TypeError).
+const INIT_VALUES = {
+  credentials: ["omit", "same-origin", "include"],
+  cache: ["default", "no-store", "reload", "no-cache", "force-cache"],
+  redirect: ["follow", "error", "manual"],
+  mode: ["cors", "same-origin"],
+};
+const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const NO_BODY = /^(get|head)$/i;
+const FORBIDDEN_METHOD = /^(connect|trace|track)$/i;
+function plainInit(init) {
+  const proto = typeof init === "object" ? Object.getPrototypeOf(init) : undefined;
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const key in init) {
+    const value = init[key];
+    if (value === undefined) continue;
+    switch (key) {
+      case "headers":
+        break;
+      case "signal":
+        if (value !== null && !(value instanceof AbortSignal)) return false;
+        break;
+      case "method":
+        if (typeof value !== "string" || !METHOD.test(value) || FORBIDDEN_METHOD.test(value)) return false;
+        break;
+      case "body":
+        if (value === null) break;
+        if (value instanceof ReadableStream || NO_BODY.test(init.method ?? "GET")) return false;
+        break;
+      case "keepalive":
+        if (typeof value !== "boolean") return false;
+        break;
+      default:
+        if (!INIT_VALUES[key]?.includes(value)) return false;
+    }
+  }
+  return true;
+}
+
 // `new URL(input, document.baseURI)`'s origin and pathname, remembered for
 // the last few inputs (apps call the same URLs again and again; parsing is a
 // good part of a fast call). Keyed by the base URL too: a relative URL
-// follows the page's. Undefined for a URL that does not parse.
+// follows the page's. Undefined for a URL that does not parse or carries
+// credentials.
 const urls = new Map();
 function parsed(input) {
   const base = document.baseURI;
@@ -51,8 +101,9 @@ function parsed(input) {
   let url = urls.get(key);
   if (url === undefined) {
     try {
-      const { origin, pathname } = new URL(input, base);
-      url = { origin, pathname };
+      const { origin, pathname, username, password } = new URL(input, base);
+      // fetch() refuses a URL with credentials: the full way reports it.
+      url = username || password ? null : { origin, pathname };
     } catch {
       url = null;
     }
@@ -140,11 +191,7 @@ export class AuthClient {
   // their errors).
   #fastAuthorization(input, init) {
     if (typeof input !== "string" && !(input instanceof URL)) return undefined;
-    if (init != null) {
-      const proto = typeof init === "object" ? Object.getPrototypeOf(init) : undefined;
-      if (proto !== Object.prototype && proto !== null) return undefined;
-      if (init.body instanceof ReadableStream) return undefined;
-    }
+    if (init != null && !plainInit(init)) return undefined;
     const url = parsed(input);
     return url && this.#client.fastAuthorization(url.origin, url.pathname);
   }

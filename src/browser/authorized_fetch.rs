@@ -210,10 +210,12 @@ impl Outgoing {
 }
 
 /// A string or `URL` (anything with a string form), as `fetch` accepts.
+/// Converted as `fetch` does, with `String(input)` (a `URL`'s `toString()`
+/// is its `href`).
 fn to_url_string(input: &JsValue) -> String {
     input
         .as_string()
-        .unwrap_or_else(|| String::from(js_sys::JsString::from(input.clone())))
+        .unwrap_or_else(|| String::from(input.unchecked_ref::<Object>().to_string()))
 }
 
 /// Sets `Authorization: Bearer <token>`.

@@ -20,6 +20,7 @@ use crate::browser::webcrypto;
 use crate::core::client::KeptMetadata;
 use crate::core::envelope::{associated_data, Envelope};
 use crate::core::ports::SessionStore;
+use crate::core::race::both;
 use crate::core::{Error, PendingTransaction, TokenSet};
 
 /// Where tokens are kept.
@@ -200,16 +201,21 @@ impl BrowserSessionStore {
         if kind == StorageKind::Memory {
             return Ok(store);
         }
-        store.key = Some(storage_key().await?);
-        store.tokens = match kind {
-            StorageKind::IndexedDb => Backend::IndexedDb(
-                IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1)
+        // The key's database and the records' are opened side by side:
+        // each open is a round trip to the browser's storage backend.
+        let records = async {
+            match kind {
+                StorageKind::IndexedDb => IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1)
                     .await
-                    .map_err(storage)?,
-            ),
-            _ if web_storage_available(true) => Backend::Local,
-            _ => return Err(storage("localStorage is unavailable".into())),
+                    .map(Backend::IndexedDb)
+                    .map_err(storage),
+                _ if web_storage_available(true) => Ok(Backend::Local),
+                _ => Err(storage("localStorage is unavailable".into())),
+            }
         };
+        let (key, records) = both(storage_key(), records).await;
+        store.key = Some(key?);
+        store.tokens = records?;
         store.kind = kind;
         Ok(store)
     }
