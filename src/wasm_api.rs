@@ -15,7 +15,7 @@ use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
 use crate::browser::locks::WebSessionLock;
-use crate::browser::logout::{self, RevocationOutcome};
+use crate::browser::logout;
 use crate::browser::nonce_channel::NonceChannel;
 use crate::browser::options::{self, ClientOptions};
 use crate::browser::platform::{BrowserPlatform, NoRedirects};
@@ -35,6 +35,10 @@ use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::origin::{AllowedOrigins, TokenPlacement};
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
 use crate::core::race::{alongside, both};
+use crate::core::retirement::{
+    keys_after_login, plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement,
+    RevocationOutcome,
+};
 use crate::core::revocation::Revocation;
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
@@ -122,15 +126,6 @@ impl Inner {
         }
     }
 
-    /// Where `tokens` are revoked: their atproto account's server, or the
-    /// configured one.
-    fn revocation_endpoint(&self, tokens: &TokenSet) -> Option<String> {
-        match &tokens.atproto {
-            Some(account) => account.revocation_endpoint.clone(),
-            None => self.config.endpoints.revocation.clone(),
-        }
-    }
-
     /// Whether `key` is the token endpoint in use: the configured one
     /// (parsed once at `create()`), or the atproto account's.
     fn is_token_endpoint(&self, key: &EndpointKey) -> bool {
@@ -152,8 +147,11 @@ impl Inner {
     /// given — signed with their DPoP key when they are bound to one — and
     /// their key deleted either way, so whoever still holds them cannot
     /// use them. `None` when nothing was revoked.
-    async fn retire(&self, tokens: &TokenSet, endpoint: Option<&str>) -> Option<Result<(), Error>> {
-        let outcome = match (endpoint, &tokens.dpop_jkt) {
+    /// Performs `plan` for `tokens` (`core::retirement`): the revocation,
+    /// signed with the set's DPoP key when bound, then the key's deletion.
+    /// `None` when nothing was revoked.
+    async fn retire(&self, tokens: &TokenSet, plan: Retirement) -> Option<Result<(), Error>> {
+        let outcome = match (plan.revoke_at.as_deref(), &tokens.dpop_jkt) {
             (None, _) => None,
             (Some(endpoint), None) => Some(
                 self.revocation(&self.platform, endpoint)
@@ -169,7 +167,7 @@ impl Inner {
                 Err(error) => Err(error),
             }),
         };
-        if let Some(jkt) = &tokens.dpop_jkt {
+        if let Some(jkt) = &plan.delete_key {
             self.dpop_keys.delete(jkt).await;
         }
         outcome
@@ -212,8 +210,9 @@ impl Background for Inner {
         };
         wasm_bindgen_futures::spawn_local(async move {
             // Best effort: the set is already out of use everywhere.
-            let endpoint = me.revocation_endpoint(&tokens);
-            let _ = me.retire(&tokens, endpoint.as_deref()).await;
+            let configured = me.config.endpoints.revocation.as_deref();
+            let plan = retirement(&tokens, revocation_endpoint(&tokens, configured));
+            let _ = me.retire(&tokens, plan).await;
         });
     }
 }
@@ -616,17 +615,18 @@ impl AuthClient {
                 }
             };
             let replaced = inner.session.tokens().and_then(|t| t.dpop_jkt);
-            let bound = result.tokens.dpop_jkt.clone();
+            let keys = keys_after_login(
+                replaced.as_deref(),
+                result.tokens.dpop_jkt.as_deref(),
+                inner.store.kind() == StorageKind::Memory,
+            );
             // Stored under the session lock and broadcast; a failed write
             // leaves the tab signed in from memory, with a `storage` event.
             inner.refresher().sign_in(result.tokens).await;
-            // The session this login replaced no longer needs its key.
-            if let Some(old) = replaced.filter(|old| Some(old) != bound.as_ref()) {
-                inner.dpop_keys.delete(&old).await;
+            if let Some(old) = &keys.delete {
+                inner.dpop_keys.delete(old).await;
             }
-            // A memory session's key lives in memory like its tokens: it was
-            // in IndexedDB only to survive the redirect.
-            if let (StorageKind::Memory, Some(jkt)) = (inner.store.kind(), &bound) {
+            if let Some(jkt) = &keys.memory_only {
                 let _ = inner.dpop_keys.keep_in_memory_only(jkt).await;
             }
             let app_state = match result.app_state {
@@ -804,25 +804,25 @@ impl AuthClient {
         promise(async move {
             let endpoints = &inner.config.endpoints;
             let options = logout::parse(&options, endpoints.end_session.as_deref())?;
+            // The local sign-out first; then the plan (core::retirement).
             let ended = inner.refresher().sign_out().await;
-            let revocation = ended.as_ref().and_then(|t| inner.revocation_endpoint(t));
-            let endpoint = revocation.as_deref().filter(|_| options.revoke);
-            let retired = match &ended {
-                Some(tokens) => inner.retire(tokens, endpoint).await,
-                None => None,
+            let plan = plan_logout(
+                ended.as_ref(),
+                &LogoutChoices {
+                    revoke: options.revoke,
+                    end_session_endpoint: options.end_session.as_deref(),
+                    post_logout_redirect_uri: options.post_logout_redirect_uri.as_deref(),
+                    client_id: &inner.config.client_id,
+                    revocation_endpoint: endpoints.revocation.as_deref(),
+                },
+            );
+            let revoked = match (&ended, plan.retire) {
+                (Some(tokens), Some(retire)) => inner.retire(tokens, retire).await,
+                _ => None,
             };
-            let outcome = match retired {
-                Some(Ok(())) => RevocationOutcome::Revoked,
-                Some(Err(error)) => RevocationOutcome::Failed(error),
-                None => RevocationOutcome::Skipped,
-            };
-            if let Some(endpoint) = &options.end_session {
-                let url = logout::end_session_url(
-                    endpoint,
-                    ended.as_ref(),
-                    &inner.config.client_id,
-                    options.post_logout_redirect_uri.as_deref(),
-                )?;
+            let outcome = RevocationOutcome::of(revoked);
+            if let Some((endpoint, params)) = &plan.end_session {
+                let url = options::url_with_query(endpoint, "endSessionEndpoint", params)?;
                 window()?
                     .location()
                     .assign(&url)
@@ -1310,8 +1310,8 @@ async fn finish_atproto_login(
         }
         Err(error) => {
             // Issued, but never to be used: revoked, and its key deleted.
-            let endpoint = config.endpoints.revocation.as_deref();
-            let _ = inner.retire(&result.tokens, endpoint).await;
+            let plan = retirement(&result.tokens, config.endpoints.revocation.as_deref());
+            let _ = inner.retire(&result.tokens, plan).await;
             Err(error)
         }
     }

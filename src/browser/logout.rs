@@ -4,9 +4,9 @@ use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::browser::js_error::to_js;
-use crate::browser::options::{flag, get, reject_unknown, url_with_query};
-use crate::core::end_session::end_session_params;
-use crate::core::{Error, TokenSet};
+use crate::browser::options::{flag, get, reject_unknown};
+use crate::core::retirement::RevocationOutcome;
+use crate::core::Error;
 
 /// Every option `logout` accepts; anything else is a typo and refused.
 const KNOWN: &[&str] = &["revoke", "endSession", "postLogoutRedirectUri"];
@@ -78,29 +78,6 @@ pub fn parse(
         end_session,
         post_logout_redirect_uri,
     })
-}
-
-/// The logout request URL
-/// ([RP-Initiated Logout §2](https://openid.net/specs/openid-connect-rpinitiated-1_0.html#RPLogout)).
-pub fn end_session_url(
-    endpoint: &str,
-    ended: Option<&TokenSet>,
-    client_id: &str,
-    post_logout_redirect_uri: Option<&str>,
-) -> Result<String, Error> {
-    let hint = ended.and_then(|tokens| tokens.id_token.as_ref());
-    let params = end_session_params(hint, client_id, post_logout_redirect_uri);
-    url_with_query(endpoint, "endSessionEndpoint", &params)
-}
-
-/// What happened to the tokens at the server.
-pub enum RevocationOutcome {
-    /// Both tokens were revoked (or the server already considered them invalid).
-    Revoked,
-    /// Not asked for, no revocation endpoint, or no session to revoke.
-    Skipped,
-    /// A revocation request failed; the local session is gone regardless.
-    Failed(Error),
 }
 
 /// `logout`'s result: `{ revocation: "revoked" | "skipped" | "failed", error? }`.

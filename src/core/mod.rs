@@ -50,6 +50,7 @@ pub mod par;
 pub mod public_api;
 pub mod race;
 pub mod refresh_grant;
+pub mod retirement;
 pub mod revocation;
 pub mod session;
 pub mod single_flight;
