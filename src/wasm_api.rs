@@ -761,12 +761,8 @@ impl AuthClient {
             if !userinfo {
                 return Ok(claims.into());
             }
-            let endpoint = inner.config.endpoints.userinfo.clone().ok_or_else(|| {
-                js_err(Error::invalid_option(
-                    "userinfo",
-                    "the issuer has no userinfo_endpoint (give userinfoEndpoint)",
-                ))
-            })?;
+            let configured = inner.config.endpoints.userinfo.as_deref();
+            let endpoint = crate::core::userinfo::endpoint(configured).map_err(js_err)?;
             let sub = Reflect::get(&claims, &"sub".into())?
                 .as_string()
                 .unwrap_or_default();

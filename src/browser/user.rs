@@ -7,8 +7,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
-use crate::browser::js_error::describe;
 use crate::browser::options::{flag, reject_unknown};
+use crate::core::userinfo::{self, Body};
 use crate::core::Error;
 
 /// `getUser`'s options: `{ userinfo?: boolean }`.
@@ -26,47 +26,35 @@ pub fn wants_userinfo(options: &JsValue) -> Result<bool, Error> {
     flag(options, "userinfo", false)
 }
 
-fn failed(status: Option<u16>, reason: impl Into<String>) -> Error {
-    Error::UserinfoFailed {
-        status,
-        reason: reason.into(),
-    }
-}
-
-/// Reads a UserInfo response: a 200 JSON object whose `sub` is `id_sub`
-/// (§5.3.2: otherwise the response must not be used). Signed or encrypted
-/// UserInfo (`application/jwt`) is not supported and reported as a failure.
+/// Reads a UserInfo response and has the core check it
+/// (`core::userinfo`: status, not `application/jwt`, JSON, an object, the
+/// ID token's `sub`); the checked object.
 pub async fn read_userinfo(response: &Response, id_sub: &str) -> Result<Object, Error> {
     let status = response.status();
-    if status != 200 {
-        return Err(failed(Some(status), format!("HTTP {status}")));
-    }
     let content_type = response
         .headers()
         .get("content-type")
         .ok()
         .flatten()
         .unwrap_or_default();
-    if content_type.starts_with("application/jwt") {
-        return Err(failed(
-            Some(status),
-            "signed UserInfo responses are not supported",
-        ));
-    }
-    let promise = response
-        .json()
-        .map_err(|e| failed(Some(status), describe(&e)))?;
-    let body = JsFuture::from(promise)
-        .await
-        .map_err(|_| failed(Some(status), "the body is not JSON"))?;
-    if !body.is_object() || js_sys::Array::is_array(&body) {
-        return Err(failed(Some(status), "the body is not a JSON object"));
-    }
-    let sub = Reflect::get(&body, &"sub".into()).unwrap_or(JsValue::UNDEFINED);
-    if sub.as_string().as_deref() != Some(id_sub) {
-        return Err(Error::UserinfoSubMismatch);
-    }
-    Ok(body.unchecked_into())
+    userinfo::check_head(status, &content_type)?;
+    let parsed = match response.json() {
+        Ok(promise) => JsFuture::from(promise).await.ok(),
+        Err(_) => None,
+    };
+    let sub = parsed
+        .as_ref()
+        .and_then(|body| Reflect::get(body, &"sub".into()).ok())
+        .and_then(|sub| sub.as_string());
+    let body = match &parsed {
+        None => Body::NotJson,
+        Some(body) if !body.is_object() || js_sys::Array::is_array(body) => Body::NotObject,
+        Some(_) => Body::Object {
+            sub: sub.as_deref(),
+        },
+    };
+    userinfo::check_body(body, id_sub)?;
+    Ok(parsed.map(JsCast::unchecked_into).unwrap_or_default())
 }
 
 /// The ID token's claims with UserInfo's on top (fresher profile data; the

@@ -54,6 +54,7 @@ pub mod retirement;
 pub mod revocation;
 pub mod session;
 pub mod single_flight;
+pub mod userinfo;
 
 #[cfg(test)]
 pub(crate) mod fakes;
