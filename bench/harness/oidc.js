@@ -7,9 +7,10 @@
 // - userStore: new WebStorageStateStore({ store: window.localStorage }) — the documented way
 //   to keep the user across reloads and share it between tabs (the default, sessionStorage,
 //   is per tab). automaticSilentRenew keeps its default (true): it renews shortly before the
-//   expiry the token response announced.
+//   expiry the token response announced (accessTokenExpiringNotificationTimeInSeconds, default
+//   60 s, before it), from a timer in every tab's UserManager, whether or not calls are made.
 // - An API call reads the user with getUser(), renews with signinSilent() if the user says it
-//   expired, sends the bearer token, and when the API says the token expired renews with
+//   expired (user.expired: no leeway), sends the bearer token, and when the API says the token expired renews with
 //   signinSilent() and sends the request once more.
 import { UserManager, WebStorageStateStore } from "oidc-client-ts";
 

@@ -18,12 +18,15 @@ import { startEnv } from "./env.mjs";
 import { fastPath } from "./fastpath.mjs";
 import { renderReport } from "./report.mjs";
 import { sizes } from "./size.mjs";
-import { stormRep } from "./storm.mjs";
+import { proactiveRep, stormRep } from "./storm.mjs";
 
 const BENCH = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROOT = resolve(BENCH, "..");
 const SECTIONS = ["size", "fastpath", "cold", "storm"];
 const MODES = ["rfc6750", "bluesky"];
+// The storm's two procedures: the API's answer as the only expiry signal, and each library
+// refreshing on its own clock with lifetimes compensated for its leeway (see storm.mjs).
+const STORM_MODES = ["reactive", "proactive"];
 // The fast-path row of latchkey with a DPoP-bound session.
 const DPOP_ROW = "latchkey-dpop";
 
@@ -34,6 +37,9 @@ const USAGE = `usage: bench/run [options]
   --sections LIST      comma-separated, of ${SECTIONS.join(",")} (default all)
   --libs LIST          comma-separated, of ${LIBS.join(",")} (default all)
   --storm LIST         storm sizes as TABSxCALLS, e.g. 4x25,8x50 (default 4x25,8x50)
+  --storm-modes LIST   comma-separated, of ${STORM_MODES.join(",")} (default both): reactive = the
+                       API's "expired" is the only signal (both expiry styles, + DPoP); proactive =
+                       truthful lifetimes compensated for each library's leeway (401 style)
   --fast K,BATCHES     fast path batch size and batch pairs (default 200,15)
   --cold-runs N        measured page loads per cold-start case (default 11)
   --no-dpop            leave out latchkey's DPoP rows (storm and fast path with a DPoP-bound session)
@@ -49,6 +55,7 @@ function options() {
       sections: { type: "string" },
       libs: { type: "string" },
       storm: { type: "string" },
+      "storm-modes": { type: "string" },
       fast: { type: "string" },
       "cold-runs": { type: "string" },
       "no-dpop": { type: "boolean", default: false },
@@ -92,6 +99,7 @@ function options() {
       return { perBatch: int(k, "fast K", 1, 5000), batches: int(n, "fast BATCHES", 1, 200) };
     })(),
     coldRuns: int(values["cold-runs"] ?? (quick ? 5 : 11), "cold-runs", 1, 100),
+    stormModes: values["storm-modes"] ? list(values["storm-modes"], STORM_MODES, "storm-modes") : STORM_MODES,
     dpop: !values["no-dpop"],
     out: resolve(values.out ?? join(BENCH, "results")),
   };
@@ -195,26 +203,48 @@ async function main() {
     }
 
     if (opts.sections.includes("storm")) {
-      // Interleaved (rep → size → mode → library) so slow drifts of the machine's load spread
-      // over every library alike.
+      // Interleaved (rep → size → storm mode → expiry style → library) so slow drifts of the
+      // machine's load spread over every library alike.
+      const reactive = [];
+      const proactive = [];
       const cases = [];
       for (const { dpopTtl, ...size } of opts.storms) {
-        for (const mode of MODES) for (const lib of opts.libs) cases.push({ lib, mode, ...size, reps: [] });
-        // DPoP: latchkey only, RFC 6750 expiry (a DPoP API answers 401 in either mode).
-        if (opts.dpop && opts.libs.includes("latchkey")) cases.push({ lib: "latchkey", mode: "rfc6750", dpop: true, ...size, ttl: dpopTtl, reps: [] });
+        if (opts.stormModes.includes("reactive")) {
+          for (const mode of MODES) for (const lib of opts.libs) reactive.push({ lib, mode, ...size, reps: [] });
+          // DPoP: latchkey only, RFC 6750 expiry (a DPoP API answers 401 in either mode).
+          if (opts.dpop && opts.libs.includes("latchkey")) reactive.push({ lib: "latchkey", mode: "rfc6750", dpop: true, ...size, ttl: dpopTtl, reps: [] });
+        }
+        // Proactive: RFC 6750 expiry only (a library that refreshes in time meets no "expired").
+        if (opts.stormModes.includes("proactive")) {
+          for (const lib of opts.libs) proactive.push({ lib, mode: "rfc6750", timing: "proactive", ...size, reps: [] });
+        }
       }
-      result.sections.storm = cases;
+      // Per size, the reactive cases then the proactive ones.
+      for (const { tabs, calls } of opts.storms) {
+        const same = (c) => c.tabs === tabs && c.calls === calls;
+        cases.push(...reactive.filter(same), ...proactive.filter(same));
+      }
+      if (opts.stormModes.includes("reactive")) result.sections.storm = reactive;
+      if (opts.stormModes.includes("proactive")) result.sections.stormProactive = proactive;
       for (let rep = 1; rep <= opts.reps && !stopping; rep += 1) {
         for (const c of cases) {
           if (stopping) break;
           const t0 = Date.now();
-          const r = await stormRep(env, c);
+          const proactiveCase = c.timing === "proactive";
+          const r = proactiveCase ? await proactiveRep(env, c) : await stormRep(env, c);
           c.reps.push(r);
           const nonces = c.dpop && !r.error ? ` (use_dpop_nonce: token ${r.round1.tokenNonceRefusals}, API ${r.round1.apiNonceRefusals})` : "";
+          const early = proactiveCase && !r.error
+            ? ` (${r.round1.refreshesBeforeBurst} before the burst, at ${r.round1.refreshAtMs.map((x) => (x / 1000).toFixed(2)).join("/") || "–"} s after issue` +
+              `${r.round1.refreshFailedAtMs.length ? `; refused at ${r.round1.refreshFailedAtMs.slice(0, 4).map((x) => (x / 1000).toFixed(2)).join("/")}${r.round1.refreshFailedAtMs.length > 4 ? "/…" : ""} s` : ""}` +
+              `${r.round1.grantRevokedAtMs.length ? `; grant revoked at ${(r.round1.grantRevokedAtMs[0] / 1000).toFixed(2)} s` : ""}; API 401 ${r.round1.apiExpiredAnswers})`
+            : "";
           const summary = r.error
             ? `error: ${r.error}`
-            : `grants ${r.round1.refreshGrants}${nonces}, invalid_grant ${r.round1.invalidGrant}, failed ${r.round1.failedCalls}/${r.round1.calls}, ${Math.round(r.round1.durationMs)} ms; next expiry: ${r.round2.tabsWorking}/${c.tabs} tabs work`;
-          log(`storm ${c.tabs}×${c.calls} ${c.mode} ${c.lib}${c.dpop ? " DPoP" : ""} rep ${rep}/${opts.reps}: ${summary} (${Math.round((Date.now() - t0) / 1000)} s)`);
+            : `grants ${r.round1.refreshGrants}${nonces}${early}, invalid_grant ${r.round1.invalidGrant}, failed ${r.round1.failedCalls}/${r.round1.calls}, ${Math.round(r.round1.durationMs)} ms; next expiry: ` +
+              `${proactiveCase ? `grants ${r.round2.refreshGrants} (${r.round2.refreshesBeforeBurst} before the burst), invalid_grant ${r.round2.invalidGrant}, ` : ""}${r.round2.tabsWorking}/${c.tabs} tabs work`;
+          const what = proactiveCase ? `proactive (lifetime ${r.lifetimes?.login ?? "?"} s)` : c.mode;
+          log(`storm ${c.tabs}×${c.calls} ${what} ${c.lib}${c.dpop ? " DPoP" : ""} rep ${rep}/${opts.reps}: ${summary} (${Math.round((Date.now() - t0) / 1000)} s)`);
         }
       }
     }

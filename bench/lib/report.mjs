@@ -48,6 +48,35 @@ function stormRows(cases) {
   });
 }
 
+const seconds = (x) => (x == null ? "–" : `${(x / 1000).toFixed(1)} s`);
+
+// The proactive storm: per case, the compensation, the counts, and when the refreshes happened.
+function proactiveRows(cases) {
+  return cases.map((c) => {
+    const reps = okReps(c);
+    const r1 = reps.map((r) => r.round1);
+    const errors = c.reps.length - reps.length;
+    const durations = r1.map((r) => r.durationMs);
+    const lt = reps[0]?.lifetimes;
+    const firsts = r1.map((r) => (r.refreshAtMs.length ? Math.min(...r.refreshAtMs) : null));
+    return [
+      `${c.tabs} × ${c.calls}`,
+      NAMES[c.lib],
+      lt ? `${lt.login - lt.t} s → ${lt.login} s (${lt.storm} s)` : "–",
+      `${spread(r1.map((r) => r.refreshGrants))} (${spread(r1.map((r) => r.refreshesBeforeBurst))} before)`,
+      firsts.some((x) => x != null) ? `${seconds(median(firsts))} (burst ${seconds(median(r1.map((r) => r.burstAfterIssueMs)))})` : "none",
+      `${spread(r1.map((r) => r.invalidGrant))}${r1.some((r) => r.refreshFailedBeforeBurst) ? ` (${spread(r1.map((r) => r.refreshFailedBeforeBurst))} before)` : ""}`,
+      `${spread(r1.map((r) => r.apiExpiredAnswers))} / ${spread(reps.map((r) => r.round2.apiExpiredAnswers))}`,
+      `${spread(r1.map((r) => r.failedCalls))} / ${c.tabs * c.calls}`,
+      `${spread(reps.map((r) => r.round2.refreshGrants))} (${spread(reps.map((r) => r.round2.refreshesBeforeBurst))} before), ${spread(reps.map((r) => r.round2.invalidGrant))} invalid_grant`,
+      `${reps.filter((r) => r.round1.grantRevokedAtMs.length + r.round2.grantRevokedAtMs.length > 0).length} of ${reps.length} reps`,
+      `${spread(reps.map((r) => r.round2.tabsWorking))} / ${c.tabs}`,
+      `${ms(median(durations))} / ${ms(max(durations))}`,
+      `${reps.length}${errors ? ` (+${errors} failed to run)` : ""}`,
+    ];
+  });
+}
+
 function targets(result) {
   const rows = [];
   const { storm, fastpath, size, cold } = result.sections;
@@ -195,9 +224,9 @@ export function renderReport(result) {
     out.push("");
   }
 
-  const { storm, fastpath, size, cold } = result.sections;
+  const { storm, stormProactive, fastpath, size, cold } = result.sections;
   if (storm) {
-    out.push("### Storm");
+    out.push("### Storm, reactive (the API's answer is the only expiry signal)");
     out.push("");
     out.push(
       "M tabs × N concurrent calls right after the access token expired (the IdP advertises an hour, the API rejects after 4 s), " +
@@ -214,6 +243,48 @@ export function renderReport(result) {
     );
     const failures = storm.flatMap((c) => c.reps.filter((r) => r.error).map((r) => `${NAMES[c.lib]} ${c.tabs}×${c.calls} ${c.mode}: ${r.error}`));
     if (failures.length) out.push("", `Reps that failed to run: ${failures.join("; ")}`);
+    out.push("");
+  }
+
+  if (stormProactive) {
+    const t = stormProactive.flatMap((c) => okReps(c))[0]?.lifetimes?.t ?? "T";
+    out.push("### Storm, proactive (lifetimes compensated for each library's leeway)");
+    out.push("");
+    out.push(
+      `The same M tabs × N calls, but the IdP tells the truth about lifetimes and each library refreshes before expiry on its own clock, configured as documented: ` +
+        `auth0-spa-js's fixed 60 s, oidc-client-ts's automaticSilentRenew timer (accessTokenExpiringNotificationTimeInSeconds 60; its calls themselves renew only when the token has expired or the API says so), ` +
+        `latchkey's default refreshLeewaySeconds (30 s, never more than half the lifetime: for a short token, half of it). ` +
+        `Each library gets tokens living ${t} s + its leeway, so every one considers its token expiring ${t} s after issue while the API accepts it until the end of the lifetime; ` +
+        `the burst fires just after ${t} s (after the baselines' whole second), round 2 (5 calls per tab) likewise after the next effective expiry (the newest refresh + ${stormProactive.flatMap((c) => okReps(c)).map((r) => `${r.lifetimes.ttl} s`).filter((x, i, a) => a.indexOf(x) === i).join(" or ") || "its T"}). 401 style. ` +
+        `Refresh grants (refresh_token requests, as above) are counted from the end of the setup, so those a library starts by itself before the burst count too; "before": grants carried out before the burst. ` +
+        `"API expired" = 401 answers, which a library that refreshed in time does not get; ` +
+        `"grant revoked": reps in which a used refresh token was presented again, which makes the IdP revoke the whole login (every token of the session, in every tab). "First refresh": s after the login token was issued, median.`,
+    );
+    out.push("");
+    out.push(
+      table(
+        [
+          "tabs × calls",
+          "library",
+          "leeway → lifetime (round 2)",
+          "refresh grants",
+          "first refresh",
+          "invalid_grant",
+          "API expired (round 1 / 2)",
+          "failed calls",
+          "next expiry: refresh grants",
+          "grant revoked",
+          "tabs working after next expiry",
+          "burst → last response",
+          "reps",
+        ],
+        proactiveRows(stormProactive),
+      ),
+    );
+    const failures = stormProactive.flatMap((c) => c.reps.filter((r) => r.error).map((r) => `${NAMES[c.lib]} ${c.tabs}×${c.calls}: ${r.error}`));
+    if (failures.length) out.push("", `Reps that failed to run: ${failures.join("; ")}`);
+    const late = stormProactive.flatMap((c) => okReps(c).filter((r) => r.setupDoneAfterIssueMs > r.lifetimes.t * 1000).map(() => `${NAMES[c.lib]} ${c.tabs}×${c.calls}`));
+    if (late.length) out.push("", `Reps whose tabs were not all open by the effective expiry (a background refresh may have run during the setup, uncounted): ${late.join("; ")}`);
     out.push("");
   }
 
