@@ -29,7 +29,9 @@ use crate::core::client::{
     discover, finish_login, finish_taken_login, needs_discovery, start_login, ClientConfig,
     KeptMetadata,
 };
-use crate::core::dpop::{challenge_wants_nonce, make_proof, Dpop, NonceBook, ProofFor, Role};
+use crate::core::dpop::{
+    challenge_wants_nonce, make_proof, AthCache, Dpop, NonceBook, ProofFor, Role,
+};
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::origin::{AllowedOrigins, TokenPlacement};
@@ -93,6 +95,8 @@ struct Inner {
     /// DPoP keys (by thumbprint) and the servers' nonces.
     dpop_keys: Rc<BrowserDpopKeys>,
     nonces: Rc<NonceBook>,
+    /// The `ath` of the token the last DPoP call carried.
+    ath: AthCache,
     /// `profile: "atproto"`: where identities are resolved. The session's
     /// servers are then its account's (`TokenSet::atproto`), not `config`'s.
     atproto: Option<Resolver>,
@@ -508,6 +512,7 @@ impl AuthClient {
                 jwks: JwksCache::new(),
                 dpop_keys,
                 nonces,
+                ath: AthCache::default(),
                 atproto,
                 _nonce_channel: nonce_channel,
             }),
@@ -1001,6 +1006,7 @@ async fn send_authorized(
             url: &url,
             nonce: nonce.as_deref(),
             access_token: Some(token),
+            ath_cache: Some(&inner.ath),
         },
     )
     .await

@@ -50,6 +50,7 @@ async fn a_key_is_found_by_thumbprint_signs_verifiable_proofs_and_is_gone_after_
             url: "https://api.test/me?x=1",
             nonce: Some("n-1"),
             access_token: Some(&token),
+            ath_cache: None,
         },
     )
     .await

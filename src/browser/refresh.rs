@@ -116,6 +116,7 @@ impl BrowserRefresh {
                         url: &url,
                         nonce: nonce.as_deref(),
                         access_token: None,
+                        ath_cache: None,
                     },
                 )
                 .await

@@ -133,6 +133,43 @@ pub struct ProofFor<'a> {
     pub nonce: Option<&'a str>,
     /// The access token the request carries: its hash is `ath`.
     pub access_token: Option<&'a AccessToken>,
+    /// Where the last token's `ath` is kept (a resource request's proof
+    /// with the same token reuses it instead of hashing again).
+    pub ath_cache: Option<&'a AthCache>,
+}
+
+/// The `ath` of the last access token proofs were made for: every
+/// resource request with the same token carries the same hash, and each
+/// hash is an asynchronous WebCrypto digest in the browser.
+#[derive(Default)]
+pub struct AthCache(RefCell<Option<(AccessToken, String)>>);
+
+impl std::fmt::Debug for AthCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // It holds a token: nothing of it is shown.
+        f.write_str("AthCache(..)")
+    }
+}
+
+impl AthCache {
+    async fn ath<P: Crypto>(&self, platform: &P, token: &AccessToken) -> Result<String, Error> {
+        if let Some((held, ath)) = &*self.0.borrow() {
+            if held == token {
+                return Ok(ath.clone());
+            }
+        }
+        let ath = access_token_hash(platform, token).await?;
+        *self.0.borrow_mut() = Some((token.clone(), ath.clone()));
+        Ok(ath)
+    }
+}
+
+/// `ath`: the base64url SHA-256 of the access token
+/// ([§4.2](https://www.rfc-editor.org/rfc/rfc9449#section-4.2)).
+async fn access_token_hash<P: Crypto>(platform: &P, token: &AccessToken) -> Result<String, Error> {
+    Ok(base64url::encode(
+        &platform.sha256(token.secret().as_bytes()).await?,
+    ))
 }
 
 /// The proof's signing input: header `{typ, alg, jwk}` and claims `{jti,
@@ -176,11 +213,10 @@ pub async fn make_proof<P: Clock + Crypto, K: DpopKey>(
     proof: ProofFor<'_>,
 ) -> Result<DpopProof, Error> {
     let jti = base64url::encode(&platform.random_32()?);
-    let ath = match proof.access_token {
-        Some(token) => Some(base64url::encode(
-            &platform.sha256(token.secret().as_bytes()).await?,
-        )),
-        None => None,
+    let ath = match (proof.access_token, proof.ath_cache) {
+        (Some(token), Some(cache)) => Some(cache.ath(platform, token).await?),
+        (Some(token), None) => Some(access_token_hash(platform, token).await?),
+        (None, _) => None,
     };
     let input = signing_input(
         key.public_key(),
@@ -361,6 +397,7 @@ impl<P: Http + Clock + Crypto, K: DpopKey> DpopHttp<'_, P, K> {
                 url,
                 nonce: nonce.as_deref(),
                 access_token: None,
+                ath_cache: None,
             },
         )
         .await?;

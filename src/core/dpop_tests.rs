@@ -67,6 +67,7 @@ fn a_resource_proof_names_the_request_the_nonce_and_the_tokens_hash() {
             url: "https://api.example/me?q=\"x\"#frag",
             nonce: Some("n-1"),
             access_token: Some(&token),
+            ath_cache: None,
         },
     ))
     .unwrap();
@@ -106,6 +107,7 @@ fn each_proof_has_its_own_jti_and_a_token_proof_has_no_ath_or_nonce_unless_given
                 url: TOKEN_URL,
                 nonce: None,
                 access_token: None,
+                ath_cache: None,
             },
         ))
         .unwrap();
@@ -136,6 +138,7 @@ fn a_signature_of_the_wrong_length_is_refused() {
             url: TOKEN_URL,
             nonce: None,
             access_token: None,
+            ath_cache: None,
         },
     ))
     .unwrap_err();
@@ -317,4 +320,39 @@ fn new_nonces_from_servers_are_passed_on_and_adopted_ones_are_not() {
         book.get(Role::Resource, "https://a.example/").as_deref(),
         Some("n-2")
     );
+}
+
+#[test]
+fn the_ath_of_a_token_is_hashed_once_and_again_for_a_new_token() {
+    let platform = FakePlatform::at(NOW);
+    let key = FakeDpopKey::numbered(3);
+    let cache = AthCache::default();
+    let ath = |token: &AccessToken| {
+        let proof = block_on(make_proof(
+            &platform,
+            &key,
+            ProofFor {
+                method: "GET",
+                url: "https://api.example/me",
+                nonce: None,
+                access_token: Some(token),
+                ath_cache: Some(&cache),
+            },
+        ))
+        .unwrap();
+        decoded(proof.secret().split('.').nth(1).unwrap())["ath"].clone()
+    };
+    let first = AccessToken::new("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU".into());
+    let second = AccessToken::new("another-token".into());
+    assert_eq!(ath(&first), "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
+    assert_eq!(platform.digests.get(), 1);
+    assert_eq!(ath(&first), "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
+    assert_eq!(
+        platform.digests.get(),
+        1,
+        "the same token is not hashed again"
+    );
+    let expected = base64url::encode(&<sha2::Sha256 as sha2::Digest>::digest(b"another-token"));
+    assert_eq!(ath(&second), expected.as_str());
+    assert_eq!(platform.digests.get(), 2, "a new token is hashed");
 }

@@ -76,6 +76,8 @@ pub struct FakePlatform {
     pub dpop_keys: FakeDpopKeys,
     /// The servers' DPoP nonces.
     pub nonces: NonceBook,
+    /// SHA-256 digests computed so far.
+    pub digests: Cell<u32>,
 }
 
 impl FakePlatform {
@@ -291,6 +293,7 @@ impl Crypto for FakePlatform {
     }
 
     async fn sha256(&self, data: &[u8]) -> Result<[u8; 32], Error> {
+        self.digests.set(self.digests.get() + 1);
         Ok(Sha256::digest(data).into())
     }
 }
