@@ -83,7 +83,9 @@ function plainInit(init) {
         if (typeof value !== "boolean") return false;
         break;
       default:
-        if (!INIT_VALUES[key]?.includes(value)) return false;
+        // Own keys only: an init member named like an Object.prototype one
+        // (`constructor`) must not be looked up there.
+        if (!Object.hasOwn(INIT_VALUES, key) || !INIT_VALUES[key].includes(value)) return false;
     }
   }
   return true;

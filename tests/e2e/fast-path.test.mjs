@@ -445,6 +445,11 @@ test("a Request input, a non-plain init, the token endpoint, UserInfo and a toke
           res = await window.auth.fetchWithAuth(echoUrl, new Init());
           results.classInit = { status: res.status, echo: await res.json() };
 
+          // A plain init with a member fetch does not know, named like an
+          // Object.prototype member: not vetted, so the driver reads it.
+          res = await window.auth.fetchWithAuth(echoUrl, { method: "POST", body: "odd-member", headers: { "X-Trace": "odd" }, constructor: "x" });
+          results.oddMember = { status: res.status, echo: await res.json() };
+
           // The token endpoint: passed through untouched, no token, no refresh.
           const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: "not-a-real-token", client_id: clientId });
           res = await window.auth.fetchWithAuth(tokenEndpoint, { method: "POST", body: form });
@@ -470,6 +475,7 @@ test("a Request input, a non-plain init, the token endpoint, UserInfo and a toke
       "the app's Request was neither consumed nor given the token",
     );
     assert.deepEqual([out.classInit.status, out.classInit.echo.method, out.classInit.echo.body], [200, "POST", "from-a-class"]);
+    assert.deepEqual([out.oddMember.status, out.oddMember.echo.body], [200, "odd-member"]);
     assert.equal(out.tokenEndpoint.status, 400, JSON.stringify(out.tokenEndpoint));
     assert.equal(out.tokenEndpoint.body.error, "invalid_grant", "the app gets the server's answer as is");
     assert.equal(out.tokenEndpointWithQuery.status, 400, JSON.stringify(out.tokenEndpointWithQuery));
@@ -482,6 +488,7 @@ test("a Request input, a non-plain init, the token endpoint, UserInfo and a toke
       [
         ["Request", 1, idp.echoUrl, "POST", `Bearer ${token}`, "request"],
         ["Request", 1, idp.echoUrl, "POST", `Bearer ${token}`, "class"],
+        ["Request", 1, idp.echoUrl, "POST", `Bearer ${token}`, "odd"],
         ["Request", 1, tokenEndpoint, "POST", null, null],
         ["Request", 1, `${tokenEndpoint}?probe=1`, "POST", null, null],
         ["Request", 1, userinfoEndpoint, "GET", `Bearer ${token}`, null],
