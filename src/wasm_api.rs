@@ -9,7 +9,7 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::browser::authorized_fetch::{self as authorized, EndpointKey};
+use crate::browser::authorized_fetch::{self as authorized, EndpointKey, BEARER};
 use crate::browser::channel::SessionChannel;
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::events::{Emitter, EventName};
@@ -147,10 +147,6 @@ impl Inner {
         }
     }
 
-    /// Puts `tokens` out of use: revoked at `endpoint` (RFC 7009) when
-    /// given — signed with their DPoP key when they are bound to one — and
-    /// their key deleted either way, so whoever still holds them cannot
-    /// use them. `None` when nothing was revoked.
     /// Performs `plan` for `tokens` (`core::retirement`): the revocation,
     /// signed with the set's DPoP key when bound, then the key's deletion.
     /// `None` when nothing was revoked.
@@ -717,7 +713,7 @@ impl AuthClient {
     ) -> Promise {
         let inner = Rc::clone(&self.inner);
         let token = authorization
-            .strip_prefix("Bearer ")
+            .strip_prefix(BEARER)
             .map(|t| AccessToken::new(t.to_owned()));
         future_to_promise(async move {
             let sent = token.ok_or_else(|| {
@@ -874,10 +870,7 @@ fn fast_authorization(inner: &Inner, key: &EndpointKey) -> Option<String> {
     inner
         .session
         .with_usable_token(now, inner.policy.leeway_ms, |token| {
-            let mut value = String::with_capacity(7 + token.secret().len());
-            value.push_str("Bearer ");
-            value.push_str(token.secret());
-            value
+            authorized::authorization_value(BEARER, token.secret())
         })
 }
 

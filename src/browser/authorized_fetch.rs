@@ -218,19 +218,27 @@ fn to_url_string(input: &JsValue) -> String {
         .unwrap_or_else(|| String::from(input.unchecked_ref::<Object>().to_string()))
 }
 
+/// The Bearer scheme as it starts an `Authorization` value.
+pub const BEARER: &str = "Bearer ";
+
 /// Sets `Authorization: Bearer <token>`.
 pub fn attach(request: &Request, token: &str) -> Result<(), Error> {
-    set_authorization(request, "Bearer ", token)
+    set_authorization(request, BEARER, token)
+}
+
+/// `<scheme><token>`, an `Authorization` value (`scheme` ends with its space).
+pub fn authorization_value(scheme: &str, token: &str) -> String {
+    let mut value = String::with_capacity(scheme.len() + token.len());
+    value.push_str(scheme);
+    value.push_str(token);
+    value
 }
 
 /// Sets `Authorization: <scheme><token>`.
 fn set_authorization(request: &Request, scheme: &str, token: &str) -> Result<(), Error> {
-    let mut value = String::with_capacity(scheme.len() + token.len());
-    value.push_str(scheme);
-    value.push_str(token);
     request
         .headers()
-        .set("Authorization", &value)
+        .set("Authorization", &authorization_value(scheme, token))
         .map_err(|e| Error::invalid_option("init.headers", describe(&e)))
 }
 

@@ -186,9 +186,7 @@ impl Session {
     /// The fast path: the access token, if there is one that needs no
     /// refresh at `now_ms`.
     pub fn usable_token(&self, now_ms: u64, leeway_ms: u64) -> Option<AccessToken> {
-        let tokens = self.tokens.borrow();
-        let tokens = tokens.as_ref()?;
-        (!needs_refresh(tokens, now_ms, leeway_ms)).then(|| tokens.access_token.clone())
+        self.with_usable_token(now_ms, leeway_ms, AccessToken::clone)
     }
 
     /// `f` of the access token, if there is one that needs no refresh at
