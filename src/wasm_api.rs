@@ -23,11 +23,13 @@ use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
-use crate::core::atproto::{self, Resolver};
+use crate::core::atproto::Resolver;
+use crate::core::atproto_login::{
+    account_to_sign_in, client_endpoints, login_config, on_pds_of, AtprotoLogin,
+};
 use crate::core::authorized_call::{AuthorizedCall, Event, Step};
 use crate::core::client::{
-    discover, finish_login, finish_taken_login, needs_discovery, start_login, ClientConfig,
-    KeptMetadata,
+    discover, finish_login, needs_discovery, start_login, ClientConfig, KeptMetadata,
 };
 use crate::core::dpop::{
     challenge_wants_nonce, make_proof, AthCache, Dpop, NonceBook, ProofFor, Role,
@@ -39,9 +41,8 @@ use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
 use crate::core::race::{alongside, both};
 use crate::core::retirement::{
     keys_after_login, plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement,
-    RevocationOutcome,
+    Retirer, RevocationOutcome,
 };
-use crate::core::revocation::Revocation;
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
 };
@@ -147,39 +148,17 @@ impl Inner {
         }
     }
 
-    /// Performs `plan` for `tokens` (`core::retirement`): the revocation,
-    /// signed with the set's DPoP key when bound, then the key's deletion.
-    /// `None` when nothing was revoked.
+    /// Performs `plan` for `tokens` (`core::retirement`). `None` when
+    /// nothing was revoked.
     async fn retire(&self, tokens: &TokenSet, plan: Retirement) -> Option<Result<(), Error>> {
-        let outcome = match (plan.revoke_at.as_deref(), &tokens.dpop_jkt) {
-            (None, _) => None,
-            (Some(endpoint), None) => Some(
-                self.revocation(&self.platform, endpoint)
-                    .revoke_all(tokens)
-                    .await,
-            ),
-            (Some(endpoint), Some(jkt)) => Some(match self.dpop_keys.load(jkt).await {
-                Ok(key) => {
-                    let dpop = self.dpop();
-                    let signed = dpop.http(&self.platform, &key);
-                    self.revocation(&signed, endpoint).revoke_all(tokens).await
-                }
-                Err(error) => Err(error),
-            }),
-        };
-        if let Some(jkt) = &plan.delete_key {
-            self.dpop_keys.delete(jkt).await;
-        }
-        outcome
-    }
-
-    fn revocation<'a, P>(&'a self, platform: &'a P, endpoint: &'a str) -> Revocation<'a, P> {
-        Revocation {
-            platform,
-            endpoint,
+        let dpop = self.dpop();
+        let retirer = Retirer {
+            platform: &self.platform,
+            dpop: &dpop,
             client_id: &self.config.client_id,
             timeout_ms: self.policy.timeout_ms,
-        }
+        };
+        retirer.retire(tokens, plan).await
     }
 
     fn id_tokens(&self) -> IdTokenVerifier<'_, BrowserPlatform> {
@@ -366,7 +345,7 @@ impl AuthClient {
             // account's, or become known at login.
             let opened = open_and_load.await;
             let account = opened.2.as_ref().ok().and_then(|t| t.as_ref());
-            let endpoints = Ok(atproto_endpoints(account));
+            let endpoints = Ok(client_endpoints(account.and_then(|t| t.atproto.as_deref())));
             (opened, endpoints)
         } else if needs_discovery(&overrides) {
             let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
@@ -602,7 +581,20 @@ impl AuthClient {
                 clean_address_bar(&parsed);
             }
             let result = match &inner.atproto {
-                Some(resolver) => finish_atproto_login(&inner, resolver, &params).await?,
+                Some(resolver) => {
+                    let dpop = inner.dpop();
+                    let login = AtprotoLogin {
+                        platform: &inner.platform,
+                        resolving: &NoRedirects(&inner.platform),
+                        store: &inner.store,
+                        dpop: &dpop,
+                        jwks: &inner.jwks,
+                        resolver,
+                        base: &inner.config,
+                        revocation_timeout_ms: inner.policy.timeout_ms,
+                    };
+                    login.finish(&params).await?
+                }
                 None => {
                     finish_login(
                         &inner.config,
@@ -1029,31 +1021,8 @@ async fn send_authorized(
 
 /// Whether `url` is on the signed-in atproto account's PDS origin.
 fn pds_origin_of(inner: &Inner, url: &str) -> bool {
-    let Some(account) = inner.session.tokens().and_then(|t| t.atproto) else {
-        return false;
-    };
-    let origin = crate::core::origin::Origin::of_url;
-    origin(url).is_some() && origin(url) == origin(&account.pds)
-}
-
-/// The endpoints of an atproto client before or after login: the stored
-/// account's token and revocation endpoints, when there is one. The
-/// authorization and PAR endpoints come from each login's resolution.
-fn atproto_endpoints(tokens: Option<&TokenSet>) -> Endpoints {
-    let account = tokens.and_then(|t| t.atproto.as_deref());
-    Endpoints {
-        authorization: String::new(),
-        token: account
-            .map(|a| a.token_endpoint.clone())
-            .unwrap_or_default(),
-        revocation: account.and_then(|a| a.revocation_endpoint.clone()),
-        end_session: None,
-        jwks_uri: None,
-        userinfo: None,
-        par: None,
-        par_required: true,
-        iss_parameter_supported: true,
-    }
+    let account = inner.session.tokens().and_then(|t| t.atproto);
+    account.is_some_and(|account| on_pds_of(&account, url))
 }
 
 /// The DPoP key of the tab's session, when it is bound to one.
@@ -1177,26 +1146,12 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<(String, State), 
         app_state,
         handle,
     } = login_options(options)?;
-    let config = match (&inner.atproto, handle) {
-        (None, None) => None,
-        (None, Some(_)) => {
-            return Err(Error::invalid_option(
-                "handle",
-                "is for profile \"atproto\" clients",
-            ))
-        }
-        (Some(_), None) => {
-            return Err(Error::invalid_option(
-                "handle",
-                "is required with profile \"atproto\" (a handle or a DID)",
-            ))
-        }
-        (Some(resolver), Some(handle)) => {
-            let (_, metadata) =
-                atproto::resolve_login(&NoRedirects(&inner.platform), resolver, &handle).await?;
-            // The server shows whom it is signing in.
-            extra_params.push(("login_hint".to_owned(), handle.trim().to_owned()));
-            Some(atproto_login_config(inner, metadata)?)
+    let config = match account_to_sign_in(inner.atproto.as_ref(), handle.as_deref())? {
+        None => None,
+        Some((resolver, handle)) => {
+            let resolving = NoRedirects(&inner.platform);
+            let config = &inner.config;
+            Some(login_config(&resolving, resolver, config, &handle, &mut extra_params).await?)
         }
     };
     let config = config.as_ref().unwrap_or(&inner.config);
@@ -1215,101 +1170,6 @@ async fn login_url(inner: &Inner, options: &JsValue) -> Result<(String, State), 
         &started.query,
     )?;
     Ok((url, started.state))
-}
-
-/// The configuration of one atproto login: the account's authorization
-/// server (`metadata`, already checked for the profile), PAR and DPoP.
-fn atproto_login_config(inner: &Inner, metadata: ProviderMetadata) -> Result<ClientConfig, Error> {
-    let loopback = inner
-        .atproto
-        .as_ref()
-        .is_some_and(|r| r.allow_insecure_loopback);
-    let issuer = metadata.issuer.clone();
-    Ok(ClientConfig {
-        issuer,
-        endpoints: Endpoints::from_metadata(metadata, Default::default(), loopback)?,
-        par: true,
-        dpop: true,
-        ..inner.config.clone()
-    })
-}
-
-/// Completes an atproto login: the pending transaction names the server
-/// the login went to (the callback's `iss`, required, must be it), whose
-/// metadata is fetched and checked again; the code is
-/// exchanged; the granted scope must hold `atproto`; and the token
-/// response's `sub` must be an account whose PDS names this server. Only
-/// then is the account kept with the tokens. A refused account's tokens
-/// are revoked and its key deleted.
-async fn finish_atproto_login(
-    inner: &Inner,
-    resolver: &Resolver,
-    params: &[(String, String)],
-) -> Result<crate::core::client::LoginResult, Error> {
-    // The server is the one this tab's login went to, never one a callback
-    // names: nothing is fetched from a URL a forged callback could choose.
-    let transaction = inner.store.take_transaction().await?;
-    let iss = transaction
-        .as_ref()
-        .map(|t| t.issuer.clone())
-        .ok_or(Error::NoTransaction)?;
-    let config =
-        match atproto::authorization_server_metadata(&NoRedirects(&inner.platform), &iss).await {
-            Ok(metadata) => atproto_login_config(inner, metadata),
-            Err(error) => Err(error),
-        };
-    let config = match config {
-        Ok(config) => config,
-        Err(error) => {
-            if let Some(jkt) = transaction.and_then(|t| t.dpop_jkt) {
-                inner.dpop_keys.delete(&jkt).await;
-            }
-            return Err(error);
-        }
-    };
-    let mut result = finish_taken_login(
-        &config,
-        &inner.platform,
-        &inner.dpop(),
-        &inner.jwks,
-        transaction,
-        params,
-    )
-    .await?;
-    let account = async {
-        let granted = result.tokens.scope.as_deref().unwrap_or_default();
-        if !granted.split(' ').any(|s| s == atproto::SCOPE) {
-            return Err(Error::MalformedTokenResponse {
-                reason: "the granted scope does not contain atproto".into(),
-            });
-        }
-        let sub = result.subject.clone().ok_or_else(|| Error::DidResolution {
-            reason: "the token response names no sub".into(),
-        })?;
-        let identity =
-            atproto::verify_subject(&NoRedirects(&inner.platform), resolver, &sub, &iss).await?;
-        Ok(atproto::Account {
-            did: identity.did,
-            handle: identity.handle,
-            pds: identity.pds,
-            issuer: iss.clone(),
-            token_endpoint: config.endpoints.token.clone(),
-            revocation_endpoint: config.endpoints.revocation.clone(),
-        })
-    }
-    .await;
-    match account {
-        Ok(account) => {
-            result.tokens.atproto = Some(Box::new(account));
-            Ok(result)
-        }
-        Err(error) => {
-            // Issued, but never to be used: revoked, and its key deleted.
-            let plan = retirement(&result.tokens, config.endpoints.revocation.as_deref());
-            let _ = inner.retire(&result.tokens, plan).await;
-            Err(error)
-        }
-    }
 }
 
 /// `login`'s options, read from JS.

@@ -2,6 +2,7 @@
 //! the browser is reached only through the traits in [`crate::core::ports`].
 
 pub mod atproto;
+pub mod atproto_login;
 pub mod authorize;
 pub mod authorized_call;
 pub mod base64url;

@@ -1,8 +1,9 @@
 //! Putting a session out of use, and in which order: at `logout()`, when a
 //! sign-out elsewhere leaves a set behind, when an issued set is refused
 //! (an atproto account that fails its check), and when a new login replaces
-//! a session. Sans-IO: these functions decide, the binding performs the
-//! plan (`wasm_api.rs`: `Inner::retire`, `logout`, `handleRedirectCallback`).
+//! a session. These functions decide; [`Retirer`] carries a plan out over
+//! the ports, and the binding only calls it (`wasm_api.rs`: `logout`, the
+//! background revocation, `handleRedirectCallback`).
 //!
 //! The order is the rule:
 //! 1. The local sign-out comes first (`Refresher::sign_out`, before any of
@@ -13,7 +14,10 @@
 //! 4. Then, with `endSession`, the browser goes to the issuer's
 //!    end-session endpoint (RP-initiated logout), which ends the page.
 
+use crate::core::dpop::{Dpop, DpopKeys};
 use crate::core::end_session::end_session_params;
+use crate::core::platform::{Clock, Crypto, Http, Timer};
+use crate::core::revocation::Revocation;
 use crate::core::{Error, TokenSet};
 
 /// Where `tokens` are revoked: their atproto account's server (the
@@ -44,6 +48,56 @@ pub fn retirement(tokens: &TokenSet, revoke_at: Option<&str>) -> Retirement {
     Retirement {
         revoke_at: revoke_at.map(str::to_owned),
         delete_key: tokens.dpop_jkt.clone(),
+    }
+}
+
+/// Carries out [`Retirement`]s: what a client needs to revoke and to
+/// delete keys.
+pub struct Retirer<'a, P, K> {
+    /// Sends the revocations; its clock and randomness sign them.
+    pub platform: &'a P,
+    /// The DPoP keys (a bound set's revocation is signed with its key).
+    pub dpop: &'a Dpop<'a, K>,
+    /// The public client's id, sent with each revocation.
+    pub client_id: &'a str,
+    /// The longest one revocation request may take.
+    pub timeout_ms: u32,
+}
+
+impl<P: Http + Timer + Clock + Crypto, K: DpopKeys> Retirer<'_, P, K> {
+    /// Performs `plan` for `tokens`: the revocation, signed with the set's
+    /// DPoP key when bound (a key that is gone fails the revocation, not
+    /// the retirement), then the key's deletion. `None` when nothing was
+    /// revoked.
+    pub async fn retire(&self, tokens: &TokenSet, plan: Retirement) -> Option<Result<(), Error>> {
+        let outcome = match (plan.revoke_at.as_deref(), &tokens.dpop_jkt) {
+            (None, _) => None,
+            (Some(endpoint), None) => Some(
+                self.revocation(self.platform, endpoint)
+                    .revoke_all(tokens)
+                    .await,
+            ),
+            (Some(endpoint), Some(jkt)) => Some(match self.dpop.keys.load(jkt).await {
+                Ok(key) => {
+                    let signed = self.dpop.http(self.platform, &key);
+                    self.revocation(&signed, endpoint).revoke_all(tokens).await
+                }
+                Err(error) => Err(error),
+            }),
+        };
+        if let Some(jkt) = &plan.delete_key {
+            self.dpop.keys.delete(jkt).await;
+        }
+        outcome
+    }
+
+    fn revocation<'b, H>(&'b self, http: &'b H, endpoint: &'b str) -> Revocation<'b, H> {
+        Revocation {
+            platform: http,
+            endpoint,
+            client_id: self.client_id,
+            timeout_ms: self.timeout_ms,
+        }
     }
 }
 

@@ -1,0 +1,231 @@
+//! Signing in with an AT Protocol account (`profile: "atproto"`): where a
+//! login goes, and what is checked before its tokens are kept. The chain
+//! itself (handle → DID → PDS → authorization server) is in
+//! [`crate::core::atproto`]; the OAuth steps are the client's
+//! ([`start_login`](crate::core::client::start_login),
+//! [`finish_taken_login`]). The binding only reads the options and calls
+//! these.
+//!
+//! The rules:
+//! 1. A handle is given exactly when the client's profile is atproto.
+//! 2. A login goes to the server the account's PDS names, always with PAR
+//!    and DPoP, and the server is told whom it signs in (`login_hint`).
+//! 3. The callback is completed with the server the login went to (kept
+//!    with the pending login), never one the callback names, and that
+//!    server's metadata is fetched and checked again.
+//! 4. The granted scope must hold `atproto`, and the token response's `sub`
+//!    must be an account whose PDS names that server.
+//! 5. Tokens refused by rule 4 were issued: they are revoked and their key
+//!    deleted before the error is returned. A login that fails before the
+//!    exchange deletes its key.
+
+use crate::core::atproto::{self, Account, Resolver};
+use crate::core::client::{finish_taken_login, ClientConfig, LoginResult};
+use crate::core::discovery::Endpoints;
+use crate::core::dpop::{Dpop, DpopKeys};
+use crate::core::jwks::JwksCache;
+use crate::core::origin::Origin;
+use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
+use crate::core::ports::{SessionStore, SignatureVerifier};
+use crate::core::retirement::{retirement, Retirer};
+use crate::core::{Error, ProviderMetadata};
+
+/// Rule 1: the account to sign in, checked against the profile. `None`
+/// for an OpenID Connect client.
+pub fn account_to_sign_in<'a>(
+    resolver: Option<&'a Resolver>,
+    handle: Option<&str>,
+) -> Result<Option<(&'a Resolver, String)>, Error> {
+    match (resolver, handle) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Error::invalid_option(
+            "handle",
+            "is for profile \"atproto\" clients",
+        )),
+        (Some(_), None) => Err(Error::invalid_option(
+            "handle",
+            "is required with profile \"atproto\" (a handle or a DID)",
+        )),
+        (Some(resolver), Some(handle)) => Ok(Some((resolver, handle.trim().to_owned()))),
+    }
+}
+
+/// The endpoints of an atproto client before or after login: the stored
+/// account's token and revocation endpoints, when there is one. The
+/// authorization and PAR endpoints come from each login's resolution.
+pub fn client_endpoints(account: Option<&Account>) -> Endpoints {
+    Endpoints {
+        authorization: String::new(),
+        token: account
+            .map(|a| a.token_endpoint.clone())
+            .unwrap_or_default(),
+        revocation: account.and_then(|a| a.revocation_endpoint.clone()),
+        end_session: None,
+        jwks_uri: None,
+        userinfo: None,
+        par: None,
+        par_required: true,
+        iss_parameter_supported: true,
+    }
+}
+
+/// Whether `url` is on `account`'s PDS origin: the account's own data
+/// server needs no listing in `allowedOrigins`.
+pub fn on_pds_of(account: &Account, url: &str) -> bool {
+    let origin = Origin::of_url(url);
+    origin.is_some() && origin == Origin::of_url(&account.pds)
+}
+
+/// Rule 2: the configuration of a login to the authorization server
+/// described by `metadata` (already checked for the profile): its
+/// endpoints, PAR and DPoP, and the client's own settings.
+pub fn account_config(
+    base: &ClientConfig,
+    metadata: ProviderMetadata,
+    allow_insecure_loopback: bool,
+) -> Result<ClientConfig, Error> {
+    let issuer = metadata.issuer.clone();
+    Ok(ClientConfig {
+        issuer,
+        endpoints: Endpoints::from_metadata(metadata, Default::default(), allow_insecure_loopback)?,
+        par: true,
+        dpop: true,
+        ..base.clone()
+    })
+}
+
+/// Rule 2: resolves `handle` (a handle or a DID) to its authorization
+/// server and returns the login's configuration; `login_hint` is added to
+/// `extra_params`.
+pub async fn login_config<H: Http>(
+    http: &H,
+    resolver: &Resolver,
+    base: &ClientConfig,
+    handle: &str,
+    extra_params: &mut Vec<(String, String)>,
+) -> Result<ClientConfig, Error> {
+    let (_, metadata) = atproto::resolve_login(http, resolver, handle).await?;
+    extra_params.push(("login_hint".to_owned(), handle.to_owned()));
+    account_config(base, metadata, resolver.allow_insecure_loopback)
+}
+
+/// Rule 4's first half, read from the exchange's result alone: the
+/// account the tokens name (`sub`), when the grant holds `atproto`.
+pub fn granted_account(result: &LoginResult) -> Result<&str, Error> {
+    let granted = result.tokens.scope.as_deref().unwrap_or_default();
+    if !granted.split(' ').any(|s| s == atproto::SCOPE) {
+        return Err(Error::MalformedTokenResponse {
+            reason: "the granted scope does not contain atproto".into(),
+        });
+    }
+    result
+        .subject
+        .as_deref()
+        .ok_or_else(|| Error::DidResolution {
+            reason: "the token response names no sub".into(),
+        })
+}
+
+/// What completing an atproto login needs besides the callback.
+pub struct AtprotoLogin<'a, P, R, S, K> {
+    /// Exchanges the code and signs proofs.
+    pub platform: &'a P,
+    /// Fetches resolution documents (without following redirects).
+    pub resolving: &'a R,
+    /// Holds the pending login.
+    pub store: &'a S,
+    /// The DPoP keys and nonces.
+    pub dpop: &'a Dpop<'a, K>,
+    /// The ID-token keys (unused by the profile; the exchange takes them).
+    pub jwks: &'a JwksCache,
+    /// Where identities are resolved.
+    pub resolver: &'a Resolver,
+    /// The client's own settings.
+    pub base: &'a ClientConfig,
+    /// The longest one revocation of refused tokens may take.
+    pub revocation_timeout_ms: u32,
+}
+
+impl<P, R, S, K> AtprotoLogin<'_, P, R, S, K>
+where
+    P: Clock + Crypto + Http + Json + SignatureVerifier + Timer,
+    R: Http,
+    S: SessionStore,
+    K: DpopKeys,
+{
+    /// Rules 3–5: completes the login from the callback's query
+    /// parameters. The result's tokens carry their [`Account`].
+    pub async fn finish(&self, params: &[(String, String)]) -> Result<LoginResult, Error> {
+        // Taken first: a replayed callback finds nothing.
+        let transaction = self.store.take_transaction().await?;
+        let issuer = transaction
+            .as_ref()
+            .map(|t| t.issuer.clone())
+            .ok_or(Error::NoTransaction)?;
+        let metadata = atproto::authorization_server_metadata(self.resolving, &issuer).await;
+        let loopback = self.resolver.allow_insecure_loopback;
+        let config = match metadata.and_then(|m| account_config(self.base, m, loopback)) {
+            Ok(config) => config,
+            Err(error) => {
+                if let Some(jkt) = transaction.and_then(|t| t.dpop_jkt) {
+                    self.dpop.keys.delete(&jkt).await;
+                }
+                return Err(error);
+            }
+        };
+        let mut result = finish_taken_login(
+            &config,
+            self.platform,
+            self.dpop,
+            self.jwks,
+            transaction,
+            params,
+        )
+        .await?;
+        match self.account(&result, &config, &issuer).await {
+            Ok(account) => {
+                result.tokens.atproto = Some(Box::new(account));
+                Ok(result)
+            }
+            Err(error) => {
+                // Issued, but never to be used: revoked, and its key deleted.
+                let revoke_at = config.endpoints.revocation.as_deref();
+                let plan = retirement(&result.tokens, revoke_at);
+                let _ = self.retirer().retire(&result.tokens, plan).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Rule 4: the account the tokens are for, checked against `issuer`.
+    async fn account(
+        &self,
+        result: &LoginResult,
+        config: &ClientConfig,
+        issuer: &str,
+    ) -> Result<Account, Error> {
+        let sub = granted_account(result)?;
+        let identity = atproto::verify_subject(self.resolving, self.resolver, sub, issuer).await?;
+        Ok(Account {
+            did: identity.did,
+            handle: identity.handle,
+            pds: identity.pds,
+            issuer: issuer.to_owned(),
+            token_endpoint: config.endpoints.token.clone(),
+            revocation_endpoint: config.endpoints.revocation.clone(),
+        })
+    }
+
+    fn retirer(&self) -> Retirer<'_, P, K> {
+        Retirer {
+            platform: self.platform,
+            dpop: self.dpop,
+            client_id: &self.base.client_id,
+            timeout_ms: self.revocation_timeout_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "atproto_login_tests.rs"]
+mod tests;
