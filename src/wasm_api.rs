@@ -27,6 +27,7 @@ use crate::core::atproto::Resolver;
 use crate::core::atproto_login::{
     account_to_sign_in, client_endpoints, login_config, on_pds_of, AtprotoLogin,
 };
+use crate::core::authorize::RESPONSE_PARAMS;
 use crate::core::authorized_call::{AuthorizedCall, Event, Step};
 use crate::core::client::{
     discover, finish_login, needs_discovery, start_login, ClientConfig, KeptMetadata,
@@ -38,6 +39,7 @@ use crate::core::jwks::JwksCache;
 use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
 use crate::core::origin::{AllowedOrigins, TokenPlacement};
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
+use crate::core::public_api::StorageProblem;
 use crate::core::race::{alongside, both};
 use crate::core::retirement::{
     keys_after_login, plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement,
@@ -56,18 +58,6 @@ use crate::core::{
 pub fn version() -> String {
     crate::VERSION.to_owned()
 }
-
-/// Query parameters of an authorization response, removed from the address
-/// bar after a callback so they are not bookmarked, shared or replayed.
-const CALLBACK_PARAMS: &[&str] = &[
-    "code",
-    "state",
-    "iss",
-    "error",
-    "error_description",
-    "error_uri",
-    "session_state",
-];
 
 struct Inner {
     /// This client itself, for the tasks it starts ([`Background`]).
@@ -238,30 +228,6 @@ async fn revalidate(
     }
 }
 
-/// The Web Lock and BroadcastChannel name of one session.
-fn session_name(issuer: &str, client_id: &str) -> String {
-    format!("latchkey:{issuer}:{client_id}")
-}
-
-/// How long a tab waits for the lock, in refresh timeouts: enough for the
-/// tabs queued ahead to adopt or make one bounded refresh each.
-const LOCK_WAIT_TIMEOUTS: u32 = 3;
-
-/// The longest a refresh request is awaited (holding the lock) after its
-/// callers stopped waiting, unless twice the timeout is longer: an answer
-/// that comes this late still carries the session's rotated refresh token.
-const SETTLE_CAP_MS: u32 = 60_000;
-
-/// A per-tab random addition to the leeway of up to a fifth of it (at most
-/// 5 s), so tabs that loaded together do not all find the token stale at
-/// the same moment.
-fn jittered_leeway_ms(platform: &BrowserPlatform, leeway_seconds: u32) -> u64 {
-    let leeway_ms = u64::from(leeway_seconds) * 1000;
-    let max_jitter = (leeway_ms / 5).min(5_000);
-    let byte = platform.random_32().map_or(0, |bytes| bytes[0]);
-    leeway_ms + max_jitter * u64::from(byte) / 255
-}
-
 /// An OAuth 2.0 / OpenID Connect client for one issuer and client id.
 #[wasm_bindgen]
 pub struct AuthClient {
@@ -391,12 +357,8 @@ impl AuthClient {
         let (tokens, storage_error) = match loaded {
             Ok(tokens) => (tokens, None),
             Err(error) => {
-                // A newer latchkey's record stays; anything else was removed.
-                let kind = match error {
-                    Error::NewerRecord { .. } => "newer_record",
-                    _ => "cleared",
-                };
-                (None, Some((kind, format!("{}: {error}", error.code()))))
+                let problem = StorageProblem::after_load(&error);
+                (None, Some((problem, format!("{}: {error}", error.code()))))
             }
         };
         let config = ClientConfig {
@@ -415,7 +377,7 @@ impl AuthClient {
         let nonces = Rc::<NonceBook>::default();
         let nonce_channel = match (dpop, store.kind()) {
             (false, _) | (_, StorageKind::Memory) => None,
-            _ => NonceChannel::open(&session_name(&config.issuer, &config.client_id), &nonces),
+            _ => NonceChannel::open(&Session::name(&config.issuer, &config.client_id), &nonces),
         };
         // PAR asked for (or required) but impossible: said now, not at login.
         if atproto.is_none() {
@@ -425,7 +387,7 @@ impl AuthClient {
         let session = Rc::new(Session::new(tokens));
         session.set_observer(session_observer(&events, store.kind()));
         // A session only this tab can see needs no cross-tab lock or channel.
-        let name = session_name(&config.issuer, &config.client_id);
+        let name = Session::name(&config.issuer, &config.client_id);
         let (lock, channel) = if store.kind() == StorageKind::Memory {
             (WebSessionLock::tab_only(), SessionChannel::none())
         } else {
@@ -437,28 +399,23 @@ impl AuthClient {
             });
             (WebSessionLock::shared(&name), channel)
         };
-        let settle_cap_ms = SETTLE_CAP_MS.max(timeout_ms.saturating_mul(2));
-        let policy = RefreshPolicy {
-            leeway_ms: jittered_leeway_ms(&platform, refresh_leeway_seconds),
-            timeout_ms,
-            settle_cap_ms,
-            lock_wait_ms: timeout_ms * LOCK_WAIT_TIMEOUTS,
-        };
+        let jitter = platform.random_32().map_or(0, |bytes| bytes[0]);
+        let policy = RefreshPolicy::of(refresh_leeway_seconds, refresh_timeout_seconds, jitter);
         let transport = BrowserRefresh {
             token_endpoint: config.endpoints.token.clone(),
             client_id: config.client_id.clone(),
             custom: refresh,
-            settle_cap_ms,
+            settle_cap_ms: policy.settle_cap_ms,
             dpop_keys: Rc::clone(&dpop_keys),
             nonces: Rc::clone(&nonces),
             atproto: atproto.clone(),
         };
         if let Some(reason) = &storage_fallback {
-            let detail = storage_event("fallback", storage.as_str(), reason);
+            let detail = storage_event(StorageProblem::Fallback, storage.as_str(), reason);
             events.emit_soon(EventName::Storage, detail);
         }
         if let Some((kind, reason)) = &storage_error {
-            let detail = storage_event(kind, store.kind().as_str(), reason);
+            let detail = storage_event(*kind, store.kind().as_str(), reason);
             events.emit_soon(EventName::Storage, detail);
         }
         Ok(AuthClient {
@@ -639,10 +596,7 @@ impl AuthClient {
         let inner = Rc::clone(&self.inner);
         promise(async move {
             let now = inner.platform.now_ms();
-            let signed_in = inner
-                .session
-                .tokens()
-                .is_some_and(|t| !t.is_stale(now, 0) || t.can_refresh(now));
+            let signed_in = inner.session.tokens().is_some_and(|t| t.signs_in(now));
             Ok(signed_in.into())
         })
     }
@@ -1092,7 +1046,7 @@ fn session_observer(events: &Rc<Emitter>, kind: StorageKind) -> impl Fn(&Session
             }
             SessionChange::PersistFailed(error) => {
                 let reason = format!("{}: {error}", error.code());
-                let detail = storage_event("write_failed", kind.as_str(), &reason);
+                let detail = storage_event(StorageProblem::WriteFailed, kind.as_str(), &reason);
                 events.emit(EventName::Storage, &detail);
             }
         }
@@ -1126,9 +1080,9 @@ fn tokens_event(tokens: &TokenSet, source: TokenSource) -> JsValue {
 }
 
 /// The detail of a `storage` event: `{ type, storage, reason }`.
-fn storage_event(kind: &str, storage: &str, reason: &str) -> JsValue {
+fn storage_event(problem: StorageProblem, storage: &str, reason: &str) -> JsValue {
     let detail = Object::new();
-    let _ = Reflect::set(&detail, &"type".into(), &kind.into());
+    let _ = Reflect::set(&detail, &"type".into(), &problem.name().into());
     let _ = Reflect::set(&detail, &"storage".into(), &storage.into());
     let _ = Reflect::set(&detail, &"reason".into(), &reason.into());
     detail.into()
@@ -1252,7 +1206,7 @@ fn clean_address_bar(url: &web_sys::Url) {
         return;
     };
     let search = cleaned.search_params();
-    for name in CALLBACK_PARAMS {
+    for name in RESPONSE_PARAMS {
         search.delete(name);
     }
     if let Some(Ok(history)) = web_sys::window().map(|w| w.history()) {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use latchkey::core::public_api::{CREATE_OPTIONS, EVENTS};
+use latchkey::core::public_api::{CREATE_OPTIONS, EVENTS, STORAGE_PROBLEMS};
 
 const DTS: &str = include_str!("../pkg-template/index.d.ts");
 
@@ -44,4 +44,17 @@ fn the_events_typed_are_exactly_the_ones_emitted() {
     let typed = properties("AuthClientEvents");
     let emitted: BTreeSet<&str> = EVENTS.iter().copied().collect();
     assert_eq!(typed, emitted);
+}
+
+#[test]
+fn the_storage_event_types_typed_are_exactly_the_ones_reported() {
+    let start = DTS
+        .find("export interface StorageEvent")
+        .expect("StorageEvent");
+    let line = DTS[start..]
+        .lines()
+        .find(|line| line.trim_start().starts_with("type:"))
+        .expect("its type member");
+    let typed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+    assert_eq!(typed, STORAGE_PROBLEMS);
 }

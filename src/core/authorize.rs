@@ -46,6 +46,18 @@ pub const RESERVED_PARAMS: &[&str] = &[
     "dpop_jkt",
 ];
 
+/// The parameters of an authorization response: removed from the address
+/// bar after a callback, so they are not bookmarked, shared or replayed.
+pub const RESPONSE_PARAMS: &[&str] = &[
+    "code",
+    "state",
+    "iss",
+    "error",
+    "error_description",
+    "error_uri",
+    "session_state",
+];
+
 /// Whether a space-separated `scope` contains the `openid` token
 /// ([RFC 6749 §3.3](https://www.rfc-editor.org/rfc/rfc6749#section-3.3)):
 /// then the request is an OpenID Connect one and carries a `nonce`.

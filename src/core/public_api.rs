@@ -3,6 +3,8 @@
 //! with these lists, and `tests/public_lists.rs` checks `index.d.ts`
 //! declares exactly them.
 
+use crate::core::Error;
+
 /// Every option `AuthClient.create` accepts; anything else is a typo and
 /// refused.
 pub const CREATE_OPTIONS: &[&str] = &[
@@ -69,9 +71,70 @@ impl Event {
     }
 }
 
+/// The `type`s of a `storage` event's detail, in the order of
+/// [`StorageProblem`].
+pub const STORAGE_PROBLEMS: &[&str] = &["fallback", "cleared", "newer_record", "write_failed"];
+
+/// What a `storage` event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageProblem {
+    /// The requested storage could not be used: tokens are in memory.
+    Fallback,
+    /// A corrupt or foreign stored record was removed.
+    Cleared,
+    /// The record was written by a newer latchkey and is left alone.
+    NewerRecord,
+    /// Refreshed tokens could not be persisted.
+    WriteFailed,
+}
+
+impl StorageProblem {
+    /// The problem a failed load of the stored session reports: the store
+    /// leaves a newer latchkey's record and removes anything else.
+    pub fn after_load(error: &Error) -> StorageProblem {
+        match error {
+            Error::NewerRecord { .. } => StorageProblem::NewerRecord,
+            _ => StorageProblem::Cleared,
+        }
+    }
+
+    /// The problem's `type` in JavaScript.
+    pub fn name(self) -> &'static str {
+        STORAGE_PROBLEMS[self as usize]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_storage_problem_has_its_own_name() {
+        let all = [
+            StorageProblem::Fallback,
+            StorageProblem::Cleared,
+            StorageProblem::NewerRecord,
+            StorageProblem::WriteFailed,
+        ];
+        for (i, problem) in all.into_iter().enumerate() {
+            assert_eq!(problem as usize, i);
+        }
+        assert_eq!(all.len(), STORAGE_PROBLEMS.len());
+    }
+
+    #[test]
+    fn a_newer_record_is_left_and_anything_else_cleared() {
+        let newer = Error::NewerRecord { version: 9 };
+        assert_eq!(
+            StorageProblem::after_load(&newer),
+            StorageProblem::NewerRecord
+        );
+        let corrupt = Error::invalid_option("record", "not a session");
+        assert_eq!(
+            StorageProblem::after_load(&corrupt),
+            StorageProblem::Cleared
+        );
+    }
 
     #[test]
     fn every_event_has_its_own_name() {

@@ -80,6 +80,33 @@ pub struct RefreshPolicy {
     pub lock_wait_ms: u32,
 }
 
+/// How long a tab waits for the lock, in refresh timeouts: enough for the
+/// tabs queued ahead to adopt or make one bounded refresh each.
+const LOCK_WAIT_TIMEOUTS: u32 = 3;
+
+/// The longest a refresh request is awaited (holding the lock) after its
+/// callers stopped waiting, unless twice the timeout is longer: an answer
+/// that comes this late still carries the session's rotated refresh token.
+const SETTLE_CAP_MS: u32 = 60_000;
+
+impl RefreshPolicy {
+    /// The policy of a client created with `refreshLeewaySeconds` and
+    /// `refreshTimeoutSeconds`, in a tab that drew `jitter` at random: the
+    /// leeway grows by up to a fifth of itself (at most 5 s), so tabs that
+    /// loaded together do not all find the token stale at the same moment.
+    pub fn of(leeway_seconds: u32, timeout_seconds: u32, jitter: u8) -> RefreshPolicy {
+        let leeway_ms = u64::from(leeway_seconds) * 1000;
+        let max_jitter = (leeway_ms / 5).min(5_000);
+        let timeout_ms = timeout_seconds.saturating_mul(1000);
+        RefreshPolicy {
+            leeway_ms: leeway_ms + max_jitter * u64::from(jitter) / 255,
+            timeout_ms,
+            settle_cap_ms: SETTLE_CAP_MS.max(timeout_ms.saturating_mul(2)),
+            lock_wait_ms: timeout_ms.saturating_mul(LOCK_WAIT_TIMEOUTS),
+        }
+    }
+}
+
 /// Whether `tokens` should be refreshed before use at `now_ms`.
 pub fn needs_refresh(tokens: &TokenSet, now_ms: u64, leeway_ms: u64) -> bool {
     let lifetime = tokens
@@ -134,6 +161,13 @@ pub const BROADCAST_GRACE_MS: u32 = 250;
 pub const MAX_RETRY_AFTER_MS: u64 = 5 * 60 * 1000;
 
 impl Session {
+    /// The name of the session of `client_id` at `issuer` across tabs: its
+    /// Web Lock and BroadcastChannel. One per client, so two apps on one
+    /// origin never wait for each other.
+    pub fn name(issuer: &str, client_id: &str) -> String {
+        format!("latchkey:{issuer}:{client_id}")
+    }
+
     /// A session starting from the stored set, if any.
     pub fn new(tokens: Option<TokenSet>) -> Self {
         Session {

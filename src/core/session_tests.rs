@@ -1334,3 +1334,37 @@ fn a_login_finished_before_an_older_sessions_refresh_answered_still_wins() {
     );
     assert_eq!(other.in_memory().as_deref(), Some("bob-1"));
 }
+
+#[test]
+fn the_policy_adds_up_to_a_fifth_of_the_leeway_as_jitter() {
+    assert_eq!(RefreshPolicy::of(20, 10, 0).leeway_ms, 20_000);
+    assert_eq!(RefreshPolicy::of(20, 10, 255).leeway_ms, 24_000);
+    assert_eq!(RefreshPolicy::of(20, 10, 51).leeway_ms, 20_800);
+}
+
+#[test]
+fn the_jitter_is_at_most_five_seconds() {
+    assert_eq!(RefreshPolicy::of(30, 10, 255).leeway_ms, 35_000);
+    assert_eq!(RefreshPolicy::of(600, 10, 255).leeway_ms, 605_000);
+    assert_eq!(RefreshPolicy::of(0, 10, 255).leeway_ms, 0);
+}
+
+#[test]
+fn a_refresh_is_awaited_a_minute_or_twice_its_timeout() {
+    let short = RefreshPolicy::of(30, 10, 0);
+    assert_eq!((short.timeout_ms, short.settle_cap_ms), (10_000, 60_000));
+    let long = RefreshPolicy::of(30, 45, 0);
+    assert_eq!((long.timeout_ms, long.settle_cap_ms), (45_000, 90_000));
+}
+
+#[test]
+fn a_tab_waits_three_timeouts_for_the_lock() {
+    assert_eq!(RefreshPolicy::of(30, 10, 0).lock_wait_ms, 30_000);
+}
+
+#[test]
+fn each_client_has_its_own_cross_tab_session() {
+    let name = Session::name("https://idp.example", "spa");
+    assert_eq!(name, "latchkey:https://idp.example:spa");
+    assert_ne!(name, Session::name("https://idp.example", "admin"));
+}

@@ -335,6 +335,12 @@ impl TokenSet {
             .is_some_and(|at| now_ms.saturating_add(leeway_ms) >= at)
     }
 
+    /// Whether the set signs the user in at `now_ms`: its access token is
+    /// usable, or it can be refreshed (`isAuthenticated`).
+    pub fn signs_in(&self, now_ms: u64) -> bool {
+        !self.is_stale(now_ms, 0) || self.can_refresh(now_ms)
+    }
+
     /// Whether there is a refresh token that has not expired at `now_ms`.
     pub fn can_refresh(&self, now_ms: u64) -> bool {
         self.refresh_token.is_some() && self.refresh_expires_at_ms.is_none_or(|at| now_ms < at)
@@ -744,6 +750,22 @@ mod tests {
         let set = previous();
         assert!(set.can_refresh(NOW));
         assert!(!set.can_refresh(NOW + 86_400_000));
+    }
+
+    #[test]
+    fn a_usable_or_refreshable_set_signs_in() {
+        let set = ok(basic()).unwrap(); // expires at NOW + 3_600_000, a refresh token
+        assert!(set.signs_in(NOW), "usable");
+        assert!(set.signs_in(NOW + 4_000_000), "expired, refreshable");
+        let spent = TokenSet {
+            refresh_token: None,
+            ..ok(basic()).unwrap()
+        };
+        assert!(spent.signs_in(NOW));
+        assert!(
+            !spent.signs_in(NOW + 3_600_000),
+            "expired, nothing to refresh with"
+        );
     }
 
     #[test]
