@@ -238,14 +238,6 @@ fn js_err(error: Error) -> JsValue {
     to_js(&error)
 }
 
-/// Runs `work` as a JS promise.
-fn promise<F>(work: F) -> Promise
-where
-    F: std::future::Future<Output = Result<JsValue, Error>> + 'static,
-{
-    future_to_promise(async move { work.await.map_err(js_err) })
-}
-
 #[wasm_bindgen]
 impl AuthClient {
     /// Validates the options, resolves the endpoints (discovery unless both
@@ -488,8 +480,7 @@ impl AuthClient {
     /// stored; `login` navigates to it.
     #[wasm_bindgen(js_name = createLoginUrl)]
     pub fn create_login_url(&self, options: JsValue) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        promise(async move { Ok(login_url(&inner, &options).await?.0.into()) })
+        start(&self.inner, Call::LoginUrl(options))
     }
 
     /// `createLoginUrl` for the popup entry: `{ url, state }`. The popup
@@ -497,28 +488,13 @@ impl AuthClient {
     /// (PAR) keeps out of the URL. Not part of the typed API.
     #[wasm_bindgen(js_name = createLoginRequest)]
     pub fn create_login_request(&self, options: JsValue) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        promise(async move {
-            let (url, state) = login_url(&inner, &options).await?;
-            let request = Object::new();
-            let _ = Reflect::set(&request, &"url".into(), &url.into());
-            let _ = Reflect::set(&request, &"state".into(), &state.secret().into());
-            Ok(request.into())
-        })
+        start(&self.inner, Call::LoginRequest(options))
     }
 
     /// Starts a login: stores the transaction and navigates to the
     /// authorization endpoint (RFC 6749 §4.1.1, RFC 7636).
     pub fn login(&self, options: JsValue) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        promise(async move {
-            let (url, _) = login_url(&inner, &options).await?;
-            window()?
-                .location()
-                .assign(&url)
-                .map_err(|_| Error::invalid_option("redirect", "navigation refused"))?;
-            Ok(JsValue::UNDEFINED)
-        })
+        start(&self.inner, Call::Login(options))
     }
 
     /// Completes a login on the redirect page: validates the callback
@@ -527,89 +503,21 @@ impl AuthClient {
     /// Resolves with `{ appState }`.
     #[wasm_bindgen(js_name = handleRedirectCallback)]
     pub fn handle_redirect_callback(&self, url: Option<String>) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        promise(async move {
-            let current = window()?.location().href().unwrap_or_default();
-            let url = url.unwrap_or_else(|| current.clone());
-            let parsed = web_sys::Url::new(&url)
-                .map_err(|_| Error::invalid_option("url", "must be an absolute URL"))?;
-            let params = query_pairs(&parsed);
-            if url == current {
-                clean_address_bar(&parsed);
-            }
-            let result = match &inner.atproto {
-                Some(resolver) => {
-                    let dpop = inner.dpop();
-                    let login = AtprotoLogin {
-                        platform: &inner.platform,
-                        resolving: &NoRedirects(&inner.platform),
-                        store: &inner.store,
-                        dpop: &dpop,
-                        jwks: &inner.jwks,
-                        resolver,
-                        base: &inner.config,
-                        revocation_timeout_ms: inner.policy.timeout_ms,
-                    };
-                    login.finish(&params).await?
-                }
-                None => {
-                    finish_login(
-                        &inner.config,
-                        &inner.platform,
-                        &inner.store,
-                        &inner.dpop(),
-                        &inner.jwks,
-                        &params,
-                    )
-                    .await?
-                }
-            };
-            let replaced = inner.session.tokens().and_then(|t| t.dpop_jkt);
-            let keys = keys_after_login(
-                replaced.as_deref(),
-                result.tokens.dpop_jkt.as_deref(),
-                inner.store.kind() == StorageKind::Memory,
-            );
-            // Stored under the session lock and broadcast; a failed write
-            // leaves the tab signed in from memory, with a `storage` event.
-            inner.refresher().sign_in(result.tokens).await;
-            if let Some(old) = &keys.delete {
-                inner.dpop_keys.delete(old).await;
-            }
-            if let Some(jkt) = &keys.memory_only {
-                let _ = inner.dpop_keys.keep_in_memory_only(jkt).await;
-            }
-            let app_state = match result.app_state {
-                Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
-                None => JsValue::UNDEFINED,
-            };
-            let outcome = Object::new();
-            let _ = Reflect::set(&outcome, &"appState".into(), &app_state);
-            Ok(outcome.into())
-        })
+        start(&self.inner, Call::Callback(url))
     }
 
     /// Whether this tab holds a session that is usable now or can be
     /// refreshed.
     #[wasm_bindgen(js_name = isAuthenticated)]
     pub fn is_authenticated(&self) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        promise(async move {
-            let now = inner.platform.now_ms();
-            let signed_in = inner.session.tokens().is_some_and(|t| t.signs_in(now));
-            Ok(signed_in.into())
-        })
+        start(&self.inner, Call::IsAuthenticated)
     }
 
     /// A valid access token: the one in memory, or a refreshed one (under
     /// the cross-tab lock) when it expires within the leeway.
     #[wasm_bindgen(js_name = getAccessToken)]
     pub fn get_access_token(&self) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        promise(async move {
-            let token = inner.refresher().access_token().await?;
-            Ok(token.secret().into())
-        })
+        start(&self.inner, Call::AccessToken)
     }
 
     /// `fetch(input, init)` with `Authorization: Bearer <access token>` (or
@@ -623,8 +531,8 @@ impl AuthClient {
     /// a `LatchkeyError`.
     #[wasm_bindgen(js_name = fetchWithAuth)]
     pub fn fetch_with_auth(&self, input: JsValue, init: JsValue) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        future_to_promise(async move { fetch_with_auth(&inner, &input, &init, None).await })
+        let after = None;
+        start(&self.inner, Call::Fetch { input, init, after })
     }
 
     /// The fast path's question (index.js): the `Authorization` value for a
@@ -657,19 +565,8 @@ impl AuthClient {
         response: web_sys::Response,
         authorization: String,
     ) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        let token = authorization
-            .strip_prefix(BEARER)
-            .map(|t| AccessToken::new(t.to_owned()));
-        future_to_promise(async move {
-            let sent = token.ok_or_else(|| {
-                js_err(Error::invalid_option(
-                    "authorization",
-                    "not the value fastAuthorization gave",
-                ))
-            })?;
-            fetch_with_auth(&inner, &input, &init, Some((response, sent))).await
-        })
+        let after = Some((response, authorization));
+        start(&self.inner, Call::Fetch { input, init, after })
     }
 
     /// The signed-in user's claims from the verified ID token (`null`
@@ -678,56 +575,7 @@ impl AuthClient {
     /// refresh and retry) and laid over them, once their `sub` is checked.
     #[wasm_bindgen(js_name = getUser)]
     pub fn get_user(&self, options: JsValue) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        future_to_promise(async move {
-            let userinfo = user::wants_userinfo(&options).map_err(js_err)?;
-            let tokens = inner
-                .session
-                .tokens()
-                .ok_or_else(|| js_err(Error::NotAuthenticated))?;
-            if let Some(account) = &tokens.atproto {
-                // An atproto account: its DID, handle and PDS.
-                let user = Object::new();
-                Reflect::set(&user, &"sub".into(), &account.did.as_str().into())?;
-                let handle = account.handle.as_deref().map_or(JsValue::NULL, Into::into);
-                Reflect::set(&user, &"handle".into(), &handle)?;
-                Reflect::set(&user, &"pds".into(), &account.pds.as_str().into())?;
-                return Ok(user.into());
-            }
-            // Without `openid` the app asked for no ID token; one stored by an
-            // earlier version was never verified.
-            let Some(json) = tokens
-                .id_token
-                .as_ref()
-                .filter(|_| scope_requests_openid(&inner.config.scope))
-                .and_then(|token| stored_claims_json(&inner.platform, token))
-            else {
-                return Ok(JsValue::NULL);
-            };
-            let claims: Object = js_sys::JSON::parse(&json)?.unchecked_into();
-            if !userinfo {
-                return Ok(claims.into());
-            }
-            let configured = inner.config.endpoints.userinfo.as_deref();
-            let endpoint = crate::core::userinfo::endpoint(configured).map_err(js_err)?;
-            let sub = Reflect::get(&claims, &"sub".into())?
-                .as_string()
-                .unwrap_or_default();
-            let init = Object::new();
-            let headers = Object::new();
-            Reflect::set(&headers, &"Accept".into(), &"application/json".into())?;
-            Reflect::set(&init, &"headers".into(), &headers)?;
-            // Bounded like every request latchkey makes on its own.
-            let deadline = web_sys::AbortSignal::timeout_with_u32(inner.policy.timeout_ms);
-            Reflect::set(&init, &"signal".into(), &deadline)?;
-            let response: web_sys::Response =
-                fetch_with_auth(&inner, &endpoint.into(), &init.into(), None)
-                    .await
-                    .map_err(as_latchkey_error)?
-                    .unchecked_into();
-            let info = user::read_userinfo(&response, &sub).await.map_err(js_err)?;
-            Ok(user::merge(&claims, &info).into())
-        })
+        start(&self.inner, Call::User(options))
     }
 
     /// Signs out everywhere: the store is cleared and every tab (this one
@@ -743,37 +591,242 @@ impl AuthClient {
     /// the result (`{ revocation: "failed", error }`), not thrown. Invalid
     /// options reject before anything changes.
     pub fn logout(&self, options: JsValue) -> Promise {
-        let inner = Rc::clone(&self.inner);
-        promise(async move {
-            let endpoints = &inner.config.endpoints;
-            let options = logout::parse(&options, endpoints.end_session.as_deref())?;
-            // The local sign-out first; then the plan (core::retirement).
-            let ended = inner.refresher().sign_out().await;
-            let plan = plan_logout(
-                ended.as_ref(),
-                &LogoutChoices {
-                    revoke: options.revoke,
-                    end_session_endpoint: options.end_session.as_deref(),
-                    post_logout_redirect_uri: options.post_logout_redirect_uri.as_deref(),
-                    client_id: &inner.config.client_id,
-                    revocation_endpoint: endpoints.revocation.as_deref(),
-                },
-            );
-            let revoked = match (&ended, plan.retire) {
-                (Some(tokens), Some(retire)) => inner.retire(tokens, retire).await,
-                _ => None,
-            };
-            let outcome = RevocationOutcome::of(revoked);
-            if let Some((endpoint, params)) = &plan.end_session {
-                let url = options::url_with_query(endpoint, "endSessionEndpoint", params)?;
-                window()?
-                    .location()
-                    .assign(&url)
-                    .map_err(|_| Error::invalid_option("endSession", "navigation refused"))?;
-            }
-            Ok(logout::result(&outcome))
-        })
+        start(&self.inner, Call::Logout(options))
     }
+}
+
+/// One asynchronous call from JavaScript. Every asynchronous method is
+/// run by the one driver future ([`run`]): the wasm holds one promise
+/// adapter and one state machine for all of them, not one per export.
+enum Call {
+    LoginUrl(JsValue),
+    LoginRequest(JsValue),
+    Login(JsValue),
+    Callback(Option<String>),
+    IsAuthenticated,
+    AccessToken,
+    /// `fetchWithAuth`, or its continuation after the fast path's answer
+    /// (the response and the `Authorization` value it was sent with).
+    Fetch {
+        input: JsValue,
+        init: JsValue,
+        after: Option<(web_sys::Response, String)>,
+    },
+    User(JsValue),
+    Logout(JsValue),
+}
+
+/// Runs `call` for the client `inner` as a JS promise.
+fn start(inner: &Rc<Inner>, call: Call) -> Promise {
+    future_to_promise(run(Rc::clone(inner), call))
+}
+
+/// The driver: performs one call and converts its result for JavaScript.
+async fn run(inner: Rc<Inner>, call: Call) -> Result<JsValue, JsValue> {
+    let inner = &*inner;
+    let done = match call {
+        Call::LoginUrl(options) => login_url(inner, &options).await.map(|(url, _)| url.into()),
+        Call::LoginRequest(options) => login_request(inner, &options).await,
+        Call::Login(options) => login(inner, &options).await,
+        Call::Callback(url) => handle_redirect_callback(inner, url).await,
+        Call::IsAuthenticated => is_authenticated(inner).await,
+        Call::AccessToken => access_token(inner).await,
+        Call::Fetch { input, init, after } => {
+            let after = match after {
+                None => None,
+                Some((response, authorization)) => {
+                    let sent = authorization
+                        .strip_prefix(BEARER)
+                        .map(|t| AccessToken::new(t.to_owned()))
+                        .ok_or_else(|| {
+                            js_err(Error::invalid_option(
+                                "authorization",
+                                "not the value fastAuthorization gave",
+                            ))
+                        })?;
+                    Some((response, sent))
+                }
+            };
+            return fetch_with_auth(inner, &input, &init, after).await;
+        }
+        Call::User(options) => return get_user(inner, &options).await,
+        Call::Logout(options) => logout(inner, &options).await,
+    };
+    done.map_err(js_err)
+}
+
+/// What `createLoginRequest` does (documented on the export), run by [`run`].
+async fn login_request(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
+    let (url, state) = login_url(inner, options).await?;
+    let request = Object::new();
+    let _ = Reflect::set(&request, &"url".into(), &url.into());
+    let _ = Reflect::set(&request, &"state".into(), &state.secret().into());
+    Ok(request.into())
+}
+
+/// What `login` does (documented on the export), run by [`run`].
+async fn login(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
+    let (url, _) = login_url(inner, options).await?;
+    window()?
+        .location()
+        .assign(&url)
+        .map_err(|_| Error::invalid_option("redirect", "navigation refused"))?;
+    Ok(JsValue::UNDEFINED)
+}
+
+/// What `handleRedirectCallback` does (documented on the export), run by [`run`].
+async fn handle_redirect_callback(inner: &Inner, url: Option<String>) -> Result<JsValue, Error> {
+    let current = window()?.location().href().unwrap_or_default();
+    let url = url.unwrap_or_else(|| current.clone());
+    let parsed = web_sys::Url::new(&url)
+        .map_err(|_| Error::invalid_option("url", "must be an absolute URL"))?;
+    let params = query_pairs(&parsed);
+    if url == current {
+        clean_address_bar(&parsed);
+    }
+    let result = match &inner.atproto {
+        Some(resolver) => {
+            let dpop = inner.dpop();
+            let login = AtprotoLogin {
+                platform: &inner.platform,
+                resolving: &NoRedirects(&inner.platform),
+                store: &inner.store,
+                dpop: &dpop,
+                jwks: &inner.jwks,
+                resolver,
+                base: &inner.config,
+                revocation_timeout_ms: inner.policy.timeout_ms,
+            };
+            login.finish(&params).await?
+        }
+        None => {
+            finish_login(
+                &inner.config,
+                &inner.platform,
+                &inner.store,
+                &inner.dpop(),
+                &inner.jwks,
+                &params,
+            )
+            .await?
+        }
+    };
+    let replaced = inner.session.tokens().and_then(|t| t.dpop_jkt);
+    let keys = keys_after_login(
+        replaced.as_deref(),
+        result.tokens.dpop_jkt.as_deref(),
+        inner.store.kind() == StorageKind::Memory,
+    );
+    // Stored under the session lock and broadcast; a failed write
+    // leaves the tab signed in from memory, with a `storage` event.
+    inner.refresher().sign_in(result.tokens).await;
+    if let Some(old) = &keys.delete {
+        inner.dpop_keys.delete(old).await;
+    }
+    if let Some(jkt) = &keys.memory_only {
+        let _ = inner.dpop_keys.keep_in_memory_only(jkt).await;
+    }
+    let app_state = match result.app_state {
+        Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
+        None => JsValue::UNDEFINED,
+    };
+    let outcome = Object::new();
+    let _ = Reflect::set(&outcome, &"appState".into(), &app_state);
+    Ok(outcome.into())
+}
+
+/// What `isAuthenticated` does (documented on the export), run by [`run`].
+async fn is_authenticated(inner: &Inner) -> Result<JsValue, Error> {
+    let now = inner.platform.now_ms();
+    let signed_in = inner.session.tokens().is_some_and(|t| t.signs_in(now));
+    Ok(signed_in.into())
+}
+
+/// What `getAccessToken` does (documented on the export), run by [`run`].
+async fn access_token(inner: &Inner) -> Result<JsValue, Error> {
+    let token = inner.refresher().access_token().await?;
+    Ok(token.secret().into())
+}
+
+/// What `getUser` does (documented on the export), run by [`run`].
+async fn get_user(inner: &Inner, options: &JsValue) -> Result<JsValue, JsValue> {
+    let userinfo = user::wants_userinfo(options).map_err(js_err)?;
+    let tokens = inner
+        .session
+        .tokens()
+        .ok_or_else(|| js_err(Error::NotAuthenticated))?;
+    if let Some(account) = &tokens.atproto {
+        // An atproto account: its DID, handle and PDS.
+        let user = Object::new();
+        Reflect::set(&user, &"sub".into(), &account.did.as_str().into())?;
+        let handle = account.handle.as_deref().map_or(JsValue::NULL, Into::into);
+        Reflect::set(&user, &"handle".into(), &handle)?;
+        Reflect::set(&user, &"pds".into(), &account.pds.as_str().into())?;
+        return Ok(user.into());
+    }
+    // Without `openid` the app asked for no ID token; one stored by an
+    // earlier version was never verified.
+    let Some(json) = tokens
+        .id_token
+        .as_ref()
+        .filter(|_| scope_requests_openid(&inner.config.scope))
+        .and_then(|token| stored_claims_json(&inner.platform, token))
+    else {
+        return Ok(JsValue::NULL);
+    };
+    let claims: Object = js_sys::JSON::parse(&json)?.unchecked_into();
+    if !userinfo {
+        return Ok(claims.into());
+    }
+    let configured = inner.config.endpoints.userinfo.as_deref();
+    let endpoint = crate::core::userinfo::endpoint(configured).map_err(js_err)?;
+    let sub = Reflect::get(&claims, &"sub".into())?
+        .as_string()
+        .unwrap_or_default();
+    let init = Object::new();
+    let headers = Object::new();
+    Reflect::set(&headers, &"Accept".into(), &"application/json".into())?;
+    Reflect::set(&init, &"headers".into(), &headers)?;
+    // Bounded like every request latchkey makes on its own.
+    let deadline = web_sys::AbortSignal::timeout_with_u32(inner.policy.timeout_ms);
+    Reflect::set(&init, &"signal".into(), &deadline)?;
+    let response: web_sys::Response = fetch_with_auth(inner, &endpoint.into(), &init.into(), None)
+        .await
+        .map_err(as_latchkey_error)?
+        .unchecked_into();
+    let info = user::read_userinfo(&response, &sub).await.map_err(js_err)?;
+    Ok(user::merge(&claims, &info).into())
+}
+
+/// What `logout` does (documented on the export), run by [`run`].
+async fn logout(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
+    let endpoints = &inner.config.endpoints;
+    let options = logout::parse(options, endpoints.end_session.as_deref())?;
+    // The local sign-out first; then the plan (core::retirement).
+    let ended = inner.refresher().sign_out().await;
+    let plan = plan_logout(
+        ended.as_ref(),
+        &LogoutChoices {
+            revoke: options.revoke,
+            end_session_endpoint: options.end_session.as_deref(),
+            post_logout_redirect_uri: options.post_logout_redirect_uri.as_deref(),
+            client_id: &inner.config.client_id,
+            revocation_endpoint: endpoints.revocation.as_deref(),
+        },
+    );
+    let revoked = match (&ended, plan.retire) {
+        (Some(tokens), Some(retire)) => inner.retire(tokens, retire).await,
+        _ => None,
+    };
+    let outcome = RevocationOutcome::of(revoked);
+    if let Some((endpoint, params)) = &plan.end_session {
+        let url = options::url_with_query(endpoint, "endSessionEndpoint", params)?;
+        window()?
+            .location()
+            .assign(&url)
+            .map_err(|_| Error::invalid_option("endSession", "navigation refused"))?;
+    }
+    Ok(logout::result(&outcome))
 }
 
 /// How a call to `url` starts: the machine's first event, and whose DPoP
