@@ -5,7 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use latchkey::core::public_api::{CREATE_OPTIONS, EVENTS, STORAGE_PROBLEMS};
+use latchkey::core::public_api::{
+    CREATE_OPTIONS, EVENTS, STORAGE_EVENT_FIELDS, STORAGE_KINDS, STORAGE_PROBLEMS,
+    TOKENS_EVENT_FIELDS, TOKEN_SOURCES,
+};
 
 const DTS: &str = include_str!("../pkg-template/index.d.ts");
 
@@ -46,15 +49,41 @@ fn the_events_typed_are_exactly_the_ones_emitted() {
     assert_eq!(typed, emitted);
 }
 
-#[test]
-fn the_storage_event_types_typed_are_exactly_the_ones_reported() {
+/// The quoted strings of the first line after `from` that starts with
+/// `member`: a union of string literals.
+fn literals(from: &str, member: &str) -> Vec<&'static str> {
     let start = DTS
-        .find("export interface StorageEvent")
-        .expect("StorageEvent");
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} is declared"));
     let line = DTS[start..]
         .lines()
-        .find(|line| line.trim_start().starts_with("type:"))
-        .expect("its type member");
-    let typed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        .find(|line| line.trim_start().starts_with(member))
+        .unwrap_or_else(|| panic!("{from} has {member}"));
+    line.split('"').skip(1).step_by(2).collect()
+}
+
+#[test]
+fn the_storage_event_types_typed_are_exactly_the_ones_reported() {
+    let typed = literals("export interface StorageEvent", "type:");
     assert_eq!(typed, STORAGE_PROBLEMS);
+}
+
+#[test]
+fn the_event_details_typed_are_exactly_the_ones_built() {
+    let typed = properties("TokensEvent");
+    assert_eq!(typed, TOKENS_EVENT_FIELDS.into_iter().collect());
+    let typed = properties("StorageEvent");
+    assert_eq!(typed, STORAGE_EVENT_FIELDS.into_iter().collect());
+}
+
+#[test]
+fn the_token_sources_typed_are_exactly_the_ones_emitted() {
+    let typed = literals("export interface TokensEvent", "source:");
+    assert_eq!(typed, TOKEN_SOURCES);
+}
+
+#[test]
+fn the_storage_kinds_typed_are_exactly_the_ones_parsed() {
+    let typed = literals("export type StorageKind", "export type StorageKind");
+    assert_eq!(typed, STORAGE_KINDS);
 }

@@ -20,10 +20,11 @@ use crate::browser::webcrypto;
 use crate::core::client::KeptMetadata;
 use crate::core::envelope::{associated_data, Envelope};
 use crate::core::ports::SessionStore;
+use crate::core::public_api::STORAGE_KINDS;
 use crate::core::race::both;
 use crate::core::{Error, PendingTransaction, TokenSet};
 
-/// Where tokens are kept.
+/// Where tokens are kept, in the order of `STORAGE_KINDS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
     /// IndexedDB, encrypted (the default).
@@ -37,11 +38,7 @@ pub enum StorageKind {
 impl StorageKind {
     /// The option value naming this kind.
     pub fn as_str(self) -> &'static str {
-        match self {
-            StorageKind::IndexedDb => "indexeddb",
-            StorageKind::LocalStorage => "localstorage",
-            StorageKind::Memory => "memory",
-        }
+        STORAGE_KINDS[self as usize]
     }
 
     /// Parses the `storage` option.

@@ -71,6 +71,19 @@ impl Event {
     }
 }
 
+/// The fields of a `tokens` event's detail, in this order.
+pub const TOKENS_EVENT_FIELDS: [&str; 4] = ["accessToken", "expiresAt", "scope", "source"];
+
+/// The `source`s of a `tokens` event, in the order of
+/// [`TokenSource`](crate::core::session::TokenSource).
+pub const TOKEN_SOURCES: [&str; 3] = ["login", "refresh", "sync"];
+
+/// The fields of a `storage` event's detail, in this order.
+pub const STORAGE_EVENT_FIELDS: [&str; 3] = ["type", "storage", "reason"];
+
+/// The values of the `storage` option (and of `storageKind`).
+pub const STORAGE_KINDS: [&str; 3] = ["indexeddb", "localstorage", "memory"];
+
 /// The `type`s of a `storage` event's detail, in the order of
 /// [`StorageProblem`].
 pub const STORAGE_PROBLEMS: &[&str] = &["fallback", "cleared", "newer_record", "write_failed"];

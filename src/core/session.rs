@@ -45,6 +45,13 @@ pub enum TokenSource {
     Sync,
 }
 
+impl TokenSource {
+    /// The source's name in a `tokens` event.
+    pub fn name(self) -> &'static str {
+        crate::core::public_api::TOKEN_SOURCES[self as usize]
+    }
+}
+
 /// A change to this tab's session, for the app's event listeners.
 #[derive(Debug)]
 pub enum SessionChange<'a> {
