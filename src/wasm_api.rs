@@ -28,7 +28,7 @@ use crate::core::atproto_login::{
     account_to_sign_in, client_endpoints, login_config, on_pds_of, AtprotoLogin,
 };
 use crate::core::authorize::RESPONSE_PARAMS;
-use crate::core::authorized_call::{AuthorizedCall, Event, Step};
+use crate::core::authorized_call::{AuthorizedCall, Destination, Event, Step};
 use crate::core::client::{
     discover, finish_login, needs_discovery, start_login, ClientConfig, KeptMetadata,
 };
@@ -36,10 +36,10 @@ use crate::core::dpop::{
     challenge_wants_nonce, make_proof, AthCache, Dpop, NonceBook, ProofFor, Role,
 };
 use crate::core::jwks::JwksCache;
-use crate::core::oidc::{stored_claims_json, IdTokenVerifier};
-use crate::core::origin::{AllowedOrigins, TokenPlacement};
+use crate::core::oidc::IdTokenVerifier;
+use crate::core::origin::AllowedOrigins;
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
-use crate::core::public_api::StorageProblem;
+use crate::core::public_api::{StorageProblem, STORAGE_EVENT_FIELDS, TOKENS_EVENT_FIELDS};
 use crate::core::race::{alongside, both};
 use crate::core::retirement::{
     keys_after_login, plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement,
@@ -48,6 +48,7 @@ use crate::core::retirement::{
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
 };
+use crate::core::user::{user_source, UserSource};
 use crate::core::{
     check_endpoint_url, scope_requests_openid, AccessToken, Endpoints, Error, ProviderMetadata,
     State, TokenSet,
@@ -755,34 +756,34 @@ async fn get_user(inner: &Inner, options: &JsValue) -> Result<JsValue, JsValue> 
         .session
         .tokens()
         .ok_or_else(|| js_err(Error::NotAuthenticated))?;
-    if let Some(account) = &tokens.atproto {
-        // An atproto account: its DID, handle and PDS.
-        let user = Object::new();
-        Reflect::set(&user, &"sub".into(), &account.did.as_str().into())?;
-        let handle = account.handle.as_deref().map_or(JsValue::NULL, Into::into);
-        Reflect::set(&user, &"handle".into(), &handle)?;
-        Reflect::set(&user, &"pds".into(), &account.pds.as_str().into())?;
-        return Ok(user.into());
-    }
-    // Without `openid` the app asked for no ID token; one stored by an
-    // earlier version was never verified.
-    let Some(json) = tokens
-        .id_token
-        .as_ref()
-        .filter(|_| scope_requests_openid(&inner.config.scope))
-        .and_then(|token| stored_claims_json(&inner.platform, token))
-    else {
-        return Ok(JsValue::NULL);
+    let configured = inner.config.endpoints.userinfo.as_deref();
+    let source = user_source(
+        &inner.platform,
+        &tokens,
+        &inner.config.scope,
+        configured,
+        userinfo,
+    );
+    let (json, sub, endpoint) = match source.map_err(js_err)? {
+        UserSource::Account(account) => {
+            let user = Object::new();
+            Reflect::set(&user, &"sub".into(), &account.did.as_str().into())?;
+            let handle = account.handle.as_deref().map_or(JsValue::NULL, Into::into);
+            Reflect::set(&user, &"handle".into(), &handle)?;
+            Reflect::set(&user, &"pds".into(), &account.pds.as_str().into())?;
+            return Ok(user.into());
+        }
+        UserSource::Nothing => return Ok(JsValue::NULL),
+        UserSource::Claims {
+            json,
+            sub,
+            userinfo,
+        } => (json, sub, userinfo),
     };
     let claims: Object = js_sys::JSON::parse(&json)?.unchecked_into();
-    if !userinfo {
+    let Some(endpoint) = endpoint else {
         return Ok(claims.into());
-    }
-    let configured = inner.config.endpoints.userinfo.as_deref();
-    let endpoint = crate::core::userinfo::endpoint(configured).map_err(js_err)?;
-    let sub = Reflect::get(&claims, &"sub".into())?
-        .as_string()
-        .unwrap_or_default();
+    };
     let init = Object::new();
     let headers = Object::new();
     Reflect::set(&headers, &"Accept".into(), &"application/json".into())?;
@@ -834,27 +835,13 @@ async fn logout(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
 /// `key` is the URL's [`EndpointKey`] (`None` when it does not parse);
 /// `url` may be the URL or just its origin (only its origin is read).
 fn start_of(inner: &Inner, url: &str, key: Option<&EndpointKey>) -> (Event, Role) {
-    let userinfo = key.is_some() && key == inner.userinfo_key.as_ref();
-    let placement = if userinfo {
-        Ok(TokenPlacement::Header)
-    } else {
-        inner.allowed_origins.placement_for(url).or_else(|refused| {
-            match pds_origin_of(inner, url) {
-                // The account's own PDS needs no listing (atproto).
-                true => Ok(TokenPlacement::Header),
-                false => Err(refused),
-            }
-        })
-    };
-    let role = match userinfo {
-        true => Role::AuthorizationServer,
-        false => Role::Resource,
-    };
-    let start = Event::Start {
+    Destination {
         token_endpoint: key.is_some_and(|k| inner.is_token_endpoint(k)),
-        placement,
-    };
-    (start, role)
+        userinfo: key.is_some() && key == inner.userinfo_key.as_ref(),
+        listed: || inner.allowed_origins.placement_for(url),
+        account_pds: || pds_origin_of(inner, url),
+    }
+    .start()
 }
 
 /// The fast path's decision (see `AuthClient::fast_authorization`), for a
@@ -1106,38 +1093,33 @@ fn session_observer(events: &Rc<Emitter>, kind: StorageKind) -> impl Fn(&Session
     }
 }
 
-/// The detail of a `tokens` event: `{ accessToken, expiresAt, scope, source }`.
+/// The detail of a `tokens` event (`TOKENS_EVENT_FIELDS`).
 fn tokens_event(tokens: &TokenSet, source: TokenSource) -> JsValue {
-    let detail = Object::new();
-    let set = |name: &str, value: JsValue| {
-        let _ = Reflect::set(&detail, &name.into(), &value);
-    };
-    set("accessToken", tokens.access_token.secret().into());
-    set(
-        "expiresAt",
-        tokens
-            .expires_at_ms
-            .map_or(JsValue::NULL, |at| (at as f64).into()),
-    );
-    set(
-        "scope",
-        tokens.scope.as_deref().map_or(JsValue::NULL, Into::into),
-    );
-    let source = match source {
-        TokenSource::Login => "login",
-        TokenSource::Refresh => "refresh",
-        TokenSource::Sync => "sync",
-    };
-    set("source", source.into());
-    detail.into()
+    let expires_at = tokens
+        .expires_at_ms
+        .map_or(JsValue::NULL, |at| (at as f64).into());
+    let scope = tokens.scope.as_deref().map_or(JsValue::NULL, Into::into);
+    let values = [
+        tokens.access_token.secret().into(),
+        expires_at,
+        scope,
+        source.name().into(),
+    ];
+    detail(&TOKENS_EVENT_FIELDS, values)
 }
 
-/// The detail of a `storage` event: `{ type, storage, reason }`.
+/// The detail of a `storage` event (`STORAGE_EVENT_FIELDS`).
 fn storage_event(problem: StorageProblem, storage: &str, reason: &str) -> JsValue {
+    let values = [problem.name().into(), storage.into(), reason.into()];
+    detail(&STORAGE_EVENT_FIELDS, values)
+}
+
+/// An event's detail object: `fields` with their `values`, in order.
+fn detail<const N: usize>(fields: &[&str; N], values: [JsValue; N]) -> JsValue {
     let detail = Object::new();
-    let _ = Reflect::set(&detail, &"type".into(), &problem.name().into());
-    let _ = Reflect::set(&detail, &"storage".into(), &storage.into());
-    let _ = Reflect::set(&detail, &"reason".into(), &reason.into());
+    for (name, value) in fields.iter().zip(values) {
+        let _ = Reflect::set(&detail, &(*name).into(), &value);
+    }
     detail.into()
 }
 

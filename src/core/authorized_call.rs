@@ -28,6 +28,7 @@
 //! it and comes back with the answer only when [`answer_is_final`] says the
 //! answer may mean "expired"; the machine then goes on from `Answered`.
 
+use crate::core::dpop::Role;
 use crate::core::origin::TokenPlacement;
 use crate::core::Error;
 
@@ -100,6 +101,48 @@ pub fn may_say_expired(status: u16, app_predicate: bool) -> bool {
 /// The answers this says no to go back to the machine.
 pub fn answer_is_final(status: u16, redirected: bool, app_predicate: bool) -> bool {
     redirected || !may_say_expired(status, app_predicate)
+}
+
+/// Where a call's URL points, as the binding finds it.
+pub struct Destination<L, P> {
+    /// The URL is the token endpoint in use.
+    pub token_endpoint: bool,
+    /// The URL is the UserInfo endpoint.
+    pub userinfo: bool,
+    /// The placement `allowedOrigins` gives the URL's origin, or why it
+    /// refuses it; asked only when it matters.
+    pub listed: L,
+    /// Whether the URL is on the signed-in atproto account's PDS origin;
+    /// asked only when the origin is not listed.
+    pub account_pds: P,
+}
+
+impl<L, P> Destination<L, P>
+where
+    L: FnOnce() -> Result<TokenPlacement, Error>,
+    P: FnOnce() -> bool,
+{
+    /// A call's first event, and whose DPoP nonces its proofs carry:
+    /// UserInfo is the authorization server's (its token goes in the
+    /// header, listed or not); the account's own PDS needs no listing
+    /// (atproto); any other origin is placed as `allowedOrigins` says.
+    pub fn start(self) -> (Event, Role) {
+        let (placement, role) = match self.userinfo {
+            true => (Ok(TokenPlacement::Header), Role::AuthorizationServer),
+            false => {
+                let placement = (self.listed)().or_else(|refused| match (self.account_pds)() {
+                    true => Ok(TokenPlacement::Header),
+                    false => Err(refused),
+                });
+                (placement, Role::Resource)
+            }
+        };
+        let start = Event::Start {
+            token_endpoint: self.token_endpoint,
+            placement,
+        };
+        (start, role)
+    }
 }
 
 /// Where a call is.
@@ -211,6 +254,83 @@ impl AuthorizedCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused() -> Result<TokenPlacement, Error> {
+        Err(Error::OriginNotAllowed {
+            origin: "https://other.example".into(),
+        })
+    }
+
+    fn unasked() -> Result<TokenPlacement, Error> {
+        panic!("the listing is not asked")
+    }
+
+    fn destination(
+        userinfo: bool,
+        listed: fn() -> Result<TokenPlacement, Error>,
+        account_pds: fn() -> bool,
+    ) -> (Event, Role) {
+        let token_endpoint = false;
+        Destination {
+            token_endpoint,
+            userinfo,
+            listed,
+            account_pds,
+        }
+        .start()
+    }
+
+    fn placement(event: Event) -> Result<TokenPlacement, Error> {
+        match event {
+            Event::Start { placement, .. } => placement,
+            other => panic!("not a start: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn userinfo_is_the_authorization_servers_and_needs_no_listing() {
+        let (event, role) = destination(true, unasked, || panic!("not asked"));
+        assert_eq!(placement(event), Ok(TokenPlacement::Header));
+        assert_eq!(role, Role::AuthorizationServer);
+    }
+
+    #[test]
+    fn a_listed_origin_is_placed_as_listed() {
+        let (event, role) =
+            destination(false, || Ok(TokenPlacement::Query), || panic!("not asked"));
+        assert_eq!(placement(event), Ok(TokenPlacement::Query));
+        assert_eq!(role, Role::Resource);
+    }
+
+    #[test]
+    fn the_accounts_pds_needs_no_listing() {
+        let (event, _) = destination(false, refused, || true);
+        assert_eq!(placement(event), Ok(TokenPlacement::Header));
+    }
+
+    #[test]
+    fn any_other_origin_is_refused() {
+        let (event, _) = destination(false, refused, || false);
+        assert_eq!(placement(event).unwrap_err().code(), "origin_not_allowed");
+    }
+
+    #[test]
+    fn the_token_endpoint_is_reported_as_such() {
+        let destination = Destination {
+            token_endpoint: true,
+            userinfo: false,
+            listed: refused,
+            account_pds: || false,
+        };
+        let (event, _) = destination.start();
+        assert!(matches!(
+            event,
+            Event::Start {
+                token_endpoint: true,
+                ..
+            }
+        ));
+    }
 
     fn start(
         token_endpoint: bool,

@@ -55,6 +55,7 @@ pub mod retirement;
 pub mod revocation;
 pub mod session;
 pub mod single_flight;
+pub mod user;
 pub mod userinfo;
 
 #[cfg(test)]

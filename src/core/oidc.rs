@@ -86,16 +86,11 @@ impl<P: Clock + Http + Json + SignatureVerifier> CheckRefreshed for IdTokenVerif
     }
 }
 
-/// The claims JSON of an ID token that was verified when it was stored
-/// (for `getUser()`); `None` if it cannot be read.
-pub fn stored_claims_json<J: Json>(json: &J, id_token: &IdToken) -> Option<String> {
-    read_stored(json, id_token).map(|(_, text)| text)
-}
-
-/// A stored ID token's claims and their JSON text. The text is returned
+/// A stored ID token's claims and their JSON text (verified when it was
+/// stored; for `getUser()`, [`crate::core::user`]). The text is returned
 /// only when it parses as claims, so the app never gets something latchkey
-/// itself could not read.
-fn read_stored<J: Json>(json: &J, id_token: &IdToken) -> Option<(IdTokenClaims, String)> {
+/// itself could not read; `None` if it cannot be read.
+pub fn read_stored<J: Json>(json: &J, id_token: &IdToken) -> Option<(IdTokenClaims, String)> {
     let jws = parse_compact_jws(json, id_token.secret()).ok()?;
     let claims = json.parse_json(&jws.payload_json).ok()?;
     Some((claims, jws.payload_json))
@@ -225,11 +220,9 @@ mod tests {
     fn stored_claims_are_the_payload() {
         let platform = FakePlatform::at(NOW);
         let (token, _) = id_token("alice");
-        let json = stored_claims_json(&platform, &token).unwrap();
+        let (claims, json) = read_stored(&platform, &token).unwrap();
         assert!(json.contains(r#""sub":"alice""#), "{json}");
-        assert_eq!(
-            stored_claims_json(&platform, &IdToken::new("a.b.c".into())),
-            None
-        );
+        assert_eq!(claims.sub, "alice");
+        assert!(read_stored(&platform, &IdToken::new("a.b.c".into())).is_none());
     }
 }
