@@ -9,6 +9,7 @@ use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, MessageEvent};
 
+use crate::browser::from_js::from_js;
 use crate::core::ports::Broadcast;
 use crate::core::session::SessionMessage;
 
@@ -60,13 +61,13 @@ pub fn read_message(data: &JsValue) -> Option<SessionMessage> {
     }
     let field = |name: &str| Reflect::get(data, &JsValue::from_str(name)).ok();
     match field("type")?.as_string()?.as_str() {
-        "tokens" => serde_wasm_bindgen::from_value(field("tokens")?)
+        "tokens" => from_js(field("tokens")?)
             .ok()
             .map(|tokens| SessionMessage::Tokens {
                 tokens,
                 unsaved: field("unsaved").and_then(|v| v.as_bool()).unwrap_or(false),
             }),
-        "ended" => serde_wasm_bindgen::from_value(field("reason")?)
+        "ended" => from_js(field("reason")?)
             .ok()
             .map(|reason| SessionMessage::Ended { reason }),
         _ => None,

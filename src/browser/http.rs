@@ -6,6 +6,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
 
+use crate::browser::from_js::from_js;
 use crate::browser::js_error::describe;
 use crate::core::ports::HttpReply;
 use crate::core::secret::DpopProof;
@@ -47,13 +48,9 @@ pub async fn send<T: DeserializeOwned>(
     };
     let body = json
         .map_err(|_| "the body is not JSON".to_owned())
-        // serde's message is not passed on: it can quote a value from the
-        // body (a token), and its formatting code (f64 printing included)
-        // would be linked for nothing else.
-        .and_then(|json| {
-            serde_wasm_bindgen::from_value(json)
-                .map_err(|_| "JSON of an unexpected shape".to_owned())
-        });
+        // No detail: one could quote a value from the body (a token); the
+        // reader builds none (see `from_js`).
+        .and_then(|json| from_js(json).map_err(|_| "JSON of an unexpected shape".to_owned()));
     Ok(HttpReply {
         status,
         body,

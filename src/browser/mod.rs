@@ -4,6 +4,7 @@ pub mod authorized_fetch;
 pub mod channel;
 pub mod dpop_keys;
 pub mod events;
+pub mod from_js;
 pub mod http;
 pub mod idb;
 pub mod js_error;

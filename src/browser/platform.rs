@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::browser::from_js::from_js;
 use crate::browser::js_error::crypto;
 use crate::browser::{http, jws_verify, webcrypto};
 use crate::core::jose::{Jwk, JwsAlgorithm};
@@ -100,6 +101,6 @@ impl Json for BrowserPlatform {
         // Neither message is passed on: the engine's SyntaxError and serde's
         // type errors can quote the text, which may hold a secret.
         let value = js_sys::JSON::parse(text).map_err(|_| "not valid JSON".to_owned())?;
-        serde_wasm_bindgen::from_value(value).map_err(|_| "JSON of an unexpected shape".to_owned())
+        from_js(value).map_err(|_| "JSON of an unexpected shape".to_owned())
     }
 }

@@ -8,6 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 use std::rc::Rc;
 
 use crate::browser::dpop_keys::BrowserDpopKeys;
+use crate::browser::from_js::from_js;
 use crate::browser::js_error::describe;
 use crate::browser::js_error::to_js;
 use crate::browser::platform::{BrowserPlatform, NoRedirects};
@@ -167,7 +168,7 @@ impl BrowserRefresh {
         let resolved = JsFuture::from(Promise::resolve(&returned))
             .await
             .map_err(failed)?;
-        let body = serde_wasm_bindgen::from_value::<RawTokenResponse>(resolved)
+        let body = from_js::<RawTokenResponse>(resolved)
             // Without serde's message: it can quote a value (a token).
             .map_err(|_| "refresh() did not resolve with a token response".to_owned());
         let (status, body) = match body {

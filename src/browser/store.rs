@@ -14,6 +14,7 @@ use gloo_storage::{LocalStorage, SessionStorage, Storage as _};
 use wasm_bindgen::prelude::*;
 use web_sys::CryptoKey;
 
+use crate::browser::from_js::from_js;
 use crate::browser::idb::IdbKeyValue;
 use crate::browser::js_error::{crypto, storage};
 use crate::browser::webcrypto;
@@ -306,7 +307,7 @@ impl BrowserSessionStore {
         let parsed = match self.open_sealed(record, stored).await {
             Ok(json) => js_sys::JSON::parse(&json)
                 .ok()
-                .and_then(|v| serde_wasm_bindgen::from_value(v).ok())
+                .and_then(|v| from_js(v).ok())
                 .ok_or_else(|| Error::CorruptRecord {
                     reason: format!("the {record} record has an unknown shape"),
                 }),
