@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, MessageEvent};
 
 use crate::browser::from_js::from_js;
+use crate::core::json_text::to_json;
 use crate::core::ports::Broadcast;
 use crate::core::session::SessionMessage;
 
@@ -79,7 +80,10 @@ impl Broadcast for SessionChannel {
         let Some(channel) = &self.channel else {
             return;
         };
-        if let Ok(value) = serde_wasm_bindgen::to_value(message) {
+        // Posted as the object its JSON text parses to: the shape
+        // `read_message` reads.
+        let value = to_json(message).map(|text| js_sys::JSON::parse(&text));
+        if let Ok(Ok(value)) = value {
             let _ = channel.post_message(&value);
         }
     }

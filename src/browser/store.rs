@@ -20,6 +20,7 @@ use crate::browser::js_error::{crypto, storage};
 use crate::browser::webcrypto;
 use crate::core::client::KeptMetadata;
 use crate::core::envelope::{associated_data, Envelope};
+use crate::core::json_text::to_json;
 use crate::core::ports::SessionStore;
 use crate::core::public_api::STORAGE_KINDS;
 use crate::core::race::both;
@@ -284,11 +285,7 @@ impl BrowserSessionStore {
         record: &str,
         value: &T,
     ) -> Result<(), Error> {
-        let json = serde_wasm_bindgen::to_value(value)
-            .ok()
-            .and_then(|v| js_sys::JSON::stringify(&v).ok())
-            .and_then(|s| s.as_string())
-            .ok_or_else(|| storage("could not serialise the record".into()))?;
+        let json = to_json(value).map_err(|_| storage("could not serialise the record".into()))?;
         let sealed = self.seal(record, json).await?;
         backend.set(&self.record_key(record), sealed).await
     }

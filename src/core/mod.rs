@@ -12,6 +12,7 @@ pub mod dpop;
 pub mod error;
 pub mod id_token;
 pub mod jose;
+pub mod json_text;
 pub mod jwks;
 pub mod message;
 pub mod pkce;
