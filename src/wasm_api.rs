@@ -42,8 +42,8 @@ use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
 use crate::core::public_api::{StorageProblem, STORAGE_EVENT_FIELDS, TOKENS_EVENT_FIELDS};
 use crate::core::race::{alongside, both};
 use crate::core::retirement::{
-    keys_after_login, plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement,
-    Retirer, RevocationOutcome,
+    plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement, Retirer,
+    RevocationOutcome,
 };
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
@@ -712,21 +712,14 @@ async fn handle_redirect_callback(inner: &Inner, url: Option<String>) -> Result<
             .await?
         }
     };
-    let replaced = inner.session.tokens().and_then(|t| t.dpop_jkt);
-    let keys = keys_after_login(
-        replaced.as_deref(),
-        result.tokens.dpop_jkt.as_deref(),
-        inner.store.kind() == StorageKind::Memory,
-    );
-    // Stored under the session lock and broadcast; a failed write
-    // leaves the tab signed in from memory, with a `storage` event.
-    inner.refresher().sign_in(result.tokens).await;
-    if let Some(old) = &keys.delete {
-        inner.dpop_keys.delete(old).await;
-    }
-    if let Some(jkt) = &keys.memory_only {
-        let _ = inner.dpop_keys.keep_in_memory_only(jkt).await;
-    }
+    // Stored under the session lock and broadcast (a failed write leaves
+    // the tab signed in from memory, with a `storage` event); then the keys
+    // the login leaves behind.
+    let memory = inner.store.kind() == StorageKind::Memory;
+    let refresher = inner.refresher();
+    let _ = refresher
+        .complete_login(&*inner.dpop_keys, result.tokens, memory)
+        .await;
     let app_state = match result.app_state {
         Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
         None => JsValue::UNDEFINED,

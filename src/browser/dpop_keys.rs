@@ -91,19 +91,6 @@ impl BrowserDpopKeys {
         }
     }
 
-    /// Keeps the key `jkt` in this tab's memory only: its IndexedDB record
-    /// is deleted (a `storage: "memory"` session, whose key needed
-    /// IndexedDB only to survive the login's redirect).
-    pub async fn keep_in_memory_only(&self, jkt: &str) -> Result<(), Error> {
-        self.load(jkt).await?;
-        if let Some(idb) = &self.idb {
-            idb.delete(&format!("{}{jkt}", self.prefix))
-                .await
-                .map_err(failed)?;
-        }
-        Ok(())
-    }
-
     /// Whether keys survive a reload and are shared with the other tabs.
     pub fn persistent(&self) -> bool {
         self.idb.is_some()
@@ -118,6 +105,16 @@ impl BrowserDpopKeys {
 
 impl DpopKeys for BrowserDpopKeys {
     type Key = BrowserDpopKey;
+
+    /// Deletes the key's IndexedDB record; the tab keeps it in memory.
+    async fn keep_in_memory_only(&self, jkt: &str) {
+        if self.load(jkt).await.is_err() {
+            return;
+        }
+        if let Some(idb) = &self.idb {
+            let _ = idb.delete(&format!("{}{jkt}", self.prefix)).await;
+        }
+    }
 
     async fn create(&self) -> Result<(String, BrowserDpopKey), Error> {
         let (private, x, y) = webcrypto::generate_dpop_key().await.map_err(failed)?;

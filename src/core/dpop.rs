@@ -37,6 +37,10 @@ pub trait DpopKeys {
     async fn load(&self, jkt: &str) -> Result<Self::Key, Error>;
     /// Deletes the key `jkt`, best effort: the tokens bound to it are over.
     async fn delete(&self, jkt: &str);
+    /// Keeps the key `jkt` in this tab's memory only, best effort: a
+    /// session stored in memory, whose key was persisted only to survive the
+    /// login's redirect. Keys that never leave memory need nothing.
+    async fn keep_in_memory_only(&self, _jkt: &str) {}
 }
 
 /// A DPoP key the browser holds and cannot export

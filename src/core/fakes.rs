@@ -567,6 +567,8 @@ impl DpopKey for FakeDpopKey {
 pub struct FakeDpopKeys {
     created: Cell<u8>,
     kept: RefCell<Vec<(String, FakeDpopKey)>>,
+    /// The keys asked to be kept in memory only, in order.
+    pub memory_only: RefCell<Vec<String>>,
 }
 
 impl FakeDpopKeys {
@@ -590,6 +592,10 @@ impl DpopKeys for FakeDpopKeys {
 
     async fn delete(&self, jkt: &str) {
         self.kept.borrow_mut().retain(|(k, _)| k != jkt);
+    }
+
+    async fn keep_in_memory_only(&self, jkt: &str) {
+        self.memory_only.borrow_mut().push(jkt.to_owned());
     }
 
     async fn load(&self, jkt: &str) -> Result<FakeDpopKey, Error> {

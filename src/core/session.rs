@@ -23,10 +23,12 @@
 use std::cell::{Cell, RefCell};
 use std::pin::pin;
 
+use crate::core::dpop::DpopKeys;
 use crate::core::ports::{
     Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
 };
 use crate::core::race::within;
+use crate::core::retirement::keys_after_login;
 use crate::core::single_flight::SingleFlight;
 use crate::core::token::token_set_from_reply;
 use crate::core::{AccessToken, Error, IdToken, RawTokenResponse, TokenSet};
@@ -788,6 +790,34 @@ where
         }
         drop(guard);
         latest
+    }
+
+    /// Completes a login: its `tokens` put in place ([`Refresher::sign_in`]),
+    /// then the DPoP keys it leaves behind handled
+    /// ([`keys_after_login`]): the replaced session's key deleted only once
+    /// the new set is in use, and the new key kept in this tab's memory only
+    /// when the session is (`memory_storage`). Returns why the write
+    /// failed, if it did.
+    pub async fn complete_login<K: DpopKeys>(
+        &self,
+        keys: &K,
+        tokens: TokenSet,
+        memory_storage: bool,
+    ) -> Option<Error> {
+        let replaced = self.session.tokens().and_then(|t| t.dpop_jkt);
+        let plan = keys_after_login(
+            replaced.as_deref(),
+            tokens.dpop_jkt.as_deref(),
+            memory_storage,
+        );
+        let failed = self.sign_in(tokens).await;
+        if let Some(old) = &plan.delete {
+            keys.delete(old).await;
+        }
+        if let Some(jkt) = &plan.memory_only {
+            keys.keep_in_memory_only(jkt).await;
+        }
+        failed
     }
 
     /// Puts a completed login's `tokens` in place: written under the lock

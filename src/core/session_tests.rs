@@ -1368,3 +1368,54 @@ fn each_client_has_its_own_cross_tab_session() {
     assert_eq!(name, "latchkey:https://idp.example:spa");
     assert_ne!(name, Session::name("https://idp.example", "admin"));
 }
+
+/// A set bound to the DPoP key `jkt`.
+fn bound(access: &str, issued_at_ms: u64, jkt: &str) -> TokenSet {
+    let mut set = tokens(access, Some("rt"), issued_at_ms, HOUR_MS);
+    set.dpop_jkt = Some(jkt.to_owned());
+    set
+}
+
+/// Keys 1 and 2, made.
+fn two_keys() -> FakeDpopKeys {
+    let keys = FakeDpopKeys::default();
+    block_on(keys.create()).unwrap();
+    block_on(keys.create()).unwrap();
+    keys
+}
+
+fn has(keys: &FakeDpopKeys, n: u8) -> bool {
+    block_on(keys.load(&FakeDpopKeys::jkt(n))).is_ok()
+}
+
+#[test]
+fn a_login_replacing_a_bound_session_deletes_the_old_key_once_in_use() {
+    let tab = Tab::with(bound("at-0", NOW - 1, &FakeDpopKeys::jkt(1)));
+    let keys = two_keys();
+    let login = bound("at-1", NOW, &FakeDpopKeys::jkt(2));
+    let failed = tab.run(async |r| r.complete_login(&keys, login.clone(), false).await);
+    assert_eq!(failed, None);
+    assert_eq!(tab.stored(), Some(login));
+    assert!(!has(&keys, 1), "the replaced session's key is deleted");
+    assert!(has(&keys, 2));
+    assert!(keys.memory_only.borrow().is_empty());
+}
+
+#[test]
+fn a_login_bound_to_the_same_key_keeps_it() {
+    let tab = Tab::with(bound("at-0", NOW - 1, &FakeDpopKeys::jkt(1)));
+    let keys = two_keys();
+    let login = bound("at-1", NOW, &FakeDpopKeys::jkt(1));
+    tab.run(async |r| r.complete_login(&keys, login, false).await);
+    assert!(has(&keys, 1));
+}
+
+#[test]
+fn a_login_kept_in_memory_keeps_its_key_in_memory_only() {
+    let tab = Tab::new(None, None);
+    let keys = two_keys();
+    let login = bound("at-1", NOW, &FakeDpopKeys::jkt(2));
+    tab.run(async |r| r.complete_login(&keys, login, true).await);
+    assert_eq!(*keys.memory_only.borrow(), vec![FakeDpopKeys::jkt(2)]);
+    assert!(has(&keys, 1), "nothing replaced, nothing deleted");
+}
