@@ -83,8 +83,8 @@ impl Reader {
         self.0.is_undefined() || self.0.is_null()
     }
 
-    /// An array's elements, or a plain object's members as `[name, value]`
-    /// pairs; `None` for anything else.
+    /// The value as an object (arrays included: callers check for those
+    /// first); `None` for a primitive.
     fn object(&self) -> Option<&Object> {
         self.0.dyn_ref::<Object>()
     }
