@@ -27,15 +27,11 @@ use crate::core::atproto::Resolver;
 use crate::core::atproto_login::{
     account_to_sign_in, client_endpoints, login_config, on_pds_of, AtprotoLogin,
 };
-use crate::core::authorize::RESPONSE_PARAMS;
+use crate::core::authorize::{callback_url, RESPONSE_PARAMS};
 use crate::core::authorized_call::{AuthorizedCall, Destination, Event, Step};
-use crate::core::client::{
-    discover, finish_login, needs_discovery, start_login, ClientConfig, KeptMetadata,
-};
-use crate::core::dpop::{
-    challenge_wants_nonce, make_proof, AthCache, Dpop, NonceBook, ProofFor, Role,
-};
+use crate::core::dpop::{make_proof, AthCache, Dpop, NonceBook, ProofFor, Role};
 use crate::core::jwks::JwksCache;
+use crate::core::login::{finish_login, start_login, ClientConfig};
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::origin::AllowedOrigins;
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
@@ -48,10 +44,12 @@ use crate::core::retirement::{
 use crate::core::session::{
     EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
 };
+use crate::core::startup::{
+    discover, metadata_at_start, shared_across_tabs, EndpointSource, KeptMetadata, MetadataStart,
+};
 use crate::core::user::{user_source, UserSource};
 use crate::core::{
-    check_endpoint_url, scope_requests_openid, AccessToken, Endpoints, Error, ProviderMetadata,
-    State, TokenSet,
+    scope_requests_openid, AccessToken, Endpoints, Error, ProviderMetadata, State, TokenSet,
 };
 
 /// The latchkey version, e.g. `"0.1.0"`.
@@ -215,13 +213,11 @@ async fn keep_later((kind, issuer, client_id): (StorageKind, String, String), ke
 
 /// Finishes a discovery that `create()` did not wait for (it started from
 /// kept metadata) and keeps the result for the next start.
-async fn revalidate(
+async fn revalidate_later(
     discovery: std::pin::Pin<
         Box<impl std::future::Future<Output = Result<ProviderMetadata, Error>>>,
     >,
-    kind: StorageKind,
-    issuer: String,
-    client_id: String,
+    (kind, issuer, client_id): (StorageKind, String, String),
 ) {
     if let Ok(fresh) = discovery.await {
         let (store, _) = BrowserSessionStore::open(kind, &issuer, &client_id).await;
@@ -277,9 +273,12 @@ impl AuthClient {
         // the slower of the two instead of their sum. Metadata kept from an
         // earlier start is used at once when discovery is slower; discovery
         // then goes on in the background and keeps what it finds.
-        if atproto.is_none() {
-            check_endpoint_url("issuer", &issuer, allow_insecure_loopback)?;
-        }
+        let source = EndpointSource::of(
+            atproto.is_some(),
+            &issuer,
+            &overrides,
+            allow_insecure_loopback,
+        )?;
         let open_and_load = async {
             let opening = async {
                 let (store, fallback) =
@@ -299,50 +298,52 @@ impl AuthClient {
             let ((store, fallback, loaded, kept), keys) = both(opening, keys).await;
             (store, fallback, loaded, kept, keys)
         };
-        let ((store, storage_fallback, loaded, _, dpop_keys), endpoints) = if atproto.is_some() {
-            // No issuer to discover: the servers are the stored
-            // account's, or become known at login.
-            let opened = open_and_load.await;
-            let account = opened.2.as_ref().ok().and_then(|t| t.as_ref());
-            let endpoints = Ok(client_endpoints(account.and_then(|t| t.atproto.as_deref())));
-            (opened, endpoints)
-        } else if needs_discovery(&overrides) {
-            let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
-            let (opened, early) = alongside(open_and_load, &mut discovery).await;
-            let (store, _, _, kept, _) = &opened;
-            let now = platform.now_ms();
-            let metadata = match (early, kept.clone().and_then(|k| k.usable(&issuer, now))) {
-                (Some(fresh), _) => {
-                    // Kept for the next start off the critical path.
-                    let fresh = fresh?;
-                    let kept = KeptMetadata {
-                        fetched_at_ms: now,
-                        metadata: fresh.clone(),
-                    };
-                    let target = (store.kind(), issuer.clone(), client_id.clone());
-                    wasm_bindgen_futures::spawn_local(keep_later(target, kept));
-                    fresh
-                }
-                (None, Some(kept)) => {
-                    wasm_bindgen_futures::spawn_local(revalidate(
-                        discovery,
-                        store.kind(),
-                        issuer.clone(),
-                        client_id.clone(),
-                    ));
-                    kept
-                }
-                (None, None) => {
-                    let fresh = discovery.await?;
-                    keep_metadata(store, &fresh, platform.now_ms()).await;
-                    fresh
-                }
-            };
-            let endpoints = Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
-            (opened, endpoints)
-        } else {
-            let endpoints = Endpoints::from_explicit(overrides, allow_insecure_loopback);
-            (open_and_load.await, endpoints)
+        let ((store, storage_fallback, loaded, _, dpop_keys), endpoints) = match source {
+            EndpointSource::Account => {
+                let opened = open_and_load.await;
+                let account = opened.2.as_ref().ok().and_then(|t| t.as_ref());
+                let endpoints = Ok(client_endpoints(account.and_then(|t| t.atproto.as_deref())));
+                (opened, endpoints)
+            }
+            EndpointSource::Explicit => {
+                let endpoints = Endpoints::from_explicit(overrides, allow_insecure_loopback);
+                (open_and_load.await, endpoints)
+            }
+            EndpointSource::Discovery => {
+                let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
+                let (opened, early) = alongside(open_and_load, &mut discovery).await;
+                let (store, _, _, kept, _) = &opened;
+                let now = platform.now_ms();
+                let target = (store.kind(), issuer.clone(), client_id.clone());
+                let metadata = match metadata_at_start(early, kept.clone(), &issuer, now)? {
+                    MetadataStart::Fresh(fresh) => {
+                        // Kept for the next start off the critical path.
+                        let kept = KeptMetadata {
+                            fetched_at_ms: now,
+                            metadata: fresh.clone(),
+                        };
+                        wasm_bindgen_futures::spawn_local(keep_later(target, kept));
+                        fresh
+                    }
+                    MetadataStart::Kept {
+                        metadata,
+                        revalidate,
+                    } => {
+                        if revalidate {
+                            wasm_bindgen_futures::spawn_local(revalidate_later(discovery, target));
+                        }
+                        metadata
+                    }
+                    MetadataStart::Wait => {
+                        let fresh = discovery.await?;
+                        keep_metadata(store, &fresh, platform.now_ms()).await;
+                        fresh
+                    }
+                };
+                let endpoints =
+                    Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
+                (opened, endpoints)
+            }
         };
         let endpoints = endpoints?;
         // A corrupt or foreign record has been cleared by the store; the app
@@ -368,12 +369,13 @@ impl AuthClient {
                 .unwrap_or_else(|| BrowserDpopKeys::in_memory(&config.issuer, &config.client_id)),
         );
         let nonces = Rc::<NonceBook>::default();
-        let nonce_channel = match (dpop, store.kind()) {
-            (false, _) | (_, StorageKind::Memory) => None,
-            _ => NonceChannel::open(&Session::name(&config.issuer, &config.client_id), &nonces),
+        let shared = shared_across_tabs(store.kind());
+        let nonce_channel = match dpop && shared {
+            false => None,
+            true => NonceChannel::open(&Session::name(&config.issuer, &config.client_id), &nonces),
         };
         // PAR asked for (or required) but impossible: said now, not at login.
-        if atproto.is_none() {
+        if source != EndpointSource::Account {
             config.par_endpoint()?;
         }
         let events = Rc::<Emitter>::default();
@@ -381,7 +383,7 @@ impl AuthClient {
         session.set_observer(session_observer(&events, store.kind()));
         // A session only this tab can see needs no cross-tab lock or channel.
         let name = Session::name(&config.issuer, &config.client_id);
-        let (lock, channel) = if store.kind() == StorageKind::Memory {
+        let (lock, channel) = if !shared {
             (WebSessionLock::tab_only(), SessionChannel::none())
         } else {
             let receiver = Rc::downgrade(&session);
@@ -677,12 +679,12 @@ async fn login(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
 
 /// What `handleRedirectCallback` does (documented on the export), run by [`run`].
 async fn handle_redirect_callback(inner: &Inner, url: Option<String>) -> Result<JsValue, Error> {
-    let current = window()?.location().href().unwrap_or_default();
-    let url = url.unwrap_or_else(|| current.clone());
+    let address_bar = window()?.location().href().unwrap_or_default();
+    let (url, clean) = callback_url(url, address_bar);
     let parsed = web_sys::Url::new(&url)
         .map_err(|_| Error::invalid_option("url", "must be an absolute URL"))?;
     let params = query_pairs(&parsed);
-    if url == current {
+    if clean {
         clean_address_bar(&parsed);
     }
     let result = match &inner.atproto {
@@ -988,21 +990,15 @@ async fn send_authorized(
         .map_err(js_err)?;
     let answer = authorized::send(&request).await?;
     let headers = answer.headers();
-    // New to this request (another call may have kept it already).
-    let fresh = match headers.get("DPoP-Nonce").ok().flatten() {
-        Some(next) => {
-            inner.nonces.learn(role, &url, &next);
-            nonce.as_deref() != Some(next.as_str())
-        }
-        None => false,
-    };
-    let refused = fresh
-        && answer.status() == 401
-        && headers
-            .get("WWW-Authenticate")
-            .ok()
-            .flatten()
-            .is_some_and(|challenge| challenge_wants_nonce(&challenge));
+    let header = |name: &str| headers.get(name).ok().flatten();
+    let refused = inner.nonces.after_resource_answer(
+        role,
+        &url,
+        nonce.as_deref(),
+        answer.status(),
+        header("DPoP-Nonce").as_deref(),
+        header("WWW-Authenticate").as_deref(),
+    );
     Ok((answer, refused))
 }
 

@@ -1,5 +1,9 @@
 //! [`Http`](crate::core::ports::Http) over the browser's `fetch`, decoding JSON with `JSON.parse` and
-//! serde-wasm-bindgen (no JSON parser in the wasm).
+//! [`from_js`] (no JSON parser in the wasm).
+//!
+//! The requests return the parsed body as a JS value; only [`decode`] is
+//! generic over the body's type, so each request's code is in the wasm once
+//! rather than once per type of answer.
 
 use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
@@ -18,11 +22,26 @@ fn network(value: JsValue) -> Error {
     }
 }
 
-/// Sends one request and decodes the JSON answer.
-pub async fn send<T: DeserializeOwned>(
-    url: &str,
-    init: &RequestInit,
-) -> Result<HttpReply<T>, Error> {
+/// A reply whose body is parsed JSON, not yet read as a type.
+pub type JsonReply = HttpReply<JsValue>;
+
+/// Reads `reply`'s parsed body as a `T`.
+pub fn decode<T: DeserializeOwned>(reply: JsonReply) -> HttpReply<T> {
+    HttpReply {
+        status: reply.status,
+        // No detail: one could quote a value from the body (a token); the
+        // reader builds none (see `from_js`).
+        body: reply
+            .body
+            .and_then(|json| from_js(json).map_err(|_| "JSON of an unexpected shape".to_owned())),
+        retry_after_s: reply.retry_after_s,
+        dpop_nonce: reply.dpop_nonce,
+        oauth_error: reply.oauth_error,
+    }
+}
+
+/// Sends one request and parses the JSON answer.
+pub async fn send(url: &str, init: &RequestInit) -> Result<JsonReply, Error> {
     let window = web_sys::window().ok_or_else(|| network("no window".into()))?;
     let response: Response = JsFuture::from(window.fetch_with_str_and_init(url, init))
         .await
@@ -46,11 +65,7 @@ pub async fn send<T: DeserializeOwned>(
             .and_then(|e| e.as_string()),
         _ => None,
     };
-    let body = json
-        .map_err(|_| "the body is not JSON".to_owned())
-        // No detail: one could quote a value from the body (a token); the
-        // reader builds none (see `from_js`).
-        .and_then(|json| from_js(json).map_err(|_| "JSON of an unexpected shape".to_owned()));
+    let body = json.map_err(|_| "the body is not JSON".to_owned());
     Ok(HttpReply {
         status,
         body,
@@ -84,23 +99,17 @@ fn json_get() -> Result<RequestInit, Error> {
 }
 
 /// `GET url` asking for JSON, aborted after `timeout_ms`.
-pub async fn get_json<T: DeserializeOwned>(
-    url: &str,
-    timeout_ms: u32,
-) -> Result<HttpReply<T>, Error> {
+pub async fn get_json(url: &str, timeout_ms: u32) -> Result<JsonReply, Error> {
     send_within(url, &json_get()?, timeout_ms).await
 }
 
 /// [`get_json`] that follows no redirect (a `network_error`): identity
 /// resolution must not be steered to a host the document did not name.
-pub async fn get_json_no_redirect<T: DeserializeOwned>(
-    url: &str,
-    timeout_ms: u32,
-) -> Result<HttpReply<T>, Error> {
+pub async fn get_json_no_redirect(url: &str, timeout_ms: u32) -> Result<JsonReply, Error> {
     let init = json_get()?;
     init.set_redirect(web_sys::RequestRedirect::Manual);
     // A redirect is then an opaque answer (status 0), never followed.
-    let reply = send_within::<T>(url, &init, timeout_ms).await?;
+    let reply = send_within(url, &init, timeout_ms).await?;
     if reply.status == 0 || (300..400).contains(&reply.status) {
         return Err(Error::Network {
             reason:
@@ -114,12 +123,12 @@ pub async fn get_json_no_redirect<T: DeserializeOwned>(
 /// `POST url` with a form-encoded body and, when given, a `DPoP` proof,
 /// aborted after `timeout_ms`; credentials are never sent (a public client
 /// authenticates with PKCE, not cookies).
-pub async fn post_form<T: DeserializeOwned>(
+pub async fn post_form(
     url: &str,
     form: &[(String, String)],
     proof: Option<&DpopProof>,
     timeout_ms: u32,
-) -> Result<HttpReply<T>, Error> {
+) -> Result<JsonReply, Error> {
     let params = UrlSearchParams::new().map_err(network)?;
     for (name, value) in form {
         params.append(name, value);
@@ -143,11 +152,7 @@ pub async fn post_form<T: DeserializeOwned>(
 /// [`send`], aborted by the browser after `timeout_ms`. The abort is a
 /// `network_error` saying so; the caller's own deadline (a refresh's) may
 /// name it better.
-async fn send_within<T: DeserializeOwned>(
-    url: &str,
-    init: &RequestInit,
-    timeout_ms: u32,
-) -> Result<HttpReply<T>, Error> {
+async fn send_within(url: &str, init: &RequestInit, timeout_ms: u32) -> Result<JsonReply, Error> {
     init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(timeout_ms)));
     send(url, init).await.map_err(|error| match error {
         Error::Network { reason } if reason.starts_with("TimeoutError") => Error::Network {

@@ -52,7 +52,9 @@ impl Crypto for BrowserPlatform {
 
 impl Http for BrowserPlatform {
     async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        http::get_json(url, self.request_timeout_ms).await
+        http::get_json(url, self.request_timeout_ms)
+            .await
+            .map(http::decode)
     }
 
     async fn post_form_with_proof<T: DeserializeOwned>(
@@ -61,7 +63,9 @@ impl Http for BrowserPlatform {
         form: &[(String, String)],
         proof: Option<&DpopProof>,
     ) -> Result<HttpReply<T>, Error> {
-        http::post_form(url, form, proof, self.request_timeout_ms).await
+        http::post_form(url, form, proof, self.request_timeout_ms)
+            .await
+            .map(http::decode)
     }
 }
 
@@ -71,7 +75,9 @@ pub struct NoRedirects<'a>(pub &'a BrowserPlatform);
 
 impl Http for NoRedirects<'_> {
     async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        http::get_json_no_redirect(url, self.0.request_timeout_ms).await
+        http::get_json_no_redirect(url, self.0.request_timeout_ms)
+            .await
+            .map(http::decode)
     }
 
     async fn post_form_with_proof<T: DeserializeOwned>(

@@ -12,7 +12,8 @@ use crate::browser::from_js::from_js;
 use crate::browser::js_error::describe;
 use crate::browser::js_error::to_js;
 use crate::browser::platform::{BrowserPlatform, NoRedirects};
-use crate::core::atproto::{verify_subject, Resolver};
+use crate::core::atproto::Resolver;
+use crate::core::atproto_login::refresh_endpoint;
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor, Role};
 use crate::core::ports::DpopKeys;
 use crate::core::ports::{HttpReply, RefreshTransport};
@@ -46,21 +47,13 @@ impl RefreshTransport for BrowserRefresh {
         let platform = BrowserPlatform {
             request_timeout_ms: self.settle_cap_ms,
         };
-        let token_endpoint = match (&self.atproto, &current.atproto) {
-            (Some(resolver), Some(account)) => {
-                // The server may still sign this account in: its PDS still
-                // names it (the account may have moved).
-                verify_subject(
-                    &NoRedirects(&platform),
-                    resolver,
-                    &account.did,
-                    &account.issuer,
-                )
-                .await?;
-                account.token_endpoint.as_str()
-            }
-            _ => self.token_endpoint.as_str(),
-        };
+        let token_endpoint = refresh_endpoint(
+            &NoRedirects(&platform),
+            self.atproto.as_ref(),
+            current.atproto.as_deref(),
+            &self.token_endpoint,
+        )
+        .await?;
         match &self.custom {
             None => {
                 let grant = RefreshGrant {
@@ -77,7 +70,7 @@ impl RefreshTransport for BrowserRefresh {
                 };
                 grant.refresh(current).await
             }
-            Some(function) => self.call_custom(function, current).await,
+            Some(function) => self.call_custom(function, current, token_endpoint).await,
         }
     }
 }
@@ -128,13 +121,15 @@ impl BrowserRefresh {
     }
 
     /// Calls `refresh({ refreshToken, accessToken, tokenEndpoint, clientId,
-    /// scope, dpopProof? })` and reads what it resolves with as a token response. An
+    /// scope, dpopProof? })` (`tokenEndpoint` is the session's: an atproto
+    /// account's own server's) and reads what it resolves with as a token response. An
     /// object with `error` is the server's refusal (`invalid_grant` ends the
     /// session); a throw or rejection is a transient failure.
     async fn call_custom(
         &self,
         function: &Function,
         current: &TokenSet,
+        token_endpoint: &str,
     ) -> Result<HttpReply<RawTokenResponse>, Error> {
         let refresh_token = current
             .refresh_token
@@ -146,7 +141,7 @@ impl BrowserRefresh {
         };
         set("refreshToken", refresh_token.secret().into());
         set("accessToken", current.access_token.secret().into());
-        set("tokenEndpoint", self.token_endpoint.as_str().into());
+        set("tokenEndpoint", token_endpoint.into());
         set("clientId", self.client_id.as_str().into());
         set("scope", current.scope.as_deref().into());
         // A bound session's request must be signed: the app gets a proof

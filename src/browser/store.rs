@@ -18,38 +18,13 @@ use crate::browser::from_js::from_js;
 use crate::browser::idb::IdbKeyValue;
 use crate::browser::js_error::{crypto, storage};
 use crate::browser::webcrypto;
-use crate::core::client::KeptMetadata;
 use crate::core::envelope::{associated_data, Envelope};
 use crate::core::json_text::to_json;
 use crate::core::ports::SessionStore;
-use crate::core::public_api::STORAGE_KINDS;
+pub use crate::core::public_api::StorageKind;
 use crate::core::race::both;
+use crate::core::startup::KeptMetadata;
 use crate::core::{Error, PendingTransaction, TokenSet};
-
-/// Where tokens are kept, in the order of `STORAGE_KINDS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageKind {
-    /// IndexedDB, encrypted (the default).
-    IndexedDb,
-    /// localStorage, encrypted with the key kept in IndexedDB.
-    LocalStorage,
-    /// This tab's memory only.
-    Memory,
-}
-
-impl StorageKind {
-    /// The option value naming this kind.
-    pub fn as_str(self) -> &'static str {
-        STORAGE_KINDS[self as usize]
-    }
-
-    /// Parses the `storage` option.
-    pub fn parse(value: &str) -> Option<StorageKind> {
-        [Self::IndexedDb, Self::LocalStorage, Self::Memory]
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
-    }
-}
 
 /// IndexedDB database and object store holding the encrypted records.
 pub const RECORDS_DB: (&str, &str) = ("latchkey", "records");

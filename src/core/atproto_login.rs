@@ -2,7 +2,7 @@
 //! login goes, and what is checked before its tokens are kept. The chain
 //! itself (handle → DID → PDS → authorization server) is in
 //! [`crate::core::atproto`]; the OAuth steps are the client's
-//! ([`start_login`](crate::core::client::start_login),
+//! ([`start_login`](crate::core::login::start_login),
 //! [`finish_taken_login`]). The binding only reads the options and calls
 //! these.
 //!
@@ -20,10 +20,10 @@
 //!    exchange deletes its key.
 
 use crate::core::atproto::{self, Account, Resolver};
-use crate::core::client::{finish_taken_login, ClientConfig, LoginResult};
 use crate::core::discovery::Endpoints;
 use crate::core::dpop::{Dpop, DpopKeys};
 use crate::core::jwks::JwksCache;
+use crate::core::login::{finish_taken_login, ClientConfig, LoginResult};
 use crate::core::origin::Origin;
 use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
@@ -74,6 +74,27 @@ pub fn client_endpoints(account: Option<&Account>) -> Endpoints {
 pub fn on_pds_of(account: &Account, url: &str) -> bool {
     let origin = Origin::of_url(url);
     origin.is_some() && origin == Origin::of_url(&account.pds)
+}
+
+/// Where a session refreshes. An atproto session refreshes at its
+/// account's own server, and only once that server may still sign the
+/// account in: the account's DID document still names a PDS that names the
+/// server (the account may have moved since; `issuer_mismatch` or a
+/// resolution error otherwise, and no refresh token leaves). Any other
+/// session refreshes at the client's `configured` token endpoint.
+pub async fn refresh_endpoint<'a, H: Http>(
+    resolving: &H,
+    resolver: Option<&Resolver>,
+    account: Option<&'a Account>,
+    configured: &'a str,
+) -> Result<&'a str, Error> {
+    match (resolver, account) {
+        (Some(resolver), Some(account)) => {
+            atproto::verify_subject(resolving, resolver, &account.did, &account.issuer).await?;
+            Ok(account.token_endpoint.as_str())
+        }
+        _ => Ok(configured),
+    }
 }
 
 /// Rule 2: the configuration of a login to the authorization server

@@ -2,8 +2,8 @@
 //! that asserts each exact request and fails on any left unused.
 
 use super::*;
-use crate::core::client::start_login;
 use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
+use crate::core::login::start_login;
 use crate::core::PkceVerifier;
 
 const NOW: u64 = 1_700_000_000_000;
@@ -315,4 +315,44 @@ fn only_the_accounts_pds_origin_is_its_own() {
     assert!(!on_pds_of(&account(), "https://pds.example.evil/xrpc"));
     assert!(!on_pds_of(&account(), "http://pds.example/xrpc"));
     assert!(!on_pds_of(&account(), "not a url"));
+}
+
+const CONFIGURED: &str = "https://client.example/token";
+
+#[test]
+fn a_session_without_an_account_refreshes_where_the_client_says() {
+    let platform = FakePlatform::at(NOW); // scripted with no request at all
+    let endpoint = block_on(refresh_endpoint(
+        &platform,
+        Some(&resolver()),
+        None,
+        CONFIGURED,
+    ));
+    assert_eq!(endpoint.unwrap(), CONFIGURED);
+    let account = account();
+    let oidc = block_on(refresh_endpoint(
+        &platform,
+        None,
+        Some(&account),
+        CONFIGURED,
+    ));
+    assert_eq!(oidc.unwrap(), CONFIGURED, "no profile, no account check");
+}
+
+#[test]
+fn an_account_still_at_its_server_refreshes_there() {
+    let platform = FakePlatform::at(NOW);
+    expect_account(&platform, AS);
+    let (account, resolver) = (account(), resolver());
+    let endpoint = refresh_endpoint(&platform, Some(&resolver), Some(&account), CONFIGURED);
+    assert_eq!(block_on(endpoint).unwrap(), TOKEN);
+}
+
+#[test]
+fn an_account_that_moved_to_another_server_does_not_refresh() {
+    let platform = FakePlatform::at(NOW);
+    expect_account(&platform, "https://elsewhere.example");
+    let (account, resolver) = (account(), resolver());
+    let endpoint = refresh_endpoint(&platform, Some(&resolver), Some(&account), CONFIGURED);
+    assert_eq!(block_on(endpoint).unwrap_err().code(), "issuer_mismatch");
 }

@@ -58,6 +58,17 @@ pub const RESPONSE_PARAMS: &[&str] = &[
     "session_state",
 ];
 
+/// The callback URL that `handleRedirectCallback` reads — the one the app
+/// gave, else the address bar's — and whether the address bar is cleaned of
+/// [`RESPONSE_PARAMS`] afterwards: only when it is the URL read (a URL the
+/// app passed from elsewhere, a popup's say, leaves the page's own alone).
+pub fn callback_url(given: Option<String>, address_bar: String) -> (String, bool) {
+    match given {
+        Some(url) if url != address_bar => (url, false),
+        _ => (address_bar, true),
+    }
+}
+
 /// Whether a space-separated `scope` contains the `openid` token
 /// ([RFC 6749 §3.3](https://www.rfc-editor.org/rfc/rfc6749#section-3.3)):
 /// then the request is an OpenID Connect one and carries a `nonce`.
@@ -369,6 +380,25 @@ pub fn validate_callback(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_address_bar_is_read_and_cleaned_when_no_url_is_given() {
+        let bar = "https://app.example/cb?code=c&state=s".to_string();
+        assert_eq!(callback_url(None, bar.clone()), (bar, true));
+    }
+
+    #[test]
+    fn a_given_url_equal_to_the_address_bar_cleans_it() {
+        let bar = "https://app.example/cb?code=c&state=s".to_string();
+        assert_eq!(callback_url(Some(bar.clone()), bar.clone()), (bar, true));
+    }
+
+    #[test]
+    fn a_url_from_elsewhere_leaves_the_address_bar_alone() {
+        let given = "https://app.example/popup?code=c&state=s".to_string();
+        let bar = "https://app.example/page".to_string();
+        assert_eq!(callback_url(Some(given.clone()), bar), (given, false));
+    }
 
     const ISSUER: &str = "https://idp.example.com";
     const STATE: &str = "the-state";

@@ -264,9 +264,10 @@ impl<'a, K: DpopKeys> Dpop<'a, K> {
 /// resource's (`fetchWithAuth`, UserInfo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// PAR, token and revocation endpoints.
+    /// PAR, token and revocation endpoints, and UserInfo (the authorization
+    /// server's own resource: its nonce is the server's).
     AuthorizationServer,
-    /// An API (and UserInfo, which is one).
+    /// An API.
     Resource,
 }
 
@@ -326,6 +327,31 @@ impl NonceBook {
             }
         }
         new
+    }
+
+    /// After a protected resource (an API, or UserInfo in the authorization
+    /// server's `role`) answered a request whose proof carried `sent`: keeps
+    /// the answer's nonce for `role`, and says whether the answer refuses the
+    /// nonce sent ([§9](https://www.rfc-editor.org/rfc/rfc9449#section-9)):
+    /// a `401` with a DPoP challenge asking for `use_dpop_nonce` and a nonce
+    /// other than the one sent. Without a different nonce a resend would be
+    /// refused again, so it is not a refusal worth resending for. (The
+    /// nonce is compared with the one sent, not with the book: another call
+    /// may have learned it already.)
+    pub fn after_resource_answer(
+        &self,
+        role: Role,
+        url: &str,
+        sent: Option<&str>,
+        status: u16,
+        answer_nonce: Option<&str>,
+        challenge: Option<&str>,
+    ) -> bool {
+        let Some(next) = answer_nonce else {
+            return false;
+        };
+        self.learn(role, url, next);
+        sent != Some(next) && status == 401 && challenge.is_some_and(challenge_wants_nonce)
     }
 
     /// [`NonceBook::learn`] without telling the observer: for a nonce

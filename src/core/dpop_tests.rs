@@ -208,6 +208,102 @@ fn a_challenge_asking_for_a_nonce_is_recognised() {
     assert!(!challenge_wants_nonce(r#"Bearer error="use_dpop_nonce""#));
 }
 
+const API: &str = "https://api.example/things";
+const CHALLENGE: &str = r#"DPoP error="use_dpop_nonce", error_description="nonce needed""#;
+
+#[test]
+fn a_resource_401_asking_for_a_new_nonce_refuses_the_one_sent_and_keeps_the_new() {
+    let book = NonceBook::default();
+    let refused = book.after_resource_answer(
+        Role::Resource,
+        API,
+        Some("n-1"),
+        401,
+        Some("n-2"),
+        Some(CHALLENGE),
+    );
+    assert!(refused);
+    assert_eq!(book.get(Role::Resource, API).as_deref(), Some("n-2"));
+}
+
+#[test]
+fn a_resource_answer_without_a_nonce_refuses_nothing() {
+    let book = NonceBook::default();
+    assert!(!book.after_resource_answer(
+        Role::Resource,
+        API,
+        Some("n-1"),
+        401,
+        None,
+        Some(CHALLENGE)
+    ));
+    assert_eq!(book.get(Role::Resource, API), None);
+}
+
+#[test]
+fn userinfos_nonce_is_kept_as_the_authorization_servers() {
+    let book = NonceBook::default();
+    let userinfo = "https://idp.example/me";
+    let refused = book.after_resource_answer(
+        Role::AuthorizationServer,
+        userinfo,
+        None,
+        401,
+        Some("n-1"),
+        Some(CHALLENGE),
+    );
+    assert!(refused);
+    assert_eq!(
+        book.get(Role::AuthorizationServer, userinfo).as_deref(),
+        Some("n-1")
+    );
+    assert_eq!(book.get(Role::Resource, userinfo), None);
+}
+
+#[test]
+fn the_same_nonce_back_is_not_worth_a_resend() {
+    let book = NonceBook::default();
+    assert!(!book.after_resource_answer(
+        Role::Resource,
+        API,
+        Some("n-1"),
+        401,
+        Some("n-1"),
+        Some(CHALLENGE)
+    ));
+}
+
+#[test]
+fn a_nonce_already_learned_by_another_call_still_refuses_this_one() {
+    let book = NonceBook::default();
+    book.learn(Role::Resource, API, "n-2");
+    assert!(book.after_resource_answer(
+        Role::Resource,
+        API,
+        Some("n-1"),
+        401,
+        Some("n-2"),
+        Some(CHALLENGE)
+    ));
+}
+
+#[test]
+fn a_new_nonce_on_any_other_answer_is_kept_but_refuses_nothing() {
+    let book = NonceBook::default();
+    assert!(!book.after_resource_answer(Role::Resource, API, Some("n-1"), 200, Some("n-2"), None));
+    assert_eq!(book.get(Role::Resource, API).as_deref(), Some("n-2"));
+    let other = r#"DPoP error="invalid_token""#;
+    assert!(!book.after_resource_answer(
+        Role::Resource,
+        API,
+        Some("n-2"),
+        401,
+        Some("n-3"),
+        Some(other)
+    ));
+    assert!(!book.after_resource_answer(Role::Resource, API, Some("n-3"), 401, Some("n-4"), None));
+}
+
 /// A token request through [`DpopHttp`] with `FakeDpopKey` 1.
 fn post(platform: &FakePlatform, book: &NonceBook) -> Result<HttpReply<serde_json::Value>, Error> {
     let key = FakeDpopKey::numbered(1);

@@ -42,9 +42,9 @@ pub use token::{
 };
 pub use verify::{verify_id_token, VerifiedIdToken};
 
-pub mod client;
 pub mod end_session;
 pub mod envelope;
+pub mod login;
 pub mod memory_store;
 pub mod oidc;
 pub mod origin;
@@ -56,6 +56,7 @@ pub mod retirement;
 pub mod revocation;
 pub mod session;
 pub mod single_flight;
+pub mod startup;
 pub mod user;
 pub mod userinfo;
 

@@ -117,6 +117,31 @@ impl StorageProblem {
     }
 }
 
+/// Where tokens are kept, in the order of `STORAGE_KINDS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// IndexedDB, encrypted (the default).
+    IndexedDb,
+    /// localStorage, encrypted with the key kept in IndexedDB.
+    LocalStorage,
+    /// This tab's memory only.
+    Memory,
+}
+
+impl StorageKind {
+    /// The option value naming this kind.
+    pub fn as_str(self) -> &'static str {
+        STORAGE_KINDS[self as usize]
+    }
+
+    /// Parses the `storage` option.
+    pub fn parse(value: &str) -> Option<StorageKind> {
+        [Self::IndexedDb, Self::LocalStorage, Self::Memory]
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,6 +172,46 @@ test("a corrupt stored record is cleared at start-up with a storage event, signe
   }
 });
 
+test("a returning tab starts from the kept metadata when discovery fails before the store is read", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const options = clientOptions(idp);
+    await loginViaRedirect(page, idp, options);
+    const done = await withClient(page, options, (client) => client.handleRedirectCallback());
+    assert.deepEqual(done.error, undefined);
+
+    // The tab cannot reach the discovery documents and learns so at once
+    // (as offline, or a refused connection): the page's fetch rejects them
+    // in the same task, so create() sees discovery fail before IndexedDB
+    // has answered. The metadata kept with the session still starts it.
+    const second = await context.newPage();
+    await openApp(second, `${idp.spaOrigin}/`);
+    await second.evaluate(() => {
+      const real = window.fetch.bind(window);
+      window.refusedDiscoveries = 0;
+      window.fetch = (input, init) => {
+        const url = typeof input === "string" ? input : input.url;
+        if (!url.includes("/.well-known/")) return real(input, init);
+        window.refusedDiscoveries += 1;
+        return Promise.reject(new TypeError("Failed to fetch"));
+      };
+    });
+    const started = await withClient(
+      second,
+      options,
+      async (client, url) => ({
+        status: (await client.fetchWithAuth(url)).status,
+        refused: window.refusedDiscoveries,
+      }),
+      idp.whoamiUrl,
+    );
+    assert.deepEqual(started.value, { status: 200, refused: 2 }, JSON.stringify(started));
+  } finally {
+    await context.close();
+  }
+});
+
 test("a returning tab starts from the metadata kept with the session, without waiting for discovery, and revalidates it in the background", async () => {
   const context = await browser.newContext();
   try {

@@ -1,5 +1,7 @@
-//! The login half of a client: resolving endpoints, starting the
-//! Authorization Code + PKCE flow, and completing it from the callback.
+//! A login: the client's configuration, starting the Authorization Code +
+//! PKCE flow (with PAR and DPoP when configured), and completing it from the
+//! callback. Where the endpoints come from is decided at start-up
+//! ([`crate::core::startup`]).
 //!
 //! Generic over the [`crate::core::ports`] traits so that every step runs
 //! natively in tests against fakes.
@@ -8,14 +10,11 @@ use crate::core::dpop::{Dpop, Role};
 use crate::core::jwks::JwksCache;
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::par::push_authorization_request;
-use crate::core::ports::{
-    Clock, Crypto, DpopKeys, Http, HttpReply, Json, SessionStore, SignatureVerifier,
-};
+use crate::core::ports::{Clock, Crypto, DpopKeys, Http, Json, SessionStore, SignatureVerifier};
 use crate::core::token::token_set_from_reply;
 use crate::core::{
-    check_endpoint_url, code_exchange_params, discovery_urls, validate_callback,
-    AuthorizationRequest, EndpointOverrides, Endpoints, Error, Nonce, PendingTransaction,
-    PkceChallenge, PkceVerifier, ProviderMetadata, RawTokenResponse, State, TokenSet,
+    code_exchange_params, validate_callback, AuthorizationRequest, Endpoints, Error, Nonce,
+    PendingTransaction, PkceChallenge, PkceVerifier, RawTokenResponse, State, TokenSet,
 };
 
 /// A validated client configuration: what `AuthClient.create` resolves once.
@@ -53,82 +52,6 @@ impl ClientConfig {
                 "the issuer has no pushed_authorization_request_endpoint (give pushedAuthorizationRequestEndpoint)",
             )
         })
-    }
-}
-
-/// Resolves the endpoints: explicit ones alone when both the authorization
-/// and token endpoints are given, otherwise discovery (OIDC Discovery §4
-/// first, then [RFC 8414 §3](https://www.rfc-editor.org/rfc/rfc8414#section-3))
-/// with the explicit ones overriding what was discovered.
-pub async fn resolve_endpoints<H: Http>(
-    http: &H,
-    issuer: &str,
-    overrides: EndpointOverrides,
-    allow_insecure_loopback: bool,
-) -> Result<Endpoints, Error> {
-    check_endpoint_url("issuer", issuer, allow_insecure_loopback)?;
-    if !needs_discovery(&overrides) {
-        return Endpoints::from_explicit(overrides, allow_insecure_loopback);
-    }
-    let metadata = discover(http, issuer).await?;
-    Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback)
-}
-
-/// Whether the endpoints come from discovery: unless both the
-/// authorization and token endpoints are given.
-pub fn needs_discovery(overrides: &EndpointOverrides) -> bool {
-    overrides.authorization.is_none() || overrides.token.is_none()
-}
-
-/// The issuer's metadata, validated against `issuer`: the OpenID Connect
-/// document first, then RFC 8414's.
-pub async fn discover<H: Http>(http: &H, issuer: &str) -> Result<ProviderMetadata, Error> {
-    let mut failures = Vec::new();
-    for url in discovery_urls(issuer) {
-        match http.get_json::<ProviderMetadata>(&url).await {
-            Ok(HttpReply {
-                status: 200,
-                body: Ok(metadata),
-                ..
-            }) => return metadata.validate(issuer),
-            Ok(HttpReply {
-                status: 200,
-                body: Err(reason),
-                ..
-            }) => failures.push(format!("{url}: {reason}")),
-            Ok(HttpReply { status, .. }) => failures.push(format!("{url}: HTTP {status}")),
-            Err(error) => failures.push(format!("{url}: {error}")),
-        }
-    }
-    Err(Error::Discovery {
-        reason: failures.join("; "),
-    })
-}
-
-/// How old kept metadata may be and still be used at start-up (it is
-/// revalidated in the background every time it is used).
-pub const METADATA_MAX_AGE_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// Discovered metadata kept with the session, so a returning tab starts
-/// without waiting for discovery.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KeptMetadata {
-    /// When it was fetched.
-    pub fetched_at_ms: u64,
-    /// What was fetched (validated then).
-    pub metadata: ProviderMetadata,
-}
-
-impl KeptMetadata {
-    /// The kept metadata when it can be used at `now_ms` for `issuer`: not
-    /// older than [`METADATA_MAX_AGE_MS`], not from the future, and valid
-    /// for this issuer (checked again: storage is input like any other).
-    pub fn usable(self, issuer: &str, now_ms: u64) -> Option<ProviderMetadata> {
-        let age = now_ms.checked_sub(self.fetched_at_ms)?;
-        if age > METADATA_MAX_AGE_MS {
-            return None;
-        }
-        self.metadata.validate(issuer).ok()
     }
 }
 
@@ -384,13 +307,6 @@ mod tests {
     const ISSUER: &str = "https://idp.example";
     const NOW: u64 = 1_700_000_000_000;
 
-    fn metadata(issuer: &str) -> String {
-        format!(
-            r#"{{"issuer":"{issuer}","authorization_endpoint":"{issuer}/auth","token_endpoint":"{issuer}/token",
-            "code_challenge_methods_supported":["S256"],"authorization_response_iss_parameter_supported":true}}"#
-        )
-    }
-
     fn config() -> ClientConfig {
         ClientConfig {
             issuer: ISSUER.into(),
@@ -445,144 +361,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn explicit_endpoints_need_no_discovery() {
-        let platform = FakePlatform::at(NOW); // scripted with no request at all
-        let overrides = EndpointOverrides {
-            authorization: Some(format!("{ISSUER}/a")),
-            token: Some(format!("{ISSUER}/t")),
-            ..Default::default()
-        };
-        let endpoints = block_on(resolve_endpoints(&platform, ISSUER, overrides, false)).unwrap();
-        assert_eq!(endpoints.token, format!("{ISSUER}/t"));
-    }
-
-    #[test]
-    fn discovery_uses_openid_configuration_first() {
-        let platform = FakePlatform::at(NOW);
-        platform.expect_get(
-            &format!("{ISSUER}/.well-known/openid-configuration"),
-            200,
-            &metadata(ISSUER),
-        );
-        let endpoints = block_on(resolve_endpoints(
-            &platform,
-            ISSUER,
-            Default::default(),
-            false,
-        ))
-        .unwrap();
-        assert_eq!(endpoints.authorization, format!("{ISSUER}/auth"));
-        assert!(endpoints.iss_parameter_supported);
-    }
-
-    #[test]
-    fn discovery_falls_back_to_rfc8414() {
-        let platform = FakePlatform::at(NOW);
-        platform.expect_get_network_error(&format!("{ISSUER}/.well-known/openid-configuration"));
-        platform.expect_get(
-            &format!("{ISSUER}/.well-known/oauth-authorization-server"),
-            200,
-            &metadata(ISSUER),
-        );
-        let endpoints = block_on(resolve_endpoints(
-            &platform,
-            ISSUER,
-            Default::default(),
-            false,
-        ))
-        .unwrap();
-        assert_eq!(endpoints.token, format!("{ISSUER}/token"));
-    }
-
-    #[test]
-    fn discovery_rejects_another_issuer() {
-        let platform = FakePlatform::at(NOW);
-        platform.expect_get(
-            &format!("{ISSUER}/.well-known/openid-configuration"),
-            200,
-            &metadata("https://evil.example"),
-        );
-        let error = block_on(resolve_endpoints(
-            &platform,
-            ISSUER,
-            Default::default(),
-            false,
-        ))
-        .unwrap_err();
-        assert_eq!(error.code(), "issuer_mismatch");
-    }
-
-    #[test]
-    fn discovery_failure_names_both_documents() {
-        let platform = FakePlatform::at(NOW);
-        platform.expect_get(
-            &format!("{ISSUER}/.well-known/openid-configuration"),
-            404,
-            "{}",
-        );
-        platform.expect_get(
-            &format!("{ISSUER}/.well-known/oauth-authorization-server"),
-            200,
-            "not json",
-        );
-        let error = block_on(resolve_endpoints(
-            &platform,
-            ISSUER,
-            Default::default(),
-            false,
-        ))
-        .unwrap_err();
-        assert_eq!(error.code(), "discovery_failed");
-        let text = error.to_string();
-        assert!(
-            text.contains("HTTP 404") && text.contains("oauth-authorization-server"),
-            "{text}"
-        );
-    }
-
-    fn kept(fetched_at_ms: u64, issuer: &str) -> KeptMetadata {
-        let metadata: ProviderMetadata = serde_json::from_str(&metadata(issuer)).unwrap();
-        KeptMetadata {
-            fetched_at_ms,
-            metadata,
-        }
-    }
-
-    #[test]
-    fn kept_metadata_is_used_within_its_age_for_its_issuer_only() {
-        assert!(kept(NOW, ISSUER).usable(ISSUER, NOW + 1_000).is_some());
-        let old = NOW - METADATA_MAX_AGE_MS - 1;
-        assert_eq!(kept(old, ISSUER).usable(ISSUER, NOW), None, "too old");
-        assert_eq!(
-            kept(NOW + 60_000, ISSUER).usable(ISSUER, NOW),
-            None,
-            "from the future"
-        );
-        let other = kept(NOW, "https://other.example");
-        assert_eq!(other.usable(ISSUER, NOW), None, "another issuer's");
-    }
-
-    #[test]
-    fn kept_metadata_round_trips_through_serde() {
-        let value = kept(NOW, ISSUER);
-        let text = serde_json::to_string(&value).unwrap();
-        assert_eq!(serde_json::from_str::<KeptMetadata>(&text).unwrap(), value);
-    }
-
-    #[test]
-    fn http_issuer_refused_without_the_loopback_switch() {
-        let platform = FakePlatform::at(NOW);
-        let error = block_on(resolve_endpoints(
-            &platform,
-            "http://127.0.0.1:9000",
-            Default::default(),
-            false,
-        ))
-        .unwrap_err();
-        assert_eq!(error.code(), "insecure_endpoint");
     }
 
     /// Starts a login and returns the authorization request parameters.

@@ -1,0 +1,374 @@
+//! What `create()` decides before the client exists: where the endpoints
+//! come from, which metadata to start with (just discovered, kept with the
+//! session by an earlier start, or discovery's when it comes), and whether
+//! the session is shared with the other tabs.
+//!
+//! The binding overlaps discovery with opening the store (both are
+//! I/O); every choice between their results is made here.
+
+use crate::core::platform::{Http, HttpReply};
+use crate::core::public_api::StorageKind;
+use crate::core::{check_endpoint_url, discovery_urls, EndpointOverrides, Error, ProviderMetadata};
+
+/// Where a client's endpoints come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointSource {
+    /// The AT Protocol profile: no issuer to discover; the servers are the
+    /// stored account's, or become known at login.
+    Account,
+    /// Both the authorization and token endpoints were given: no discovery.
+    Explicit,
+    /// Discovery (OIDC Discovery §4 first, then
+    /// [RFC 8414 §3](https://www.rfc-editor.org/rfc/rfc8414#section-3)), the
+    /// given endpoints overriding what it finds.
+    Discovery,
+}
+
+impl EndpointSource {
+    /// The source for these options. Outside the AT Protocol profile the
+    /// issuer must be an `https` URL (or loopback `http` when allowed):
+    /// `insecure_endpoint` / `invalid_option` otherwise.
+    pub fn of(
+        atproto: bool,
+        issuer: &str,
+        overrides: &EndpointOverrides,
+        allow_insecure_loopback: bool,
+    ) -> Result<EndpointSource, Error> {
+        if atproto {
+            return Ok(EndpointSource::Account);
+        }
+        check_endpoint_url("issuer", issuer, allow_insecure_loopback)?;
+        if overrides.authorization.is_none() || overrides.token.is_none() {
+            return Ok(EndpointSource::Discovery);
+        }
+        Ok(EndpointSource::Explicit)
+    }
+}
+
+/// The issuer's metadata, validated against `issuer`: the OpenID Connect
+/// document first, then RFC 8414's.
+pub async fn discover<H: Http>(http: &H, issuer: &str) -> Result<ProviderMetadata, Error> {
+    let mut failures = Vec::new();
+    for url in discovery_urls(issuer) {
+        match http.get_json::<ProviderMetadata>(&url).await {
+            Ok(HttpReply {
+                status: 200,
+                body: Ok(metadata),
+                ..
+            }) => return metadata.validate(issuer),
+            Ok(HttpReply {
+                status: 200,
+                body: Err(reason),
+                ..
+            }) => failures.push(format!("{url}: {reason}")),
+            Ok(HttpReply { status, .. }) => failures.push(format!("{url}: HTTP {status}")),
+            Err(error) => failures.push(format!("{url}: {error}")),
+        }
+    }
+    Err(Error::Discovery {
+        reason: failures.join("; "),
+    })
+}
+
+/// How old kept metadata may be and still be used at start-up (it is
+/// revalidated in the background every time it is used).
+pub const METADATA_MAX_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Discovered metadata kept with the session, so a returning tab starts
+/// without waiting for discovery.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeptMetadata {
+    /// When it was fetched.
+    pub fetched_at_ms: u64,
+    /// What was fetched (validated then).
+    pub metadata: ProviderMetadata,
+}
+
+impl KeptMetadata {
+    /// The kept metadata when it can be used at `now_ms` for `issuer`: not
+    /// older than [`METADATA_MAX_AGE_MS`], not from the future, and valid
+    /// for this issuer (checked again: storage is input like any other).
+    pub fn usable(self, issuer: &str, now_ms: u64) -> Option<ProviderMetadata> {
+        let age = now_ms.checked_sub(self.fetched_at_ms)?;
+        if age > METADATA_MAX_AGE_MS {
+            return None;
+        }
+        self.metadata.validate(issuer).ok()
+    }
+}
+
+/// The metadata a client starts with, and what is left to do about it.
+#[derive(Debug, PartialEq)]
+pub enum MetadataStart {
+    /// Discovery answered first: use its metadata and keep it for the next
+    /// start (off the critical path).
+    Fresh(ProviderMetadata),
+    /// Use the kept metadata at once.
+    Kept {
+        /// The kept metadata, checked usable.
+        metadata: ProviderMetadata,
+        /// Discovery is still running: let it finish in the background and
+        /// keep what it finds.
+        revalidate: bool,
+    },
+    /// Nothing usable yet: wait for discovery (and keep its metadata).
+    Wait,
+}
+
+/// Chooses the starting metadata once the store has been read: `early` is
+/// discovery's result if it came first, `kept` what the store held.
+///
+/// A discovery that failed before the store was read does not end the
+/// start when usable metadata was kept: a returning tab keeps working while
+/// the issuer's discovery document is unreachable (the next start tries
+/// again). Without kept metadata the failure is the answer.
+pub fn metadata_at_start(
+    early: Option<Result<ProviderMetadata, Error>>,
+    kept: Option<KeptMetadata>,
+    issuer: &str,
+    now_ms: u64,
+) -> Result<MetadataStart, Error> {
+    let kept = kept.and_then(|kept| kept.usable(issuer, now_ms));
+    match (early, kept) {
+        (Some(Ok(fresh)), _) => Ok(MetadataStart::Fresh(fresh)),
+        (Some(Err(_)), Some(metadata)) => Ok(MetadataStart::Kept {
+            metadata,
+            revalidate: false,
+        }),
+        (Some(Err(error)), None) => Err(error),
+        (None, Some(metadata)) => Ok(MetadataStart::Kept {
+            metadata,
+            revalidate: true,
+        }),
+        (None, None) => Ok(MetadataStart::Wait),
+    }
+}
+
+/// Whether a session kept in `kind` is shared with the other tabs (a Web
+/// Lock and a BroadcastChannel named after it, DPoP nonces passed between
+/// tabs). A session in memory is this tab's alone: no lock, no channel.
+pub fn shared_across_tabs(kind: StorageKind) -> bool {
+    kind != StorageKind::Memory
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::fakes::{block_on, FakePlatform};
+
+    const ISSUER: &str = "https://idp.example";
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn metadata(issuer: &str) -> String {
+        format!(
+            r#"{{"issuer":"{issuer}","authorization_endpoint":"{issuer}/auth","token_endpoint":"{issuer}/token",
+            "code_challenge_methods_supported":["S256"],"authorization_response_iss_parameter_supported":true}}"#
+        )
+    }
+
+    fn parsed(issuer: &str) -> ProviderMetadata {
+        serde_json::from_str(&metadata(issuer)).unwrap()
+    }
+
+    fn both_given() -> EndpointOverrides {
+        EndpointOverrides {
+            authorization: Some(format!("{ISSUER}/a")),
+            token: Some(format!("{ISSUER}/t")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_atproto_profile_has_no_issuer_to_check_or_discover() {
+        let source = EndpointSource::of(true, "not a url", &Default::default(), false);
+        assert_eq!(source.unwrap(), EndpointSource::Account);
+    }
+
+    #[test]
+    fn an_http_issuer_is_refused_without_the_loopback_switch() {
+        let error =
+            EndpointSource::of(false, "http://127.0.0.1:9000", &both_given(), false).unwrap_err();
+        assert_eq!(error.code(), "insecure_endpoint");
+        let allowed = EndpointSource::of(false, "http://127.0.0.1:9000", &both_given(), true);
+        assert_eq!(allowed.unwrap(), EndpointSource::Explicit);
+    }
+
+    #[test]
+    fn both_endpoints_given_need_no_discovery() {
+        let source = EndpointSource::of(false, ISSUER, &both_given(), false);
+        assert_eq!(source.unwrap(), EndpointSource::Explicit);
+    }
+
+    #[test]
+    fn one_endpoint_missing_means_discovery() {
+        let only_token = EndpointOverrides {
+            authorization: None,
+            ..both_given()
+        };
+        let source = EndpointSource::of(false, ISSUER, &only_token, false);
+        assert_eq!(source.unwrap(), EndpointSource::Discovery);
+        let only_authorization = EndpointOverrides {
+            token: None,
+            ..both_given()
+        };
+        let source = EndpointSource::of(false, ISSUER, &only_authorization, false);
+        assert_eq!(source.unwrap(), EndpointSource::Discovery);
+    }
+
+    #[test]
+    fn discovery_uses_openid_configuration_first() {
+        let platform = FakePlatform::at(NOW);
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/openid-configuration"),
+            200,
+            &metadata(ISSUER),
+        );
+        let found = block_on(discover(&platform, ISSUER)).unwrap();
+        assert_eq!(found.authorization_endpoint, format!("{ISSUER}/auth"));
+    }
+
+    #[test]
+    fn discovery_falls_back_to_rfc8414() {
+        let platform = FakePlatform::at(NOW);
+        platform.expect_get_network_error(&format!("{ISSUER}/.well-known/openid-configuration"));
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/oauth-authorization-server"),
+            200,
+            &metadata(ISSUER),
+        );
+        let found = block_on(discover(&platform, ISSUER)).unwrap();
+        assert_eq!(found.token_endpoint, format!("{ISSUER}/token"));
+    }
+
+    #[test]
+    fn discovery_rejects_another_issuer() {
+        let platform = FakePlatform::at(NOW);
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/openid-configuration"),
+            200,
+            &metadata("https://evil.example"),
+        );
+        let error = block_on(discover(&platform, ISSUER)).unwrap_err();
+        assert_eq!(error.code(), "issuer_mismatch");
+    }
+
+    #[test]
+    fn discovery_failure_names_both_documents() {
+        let platform = FakePlatform::at(NOW);
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/openid-configuration"),
+            404,
+            "{}",
+        );
+        platform.expect_get(
+            &format!("{ISSUER}/.well-known/oauth-authorization-server"),
+            200,
+            "not json",
+        );
+        let error = block_on(discover(&platform, ISSUER)).unwrap_err();
+        assert_eq!(error.code(), "discovery_failed");
+        let text = error.to_string();
+        assert!(
+            text.contains("HTTP 404") && text.contains("oauth-authorization-server"),
+            "{text}"
+        );
+    }
+
+    fn kept(fetched_at_ms: u64, issuer: &str) -> KeptMetadata {
+        KeptMetadata {
+            fetched_at_ms,
+            metadata: parsed(issuer),
+        }
+    }
+
+    #[test]
+    fn kept_metadata_is_used_within_its_age_for_its_issuer_only() {
+        assert!(kept(NOW, ISSUER).usable(ISSUER, NOW + 1_000).is_some());
+        let old = NOW - METADATA_MAX_AGE_MS - 1;
+        assert_eq!(kept(old, ISSUER).usable(ISSUER, NOW), None, "too old");
+        assert_eq!(
+            kept(NOW + 60_000, ISSUER).usable(ISSUER, NOW),
+            None,
+            "from the future"
+        );
+        let other = kept(NOW, "https://other.example");
+        assert_eq!(other.usable(ISSUER, NOW), None, "another issuer's");
+    }
+
+    #[test]
+    fn kept_metadata_round_trips_through_serde() {
+        let value = kept(NOW, ISSUER);
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(serde_json::from_str::<KeptMetadata>(&text).unwrap(), value);
+    }
+
+    fn failed() -> Result<ProviderMetadata, Error> {
+        Err(Error::Discovery {
+            reason: "offline".into(),
+        })
+    }
+
+    #[test]
+    fn discovery_answering_first_is_used_over_kept_metadata() {
+        let mut fresh = parsed(ISSUER);
+        fresh.token_endpoint = format!("{ISSUER}/new-token");
+        let start = metadata_at_start(
+            Some(Ok(fresh.clone())),
+            Some(kept(NOW, ISSUER)),
+            ISSUER,
+            NOW,
+        );
+        assert_eq!(start.unwrap(), MetadataStart::Fresh(fresh));
+    }
+
+    #[test]
+    fn kept_metadata_starts_at_once_while_discovery_runs_on() {
+        let start = metadata_at_start(None, Some(kept(NOW, ISSUER)), ISSUER, NOW);
+        let expected = MetadataStart::Kept {
+            metadata: parsed(ISSUER),
+            revalidate: true,
+        };
+        assert_eq!(start.unwrap(), expected);
+    }
+
+    #[test]
+    fn an_early_discovery_failure_falls_back_to_kept_metadata() {
+        let start = metadata_at_start(Some(failed()), Some(kept(NOW, ISSUER)), ISSUER, NOW);
+        let expected = MetadataStart::Kept {
+            metadata: parsed(ISSUER),
+            revalidate: false,
+        };
+        assert_eq!(start.unwrap(), expected);
+    }
+
+    #[test]
+    fn an_early_discovery_failure_without_kept_metadata_is_the_answer() {
+        let error = metadata_at_start(Some(failed()), None, ISSUER, NOW).unwrap_err();
+        assert_eq!(error.code(), "discovery_failed");
+        let stale = kept(NOW - METADATA_MAX_AGE_MS - 1, ISSUER);
+        let error = metadata_at_start(Some(failed()), Some(stale), ISSUER, NOW).unwrap_err();
+        assert_eq!(
+            error.code(),
+            "discovery_failed",
+            "stale metadata is not used"
+        );
+    }
+
+    #[test]
+    fn nothing_usable_kept_waits_for_discovery() {
+        assert_eq!(
+            metadata_at_start(None, None, ISSUER, NOW).unwrap(),
+            MetadataStart::Wait
+        );
+        let foreign = kept(NOW, "https://other.example");
+        let start = metadata_at_start(None, Some(foreign), ISSUER, NOW);
+        assert_eq!(start.unwrap(), MetadataStart::Wait, "another issuer's");
+    }
+
+    #[test]
+    fn only_a_session_in_memory_stays_in_its_tab() {
+        assert!(!shared_across_tabs(StorageKind::Memory));
+        assert!(shared_across_tabs(StorageKind::IndexedDb));
+        assert!(shared_across_tabs(StorageKind::LocalStorage));
+    }
+}
