@@ -110,6 +110,7 @@ fn sample_tokens() -> TokenSet {
         refresh_expires_at_ms: None,
         issued_at_ms: 1_899_999_000_456,
         login_at_ms: 1_899_999_000_456,
+        rotation: 0,
         dpop_jkt: None,
         atproto: None,
     }

@@ -30,6 +30,7 @@ fn tokens(access: &str) -> TokenSet {
         refresh_expires_at_ms: None,
         issued_at_ms: 1_800_000_000_000,
         login_at_ms: 1_800_000_000_000,
+        rotation: 0,
         dpop_jkt: None,
         atproto: None,
     }

@@ -501,6 +501,7 @@ mod tests {
             refresh_expires_at_ms: None,
             issued_at_ms: 1_700_000_000_000,
             login_at_ms: u64::MAX,
+            rotation: u64::MAX,
             dpop_jkt: Some("jkt".into()),
             atproto: Some(Box::new(Account {
                 did: "did:plc:abc".into(),

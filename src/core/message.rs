@@ -17,6 +17,9 @@ pub enum EndReason {
 }
 
 /// What one tab tells the others about the session.
+// Mostly `Tokens`, one message per change and short-lived: boxing the set
+// would cost an allocation per message to save a few bytes on `Ended`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum SessionMessage {

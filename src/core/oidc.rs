@@ -148,6 +148,7 @@ mod tests {
             refresh_expires_at_ms: None,
             issued_at_ms: NOW,
             login_at_ms: NOW,
+            rotation: 0,
             dpop_jkt: None,
             atproto: None,
         }

@@ -64,6 +64,7 @@ mod tests {
             refresh_expires_at_ms: None,
             issued_at_ms: 0,
             login_at_ms: 0,
+            rotation: 0,
             dpop_jkt,
             atproto: None,
         }

@@ -673,8 +673,24 @@ where
             self.background.revoke(fresh);
             return Err(Error::NotAuthenticated);
         }
+        if let Some(later) = self.later_login_than(&fresh) {
+            // A new login arrived while this set of the older session was
+            // being written (from a tab that stopped waiting for the lock):
+            // the login wins. Where this write replaced it in the store, it
+            // is put back (the lock is still held).
+            if !self.session.unsaved.get() {
+                self.save_and_publish(&later).await;
+            }
+            return Ok(later);
+        }
         self.session.adopt(fresh.clone(), TokenSource::Refresh);
         Ok(fresh)
+    }
+
+    /// The set this tab holds when it is from a later login than `tokens`.
+    fn later_login_than(&self, tokens: &TokenSet) -> Option<TokenSet> {
+        let held = self.session.tokens()?;
+        (held.login_at_ms > tokens.login_at_ms).then_some(held)
     }
 
     /// Writes `tokens` and broadcasts them; a failed write keeps them in
@@ -840,11 +856,12 @@ where
 }
 
 /// Whether `a` is newer than `b`: from a later login, or from the same
-/// login and issued later. A login completed while a refresh of an earlier
+/// login and more refreshes from it ([`TokenSet::rotation`]), or (records
+/// from before the count) issued later. A login completed while a refresh of an earlier
 /// session was out is newer than that refresh's set, whenever the
 /// refresh's answer came.
 pub fn is_newer(a: &TokenSet, b: &TokenSet) -> bool {
-    (a.login_at_ms, a.issued_at_ms) > (b.login_at_ms, b.issued_at_ms)
+    (a.login_at_ms, a.rotation, a.issued_at_ms) > (b.login_at_ms, b.rotation, b.issued_at_ms)
 }
 
 /// The newer of two sets ([`is_newer`]).

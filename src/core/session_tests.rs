@@ -35,6 +35,7 @@ fn tokens(access: &str, refresh: Option<&str>, issued_at_ms: u64, lifetime_ms: u
         refresh_expires_at_ms: None,
         issued_at_ms,
         login_at_ms: issued_at_ms,
+        rotation: 0,
         dpop_jkt: None,
         atproto: None,
     }
@@ -1333,6 +1334,51 @@ fn a_login_finished_before_an_older_sessions_refresh_answered_still_wins() {
         NOW,
     );
     assert_eq!(other.in_memory().as_deref(), Some("bob-1"));
+}
+
+#[test]
+fn a_login_heard_while_an_older_sessions_refresh_was_out_wins_and_is_stored() {
+    // The new login's own write failed (it came as an unsaved broadcast), so
+    // the store still holds the old session when the refresh's answer is
+    // saved over it: the login, held in memory, wins and is written back in
+    // its place. (Found by the simulation: a tab ended on the old login.)
+    let mut old = expiring("at-1", Some("rt-1"), 0);
+    old.login_at_ms = NOW - 2 * HOUR_MS;
+    let tab = Tab::with(old);
+    let login = tokens("bob-1", Some("bob-rt"), NOW - 5_000, HOUR_MS);
+    let heard = login.clone();
+    let session = &tab.session;
+    let transport = SlowAnswer::new(&tab, 1, move || {
+        let tokens = heard.clone();
+        session.receive(
+            SessionMessage::Tokens {
+                tokens,
+                unsaved: true,
+            },
+            NOW,
+        );
+    });
+    let result = tab.run_with(&transport, async |r| r.access_token().await);
+    assert_eq!(result.unwrap().secret(), "bob-1");
+    assert_eq!(tab.in_memory().as_deref(), Some("bob-1"));
+    assert_eq!(tab.stored(), Some(login));
+}
+
+#[test]
+fn of_one_logins_sets_the_one_more_refreshes_from_it_is_newer_whatever_the_clock_says() {
+    let earlier = tokens("at-2", Some("rt-2"), NOW, HOUR_MS);
+    let mut later = tokens("at-3", Some("rt-3"), NOW, HOUR_MS);
+    later.login_at_ms = earlier.login_at_ms;
+    later.rotation = 1;
+    assert!(is_newer(&later, &earlier), "the same millisecond");
+    later.issued_at_ms = NOW - 1_000;
+    assert!(is_newer(&later, &earlier), "a clock stepped back");
+    let mut relogin = tokens("bob-1", Some("bob-rt"), NOW - 500, HOUR_MS);
+    relogin.login_at_ms = later.login_at_ms + 1;
+    assert!(
+        is_newer(&relogin, &later),
+        "a later login wins whatever its count"
+    );
 }
 
 #[test]

@@ -43,7 +43,9 @@ use crate::core::ports::{
 };
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::secret::DpopProof;
-use crate::core::session::{NoCheck, RefreshPolicy, Refresher, Session, SessionMessage};
+use crate::core::session::{
+    CheckRefreshed, RefreshPolicy, Refresher, Session, SessionChange, SessionMessage,
+};
 use crate::core::{AccessToken, Error, RawTokenResponse, TokenSet};
 
 const START_MS: u64 = 1_700_000_000_000;
@@ -105,6 +107,15 @@ struct Faults {
     /// DPoP-bound tokens, the server rotating its nonce before a token
     /// request with this chance (percent); `None`: Bearer tokens.
     dpop_nonce_rotation: Option<u64>,
+    /// OpenID Connect: every refresh answer carries a new ID token, whose
+    /// check (after the save) fetches keys and fails with this chance
+    /// (percent) as when the issuer's JWKS is unreachable; `None`: no ID
+    /// tokens.
+    failed_key_fetch: Option<u64>,
+    /// One tab (neither the one signing out nor the one logging in again)
+    /// is closed at a random step: its tasks stop wherever they are, its
+    /// lock is released (as the browser does), its memory is gone.
+    tab_closes: bool,
 }
 
 /// The authorization server: a grant per login, rotating refresh tokens,
@@ -124,6 +135,10 @@ struct Server {
     grants: Cell<u32>,
     /// DPoP-bound tokens.
     dpop: bool,
+    /// Refresh answers carry an ID token.
+    id_tokens: bool,
+    /// The tab whose request the newest rotation answered.
+    rotated_for: Cell<Option<usize>>,
     /// The current nonce is `n<this>`.
     nonce: Cell<u32>,
     /// Token requests refused for their nonce (never processed).
@@ -170,8 +185,12 @@ impl Server {
         self.generation.borrow_mut()[grant] = next;
         self.issue(grant, next, now_ms);
         let kind = if self.dpop { "DPoP" } else { "Bearer" };
+        let id_token = match self.id_tokens {
+            true => format!(r#","id_token":"idt-{grant}.{next}""#),
+            false => String::new(),
+        };
         Ok(format!(
-            r#"{{"access_token":"at-{grant}.{next}","token_type":"{kind}","expires_in":{LIFETIME_S},"refresh_token":"rt-{grant}.{next}"}}"#
+            r#"{{"access_token":"at-{grant}.{next}","token_type":"{kind}","expires_in":{LIFETIME_S},"refresh_token":"rt-{grant}.{next}"{id_token}}}"#
         ))
     }
 
@@ -207,6 +226,7 @@ fn set(grant: usize, n: u32, issued_at_ms: u64, dpop: bool) -> TokenSet {
         refresh_expires_at_ms: None,
         issued_at_ms,
         login_at_ms: issued_at_ms,
+        rotation: 0,
         dpop_jkt: dpop.then(|| FakeDpopKeys::jkt(1)),
         atproto: None,
     }
@@ -229,6 +249,8 @@ struct World {
     /// delivered at the latest.
     inboxes: Vec<RefCell<VecDeque<(u64, SessionMessage)>>>,
     signed_out: Cell<bool>,
+    /// The tabs closed so far.
+    closed: Vec<Cell<bool>>,
     /// The session's DPoP key (with DPoP).
     keys: FakeDpopKeys,
     /// Each tab's DPoP nonces (not shared: the worst case).
@@ -352,7 +374,7 @@ impl<'w> SessionLock for TabPorts<'w> {
 impl Broadcast for TabPorts<'_> {
     fn publish(&self, message: &SessionMessage) {
         for (tab, inbox) in self.world.inboxes.iter().enumerate() {
-            if tab != self.tab {
+            if tab != self.tab && !self.world.closed[tab].get() {
                 let due = self.world.now_ms.get() + self.world.rng.below(MAX_DELIVERY_MS + 1);
                 inbox.borrow_mut().push_back((due, message.clone()));
             }
@@ -389,6 +411,48 @@ impl Crypto for TabPorts<'_> {
     async fn sha256(&self, data: &[u8]) -> Result<[u8; 32], Error> {
         use sha2::Digest as _;
         Ok(sha2::Sha256::digest(data).into())
+    }
+}
+
+/// The check of a refreshed set's new ID token, after the save: it fetches
+/// the issuer's keys (the other tasks run meanwhile), which fail with the
+/// run's chance, as when the JWKS is unreachable — a failure that may pass
+/// later, so the session must go on with the new tokens.
+impl CheckRefreshed for TabPorts<'_> {
+    async fn check(&self, _previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error> {
+        let world = self.world;
+        let chance = world.faults.failed_key_fetch.unwrap_or(0);
+        for _ in 0..world.rng.below(4) {
+            yield_once().await;
+        }
+        let id_token = fresh.id_token.as_ref().map(|t| t.secret().to_owned());
+        if world.rng.percent(chance) {
+            world.note(format!(
+                "tab {} cannot fetch keys for {id_token:?}",
+                self.tab
+            ));
+            return Err(Error::JwksUnavailable {
+                reason: "HTTP 503".into(),
+            });
+        }
+        world.note(format!("tab {} verified {id_token:?}", self.tab));
+        Ok(())
+    }
+
+    fn keeps_id_tokens(&self) -> bool {
+        self.world.faults.failed_key_fetch.is_some()
+    }
+}
+
+/// Fails when `error` says any token of the run (`at-`, `rt-`, `idt-`
+/// followed by a digit) in its message or its `Debug` form.
+fn assert_no_secret(error: &Error) {
+    let text = format!("{error} {error:?}");
+    for prefix in ["at-", "rt-", "idt-"] {
+        let leaked = text
+            .match_indices(prefix)
+            .any(|(at, _)| text[at + prefix.len()..].starts_with(|c: char| c.is_ascii_digit()));
+        assert!(!leaked, "a token in an error: {text}");
     }
 }
 
@@ -447,6 +511,9 @@ impl Http for TabPorts<'_> {
             yield_once().await;
         }
         let outcome = world.server.refresh(refresh_token, world.now_ms.get());
+        if outcome.is_ok() {
+            server.rotated_for.set(Some(self.tab));
+        }
         world.note(format!(
             "tab {} refresh with {refresh_token}: {}",
             self.tab,
@@ -478,9 +545,10 @@ impl Http for TabPorts<'_> {
 
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
-/// The tasks of a run, polled in an order the generator picks.
+/// The tasks of a run, each with its tab, polled in an order the
+/// generator picks.
 #[derive(Default)]
-struct Tasks<'a>(RefCell<Vec<Task<'a>>>);
+struct Tasks<'a>(RefCell<Vec<(usize, Task<'a>)>>);
 
 /// A tab's [`Background`]: its refresh becomes a task of the run.
 struct TabBackground<'a> {
@@ -491,9 +559,10 @@ struct TabBackground<'a> {
 impl Background for TabBackground<'_> {
     fn refresh(&self, held: AccessToken) {
         let tab = self.tab;
-        self.tasks.0.borrow_mut().push(Box::pin(async move {
+        let task: Task = Box::pin(async move {
             tab.refresher(&NoBackground).lead(held).await;
-        }));
+        });
+        self.tasks.0.borrow_mut().push((tab.ports.tab, task));
     }
 
     fn revoke(&self, _tokens: TokenSet) {}
@@ -516,10 +585,19 @@ struct Tab<'w> {
 }
 
 impl<'w> Tab<'w> {
+    #[allow(clippy::type_complexity)]
     fn refresher<'a>(
         &'a self,
         background: &'a dyn Background,
-    ) -> Refresher<'a, TabPorts<'w>, TabPorts<'w>, TabPorts<'w>, TabPorts<'w>, TabPorts<'w>> {
+    ) -> Refresher<
+        'a,
+        TabPorts<'w>,
+        TabPorts<'w>,
+        TabPorts<'w>,
+        TabPorts<'w>,
+        TabPorts<'w>,
+        TabPorts<'w>,
+    > {
         Refresher {
             session: &self.session,
             platform: &self.ports,
@@ -528,7 +606,10 @@ impl<'w> Tab<'w> {
             broadcast: &self.ports,
             transport: &self.ports,
             policy: POLICY,
-            check: NoCheck,
+            check: TabPorts {
+                world: self.ports.world,
+                tab: self.ports.tab,
+            },
             background,
         }
     }
@@ -559,14 +640,21 @@ impl<'w> Tab<'w> {
                 world.signed_out.set(true);
                 return;
             }
-            let Ok(token) = refresher.access_token().await else {
-                continue;
+            let token = match refresher.access_token().await {
+                Ok(token) => token,
+                Err(error) => {
+                    assert_no_secret(&error);
+                    continue;
+                }
             };
             if world.server.accepts(&token, world.now_ms.get()) {
                 continue;
             }
-            if let Ok(fresh) = refresher.after_rejection(&token).await {
-                let _ = world.server.accepts(&fresh, world.now_ms.get());
+            match refresher.after_rejection(&token).await {
+                Ok(fresh) => {
+                    let _ = world.server.accepts(&fresh, world.now_ms.get());
+                }
+                Err(error) => assert_no_secret(&error),
             }
         }
     }
@@ -582,12 +670,14 @@ fn run(seed: u64, faults: Faults) {
         faults,
         server: Server {
             dpop: faults.dpop_nonce_rotation.is_some(),
+            id_tokens: faults.failed_key_fetch.is_some(),
             ..Server::default()
         },
         store: MemorySessionStore::default(),
         lock_holder: Cell::new(None),
         inboxes: (0..TABS).map(|_| RefCell::default()).collect(),
         signed_out: Cell::new(false),
+        closed: (0..TABS).map(|_| Cell::new(false)).collect(),
         keys: FakeDpopKeys::default(),
         nonces: (0..TABS).map(|_| NonceBook::default()).collect(),
         trace: RefCell::default(),
@@ -598,9 +688,19 @@ fn run(seed: u64, faults: Faults) {
     crate::core::fakes::block_on(world.store.save_tokens(&login)).unwrap();
     let tabs: &'static [Tab<'static>] = Vec::leak(
         (0..TABS)
-            .map(|tab| Tab {
-                ports: TabPorts { world, tab },
-                session: Session::new(Some(login.clone())),
+            .map(|tab| {
+                let session = Session::new(Some(login.clone()));
+                // No event carries a secret it should not (a `tokens` event's
+                // access token is the app's to have).
+                session.set_observer(|change| {
+                    if let SessionChange::PersistFailed(error) = change {
+                        assert_no_secret(error);
+                    }
+                });
+                Tab {
+                    ports: TabPorts { world, tab },
+                    session,
+                }
             })
             .collect(),
     );
@@ -618,13 +718,22 @@ fn run(seed: u64, faults: Faults) {
             world.rng.below(CALLS_PER_TAB as u64) as usize,
         )
     });
+    let busy = |tab: usize| {
+        [signer, relogger]
+            .iter()
+            .flatten()
+            .any(|(who, _)| *who == tab)
+    };
+    let mut closer = faults.tab_closes.then(|| {
+        let tab = world.rng.below(TABS as u64) as usize;
+        (tab, START_MS + world.rng.below(60_000))
+    });
+    closer = closer.filter(|(tab, _)| !busy(*tab));
     for (i, tab) in tabs.iter().enumerate() {
         let signs_out_at = signer.filter(|(who, _)| *who == i).map(|(_, at)| at);
         let logs_in_at = relogger.filter(|(who, _)| *who == i).map(|(_, at)| at);
-        tasks
-            .0
-            .borrow_mut()
-            .push(Box::pin(tab.app(tasks, signs_out_at, logs_in_at)));
+        let app: Task = Box::pin(tab.app(tasks, signs_out_at, logs_in_at));
+        tasks.0.borrow_mut().push((i, app));
     }
     let mut cx = Context::from_waker(Waker::noop());
     let mut steps = 0;
@@ -635,6 +744,12 @@ fn run(seed: u64, faults: Faults) {
         }
         steps += 1;
         assert!(steps < STEP_LIMIT, "seed {seed}: stuck");
+        if let Some((tab, at)) = closer {
+            if world.now_ms.get() >= at {
+                close(world, tabs, tasks, tab);
+                closer = None;
+            }
+        }
         match world.rng.below(100) {
             0..=9 => {
                 let now = world.now_ms.get() + world.rng.below(1_500);
@@ -666,14 +781,51 @@ fn run(seed: u64, faults: Faults) {
                 }
                 let pick = world.rng.below(count as u64) as usize;
                 // Taken out while polled: it may add tasks.
-                let mut task = tasks.0.borrow_mut().swap_remove(pick);
+                let (tab, mut task) = tasks.0.borrow_mut().swap_remove(pick);
                 if task.as_mut().poll(&mut cx).is_pending() {
-                    tasks.0.borrow_mut().push(task);
+                    tasks.0.borrow_mut().push((tab, task));
                 }
             }
         }
     }
     check(seed, world, tabs);
+}
+
+/// Closes tab `k`: its tasks stop wherever they are (dropped: a lock they
+/// hold is released, as the browser releases a closed tab's Web Locks), its
+/// memory and its unread messages are gone. A rotation answered to this
+/// tab and not yet saved, held or sent anywhere is lost with it: counted
+/// as a lost answer (no client can recover it).
+fn close<'a>(world: &World, tabs: &[Tab], tasks: &Tasks<'a>, k: usize) {
+    world.closed[k].set(true);
+    let stopped: Vec<_> = {
+        let mut all = tasks.0.borrow_mut();
+        let (stopped, running) = all.drain(..).partition(|(tab, _)| *tab == k);
+        *all = running;
+        stopped
+    };
+    drop(stopped);
+    world.inboxes[k].borrow_mut().clear();
+    world.note(format!("tab {k} closed"));
+    let server = &world.server;
+    let (_, newest) = server.newest();
+    let is_newest = |set: Option<&TokenSet>| {
+        set.and_then(|s| s.refresh_token.as_ref())
+            .is_some_and(|rt| rt.secret() == newest)
+    };
+    let stored = crate::core::fakes::block_on(world.store.load_tokens()).unwrap();
+    let open = |i: &usize| !world.closed[*i].get();
+    let kept = is_newest(stored.as_ref())
+        || (0..TABS).filter(open).any(|i| {
+            let in_inbox = world.inboxes[i].borrow().iter().any(|(_, message)| {
+                matches!(message, SessionMessage::Tokens { tokens, .. } if is_newest(Some(tokens)))
+            });
+            in_inbox || is_newest(tabs[i].session.tokens().as_ref())
+        });
+    if !kept && server.rotated_for.get() == Some(k) {
+        world.note(format!("{newest} was only in tab {k}: lost with it"));
+        server.lost_answers.set(server.lost_answers.get() + 1);
+    }
 }
 
 fn deliver(world: &World, tab: &Tab, message: SessionMessage, at: u64) {
@@ -753,8 +905,10 @@ fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
         0,
         "seed {seed}: a refresh token presented twice"
     );
-    // After a re-login every tab that holds a set holds the new login's.
-    for (i, tab) in tabs.iter().enumerate() {
+    // After a re-login every open tab that holds a set holds the new
+    // login's.
+    let open = |(i, _): &(usize, &Tab)| !world.closed[*i].get();
+    for (i, tab) in tabs.iter().enumerate().filter(open) {
         if let Some(held) = tab.session.tokens() {
             let (held_grant, _) = parse_name(held.access_token.secret(), "at-").unwrap();
             assert_eq!(
@@ -769,7 +923,12 @@ fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
             .is_some_and(|rt| rt.secret() == newest)
     };
     assert!(
-        holds_newest(&stored) || tabs.iter().any(|tab| holds_newest(&tab.session.tokens())),
+        holds_newest(&stored)
+            || tabs
+                .iter()
+                .enumerate()
+                .filter(open)
+                .any(|(_, tab)| holds_newest(&tab.session.tokens())),
         "seed {seed}: {newest}, the session, is neither stored nor held by a tab"
     );
 }
@@ -903,6 +1062,55 @@ fn dpop_with_every_fault_but_lost_answers() {
                 late_answer: 20,
                 failed_write: 10,
                 relogin: true,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn a_key_fetch_failing_after_the_save_never_loses_the_session() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                failed_key_fetch: Some(40),
+                late_answer: 20,
+                failed_write: 10,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn a_tab_closed_anywhere_even_holding_the_lock_loses_only_what_it_alone_had() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                tab_closes: true,
+                late_answer: 20,
+                failed_write: 10,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn every_fault_but_lost_answers_with_id_tokens_and_a_closed_tab() {
+    // Not with a sign-out: a later login in another tab would rightly
+    // sign in again, which the sign-out property does not allow for.
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                late_answer: 20,
+                failed_write: 10,
+                relogin: true,
+                failed_key_fetch: Some(30),
+                tab_closes: true,
                 ..Faults::default()
             },
         );

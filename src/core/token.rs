@@ -207,6 +207,12 @@ pub struct TokenSet {
     /// before this field existed read as 0 (an old session).
     #[serde(default)]
     pub login_at_ms: u64,
+    /// How many refreshes this set is from its login: the order of one
+    /// login's sets, which clocks cannot give (two rotations may fall in one
+    /// millisecond; a tab's clock may step back). 0 in records written
+    /// before it was kept.
+    #[serde(default)]
+    pub rotation: u64,
     /// The thumbprint of the DPoP key the tokens are bound to
     /// ([RFC 9449](https://www.rfc-editor.org/rfc/rfc9449)); `None` for
     /// Bearer tokens. Every request with these tokens is signed with that
@@ -322,6 +328,7 @@ impl TokenSet {
             // by issue time" must order a refresh after its base.
             issued_at_ms: previous.map_or(now_ms, |p| now_ms.max(p.issued_at_ms.saturating_add(1))),
             login_at_ms: previous.map_or(now_ms, |p| p.login_at_ms),
+            rotation: previous.map_or(0, |p| p.rotation + 1),
             dpop_jkt: dpop_jkt.map(str::to_owned),
             atproto: previous.and_then(|p| p.atproto.clone()),
         })
@@ -687,6 +694,17 @@ mod tests {
             refresh_expires_at_ms: Some(NOW + 86_400_000),
             ..ok(basic()).unwrap()
         }
+    }
+
+    #[test]
+    fn a_login_is_rotation_zero_and_each_refresh_counts_one_more() {
+        let login = ok(basic()).unwrap();
+        assert_eq!((login.rotation, login.login_at_ms), (0, NOW));
+        let first = TokenSet::from_response(200, raw(basic()), NOW + 5, Some(&login), None);
+        let first = first.unwrap();
+        assert_eq!((first.rotation, first.login_at_ms), (1, NOW));
+        let second = TokenSet::from_response(200, raw(basic()), NOW + 9, Some(&first), None);
+        assert_eq!(second.unwrap().rotation, 2);
     }
 
     #[test]
