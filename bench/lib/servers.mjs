@@ -32,14 +32,22 @@ function sendText(res, status, text) {
 
 // The harness page. The configuration is inlined so a cold page load makes no extra request
 // before the library starts.
-function pageHtml(lib, config) {
+/**
+ * latchkey's documented start-up advice (README, "Start-up"): a preload link, so the browser
+ * fetches the wasm alongside the page's scripts instead of once its module has run. Every
+ * latchkey page has it unless asked for `?preload=0`.
+ */
+const LATCHKEY_PRELOAD = `
+  <link rel="preload" href="/latchkey/latchkey_bg.wasm" as="fetch" type="application/wasm" crossorigin>`;
+
+function pageHtml(lib, config, { preload = true } = {}) {
   const json = JSON.stringify({ ...config, lib }).replace(/</g, "\\u003c");
   return `<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <link rel="icon" href="data:,">
-  <title>${lib} bench</title>
+  <title>${lib} bench</title>${lib === "latchkey" && preload ? LATCHKEY_PRELOAD : ""}
   <script>window.BENCH_CONFIG = ${json};</script>
 </head>
 <body>
@@ -96,7 +104,9 @@ export async function startPageServer({ lib, harnessFile, pkgDir }) {
     }
     if (path === "/" || path === "/index.html") {
       if (!config) return sendText(res, 503, "not configured yet\n");
-      const html = pageHtml(lib, config);
+      // `?preload=0`: latchkey's page without its preload link (the cold start's other case).
+      const preload = !/[?&]preload=0(&|$)/.test(req.url);
+      const html = pageHtml(lib, config, { preload });
       res.writeHead(200, { "Content-Type": TYPES[".html"], "Cache-Control": "no-store" });
       return res.end(html);
     }
