@@ -172,7 +172,8 @@ test("a corrupt stored record is cleared at start-up with a storage event, signe
   }
 });
 
-test("a returning tab starts from the kept metadata when discovery fails before the store is read", async () => {
+/** A new browser context with a session stored by a completed redirect login. */
+async function signedIn() {
   const context = await browser.newContext();
   try {
     const page = await context.newPage();
@@ -180,6 +181,17 @@ test("a returning tab starts from the kept metadata when discovery fails before 
     await loginViaRedirect(page, idp, options);
     const done = await withClient(page, options, (client) => client.handleRedirectCallback());
     assert.deepEqual(done.error, undefined);
+    await page.close();
+    return { context, options };
+  } catch (error) {
+    await context.close();
+    throw error;
+  }
+}
+
+test("a returning tab starts from the kept metadata when discovery fails before the store is read", async () => {
+  const { context, options } = await signedIn();
+  try {
 
     // The tab cannot reach the discovery documents and learns so at once
     // (as offline, or a refused connection): the page's fetch rejects them
@@ -213,13 +225,8 @@ test("a returning tab starts from the kept metadata when discovery fails before 
 });
 
 test("a returning tab starts from the metadata kept with the session, without waiting for discovery, and revalidates it in the background", async () => {
-  const context = await browser.newContext();
+  const { context, options } = await signedIn();
   try {
-    const page = await context.newPage();
-    const options = clientOptions(idp);
-    await loginViaRedirect(page, idp, options);
-    const done = await withClient(page, options, (client) => client.handleRedirectCallback());
-    assert.deepEqual(done.error, undefined);
 
     // Discovery now hangs: a returning tab must not wait for it.
     idp.setEndpointFault("discovery", { kind: "hang" });
