@@ -271,8 +271,9 @@ impl AuthClient {
         // Discovery (network) and opening the store + reading the session
         // (IndexedDB, WebCrypto) are independent: overlapped, create costs
         // the slower of the two instead of their sum. Metadata kept from an
-        // earlier start is used at once when discovery is slower; discovery
-        // then goes on in the background and keeps what it finds.
+        // earlier start is used at once when discovery is slower (discovery
+        // then goes on in the background and keeps what it finds) or failed
+        // (`core::startup::metadata_at_start` decides).
         let source = EndpointSource::of(
             atproto.is_some(),
             &issuer,
