@@ -87,3 +87,16 @@ fn the_storage_kinds_typed_are_exactly_the_ones_parsed() {
     let typed = literals("export type StorageKind", "export type StorageKind");
     assert_eq!(typed, STORAGE_KINDS);
 }
+
+/// The binding's option parser, read as text (it is wasm-only code).
+const OPTIONS_RS: &str = include_str!("../src/browser/options.rs");
+
+#[test]
+fn every_create_option_declared_is_read_by_the_parser() {
+    // `reject_unknown` refuses a name missing from the list; this catches
+    // the other way round: a name listed (and typed) that nothing reads.
+    for name in CREATE_OPTIONS {
+        let read = OPTIONS_RS.contains(&format!("\"{name}\""));
+        assert!(read, "{name} is declared but src/browser/options.rs never reads it");
+    }
+}
