@@ -1,7 +1,7 @@
 //! [`Http`](crate::core::ports::Http) over the browser's `fetch`, decoding JSON with `JSON.parse` and
 //! [`from_js`] (no JSON parser in the wasm).
 //!
-//! The requests return the parsed body as a JS value; only [`decode`] is
+//! The requests return the parsed body as a JS value; only [`read`] is
 //! generic over the body's type, so each request's code is in the wasm once
 //! rather than once per type of answer.
 
@@ -25,19 +25,10 @@ fn network(value: JsValue) -> Error {
 /// A reply whose body is parsed JSON, not yet read as a type.
 pub type JsonReply = HttpReply<JsValue>;
 
-/// Reads `reply`'s parsed body as a `T`.
-pub fn decode<T: DeserializeOwned>(reply: JsonReply) -> HttpReply<T> {
-    HttpReply {
-        status: reply.status,
-        // No detail: one could quote a value from the body (a token); the
-        // reader builds none (see `from_js`).
-        body: reply
-            .body
-            .and_then(|json| from_js(json).map_err(|_| "JSON of an unexpected shape".to_owned())),
-        retry_after_s: reply.retry_after_s,
-        dpop_nonce: reply.dpop_nonce,
-        oauth_error: reply.oauth_error,
-    }
+/// Reads a parsed body as a `T`. No detail: one could quote a value from
+/// the body (a token); the reader builds none (see `from_js`).
+pub fn read<T: DeserializeOwned>(body: JsValue) -> Result<T, String> {
+    from_js(body).map_err(|_| "JSON of an unexpected shape".to_owned())
 }
 
 /// Sends one request and parses the JSON answer.

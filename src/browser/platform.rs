@@ -2,6 +2,7 @@
 //! functions take.
 
 use serde::de::DeserializeOwned;
+use wasm_bindgen::JsValue;
 
 use crate::browser::from_js::from_js;
 use crate::browser::js_error::crypto;
@@ -51,21 +52,23 @@ impl Crypto for BrowserPlatform {
 }
 
 impl Http for BrowserPlatform {
-    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        http::get_json(url, self.request_timeout_ms)
-            .await
-            .map(http::decode)
+    type Body = JsValue;
+
+    fn read<T: DeserializeOwned>(&self, body: JsValue) -> Result<T, String> {
+        http::read(body)
     }
 
-    async fn post_form_with_proof<T: DeserializeOwned>(
+    async fn get(&self, url: &str) -> Result<HttpReply<JsValue>, Error> {
+        http::get_json(url, self.request_timeout_ms).await
+    }
+
+    async fn post(
         &self,
         url: &str,
         form: &[(String, String)],
         proof: Option<&DpopProof>,
-    ) -> Result<HttpReply<T>, Error> {
-        http::post_form(url, form, proof, self.request_timeout_ms)
-            .await
-            .map(http::decode)
+    ) -> Result<HttpReply<JsValue>, Error> {
+        http::post_form(url, form, proof, self.request_timeout_ms).await
     }
 }
 
@@ -74,19 +77,23 @@ impl Http for BrowserPlatform {
 pub struct NoRedirects<'a>(pub &'a BrowserPlatform);
 
 impl Http for NoRedirects<'_> {
-    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
-        http::get_json_no_redirect(url, self.0.request_timeout_ms)
-            .await
-            .map(http::decode)
+    type Body = JsValue;
+
+    fn read<T: DeserializeOwned>(&self, body: JsValue) -> Result<T, String> {
+        http::read(body)
     }
 
-    async fn post_form_with_proof<T: DeserializeOwned>(
+    async fn get(&self, url: &str) -> Result<HttpReply<JsValue>, Error> {
+        http::get_json_no_redirect(url, self.0.request_timeout_ms).await
+    }
+
+    async fn post(
         &self,
         url: &str,
         form: &[(String, String)],
         proof: Option<&DpopProof>,
-    ) -> Result<HttpReply<T>, Error> {
-        self.0.post_form_with_proof(url, form, proof).await
+    ) -> Result<HttpReply<JsValue>, Error> {
+        self.0.post(url, form, proof).await
     }
 }
 

@@ -413,11 +413,11 @@ pub struct DpopHttp<'a, P, K> {
 }
 
 impl<P: Http + Clock + Crypto, K: DpopKey> DpopHttp<'_, P, K> {
-    async fn post_once<T: serde::de::DeserializeOwned>(
+    async fn post_once(
         &self,
         url: &str,
         form: &[(String, String)],
-    ) -> Result<(HttpReply<T>, bool), Error> {
+    ) -> Result<(HttpReply<P::Body>, bool), Error> {
         let nonce = self.nonces.get(Role::AuthorizationServer, url);
         let proof = make_proof(
             self.platform,
@@ -431,10 +431,7 @@ impl<P: Http + Clock + Crypto, K: DpopKey> DpopHttp<'_, P, K> {
             },
         )
         .await?;
-        let reply = self
-            .platform
-            .post_form_with_proof(url, form, Some(&proof))
-            .await?;
+        let reply = self.platform.post(url, form, Some(&proof)).await?;
         // New to this request, whoever kept it first.
         let fresh = reply.dpop_nonce.as_deref().is_some_and(|n| {
             self.nonces.learn(Role::AuthorizationServer, url, n);
@@ -445,19 +442,23 @@ impl<P: Http + Clock + Crypto, K: DpopKey> DpopHttp<'_, P, K> {
 }
 
 impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
-    async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        url: &str,
-    ) -> Result<HttpReply<T>, Error> {
-        self.platform.get_json(url).await
+    type Body = P::Body;
+
+    fn read<T: serde::de::DeserializeOwned>(&self, body: P::Body) -> Result<T, String> {
+        self.platform.read(body)
     }
 
-    async fn post_form_with_proof<T: serde::de::DeserializeOwned>(
+    async fn get(&self, url: &str) -> Result<HttpReply<P::Body>, Error> {
+        self.platform.get(url).await
+    }
+
+    /// The post with a proof of its own (any `proof` given is not used).
+    async fn post(
         &self,
         url: &str,
         form: &[(String, String)],
         _proof: Option<&DpopProof>,
-    ) -> Result<HttpReply<T>, Error> {
+    ) -> Result<HttpReply<P::Body>, Error> {
         let (reply, fresh) = self.post_once(url, form).await?;
         if !token_reply_wants_nonce(&reply) {
             return Ok(reply);

@@ -206,13 +206,13 @@ impl FakePlatform {
         last.dpop_nonce = nonce.map(str::to_owned);
     }
 
-    async fn answer<T: DeserializeOwned>(
+    async fn answer(
         &self,
         method: &'static str,
         url: &str,
         form: Option<&[(String, String)]>,
         proof: Option<&DpopProof>,
-    ) -> Result<HttpReply<T>, Error> {
+    ) -> Result<HttpReply<String>, Error> {
         let exchange = self
             .script
             .borrow_mut()
@@ -239,30 +239,33 @@ impl FakePlatform {
             Reply::Answer(reply) => reply?,
             Reply::Hang => std::future::pending().await,
         };
-        let mut reply = read_reply(status, &body, exchange.dpop_nonce);
+        let mut reply = raw_reply(status, &body, exchange.dpop_nonce);
         reply.retry_after_s = exchange.retry_after_s;
         Ok(reply)
     }
 }
 
-/// A server's answer read as the browser reads one: the body decoded, and
-/// an error answer's `error` member whatever the body's type.
-pub fn read_reply<T: DeserializeOwned>(
-    status: u16,
-    body: &str,
-    dpop_nonce: Option<String>,
-) -> HttpReply<T> {
+/// A server's answer as the browser hands it over: the body as text (the
+/// fakes' [`Http::Body`]), and an error answer's `error` member whatever
+/// the body's type.
+pub fn raw_reply(status: u16, body: &str, dpop_nonce: Option<String>) -> HttpReply<String> {
     let oauth_error = (status >= 400)
         .then(|| serde_json::from_str::<serde_json::Value>(body).ok())
         .flatten()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
     HttpReply {
         status,
-        body: serde_json::from_str(body).map_err(|e| e.to_string()),
+        body: Ok(body.to_owned()),
         retry_after_s: None,
         dpop_nonce,
         oauth_error,
     }
+}
+
+/// The fakes' [`Http::read`]: serde_json standing in for `JSON.parse` and
+/// the browser's reader.
+pub fn read_body<T: DeserializeOwned>(body: String) -> Result<T, String> {
+    serde_json::from_str(&body).map_err(|e| e.to_string())
 }
 
 impl Drop for FakePlatform {
@@ -299,16 +302,22 @@ impl Crypto for FakePlatform {
 }
 
 impl Http for FakePlatform {
-    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
+    type Body = String;
+
+    fn read<T: DeserializeOwned>(&self, body: String) -> Result<T, String> {
+        read_body(body)
+    }
+
+    async fn get(&self, url: &str) -> Result<HttpReply<String>, Error> {
         self.answer("GET", url, None, None).await
     }
 
-    async fn post_form_with_proof<T: DeserializeOwned>(
+    async fn post(
         &self,
         url: &str,
         form: &[(String, String)],
         proof: Option<&DpopProof>,
-    ) -> Result<HttpReply<T>, Error> {
+    ) -> Result<HttpReply<String>, Error> {
         self.answer("POST", url, Some(form), proof).await
     }
 }

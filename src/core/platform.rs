@@ -50,12 +50,49 @@ pub struct HttpReply<T> {
     pub oauth_error: Option<String>,
 }
 
+impl<B> HttpReply<B> {
+    /// This reply with its body read by `read` (a body that was not JSON
+    /// stays an `Err`).
+    pub fn read_body<T>(self, read: impl FnOnce(B) -> Result<T, String>) -> HttpReply<T> {
+        HttpReply {
+            status: self.status,
+            body: self.body.and_then(read),
+            retry_after_s: self.retry_after_s,
+            dpop_nonce: self.dpop_nonce,
+            oauth_error: self.oauth_error,
+        }
+    }
+}
+
 /// The two kinds of request the protocol makes. Network failures are
 /// `Error::Network`; any HTTP status is a reply.
+///
+/// A platform sends requests and parses their JSON once for every type of
+/// answer ([`Http::get`], [`Http::post`], bodies as its own [`Http::Body`]),
+/// and reads a parsed body as a type apart ([`Http::read`]): in the wasm,
+/// each request's code is then there once, not once per type of answer.
 pub trait Http {
+    /// A parsed JSON body not yet read as a type (a JS value in the browser).
+    type Body;
+    /// Reads `body` as a `T`; `Err` says why not, without quoting it.
+    fn read<T: DeserializeOwned>(&self, body: Self::Body) -> Result<T, String>;
     /// `GET url` with `Accept: application/json` (discovery).
-    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error>;
-    /// `POST url` with an `application/x-www-form-urlencoded` body (token endpoint).
+    async fn get(&self, url: &str) -> Result<HttpReply<Self::Body>, Error>;
+    /// `POST url` with an `application/x-www-form-urlencoded` body and, when
+    /// given, a `DPoP` header carrying `proof`.
+    async fn post(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        proof: Option<&DpopProof>,
+    ) -> Result<HttpReply<Self::Body>, Error>;
+
+    /// [`Http::get`], the body read as a `T`.
+    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<HttpReply<T>, Error> {
+        let reply = self.get(url).await?;
+        Ok(reply.read_body(|body| self.read(body)))
+    }
+    /// [`Http::post`] without a proof (token endpoint), the body read as a `T`.
     async fn post_form<T: DeserializeOwned>(
         &self,
         url: &str,
@@ -63,13 +100,16 @@ pub trait Http {
     ) -> Result<HttpReply<T>, Error> {
         self.post_form_with_proof(url, form, None).await
     }
-    /// [`Http::post_form`] with a `DPoP` header carrying `proof`, when given.
+    /// [`Http::post`], the body read as a `T`.
     async fn post_form_with_proof<T: DeserializeOwned>(
         &self,
         url: &str,
         form: &[(String, String)],
         proof: Option<&DpopProof>,
-    ) -> Result<HttpReply<T>, Error>;
+    ) -> Result<HttpReply<T>, Error> {
+        let reply = self.post(url, form, proof).await?;
+        Ok(reply.read_body(|body| self.read(body)))
+    }
 }
 
 /// JSON text to a typed value. The platform parses (`JSON.parse` in the

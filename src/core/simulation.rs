@@ -35,7 +35,7 @@ use std::task::{Context, Poll, Waker};
 use serde::de::DeserializeOwned;
 
 use crate::core::dpop::{Dpop, NonceBook};
-use crate::core::fakes::{read_reply, FakeDpopKeys};
+use crate::core::fakes::{raw_reply, read_body, FakeDpopKeys};
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::ports::{
     Background, Broadcast, Clock, Crypto, DpopKeys, Http, HttpReply, RefreshTransport, SessionLock,
@@ -465,18 +465,24 @@ fn proof_nonce(proof: &DpopProof) -> Option<String> {
 }
 
 impl Http for TabPorts<'_> {
-    async fn get_json<T: DeserializeOwned>(&self, _url: &str) -> Result<HttpReply<T>, Error> {
+    type Body = String;
+
+    fn read<T: DeserializeOwned>(&self, body: String) -> Result<T, String> {
+        read_body(body)
+    }
+
+    async fn get(&self, _url: &str) -> Result<HttpReply<String>, Error> {
         unreachable!("the simulation's refresh only posts")
     }
 
     /// The token endpoint: with DPoP a request whose proof does not carry
     /// the current nonce is refused unprocessed (`use_dpop_nonce`).
-    async fn post_form_with_proof<T: DeserializeOwned>(
+    async fn post(
         &self,
         url: &str,
         form: &[(String, String)],
         proof: Option<&DpopProof>,
-    ) -> Result<HttpReply<T>, Error> {
+    ) -> Result<HttpReply<String>, Error> {
         let world = self.world;
         assert_eq!(url, TOKEN_URL);
         let server = &world.server;
@@ -498,7 +504,7 @@ impl Http for TabPorts<'_> {
                     "tab {} refresh with {refresh_token}: use_dpop_nonce",
                     self.tab
                 ));
-                return Ok(read_reply(
+                return Ok(raw_reply(
                     400,
                     r#"{"error":"use_dpop_nonce"}"#,
                     Some(current),
@@ -539,7 +545,7 @@ impl Http for TabPorts<'_> {
             self.sleep(late).await;
         }
         let nonce = server.dpop.then(|| format!("n{}", server.nonce.get()));
-        Ok(read_reply(status, &body, nonce))
+        Ok(raw_reply(status, &body, nonce))
     }
 }
 
