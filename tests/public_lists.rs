@@ -97,6 +97,9 @@ fn every_create_option_declared_is_read_by_the_parser() {
     // the other way round: a name listed (and typed) that nothing reads.
     for name in CREATE_OPTIONS {
         let read = OPTIONS_RS.contains(&format!("\"{name}\""));
-        assert!(read, "{name} is declared but src/browser/options.rs never reads it");
+        assert!(
+            read,
+            "{name} is declared but src/browser/options.rs never reads it"
+        );
     }
 }
