@@ -37,6 +37,7 @@ fn previous() -> TokenSet {
         refresh_expires_at_ms: Some(NOW_MS + 86_400_000),
         issued_at_ms: NOW_MS - 3_600_000,
         login_at_ms: NOW_MS - 3_600_000,
+        rotation: 4,
         dpop_jkt: None,
         atproto: None,
     }
@@ -137,6 +138,7 @@ fn model(
         refresh_expires_at_ms,
         issued_at_ms: previous.map_or(now_ms, |p| now_ms.max(p.issued_at_ms.saturating_add(1))),
         login_at_ms: previous.map_or(now_ms, |p| p.login_at_ms),
+        rotation: previous.map_or(0, |p| p.rotation + 1),
         dpop_jkt: dpop_jkt.map(str::to_owned),
         atproto: previous.and_then(|p| p.atproto.clone()),
     })
