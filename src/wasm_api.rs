@@ -9,7 +9,7 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::browser::authorized_fetch::{self as authorized, EndpointKey, BEARER};
+use crate::browser::authorized_fetch::{self as authorized, endpoint_key, BEARER};
 use crate::browser::channel::SessionChannel;
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::events::{Emitter, EventName};
@@ -23,27 +23,26 @@ use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
+use crate::core::app_events::{AppEvent, DetailValue};
 use crate::core::atproto::Resolver;
 use crate::core::atproto_login::{
-    account_to_sign_in, client_endpoints, login_config, on_pds_of, AtprotoLogin,
+    account_to_sign_in, client_endpoints, login_config, AtprotoLogin,
 };
 use crate::core::authorize::{callback_url, RESPONSE_PARAMS};
-use crate::core::authorized_call::{AuthorizedCall, Destination, Event, Step};
+use crate::core::authorized_call::{AuthorizedCall, Event, Step};
+use crate::core::call_target::{CallTargets, EndpointKey};
 use crate::core::dpop::{make_proof, AthCache, Dpop, NonceBook, ProofFor, Role};
 use crate::core::jwks::JwksCache;
 use crate::core::login::{finish_login, start_login, ClientConfig};
 use crate::core::oidc::IdTokenVerifier;
-use crate::core::origin::AllowedOrigins;
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
-use crate::core::public_api::{StorageProblem, STORAGE_EVENT_FIELDS, TOKENS_EVENT_FIELDS};
+use crate::core::public_api::StorageProblem;
 use crate::core::race::{alongside, both};
 use crate::core::retirement::{
     plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement, Retirer,
     RevocationOutcome,
 };
-use crate::core::session::{
-    EndReason, RefreshPolicy, Refresher, Session, SessionChange, TokenSource,
-};
+use crate::core::session::{RefreshPolicy, Refresher, Session, SessionChange};
 use crate::core::startup::{
     discover, metadata_at_start, shared_across_tabs, EndpointSource, KeptMetadata, MetadataStart,
 };
@@ -61,10 +60,9 @@ pub fn version() -> String {
 struct Inner {
     /// This client itself, for the tasks it starts ([`Background`]).
     me: Weak<Inner>,
-    /// The token and UserInfo endpoints, parsed once: requests to them are
-    /// latchkey's own (see `fetch_with_auth`).
-    token_key: Option<EndpointKey>,
-    userinfo_key: Option<EndpointKey>,
+    /// Where calls go: the token and UserInfo endpoints (parsed once),
+    /// `allowedOrigins`, the atproto account's servers.
+    targets: CallTargets,
     config: ClientConfig,
     platform: BrowserPlatform,
     store: BrowserSessionStore,
@@ -75,8 +73,6 @@ struct Inner {
     transport: BrowserRefresh,
     policy: RefreshPolicy,
     is_token_expired: Option<js_sys::Function>,
-    /// Where `fetchWithAuth` may send the access token.
-    allowed_origins: AllowedOrigins,
     storage_fallback: Option<String>,
     storage_error: Option<String>,
     events: Rc<Emitter>,
@@ -118,16 +114,6 @@ impl Inner {
             check: scope_requests_openid(&self.config.scope).then(|| self.id_tokens()),
             background: self,
         }
-    }
-
-    /// Whether `key` is the token endpoint in use: the configured one
-    /// (parsed once at `create()`), or the atproto account's.
-    fn is_token_endpoint(&self, key: &EndpointKey) -> bool {
-        if self.atproto.is_none() {
-            return self.token_key.as_ref() == Some(key);
-        }
-        let account = self.session.tokens().and_then(|t| t.atproto);
-        account.is_some_and(|a| EndpointKey::of(&a.token_endpoint).as_ref() == Some(key))
     }
 
     fn dpop(&self) -> Dpop<'_, BrowserDpopKeys> {
@@ -407,22 +393,22 @@ impl AuthClient {
             atproto: atproto.clone(),
         };
         if let Some(reason) = &storage_fallback {
-            let detail = storage_event(StorageProblem::Fallback, storage.as_str(), reason);
-            events.emit_soon(EventName::Storage, detail);
+            let event = AppEvent::storage(StorageProblem::Fallback, storage, reason);
+            events.emit_soon(event.event, to_detail(&event));
         }
         if let Some((kind, reason)) = &storage_error {
-            let detail = storage_event(*kind, store.kind().as_str(), reason);
-            events.emit_soon(EventName::Storage, detail);
+            let event = AppEvent::storage(*kind, store.kind(), reason);
+            events.emit_soon(event.event, to_detail(&event));
         }
         Ok(AuthClient {
             inner: Rc::new_cyclic(|me| Inner {
                 me: me.clone(),
-                token_key: EndpointKey::of(&config.endpoints.token),
-                userinfo_key: config
-                    .endpoints
-                    .userinfo
-                    .as_deref()
-                    .and_then(EndpointKey::of),
+                targets: CallTargets {
+                    token: endpoint_key(&config.endpoints.token),
+                    userinfo: config.endpoints.userinfo.as_deref().and_then(endpoint_key),
+                    allowed: allowed_origins,
+                    atproto: atproto.is_some(),
+                },
                 _visibility: VisibilityCatchUp::install(catch_up(me.clone())),
                 config,
                 platform,
@@ -433,7 +419,6 @@ impl AuthClient {
                 transport,
                 policy,
                 is_token_expired,
-                allowed_origins,
                 storage_fallback,
                 storage_error: storage_error.map(|(_, reason)| reason),
                 events,
@@ -826,26 +811,23 @@ async fn logout(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
     Ok(logout::result(&outcome))
 }
 
-/// How a call to `url` starts: the machine's first event, and whose DPoP
-/// nonce its proofs carry (UserInfo belongs to the authorization server).
-/// `key` is the URL's [`EndpointKey`] (`None` when it does not parse);
-/// `url` may be the URL or just its origin (only its origin is read).
-fn start_of(inner: &Inner, url: &str, key: Option<&EndpointKey>) -> (Event, Role) {
-    Destination {
-        token_endpoint: key.is_some_and(|k| inner.is_token_endpoint(k)),
-        userinfo: key.is_some() && key == inner.userinfo_key.as_ref(),
-        listed: || inner.allowed_origins.placement_for(url),
-        account_pds: || pds_origin_of(inner, url),
-    }
-    .start()
+/// How a call to `url` starts (`core::call_target`): the machine's first
+/// event, and whose DPoP nonces its proofs carry.
+fn start_of(inner: &Inner, url: &str) -> (Event, Role) {
+    let key = endpoint_key(url);
+    inner
+        .targets
+        .start(url, key.as_ref(), &inner.session, endpoint_key)
 }
 
 /// The fast path's decision (see `AuthClient::fast_authorization`), for a
 /// URL of `key`'s origin and path.
 fn fast_authorization(inner: &Inner, key: &EndpointKey) -> Option<String> {
-    let (start, role) = start_of(inner, key.origin(), Some(key));
-    let bound = inner.config.dpop && inner.session.is_dpop_bound();
-    if role != Role::Resource || !AuthorizedCall::fast_path(start, bound) {
+    let dpop = inner.config.dpop;
+    if !inner
+        .targets
+        .fast_path(key, &inner.session, dpop, endpoint_key)
+    {
         return None;
     }
     let now = inner.platform.now_ms();
@@ -869,7 +851,7 @@ async fn fetch_with_auth(
     // The decisions are the core's (`AuthorizedCall`); this only does them.
     let prepared = authorized::prepare(input, init).map_err(js_err)?;
     let url = prepared.url();
-    let (start, role) = start_of(inner, &url, EndpointKey::of(&url).as_ref());
+    let (start, role) = start_of(inner, &url);
     let mut call = AuthorizedCall::default();
     let mut step = call.advance(start);
     let mut outgoing = None;
@@ -1003,12 +985,6 @@ async fn send_authorized(
     Ok((answer, refused))
 }
 
-/// Whether `url` is on the signed-in atproto account's PDS origin.
-fn pds_origin_of(inner: &Inner, url: &str) -> bool {
-    let account = inner.session.tokens().and_then(|t| t.atproto);
-    account.is_some_and(|account| on_pds_of(&account, url))
-}
-
 /// The DPoP key of the tab's session, when it is bound to one.
 async fn bound_key(
     inner: &Inner,
@@ -1057,58 +1033,30 @@ fn catch_up(inner: std::rc::Weak<Inner>) -> impl Fn() + 'static {
     }
 }
 
-/// Turns session changes into the client's events.
+/// Turns session changes into the client's events (`core::app_events`
+/// decides which, and what they say).
 fn session_observer(events: &Rc<Emitter>, kind: StorageKind) -> impl Fn(&SessionChange) + 'static {
     let events = Rc::downgrade(events);
     move |change| {
-        let Some(events) = events.upgrade() else {
-            return;
-        };
-        match change {
-            SessionChange::Tokens { tokens, source } => {
-                events.emit(EventName::Tokens, &tokens_event(tokens, *source));
-            }
-            SessionChange::Ended(EndReason::Expired) => {
-                events.emit(EventName::SessionExpired, &Object::new().into());
-            }
-            SessionChange::Ended(EndReason::SignedOut) => {
-                events.emit(EventName::SignedOut, &Object::new().into());
-            }
-            SessionChange::PersistFailed(error) => {
-                let reason = format!("{}: {error}", error.code());
-                let detail = storage_event(StorageProblem::WriteFailed, kind.as_str(), &reason);
-                events.emit(EventName::Storage, &detail);
-            }
+        if let Some(events) = events.upgrade() {
+            let event = AppEvent::of_change(change, kind);
+            events.emit(event.event, &to_detail(&event));
         }
     }
 }
 
-/// The detail of a `tokens` event (`TOKENS_EVENT_FIELDS`).
-fn tokens_event(tokens: &TokenSet, source: TokenSource) -> JsValue {
-    let expires_at = tokens
-        .expires_at_ms
-        .map_or(JsValue::NULL, |at| (at as f64).into());
-    let scope = tokens.scope.as_deref().map_or(JsValue::NULL, Into::into);
-    let values = [
-        tokens.access_token.secret().into(),
-        expires_at,
-        scope,
-        source.name().into(),
-    ];
-    detail(&TOKENS_EVENT_FIELDS, values)
-}
-
-/// The detail of a `storage` event (`STORAGE_EVENT_FIELDS`).
-fn storage_event(problem: StorageProblem, storage: &str, reason: &str) -> JsValue {
-    let values = [problem.name().into(), storage.into(), reason.into()];
-    detail(&STORAGE_EVENT_FIELDS, values)
-}
-
-/// An event's detail object: `fields` with their `values`, in order.
-fn detail<const N: usize>(fields: &[&str; N], values: [JsValue; N]) -> JsValue {
+/// An event's detail as a JS object: its fields with their values, in order.
+fn to_detail(event: &AppEvent) -> JsValue {
     let detail = Object::new();
-    for (name, value) in fields.iter().zip(values) {
-        let _ = Reflect::set(&detail, &(*name).into(), &value);
+    for (name, value) in event.detail() {
+        let value = match value {
+            DetailValue::Text(text) => JsValue::from_str(text),
+            DetailValue::Made(text) => JsValue::from_str(text),
+            DetailValue::Number(number) => JsValue::from_f64(*number),
+            DetailValue::Null => JsValue::NULL,
+            DetailValue::Token(token) => JsValue::from_str(token.secret()),
+        };
+        let _ = Reflect::set(&detail, &name.into(), &value);
     }
     detail.into()
 }

@@ -10,6 +10,7 @@ use web_sys::{ReadableStream, Request, RequestInit, Response};
 
 use crate::browser::js_error::describe;
 use crate::core::authorized_call::may_say_expired;
+use crate::core::call_target::EndpointKey;
 use crate::core::origin::{with_query_token, TokenPlacement};
 use crate::core::Error;
 
@@ -251,58 +252,13 @@ pub async fn send(request: &Request) -> Result<Response, JsValue> {
         .unchecked_into())
 }
 
-/// Whether `url` is the token endpoint (same origin and path, as `new URL`
-/// normalises them: scheme and host case, default ports, dot segments):
-/// such requests are sent untouched and never refreshed, so a refresh can
-/// never trigger a refresh.
-pub fn is_token_endpoint(url: &str, token_endpoint: &str) -> bool {
-    same_endpoint(url, token_endpoint)
-}
-
-/// Whether two absolute URLs name the same endpoint once parsed: origin and
-/// path, query and fragment aside. Unparsable URLs fall back to comparing
-/// the text before the query.
-fn same_endpoint(a: &str, b: &str) -> bool {
-    match (EndpointKey::of(a), EndpointKey::of(b)) {
-        (Some(a), Some(b)) => a == b,
-        _ => without_query(a) == without_query(b),
-    }
-}
-
-/// An endpoint as `new URL` normalises it: origin and path, query and
-/// fragment aside. Computed once per endpoint at `create()`, and once per
-/// request, so the fast path parses each URL once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointKey {
-    origin: String,
-    path: String,
-}
-
-impl EndpointKey {
-    /// The key of a URL already parsed by `new URL` (its `origin` and
-    /// `pathname`).
-    pub fn new(origin: String, path: String) -> EndpointKey {
-        EndpointKey { origin, path }
-    }
-
-    /// The origin, serialised as `new URL(...).origin` does.
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
-    /// The key of an absolute `url`; `None` if it does not parse.
-    pub fn of(url: &str) -> Option<EndpointKey> {
-        let parsed = web_sys::Url::new(url).ok()?;
-        Some(EndpointKey {
-            origin: parsed.origin(),
-            path: parsed.pathname(),
-        })
-    }
-}
-
-/// `url` up to its query or fragment.
-fn without_query(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or_default()
+/// The [`EndpointKey`] of an absolute `url` as `new URL` normalises it
+/// (scheme and host case, default ports, dot segments; query and fragment
+/// aside); `None` if it does not parse. Computed once per endpoint at
+/// `create()`, and once per request, so each URL is parsed once.
+pub fn endpoint_key(url: &str) -> Option<EndpointKey> {
+    let parsed = web_sys::Url::new(url).ok()?;
+    Some(EndpointKey::new(parsed.origin(), parsed.pathname()))
 }
 
 /// The default "expired" test

@@ -5,39 +5,23 @@ use wasm_bindgen::prelude::*;
 
 use crate::browser::js_error::to_js;
 use crate::browser::options::{flag, get, reject_unknown};
+use crate::core::logout_options::{LogoutOptions, LogoutRequest};
 use crate::core::retirement::RevocationOutcome;
 use crate::core::Error;
 
 /// Every option `logout` accepts; anything else is a typo and refused.
 const KNOWN: &[&str] = &["revoke", "endSession", "postLogoutRedirectUri"];
 
-/// `logout`'s validated options.
-#[derive(Debug, PartialEq, Eq)]
-pub struct LogoutOptions {
-    /// `revoke` (default true): revoke the tokens when the issuer has a
-    /// revocation endpoint.
-    pub revoke: bool,
-    /// `endSession` (default false): with the issuer's end-session endpoint,
-    /// the URL to navigate to once signed out here.
-    pub end_session: Option<String>,
-    /// `postLogoutRedirectUri`: where the issuer sends the user back.
-    pub post_logout_redirect_uri: Option<String>,
-}
-
-/// Reads `{ revoke, endSession, postLogoutRedirectUri }`. Checked before
-/// anything changes, so a mistake rejects with the session untouched:
-/// `endSession` needs an `end_session_endpoint`, and a return address needs
-/// `endSession`.
+/// Reads `{ revoke, endSession, postLogoutRedirectUri }`: each option's
+/// type, then the rules between them (`core::logout_options`). Checked
+/// before anything changes, so a mistake rejects with the session
+/// untouched.
 pub fn parse(
     options: &JsValue,
     end_session_endpoint: Option<&str>,
 ) -> Result<LogoutOptions, Error> {
     if options.is_undefined() || options.is_null() {
-        return Ok(LogoutOptions {
-            revoke: true,
-            end_session: None,
-            post_logout_redirect_uri: None,
-        });
+        return LogoutRequest::default().check(end_session_endpoint);
     }
     if !options.is_object() {
         return Err(Error::invalid_option("logout", "options must be an object"));
@@ -55,29 +39,14 @@ pub fn parse(
         web_sys::Url::new(&uri).map_err(|_| {
             Error::invalid_option("postLogoutRedirectUri", "must be an absolute URL")
         })?;
-        if !end_session {
-            return Err(Error::invalid_option(
-                "postLogoutRedirectUri",
-                "only applies with endSession: true",
-            ));
-        }
         Some(uri)
     };
-    let end_session = match (end_session, end_session_endpoint) {
-        (false, _) => None,
-        (true, Some(endpoint)) => Some(endpoint.to_owned()),
-        (true, None) => {
-            return Err(Error::invalid_option(
-                "endSession",
-                "the issuer has no end_session_endpoint (give endSessionEndpoint)",
-            ))
-        }
-    };
-    Ok(LogoutOptions {
+    LogoutRequest {
         revoke,
         end_session,
         post_logout_redirect_uri,
-    })
+    }
+    .check(end_session_endpoint)
 }
 
 /// `logout`'s result: `{ revocation: "revoked" | "skipped" | "failed", error? }`.

@@ -1,11 +1,13 @@
 //! Protocol and session logic. Nothing in here may use web-sys or js-sys:
 //! the browser is reached only through the traits in [`crate::core::ports`].
 
+pub mod app_events;
 pub mod atproto;
 pub mod atproto_login;
 pub mod authorize;
 pub mod authorized_call;
 pub mod base64url;
+pub mod call_target;
 mod decimal;
 pub mod discovery;
 pub mod dpop;
@@ -45,6 +47,7 @@ pub use verify::{verify_id_token, VerifiedIdToken};
 pub mod end_session;
 pub mod envelope;
 pub mod login;
+pub mod logout_options;
 pub mod memory_store;
 pub mod oidc;
 pub mod origin;

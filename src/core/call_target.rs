@@ -1,0 +1,292 @@
+//! Where a `fetchWithAuth` call goes, decided once per call: the token
+//! endpoint in use (sent untouched, so a refresh never triggers a refresh),
+//! the UserInfo endpoint (the authorization server's), the signed-in
+//! atproto account's PDS, or an origin the app listed; and from that, the
+//! call's first [`Event`], whose DPoP nonces it carries, and whether the
+//! package's JavaScript may send it on the fast path. URLs are parsed by
+//! the platform (`new URL` in the browser): the core compares the keys.
+
+use crate::core::atproto_login::on_pds_of;
+use crate::core::authorized_call::{AuthorizedCall, Destination, Event};
+use crate::core::dpop::Role;
+use crate::core::origin::AllowedOrigins;
+use crate::core::session::Session;
+
+/// An endpoint as the platform's URL parser normalises it (scheme and host
+/// case, default ports, dot segments): origin and path, query and fragment
+/// aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointKey {
+    origin: String,
+    path: String,
+}
+
+impl EndpointKey {
+    /// The key of a URL the platform parsed: its serialised `origin` and
+    /// its `pathname`.
+    pub fn new(origin: String, path: String) -> EndpointKey {
+        EndpointKey { origin, path }
+    }
+
+    /// The origin, serialised as the platform does.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// The endpoints and origins a client's calls are sorted by.
+#[derive(Debug)]
+pub struct CallTargets {
+    /// The configured token endpoint (`None` if it does not parse).
+    pub token: Option<EndpointKey>,
+    /// The UserInfo endpoint, when there is one.
+    pub userinfo: Option<EndpointKey>,
+    /// Where the access token may go (`allowedOrigins`).
+    pub allowed: AllowedOrigins,
+    /// `profile: "atproto"`: the token endpoint in use and the PDS are the
+    /// signed-in account's, not the configuration's.
+    pub atproto: bool,
+}
+
+impl CallTargets {
+    /// A call to `url` (whose key is `key`; `None` when it does not parse)
+    /// while `session` is in use: its first event and whose DPoP nonces its
+    /// proofs carry. `url` may be the URL or just its origin; `key_of`
+    /// parses the account's token endpoint.
+    pub fn start(
+        &self,
+        url: &str,
+        key: Option<&EndpointKey>,
+        session: &Session,
+        key_of: impl Fn(&str) -> Option<EndpointKey>,
+    ) -> (Event, Role) {
+        Destination {
+            token_endpoint: key.is_some_and(|key| self.is_token_endpoint(key, session, key_of)),
+            userinfo: key.is_some() && key == self.userinfo.as_ref(),
+            listed: || self.allowed.placement_for(url),
+            account_pds: || self.on_account_pds(url, session),
+        }
+        .start()
+    }
+
+    /// Whether a call to `key` may go out on the fast path (the caller adds
+    /// the last condition, a token that needs no refresh now): a resource
+    /// server's URL whose first step is a Bearer token in the header, and
+    /// a session whose tokens need no DPoP proof (`dpop`: the client uses
+    /// DPoP).
+    pub fn fast_path(
+        &self,
+        key: &EndpointKey,
+        session: &Session,
+        dpop: bool,
+        key_of: impl Fn(&str) -> Option<EndpointKey>,
+    ) -> bool {
+        let (start, role) = self.start(key.origin(), Some(key), session, key_of);
+        let bound = dpop && session.is_dpop_bound();
+        role == Role::Resource && AuthorizedCall::fast_path(start, bound)
+    }
+
+    /// Whether `key` is the token endpoint in use: the configured one, or
+    /// the signed-in atproto account's.
+    fn is_token_endpoint(
+        &self,
+        key: &EndpointKey,
+        session: &Session,
+        key_of: impl Fn(&str) -> Option<EndpointKey>,
+    ) -> bool {
+        if !self.atproto {
+            return self.token.as_ref() == Some(key);
+        }
+        let account = session.tokens().and_then(|tokens| tokens.atproto);
+        account.is_some_and(|account| key_of(&account.token_endpoint).as_ref() == Some(key))
+    }
+
+    /// Whether `url` is on the signed-in atproto account's PDS origin.
+    fn on_account_pds(&self, url: &str, session: &Session) -> bool {
+        let account = session.tokens().and_then(|tokens| tokens.atproto);
+        self.atproto && account.is_some_and(|account| on_pds_of(&account, url))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::atproto::Account;
+    use crate::core::origin::{OriginEntry, TokenPlacement};
+    use crate::core::{AccessToken, Error, RefreshToken, TokenSet};
+
+    const PAGE: &str = "https://app.example";
+
+    /// A key the way a browser would give it, for the URLs of these tests
+    /// (no query, no fragment, no default port).
+    fn key(url: &str) -> Option<EndpointKey> {
+        let rest = url.strip_prefix("https://")?;
+        let slash = rest.find('/').unwrap_or(rest.len());
+        let path = match &rest[slash..] {
+            "" => "/",
+            path => path,
+        };
+        Some(EndpointKey::new(
+            format!("https://{}", &rest[..slash]),
+            path.to_owned(),
+        ))
+    }
+
+    fn targets(atproto: bool, allowed: &[(&str, TokenPlacement)]) -> CallTargets {
+        let entries: Vec<OriginEntry> = allowed
+            .iter()
+            .map(|(origin, placement)| OriginEntry {
+                origin: (*origin).to_owned(),
+                placement: *placement,
+            })
+            .collect();
+        CallTargets {
+            token: key("https://as.example/token"),
+            userinfo: key("https://as.example/userinfo"),
+            allowed: AllowedOrigins::from_entries(&entries, PAGE, false).unwrap(),
+            atproto,
+        }
+    }
+
+    fn session(account: Option<Account>, dpop_jkt: Option<&str>) -> Session {
+        Session::new(Some(TokenSet {
+            access_token: AccessToken::new("at".into()),
+            token_type: "Bearer".into(),
+            expires_at_ms: Some(10_000),
+            refresh_token: Some(RefreshToken::new("rt".into())),
+            scope: None,
+            id_token: None,
+            refresh_expires_at_ms: None,
+            issued_at_ms: 1,
+            login_at_ms: 1,
+            rotation: 0,
+            dpop_jkt: dpop_jkt.map(str::to_owned),
+            atproto: account.map(Box::new),
+        }))
+    }
+
+    fn account() -> Account {
+        Account {
+            did: "did:plc:abc".into(),
+            handle: None,
+            pds: "https://pds.example".into(),
+            issuer: "https://entryway.example".into(),
+            token_endpoint: "https://entryway.example/oauth/token".into(),
+            revocation_endpoint: None,
+        }
+    }
+
+    fn start(targets: &CallTargets, url: &str, session: &Session) -> (Event, Role) {
+        targets.start(url, key(url).as_ref(), session, key)
+    }
+
+    fn is_token_endpoint(event: &Event) -> bool {
+        matches!(
+            event,
+            Event::Start {
+                token_endpoint: true,
+                ..
+            }
+        )
+    }
+
+    fn placement(event: Event) -> Result<TokenPlacement, Error> {
+        match event {
+            Event::Start { placement, .. } => placement,
+            other => panic!("not a start: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_configured_token_endpoint_is_the_token_endpoint_in_use() {
+        let targets = targets(false, &[("https://as.example", TokenPlacement::Header)]);
+        let (event, _) = start(&targets, "https://as.example/token", &session(None, None));
+        assert!(is_token_endpoint(&event));
+        let (event, _) = start(&targets, "https://as.example/other", &session(None, None));
+        assert!(!is_token_endpoint(&event));
+    }
+
+    #[test]
+    fn with_atproto_the_accounts_token_endpoint_is_in_use_and_not_the_configured_one() {
+        let targets = targets(true, &[]);
+        let signed_in = session(Some(account()), None);
+        let (event, _) = start(&targets, "https://entryway.example/oauth/token", &signed_in);
+        assert!(is_token_endpoint(&event));
+        let (event, _) = start(&targets, "https://as.example/token", &signed_in);
+        assert!(!is_token_endpoint(&event));
+        let signed_out = Session::new(None);
+        let (event, _) = start(
+            &targets,
+            "https://entryway.example/oauth/token",
+            &signed_out,
+        );
+        assert!(!is_token_endpoint(&event));
+    }
+
+    #[test]
+    fn userinfo_is_the_authorization_servers_and_gets_the_header() {
+        let targets = targets(false, &[]);
+        let (event, role) = start(
+            &targets,
+            "https://as.example/userinfo",
+            &session(None, None),
+        );
+        assert_eq!(role, Role::AuthorizationServer);
+        assert_eq!(placement(event), Ok(TokenPlacement::Header));
+    }
+
+    #[test]
+    fn a_listed_origin_gets_its_placement_and_an_unlisted_one_is_refused() {
+        let targets = targets(false, &[("https://api.example", TokenPlacement::Query)]);
+        let signed_in = session(None, None);
+        let (event, role) = start(&targets, "https://api.example/items", &signed_in);
+        assert_eq!(
+            (placement(event), role),
+            (Ok(TokenPlacement::Query), Role::Resource)
+        );
+        let (event, _) = start(&targets, "https://evil.example/items", &signed_in);
+        assert_eq!(placement(event).unwrap_err().code(), "origin_not_allowed");
+    }
+
+    #[test]
+    fn the_accounts_pds_needs_no_listing_only_with_atproto() {
+        let signed_in = session(Some(account()), None);
+        let (event, _) = start(
+            &targets(true, &[]),
+            "https://pds.example/xrpc/x",
+            &signed_in,
+        );
+        assert_eq!(placement(event), Ok(TokenPlacement::Header));
+        let (event, _) = start(
+            &targets(false, &[]),
+            "https://pds.example/xrpc/x",
+            &signed_in,
+        );
+        assert!(placement(event).is_err());
+    }
+
+    #[test]
+    fn the_fast_path_is_a_listed_resource_with_a_bearer_header() {
+        let targets = targets(false, &[("https://api.example", TokenPlacement::Header)]);
+        let signed_in = session(None, None);
+        let fast =
+            |url: &str, s: &Session, dpop| targets.fast_path(&key(url).unwrap(), s, dpop, key);
+        assert!(fast("https://api.example/items", &signed_in, false));
+        // Not: the token endpoint, UserInfo, an unlisted origin.
+        assert!(!fast("https://as.example/token", &signed_in, false));
+        assert!(!fast("https://as.example/userinfo", &signed_in, false));
+        assert!(!fast("https://evil.example/items", &signed_in, false));
+        // A DPoP-bound session needs a proof per call; DPoP configured but
+        // a Bearer session (no key) still goes fast.
+        let bound = session(None, Some("jkt"));
+        assert!(!fast("https://api.example/items", &bound, true));
+        assert!(fast("https://api.example/items", &signed_in, true));
+    }
+
+    #[test]
+    fn a_query_placement_is_not_the_fast_path() {
+        let targets = targets(false, &[("https://api.example", TokenPlacement::Query)]);
+        let api = key("https://api.example/items").unwrap();
+        assert!(!targets.fast_path(&api, &session(None, None), false, key));
+    }
+}
