@@ -37,6 +37,7 @@ use crate::core::login::{finish_login, start_login, ClientConfig};
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
 use crate::core::public_api::StorageProblem;
+use crate::core::quoted::Quoted;
 use crate::core::race::{alongside, both};
 use crate::core::retirement::{
     plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement, Retirer,
@@ -1126,7 +1127,7 @@ fn login_options(options: &JsValue) -> Result<LoginOptions, Error> {
             let pair: js_sys::Array = entry.unchecked_into();
             let name = pair.get(0).as_string().unwrap_or_default();
             let value = pair.get(1).as_string().ok_or_else(|| {
-                Error::invalid_option("extraParams", format!("{name:?} must be a string"))
+                Error::invalid_option("extraParams", format!("{} must be a string", Quoted(&name)))
             })?;
             extra_params.push((name, value));
         }

@@ -7,6 +7,7 @@ use std::rc::{Rc, Weak};
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
 
+use crate::core::quoted::Quoted;
 use crate::core::Error;
 
 /// The events a client emits (named once, in the core).
@@ -23,7 +24,8 @@ impl EventName {
             Error::invalid_option(
                 "event",
                 format!(
-                    "unknown event {name:?} (expected one of {})",
+                    "unknown event {} (expected one of {})",
+                    Quoted(name),
                     known.join(", ")
                 ),
             )

@@ -16,6 +16,7 @@ use web_sys::{CryptoKey, SubtleCrypto};
 use crate::browser::js_error::describe;
 use crate::core::base64url;
 use crate::core::jose::{Jwk, JwsAlgorithm};
+use crate::core::quoted::Quoted;
 use crate::core::Error;
 
 /// The smallest RSA modulus RS256 and PS256 accept, in bits
@@ -105,14 +106,16 @@ fn check_key(alg: JwsAlgorithm, key: &Jwk) -> Result<CheckedKey, Error> {
     if let Some(declared) = &key.alg {
         if declared != name {
             return Err(crypto_error(format!(
-                "the key is declared for alg {declared:?}, not {name}"
+                "the key is declared for alg {}, not {name}",
+                Quoted(declared)
             )));
         }
     }
     if let Some(key_use) = &key.key_use {
         if key_use != "sig" {
             return Err(crypto_error(format!(
-                "the key's use is {key_use:?}, not \"sig\""
+                "the key's use is {}, not \"sig\"",
+                Quoted(key_use)
             )));
         }
     }
@@ -121,8 +124,8 @@ fn check_key(alg: JwsAlgorithm, key: &Jwk) -> Result<CheckedKey, Error> {
         JwsAlgorithm::Rs256 | JwsAlgorithm::Ps256 => {
             if key.kty != "RSA" {
                 return Err(crypto_error(format!(
-                    "{name} needs an RSA key, got kty {:?}",
-                    key.kty
+                    "{name} needs an RSA key, got kty {}",
+                    Quoted(&key.kty)
                 )));
             }
             let n = member(name, "n", &key.n)?;
@@ -145,15 +148,16 @@ fn check_key(alg: JwsAlgorithm, key: &Jwk) -> Result<CheckedKey, Error> {
         JwsAlgorithm::Es256 => {
             if key.kty != "EC" {
                 return Err(crypto_error(format!(
-                    "{name} needs an EC key, got kty {:?}",
-                    key.kty
+                    "{name} needs an EC key, got kty {}",
+                    Quoted(&key.kty)
                 )));
             }
             match key.crv.as_deref() {
                 Some("P-256") => {}
                 Some(other) => {
                     return Err(crypto_error(format!(
-                        "{name} needs curve P-256, got {other:?}"
+                        "{name} needs curve P-256, got {}",
+                        Quoted(other)
                     )))
                 }
                 None => return Err(crypto_error(format!("{name} key has no crv member"))),

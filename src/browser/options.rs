@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 use crate::browser::store::StorageKind;
 use crate::core::atproto::{self, Resolver};
 use crate::core::origin::{AllowedOrigins, OriginEntry, TokenPlacement};
+use crate::core::quoted::Quoted;
 use crate::core::{check_endpoint_url, EndpointOverrides, Error};
 
 /// Every option `create` accepts (written once, in the core).
@@ -88,7 +89,7 @@ pub(crate) fn reject_unknown(
         if !known.contains(&key.as_str()) {
             return Err(Error::invalid_option(
                 owner,
-                format!("unknown option {key:?}"),
+                format!("unknown option {}", Quoted(&key)),
             ));
         }
     }
@@ -206,7 +207,10 @@ fn allowed_origins(
                 _ => {
                     return Err(Error::invalid_option(
                         FIELD,
-                        format!("entry {origin:?}: tokenIn must be \"header\" or \"query\""),
+                        format!(
+                            "entry {}: tokenIn must be \"header\" or \"query\"",
+                            Quoted(&origin)
+                        ),
                     ))
                 }
             };

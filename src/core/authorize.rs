@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::error::Error;
 use super::pkce::PkceChallenge;
 use super::secret::{AuthorizationCode, Nonce, PkceVerifier, State};
+use crate::core::quoted::Quoted;
 
 /// How long a pending transaction stays usable: 10 minutes.
 pub const TRANSACTION_MAX_AGE_MS: u64 = 10 * 60 * 1000;
@@ -126,7 +127,7 @@ impl AuthorizationRequest {
         {
             return Err(Error::invalid_option(
                 "extraParams",
-                format!("must not set the reserved parameter {name:?}"),
+                format!("must not set the reserved parameter {}", Quoted(name)),
             ));
         }
         let mut params = vec![

@@ -11,6 +11,7 @@
 //! and must only describe *what* went wrong, never include a token, code,
 //! verifier, `state` or `nonce`.
 
+use crate::core::quoted::Quoted;
 use std::fmt;
 
 /// The code of an authorization-endpoint error: the values an app reacts to
@@ -494,7 +495,8 @@ impl fmt::Display for Error {
             } => {
                 write!(
                     f,
-                    "unsupported token type {token_type:?} (this request asked for {expected})"
+                    "unsupported token type {} (this request asked for {expected})",
+                    Quoted(token_type)
                 )
             }
             Error::DpopNonceFailed => f.write_str(
@@ -530,7 +532,8 @@ impl fmt::Display for Error {
             Error::IdTokenMalformed { reason } => write!(f, "malformed ID token: {reason}"),
             Error::IdTokenUnsupportedAlg { alg } => write!(
                 f,
-                "unsupported ID token algorithm {alg:?} (RS256, PS256 or ES256)"
+                "unsupported ID token algorithm {} (RS256, PS256 or ES256)",
+                Quoted(alg)
             ),
             Error::JwksUnavailable { reason } => {
                 write!(f, "the issuer's key set is unavailable: {reason}")

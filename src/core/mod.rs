@@ -53,6 +53,7 @@ pub mod oidc;
 pub mod origin;
 pub mod par;
 pub mod public_api;
+pub mod quoted;
 pub mod race;
 pub mod refresh_grant;
 pub mod retirement;

@@ -15,6 +15,7 @@
 
 use std::fmt;
 
+use crate::core::quoted::Quoted;
 use crate::core::Error;
 
 /// Where the access token goes in a request to an allowed origin.
@@ -339,7 +340,7 @@ impl AllowedOrigins {
             let refuse = |reason: &str| {
                 Error::invalid_option(
                     "allowedOrigins",
-                    format!("entry {:?} {reason}", entry.origin),
+                    format!("entry {} {reason}", Quoted(&entry.origin)),
                 )
             };
             let origin = Origin::parse(&entry.origin).map_err(refuse)?;
