@@ -26,6 +26,7 @@ import {
   openAtprotoTab,
   loginAtproto,
   startLogin,
+  signInAtPds,
   signInAtPdsAs,
   completeCallback,
   keepDpopKey,
@@ -345,6 +346,96 @@ test("logout revokes at the PDS, deletes the key and signs out every tab", async
     }
     const x = await net.counters();
     assert.equal(x.pds.requests["/xrpc/com.atproto.server.getSession"], afterwards.requests, `only the hand-made call after logout reached the PDS — ${JSON.stringify(x.pds.requests)}`);
+  });
+});
+
+// Creates window.auth with `opts` and an app `refresh` that performs the refresh-token grant
+// itself, as an app doing its own networking would: at the `tokenEndpoint` it is given, signed
+// with `dpopProof` (once more with the server's nonce when it asks for one). Every context it
+// receives is recorded, secrets left out, in window.refreshContexts.
+async function installCustomRefreshClient(page, opts) {
+  const result = await page.evaluate(async (options) => {
+    window.refreshContexts = [];
+    options.refresh = async (ctx) => {
+      window.refreshContexts.push({
+        tokenEndpoint: ctx.tokenEndpoint,
+        clientId: ctx.clientId,
+        scope: ctx.scope,
+        hasRefreshToken: typeof ctx.refreshToken === "string" && ctx.refreshToken.length > 0,
+        hasProofFactory: typeof ctx.dpopProof === "function",
+      });
+      const body = new URLSearchParams({ grant_type: "refresh_token", refresh_token: ctx.refreshToken, client_id: ctx.clientId });
+      const send = async (nonce) =>
+        fetch(ctx.tokenEndpoint, {
+          method: "POST",
+          headers: { "Content-Type": "application/x-www-form-urlencoded", DPoP: await ctx.dpopProof({ url: ctx.tokenEndpoint, nonce }) },
+          body,
+        });
+      let res = await send(undefined);
+      let answer = await res.json();
+      if (res.status === 400 && answer.error === "use_dpop_nonce") {
+        res = await send(res.headers.get("DPoP-Nonce") ?? undefined);
+        answer = await res.json();
+      }
+      return answer;
+    };
+    try {
+      window.auth = await window.latchkey.AuthClient.create(options);
+    } catch (e) {
+      return { error: { code: e.code, message: e.message } };
+    }
+    window.events = [];
+    window.auth.on("tokens", (detail) => window.events.push({ name: "tokens", source: detail?.source }));
+    return { ok: true };
+  }, opts);
+  if (result.error) throw new Error(`create failed: ${JSON.stringify(result.error)}`);
+}
+
+test("an app's own refresh of an atproto session is given the account's token endpoint and a proof factory; the refreshed token works at the PDS", async () => {
+  await inContext(async (context) => {
+    // Tokens that go stale (half their lifetime, with this leeway) a few seconds after login.
+    const ttl = 6;
+    assert.equal(await net.setAccessTokenTtl(ttl), ttl);
+    const opts = options({ refreshLeewaySeconds: 600 });
+    // One client for the whole visit, as an SPA has: created on the callback page before any
+    // session exists (so nothing configured names a token endpoint), it finishes the login,
+    // then refreshes with the app's function.
+    const page = await context.newPage();
+    await openApp(page, opts.redirectUri);
+    await installAtprotoClient(page, opts);
+    const refused = await startLogin(page, net.pdsUrl, alice().handle);
+    assert.equal(refused, null, JSON.stringify(refused));
+    await signInAtPds(page, { password: alice().password, expectedHandle: alice().handle, redirectUri: opts.redirectUri });
+    await installCustomRefreshClient(page, opts);
+    const done = await page.evaluate(() => window.auth.handleRedirectCallback().then(() => "ok", (e) => e.code));
+    assert.equal(done, "ok");
+    const before = await accessToken(page);
+    await sleep((ttl / 2) * 1000 + 500);
+
+    await net.resetCounters();
+    const after = await within(accessToken(page), 20_000, "getAccessToken() through the app's refresh");
+    assert.notEqual(after, before, "a new access token");
+    const contexts = await page.evaluate(() => window.refreshContexts);
+    assert.deepEqual(contexts, [
+      {
+        tokenEndpoint: `${net.issuer}/oauth/token`,
+        clientId: opts.clientId,
+        scope: contexts[0]?.scope,
+        hasRefreshToken: true,
+        hasProofFactory: true,
+      },
+    ], "one refresh, at the account's own token endpoint");
+    assert.ok(contexts[0].scope.split(" ").includes("atproto"), JSON.stringify(contexts));
+    const c = await net.counters();
+    const refresh = c.token.byGrantTypeAndOutcome.refresh_token ?? {};
+    assert.equal(refresh.success, 1, `one refresh grant at the PDS — ${JSON.stringify(c.token)}`);
+    assert.deepEqual(Object.keys(refresh).filter((k) => k !== "success" && k !== "use_dpop_nonce"), [], JSON.stringify(c.token));
+    assert.deepEqual(named(await eventsOf(page), "tokens").map((e) => e.source), ["login", "refresh"]);
+
+    // The refreshed token is still bound to the session's key: DPoP calls to the PDS work.
+    const session = await xrpcCall(page, getSessionUrl());
+    assert.equal(session.status, 200, JSON.stringify(session));
+    assert.equal(session.body.did, alice().did);
   });
 });
 
