@@ -65,8 +65,10 @@ pub trait Background {
     ///
     /// [`Refresher::lead`]: crate::core::session::Refresher::lead
     fn refresh(&self, held: AccessToken);
-    /// Revokes `tokens` best effort: a set the server issued that the
-    /// session will not use (it ended meanwhile, or its ID token names
-    /// someone else), so its refresh token is not left alive.
+    /// Revokes `tokens` best effort and deletes their DPoP key: a set the
+    /// server issued that the session will not use (it ended meanwhile, or
+    /// its ID token names someone else), so its refresh token is not left
+    /// alive, or the set of a session that expired here (its key is
+    /// nobody's any more).
     fn revoke(&self, tokens: TokenSet);
 }

@@ -541,7 +541,7 @@ where
                 // Nothing to refresh with, but still valid: use it while it lasts.
                 return Ok(base);
             }
-            return Err(self.end(EndReason::Expired).await);
+            return Err(self.expire(base).await);
         }
         if let Some(error) = self.session.backing_off(now) {
             return Err(error);
@@ -562,7 +562,7 @@ where
                         return Ok(latest);
                     }
                 }
-                return Err(self.end(EndReason::Expired).await);
+                return Err(self.expire(base).await);
             }
             Err(error) => {
                 self.session.back_off(&error, self.platform.now_ms());
@@ -767,6 +767,17 @@ where
 
     /// Ends the session everywhere: the store cleared, the other tabs told,
     /// this tab's copy dropped. Returns the error the caller rejects with.
+    /// Ends the session because the server will not refresh `ended` (no
+    /// refresh token left, or `invalid_grant`), then has the set retired
+    /// (`Background::revoke`): its access token revoked best effort and its
+    /// DPoP key deleted — every login makes its own key, so nothing will
+    /// use this one again.
+    async fn expire(&self, ended: TokenSet) -> Error {
+        let error = self.end(EndReason::Expired).await;
+        self.background.revoke(ended);
+        error
+    }
+
     async fn end(&self, reason: EndReason) -> Error {
         // A failed clear still ends the session here and in the other tabs;
         // the leftover record holds a refresh token the server rejects.

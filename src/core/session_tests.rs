@@ -457,6 +457,8 @@ fn invalid_grant_ends_the_session_everywhere() {
         }]
     );
     assert_eq!(tab.heard(), vec!["ended Expired"]);
+    // The refused set is retired: its access token revoked, its key deleted.
+    assert_eq!(tab.revoked(), vec!["at-1"]);
 }
 
 /// A refresh request during which a sibling tab without the lock rotates
@@ -500,6 +502,10 @@ fn invalid_grant_after_a_sibling_rotated_adopts_the_siblings_tokens() {
     assert_eq!(tab.in_memory().as_deref(), Some("at-9"));
     assert!(tab.sent().is_empty(), "no sign-out broadcast");
     assert_eq!(tab.heard(), vec!["tokens Sync at-9"]);
+    assert!(
+        tab.revoked().is_empty(),
+        "the session goes on: nothing retired"
+    );
 }
 
 #[test]
@@ -634,6 +640,7 @@ fn an_expired_token_without_refresh_token_ends_the_session() {
     assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
     assert_eq!(tab.stored(), None);
     assert_eq!(tab.heard(), vec!["ended Expired"]);
+    assert_eq!(tab.revoked(), vec!["at-1"], "the ended set is retired");
 }
 
 #[test]
@@ -649,6 +656,7 @@ fn a_session_cleared_by_another_tab_is_never_refreshed() {
     assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
     assert_eq!(tab.in_memory(), None);
     assert!(tab.sent().is_empty(), "whoever cleared it told the others");
+    assert!(tab.revoked().is_empty(), "and retired its set");
 }
 
 #[test]

@@ -491,3 +491,29 @@ test("storage: memory: the login's key is in IndexedDB only until the callback, 
     assert.deepEqual(await keyRecords(page, idp), [], "no key record once the memory session holds the key");
   });
 });
+
+test("a bound session that expires (the server revoked its grant) leaves no DPoP key behind", async () => {
+  await inContext(async (context) => {
+    const [tab] = await signedInTabs(context, idp, dpopOptions(idp), { ttl: SHORT_TTL });
+    idp.setAccessTokenTtl(LONG_TTL);
+    assert.equal((await keyRecords(tab, idp)).length, 1, "the session's key is stored");
+    assert.ok(idp.revokeAllGrants() >= 1, "the grant is revoked at the server");
+    await sleep(EXPIRED_MS);
+    idp.resetCounters();
+
+    const refused = await whoami(tab);
+    assert.equal(refused.code, "session_expired", JSON.stringify(refused));
+    const { errorsByCode } = idp.counters().token;
+    assert.equal(errorsByCode.invalid_grant, 1, `one refused refresh: ${JSON.stringify(errorsByCode)}`);
+    assert.equal(named(await eventsOf(tab), "sessionExpired").length, 1);
+    // The key is deleted in the background, after the session ended.
+    await within(
+      (async () => {
+        while ((await keyRecords(tab, idp)).length > 0) await sleep(50);
+      })(),
+      5_000,
+      "the expired session's key record to be deleted",
+    );
+    assert.equal(await rawRecord(tab, idp, "indexeddb", idp.dpopClientId), null, "no token record");
+  });
+});
