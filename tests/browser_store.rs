@@ -7,6 +7,7 @@ use latchkey::browser::idb::IdbKeyValue;
 use latchkey::browser::store::{storage_key, BrowserSessionStore, StorageKind, RECORDS_DB};
 use latchkey::browser::webcrypto;
 use latchkey::core::envelope::{associated_data, Envelope};
+use latchkey::core::message::EndReason;
 use latchkey::core::ports::SessionStore;
 use latchkey::core::{base64url, AccessToken, RefreshToken, TokenSet};
 use wasm_bindgen::JsValue;
@@ -82,8 +83,14 @@ async fn every_store_round_trips() {
         assert_eq!(loaded.access_token.secret(), ACCESS);
         assert_eq!(loaded.refresh_token.unwrap().secret(), REFRESH);
         assert_eq!(loaded.expires_at_ms, Some(1_900_000_000_000));
-        store.clear_tokens().await.unwrap();
+        assert_eq!(store.end_reason().await, None, "never cleared");
+        store.clear_tokens(EndReason::SignedOut).await.unwrap();
         assert!(store.load_tokens().await.unwrap().is_none());
+        // Why it ended stays, for a tab that finds the tokens gone.
+        assert_eq!(store.end_reason().await, Some(EndReason::SignedOut));
+        store.save_tokens(&tokens(ACCESS)).await.unwrap();
+        store.clear_tokens(EndReason::Expired).await.unwrap();
+        assert_eq!(store.end_reason().await, Some(EndReason::Expired));
     }
 }
 

@@ -20,6 +20,7 @@ use crate::browser::js_error::{crypto, storage};
 use crate::browser::webcrypto;
 use crate::core::envelope::{associated_data, Envelope};
 use crate::core::json_text::to_json;
+use crate::core::message::EndReason;
 use crate::core::ports::SessionStore;
 pub use crate::core::public_api::StorageKind;
 use crate::core::race::both;
@@ -37,6 +38,14 @@ pub const STORAGE_KEY_ID: &str = "aes-gcm-v1";
 const TOKENS: &str = "tokens";
 const METADATA: &str = "metadata";
 const TRANSACTION: &str = "transaction";
+/// Why the session was last cleared ([`SessionStore::end_reason`]).
+const ENDED: &str = "ended";
+
+/// The [`ENDED`] record.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EndedRecord {
+    reason: EndReason,
+}
 
 /// A string key-value backend.
 enum Backend {
@@ -306,9 +315,19 @@ impl SessionStore for BrowserSessionStore {
         self.write(&self.tokens, TOKENS, tokens).await
     }
 
-    async fn clear_tokens(&self) -> Result<(), Error> {
+    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
         self.leave_newer_alone()?;
+        // Why, before the tokens go: a tab that then finds them gone reads
+        // it (best effort: without it, that tab takes it for an expiry).
+        let _ = self
+            .write(&self.tokens, ENDED, &EndedRecord { reason })
+            .await;
         self.tokens.remove(&self.record_key(TOKENS)).await
+    }
+
+    async fn end_reason(&self) -> Option<EndReason> {
+        let ended = self.read::<EndedRecord>(&self.tokens, ENDED).await;
+        ended.ok().flatten().map(|ended| ended.reason)
     }
 
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {

@@ -775,7 +775,12 @@ mod tests {
         let params = started_as(&plain_config(), &platform);
         expect_code_exchange(&platform, "c-1", 200, TOKENS);
         finish(&platform, &params).unwrap();
-        block_on(platform.store.clear_tokens()).unwrap();
+        block_on(
+            platform
+                .store
+                .clear_tokens(crate::core::message::EndReason::SignedOut),
+        )
+        .unwrap();
         let replay = finish(&platform, &params);
         assert_eq!(replay.unwrap_err().code(), "no_transaction");
         assert!(block_on(platform.store.load_tokens()).unwrap().is_none());

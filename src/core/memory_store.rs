@@ -1,8 +1,9 @@
 //! A [`SessionStore`] that keeps everything in memory: the `memory` storage
 //! kind for tokens, and the store native tests use.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
+use crate::core::message::EndReason;
 use crate::core::ports::SessionStore;
 use crate::core::{Error, PendingTransaction, TokenSet};
 
@@ -11,6 +12,7 @@ use crate::core::{Error, PendingTransaction, TokenSet};
 pub struct MemorySessionStore {
     tokens: RefCell<Option<TokenSet>>,
     transaction: RefCell<Option<PendingTransaction>>,
+    ended: Cell<Option<EndReason>>,
 }
 
 impl SessionStore for MemorySessionStore {
@@ -23,9 +25,14 @@ impl SessionStore for MemorySessionStore {
         Ok(())
     }
 
-    async fn clear_tokens(&self) -> Result<(), Error> {
+    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
+        self.ended.set(Some(reason));
         *self.tokens.borrow_mut() = None;
         Ok(())
+    }
+
+    async fn end_reason(&self) -> Option<EndReason> {
+        self.ended.get()
     }
 
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {

@@ -8,7 +8,7 @@
 
 use crate::core::authorize::PendingTransaction;
 use crate::core::error::Error;
-use crate::core::message::SessionMessage;
+use crate::core::message::{EndReason, SessionMessage};
 use crate::core::secret::AccessToken;
 use crate::core::token::{RawTokenResponse, TokenSet};
 
@@ -25,8 +25,12 @@ pub trait SessionStore {
     async fn load_tokens(&self) -> Result<Option<TokenSet>, Error>;
     /// Replaces the stored token set in one write.
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error>;
-    /// Removes the stored token set.
-    async fn clear_tokens(&self) -> Result<(), Error>;
+    /// Removes the stored token set, and keeps why the session ended: a
+    /// tab that still held a copy and finds the store empty (before the
+    /// ending tab's broadcast reached it) tells its app the same.
+    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error>;
+    /// Why the stored session was last cleared, if the store kept it.
+    async fn end_reason(&self) -> Option<EndReason>;
     /// Stores the pending login transaction (one per client, per tab).
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error>;
     /// Removes and returns the pending transaction: it is single-use.

@@ -513,11 +513,17 @@ where
             (Some(stored), Some(mine)) if is_newer(&mine, &stored) => Ok(mine),
             (Some(stored), _) => Ok(stored),
             (None, Some(mine)) if self.session.unsaved.get() => Ok(mine),
-            // Cleared by another tab (sign-out or expiry) while this one
-            // held a copy: never refresh a session that has ended.
+            // Cleared by another tab while this one held a copy (its
+            // broadcast not heard yet): never refresh a session that has
+            // ended. The store says whether it was a sign-out or an expiry.
             (None, _) => {
-                self.session.end(EndReason::Expired, now);
-                Err(Error::SessionExpired)
+                let reason = self.store.end_reason().await;
+                let reason = reason.unwrap_or(EndReason::Expired);
+                self.session.end(reason, now);
+                Err(match reason {
+                    EndReason::SignedOut => Error::NotAuthenticated,
+                    EndReason::Expired => Error::SessionExpired,
+                })
             }
         }
     }
@@ -781,7 +787,7 @@ where
     async fn end(&self, reason: EndReason) -> Error {
         // A failed clear still ends the session here and in the other tabs;
         // the leftover record holds a refresh token the server rejects.
-        let _ = self.store.clear_tokens().await;
+        let _ = self.store.clear_tokens(reason).await;
         self.broadcast.publish(&SessionMessage::Ended { reason });
         self.session.end(reason, self.platform.now_ms());
         Error::SessionExpired
@@ -811,7 +817,7 @@ where
         let guard = within(self.lock.acquire(), self.platform.sleep(wait)).await;
         if let Ok(Some(written)) = self.store.load_tokens().await {
             if written.login_at_ms <= signed_out_at {
-                let _ = self.store.clear_tokens().await;
+                let _ = self.store.clear_tokens(EndReason::SignedOut).await;
                 latest = newest(latest, Some(written));
             }
         }

@@ -657,6 +657,42 @@ fn a_session_cleared_by_another_tab_is_never_refreshed() {
     assert_eq!(tab.in_memory(), None);
     assert!(tab.sent().is_empty(), "whoever cleared it told the others");
     assert!(tab.revoked().is_empty(), "and retired its set");
+    assert_eq!(
+        tab.heard(),
+        vec!["ended Expired"],
+        "no reason kept: an expiry"
+    );
+}
+
+#[test]
+fn a_session_another_tab_signed_out_reads_as_signed_out_before_its_message_arrives() {
+    let tab = Tab::new(Some(expiring("at-1", Some("rt-1"), 0)), None);
+    block_on(tab.platform.store.clear_tokens(EndReason::SignedOut)).unwrap();
+    assert_eq!(tab.access_token().unwrap_err(), Error::NotAuthenticated);
+    assert_eq!(tab.in_memory(), None);
+    assert_eq!(tab.heard(), vec!["ended SignedOut"]);
+    assert!(tab.sent().is_empty(), "whoever signed out told the others");
+}
+
+#[test]
+fn a_session_another_tab_found_expired_reads_as_expired() {
+    let tab = Tab::new(Some(expiring("at-1", Some("rt-1"), 0)), None);
+    block_on(tab.platform.store.clear_tokens(EndReason::Expired)).unwrap();
+    assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
+    assert_eq!(tab.heard(), vec!["ended Expired"]);
+}
+
+#[test]
+fn a_sign_out_and_an_expiry_keep_why_the_store_was_cleared() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 10_000));
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 400, r#"{"error":"invalid_grant"}"#);
+    assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
+    let store = &tab.platform.store;
+    assert_eq!(block_on(store.end_reason()), Some(EndReason::Expired));
+    block_on(store.save_tokens(&expiring("at-2", Some("rt-2"), HOUR_MS))).unwrap();
+    tab.run(async |r| r.sign_out().await);
+    assert_eq!(block_on(store.end_reason()), Some(EndReason::SignedOut));
 }
 
 #[test]
@@ -910,7 +946,7 @@ impl RefreshTransport for SignOutMidRequest<'_> {
         &self,
         _current: &TokenSet,
     ) -> Result<HttpReply<crate::core::RawTokenResponse>, Error> {
-        self.store.clear_tokens().await?;
+        self.store.clear_tokens(EndReason::SignedOut).await?;
         self.session.end(EndReason::SignedOut, NOW);
         Ok(HttpReply {
             status: 200,
@@ -1154,7 +1190,9 @@ fn a_refresh_that_settles_after_a_sign_out_elsewhere_stores_nothing_and_is_revok
     // Another tab signs out without waiting for the lock: the store is
     // cleared while this tab's request is out; its broadcast is not here yet.
     let store = &tab.platform.store;
-    let transport = SlowAnswer::new(&tab, 1, || block_on(store.clear_tokens()).unwrap());
+    let transport = SlowAnswer::new(&tab, 1, || {
+        block_on(store.clear_tokens(EndReason::SignedOut)).unwrap()
+    });
     let result = tab.run_with(&transport, async |r| r.access_token().await);
     assert_eq!(result.unwrap_err(), Error::NotAuthenticated);
     assert_eq!(tab.stored(), None, "sign-out cannot be undone");

@@ -37,6 +37,7 @@ use serde::de::DeserializeOwned;
 use crate::core::dpop::{Dpop, NonceBook};
 use crate::core::fakes::{raw_reply, read_body, FakeDpopKeys};
 use crate::core::memory_store::MemorySessionStore;
+use crate::core::message::EndReason;
 use crate::core::ports::{
     Background, Broadcast, Clock, Crypto, DpopKeys, Http, HttpReply, RefreshTransport, SessionLock,
     SessionStore, Timer,
@@ -333,9 +334,14 @@ impl SessionStore for TabPorts<'_> {
         self.world.store.save_tokens(tokens).await
     }
 
-    async fn clear_tokens(&self) -> Result<(), Error> {
+    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
         yield_once().await;
-        self.world.store.clear_tokens().await
+        self.world.store.clear_tokens(reason).await
+    }
+
+    async fn end_reason(&self) -> Option<EndReason> {
+        yield_once().await;
+        self.world.store.end_reason().await
     }
 
     async fn put_transaction(&self, _: crate::core::PendingTransaction) -> Result<(), Error> {

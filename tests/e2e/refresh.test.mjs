@@ -404,3 +404,32 @@ test("a tab that becomes visible again refreshes a stale token before any call",
     await context.close();
   }
 });
+
+test("a tab that never hears the sign-out (no BroadcastChannel) reads it from the store at its next refresh: signedOut, not sessionExpired", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const [a] = await session(context);
+    // B loads the same session but never hears A's broadcast.
+    const b = await openTab(context, idp, {}, { initScript: () => { window.BroadcastChannel = undefined; } });
+    assert.equal(await b.evaluate(() => window.BroadcastChannel), undefined);
+    assert.equal(await accessToken(b), await accessToken(a));
+
+    const out = await within(a.evaluate(() => window.auth.logout({ revoke: false }).then((r) => r.revocation)), 10_000, "A's logout");
+    assert.equal(out, "skipped");
+    assert.equal(await rawRecord(a, idp), null, "the store is cleared");
+    assert.deepEqual(named(await eventsOf(b), "signedOut"), [], "B did not hear it");
+    await sleep(EXPIRED_MS);
+    idp.resetCounters();
+
+    const refused = await within(call(b, idp.whoamiUrl), 10_000, "B's call");
+    assert.equal(refused.code, "not_authenticated", JSON.stringify(refused));
+    assert.equal(refreshGrants(), 0, "B sent no refresh");
+    const bEvents = await eventsOf(b);
+    assert.equal(named(bEvents, "signedOut").length, 1, JSON.stringify(bEvents));
+    assert.deepEqual(named(bEvents, "sessionExpired"), []);
+    assert.equal(await isAuthenticated(b), false);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
