@@ -142,7 +142,7 @@ async fn messages_reach_other_tabs_intact_and_strangers_are_ignored() {
 }
 
 #[wasm_bindgen_test]
-fn both_message_shapes_read_back_and_anything_else_is_ignored() {
+fn every_message_shape_reads_back_and_anything_else_is_ignored() {
     for message in [
         SessionMessage::Tokens {
             tokens: sample_tokens(),
@@ -153,6 +153,12 @@ fn both_message_shapes_read_back_and_anything_else_is_ignored() {
         },
         SessionMessage::Ended {
             reason: latchkey::core::session::EndReason::Expired,
+        },
+        SessionMessage::BackOff {
+            until: 1_900_000_030_000,
+            status: 503,
+            error: "temporarily_unavailable".into(),
+            seconds: 30,
         },
     ] {
         let sent = serde_wasm_bindgen::to_value(&message).unwrap();
@@ -167,6 +173,8 @@ fn both_message_shapes_read_back_and_anything_else_is_ignored() {
         "{\"type\":\"ended\",\"reason\":\"nope\"}",
         "{\"type\":\"other\",\"reason\":\"signedOut\"}",
         "[\"ended\",\"signedOut\"]",
+        "{\"type\":\"backOff\",\"until\":1,\"status\":503,\"error\":\"x\"}",
+        "{\"type\":\"backOff\",\"until\":-1,\"status\":503,\"error\":\"x\",\"seconds\":2}",
     ] {
         let value = js_sys::JSON::parse(stranger).unwrap();
         assert_eq!(read_message(&value), None, "{stranger}");

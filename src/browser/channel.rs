@@ -50,8 +50,8 @@ impl SessionChannel {
 }
 
 /// Reads a message in the form [`SessionMessage`] serialises to:
-/// `{ type: "tokens", tokens, unsaved? }` or `{ type: "ended", reason }`, field by
-/// field. The derived `Deserialize` of an internally tagged enum buffers
+/// `{ type: "tokens", tokens, unsaved? }`, `{ type: "ended", reason }` or
+/// `{ type: "backOff", until, status, error, seconds }`, field by field. The derived `Deserialize` of an internally tagged enum buffers
 /// every member in serde's generic `Content` tree first, which costs about
 /// 25 KB of wasm for this one message type. Other spellings serde would
 /// accept (a `[tag, …]` array, a `Map`) are never sent by latchkey and are
@@ -71,6 +71,15 @@ pub fn read_message(data: &JsValue) -> Option<SessionMessage> {
         "ended" => from_js(field("reason")?)
             .ok()
             .map(|reason| SessionMessage::Ended { reason }),
+        "backOff" => {
+            let number = |name: &str| field(name)?.as_f64().filter(|n| *n >= 0.0);
+            Some(SessionMessage::BackOff {
+                until: number("until")? as u64,
+                status: number("status")?.min(f64::from(u16::MAX)) as u16,
+                error: field("error")?.as_string()?,
+                seconds: number("seconds")? as u64,
+            })
+        }
         _ => None,
     }
 }

@@ -37,4 +37,16 @@ pub enum SessionMessage {
         /// Why.
         reason: EndReason,
     },
+    /// The token endpoint asked for no request before `until` (its
+    /// `Retry-After`): no tab of the session sends one before then.
+    BackOff {
+        /// When requests may resume, in ms since the epoch.
+        until: u64,
+        /// The answer's HTTP status.
+        status: u16,
+        /// The server's `error` code (empty when it sent none).
+        error: String,
+        /// The `Retry-After` it carried, in seconds.
+        seconds: u64,
+    },
 }

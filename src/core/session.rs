@@ -190,11 +190,33 @@ impl Session {
         *self.observer.borrow_mut() = Some(Box::new(observer));
     }
 
-    /// Remembers a token endpoint's `Retry-After` carried by `error`.
-    fn back_off(&self, error: &Error, now_ms: u64) {
-        if let Some(seconds) = error.retry_after_s() {
-            let wait = seconds.saturating_mul(1000).min(MAX_RETRY_AFTER_MS);
-            *self.backoff.borrow_mut() = Some((now_ms.saturating_add(wait), error.clone()));
+    /// Remembers a token endpoint's `Retry-After` carried by `error`; the
+    /// message that tells the other tabs, when there is one.
+    fn back_off(&self, error: &Error, now_ms: u64) -> Option<SessionMessage> {
+        let seconds = error.retry_after_s()?;
+        let wait = seconds.saturating_mul(1000).min(MAX_RETRY_AFTER_MS);
+        let until = now_ms.saturating_add(wait);
+        *self.backoff.borrow_mut() = Some((until, error.clone()));
+        Some(SessionMessage::BackOff {
+            until,
+            status: error.status().unwrap_or_default(),
+            error: error.server_error().unwrap_or_default().to_owned(),
+            seconds,
+        })
+    }
+
+    /// Another tab's `Retry-After`: this tab makes no request before
+    /// `until` either (capped like its own; a later one it already has
+    /// stays). Never an `invalid_grant`: that ends a session, it does not
+    /// pause it.
+    fn heard_back_off(&self, until: u64, error: Error, now_ms: u64) {
+        let until = until.min(now_ms.saturating_add(MAX_RETRY_AFTER_MS));
+        let later = match &*self.backoff.borrow() {
+            Some((current, _)) => *current < until,
+            None => until > now_ms,
+        };
+        if later && error.code() == "token_error" {
+            *self.backoff.borrow_mut() = Some((until, error));
         }
     }
 
@@ -320,6 +342,21 @@ impl Session {
             }
             SessionMessage::Ended { reason } => {
                 self.end(reason, now_ms);
+            }
+            SessionMessage::BackOff {
+                until,
+                status,
+                error,
+                seconds,
+            } => {
+                let error = Error::TokenEndpoint {
+                    status,
+                    error,
+                    error_description: None,
+                    error_uri: None,
+                    retry_after_s: Some(seconds),
+                };
+                self.heard_back_off(until, error, now_ms);
             }
         }
     }
@@ -571,7 +608,9 @@ where
                 return Err(self.expire(base).await);
             }
             Err(error) => {
-                self.session.back_off(&error, self.platform.now_ms());
+                if let Some(told) = self.session.back_off(&error, self.platform.now_ms()) {
+                    self.broadcast.publish(&told);
+                }
                 return Err(error);
             }
         };

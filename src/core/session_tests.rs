@@ -551,6 +551,92 @@ fn a_retry_after_is_honoured_without_requests_then_the_refresh_goes_out() {
 }
 
 #[test]
+fn a_retry_after_is_told_to_the_other_tabs() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    tab.platform.expect_post_retry_after(
+        TOKEN_URL,
+        REFRESH_FORM,
+        503,
+        r#"{"error":"temporarily_unavailable"}"#,
+        30,
+    );
+    tab.access_token().unwrap_err();
+    assert_eq!(
+        tab.sent(),
+        vec![SessionMessage::BackOff {
+            until: NOW + 30_000,
+            status: 503,
+            error: "temporarily_unavailable".into(),
+            seconds: 30,
+        }]
+    );
+}
+
+/// The message a tab sends after a 503 with `Retry-After: 30` at `NOW`.
+fn back_off_for_30_s(error: &str) -> SessionMessage {
+    SessionMessage::BackOff {
+        until: NOW + 30_000,
+        status: 503,
+        error: error.into(),
+        seconds: 30,
+    }
+}
+
+#[test]
+fn a_tab_told_of_a_retry_after_sends_nothing_before_it_passes() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    tab.session
+        .receive(back_off_for_30_s("temporarily_unavailable"), NOW);
+    // No request (the fake server fails the test on any it was not told
+    // to expect): the other tab's answer.
+    let error = tab.access_token().unwrap_err();
+    assert_eq!(
+        (error.code(), error.status(), error.retry_after_s()),
+        ("token_error", Some(503), Some(30))
+    );
+    assert_eq!(error.server_error(), Some("temporarily_unavailable"));
+    tab.platform.now_ms.set(NOW + 30_000);
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+}
+
+#[test]
+fn a_told_retry_after_is_capped_never_shortens_one_held_and_never_ends_a_session() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    // Capped like a tab's own.
+    tab.session.receive(
+        SessionMessage::BackOff {
+            until: u64::MAX,
+            status: 429,
+            error: String::new(),
+            seconds: u64::MAX,
+        },
+        NOW,
+    );
+    tab.platform.now_ms.set(NOW + MAX_RETRY_AFTER_MS - 1);
+    assert_eq!(tab.access_token().unwrap_err().status(), Some(429));
+    // An earlier one does not shorten it.
+    tab.session.receive(back_off_for_30_s(""), NOW);
+    assert_eq!(tab.access_token().unwrap_err().status(), Some(429));
+    tab.platform.now_ms.set(NOW + MAX_RETRY_AFTER_MS);
+    // Told as `invalid_grant`: ignored (the session goes on, and refreshes).
+    tab.session.receive(
+        SessionMessage::BackOff {
+            until: NOW + MAX_RETRY_AFTER_MS + 30_000,
+            status: 400,
+            error: "invalid_grant".into(),
+            seconds: 30,
+        },
+        NOW + MAX_RETRY_AFTER_MS,
+    );
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+    assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
+}
+
+#[test]
 fn an_absurd_retry_after_is_capped() {
     let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
     tab.platform

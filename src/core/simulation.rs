@@ -847,6 +847,7 @@ fn deliver(world: &World, tab: &Tab, message: SessionMessage, at: u64) {
             tokens.refresh_token.as_ref().map(|t| t.secret().to_owned())
         ),
         SessionMessage::Ended { reason } => format!("ended {reason:?}"),
+        SessionMessage::BackOff { until, .. } => format!("back off until {until}"),
     };
     tab.session.receive(message, at);
     let held = tab.session.tokens().map(|t| {

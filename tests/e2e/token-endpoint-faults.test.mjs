@@ -36,10 +36,10 @@ afterEach(() => {
 
 const refreshGrants = () => idp.counters().token.byGrantType.refresh_token ?? 0;
 
-test("503 with Retry-After: typed error carrying it, no request until it passes, tokens kept, then recovery", async () => {
+test("503 with Retry-After: typed error carrying it, no request from any tab until it passes, tokens kept, then recovery", async () => {
   const { context, errors } = await freshContext(browser);
   try {
-    const [tab] = await signedInTabs(context, idp, {}, { ttl: SHORT_TTL });
+    const [tab, other] = await signedInTabs(context, idp, {}, { ttl: SHORT_TTL, more: 1 });
     const stored = await rawRecord(tab, idp);
     await sleep(EXPIRED_MS);
     idp.setAccessTokenTtl(LONG_TTL);
@@ -56,7 +56,12 @@ test("503 with Retry-After: typed error carrying it, no request until it passes,
     // Inside the window: the same error at once, and nothing sent.
     const inside = await Promise.all([call(tab, idp.whoamiUrl), call(tab, idp.whoamiUrl), call(tab, idp.whoamiUrl)]);
     for (const r of inside) assert.deepEqual([r.code, r.status, r.retryAfter], ["token_error", 503, 2], JSON.stringify(r));
-    assert.equal(refreshGrants(), 1, "one request: the others waited for Retry-After");
+    // The other tab was told (BroadcastChannel): its calls wait too, without a request of its own.
+    const fromOther = await Promise.all([call(other, idp.whoamiUrl), call(other, idp.whoamiUrl)]);
+    for (const r of fromOther) {
+      assert.deepEqual([r.code, r.status, r.error, r.retryAfter], ["token_error", 503, "temporarily_unavailable", 2], JSON.stringify(r));
+    }
+    assert.equal(refreshGrants(), 1, "one request from all tabs: the others waited for Retry-After");
     assert.equal(await rawRecord(tab, idp), stored, "the stored record is untouched");
     assert.equal(await isAuthenticated(tab), true);
 
