@@ -5,15 +5,18 @@
 
 use latchkey::core::ALL_CODES;
 
+/// The quoted members of `index.d.ts`'s union type `name`, in order.
+fn union_members(name: &str) -> Vec<&'static str> {
+    let dts = include_str!("../pkg-template/index.d.ts");
+    let declared = format!("export type {name} =");
+    let start = dts.find(&declared).expect("the union is declared");
+    let union = &dts[start..start + dts[start..].find(';').expect("the union ends")];
+    union.split('"').skip(1).step_by(2).collect()
+}
+
 #[test]
 fn the_typescript_code_union_lists_exactly_all_codes_in_order() {
-    let dts = include_str!("../pkg-template/index.d.ts");
-    let start = dts
-        .find("export type LatchkeyErrorCode =")
-        .expect("the union is declared");
-    let union = &dts[start..start + dts[start..].find(';').expect("the union ends")];
-    let listed: Vec<&str> = union.split('"').skip(1).step_by(2).collect();
-    assert_eq!(listed, ALL_CODES);
+    assert_eq!(union_members("LatchkeyErrorCode"), ALL_CODES);
 }
 
 /// The codes the package's JavaScript raises itself (`latchkeyError("…"`
@@ -43,12 +46,7 @@ fn codes_raised_by_the_js_entry() -> Vec<String> {
 
 #[test]
 fn the_js_code_union_lists_exactly_the_codes_the_js_entry_adds() {
-    let dts = include_str!("../pkg-template/index.d.ts");
-    let start = dts
-        .find("export type JsErrorCode =")
-        .expect("the JS union is declared");
-    let union = &dts[start..start + dts[start..].find(';').expect("the union ends")];
-    let mut listed: Vec<&str> = union.split('"').skip(1).step_by(2).collect();
+    let mut listed = union_members("JsErrorCode");
     let mut added: Vec<String> = codes_raised_by_the_js_entry()
         .into_iter()
         .filter(|code| !ALL_CODES.contains(&code.as_str()))

@@ -544,10 +544,7 @@ fn a_retry_after_is_honoured_without_requests_then_the_refresh_goes_out() {
     assert_eq!(tab.stored(), Some(before.clone()));
     assert_eq!(tab.session.tokens(), Some(before));
     // Once it has passed, the next call refreshes.
-    tab.platform.now_ms.set(NOW + 30_000);
-    tab.platform
-        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
-    assert_eq!(tab.access_token().unwrap(), "at-2");
+    refreshes_at(&tab, NOW + 30_000);
 }
 
 #[test]
@@ -595,7 +592,12 @@ fn a_tab_told_of_a_retry_after_sends_nothing_before_it_passes() {
         ("token_error", Some(503), Some(30))
     );
     assert_eq!(error.server_error(), Some("temporarily_unavailable"));
-    tab.platform.now_ms.set(NOW + 30_000);
+    refreshes_at(&tab, NOW + 30_000);
+}
+
+/// At `now_ms`, the next call refreshes (the fake server expects it).
+fn refreshes_at(tab: &Tab, now_ms: u64) {
+    tab.platform.now_ms.set(now_ms);
     tab.platform
         .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
     assert_eq!(tab.access_token().unwrap(), "at-2");
