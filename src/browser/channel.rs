@@ -51,8 +51,9 @@ impl SessionChannel {
 
 /// Reads a message in the form [`SessionMessage`] serialises to:
 /// `{ type: "tokens", tokens, unsaved? }`, `{ type: "ended", reason }` or
-/// `{ type: "backOff", until, status, error, seconds }`, field by field. The derived `Deserialize` of an internally tagged enum buffers
-/// every member in serde's generic `Content` tree first, which costs about
+/// `{ type: "backOff", until, status, error, seconds }`, field by field.
+/// The derived `Deserialize` of an internally tagged enum buffers every
+/// member in serde's generic `Content` tree first, which costs about
 /// 25 KB of wasm for this one message type. Other spellings serde would
 /// accept (a `[tag, …]` array, a `Map`) are never sent by latchkey and are
 /// ignored, like anything else that is not ours.

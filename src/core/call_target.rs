@@ -97,14 +97,16 @@ impl CallTargets {
         if !self.atproto {
             return self.token.as_ref() == Some(key);
         }
-        let account = session.tokens().and_then(|tokens| tokens.atproto);
+        let account = session.account();
         account.is_some_and(|account| key_of(&account.token_endpoint).as_ref() == Some(key))
     }
 
     /// Whether `url` is on the signed-in atproto account's PDS origin.
     fn on_account_pds(&self, url: &str, session: &Session) -> bool {
-        let account = session.tokens().and_then(|tokens| tokens.atproto);
-        self.atproto && account.is_some_and(|account| on_pds_of(&account, url))
+        self.atproto
+            && session
+                .account()
+                .is_some_and(|account| on_pds_of(&account, url))
     }
 }
 

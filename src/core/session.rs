@@ -23,6 +23,7 @@
 use std::cell::{Cell, RefCell};
 use std::pin::pin;
 
+use crate::core::atproto::Account;
 use crate::core::dpop::DpopKeys;
 use crate::core::ports::{
     Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
@@ -265,6 +266,13 @@ impl Session {
         let tokens = self.tokens.borrow();
         let tokens = tokens.as_ref()?;
         (!needs_refresh(tokens, now_ms, leeway_ms)).then(|| f(&tokens.access_token))
+    }
+
+    /// The atproto account the session's tokens belong to, if any (without
+    /// copying the tokens: the fast path asks).
+    pub fn account(&self) -> Option<Account> {
+        let tokens = self.tokens.borrow();
+        tokens.as_ref()?.atproto.as_deref().cloned()
     }
 
     /// Whether the session's tokens are bound to a DPoP key (a send needs
@@ -810,8 +818,6 @@ where
         }
     }
 
-    /// Ends the session everywhere: the store cleared, the other tabs told,
-    /// this tab's copy dropped. Returns the error the caller rejects with.
     /// Ends the session because the server will not refresh `ended` (no
     /// refresh token left, or `invalid_grant`), then has the set retired
     /// (`Background::revoke`): its access token revoked best effort and its
@@ -823,6 +829,8 @@ where
         error
     }
 
+    /// Ends the session everywhere: the store cleared, the other tabs told,
+    /// this tab's copy dropped. Returns the error the caller rejects with.
     async fn end(&self, reason: EndReason) -> Error {
         // A failed clear still ends the session here and in the other tabs;
         // the leftover record holds a refresh token the server rejects.
