@@ -39,11 +39,12 @@ use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
 use crate::core::public_api::StorageProblem;
 use crate::core::quoted::Quoted;
 use crate::core::race::{alongside, both};
+use crate::core::refresher::Refresher;
 use crate::core::retirement::{
     plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement, Retirer,
     RevocationOutcome,
 };
-use crate::core::session::{RefreshPolicy, Refresher, Session, SessionChange};
+use crate::core::session::{RefreshPolicy, Session, SessionChange};
 use crate::core::startup::{
     discover, metadata_at_start, shared_across_tabs, EndpointSource, KeptMetadata, MetadataStart,
 };

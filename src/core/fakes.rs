@@ -57,6 +57,15 @@ enum Reply {
     Hang,
 }
 
+/// The refresh policy of the session and machine tests: 30 s leeway, 10 s
+/// timeout, 60 s settle cap, 20 s for the lock.
+pub const POLICY: crate::core::session::RefreshPolicy = crate::core::session::RefreshPolicy {
+    leeway_ms: 30_000,
+    timeout_ms: 10_000,
+    settle_cap_ms: 60_000,
+    lock_wait_ms: 20_000,
+};
+
 /// Clock, crypto and HTTP in one value, as the browser's is, and a store
 /// beside them.
 #[derive(Debug, Default)]

@@ -166,7 +166,7 @@ pub struct LoginStart {
 #[derive(Debug)]
 pub struct LoginResult {
     /// The token set, verified and not yet stored: the caller stores it
-    /// under the session lock ([`Refresher::sign_in`](crate::core::session::Refresher::sign_in)).
+    /// under the session lock ([`Refresher::sign_in`](crate::core::refresher::Refresher::sign_in)).
     pub tokens: TokenSet,
     /// The app's `appState` from `login`, as JSON text.
     pub app_state: Option<String>,

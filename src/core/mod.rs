@@ -56,11 +56,15 @@ pub mod public_api;
 pub mod quoted;
 pub mod race;
 pub mod refresh_grant;
+pub mod refresh_machine;
+pub mod refresher;
 pub mod retirement;
 pub mod revocation;
 pub mod session;
+pub mod sign_in_out;
 pub mod single_flight;
 pub mod startup;
+pub mod steps;
 pub mod user;
 pub mod userinfo;
 

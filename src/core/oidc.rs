@@ -14,7 +14,7 @@ use crate::core::id_token::{Expectations, IdTokenClaims, CLOCK_SKEW_MS};
 use crate::core::jose::parse_compact_jws;
 use crate::core::jwks::JwksCache;
 use crate::core::ports::{Clock, Http, Json, SignatureVerifier};
-use crate::core::session::CheckRefreshed;
+use crate::core::refresher::CheckRefreshed;
 use crate::core::verify::{verify_id_token, VerifiedIdToken};
 use crate::core::{Error, IdToken, Nonce, TokenSet};
 

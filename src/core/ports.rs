@@ -67,7 +67,7 @@ pub trait Background {
     /// a task of its own: no caller that stops waiting may cancel a request
     /// the server may already have answered (and rotated on).
     ///
-    /// [`Refresher::lead`]: crate::core::session::Refresher::lead
+    /// [`Refresher::lead`]: crate::core::refresher::Refresher::lead
     fn refresh(&self, held: AccessToken);
     /// Revokes `tokens` best effort and deletes their DPoP key: a set the
     /// server issued that the session will not use (it ended meanwhile, or

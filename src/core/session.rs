@@ -21,18 +21,10 @@
 //!    none, and neither means the session ended elsewhere.
 
 use std::cell::{Cell, RefCell};
-use std::pin::pin;
 
 use crate::core::atproto::Account;
-use crate::core::dpop::DpopKeys;
-use crate::core::ports::{
-    Background, Broadcast, Clock, HttpReply, RefreshTransport, SessionLock, SessionStore, Timer,
-};
-use crate::core::race::within;
-use crate::core::retirement::keys_after_login;
 use crate::core::single_flight::SingleFlight;
-use crate::core::token::token_set_from_reply;
-use crate::core::{AccessToken, Error, IdToken, RawTokenResponse, TokenSet};
+use crate::core::{AccessToken, Error, TokenSet};
 
 pub use crate::core::message::{EndReason, SessionMessage};
 
@@ -191,19 +183,46 @@ impl Session {
         *self.observer.borrow_mut() = Some(Box::new(observer));
     }
 
-    /// Remembers a token endpoint's `Retry-After` carried by `error`; the
-    /// message that tells the other tabs, when there is one.
-    fn back_off(&self, error: &Error, now_ms: u64) -> Option<SessionMessage> {
-        let seconds = error.retry_after_s()?;
-        let wait = seconds.saturating_mul(1000).min(MAX_RETRY_AFTER_MS);
-        let until = now_ms.saturating_add(wait);
-        *self.backoff.borrow_mut() = Some((until, error.clone()));
-        Some(SessionMessage::BackOff {
-            until,
-            status: error.status().unwrap_or_default(),
-            error: error.server_error().unwrap_or_default().to_owned(),
-            seconds,
-        })
+    /// Makes no refresh request before `until` (this tab's token endpoint
+    /// answered with `Retry-After`); refreshes answer `error` meanwhile.
+    pub(crate) fn hold_off(&self, until: u64, error: Error) {
+        *self.backoff.borrow_mut() = Some((until, error));
+    }
+
+    /// The token endpoint answered: no `Retry-After` holds any more.
+    pub(crate) fn resume_requests(&self) {
+        self.backoff.take();
+    }
+
+    /// How many times the session has ended in this tab.
+    pub(crate) fn ends(&self) -> u64 {
+        self.ends.get()
+    }
+
+    /// Whether this tab's set is missing from the store (a failed write).
+    pub(crate) fn is_unsaved(&self) -> bool {
+        self.unsaved.get()
+    }
+
+    /// Records whether this tab's set is missing from the store.
+    pub(crate) fn set_unsaved(&self, unsaved: bool) {
+        self.unsaved.set(unsaved);
+    }
+
+    /// The tab's single in-flight refresh.
+    pub(crate) fn flight(&self) -> &SingleFlight<Result<TokenSet, Error>> {
+        &self.flight
+    }
+
+    /// Whether `token` was rejected as expired on the retry it was obtained
+    /// for ([`Refresher::rejected_at_once`](crate::core::refresher::Refresher::rejected_at_once)).
+    pub(crate) fn refuses(&self, token: &AccessToken) -> bool {
+        self.refused.borrow().as_ref() == Some(token)
+    }
+
+    /// Records that `token` was rejected as expired on its very retry.
+    pub(crate) fn refuse(&self, token: AccessToken) {
+        *self.refused.borrow_mut() = Some(token);
     }
 
     /// Another tab's `Retry-After`: this tab makes no request before
@@ -223,7 +242,7 @@ impl Session {
 
     /// The error to answer with instead of a request, while the token
     /// endpoint's `Retry-After` has not passed.
-    fn backing_off(&self, now_ms: u64) -> Option<Error> {
+    pub(crate) fn backing_off(&self, now_ms: u64) -> Option<Error> {
         match &*self.backoff.borrow() {
             Some((until, error)) if now_ms < *until => Some(error.clone()),
             _ => None,
@@ -370,555 +389,6 @@ impl Session {
     }
 }
 
-/// The check of a refreshed set's new ID token (OpenID Connect: it must
-/// verify and name the same user). It runs after the set is persisted: the
-/// server has rotated the refresh token by then, and the new one is the
-/// session whatever the check says.
-#[allow(async_fn_in_trait)]
-pub trait CheckRefreshed {
-    /// `Err` refuses `fresh`'s ID token; [`is_identity_failure`] tells a
-    /// definite refusal from one that may pass later.
-    async fn check(&self, previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error>;
-    /// Whether ID tokens are kept at all: without `openid` in the scope the
-    /// app did not ask for one, and an unverified one is never stored.
-    fn keeps_id_tokens(&self) -> bool {
-        true
-    }
-}
-
-/// No check and no ID tokens: a plain OAuth 2.0 session.
-pub struct NoCheck;
-
-impl CheckRefreshed for NoCheck {
-    async fn check(&self, _previous: &TokenSet, _fresh: &TokenSet) -> Result<(), Error> {
-        Ok(())
-    }
-
-    fn keeps_id_tokens(&self) -> bool {
-        false
-    }
-}
-
-/// An OpenID Connect session's check, or none.
-impl<C: CheckRefreshed> CheckRefreshed for Option<C> {
-    async fn check(&self, previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error> {
-        match self {
-            Some(check) => check.check(previous, fresh).await,
-            None => NoCheck.check(previous, fresh).await,
-        }
-    }
-
-    fn keeps_id_tokens(&self) -> bool {
-        self.as_ref().is_some_and(CheckRefreshed::keeps_id_tokens)
-    }
-}
-
-/// Whether a refreshed ID token's refusal is definite — it is not the
-/// issuer's (signature, key, algorithm, shape) or not this user's at this
-/// client — as opposed to one that may pass later (keys unreachable, a
-/// clock check).
-pub fn is_identity_failure(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::IdTokenMalformed { .. }
-            | Error::IdTokenUnsupportedAlg { .. }
-            | Error::IdTokenKeyNotFound
-            | Error::IdTokenInvalidSignature
-            | Error::IdTokenIssMismatch
-            | Error::IdTokenAudMismatch
-            | Error::IdTokenAzpMismatch
-            | Error::IdTokenSubMismatch
-    )
-}
-
-/// Everything a refresh needs, borrowed for one call.
-pub struct Refresher<'a, P, S, L, B, R, C = NoCheck> {
-    /// This tab's session.
-    pub session: &'a Session,
-    /// Clock and timer.
-    pub platform: &'a P,
-    /// Where the session is persisted.
-    pub store: &'a S,
-    /// The lock serialising refreshes.
-    pub lock: &'a L,
-    /// The other tabs.
-    pub broadcast: &'a B,
-    /// How the refresh request is made.
-    pub transport: &'a R,
-    /// Leeway and bounds.
-    pub policy: RefreshPolicy,
-    /// What a refreshed set's ID token must pass.
-    pub check: C,
-    /// Runs the refresh itself, and revocations, past the calls waiting.
-    pub background: &'a dyn Background,
-}
-
-impl<P, S, L, B, R, C> Refresher<'_, P, S, L, B, R, C>
-where
-    P: Clock + Timer,
-    S: SessionStore,
-    L: SessionLock,
-    B: Broadcast,
-    R: RefreshTransport,
-    C: CheckRefreshed,
-{
-    /// An access token to send now: the one in memory when it needs no
-    /// refresh (no lock, no storage), else a refreshed one. If a proactive
-    /// refresh fails for a transient reason while the token in hand is still
-    /// valid, that token is returned: the request can still succeed.
-    pub async fn access_token(&self) -> Result<AccessToken, Error> {
-        let now = self.platform.now_ms();
-        if let Some(token) = self.session.usable_token(now, self.policy.leeway_ms) {
-            return Ok(token);
-        }
-        let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
-        match self.refresh(&held.access_token).await {
-            Ok(tokens) => Ok(tokens.access_token),
-            Err(error) if !ends_session(&error) && !held.is_stale(self.platform.now_ms(), 0) => {
-                Ok(held.access_token)
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// A replacement for `rejected`, which the API refused as expired. If
-    /// this tab already holds another token (a concurrent call refreshed),
-    /// that one is returned without a refresh. `rejected` itself comes back
-    /// (the caller returns the API's answer as is) when it was
-    /// [rejected at once](Self::rejected_at_once): at most one reactive
-    /// refresh per token.
-    pub async fn after_rejection(&self, rejected: &AccessToken) -> Result<AccessToken, Error> {
-        let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
-        let refused = self.session.refused.borrow().as_ref() == Some(rejected);
-        if held.access_token != *rejected || refused {
-            return Ok(held.access_token);
-        }
-        Ok(self.refresh(rejected).await?.access_token)
-    }
-
-    /// Records that `fresh`, just returned by [`after_rejection`](Self::after_rejection),
-    /// was rejected as expired by the retry it was obtained for. The API
-    /// refuses tokens as soon as they are issued (a wrong audience, a clock
-    /// far off at the API, an endpoint that always answers 401): refreshing
-    /// again would cost one refresh per call and fix nothing. `fresh` is
-    /// replaced when it goes stale, like any token.
-    pub fn rejected_at_once(&self, fresh: &AccessToken) {
-        *self.session.refused.borrow_mut() = Some(fresh.clone());
-    }
-
-    /// Waits for the tab's single in-flight refresh, starting it (on a task
-    /// of its own, see [`Refresher::lead`]) if none is running.
-    async fn refresh(&self, held: &AccessToken) -> Result<TokenSet, Error> {
-        if self.session.flight.begin() {
-            self.background.refresh(held.clone());
-        }
-        self.session
-            .flight
-            .wait()
-            .await
-            .unwrap_or(Err(Error::RefreshTimeout))
-    }
-
-    /// Runs the refresh that [`Refresher::refresh`] began, to its end, and
-    /// gives every waiting caller its outcome. Meant for a task of its own
-    /// ([`Background::refresh`]): it is never cancelled by a caller.
-    pub async fn lead(&self, held: AccessToken) {
-        /// Finishes the flight as abandoned if this future is dropped.
-        struct Abandoned<'f>(&'f SingleFlight<Result<TokenSet, Error>>);
-        impl Drop for Abandoned<'_> {
-            fn drop(&mut self) {
-                self.0.finish(None);
-            }
-        }
-        let abandoned = Abandoned(&self.session.flight);
-        let outcome = self.refresh_in_lock(&held).await;
-        std::mem::forget(abandoned);
-        self.session.flight.finish(Some(outcome));
-    }
-
-    /// The set to refresh from, read inside the lock: the newer (by issue
-    /// time) of the stored set and this tab's. An empty store means the
-    /// session ended in another tab, unless this tab's set never reached it.
-    async fn base(&self, now: u64) -> Result<TokenSet, Error> {
-        let mine = self.session.tokens();
-        let stored = match self.store.load_tokens().await {
-            Ok(stored) => stored,
-            // The unreadable record was removed, or is a newer latchkey's and
-            // left alone: this tab's copy is sound.
-            Err(Error::CorruptRecord { .. } | Error::NewerRecord { .. }) => {
-                return mine.ok_or(Error::NotAuthenticated);
-            }
-            Err(error) => return Err(error),
-        };
-        match (stored, mine) {
-            // A set that never reached the store (a failed write here, or in
-            // the tab whose broadcast this one adopted) is newer than what
-            // the store holds: refreshing the stored one would present a
-            // spent refresh token.
-            (Some(stored), Some(mine)) if is_newer(&mine, &stored) => Ok(mine),
-            (Some(stored), _) => Ok(stored),
-            (None, Some(mine)) if self.session.unsaved.get() => Ok(mine),
-            // Cleared by another tab while this one held a copy (its
-            // broadcast not heard yet): never refresh a session that has
-            // ended. The store says whether it was a sign-out or an expiry.
-            (None, _) => {
-                let reason = self.store.end_reason().await;
-                let reason = reason.unwrap_or(EndReason::Expired);
-                self.session.end(reason, now);
-                Err(match reason {
-                    EndReason::SignedOut => Error::NotAuthenticated,
-                    EndReason::Expired => Error::SessionExpired,
-                })
-            }
-        }
-    }
-
-    async fn refresh_in_lock(&self, held: &AccessToken) -> Result<TokenSet, Error> {
-        let ends_before = self.session.ends.get();
-        let wait = self.platform.sleep(self.policy.lock_wait_ms);
-        let _guard = within(self.lock.acquire(), wait)
-            .await
-            .ok_or(Error::LockUnavailable)??;
-        // Everything below runs holding the lock; `_guard` releases it on
-        // every return.
-        let now = self.platform.now_ms();
-        let base = self.base(now).await?;
-        if base.access_token != *held && !needs_refresh(&base, now, self.policy.leeway_ms) {
-            self.session.adopt(base.clone(), TokenSource::Sync);
-            return Ok(base);
-        }
-        if !base.can_refresh(now) {
-            if !base.is_stale(now, 0) {
-                // Nothing to refresh with, but still valid: use it while it lasts.
-                return Ok(base);
-            }
-            return Err(self.expire(base).await);
-        }
-        if let Some(error) = self.session.backing_off(now) {
-            return Err(error);
-        }
-        let reply = self.send(&base).await?;
-        let fresh = match token_set_from_reply(
-            reply,
-            self.platform.now_ms(),
-            Some(&base),
-            base.dpop_jkt.as_deref(),
-        ) {
-            Ok(fresh) => fresh,
-            Err(error) if error.code() == "invalid_grant" => {
-                // A tab without the lock may have rotated the token already.
-                if let Ok(Some(latest)) = self.store.load_tokens().await {
-                    if latest.access_token != base.access_token {
-                        self.session.adopt(latest.clone(), TokenSource::Sync);
-                        return Ok(latest);
-                    }
-                }
-                return Err(self.expire(base).await);
-            }
-            Err(error) => {
-                if let Some(told) = self.session.back_off(&error, self.platform.now_ms()) {
-                    self.broadcast.publish(&told);
-                }
-                return Err(error);
-            }
-        };
-        self.session.backoff.take();
-        // The server has rotated: from here on `fresh` is the session.
-        // Persist it first; its new ID token is checked after.
-        let (fresh, id_token) = self.set_aside_id_token(&base, fresh);
-        let fresh = self.persist(&base, fresh, ends_before).await?;
-        match id_token {
-            Some(id_token) => self.verify_after(&base, fresh, id_token).await,
-            None => Ok(fresh),
-        }
-    }
-
-    /// The refresh request. Past [`RefreshPolicy::timeout_ms`] the waiting
-    /// callers get `refresh_timeout`, but the request is not abandoned: the
-    /// server may already have rotated, and its answer is the session. It is
-    /// awaited, holding the lock, up to [`RefreshPolicy::settle_cap_ms`].
-    async fn send(&self, base: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
-        let mut request = pin!(self.transport.refresh(base));
-        let deadline = self.platform.sleep(self.policy.timeout_ms);
-        if let Some(reply) = within(request.as_mut(), deadline).await {
-            return reply;
-        }
-        self.session.flight.notice(Err(Error::RefreshTimeout));
-        let rest = self
-            .policy
-            .settle_cap_ms
-            .saturating_sub(self.policy.timeout_ms);
-        within(request, self.platform.sleep(rest))
-            .await
-            .ok_or(Error::RefreshTimeout)?
-    }
-
-    /// `fresh` with the ID token it can be used with now (the previous,
-    /// verified one), and the new one that still has to be verified. Without
-    /// `openid` no ID token is kept at all.
-    fn set_aside_id_token(&self, base: &TokenSet, fresh: TokenSet) -> (TokenSet, Option<IdToken>) {
-        if !self.check.keeps_id_tokens() {
-            return (
-                TokenSet {
-                    id_token: None,
-                    ..fresh
-                },
-                None,
-            );
-        }
-        if fresh.id_token == base.id_token {
-            return (fresh, None);
-        }
-        let id_token = fresh.id_token.clone();
-        (
-            TokenSet {
-                id_token: base.id_token.clone(),
-                ..fresh
-            },
-            id_token,
-        )
-    }
-
-    /// Saves `fresh` (refreshed from `base`), tells the other tabs and puts
-    /// it in use — unless the session ended or was replaced while the
-    /// request was out. Checked right before the write, against the store
-    /// (compare-and-swap: it must still hold `base`, an older set, or
-    /// nothing because `base` never reached it). A set refreshed for a
-    /// session that ended is revoked.
-    async fn persist(
-        &self,
-        base: &TokenSet,
-        fresh: TokenSet,
-        ends_before: u64,
-    ) -> Result<TokenSet, Error> {
-        if self.session.ends.get() != ends_before {
-            // Signed out (or expired) while the request was out, possibly
-            // without a shared lock: persisting would bring the session back.
-            self.background.revoke(fresh);
-            return Err(Error::NotAuthenticated);
-        }
-        match self.store.load_tokens().await {
-            Ok(Some(stored))
-                if stored.access_token != base.access_token && !is_newer(base, &stored) =>
-            {
-                // Replaced meanwhile (a new login, a tab without the lock):
-                // the newer set wins. `fresh` is not revoked: it may belong
-                // to the same grant as the winner (a sibling's refresh), and
-                // revoking a refresh token may end its whole grant.
-                self.session.adopt(stored.clone(), TokenSource::Sync);
-                return Ok(stored);
-            }
-            Ok(None) if !self.session.unsaved.get() => {
-                // Cleared meanwhile: a sign-out in a tab that did not wait for
-                // the lock. It cannot be undone.
-                self.background.revoke(fresh);
-                self.session
-                    .end(EndReason::SignedOut, self.platform.now_ms());
-                return Err(Error::NotAuthenticated);
-            }
-            _ => {}
-        }
-        self.save_and_publish(&fresh).await;
-        if self.session.ends.get() != ends_before {
-            // Signed out while the set was being written: the sign-out clears
-            // the store again once it has the lock, and every tab ignores
-            // this set's broadcast (its login is older than the sign-out).
-            self.background.revoke(fresh);
-            return Err(Error::NotAuthenticated);
-        }
-        if let Some(later) = self.later_login_than(&fresh) {
-            // A new login arrived while this set of the older session was
-            // being written (from a tab that stopped waiting for the lock):
-            // the login wins. Where this write replaced it in the store, it
-            // is put back (the lock is still held).
-            if !self.session.unsaved.get() {
-                self.save_and_publish(&later).await;
-            }
-            return Ok(later);
-        }
-        self.session.adopt(fresh.clone(), TokenSource::Refresh);
-        Ok(fresh)
-    }
-
-    /// The set this tab holds when it is from a later login than `tokens`.
-    fn later_login_than(&self, tokens: &TokenSet) -> Option<TokenSet> {
-        let held = self.session.tokens()?;
-        (held.login_at_ms > tokens.login_at_ms).then_some(held)
-    }
-
-    /// Writes `tokens` and broadcasts them; a failed write keeps them in
-    /// use from memory (and says so). Called holding the lock.
-    async fn save_and_publish(&self, tokens: &TokenSet) {
-        let unsaved = match self.store.save_tokens(tokens).await {
-            Ok(()) => false,
-            Err(error) => {
-                self.session.persist_failed(&error);
-                true
-            }
-        };
-        self.session.unsaved.set(unsaved);
-        self.publish_tokens(tokens, unsaved).await;
-    }
-
-    /// Broadcasts `tokens`, holding the lock. A set that could not be
-    /// written reaches the other tabs only through this message, so the
-    /// lock is held a little longer ([`BROADCAST_GRACE_MS`]): the next tab to
-    /// take it must have heard of the set, or it would refresh with the
-    /// stored, spent refresh token.
-    async fn publish_tokens(&self, tokens: &TokenSet, unsaved: bool) {
-        self.broadcast.publish(&SessionMessage::Tokens {
-            tokens: tokens.clone(),
-            unsaved,
-        });
-        if unsaved {
-            self.platform.sleep(BROADCAST_GRACE_MS).await;
-        }
-    }
-
-    /// Checks the refreshed set's new ID token. When it verifies it replaces
-    /// the previous one; when it cannot be checked now (keys unreachable, a
-    /// clock check) the previous verified one stays, and the next refresh's
-    /// ID token is checked again; when it is definitely not this user's
-    /// from this issuer the session ends and the new tokens are revoked.
-    async fn verify_after(
-        &self,
-        base: &TokenSet,
-        fresh: TokenSet,
-        id_token: IdToken,
-    ) -> Result<TokenSet, Error> {
-        let candidate = TokenSet {
-            id_token: Some(id_token),
-            ..fresh.clone()
-        };
-        match self.check.check(base, &candidate).await {
-            Ok(()) => {
-                if self.session.tokens().as_ref() != Some(&fresh) {
-                    // Replaced or ended while the keys were fetched.
-                    return Ok(fresh);
-                }
-                if self.session.unsaved.get() {
-                    // The set's write failed a moment ago, and said so; the
-                    // other tabs still get the verified ID token.
-                    self.broadcast.publish(&SessionMessage::Tokens {
-                        tokens: candidate.clone(),
-                        unsaved: true,
-                    });
-                } else {
-                    self.save_and_publish(&candidate).await;
-                }
-                self.session.adopt(candidate.clone(), TokenSource::Refresh);
-                Ok(candidate)
-            }
-            Err(error) if is_identity_failure(&error) => {
-                self.background.revoke(fresh);
-                self.end(EndReason::Expired).await;
-                Err(error)
-            }
-            Err(_) => Ok(fresh),
-        }
-    }
-
-    /// Ends the session because the server will not refresh `ended` (no
-    /// refresh token left, or `invalid_grant`), then has the set retired
-    /// (`Background::revoke`): its access token revoked best effort and its
-    /// DPoP key deleted — every login makes its own key, so nothing will
-    /// use this one again.
-    async fn expire(&self, ended: TokenSet) -> Error {
-        let error = self.end(EndReason::Expired).await;
-        self.background.revoke(ended);
-        error
-    }
-
-    /// Ends the session everywhere: the store cleared, the other tabs told,
-    /// this tab's copy dropped. Returns the error the caller rejects with.
-    async fn end(&self, reason: EndReason) -> Error {
-        // A failed clear still ends the session here and in the other tabs;
-        // the leftover record holds a refresh token the server rejects.
-        let _ = self.store.clear_tokens(reason).await;
-        self.broadcast.publish(&SessionMessage::Ended { reason });
-        self.session.end(reason, self.platform.now_ms());
-        Error::SessionExpired
-    }
-
-    /// Signs out in every tab. First at once, without waiting for anyone:
-    /// the store is cleared, the other tabs told, and this tab's copy
-    /// dropped (each tab emits `signedOut`, and a refresh still out in any
-    /// tab stores nothing when it settles). Then under the lock, so that no
-    /// refresh is between reading and writing: whatever a refresh of this
-    /// session wrote meanwhile is cleared too (a set whose login is not
-    /// later than the sign-out). A set from a later login is left alone.
-    ///
-    /// The wait for the lock is bounded by the longest a refresh may hold it
-    /// ([`RefreshPolicy::settle_cap_ms`]). Returns the newest set seen —
-    /// stored or in this tab's memory, by issue time — to revoke and for
-    /// `id_token_hint`.
-    pub async fn sign_out(&self) -> Option<TokenSet> {
-        let stored = self.store.load_tokens().await.ok().flatten();
-        let mut latest = newest(stored, self.session.tokens());
-        self.end(EndReason::SignedOut).await;
-        let signed_out_at = self.platform.now_ms();
-        let wait = self
-            .policy
-            .settle_cap_ms
-            .saturating_add(self.policy.timeout_ms);
-        let guard = within(self.lock.acquire(), self.platform.sleep(wait)).await;
-        if let Ok(Some(written)) = self.store.load_tokens().await {
-            if written.login_at_ms <= signed_out_at {
-                let _ = self.store.clear_tokens(EndReason::SignedOut).await;
-                latest = newest(latest, Some(written));
-            }
-        }
-        drop(guard);
-        latest
-    }
-
-    /// Completes a login: its `tokens` put in place ([`Refresher::sign_in`]),
-    /// then the DPoP keys it leaves behind handled
-    /// ([`keys_after_login`]): the replaced session's key deleted only once
-    /// the new set is in use, and the new key kept in this tab's memory only
-    /// when the session is (`memory_storage`). Returns why the write
-    /// failed, if it did.
-    pub async fn complete_login<K: DpopKeys>(
-        &self,
-        keys: &K,
-        tokens: TokenSet,
-        memory_storage: bool,
-    ) -> Option<Error> {
-        let replaced = self.session.tokens().and_then(|t| t.dpop_jkt);
-        let plan = keys_after_login(
-            replaced.as_deref(),
-            tokens.dpop_jkt.as_deref(),
-            memory_storage,
-        );
-        let failed = self.sign_in(tokens).await;
-        if let Some(old) = &plan.delete {
-            keys.delete(old).await;
-        }
-        if let Some(jkt) = &plan.memory_only {
-            keys.keep_in_memory_only(jkt).await;
-        }
-        failed
-    }
-
-    /// Puts a completed login's `tokens` in place: written under the lock
-    /// (so no refresh of an earlier session is between reading and writing),
-    /// broadcast, and put in use. A lock that never comes does not stop it.
-    /// Returns why the write failed, if it did (the tab keeps the set in
-    /// memory).
-    pub async fn sign_in(&self, tokens: TokenSet) -> Option<Error> {
-        let wait = self.platform.sleep(self.policy.lock_wait_ms);
-        let guard = within(self.lock.acquire(), wait).await;
-        let saved = self.store.save_tokens(&tokens).await;
-        self.publish_tokens(&tokens, saved.is_err()).await;
-        drop(guard);
-        self.session.unsaved.set(false);
-        self.session.adopt(tokens, TokenSource::Login);
-        let error = saved.err()?;
-        self.session.persist_failed(&error);
-        Some(error)
-    }
-}
-
 /// Whether `a` is newer than `b`: from a later login, or from the same
 /// login and more refreshes from it ([`TokenSet::rotation`]), or (records
 /// from before the count) issued later. A login completed while a refresh of an earlier
@@ -929,7 +399,7 @@ pub fn is_newer(a: &TokenSet, b: &TokenSet) -> bool {
 }
 
 /// The newer of two sets ([`is_newer`]).
-fn newest(a: Option<TokenSet>, b: Option<TokenSet>) -> Option<TokenSet> {
+pub(crate) fn newest(a: Option<TokenSet>, b: Option<TokenSet>) -> Option<TokenSet> {
     match (a, b) {
         (Some(a), Some(b)) => Some(if is_newer(&b, &a) { b } else { a }),
         (a, b) => a.or(b),

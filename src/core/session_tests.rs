@@ -5,24 +5,21 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
+use crate::core::dpop::DpopKeys;
+use crate::core::fakes::POLICY;
 use crate::core::fakes::{
     block_on, FakeBroadcast, FakeDpopKeys, FakeLock, FakePlatform, FullStore, Task, Tasks,
 };
 use crate::core::memory_store::MemorySessionStore;
-use crate::core::ports::{Background, HttpReply};
+use crate::core::ports::{Background, HttpReply, RefreshTransport, SessionLock, SessionStore};
 use crate::core::race::both;
 use crate::core::refresh_grant::RefreshGrant;
+use crate::core::refresher::*;
 use crate::core::RefreshToken;
 
 const NOW: u64 = 1_700_000_000_000;
 const TOKEN_URL: &str = "https://idp.example/token";
 const HOUR_MS: u64 = 3_600_000;
-const POLICY: RefreshPolicy = RefreshPolicy {
-    leeway_ms: 30_000,
-    timeout_ms: 10_000,
-    settle_cap_ms: 60_000,
-    lock_wait_ms: 20_000,
-};
 
 fn tokens(access: &str, refresh: Option<&str>, issued_at_ms: u64, lifetime_ms: u64) -> TokenSet {
     TokenSet {
@@ -720,6 +717,45 @@ fn waiting_for_the_lock_is_bounded() {
         background.tasks.run(refresher.access_token()).unwrap_err(),
         Error::LockUnavailable
     );
+}
+
+/// A store whose reads never answer (a wedged IndexedDB); writes work.
+struct ReadsNeverAnswer(MemorySessionStore);
+
+impl SessionStore for ReadsNeverAnswer {
+    async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
+        std::future::pending().await
+    }
+    async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
+        self.0.save_tokens(tokens).await
+    }
+    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
+        self.0.clear_tokens(reason).await
+    }
+    async fn end_reason(&self) -> Option<EndReason> {
+        self.0.end_reason().await
+    }
+    async fn put_transaction(&self, t: crate::core::PendingTransaction) -> Result<(), Error> {
+        self.0.put_transaction(t).await
+    }
+    async fn take_transaction(&self) -> Result<Option<crate::core::PendingTransaction>, Error> {
+        self.0.take_transaction().await
+    }
+}
+
+#[test]
+fn a_store_read_that_never_answers_fails_the_refresh_and_lets_the_lock_go() {
+    let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
+    tab.platform.deadlines_pass.set(true);
+    let store = ReadsNeverAnswer(MemorySessionStore::default());
+    let grant = tab.grant();
+    let background = tab.background(&store, &tab.lock, &grant, || NoCheck);
+    let refresher = tab.refresher(&store, &tab.lock, &grant, &background);
+    let error = background.tasks.run(refresher.access_token()).unwrap_err();
+    assert_eq!(error.code(), "storage_error");
+    assert!(!tab.lock.held.get(), "the lock was let go");
+    assert_eq!(tab.session.tokens().unwrap().access_token.secret(), "at-1");
+    assert!(tab.heard().is_empty(), "nothing ended, nothing sent");
 }
 
 #[test]

@@ -43,10 +43,9 @@ use crate::core::ports::{
     SessionStore, Timer,
 };
 use crate::core::refresh_grant::RefreshGrant;
+use crate::core::refresher::{CheckRefreshed, Refresher};
 use crate::core::secret::DpopProof;
-use crate::core::session::{
-    CheckRefreshed, RefreshPolicy, Refresher, Session, SessionChange, SessionMessage,
-};
+use crate::core::session::{RefreshPolicy, Session, SessionChange, SessionMessage};
 use crate::core::{AccessToken, Error, RawTokenResponse, TokenSet};
 
 const START_MS: u64 = 1_700_000_000_000;

@@ -1,4 +1,5 @@
-// Fault matrix row 7, the cases login.test.mjs does not cover (it has the
+// Fault matrix row 22 (a store read that never answers inside the lock) and
+// row 7, the cases login.test.mjs does not cover (it has the
 // corrupt record and IndexedDB refusing to open): a record copied from
 // another client, a record of a format version this build does not read,
 // and a full disk on save. Never a crash, never a silent loss of a valid
@@ -174,6 +175,40 @@ test("quota exceeded on save: login and refresh keep their tokens in memory, eac
     assert.deepEqual(named(events, "storage").map((e) => e.type), ["write_failed"], "the refresh's write failed too, and said so");
     assert.deepEqual(named(events, "tokens").length, 1);
     assert.deepEqual(named(events, "sessionExpired"), []);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// Reads of latchkey's records store never answer while the page says so
+// (window.stallRecords): a wedged IndexedDB.
+const STALLED_READS = () => {
+  const get = IDBObjectStore.prototype.get;
+  IDBObjectStore.prototype.get = function (...args) {
+    if (this.name === "records" && window.stallRecords) return new EventTarget(); // never settles
+    return get.apply(this, args);
+  };
+};
+
+test("a store read that never answers inside the lock fails the call with storage_error and lets the lock go", { timeout: 60_000 }, async () => {
+  const { context, errors } = await freshContext(browser, { initScript: STALLED_READS });
+  try {
+    const [tab] = await signedInTabs(context, idp, { refreshTimeoutSeconds: 2 }, { ttl: 2 });
+    await sleep(2_500);
+    idp.setAccessTokenTtl(60);
+    await tab.evaluate(() => (window.stallRecords = true));
+    // The token has expired: the refresh reads the store inside the lock,
+    // and the read never answers. Before the bound, this call never settled.
+    const stalled = await call(tab, idp.whoamiUrl);
+    assert.equal(stalled.code, "storage_error", JSON.stringify(stalled));
+    assert.equal(idp.counters().token.byGrantType.refresh_token ?? 0, 0, "nothing was sent");
+    assert.deepEqual(named(await eventsOf(tab), "sessionExpired"), [], "the session did not end");
+
+    await tab.evaluate(() => (window.stallRecords = false));
+    const after = await call(tab, idp.whoamiUrl);
+    assert.equal(after.status, 200, "the lock was let go: " + JSON.stringify(after));
+    assert.equal(idp.counters().token.byGrantType.refresh_token, 1);
     assert.deepEqual(errors, []);
   } finally {
     await context.close();

@@ -1,0 +1,574 @@
+//! The refresh under the lock as a state machine that does no I/O: every
+//! decision of one tab's refresh, from taking the lock to the refreshed ID
+//! token's check, is a transition here. It is fed what happened (the lock
+//! taken, a record read, the server's answer, the time) and answers with a
+//! [`Step`] ([`crate::core::steps`]). The driver
+//! ([`crate::core::refresher::Refresher`]) performs it and decides nothing;
+//! the tests feed inputs by hand, one per transition.
+//!
+//! The rule it keeps: once the server answered with a rotated refresh
+//! token, that set *is* the session — it is written before its new ID
+//! token is checked, and only a sign-out or a later login stops it.
+
+use crate::core::session::{
+    is_newer, needs_refresh, EndReason, RefreshPolicy, Session, SessionMessage, TokenSource,
+    BROADCAST_GRACE_MS, MAX_RETRY_AFTER_MS,
+};
+use crate::core::steps::{Act, HttpReplyToken, Input, Machine, Step, Wait};
+use crate::core::token::token_set_from_reply;
+use crate::core::{AccessToken, Error, IdToken, TokenSet};
+
+/// What a written set was written for, and so what follows the write.
+#[allow(clippy::large_enum_variant)] // one per refresh, as `Wait`
+#[derive(Debug)]
+enum Written {
+    /// The refreshed set (its new ID token, if any, checked next).
+    Refreshed {
+        base: TokenSet,
+        id_token: Option<IdToken>,
+    },
+    /// A later login's set, put back over the refreshed one.
+    PutBack,
+    /// The refreshed set with its verified ID token.
+    Verified,
+}
+
+#[derive(Debug)]
+enum Stage {
+    Locking,
+    ReadingBase {
+        now: u64,
+    },
+    ReadingEndReason,
+    Sending {
+        base: TokenSet,
+    },
+    /// `invalid_grant`: a tab without the lock may have rotated already.
+    Rechecking {
+        base: TokenSet,
+    },
+    /// Read right before the write (compare-and-swap).
+    ReadingBeforeWrite {
+        base: TokenSet,
+        fresh: TokenSet,
+        id_token: Option<IdToken>,
+    },
+    Saving {
+        tokens: TokenSet,
+        then: Written,
+    },
+    /// The broadcast of a set that could not be written is given time to
+    /// arrive before the lock is let go.
+    Grace {
+        tokens: TokenSet,
+        then: Written,
+    },
+    Checking {
+        fresh: TokenSet,
+        candidate: TokenSet,
+    },
+    Ending {
+        reason: EndReason,
+        then_revoke: Option<TokenSet>,
+        error: Error,
+    },
+    Over,
+}
+
+/// One tab's refresh of the token it holds, under the lock.
+#[derive(Debug)]
+pub struct RefreshMachine {
+    held: AccessToken,
+    policy: RefreshPolicy,
+    keeps_id_tokens: bool,
+    /// The session's end count when the refresh began: a change means it
+    /// ended (signed out, expired) while the refresh was out.
+    ends_before: u64,
+    stage: Stage,
+}
+
+impl RefreshMachine {
+    /// A refresh of `held`, the access token this tab found stale or
+    /// rejected, and its first step: the lock. Without `keeps_id_tokens`
+    /// (no `openid`) no ID token is kept.
+    pub fn start(
+        held: AccessToken,
+        policy: RefreshPolicy,
+        keeps_id_tokens: bool,
+        session: &Session,
+    ) -> (Self, Step) {
+        let machine = RefreshMachine {
+            held,
+            policy,
+            keeps_id_tokens,
+            ends_before: session.ends(),
+            stage: Stage::Locking,
+        };
+        let first = Step::wait(Wait::Lock {
+            ms: policy.lock_wait_ms,
+        });
+        (machine, first)
+    }
+}
+
+impl Machine for RefreshMachine {
+    /// An input out of turn ends the refresh with `refresh_timeout`.
+    fn on(&mut self, input: Input, session: &Session, now: u64) -> Step {
+        let stage = std::mem::replace(&mut self.stage, Stage::Over);
+        match (stage, input) {
+            (Stage::Locking, Input::Locked(Ok(()))) => {
+                self.stage = Stage::ReadingBase { now };
+                Step::wait(Wait::Load)
+            }
+            (Stage::Locking, Input::Locked(Err(error))) => Step::done(vec![], Err(error)),
+            (Stage::ReadingBase { now }, Input::Loaded(stored)) => {
+                self.base_read(stored, session, now)
+            }
+            (Stage::ReadingEndReason, Input::EndReason(reason)) => {
+                let reason = reason.unwrap_or(EndReason::Expired);
+                let error = match reason {
+                    EndReason::SignedOut => Error::NotAuthenticated,
+                    EndReason::Expired => Error::SessionExpired,
+                };
+                Step::done(vec![Act::End(reason)], Err(error))
+            }
+            (Stage::Sending { base }, Input::Slow) => {
+                // Past the timeout the callers stop waiting, but the request
+                // is not abandoned: the server may already have rotated, and
+                // its answer is the session. It is awaited, holding the lock,
+                // up to the settle cap.
+                self.stage = Stage::Sending { base };
+                let rest = self
+                    .policy
+                    .settle_cap_ms
+                    .saturating_sub(self.policy.timeout_ms);
+                Step {
+                    acts: vec![Act::TellWaitersTimedOut],
+                    wait: Wait::KeepWaiting { ms: rest },
+                }
+            }
+            (Stage::Sending { base }, Input::Answer(answer)) => {
+                self.answered(base, answer, session, now)
+            }
+            (Stage::Rechecking { base }, Input::Loaded(latest)) => match latest {
+                Ok(Some(latest)) if latest.access_token != base.access_token => Step::done(
+                    vec![Act::Adopt(latest.clone(), TokenSource::Sync)],
+                    Ok(latest),
+                ),
+                _ => self.expire(base, vec![]),
+            },
+            (
+                Stage::ReadingBeforeWrite {
+                    base,
+                    fresh,
+                    id_token,
+                },
+                Input::Loaded(stored),
+            ) => self.before_write(base, fresh, id_token, stored, session),
+            (Stage::Saving { tokens, then }, Input::Saved(saved)) => {
+                let unsaved = saved.is_err();
+                let mut acts = Vec::with_capacity(3);
+                if let Err(error) = saved {
+                    acts.push(Act::PersistFailed(error));
+                }
+                acts.push(Act::Unsaved(unsaved));
+                acts.push(Act::Publish(SessionMessage::Tokens {
+                    tokens: tokens.clone(),
+                    unsaved,
+                }));
+                if unsaved {
+                    // Only this message carries the set to the other tabs:
+                    // the next tab to take the lock must have heard it, or it
+                    // would refresh with the stored, spent refresh token.
+                    self.stage = Stage::Grace { tokens, then };
+                    return Step {
+                        acts,
+                        wait: Wait::Sleep(BROADCAST_GRACE_MS),
+                    };
+                }
+                self.written(tokens, then, false, acts, session)
+            }
+            (Stage::Grace { tokens, then }, Input::Slept) => {
+                self.written(tokens, then, session.is_unsaved(), vec![], session)
+            }
+            (Stage::Checking { fresh, candidate }, Input::Checked(checked)) => {
+                self.checked(fresh, candidate, checked, session)
+            }
+            (
+                Stage::Ending {
+                    reason,
+                    then_revoke,
+                    error,
+                },
+                Input::Cleared,
+            ) => {
+                let mut acts = vec![
+                    Act::Publish(SessionMessage::Ended { reason }),
+                    Act::End(reason),
+                ];
+                acts.extend(then_revoke.map(Act::Revoke));
+                Step::done(acts, Err(error))
+            }
+            _ => Step::done(vec![], Err(Error::RefreshTimeout)),
+        }
+    }
+}
+
+impl RefreshMachine {
+    /// The token endpoint answered (or the request failed).
+    fn answered(
+        &mut self,
+        base: TokenSet,
+        answer: Result<HttpReplyToken, Error>,
+        session: &Session,
+        now: u64,
+    ) -> Step {
+        let reply = match answer {
+            Ok(reply) => reply,
+            Err(error) => return Step::done(vec![], Err(error)),
+        };
+        let fresh = match token_set_from_reply(reply, now, Some(&base), base.dpop_jkt.as_deref()) {
+            Ok(fresh) => fresh,
+            Err(error) if error.code() == "invalid_grant" => {
+                self.stage = Stage::Rechecking { base };
+                return Step::wait(Wait::Load);
+            }
+            Err(error) => {
+                let acts = match back_off(&error, now) {
+                    Some((until, told)) => vec![
+                        Act::HoldOff {
+                            until,
+                            error: error.clone(),
+                        },
+                        Act::Publish(told),
+                    ],
+                    None => vec![],
+                };
+                return Step::done(acts, Err(error));
+            }
+        };
+        // The server has rotated: from here on `fresh` is the session.
+        // Persist it first; its new ID token is checked after.
+        let (fresh, id_token) = self.set_aside_id_token(&base, fresh);
+        let acts = vec![Act::ResumeRequests];
+        if session.ends() != self.ends_before {
+            // Signed out (or expired) while the request was out, possibly
+            // without a shared lock: persisting would bring the session back.
+            return self.revoked(fresh, None, acts);
+        }
+        self.stage = Stage::ReadingBeforeWrite {
+            base,
+            fresh,
+            id_token,
+        };
+        Step {
+            acts,
+            wait: Wait::Load,
+        }
+    }
+
+    /// Fails with `not_authenticated` after retiring `fresh` (a set
+    /// refreshed for a session that ended), ending the session here first
+    /// when `end` says so.
+    fn revoked(&mut self, fresh: TokenSet, end: Option<EndReason>, mut acts: Vec<Act>) -> Step {
+        acts.push(Act::Revoke(fresh));
+        acts.extend(end.map(Act::End));
+        Step::done(acts, Err(Error::NotAuthenticated))
+    }
+
+    /// `fresh` with the ID token it can be used with now (the previous,
+    /// verified one), and the new one that still has to be verified.
+    /// Without `openid` no ID token is kept at all.
+    fn set_aside_id_token(&self, base: &TokenSet, fresh: TokenSet) -> (TokenSet, Option<IdToken>) {
+        if !self.keeps_id_tokens {
+            let fresh = TokenSet {
+                id_token: None,
+                ..fresh
+            };
+            return (fresh, None);
+        }
+        if fresh.id_token == base.id_token {
+            return (fresh, None);
+        }
+        let id_token = fresh.id_token.clone();
+        let fresh = TokenSet {
+            id_token: base.id_token.clone(),
+            ..fresh
+        };
+        (fresh, id_token)
+    }
+
+    /// The store read right before writing `fresh` (compare-and-swap: it
+    /// must still hold `base`, an older set, or nothing because `base`
+    /// never reached it).
+    fn before_write(
+        &mut self,
+        base: TokenSet,
+        fresh: TokenSet,
+        id_token: Option<IdToken>,
+        stored: Result<Option<TokenSet>, Error>,
+        session: &Session,
+    ) -> Step {
+        match stored {
+            Ok(Some(stored))
+                if stored.access_token != base.access_token && !is_newer(&base, &stored) =>
+            {
+                // Replaced meanwhile (a new login, a tab without the lock):
+                // the newer set wins. `fresh` is not revoked: it may belong
+                // to the same grant as the winner (a sibling's refresh), and
+                // revoking a refresh token may end its whole grant.
+                return Step::done(
+                    vec![Act::Adopt(stored.clone(), TokenSource::Sync)],
+                    Ok(stored),
+                );
+            }
+            Ok(None) if !session.is_unsaved() => {
+                // Cleared meanwhile: a sign-out in a tab that did not wait for
+                // the lock. It cannot be undone.
+                return self.revoked(fresh, Some(EndReason::SignedOut), vec![]);
+            }
+            _ => {}
+        }
+        self.stage = Stage::Saving {
+            tokens: fresh.clone(),
+            then: Written::Refreshed { base, id_token },
+        };
+        Step::wait(Wait::Save(fresh))
+    }
+
+    /// `tokens` was written (or `unsaved`) and broadcast.
+    fn written(
+        &mut self,
+        tokens: TokenSet,
+        then: Written,
+        unsaved: bool,
+        acts: Vec<Act>,
+        session: &Session,
+    ) -> Step {
+        let (base, id_token) = match then {
+            Written::PutBack => return Step::done(acts, Ok(tokens)),
+            Written::Verified => {
+                let mut acts = acts;
+                acts.push(Act::Adopt(tokens.clone(), TokenSource::Refresh));
+                return Step::done(acts, Ok(tokens));
+            }
+            Written::Refreshed { base, id_token } => (base, id_token),
+        };
+        let fresh = tokens;
+        if session.ends() != self.ends_before {
+            // Signed out while the set was being written: the sign-out clears
+            // the store again once it has the lock, and every tab ignores
+            // this set's broadcast (its login is older than the sign-out).
+            return self.revoked(fresh, None, acts);
+        }
+        if let Some(later) = session
+            .tokens()
+            .filter(|held| held.login_at_ms > fresh.login_at_ms)
+        {
+            // A new login arrived while this set of the older session was
+            // being written (from a tab that stopped waiting for the lock):
+            // the login wins, and its ID token is not this refresh's to
+            // check. Where this write replaced it in the store, it is put
+            // back (the lock is still held).
+            if unsaved {
+                return Step::done(acts, Ok(later));
+            }
+            self.stage = Stage::Saving {
+                tokens: later.clone(),
+                then: Written::PutBack,
+            };
+            return Step {
+                acts,
+                wait: Wait::Save(later),
+            };
+        }
+        let mut acts = acts;
+        acts.push(Act::Adopt(fresh.clone(), TokenSource::Refresh));
+        let Some(id_token) = id_token else {
+            return Step::done(acts, Ok(fresh));
+        };
+        let candidate = TokenSet {
+            id_token: Some(id_token),
+            ..fresh.clone()
+        };
+        self.stage = Stage::Checking {
+            fresh,
+            candidate: candidate.clone(),
+        };
+        Step {
+            acts,
+            wait: Wait::Check { base, candidate },
+        }
+    }
+
+    /// The refreshed set's new ID token was checked. When it verifies it
+    /// replaces the previous one; when it cannot be checked now (keys
+    /// unreachable, a clock check) the previous verified one stays, and the
+    /// next refresh's ID token is checked again; when it is definitely not
+    /// this user's from this issuer the session ends and the new tokens are
+    /// retired.
+    fn checked(
+        &mut self,
+        fresh: TokenSet,
+        candidate: TokenSet,
+        checked: Result<(), Error>,
+        session: &Session,
+    ) -> Step {
+        match checked {
+            Ok(()) if session.tokens().as_ref() != Some(&fresh) => {
+                // Replaced or ended while the keys were fetched.
+                Step::done(vec![], Ok(fresh))
+            }
+            Ok(()) if session.is_unsaved() => {
+                // The set's write failed a moment ago, and said so; the
+                // other tabs still get the verified ID token.
+                let acts = vec![
+                    Act::Publish(SessionMessage::Tokens {
+                        tokens: candidate.clone(),
+                        unsaved: true,
+                    }),
+                    Act::Adopt(candidate.clone(), TokenSource::Refresh),
+                ];
+                Step::done(acts, Ok(candidate))
+            }
+            Ok(()) => {
+                self.stage = Stage::Saving {
+                    tokens: candidate.clone(),
+                    then: Written::Verified,
+                };
+                Step::wait(Wait::Save(candidate))
+            }
+            Err(error) if is_identity_failure(&error) => {
+                self.end(EndReason::Expired, None, error, vec![Act::Revoke(fresh)])
+            }
+            Err(_) => Step::done(vec![], Ok(fresh)),
+        }
+    }
+
+    /// The set to refresh from, read inside the lock: the newer of the
+    /// stored set and this tab's. An empty store means the session ended in
+    /// another tab, unless this tab's set never reached it.
+    fn base_read(
+        &mut self,
+        stored: Result<Option<TokenSet>, Error>,
+        session: &Session,
+        now: u64,
+    ) -> Step {
+        let mine = session.tokens();
+        let stored = match stored {
+            Ok(stored) => stored,
+            // The unreadable record was removed, or is a newer latchkey's and
+            // left alone: this tab's copy is sound.
+            Err(Error::CorruptRecord { .. } | Error::NewerRecord { .. }) => match mine {
+                Some(mine) => return self.refresh_from(mine, session, now),
+                None => return Step::done(vec![], Err(Error::NotAuthenticated)),
+            },
+            Err(error) => return Step::done(vec![], Err(error)),
+        };
+        let base = match (stored, mine) {
+            // A set that never reached the store (a failed write here, or in
+            // the tab whose broadcast this one adopted) is newer than what
+            // the store holds: refreshing the stored one would present a
+            // spent refresh token.
+            (Some(stored), Some(mine)) if is_newer(&mine, &stored) => mine,
+            (Some(stored), _) => stored,
+            (None, Some(mine)) if session.is_unsaved() => mine,
+            // Cleared by another tab while this one held a copy (its
+            // broadcast not heard yet): never refresh a session that has
+            // ended. The store says whether it was a sign-out or an expiry.
+            (None, _) => {
+                self.stage = Stage::ReadingEndReason;
+                return Step::wait(Wait::EndReason);
+            }
+        };
+        self.refresh_from(base, session, now)
+    }
+
+    /// Adopt a sibling's set, use one that cannot be refreshed while it
+    /// lasts, answer a held `Retry-After`, or send the request.
+    fn refresh_from(&mut self, base: TokenSet, session: &Session, now: u64) -> Step {
+        if base.access_token != self.held && !needs_refresh(&base, now, self.policy.leeway_ms) {
+            return Step::done(vec![Act::Adopt(base.clone(), TokenSource::Sync)], Ok(base));
+        }
+        if !base.can_refresh(now) {
+            if !base.is_stale(now, 0) {
+                // Nothing to refresh with, but still valid: use it while it lasts.
+                return Step::done(vec![], Ok(base));
+            }
+            return self.expire(base, vec![]);
+        }
+        if let Some(error) = session.backing_off(now) {
+            return Step::done(vec![], Err(error));
+        }
+        self.stage = Stage::Sending { base: base.clone() };
+        Step::wait(Wait::Send {
+            base,
+            ms: self.policy.timeout_ms,
+        })
+    }
+
+    /// Ends the session because the server will not refresh `ended`, then
+    /// retires it.
+    fn expire(&mut self, ended: TokenSet, acts: Vec<Act>) -> Step {
+        self.end(EndReason::Expired, Some(ended), Error::SessionExpired, acts)
+    }
+
+    /// Ends the session everywhere: the store cleared (awaited), then the
+    /// other tabs told and this tab's copy dropped, then `then_revoke`
+    /// retired; the refresh fails with `error`.
+    fn end(
+        &mut self,
+        reason: EndReason,
+        then_revoke: Option<TokenSet>,
+        error: Error,
+        acts: Vec<Act>,
+    ) -> Step {
+        self.stage = Stage::Ending {
+            reason,
+            then_revoke,
+            error,
+        };
+        Step {
+            acts,
+            wait: Wait::Clear(reason),
+        }
+    }
+}
+
+/// A token endpoint's `Retry-After` carried by `error`, at `now_ms`: until
+/// when no request is made (capped at [`MAX_RETRY_AFTER_MS`]) and the
+/// message that tells the other tabs.
+pub fn back_off(error: &Error, now_ms: u64) -> Option<(u64, SessionMessage)> {
+    let seconds = error.retry_after_s()?;
+    let wait = seconds.saturating_mul(1000).min(MAX_RETRY_AFTER_MS);
+    let until = now_ms.saturating_add(wait);
+    let message = SessionMessage::BackOff {
+        until,
+        status: error.status().unwrap_or_default(),
+        error: error.server_error().unwrap_or_default().to_owned(),
+        seconds,
+    };
+    Some((until, message))
+}
+
+/// Whether a refreshed ID token's refusal is definite — it is not the
+/// issuer's (signature, key, algorithm, shape) or not this user's at this
+/// client — as opposed to one that may pass later (keys unreachable, a
+/// clock check).
+pub fn is_identity_failure(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::IdTokenMalformed { .. }
+            | Error::IdTokenUnsupportedAlg { .. }
+            | Error::IdTokenKeyNotFound
+            | Error::IdTokenInvalidSignature
+            | Error::IdTokenIssMismatch
+            | Error::IdTokenAudMismatch
+            | Error::IdTokenAzpMismatch
+            | Error::IdTokenSubMismatch
+    )
+}
+
+#[cfg(test)]
+#[path = "refresh_machine_tests.rs"]
+mod tests;

@@ -1,0 +1,602 @@
+//! One test per transition of the refresh machine, fed by hand: no driver,
+//! no fakes, no clock — each step written out as the driver would see it.
+
+use super::*;
+use crate::core::fakes::POLICY;
+use crate::core::platform::HttpReply;
+use crate::core::RawTokenResponse;
+use crate::core::{IdToken, RefreshToken};
+
+const NOW: u64 = 1_700_000_000_000;
+const HOUR_MS: u64 = 3_600_000;
+
+/// A set named by its access token `at-N` and refresh token `rt-N`,
+/// issued `age_ms` before `NOW` for an hour.
+fn set(n: u32, age_ms: u64) -> TokenSet {
+    let issued_at_ms = NOW - age_ms;
+    TokenSet {
+        access_token: AccessToken::new(format!("at-{n}")),
+        token_type: "Bearer".into(),
+        expires_at_ms: Some(issued_at_ms + HOUR_MS),
+        refresh_token: Some(RefreshToken::new(format!("rt-{n}"))),
+        scope: Some("openid api".into()),
+        id_token: Some(IdToken::new("id-1".into())),
+        refresh_expires_at_ms: None,
+        issued_at_ms,
+        login_at_ms: NOW - 2 * HOUR_MS,
+        rotation: n.into(),
+        dpop_jkt: None,
+        atproto: None,
+    }
+}
+
+/// The set this tab holds: `at-1`, stale (10 s left).
+fn stale() -> TokenSet {
+    set(1, HOUR_MS - 10_000)
+}
+
+fn show(step: &Step) -> String {
+    crate::core::steps::shown::show(step, NOW)
+}
+
+/// The token endpoint's answer with `json` as its body.
+fn answer(status: u16, json: serde_json::Value, retry_after_s: Option<u64>) -> Input {
+    let body: RawTokenResponse = serde_json::from_value(json).unwrap();
+    Input::Answer(Ok(HttpReply {
+        status,
+        oauth_error: body.error.clone(),
+        body: Ok(body),
+        retry_after_s,
+        dpop_nonce: None,
+    }))
+}
+
+/// A rotation to `at-2`/`rt-2`, with a new ID token when `id` is given.
+fn rotated(id: Option<&str>) -> Input {
+    let mut json = serde_json::json!({
+        "access_token": "at-2", "token_type": "Bearer", "expires_in": 3600,
+        "refresh_token": "rt-2",
+    });
+    if let Some(id) = id {
+        json["id_token"] = id.into();
+    }
+    answer(200, json, None)
+}
+
+/// A machine for `held` and the session it reads, already in the lock
+/// and asked for the stored set.
+fn in_lock(held: &TokenSet, session: &Session) -> RefreshMachine {
+    let (mut machine, first) =
+        RefreshMachine::start(held.access_token.clone(), POLICY, true, session);
+    assert_eq!(show(&first), "lock 20000");
+    assert_eq!(
+        show(&on(&mut machine, Input::Locked(Ok(())), session)),
+        "load"
+    );
+    machine
+}
+
+fn on(machine: &mut RefreshMachine, input: Input, session: &Session) -> Step {
+    machine.on(input, session, NOW)
+}
+
+/// Feeds `inputs` in turn and shows the step after each.
+fn run(machine: &mut RefreshMachine, session: &Session, inputs: Vec<Input>) -> Vec<String> {
+    inputs
+        .into_iter()
+        .map(|input| show(&on(machine, input, session)))
+        .collect()
+}
+
+/// A machine that sent `stale()`'s refresh token and waits for the answer.
+fn sent(session: &Session) -> RefreshMachine {
+    let held = stale();
+    let mut machine = in_lock(&held, session);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(held))), session);
+    assert_eq!(show(&step), "send rt-1 10000");
+    machine
+}
+
+#[test]
+fn no_lock_fails_with_why() {
+    let session = Session::new(Some(stale()));
+    let (mut machine, _) = RefreshMachine::start(stale().access_token, POLICY, true, &session);
+    let step = on(
+        &mut machine,
+        Input::Locked(Err(Error::LockUnavailable)),
+        &session,
+    );
+    assert_eq!(show(&step), "fail lock_unavailable");
+}
+
+#[test]
+fn the_stored_set_is_refreshed() {
+    let session = Session::new(Some(stale()));
+    sent(&session);
+}
+
+#[test]
+fn a_sibling_s_fresh_set_is_adopted_without_a_request() {
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(set(2, 0)))), &session);
+    assert_eq!(show(&step), "adopt at-2 id-1 Sync; done at-2 id-1");
+}
+
+#[test]
+fn this_tab_s_newer_set_wins_over_the_stored_one() {
+    let mine = stale();
+    let session = Session::new(Some(mine.clone()));
+    let mut machine = in_lock(&mine, &session);
+    let older = TokenSet {
+        rotation: 0,
+        access_token: AccessToken::new("at-0".into()),
+        refresh_token: Some(RefreshToken::new("rt-0".into())),
+        ..stale()
+    };
+    let step = on(&mut machine, Input::Loaded(Ok(Some(older))), &session);
+    assert_eq!(show(&step), "send rt-1 10000");
+}
+
+#[test]
+fn an_unreadable_record_refreshes_this_tab_s_copy() {
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    let corrupt = Error::CorruptRecord {
+        reason: "bad".into(),
+    };
+    let step = on(&mut machine, Input::Loaded(Err(corrupt)), &session);
+    assert_eq!(show(&step), "send rt-1 10000");
+}
+
+#[test]
+fn an_unreadable_record_without_a_copy_is_not_a_session() {
+    let session = Session::new(None);
+    let mut machine = in_lock(&stale(), &session);
+    let corrupt = Error::CorruptRecord {
+        reason: "bad".into(),
+    };
+    let step = on(&mut machine, Input::Loaded(Err(corrupt)), &session);
+    assert_eq!(show(&step), "fail not_authenticated");
+}
+
+#[test]
+fn a_failed_read_fails_the_refresh_and_keeps_the_tokens() {
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    let failed = Error::Storage {
+        reason: "gone".into(),
+    };
+    let step = on(&mut machine, Input::Loaded(Err(failed)), &session);
+    assert_eq!(show(&step), "fail storage_error");
+}
+
+#[test]
+fn an_empty_store_after_a_failed_write_refreshes_this_tab_s_copy() {
+    let session = Session::new(Some(stale()));
+    session.set_unsaved(true);
+    let mut machine = in_lock(&stale(), &session);
+    let step = on(&mut machine, Input::Loaded(Ok(None)), &session);
+    assert_eq!(show(&step), "send rt-1 10000");
+}
+
+#[test]
+fn an_empty_store_ends_the_session_for_the_reason_it_keeps() {
+    for (reason, expected) in [
+        (
+            Some(EndReason::SignedOut),
+            "end SignedOut; fail not_authenticated",
+        ),
+        (
+            Some(EndReason::Expired),
+            "end Expired; fail session_expired",
+        ),
+        (None, "end Expired; fail session_expired"),
+    ] {
+        let session = Session::new(Some(stale()));
+        let mut machine = in_lock(&stale(), &session);
+        let inputs = vec![Input::Loaded(Ok(None)), Input::EndReason(reason)];
+        assert_eq!(
+            run(&mut machine, &session, inputs),
+            ["end reason", expected]
+        );
+    }
+}
+
+#[test]
+fn a_valid_set_without_a_refresh_token_is_used_while_it_lasts() {
+    let held = TokenSet {
+        refresh_token: None,
+        ..stale()
+    };
+    let session = Session::new(Some(held.clone()));
+    let mut machine = in_lock(&held, &session);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(held))), &session);
+    assert_eq!(show(&step), "done at-1 id-1");
+}
+
+#[test]
+fn an_expired_set_without_a_refresh_token_ends_and_is_retired() {
+    let held = TokenSet {
+        refresh_token: None,
+        ..set(1, HOUR_MS + 1)
+    };
+    let session = Session::new(Some(held.clone()));
+    let mut machine = in_lock(&held, &session);
+    let inputs = vec![Input::Loaded(Ok(Some(held))), Input::Cleared];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "clear Expired",
+            "publish ended Expired; end Expired; revoke at-1 id-1; fail session_expired"
+        ]
+    );
+}
+
+#[test]
+fn a_held_retry_after_answers_without_a_request() {
+    let session = Session::new(Some(stale()));
+    let busy = Error::TokenEndpoint {
+        status: 503,
+        error: "temporarily_unavailable".into(),
+        error_description: None,
+        error_uri: None,
+        retry_after_s: Some(30),
+    };
+    session.hold_off(NOW + 30_000, busy);
+    let mut machine = in_lock(&stale(), &session);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(stale()))), &session);
+    assert_eq!(show(&step), "fail token_error");
+}
+
+#[test]
+fn past_the_timeout_the_waiters_go_and_the_request_is_awaited_to_the_cap() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let inputs = vec![Input::Slow, rotated(None)];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(steps[0], "waiters timed out; keep waiting 50000");
+    // The late answer is the session: it is written like any other.
+    assert_eq!(steps[1], "resume requests; load");
+}
+
+#[test]
+fn a_failed_request_fails_the_refresh() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let step = on(
+        &mut machine,
+        Input::Answer(Err(Error::RefreshTimeout)),
+        &session,
+    );
+    assert_eq!(show(&step), "fail refresh_timeout");
+}
+
+#[test]
+fn invalid_grant_adopts_what_a_tab_without_the_lock_stored() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+    let inputs = vec![refused, Input::Loaded(Ok(Some(set(2, 0))))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["load", "adopt at-2 id-1 Sync; done at-2 id-1"]
+    );
+}
+
+#[test]
+fn invalid_grant_with_nothing_newer_ends_the_session() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+    let inputs = vec![refused, Input::Loaded(Ok(Some(stale()))), Input::Cleared];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "load",
+            "clear Expired",
+            "publish ended Expired; end Expired; revoke at-1 id-1; fail session_expired"
+        ]
+    );
+}
+
+#[test]
+fn retry_after_holds_this_tab_and_tells_the_others() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let busy = serde_json::json!({"error": "temporarily_unavailable"});
+    let step = on(&mut machine, answer(503, busy, Some(30)), &session);
+    assert_eq!(
+        show(&step),
+        "hold off +30000 token_error; publish back off +30000; fail token_error"
+    );
+}
+
+#[test]
+fn another_error_keeps_every_token_and_holds_nothing() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let step = on(
+        &mut machine,
+        answer(500, serde_json::json!({}), None),
+        &session,
+    );
+    assert_eq!(show(&step), "fail token_error");
+}
+
+#[test]
+fn a_rotation_is_written_then_broadcast_then_used() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let inputs = vec![
+        rotated(None),
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Saved(Ok(())),
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "resume requests; load",
+            "save at-2 id-1",
+            "unsaved=false; publish at-2 id-1 unsaved=false; adopt at-2 id-1 Refresh; done at-2 id-1"
+        ]
+    );
+}
+
+#[test]
+fn a_rotation_for_a_session_that_ended_while_out_is_retired() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::SignedOut, NOW);
+    let step = on(&mut machine, rotated(None), &session);
+    assert_eq!(
+        show(&step),
+        "resume requests; revoke at-2 id-1; fail not_authenticated"
+    );
+}
+
+#[test]
+fn a_newer_stored_set_wins_over_the_rotation_which_is_not_revoked() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let newer = TokenSet {
+        login_at_ms: NOW,
+        ..set(5, 0)
+    };
+    let inputs = vec![rotated(Some("id-2")), Input::Loaded(Ok(Some(newer)))];
+    // The newer set keeps its own ID token: the refreshed one is not its to
+    // check.
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "resume requests; load",
+            "adopt at-5 id-1 Sync; done at-5 id-1"
+        ]
+    );
+}
+
+#[test]
+fn a_store_cleared_while_out_is_a_sign_out_that_stays() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let inputs = vec![rotated(None), Input::Loaded(Ok(None))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "resume requests; load",
+            "revoke at-2 id-1; end SignedOut; fail not_authenticated"
+        ]
+    );
+}
+
+#[test]
+fn a_failed_write_keeps_the_set_in_use_and_holds_the_lock_for_the_broadcast() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let full = Error::Storage {
+        reason: "quota".into(),
+    };
+    let inputs = vec![
+        rotated(None),
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Saved(Err(full)),
+        Input::Slept,
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "resume requests; load",
+            "save at-2 id-1",
+            "persist failed storage_error; unsaved=true; publish at-2 id-1 unsaved=true; sleep 250",
+            "adopt at-2 id-1 Refresh; done at-2 id-1"
+        ]
+    );
+}
+
+#[test]
+fn a_sign_out_during_the_write_retires_the_set() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let inputs = vec![rotated(None), Input::Loaded(Ok(Some(stale())))];
+    run(&mut machine, &session, inputs);
+    session.end(EndReason::SignedOut, NOW);
+    let step = on(&mut machine, Input::Saved(Ok(())), &session);
+    assert_eq!(
+        show(&step),
+        "unsaved=false; publish at-2 id-1 unsaved=false; revoke at-2 id-1; fail not_authenticated"
+    );
+}
+
+#[test]
+fn a_login_during_the_write_wins_and_is_written_back() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let inputs = vec![rotated(Some("id-2")), Input::Loaded(Ok(Some(stale())))];
+    run(&mut machine, &session, inputs);
+    let login = TokenSet {
+        login_at_ms: NOW,
+        ..set(9, 0)
+    };
+    session.adopt(login, TokenSource::Login);
+    let inputs = vec![Input::Saved(Ok(())), Input::Saved(Ok(()))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "unsaved=false; publish at-2 id-1 unsaved=false; save at-9 id-1",
+            "unsaved=false; publish at-9 id-1 unsaved=false; done at-9 id-1"
+        ]
+    );
+}
+
+#[test]
+fn a_login_during_a_failed_write_wins_without_a_second_write() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let inputs = vec![rotated(None), Input::Loaded(Ok(Some(stale())))];
+    run(&mut machine, &session, inputs);
+    let login = TokenSet {
+        login_at_ms: NOW,
+        ..set(9, 0)
+    };
+    session.adopt(login, TokenSource::Login);
+    let full = Error::Storage {
+        reason: "quota".into(),
+    };
+    session.set_unsaved(true); // as the driver does with the acts below
+    let inputs = vec![Input::Saved(Err(full)), Input::Slept];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(steps[1], "done at-9 id-1");
+}
+
+/// A machine that wrote `at-2` with the previous ID token and now asks
+/// for the new one (`id-2`) to be checked.
+fn checking(session: &Session) -> RefreshMachine {
+    let mut machine = sent(session);
+    let inputs = vec![
+        rotated(Some("id-2")),
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Saved(Ok(())),
+    ];
+    let steps = run(&mut machine, session, inputs);
+    assert_eq!(
+        steps[2],
+        "unsaved=false; publish at-2 id-1 unsaved=false; adopt at-2 id-1 Refresh; \
+         check at-2 id-2 for at-1 id-1"
+    );
+    // The driver performs the adoption before the check's answer comes.
+    session.adopt(set_2_with("id-1"), TokenSource::Refresh);
+    machine
+}
+
+/// `at-2` as the rotation above made it, with ID token `id`.
+fn set_2_with(id: &str) -> TokenSet {
+    TokenSet {
+        id_token: Some(IdToken::new(id.into())),
+        ..set(2, 0)
+    }
+}
+
+#[test]
+fn a_verified_id_token_is_written_and_used() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    let inputs = vec![Input::Checked(Ok(())), Input::Saved(Ok(()))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "save at-2 id-2",
+            "unsaved=false; publish at-2 id-2 unsaved=false; adopt at-2 id-2 Refresh; done at-2 id-2"
+        ]
+    );
+}
+
+#[test]
+fn a_verified_id_token_after_a_failed_write_is_broadcast_only() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    session.set_unsaved(true);
+    let step = on(&mut machine, Input::Checked(Ok(())), &session);
+    assert_eq!(
+        show(&step),
+        "publish at-2 id-2 unsaved=true; adopt at-2 id-2 Refresh; done at-2 id-2"
+    );
+}
+
+#[test]
+fn a_verified_id_token_for_a_set_replaced_meanwhile_is_dropped() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    session.adopt(set(3, 0), TokenSource::Sync);
+    let step = on(&mut machine, Input::Checked(Ok(())), &session);
+    assert_eq!(show(&step), "done at-2 id-1");
+}
+
+#[test]
+fn an_id_token_that_is_not_this_user_s_ends_the_session() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    let inputs = vec![
+        Input::Checked(Err(Error::IdTokenSubMismatch)),
+        Input::Cleared,
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "revoke at-2 id-1; clear Expired",
+            "publish ended Expired; end Expired; fail id_token_sub_mismatch"
+        ]
+    );
+}
+
+#[test]
+fn an_id_token_that_cannot_be_checked_now_keeps_the_previous_one() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    let unreachable = Error::JwksUnavailable {
+        reason: "offline".into(),
+    };
+    let step = on(&mut machine, Input::Checked(Err(unreachable)), &session);
+    assert_eq!(show(&step), "done at-2 id-1");
+}
+
+#[test]
+fn without_openid_no_id_token_is_kept_or_checked() {
+    let session = Session::new(Some(stale()));
+    let held = stale();
+    let (mut machine, _) =
+        RefreshMachine::start(held.access_token.clone(), POLICY, false, &session);
+    let inputs = vec![
+        Input::Locked(Ok(())),
+        Input::Loaded(Ok(Some(held.clone()))),
+        rotated(Some("id-2")),
+        Input::Loaded(Ok(Some(held))),
+        Input::Saved(Ok(())),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(
+        steps[4],
+        "unsaved=false; publish at-2 - unsaved=false; adopt at-2 - Refresh; done at-2 -"
+    );
+}
+
+#[test]
+fn an_input_out_of_turn_ends_the_refresh_instead_of_hanging() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let step = on(&mut machine, Input::Cleared, &session);
+    assert_eq!(show(&step), "fail refresh_timeout");
+}
+
+#[test]
+fn retry_after_is_capped() {
+    let error = Error::TokenEndpoint {
+        status: 429,
+        error: "slow_down".into(),
+        error_description: None,
+        error_uri: None,
+        retry_after_s: Some(86_400),
+    };
+    let (until, _) = back_off(&error, NOW).unwrap();
+    assert_eq!(until, NOW + MAX_RETRY_AFTER_MS);
+    assert!(back_off(&Error::RefreshTimeout, NOW).is_none());
+}

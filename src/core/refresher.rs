@@ -1,0 +1,334 @@
+//! The one driver of the session's machines ([`RefreshMachine`],
+//! [`SignIn`], [`SignOut`]): performs each step they ask for over the ports
+//! (lock, store, channel, the refresh request, the ID-token check, the
+//! background) and feeds the outcomes back. Also the fast path
+//! ([`Refresher::access_token`]: a usable token, no machine) and the tab's
+//! single flight. The decisions are in the machines and in
+//! [`crate::core::session`]; this file only waits and carries.
+
+use std::cell::OnceCell;
+use std::future::Future;
+
+use crate::core::dpop::DpopKeys;
+use crate::core::ports::{
+    Background, Broadcast, Clock, RefreshTransport, SessionLock, SessionStore, Timer,
+};
+use crate::core::race::within;
+use crate::core::refresh_machine::RefreshMachine;
+use crate::core::retirement::keys_after_login;
+use crate::core::session::{ends_session, RefreshPolicy, Session};
+use crate::core::sign_in_out::{SignIn, SignOut};
+use crate::core::single_flight::SingleFlight;
+use crate::core::steps::{Act, Input, Machine, Step, Wait};
+use crate::core::{AccessToken, Error, TokenSet};
+
+/// The check of a refreshed set's new ID token (OpenID Connect: it must
+/// verify and name the same user). It runs after the set is persisted: the
+/// server has rotated the refresh token by then, and the new one is the
+/// session whatever the check says.
+#[allow(async_fn_in_trait)]
+pub trait CheckRefreshed {
+    /// `Err` refuses `fresh`'s ID token;
+    /// [`is_identity_failure`](crate::core::refresh_machine::is_identity_failure) tells a
+    /// definite refusal from one that may pass later.
+    async fn check(&self, previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error>;
+    /// Whether ID tokens are kept at all: without `openid` in the scope the
+    /// app did not ask for one, and an unverified one is never stored.
+    fn keeps_id_tokens(&self) -> bool {
+        true
+    }
+}
+
+/// No check and no ID tokens: a plain OAuth 2.0 session.
+pub struct NoCheck;
+
+impl CheckRefreshed for NoCheck {
+    async fn check(&self, _previous: &TokenSet, _fresh: &TokenSet) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn keeps_id_tokens(&self) -> bool {
+        false
+    }
+}
+
+/// An OpenID Connect session's check, or none.
+impl<C: CheckRefreshed> CheckRefreshed for Option<C> {
+    async fn check(&self, previous: &TokenSet, fresh: &TokenSet) -> Result<(), Error> {
+        match self {
+            Some(check) => check.check(previous, fresh).await,
+            None => NoCheck.check(previous, fresh).await,
+        }
+    }
+
+    fn keeps_id_tokens(&self) -> bool {
+        self.as_ref().is_some_and(CheckRefreshed::keeps_id_tokens)
+    }
+}
+
+/// Everything a refresh needs, borrowed for one call.
+pub struct Refresher<'a, P, S, L, B, R, C = NoCheck> {
+    /// This tab's session.
+    pub session: &'a Session,
+    /// Clock and timer.
+    pub platform: &'a P,
+    /// Where the session is persisted.
+    pub store: &'a S,
+    /// The lock serialising refreshes.
+    pub lock: &'a L,
+    /// The other tabs.
+    pub broadcast: &'a B,
+    /// How the refresh request is made.
+    pub transport: &'a R,
+    /// Leeway and bounds.
+    pub policy: RefreshPolicy,
+    /// What a refreshed set's ID token must pass.
+    pub check: C,
+    /// Runs the refresh itself, and revocations, past the calls waiting.
+    pub background: &'a dyn Background,
+}
+
+impl<P, S, L, B, R, C> Refresher<'_, P, S, L, B, R, C>
+where
+    P: Clock + Timer,
+    S: SessionStore,
+    L: SessionLock,
+    B: Broadcast,
+    R: RefreshTransport,
+    C: CheckRefreshed,
+{
+    /// An access token to send now: the one in memory when it needs no
+    /// refresh (no lock, no storage), else a refreshed one. If a proactive
+    /// refresh fails for a transient reason while the token in hand is still
+    /// valid, that token is returned: the request can still succeed.
+    pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        let now = self.platform.now_ms();
+        if let Some(token) = self.session.usable_token(now, self.policy.leeway_ms) {
+            return Ok(token);
+        }
+        let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
+        match self.refresh(&held.access_token).await {
+            Ok(tokens) => Ok(tokens.access_token),
+            Err(error) if !ends_session(&error) && !held.is_stale(self.platform.now_ms(), 0) => {
+                Ok(held.access_token)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A replacement for `rejected`, which the API refused as expired. If
+    /// this tab already holds another token (a concurrent call refreshed),
+    /// that one is returned without a refresh. `rejected` itself comes back
+    /// (the caller returns the API's answer as is) when it was
+    /// [rejected at once](Self::rejected_at_once): at most one reactive
+    /// refresh per token.
+    pub async fn after_rejection(&self, rejected: &AccessToken) -> Result<AccessToken, Error> {
+        let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
+        let refused = self.session.refuses(rejected);
+        if held.access_token != *rejected || refused {
+            return Ok(held.access_token);
+        }
+        Ok(self.refresh(rejected).await?.access_token)
+    }
+
+    /// Records that `fresh`, just returned by [`after_rejection`](Self::after_rejection),
+    /// was rejected as expired by the retry it was obtained for. The API
+    /// refuses tokens as soon as they are issued (a wrong audience, a clock
+    /// far off at the API, an endpoint that always answers 401): refreshing
+    /// again would cost one refresh per call and fix nothing. `fresh` is
+    /// replaced when it goes stale, like any token.
+    pub fn rejected_at_once(&self, fresh: &AccessToken) {
+        self.session.refuse(fresh.clone());
+    }
+
+    /// Waits for the tab's single in-flight refresh, starting it (on a task
+    /// of its own, see [`Refresher::lead`]) if none is running.
+    async fn refresh(&self, held: &AccessToken) -> Result<TokenSet, Error> {
+        if self.session.flight().begin() {
+            self.background.refresh(held.clone());
+        }
+        self.session
+            .flight()
+            .wait()
+            .await
+            .unwrap_or(Err(Error::RefreshTimeout))
+    }
+
+    /// Runs the refresh that [`Refresher::refresh`] began, to its end, and
+    /// gives every waiting caller its outcome. Meant for a task of its own
+    /// ([`Background::refresh`]): it is never cancelled by a caller.
+    pub async fn lead(&self, held: AccessToken) {
+        /// Finishes the flight as abandoned if this future is dropped.
+        struct Abandoned<'f>(&'f SingleFlight<Result<TokenSet, Error>>);
+        impl Drop for Abandoned<'_> {
+            fn drop(&mut self) {
+                self.0.finish(None);
+            }
+        }
+        let abandoned = Abandoned(self.session.flight());
+        let outcome = self.refresh_in_lock(&held).await;
+        std::mem::forget(abandoned);
+        self.session.flight().finish(Some(outcome));
+    }
+
+    /// This tab's refresh of `held` under the lock ([`RefreshMachine`]).
+    async fn refresh_in_lock(&self, held: &AccessToken) -> Result<TokenSet, Error> {
+        let keeps_id_tokens = self.check.keeps_id_tokens();
+        let (mut machine, first) =
+            RefreshMachine::start(held.clone(), self.policy, keeps_id_tokens, self.session);
+        self.drive(&mut machine, first)
+            .await?
+            .ok_or(Error::NotAuthenticated)
+    }
+
+    /// Runs a session machine to its end: performs each step's acts and
+    /// its wait, and feeds the outcome back. It decides nothing. The lock,
+    /// once taken, is held until `Unlock` or the end; the request, once
+    /// sent, is awaited across [`Input::Slow`] and never dropped early.
+    async fn drive(
+        &self,
+        machine: &mut dyn Machine,
+        first: Step,
+    ) -> Result<Option<TokenSet>, Error> {
+        let sent = OnceCell::new();
+        let mut request = None;
+        let mut lock = None;
+        let mut step = first;
+        loop {
+            for act in step.acts {
+                match act {
+                    Act::Unlock => lock = None,
+                    act => self.act(act),
+                }
+            }
+            let input = match step.wait {
+                Wait::Lock { ms } => {
+                    let taken = within(self.lock.acquire(), self.platform.sleep(ms)).await;
+                    match taken.ok_or(Error::LockUnavailable) {
+                        Ok(Ok(guard)) => {
+                            lock = Some(guard);
+                            Input::Locked(Ok(()))
+                        }
+                        Ok(Err(error)) | Err(error) => Input::Locked(Err(error)),
+                    }
+                }
+                Wait::Load => Input::Loaded(self.bounded(self.store.load_tokens()).await),
+                Wait::EndReason => {
+                    let reason = self.bounded(async { Ok(self.store.end_reason().await) });
+                    Input::EndReason(reason.await.ok().flatten())
+                }
+                Wait::Send { base, ms } => {
+                    let base: &TokenSet = sent.get_or_init(|| base);
+                    let sending = request.insert(Box::pin(self.transport.refresh(base)));
+                    let answer = within(sending.as_mut(), self.platform.sleep(ms)).await;
+                    answer.map_or(Input::Slow, Input::Answer)
+                }
+                Wait::KeepWaiting { ms } => {
+                    let answer = match request.as_mut() {
+                        Some(sending) => within(sending.as_mut(), self.platform.sleep(ms)).await,
+                        None => None,
+                    };
+                    Input::Answer(answer.unwrap_or(Err(Error::RefreshTimeout)))
+                }
+                Wait::Save(tokens) => {
+                    Input::Saved(self.bounded(self.store.save_tokens(&tokens)).await)
+                }
+                Wait::Clear(reason) => {
+                    // A failed clear still ends the session (see `Wait::Clear`).
+                    let _ = self.bounded(self.store.clear_tokens(reason)).await;
+                    Input::Cleared
+                }
+                Wait::Sleep(ms) => {
+                    self.platform.sleep(ms).await;
+                    Input::Slept
+                }
+                Wait::Check { base, candidate } => {
+                    Input::Checked(self.check.check(&base, &candidate).await)
+                }
+                Wait::Done(outcome) => {
+                    drop(lock);
+                    return outcome;
+                }
+            };
+            step = machine.on(input, self.session, self.platform.now_ms());
+        }
+    }
+
+    /// A store operation, bounded by the refresh timeout: a storage that
+    /// never answers (a wedged IndexedDB) would otherwise hold the lock, and
+    /// every caller waiting on this tab's refresh, for ever. An operation
+    /// past the bound fails like any failed one; the machine already says
+    /// what each failure means (a read: no refresh, every token kept; a
+    /// write: the set kept in memory and broadcast).
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let deadline = self.platform.sleep(self.policy.timeout_ms);
+        within(operation, deadline)
+            .await
+            .unwrap_or(Err(Error::Storage {
+                reason: "no answer within the refresh timeout".into(),
+            }))
+    }
+
+    /// Performs one of the machine's acts.
+    fn act(&self, act: Act) {
+        let session = self.session;
+        match act {
+            Act::Publish(message) => self.broadcast.publish(&message),
+            Act::Revoke(tokens) => self.background.revoke(tokens),
+            Act::Adopt(tokens, source) => drop(session.adopt(tokens, source)),
+            Act::End(reason) => drop(session.end(reason, self.platform.now_ms())),
+            Act::PersistFailed(error) => session.persist_failed(&error),
+            Act::Unsaved(unsaved) => session.set_unsaved(unsaved),
+            Act::HoldOff { until, error } => session.hold_off(until, error),
+            Act::ResumeRequests => session.resume_requests(),
+            Act::TellWaitersTimedOut => session.flight().notice(Err(Error::RefreshTimeout)),
+            // The guard is `drive`'s.
+            Act::Unlock => {}
+        }
+    }
+
+    /// Signs out in every tab ([`SignOut`]). Returns the newest set seen —
+    /// stored or in this tab's memory — to revoke and for `id_token_hint`.
+    pub async fn sign_out(&self) -> Option<TokenSet> {
+        let (mut machine, first) = SignOut::start(&self.policy);
+        self.drive(&mut machine, first).await.ok().flatten()
+    }
+
+    /// Completes a login: its `tokens` put in place ([`Refresher::sign_in`]),
+    /// then the DPoP keys it leaves behind handled
+    /// ([`keys_after_login`]): the replaced session's key deleted only once
+    /// the new set is in use, and the new key kept in this tab's memory only
+    /// when the session is (`memory_storage`). Returns why the write
+    /// failed, if it did.
+    pub async fn complete_login<K: DpopKeys>(
+        &self,
+        keys: &K,
+        tokens: TokenSet,
+        memory_storage: bool,
+    ) -> Option<Error> {
+        let replaced = self.session.tokens().and_then(|t| t.dpop_jkt);
+        let plan = keys_after_login(
+            replaced.as_deref(),
+            tokens.dpop_jkt.as_deref(),
+            memory_storage,
+        );
+        let failed = self.sign_in(tokens).await;
+        if let Some(old) = &plan.delete {
+            keys.delete(old).await;
+        }
+        if let Some(jkt) = &plan.memory_only {
+            keys.keep_in_memory_only(jkt).await;
+        }
+        failed
+    }
+
+    /// Puts a completed login's `tokens` in place ([`SignIn`]). Returns why
+    /// the write failed, if it did (the tab keeps the set in memory).
+    pub async fn sign_in(&self, tokens: TokenSet) -> Option<Error> {
+        let (mut machine, first) = SignIn::start(tokens, &self.policy);
+        self.drive(&mut machine, first).await.err()
+    }
+}

@@ -1,0 +1,169 @@
+//! The sign-in and sign-out machines, one test per transition, fed by hand.
+
+use super::*;
+use crate::core::fakes::POLICY;
+use crate::core::{AccessToken, RefreshToken};
+
+const NOW: u64 = 1_700_000_000_000;
+
+/// Set `at-N` (refresh token `rt-N`) from a login at `login_at_ms`,
+/// refreshed `n` times.
+fn set(n: u32, login_at_ms: u64) -> TokenSet {
+    TokenSet {
+        access_token: AccessToken::new(format!("at-{n}")),
+        token_type: "Bearer".into(),
+        expires_at_ms: Some(login_at_ms + 3_600_000),
+        refresh_token: Some(RefreshToken::new(format!("rt-{n}"))),
+        scope: None,
+        id_token: None,
+        refresh_expires_at_ms: None,
+        issued_at_ms: login_at_ms,
+        login_at_ms,
+        rotation: n.into(),
+        dpop_jkt: None,
+        atproto: None,
+    }
+}
+
+fn show(step: &Step) -> String {
+    crate::core::steps::shown::show(step, NOW)
+}
+
+fn run(machine: &mut dyn Machine, session: &Session, inputs: Vec<Input>) -> Vec<String> {
+    inputs
+        .into_iter()
+        .map(|input| show(&machine.on(input, session, NOW)))
+        .collect()
+}
+
+fn quota() -> Error {
+    Error::Storage {
+        reason: "quota".into(),
+    }
+}
+
+#[test]
+fn a_login_is_written_under_the_lock_then_used() {
+    let session = Session::new(None);
+    let (mut machine, first) = SignIn::start(set(9, NOW), &POLICY);
+    assert_eq!(show(&first), "lock 20000");
+    let inputs = vec![Input::Locked(Ok(())), Input::Saved(Ok(()))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "save at-9 -",
+            "publish at-9 - unsaved=false; unlock; unsaved=false; adopt at-9 - Login; done"
+        ]
+    );
+}
+
+#[test]
+fn a_login_goes_on_without_the_lock() {
+    let session = Session::new(None);
+    let (mut machine, _) = SignIn::start(set(9, NOW), &POLICY);
+    let step = machine.on(Input::Locked(Err(Error::LockUnavailable)), &session, NOW);
+    assert_eq!(show(&step), "save at-9 -");
+}
+
+#[test]
+fn a_login_that_cannot_be_written_is_broadcast_held_then_used_from_memory() {
+    let session = Session::new(None);
+    let (mut machine, _) = SignIn::start(set(9, NOW), &POLICY);
+    let inputs = vec![
+        Input::Locked(Ok(())),
+        Input::Saved(Err(quota())),
+        Input::Slept,
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "save at-9 -",
+            "publish at-9 - unsaved=true; sleep 250",
+            "unlock; unsaved=false; adopt at-9 - Login; persist failed storage_error; \
+             fail storage_error"
+        ]
+    );
+}
+
+#[test]
+fn a_sign_out_clears_at_once_then_again_under_the_lock() {
+    // This tab holds rotation 1; a sibling's refresh wrote rotation 2
+    // while the sign-out waited for the lock.
+    let login = NOW - 60_000;
+    let session = Session::new(Some(set(1, login)));
+    let (mut machine, first) = SignOut::start(&POLICY);
+    assert_eq!(show(&first), "load");
+    let inputs = vec![
+        Input::Loaded(Ok(Some(set(0, login)))),
+        Input::Cleared,
+        Input::Locked(Ok(())),
+        Input::Loaded(Ok(Some(set(2, login)))),
+        Input::Cleared,
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "clear SignedOut",
+            "publish ended SignedOut; end SignedOut; lock 70000",
+            "load",
+            "clear SignedOut",
+            "done at-2 -"
+        ]
+    );
+}
+
+#[test]
+fn a_later_login_found_under_the_lock_is_left_alone() {
+    let session = Session::new(Some(set(1, NOW - 60_000)));
+    let (mut machine, _) = SignOut::start(&POLICY);
+    let inputs = vec![
+        Input::Loaded(Ok(None)),
+        Input::Cleared,
+        Input::Locked(Ok(())),
+        Input::Loaded(Ok(Some(set(7, NOW + 1)))),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(steps[3], "done at-1 -");
+}
+
+#[test]
+fn a_sign_out_without_the_lock_still_reads_the_store_again() {
+    let session = Session::new(Some(set(1, NOW - 60_000)));
+    let (mut machine, _) = SignOut::start(&POLICY);
+    let inputs = vec![
+        Input::Loaded(Ok(None)),
+        Input::Cleared,
+        Input::Locked(Err(Error::LockUnavailable)),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(steps[2], "load");
+}
+
+#[test]
+fn an_unreadable_store_is_cleared_and_this_tab_s_set_is_the_one_seen() {
+    let session = Session::new(Some(set(1, NOW - 60_000)));
+    let (mut machine, _) = SignOut::start(&POLICY);
+    let inputs = vec![
+        Input::Loaded(Err(quota())),
+        Input::Cleared,
+        Input::Locked(Ok(())),
+        Input::Loaded(Err(quota())),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(steps[0], "clear SignedOut");
+    assert_eq!(steps[3], "done at-1 -");
+}
+
+#[test]
+fn a_sign_out_with_no_session_anywhere_has_nothing_to_revoke() {
+    let session = Session::new(None);
+    let (mut machine, _) = SignOut::start(&POLICY);
+    let inputs = vec![
+        Input::Loaded(Ok(None)),
+        Input::Cleared,
+        Input::Locked(Ok(())),
+        Input::Loaded(Ok(None)),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(steps[3], "done");
+}

@@ -1,0 +1,219 @@
+//! The vocabulary shared by the session's machines ([`RefreshMachine`],
+//! [`SignIn`], [`SignOut`]) and their one driver
+//! ([`Refresher`](crate::core::refresher::Refresher)): what a machine asks
+//! for ([`Step`]: [`Act`]s done at once, in order, then one [`Wait`]) and
+//! what it is fed ([`Input`]). A machine reads this tab's [`Session`] to
+//! decide and never changes it: every change is an [`Act`], so the app's
+//! listeners and the other tabs hear of changes in the order they are made.
+//!
+//! [`RefreshMachine`]: crate::core::refresh_machine::RefreshMachine
+//! [`SignIn`]: crate::core::sign_in_out::SignIn
+//! [`SignOut`]: crate::core::sign_in_out::SignOut
+
+use crate::core::platform::HttpReply;
+use crate::core::session::{EndReason, Session, SessionMessage, TokenSource};
+use crate::core::{Error, RawTokenResponse, TokenSet};
+
+/// The token endpoint's answer, as the platform read it.
+pub type HttpReplyToken = HttpReply<RawTokenResponse>;
+
+/// A machine of the session: fed what happened at `now` (ms), it answers
+/// with what to do next. An input its stage does not expect (a driver bug)
+/// ends it with an error, holding nothing: never a hang.
+pub trait Machine {
+    /// The step after `input`.
+    fn on(&mut self, input: Input, session: &Session, now: u64) -> Step;
+}
+
+/// Something the driver does at once, in the order given.
+#[derive(Debug)]
+pub enum Act {
+    /// Tells the other tabs.
+    Publish(SessionMessage),
+    /// Retires a set in the background (its access token revoked, its DPoP
+    /// key deleted); never awaited.
+    Revoke(TokenSet),
+    /// Puts a set in use in this tab ([`Session::adopt`]).
+    Adopt(TokenSet, TokenSource),
+    /// Ends the session in this tab ([`Session::end`]).
+    End(EndReason),
+    /// The set in use could not be written ([`Session::persist_failed`]).
+    PersistFailed(Error),
+    /// Whether the set in use is missing from the store.
+    Unsaved(bool),
+    /// Lets go of the session lock before the machine is done.
+    Unlock,
+    /// Makes no request before `until` (a token endpoint's `Retry-After`).
+    HoldOff {
+        /// Until when, in ms.
+        until: u64,
+        /// What refreshes answer meanwhile.
+        error: Error,
+    },
+    /// The token endpoint answered: any `Retry-After` held is over.
+    ResumeRequests,
+    /// The callers waiting for this refresh stop waiting with
+    /// `refresh_timeout`; the request goes on.
+    TellWaitersTimedOut,
+}
+
+/// What the driver waits for next; its outcome is the next [`Input`].
+// One per step and short-lived: boxing the sets would cost an allocation per
+// step to save bytes on the small variants.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Wait {
+    /// The session lock, for at most `ms` → [`Input::Locked`].
+    Lock {
+        /// The longest wait.
+        ms: u32,
+    },
+    /// The stored set → [`Input::Loaded`].
+    Load,
+    /// Why the store was cleared → [`Input::EndReason`].
+    EndReason,
+    /// The refresh request from `base`, awaited for at most `ms` →
+    /// [`Input::Answer`] or, when `ms` passed first, [`Input::Slow`] (the
+    /// request is not dropped).
+    Send {
+        /// The set refreshed.
+        base: TokenSet,
+        /// The longest wait before [`Input::Slow`].
+        ms: u32,
+    },
+    /// The request already sent, for at most `ms` more → [`Input::Answer`]
+    /// (`refresh_timeout` when `ms` passed first).
+    KeepWaiting {
+        /// The longest wait.
+        ms: u32,
+    },
+    /// The set written → [`Input::Saved`].
+    Save(TokenSet),
+    /// The store cleared, keeping why → [`Input::Cleared`] (a failed clear
+    /// still ends the session: its record holds a refresh token the
+    /// server rejects).
+    Clear(EndReason),
+    /// A pause of `ms` → [`Input::Slept`].
+    Sleep(u32),
+    /// `candidate`'s new ID token checked against `base`'s →
+    /// [`Input::Checked`].
+    Check {
+        /// The set refreshed from.
+        base: TokenSet,
+        /// The refreshed set with its new ID token.
+        candidate: TokenSet,
+    },
+    /// The machine is done (the lock, if held, is let go): the refresh's
+    /// set, the sign-out's newest set seen, or a sign-in's failed write.
+    Done(Result<Option<TokenSet>, Error>),
+}
+
+/// What happened, fed to [`RefreshMachine::on`].
+#[derive(Debug)]
+pub enum Input {
+    /// The lock, or why not (`lock_unavailable` past the wait).
+    Locked(Result<(), Error>),
+    /// The stored set.
+    Loaded(Result<Option<TokenSet>, Error>),
+    /// Why the store was cleared, if it says.
+    EndReason(Option<EndReason>),
+    /// The token endpoint's answer, or why there is none.
+    Answer(Result<HttpReplyToken, Error>),
+    /// The request's timeout passed without an answer.
+    Slow,
+    /// The write's outcome.
+    Saved(Result<(), Error>),
+    /// The store was cleared (or the clear failed).
+    Cleared,
+    /// The pause is over.
+    Slept,
+    /// The new ID token's check.
+    Checked(Result<(), Error>),
+}
+
+/// One transition's effects: `acts` at once, in order, then `wait`.
+#[derive(Debug)]
+pub struct Step {
+    /// Done at once, in order.
+    pub acts: Vec<Act>,
+    /// Then awaited.
+    pub wait: Wait,
+}
+
+impl Step {
+    pub(crate) fn wait(wait: Wait) -> Step {
+        Step {
+            acts: Vec::new(),
+            wait,
+        }
+    }
+
+    pub(crate) fn done(acts: Vec<Act>, result: Result<TokenSet, Error>) -> Step {
+        Step {
+            acts,
+            wait: Wait::Done(result.map(Some)),
+        }
+    }
+}
+
+/// Steps written out for the machines' tests.
+#[cfg(test)]
+pub(crate) mod shown {
+    use super::*;
+
+    /// What a step says, in the driver's words: sets by their access and ID
+    /// tokens, times from `now`.
+    pub(crate) fn show(step: &Step, now: u64) -> String {
+        let mut out: Vec<String> = step.acts.iter().map(|act| show_act(act, now)).collect();
+        out.push(show_wait(&step.wait));
+        out.join("; ")
+    }
+
+    fn name(tokens: &TokenSet) -> String {
+        let id = tokens.id_token.as_ref().map_or("-", |t| t.secret());
+        format!("{} {id}", tokens.access_token.secret())
+    }
+
+    fn show_act(act: &Act, now: u64) -> String {
+        match act {
+            Act::Publish(SessionMessage::Tokens { tokens, unsaved }) => {
+                format!("publish {} unsaved={unsaved}", name(tokens))
+            }
+            Act::Publish(SessionMessage::Ended { reason }) => format!("publish ended {reason:?}"),
+            Act::Publish(SessionMessage::BackOff { until, .. }) => {
+                format!("publish back off +{}", until - now)
+            }
+            Act::Revoke(tokens) => format!("revoke {}", name(tokens)),
+            Act::Adopt(tokens, source) => format!("adopt {} {source:?}", name(tokens)),
+            Act::End(reason) => format!("end {reason:?}"),
+            Act::PersistFailed(error) => format!("persist failed {}", error.code()),
+            Act::Unsaved(unsaved) => format!("unsaved={unsaved}"),
+            Act::HoldOff { until, error } => format!("hold off +{} {}", until - now, error.code()),
+            Act::ResumeRequests => "resume requests".into(),
+            Act::TellWaitersTimedOut => "waiters timed out".into(),
+            Act::Unlock => "unlock".into(),
+        }
+    }
+
+    fn show_wait(wait: &Wait) -> String {
+        match wait {
+            Wait::Lock { ms } => format!("lock {ms}"),
+            Wait::Load => "load".into(),
+            Wait::EndReason => "end reason".into(),
+            Wait::Send { base, ms } => {
+                let refresh = base.refresh_token.as_ref().map_or("-", |t| t.secret());
+                format!("send {refresh} {ms}")
+            }
+            Wait::KeepWaiting { ms } => format!("keep waiting {ms}"),
+            Wait::Save(tokens) => format!("save {}", name(tokens)),
+            Wait::Clear(reason) => format!("clear {reason:?}"),
+            Wait::Sleep(ms) => format!("sleep {ms}"),
+            Wait::Check { base, candidate } => {
+                format!("check {} for {}", name(candidate), name(base))
+            }
+            Wait::Done(Ok(Some(tokens))) => format!("done {}", name(tokens)),
+            Wait::Done(Ok(None)) => "done".into(),
+            Wait::Done(Err(error)) => format!("fail {}", error.code()),
+        }
+    }
+}
