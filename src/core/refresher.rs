@@ -8,6 +8,7 @@
 
 use std::cell::OnceCell;
 use std::future::Future;
+use std::pin::Pin;
 
 use crate::core::dpop::DpopKeys;
 use crate::core::ports::{
@@ -201,75 +202,101 @@ where
                     act => self.act(act),
                 }
             }
-            let input = match step.wait {
-                Wait::Lock { ms } => {
-                    let taken = within(self.lock.acquire(), self.platform.sleep(ms)).await;
-                    match taken.ok_or(Error::LockUnavailable) {
-                        Ok(Ok(guard)) => {
-                            lock = Some(guard);
-                            Input::Locked(Ok(()))
+            let wait = match self.store_operation(step.wait) {
+                Ok((operation, timed_out)) => {
+                    let deadline = self.platform.sleep(self.policy.timeout_ms);
+                    Ok(within(operation, deadline).await.unwrap_or(timed_out))
+                }
+                Err(wait) => Err(wait),
+            };
+            let input = match wait {
+                Ok(input) => input,
+                Err(wait) => match wait {
+                    Wait::Lock { ms } => {
+                        let taken = within(self.lock.acquire(), self.platform.sleep(ms)).await;
+                        match taken.ok_or(Error::LockUnavailable) {
+                            Ok(Ok(guard)) => {
+                                lock = Some(guard);
+                                Input::Locked(Ok(()))
+                            }
+                            Ok(Err(error)) | Err(error) => Input::Locked(Err(error)),
                         }
-                        Ok(Err(error)) | Err(error) => Input::Locked(Err(error)),
                     }
-                }
-                Wait::Load => Input::Loaded(self.bounded(self.store.load_tokens()).await),
-                Wait::EndReason => {
-                    let reason = self.bounded(async { Ok(self.store.end_reason().await) });
-                    Input::EndReason(reason.await.ok().flatten())
-                }
-                Wait::Send { base, ms } => {
-                    let base: &TokenSet = sent.get_or_init(|| base);
-                    let sending = request.insert(Box::pin(self.transport.refresh(base)));
-                    let answer = within(sending.as_mut(), self.platform.sleep(ms)).await;
-                    answer.map_or(Input::Slow, Input::Answer)
-                }
-                Wait::KeepWaiting { ms } => {
-                    let answer = match request.as_mut() {
-                        Some(sending) => within(sending.as_mut(), self.platform.sleep(ms)).await,
-                        None => None,
-                    };
-                    Input::Answer(answer.unwrap_or(Err(Error::RefreshTimeout)))
-                }
-                Wait::Save(tokens) => {
-                    Input::Saved(self.bounded(self.store.save_tokens(&tokens)).await)
-                }
-                Wait::Clear(reason) => {
-                    // A failed clear still ends the session (see `Wait::Clear`).
-                    let _ = self.bounded(self.store.clear_tokens(reason)).await;
-                    Input::Cleared
-                }
-                Wait::Sleep(ms) => {
-                    self.platform.sleep(ms).await;
-                    Input::Slept
-                }
-                Wait::Check { base, candidate } => {
-                    Input::Checked(self.check.check(&base, &candidate).await)
-                }
-                Wait::Done(outcome) => {
-                    drop(lock);
-                    return outcome;
-                }
+                    Wait::Send { base, ms } => {
+                        let base: &TokenSet = sent.get_or_init(|| base);
+                        let sending = request.insert(Box::pin(self.transport.refresh(base)));
+                        let answer = within(sending.as_mut(), self.platform.sleep(ms)).await;
+                        answer.map_or(Input::Slow, Input::Answer)
+                    }
+                    Wait::KeepWaiting { ms } => {
+                        let answer = match request.as_mut() {
+                            Some(sending) => {
+                                within(sending.as_mut(), self.platform.sleep(ms)).await
+                            }
+                            None => None,
+                        };
+                        Input::Answer(answer.unwrap_or(Err(Error::RefreshTimeout)))
+                    }
+                    Wait::Load | Wait::EndReason | Wait::Save(_) | Wait::Clear(_) => {
+                        unreachable!("store_operation's")
+                    }
+                    Wait::Sleep(ms) => {
+                        self.platform.sleep(ms).await;
+                        Input::Slept
+                    }
+                    Wait::Check { base, candidate } => {
+                        Input::Checked(self.check.check(&base, &candidate).await)
+                    }
+                    Wait::Done(outcome) => {
+                        drop(lock);
+                        return outcome;
+                    }
+                },
             };
             step = machine.on(input, self.session, self.platform.now_ms());
         }
     }
 
-    /// A store operation, bounded by the refresh timeout: a storage that
-    /// never answers (a wedged IndexedDB) would otherwise hold the lock, and
-    /// every caller waiting on this tab's refresh, for ever. An operation
-    /// past the bound fails like any failed one; the machine already says
-    /// what each failure means (a read: no refresh, every token kept; a
-    /// write: the set kept in memory and broadcast).
-    async fn bounded<T>(
+    /// A store operation as one future and the input it gives when it has
+    /// not answered within the refresh timeout (`Err(wait)`: not the
+    /// store's). A storage that never answers (a wedged IndexedDB) would
+    /// otherwise hold the lock, and every caller waiting on this tab's
+    /// refresh, for ever; past the bound it fails like any failed operation,
+    /// and the machine already says what each failure means (a read: no
+    /// refresh, every token kept; a write: the set kept in memory and
+    /// broadcast). One boxed type, so the bound is compiled once.
+    // `Err` hands the wait back, moved, not an error: its size is the wait's.
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    fn store_operation(
         &self,
-        operation: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        let deadline = self.platform.sleep(self.policy.timeout_ms);
-        within(operation, deadline)
-            .await
-            .unwrap_or(Err(Error::Storage {
-                reason: "no answer within the refresh timeout".into(),
-            }))
+        wait: Wait,
+    ) -> Result<(Pin<Box<dyn Future<Output = Input> + '_>>, Input), Wait> {
+        let stalled = || Error::Storage {
+            reason: "no answer within the refresh timeout".into(),
+        };
+        Ok(match wait {
+            Wait::Load => (
+                Box::pin(async { Input::Loaded(self.store.load_tokens().await) }),
+                Input::Loaded(Err(stalled())),
+            ),
+            Wait::EndReason => (
+                Box::pin(async { Input::EndReason(self.store.end_reason().await) }),
+                Input::EndReason(None),
+            ),
+            Wait::Save(tokens) => (
+                Box::pin(async move { Input::Saved(self.store.save_tokens(&tokens).await) }),
+                Input::Saved(Err(stalled())),
+            ),
+            // A failed clear still ends the session (see `Wait::Clear`).
+            Wait::Clear(reason) => (
+                Box::pin(async move {
+                    let _ = self.store.clear_tokens(reason).await;
+                    Input::Cleared
+                }),
+                Input::Cleared,
+            ),
+            other => return Err(other),
+        })
     }
 
     /// Performs one of the machine's acts.
