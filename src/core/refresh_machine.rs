@@ -36,10 +36,15 @@ enum Written {
 #[derive(Debug)]
 enum Stage {
     Locking,
+    /// `now` is the time the lock was taken, `mine` this tab's set then:
+    /// every check of the base is made as of that moment.
     ReadingBase {
         now: u64,
+        mine: Option<TokenSet>,
     },
-    ReadingEndReason,
+    ReadingEndReason {
+        now: u64,
+    },
     Sending {
         base: TokenSet,
     },
@@ -117,20 +122,21 @@ impl Machine for RefreshMachine {
         let stage = std::mem::replace(&mut self.stage, Stage::Over);
         match (stage, input) {
             (Stage::Locking, Input::Locked(Ok(()))) => {
-                self.stage = Stage::ReadingBase { now };
+                let mine = session.tokens();
+                self.stage = Stage::ReadingBase { now, mine };
                 Step::wait(Wait::Load)
             }
             (Stage::Locking, Input::Locked(Err(error))) => Step::done(vec![], Err(error)),
-            (Stage::ReadingBase { now }, Input::Loaded(stored)) => {
-                self.base_read(stored, session, now)
+            (Stage::ReadingBase { now, mine }, Input::Loaded(stored)) => {
+                self.base_read(stored, mine, session, now)
             }
-            (Stage::ReadingEndReason, Input::EndReason(reason)) => {
+            (Stage::ReadingEndReason { now }, Input::EndReason(reason)) => {
                 let reason = reason.unwrap_or(EndReason::Expired);
                 let error = match reason {
                     EndReason::SignedOut => Error::NotAuthenticated,
                     EndReason::Expired => Error::SessionExpired,
                 };
-                Step::done(vec![Act::End(reason)], Err(error))
+                Step::done(vec![Act::End { reason, at: now }], Err(error))
             }
             (Stage::Sending { base }, Input::Slow) => {
                 // Past the timeout the callers stop waiting, but the request
@@ -164,7 +170,7 @@ impl Machine for RefreshMachine {
                     id_token,
                 },
                 Input::Loaded(stored),
-            ) => self.before_write(base, fresh, id_token, stored, session),
+            ) => self.before_write(base, fresh, id_token, stored, session, now),
             (Stage::Saving { tokens, then }, Input::Saved(saved)) => {
                 let unsaved = saved.is_err();
                 let mut acts = Vec::with_capacity(3);
@@ -204,7 +210,7 @@ impl Machine for RefreshMachine {
             ) => {
                 let mut acts = vec![
                     Act::Publish(SessionMessage::Ended { reason }),
-                    Act::End(reason),
+                    Act::End { reason, at: now },
                 ];
                 acts.extend(then_revoke.map(Act::Revoke));
                 Step::done(acts, Err(error))
@@ -270,9 +276,9 @@ impl RefreshMachine {
     /// Fails with `not_authenticated` after retiring `fresh` (a set
     /// refreshed for a session that ended), ending the session here first
     /// when `end` says so.
-    fn revoked(&mut self, fresh: TokenSet, end: Option<EndReason>, mut acts: Vec<Act>) -> Step {
+    fn revoked(&mut self, fresh: TokenSet, end: Option<Act>, mut acts: Vec<Act>) -> Step {
         acts.push(Act::Revoke(fresh));
-        acts.extend(end.map(Act::End));
+        acts.extend(end);
         Step::done(acts, Err(Error::NotAuthenticated))
     }
 
@@ -308,6 +314,7 @@ impl RefreshMachine {
         id_token: Option<IdToken>,
         stored: Result<Option<TokenSet>, Error>,
         session: &Session,
+        now: u64,
     ) -> Step {
         match stored {
             Ok(Some(stored))
@@ -325,7 +332,11 @@ impl RefreshMachine {
             Ok(None) if !session.is_unsaved() => {
                 // Cleared meanwhile: a sign-out in a tab that did not wait for
                 // the lock. It cannot be undone.
-                return self.revoked(fresh, Some(EndReason::SignedOut), vec![]);
+                let end = Act::End {
+                    reason: EndReason::SignedOut,
+                    at: now,
+                };
+                return self.revoked(fresh, Some(end), vec![]);
             }
             _ => {}
         }
@@ -451,10 +462,10 @@ impl RefreshMachine {
     fn base_read(
         &mut self,
         stored: Result<Option<TokenSet>, Error>,
+        mine: Option<TokenSet>,
         session: &Session,
         now: u64,
     ) -> Step {
-        let mine = session.tokens();
         let stored = match stored {
             Ok(stored) => stored,
             // The unreadable record was removed, or is a newer latchkey's and
@@ -477,7 +488,7 @@ impl RefreshMachine {
             // broadcast not heard yet): never refresh a session that has
             // ended. The store says whether it was a sign-out or an expiry.
             (None, _) => {
-                self.stage = Stage::ReadingEndReason;
+                self.stage = Stage::ReadingEndReason { now };
                 return Step::wait(Wait::EndReason);
             }
         };

@@ -462,10 +462,44 @@ fn a_login_during_a_failed_write_wins_without_a_second_write() {
     let full = Error::Storage {
         reason: "quota".into(),
     };
-    session.set_unsaved(true); // as the driver does with the acts below
-    let inputs = vec![Input::Saved(Err(full)), Input::Slept];
-    let steps = run(&mut machine, &session, inputs);
-    assert_eq!(steps[1], "done at-9 id-1");
+    let failed = on(&mut machine, Input::Saved(Err(full)), &session);
+    assert_eq!(
+        show(&failed),
+        "persist failed storage_error; unsaved=true; publish at-2 id-1 unsaved=true; sleep 250"
+    );
+    session.set_unsaved(true); // as the driver does with the acts above
+    let step = on(&mut machine, Input::Slept, &session);
+    assert_eq!(show(&step), "done at-9 id-1");
+}
+
+#[test]
+fn the_base_is_decided_as_of_the_moment_the_lock_was_taken() {
+    // A sign-out heard while the store is read does not change which set
+    // the read is weighed against: this tab's, as it was when locked.
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    session.end(EndReason::SignedOut, NOW);
+    let corrupt = Error::CorruptRecord {
+        reason: "bad".into(),
+    };
+    let step = on(&mut machine, Input::Loaded(Err(corrupt)), &session);
+    assert_eq!(show(&step), "send rt-1 10000");
+}
+
+#[test]
+fn a_session_found_ended_ends_here_as_of_the_moment_the_lock_was_taken() {
+    // A login another tab completes while the store is read is later than
+    // this end, so its broadcast is still adopted here.
+    let session = Session::new(Some(stale()));
+    let held = stale().access_token;
+    let (mut machine, _) = RefreshMachine::start(held, POLICY, true, &session);
+    machine.on(Input::Locked(Ok(())), &session, NOW);
+    machine.on(Input::Loaded(Ok(None)), &session, NOW + 4_000);
+    let step = machine.on(Input::EndReason(None), &session, NOW + 8_000);
+    let [Act::End { at, .. }] = step.acts.as_slice() else {
+        panic!("{}", show(&step));
+    };
+    assert_eq!(*at, NOW);
 }
 
 /// A machine that wrote `at-2` with the previous ID token and now asks

@@ -6,7 +6,7 @@
 //! single flight. The decisions are in the machines and in
 //! [`crate::core::session`]; this file only waits and carries.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -20,8 +20,14 @@ use crate::core::retirement::keys_after_login;
 use crate::core::session::{ends_session, RefreshPolicy, Session};
 use crate::core::sign_in_out::{SignIn, SignOut};
 use crate::core::single_flight::SingleFlight;
-use crate::core::steps::{Act, Input, Machine, Step, Wait};
+use crate::core::steps::{Act, HttpReplyToken, Input, Machine, Step, Wait};
 use crate::core::{AccessToken, Error, TokenSet};
+
+/// The refresh request in flight, kept across steps.
+type Request<'s> = Pin<Box<dyn Future<Output = Result<HttpReplyToken, Error>> + 's>>;
+
+/// One wait of a machine, performed.
+type Operation<'s> = Pin<Box<dyn Future<Output = Input> + 's>>;
 
 /// The check of a refreshed set's new ID token (OpenID Connect: it must
 /// verify and name the same user). It runs after the set is persisted: the
@@ -192,100 +198,93 @@ where
         first: Step,
     ) -> Result<Option<TokenSet>, Error> {
         let sent = OnceCell::new();
-        let mut request = None;
-        let mut lock = None;
+        let request = RefCell::new(None);
+        let lock = RefCell::new(None);
         let mut step = first;
         loop {
             for act in step.acts {
                 match act {
-                    Act::Unlock => lock = None,
+                    Act::Unlock => drop(lock.take()),
                     act => self.act(act),
                 }
             }
-            let wait = match self.store_operation(step.wait) {
-                Ok((operation, timed_out)) => {
-                    let deadline = self.platform.sleep(self.policy.timeout_ms);
-                    Ok(within(operation, deadline).await.unwrap_or(timed_out))
-                }
-                Err(wait) => Err(wait),
+            let (operation, bound) = match self.operation(step.wait, &sent, &request, &lock) {
+                Ok(operation) => operation,
+                Err(outcome) => return outcome,
             };
-            let input = match wait {
-                Ok(input) => input,
-                Err(wait) => match wait {
-                    Wait::Lock { ms } => {
-                        let taken = within(self.lock.acquire(), self.platform.sleep(ms)).await;
-                        match taken.ok_or(Error::LockUnavailable) {
-                            Ok(Ok(guard)) => {
-                                lock = Some(guard);
-                                Input::Locked(Ok(()))
-                            }
-                            Ok(Err(error)) | Err(error) => Input::Locked(Err(error)),
-                        }
-                    }
-                    Wait::Send { base, ms } => {
-                        let base: &TokenSet = sent.get_or_init(|| base);
-                        let sending = request.insert(Box::pin(self.transport.refresh(base)));
-                        let answer = within(sending.as_mut(), self.platform.sleep(ms)).await;
-                        answer.map_or(Input::Slow, Input::Answer)
-                    }
-                    Wait::KeepWaiting { ms } => {
-                        let answer = match request.as_mut() {
-                            Some(sending) => {
-                                within(sending.as_mut(), self.platform.sleep(ms)).await
-                            }
-                            None => None,
-                        };
-                        Input::Answer(answer.unwrap_or(Err(Error::RefreshTimeout)))
-                    }
-                    Wait::Load | Wait::EndReason | Wait::Save(_) | Wait::Clear(_) => {
-                        unreachable!("store_operation's")
-                    }
-                    Wait::Sleep(ms) => {
-                        self.platform.sleep(ms).await;
-                        Input::Slept
-                    }
-                    Wait::Check { base, candidate } => {
-                        Input::Checked(self.check.check(&base, &candidate).await)
-                    }
-                    Wait::Done(outcome) => {
-                        drop(lock);
-                        return outcome;
-                    }
-                },
+            let input = match bound {
+                Some((ms, past)) => within(operation, self.platform.sleep(ms))
+                    .await
+                    .unwrap_or(past),
+                None => operation.await,
             };
             step = machine.on(input, self.session, self.platform.now_ms());
         }
     }
 
-    /// A store operation as one future and the input it gives when it has
-    /// not answered within the refresh timeout (`Err(wait)`: not the
-    /// store's). A storage that never answers (a wedged IndexedDB) would
-    /// otherwise hold the lock, and every caller waiting on this tab's
-    /// refresh, for ever; past the bound it fails like any failed operation,
-    /// and the machine already says what each failure means (a read: no
-    /// refresh, every token kept; a write: the set kept in memory and
-    /// broadcast). One boxed type, so the bound is compiled once.
-    // `Err` hands the wait back, moved, not an error: its size is the wait's.
+    /// What `wait` does, as one future (one type, so the wait and its bound
+    /// are compiled once), and its bound: the longest it is awaited and the
+    /// input it gives past that. `Err`: the machine is done, with this.
+    ///
+    /// The lock's guard goes to `lock`; the refresh request to `request`,
+    /// where it stays across [`Input::Slow`] and is never dropped early.
+    /// Store operations are bounded by the refresh timeout: a storage that
+    /// never answers (a wedged IndexedDB) would otherwise hold the lock,
+    /// and every caller waiting on this tab's refresh, for ever; past the
+    /// bound it fails like any failed operation, and the machine already
+    /// says what each failure means (a read: no refresh, every token kept;
+    /// a write: the set kept in memory and broadcast).
+    // `Err` hands back the outcome, not an error: its size is a token set's.
     #[allow(clippy::type_complexity, clippy::result_large_err)]
-    fn store_operation(
-        &self,
+    fn operation<'s, 'r: 's>(
+        &'r self,
         wait: Wait,
-    ) -> Result<(Pin<Box<dyn Future<Output = Input> + '_>>, Input), Wait> {
+        sent: &'r OnceCell<TokenSet>,
+        request: &'s RefCell<Option<Request<'r>>>,
+        lock: &'s RefCell<Option<L::Guard>>,
+    ) -> Result<(Operation<'s>, Option<(u32, Input)>), Result<Option<TokenSet>, Error>> {
+        let store_bound = self.policy.timeout_ms;
         let stalled = || Error::Storage {
             reason: "no answer within the refresh timeout".into(),
         };
+        // Held across the await on purpose: `drive` awaits one operation at
+        // a time, and nothing else touches `request` while it runs.
+        #[allow(clippy::await_holding_refcell_ref)]
+        let answer = async {
+            let mut request = request.borrow_mut();
+            match request.as_mut() {
+                Some(sending) => Input::Answer(sending.as_mut().await),
+                None => Input::Answer(Err(Error::RefreshTimeout)),
+            }
+        };
         Ok(match wait {
+            Wait::Lock { ms } => (
+                Box::pin(async move {
+                    let taken = self.lock.acquire().await;
+                    Input::Locked(taken.map(|guard| drop(lock.replace(Some(guard)))))
+                }),
+                Some((ms, Input::Locked(Err(Error::LockUnavailable)))),
+            ),
             Wait::Load => (
                 Box::pin(async { Input::Loaded(self.store.load_tokens().await) }),
-                Input::Loaded(Err(stalled())),
+                Some((store_bound, Input::Loaded(Err(stalled())))),
             ),
             Wait::EndReason => (
                 Box::pin(async { Input::EndReason(self.store.end_reason().await) }),
-                Input::EndReason(None),
+                Some((store_bound, Input::EndReason(None))),
+            ),
+            Wait::Send { base, ms } => {
+                let base: &TokenSet = sent.get_or_init(|| base);
+                *request.borrow_mut() = Some(Box::pin(self.transport.refresh(base)));
+                (Box::pin(answer), Some((ms, Input::Slow)))
+            }
+            Wait::KeepWaiting { ms } => (
+                Box::pin(answer),
+                Some((ms, Input::Answer(Err(Error::RefreshTimeout)))),
             ),
             Wait::Save(tokens) => (
                 Box::pin(async move { Input::Saved(self.store.save_tokens(&tokens).await) }),
-                Input::Saved(Err(stalled())),
+                Some((store_bound, Input::Saved(Err(stalled())))),
             ),
             // A failed clear still ends the session (see `Wait::Clear`).
             Wait::Clear(reason) => (
@@ -293,9 +292,20 @@ where
                     let _ = self.store.clear_tokens(reason).await;
                     Input::Cleared
                 }),
-                Input::Cleared,
+                Some((store_bound, Input::Cleared)),
             ),
-            other => return Err(other),
+            Wait::Sleep(ms) => (
+                Box::pin(async move {
+                    self.platform.sleep(ms).await;
+                    Input::Slept
+                }),
+                None,
+            ),
+            Wait::Check { base, candidate } => (
+                Box::pin(async move { Input::Checked(self.check.check(&base, &candidate).await) }),
+                None,
+            ),
+            Wait::Done(outcome) => return Err(outcome),
         })
     }
 
@@ -306,7 +316,7 @@ where
             Act::Publish(message) => self.broadcast.publish(&message),
             Act::Revoke(tokens) => self.background.revoke(tokens),
             Act::Adopt(tokens, source) => drop(session.adopt(tokens, source)),
-            Act::End(reason) => drop(session.end(reason, self.platform.now_ms())),
+            Act::End { reason, at } => drop(session.end(reason, at)),
             Act::PersistFailed(error) => session.persist_failed(&error),
             Act::Unsaved(unsaved) => session.set_unsaved(unsaved),
             Act::HoldOff { until, error } => session.hold_off(until, error),

@@ -719,27 +719,46 @@ fn waiting_for_the_lock_is_bounded() {
     );
 }
 
-/// A store whose reads never answer (a wedged IndexedDB); writes work.
-struct ReadsNeverAnswer(MemorySessionStore);
+/// A store whose reads, or whose writes, never answer (a wedged
+/// IndexedDB); everything else works.
+struct Stalled {
+    reads: bool,
+    store: MemorySessionStore,
+}
 
-impl SessionStore for ReadsNeverAnswer {
+impl Stalled {
+    fn new(reads: bool) -> Self {
+        Stalled {
+            reads,
+            store: MemorySessionStore::default(),
+        }
+    }
+}
+
+impl SessionStore for Stalled {
     async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
-        std::future::pending().await
+        if self.reads {
+            std::future::pending::<()>().await;
+        }
+        self.store.load_tokens().await
     }
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
-        self.0.save_tokens(tokens).await
+        if !self.reads {
+            std::future::pending::<()>().await;
+        }
+        self.store.save_tokens(tokens).await
     }
     async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
-        self.0.clear_tokens(reason).await
+        self.store.clear_tokens(reason).await
     }
     async fn end_reason(&self) -> Option<EndReason> {
-        self.0.end_reason().await
+        self.store.end_reason().await
     }
     async fn put_transaction(&self, t: crate::core::PendingTransaction) -> Result<(), Error> {
-        self.0.put_transaction(t).await
+        self.store.put_transaction(t).await
     }
     async fn take_transaction(&self) -> Result<Option<crate::core::PendingTransaction>, Error> {
-        self.0.take_transaction().await
+        self.store.take_transaction().await
     }
 }
 
@@ -747,7 +766,7 @@ impl SessionStore for ReadsNeverAnswer {
 fn a_store_read_that_never_answers_fails_the_refresh_and_lets_the_lock_go() {
     let tab = Tab::with(expiring("at-1", Some("rt-1"), 0));
     tab.platform.deadlines_pass.set(true);
-    let store = ReadsNeverAnswer(MemorySessionStore::default());
+    let store = Stalled::new(true);
     let grant = tab.grant();
     let background = tab.background(&store, &tab.lock, &grant, || NoCheck);
     let refresher = tab.refresher(&store, &tab.lock, &grant, &background);
@@ -756,6 +775,29 @@ fn a_store_read_that_never_answers_fails_the_refresh_and_lets_the_lock_go() {
     assert!(!tab.lock.held.get(), "the lock was let go");
     assert_eq!(tab.session.tokens().unwrap().access_token.secret(), "at-1");
     assert!(tab.heard().is_empty(), "nothing ended, nothing sent");
+}
+
+#[test]
+fn a_store_write_that_never_answers_keeps_the_rotation_in_memory_and_broadcasts_it() {
+    let before = expiring("at-1", Some("rt-1"), 0);
+    let tab = Tab::with(before.clone());
+    // Deadlines pass: the write's bound (and the grace after it) is over at once.
+    tab.platform.deadlines_pass.set(true);
+    let store = Stalled::new(false);
+    block_on(store.store.save_tokens(&before)).unwrap();
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    let grant = tab.grant();
+    let background = tab.background(&store, &tab.lock, &grant, || NoCheck);
+    let refresher = tab.refresher(&store, &tab.lock, &grant, &background);
+    let token = background.tasks.run(refresher.access_token()).unwrap();
+    assert_eq!(token.secret(), "at-2");
+    assert_eq!(
+        tab.heard(),
+        vec!["persist failed storage_error", "tokens Refresh at-2"]
+    );
+    assert_eq!(tab.sent().len(), 1, "the other tabs get the set");
+    assert!(!tab.lock.held.get(), "the lock was let go");
 }
 
 #[test]

@@ -142,7 +142,10 @@ impl Machine for SignOut {
                 Step {
                     acts: vec![
                         Act::Publish(SessionMessage::Ended { reason: signed_out }),
-                        Act::End(signed_out),
+                        Act::End {
+                            reason: signed_out,
+                            at: now,
+                        },
                     ],
                     wait: Wait::Lock {
                         ms: self.lock_wait_ms,

@@ -100,6 +100,9 @@ struct Faults {
     lost_answer: u64,
     /// A store write fails (quota exceeded) in the writing tab.
     failed_write: u64,
+    /// A store read or write never answers (a wedged IndexedDB): the
+    /// driver's bound gives up on it, and the operation never happens.
+    stalled_store: u64,
     /// One tab signs out somewhere in the run.
     sign_out: bool,
     /// One tab completes a new login somewhere in the run (a new grant).
@@ -303,9 +306,21 @@ impl Timer for TabPorts<'_> {
     }
 }
 
+impl TabPorts<'_> {
+    /// With the `stalled_store` chance, never returns (the caller's bound
+    /// drops it).
+    async fn maybe_stall(&self, what: &str) {
+        if self.world.rng.percent(self.world.faults.stalled_store) {
+            self.world.note(format!("tab {} {what} STALLED", self.tab));
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 impl SessionStore for TabPorts<'_> {
     async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
         yield_once().await;
+        self.maybe_stall("read").await;
         let stored = self.world.store.load_tokens().await;
         if let Ok(set) = &stored {
             let rt = set
@@ -322,6 +337,7 @@ impl SessionStore for TabPorts<'_> {
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
         yield_once().await;
         let rt = tokens.refresh_token.as_ref().map(|t| t.secret().to_owned());
+        self.maybe_stall("write").await;
         if self.world.rng.percent(self.world.faults.failed_write) {
             self.world
                 .note(format!("tab {} write {rt:?} FAILED", self.tab));
@@ -1014,6 +1030,20 @@ fn failed_writes_never_lose_the_session() {
             seed,
             Faults {
                 failed_write: 15,
+                late_answer: 10,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn a_store_that_never_answers_never_loses_the_session() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                stalled_store: 10,
                 late_answer: 10,
                 ..Faults::default()
             },

@@ -36,7 +36,13 @@ pub enum Act {
     /// Puts a set in use in this tab ([`Session::adopt`]).
     Adopt(TokenSet, TokenSource),
     /// Ends the session in this tab ([`Session::end`]).
-    End(EndReason),
+    End {
+        /// Why.
+        reason: EndReason,
+        /// When (ms): sets from logins until then, heard later, are from the
+        /// ended session.
+        at: u64,
+    },
     /// The set in use could not be written ([`Session::persist_failed`]).
     PersistFailed(Error),
     /// Whether the set in use is missing from the store.
@@ -185,7 +191,7 @@ pub(crate) mod shown {
             }
             Act::Revoke(tokens) => format!("revoke {}", name(tokens)),
             Act::Adopt(tokens, source) => format!("adopt {} {source:?}", name(tokens)),
-            Act::End(reason) => format!("end {reason:?}"),
+            Act::End { reason, .. } => format!("end {reason:?}"),
             Act::PersistFailed(error) => format!("persist failed {}", error.code()),
             Act::Unsaved(unsaved) => format!("unsaved={unsaved}"),
             Act::HoldOff { until, error } => format!("hold off +{} {}", until - now, error.code()),
