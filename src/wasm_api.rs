@@ -41,8 +41,7 @@ use crate::core::quoted::Quoted;
 use crate::core::race::{alongside, both};
 use crate::core::refresher::Refresher;
 use crate::core::retirement::{
-    plan_logout, retirement, revocation_endpoint, LogoutChoices, Retirement, Retirer,
-    RevocationOutcome,
+    log_out, retirement, revocation_endpoint, LogoutChoices, Retirement, Retirer,
 };
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
 use crate::core::startup::{
@@ -786,31 +785,26 @@ async fn get_user(inner: &Inner, options: &JsValue) -> Result<JsValue, JsValue> 
 async fn logout(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
     let endpoints = &inner.config.endpoints;
     let options = logout::parse(options, endpoints.end_session.as_deref())?;
-    // The local sign-out first; then the plan (core::retirement).
-    let ended = inner.refresher().sign_out().await;
-    let plan = plan_logout(
-        ended.as_ref(),
-        &LogoutChoices {
-            revoke: options.revoke,
-            end_session_endpoint: options.end_session.as_deref(),
-            post_logout_redirect_uri: options.post_logout_redirect_uri.as_deref(),
-            client_id: &inner.config.client_id,
-            revocation_endpoint: endpoints.revocation.as_deref(),
-        },
-    );
-    let revoked = match (&ended, plan.retire) {
-        (Some(tokens), Some(retire)) => inner.retire(tokens, retire).await,
-        _ => None,
+    // The order and the plan are the core's (`core::retirement::log_out`).
+    let choices = LogoutChoices {
+        revoke: options.revoke,
+        end_session_endpoint: options.end_session.as_deref(),
+        post_logout_redirect_uri: options.post_logout_redirect_uri.as_deref(),
+        client_id: &inner.config.client_id,
+        revocation_endpoint: endpoints.revocation.as_deref(),
     };
-    let outcome = RevocationOutcome::of(revoked);
-    if let Some((endpoint, params)) = &plan.end_session {
+    let refresher = inner.refresher();
+    let signed_out = refresher.sign_out();
+    let retire = async |tokens: &TokenSet, plan| inner.retire(tokens, plan).await;
+    let done = log_out(signed_out, &choices, retire).await;
+    if let Some((endpoint, params)) = &done.end_session {
         let url = options::url_with_query(endpoint, "endSessionEndpoint", params)?;
         window()?
             .location()
             .assign(&url)
             .map_err(|_| Error::invalid_option("endSession", "navigation refused"))?;
     }
-    Ok(logout::result(&outcome))
+    Ok(logout::result(&done.outcome))
 }
 
 /// How a call to `url` starts (`core::call_target`): the machine's first

@@ -1,9 +1,10 @@
 //! Putting a session out of use, and in which order: at `logout()`, when a
 //! sign-out elsewhere leaves a set behind, when an issued set is refused
 //! (an atproto account that fails its check), and when a new login replaces
-//! a session. These functions decide; [`Retirer`] carries a plan out over
-//! the ports, and the binding only calls it (`wasm_api.rs`: `logout`, the
-//! background revocation, `handleRedirectCallback`).
+//! a session. These functions decide; [`log_out`] runs a `logout()` in
+//! order, [`Retirer`] carries a plan out over the ports, and the binding
+//! only calls them (`wasm_api.rs`: `logout`, the background revocation,
+//! `handleRedirectCallback`).
 //!
 //! The order is the rule:
 //! 1. The local sign-out comes first (`Refresher::sign_out`, before any of
@@ -13,6 +14,8 @@
 //! 3. Then the key is deleted.
 //! 4. Then, with `endSession`, the browser goes to the issuer's
 //!    end-session endpoint (RP-initiated logout), which ends the page.
+
+use std::future::Future;
 
 use crate::core::dpop::{Dpop, DpopKeys};
 use crate::core::end_session::end_session_params;
@@ -163,6 +166,37 @@ pub fn plan_logout(ended: Option<&TokenSet>, choices: &LogoutChoices<'_>) -> Log
     LogoutPlan {
         retire,
         end_session,
+    }
+}
+
+/// What a `logout()` did: the revocation's outcome, and where the browser
+/// goes last (the end-session endpoint and its query), if anywhere.
+#[derive(Debug, PartialEq)]
+pub struct LoggedOut {
+    /// Whether the ended set was revoked.
+    pub outcome: RevocationOutcome,
+    /// Step 4, for the caller to navigate to.
+    pub end_session: Option<(String, Vec<(String, String)>)>,
+}
+
+/// `logout()` in the order above: the local sign-out first (`signed_out`,
+/// not started before this awaits it, resolves to the newest set it
+/// ended), then the plan for that set, then its retirement (`retire`:
+/// revocation, then key deletion), and last the end-session address.
+pub async fn log_out(
+    signed_out: impl Future<Output = Option<TokenSet>>,
+    choices: &LogoutChoices<'_>,
+    retire: impl AsyncFnOnce(&TokenSet, Retirement) -> Option<Result<(), Error>>,
+) -> LoggedOut {
+    let ended = signed_out.await;
+    let plan = plan_logout(ended.as_ref(), choices);
+    let revoked = match (&ended, plan.retire) {
+        (Some(tokens), Some(plan)) => retire(tokens, plan).await,
+        _ => None,
+    };
+    LoggedOut {
+        outcome: RevocationOutcome::of(revoked),
+        end_session: plan.end_session,
     }
 }
 
@@ -352,5 +386,77 @@ mod tests {
         let keys = keys_after_login(None, Some("new"), true);
         assert_eq!(keys.memory_only.as_deref(), Some("new"));
         assert_eq!(keys_after_login(None, None, true).memory_only, None);
+    }
+
+    /// A logout with `ended` as what the sign-out ended, `revoked` as the
+    /// revocation's answer: what was done, in order, and the result.
+    fn logged_out(
+        ended: Option<TokenSet>,
+        choices: &LogoutChoices<'_>,
+        revoked: Option<Result<(), Error>>,
+    ) -> (Vec<String>, LoggedOut) {
+        let order = std::cell::RefCell::new(Vec::new());
+        let signed_out = async {
+            order.borrow_mut().push("sign-out".to_owned());
+            ended
+        };
+        let retire = async |tokens: &TokenSet, plan: Retirement| {
+            let what = format!(
+                "retire {} at {:?}",
+                tokens.access_token.secret(),
+                plan.revoke_at
+            );
+            order.borrow_mut().push(what);
+            revoked
+        };
+        let done = crate::core::fakes::block_on(log_out(signed_out, choices, retire));
+        (order.into_inner(), done)
+    }
+
+    #[test]
+    fn a_logout_signs_out_first_then_retires_what_it_ended_then_ends_the_session() {
+        let ended = tokens(Some("jkt"));
+        let (order, done) = logged_out(
+            Some(ended),
+            &choices(true, Some("https://issuer.example/end")),
+            Some(Ok(())),
+        );
+        let configured = CONFIGURED.map(str::to_owned);
+        assert_eq!(
+            order,
+            [
+                "sign-out".to_owned(),
+                format!("retire at at {configured:?}")
+            ]
+        );
+        assert_eq!(done.outcome, RevocationOutcome::Revoked);
+        let (endpoint, params) = done.end_session.expect("the end-session address");
+        assert_eq!(endpoint, "https://issuer.example/end");
+        assert!(params
+            .iter()
+            .any(|(k, v)| k == "id_token_hint" && v == "h.p.s"));
+    }
+
+    #[test]
+    fn a_logout_without_a_session_retires_nothing_and_says_skipped() {
+        let (order, done) = logged_out(None, &choices(true, None), Some(Ok(())));
+        assert_eq!(order, ["sign-out"]);
+        assert_eq!(done.outcome, RevocationOutcome::Skipped);
+        assert_eq!(done.end_session, None);
+    }
+
+    #[test]
+    fn a_failed_revocation_is_reported_and_the_logout_still_completes() {
+        let failed = Error::RevocationFailed {
+            status: Some(503),
+            reason: "down".into(),
+        };
+        let (_, done) = logged_out(
+            Some(tokens(None)),
+            &choices(true, Some("https://issuer.example/end")),
+            Some(Err(failed.clone())),
+        );
+        assert_eq!(done.outcome, RevocationOutcome::Failed(failed));
+        assert!(done.end_session.is_some());
     }
 }
