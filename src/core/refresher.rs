@@ -161,7 +161,7 @@ where
             .unwrap_or(Err(Error::RefreshTimeout))
     }
 
-    /// Runs the refresh that [`Refresher::refresh`] began, to its end, and
+    /// Runs the refresh that `Refresher::refresh` began, to its end, and
     /// gives every waiting caller its outcome. Meant for a task of its own
     /// ([`Background::refresh`]): it is never cancelled by a caller.
     pub async fn lead(&self, held: AccessToken) {
@@ -203,10 +203,7 @@ where
         let mut step = first;
         loop {
             for act in step.acts {
-                match act {
-                    Act::Unlock => drop(lock.take()),
-                    act => self.act(act),
-                }
+                self.act(act, &lock);
             }
             let (operation, bound) = match self.operation(step.wait, &sent, &request, &lock) {
                 Ok(operation) => operation,
@@ -215,7 +212,7 @@ where
             let input = match bound {
                 Some((ms, past)) => within(operation, self.platform.sleep(ms))
                     .await
-                    .unwrap_or(past),
+                    .unwrap_or_else(past),
                 None => operation.await,
             };
             step = machine.on(input, self.session, self.platform.now_ms());
@@ -223,8 +220,8 @@ where
     }
 
     /// What `wait` does, as one future (one type, so the wait and its bound
-    /// are compiled once), and its bound: the longest it is awaited and the
-    /// input it gives past that. `Err`: the machine is done, with this.
+    /// are compiled once), and its bound: the longest it is awaited and how
+    /// to make the input it gives past that (only then). `Err`: the machine is done, with this.
     ///
     /// The lock's guard goes to `lock`; the refresh request to `request`,
     /// where it stays across [`Input::Slow`] and is never dropped early.
@@ -242,11 +239,14 @@ where
         sent: &'r OnceCell<TokenSet>,
         request: &'s RefCell<Option<Request<'r>>>,
         lock: &'s RefCell<Option<L::Guard>>,
-    ) -> Result<(Operation<'s>, Option<(u32, Input)>), Result<Option<TokenSet>, Error>> {
+    ) -> Result<(Operation<'s>, Option<(u32, fn() -> Input)>), Result<Option<TokenSet>, Error>>
+    {
         let store_bound = self.policy.timeout_ms;
-        let stalled = || Error::Storage {
-            reason: "no answer within the refresh timeout".into(),
-        };
+        fn stalled() -> Error {
+            Error::Storage {
+                reason: "no answer within the refresh timeout".into(),
+            }
+        }
         // Held across the await on purpose: `drive` awaits one operation at
         // a time, and nothing else touches `request` while it runs.
         #[allow(clippy::await_holding_refcell_ref)]
@@ -263,28 +263,28 @@ where
                     let taken = self.lock.acquire().await;
                     Input::Locked(taken.map(|guard| drop(lock.replace(Some(guard)))))
                 }),
-                Some((ms, Input::Locked(Err(Error::LockUnavailable)))),
+                Some((ms, || Input::Locked(Err(Error::LockUnavailable)))),
             ),
             Wait::Load => (
                 Box::pin(async { Input::Loaded(self.store.load_tokens().await) }),
-                Some((store_bound, Input::Loaded(Err(stalled())))),
+                Some((store_bound, || Input::Loaded(Err(stalled())))),
             ),
             Wait::EndReason => (
                 Box::pin(async { Input::EndReason(self.store.end_reason().await) }),
-                Some((store_bound, Input::EndReason(None))),
+                Some((store_bound, || Input::EndReason(None))),
             ),
             Wait::Send { base, ms } => {
                 let base: &TokenSet = sent.get_or_init(|| base);
                 *request.borrow_mut() = Some(Box::pin(self.transport.refresh(base)));
-                (Box::pin(answer), Some((ms, Input::Slow)))
+                (Box::pin(answer), Some((ms, || Input::Slow)))
             }
             Wait::KeepWaiting { ms } => (
                 Box::pin(answer),
-                Some((ms, Input::Answer(Err(Error::RefreshTimeout)))),
+                Some((ms, || Input::Answer(Err(Error::RefreshTimeout)))),
             ),
             Wait::Save(tokens) => (
                 Box::pin(async move { Input::Saved(self.store.save_tokens(&tokens).await) }),
-                Some((store_bound, Input::Saved(Err(stalled())))),
+                Some((store_bound, || Input::Saved(Err(stalled())))),
             ),
             // A failed clear still ends the session (see `Wait::Clear`).
             Wait::Clear(reason) => (
@@ -292,7 +292,7 @@ where
                     let _ = self.store.clear_tokens(reason).await;
                     Input::Cleared
                 }),
-                Some((store_bound, Input::Cleared)),
+                Some((store_bound, || Input::Cleared)),
             ),
             Wait::Sleep(ms) => (
                 Box::pin(async move {
@@ -310,7 +310,7 @@ where
     }
 
     /// Performs one of the machine's acts.
-    fn act(&self, act: Act) {
+    fn act(&self, act: Act, lock: &RefCell<Option<L::Guard>>) {
         let session = self.session;
         match act {
             Act::Publish(message) => self.broadcast.publish(&message),
@@ -322,8 +322,7 @@ where
             Act::HoldOff { until, error } => session.hold_off(until, error),
             Act::ResumeRequests => session.resume_requests(),
             Act::TellWaitersTimedOut => session.flight().notice(Err(Error::RefreshTimeout)),
-            // The guard is `drive`'s.
-            Act::Unlock => {}
+            Act::Unlock => drop(lock.take()),
         }
     }
 

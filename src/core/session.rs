@@ -1,10 +1,15 @@
-//! The refresh protocol: one tab's session and how it is kept fresh.
+//! One tab's session: its state, and the rules of how it is kept fresh.
+//! Each rule below is decided in [`crate::core::refresh_machine`] (the
+//! refresh under the lock) and [`crate::core::sign_in_out`], and carried
+//! out by [`crate::core::refresher::Refresher`]; this file holds what they
+//! read and what their acts change.
 //!
 //! 1. Fast path: a token in memory that is not stale is used as is — no
 //!    lock, no storage read, no await.
 //! 2. Stale (within the leeway) or rejected by the API → one shared
 //!    in-flight refresh per tab ([`SingleFlight`]), which takes the
-//!    [`SessionLock`] (every tab of the origin, with Web Locks).
+//!    [`SessionLock`](crate::core::ports::SessionLock) (every tab of the
+//!    origin, with Web Locks).
 //! 3. Inside the lock the stored set is read again. If another tab already
 //!    replaced the token this tab holds, it is adopted without a request.
 //!    Otherwise the refresh request is made, the new set (rotated refresh

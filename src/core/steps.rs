@@ -114,7 +114,7 @@ pub enum Wait {
     Done(Result<Option<TokenSet>, Error>),
 }
 
-/// What happened, fed to [`RefreshMachine::on`].
+/// What happened, fed to [`Machine::on`].
 #[derive(Debug)]
 pub enum Input {
     /// The lock, or why not (`lock_unavailable` past the wait).
