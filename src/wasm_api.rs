@@ -25,15 +25,14 @@ use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::app_events::{AppEvent, DetailValue};
 use crate::core::atproto::Resolver;
-use crate::core::atproto_login::{
-    account_to_sign_in, client_endpoints, login_config, AtprotoLogin,
-};
+use crate::core::atproto_login::client_endpoints;
 use crate::core::authorize::{callback_url, RESPONSE_PARAMS};
 use crate::core::authorized_call::{AuthorizedCall, Event, Step};
 use crate::core::call_target::{CallTargets, EndpointKey};
 use crate::core::dpop::{make_proof, AthCache, Dpop, NonceBook, ProofFor, Role};
 use crate::core::jwks::JwksCache;
-use crate::core::login::{finish_login, start_login, ClientConfig};
+use crate::core::login::ClientConfig;
+use crate::core::login_profile::{LoginRequest, Logins, StartedLogin};
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
 use crate::core::public_api::StorageProblem;
@@ -135,6 +134,24 @@ impl Inner {
             timeout_ms: self.policy.timeout_ms,
         };
         retirer.retire(tokens, plan).await
+    }
+
+    /// The logins of this client's profile (`core::login_profile` chooses).
+    fn logins<'a>(
+        &'a self,
+        dpop: &'a Dpop<'a, BrowserDpopKeys>,
+        resolving: &'a NoRedirects<'a>,
+    ) -> Logins<'a, BrowserPlatform, NoRedirects<'a>, BrowserSessionStore, BrowserDpopKeys> {
+        Logins {
+            platform: &self.platform,
+            resolving,
+            store: &self.store,
+            dpop,
+            jwks: &self.jwks,
+            config: &self.config,
+            atproto: self.atproto.as_ref(),
+            revocation_timeout_ms: self.policy.timeout_ms,
+        }
     }
 
     fn id_tokens(&self) -> IdTokenVerifier<'_, BrowserPlatform> {
@@ -674,33 +691,8 @@ async fn handle_redirect_callback(inner: &Inner, url: Option<String>) -> Result<
     if clean {
         clean_address_bar(&parsed);
     }
-    let result = match &inner.atproto {
-        Some(resolver) => {
-            let dpop = inner.dpop();
-            let login = AtprotoLogin {
-                platform: &inner.platform,
-                resolving: &NoRedirects(&inner.platform),
-                store: &inner.store,
-                dpop: &dpop,
-                jwks: &inner.jwks,
-                resolver,
-                base: &inner.config,
-                revocation_timeout_ms: inner.policy.timeout_ms,
-            };
-            login.finish(&params).await?
-        }
-        None => {
-            finish_login(
-                &inner.config,
-                &inner.platform,
-                &inner.store,
-                &inner.dpop(),
-                &inner.jwks,
-                &params,
-            )
-            .await?
-        }
-    };
+    let (dpop, resolving) = (inner.dpop(), NoRedirects(&inner.platform));
+    let result = inner.logins(&dpop, &resolving).finish(&params).await?;
     // Stored under the session lock and broadcast (a failed write leaves
     // the tab signed in from memory, with a `storage` event); then the keys
     // the login leaves behind.
@@ -1064,50 +1056,25 @@ fn window() -> Result<web_sys::Window, Error> {
 
 /// Starts a login: the authorization URL and the login's `state`.
 async fn login_url(inner: &Inner, options: &JsValue) -> Result<(String, State), Error> {
-    let LoginOptions {
-        mut extra_params,
-        app_state,
-        handle,
-    } = login_options(options)?;
-    let config = match account_to_sign_in(inner.atproto.as_ref(), handle.as_deref())? {
-        None => None,
-        Some((resolver, handle)) => {
-            let resolving = NoRedirects(&inner.platform);
-            let config = &inner.config;
-            Some(login_config(&resolving, resolver, config, &handle, &mut extra_params).await?)
-        }
-    };
-    let config = config.as_ref().unwrap_or(&inner.config);
-    let started = start_login(
-        config,
-        &inner.platform,
-        &inner.store,
-        &inner.dpop(),
-        extra_params,
-        app_state,
-    )
-    .await?;
+    let request = login_options(options)?;
+    let (dpop, resolving) = (inner.dpop(), NoRedirects(&inner.platform));
+    let started = inner.logins(&dpop, &resolving).start(request).await?;
+    let StartedLogin {
+        authorization_endpoint,
+        start,
+    } = started;
     let url = options::url_with_query(
-        &config.endpoints.authorization,
+        &authorization_endpoint,
         "authorizationEndpoint",
-        &started.query,
+        &start.query,
     )?;
-    Ok((url, started.state))
-}
-
-/// `login`'s options, read from JS.
-#[derive(Default)]
-struct LoginOptions {
-    extra_params: Vec<(String, String)>,
-    app_state: Option<String>,
-    /// The atproto account to sign in: a handle or a DID.
-    handle: Option<String>,
+    Ok((url, start.state))
 }
 
 /// Reads `login`'s `{ extraParams, appState, handle }`.
-fn login_options(options: &JsValue) -> Result<LoginOptions, Error> {
+fn login_options(options: &JsValue) -> Result<LoginRequest, Error> {
     if options.is_undefined() || options.is_null() {
-        return Ok(LoginOptions::default());
+        return Ok(LoginRequest::default());
     }
     let extra = Reflect::get(options, &"extraParams".into()).unwrap_or(JsValue::UNDEFINED);
     let mut extra_params = Vec::new();
@@ -1146,7 +1113,7 @@ fn login_options(options: &JsValue) -> Result<LoginOptions, Error> {
                 .ok_or_else(|| Error::invalid_option("handle", "must be a string"))?,
         ),
     };
-    Ok(LoginOptions {
+    Ok(LoginRequest {
         extra_params,
         app_state,
         handle,

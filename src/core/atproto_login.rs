@@ -249,4 +249,4 @@ where
 
 #[cfg(test)]
 #[path = "atproto_login_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -6,16 +6,16 @@ use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
 use crate::core::login::start_login;
 use crate::core::PkceVerifier;
 
-const NOW: u64 = 1_700_000_000_000;
-const RESOLVER: &str = "https://resolver.example";
+pub(crate) const NOW: u64 = 1_700_000_000_000;
+pub(crate) const RESOLVER: &str = "https://resolver.example";
 const PLC: &str = "https://plc.example";
-const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+pub(crate) const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
 const PDS: &str = "https://pds.example";
-const AS: &str = "https://auth.example";
+pub(crate) const AS: &str = "https://auth.example";
 const REVOKE: &str = "https://auth.example/oauth/revoke";
-const TOKEN: &str = "https://auth.example/oauth/token";
+pub(crate) const TOKEN: &str = "https://auth.example/oauth/token";
 
-fn resolver() -> Resolver {
+pub(crate) fn resolver() -> Resolver {
     Resolver {
         handle_resolver: RESOLVER.into(),
         plc_directory: PLC.into(),
@@ -25,7 +25,7 @@ fn resolver() -> Resolver {
 
 /// The client as `create()` leaves it for the profile: its own settings;
 /// the servers come from each account.
-fn base() -> ClientConfig {
+pub(crate) fn base() -> ClientConfig {
     ClientConfig {
         issuer: String::new(),
         client_id: "https://app.example/client-metadata.json".into(),
@@ -37,7 +37,7 @@ fn base() -> ClientConfig {
     }
 }
 
-fn as_metadata() -> String {
+pub(crate) fn as_metadata() -> String {
     format!(
         r#"{{"issuer":"{AS}","authorization_endpoint":"{AS}/oauth/authorize","token_endpoint":"{TOKEN}",
         "revocation_endpoint":"{REVOKE}",
@@ -52,13 +52,13 @@ fn document(pds: &str) -> String {
     )
 }
 
-fn expect_as_metadata(platform: &FakePlatform) {
+pub(crate) fn expect_as_metadata(platform: &FakePlatform) {
     let url = format!("{AS}/.well-known/oauth-authorization-server");
     platform.expect_get(&url, 200, &as_metadata());
 }
 
 /// The DID document, then the PDS's metadata naming `issuer`.
-fn expect_account(platform: &FakePlatform, issuer: &str) {
+pub(crate) fn expect_account(platform: &FakePlatform, issuer: &str) {
     platform.expect_get(&format!("{PLC}/{DID}"), 200, &document(PDS));
     platform.expect_get(
         &format!("{PDS}/.well-known/oauth-protected-resource"),
@@ -86,7 +86,7 @@ fn started(platform: &FakePlatform) -> String {
     started.state.secret().to_owned()
 }
 
-fn callback(state: &str) -> Vec<(String, String)> {
+pub(crate) fn callback(state: &str) -> Vec<(String, String)> {
     [("code", "c-1"), ("state", state), ("iss", AS)]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -94,7 +94,7 @@ fn callback(state: &str) -> Vec<(String, String)> {
 }
 
 /// The code exchange, signed with the login's key, answered with `body`.
-fn expect_exchange(platform: &FakePlatform, body: &str) {
+pub(crate) fn expect_exchange(platform: &FakePlatform, body: &str) {
     let verifier = PkceVerifier::from_random_bytes(&[1; 32]);
     platform.expect_post(
         TOKEN,
@@ -128,7 +128,7 @@ fn expect_revocations(platform: &FakePlatform) {
     }
 }
 
-fn tokens(scope: &str, sub: Option<&str>) -> String {
+pub(crate) fn tokens(scope: &str, sub: Option<&str>) -> String {
     let sub = sub.map_or(String::new(), |s| format!(r#","sub":"{s}""#));
     format!(
         r#"{{"access_token":"at-1","token_type":"DPoP","expires_in":300,"refresh_token":"rt-1","scope":"{scope}"{sub}}}"#
@@ -153,7 +153,7 @@ fn finish(platform: &FakePlatform, params: &[(String, String)]) -> Result<LoginR
     block_on(login.finish(params))
 }
 
-fn key_is_gone(platform: &FakePlatform) -> bool {
+pub(crate) fn key_is_gone(platform: &FakePlatform) -> bool {
     block_on(platform.dpop_keys.load(&FakeDpopKeys::jkt(1))).is_err()
 }
 
@@ -281,7 +281,7 @@ fn a_verified_account_is_kept_with_its_tokens_and_key() {
     assert!(!key_is_gone(&platform));
 }
 
-fn account() -> Account {
+pub(crate) fn account() -> Account {
     Account {
         did: DID.into(),
         handle: Some("alice.test".into()),

@@ -47,6 +47,7 @@ pub use verify::{verify_id_token, VerifiedIdToken};
 pub mod end_session;
 pub mod envelope;
 pub mod login;
+pub mod login_profile;
 pub mod logout_options;
 pub mod memory_store;
 pub mod oidc;

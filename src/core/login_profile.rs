@@ -1,0 +1,128 @@
+//! Which login a client runs, chosen in one place: an OpenID Connect (or
+//! plain OAuth) client signs in at its configured server; an atproto client
+//! (`profile: "atproto"`) signs an account in at the server its PDS names.
+//! The binding reads `login`'s options and the callback's query, and calls
+//! [`Logins::start`] or [`Logins::finish`]; it makes no choice of its own.
+
+use crate::core::atproto::Resolver;
+use crate::core::atproto_login::{account_to_sign_in, login_config, AtprotoLogin};
+use crate::core::dpop::{Dpop, DpopKeys};
+use crate::core::jwks::JwksCache;
+use crate::core::login::{finish_login, start_login, ClientConfig, LoginResult, LoginStart};
+use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
+use crate::core::ports::{SessionStore, SignatureVerifier};
+use crate::core::Error;
+
+/// What the app asked of one login (`login`'s options, already read).
+#[derive(Debug, Default)]
+pub struct LoginRequest {
+    /// Extra authorization request parameters, in order.
+    pub extra_params: Vec<(String, String)>,
+    /// The app's `appState`, as JSON text.
+    pub app_state: Option<String>,
+    /// The atproto account to sign in: a handle or a DID.
+    pub handle: Option<String>,
+}
+
+/// A started login: where the browser goes, with which query.
+#[derive(Debug)]
+pub struct StartedLogin {
+    /// The authorization endpoint of the server the login goes to (the
+    /// account's own for an atproto login).
+    pub authorization_endpoint: String,
+    /// The query and the login's `state`.
+    pub start: LoginStart,
+}
+
+/// Everything a login needs, for either profile.
+pub struct Logins<'a, P, R, S, K> {
+    /// Exchanges codes, pushes requests, signs proofs, verifies ID tokens.
+    pub platform: &'a P,
+    /// Fetches atproto resolution documents (without following redirects).
+    pub resolving: &'a R,
+    /// Holds the pending login across the redirect.
+    pub store: &'a S,
+    /// The DPoP keys and nonces.
+    pub dpop: &'a Dpop<'a, K>,
+    /// The ID-token keys.
+    pub jwks: &'a JwksCache,
+    /// The client's configuration (for atproto: its own settings only; the
+    /// servers come from each account).
+    pub config: &'a ClientConfig,
+    /// Where identities are resolved: `Some` exactly for atproto clients.
+    pub atproto: Option<&'a Resolver>,
+    /// The longest one revocation of refused tokens may take.
+    pub revocation_timeout_ms: u32,
+}
+
+impl<P, R, S, K> Logins<'_, P, R, S, K>
+where
+    P: Clock + Crypto + Http + Json + SignatureVerifier + Timer,
+    R: Http,
+    S: SessionStore,
+    K: DpopKeys,
+{
+    /// Starts a login: for an atproto client, the handle is resolved to its
+    /// server first (which then gets a `login_hint`); a handle given to an
+    /// OpenID Connect client, or none to an atproto one, is refused before
+    /// anything is sent.
+    pub async fn start(&self, request: LoginRequest) -> Result<StartedLogin, Error> {
+        let LoginRequest {
+            mut extra_params,
+            app_state,
+            handle,
+        } = request;
+        let account = match account_to_sign_in(self.atproto, handle.as_deref())? {
+            None => None,
+            Some((resolver, handle)) => {
+                let base = self.config;
+                let found =
+                    login_config(self.resolving, resolver, base, &handle, &mut extra_params);
+                Some(found.await?)
+            }
+        };
+        let config = account.as_ref().unwrap_or(self.config);
+        let start = start_login(
+            config,
+            self.platform,
+            self.store,
+            self.dpop,
+            extra_params,
+            app_state,
+        )
+        .await?;
+        Ok(StartedLogin {
+            authorization_endpoint: config.endpoints.authorization.clone(),
+            start,
+        })
+    }
+
+    /// Completes the pending login from the callback's query parameters:
+    /// with the configured server, or (atproto) with the server the login
+    /// went to, whose account is checked before the tokens are handed back.
+    pub async fn finish(&self, params: &[(String, String)]) -> Result<LoginResult, Error> {
+        match self.atproto {
+            Some(resolver) => {
+                let login = AtprotoLogin {
+                    platform: self.platform,
+                    resolving: self.resolving,
+                    store: self.store,
+                    dpop: self.dpop,
+                    jwks: self.jwks,
+                    resolver,
+                    base: self.config,
+                    revocation_timeout_ms: self.revocation_timeout_ms,
+                };
+                login.finish(params).await
+            }
+            None => {
+                let (config, platform, store) = (self.config, self.platform, self.store);
+                finish_login(config, platform, store, self.dpop, self.jwks, params).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "login_profile_tests.rs"]
+mod tests;
