@@ -44,12 +44,11 @@ use crate::core::retirement::{
 };
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
 use crate::core::startup::{
-    discover, metadata_at_start, shared_across_tabs, EndpointSource, KeptMetadata, MetadataStart,
+    discover, metadata_at_start, session_at_start, shared_across_tabs, EndpointSource,
+    KeptMetadata, MetadataStart,
 };
 use crate::core::user::{user_source, UserSource};
-use crate::core::{
-    scope_requests_openid, AccessToken, Endpoints, Error, ProviderMetadata, State, TokenSet,
-};
+use crate::core::{AccessToken, Endpoints, Error, ProviderMetadata, State, TokenSet};
 
 /// The latchkey version, e.g. `"0.1.0"`.
 #[wasm_bindgen]
@@ -110,8 +109,7 @@ impl Inner {
             broadcast: &self.channel,
             transport: &self.transport,
             policy: self.policy,
-            // Without `openid` the app asked for no ID token: none is kept.
-            check: scope_requests_openid(&self.config.scope).then(|| self.id_tokens()),
+            check: self.id_tokens().for_refreshes(&self.config.scope),
             background: self,
         }
     }
@@ -353,13 +351,7 @@ impl AuthClient {
         let endpoints = endpoints?;
         // A corrupt or foreign record has been cleared by the store; the app
         // is signed out and can ask why.
-        let (tokens, storage_error) = match loaded {
-            Ok(tokens) => (tokens, None),
-            Err(error) => {
-                let problem = StorageProblem::after_load(&error);
-                (None, Some((problem, format!("{}: {error}", error.code()))))
-            }
-        };
+        let (tokens, storage_error) = session_at_start(loaded);
         let config = ClientConfig {
             issuer,
             client_id,
@@ -379,10 +371,7 @@ impl AuthClient {
             false => None,
             true => NonceChannel::open(&Session::name(&config.issuer, &config.client_id), &nonces),
         };
-        // PAR asked for (or required) but impossible: said now, not at login.
-        if source != EndpointSource::Account {
-            config.par_endpoint()?;
-        }
+        source.check_at_start(&config)?;
         let events = Rc::<Emitter>::default();
         let session = Rc::new(Session::new(tokens));
         session.set_observer(session_observer(&events, store.kind()));
@@ -977,10 +966,7 @@ async fn send_authorized(
 async fn bound_key(
     inner: &Inner,
 ) -> Result<Option<crate::browser::dpop_keys::BrowserDpopKey>, Error> {
-    if !inner.config.dpop {
-        return Ok(None);
-    }
-    match inner.session.tokens().and_then(|tokens| tokens.dpop_jkt) {
+    match inner.session.proof_key(inner.config.dpop) {
         Some(jkt) => inner.dpop_keys.load(&jkt).await.map(Some),
         None => Ok(None),
     }

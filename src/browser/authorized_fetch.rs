@@ -9,7 +9,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, Request, RequestInit, Response};
 
 use crate::browser::js_error::describe;
-use crate::core::authorized_call::may_say_expired;
+use crate::core::authorized_call::{may_say_expired, rfc6750_says_expired};
 use crate::core::call_target::EndpointKey;
 use crate::core::origin::{with_query_token, TokenPlacement};
 use crate::core::Error;
@@ -261,23 +261,11 @@ pub fn endpoint_key(url: &str) -> Option<EndpointKey> {
     Some(EndpointKey::new(parsed.origin(), parsed.pathname()))
 }
 
-/// The default "expired" test
-/// ([RFC 6750 §3.1](https://www.rfc-editor.org/rfc/rfc6750#section-3.1)):
-/// a 401, unless a readable `WWW-Authenticate` names an error other than
-/// `invalid_token` (e.g. `insufficient_scope`, which a refresh cannot fix).
-/// Cross-origin APIs must expose the header for it to be readable; without
-/// it every 401 counts as expired.
+/// The default "expired" test, the core's (`rfc6750_says_expired`), asked
+/// with the answer's status and its `WWW-Authenticate` when readable.
 pub fn rfc6750_expired(response: &Response) -> bool {
-    if !may_say_expired(response.status(), false) {
-        return false;
-    }
-    match response.headers().get("WWW-Authenticate") {
-        Ok(Some(challenge)) => {
-            let challenge = challenge.to_ascii_lowercase();
-            !challenge.contains("error=") || challenge.contains("invalid_token")
-        }
-        _ => true,
-    }
+    let challenge = response.headers().get("WWW-Authenticate").ok().flatten();
+    rfc6750_says_expired(response.status(), challenge.as_deref())
 }
 
 /// Asks the app's `isTokenExpired(response)` (sync or async). It is called

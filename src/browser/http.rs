@@ -12,6 +12,7 @@ use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
 
 use crate::browser::from_js::from_js;
 use crate::browser::js_error::describe;
+use crate::core::platform::retry_after_seconds;
 use crate::core::ports::HttpReply;
 use crate::core::secret::DpopProof;
 use crate::core::Error;
@@ -39,11 +40,13 @@ pub async fn send(url: &str, init: &RequestInit) -> Result<JsonReply, Error> {
         .map_err(network)?
         .unchecked_into();
     let status = response.status();
-    // Only an error answer's Retry-After means anything to the client.
-    let retry_after_s = (status >= 400)
-        .then(|| response.headers().get("Retry-After").ok().flatten())
-        .flatten()
-        .and_then(|value| retry_after_seconds(&value));
+    let retry_after = response.headers().get("Retry-After").ok().flatten();
+    let retry_after_s = retry_after_seconds(
+        status,
+        retry_after.as_deref(),
+        |date| Some(js_sys::Date::parse(date)),
+        js_sys::Date::now() as u64,
+    );
     let dpop_nonce = response.headers().get("DPoP-Nonce").ok().flatten();
     let text = JsFuture::from(response.text().map_err(network)?)
         .await
@@ -64,19 +67,6 @@ pub async fn send(url: &str, init: &RequestInit) -> Result<JsonReply, Error> {
         dpop_nonce,
         oauth_error,
     })
-}
-
-/// A `Retry-After` value in seconds from now: delta-seconds, or an HTTP
-/// date (parsed by the browser's `Date.parse`; a date in the past is 0).
-fn retry_after_seconds(value: &str) -> Option<u64> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(seconds);
-    }
-    let at_ms = js_sys::Date::parse(value);
-    at_ms
-        .is_finite()
-        .then(|| ((at_ms - js_sys::Date::now()) / 1000.0).ceil().max(0.0) as u64)
 }
 
 /// A `GET` asking for JSON.

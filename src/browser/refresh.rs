@@ -16,7 +16,8 @@ use crate::core::atproto::Resolver;
 use crate::core::atproto_login::refresh_endpoint;
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor, Role};
 use crate::core::ports::DpopKeys;
-use crate::core::ports::{HttpReply, RefreshTransport};
+use crate::core::ports::RefreshTransport;
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::{Error, RawTokenResponse, TokenSet};
 
@@ -43,7 +44,7 @@ pub struct BrowserRefresh {
 }
 
 impl RefreshTransport for BrowserRefresh {
-    async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
+    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
         let platform = BrowserPlatform {
             request_timeout_ms: self.settle_cap_ms,
         };
@@ -122,15 +123,15 @@ impl BrowserRefresh {
 
     /// Calls `refresh({ refreshToken, accessToken, tokenEndpoint, clientId,
     /// scope, dpopProof? })` (`tokenEndpoint` is the session's: an atproto
-    /// account's own server's) and reads what it resolves with as a token response. An
-    /// object with `error` is the server's refusal (`invalid_grant` ends the
-    /// session); a throw or rejection is a transient failure.
+    /// account's own server's) and hands what it resolves with to the core
+    /// ([`RefreshAnswer::App`]); a throw or rejection is a transient
+    /// failure.
     async fn call_custom(
         &self,
         function: &Function,
         current: &TokenSet,
         token_endpoint: &str,
-    ) -> Result<HttpReply<RawTokenResponse>, Error> {
+    ) -> Result<RefreshAnswer, Error> {
         let refresh_token = current
             .refresh_token
             .as_ref()
@@ -166,25 +167,6 @@ impl BrowserRefresh {
         let body = from_js::<RawTokenResponse>(resolved)
             // Without serde's message: it can quote a value (a token).
             .map_err(|_| "refresh() did not resolve with a token response".to_owned());
-        let (status, body) = match body {
-            Ok(mut raw) => {
-                // Custom endpoints rarely say: the session's own kind.
-                let kind = if current.dpop_jkt.is_some() {
-                    "DPoP"
-                } else {
-                    "Bearer"
-                };
-                raw.token_type.get_or_insert_with(|| kind.to_owned());
-                (if raw.error.is_some() { 400 } else { 200 }, Ok(raw))
-            }
-            Err(reason) => (200, Err(reason)),
-        };
-        Ok(HttpReply {
-            status,
-            body,
-            retry_after_s: None,
-            dpop_nonce: None,
-            oauth_error: None,
-        })
+        Ok(RefreshAnswer::App(body))
     }
 }

@@ -96,6 +96,25 @@ pub fn may_say_expired(status: u16, app_predicate: bool) -> bool {
     }
 }
 
+/// The default "expired" test
+/// ([RFC 6750 §3.1](https://www.rfc-editor.org/rfc/rfc6750#section-3.1)):
+/// a 401, unless its `WWW-Authenticate` `challenge`, when readable, names an
+/// error other than `invalid_token` (e.g. `insufficient_scope`, which a
+/// refresh cannot fix). Cross-origin APIs must expose the header for it to
+/// be readable; without it every 401 counts as expired.
+pub fn rfc6750_says_expired(status: u16, challenge: Option<&str>) -> bool {
+    if !may_say_expired(status, false) {
+        return false;
+    }
+    match challenge {
+        Some(challenge) => {
+            let challenge = challenge.to_ascii_lowercase();
+            !challenge.contains("error=") || challenge.contains("invalid_token")
+        }
+        None => true,
+    }
+}
+
 /// Whether the first answer of a fast-path call is the call's result as is:
 /// it came through a redirect (rule 4), or it cannot say the token expired.
 /// The answers this says no to go back to the machine.
@@ -572,6 +591,33 @@ mod tests {
         for status in [200, 204, 302, 399] {
             assert!(!may_say_expired(status, true), "{status}");
         }
+    }
+
+    #[test]
+    fn by_default_a_401_says_expired_unless_it_names_another_error() {
+        assert!(rfc6750_says_expired(401, None));
+        assert!(rfc6750_says_expired(401, Some(r#"Bearer realm="api""#)));
+        assert!(rfc6750_says_expired(
+            401,
+            Some(r#"Bearer error="invalid_token""#)
+        ));
+        assert!(rfc6750_says_expired(
+            401,
+            Some(r#"Bearer ERROR="INVALID_TOKEN""#)
+        ));
+        assert!(!rfc6750_says_expired(
+            401,
+            Some(r#"Bearer error="insufficient_scope""#)
+        ));
+        assert!(!rfc6750_says_expired(
+            401,
+            Some(r#"DPoP error="use_dpop_nonce""#)
+        ));
+        assert!(!rfc6750_says_expired(403, None));
+        assert!(!rfc6750_says_expired(
+            200,
+            Some(r#"Bearer error="invalid_token""#)
+        ));
     }
 
     #[test]

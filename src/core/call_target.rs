@@ -82,7 +82,7 @@ impl CallTargets {
         key_of: impl Fn(&str) -> Option<EndpointKey>,
     ) -> bool {
         let (start, role) = self.start(key.origin(), Some(key), session, key_of);
-        let bound = dpop && session.is_dpop_bound();
+        let bound = session.needs_proof(dpop);
         role == Role::Resource && AuthorizedCall::fast_path(start, bound)
     }
 

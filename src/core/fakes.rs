@@ -22,7 +22,7 @@ use crate::core::ports::{
 use crate::core::ports::{DpopKey, DpopKeys};
 use crate::core::secret::DpopProof;
 use crate::core::session::SessionMessage;
-use crate::core::{base64url, Error};
+use crate::core::{base64url, Error, TokenSet};
 
 /// One scripted exchange: the request expected and the reply to give.
 #[derive(Debug)]
@@ -65,6 +65,25 @@ pub const POLICY: crate::core::session::RefreshPolicy = crate::core::session::Re
     settle_cap_ms: 60_000,
     lock_wait_ms: 20_000,
 };
+
+/// A Bearer set with access token `access` and refresh token `rt-1`, no
+/// expiry, scope `api`: for tests that only need some set.
+pub fn bearer_set(access: &str) -> TokenSet {
+    TokenSet {
+        access_token: crate::core::AccessToken::new(access.into()),
+        token_type: "Bearer".into(),
+        expires_at_ms: None,
+        refresh_token: Some(crate::core::RefreshToken::new("rt-1".into())),
+        scope: Some("api".into()),
+        id_token: None,
+        refresh_expires_at_ms: None,
+        issued_at_ms: 0,
+        login_at_ms: 0,
+        rotation: 0,
+        dpop_jkt: None,
+        atproto: None,
+    }
+}
 
 /// Clock, crypto and HTTP in one value, as the browser's is, and a store
 /// beside them.

@@ -56,6 +56,7 @@ pub mod par;
 pub mod public_api;
 pub mod quoted;
 pub mod race;
+pub mod refresh_answer;
 pub mod refresh_grant;
 pub mod refresh_machine;
 pub mod refresher;

@@ -10,6 +10,7 @@
 //!
 //! Nothing is stored before this passes.
 
+use crate::core::authorize::scope_requests_openid;
 use crate::core::id_token::{Expectations, IdTokenClaims, CLOCK_SKEW_MS};
 use crate::core::jose::parse_compact_jws;
 use crate::core::jwks::JwksCache;
@@ -30,6 +31,15 @@ pub struct IdTokenVerifier<'a, P> {
     pub issuer: &'a str,
     /// The expected audience.
     pub client_id: &'a str,
+}
+
+impl<P> IdTokenVerifier<'_, P> {
+    /// This verifier as the check of a session's refreshed ID tokens, for a
+    /// client that asked for `scope`: without `openid` the app asked for no
+    /// ID token, and none is checked or kept (`None`).
+    pub fn for_refreshes(self, scope: &str) -> Option<Self> {
+        scope_requests_openid(scope).then_some(self)
+    }
 }
 
 impl<P: Clock + Http + Json + SignatureVerifier> IdTokenVerifier<'_, P> {
@@ -164,6 +174,22 @@ mod tests {
             client_id: "spa",
         };
         block_on(verifier.check(previous, fresh))
+    }
+
+    #[test]
+    fn refreshed_id_tokens_are_checked_and_kept_only_for_an_openid_scope() {
+        let platform = FakePlatform::at(NOW);
+        let jwks = JwksCache::new();
+        let verifier = || IdTokenVerifier {
+            platform: &platform,
+            jwks: &jwks,
+            jwks_uri: Some(JWKS_URL),
+            issuer: ISSUER,
+            client_id: "spa",
+        };
+        let check = verifier().for_refreshes("openid profile");
+        assert!(check.is_some_and(|c| c.keeps_id_tokens()));
+        assert!(verifier().for_refreshes("api profile").is_none());
     }
 
     #[test]

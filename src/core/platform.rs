@@ -64,6 +64,26 @@ impl<B> HttpReply<B> {
     }
 }
 
+/// An answer's `Retry-After`
+/// ([RFC 9110 §10.2.3](https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3))
+/// in seconds from `now_ms`. Only an error answer's (status 400 and above)
+/// means anything to the client. The value is delta-seconds or an HTTP
+/// date, which the platform parses (`date_ms`: the date's time in ms, or
+/// `None`); a date in the past is 0, a part of a second counts as one.
+pub fn retry_after_seconds(
+    status: u16,
+    value: Option<&str>,
+    date_ms: impl FnOnce(&str) -> Option<f64>,
+    now_ms: u64,
+) -> Option<u64> {
+    let value = value.filter(|_| status >= 400)?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds);
+    }
+    let at_ms = date_ms(value).filter(|at| at.is_finite())?;
+    Some(((at_ms - now_ms as f64) / 1000.0).ceil().max(0.0) as u64)
+}
+
 /// The two kinds of request the protocol makes. Network failures are
 /// `Error::Network`; any HTTP status is a reply.
 ///
@@ -117,4 +137,44 @@ pub trait Http {
 pub trait Json {
     /// Parses `text` as a `T`; `Err` says why not, without quoting `text`.
     fn parse_json<T: DeserializeOwned>(&self, text: &str) -> Result<T, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    /// The platform's date parser for one known date, 90.5 s from `NOW`.
+    fn date(value: &str) -> Option<f64> {
+        (value == "Tue, 14 Nov 2023 22:14:50 GMT").then_some(NOW as f64 + 90_500.0)
+    }
+
+    #[test]
+    fn retry_after_in_seconds_is_read_from_error_answers_only() {
+        assert_eq!(
+            retry_after_seconds(503, Some(" 120 "), date, NOW),
+            Some(120)
+        );
+        assert_eq!(retry_after_seconds(429, Some("0"), date, NOW), Some(0));
+        assert_eq!(retry_after_seconds(200, Some("120"), date, NOW), None);
+        assert_eq!(retry_after_seconds(301, Some("120"), date, NOW), None);
+        assert_eq!(retry_after_seconds(503, None, date, NOW), None);
+    }
+
+    #[test]
+    fn retry_after_as_a_date_counts_from_now_rounded_up_and_never_below_zero() {
+        let at = "Tue, 14 Nov 2023 22:14:50 GMT";
+        assert_eq!(retry_after_seconds(503, Some(at), date, NOW), Some(91));
+        let later = NOW + 200_000;
+        assert_eq!(retry_after_seconds(503, Some(at), date, later), Some(0));
+    }
+
+    #[test]
+    fn an_unreadable_retry_after_is_none() {
+        assert_eq!(retry_after_seconds(503, Some("soon"), date, NOW), None);
+        assert_eq!(retry_after_seconds(503, Some("-5"), date, NOW), None);
+        let nan = |_: &str| Some(f64::NAN);
+        assert_eq!(retry_after_seconds(503, Some("x"), nan, NOW), None);
+    }
 }

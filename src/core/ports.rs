@@ -9,8 +9,9 @@
 use crate::core::authorize::PendingTransaction;
 use crate::core::error::Error;
 use crate::core::message::{EndReason, SessionMessage};
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::secret::AccessToken;
-use crate::core::token::{RawTokenResponse, TokenSet};
+use crate::core::token::TokenSet;
 
 // The basic services and the keys' ports, where they are defined; named
 // here too so that code above the protocol finds every port in one place.
@@ -57,8 +58,9 @@ pub trait Broadcast {
 /// How a refresh is performed: the standard refresh-token grant or the
 /// app's own request. Locking, persisting and broadcasting stay the core's.
 pub trait RefreshTransport {
-    /// Exchanges `current`'s refresh token for a token response.
-    async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error>;
+    /// Exchanges `current`'s refresh token for a token response, as it
+    /// came ([`RefreshAnswer`]: the core reads it).
+    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error>;
 }
 
 /// Work the core hands off to run on its own, past the call that started it.

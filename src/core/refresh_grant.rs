@@ -3,7 +3,8 @@
 //! [`RefreshTransport`]: the default when the app brings no `refresh`.
 
 use crate::core::dpop::Dpop;
-use crate::core::ports::{Clock, Crypto, DpopKeys, Http, HttpReply, RefreshTransport};
+use crate::core::ports::{Clock, Crypto, DpopKeys, Http, RefreshTransport};
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::{refresh_params, Error, RawTokenResponse, TokenSet};
 
 /// `POST token_endpoint` with `grant_type=refresh_token`; signed with the
@@ -21,21 +22,24 @@ pub struct RefreshGrant<'a, H, K> {
 }
 
 impl<H: Http + Clock + Crypto, K: DpopKeys> RefreshTransport for RefreshGrant<'_, H, K> {
-    async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
+    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
         let refresh_token = current
             .refresh_token
             .as_ref()
             .ok_or(Error::NotAuthenticated)?;
         // No `scope`: the refreshed set keeps the originally granted scope.
         let form = refresh_params(refresh_token, self.client_id, None);
-        match &current.dpop_jkt {
+        let reply = match &current.dpop_jkt {
             Some(jkt) => {
                 let key = self.dpop.keys.load(jkt).await?;
                 let signed = self.dpop.http(self.http, &key);
-                signed.post_form(self.token_endpoint, &form).await
+                signed
+                    .post_form::<RawTokenResponse>(self.token_endpoint, &form)
+                    .await
             }
             None => self.http.post_form(self.token_endpoint, &form).await,
-        }
+        };
+        reply.map(RefreshAnswer::Server)
     }
 }
 
@@ -77,7 +81,10 @@ mod tests {
             client_id: "spa",
             dpop: platform.dpop(),
         };
-        block_on(grant.refresh(current)).map(|reply| reply.status)
+        block_on(grant.refresh(current)).map(|answer| match answer {
+            RefreshAnswer::Server(reply) => reply.status,
+            RefreshAnswer::App(_) => panic!("the grant's answer is the server's"),
+        })
     }
 
     #[test]

@@ -10,12 +10,12 @@
 //! token, that set *is* the session — it is written before its new ID
 //! token is checked, and only a sign-out or a later login stops it.
 
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::session::{
     is_newer, needs_refresh, EndReason, RefreshPolicy, Session, SessionMessage, TokenSource,
     BROADCAST_GRACE_MS, MAX_RETRY_AFTER_MS,
 };
-use crate::core::steps::{Act, HttpReplyToken, Input, Machine, Step, Wait};
-use crate::core::token::token_set_from_reply;
+use crate::core::steps::{Act, Input, Machine, Step, Wait};
 use crate::core::{AccessToken, Error, IdToken, TokenSet};
 
 /// What a written set was written for, and so what follows the write.
@@ -225,15 +225,11 @@ impl RefreshMachine {
     fn answered(
         &mut self,
         base: TokenSet,
-        answer: Result<HttpReplyToken, Error>,
+        answer: Result<RefreshAnswer, Error>,
         session: &Session,
         now: u64,
     ) -> Step {
-        let reply = match answer {
-            Ok(reply) => reply,
-            Err(error) => return Step::done(vec![], Err(error)),
-        };
-        let fresh = match token_set_from_reply(reply, now, Some(&base), base.dpop_jkt.as_deref()) {
+        let fresh = match answer.and_then(|answer| answer.token_set(now, &base)) {
             Ok(fresh) => fresh,
             Err(error) if error.code() == "invalid_grant" => {
                 self.stage = Stage::Rechecking { base };

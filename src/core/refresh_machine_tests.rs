@@ -4,6 +4,7 @@
 use super::*;
 use crate::core::fakes::POLICY;
 use crate::core::platform::HttpReply;
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::RawTokenResponse;
 use crate::core::{IdToken, RefreshToken};
 
@@ -42,13 +43,13 @@ fn show(step: &Step) -> String {
 /// The token endpoint's answer with `json` as its body.
 fn answer(status: u16, json: serde_json::Value, retry_after_s: Option<u64>) -> Input {
     let body: RawTokenResponse = serde_json::from_value(json).unwrap();
-    Input::Answer(Ok(HttpReply {
+    Input::Answer(Ok(RefreshAnswer::Server(HttpReply {
         status,
         oauth_error: body.error.clone(),
         body: Ok(body),
         retry_after_s,
         dpop_nonce: None,
-    }))
+    })))
 }
 
 /// A rotation to `at-2`/`rt-2`, with a new ID token when `id` is given.

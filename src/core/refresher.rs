@@ -15,16 +15,17 @@ use crate::core::ports::{
     Background, Broadcast, Clock, RefreshTransport, SessionLock, SessionStore, Timer,
 };
 use crate::core::race::within;
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::refresh_machine::RefreshMachine;
 use crate::core::retirement::keys_after_login;
 use crate::core::session::{ends_session, RefreshPolicy, Session};
 use crate::core::sign_in_out::{SignIn, SignOut};
 use crate::core::single_flight::SingleFlight;
-use crate::core::steps::{Act, HttpReplyToken, Input, Machine, Step, Wait};
+use crate::core::steps::{Act, Input, Machine, Step, Wait};
 use crate::core::{AccessToken, Error, TokenSet};
 
 /// The refresh request in flight, kept across steps.
-type Request<'s> = Pin<Box<dyn Future<Output = Result<HttpReplyToken, Error>> + 's>>;
+type Request<'s> = Pin<Box<dyn Future<Output = Result<RefreshAnswer, Error>> + 's>>;
 
 /// One wait of a machine, performed.
 type Operation<'s> = Pin<Box<dyn Future<Output = Input> + 's>>;

@@ -299,11 +299,22 @@ impl Session {
         tokens.as_ref()?.atproto.as_deref().cloned()
     }
 
-    /// Whether the session's tokens are bound to a DPoP key (a send needs
-    /// a proof).
-    pub fn is_dpop_bound(&self) -> bool {
+    /// The key a call with this session's token must prove possession of
+    /// (its thumbprint): `Some` when the client uses DPoP (`dpop`) and the
+    /// set in use is bound to a key; `None` for a Bearer call.
+    pub fn proof_key(&self, dpop: bool) -> Option<String> {
         let tokens = self.tokens.borrow();
-        tokens.as_ref().is_some_and(|t| t.dpop_jkt.is_some())
+        tokens
+            .as_ref()
+            .and_then(|t| t.dpop_jkt.clone())
+            .filter(|_| dpop)
+    }
+
+    /// Whether a call needs a DPoP proof ([`Session::proof_key`] is
+    /// `Some`), without copying the thumbprint.
+    pub fn needs_proof(&self, dpop: bool) -> bool {
+        let tokens = self.tokens.borrow();
+        dpop && tokens.as_ref().is_some_and(|t| t.dpop_jkt.is_some())
     }
 
     /// Puts `tokens` in use and tells the listener, unless it is the set

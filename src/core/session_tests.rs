@@ -13,6 +13,7 @@ use crate::core::fakes::{
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::ports::{Background, HttpReply, RefreshTransport, SessionLock, SessionStore};
 use crate::core::race::both;
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::refresher::*;
 use crate::core::RefreshToken;
@@ -466,13 +467,10 @@ struct SiblingRotatesFirst<'a> {
 }
 
 impl RefreshTransport for SiblingRotatesFirst<'_> {
-    async fn refresh(
-        &self,
-        current: &TokenSet,
-    ) -> Result<HttpReply<crate::core::RawTokenResponse>, Error> {
+    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
         assert_eq!(current.refresh_token.as_ref().unwrap().secret(), "rt-1");
         self.store.save_tokens(&self.sibling).await?;
-        Ok(HttpReply {
+        Ok(RefreshAnswer::Server(HttpReply {
             status: 400,
             body: Ok(crate::core::RawTokenResponse {
                 error: Some("invalid_grant".into()),
@@ -481,7 +479,7 @@ impl RefreshTransport for SiblingRotatesFirst<'_> {
             retry_after_s: None,
             dpop_nonce: None,
             oauth_error: None,
-        })
+        }))
     }
 }
 
@@ -1108,19 +1106,16 @@ struct SignOutMidRequest<'a> {
 }
 
 impl RefreshTransport for SignOutMidRequest<'_> {
-    async fn refresh(
-        &self,
-        _current: &TokenSet,
-    ) -> Result<HttpReply<crate::core::RawTokenResponse>, Error> {
+    async fn refresh(&self, _current: &TokenSet) -> Result<RefreshAnswer, Error> {
         self.store.clear_tokens(EndReason::SignedOut).await?;
         self.session.end(EndReason::SignedOut, NOW);
-        Ok(HttpReply {
+        Ok(RefreshAnswer::Server(HttpReply {
             status: 200,
             body: Ok(serde_json::from_str(ROTATED).unwrap()),
             retry_after_s: None,
             dpop_nonce: None,
             oauth_error: None,
-        })
+        }))
     }
 }
 
@@ -1285,23 +1280,20 @@ impl<'a> SlowAnswer<'a> {
 }
 
 impl RefreshTransport for SlowAnswer<'_> {
-    async fn refresh(
-        &self,
-        current: &TokenSet,
-    ) -> Result<HttpReply<crate::core::RawTokenResponse>, Error> {
+    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
         assert_eq!(current.refresh_token.as_ref().unwrap().secret(), "rt-1");
         (self.during)();
         for _ in 0..self.yields {
             crate::core::fakes::yield_now().await;
         }
         self.lock_held_at_answer.set(Some(self.lock.held.get()));
-        Ok(HttpReply {
+        Ok(RefreshAnswer::Server(HttpReply {
             status: 200,
             body: Ok(serde_json::from_str(ROTATED).unwrap()),
             retry_after_s: None,
             dpop_nonce: None,
             oauth_error: None,
-        })
+        }))
     }
 }
 
@@ -1676,4 +1668,21 @@ fn a_login_kept_in_memory_keeps_its_key_in_memory_only() {
     tab.run(async |r| r.complete_login(&keys, login, true).await);
     assert_eq!(*keys.memory_only.borrow(), vec![FakeDpopKeys::jkt(2)]);
     assert!(has(&keys, 1), "nothing replaced, nothing deleted");
+}
+
+#[test]
+fn a_call_proves_the_sessions_key_only_when_the_client_uses_dpop_and_the_set_is_bound() {
+    let bound = TokenSet {
+        dpop_jkt: Some("jkt-1".into()),
+        ..tokens("at-1", Some("rt-1"), NOW, HOUR_MS)
+    };
+    let session = Session::new(Some(bound));
+    assert_eq!(session.proof_key(true).as_deref(), Some("jkt-1"));
+    assert!(session.needs_proof(true));
+    assert_eq!(session.proof_key(false), None);
+    assert!(!session.needs_proof(false));
+    let bearer = Session::new(Some(tokens("at-1", Some("rt-1"), NOW, HOUR_MS)));
+    assert_eq!(bearer.proof_key(true), None);
+    assert!(!bearer.needs_proof(true));
+    assert_eq!(Session::new(None).proof_key(true), None);
 }

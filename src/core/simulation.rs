@@ -42,11 +42,12 @@ use crate::core::ports::{
     Background, Broadcast, Clock, Crypto, DpopKeys, Http, HttpReply, RefreshTransport, SessionLock,
     SessionStore, Timer,
 };
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::refresher::{CheckRefreshed, Refresher};
 use crate::core::secret::DpopProof;
 use crate::core::session::{RefreshPolicy, Session, SessionChange, SessionMessage};
-use crate::core::{AccessToken, Error, RawTokenResponse, TokenSet};
+use crate::core::{AccessToken, Error, TokenSet};
 
 const START_MS: u64 = 1_700_000_000_000;
 /// Access tokens live this long; refreshed within the leeway before.
@@ -406,7 +407,7 @@ impl Broadcast for TabPorts<'_> {
 impl RefreshTransport for TabPorts<'_> {
     /// The standard refresh request, through the core's own grant (and
     /// DPoP, when the set is bound) to the simulated server.
-    async fn refresh(&self, current: &TokenSet) -> Result<HttpReply<RawTokenResponse>, Error> {
+    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
         let grant = RefreshGrant {
             http: self,
             token_endpoint: TOKEN_URL,

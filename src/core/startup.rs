@@ -6,8 +6,10 @@
 //! The binding overlaps discovery with opening the store (both are
 //! I/O); every choice between their results is made here.
 
+use crate::core::login::ClientConfig;
 use crate::core::platform::{Http, HttpReply};
-use crate::core::public_api::StorageKind;
+use crate::core::public_api::{StorageKind, StorageProblem};
+use crate::core::TokenSet;
 use crate::core::{check_endpoint_url, discovery_urls, EndpointOverrides, Error, ProviderMetadata};
 
 /// Where a client's endpoints come from.
@@ -42,6 +44,19 @@ impl EndpointSource {
             return Ok(EndpointSource::Discovery);
         }
         Ok(EndpointSource::Explicit)
+    }
+
+    /// What `create()` checks of the resolved configuration before the
+    /// client is used: PAR asked for (or required by the server) but
+    /// impossible is said now, not at the first login. An atproto client's
+    /// servers are each account's, checked at its login.
+    pub fn check_at_start(self, config: &ClientConfig) -> Result<(), Error> {
+        match self {
+            EndpointSource::Account => Ok(()),
+            EndpointSource::Explicit | EndpointSource::Discovery => {
+                config.par_endpoint().map(|_| ())
+            }
+        }
     }
 }
 
@@ -151,6 +166,23 @@ pub fn shared_across_tabs(kind: StorageKind) -> bool {
     kind != StorageKind::Memory
 }
 
+/// The session a client starts with, from the stored set's load: the set,
+/// or none and the `storage` problem to report with its reason (the error's
+/// code and message). A failed load starts the client signed out: the
+/// store has removed a corrupt or foreign record and left a newer
+/// latchkey's ([`StorageProblem::after_load`]).
+pub fn session_at_start(
+    loaded: Result<Option<TokenSet>, Error>,
+) -> (Option<TokenSet>, Option<(StorageProblem, String)>) {
+    match loaded {
+        Ok(tokens) => (tokens, None),
+        Err(error) => {
+            let problem = StorageProblem::after_load(&error);
+            (None, Some((problem, format!("{}: {error}", error.code()))))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +208,58 @@ mod tests {
             token: Some(format!("{ISSUER}/t")),
             ..Default::default()
         }
+    }
+
+    /// A client of `ISSUER` that asks for PAR, whose server names no PAR
+    /// endpoint.
+    fn par_without_an_endpoint() -> ClientConfig {
+        let endpoints = crate::core::Endpoints::from_explicit(both_given(), false).unwrap();
+        ClientConfig {
+            issuer: ISSUER.into(),
+            client_id: "spa".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            scope: "openid".into(),
+            endpoints,
+            par: true,
+            dpop: false,
+        }
+    }
+
+    #[test]
+    fn par_that_cannot_be_done_is_refused_at_start_unless_the_servers_are_the_accounts() {
+        let config = par_without_an_endpoint();
+        for source in [EndpointSource::Explicit, EndpointSource::Discovery] {
+            let error = source.check_at_start(&config).unwrap_err();
+            assert_eq!(error.code(), "invalid_option", "{source:?}");
+        }
+        assert_eq!(EndpointSource::Account.check_at_start(&config), Ok(()));
+        let without_par = ClientConfig {
+            par: false,
+            ..par_without_an_endpoint()
+        };
+        assert_eq!(
+            EndpointSource::Discovery.check_at_start(&without_par),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_loaded_set_starts_the_session_and_a_failed_load_says_why() {
+        let set = crate::core::fakes::bearer_set("at-1");
+        let (tokens, problem) = session_at_start(Ok(Some(set.clone())));
+        assert_eq!((tokens, problem), (Some(set), None));
+        assert_eq!(session_at_start(Ok(None)), (None, None));
+        let corrupt = Error::CorruptRecord {
+            reason: "the tokens record has an unknown shape".into(),
+        };
+        let (tokens, problem) = session_at_start(Err(corrupt));
+        assert_eq!(tokens, None);
+        let (problem, reason) = problem.unwrap();
+        assert_eq!(problem, StorageProblem::Cleared);
+        assert!(reason.starts_with("corrupt_record: "), "{reason}");
+        let newer = Error::NewerRecord { version: 9 };
+        let (_, problem) = session_at_start(Err(newer));
+        assert_eq!(problem.unwrap().0, StorageProblem::NewerRecord);
     }
 
     #[test]

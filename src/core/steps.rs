@@ -10,12 +10,9 @@
 //! [`SignIn`]: crate::core::sign_in_out::SignIn
 //! [`SignOut`]: crate::core::sign_in_out::SignOut
 
-use crate::core::platform::HttpReply;
+use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::session::{EndReason, Session, SessionMessage, TokenSource};
-use crate::core::{Error, RawTokenResponse, TokenSet};
-
-/// The token endpoint's answer, as the platform read it.
-pub type HttpReplyToken = HttpReply<RawTokenResponse>;
+use crate::core::{Error, TokenSet};
 
 /// A machine of the session: fed what happened at `now` (ms), it answers
 /// with what to do next. An input its stage does not expect (a driver bug)
@@ -123,8 +120,9 @@ pub enum Input {
     Loaded(Result<Option<TokenSet>, Error>),
     /// Why the store was cleared, if it says.
     EndReason(Option<EndReason>),
-    /// The token endpoint's answer, or why there is none.
-    Answer(Result<HttpReplyToken, Error>),
+    /// The refresh's answer (the token endpoint's, or the app's `refresh`'s),
+    /// or why there is none.
+    Answer(Result<RefreshAnswer, Error>),
     /// The request's timeout passed without an answer.
     Slow,
     /// The write's outcome.
