@@ -16,8 +16,9 @@ use latchkey::browser::refresh::BrowserRefresh;
 use latchkey::core::origin::TokenPlacement;
 use latchkey::core::ports::{Broadcast, RefreshTransport, SessionLock, Timer};
 use latchkey::core::race::within;
+use latchkey::core::refresh_answer::RefreshAnswer;
 use latchkey::core::session::SessionMessage;
-use latchkey::core::{AccessToken, RefreshToken, TokenSet};
+use latchkey::core::{AccessToken, Error, RefreshToken, TokenSet};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -199,11 +200,13 @@ async fn a_custom_refresh_gets_the_refresh_token_and_its_answer_is_a_bearer_resp
         "if (ctx.refreshToken !== 'rt-1' || ctx.clientId !== 'spa') throw new Error('bad ctx');
          return Promise.resolve({ access_token: 'at-2', refresh_token: 'rt-2', expires_in: 60 });",
     );
-    let reply = transport.refresh(&sample_tokens()).await.unwrap();
-    assert_eq!(reply.status, 200);
-    let raw = reply.body.unwrap();
-    assert_eq!(raw.token_type.as_deref(), Some("Bearer"));
-    assert_eq!(raw.access_token.unwrap().secret(), "at-2");
+    let answer = transport.refresh(&sample_tokens()).await.unwrap();
+    assert!(matches!(answer, RefreshAnswer::App(Ok(_))), "{answer:?}");
+    // Read by the core as the session's kind.
+    let fresh = answer.token_set(1_000, &sample_tokens()).unwrap();
+    assert_eq!(fresh.token_type, "Bearer");
+    assert_eq!(fresh.access_token.secret(), "at-2");
+    assert_eq!(fresh.refresh_token.unwrap().secret(), "rt-2");
 }
 
 #[wasm_bindgen_test]
@@ -218,7 +221,12 @@ async fn a_custom_refresh_that_throws_is_refresh_failed_and_an_error_answer_is_t
         .refresh(&sample_tokens())
         .await
         .unwrap();
-    assert_eq!(refused.status, 400);
+    let error = refused.token_set(1_000, &sample_tokens()).unwrap_err();
+    assert_eq!(error.code(), "invalid_grant");
+    assert!(matches!(error, Error::TokenEndpoint { status: 400, .. }));
+    let unreadable = custom("return 42").refresh(&sample_tokens()).await.unwrap();
+    let error = unreadable.token_set(1_000, &sample_tokens()).unwrap_err();
+    assert_eq!(error.code(), "malformed_token_response");
 }
 
 fn response(status: u16, challenge: Option<&str>) -> Response {

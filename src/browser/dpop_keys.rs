@@ -173,15 +173,10 @@ impl DpopKeys for BrowserDpopKeys {
             &field("x").as_string().unwrap_or_default(),
             &field("y").as_string().unwrap_or_default(),
         )?;
-        // The record is input: its public key must be the one named.
         let platform = crate::browser::platform::BrowserPlatform {
             request_timeout_ms: 0,
         };
-        if public.thumbprint(&platform).await? != jkt {
-            return Err(unavailable(
-                "the stored key does not match the session's thumbprint",
-            ));
-        }
+        public.stored_as(jkt, &platform).await?;
         let key = BrowserDpopKey { private, public };
         self.remember(jkt, &key);
         Ok(key)

@@ -6,8 +6,10 @@ use wasm_bindgen::prelude::*;
 
 use crate::browser::store::StorageKind;
 use crate::core::atproto::{self, Resolver};
+use crate::core::login_profile::Profile;
 use crate::core::origin::{AllowedOrigins, OriginEntry, TokenPlacement};
 use crate::core::quoted::Quoted;
+use crate::core::session::{SecondsOption, REFRESH_LEEWAY, REFRESH_TIMEOUT};
 use crate::core::{check_endpoint_url, EndpointOverrides, Error};
 
 /// Every option `create` accepts (written once, in the core).
@@ -51,10 +53,6 @@ pub struct ClientOptions {
     /// DPoP and PAR are always on.
     pub atproto: Option<Resolver>,
 }
-
-/// The storage and lock namespace of `profile: "atproto"` clients, in place
-/// of an issuer: the account's server is known only after login.
-pub const ATPROTO_NAMESPACE: &str = "atproto";
 
 /// `options[field]`, `undefined` when absent.
 pub(crate) fn get(options: &JsValue, field: &str) -> JsValue {
@@ -107,27 +105,10 @@ pub(crate) fn flag(options: &JsValue, field: &'static str, default: bool) -> Res
         .ok_or_else(|| Error::invalid_option(field, "must be a boolean"))
 }
 
-/// A whole number of seconds in `min..=max`, or `default` when absent.
-fn seconds(
-    options: &JsValue,
-    field: &'static str,
-    default: u32,
-    min: u32,
-    max: u32,
-) -> Result<u32, Error> {
-    let value = get(options, field);
-    if value.is_undefined() {
-        return Ok(default);
-    }
-    match value.as_f64() {
-        Some(n) if (f64::from(min)..=f64::from(max)).contains(&n) && n.fract() == 0.0 => {
-            Ok(n as u32)
-        }
-        _ => Err(Error::invalid_option(
-            field,
-            format!("must be a whole number of seconds from {min} to {max}"),
-        )),
-    }
+/// A seconds option, read as a number and checked by the core.
+fn seconds(options: &JsValue, option: SecondsOption) -> Result<u32, Error> {
+    let value = get(options, option.name);
+    option.value((!value.is_undefined()).then(|| value.as_f64()))
 }
 
 /// An optional function.
@@ -233,40 +214,17 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
     }
     reject_unknown(options, KNOWN, "options")?;
     let allow_insecure_loopback = flag(options, "allowInsecureLoopback", false)?;
-    let atproto = match string(options, "profile", false)?.as_deref() {
-        None | Some("oidc") => None,
-        Some("atproto") => Some(atproto_resolver(options, allow_insecure_loopback)?),
-        Some(_) => {
-            return Err(Error::invalid_option(
-                "profile",
-                "must be \"oidc\" or \"atproto\"",
-            ))
-        }
+    // What the profile makes of the options is the core's (`Profile`).
+    let profile = Profile::parse(string(options, "profile", false)?.as_deref())?;
+    let atproto = match profile {
+        Profile::Oidc => None,
+        Profile::Atproto => Some(atproto_resolver(options, allow_insecure_loopback)?),
     };
-    let issuer = match &atproto {
-        None => string(options, "issuer", true)?.unwrap_or_default(),
-        Some(_) if !get(options, "issuer").is_undefined() => {
-            return Err(Error::invalid_option(
-                "issuer",
-                "is not given with profile \"atproto\": it comes from the user's account",
-            ))
-        }
-        Some(_) => ATPROTO_NAMESPACE.to_owned(),
-    };
+    let issuer = profile.issuer(string(options, "issuer", false)?)?;
     let client_id = string(options, "clientId", true)?.unwrap_or_default();
     let redirect_uri = string(options, "redirectUri", true)?.unwrap_or_default();
     absolute_url("redirectUri", &redirect_uri)?;
-    let scope = match &atproto {
-        None => string(options, "scope", false)?.unwrap_or_else(|| "openid".into()),
-        Some(_) => {
-            let scope = string(options, "scope", false)?
-                .unwrap_or_else(|| format!("{} transition:generic", atproto::SCOPE));
-            if !scope.split(' ').any(|s| s == atproto::SCOPE) {
-                return Err(Error::invalid_option("scope", "must contain \"atproto\""));
-            }
-            scope
-        }
-    };
+    let scope = profile.scope(string(options, "scope", false)?)?;
     let storage = match string(options, "storage", false)? {
         None => StorageKind::IndexedDb,
         Some(kind) => StorageKind::parse(&kind).ok_or_else(|| {
@@ -276,8 +234,8 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
             )
         })?,
     };
-    let refresh_leeway_seconds = seconds(options, "refreshLeewaySeconds", 30, 0, 86_400)?;
-    let refresh_timeout_seconds = seconds(options, "refreshTimeoutSeconds", 10, 1, 300)?;
+    let refresh_leeway_seconds = seconds(options, REFRESH_LEEWAY)?;
+    let refresh_timeout_seconds = seconds(options, REFRESH_TIMEOUT)?;
     Ok(ClientOptions {
         issuer,
         client_id,
@@ -289,9 +247,8 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         is_token_expired: function(options, "isTokenExpired")?,
         refresh: function(options, "refresh")?,
         allow_insecure_loopback,
-        // Both mandatory in the AT Protocol profile.
-        par: atproto.is_some() || flag(options, "par", false)?,
-        dpop: atproto.is_some() || flag(options, "dpop", false)?,
+        par: profile.requires(flag(options, "par", false)?),
+        dpop: profile.requires(flag(options, "dpop", false)?),
         allowed_origins: allowed_origins(options, allow_insecure_loopback)?,
         overrides: EndpointOverrides {
             authorization: string(options, "authorizationEndpoint", false)?,

@@ -1,4 +1,6 @@
 //! The browser [`SessionStore`]: where tokens and the pending login live.
+//! The record policy (keys, what is removed, what is left alone) is the
+//! core's [`RecordStore`]; this file supplies its backends and sealer.
 //!
 //! Tokens go to IndexedDB (default), localStorage or memory; the pending
 //! transaction goes to sessionStorage (it must survive the redirect, and
@@ -7,23 +9,23 @@
 //! in IndexedDB, inside the versioned [`Envelope`], with associated data
 //! binding it to issuer, client and record kind.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use gloo_storage::{LocalStorage, SessionStorage, Storage as _};
 use wasm_bindgen::prelude::*;
 use web_sys::CryptoKey;
 
-use crate::browser::from_js::from_js;
 use crate::browser::idb::IdbKeyValue;
 use crate::browser::js_error::{crypto, storage};
+use crate::browser::platform::BrowserPlatform;
 use crate::browser::webcrypto;
-use crate::core::envelope::{associated_data, Envelope};
-use crate::core::json_text::to_json;
+use crate::core::envelope::Envelope;
 use crate::core::message::EndReason;
 use crate::core::ports::SessionStore;
 pub use crate::core::public_api::StorageKind;
 use crate::core::race::both;
+use crate::core::record_store::{KeyValue, RecordStore, Sealer};
 use crate::core::startup::KeptMetadata;
 use crate::core::{Error, PendingTransaction, TokenSet};
 
@@ -34,18 +36,6 @@ pub const RECORDS_DB: (&str, &str) = ("latchkey", "records");
 pub const KEYS_DB: (&str, &str) = ("latchkey-keys", "keys");
 /// The storage key's id in [`KEYS_DB`].
 pub const STORAGE_KEY_ID: &str = "aes-gcm-v1";
-
-const TOKENS: &str = "tokens";
-const METADATA: &str = "metadata";
-const TRANSACTION: &str = "transaction";
-/// Why the session was last cleared ([`SessionStore::end_reason`]).
-const ENDED: &str = "ended";
-
-/// The [`ENDED`] record.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct EndedRecord {
-    reason: EndReason,
-}
 
 /// A string key-value backend.
 enum Backend {
@@ -59,7 +49,9 @@ impl Backend {
     fn memory() -> Self {
         Backend::Memory(RefCell::default())
     }
+}
 
+impl KeyValue for Backend {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
         match self {
             Backend::IndexedDb(kv) => Ok(kv
@@ -136,16 +128,50 @@ pub async fn storage_key() -> Result<CryptoKey, Error> {
         .ok_or_else(|| storage("storage key vanished".into()))
 }
 
+/// Seals records with AES-GCM under the origin's storage key, inside the
+/// versioned [`Envelope`]; memory stores nothing and seals nothing.
+pub struct BrowserSealer {
+    key: Option<CryptoKey>,
+}
+
+impl Sealer for BrowserSealer {
+    async fn seal(&self, aad: &[u8], plaintext: String) -> Result<String, Error> {
+        let Some(key) = &self.key else {
+            return Ok(plaintext);
+        };
+        let iv = webcrypto::random_bytes::<{ webcrypto::AES_GCM_IV_LEN }>().map_err(crypto)?;
+        let data = webcrypto::encrypt(key, &iv, aad, plaintext.as_bytes())
+            .await
+            .map_err(crypto)?;
+        Ok(Envelope { iv, data }.to_text())
+    }
+
+    async fn open(&self, aad: &[u8], stored: String) -> Result<String, Error> {
+        let Some(key) = &self.key else {
+            return Ok(stored);
+        };
+        let envelope = Envelope::parse(&stored)?;
+        let plaintext = webcrypto::decrypt(key, &envelope.iv, aad, &envelope.data)
+            .await
+            .map_err(|_| Error::CorruptRecord {
+                reason:
+                    "the record does not decrypt under this origin's key for this issuer and client"
+                        .into(),
+            })?;
+        String::from_utf8(plaintext).map_err(|_| Error::CorruptRecord {
+            reason: "the decrypted record is not text".into(),
+        })
+    }
+}
+
+/// The records of this browser: the core's record policy
+/// ([`RecordStore`]) over the browser's backends and sealer.
+type Records = RecordStore<Backend, BrowserSealer, BrowserPlatform>;
+
 /// One client's session store in this browser.
 pub struct BrowserSessionStore {
     kind: StorageKind,
-    tokens: Backend,
-    transactions: Backend,
-    key: Option<CryptoKey>,
-    issuer: String,
-    client_id: String,
-    /// The format version of a newer latchkey's tokens record, once read.
-    newer_record: Cell<Option<u32>>,
+    records: Records,
 }
 
 impl BrowserSessionStore {
@@ -162,27 +188,41 @@ impl BrowserSessionStore {
         }
     }
 
-    fn memory(issuer: &str, client_id: &str) -> Self {
+    fn with(
+        kind: StorageKind,
+        issuer: &str,
+        client_id: &str,
+        records: Backend,
+        key: Option<CryptoKey>,
+    ) -> Self {
+        // The pending login must survive the redirect, and only the tab that
+        // started it needs it.
         let transactions = if web_storage_available(false) {
             Backend::Session
         } else {
             Backend::memory()
         };
-        BrowserSessionStore {
-            kind: StorageKind::Memory,
-            tokens: Backend::memory(),
-            transactions,
-            key: None,
-            issuer: issuer.to_owned(),
-            client_id: client_id.to_owned(),
-            newer_record: Cell::new(None),
-        }
+        let sealer = BrowserSealer { key };
+        let json = BrowserPlatform {
+            request_timeout_ms: 0,
+        };
+        let records = RecordStore::new(issuer, client_id, records, transactions, sealer, json);
+        BrowserSessionStore { kind, records }
+    }
+
+    fn memory(issuer: &str, client_id: &str) -> Self {
+        Self::with(
+            StorageKind::Memory,
+            issuer,
+            client_id,
+            Backend::memory(),
+            None,
+        )
     }
 
     async fn try_open(kind: StorageKind, issuer: &str, client_id: &str) -> Result<Self, Error> {
-        let mut store = Self::memory(issuer, client_id);
         if kind == StorageKind::Memory {
-            return Ok(store);
+            return Ok(Self::memory(issuer, client_id));
         }
         // The key's database and the records' are opened side by side:
         // each open is a round trip to the browser's storage backend.
@@ -197,30 +237,17 @@ impl BrowserSessionStore {
             }
         };
         let (key, records) = both(storage_key(), records).await;
-        store.key = Some(key?);
-        store.tokens = records?;
-        store.kind = kind;
-        Ok(store)
+        Ok(Self::with(kind, issuer, client_id, records?, Some(key?)))
     }
 
-    /// Refuses to touch the tokens record once it was found to be a newer
-    /// latchkey's: an old tab never overwrites or signs out a newer one.
-    fn leave_newer_alone(&self) -> Result<(), Error> {
-        match self.newer_record.get() {
-            Some(version) => Err(Error::NewerRecord { version }),
-            None => Ok(()),
-        }
-    }
-
-    /// The issuer metadata kept from the last discovery, if any (an
-    /// unreadable record is removed and reads as none).
+    /// The issuer metadata kept from the last discovery, if any.
     pub async fn load_metadata(&self) -> Option<KeptMetadata> {
-        self.read(&self.tokens, METADATA).await.ok().flatten()
+        self.records.load_metadata().await
     }
 
     /// Keeps `metadata` for the next start.
     pub async fn save_metadata(&self, metadata: &KeptMetadata) -> Result<(), Error> {
-        self.write(&self.tokens, METADATA, metadata).await
+        self.records.save_metadata(metadata).await
     }
 
     /// The kind in use (after any fallback).
@@ -230,116 +257,32 @@ impl BrowserSessionStore {
 
     /// The backend key of a record of `kind` (`tokens`, `transaction`).
     pub fn record_key(&self, record: &str) -> String {
-        format!("latchkey:{}:{}:{record}", self.issuer, self.client_id)
-    }
-
-    async fn seal(&self, record: &str, plaintext: String) -> Result<String, Error> {
-        let Some(key) = &self.key else {
-            return Ok(plaintext);
-        };
-        let iv = webcrypto::random_bytes::<{ webcrypto::AES_GCM_IV_LEN }>().map_err(crypto)?;
-        let aad = associated_data(&self.issuer, &self.client_id, record);
-        let data = webcrypto::encrypt(key, &iv, &aad, plaintext.as_bytes())
-            .await
-            .map_err(crypto)?;
-        Ok(Envelope { iv, data }.to_text())
-    }
-
-    async fn open_sealed(&self, record: &str, stored: String) -> Result<String, Error> {
-        let Some(key) = &self.key else {
-            return Ok(stored);
-        };
-        let envelope = Envelope::parse(&stored)?;
-        let aad = associated_data(&self.issuer, &self.client_id, record);
-        let plaintext = webcrypto::decrypt(key, &envelope.iv, &aad, &envelope.data)
-            .await
-            .map_err(|_| Error::CorruptRecord {
-                reason:
-                    "the record does not decrypt under this origin's key for this issuer and client"
-                        .into(),
-            })?;
-        String::from_utf8(plaintext).map_err(|_| Error::CorruptRecord {
-            reason: "the decrypted record is not text".into(),
-        })
-    }
-
-    async fn write<T: serde::Serialize>(
-        &self,
-        backend: &Backend,
-        record: &str,
-        value: &T,
-    ) -> Result<(), Error> {
-        let json = to_json(value).map_err(|_| storage("could not serialise the record".into()))?;
-        let sealed = self.seal(record, json).await?;
-        backend.set(&self.record_key(record), sealed).await
-    }
-
-    /// Reads a record; one that cannot be opened or parsed is removed and
-    /// reported as `corrupt_record`.
-    async fn read<T: serde::de::DeserializeOwned>(
-        &self,
-        backend: &Backend,
-        record: &str,
-    ) -> Result<Option<T>, Error> {
-        let key = self.record_key(record);
-        let Some(stored) = backend.get(&key).await? else {
-            return Ok(None);
-        };
-        let parsed = match self.open_sealed(record, stored).await {
-            Ok(json) => js_sys::JSON::parse(&json)
-                .ok()
-                .and_then(|v| from_js(v).ok())
-                .ok_or_else(|| Error::CorruptRecord {
-                    reason: format!("the {record} record has an unknown shape"),
-                }),
-            Err(error) => Err(error),
-        };
-        match &parsed {
-            // A newer latchkey's record: neither removed nor, from now on,
-            // overwritten (see `newer_record`).
-            Err(Error::NewerRecord { version }) => self.newer_record.set(Some(*version)),
-            Err(_) => backend.remove(&key).await?,
-            Ok(_) => {}
-        }
-        parsed.map(Some)
+        self.records.record_key(record)
     }
 }
 
 impl SessionStore for BrowserSessionStore {
     async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
-        self.read(&self.tokens, TOKENS).await
+        self.records.load_tokens().await
     }
 
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
-        self.leave_newer_alone()?;
-        self.write(&self.tokens, TOKENS, tokens).await
+        self.records.save_tokens(tokens).await
     }
 
     async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
-        self.leave_newer_alone()?;
-        // Why, before the tokens go: a tab that then finds them gone reads
-        // it (best effort: without it, that tab takes it for an expiry).
-        let _ = self
-            .write(&self.tokens, ENDED, &EndedRecord { reason })
-            .await;
-        self.tokens.remove(&self.record_key(TOKENS)).await
+        self.records.clear_tokens(reason).await
     }
 
     async fn end_reason(&self) -> Option<EndReason> {
-        let ended = self.read::<EndedRecord>(&self.tokens, ENDED).await;
-        ended.ok().flatten().map(|ended| ended.reason)
+        self.records.end_reason().await
     }
 
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {
-        self.write(&self.transactions, TRANSACTION, &transaction)
-            .await
+        self.records.put_transaction(transaction).await
     }
 
     async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error> {
-        let transaction = self.read(&self.transactions, TRANSACTION).await;
-        self.transactions
-            .remove(&self.record_key(TRANSACTION))
-            .await?;
-        transaction
+        self.records.take_transaction().await
     }
 }

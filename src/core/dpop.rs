@@ -102,6 +102,19 @@ impl DpopPublicKey {
         let digest = crypto.sha256(self.jwk_json().as_bytes()).await?;
         Ok(base64url::encode(&digest))
     }
+
+    /// Checks a key read from storage under the thumbprint `jkt`: the record
+    /// is input, and its public key must be the one named
+    /// (`dpop_key_unavailable` otherwise), or proofs would carry a key the
+    /// tokens are not bound to.
+    pub async fn stored_as<C: Crypto>(&self, jkt: &str, crypto: &C) -> Result<(), Error> {
+        if self.thumbprint(crypto).await? != jkt {
+            return Err(Error::DpopKeyUnavailable {
+                reason: "the stored key does not match the session's thumbprint".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// `url` without its query and fragment: a proof's `htu`

@@ -32,6 +32,15 @@ fn the_thumbprint_is_rfc_9449s_for_its_example_key() {
 }
 
 #[test]
+fn a_stored_key_is_used_only_under_its_own_thumbprint() {
+    let platform = FakePlatform::at(NOW);
+    let own = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    assert_eq!(block_on(rfc_key().stored_as(own, &platform)), Ok(()));
+    let other = block_on(rfc_key().stored_as("another-jkt", &platform)).unwrap_err();
+    assert_eq!(other.code(), "dpop_key_unavailable");
+}
+
+#[test]
 fn a_public_key_that_is_not_a_p256_point_is_refused() {
     let good = "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs";
     for (x, y) in [("", good), (good, "AAAA"), (good, "\"}"), ("l8t+/", good)] {

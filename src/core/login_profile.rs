@@ -4,7 +4,7 @@
 //! The binding reads `login`'s options and the callback's query, and calls
 //! [`Logins::start`] or [`Logins::finish`]; it makes no choice of its own.
 
-use crate::core::atproto::Resolver;
+use crate::core::atproto::{self, Resolver};
 use crate::core::atproto_login::{account_to_sign_in, login_config, AtprotoLogin};
 use crate::core::dpop::{Dpop, DpopKeys};
 use crate::core::jwks::JwksCache;
@@ -12,6 +12,72 @@ use crate::core::login::{finish_login, start_login, ClientConfig, LoginResult, L
 use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
 use crate::core::Error;
+
+/// The client's profile (`create()`'s `profile`): what its options mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// OpenID Connect (or plain OAuth) with a configured issuer.
+    Oidc,
+    /// Sign in with an AT Protocol account (Bluesky): the servers are each
+    /// account's.
+    Atproto,
+}
+
+/// The storage and lock namespace of atproto clients, in place of an
+/// issuer: the account's server is known only after login.
+pub const ATPROTO_NAMESPACE: &str = "atproto";
+
+impl Profile {
+    /// The profile `profile` names (absent: OpenID Connect).
+    pub fn parse(profile: Option<&str>) -> Result<Profile, Error> {
+        match profile {
+            None | Some("oidc") => Ok(Profile::Oidc),
+            Some("atproto") => Ok(Profile::Atproto),
+            Some(_) => Err(Error::invalid_option(
+                "profile",
+                "must be \"oidc\" or \"atproto\"",
+            )),
+        }
+    }
+
+    /// The issuer the client's session is kept under: the configured one,
+    /// which an OpenID Connect client must give; an atproto client gives
+    /// none (its server comes from the user's account) and is kept under
+    /// [`ATPROTO_NAMESPACE`].
+    pub fn issuer(self, given: Option<String>) -> Result<String, Error> {
+        match (self, given) {
+            (Profile::Oidc, Some(issuer)) => Ok(issuer),
+            (Profile::Oidc, None) => Err(Error::invalid_option("issuer", "is required")),
+            (Profile::Atproto, Some(_)) => Err(Error::invalid_option(
+                "issuer",
+                "is not given with profile \"atproto\": it comes from the user's account",
+            )),
+            (Profile::Atproto, None) => Ok(ATPROTO_NAMESPACE.to_owned()),
+        }
+    }
+
+    /// The scope to ask for: `openid` unless given; for an atproto client
+    /// `atproto transition:generic` unless given, and it must hold `atproto`.
+    pub fn scope(self, given: Option<String>) -> Result<String, Error> {
+        match self {
+            Profile::Oidc => Ok(given.unwrap_or_else(|| "openid".into())),
+            Profile::Atproto => {
+                let scope =
+                    given.unwrap_or_else(|| format!("{} transition:generic", atproto::SCOPE));
+                if !scope.split(' ').any(|s| s == atproto::SCOPE) {
+                    return Err(Error::invalid_option("scope", "must contain \"atproto\""));
+                }
+                Ok(scope)
+            }
+        }
+    }
+
+    /// Whether logins use PAR and DPoP, given what the app `asked`: an
+    /// atproto client always does (the profile requires both).
+    pub fn requires(self, asked: bool) -> bool {
+        self == Profile::Atproto || asked
+    }
+}
 
 /// What the app asked of one login (`login`'s options, already read).
 #[derive(Debug, Default)]

@@ -197,3 +197,53 @@ fn an_atproto_login_goes_to_the_accounts_server_and_finishes_with_its_account() 
     });
     assert!(!key_is_gone(&platform));
 }
+
+#[test]
+fn a_client_is_openid_connect_unless_it_says_atproto() {
+    assert_eq!(Profile::parse(None), Ok(Profile::Oidc));
+    assert_eq!(Profile::parse(Some("oidc")), Ok(Profile::Oidc));
+    assert_eq!(Profile::parse(Some("atproto")), Ok(Profile::Atproto));
+    let error = Profile::parse(Some("bluesky")).unwrap_err();
+    assert_eq!(error.code(), "invalid_option");
+}
+
+#[test]
+fn an_openid_connect_client_needs_its_issuer() {
+    assert_eq!(Profile::Oidc.issuer(Some(IDP.into())), Ok(IDP.to_owned()));
+    let error = Profile::Oidc.issuer(None).unwrap_err();
+    assert_eq!(error.to_string(), "invalid option issuer: is required");
+}
+
+#[test]
+fn an_atproto_client_gives_no_issuer_and_is_kept_under_the_namespace() {
+    assert_eq!(
+        Profile::Atproto.issuer(None),
+        Ok(ATPROTO_NAMESPACE.to_owned())
+    );
+    let error = Profile::Atproto.issuer(Some(IDP.into())).unwrap_err();
+    assert_eq!(error.code(), "invalid_option");
+}
+
+#[test]
+fn the_scope_defaults_by_profile_and_an_atproto_scope_must_hold_atproto() {
+    assert_eq!(Profile::Oidc.scope(None), Ok("openid".to_owned()));
+    assert_eq!(
+        Profile::Oidc.scope(Some("api".into())),
+        Ok("api".to_owned())
+    );
+    let default = Profile::Atproto.scope(None);
+    assert_eq!(default, Ok("atproto transition:generic".to_owned()));
+    assert_eq!(
+        Profile::Atproto.scope(Some("atproto".into())),
+        Ok("atproto".to_owned())
+    );
+    let error = Profile::Atproto.scope(Some("atprotocol transition:generic".into()));
+    assert_eq!(error.unwrap_err().code(), "invalid_option");
+}
+
+#[test]
+fn an_atproto_client_always_uses_par_and_dpop() {
+    assert!(Profile::Atproto.requires(false));
+    assert!(!Profile::Oidc.requires(false));
+    assert!(Profile::Oidc.requires(true));
+}

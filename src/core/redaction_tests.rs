@@ -39,18 +39,11 @@ fn assert_clean(what: &str, rendered: &str) {
 
 fn token_set() -> TokenSet {
     TokenSet {
-        access_token: AccessToken::new(ACCESS.into()),
-        token_type: "Bearer".into(),
         expires_at_ms: Some(1),
         refresh_token: Some(RefreshToken::new(REFRESH.into())),
         scope: Some("openid".into()),
         id_token: Some(IdToken::new(ID_TOKEN.into())),
-        refresh_expires_at_ms: None,
-        issued_at_ms: 0,
-        login_at_ms: 0,
-        rotation: 0,
-        dpop_jkt: None,
-        atproto: None,
+        ..crate::core::fakes::bearer_set(ACCESS)
     }
 }
 

@@ -101,7 +101,7 @@ fn outcome(reply: HttpReply<RevocationErrorBody>, hint: &str) -> Result<(), Erro
 mod tests {
     use super::*;
     use crate::core::fakes::{block_on, FakePlatform};
-    use crate::core::{AccessToken, RefreshToken};
+    use crate::core::RefreshToken;
 
     const URL: &str = "https://idp.example/token/revocation";
     const REFRESH: &[(&str, &str)] = &[
@@ -117,18 +117,9 @@ mod tests {
 
     fn tokens(refresh: Option<&str>) -> TokenSet {
         TokenSet {
-            access_token: AccessToken::new("at-1".into()),
-            token_type: "Bearer".into(),
-            expires_at_ms: None,
             refresh_token: refresh.map(|r| RefreshToken::new(r.into())),
             scope: None,
-            id_token: None,
-            refresh_expires_at_ms: None,
-            issued_at_ms: 0,
-            login_at_ms: 0,
-            rotation: 0,
-            dpop_jkt: None,
-            atproto: None,
+            ..crate::core::fakes::bearer_set("at-1")
         }
     }
 

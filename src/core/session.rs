@@ -96,6 +96,58 @@ const LOCK_WAIT_TIMEOUTS: u32 = 3;
 /// that comes this late still carries the session's rotated refresh token.
 const SETTLE_CAP_MS: u32 = 60_000;
 
+/// An option given in whole seconds: its default and its accepted range.
+#[derive(Debug, Clone, Copy)]
+pub struct SecondsOption {
+    /// The option's name.
+    pub name: &'static str,
+    /// When the app gives none.
+    pub default: u32,
+    /// The smallest accepted.
+    pub min: u32,
+    /// The largest accepted.
+    pub max: u32,
+}
+
+/// `refreshLeewaySeconds`: how long before expiry a token counts as stale.
+pub const REFRESH_LEEWAY: SecondsOption = SecondsOption {
+    name: "refreshLeewaySeconds",
+    default: 30,
+    min: 0,
+    max: 86_400,
+};
+
+/// `refreshTimeoutSeconds`: how long callers wait for a refresh (and the
+/// bound of every request latchkey makes).
+pub const REFRESH_TIMEOUT: SecondsOption = SecondsOption {
+    name: "refreshTimeoutSeconds",
+    default: 10,
+    min: 1,
+    max: 300,
+};
+
+impl SecondsOption {
+    /// The value of the option: the default when absent (`None`), else
+    /// `given` when it is a whole number in range (`invalid_option`
+    /// otherwise; `Some(None)`: given, but not a number).
+    pub fn value(self, given: Option<Option<f64>>) -> Result<u32, Error> {
+        let Some(given) = given else {
+            return Ok(self.default);
+        };
+        let range = f64::from(self.min)..=f64::from(self.max);
+        match given {
+            Some(n) if range.contains(&n) && n.fract() == 0.0 => Ok(n as u32),
+            _ => Err(Error::invalid_option(
+                self.name,
+                format!(
+                    "must be a whole number of seconds from {} to {}",
+                    self.min, self.max
+                ),
+            )),
+        }
+    }
+}
+
 impl RefreshPolicy {
     /// The policy of a client created with `refreshLeewaySeconds` and
     /// `refreshTimeoutSeconds`, in a tab that drew `jitter` at random: the

@@ -68,25 +68,17 @@ mod tests {
     use super::*;
     use crate::core::base64url;
     use crate::core::fakes::FakePlatform;
-    use crate::core::{AccessToken, IdToken};
+    use crate::core::IdToken;
 
     const CLAIMS: &str = r#"{"iss":"https://idp.example","sub":"u-1","aud":"spa"}"#;
     const USERINFO: Option<&str> = Some("https://idp.example/me");
 
     fn tokens(id_token: Option<&str>) -> TokenSet {
         TokenSet {
-            access_token: AccessToken::new("at".into()),
-            token_type: "Bearer".into(),
-            expires_at_ms: None,
             refresh_token: None,
             scope: None,
             id_token: id_token.map(|t| IdToken::new(t.into())),
-            refresh_expires_at_ms: None,
-            issued_at_ms: 0,
-            login_at_ms: 0,
-            rotation: 0,
-            dpop_jkt: None,
-            atproto: None,
+            ..crate::core::fakes::bearer_set("at")
         }
     }
 

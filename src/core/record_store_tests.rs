@@ -1,0 +1,248 @@
+//! The record policy, one test per rule, over a memory backend that counts
+//! and can fail, and a sealer whose output says what it sealed with.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use super::*;
+use crate::core::authorize::PendingTransaction;
+use crate::core::fakes::{bearer_set, block_on};
+use crate::core::secret::{PkceVerifier, State};
+
+const ISSUER: &str = "https://idp.example";
+
+/// A memory backend shared by the stores made over it; `failing` makes
+/// every call a `storage_error`.
+#[derive(Clone, Default)]
+struct Memory {
+    map: Rc<RefCell<BTreeMap<String, String>>>,
+    failing: Rc<Cell<bool>>,
+}
+
+impl Memory {
+    fn check(&self) -> Result<(), Error> {
+        match self.failing.get() {
+            true => Err(Error::Storage {
+                reason: "the backend refused".into(),
+            }),
+            false => Ok(()),
+        }
+    }
+
+    fn raw(&self, key: &str) -> Option<String> {
+        self.map.borrow().get(key).cloned()
+    }
+
+    fn put_raw(&self, key: &str, value: &str) {
+        self.map.borrow_mut().insert(key.into(), value.into());
+    }
+}
+
+impl KeyValue for Memory {
+    async fn get(&self, key: &str) -> Result<Option<String>, Error> {
+        self.check()?;
+        Ok(self.raw(key))
+    }
+
+    async fn set(&self, key: &str, value: String) -> Result<(), Error> {
+        self.check()?;
+        self.put_raw(key, &value);
+        Ok(())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), Error> {
+        self.check()?;
+        self.map.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+/// Seals as `<aad>|<plaintext>`; opens only its own output under the same
+/// associated data. `v9|…` reads as a newer latchkey's record.
+struct Labelled;
+
+impl Sealer for Labelled {
+    async fn seal(&self, aad: &[u8], plaintext: String) -> Result<String, Error> {
+        Ok(format!("{}|{plaintext}", String::from_utf8_lossy(aad)))
+    }
+
+    async fn open(&self, aad: &[u8], stored: String) -> Result<String, Error> {
+        if stored.starts_with("v9|") {
+            return Err(Error::NewerRecord { version: 9 });
+        }
+        let prefix = format!("{}|", String::from_utf8_lossy(aad));
+        stored
+            .strip_prefix(&prefix)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::CorruptRecord {
+                reason: "does not open".into(),
+            })
+    }
+}
+
+/// serde_json standing in for `JSON.parse`.
+struct SerdeJson;
+
+impl Json for SerdeJson {
+    fn parse_json<T: DeserializeOwned>(&self, text: &str) -> Result<T, String> {
+        serde_json::from_str(text).map_err(|_| "unreadable".to_owned())
+    }
+}
+
+type Store = RecordStore<Memory, Labelled, SerdeJson>;
+
+fn store(client_id: &str, records: &Memory, transactions: &Memory) -> Store {
+    let (records, transactions) = (records.clone(), transactions.clone());
+    RecordStore::new(
+        ISSUER,
+        client_id,
+        records,
+        transactions,
+        Labelled,
+        SerdeJson,
+    )
+}
+
+fn transaction() -> PendingTransaction {
+    PendingTransaction {
+        state: State::new("s-1".into()),
+        verifier: PkceVerifier::new("v-1".into()),
+        nonce: None,
+        redirect_uri: "https://app.example/cb".into(),
+        app_state: None,
+        created_at_ms: 0,
+        issuer: ISSUER.into(),
+        client_id: "spa".into(),
+        dpop_jkt: None,
+        dpop_nonce: None,
+    }
+}
+
+#[test]
+fn a_saved_set_is_sealed_under_its_client_and_loaded_back() {
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let ours = store("spa", &records, &transactions);
+    block_on(ours.save_tokens(&bearer_set("at-1"))).unwrap();
+    let stored = records.raw(&ours.record_key("tokens")).unwrap();
+    assert!(stored.contains(":spa/tokens|"), "sealed with its aad");
+    assert!(
+        stored.contains("at-1"),
+        "the labelled sealer keeps the text"
+    );
+    let loaded = block_on(ours.load_tokens()).unwrap();
+    assert_eq!(loaded, Some(bearer_set("at-1")));
+    // Another client of the same issuer has its own record.
+    let other = store("other", &records, &transactions);
+    assert_eq!(block_on(other.load_tokens()).unwrap(), None);
+}
+
+#[test]
+fn a_record_copied_from_another_client_is_corrupt_and_removed() {
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let theirs = store("other", &records, &transactions);
+    block_on(theirs.save_tokens(&bearer_set("at-9"))).unwrap();
+    let ours = store("spa", &records, &transactions);
+    let key = ours.record_key("tokens");
+    records.put_raw(&key, &records.raw(&theirs.record_key("tokens")).unwrap());
+    let error = block_on(ours.load_tokens()).unwrap_err();
+    assert_eq!(error.code(), "corrupt_record");
+    assert_eq!(records.raw(&key), None);
+    assert_eq!(block_on(ours.load_tokens()).unwrap(), None);
+}
+
+#[test]
+fn a_record_of_an_unknown_shape_is_corrupt_and_removed() {
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let ours = store("spa", &records, &transactions);
+    let key = ours.record_key("tokens");
+    let aad = associated_data(ISSUER, "spa", "tokens");
+    records.put_raw(
+        &key,
+        &format!("{}|{{\"x\":1}}", String::from_utf8_lossy(&aad)),
+    );
+    let error = block_on(ours.load_tokens()).unwrap_err();
+    assert_eq!(error.code(), "corrupt_record");
+    assert_eq!(records.raw(&key), None);
+}
+
+#[test]
+fn a_newer_latchkeys_record_is_never_removed_overwritten_or_cleared() {
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let ours = store("spa", &records, &transactions);
+    let key = ours.record_key("tokens");
+    records.put_raw(&key, "v9|newer");
+    let error = block_on(ours.load_tokens()).unwrap_err();
+    assert_eq!(error, Error::NewerRecord { version: 9 });
+    let saved = block_on(ours.save_tokens(&bearer_set("at-1")));
+    assert_eq!(saved, Err(Error::NewerRecord { version: 9 }));
+    let cleared = block_on(ours.clear_tokens(EndReason::SignedOut));
+    assert_eq!(cleared, Err(Error::NewerRecord { version: 9 }));
+    assert_eq!(records.raw(&key).as_deref(), Some("v9|newer"));
+}
+
+#[test]
+fn a_clear_keeps_why_the_session_ended() {
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let ours = store("spa", &records, &transactions);
+    block_on(ours.save_tokens(&bearer_set("at-1"))).unwrap();
+    assert_eq!(block_on(ours.end_reason()), None);
+    block_on(ours.clear_tokens(EndReason::SignedOut)).unwrap();
+    assert_eq!(block_on(ours.load_tokens()).unwrap(), None);
+    assert_eq!(block_on(ours.end_reason()), Some(EndReason::SignedOut));
+}
+
+#[test]
+fn the_pending_login_is_taken_once_readable_or_not() {
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let ours = store("spa", &records, &transactions);
+    block_on(ours.put_transaction(transaction())).unwrap();
+    assert!(
+        records.map.borrow().is_empty(),
+        "kept apart from the tokens"
+    );
+    let taken = block_on(ours.take_transaction()).unwrap().unwrap();
+    assert_eq!(taken.state.secret(), "s-1");
+    assert!(block_on(ours.take_transaction()).unwrap().is_none());
+    let key = ours.record_key("transaction");
+    transactions.put_raw(&key, "garbage");
+    let error = block_on(ours.take_transaction()).unwrap_err();
+    assert_eq!(error.code(), "corrupt_record");
+    assert_eq!(transactions.raw(&key), None);
+}
+
+#[test]
+fn a_failing_backend_says_so_and_removes_nothing() {
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let ours = store("spa", &records, &transactions);
+    block_on(ours.save_tokens(&bearer_set("at-1"))).unwrap();
+    records.failing.set(true);
+    let error = block_on(ours.load_tokens()).unwrap_err();
+    assert_eq!(error.code(), "storage_error");
+    records.failing.set(false);
+    assert_eq!(
+        block_on(ours.load_tokens()).unwrap(),
+        Some(bearer_set("at-1"))
+    );
+}
+
+#[test]
+fn kept_metadata_round_trips_and_an_unreadable_one_reads_as_none() {
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let ours = store("spa", &records, &transactions);
+    assert_eq!(block_on(ours.load_metadata()), None);
+    let metadata = serde_json::from_str(&format!(
+        r#"{{"issuer":"{ISSUER}","authorization_endpoint":"{ISSUER}/a","token_endpoint":"{ISSUER}/t"}}"#
+    ))
+    .unwrap();
+    let kept = KeptMetadata {
+        fetched_at_ms: 5,
+        metadata,
+    };
+    block_on(ours.save_metadata(&kept)).unwrap();
+    assert_eq!(block_on(ours.load_metadata()), Some(kept));
+    let key = ours.record_key("metadata");
+    records.put_raw(&key, "not sealed by us");
+    assert_eq!(block_on(ours.load_metadata()), None);
+    assert_eq!(records.raw(&key), None, "removed");
+}
