@@ -105,10 +105,10 @@ pub(crate) fn flag(options: &JsValue, field: &'static str, default: bool) -> Res
         .ok_or_else(|| Error::invalid_option(field, "must be a boolean"))
 }
 
-/// A seconds option, read as a number and checked by the core.
-fn seconds(options: &JsValue, option: SecondsOption) -> Result<u32, Error> {
-    let value = get(options, option.name);
-    option.value((!value.is_undefined()).then(|| value.as_f64()))
+/// The seconds option `field`, read as a number and checked by the core.
+fn seconds(options: &JsValue, field: &'static str, option: SecondsOption) -> Result<u32, Error> {
+    let value = get(options, field);
+    option.value(field, (!value.is_undefined()).then(|| value.as_f64()))
 }
 
 /// An optional function.
@@ -234,8 +234,8 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
             )
         })?,
     };
-    let refresh_leeway_seconds = seconds(options, REFRESH_LEEWAY)?;
-    let refresh_timeout_seconds = seconds(options, REFRESH_TIMEOUT)?;
+    let refresh_leeway_seconds = seconds(options, "refreshLeewaySeconds", REFRESH_LEEWAY)?;
+    let refresh_timeout_seconds = seconds(options, "refreshTimeoutSeconds", REFRESH_TIMEOUT)?;
     Ok(ClientOptions {
         issuer,
         client_id,

@@ -99,8 +99,6 @@ const SETTLE_CAP_MS: u32 = 60_000;
 /// An option given in whole seconds: its default and its accepted range.
 #[derive(Debug, Clone, Copy)]
 pub struct SecondsOption {
-    /// The option's name.
-    pub name: &'static str,
     /// When the app gives none.
     pub default: u32,
     /// The smallest accepted.
@@ -111,7 +109,6 @@ pub struct SecondsOption {
 
 /// `refreshLeewaySeconds`: how long before expiry a token counts as stale.
 pub const REFRESH_LEEWAY: SecondsOption = SecondsOption {
-    name: "refreshLeewaySeconds",
     default: 30,
     min: 0,
     max: 86_400,
@@ -120,17 +117,16 @@ pub const REFRESH_LEEWAY: SecondsOption = SecondsOption {
 /// `refreshTimeoutSeconds`: how long callers wait for a refresh (and the
 /// bound of every request latchkey makes).
 pub const REFRESH_TIMEOUT: SecondsOption = SecondsOption {
-    name: "refreshTimeoutSeconds",
     default: 10,
     min: 1,
     max: 300,
 };
 
 impl SecondsOption {
-    /// The value of the option: the default when absent (`None`), else
-    /// `given` when it is a whole number in range (`invalid_option`
+    /// The value of the option `name`: the default when absent (`None`),
+    /// else `given` when it is a whole number in range (`invalid_option`
     /// otherwise; `Some(None)`: given, but not a number).
-    pub fn value(self, given: Option<Option<f64>>) -> Result<u32, Error> {
+    pub fn value(self, name: &'static str, given: Option<Option<f64>>) -> Result<u32, Error> {
         let Some(given) = given else {
             return Ok(self.default);
         };
@@ -138,7 +134,7 @@ impl SecondsOption {
         match given {
             Some(n) if range.contains(&n) && n.fract() == 0.0 => Ok(n as u32),
             _ => Err(Error::invalid_option(
-                self.name,
+                name,
                 format!(
                     "must be a whole number of seconds from {} to {}",
                     self.min, self.max

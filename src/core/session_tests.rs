@@ -1690,18 +1690,31 @@ fn a_call_proves_the_sessions_key_only_when_the_client_uses_dpop_and_the_set_is_
 #[test]
 fn seconds_options_default_when_absent_and_take_whole_numbers_in_range() {
     use crate::core::session::{REFRESH_LEEWAY, REFRESH_TIMEOUT};
-    assert_eq!(REFRESH_LEEWAY.value(None), Ok(30));
-    assert_eq!(REFRESH_TIMEOUT.value(None), Ok(10));
-    assert_eq!(REFRESH_LEEWAY.value(Some(Some(0.0))), Ok(0));
-    assert_eq!(REFRESH_LEEWAY.value(Some(Some(86_400.0))), Ok(86_400));
-    assert_eq!(REFRESH_TIMEOUT.value(Some(Some(300.0))), Ok(300));
+    assert_eq!(REFRESH_LEEWAY.value("refreshLeewaySeconds", None), Ok(30));
+    assert_eq!(REFRESH_TIMEOUT.value("refreshTimeoutSeconds", None), Ok(10));
+    assert_eq!(
+        REFRESH_LEEWAY.value("refreshLeewaySeconds", Some(Some(0.0))),
+        Ok(0)
+    );
+    assert_eq!(
+        REFRESH_LEEWAY.value("refreshLeewaySeconds", Some(Some(86_400.0))),
+        Ok(86_400)
+    );
+    assert_eq!(
+        REFRESH_TIMEOUT.value("refreshTimeoutSeconds", Some(Some(300.0))),
+        Ok(300)
+    );
     for refused in [Some(0.0), Some(301.0), Some(1.5), Some(f64::NAN), None] {
-        let error = REFRESH_TIMEOUT.value(Some(refused)).unwrap_err();
+        let error = REFRESH_TIMEOUT
+            .value("refreshTimeoutSeconds", Some(refused))
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             "invalid option refreshTimeoutSeconds: must be a whole number of seconds from 1 to 300",
             "{refused:?}"
         );
     }
-    assert!(REFRESH_LEEWAY.value(Some(Some(-1.0))).is_err());
+    assert!(REFRESH_LEEWAY
+        .value("refreshLeewaySeconds", Some(Some(-1.0)))
+        .is_err());
 }
