@@ -220,7 +220,12 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
         Profile::Oidc => None,
         Profile::Atproto => Some(atproto_resolver(options, allow_insecure_loopback)?),
     };
-    let issuer = profile.issuer(string(options, "issuer", false)?)?;
+    // An atproto client may give no issuer at all, whatever its value.
+    let given_issuer = match profile {
+        Profile::Oidc => string(options, "issuer", false)?,
+        Profile::Atproto => (!get(options, "issuer").is_undefined()).then(String::new),
+    };
+    let issuer = profile.issuer(given_issuer)?;
     let client_id = string(options, "clientId", true)?.unwrap_or_default();
     let redirect_uri = string(options, "redirectUri", true)?.unwrap_or_default();
     absolute_url("redirectUri", &redirect_uri)?;

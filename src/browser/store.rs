@@ -237,7 +237,9 @@ impl BrowserSessionStore {
             }
         };
         let (key, records) = both(storage_key(), records).await;
-        Ok(Self::with(kind, issuer, client_id, records?, Some(key?)))
+        // The key's failure is the one reported when both fail.
+        let key = key?;
+        Ok(Self::with(kind, issuer, client_id, records?, Some(key)))
     }
 
     /// The issuer metadata kept from the last discovery, if any.

@@ -8,13 +8,15 @@
 //!    another's record, even when it was copied over.
 //! 2. A record that does not open or parse (corrupt, foreign, an older
 //!    unknown format) is removed and reported as `corrupt_record`.
-//! 3. A newer latchkey's record (`newer_record`) is neither removed nor, from
-//!    then on, overwritten or cleared: an old tab never signs out or rolls
-//!    back a newer one.
+//! 3. A newer latchkey's record (`newer_record`, of any kind) is not
+//!    removed, and from then on the tokens record is neither overwritten nor
+//!    cleared: an old tab never signs out or rolls back a newer one.
 //! 4. A clear keeps why the session ended before the tokens go (best effort):
 //!    a tab that then finds them gone reads the reason.
-//! 5. The pending login is single use: taken, it is removed, readable or not.
-//! 6. A backend that fails says so (`storage_error`) and nothing is removed.
+//! 5. The pending login is single use: taken, it is removed, readable or not
+//!    (even when the backend failed to read it).
+//! 6. A read the backend fails says so (`storage_error`), and the record is
+//!    not removed as unreadable: it may be fine.
 
 // The ports are used inside this single-threaded crate only (no `Send`).
 #![allow(async_fn_in_trait)]
@@ -77,7 +79,7 @@ pub struct RecordStore<K, S, J> {
     pub json: J,
     issuer: String,
     client_id: String,
-    /// The format version of a newer latchkey's tokens record, once read.
+    /// The format version of a newer latchkey's record, once one was read.
     newer_record: Cell<Option<u32>>,
 }
 

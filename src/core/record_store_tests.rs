@@ -12,24 +12,16 @@ use crate::core::secret::{PkceVerifier, State};
 
 const ISSUER: &str = "https://idp.example";
 
-/// A memory backend shared by the stores made over it; `failing` makes
-/// every call a `storage_error`.
+/// A memory backend shared by the stores made over it; `failing_reads`
+/// makes every read a `storage_error`; `removes` counts removals.
 #[derive(Clone, Default)]
 struct Memory {
     map: Rc<RefCell<BTreeMap<String, String>>>,
-    failing: Rc<Cell<bool>>,
+    failing_reads: Rc<Cell<bool>>,
+    removes: Rc<Cell<u32>>,
 }
 
 impl Memory {
-    fn check(&self) -> Result<(), Error> {
-        match self.failing.get() {
-            true => Err(Error::Storage {
-                reason: "the backend refused".into(),
-            }),
-            false => Ok(()),
-        }
-    }
-
     fn raw(&self, key: &str) -> Option<String> {
         self.map.borrow().get(key).cloned()
     }
@@ -41,18 +33,21 @@ impl Memory {
 
 impl KeyValue for Memory {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
-        self.check()?;
+        if self.failing_reads.get() {
+            return Err(Error::Storage {
+                reason: "the backend refused".into(),
+            });
+        }
         Ok(self.raw(key))
     }
 
     async fn set(&self, key: &str, value: String) -> Result<(), Error> {
-        self.check()?;
         self.put_raw(key, &value);
         Ok(())
     }
 
     async fn remove(&self, key: &str) -> Result<(), Error> {
-        self.check()?;
+        self.removes.set(self.removes.get() + 1);
         self.map.borrow_mut().remove(key);
         Ok(())
     }
@@ -212,18 +207,25 @@ fn the_pending_login_is_taken_once_readable_or_not() {
 }
 
 #[test]
-fn a_failing_backend_says_so_and_removes_nothing() {
+fn a_failed_read_says_so_and_removes_nothing_but_the_pending_login() {
     let (records, transactions) = (Memory::default(), Memory::default());
     let ours = store("spa", &records, &transactions);
     block_on(ours.save_tokens(&bearer_set("at-1"))).unwrap();
-    records.failing.set(true);
+    records.failing_reads.set(true);
     let error = block_on(ours.load_tokens()).unwrap_err();
     assert_eq!(error.code(), "storage_error");
-    records.failing.set(false);
+    assert_eq!(records.removes.get(), 0, "the record may be fine");
+    records.failing_reads.set(false);
     assert_eq!(
         block_on(ours.load_tokens()).unwrap(),
         Some(bearer_set("at-1"))
     );
+    // Single use even then: a callback replayed later finds nothing.
+    block_on(ours.put_transaction(transaction())).unwrap();
+    transactions.failing_reads.set(true);
+    let error = block_on(ours.take_transaction()).unwrap_err();
+    assert_eq!(error.code(), "storage_error");
+    assert_eq!(transactions.raw(&ours.record_key("transaction")), None);
 }
 
 #[test]

@@ -221,7 +221,8 @@ impl Machine for RefreshMachine {
 }
 
 impl RefreshMachine {
-    /// The token endpoint answered (or the request failed).
+    /// The refresh was answered (by the token endpoint, or the app's own
+    /// `refresh`), or the request failed.
     fn answered(
         &mut self,
         base: TokenSet,
@@ -229,7 +230,13 @@ impl RefreshMachine {
         session: &Session,
         now: u64,
     ) -> Step {
-        let fresh = match answer.and_then(|answer| answer.token_set(now, &base)) {
+        // A failed request is the call's error as it is: only an answer can
+        // say `invalid_grant` or `Retry-After`.
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => return Step::done(vec![], Err(error)),
+        };
+        let fresh = match answer.token_set(now, &base) {
             Ok(fresh) => fresh,
             Err(error) if error.code() == "invalid_grant" => {
                 self.stage = Stage::Rechecking { base };

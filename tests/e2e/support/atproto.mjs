@@ -12,7 +12,7 @@ export { loopbackClientId };
 export const PAGE_WAIT_MS = 20_000;
 
 // Where latchkey keeps an atproto client's records: "atproto" stands in for the issuer
-// (src/browser/options.rs, ATPROTO_NAMESPACE). For support/app.mjs's rawRecord and
+// (src/core/login_profile.rs, ATPROTO_NAMESPACE). For support/app.mjs's rawRecord and
 // support/dpop.mjs's keyRecords, which take `{ issuer }`.
 export const ATPROTO_STORE = { issuer: "atproto" };
 

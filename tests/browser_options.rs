@@ -1,0 +1,90 @@
+//! `create()`'s options as the binding reads them from real JS values, run
+//! by `wasm-pack test --headless --chrome`. The rules themselves are the
+//! core's (`core::login_profile::Profile`, `core::session::REFRESH_*`),
+//! tested natively; this checks the binding hands them what the app gave.
+#![cfg(target_arch = "wasm32")]
+
+use latchkey::browser::options::parse;
+use latchkey::core::Error;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn options(json: &str) -> JsValue {
+    js_sys::JSON::parse(json).unwrap()
+}
+
+fn refused(json: &str) -> Error {
+    match parse(&options(json)) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(error) => error,
+    }
+}
+
+const ATPROTO: &str = r#""profile":"atproto","clientId":"https://app.example/client-metadata.json","redirectUri":"https://app.example/cb","handleResolver":"https://resolver.example""#;
+
+#[wasm_bindgen_test]
+fn an_atproto_client_is_kept_under_the_namespace_with_par_dpop_and_its_default_scope() {
+    let parsed = parse(&options(&format!("{{{ATPROTO}}}"))).unwrap();
+    assert_eq!(parsed.issuer, "atproto");
+    assert_eq!(parsed.scope, "atproto transition:generic");
+    assert!(parsed.par && parsed.dpop && parsed.atproto.is_some());
+}
+
+#[wasm_bindgen_test]
+fn an_atproto_client_given_any_issuer_is_refused() {
+    for issuer in [r#""https://idp.example""#, "null", r#""""#, "42"] {
+        let error = refused(&format!(r#"{{{ATPROTO},"issuer":{issuer}}}"#));
+        assert_eq!(
+            error.to_string(),
+            "invalid option issuer: is not given with profile \"atproto\": it comes from the user's account",
+            "{issuer}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+fn an_openid_connect_client_needs_its_issuer_and_defaults_to_openid() {
+    let base = r#""clientId":"spa","redirectUri":"https://app.example/cb""#;
+    for issuer in ["", r#","issuer":null"#] {
+        let error = refused(&format!("{{{base}{issuer}}}"));
+        assert_eq!(error.to_string(), "invalid option issuer: is required");
+    }
+    let parsed = parse(&options(&format!(
+        r#"{{{base},"issuer":"https://idp.example"}}"#
+    )))
+    .unwrap();
+    assert_eq!(
+        (parsed.issuer.as_str(), parsed.scope.as_str()),
+        ("https://idp.example", "openid")
+    );
+    assert!(!parsed.par && !parsed.dpop);
+    assert_eq!(
+        (
+            parsed.refresh_leeway_seconds,
+            parsed.refresh_timeout_seconds
+        ),
+        (30, 10)
+    );
+}
+
+#[wasm_bindgen_test]
+fn seconds_options_are_read_as_numbers_and_checked() {
+    let base =
+        r#""issuer":"https://idp.example","clientId":"spa","redirectUri":"https://app.example/cb""#;
+    let parsed = parse(&options(&format!(
+        r#"{{{base},"refreshTimeoutSeconds":300}}"#
+    )))
+    .unwrap();
+    assert_eq!(parsed.refresh_timeout_seconds, 300);
+    for value in ["0", "\"10\"", "2.5"] {
+        let error = refused(&format!(r#"{{{base},"refreshTimeoutSeconds":{value}}}"#));
+        assert_eq!(error.code(), "invalid_option", "{value}");
+    }
+    let error = refused(&format!(r#"{{{base},"refreshLeewaySeconds":-1}}"#));
+    assert!(
+        error.to_string().contains("refreshLeewaySeconds"),
+        "{error}"
+    );
+}
