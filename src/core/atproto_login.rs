@@ -2,9 +2,10 @@
 //! login goes, and what is checked before its tokens are kept. The chain
 //! itself (handle → DID → PDS → authorization server) is in
 //! [`crate::core::atproto`]; the OAuth steps are the client's
-//! ([`start_login`](crate::core::login::start_login),
-//! [`finish_taken_login`]). The binding only reads the options and calls
-//! these.
+//! ([`start_login`](crate::core::login::start_login), and the callback's
+//! [`FinishLogin`](crate::core::callback_machine::FinishLogin), which
+//! carries out rules 3–5 with the checks here). The binding only reads the
+//! options and calls [`Logins`](crate::core::login_profile::Logins).
 //!
 //! The rules:
 //! 1. A handle is given exactly when the client's profile is atproto.
@@ -21,13 +22,9 @@
 
 use crate::core::atproto::{self, Account, Resolver};
 use crate::core::discovery::Endpoints;
-use crate::core::dpop::{Dpop, DpopKeys};
-use crate::core::jwks::JwksCache;
-use crate::core::login::{finish_taken_login, ClientConfig, LoginResult};
+use crate::core::login::{ClientConfig, LoginResult};
 use crate::core::origin::Origin;
-use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
-use crate::core::ports::{SessionStore, SignatureVerifier};
-use crate::core::retirement::{retirement, Retirer};
+use crate::core::platform::Http;
 use crate::core::{Error, ProviderMetadata};
 
 /// Rule 1: the account to sign in, checked against the profile. `None`
@@ -145,106 +142,6 @@ pub fn granted_account(result: &LoginResult) -> Result<&str, Error> {
         .ok_or_else(|| Error::DidResolution {
             reason: "the token response names no sub".into(),
         })
-}
-
-/// What completing an atproto login needs besides the callback.
-pub struct AtprotoLogin<'a, P, R, S, K> {
-    /// Exchanges the code and signs proofs.
-    pub platform: &'a P,
-    /// Fetches resolution documents (without following redirects).
-    pub resolving: &'a R,
-    /// Holds the pending login.
-    pub store: &'a S,
-    /// The DPoP keys and nonces.
-    pub dpop: &'a Dpop<'a, K>,
-    /// The ID-token keys (unused by the profile; the exchange takes them).
-    pub jwks: &'a JwksCache,
-    /// Where identities are resolved.
-    pub resolver: &'a Resolver,
-    /// The client's own settings.
-    pub base: &'a ClientConfig,
-    /// The longest one revocation of refused tokens may take.
-    pub revocation_timeout_ms: u32,
-}
-
-impl<P, R, S, K> AtprotoLogin<'_, P, R, S, K>
-where
-    P: Clock + Crypto + Http + Json + SignatureVerifier + Timer,
-    R: Http,
-    S: SessionStore,
-    K: DpopKeys,
-{
-    /// Rules 3–5: completes the login from the callback's query
-    /// parameters. The result's tokens carry their [`Account`].
-    pub async fn finish(&self, params: &[(String, String)]) -> Result<LoginResult, Error> {
-        // Taken first: a replayed callback finds nothing.
-        let transaction = self.store.take_transaction().await?;
-        let issuer = transaction
-            .as_ref()
-            .map(|t| t.issuer.clone())
-            .ok_or(Error::NoTransaction)?;
-        let metadata = atproto::authorization_server_metadata(self.resolving, &issuer).await;
-        let loopback = self.resolver.allow_insecure_loopback;
-        let config = match metadata.and_then(|m| account_config(self.base, m, loopback)) {
-            Ok(config) => config,
-            Err(error) => {
-                if let Some(jkt) = transaction.and_then(|t| t.dpop_jkt) {
-                    self.dpop.keys.delete(&jkt).await;
-                }
-                return Err(error);
-            }
-        };
-        let mut result = finish_taken_login(
-            &config,
-            self.platform,
-            self.dpop,
-            self.jwks,
-            transaction,
-            params,
-        )
-        .await?;
-        match self.account(&result, &config, &issuer).await {
-            Ok(account) => {
-                result.tokens.atproto = Some(Box::new(account));
-                Ok(result)
-            }
-            Err(error) => {
-                // Issued, but never to be used: revoked, and its key deleted.
-                let revoke_at = config.endpoints.revocation.as_deref();
-                let plan = retirement(&result.tokens, revoke_at);
-                let _ = self.retirer().retire(&result.tokens, plan).await;
-                Err(error)
-            }
-        }
-    }
-
-    /// Rule 4: the account the tokens are for, checked against `issuer`.
-    async fn account(
-        &self,
-        result: &LoginResult,
-        config: &ClientConfig,
-        issuer: &str,
-    ) -> Result<Account, Error> {
-        let sub = granted_account(result)?;
-        let identity = atproto::verify_subject(self.resolving, self.resolver, sub, issuer).await?;
-        Ok(Account {
-            did: identity.did,
-            handle: identity.handle,
-            pds: identity.pds,
-            issuer: issuer.to_owned(),
-            token_endpoint: config.endpoints.token.clone(),
-            revocation_endpoint: config.endpoints.revocation.clone(),
-        })
-    }
-
-    fn retirer(&self) -> Retirer<'_, P, K> {
-        Retirer {
-            platform: self.platform,
-            dpop: self.dpop,
-            client_id: &self.base.client_id,
-            timeout_ms: self.revocation_timeout_ms,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 
 use super::*;
 use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
+use crate::core::jwks::JwksCache;
 use crate::core::login::start_login;
+use crate::core::login_profile::Logins;
+use crate::core::ports::DpopKeys;
 use crate::core::PkceVerifier;
 
 pub(crate) const NOW: u64 = 1_700_000_000_000;
@@ -140,14 +143,14 @@ fn finish(platform: &FakePlatform, params: &[(String, String)]) -> Result<LoginR
     let jwks = JwksCache::new();
     let resolver = resolver();
     let base = base();
-    let login = AtprotoLogin {
+    let login = Logins {
         platform,
         resolving: platform,
         store: &platform.store,
         dpop: &dpop,
         jwks: &jwks,
-        resolver: &resolver,
-        base: &base,
+        config: &base,
+        atproto: Some(&resolver),
         revocation_timeout_ms: 1_000,
     };
     block_on(login.finish(params))

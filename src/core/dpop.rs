@@ -367,6 +367,15 @@ impl NonceBook {
         sent != Some(next) && status == 401 && challenge.is_some_and(challenge_wants_nonce)
     }
 
+    /// A nonce kept from earlier (a pushed request's, across the redirect):
+    /// adopted only when the book knows none for `role` at `url`'s origin,
+    /// whose own would be newer (this may be a new page, with an empty book).
+    pub fn offer(&self, role: Role, url: &str, nonce: &str) {
+        if self.get(role, url).is_none() {
+            self.adopt(role, url, nonce);
+        }
+    }
+
     /// [`NonceBook::learn`] without telling the observer: for a nonce
     /// another tab passed on.
     pub fn adopt(&self, role: Role, url: &str, nonce: &str) -> bool {

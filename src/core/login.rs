@@ -1,20 +1,16 @@
-//! A login: the client's configuration, starting the Authorization Code +
-//! PKCE flow (with PAR and DPoP when configured), and completing it from the
-//! callback. Where the endpoints come from is decided at start-up
-//! ([`crate::core::startup`]).
+//! A login: the client's configuration and the start of the Authorization
+//! Code + PKCE flow (with PAR and DPoP when configured). Its completion from
+//! the callback is [`crate::core::callback_machine`]; where the endpoints
+//! come from is decided at start-up ([`crate::core::startup`]).
 //!
 //! Generic over the [`crate::core::ports`] traits so that every step runs
 //! natively in tests against fakes.
 
 use crate::core::dpop::{Dpop, Role};
-use crate::core::jwks::JwksCache;
-use crate::core::oidc::IdTokenVerifier;
 use crate::core::par::push_authorization_request;
-use crate::core::ports::{Clock, Crypto, DpopKeys, Http, Json, SessionStore, SignatureVerifier};
-use crate::core::token::token_set_from_reply;
+use crate::core::ports::{Clock, Crypto, DpopKeys, Http, SessionStore};
 use crate::core::{
-    code_exchange_params, validate_callback, AuthorizationRequest, Endpoints, Error, Nonce,
-    PendingTransaction, PkceChallenge, PkceVerifier, RawTokenResponse, State, TokenSet,
+    AuthorizationRequest, Endpoints, Error, Nonce, PkceChallenge, PkceVerifier, State, TokenSet,
 };
 
 /// A validated client configuration: what `AuthClient.create` resolves once.
@@ -177,128 +173,35 @@ pub struct LoginResult {
     pub subject: Option<String>,
 }
 
-/// Completes a login from the callback's query parameters: takes (and so
-/// consumes) the pending transaction, validates the callback in the fixed
-/// order of [`validate_callback`], exchanges the code
-/// ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)),
-/// and verifies the ID token when the login was an OpenID Connect one (it
-/// sent a `nonce`; see [`IdTokenVerifier::at_login`]). A plain OAuth login
-/// keeps no ID token: the app did not ask for one and it is not verified.
-/// Nothing is stored here: the caller stores the result under the session
-/// lock, so no refresh of an earlier session overwrites it.
-pub async fn finish_login<P, S, K>(
-    config: &ClientConfig,
-    platform: &P,
-    store: &S,
-    dpop: &Dpop<'_, K>,
-    jwks: &JwksCache,
-    callback_params: &[(String, String)],
-) -> Result<LoginResult, Error>
-where
-    P: Clock + Crypto + Http + Json + SignatureVerifier,
-    S: SessionStore,
-    K: DpopKeys,
-{
-    // Taken before validation: a replayed or failed callback finds nothing.
-    let transaction = store.take_transaction().await?;
-    finish_taken_login(config, platform, dpop, jwks, transaction, callback_params).await
-}
-
-/// [`finish_login`] with the pending transaction already taken from the
-/// store (the atproto profile reads its issuer first).
-pub async fn finish_taken_login<P, K>(
-    config: &ClientConfig,
-    platform: &P,
-    dpop: &Dpop<'_, K>,
-    jwks: &JwksCache,
-    transaction: Option<PendingTransaction>,
-    callback_params: &[(String, String)],
-) -> Result<LoginResult, Error>
-where
-    P: Clock + Crypto + Http + Json + SignatureVerifier,
-    K: DpopKeys,
-{
-    let key_id = transaction.as_ref().and_then(|t| t.dpop_jkt.clone());
-    // The server's nonce as the pushed request left it (this may be a new
-    // page, whose book is empty).
-    if let Some(nonce) = transaction.as_ref().and_then(|t| t.dpop_nonce.as_deref()) {
-        let token_endpoint = &config.endpoints.token;
-        if dpop
-            .nonces
-            .get(Role::AuthorizationServer, token_endpoint)
-            .is_none()
-        {
-            dpop.nonces
-                .adopt(Role::AuthorizationServer, token_endpoint, nonce);
-        }
-    }
-    let result = exchange(config, platform, dpop, jwks, transaction, callback_params).await;
-    if let (Err(_), Some(jkt)) = (&result, key_id) {
-        // Nothing will ever be bound to the failed login's key.
-        dpop.keys.delete(&jkt).await;
-    }
-    result
-}
-
-/// [`finish_login`] once the transaction is taken.
-async fn exchange<P, K>(
-    config: &ClientConfig,
-    platform: &P,
-    dpop: &Dpop<'_, K>,
-    jwks: &JwksCache,
-    transaction: Option<PendingTransaction>,
-    callback_params: &[(String, String)],
-) -> Result<LoginResult, Error>
-where
-    P: Clock + Crypto + Http + Json + SignatureVerifier,
-    K: DpopKeys,
-{
-    let callback = validate_callback(
-        transaction,
-        callback_params,
-        &config.issuer,
-        config.endpoints.iss_parameter_supported,
-        platform.now_ms(),
-    )?;
-    let (form, outcome) = code_exchange_params(callback);
-    let token_endpoint = &config.endpoints.token;
-    let reply = match &outcome.dpop_jkt {
-        // The code is bound to the login's key: only it can redeem it.
-        Some(jkt) => {
-            let key = dpop.keys.load(jkt).await?;
-            let signed = dpop.http(platform, &key);
-            signed
-                .post_form::<RawTokenResponse>(token_endpoint, &form)
-                .await?
-        }
-        None => platform.post_form(token_endpoint, &form).await?,
-    };
-    let now = platform.now_ms();
-    // The account the tokens are for, when the server names it (atproto).
-    let subject = reply.body.as_ref().ok().and_then(|raw| raw.sub.clone());
-    let mut tokens = token_set_from_reply(reply, now, None, outcome.dpop_jkt.as_deref())?;
-    if outcome.nonce.is_none() {
-        tokens.id_token = None;
-    }
-    let verifier = IdTokenVerifier {
-        platform,
-        jwks,
-        jwks_uri: config.endpoints.jwks_uri.as_deref(),
-        issuer: &config.issuer,
-        client_id: &config.client_id,
-    };
-    let verified = verifier.at_login(&tokens, outcome.nonce.as_ref()).await?;
-    Ok(LoginResult {
-        tokens,
-        app_state: outcome.app_state,
-        claims_json: verified.map(|id| id.into_claims_json()),
-        subject,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::jwks::JwksCache;
+    use crate::core::login_profile::Logins;
+    use crate::core::memory_store::MemorySessionStore;
+
+    /// Completes a login of the client configured as `config` (OpenID
+    /// Connect: no atproto resolver), as `Logins::finish` does.
+    async fn finish_login(
+        config: &ClientConfig,
+        platform: &FakePlatform,
+        store: &MemorySessionStore,
+        dpop: &Dpop<'_, FakeDpopKeys>,
+        jwks: &JwksCache,
+        params: &[(String, String)],
+    ) -> Result<LoginResult, Error> {
+        let logins = Logins {
+            platform,
+            resolving: platform,
+            store,
+            dpop,
+            jwks,
+            config,
+            atproto: None,
+            revocation_timeout_ms: 1_000,
+        };
+        logins.finish(params).await
+    }
     use crate::core::base64url;
     use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
     use crate::core::jose::JwsAlgorithm;

@@ -5,13 +5,17 @@
 //! [`Logins::start`] or [`Logins::finish`]; it makes no choice of its own.
 
 use crate::core::atproto::{self, Resolver};
-use crate::core::atproto_login::{account_to_sign_in, login_config, AtprotoLogin};
-use crate::core::dpop::{Dpop, DpopKeys};
+use crate::core::atproto_login::{account_to_sign_in, login_config};
+use crate::core::callback_machine::{Fed, FinishLogin, Need};
+use crate::core::dpop::{Dpop, DpopKeys, Role};
 use crate::core::jwks::JwksCache;
-use crate::core::login::{finish_login, start_login, ClientConfig, LoginResult, LoginStart};
-use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
+use crate::core::login::{start_login, ClientConfig, LoginResult, LoginStart};
+use crate::core::oidc::IdTokenVerifier;
+use crate::core::platform::{Clock, Crypto, Http, HttpReply, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
-use crate::core::Error;
+use crate::core::retirement::Retirer;
+use crate::core::verify::VerifiedIdToken;
+use crate::core::{Error, RawTokenResponse};
 
 /// The client's profile (`create()`'s `profile`): what its options mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,27 +168,87 @@ where
     }
 
     /// Completes the pending login from the callback's query parameters:
-    /// with the configured server, or (atproto) with the server the login
-    /// went to, whose account is checked before the tokens are handed back.
+    /// drives [`FinishLogin`] (with the configured server, or — atproto —
+    /// with the server the login went to, whose account is checked before
+    /// the tokens are handed back), performing each of its needs.
     pub async fn finish(&self, params: &[(String, String)]) -> Result<LoginResult, Error> {
-        match self.atproto {
-            Some(resolver) => {
-                let login = AtprotoLogin {
-                    platform: self.platform,
-                    resolving: self.resolving,
-                    store: self.store,
-                    dpop: self.dpop,
-                    jwks: self.jwks,
-                    resolver,
-                    base: self.config,
-                    revocation_timeout_ms: self.revocation_timeout_ms,
-                };
-                login.finish(params).await
+        let loopback = self.atproto.map(|r| r.allow_insecure_loopback);
+        let (mut machine, mut need) =
+            FinishLogin::start(self.config.clone(), loopback, params.to_vec());
+        loop {
+            let fed = match need {
+                Need::TakeTransaction => Fed::Taken(self.store.take_transaction().await),
+                Need::ServerMetadata { issuer } => {
+                    let metadata = atproto::authorization_server_metadata(self.resolving, &issuer);
+                    Fed::Metadata(metadata.await)
+                }
+                Need::OfferNonce { endpoint, nonce } => {
+                    let book = self.dpop.nonces;
+                    book.offer(Role::AuthorizationServer, &endpoint, &nonce);
+                    Fed::Offered
+                }
+                Need::Exchange {
+                    endpoint,
+                    form,
+                    key,
+                } => Fed::Exchanged(self.exchange(&endpoint, &form, key.as_deref()).await),
+                Need::VerifyIdToken { tokens, nonce } => {
+                    let config = machine.config();
+                    let verifier = IdTokenVerifier {
+                        platform: self.platform,
+                        jwks: self.jwks,
+                        jwks_uri: config.endpoints.jwks_uri.as_deref(),
+                        issuer: &config.issuer,
+                        client_id: &config.client_id,
+                    };
+                    let verified = verifier.at_login(&tokens, nonce.as_ref()).await;
+                    Fed::IdToken(verified.map(|v| v.map(VerifiedIdToken::into_claims_json)))
+                }
+                Need::VerifySubject { sub, issuer } => {
+                    let resolver = self.atproto.ok_or(Error::NoTransaction);
+                    let identity = match resolver {
+                        Ok(resolver) => {
+                            atproto::verify_subject(self.resolving, resolver, &sub, &issuer).await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    Fed::Subject(identity)
+                }
+                Need::Retire { tokens, plan } => {
+                    let retirer = Retirer {
+                        platform: self.platform,
+                        dpop: self.dpop,
+                        client_id: &self.config.client_id,
+                        timeout_ms: self.revocation_timeout_ms,
+                    };
+                    let _ = retirer.retire(&tokens, plan).await;
+                    Fed::Done
+                }
+                Need::DeleteKey(jkt) => {
+                    self.dpop.keys.delete(&jkt).await;
+                    Fed::Done
+                }
+                Need::Done(result) => return result,
+            };
+            need = machine.on(fed, self.platform.now_ms());
+        }
+    }
+
+    /// The code exchange's request: signed with the login's key when the
+    /// code is bound to one (only it can redeem the code).
+    async fn exchange(
+        &self,
+        endpoint: &str,
+        form: &[(String, String)],
+        key: Option<&str>,
+    ) -> Result<HttpReply<RawTokenResponse>, Error> {
+        match key {
+            Some(jkt) => {
+                let key = self.dpop.keys.load(jkt).await?;
+                let signed = self.dpop.http(self.platform, &key);
+                signed.post_form(endpoint, form).await
             }
-            None => {
-                let (config, platform, store) = (self.config, self.platform, self.store);
-                finish_login(config, platform, store, self.dpop, self.jwks, params).await
-            }
+            None => self.platform.post_form(endpoint, form).await,
         }
     }
 }

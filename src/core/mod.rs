@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod authorized_call;
 pub mod base64url;
 pub mod call_target;
+pub mod callback_machine;
 mod decimal;
 pub mod discovery;
 pub mod dpop;

@@ -1,0 +1,333 @@
+//! `FinishLogin`'s transitions, fed by hand: one test per branch. The same
+//! machine driven against the fake server is tested through
+//! `Logins::finish` in `login.rs` and `atproto_login_tests.rs`.
+
+use super::*;
+use crate::core::atproto_login::tests::{as_metadata, base, AS, DID, TOKEN};
+use crate::core::discovery::Endpoints;
+use crate::core::secret::{PkceVerifier, State};
+
+const IDP: &str = "https://idp.example";
+const NOW: u64 = 1_700_000_000_000;
+
+fn oidc() -> ClientConfig {
+    ClientConfig {
+        issuer: IDP.into(),
+        client_id: "spa".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "openid".into(),
+        endpoints: Endpoints {
+            authorization: format!("{IDP}/auth"),
+            token: format!("{IDP}/token"),
+            revocation: None,
+            end_session: None,
+            jwks_uri: Some(format!("{IDP}/jwks")),
+            userinfo: None,
+            par: None,
+            par_required: false,
+            iss_parameter_supported: true,
+        },
+        par: false,
+        dpop: false,
+    }
+}
+
+/// The pending login of `issuer`'s client `client_id`: state `s-1`, the
+/// nonce `n-1` when `openid`, bound to `jkt` when given.
+fn pending(issuer: &str, client_id: &str, openid: bool, jkt: Option<&str>) -> PendingTransaction {
+    PendingTransaction {
+        state: State::new("s-1".into()),
+        verifier: PkceVerifier::new("v-1".into()),
+        nonce: openid.then(|| Nonce::new("n-1".into())),
+        redirect_uri: "https://app.example/cb".into(),
+        app_state: Some(r#"{"to":"/x"}"#.into()),
+        created_at_ms: NOW,
+        issuer: issuer.into(),
+        client_id: client_id.into(),
+        dpop_jkt: jkt.map(Into::into),
+        dpop_nonce: None,
+    }
+}
+
+fn callback(state: &str, iss: &str) -> Vec<(String, String)> {
+    [("code", "c-1"), ("state", state), ("iss", iss)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn reply(status: u16, json: &str) -> Fed {
+    let body: RawTokenResponse = serde_json::from_str(json).unwrap();
+    Fed::Exchanged(Ok(HttpReply {
+        status,
+        oauth_error: body.error.clone(),
+        body: Ok(body),
+        retry_after_s: None,
+        dpop_nonce: None,
+    }))
+}
+
+const BEARER: &str = r#"{"access_token":"at-1","token_type":"Bearer","expires_in":300,"refresh_token":"rt-1","id_token":"h.p.s"}"#;
+
+/// An OpenID Connect login's machine, past the take of `transaction`.
+fn oidc_taken(transaction: PendingTransaction, state: &str) -> (FinishLogin, Need) {
+    let (mut machine, first) = FinishLogin::start(oidc(), None, callback(state, IDP));
+    assert!(matches!(first, Need::TakeTransaction), "{first:?}");
+    let need = machine.on(Fed::Taken(Ok(Some(transaction))), NOW);
+    (machine, need)
+}
+
+fn failed_with(need: Need) -> String {
+    match need {
+        Need::Done(Err(error)) => error.code().to_owned(),
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
+#[test]
+fn a_replayed_callback_finds_no_login() {
+    let (mut machine, _) = FinishLogin::start(oidc(), None, callback("s-1", IDP));
+    let need = machine.on(Fed::Taken(Ok(None)), NOW);
+    assert_eq!(failed_with(need), "no_transaction");
+}
+
+#[test]
+fn a_store_that_cannot_be_read_fails_the_login() {
+    let (mut machine, _) = FinishLogin::start(oidc(), None, callback("s-1", IDP));
+    let error = Error::Storage {
+        reason: "refused".into(),
+    };
+    let need = machine.on(Fed::Taken(Err(error)), NOW);
+    assert_eq!(failed_with(need), "storage_error");
+}
+
+#[test]
+fn a_valid_callback_exchanges_its_code_with_the_exact_form() {
+    let (_, need) = oidc_taken(pending(IDP, "spa", true, None), "s-1");
+    let Need::Exchange {
+        endpoint,
+        form,
+        key,
+    } = need
+    else {
+        panic!("{need:?}");
+    };
+    assert_eq!(endpoint, format!("{IDP}/token"));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (&**k, &**v)).collect();
+    assert_eq!(
+        form,
+        [
+            ("grant_type", "authorization_code"),
+            ("code", "c-1"),
+            ("redirect_uri", "https://app.example/cb"),
+            ("client_id", "spa"),
+            ("code_verifier", "v-1"),
+        ]
+    );
+    assert_eq!(key, None);
+}
+
+#[test]
+fn the_pushed_requests_nonce_is_offered_before_a_bound_exchange() {
+    let mut transaction = pending(IDP, "spa", true, Some("jkt-1"));
+    transaction.dpop_nonce = Some("nonce-1".into());
+    let (mut machine, need) = oidc_taken(transaction, "s-1");
+    let Need::OfferNonce { endpoint, nonce } = need else {
+        panic!("{need:?}");
+    };
+    assert_eq!(
+        (endpoint.as_str(), nonce.as_str()),
+        (&*format!("{IDP}/token"), "nonce-1")
+    );
+    let need = machine.on(Fed::Offered, NOW);
+    assert!(
+        matches!(need, Need::Exchange { key: Some(ref k), .. } if k == "jkt-1"),
+        "{need:?}"
+    );
+}
+
+#[test]
+fn a_callback_that_fails_validation_deletes_the_logins_key() {
+    let (mut machine, need) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "forged");
+    assert!(
+        matches!(need, Need::DeleteKey(ref k) if k == "jkt-1"),
+        "{need:?}"
+    );
+    assert_eq!(failed_with(machine.on(Fed::Done, NOW)), "state_mismatch");
+}
+
+#[test]
+fn a_callback_that_fails_validation_without_a_key_fails_at_once() {
+    let (_, need) = oidc_taken(pending(IDP, "spa", true, None), "forged");
+    assert_eq!(failed_with(need), "state_mismatch");
+}
+
+#[test]
+fn an_exchange_that_fails_or_is_refused_deletes_the_key() {
+    for (fed, code) in [
+        (
+            Fed::Exchanged(Err(Error::Network {
+                reason: "reset".into(),
+            })),
+            "network_error",
+        ),
+        (reply(400, r#"{"error":"invalid_grant"}"#), "invalid_grant"),
+        (
+            reply(200, r#"{"token_type":"DPoP"}"#),
+            "malformed_token_response",
+        ),
+    ] {
+        let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "s-1");
+        let need = machine.on(fed, NOW);
+        assert!(matches!(need, Need::DeleteKey(_)), "{code}: {need:?}");
+        assert_eq!(failed_with(machine.on(Fed::Done, NOW)), code);
+    }
+}
+
+#[test]
+fn an_openid_login_verifies_its_id_token_with_the_logins_nonce() {
+    let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, None), "s-1");
+    let need = machine.on(reply(200, BEARER), NOW + 5);
+    let Need::VerifyIdToken { tokens, nonce } = need else {
+        panic!("{need:?}");
+    };
+    assert_eq!(tokens.id_token.unwrap().secret(), "h.p.s");
+    assert_eq!(nonce.unwrap().secret(), "n-1");
+    assert_eq!(tokens.expires_at_ms, Some(NOW + 5 + 300_000));
+    let done = machine.on(Fed::IdToken(Ok(Some(r#"{"sub":"alice"}"#.into()))), NOW);
+    let Need::Done(Ok(result)) = done else {
+        panic!("{done:?}");
+    };
+    assert_eq!(result.claims_json.as_deref(), Some(r#"{"sub":"alice"}"#));
+    assert_eq!(result.app_state.as_deref(), Some(r#"{"to":"/x"}"#));
+    assert!(result.tokens.id_token.is_some() && result.tokens.atproto.is_none());
+}
+
+#[test]
+fn a_plain_oauth_login_keeps_no_id_token() {
+    let (mut machine, _) = oidc_taken(pending(IDP, "spa", false, None), "s-1");
+    let need = machine.on(reply(200, BEARER), NOW);
+    let Need::VerifyIdToken { tokens, nonce } = need else {
+        panic!("{need:?}");
+    };
+    assert_eq!((tokens.id_token, nonce), (None, None));
+}
+
+#[test]
+fn a_failed_id_token_check_deletes_the_key() {
+    let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "s-1");
+    let bound = BEARER.replace("Bearer", "DPoP");
+    machine.on(reply(200, &bound), NOW);
+    let need = machine.on(Fed::IdToken(Err(Error::NonceMismatch)), NOW);
+    assert!(matches!(need, Need::DeleteKey(_)), "{need:?}");
+    assert_eq!(failed_with(machine.on(Fed::Done, NOW)), "nonce_mismatch");
+}
+
+#[test]
+fn an_input_the_stage_does_not_expect_ends_the_login() {
+    let (mut machine, _) = FinishLogin::start(oidc(), None, callback("s-1", IDP));
+    let need = machine.on(Fed::Offered, NOW);
+    assert!(matches!(need, Need::Done(Err(_))), "{need:?}");
+}
+
+const CLIENT: &str = "https://app.example/client-metadata.json";
+
+/// An atproto login's machine, past the take of its pending login to `AS`.
+fn atproto_taken() -> (FinishLogin, Need) {
+    let (mut machine, _) = FinishLogin::start(base(), Some(false), callback("s-1", AS));
+    let transaction = pending(AS, CLIENT, false, Some("jkt-1"));
+    let need = machine.on(Fed::Taken(Ok(Some(transaction))), NOW);
+    (machine, need)
+}
+
+fn metadata() -> Fed {
+    Fed::Metadata(Ok(serde_json::from_str(&as_metadata()).unwrap()))
+}
+
+const GRANT: &str = r#"{"access_token":"at-1","token_type":"DPoP","expires_in":300,"refresh_token":"rt-1","scope":"atproto transition:generic","sub":"did:plc:ewvi7nxzyoun6zhxrhs64oiz"}"#;
+
+#[test]
+fn an_atproto_login_is_finished_with_the_server_it_went_to() {
+    let (mut machine, need) = atproto_taken();
+    assert!(
+        matches!(need, Need::ServerMetadata { ref issuer } if issuer == AS),
+        "{need:?}"
+    );
+    let need = machine.on(metadata(), NOW);
+    assert_eq!(machine.config().issuer, AS);
+    assert!(
+        matches!(need, Need::Exchange { ref endpoint, .. } if endpoint == TOKEN),
+        "{need:?}"
+    );
+}
+
+#[test]
+fn a_server_that_no_longer_qualifies_ends_the_login_and_its_key() {
+    let (mut machine, _) = atproto_taken();
+    let error = Error::PdsMetadataInvalid {
+        reason: "gone".into(),
+    };
+    let need = machine.on(Fed::Metadata(Err(error)), NOW);
+    assert!(matches!(need, Need::DeleteKey(_)), "{need:?}");
+    assert_eq!(
+        failed_with(machine.on(Fed::Done, NOW)),
+        "pds_metadata_invalid"
+    );
+}
+
+/// An atproto login answered with `grant` and past its (empty) ID-token
+/// check.
+fn atproto_answered(grant: &str) -> (FinishLogin, Need) {
+    let (mut machine, _) = atproto_taken();
+    machine.on(metadata(), NOW);
+    machine.on(reply(200, grant), NOW);
+    let need = machine.on(Fed::IdToken(Ok(None)), NOW);
+    (machine, need)
+}
+
+#[test]
+fn an_atproto_grant_has_its_account_checked_and_kept() {
+    let (mut machine, need) = atproto_answered(GRANT);
+    let Need::VerifySubject { sub, issuer } = need else {
+        panic!("{need:?}");
+    };
+    assert_eq!((sub.as_str(), issuer.as_str()), (DID, AS));
+    let identity = Identity {
+        did: DID.into(),
+        handle: Some("alice.test".into()),
+        pds: "https://pds.example".into(),
+    };
+    let done = machine.on(Fed::Subject(Ok(identity)), NOW);
+    let Need::Done(Ok(result)) = done else {
+        panic!("{done:?}");
+    };
+    let account = result.tokens.atproto.unwrap();
+    assert_eq!(
+        (account.issuer.as_str(), account.token_endpoint.as_str()),
+        (AS, TOKEN)
+    );
+}
+
+#[test]
+fn issued_tokens_refused_by_the_account_check_are_retired() {
+    let without_atproto = GRANT.replace("atproto transition:generic", "transition:generic");
+    let (mut machine, need) = atproto_answered(&without_atproto);
+    let Need::Retire { tokens, plan } = need else {
+        panic!("{need:?}");
+    };
+    assert_eq!(tokens.access_token.secret(), "at-1");
+    assert_eq!(
+        plan.revoke_at.as_deref(),
+        Some("https://auth.example/oauth/revoke")
+    );
+    assert_eq!(plan.delete_key.as_deref(), Some("jkt-1"));
+    assert_eq!(
+        failed_with(machine.on(Fed::Done, NOW)),
+        "malformed_token_response"
+    );
+
+    let (mut machine, _) = atproto_answered(GRANT);
+    let need = machine.on(Fed::Subject(Err(Error::IssuerMismatch)), NOW);
+    assert!(matches!(need, Need::Retire { .. }), "{need:?}");
+    assert_eq!(failed_with(machine.on(Fed::Done, NOW)), "issuer_mismatch");
+}
