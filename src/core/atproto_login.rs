@@ -2,7 +2,8 @@
 //! login goes, and what is checked before its tokens are kept. The chain
 //! itself (handle → DID → PDS → authorization server) is in
 //! [`crate::core::atproto`]; the OAuth steps are the client's
-//! ([`start_login`](crate::core::login::start_login), and the callback's
+//! ([`StartLogin`](crate::core::start_machine::StartLogin), which carries
+//! out rule 2, and the callback's
 //! [`FinishLogin`](crate::core::callback_machine::FinishLogin), which
 //! carries out rules 3–5 with the checks here). The binding only reads the
 //! options and calls [`Logins`](crate::core::login_profile::Logins).
@@ -110,21 +111,6 @@ pub fn account_config(
         dpop: true,
         ..base.clone()
     })
-}
-
-/// Rule 2: resolves `handle` (a handle or a DID) to its authorization
-/// server and returns the login's configuration; `login_hint` is added to
-/// `extra_params`.
-pub async fn login_config<H: Http>(
-    http: &H,
-    resolver: &Resolver,
-    base: &ClientConfig,
-    handle: &str,
-    extra_params: &mut Vec<(String, String)>,
-) -> Result<ClientConfig, Error> {
-    let (_, metadata) = atproto::resolve_login(http, resolver, handle).await?;
-    extra_params.push(("login_hint".to_owned(), handle.to_owned()));
-    account_config(base, metadata, resolver.allow_insecure_loopback)
 }
 
 /// Rule 4's first half, read from the exchange's result alone: the

@@ -2,9 +2,9 @@
 //! that asserts each exact request and fails on any left unused.
 
 use super::*;
+use crate::core::fakes::start_login;
 use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
 use crate::core::jwks::JwksCache;
-use crate::core::login::start_login;
 use crate::core::login_profile::Logins;
 use crate::core::ports::DpopKeys;
 use crate::core::PkceVerifier;
@@ -187,7 +187,7 @@ fn an_atproto_client_signs_in_the_trimmed_handle() {
 }
 
 #[test]
-fn a_login_goes_to_the_accounts_server_with_par_dpop_and_a_hint() {
+fn a_login_goes_to_the_accounts_server_with_par_and_dpop() {
     let platform = FakePlatform::at(NOW);
     platform.expect_get(
         &format!("{RESOLVER}/xrpc/com.atproto.identity.resolveHandle?handle=alice.test"),
@@ -196,21 +196,14 @@ fn a_login_goes_to_the_accounts_server_with_par_dpop_and_a_hint() {
     );
     expect_account(&platform, AS);
     expect_as_metadata(&platform);
-    let mut extra = Vec::new();
-    let config = block_on(login_config(
-        &platform,
-        &resolver(),
-        &base(),
-        "alice.test",
-        &mut extra,
-    ))
-    .unwrap();
+    let (_, metadata) =
+        block_on(atproto::resolve_login(&platform, &resolver(), "alice.test")).unwrap();
+    let config = account_config(&base(), metadata, false).unwrap();
     assert_eq!(config.issuer, AS);
     assert_eq!(config.endpoints.token, TOKEN);
     assert_eq!(config.endpoints.revocation.as_deref(), Some(REVOKE));
     assert!(config.par && config.dpop);
     assert_eq!(config.client_id, base().client_id);
-    assert_eq!(extra, vec![("login_hint".into(), "alice.test".into())]);
 }
 
 #[test]

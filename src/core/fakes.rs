@@ -66,6 +66,35 @@ pub const POLICY: crate::core::session::RefreshPolicy = crate::core::session::Re
     lock_wait_ms: 20_000,
 };
 
+/// Starts a login of the OpenID Connect client configured as `config` on
+/// `platform`, as `Logins::start` does: for tests that need the request.
+pub async fn start_login(
+    config: &crate::core::login::ClientConfig,
+    platform: &FakePlatform,
+    store: &MemorySessionStore,
+    dpop: &Dpop<'_, FakeDpopKeys>,
+    extra_params: Vec<(String, String)>,
+    app_state: Option<String>,
+) -> Result<crate::core::login::LoginStart, Error> {
+    let jwks = crate::core::jwks::JwksCache::new();
+    let logins = crate::core::login_profile::Logins {
+        platform,
+        resolving: platform,
+        store,
+        dpop,
+        jwks: &jwks,
+        config,
+        atproto: None,
+        revocation_timeout_ms: 1_000,
+    };
+    let request = crate::core::login_profile::LoginRequest {
+        extra_params,
+        app_state,
+        handle: None,
+    };
+    Ok(logins.start(request).await?.start)
+}
+
 /// A Bearer set with access token `access` and refresh token `rt-1`, no
 /// expiry, scope `api`: for tests that only need some set.
 pub fn bearer_set(access: &str) -> TokenSet {

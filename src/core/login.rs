@@ -1,17 +1,13 @@
-//! A login: the client's configuration and the start of the Authorization
-//! Code + PKCE flow (with PAR and DPoP when configured). Its completion from
-//! the callback is [`crate::core::callback_machine`]; where the endpoints
+//! A login's types: the client's configuration, a started login and a
+//! completed one. The Authorization Code + PKCE flow itself is two machines
+//! that do no I/O — its start ([`crate::core::start_machine`]) and its
+//! completion from the callback ([`crate::core::callback_machine`]) —
+//! driven by [`crate::core::login_profile::Logins`]; where the endpoints
 //! come from is decided at start-up ([`crate::core::startup`]).
 //!
-//! Generic over the [`crate::core::ports`] traits so that every step runs
-//! natively in tests against fakes.
+//! The tests here run the flow through that driver against the fakes.
 
-use crate::core::dpop::{Dpop, Role};
-use crate::core::par::push_authorization_request;
-use crate::core::ports::{Clock, Crypto, DpopKeys, Http, SessionStore};
-use crate::core::{
-    AuthorizationRequest, Endpoints, Error, Nonce, PkceChallenge, PkceVerifier, State, TokenSet,
-};
+use crate::core::{Endpoints, Error, State, TokenSet};
 
 /// A validated client configuration: what `AuthClient.create` resolves once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,103 +47,6 @@ impl ClientConfig {
     }
 }
 
-/// Starts a login ([RFC 6749 §4.1.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1),
-/// [RFC 7636 §4](https://www.rfc-editor.org/rfc/rfc7636#section-4)):
-/// fresh state, nonce and PKCE verifier, the transaction persisted, and the
-/// authorization request's query parameters returned for the caller to
-/// navigate to `config.endpoints.authorization`. With PAR
-/// ([`ClientConfig::par_endpoint`]) the request is pushed first and the
-/// query is only `client_id` and `request_uri`.
-///
-/// With DPoP (`config.dpop`) a new key is made for the login: its
-/// thumbprint goes out as `dpop_jkt` and into the transaction, and the
-/// pushed request is signed with it.
-pub async fn start_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>(
-    config: &ClientConfig,
-    platform: &P,
-    store: &S,
-    dpop: &Dpop<'_, K>,
-    extra_params: Vec<(String, String)>,
-    app_state: Option<String>,
-) -> Result<LoginStart, Error> {
-    let key = match config.dpop {
-        true => Some(dpop.keys.create().await?),
-        false => None,
-    };
-    let started = begin_login(
-        config,
-        platform,
-        store,
-        dpop,
-        key.as_ref(),
-        extra_params,
-        app_state,
-    )
-    .await;
-    if let (Err(_), Some((jkt, _))) = (&started, &key) {
-        // The login never left the browser: nothing will use its key.
-        dpop.keys.delete(jkt).await;
-    }
-    started
-}
-
-/// [`start_login`] once the login's key (if any) exists: the request is
-/// pushed first (PAR), and only a login that can go ahead replaces the
-/// tab's pending one — a refused push leaves nothing behind.
-async fn begin_login<P: Clock + Crypto + Http, S: SessionStore, K: DpopKeys>(
-    config: &ClientConfig,
-    platform: &P,
-    store: &S,
-    dpop: &Dpop<'_, K>,
-    key: Option<&(String, K::Key)>,
-    extra_params: Vec<(String, String)>,
-    app_state: Option<String>,
-) -> Result<LoginStart, Error> {
-    let verifier = PkceVerifier::from_random_bytes(&platform.random_32()?);
-    let state = State::from_random_bytes(&platform.random_32()?);
-    let nonce = Nonce::from_random_bytes(&platform.random_32()?);
-    let challenge =
-        PkceChallenge::from_sha256_digest(platform.sha256(verifier.secret().as_bytes()).await?);
-    let request = AuthorizationRequest {
-        issuer: config.issuer.clone(),
-        client_id: config.client_id.clone(),
-        redirect_uri: config.redirect_uri.clone(),
-        scope: config.scope.clone(),
-        extra_params,
-        app_state,
-        dpop_jkt: key.map(|(jkt, _)| jkt.clone()),
-    };
-    let sent_state = state.clone();
-    let (params, mut transaction) =
-        request.begin(verifier, &challenge, state, nonce, platform.now_ms())?;
-    let par = config.par_endpoint()?;
-    let query = match (par, key) {
-        (Some(endpoint), Some((_, key))) => {
-            let signed = dpop.http(platform, key);
-            push_authorization_request(&signed, endpoint, &config.client_id, &params).await?
-        }
-        (Some(endpoint), None) => {
-            push_authorization_request(platform, endpoint, &config.client_id, &params).await?
-        }
-        (None, _) => params,
-    };
-    if let (Some(endpoint), Some(_)) = (par, key) {
-        transaction.dpop_nonce = dpop.nonces.get(Role::AuthorizationServer, endpoint);
-    }
-    // The login this one replaces in the tab can no longer finish: its key
-    // would be left behind.
-    if let Ok(Some(replaced)) = store.take_transaction().await {
-        if let Some(jkt) = replaced.dpop_jkt {
-            dpop.keys.delete(&jkt).await;
-        }
-    }
-    store.put_transaction(transaction).await?;
-    Ok(LoginStart {
-        query,
-        state: sent_state,
-    })
-}
-
 /// A started login: the authorization URL's query, and the `state` the
 /// callback will carry (not in the query when the request was pushed).
 #[derive(Debug)]
@@ -176,9 +75,13 @@ pub struct LoginResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::dpop::Dpop;
+    use crate::core::fakes::start_login;
     use crate::core::jwks::JwksCache;
     use crate::core::login_profile::Logins;
     use crate::core::memory_store::MemorySessionStore;
+    use crate::core::ports::{DpopKeys, SessionStore};
+    use crate::core::PkceVerifier;
 
     /// Completes a login of the client configured as `config` (OpenID
     /// Connect: no atproto resolver), as `Logins::finish` does.

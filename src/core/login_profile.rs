@@ -5,15 +5,16 @@
 //! [`Logins::start`] or [`Logins::finish`]; it makes no choice of its own.
 
 use crate::core::atproto::{self, Resolver};
-use crate::core::atproto_login::{account_to_sign_in, login_config};
+use crate::core::atproto_login::account_to_sign_in;
 use crate::core::callback_machine::{Fed, FinishLogin, Need};
 use crate::core::dpop::{Dpop, DpopKeys, Role};
 use crate::core::jwks::JwksCache;
-use crate::core::login::{start_login, ClientConfig, LoginResult, LoginStart};
+use crate::core::login::{ClientConfig, LoginResult, LoginStart};
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::platform::{Clock, Crypto, Http, HttpReply, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
 use crate::core::retirement::Retirer;
+use crate::core::start_machine::{Begun, StartLogin, Step as StartStep};
 use crate::core::verify::VerifiedIdToken;
 use crate::core::{Error, RawTokenResponse};
 
@@ -135,36 +136,79 @@ where
     /// Starts a login: for an atproto client, the handle is resolved to its
     /// server first (which then gets a `login_hint`); a handle given to an
     /// OpenID Connect client, or none to an atproto one, is refused before
-    /// anything is sent.
+    /// anything is sent. Drives [`StartLogin`], performing each of its
+    /// steps.
     pub async fn start(&self, request: LoginRequest) -> Result<StartedLogin, Error> {
         let LoginRequest {
-            mut extra_params,
+            extra_params,
             app_state,
             handle,
         } = request;
-        let account = match account_to_sign_in(self.atproto, handle.as_deref())? {
-            None => None,
-            Some((resolver, handle)) => {
-                let base = self.config;
-                let found =
-                    login_config(self.resolving, resolver, base, &handle, &mut extra_params);
-                Some(found.await?)
-            }
-        };
-        let config = account.as_ref().unwrap_or(self.config);
-        let start = start_login(
-            config,
-            self.platform,
-            self.store,
-            self.dpop,
-            extra_params,
-            app_state,
-        )
-        .await?;
-        Ok(StartedLogin {
-            authorization_endpoint: config.endpoints.authorization.clone(),
-            start,
-        })
+        let account = account_to_sign_in(self.atproto, handle.as_deref())?;
+        let atproto = account.map(|(r, handle)| (r.allow_insecure_loopback, handle));
+        let config = self.config.clone();
+        let (mut machine, mut step) = StartLogin::start(config, atproto, extra_params, app_state);
+        // The login's new key, kept here to sign its pushed request.
+        let mut key = None;
+        loop {
+            let begun = match step {
+                StartStep::ResolveAccount { handle } => {
+                    let resolver = self.atproto.ok_or(Error::NoTransaction)?;
+                    let resolved = atproto::resolve_login(self.resolving, resolver, &handle);
+                    Begun::Resolved(resolved.await.map(|(_, metadata)| metadata))
+                }
+                StartStep::MakeKey => Begun::KeyMade(match self.dpop.keys.create().await {
+                    Ok((jkt, made)) => {
+                        key = Some(made);
+                        Ok(jkt)
+                    }
+                    Err(error) => Err(error),
+                }),
+                StartStep::Draw => Begun::Drawn(self.draw()),
+                StartStep::Digest => {
+                    let verifier = machine.verifier().map_or("", |v| v.secret());
+                    Begun::Digest(self.platform.sha256(verifier.as_bytes()).await)
+                }
+                StartStep::Push {
+                    endpoint,
+                    form,
+                    signed,
+                } => Begun::Pushed(match (signed, &key) {
+                    (true, Some(key)) => {
+                        let http = self.dpop.http(self.platform, key);
+                        http.post_form(&endpoint, &form).await
+                    }
+                    _ => self.platform.post_form(&endpoint, &form).await,
+                }),
+                StartStep::ReadNonce { endpoint } => {
+                    let nonces = self.dpop.nonces;
+                    Begun::Nonce(nonces.get(Role::AuthorizationServer, &endpoint))
+                }
+                StartStep::TakeReplaced => Begun::Replaced(self.store.take_transaction().await),
+                StartStep::DeleteKey(jkt) => {
+                    self.dpop.keys.delete(&jkt).await;
+                    Begun::Deleted
+                }
+                StartStep::Store(transaction) => {
+                    Begun::Stored(self.store.put_transaction(transaction).await)
+                }
+                StartStep::Done(started) => {
+                    let (authorization_endpoint, start) = started?;
+                    return Ok(StartedLogin {
+                        authorization_endpoint,
+                        start,
+                    });
+                }
+            };
+            step = machine.on(begun, self.platform.now_ms());
+        }
+    }
+
+    /// Three times 32 random bytes: the verifier's, the `state`'s and the
+    /// `nonce`'s.
+    fn draw(&self) -> Result<[[u8; 32]; 3], Error> {
+        let random = || self.platform.random_32();
+        Ok([random()?, random()?, random()?])
     }
 
     /// Completes the pending login from the callback's query parameters:

@@ -9,7 +9,7 @@ use crate::core::atproto_login::tests::{
     key_is_gone, resolver, tokens, AS, DID, NOW, RESOLVER,
 };
 use crate::core::discovery::Endpoints;
-use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
+use crate::core::fakes::{block_on, start_login, FakeDpopKeys, FakePlatform};
 use crate::core::PkceVerifier;
 
 const IDP: &str = "https://idp.example";

@@ -68,6 +68,7 @@ pub mod revocation;
 pub mod session;
 pub mod sign_in_out;
 pub mod single_flight;
+pub mod start_machine;
 pub mod startup;
 pub mod steps;
 pub mod user;

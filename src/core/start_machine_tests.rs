@@ -1,0 +1,324 @@
+//! `StartLogin`'s transitions, fed by hand: one test per branch. The same
+//! machine driven against the fake server is tested through
+//! `Logins::start` in `login.rs`, `login_profile_tests.rs` and
+//! `atproto_login_tests.rs`.
+
+use super::*;
+use crate::core::atproto_login::tests::{as_metadata, base, AS};
+use crate::core::discovery::Endpoints;
+
+const IDP: &str = "https://idp.example";
+const NOW: u64 = 1_700_000_000_000;
+const PAR: &str = "https://idp.example/par";
+
+fn config(dpop: bool, par: bool) -> ClientConfig {
+    ClientConfig {
+        issuer: IDP.into(),
+        client_id: "spa".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "openid".into(),
+        endpoints: Endpoints {
+            authorization: format!("{IDP}/auth"),
+            token: format!("{IDP}/token"),
+            revocation: None,
+            end_session: None,
+            jwks_uri: None,
+            userinfo: None,
+            par: Some(PAR.into()),
+            par_required: false,
+            iss_parameter_supported: true,
+        },
+        par,
+        dpop,
+    }
+}
+
+fn value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let found = query.iter().find(|(k, _)| k == name);
+    found.map(|(_, v)| v.as_str())
+}
+
+fn drawn() -> Begun {
+    Begun::Drawn(Ok([[1; 32], [2; 32], [3; 32]]))
+}
+
+/// A login of `config` fed up to its digest; with DPoP its key is `jkt-1`.
+fn digested(config: ClientConfig, extra: &[(&str, &str)]) -> (StartLogin, Step) {
+    let dpop = config.dpop;
+    let extra = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (mut machine, mut step) = StartLogin::start(config, None, extra, Some("{}".into()));
+    if dpop {
+        assert!(matches!(step, Step::MakeKey), "{step:?}");
+        step = machine.on(Begun::KeyMade(Ok("jkt-1".into())), NOW);
+    }
+    assert!(matches!(step, Step::Draw), "{step:?}");
+    let step = machine.on(drawn(), NOW);
+    assert!(matches!(step, Step::Digest), "{step:?}");
+    let verifier = machine.verifier().expect("the verifier to digest");
+    assert_eq!(
+        verifier.secret(),
+        PkceVerifier::from_random_bytes(&[1; 32]).secret()
+    );
+    let step = machine.on(Begun::Digest(Ok([9; 32])), NOW + 7);
+    (machine, step)
+}
+
+fn failed_with(step: Step) -> String {
+    match step {
+        Step::Done(Err(error)) => error.code().to_owned(),
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
+/// Feeds the replaced login and the store's write; the started login.
+fn stored(machine: &mut StartLogin, replaced: Option<PendingTransaction>) -> (String, LoginStart) {
+    let step = machine.on(Begun::Replaced(Ok(replaced)), NOW);
+    assert!(matches!(step, Step::Store(_)), "{step:?}");
+    match machine.on(Begun::Stored(Ok(())), NOW) {
+        Step::Done(Ok(started)) => started,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_openid_login_sends_its_challenge_and_stores_the_pending_login() {
+    let (mut machine, step) = digested(config(false, false), &[("prompt", "login")]);
+    assert!(matches!(step, Step::TakeReplaced), "{step:?}");
+    let step = machine.on(Begun::Replaced(Ok(None)), NOW);
+    let Step::Store(transaction) = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(transaction.created_at_ms, NOW + 7);
+    assert_eq!(
+        transaction.state.secret(),
+        State::from_random_bytes(&[2; 32]).secret()
+    );
+    assert_eq!(
+        transaction.nonce.unwrap().secret(),
+        Nonce::from_random_bytes(&[3; 32]).secret()
+    );
+    assert_eq!(transaction.app_state.as_deref(), Some("{}"));
+    let Step::Done(Ok((endpoint, start))) = machine.on(Begun::Stored(Ok(())), NOW) else {
+        panic!("not started");
+    };
+    assert_eq!(endpoint, format!("{IDP}/auth"));
+    let challenge = PkceChallenge::from_sha256_digest([9; 32]);
+    assert_eq!(
+        value(&start.query, "code_challenge"),
+        Some(challenge.as_str())
+    );
+    assert_eq!(value(&start.query, "state"), Some(start.state.secret()));
+    assert_eq!(value(&start.query, "prompt"), Some("login"));
+    assert_eq!(value(&start.query, "dpop_jkt"), None);
+}
+
+#[test]
+fn a_dpop_login_makes_its_key_first_and_names_it() {
+    let (mut machine, _) = digested(config(true, false), &[]);
+    let (_, start) = stored(&mut machine, None);
+    assert_eq!(value(&start.query, "dpop_jkt"), Some("jkt-1"));
+}
+
+#[test]
+fn a_key_that_cannot_be_made_fails_with_nothing_to_delete() {
+    let (mut machine, _) = StartLogin::start(config(true, false), None, vec![], None);
+    let error = Error::DpopKeyUnavailable {
+        reason: "no WebCrypto".into(),
+    };
+    assert_eq!(
+        failed_with(machine.on(Begun::KeyMade(Err(error)), NOW)),
+        "dpop_key_unavailable"
+    );
+}
+
+#[test]
+fn a_failure_after_the_key_was_made_deletes_it() {
+    let (mut machine, _) = StartLogin::start(config(true, false), None, vec![], None);
+    machine.on(Begun::KeyMade(Ok("jkt-1".into())), NOW);
+    let error = Error::Crypto {
+        reason: "no randomness".into(),
+    };
+    let step = machine.on(Begun::Drawn(Err(error)), NOW);
+    assert!(
+        matches!(step, Step::DeleteKey(ref k) if k == "jkt-1"),
+        "{step:?}"
+    );
+    assert_eq!(failed_with(machine.on(Begun::Deleted, NOW)), "crypto_error");
+}
+
+#[test]
+fn a_reserved_extra_parameter_is_refused_and_the_key_deleted() {
+    let (mut machine, step) = digested(config(true, false), &[("state", "mine")]);
+    assert!(matches!(step, Step::DeleteKey(_)), "{step:?}");
+    assert_eq!(
+        failed_with(machine.on(Begun::Deleted, NOW)),
+        "invalid_option"
+    );
+}
+
+fn pushed(status: u16, json: &str) -> Begun {
+    let body: RawParResponse = serde_json::from_str(json).unwrap();
+    Begun::Pushed(Ok(HttpReply {
+        status,
+        body: Ok(body),
+        retry_after_s: None,
+        dpop_nonce: None,
+        oauth_error: None,
+    }))
+}
+
+const REQUEST_URI: &str =
+    r#"{"request_uri":"urn:ietf:params:oauth:request_uri:r1","expires_in":60}"#;
+
+#[test]
+fn a_pushed_request_is_signed_and_leaves_its_nonce_with_the_pending_login() {
+    let (mut machine, step) = digested(config(true, true), &[]);
+    let Step::Push {
+        endpoint,
+        form,
+        signed,
+    } = step
+    else {
+        panic!("{step:?}");
+    };
+    assert_eq!((endpoint.as_str(), signed), (PAR, true));
+    assert_eq!(value(&form, "dpop_jkt"), Some("jkt-1"));
+    let step = machine.on(pushed(201, REQUEST_URI), NOW);
+    assert!(
+        matches!(step, Step::ReadNonce { ref endpoint } if endpoint == PAR),
+        "{step:?}"
+    );
+    let step = machine.on(Begun::Nonce(Some("n-9".into())), NOW);
+    assert!(matches!(step, Step::TakeReplaced), "{step:?}");
+    let step = machine.on(Begun::Replaced(Ok(None)), NOW);
+    let Step::Store(transaction) = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(transaction.dpop_nonce.as_deref(), Some("n-9"));
+    let Step::Done(Ok((_, start))) = machine.on(Begun::Stored(Ok(())), NOW) else {
+        panic!("not started");
+    };
+    let query: Vec<(&str, &str)> = start.query.iter().map(|(k, v)| (&**k, &**v)).collect();
+    assert_eq!(
+        query,
+        [
+            ("client_id", "spa"),
+            ("request_uri", "urn:ietf:params:oauth:request_uri:r1")
+        ]
+    );
+}
+
+#[test]
+fn a_pushed_request_without_a_key_is_sent_unsigned_and_reads_no_nonce() {
+    let (mut machine, step) = digested(config(false, true), &[]);
+    assert!(matches!(step, Step::Push { signed: false, .. }), "{step:?}");
+    let step = machine.on(pushed(201, REQUEST_URI), NOW);
+    assert!(matches!(step, Step::TakeReplaced), "{step:?}");
+}
+
+#[test]
+fn a_refused_push_deletes_the_key_and_leaves_the_tabs_pending_login() {
+    let (mut machine, _) = digested(config(true, true), &[]);
+    let step = machine.on(pushed(400, r#"{"error":"invalid_request"}"#), NOW);
+    assert!(matches!(step, Step::DeleteKey(_)), "{step:?}");
+    assert_eq!(failed_with(machine.on(Begun::Deleted, NOW)), "par_failed");
+}
+
+#[test]
+fn par_asked_for_without_an_endpoint_is_refused_before_anything_is_sent() {
+    let mut without = config(false, true);
+    without.endpoints.par = None;
+    let (_, step) = digested(without, &[]);
+    assert_eq!(failed_with(step), "invalid_option");
+}
+
+#[test]
+fn the_replaced_logins_key_is_deleted_before_the_new_login_is_stored() {
+    let (mut replaced_machine, _) = digested(config(true, false), &[]);
+    let step = replaced_machine.on(Begun::Replaced(Ok(None)), NOW);
+    let Step::Store(mut old) = step else {
+        panic!("{step:?}");
+    };
+    old.dpop_jkt = Some("jkt-old".into());
+    let (mut machine, _) = digested(config(true, false), &[]);
+    let step = machine.on(Begun::Replaced(Ok(Some(old))), NOW);
+    assert!(
+        matches!(step, Step::DeleteKey(ref k) if k == "jkt-old"),
+        "{step:?}"
+    );
+    let step = machine.on(Begun::Deleted, NOW);
+    assert!(matches!(step, Step::Store(_)), "{step:?}");
+}
+
+#[test]
+fn a_pending_login_that_cannot_be_read_is_simply_replaced() {
+    let (mut machine, _) = digested(config(false, false), &[]);
+    let error = Error::CorruptRecord { reason: "x".into() };
+    let step = machine.on(Begun::Replaced(Err(error)), NOW);
+    assert!(matches!(step, Step::Store(_)), "{step:?}");
+}
+
+#[test]
+fn a_login_that_cannot_be_stored_deletes_its_key() {
+    let (mut machine, _) = digested(config(true, false), &[]);
+    machine.on(Begun::Replaced(Ok(None)), NOW);
+    let error = Error::Storage {
+        reason: "full".into(),
+    };
+    let step = machine.on(Begun::Stored(Err(error)), NOW);
+    assert!(
+        matches!(step, Step::DeleteKey(ref k) if k == "jkt-1"),
+        "{step:?}"
+    );
+    assert_eq!(
+        failed_with(machine.on(Begun::Deleted, NOW)),
+        "storage_error"
+    );
+}
+
+#[test]
+fn an_atproto_login_resolves_its_account_first_and_hints_the_server() {
+    let handle = (false, "alice.test".to_owned());
+    let (mut machine, step) = StartLogin::start(base(), Some(handle), vec![], None);
+    assert!(matches!(step, Step::ResolveAccount { ref handle } if handle == "alice.test"));
+    let metadata = serde_json::from_str(&as_metadata()).unwrap();
+    let step = machine.on(Begun::Resolved(Ok(metadata)), NOW);
+    assert!(
+        matches!(step, Step::MakeKey),
+        "the profile always uses DPoP: {step:?}"
+    );
+    assert_eq!(machine.config().issuer, AS);
+    assert!(machine.config().par);
+    machine.on(Begun::KeyMade(Ok("jkt-1".into())), NOW);
+    machine.on(drawn(), NOW);
+    let step = machine.on(Begun::Digest(Ok([9; 32])), NOW);
+    let Step::Push { form, .. } = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(value(&form, "login_hint"), Some("alice.test"));
+}
+
+#[test]
+fn an_account_that_cannot_be_resolved_fails_with_nothing_made() {
+    let handle = (false, "alice.test".to_owned());
+    let (mut machine, _) = StartLogin::start(base(), Some(handle), vec![], None);
+    let error = Error::HandleNotFound {
+        reason: "no such handle".into(),
+    };
+    assert_eq!(
+        failed_with(machine.on(Begun::Resolved(Err(error)), NOW)),
+        "handle_not_found"
+    );
+}
+
+#[test]
+fn an_input_the_stage_does_not_expect_ends_the_login() {
+    let (mut machine, _) = StartLogin::start(config(false, false), None, vec![], None);
+    assert!(matches!(
+        machine.on(Begun::Deleted, NOW),
+        Step::Done(Err(_))
+    ));
+}
