@@ -14,7 +14,7 @@ use crate::browser::js_error::to_js;
 use crate::browser::platform::{BrowserPlatform, NoRedirects};
 use crate::core::atproto::Resolver;
 use crate::core::atproto_login::refresh_endpoint;
-use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor, Role};
+use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor};
 use crate::core::ports::DpopKeys;
 use crate::core::ports::RefreshTransport;
 use crate::core::refresh_answer::RefreshAnswer;
@@ -99,7 +99,7 @@ impl BrowserRefresh {
                 let url = url.ok_or_else(|| {
                     to_js(&Error::invalid_option("dpopProof", "url must be a string"))
                 })?;
-                let nonce = nonce.or_else(|| nonces.get(Role::AuthorizationServer, &url));
+                let (method, nonce) = nonces.for_app_proof(&url, method, nonce);
                 let platform = BrowserPlatform {
                     request_timeout_ms: 0,
                 };
@@ -107,7 +107,7 @@ impl BrowserRefresh {
                     &platform,
                     &key,
                     ProofFor {
-                        method: method.as_deref().unwrap_or("POST"),
+                        method: &method,
                         url: &url,
                         nonce: nonce.as_deref(),
                         access_token: None,

@@ -367,6 +367,20 @@ impl NonceBook {
         sent != Some(next) && status == 401 && challenge.is_some_and(challenge_wants_nonce)
     }
 
+    /// The method and nonce of a proof the app's own `refresh` asks for
+    /// (`ctx.dpopProof({ url, method?, nonce? })`): the method it names,
+    /// else `POST` (a token request); the nonce it names, else the
+    /// authorization server's latest for `url`'s origin.
+    pub fn for_app_proof(
+        &self,
+        url: &str,
+        method: Option<String>,
+        nonce: Option<String>,
+    ) -> (String, Option<String>) {
+        let nonce = nonce.or_else(|| self.get(Role::AuthorizationServer, url));
+        (method.unwrap_or_else(|| "POST".to_owned()), nonce)
+    }
+
     /// A nonce kept from earlier (a pushed request's, across the redirect):
     /// adopted only when the book knows none for `role` at `url`'s origin,
     /// whose own would be newer (this may be a new page, with an empty book).

@@ -461,3 +461,16 @@ fn the_ath_of_a_token_is_hashed_once_and_again_for_a_new_token() {
     assert_eq!(ath(&second), expected.as_str());
     assert_eq!(platform.digests.get(), 2, "a new token is hashed");
 }
+
+#[test]
+fn an_apps_proof_is_a_post_with_the_servers_latest_nonce_unless_it_names_its_own() {
+    let book = NonceBook::default();
+    let url = "https://idp.example/token";
+    let (method, nonce) = book.for_app_proof(url, None, None);
+    assert_eq!((method.as_str(), nonce), ("POST", None));
+    book.learn(Role::AuthorizationServer, url, "n-1");
+    let (_, nonce) = book.for_app_proof("https://idp.example/other", None, None);
+    assert_eq!(nonce.as_deref(), Some("n-1"), "by origin");
+    let named = book.for_app_proof(url, Some("GET".into()), Some("n-2".into()));
+    assert_eq!(named, ("GET".to_owned(), Some("n-2".to_owned())));
+}
