@@ -129,10 +129,17 @@ impl<K: KeyValue, S: Sealer, J: Json> RecordStore<K, S, J> {
         }
     }
 
+    // The I/O of a read and a write is compiled once (`read_text`,
+    // `write_text`); only the JSON step is generic over the record's type.
+
     async fn write<T: Serialize>(&self, backend: &K, kind: &str, value: &T) -> Result<(), Error> {
         let json = to_json(value).map_err(|_| Error::Storage {
             reason: "could not serialise the record".into(),
         })?;
+        self.write_text(backend, kind, json).await
+    }
+
+    async fn write_text(&self, backend: &K, kind: &str, json: String) -> Result<(), Error> {
         let aad = associated_data(&self.issuer, &self.client_id, kind);
         let sealed = self.sealer.seal(&aad, json).await?;
         backend.set(&self.record_key(kind), sealed).await
@@ -140,26 +147,44 @@ impl<K: KeyValue, S: Sealer, J: Json> RecordStore<K, S, J> {
 
     /// Rules 2, 3 and 6: reads a record of `kind`.
     async fn read<T: DeserializeOwned>(&self, backend: &K, kind: &str) -> Result<Option<T>, Error> {
-        let key = self.record_key(kind);
-        let Some(stored) = backend.get(&key).await? else {
+        let Some(json) = self.read_text(backend, kind).await? else {
+            return Ok(None);
+        };
+        match self.json.parse_json(&json) {
+            Ok(value) => Ok(Some(value)),
+            Err(_) => {
+                let error = Error::CorruptRecord {
+                    reason: format!("the {kind} record has an unknown shape"),
+                };
+                Err(self.discard(backend, kind, error).await)
+            }
+        }
+    }
+
+    /// A record's opened text: rule 3 for a newer latchkey's, rule 2 for
+    /// one that does not open.
+    async fn read_text(&self, backend: &K, kind: &str) -> Result<Option<String>, Error> {
+        let Some(stored) = backend.get(&self.record_key(kind)).await? else {
             return Ok(None);
         };
         let aad = associated_data(&self.issuer, &self.client_id, kind);
-        let parsed = match self.sealer.open(&aad, stored).await {
-            Ok(json) => self
-                .json
-                .parse_json(&json)
-                .map_err(|_| Error::CorruptRecord {
-                    reason: format!("the {kind} record has an unknown shape"),
-                }),
-            Err(error) => Err(error),
-        };
-        match &parsed {
-            Err(Error::NewerRecord { version }) => self.newer_record.set(Some(*version)),
-            Err(_) => backend.remove(&key).await?,
-            Ok(_) => {}
+        match self.sealer.open(&aad, stored).await {
+            Ok(json) => Ok(Some(json)),
+            Err(Error::NewerRecord { version }) => {
+                self.newer_record.set(Some(version));
+                Err(Error::NewerRecord { version })
+            }
+            Err(error) => Err(self.discard(backend, kind, error).await),
         }
-        parsed.map(Some)
+    }
+
+    /// Rule 2: removes an unreadable record; `error` says why it was
+    /// unreadable, or the removal's failure does.
+    async fn discard(&self, backend: &K, kind: &str, error: Error) -> Error {
+        match backend.remove(&self.record_key(kind)).await {
+            Ok(()) => error,
+            Err(failed) => failed,
+        }
     }
 }
 
