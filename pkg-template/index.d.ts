@@ -390,9 +390,11 @@ export interface StorageEvent {
    * memory; `cleared`: a corrupt or foreign record was removed;
    * `newer_record`: the record was written by a newer latchkey and is left
    * alone (this tab works from memory and never overwrites it);
-   * `write_failed`: refreshed tokens could not be persisted.
+   * `write_failed`: refreshed tokens could not be persisted;
+   * `read_failed`: the stored session could not be read (the storage
+   * failed): it is kept, and this tab starts signed out.
    */
-  type: "fallback" | "cleared" | "newer_record" | "write_failed";
+  type: "fallback" | "cleared" | "newer_record" | "write_failed" | "read_failed";
   /** The storage kind concerned. */
   storage: StorageKind;
   /** Why, in words. */

@@ -86,7 +86,13 @@ pub const STORAGE_KINDS: [&str; 3] = ["indexeddb", "localstorage", "memory"];
 
 /// The `type`s of a `storage` event's detail, in the order of
 /// [`StorageProblem`].
-pub const STORAGE_PROBLEMS: &[&str] = &["fallback", "cleared", "newer_record", "write_failed"];
+pub const STORAGE_PROBLEMS: &[&str] = &[
+    "fallback",
+    "cleared",
+    "newer_record",
+    "write_failed",
+    "read_failed",
+];
 
 /// What a `storage` event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,14 +105,19 @@ pub enum StorageProblem {
     NewerRecord,
     /// Refreshed tokens could not be persisted.
     WriteFailed,
+    /// The stored session could not be read (the storage failed): it is
+    /// kept, and this tab starts signed out.
+    ReadFailed,
 }
 
 impl StorageProblem {
     /// The problem a failed load of the stored session reports: the store
-    /// leaves a newer latchkey's record and removes anything else.
+    /// leaves a newer latchkey's record, keeps one it could not read (the
+    /// storage failed: the record may be fine) and removes anything else.
     pub fn after_load(error: &Error) -> StorageProblem {
         match error {
             Error::NewerRecord { .. } => StorageProblem::NewerRecord,
+            Error::Storage { .. } => StorageProblem::ReadFailed,
             _ => StorageProblem::Cleared,
         }
     }
@@ -153,6 +164,7 @@ mod tests {
             StorageProblem::Cleared,
             StorageProblem::NewerRecord,
             StorageProblem::WriteFailed,
+            StorageProblem::ReadFailed,
         ];
         for (i, problem) in all.into_iter().enumerate() {
             assert_eq!(problem as usize, i);
@@ -161,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_record_is_left_and_anything_else_cleared() {
+    fn a_newer_record_is_left_an_unread_one_kept_and_anything_else_cleared() {
         let newer = Error::NewerRecord { version: 9 };
         assert_eq!(
             StorageProblem::after_load(&newer),
@@ -171,6 +183,13 @@ mod tests {
         assert_eq!(
             StorageProblem::after_load(&corrupt),
             StorageProblem::Cleared
+        );
+        let unread = Error::Storage {
+            reason: "the backend refused".into(),
+        };
+        assert_eq!(
+            StorageProblem::after_load(&unread),
+            StorageProblem::ReadFailed
         );
     }
 

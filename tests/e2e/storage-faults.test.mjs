@@ -214,3 +214,40 @@ test("a store read that never answers inside the lock fails the call with storag
     await context.close();
   }
 });
+
+// Reads of latchkey's records store fail while the page says so
+// (window.failRecords): a storage backend that refuses reads.
+const FAILING_READS = () => {
+  const get = IDBObjectStore.prototype.get;
+  IDBObjectStore.prototype.get = function (...args) {
+    if (this.name === "records" && window.failRecords) {
+      throw new DOMException("the read was refused", "UnknownError");
+    }
+    return get.apply(this, args);
+  };
+};
+
+test("a stored session that cannot be read at start: signed out with storage read_failed, the record kept for the next start", async () => {
+  const { context, errors } = await freshContext(browser, { initScript: FAILING_READS });
+  try {
+    const [tab] = await signedInTabs(context, idp);
+    const ours = await rawRecord(tab, idp);
+    await tab.evaluate(() => (window.failRecords = true));
+    const failed = await startUp(tab, idp.clientId);
+    assert.deepEqual(failed.error, undefined);
+    assert.equal(failed.value.authed, false);
+    assert.equal(failed.value.events.length, 1, JSON.stringify(failed.value.events));
+    assert.equal(failed.value.events[0].type, "read_failed");
+    assert.match(failed.value.events[0].reason, /^storage_error/);
+    await tab.evaluate(() => (window.failRecords = false));
+
+    assert.equal(await rawRecord(tab, idp), ours, "nothing was removed");
+    const next = await startUp(tab, idp.clientId);
+    assert.deepEqual(next.value.events, []);
+    assert.equal(next.value.authed, true, "the next start signs in from the kept record");
+    assert.equal(idp.counters().token.byGrantType.refresh_token ?? 0, 0);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});

@@ -81,7 +81,7 @@ export async function app(): Promise<void> {
   });
   off();
   auth.on("storage", (e) => {
-    const type: "fallback" | "cleared" | "newer_record" | "write_failed" = e.type;
+    const type: "fallback" | "cleared" | "newer_record" | "write_failed" | "read_failed" = e.type;
     void type;
   });
   auth.on("sessionExpired", () => {});
