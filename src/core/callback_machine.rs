@@ -29,6 +29,7 @@ use crate::core::authorize::{validate_callback, PendingTransaction};
 use crate::core::login::{ClientConfig, LoginResult};
 use crate::core::platform::HttpReply;
 use crate::core::retirement::{retirement, Retirement};
+use crate::core::secret::Form;
 use crate::core::token::{code_exchange_params, token_set_from_reply, CallbackOutcome};
 use crate::core::{Error, Nonce, ProviderMetadata, RawTokenResponse, TokenSet};
 
@@ -56,8 +57,8 @@ pub enum Need {
     Exchange {
         /// The token endpoint.
         endpoint: String,
-        /// The form.
-        form: Vec<(String, String)>,
+        /// The form (values redacted in `Debug`).
+        form: Form,
         /// The login's DPoP key, which signs the request (`None`: Bearer).
         key: Option<String>,
     },
@@ -152,7 +153,7 @@ pub struct FinishLogin {
     /// atproto: the identity resolver's loopback switch, `None` for an
     /// OpenID Connect client.
     atproto_loopback: Option<bool>,
-    params: Vec<(String, String)>,
+    params: Form,
     /// The login's key, once the pending login is known.
     key: Option<String>,
     /// atproto: the server the login went to, as the pending login says.
@@ -172,7 +173,7 @@ impl FinishLogin {
             stage: Stage::Taking,
             config,
             atproto_loopback,
-            params,
+            params: Form(params),
             key: None,
             issuer: None,
         };
@@ -268,7 +269,7 @@ impl FinishLogin {
     fn validate(&mut self, transaction: PendingTransaction, now: u64) -> Need {
         let config = &self.config;
         let issuer_says = config.endpoints.iss_parameter_supported;
-        let params = std::mem::take(&mut self.params);
+        let params = std::mem::take(&mut self.params.0);
         let callback =
             validate_callback(Some(transaction), &params, &config.issuer, issuer_says, now);
         let callback = match callback {
@@ -281,7 +282,7 @@ impl FinishLogin {
         self.stage = Stage::Exchanging { outcome };
         Need::Exchange {
             endpoint,
-            form,
+            form: Form(form),
             key,
         }
     }

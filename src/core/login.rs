@@ -7,6 +7,7 @@
 //!
 //! The tests here run the flow through that driver against the fakes.
 
+use crate::core::secret::Form;
 use crate::core::{Endpoints, Error, State, TokenSet};
 
 /// A validated client configuration: what `AuthClient.create` resolves once.
@@ -51,8 +52,9 @@ impl ClientConfig {
 /// callback will carry (not in the query when the request was pushed).
 #[derive(Debug)]
 pub struct LoginStart {
-    /// The authorization endpoint's query parameters.
-    pub query: Vec<(String, String)>,
+    /// The authorization endpoint's query parameters (values redacted in
+    /// `Debug`).
+    pub query: Form,
     /// The login's `state`.
     pub state: State,
 }
@@ -186,6 +188,7 @@ mod tests {
         ))
         .unwrap()
         .query
+        .0
     }
 
     #[test]

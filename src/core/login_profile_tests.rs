@@ -156,7 +156,7 @@ fn pushed_form() -> Vec<(String, String)> {
     let twin_dpop = twin.dpop();
     let store = &twin.store;
     let started = start_login(&config, &twin, store, &twin_dpop, extra, app_state);
-    block_on(started).unwrap().query
+    block_on(started).unwrap().query.0
 }
 
 #[test]

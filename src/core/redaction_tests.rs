@@ -109,6 +109,56 @@ fn values_holding_secrets_never_show_them_in_debug() {
     assert_clean("SessionChange", &format!("{change:?}"));
 }
 
+/// The login machines carry forms and pending logins from step to step:
+/// neither they nor their steps show a secret.
+#[test]
+fn the_login_machines_and_their_steps_never_show_secrets() {
+    use crate::core::callback_machine::{Fed, FinishLogin};
+    use crate::core::start_machine::{Begun, StartLogin};
+    let config = || crate::core::login::ClientConfig {
+        issuer: "https://idp.example".into(),
+        client_id: "spa".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "openid".into(),
+        endpoints: crate::core::Endpoints {
+            authorization: "https://idp.example/auth".into(),
+            token: "https://idp.example/token".into(),
+            revocation: None,
+            end_session: None,
+            jwks_uri: None,
+            userinfo: None,
+            par: Some("https://idp.example/par".into()),
+            par_required: false,
+            iss_parameter_supported: true,
+        },
+        par: true,
+        dpop: false,
+    };
+    let mut pending = pending();
+    pending.redirect_uri = "https://app.example/cb".into();
+    let (mut finish, _) = FinishLogin::start(config(), None, callback(STATE));
+    assert_clean("FinishLogin", &format!("{finish:?}"));
+    let exchange = finish.on(Fed::Taken(Ok(Some(pending))), 0);
+    let shown = format!("{exchange:?}");
+    assert!(shown.contains("code_verifier"), "{shown}");
+    assert_clean("Need::Exchange", &shown);
+    assert_clean("FinishLogin exchanging", &format!("{finish:?}"));
+
+    let (mut start, _) = StartLogin::start(config(), None, vec![], None);
+    start.on(Begun::Drawn(Ok([[1; 32], [2; 32], [3; 32]])), 0);
+    let state = State::from_random_bytes(&[2; 32]);
+    let verifier = PkceVerifier::from_random_bytes(&[1; 32]);
+    let push = format!("{:?}", start.on(Begun::Digest(Ok([9; 32])), 0));
+    assert!(push.contains("code_challenge"), "{push}");
+    for secret in [state.secret(), verifier.secret()] {
+        assert!(!push.contains(secret), "Step::Push shows a secret: {push}");
+        assert!(
+            !format!("{start:?}").contains(secret),
+            "StartLogin shows a secret"
+        );
+    }
+}
+
 #[test]
 fn errors_from_secret_bearing_input_never_quote_it() {
     let mut errors = Vec::new();

@@ -36,6 +36,34 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// A request's form or an authorization URL's query, whose values may be
+/// secrets (a code, a PKCE verifier, a `state`, a `nonce`): `Debug` names
+/// the fields only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Form(pub Vec<(String, String)>);
+
+impl std::ops::Deref for Form {
+    type Target = Vec<(String, String)>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl PartialEq<Vec<(String, String)>> for Form {
+    fn eq(&self, other: &Vec<(String, String)>) -> bool {
+        &self.0 == other
+    }
+}
+
 macro_rules! secret_newtype {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*

@@ -27,6 +27,7 @@ use crate::core::authorize::{AuthorizationRequest, PendingTransaction};
 use crate::core::login::{ClientConfig, LoginStart};
 use crate::core::par::{par_form, process_par_response, RawParResponse};
 use crate::core::platform::HttpReply;
+use crate::core::secret::Form;
 use crate::core::{Error, Nonce, PkceChallenge, PkceVerifier, ProviderMetadata, State};
 
 /// What the driver does next; its outcome is fed back as the matching
@@ -49,8 +50,8 @@ pub enum Step {
     Push {
         /// The PAR endpoint.
         endpoint: String,
-        /// The form.
-        form: Vec<(String, String)>,
+        /// The form (values redacted in `Debug`).
+        form: Form,
         /// Sign it with the login's new key.
         signed: bool,
     },
@@ -110,18 +111,18 @@ enum Stage {
     },
     ReadingNonce {
         transaction: PendingTransaction,
-        query: Vec<(String, String)>,
+        query: Form,
     },
     TakingReplaced {
         transaction: PendingTransaction,
-        query: Vec<(String, String)>,
+        query: Form,
     },
     DeletingReplaced {
         transaction: PendingTransaction,
-        query: Vec<(String, String)>,
+        query: Form,
     },
     Storing {
-        query: Vec<(String, String)>,
+        query: Form,
     },
     CleaningUp {
         error: Error,
@@ -138,7 +139,7 @@ pub struct StartLogin {
     config: ClientConfig,
     /// atproto: the resolver's loopback switch.
     atproto_loopback: Option<bool>,
-    extra_params: Vec<(String, String)>,
+    extra_params: Form,
     app_state: Option<String>,
     /// The login's key, once made.
     key: Option<String>,
@@ -160,7 +161,7 @@ impl StartLogin {
             stage: Stage::Over,
             config,
             atproto_loopback: atproto.as_ref().map(|(loopback, _)| *loopback),
-            extra_params,
+            extra_params: Form(extra_params),
             app_state,
             key: None,
             state: None,
@@ -169,6 +170,7 @@ impl StartLogin {
             Some((_, handle)) => {
                 machine
                     .extra_params
+                    .0
                     .push(("login_hint".to_owned(), handle.clone()));
                 machine.stage = Stage::Resolving;
                 Step::ResolveAccount { handle }
@@ -237,6 +239,7 @@ impl StartLogin {
             (Stage::Pushing { transaction }, Begun::Pushed(reply)) => {
                 let query =
                     reply.and_then(|reply| process_par_response(reply, &self.config.client_id));
+                let query = query.map(Form);
                 match query {
                     Ok(query) if self.key.is_some() => {
                         let endpoint = self.config.endpoints.par.clone().unwrap_or_default();
@@ -315,7 +318,7 @@ impl StartLogin {
             client_id: config.client_id.clone(),
             redirect_uri: config.redirect_uri.clone(),
             scope: config.scope.clone(),
-            extra_params: std::mem::take(&mut self.extra_params),
+            extra_params: std::mem::take(&mut self.extra_params.0),
             app_state: self.app_state.take(),
             dpop_jkt: self.key.clone(),
         };
@@ -332,22 +335,22 @@ impl StartLogin {
                 self.stage = Stage::Pushing { transaction };
                 Step::Push {
                     endpoint,
-                    form: par_form(&params),
+                    form: Form(par_form(&params)),
                     signed: self.key.is_some(),
                 }
             }
-            Ok(None) => self.replace(transaction, params),
+            Ok(None) => self.replace(transaction, Form(params)),
             Err(error) => self.fail(error),
         }
     }
 
     /// Rule 5: the tab's pending login is replaced.
-    fn replace(&mut self, transaction: PendingTransaction, query: Vec<(String, String)>) -> Step {
+    fn replace(&mut self, transaction: PendingTransaction, query: Form) -> Step {
         self.stage = Stage::TakingReplaced { transaction, query };
         Step::TakeReplaced
     }
 
-    fn store(&mut self, transaction: PendingTransaction, query: Vec<(String, String)>) -> Step {
+    fn store(&mut self, transaction: PendingTransaction, query: Form) -> Step {
         self.stage = Stage::Storing { query };
         Step::Store(transaction)
     }
