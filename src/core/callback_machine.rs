@@ -228,8 +228,10 @@ impl FinishLogin {
                     Err(error) => self.refuse(result.tokens, error),
                 }
             }
-            (Stage::CleaningUp { error }, Fed::Done) => Need::Done(Err(error)),
-            // A driver bug: never a hang, and nothing kept.
+            // Any outcome ends the clean-up with the error that began it.
+            (Stage::CleaningUp { error }, _) => Need::Done(Err(error)),
+            // An input this stage does not expect (a driver bug): never a
+            // hang, and nothing handed back.
             _ => Need::Done(Err(Error::NoTransaction)),
         }
     }

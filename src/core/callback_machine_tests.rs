@@ -228,6 +228,24 @@ fn an_input_the_stage_does_not_expect_ends_the_login() {
     let (mut machine, _) = FinishLogin::start(oidc(), None, callback("s-1", IDP));
     let need = machine.on(Fed::Offered, NOW);
     assert!(matches!(need, Need::Done(Err(_))), "{need:?}");
+    let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "s-1");
+    machine.on(reply(200, &BEARER.replace("Bearer", "DPoP")), NOW);
+    let need = machine.on(Fed::Offered, NOW);
+    assert_eq!(failed_with(need), "no_transaction", "nothing handed back");
+}
+
+#[test]
+fn a_clean_up_ends_with_the_error_that_began_it() {
+    let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "forged");
+    assert_eq!(failed_with(machine.on(Fed::Offered, NOW)), "state_mismatch");
+}
+
+#[test]
+fn a_login_older_than_its_bound_is_refused_when_the_callback_is_read() {
+    let (mut machine, _) = FinishLogin::start(oidc(), None, callback("s-1", IDP));
+    let late = NOW + crate::core::TRANSACTION_MAX_AGE_MS + 1;
+    let need = machine.on(Fed::Taken(Ok(Some(pending(IDP, "spa", true, None)))), late);
+    assert_eq!(failed_with(need), "transaction_expired");
 }
 
 const CLIENT: &str = "https://app.example/client-metadata.json";

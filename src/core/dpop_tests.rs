@@ -474,3 +474,20 @@ fn an_apps_proof_is_a_post_with_the_servers_latest_nonce_unless_it_names_its_own
     let named = book.for_app_proof(url, Some("GET".into()), Some("n-2".into()));
     assert_eq!(named, ("GET".to_owned(), Some("n-2".to_owned())));
 }
+
+#[test]
+fn a_kept_nonce_is_offered_only_to_a_book_that_knows_none() {
+    let book = NonceBook::default();
+    let url = "https://idp.example/token";
+    book.offer(Role::AuthorizationServer, url, "kept");
+    assert_eq!(
+        book.get(Role::AuthorizationServer, url).as_deref(),
+        Some("kept")
+    );
+    book.learn(Role::AuthorizationServer, url, "newer");
+    book.offer(Role::AuthorizationServer, url, "kept");
+    assert_eq!(
+        book.get(Role::AuthorizationServer, url).as_deref(),
+        Some("newer")
+    );
+}

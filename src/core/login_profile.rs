@@ -14,6 +14,7 @@ use crate::core::oidc::IdTokenVerifier;
 use crate::core::platform::{Clock, Crypto, Http, HttpReply, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
 use crate::core::retirement::Retirer;
+use crate::core::secret::Random32;
 use crate::core::start_machine::{Begun, StartLogin, Step as StartStep};
 use crate::core::verify::VerifiedIdToken;
 use crate::core::{Error, RawTokenResponse};
@@ -152,11 +153,12 @@ where
         let mut key = None;
         loop {
             let begun = match step {
-                StartStep::ResolveAccount { handle } => {
-                    let resolver = self.atproto.ok_or(Error::NoTransaction)?;
-                    let resolved = atproto::resolve_login(self.resolving, resolver, &handle);
-                    Begun::Resolved(resolved.await.map(|(_, metadata)| metadata))
-                }
+                StartStep::ResolveAccount { handle } => Begun::Resolved(match self.atproto {
+                    Some(resolver) => atproto::resolve_login(self.resolving, resolver, &handle)
+                        .await
+                        .map(|(_, metadata)| metadata),
+                    None => Err(Error::NoTransaction),
+                }),
                 StartStep::MakeKey => Begun::KeyMade(match self.dpop.keys.create().await {
                     Ok((jkt, made)) => {
                         key = Some(made);
@@ -165,10 +167,10 @@ where
                     Err(error) => Err(error),
                 }),
                 StartStep::Draw => Begun::Drawn(self.draw()),
-                StartStep::Digest => {
-                    let verifier = machine.verifier().map_or("", |v| v.secret());
-                    Begun::Digest(self.platform.sha256(verifier.as_bytes()).await)
-                }
+                StartStep::Digest => Begun::Digest(match machine.verifier() {
+                    Some(verifier) => self.platform.sha256(verifier.secret().as_bytes()).await,
+                    None => Err(Error::NoTransaction),
+                }),
                 StartStep::Push {
                     endpoint,
                     form,
@@ -178,7 +180,10 @@ where
                         let http = self.dpop.http(self.platform, key);
                         http.post_form(&endpoint, &form).await
                     }
-                    _ => self.platform.post_form(&endpoint, &form).await,
+                    (false, _) => self.platform.post_form(&endpoint, &form).await,
+                    (true, None) => Err(Error::DpopKeyUnavailable {
+                        reason: "the login's key was not made".into(),
+                    }),
                 }),
                 StartStep::ReadNonce { endpoint } => {
                     let nonces = self.dpop.nonces;
@@ -206,8 +211,8 @@ where
 
     /// Three times 32 random bytes: the verifier's, the `state`'s and the
     /// `nonce`'s.
-    fn draw(&self) -> Result<[[u8; 32]; 3], Error> {
-        let random = || self.platform.random_32();
+    fn draw(&self) -> Result<[Random32; 3], Error> {
+        let random = || self.platform.random_32().map(Random32);
         Ok([random()?, random()?, random()?])
     }
 
@@ -262,7 +267,7 @@ where
                     let retirer = Retirer {
                         platform: self.platform,
                         dpop: self.dpop,
-                        client_id: &self.config.client_id,
+                        client_id: &machine.config().client_id,
                         timeout_ms: self.revocation_timeout_ms,
                     };
                     let _ = retirer.retire(&tokens, plan).await;

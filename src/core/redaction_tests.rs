@@ -145,7 +145,14 @@ fn the_login_machines_and_their_steps_never_show_secrets() {
     assert_clean("FinishLogin exchanging", &format!("{finish:?}"));
 
     let (mut start, _) = StartLogin::start(config(), None, vec![], None);
-    start.on(Begun::Drawn(Ok([[1; 32], [2; 32], [3; 32]])), 0);
+    let random = |n| crate::core::secret::Random32([n; 32]);
+    let drawn = Begun::Drawn(Ok([random(1), random(2), random(3)]));
+    let shown = format!("{drawn:?}");
+    assert!(
+        !shown.contains("1, 1"),
+        "Begun::Drawn shows the bytes: {shown}"
+    );
+    start.on(drawn, 0);
     let state = State::from_random_bytes(&[2; 32]);
     let verifier = PkceVerifier::from_random_bytes(&[1; 32]);
     let push = format!("{:?}", start.on(Begun::Digest(Ok([9; 32])), 0));

@@ -64,6 +64,17 @@ impl PartialEq<Vec<(String, String)>> for Form {
     }
 }
 
+/// 32 random bytes that secrets are made of (a PKCE verifier, a `state`, a
+/// `nonce`): redacted in `Debug`.
+#[derive(Clone, Copy)]
+pub struct Random32(pub [u8; 32]);
+
+impl fmt::Debug for Random32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Random32([redacted])")
+    }
+}
+
 macro_rules! secret_newtype {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*

@@ -27,7 +27,7 @@ use crate::core::authorize::{AuthorizationRequest, PendingTransaction};
 use crate::core::login::{ClientConfig, LoginStart};
 use crate::core::par::{par_form, process_par_response, RawParResponse};
 use crate::core::platform::HttpReply;
-use crate::core::secret::Form;
+use crate::core::secret::{Form, Random32};
 use crate::core::{Error, Nonce, PkceChallenge, PkceVerifier, ProviderMetadata, State};
 
 /// What the driver does next; its outcome is fed back as the matching
@@ -79,8 +79,9 @@ pub enum Begun {
     Resolved(Result<ProviderMetadata, Error>),
     /// The new key's thumbprint.
     KeyMade(Result<String, Error>),
-    /// Random bytes for the verifier, the `state` and the `nonce`.
-    Drawn(Result<[[u8; 32]; 3], Error>),
+    /// Random bytes for the verifier, the `state` and the `nonce`
+    /// (redacted in `Debug`: the secrets are made of them).
+    Drawn(Result<[Random32; 3], Error>),
     /// The verifier's SHA-256.
     Digest(Result<[u8; 32], Error>),
     /// The PAR endpoint's answer.
@@ -217,9 +218,9 @@ impl StartLogin {
             (Stage::Drawing, Begun::Drawn(drawn)) => match drawn {
                 Ok([verifier, state, nonce]) => {
                     self.stage = Stage::Digesting {
-                        verifier: PkceVerifier::from_random_bytes(&verifier),
-                        state: State::from_random_bytes(&state),
-                        nonce: Nonce::from_random_bytes(&nonce),
+                        verifier: PkceVerifier::from_random_bytes(&verifier.0),
+                        state: State::from_random_bytes(&state.0),
+                        nonce: Nonce::from_random_bytes(&nonce.0),
                     };
                     Step::Digest
                 }
@@ -286,9 +287,11 @@ impl StartLogin {
                 }
                 Err(error) => self.fail(error),
             },
-            (Stage::CleaningUp { error }, Begun::Deleted) => Step::Done(Err(error)),
-            // A driver bug: never a hang.
-            _ => self.fail(Error::NoTransaction),
+            // Any outcome ends the clean-up with the error that began it.
+            (Stage::CleaningUp { error }, _) => Step::Done(Err(error)),
+            // An input this stage does not expect (a driver bug): never a
+            // hang, and no key deleted — the login may already be stored.
+            _ => Step::Done(Err(Error::NoTransaction)),
         }
     }
 

@@ -39,7 +39,11 @@ fn value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn drawn() -> Begun {
-    Begun::Drawn(Ok([[1; 32], [2; 32], [3; 32]]))
+    Begun::Drawn(Ok([
+        Random32([1; 32]),
+        Random32([2; 32]),
+        Random32([3; 32]),
+    ]))
 }
 
 /// A login of `config` fed up to its digest; with DPoP its key is `jkt-1`.
@@ -315,10 +319,31 @@ fn an_account_that_cannot_be_resolved_fails_with_nothing_made() {
 }
 
 #[test]
-fn an_input_the_stage_does_not_expect_ends_the_login() {
+fn an_input_the_stage_does_not_expect_ends_the_login_and_deletes_no_key() {
     let (mut machine, _) = StartLogin::start(config(false, false), None, vec![], None);
     assert!(matches!(
         machine.on(Begun::Deleted, NOW),
         Step::Done(Err(_))
     ));
+    // A login already stored keeps its key, whatever a buggy driver feeds.
+    let (mut machine, _) = digested(config(true, false), &[]);
+    stored(&mut machine, None);
+    let step = machine.on(Begun::Deleted, NOW);
+    assert!(matches!(step, Step::Done(Err(_))), "{step:?}");
+    let (mut machine, _) = digested(config(true, false), &[]);
+    machine.on(Begun::Replaced(Ok(None)), NOW);
+    let step = machine.on(Begun::Nonce(None), NOW);
+    assert!(
+        matches!(step, Step::Done(Err(_))),
+        "while storing: {step:?}"
+    );
+}
+
+#[test]
+fn a_clean_up_ends_with_the_error_that_began_it() {
+    let (mut machine, _) = digested(config(true, false), &[("state", "mine")]);
+    assert_eq!(
+        failed_with(machine.on(Begun::Nonce(None), NOW)),
+        "invalid_option"
+    );
 }
