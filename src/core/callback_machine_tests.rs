@@ -4,32 +4,13 @@
 
 use super::*;
 use crate::core::atproto_login::tests::{as_metadata, base, AS, DID, TOKEN};
-use crate::core::discovery::Endpoints;
+use crate::core::fakes::{client_config, IDP};
 use crate::core::secret::{PkceVerifier, State};
 
-const IDP: &str = "https://idp.example";
 const NOW: u64 = 1_700_000_000_000;
 
 fn oidc() -> ClientConfig {
-    ClientConfig {
-        issuer: IDP.into(),
-        client_id: "spa".into(),
-        redirect_uri: "https://app.example/cb".into(),
-        scope: "openid".into(),
-        endpoints: Endpoints {
-            authorization: format!("{IDP}/auth"),
-            token: format!("{IDP}/token"),
-            revocation: None,
-            end_session: None,
-            jwks_uri: Some(format!("{IDP}/jwks")),
-            userinfo: None,
-            par: None,
-            par_required: false,
-            iss_parameter_supported: true,
-        },
-        par: false,
-        dpop: false,
-    }
+    client_config()
 }
 
 /// The pending login of `issuer`'s client `client_id`: state `s-1`, the

@@ -271,6 +271,30 @@ impl<'a, K: DpopKeys> Dpop<'a, K> {
             nonces: self.nonces,
         }
     }
+
+    /// Posts `form` to `url` on `platform`, signed with the key `bound_to`
+    /// names when there is one (a bound code or refresh token is refused
+    /// without a proof of its key), plainly otherwise; the body read as a
+    /// `T`. A key that cannot be loaded fails the request.
+    pub async fn post_form<P, T>(
+        &self,
+        platform: &P,
+        bound_to: Option<&str>,
+        url: &str,
+        form: &[(String, String)],
+    ) -> Result<HttpReply<T>, Error>
+    where
+        P: Http + Clock + Crypto,
+        T: serde::de::DeserializeOwned,
+    {
+        match bound_to {
+            Some(jkt) => {
+                let key = self.keys.load(jkt).await?;
+                self.http(platform, &key).post_form(url, form).await
+            }
+            None => platform.post_form(url, form).await,
+        }
+    }
 }
 
 /// Whose nonce: the authorization server's (PAR, token, revocation) or a

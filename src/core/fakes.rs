@@ -66,6 +66,34 @@ pub const POLICY: crate::core::session::RefreshPolicy = crate::core::session::Re
     lock_wait_ms: 20_000,
 };
 
+/// The test authorization server of the login tests.
+pub const IDP: &str = "https://idp.example";
+
+/// Client `spa` of [`IDP`] with every endpoint given (authorization, token,
+/// key set, PAR), scope `openid`, redirect `https://app.example/cb`, asking
+/// for neither PAR nor DPoP: tests change what they are about.
+pub fn client_config() -> crate::core::login::ClientConfig {
+    crate::core::login::ClientConfig {
+        issuer: IDP.into(),
+        client_id: "spa".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "openid".into(),
+        endpoints: crate::core::Endpoints {
+            authorization: format!("{IDP}/auth"),
+            token: format!("{IDP}/token"),
+            revocation: None,
+            end_session: None,
+            jwks_uri: Some(format!("{IDP}/jwks")),
+            userinfo: None,
+            par: Some(format!("{IDP}/par")),
+            par_required: false,
+            iss_parameter_supported: true,
+        },
+        par: false,
+        dpop: false,
+    }
+}
+
 /// Starts a login of the OpenID Connect client configured as `config` on
 /// `platform`, as `Logins::start` does: for tests that need the request.
 pub async fn start_login(

@@ -115,25 +115,13 @@ mod tests {
     const ISSUER: &str = "https://idp.example";
     const NOW: u64 = 1_700_000_000_000;
 
+    /// The shared test client, as this file's tests use it: an OpenID
+    /// Connect login that also asks for `api`.
     fn config() -> ClientConfig {
         ClientConfig {
-            issuer: ISSUER.into(),
-            client_id: "spa".into(),
             redirect_uri: "https://app.example/callback".into(),
             scope: "openid api".into(),
-            endpoints: Endpoints {
-                authorization: format!("{ISSUER}/auth"),
-                token: format!("{ISSUER}/token"),
-                revocation: None,
-                end_session: None,
-                jwks_uri: Some(JWKS_URL.into()),
-                userinfo: None,
-                par: Some(PAR_URL.into()),
-                par_required: false,
-                iss_parameter_supported: true,
-            },
-            par: false,
-            dpop: false,
+            ..crate::core::fakes::client_config()
         }
     }
 

@@ -11,13 +11,13 @@ use crate::core::dpop::{Dpop, DpopKeys, Role};
 use crate::core::jwks::JwksCache;
 use crate::core::login::{ClientConfig, LoginResult, LoginStart};
 use crate::core::oidc::IdTokenVerifier;
-use crate::core::platform::{Clock, Crypto, Http, HttpReply, Json, Timer};
+use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
 use crate::core::retirement::Retirer;
 use crate::core::secret::Random32;
 use crate::core::start_machine::{Begun, StartLogin, Step as StartStep};
 use crate::core::verify::VerifiedIdToken;
-use crate::core::{Error, RawTokenResponse};
+use crate::core::Error;
 
 /// The client's profile (`create()`'s `profile`): what its options mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +240,14 @@ where
                     endpoint,
                     form,
                     key,
-                } => Fed::Exchanged(self.exchange(&endpoint, &form, key.as_deref()).await),
+                } => {
+                    // The code is bound to the login's key: only it can redeem it.
+                    let bound_to = key.as_deref();
+                    let reply = self
+                        .dpop
+                        .post_form(self.platform, bound_to, &endpoint, &form);
+                    Fed::Exchanged(reply.await)
+                }
                 Need::VerifyIdToken { tokens, nonce } => {
                     let config = machine.config();
                     let verifier = IdTokenVerifier {
@@ -280,24 +287,6 @@ where
                 Need::Done(result) => return result,
             };
             need = machine.on(fed, self.platform.now_ms());
-        }
-    }
-
-    /// The code exchange's request: signed with the login's key when the
-    /// code is bound to one (only it can redeem the code).
-    async fn exchange(
-        &self,
-        endpoint: &str,
-        form: &[(String, String)],
-        key: Option<&str>,
-    ) -> Result<HttpReply<RawTokenResponse>, Error> {
-        match key {
-            Some(jkt) => {
-                let key = self.dpop.keys.load(jkt).await?;
-                let signed = self.dpop.http(self.platform, &key);
-                signed.post_form(endpoint, form).await
-            }
-            None => self.platform.post_form(endpoint, form).await,
         }
     }
 }

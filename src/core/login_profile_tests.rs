@@ -8,32 +8,15 @@ use crate::core::atproto_login::tests::{
     account, as_metadata, base, callback, expect_account, expect_as_metadata, expect_exchange,
     key_is_gone, resolver, tokens, AS, DID, NOW, RESOLVER,
 };
-use crate::core::discovery::Endpoints;
-use crate::core::fakes::{block_on, start_login, FakeDpopKeys, FakePlatform};
+use crate::core::fakes::{block_on, client_config, start_login, FakeDpopKeys, FakePlatform, IDP};
 use crate::core::PkceVerifier;
-
-const IDP: &str = "https://idp.example";
 
 /// A plain OAuth client of `IDP` (no `openid`: no ID token to verify).
 fn oidc_config() -> ClientConfig {
     ClientConfig {
-        issuer: IDP.into(),
-        client_id: "spa".into(),
         redirect_uri: "https://app.example/callback".into(),
         scope: "api".into(),
-        endpoints: Endpoints {
-            authorization: format!("{IDP}/auth"),
-            token: format!("{IDP}/token"),
-            revocation: None,
-            end_session: None,
-            jwks_uri: None,
-            userinfo: None,
-            par: None,
-            par_required: false,
-            iss_parameter_supported: true,
-        },
-        par: false,
-        dpop: false,
+        ..client_config()
     }
 }
 

@@ -116,23 +116,8 @@ fn the_login_machines_and_their_steps_never_show_secrets() {
     use crate::core::callback_machine::{Fed, FinishLogin};
     use crate::core::start_machine::{Begun, StartLogin};
     let config = || crate::core::login::ClientConfig {
-        issuer: "https://idp.example".into(),
-        client_id: "spa".into(),
-        redirect_uri: "https://app.example/cb".into(),
-        scope: "openid".into(),
-        endpoints: crate::core::Endpoints {
-            authorization: "https://idp.example/auth".into(),
-            token: "https://idp.example/token".into(),
-            revocation: None,
-            end_session: None,
-            jwks_uri: None,
-            userinfo: None,
-            par: Some("https://idp.example/par".into()),
-            par_required: false,
-            iss_parameter_supported: true,
-        },
         par: true,
-        dpop: false,
+        ..crate::core::fakes::client_config()
     };
     let mut pending = pending();
     pending.redirect_uri = "https://app.example/cb".into();

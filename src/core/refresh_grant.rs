@@ -29,16 +29,13 @@ impl<H: Http + Clock + Crypto, K: DpopKeys> RefreshTransport for RefreshGrant<'_
             .ok_or(Error::NotAuthenticated)?;
         // No `scope`: the refreshed set keeps the originally granted scope.
         let form = refresh_params(refresh_token, self.client_id, None);
-        let reply = match &current.dpop_jkt {
-            Some(jkt) => {
-                let key = self.dpop.keys.load(jkt).await?;
-                let signed = self.dpop.http(self.http, &key);
-                signed
-                    .post_form::<RawTokenResponse>(self.token_endpoint, &form)
-                    .await
-            }
-            None => self.http.post_form(self.token_endpoint, &form).await,
-        };
+        // A bound refresh token is refused without a proof of its key.
+        let bound_to = current.dpop_jkt.as_deref();
+        let endpoint = self.token_endpoint;
+        let reply = self
+            .dpop
+            .post_form::<H, RawTokenResponse>(self.http, bound_to, endpoint, &form);
+        let reply = reply.await;
         reply.map(RefreshAnswer::Server)
     }
 }

@@ -5,31 +5,16 @@
 
 use super::*;
 use crate::core::atproto_login::tests::{as_metadata, base, AS};
-use crate::core::discovery::Endpoints;
+use crate::core::fakes::{client_config, IDP};
 
-const IDP: &str = "https://idp.example";
 const NOW: u64 = 1_700_000_000_000;
 const PAR: &str = "https://idp.example/par";
 
 fn config(dpop: bool, par: bool) -> ClientConfig {
     ClientConfig {
-        issuer: IDP.into(),
-        client_id: "spa".into(),
-        redirect_uri: "https://app.example/cb".into(),
-        scope: "openid".into(),
-        endpoints: Endpoints {
-            authorization: format!("{IDP}/auth"),
-            token: format!("{IDP}/token"),
-            revocation: None,
-            end_session: None,
-            jwks_uri: None,
-            userinfo: None,
-            par: Some(PAR.into()),
-            par_required: false,
-            iss_parameter_supported: true,
-        },
         par,
         dpop,
+        ..client_config()
     }
 }
 
