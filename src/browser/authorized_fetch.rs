@@ -264,8 +264,8 @@ pub fn endpoint_key(url: &str) -> Option<EndpointKey> {
 /// The default "expired" test, the core's (`rfc6750_says_expired`), asked
 /// with the answer's status and its `WWW-Authenticate` when readable.
 pub fn rfc6750_expired(response: &Response) -> bool {
-    let challenge = response.headers().get("WWW-Authenticate").ok().flatten();
-    rfc6750_says_expired(response.status(), challenge.as_deref())
+    let challenge = || response.headers().get("WWW-Authenticate").ok().flatten();
+    rfc6750_says_expired(response.status(), challenge)
 }
 
 /// Asks the app's `isTokenExpired(response)` (sync or async). It is called

@@ -40,10 +40,10 @@ pub async fn send(url: &str, init: &RequestInit) -> Result<JsonReply, Error> {
         .map_err(network)?
         .unchecked_into();
     let status = response.status();
-    let retry_after = response.headers().get("Retry-After").ok().flatten();
+    let retry_after = || response.headers().get("Retry-After").ok().flatten();
     let retry_after_s = retry_after_seconds(
         status,
-        retry_after.as_deref(),
+        retry_after,
         |date| Some(js_sys::Date::parse(date)),
         js_sys::Date::now() as u64,
     );

@@ -101,12 +101,13 @@ pub fn may_say_expired(status: u16, app_predicate: bool) -> bool {
 /// a 401, unless its `WWW-Authenticate` `challenge`, when readable, names an
 /// error other than `invalid_token` (e.g. `insufficient_scope`, which a
 /// refresh cannot fix). Cross-origin APIs must expose the header for it to
-/// be readable; without it every 401 counts as expired.
-pub fn rfc6750_says_expired(status: u16, challenge: Option<&str>) -> bool {
+/// be readable; without it every 401 counts as expired. The header is read
+/// (`challenge()`) only for a 401: every answer of a full-path call is asked.
+pub fn rfc6750_says_expired(status: u16, challenge: impl FnOnce() -> Option<String>) -> bool {
     if !may_say_expired(status, false) {
         return false;
     }
-    match challenge {
+    match challenge() {
         Some(challenge) => {
             let challenge = challenge.to_ascii_lowercase();
             !challenge.contains("error=") || challenge.contains("invalid_token")
@@ -593,31 +594,27 @@ mod tests {
         }
     }
 
+    /// The default test with the answer's `challenge`, if it has one.
+    fn expired(status: u16, challenge: Option<&str>) -> bool {
+        rfc6750_says_expired(status, || challenge.map(str::to_owned))
+    }
+
     #[test]
     fn by_default_a_401_says_expired_unless_it_names_another_error() {
-        assert!(rfc6750_says_expired(401, None));
-        assert!(rfc6750_says_expired(401, Some(r#"Bearer realm="api""#)));
-        assert!(rfc6750_says_expired(
-            401,
-            Some(r#"Bearer error="invalid_token""#)
-        ));
-        assert!(rfc6750_says_expired(
-            401,
-            Some(r#"Bearer ERROR="INVALID_TOKEN""#)
-        ));
-        assert!(!rfc6750_says_expired(
-            401,
-            Some(r#"Bearer error="insufficient_scope""#)
-        ));
-        assert!(!rfc6750_says_expired(
-            401,
-            Some(r#"DPoP error="use_dpop_nonce""#)
-        ));
-        assert!(!rfc6750_says_expired(403, None));
-        assert!(!rfc6750_says_expired(
-            200,
-            Some(r#"Bearer error="invalid_token""#)
-        ));
+        assert!(expired(401, None));
+        assert!(expired(401, Some(r#"Bearer realm="api""#)));
+        assert!(expired(401, Some(r#"Bearer error="invalid_token""#)));
+        assert!(expired(401, Some(r#"Bearer ERROR="INVALID_TOKEN""#)));
+        assert!(!expired(401, Some(r#"Bearer error="insufficient_scope""#)));
+        assert!(!expired(401, Some(r#"DPoP error="use_dpop_nonce""#)));
+        assert!(!expired(403, None));
+        assert!(!expired(200, Some(r#"Bearer error="invalid_token""#)));
+    }
+
+    #[test]
+    fn only_a_401s_challenge_is_read() {
+        let unread = || -> Option<String> { panic!("the header of a 200 was read") };
+        assert!(!rfc6750_says_expired(200, unread));
     }
 
     #[test]

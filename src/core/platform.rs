@@ -67,16 +67,21 @@ impl<B> HttpReply<B> {
 /// An answer's `Retry-After`
 /// ([RFC 9110 §10.2.3](https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3))
 /// in seconds from `now_ms`. Only an error answer's (status 400 and above)
-/// means anything to the client. The value is delta-seconds or an HTTP
-/// date, which the platform parses (`date_ms`: the date's time in ms, or
-/// `None`); a date in the past is 0, a part of a second counts as one.
+/// means anything to the client, so only its header is read (`value()`).
+/// The value is delta-seconds or an HTTP date, which the platform parses
+/// (`date_ms`: the date's time in ms, or `None`); a date in the past is 0, a
+/// part of a second counts as one.
 pub fn retry_after_seconds(
     status: u16,
-    value: Option<&str>,
+    value: impl FnOnce() -> Option<String>,
     date_ms: impl FnOnce(&str) -> Option<f64>,
     now_ms: u64,
 ) -> Option<u64> {
-    let value = value.filter(|_| status >= 400)?.trim();
+    if status < 400 {
+        return None;
+    }
+    let value = value()?;
+    let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(seconds);
     }
@@ -145,6 +150,16 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000_000;
 
+    /// `retry_after_seconds` with the answer's header `value`, if any.
+    fn seconds(
+        status: u16,
+        value: Option<&str>,
+        date: fn(&str) -> Option<f64>,
+        now: u64,
+    ) -> Option<u64> {
+        retry_after_seconds(status, || value.map(str::to_owned), date, now)
+    }
+
     /// The platform's date parser for one known date, 90.5 s from `NOW`.
     fn date(value: &str) -> Option<f64> {
         (value == "Tue, 14 Nov 2023 22:14:50 GMT").then_some(NOW as f64 + 90_500.0)
@@ -152,29 +167,26 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_is_read_from_error_answers_only() {
-        assert_eq!(
-            retry_after_seconds(503, Some(" 120 "), date, NOW),
-            Some(120)
-        );
-        assert_eq!(retry_after_seconds(429, Some("0"), date, NOW), Some(0));
-        assert_eq!(retry_after_seconds(200, Some("120"), date, NOW), None);
-        assert_eq!(retry_after_seconds(301, Some("120"), date, NOW), None);
-        assert_eq!(retry_after_seconds(503, None, date, NOW), None);
+        assert_eq!(seconds(503, Some(" 120 "), date, NOW), Some(120));
+        assert_eq!(seconds(429, Some("0"), date, NOW), Some(0));
+        assert_eq!(seconds(200, Some("120"), date, NOW), None);
+        assert_eq!(seconds(301, Some("120"), date, NOW), None);
+        assert_eq!(seconds(503, None, date, NOW), None);
     }
 
     #[test]
     fn retry_after_as_a_date_counts_from_now_rounded_up_and_never_below_zero() {
         let at = "Tue, 14 Nov 2023 22:14:50 GMT";
-        assert_eq!(retry_after_seconds(503, Some(at), date, NOW), Some(91));
+        assert_eq!(seconds(503, Some(at), date, NOW), Some(91));
         let later = NOW + 200_000;
-        assert_eq!(retry_after_seconds(503, Some(at), date, later), Some(0));
+        assert_eq!(seconds(503, Some(at), date, later), Some(0));
     }
 
     #[test]
     fn an_unreadable_retry_after_is_none() {
-        assert_eq!(retry_after_seconds(503, Some("soon"), date, NOW), None);
-        assert_eq!(retry_after_seconds(503, Some("-5"), date, NOW), None);
+        assert_eq!(seconds(503, Some("soon"), date, NOW), None);
+        assert_eq!(seconds(503, Some("-5"), date, NOW), None);
         let nan = |_: &str| Some(f64::NAN);
-        assert_eq!(retry_after_seconds(503, Some("x"), nan, NOW), None);
+        assert_eq!(seconds(503, Some("x"), nan, NOW), None);
     }
 }
