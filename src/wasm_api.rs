@@ -39,9 +39,8 @@ use crate::core::public_api::StorageProblem;
 use crate::core::quoted::Quoted;
 use crate::core::race::{alongside, both};
 use crate::core::refresher::Refresher;
-use crate::core::retirement::{
-    log_out, retirement, revocation_endpoint, LogoutChoices, Retirement, Retirer,
-};
+use crate::core::retirement::{retirement, revocation_endpoint, LogoutChoices};
+use crate::core::retirer::Retirer;
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
 use crate::core::startup::{
     discover, metadata_at_start, session_at_start, shared_across_tabs, EndpointSource,
@@ -121,17 +120,17 @@ impl Inner {
         }
     }
 
-    /// Performs `plan` for `tokens` (`core::retirement`). `None` when
-    /// nothing was revoked.
-    async fn retire(&self, tokens: &TokenSet, plan: Retirement) -> Option<Result<(), Error>> {
-        let dpop = self.dpop();
-        let retirer = Retirer {
+    /// The driver of retirements (`core::retirer`), with `dpop`'s keys.
+    fn retirer<'a>(
+        &'a self,
+        dpop: &'a Dpop<'a, BrowserDpopKeys>,
+    ) -> Retirer<'a, BrowserPlatform, BrowserDpopKeys> {
+        Retirer {
             platform: &self.platform,
-            dpop: &dpop,
+            dpop,
             client_id: &self.config.client_id,
             timeout_ms: self.policy.timeout_ms,
-        };
-        retirer.retire(tokens, plan).await
+        }
     }
 
     /// The logins of this client's profile (`core::login_profile` chooses).
@@ -182,7 +181,8 @@ impl Background for Inner {
             // Best effort: the set is already out of use everywhere.
             let configured = me.config.endpoints.revocation.as_deref();
             let plan = retirement(&tokens, revocation_endpoint(&tokens, configured));
-            let _ = me.retire(&tokens, plan).await;
+            let dpop = me.dpop();
+            let _ = me.retirer(&dpop).retire(&tokens, plan).await;
         });
     }
 }
@@ -766,7 +766,7 @@ async fn get_user(inner: &Inner, options: &JsValue) -> Result<JsValue, JsValue> 
 async fn logout(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
     let endpoints = &inner.config.endpoints;
     let options = logout::parse(options, endpoints.end_session.as_deref())?;
-    // The order and the plan are the core's (`core::retirement::log_out`).
+    // The order and the plan are the core's (`core::retire_machine::LogOut`).
     let choices = LogoutChoices {
         revoke: options.revoke,
         end_session_endpoint: options.end_session.as_deref(),
@@ -776,8 +776,8 @@ async fn logout(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
     };
     let refresher = inner.refresher();
     let signed_out = refresher.sign_out();
-    let retire = async |tokens: &TokenSet, plan| inner.retire(tokens, plan).await;
-    let done = log_out(signed_out, &choices, retire).await;
+    let dpop = inner.dpop();
+    let done = inner.retirer(&dpop).log_out(signed_out, &choices).await;
     if let Some((endpoint, params)) = &done.end_session {
         let url = options::url_with_query(endpoint, "endSessionEndpoint", params)?;
         window()?

@@ -184,6 +184,11 @@ impl FakePlatform {
         }
     }
 
+    /// How many scripted requests are still to be made.
+    pub fn requests_left(&self) -> usize {
+        self.script.borrow().len()
+    }
+
     /// Expects `GET url` next; answers `status` with `body`.
     pub fn expect_get(&self, url: &str, status: u16, body: &str) {
         self.push(

@@ -13,7 +13,7 @@ use crate::core::login::{ClientConfig, LoginResult, LoginStart};
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
-use crate::core::retirement::Retirer;
+use crate::core::retirer::Retirer;
 use crate::core::secret::Random32;
 use crate::core::start_machine::{Begun, StartLogin, Step as StartStep};
 use crate::core::verify::VerifiedIdToken;

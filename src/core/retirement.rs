@@ -1,10 +1,11 @@
 //! Putting a session out of use, and in which order: at `logout()`, when a
 //! sign-out elsewhere leaves a set behind, when an issued set is refused
 //! (an atproto account that fails its check), and when a new login replaces
-//! a session. These functions decide; [`log_out`] runs a `logout()` in
-//! order, [`Retirer`] carries a plan out over the ports, and the binding
-//! only calls them (`wasm_api.rs`: `logout`, the background revocation,
-//! `handleRedirectCallback`).
+//! a session. These functions plan; the machines of
+//! [`retire_machine`](crate::core::retire_machine) hold the order,
+//! [`Retirer`](crate::core::retirer::Retirer) drives them over the ports,
+//! and the binding only calls it (`wasm_api.rs`: `logout`, the background
+//! revocation; `Logins::finish` for refused tokens).
 //!
 //! The order is the rule:
 //! 1. The local sign-out comes first (`Refresher::sign_out`, before any of
@@ -15,12 +16,8 @@
 //! 4. Then, with `endSession`, the browser goes to the issuer's
 //!    end-session endpoint (RP-initiated logout), which ends the page.
 
-use std::future::Future;
-
-use crate::core::dpop::{Dpop, DpopKeys};
 use crate::core::end_session::end_session_params;
-use crate::core::platform::{Clock, Crypto, Http, Timer};
-use crate::core::revocation::Revocation;
+use crate::core::secret::Form;
 use crate::core::{Error, TokenSet};
 
 /// Where `tokens` are revoked: their atproto account's server (the
@@ -51,56 +48,6 @@ pub fn retirement(tokens: &TokenSet, revoke_at: Option<&str>) -> Retirement {
     Retirement {
         revoke_at: revoke_at.map(str::to_owned),
         delete_key: tokens.dpop_jkt.clone(),
-    }
-}
-
-/// Carries out [`Retirement`]s: what a client needs to revoke and to
-/// delete keys.
-pub struct Retirer<'a, P, K> {
-    /// Sends the revocations; its clock and randomness sign them.
-    pub platform: &'a P,
-    /// The DPoP keys (a bound set's revocation is signed with its key).
-    pub dpop: &'a Dpop<'a, K>,
-    /// The public client's id, sent with each revocation.
-    pub client_id: &'a str,
-    /// The longest one revocation request may take.
-    pub timeout_ms: u32,
-}
-
-impl<P: Http + Timer + Clock + Crypto, K: DpopKeys> Retirer<'_, P, K> {
-    /// Performs `plan` for `tokens`: the revocation, signed with the set's
-    /// DPoP key when bound (a key that is gone fails the revocation, not
-    /// the retirement), then the key's deletion. `None` when nothing was
-    /// revoked.
-    pub async fn retire(&self, tokens: &TokenSet, plan: Retirement) -> Option<Result<(), Error>> {
-        let outcome = match (plan.revoke_at.as_deref(), &tokens.dpop_jkt) {
-            (None, _) => None,
-            (Some(endpoint), None) => Some(
-                self.revocation(self.platform, endpoint)
-                    .revoke_all(tokens)
-                    .await,
-            ),
-            (Some(endpoint), Some(jkt)) => Some(match self.dpop.keys.load(jkt).await {
-                Ok(key) => {
-                    let signed = self.dpop.http(self.platform, &key);
-                    self.revocation(&signed, endpoint).revoke_all(tokens).await
-                }
-                Err(error) => Err(error),
-            }),
-        };
-        if let Some(jkt) = &plan.delete_key {
-            self.dpop.keys.delete(jkt).await;
-        }
-        outcome
-    }
-
-    fn revocation<'b, H>(&'b self, http: &'b H, endpoint: &'b str) -> Revocation<'b, H> {
-        Revocation {
-            platform: http,
-            endpoint,
-            client_id: self.client_id,
-            timeout_ms: self.timeout_ms,
-        }
     }
 }
 
@@ -147,8 +94,9 @@ pub struct LogoutChoices<'a> {
 pub struct LogoutPlan {
     /// The ended set's retirement (none without a session).
     pub retire: Option<Retirement>,
-    /// Last: the end-session endpoint and its query parameters.
-    pub end_session: Option<(String, Vec<(String, String)>)>,
+    /// Last: the end-session endpoint and its query parameters (the ID
+    /// token hint redacted in `Debug`).
+    pub end_session: Option<(String, Form)>,
 }
 
 /// The plan of a logout that ended `ended`.
@@ -161,7 +109,7 @@ pub fn plan_logout(ended: Option<&TokenSet>, choices: &LogoutChoices<'_>) -> Log
         // The ID token, when the session had one, tells the issuer whom.
         let hint = ended.and_then(|tokens| tokens.id_token.as_ref());
         let params = end_session_params(hint, choices.client_id, choices.post_logout_redirect_uri);
-        (endpoint.to_owned(), params)
+        (endpoint.to_owned(), Form(params))
     });
     LogoutPlan {
         retire,
@@ -176,28 +124,7 @@ pub struct LoggedOut {
     /// Whether the ended set was revoked.
     pub outcome: RevocationOutcome,
     /// Step 4, for the caller to navigate to.
-    pub end_session: Option<(String, Vec<(String, String)>)>,
-}
-
-/// `logout()` in the order above: the local sign-out first (`signed_out`,
-/// not started before this awaits it, resolves to the newest set it
-/// ended), then the plan for that set, then its retirement (`retire`:
-/// revocation, then key deletion), and last the end-session address.
-pub async fn log_out(
-    signed_out: impl Future<Output = Option<TokenSet>>,
-    choices: &LogoutChoices<'_>,
-    retire: impl AsyncFnOnce(&TokenSet, Retirement) -> Option<Result<(), Error>>,
-) -> LoggedOut {
-    let ended = signed_out.await;
-    let plan = plan_logout(ended.as_ref(), choices);
-    let revoked = match (&ended, plan.retire) {
-        (Some(tokens), Some(plan)) => retire(tokens, plan).await,
-        _ => None,
-    };
-    LoggedOut {
-        outcome: RevocationOutcome::of(revoked),
-        end_session: plan.end_session,
-    }
+    pub end_session: Option<(String, Form)>,
 }
 
 /// The DPoP keys a completed login leaves behind.
@@ -354,7 +281,7 @@ mod tests {
         let endpoint = "https://issuer.example/session/end";
         let plan = plan_logout(None, &choices(true, Some(endpoint)));
         let (_, params) = plan.end_session.expect("end session asked for");
-        assert_eq!(params, [("client_id".to_owned(), "spa".to_owned())]);
+        assert_eq!(params.0, [("client_id".to_owned(), "spa".to_owned())]);
     }
 
     #[test]
@@ -386,77 +313,5 @@ mod tests {
         let keys = keys_after_login(None, Some("new"), true);
         assert_eq!(keys.memory_only.as_deref(), Some("new"));
         assert_eq!(keys_after_login(None, None, true).memory_only, None);
-    }
-
-    /// A logout with `ended` as what the sign-out ended, `revoked` as the
-    /// revocation's answer: what was done, in order, and the result.
-    fn logged_out(
-        ended: Option<TokenSet>,
-        choices: &LogoutChoices<'_>,
-        revoked: Option<Result<(), Error>>,
-    ) -> (Vec<String>, LoggedOut) {
-        let order = std::cell::RefCell::new(Vec::new());
-        let signed_out = async {
-            order.borrow_mut().push("sign-out".to_owned());
-            ended
-        };
-        let retire = async |tokens: &TokenSet, plan: Retirement| {
-            let what = format!(
-                "retire {} at {:?}",
-                tokens.access_token.secret(),
-                plan.revoke_at
-            );
-            order.borrow_mut().push(what);
-            revoked
-        };
-        let done = crate::core::fakes::block_on(log_out(signed_out, choices, retire));
-        (order.into_inner(), done)
-    }
-
-    #[test]
-    fn a_logout_signs_out_first_then_retires_what_it_ended_then_ends_the_session() {
-        let ended = tokens(Some("jkt"));
-        let (order, done) = logged_out(
-            Some(ended),
-            &choices(true, Some("https://issuer.example/end")),
-            Some(Ok(())),
-        );
-        let configured = CONFIGURED.map(str::to_owned);
-        assert_eq!(
-            order,
-            [
-                "sign-out".to_owned(),
-                format!("retire at at {configured:?}")
-            ]
-        );
-        assert_eq!(done.outcome, RevocationOutcome::Revoked);
-        let (endpoint, params) = done.end_session.expect("the end-session address");
-        assert_eq!(endpoint, "https://issuer.example/end");
-        assert!(params
-            .iter()
-            .any(|(k, v)| k == "id_token_hint" && v == "h.p.s"));
-    }
-
-    #[test]
-    fn a_logout_without_a_session_retires_nothing_and_says_skipped() {
-        let (order, done) = logged_out(None, &choices(true, None), Some(Ok(())));
-        assert_eq!(order, ["sign-out"]);
-        assert_eq!(done.outcome, RevocationOutcome::Skipped);
-        assert_eq!(done.end_session, None);
-    }
-
-    #[test]
-    fn a_failed_revocation_is_reported_and_the_logout_still_completes() {
-        let failed = Error::RevocationFailed {
-            status: Some(503),
-            reason: "down".into(),
-        };
-        let (_, done) = logged_out(
-            Some(tokens(None)),
-            &choices(true, Some("https://issuer.example/end")),
-            Some(Err(failed.clone())),
-        );
-        assert_eq!(done.outcome, RevocationOutcome::Failed(failed));
-        assert!(done.end_session.is_some());
     }
 }

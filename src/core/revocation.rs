@@ -1,82 +1,76 @@
-//! Token revocation at sign-out
-//! ([RFC 7009](https://www.rfc-editor.org/rfc/rfc7009)).
-//!
-//! The refresh token goes first: it is the long-lived credential, and many
-//! servers revoke the access tokens of its grant with it
-//! ([§2.1](https://www.rfc-editor.org/rfc/rfc7009#section-2.1)). The access
-//! token follows for servers that do not. Both are attempted even when the
-//! first fails; each is bounded in time.
+//! Token revocation ([RFC 7009](https://www.rfc-editor.org/rfc/rfc7009)):
+//! one revocation's request and what its answer means. The order is
+//! [`Retire`](crate::core::retire_machine::Retire)'s: the refresh token goes
+//! first — it is the long-lived credential, and many servers revoke the
+//! access tokens of its grant with it
+//! ([§2.1](https://www.rfc-editor.org/rfc/rfc7009#section-2.1)) — then the
+//! access token for servers that do not; both are attempted even when the
+//! first fails, each bounded in time.
 
 use serde::Deserialize;
 
-use crate::core::ports::{Http, HttpReply, Timer};
-use crate::core::race::within;
-use crate::core::{Error, TokenSet};
+use crate::core::platform::HttpReply;
+use crate::core::secret::Form;
+use crate::core::Error;
 
 /// An RFC 7009 error body (the fields latchkey reports).
 #[derive(Debug, Default, Deserialize)]
-struct RevocationErrorBody {
+pub struct RevocationErrorBody {
     #[serde(default)]
     error: Option<String>,
     #[serde(default)]
     error_description: Option<String>,
 }
 
-/// Where and as whom tokens are revoked.
-pub struct Revocation<'a, P> {
-    /// How requests are sent, and the timer bounding them.
-    pub platform: &'a P,
-    /// The revocation endpoint.
-    pub endpoint: &'a str,
-    /// The public client's id, sent in the body
-    /// ([§2.1](https://www.rfc-editor.org/rfc/rfc7009#section-2.1)).
-    pub client_id: &'a str,
-    /// The longest one request may take.
-    pub timeout_ms: u32,
+/// Which token a revocation names
+/// ([§2.1](https://www.rfc-editor.org/rfc/rfc7009#section-2.1)'s
+/// `token_type_hint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// The refresh token.
+    RefreshToken,
+    /// The access token.
+    AccessToken,
 }
 
-impl<P: Http + Timer> Revocation<'_, P> {
-    /// Revokes `tokens`' refresh token, then its access token. Returns the
-    /// first failure, after attempting both.
-    pub async fn revoke_all(&self, tokens: &TokenSet) -> Result<(), Error> {
-        let refresh = match &tokens.refresh_token {
-            Some(token) => self.revoke(token.secret(), "refresh_token").await,
-            None => Ok(()),
-        };
-        let access = self
-            .revoke(tokens.access_token.secret(), "access_token")
-            .await;
-        refresh.and(access)
-    }
-
-    /// `POST endpoint` with `token`, `token_type_hint` and `client_id`
-    /// ([§2.1](https://www.rfc-editor.org/rfc/rfc7009#section-2.1)).
-    /// A 200 means revoked, or already invalid: both are success
-    /// ([§2.2](https://www.rfc-editor.org/rfc/rfc7009#section-2.2)).
-    async fn revoke(&self, token: &str, hint: &'static str) -> Result<(), Error> {
-        let form = [
-            ("token".to_owned(), token.to_owned()),
-            ("token_type_hint".to_owned(), hint.to_owned()),
-            ("client_id".to_owned(), self.client_id.to_owned()),
-        ];
-        let request = self
-            .platform
-            .post_form::<RevocationErrorBody>(self.endpoint, &form);
-        let reply = within(request, self.platform.sleep(self.timeout_ms))
-            .await
-            .ok_or_else(|| Error::RevocationFailed {
-                status: None,
-                reason: format!("revoking the {hint} timed out"),
-            })?
-            .map_err(|error| Error::RevocationFailed {
-                status: None,
-                reason: format!("revoking the {hint}: {error}"),
-            })?;
-        outcome(reply, hint)
+impl Hint {
+    /// Its `token_type_hint` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hint::RefreshToken => "refresh_token",
+            Hint::AccessToken => "access_token",
+        }
     }
 }
 
-fn outcome(reply: HttpReply<RevocationErrorBody>, hint: &str) -> Result<(), Error> {
+/// The form that revokes `token`: the token, its hint and the public
+/// client's id ([§2.1](https://www.rfc-editor.org/rfc/rfc7009#section-2.1)).
+pub fn revocation_form(token: &str, hint: Hint, client_id: &str) -> Form {
+    Form(vec![
+        ("token".to_owned(), token.to_owned()),
+        ("token_type_hint".to_owned(), hint.as_str().to_owned()),
+        ("client_id".to_owned(), client_id.to_owned()),
+    ])
+}
+
+/// What one revocation's answer means: `answer` is the endpoint's reply,
+/// or why there is none, or `None` when the wait passed first. A 200 means
+/// revoked, or already invalid: both are success
+/// ([§2.2](https://www.rfc-editor.org/rfc/rfc7009#section-2.2)).
+pub fn revocation_answer(
+    hint: Hint,
+    answer: Option<Result<HttpReply<RevocationErrorBody>, Error>>,
+) -> Result<(), Error> {
+    let hint = hint.as_str();
+    let reply = answer
+        .ok_or_else(|| Error::RevocationFailed {
+            status: None,
+            reason: format!("revoking the {hint} timed out"),
+        })?
+        .map_err(|error| Error::RevocationFailed {
+            status: None,
+            reason: format!("revoking the {hint}: {error}"),
+        })?;
     if reply.status == 200 {
         return Ok(());
     }
@@ -101,7 +95,9 @@ fn outcome(reply: HttpReply<RevocationErrorBody>, hint: &str) -> Result<(), Erro
 mod tests {
     use super::*;
     use crate::core::fakes::{block_on, FakePlatform};
-    use crate::core::RefreshToken;
+    use crate::core::retirement::Retirement;
+    use crate::core::retirer::Retirer;
+    use crate::core::{RefreshToken, TokenSet};
 
     const URL: &str = "https://idp.example/token/revocation";
     const REFRESH: &[(&str, &str)] = &[
@@ -123,14 +119,21 @@ mod tests {
         }
     }
 
+    /// `set` revoked at [`URL`] through the retirement's machine and
+    /// driver (a Bearer set: no key to load or delete).
     fn revoke(platform: &FakePlatform, set: &TokenSet) -> Result<(), Error> {
-        let revocation = Revocation {
+        let dpop = platform.dpop();
+        let retirer = Retirer {
             platform,
-            endpoint: URL,
+            dpop: &dpop,
             client_id: "spa",
             timeout_ms: 5_000,
         };
-        block_on(revocation.revoke_all(set))
+        let plan = Retirement {
+            revoke_at: Some(URL.into()),
+            delete_key: None,
+        };
+        block_on(retirer.retire(set, plan)).expect("a revocation was sent")
     }
 
     #[test]
