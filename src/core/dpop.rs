@@ -290,8 +290,33 @@ impl<'a, K: DpopKeys> Dpop<'a, K> {
         match bound_to {
             Some(jkt) => {
                 let key = self.keys.load(jkt).await?;
-                self.http(platform, &key).post_form(url, form).await
+                self.post_form_with(platform, Some(Some(&key)), url, form)
+                    .await
             }
+            None => self.post_form_with(platform, None, url, form).await,
+        }
+    }
+
+    /// Posts `form` to `url` on `platform`: `signed` is `None` for a plain
+    /// post, else the key that signs it — a key the caller should hold but
+    /// does not (`Some(None)`) fails the request with
+    /// `dpop_key_unavailable`, sending nothing.
+    pub async fn post_form_with<P, T>(
+        &self,
+        platform: &P,
+        signed: Option<Option<&K::Key>>,
+        url: &str,
+        form: &[(String, String)],
+    ) -> Result<HttpReply<T>, Error>
+    where
+        P: Http + Clock + Crypto,
+        T: serde::de::DeserializeOwned,
+    {
+        match signed {
+            Some(Some(key)) => self.http(platform, key).post_form(url, form).await,
+            Some(None) => Err(Error::DpopKeyUnavailable {
+                reason: "the key that signs this request is not held".into(),
+            }),
             None => platform.post_form(url, form).await,
         }
     }

@@ -175,16 +175,13 @@ where
                     endpoint,
                     form,
                     signed,
-                } => Begun::Pushed(match (signed, &key) {
-                    (true, Some(key)) => {
-                        let http = self.dpop.http(self.platform, key);
-                        http.post_form(&endpoint, &form).await
-                    }
-                    (false, _) => self.platform.post_form(&endpoint, &form).await,
-                    (true, None) => Err(Error::DpopKeyUnavailable {
-                        reason: "the login's key was not made".into(),
-                    }),
-                }),
+                } => {
+                    let signed = signed.then_some(key.as_ref());
+                    let pushed = self
+                        .dpop
+                        .post_form_with(self.platform, signed, &endpoint, &form);
+                    Begun::Pushed(pushed.await)
+                }
                 StartStep::ReadNonce { endpoint } => {
                     let nonces = self.dpop.nonces;
                     Begun::Nonce(nonces.get(Role::AuthorizationServer, &endpoint))

@@ -84,18 +84,10 @@ impl<P: Http + Timer + Clock + Crypto, K: DpopKeys> Retirer<'_, P, K> {
                 signed,
                 ms,
             } => {
-                let request = async {
-                    match (signed, key.as_ref()) {
-                        (true, Some(key)) => {
-                            let http = self.dpop.http(self.platform, key);
-                            http.post_form(&endpoint, &form).await
-                        }
-                        (false, _) => self.platform.post_form(&endpoint, &form).await,
-                        (true, None) => Err(Error::DpopKeyUnavailable {
-                            reason: "the set's key was not loaded".into(),
-                        }),
-                    }
-                };
+                let signed = signed.then_some(key.as_ref());
+                let request = self
+                    .dpop
+                    .post_form_with(self.platform, signed, &endpoint, &form);
                 Fed::Answered(within(request, self.platform.sleep(ms)).await)
             }
             Need::DeleteKey(jkt) => {
