@@ -3,22 +3,26 @@
 //! parse, pick the key, verify the signature, and only then judge the claims.
 //!
 //! The steps live elsewhere ([`jose`](super::jose) parses and picks keys,
-//! [`jwks`](super::jwks) fetches and caches them, [`id_token`](super::id_token)
+//! [`jwks`](super::jwks) reads and caches them, [`id_token`](super::id_token)
 //! judges claims, the platform verifies signatures); this module fixes their
-//! order. [`VerifiedIdToken`] can only be obtained from [`verify_id_token`],
-//! so code that needs a verified token cannot be handed an unverified one.
+//! order as a machine that does no I/O ([`VerifyIdToken`]), and
+//! [`verify_id_token`] drives it. A [`VerifiedIdToken`] can only come out of
+//! the machine, so code that needs a verified token cannot be handed an
+//! unverified one.
 
 use std::fmt;
 
 use super::error::Error;
 use super::id_token::{validate_claims, Expectations, IdTokenClaims};
-use super::jose::{looks_like_json_object, parse_compact_jws, JwsAlgorithm};
-use super::jwks::JwksCache;
+use super::jose::{
+    looks_like_json_object, parse_compact_jws, select_key, CompactJws, Jwk, Jwks, JwsAlgorithm,
+};
+use super::jwks::{read_jwks, JwksCache};
 use super::secret::IdToken;
 use crate::core::ports::{Http, Json, SignatureVerifier};
 
 /// An ID token whose signature verified and whose claims passed
-/// [`validate_claims`]. Only [`verify_id_token`] makes one.
+/// [`validate_claims`]. Only [`VerifyIdToken`] makes one.
 ///
 /// `Debug` shows the claims (the nonce redacted) but not the raw JSON.
 #[derive(Clone, PartialEq, Eq)]
@@ -54,19 +58,89 @@ impl fmt::Debug for VerifiedIdToken {
     }
 }
 
-/// Verifies an ID token
+/// What the verification's driver ([`verify_id_token`]) does next; its
+/// outcome is fed back as the matching [`Fed`].
+#[derive(Debug)]
+pub enum Need {
+    /// The cached key set's key for `alg` and `kid` ([`select_key`]) →
+    /// [`Fed::Cached`].
+    CachedKey {
+        /// The token's algorithm.
+        alg: JwsAlgorithm,
+        /// The token's `kid`, if any.
+        kid: Option<String>,
+    },
+    /// `GET` the issuer's key set and read it ([`read_jwks`]) →
+    /// [`Fed::Fetched`].
+    FetchKeys {
+        /// The issuer's `jwks_uri`.
+        uri: String,
+    },
+    /// Keep this key set as the issuer's, replacing the cached one →
+    /// [`Fed::Kept`].
+    KeepKeys(Jwks),
+    /// The platform's check of the token's signature
+    /// ([`VerifyIdToken::signed`]) under `key` → [`Fed::Verified`].
+    VerifySignature {
+        /// The token's algorithm.
+        alg: JwsAlgorithm,
+        /// The issuer's key.
+        key: Jwk,
+    },
+}
+
+/// The machine's next step: something to do, or the verified token (or
+/// the first failure).
+#[derive(Debug)]
+pub enum Step {
+    /// Perform this and feed its outcome back.
+    Do(Need),
+    /// Verified, or why not.
+    Done(Result<VerifiedIdToken, Error>),
+}
+
+/// What happened, fed to [`VerifyIdToken::on`].
+#[derive(Debug)]
+pub enum Fed {
+    /// The cached key, if the cached set has exactly one that fits.
+    Cached(Option<Jwk>),
+    /// The fetched key set, or why there is none (`jwks_unavailable`).
+    Fetched(Result<Jwks, Error>),
+    /// The key set is kept.
+    Kept,
+    /// Whether the signature verified; `Err` when the platform could not
+    /// use the key.
+    Verified(Result<bool, Error>),
+}
+
+/// Where a verification is.
+#[derive(Debug)]
+enum Stage {
+    LookingUp,
+    Fetching,
+    /// Keeping the fetched set; the key found in it, if any (boxed: a key
+    /// is large beside the other stages).
+    Keeping(Option<Box<Jwk>>),
+    Verifying,
+    Over,
+}
+
+/// Verifies an ID token as a machine that does no I/O
 /// ([OIDC Core §3.1.3.7](https://openid.net/specs/openid-connect-core-1_0.html#IDTokenValidation),
 /// [RFC 7515 §5.2](https://www.rfc-editor.org/rfc/rfc7515#section-5.2)).
 ///
-/// Steps run in this fixed order and the first failure is returned:
+/// Steps run in this fixed order and the first failure is the outcome:
 ///
 /// 1. parse the compact JWS ([`parse_compact_jws`]; `id_token_malformed`);
 /// 2. the header's `alg` is RS256, PS256 or ES256 ([`JwsAlgorithm::parse`];
 ///    `id_token_unsupported_alg`) — so `none` and `HS*` are refused before
 ///    any network request;
-/// 3. the key: from `cache`, else fetched from `jwks_uri` once and searched
-///    again ([`JwksCache::key_for`]; `jwks_unavailable`,
-///    `id_token_key_not_found`);
+/// 3. the key: from the cached set when it has exactly one that fits, else
+///    the set is fetched from `jwks_uri` once — issuers publish a new key
+///    before they sign with it ([OIDC Core §10.1.1](https://openid.net/specs/openid-connect-core-1_0.html#RotateSigKeys))
+///    — kept in place of the cached one, and searched; never a second fetch
+///    (`jwks_unavailable` without a `jwks_uri` or when the fetch fails,
+///    which keeps the cached set; `id_token_key_not_found`);
 /// 4. the signature over the signing input, by the platform
 ///    (`id_token_invalid_signature` when it does not verify; an ES256
 ///    signature that is not 64 bytes cannot verify and is refused without
@@ -74,10 +148,138 @@ impl fmt::Debug for VerifiedIdToken {
 ///    returned as is);
 /// 5. the payload parses as a JSON object of [`IdTokenClaims`]
 ///    (`id_token_malformed`);
-/// 6. [`validate_claims`] against `expect` (its own fixed order).
+/// 6. [`validate_claims`] against the expectations (their own fixed order).
 ///
 /// The claims are read only once the signature is known to be the issuer's:
 /// an unauthenticated token never gets its claims judged, nor reported.
+#[derive(Debug)]
+pub struct VerifyIdToken<'a> {
+    jws: Option<CompactJws<'a>>,
+    alg: JwsAlgorithm,
+    jwks_uri: Option<&'a str>,
+    expect: &'a Expectations<'a>,
+    stage: Stage,
+}
+
+impl<'a> VerifyIdToken<'a> {
+    /// The verification of `id_token` against `expect`, with the keys
+    /// published at `jwks_uri`; `json` parses the header. Its first step.
+    pub fn start<J: Json>(
+        json: &J,
+        id_token: &'a IdToken,
+        jwks_uri: Option<&'a str>,
+        expect: &'a Expectations<'a>,
+    ) -> (VerifyIdToken<'a>, Step) {
+        let mut machine = VerifyIdToken {
+            jws: None,
+            alg: JwsAlgorithm::Rs256,
+            jwks_uri,
+            expect,
+            stage: Stage::Over,
+        };
+        // 1. Syntax; 2. the algorithm, before anything costs a request.
+        let parsed = parse_compact_jws(json, id_token.secret())
+            .and_then(|jws| JwsAlgorithm::parse(&jws.header.alg).map(|alg| (jws, alg)));
+        let step = match parsed {
+            Ok((jws, alg)) => {
+                let kid = jws.header.kid.clone();
+                (machine.jws, machine.alg) = (Some(jws), alg);
+                machine.stage = Stage::LookingUp;
+                Step::Do(Need::CachedKey { alg, kid })
+            }
+            Err(error) => Step::Done(Err(error)),
+        };
+        (machine, step)
+    }
+
+    /// What the signature covers and the signature: the platform's input
+    /// for [`Need::VerifySignature`].
+    pub fn signed(&self) -> (&[u8], &[u8]) {
+        match &self.jws {
+            Some(jws) => (jws.signing_input.as_bytes(), &jws.signature),
+            None => (&[], &[]),
+        }
+    }
+
+    /// The step after `fed`; `json` parses the claims. An input the stage
+    /// does not expect (a driver bug) refuses the token.
+    pub fn on<J: Json>(&mut self, fed: Fed, json: &J) -> Step {
+        match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
+            // 3. The key: cached, or one fetch.
+            (Stage::LookingUp, Fed::Cached(Some(key))) => self.verify_with(key),
+            (Stage::LookingUp, Fed::Cached(None)) => match self.jwks_uri {
+                Some(uri) => {
+                    self.stage = Stage::Fetching;
+                    Step::Do(Need::FetchKeys {
+                        uri: uri.to_owned(),
+                    })
+                }
+                None => Step::Done(Err(Error::JwksUnavailable {
+                    reason: "the issuer has no jwks_uri".into(),
+                })),
+            },
+            (Stage::Fetching, Fed::Fetched(Ok(jwks))) => {
+                let kid = self.jws.as_ref().and_then(|jws| jws.header.kid.as_deref());
+                let key = select_key(&jwks, self.alg, kid).cloned().map(Box::new);
+                self.stage = Stage::Keeping(key);
+                Step::Do(Need::KeepKeys(jwks))
+            }
+            (Stage::Fetching, Fed::Fetched(Err(error))) => Step::Done(Err(error)),
+            (Stage::Keeping(Some(key)), Fed::Kept) => self.verify_with(*key),
+            (Stage::Keeping(None), Fed::Kept) => Step::Done(Err(Error::IdTokenKeyNotFound)),
+            // 4. The signature.
+            (Stage::Verifying, Fed::Verified(Ok(true))) => Step::Done(self.claims(json)),
+            (Stage::Verifying, Fed::Verified(Ok(false))) => {
+                Step::Done(Err(Error::IdTokenInvalidSignature))
+            }
+            (Stage::Verifying, Fed::Verified(Err(error))) => Step::Done(Err(error)),
+            (_, _) => Step::Done(Err(Error::JwksUnavailable {
+                reason: "the verification was fed out of order".into(),
+            })),
+        }
+    }
+
+    /// Step 4, unless the signature cannot be `alg`'s (a wrong length).
+    fn verify_with(&mut self, key: Jwk) -> Step {
+        let (_, signature) = self.signed();
+        if self
+            .alg
+            .signature_len()
+            .is_some_and(|len| signature.len() != len)
+        {
+            return Step::Done(Err(Error::IdTokenInvalidSignature));
+        }
+        self.stage = Stage::Verifying;
+        Step::Do(Need::VerifySignature { alg: self.alg, key })
+    }
+
+    /// Steps 5 and 6: the claims, now known to be the issuer's.
+    fn claims<J: Json>(&mut self, json: &J) -> Result<VerifiedIdToken, Error> {
+        let payload_json = match self.jws.take() {
+            Some(jws) => jws.payload_json,
+            None => String::new(),
+        };
+        if !looks_like_json_object(&payload_json) {
+            return Err(Error::IdTokenMalformed {
+                reason: "the claims are not a JSON object".into(),
+            });
+        }
+        let claims: IdTokenClaims =
+            json.parse_json(&payload_json)
+                .map_err(|why| Error::IdTokenMalformed {
+                    reason: format!("the claims are not valid ID token claims: {why}"),
+                })?;
+        validate_claims(&claims, self.expect)?;
+        Ok(VerifiedIdToken {
+            claims,
+            claims_json: payload_json,
+        })
+    }
+}
+
+/// Verifies `id_token` against `expect` ([`VerifyIdToken`]'s order): drives
+/// the machine over `platform` and `cache`, performing each need and
+/// deciding nothing.
 pub async fn verify_id_token<P: Http + Json + SignatureVerifier>(
     platform: &P,
     cache: &JwksCache,
@@ -85,51 +287,25 @@ pub async fn verify_id_token<P: Http + Json + SignatureVerifier>(
     id_token: &IdToken,
     expect: &Expectations<'_>,
 ) -> Result<VerifiedIdToken, Error> {
-    // 1. Syntax.
-    let jws = parse_compact_jws(platform, id_token.secret())?;
-
-    // 2. Algorithm, before anything costs a request.
-    let alg = JwsAlgorithm::parse(&jws.header.alg)?;
-
-    // 3. Key.
-    let key = cache
-        .key_for(platform, jwks_uri, alg, jws.header.kid.as_deref())
-        .await?;
-
-    // 4. Signature.
-    if alg
-        .signature_len()
-        .is_some_and(|len| jws.signature.len() != len)
-    {
-        return Err(Error::IdTokenInvalidSignature);
+    let (mut machine, mut step) = VerifyIdToken::start(platform, id_token, jwks_uri, expect);
+    loop {
+        let fed = match step {
+            Step::Do(Need::CachedKey { alg, kid }) => Fed::Cached(cache.key(alg, kid.as_deref())),
+            Step::Do(Need::FetchKeys { uri }) => {
+                Fed::Fetched(read_jwks(&uri, platform.get_json::<Jwks>(&uri).await))
+            }
+            Step::Do(Need::KeepKeys(jwks)) => {
+                cache.keep(jwks);
+                Fed::Kept
+            }
+            Step::Do(Need::VerifySignature { alg, key }) => {
+                let (input, signature) = machine.signed();
+                Fed::Verified(platform.verify_signature(alg, &key, input, signature).await)
+            }
+            Step::Done(verified) => return verified,
+        };
+        step = machine.on(fed, platform);
     }
-    let valid = platform
-        .verify_signature(alg, &key, jws.signing_input.as_bytes(), &jws.signature)
-        .await?;
-    if !valid {
-        return Err(Error::IdTokenInvalidSignature);
-    }
-
-    // 5. Claims, now known to be the issuer's.
-    if !looks_like_json_object(&jws.payload_json) {
-        return Err(Error::IdTokenMalformed {
-            reason: "the claims are not a JSON object".into(),
-        });
-    }
-    let claims: IdTokenClaims =
-        platform
-            .parse_json(&jws.payload_json)
-            .map_err(|why| Error::IdTokenMalformed {
-                reason: format!("the claims are not valid ID token claims: {why}"),
-            })?;
-
-    // 6. Judge them.
-    validate_claims(&claims, expect)?;
-
-    Ok(VerifiedIdToken {
-        claims,
-        claims_json: jws.payload_json,
-    })
 }
 
 #[cfg(test)]
@@ -141,19 +317,19 @@ mod tests {
     use crate::core::jose::Jwk;
     use crate::core::secret::Nonce;
 
-    const ISSUER: &str = "https://idp.example";
-    const CLIENT: &str = "spa";
-    const URI: &str = "https://idp.example/jwks";
-    const NOW: u64 = 1_700_000_000_000;
-    const NOW_S: u64 = NOW / 1000;
-    const SIGNATURE: &[u8] = &[7; 256];
+    pub(super) const ISSUER: &str = "https://idp.example";
+    pub(super) const CLIENT: &str = "spa";
+    pub(super) const URI: &str = "https://idp.example/jwks";
+    pub(super) const NOW: u64 = 1_700_000_000_000;
+    pub(super) const NOW_S: u64 = NOW / 1000;
+    pub(super) const SIGNATURE: &[u8] = &[7; 256];
 
-    const JWKS_K1: &str = r#"{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB","e":"AQAB"},
+    pub(super) const JWKS_K1: &str = r#"{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB","e":"AQAB"},
         {"kty":"EC","kid":"e1","crv":"P-256","x":"AA","y":"AA"}]}"#;
-    const JWKS_K1_K2: &str = r#"{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB","e":"AQAB"},
+    pub(super) const JWKS_K1_K2: &str = r#"{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB","e":"AQAB"},
         {"kty":"RSA","kid":"k2","n":"AQAB","e":"AQAB"}]}"#;
 
-    fn rsa(kid: &str) -> Jwk {
+    pub(super) fn rsa(kid: &str) -> Jwk {
         Jwk {
             kty: "RSA".into(),
             kid: Some(kid.into()),
@@ -163,7 +339,7 @@ mod tests {
         }
     }
 
-    fn ec(kid: &str) -> Jwk {
+    pub(super) fn ec(kid: &str) -> Jwk {
         Jwk {
             kty: "EC".into(),
             kid: Some(kid.into()),
@@ -174,7 +350,7 @@ mod tests {
         }
     }
 
-    fn claims_json(iss: &str) -> String {
+    pub(super) fn claims_json(iss: &str) -> String {
         format!(
             r#"{{"iss":"{iss}","sub":"alice","aud":"{CLIENT}","exp":{},"iat":{},"nonce":"n-1","name":"Alice"}}"#,
             NOW_S + 300,
@@ -183,7 +359,7 @@ mod tests {
     }
 
     /// A compact JWS and its signing input.
-    fn jws(header: &str, payload: &str, signature: &[u8]) -> (IdToken, String) {
+    pub(super) fn jws(header: &str, payload: &str, signature: &[u8]) -> (IdToken, String) {
         let input = format!(
             "{}.{}",
             base64url::encode(header.as_bytes()),
@@ -193,7 +369,7 @@ mod tests {
         (IdToken::new(token), input)
     }
 
-    fn rs256(kid: &str, payload: &str) -> (IdToken, String) {
+    pub(super) fn rs256(kid: &str, payload: &str) -> (IdToken, String) {
         jws(
             &format!(r#"{{"alg":"RS256","kid":"{kid}","typ":"JWT"}}"#),
             payload,
@@ -273,6 +449,26 @@ mod tests {
             Ok(true),
         );
         verify(&platform, &cache, Some(URI), &new).unwrap();
+    }
+
+    #[test]
+    fn a_failed_refetch_keeps_the_cached_set() {
+        let platform = FakePlatform::at(NOW);
+        let cache = JwksCache::new();
+        let (old, old_input) = rs256("k1", &claims_json(ISSUER));
+        platform.expect_get(URI, 200, JWKS_K1);
+        let expect_k1 = |input: &str| {
+            platform.expect_signature(JwsAlgorithm::Rs256, &rsa("k1"), input, SIGNATURE, Ok(true))
+        };
+        expect_k1(&old_input);
+        verify(&platform, &cache, Some(URI), &old).unwrap();
+        let (new, _) = rs256("k2", &claims_json(ISSUER));
+        platform.expect_get(URI, 503, "{}");
+        let error = verify(&platform, &cache, Some(URI), &new).unwrap_err();
+        assert_eq!(error.code(), "jwks_unavailable");
+        // k1 is still served from the cache: no request scripted.
+        expect_k1(&old_input);
+        verify(&platform, &cache, Some(URI), &old).unwrap();
     }
 
     #[test]
@@ -426,3 +622,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "verify_machine_tests.rs"]
+mod machine_tests;
