@@ -19,6 +19,7 @@
 use std::cell::RefCell;
 
 use crate::core::base64url;
+use crate::core::dpop_post::{Fed as ProofFed, Need as ProofNeed, ProofPost, Step as ProofStep};
 use crate::core::origin::Origin;
 use crate::core::platform::{Clock, Crypto, Http, HttpReply, Timer};
 use crate::core::secret::{AccessToken, DpopProof};
@@ -467,13 +468,6 @@ impl NonceBook {
     }
 }
 
-/// Whether a token-endpoint style answer refuses the proof's nonce
-/// ([§8](https://www.rfc-editor.org/rfc/rfc9449#section-8)): `400` with
-/// `error: "use_dpop_nonce"`.
-pub fn token_reply_wants_nonce<T>(reply: &HttpReply<T>) -> bool {
-    reply.status == 400 && reply.oauth_error.as_deref() == Some("use_dpop_nonce")
-}
-
 /// Whether a resource's `WWW-Authenticate` asks for a nonce
 /// ([§9](https://www.rfc-editor.org/rfc/rfc9449#section-9)): a `DPoP`
 /// challenge with `error="use_dpop_nonce"`.
@@ -497,35 +491,6 @@ pub struct DpopHttp<'a, P, K> {
     pub nonces: &'a NonceBook,
 }
 
-impl<P: Http + Clock + Crypto, K: DpopKey> DpopHttp<'_, P, K> {
-    async fn post_once(
-        &self,
-        url: &str,
-        form: &[(String, String)],
-    ) -> Result<(HttpReply<P::Body>, bool), Error> {
-        let nonce = self.nonces.get(Role::AuthorizationServer, url);
-        let proof = make_proof(
-            self.platform,
-            self.key,
-            ProofFor {
-                method: "POST",
-                url,
-                nonce: nonce.as_deref(),
-                access_token: None,
-                ath_cache: None,
-            },
-        )
-        .await?;
-        let reply = self.platform.post(url, form, Some(&proof)).await?;
-        // New to this request, whoever kept it first.
-        let fresh = reply.dpop_nonce.as_deref().is_some_and(|n| {
-            self.nonces.learn(Role::AuthorizationServer, url, n);
-            nonce.as_deref() != Some(n)
-        });
-        Ok((reply, fresh))
-    }
-}
-
 impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
     type Body = P::Body;
 
@@ -537,26 +502,39 @@ impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
         self.platform.get(url).await
     }
 
-    /// The post with a proof of its own (any `proof` given is not used).
+    /// The post with a proof of its own (any `proof` given is not used):
+    /// drives [`ProofPost`], performing each need.
     async fn post(
         &self,
         url: &str,
         form: &[(String, String)],
         _proof: Option<&DpopProof>,
     ) -> Result<HttpReply<P::Body>, Error> {
-        let (reply, fresh) = self.post_once(url, form).await?;
-        if !token_reply_wants_nonce(&reply) {
-            return Ok(reply);
+        let role = Role::AuthorizationServer;
+        let (mut machine, mut step) = ProofPost::start(self.nonces.get(role, url));
+        loop {
+            let fed = match step {
+                ProofStep::Do(ProofNeed::Prove { nonce }) => {
+                    let proof = ProofFor {
+                        method: "POST",
+                        url,
+                        nonce: nonce.as_deref(),
+                        access_token: None,
+                        ath_cache: None,
+                    };
+                    ProofFed::Proved(make_proof(self.platform, self.key, proof).await)
+                }
+                ProofStep::Do(ProofNeed::Post(proof)) => {
+                    ProofFed::Answered(self.platform.post(url, form, Some(&proof)).await)
+                }
+                ProofStep::Do(ProofNeed::Learn(nonce)) => {
+                    self.nonces.learn(role, url, &nonce);
+                    ProofFed::Learned(self.nonces.get(role, url))
+                }
+                ProofStep::Done(answer) => return answer,
+            };
+            step = machine.on(fed);
         }
-        // Refused before processing: the same request, with the new nonce.
-        if !fresh {
-            return Err(Error::DpopNonceFailed);
-        }
-        let (again, _) = self.post_once(url, form).await?;
-        if token_reply_wants_nonce(&again) {
-            return Err(Error::DpopNonceFailed);
-        }
-        Ok(again)
     }
 }
 

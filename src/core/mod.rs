@@ -12,6 +12,7 @@ pub mod callback_machine;
 mod decimal;
 pub mod discovery;
 pub mod dpop;
+pub mod dpop_post;
 pub mod error;
 pub mod id_token;
 pub mod jose;
