@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::discovery::check_endpoint_url;
 use crate::core::origin::Origin;
-use crate::core::platform::{Http, HttpReply};
+use crate::core::platform::HttpReply;
 use crate::core::{Error, ProviderMetadata};
 
 /// The scope every AT Protocol login must be granted.
@@ -128,7 +128,7 @@ pub fn parse_identifier(input: &str) -> Result<Identifier, Error> {
 }
 
 /// `url` without its trailing `/`s, so paths can be appended.
-fn base(url: &str) -> &str {
+pub(crate) fn base(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
@@ -334,7 +334,7 @@ pub fn process_protected_resource(
 
 /// An atproto authorization server is an origin: no path, query or
 /// fragment (`pds_metadata_invalid` otherwise).
-fn check_origin_only(issuer: &str) -> Result<(), Error> {
+pub(crate) fn check_origin_only(issuer: &str) -> Result<(), Error> {
     let after_scheme = issuer.split_once("://").map_or("", |(_, rest)| rest);
     if Origin::of_url(issuer).is_none() || after_scheme.contains(['/', '?', '#']) {
         return Err(Error::PdsMetadataInvalid {
@@ -388,91 +388,6 @@ pub fn process_authorization_server(
         ));
     }
     Ok(metadata)
-}
-
-/// The identity behind what the user typed, and its authorization
-/// server's metadata: every step of the chain, in order.
-pub async fn resolve_login<H: Http>(
-    http: &H,
-    resolver: &Resolver,
-    input: &str,
-) -> Result<(Identity, ProviderMetadata), Error> {
-    let (did, typed_handle) = match parse_identifier(input)? {
-        Identifier::Did(did) => (did, None),
-        Identifier::Handle(handle) => {
-            let url = resolve_handle_url(resolver, &handle);
-            let reply = http.get_json(&url).await?;
-            (process_resolve_handle(reply)?, Some(handle))
-        }
-    };
-    let mut identity = resolve_did(http, resolver, &did).await?;
-    if let Some(typed) = typed_handle {
-        // Confirmed both ways: the handle named this DID, and the document
-        // claims the handle.
-        if identity.handle.as_deref() != Some(typed.as_str()) {
-            return Err(Error::HandleNotFound {
-                reason: "the DID document does not claim the handle".into(),
-            });
-        }
-    }
-    let issuer = authorization_server_of(http, resolver, &identity.pds).await?;
-    let metadata = authorization_server_metadata(http, &issuer).await?;
-    identity.pds = base(&identity.pds).to_owned();
-    Ok((identity, metadata))
-}
-
-/// `did`'s document, read.
-pub async fn resolve_did<H: Http>(
-    http: &H,
-    resolver: &Resolver,
-    did: &str,
-) -> Result<Identity, Error> {
-    let url = did_document_url(resolver, did)?;
-    let reply = http.get_json(&url).await?;
-    process_did_document(reply, did, resolver.allow_insecure_loopback)
-}
-
-/// The issuer a PDS names.
-pub async fn authorization_server_of<H: Http>(
-    http: &H,
-    resolver: &Resolver,
-    pds: &str,
-) -> Result<String, Error> {
-    let reply = http.get_json(&protected_resource_url(pds)).await?;
-    process_protected_resource(reply, resolver.allow_insecure_loopback)
-}
-
-/// An authorization server's metadata, checked for the profile.
-pub async fn authorization_server_metadata<H: Http>(
-    http: &H,
-    issuer: &str,
-) -> Result<ProviderMetadata, Error> {
-    check_origin_only(issuer)?;
-    let reply = http
-        .get_json(&authorization_server_metadata_url(issuer))
-        .await?;
-    process_authorization_server(reply, issuer)
-}
-
-/// Checks that the account `did` is one `issuer` may sign in: its document
-/// names a PDS that names `issuer` (`issuer_mismatch` otherwise). Done
-/// after the code exchange, before anything is stored.
-pub async fn verify_subject<H: Http>(
-    http: &H,
-    resolver: &Resolver,
-    did: &str,
-    issuer: &str,
-) -> Result<Identity, Error> {
-    if !is_valid_did(did) {
-        return Err(Error::DidResolution {
-            reason: "the token response's sub is not a did:plc or did:web DID".into(),
-        });
-    }
-    let identity = resolve_did(http, resolver, did).await?;
-    if authorization_server_of(http, resolver, &identity.pds).await? != issuer {
-        return Err(Error::IssuerMismatch);
-    }
-    Ok(identity)
 }
 
 #[cfg(test)]

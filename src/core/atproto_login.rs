@@ -26,6 +26,7 @@ use crate::core::discovery::Endpoints;
 use crate::core::login::{ClientConfig, LoginResult};
 use crate::core::origin::Origin;
 use crate::core::platform::Http;
+use crate::core::resolution;
 use crate::core::{Error, ProviderMetadata};
 
 /// Rule 1: the account to sign in, checked against the profile. `None`
@@ -88,7 +89,7 @@ pub async fn refresh_endpoint<'a, H: Http>(
 ) -> Result<&'a str, Error> {
     match (resolver, account) {
         (Some(resolver), Some(account)) => {
-            atproto::verify_subject(resolving, resolver, &account.did, &account.issuer).await?;
+            resolution::verify_subject(resolving, resolver, &account.did, &account.issuer).await?;
             Ok(account.token_endpoint.as_str())
         }
         _ => Ok(configured),

@@ -196,8 +196,12 @@ fn a_login_goes_to_the_accounts_server_with_par_and_dpop() {
     );
     expect_account(&platform, AS);
     expect_as_metadata(&platform);
-    let (_, metadata) =
-        block_on(atproto::resolve_login(&platform, &resolver(), "alice.test")).unwrap();
+    let (_, metadata) = block_on(crate::core::resolution::resolve_login(
+        &platform,
+        &resolver(),
+        "alice.test",
+    ))
+    .unwrap();
     let config = account_config(&base(), metadata, false).unwrap();
     assert_eq!(config.issuer, AS);
     assert_eq!(config.endpoints.token, TOKEN);

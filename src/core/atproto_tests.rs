@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::core::fakes::{block_on, FakePlatform};
+use crate::core::resolution::{authorization_server_metadata, resolve_login, verify_subject};
 
 const RESOLVER: &str = "https://resolver.example";
 const PLC: &str = "https://plc.example";
@@ -238,11 +239,16 @@ fn a_did_web_document_is_at_its_hosts_well_known_path() {
 fn a_pds_without_authorization_servers_is_pds_metadata_invalid() {
     let platform = FakePlatform::at(0);
     platform.expect_get(
+        &format!("{PLC}/{DID}"),
+        200,
+        &document(DID, "alice.test", PDS),
+    );
+    platform.expect_get(
         &format!("{PDS}/.well-known/oauth-protected-resource"),
         200,
         r#"{"authorization_servers":[]}"#,
     );
-    let error = block_on(authorization_server_of(&platform, &resolver(), PDS)).unwrap_err();
+    let error = block_on(verify_subject(&platform, &resolver(), DID, AS)).unwrap_err();
     assert_eq!(error.code(), "pds_metadata_invalid");
 }
 

@@ -13,6 +13,7 @@ use crate::core::login::{ClientConfig, LoginResult, LoginStart};
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
+use crate::core::resolution;
 use crate::core::retirer::Retirer;
 use crate::core::secret::Random32;
 use crate::core::start_machine::{Begun, StartLogin, Step as StartStep};
@@ -154,7 +155,7 @@ where
         loop {
             let begun = match step {
                 StartStep::ResolveAccount { handle } => Begun::Resolved(match self.atproto {
-                    Some(resolver) => atproto::resolve_login(self.resolving, resolver, &handle)
+                    Some(resolver) => resolution::resolve_login(self.resolving, resolver, &handle)
                         .await
                         .map(|(_, metadata)| metadata),
                     None => Err(Error::NoTransaction),
@@ -225,7 +226,8 @@ where
             let fed = match need {
                 Need::TakeTransaction => Fed::Taken(self.store.take_transaction().await),
                 Need::ServerMetadata { issuer } => {
-                    let metadata = atproto::authorization_server_metadata(self.resolving, &issuer);
+                    let metadata =
+                        resolution::authorization_server_metadata(self.resolving, &issuer);
                     Fed::Metadata(metadata.await)
                 }
                 Need::OfferNonce { endpoint, nonce } => {
@@ -261,7 +263,8 @@ where
                     let resolver = self.atproto.ok_or(Error::NoTransaction);
                     let identity = match resolver {
                         Ok(resolver) => {
-                            atproto::verify_subject(self.resolving, resolver, &sub, &issuer).await
+                            resolution::verify_subject(self.resolving, resolver, &sub, &issuer)
+                                .await
                         }
                         Err(error) => Err(error),
                     };

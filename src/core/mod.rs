@@ -64,6 +64,8 @@ pub mod refresh_answer;
 pub mod refresh_grant;
 pub mod refresh_machine;
 pub mod refresher;
+pub mod resolution;
+pub mod resolve_machine;
 pub mod retire_machine;
 pub mod retirement;
 pub mod retirer;

@@ -1,0 +1,74 @@
+//! The driver of the AT Protocol resolution chains
+//! ([`Resolve`](crate::core::resolve_machine::Resolve)): performs each
+//! `GET` the machine asks for and feeds the answer back, deciding nothing.
+
+use crate::core::atproto::{Identity, Resolver};
+use crate::core::platform::Http;
+use crate::core::resolve_machine::{Fed, Need, Resolve, Resolved, Step};
+use crate::core::{Error, ProviderMetadata};
+
+/// Runs a chain from its first step to its end.
+async fn resolve<H: Http>(
+    http: &H,
+    (mut machine, mut step): (Resolve, Step),
+) -> Result<Resolved, Error> {
+    loop {
+        let fed = match step {
+            Step::Do(Need::Handle(url)) => Fed::Handle(http.get_json(&url).await),
+            Step::Do(Need::DidDocument(url)) => Fed::DidDocument(http.get_json(&url).await),
+            Step::Do(Need::ProtectedResource(url)) => {
+                Fed::ProtectedResource(http.get_json(&url).await)
+            }
+            Step::Do(Need::ServerMetadata(url)) => Fed::ServerMetadata(http.get_json(&url).await),
+            Step::Done(resolved) => return resolved,
+        };
+        step = machine.on(fed);
+    }
+}
+
+/// A chain that ended with another goal's result: impossible from
+/// [`Resolve`]'s constructors, refused rather than trusted.
+fn other_goal() -> Error {
+    Error::DidResolution {
+        reason: "the resolution ended with another goal's result".into(),
+    }
+}
+
+/// The identity behind what the user typed, and its authorization
+/// server's metadata ([`Resolve::login`]).
+pub async fn resolve_login<H: Http>(
+    http: &H,
+    resolver: &Resolver,
+    input: &str,
+) -> Result<(Identity, ProviderMetadata), Error> {
+    match resolve(http, Resolve::login(resolver, input)).await? {
+        Resolved::Login(identity, metadata) => Ok((identity, metadata)),
+        _ => Err(other_goal()),
+    }
+}
+
+/// Checks that the account `did` is one `issuer` may sign in
+/// ([`Resolve::account`]): its document names a PDS that names `issuer`.
+pub async fn verify_subject<H: Http>(
+    http: &H,
+    resolver: &Resolver,
+    did: &str,
+    issuer: &str,
+) -> Result<Identity, Error> {
+    match resolve(http, Resolve::account(resolver, did, issuer)).await? {
+        Resolved::Account(identity) => Ok(identity),
+        _ => Err(other_goal()),
+    }
+}
+
+/// An authorization server's metadata, checked for the profile
+/// ([`Resolve::server`]).
+pub async fn authorization_server_metadata<H: Http>(
+    http: &H,
+    issuer: &str,
+) -> Result<ProviderMetadata, Error> {
+    match resolve(http, Resolve::server(issuer)).await? {
+        Resolved::Server(metadata) => Ok(metadata),
+        _ => Err(other_goal()),
+    }
+}
