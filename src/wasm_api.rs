@@ -865,9 +865,10 @@ async fn fetch_with_auth(
                 (outgoing, token, response) = (Some(placed), Some(held), Some(answer));
                 call.advance(event)
             }
-            Step::ResendForNonce => {
+            Step::ResendForNonce { replacement } => {
                 let placed = outgoing.as_ref().expect("resending a sent request");
-                let sent = fresh.as_ref().or(token.as_ref()).expect("a sent token");
+                let carried = if replacement { &fresh } else { &token };
+                let sent = carried.as_ref().expect("a sent token");
                 let (answer, nonce_refused) = send_authorized(inner, placed, sent, role).await?;
                 let event = Event::Answered {
                     redirected: answer.redirected(),

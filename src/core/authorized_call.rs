@@ -76,9 +76,12 @@ pub enum Step {
     Replace,
     /// Send the request again with the replacement.
     Resend,
-    /// Send the request again with the same token and a new proof (the API
-    /// gave a new nonce).
-    ResendForNonce,
+    /// Send the request again with the token it carried and a new proof
+    /// (the API gave a new nonce).
+    ResendForNonce {
+        /// It carried the replacement (a resend), not the first token.
+        replacement: bool,
+    },
     /// The last answer is the result.
     Return,
     /// The last answer is the result, and the replacement is marked as
@@ -215,7 +218,9 @@ impl AuthorizedCall {
             }
             if !redirected && *replayable {
                 self.nonce_retried = true;
-                return Step::ResendForNonce;
+                return Step::ResendForNonce {
+                    replacement: self.state == State::Resent,
+                };
             }
         }
         let (state, step) = match (self.state, event) {
@@ -383,7 +388,10 @@ mod tests {
     #[test]
     fn a_refused_nonce_resends_the_same_request_once() {
         let mut call = sent();
-        assert_eq!(call.advance(nonce_refused()), Step::ResendForNonce);
+        assert_eq!(
+            call.advance(nonce_refused()),
+            Step::ResendForNonce { replacement: false }
+        );
         assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
         assert_eq!(call.advance(Event::Expired(false)), Step::Return);
     }
@@ -419,7 +427,10 @@ mod tests {
             call.advance(Event::Replacement { same: false }),
             Step::Resend
         );
-        assert_eq!(call.advance(nonce_refused()), Step::ResendForNonce);
+        assert_eq!(
+            call.advance(nonce_refused()),
+            Step::ResendForNonce { replacement: true }
+        );
         assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
         assert_eq!(
             call.advance(Event::Expired(true)),

@@ -10,6 +10,7 @@ pub mod base64url;
 pub mod call_target;
 pub mod callback_machine;
 mod decimal;
+pub mod discover_machine;
 pub mod discovery;
 pub mod dpop;
 pub mod dpop_post;

@@ -6,11 +6,12 @@
 //! The binding overlaps discovery with opening the store (both are
 //! I/O); every choice between their results is made here.
 
+use crate::core::discover_machine::{Discover, Step};
 use crate::core::login::ClientConfig;
-use crate::core::platform::{Http, HttpReply};
+use crate::core::platform::Http;
 use crate::core::public_api::{StorageKind, StorageProblem};
 use crate::core::TokenSet;
-use crate::core::{check_endpoint_url, discovery_urls, EndpointOverrides, Error, ProviderMetadata};
+use crate::core::{check_endpoint_url, EndpointOverrides, Error, ProviderMetadata};
 
 /// Where a client's endpoints come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,29 +61,16 @@ impl EndpointSource {
     }
 }
 
-/// The issuer's metadata, validated against `issuer`: the OpenID Connect
-/// document first, then RFC 8414's.
+/// The issuer's metadata, validated against `issuer` ([`Discover`]'s
+/// order): drives the machine, performing each `GET`.
 pub async fn discover<H: Http>(http: &H, issuer: &str) -> Result<ProviderMetadata, Error> {
-    let mut failures = Vec::new();
-    for url in discovery_urls(issuer) {
-        match http.get_json::<ProviderMetadata>(&url).await {
-            Ok(HttpReply {
-                status: 200,
-                body: Ok(metadata),
-                ..
-            }) => return metadata.validate(issuer),
-            Ok(HttpReply {
-                status: 200,
-                body: Err(reason),
-                ..
-            }) => failures.push(format!("{url}: {reason}")),
-            Ok(HttpReply { status, .. }) => failures.push(format!("{url}: HTTP {status}")),
-            Err(error) => failures.push(format!("{url}: {error}")),
+    let (mut machine, mut step) = Discover::start(issuer);
+    loop {
+        match step {
+            Step::Fetch(url) => step = machine.on(http.get_json(&url).await),
+            Step::Done(metadata) => return metadata,
         }
     }
-    Err(Error::Discovery {
-        reason: failures.join("; "),
-    })
 }
 
 /// How old kept metadata may be and still be used at start-up (it is
