@@ -60,6 +60,7 @@ pub mod public_api;
 pub mod public_key;
 pub mod quoted;
 pub mod race;
+pub mod record_machine;
 pub mod record_store;
 pub mod refresh_answer;
 pub mod refresh_grant;

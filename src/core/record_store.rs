@@ -17,6 +17,9 @@
 //!    (even when the backend failed to read it).
 //! 6. A read the backend fails says so (`storage_error`), and the record is
 //!    not removed as unreadable: it may be fine.
+//!
+//! Each operation's order is a machine that does no I/O
+//! ([`RecordOp`]); [`RecordStore`] drives it over the ports.
 
 // The ports are used inside this single-threaded crate only (no `Send`).
 #![allow(async_fn_in_trait)]
@@ -26,11 +29,12 @@ use std::cell::Cell;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::envelope::associated_data;
 use crate::core::json_text::to_json;
 use crate::core::message::EndReason;
 use crate::core::platform::Json;
 use crate::core::ports::SessionStore;
+use crate::core::record_machine::{record_key, Backend, Fed, Need, RecordOp, Step, TOKENS};
+use crate::core::secret::RecordText;
 use crate::core::startup::KeptMetadata;
 use crate::core::{Error, PendingTransaction, TokenSet};
 
@@ -54,7 +58,6 @@ pub trait Sealer {
     async fn open(&self, aad: &[u8], stored: String) -> Result<String, Error>;
 }
 
-const TOKENS: &str = "tokens";
 const METADATA: &str = "metadata";
 const TRANSACTION: &str = "transaction";
 /// Why the session was last cleared ([`SessionStore::end_reason`]).
@@ -106,125 +109,136 @@ impl<K: KeyValue, S: Sealer, J: Json> RecordStore<K, S, J> {
 
     /// The backend key of a record of `kind` (`tokens`, `transaction`).
     pub fn record_key(&self, kind: &str) -> String {
-        format!("latchkey:{}:{}:{kind}", self.issuer, self.client_id)
+        record_key(&self.issuer, &self.client_id, kind)
     }
 
     /// The issuer metadata kept from the last discovery, if any (an
     /// unreadable record is removed and reads as none).
     pub async fn load_metadata(&self) -> Option<KeptMetadata> {
-        self.read(&self.records, METADATA).await.ok().flatten()
+        self.read(Backend::Records, METADATA).await.ok().flatten()
     }
 
     /// Keeps `metadata` for the next start.
     pub async fn save_metadata(&self, metadata: &KeptMetadata) -> Result<(), Error> {
-        self.write(&self.records, METADATA, metadata).await
+        self.write(Backend::Records, METADATA, metadata).await
     }
 
-    /// Rule 3: refuses to touch the tokens record once it was found to be a
-    /// newer latchkey's.
-    fn leave_newer_alone(&self) -> Result<(), Error> {
-        match self.newer_record.get() {
-            Some(version) => Err(Error::NewerRecord { version }),
-            None => Ok(()),
+    fn backend(&self, backend: Backend) -> &K {
+        match backend {
+            Backend::Records => &self.records,
+            Backend::Transactions => &self.transactions,
         }
     }
 
-    // The I/O of a read and a write is compiled once (`read_text`,
-    // `write_text`); only the JSON step is generic over the record's type.
-
-    async fn write<T: Serialize>(&self, backend: &K, kind: &str, value: &T) -> Result<(), Error> {
-        let json = to_json(value).map_err(|_| Error::Storage {
-            reason: "could not serialise the record".into(),
-        })?;
-        self.write_text(backend, kind, json).await
+    /// Reads a record of `kind` as a `T` ([`RecordOp::read`]).
+    async fn read<T: DeserializeOwned>(
+        &self,
+        backend: Backend,
+        kind: &'static str,
+    ) -> Result<Option<T>, Error> {
+        let op = RecordOp::read(backend, kind, &self.issuer, &self.client_id);
+        self.read_by(op).await
     }
 
-    async fn write_text(&self, backend: &K, kind: &str, json: String) -> Result<(), Error> {
-        let aad = associated_data(&self.issuer, &self.client_id, kind);
-        let sealed = self.sealer.seal(&aad, json).await?;
-        backend.set(&self.record_key(kind), sealed).await
-    }
-
-    /// Rules 2, 3 and 6: reads a record of `kind`.
-    async fn read<T: DeserializeOwned>(&self, backend: &K, kind: &str) -> Result<Option<T>, Error> {
-        let Some(json) = self.read_text(backend, kind).await? else {
-            return Ok(None);
+    /// Runs a reading operation, parsing the record as a `T`; only this
+    /// step is generic, the operation's I/O is compiled once ([`run`]).
+    ///
+    /// [`run`]: Self::run
+    async fn read_by<T: DeserializeOwned>(&self, op: (RecordOp, Step)) -> Result<Option<T>, Error> {
+        let mut value = None;
+        let mut parse = |text: &str| {
+            value = self.json.parse_json::<T>(text).ok();
+            value.is_some()
         };
-        match self.json.parse_json(&json) {
-            Ok(value) => Ok(Some(value)),
-            Err(_) => {
-                let error = Error::CorruptRecord {
-                    reason: format!("the {kind} record has an unknown shape"),
-                };
-                Err(self.discard(backend, kind, error).await)
-            }
-        }
+        self.run(op, &mut parse).await?;
+        Ok(value)
     }
 
-    /// A record's opened text: rule 3 for a newer latchkey's, rule 2 for
-    /// one that does not open.
-    async fn read_text(&self, backend: &K, kind: &str) -> Result<Option<String>, Error> {
-        let Some(stored) = backend.get(&self.record_key(kind)).await? else {
-            return Ok(None);
-        };
-        let aad = associated_data(&self.issuer, &self.client_id, kind);
-        match self.sealer.open(&aad, stored).await {
-            Ok(json) => Ok(Some(json)),
-            Err(Error::NewerRecord { version }) => {
-                self.newer_record.set(Some(version));
-                Err(Error::NewerRecord { version })
-            }
-            Err(error) => Err(self.discard(backend, kind, error).await),
-        }
+    /// Writes `value` as the record of `kind` ([`RecordOp::write`]).
+    async fn write<T: Serialize>(
+        &self,
+        backend: Backend,
+        kind: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        let text = to_json(value).ok().map(RecordText::new);
+        let newer = self.newer_record.get();
+        let op = RecordOp::write(backend, kind, text, newer, &self.issuer, &self.client_id);
+        self.run(op, &mut |_| false).await.map(drop)
     }
 
-    /// Rule 2: removes an unreadable record; `error` says why it was
-    /// unreadable, or the removal's failure does.
-    async fn discard(&self, backend: &K, kind: &str, error: Error) -> Error {
-        match backend.remove(&self.record_key(kind)).await {
-            Ok(()) => error,
-            Err(failed) => failed,
+    /// Drives an operation, performing each need; `parse` reads an opened
+    /// record's text as the operation's type, keeping the value.
+    async fn run(
+        &self,
+        (mut op, mut step): (RecordOp, Step),
+        parse: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<bool, Error> {
+        loop {
+            let fed = match step {
+                Step::Do(Need::Get { backend, key }) => {
+                    Fed::Got(self.backend(backend).get(&key).await)
+                }
+                Step::Do(Need::Open { aad, stored }) => {
+                    Fed::Opened(self.sealer.open(&aad, stored).await)
+                }
+                Step::Do(Need::Parse(text)) => Fed::Parsed(parse(text.secret())),
+                Step::Do(Need::MarkNewer(version)) => {
+                    self.newer_record.set(Some(version));
+                    Fed::Marked
+                }
+                Step::Do(Need::Seal { aad, text }) => {
+                    Fed::Sealed(self.sealer.seal(&aad, text.secret().to_owned()).await)
+                }
+                Step::Do(Need::Set {
+                    backend,
+                    key,
+                    value,
+                }) => Fed::Written(self.backend(backend).set(&key, value).await),
+                Step::Do(Need::Remove { backend, key }) => {
+                    Fed::Removed(self.backend(backend).remove(&key).await)
+                }
+                Step::Done(outcome) => return outcome,
+            };
+            step = op.on(fed);
         }
     }
 }
 
 impl<K: KeyValue, S: Sealer, J: Json> SessionStore for RecordStore<K, S, J> {
     async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
-        self.read(&self.records, TOKENS).await
+        self.read(Backend::Records, TOKENS).await
     }
 
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
-        self.leave_newer_alone()?;
-        self.write(&self.records, TOKENS, tokens).await
+        self.write(Backend::Records, TOKENS, tokens).await
     }
 
     async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
-        self.leave_newer_alone()?;
-        // Rule 4: why, before the tokens go (without it, a tab that finds
-        // them gone takes it for an expiry).
-        let _ = self
-            .write(&self.records, ENDED, &EndedRecord { reason })
-            .await;
-        self.records.remove(&self.record_key(TOKENS)).await
+        let text = to_json(&EndedRecord { reason }).ok().map(RecordText::new);
+        let newer = self.newer_record.get();
+        let op = RecordOp::clear(ENDED, text, newer, &self.issuer, &self.client_id);
+        self.run(op, &mut |_| false).await.map(drop)
     }
 
     async fn end_reason(&self) -> Option<EndReason> {
-        let ended = self.read::<EndedRecord>(&self.records, ENDED).await;
+        let ended = self.read::<EndedRecord>(Backend::Records, ENDED).await;
         ended.ok().flatten().map(|ended| ended.reason)
     }
 
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {
-        self.write(&self.transactions, TRANSACTION, &transaction)
+        self.write(Backend::Transactions, TRANSACTION, &transaction)
             .await
     }
 
     async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error> {
-        // Rule 5: removed whatever the read found.
-        let transaction = self.read(&self.transactions, TRANSACTION).await;
-        self.transactions
-            .remove(&self.record_key(TRANSACTION))
-            .await?;
-        transaction
+        let op = RecordOp::take(
+            Backend::Transactions,
+            TRANSACTION,
+            &self.issuer,
+            &self.client_id,
+        );
+        self.read_by(op).await
     }
 }
 

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::core::authorize::PendingTransaction;
+use crate::core::envelope::associated_data;
 use crate::core::fakes::{bearer_set, block_on};
 use crate::core::secret::{PkceVerifier, State};
 

@@ -111,6 +111,11 @@ macro_rules! secret_newtype {
 }
 
 secret_newtype!(
+    /// A stored record's plaintext: JSON text holding tokens or a pending
+    /// login.
+    RecordText
+);
+secret_newtype!(
     /// An OAuth 2.0 access token ([RFC 6749 §1.4](https://www.rfc-editor.org/rfc/rfc6749#section-1.4)).
     #[derive(Clone)]
     AccessToken
