@@ -39,7 +39,7 @@ use crate::core::public_api::StorageProblem;
 use crate::core::quoted::Quoted;
 use crate::core::race::{alongside, both};
 use crate::core::refresher::Refresher;
-use crate::core::retirement::{retirement, revocation_endpoint, LogoutChoices};
+use crate::core::retirement::{retirement_of_ended, LogoutChoices};
 use crate::core::retirer::Retirer;
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
 use crate::core::startup::{
@@ -180,7 +180,7 @@ impl Background for Inner {
         wasm_bindgen_futures::spawn_local(async move {
             // Best effort: the set is already out of use everywhere.
             let configured = me.config.endpoints.revocation.as_deref();
-            let plan = retirement(&tokens, revocation_endpoint(&tokens, configured));
+            let plan = retirement_of_ended(&tokens, configured);
             let dpop = me.dpop();
             let _ = me.retirer(&dpop).retire(&tokens, plan).await;
         });
@@ -792,9 +792,13 @@ async fn logout(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
 /// event, and whose DPoP nonces its proofs carry.
 fn start_of(inner: &Inner, url: &str) -> (Event, Role) {
     let key = endpoint_key(url);
-    inner
-        .targets
-        .start(url, key.as_ref(), &inner.session, endpoint_key)
+    inner.targets.start(
+        url,
+        key.as_ref(),
+        &inner.session,
+        inner.config.dpop,
+        endpoint_key,
+    )
 }
 
 /// The fast path's decision (see `AuthClient::fast_authorization`), for a

@@ -160,8 +160,8 @@ impl Outgoing {
 
     /// A request carrying a DPoP-bound `token` and its `proof`
     /// ([RFC 9449 §7.1](https://www.rfc-editor.org/rfc/rfc9449#section-7.1)):
-    /// `Authorization: DPoP <token>` and `DPoP: <proof>`. A DPoP token
-    /// always travels in the header, whatever the origin's placement.
+    /// `Authorization: DPoP <token>` and `DPoP: <proof>` (the core places a
+    /// DPoP-bound token in the header: `CallTargets::start`).
     pub fn with_dpop(&self, token: &str, proof: &str) -> Result<Request, Error> {
         let request = if self.streaming {
             <Request as Clone>::clone(&self.template)

@@ -9,7 +9,7 @@
 use crate::core::atproto_login::on_pds_of;
 use crate::core::authorized_call::{AuthorizedCall, Destination, Event};
 use crate::core::dpop::Role;
-use crate::core::origin::AllowedOrigins;
+use crate::core::origin::{AllowedOrigins, TokenPlacement};
 use crate::core::session::Session;
 
 /// An endpoint as the platform's URL parser normalises it (scheme and host
@@ -50,23 +50,39 @@ pub struct CallTargets {
 
 impl CallTargets {
     /// A call to `url` (whose key is `key`; `None` when it does not parse)
-    /// while `session` is in use: its first event and whose DPoP nonces its
-    /// proofs carry. `url` may be the URL or just its origin; `key_of`
-    /// parses the account's token endpoint.
+    /// while `session` is in use (`dpop`: the client uses DPoP): its first
+    /// event and whose DPoP nonces its proofs carry. `url` may be the URL or
+    /// just its origin; `key_of` parses the account's token endpoint.
+    ///
+    /// A DPoP-bound token goes in the `Authorization` header whatever the
+    /// origin's placement: RFC 9449 defines no other way to send it
+    /// ([§7.1](https://www.rfc-editor.org/rfc/rfc9449#section-7.1)).
     pub fn start(
         &self,
         url: &str,
         key: Option<&EndpointKey>,
         session: &Session,
+        dpop: bool,
         key_of: impl Fn(&str) -> Option<EndpointKey>,
     ) -> (Event, Role) {
-        Destination {
+        let (event, role) = Destination {
             token_endpoint: key.is_some_and(|key| self.is_token_endpoint(key, session, key_of)),
             userinfo: key.is_some() && key == self.userinfo.as_ref(),
             listed: || self.allowed.placement_for(url),
             account_pds: || self.on_account_pds(url, session),
         }
-        .start()
+        .start();
+        let event = match event {
+            Event::Start {
+                token_endpoint,
+                placement: Ok(_),
+            } if session.needs_proof(dpop) => Event::Start {
+                token_endpoint,
+                placement: Ok(TokenPlacement::Header),
+            },
+            event => event,
+        };
+        (event, role)
     }
 
     /// Whether a call to `key` may go out on the fast path (the caller adds
@@ -81,7 +97,7 @@ impl CallTargets {
         dpop: bool,
         key_of: impl Fn(&str) -> Option<EndpointKey>,
     ) -> bool {
-        let (start, role) = self.start(key.origin(), Some(key), session, key_of);
+        let (start, role) = self.start(key.origin(), Some(key), session, dpop, key_of);
         let bound = session.needs_proof(dpop);
         role == Role::Resource && AuthorizedCall::fast_path(start, bound)
     }
@@ -179,7 +195,7 @@ mod tests {
     }
 
     fn start(targets: &CallTargets, url: &str, session: &Session) -> (Event, Role) {
-        targets.start(url, key(url).as_ref(), session, key)
+        targets.start(url, key(url).as_ref(), session, false, key)
     }
 
     fn is_token_endpoint(event: &Event) -> bool {
@@ -283,6 +299,25 @@ mod tests {
         let bound = session(None, Some("jkt"));
         assert!(!fast("https://api.example/items", &bound, true));
         assert!(fast("https://api.example/items", &signed_in, true));
+    }
+
+    #[test]
+    fn a_dpop_bound_token_goes_in_the_header_whatever_the_origins_placement() {
+        let targets = targets(false, &[("https://api.example", TokenPlacement::Query)]);
+        let url = "https://api.example/items";
+        let bound = session(None, Some("jkt"));
+        let (event, _) = targets.start(url, key(url).as_ref(), &bound, true, key);
+        assert_eq!(placement(event), Ok(TokenPlacement::Header));
+        // A Bearer session keeps the origin's placement, and so does a bound
+        // one when the client does not use DPoP.
+        let (event, _) = targets.start(url, key(url).as_ref(), &session(None, None), true, key);
+        assert_eq!(placement(event), Ok(TokenPlacement::Query));
+        let (event, _) = targets.start(url, key(url).as_ref(), &bound, false, key);
+        assert_eq!(placement(event), Ok(TokenPlacement::Query));
+        // A refused origin stays refused.
+        let evil = "https://evil.example/x";
+        let (event, _) = targets.start(evil, key(evil).as_ref(), &bound, true, key);
+        assert_eq!(placement(event).unwrap_err().code(), "origin_not_allowed");
     }
 
     #[test]

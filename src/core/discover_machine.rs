@@ -44,8 +44,15 @@ impl Discover {
     }
 
     /// The step after the answer to the last fetch (or why there is none).
+    /// Once it has ended, it stays ended.
     pub fn on(&mut self, answer: Result<HttpReply<ProviderMetadata>, Error>) -> Step {
-        let url = self.asked.take().unwrap_or_default();
+        // Fed with no fetch out (after its end: a driver bug): it is over,
+        // and never asks for the next document.
+        let Some(url) = self.asked.take() else {
+            return Step::Done(Err(Error::Discovery {
+                reason: "discovery was fed after its end".into(),
+            }));
+        };
         let failure = match answer {
             Ok(HttpReply {
                 status: 200,
@@ -136,6 +143,15 @@ mod tests {
         let (mut machine, _) = Discover::start(ISSUER);
         let outcome = done(machine.on(answer(200, &metadata("https://evil.example"))));
         assert_eq!(outcome.unwrap_err().code(), "issuer_mismatch");
+    }
+
+    #[test]
+    fn after_its_end_it_asks_for_nothing_more() {
+        let (mut machine, _) = Discover::start(ISSUER);
+        let refused = machine.on(answer(200, &metadata("https://evil.example")));
+        assert!(done(refused).is_err());
+        let again = done(machine.on(answer(404, "{}")));
+        assert_eq!(again.unwrap_err().code(), "discovery_failed");
     }
 
     #[test]

@@ -263,11 +263,35 @@ mod tests {
 
     #[test]
     fn the_resend_carries_the_nonce_the_book_holds_not_a_malformed_one() {
-        let mut machine = sent(None);
+        let mut machine = sent(Some("n-1"));
         let malformed = raw_reply(400, WANTS_NONCE, Some("bad\"nonce".into()));
         learns(machine.on(Fed::Answered(Ok(malformed))));
-        // The book refused it and holds nothing: the resend carries none.
-        assert_eq!(proves(machine.on(Fed::Learned(None))), None);
+        // The book refused it and still holds n-1: the resend carries n-1.
+        let again = machine.on(Fed::Learned(Some("n-1".into())));
+        assert_eq!(proves(again).as_deref(), Some("n-1"));
+    }
+
+    #[test]
+    fn a_failed_proof_or_request_on_the_resend_is_the_outcome() {
+        let resending = || {
+            let mut machine = sent(None);
+            let refused = raw_reply(400, WANTS_NONCE, Some("n-1".into()));
+            learns(machine.on(Fed::Answered(Ok(refused))));
+            proves(machine.on(Fed::Learned(Some("n-1".into()))));
+            machine
+        };
+        let gone = Error::DpopKeyUnavailable {
+            reason: "gone".into(),
+        };
+        let outcome = done(resending().on(Fed::Proved(Err(gone.clone()))));
+        assert_eq!(outcome.unwrap_err(), gone);
+        let mut machine = resending();
+        machine.on(Fed::Proved(Ok(proof())));
+        let network = Error::Network {
+            reason: "offline".into(),
+        };
+        let outcome = done(machine.on(Fed::Answered(Err(network.clone()))));
+        assert_eq!(outcome.unwrap_err(), network);
     }
 
     #[test]

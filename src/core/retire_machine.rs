@@ -147,14 +147,23 @@ impl Retire {
                 }
             }
             (Stage::Deleting, Fed::Deleted) => Step::Done(self.outcome.take()),
-            (_, _) => {
-                self.outcome = Some(Err(Error::RevocationFailed {
-                    status: None,
-                    reason: "the retirement was fed out of order".into(),
-                }));
-                self.delete()
-            }
+            (_, _) => self.abandon(),
         }
+    }
+
+    /// Ends the retirement early (an input out of order: a driver bug):
+    /// nothing more is revoked, the planned key is still deleted, and the
+    /// outcome is the first failure — this one, unless one came before.
+    pub fn abandon(&mut self) -> Step {
+        let out_of_order = Error::RevocationFailed {
+            status: None,
+            reason: "the retirement was fed out of order".into(),
+        };
+        self.outcome = Some(match self.outcome.take() {
+            Some(Err(first)) => Err(first),
+            _ => Err(out_of_order),
+        });
+        self.delete()
     }
 
     /// Rule 2: the refresh token first when the set has one.
@@ -251,8 +260,9 @@ impl<'a> LogOut<'a> {
     }
 
     /// The step after `fed`. An input the stage does not expect (a driver
-    /// bug) ends the logout with the revocation failed and no end-session
-    /// address: the local sign-out, the step that matters, came first.
+    /// bug) ends the logout with the revocation failed — while retiring,
+    /// once the retirement has deleted the key it planned to; before the
+    /// sign-out's end, with no end-session address.
     pub fn on(&mut self, fed: LogoutFed) -> LogoutStep {
         match (std::mem::replace(&mut self.stage, LogoutStage::Over), fed) {
             (LogoutStage::SigningOut, LogoutFed::SignedOut(ended)) => {
@@ -270,6 +280,12 @@ impl<'a> LogOut<'a> {
             }
             (LogoutStage::Retiring(mut machine), LogoutFed::Retire(fed)) => {
                 let step = machine.on(fed);
+                self.retiring(machine, step)
+            }
+            // Out of order while retiring: the retirement still deletes the
+            // key it planned to.
+            (LogoutStage::Retiring(mut machine), LogoutFed::SignedOut(_)) => {
+                let step = machine.abandon();
                 self.retiring(machine, step)
             }
             (_, _) => LogoutStep::Done(LoggedOut {

@@ -301,6 +301,30 @@ fn an_unexpected_input_ends_the_logout_with_the_revocation_failed_and_nowhere_to
 }
 
 #[test]
+fn an_unexpected_input_while_retiring_still_deletes_the_key() {
+    let choices = choices(true, Some(END));
+    let (mut machine, _) = LogOut::start(&choices, MS);
+    machine.on(LogoutFed::SignedOut(Some(bound_set())));
+    let step = machine.on(LogoutFed::SignedOut(None));
+    assert_deletes(retire_need(step), "jkt-1");
+    let done = logged_out(machine.on(LogoutFed::Retire(Fed::Deleted)));
+    assert!(
+        matches!(&done.outcome, RevocationOutcome::Failed(error) if error.code() == "revocation_failed"),
+        "{:?}",
+        done.outcome
+    );
+}
+
+#[test]
+fn an_unexpected_input_keeps_the_first_failure() {
+    let tokens = bearer_set("at-1");
+    let (mut machine, _) = Retire::start(&tokens, plan(&tokens, true), "spa", MS);
+    machine.on(answer(503, ""));
+    let outcome = done(machine.on(Fed::Deleted));
+    assert_eq!(outcome.expect("sent").unwrap_err().status(), Some(503));
+}
+
+#[test]
 fn the_end_session_address_never_shows_the_id_token_in_debug() {
     let choices = choices(false, Some(END));
     let (mut machine, _) = LogOut::start(&choices, MS);

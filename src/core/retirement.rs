@@ -42,6 +42,13 @@ pub struct Retirement {
     pub delete_key: Option<String>,
 }
 
+/// The retirement of a set a sign-out or an expiry left behind: revoked
+/// where it is revoked ([`revocation_endpoint`], `configured` the client's
+/// endpoint), its key deleted.
+pub fn retirement_of_ended(tokens: &TokenSet, configured: Option<&str>) -> Retirement {
+    retirement(tokens, revocation_endpoint(tokens, configured))
+}
+
 /// The retirement of `tokens`, revoked at `revoke_at` (`None`: not
 /// revoked — not asked for, or nowhere to revoke).
 pub fn retirement(tokens: &TokenSet, revoke_at: Option<&str>) -> Retirement {
@@ -225,6 +232,19 @@ mod tests {
                 delete_key: Some("jkt".into()),
             }
         );
+    }
+
+    #[test]
+    fn a_set_left_behind_is_revoked_where_it_is_revoked_and_loses_its_key() {
+        let ended = atproto(Some("https://pds.example/oauth/revoke"));
+        let plan = retirement_of_ended(&ended, CONFIGURED);
+        assert_eq!(
+            plan.revoke_at.as_deref(),
+            Some("https://pds.example/oauth/revoke")
+        );
+        assert_eq!(plan.delete_key.as_deref(), Some("jkt"));
+        let plan = retirement_of_ended(&tokens(None), CONFIGURED);
+        assert_eq!(plan.revoke_at.as_deref(), CONFIGURED);
     }
 
     #[test]

@@ -227,10 +227,8 @@ fn an_unexpected_input_refuses_the_token() {
     let expect = expect(&nonce);
     let (mut machine, _) = VerifyIdToken::start(&json, &token, Some(URI), &expect);
     let outcome = done(machine.on(Fed::Verified(Ok(true)), &json));
-    assert!(
-        outcome.is_err(),
-        "a signature never asked for verifies nothing"
-    );
+    let error = outcome.expect_err("a signature never asked for verifies nothing");
+    assert_eq!(error.code(), "jwks_unavailable");
 }
 
 #[test]
