@@ -17,7 +17,7 @@ use crate::core::atproto_login::refresh_endpoint;
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor};
 use crate::core::ports::DpopKeys;
 use crate::core::ports::RefreshTransport;
-use crate::core::refresh_answer::RefreshAnswer;
+use crate::core::refresh_answer::{AppRefreshCall, RefreshAnswer};
 use crate::core::refresh_grant::RefreshGrant;
 use crate::core::{Error, RawTokenResponse, TokenSet};
 
@@ -132,22 +132,20 @@ impl BrowserRefresh {
         current: &TokenSet,
         token_endpoint: &str,
     ) -> Result<RefreshAnswer, Error> {
-        let refresh_token = current
-            .refresh_token
-            .as_ref()
-            .ok_or(Error::NotAuthenticated)?;
+        // What the app is handed is the core's (`AppRefreshCall`).
+        let call = AppRefreshCall::of(current, token_endpoint, &self.client_id)?;
         let context = Object::new();
         let set = |name: &str, value: JsValue| {
             let _ = Reflect::set(&context, &JsValue::from_str(name), &value);
         };
-        set("refreshToken", refresh_token.secret().into());
-        set("accessToken", current.access_token.secret().into());
-        set("tokenEndpoint", token_endpoint.into());
-        set("clientId", self.client_id.as_str().into());
-        set("scope", current.scope.as_deref().into());
+        set("refreshToken", call.refresh_token.secret().into());
+        set("accessToken", call.access_token.secret().into());
+        set("tokenEndpoint", call.token_endpoint.into());
+        set("clientId", call.client_id.into());
+        set("scope", call.scope.into());
         // A bound session's request must be signed: the app gets a proof
         // factory, never the key.
-        let _factory = match &current.dpop_jkt {
+        let _factory = match call.proof_key {
             Some(jkt) => {
                 let factory = self.proof_factory(jkt).await?;
                 set("dpopProof", factory.as_ref().clone());

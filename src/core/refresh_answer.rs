@@ -6,7 +6,7 @@
 
 use crate::core::platform::HttpReply;
 use crate::core::token::token_set_from_reply;
-use crate::core::{Error, RawTokenResponse, TokenSet};
+use crate::core::{AccessToken, Error, RawTokenResponse, RefreshToken, TokenSet};
 
 /// A refresh's answer.
 #[derive(Debug)]
@@ -48,10 +48,79 @@ impl RefreshAnswer {
     }
 }
 
+/// What the app's `refresh(ctx)` is handed for a set: its tokens, where
+/// the session refreshes, the client, the scope, and — for a set bound to a
+/// DPoP key — which key signs the proofs its `dpopProof` makes (the app
+/// never gets the key).
+#[derive(Debug)]
+pub struct AppRefreshCall<'a> {
+    /// The refresh token.
+    pub refresh_token: &'a RefreshToken,
+    /// The access token.
+    pub access_token: &'a AccessToken,
+    /// The session's token endpoint (an atproto account's own server's).
+    pub token_endpoint: &'a str,
+    /// The client.
+    pub client_id: &'a str,
+    /// The set's scope.
+    pub scope: Option<&'a str>,
+    /// The key `dpopProof` signs with, when the set is bound.
+    pub proof_key: Option<&'a str>,
+}
+
+impl<'a> AppRefreshCall<'a> {
+    /// The call for `current`, refreshing at `token_endpoint`; a set
+    /// without a refresh token cannot be refreshed (`not_authenticated`).
+    pub fn of(
+        current: &'a TokenSet,
+        token_endpoint: &'a str,
+        client_id: &'a str,
+    ) -> Result<AppRefreshCall<'a>, Error> {
+        Ok(AppRefreshCall {
+            refresh_token: current
+                .refresh_token
+                .as_ref()
+                .ok_or(Error::NotAuthenticated)?,
+            access_token: &current.access_token,
+            token_endpoint,
+            client_id,
+            scope: current.scope.as_deref(),
+            proof_key: current.dpop_jkt.as_deref(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::fakes::bearer_set;
+
+    #[test]
+    fn the_apps_refresh_gets_the_sets_tokens_and_the_sessions_endpoint() {
+        let set = bearer_set("at-1");
+        let call = AppRefreshCall::of(&set, "https://pds.example/token", "spa").unwrap();
+        assert_eq!(call.refresh_token.secret(), "rt-1");
+        assert_eq!(call.access_token.secret(), "at-1");
+        assert_eq!(call.token_endpoint, "https://pds.example/token");
+        assert_eq!((call.client_id, call.scope), ("spa", Some("api")));
+        assert_eq!(call.proof_key, None, "a Bearer set: no dpopProof");
+        let bound = TokenSet {
+            dpop_jkt: Some("jkt".into()),
+            ..bearer_set("at-1")
+        };
+        let call = AppRefreshCall::of(&bound, "https://x/token", "spa").unwrap();
+        assert_eq!(call.proof_key, Some("jkt"));
+    }
+
+    #[test]
+    fn a_set_without_a_refresh_token_is_not_refreshed_by_the_app() {
+        let set = TokenSet {
+            refresh_token: None,
+            ..bearer_set("at-1")
+        };
+        let error = AppRefreshCall::of(&set, "https://x/token", "spa").unwrap_err();
+        assert_eq!(error, Error::NotAuthenticated);
+    }
 
     const NOW: u64 = 1_700_000_000_000;
 

@@ -18,7 +18,7 @@ use crate::core::race::within;
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::refresh_machine::RefreshMachine;
 use crate::core::retirement::keys_after_login;
-use crate::core::session::{ends_session, RefreshPolicy, Session};
+use crate::core::session::{after_failed_refresh, RefreshPolicy, Session};
 use crate::core::sign_in_out::{SignIn, SignOut};
 use crate::core::single_flight::SingleFlight;
 use crate::core::steps::{Act, Input, Machine, Step, Wait};
@@ -117,10 +117,7 @@ where
         let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
         match self.refresh(&held.access_token).await {
             Ok(tokens) => Ok(tokens.access_token),
-            Err(error) if !ends_session(&error) && !held.is_stale(self.platform.now_ms(), 0) => {
-                Ok(held.access_token)
-            }
-            Err(error) => Err(error),
+            Err(error) => after_failed_refresh(held, error, self.platform.now_ms()),
         }
     }
 

@@ -476,6 +476,49 @@ pub fn ends_session(error: &Error) -> bool {
     matches!(error, Error::SessionExpired | Error::NotAuthenticated)
 }
 
+/// What a call sends after a proactive refresh of `held` failed with
+/// `error` at `now`: the token in hand while it is still valid and the
+/// failure is transient (the request can still succeed), else the failure.
+pub fn after_failed_refresh(held: TokenSet, error: Error, now: u64) -> Result<AccessToken, Error> {
+    if ends_session(&error) || held.is_stale(now, 0) {
+        return Err(error);
+    }
+    Ok(held.access_token)
+}
+
+#[cfg(test)]
+mod fallback_tests {
+    use super::*;
+    use crate::core::fakes::bearer_set;
+
+    fn held(expires_at_ms: u64) -> TokenSet {
+        TokenSet {
+            expires_at_ms: Some(expires_at_ms),
+            ..bearer_set("at-1")
+        }
+    }
+
+    #[test]
+    fn a_transient_failure_sends_the_token_in_hand_while_it_is_valid() {
+        let token = after_failed_refresh(held(2_000), Error::RefreshTimeout, 1_000);
+        assert_eq!(token.unwrap().secret(), "at-1");
+    }
+
+    #[test]
+    fn an_expired_token_in_hand_is_not_sent() {
+        let failed = after_failed_refresh(held(2_000), Error::RefreshTimeout, 2_000);
+        assert_eq!(failed.unwrap_err(), Error::RefreshTimeout);
+    }
+
+    #[test]
+    fn a_failure_that_ends_the_session_is_the_outcome() {
+        for error in [Error::SessionExpired, Error::NotAuthenticated] {
+            let failed = after_failed_refresh(held(2_000), error.clone(), 1_000);
+            assert_eq!(failed.unwrap_err(), error);
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
