@@ -2,28 +2,43 @@
 //! ([`Resolve`](crate::core::resolve_machine::Resolve)): performs each
 //! `GET` the machine asks for and feeds the answer back, deciding nothing.
 
+use serde::de::DeserializeOwned;
+
 use crate::core::atproto::{Identity, Resolver};
-use crate::core::platform::Http;
+use crate::core::platform::{Http, HttpReply};
 use crate::core::resolve_machine::{Fed, Need, Resolve, Resolved, Step};
 use crate::core::{Error, ProviderMetadata};
 
-/// Runs a chain from its first step to its end.
+/// Runs a chain from its first step to its end. Every need is a `GET`:
+/// one request awaited in one place, its body then read as the need's type
+/// (one copy of the request's code, not one per document).
 async fn resolve<H: Http>(
     http: &H,
     (mut machine, mut step): (Resolve, Step),
 ) -> Result<Resolved, Error> {
     loop {
-        let fed = match step {
-            Step::Do(Need::Handle(url)) => Fed::Handle(http.get_json(&url).await),
-            Step::Do(Need::DidDocument(url)) => Fed::DidDocument(http.get_json(&url).await),
-            Step::Do(Need::ProtectedResource(url)) => {
-                Fed::ProtectedResource(http.get_json(&url).await)
-            }
-            Step::Do(Need::ServerMetadata(url)) => Fed::ServerMetadata(http.get_json(&url).await),
+        let need = match step {
+            Step::Do(need) => need,
             Step::Done(resolved) => return resolved,
+        };
+        let answer = http.get(need.url()).await;
+        let fed = match need {
+            Need::Handle(_) => Fed::Handle(read(http, answer)),
+            Need::DidDocument(_) => Fed::DidDocument(read(http, answer)),
+            Need::ProtectedResource(_) => Fed::ProtectedResource(read(http, answer)),
+            Need::ServerMetadata(_) => Fed::ServerMetadata(read(http, answer)),
         };
         step = machine.on(fed);
     }
+}
+
+/// An answer's body read as a `T` (a body that is not one stays an `Err`
+/// in the reply).
+fn read<H: Http, T: DeserializeOwned>(
+    http: &H,
+    answer: Result<HttpReply<H::Body>, Error>,
+) -> Result<HttpReply<T>, Error> {
+    answer.map(|reply| reply.read_body(|body| http.read(body)))
 }
 
 /// A chain that ended with another goal's result: impossible from

@@ -39,6 +39,18 @@ pub enum Need {
     ServerMetadata(String),
 }
 
+impl Need {
+    /// The document's URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Need::Handle(url)
+            | Need::DidDocument(url)
+            | Need::ProtectedResource(url)
+            | Need::ServerMetadata(url) => url,
+        }
+    }
+}
+
 /// How a chain ended.
 #[derive(Debug)]
 pub enum Resolved {
