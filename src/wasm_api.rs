@@ -25,10 +25,12 @@ use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::app_events::{AppEvent, DetailValue};
 use crate::core::atproto::Resolver;
-use crate::core::atproto_login::client_endpoints;
 use crate::core::authorize::{callback_url, RESPONSE_PARAMS};
 use crate::core::authorized_call::{AuthorizedCall, Event, Step};
 use crate::core::call_target::{CallTargets, EndpointKey};
+use crate::core::create_machine::{
+    CreateClient, Fed as CreateFed, Need as CreateNeed, Started, Step as CreateStep,
+};
 use crate::core::dpop::{make_proof, AthCache, Dpop, NonceBook, ProofFor, Role};
 use crate::core::jwks::JwksCache;
 use crate::core::login::ClientConfig;
@@ -42,12 +44,9 @@ use crate::core::refresher::Refresher;
 use crate::core::retirement::{retirement_of_ended, LogoutChoices};
 use crate::core::retirer::Retirer;
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
-use crate::core::startup::{
-    discover, metadata_at_start, session_at_start, shared_across_tabs, EndpointSource,
-    KeptMetadata, MetadataStart,
-};
+use crate::core::startup::{discover, shared_across_tabs, EndpointSource, KeptMetadata};
 use crate::core::user::{user_source, UserSource};
-use crate::core::{AccessToken, Endpoints, Error, ProviderMetadata, State, TokenSet};
+use crate::core::{AccessToken, Error, ProviderMetadata, State, TokenSet};
 
 /// The latchkey version, e.g. `"0.1.0"`.
 #[wasm_bindgen]
@@ -272,10 +271,8 @@ impl AuthClient {
         };
         // Discovery (network) and opening the store + reading the session
         // (IndexedDB, WebCrypto) are independent: overlapped, create costs
-        // the slower of the two instead of their sum. Metadata kept from an
-        // earlier start is used at once when discovery is slower (discovery
-        // then goes on in the background and keeps what it finds) or failed
-        // (`core::startup::metadata_at_start` decides).
+        // the slower of the two instead of their sum. What create() starts
+        // with, and in which order, is the core's (`CreateClient`).
         let source = EndpointSource::of(
             atproto.is_some(),
             &issuer,
@@ -298,60 +295,60 @@ impl AuthClient {
                     false => None,
                 }
             };
-            let ((store, fallback, loaded, kept), keys) = both(opening, keys).await;
-            (store, fallback, loaded, kept, keys)
+            both(opening, keys).await
         };
-        let ((store, storage_fallback, loaded, _, dpop_keys), endpoints) = match source {
-            EndpointSource::Account => {
-                let opened = open_and_load.await;
-                let account = opened.2.as_ref().ok().and_then(|t| t.as_ref());
-                let endpoints = Ok(client_endpoints(account.and_then(|t| t.atproto.as_deref())));
-                (opened, endpoints)
-            }
-            EndpointSource::Explicit => {
-                let endpoints = Endpoints::from_explicit(overrides, allow_insecure_loopback);
-                (open_and_load.await, endpoints)
-            }
-            EndpointSource::Discovery => {
-                let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
-                let (opened, early) = alongside(open_and_load, &mut discovery).await;
-                let (store, _, _, kept, _) = &opened;
-                let now = platform.now_ms();
-                let target = (store.kind(), issuer.clone(), client_id.clone());
-                let metadata = match metadata_at_start(early, kept.clone(), &issuer, now)? {
-                    MetadataStart::Fresh(fresh) => {
-                        // Kept for the next start off the critical path.
-                        let kept = KeptMetadata {
-                            fetched_at_ms: now,
-                            metadata: fresh.clone(),
-                        };
-                        wasm_bindgen_futures::spawn_local(keep_later(target, kept));
-                        fresh
-                    }
-                    MetadataStart::Kept {
-                        metadata,
-                        revalidate,
-                    } => {
-                        if revalidate {
-                            wasm_bindgen_futures::spawn_local(revalidate_later(discovery, target));
-                        }
-                        metadata
-                    }
-                    MetadataStart::Wait => {
-                        let fresh = discovery.await?;
-                        keep_metadata(store, &fresh, platform.now_ms()).await;
-                        fresh
-                    }
-                };
-                let endpoints =
-                    Endpoints::from_metadata(metadata, overrides, allow_insecure_loopback);
-                (opened, endpoints)
-            }
+        let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
+        let (mut machine, discover) =
+            CreateClient::start(source, &issuer, overrides, allow_insecure_loopback);
+        let (((store, storage_fallback, loaded, kept), dpop_keys), early) = match discover {
+            true => alongside(open_and_load, &mut discovery).await,
+            false => (open_and_load.await, None),
         };
-        let endpoints = endpoints?;
-        // A corrupt or foreign record has been cleared by the store; the app
-        // is signed out and can ask why.
-        let (tokens, storage_error) = session_at_start(loaded);
+        let target = || (store.kind(), issuer.clone(), client_id.clone());
+        let opened = CreateFed::Opened {
+            loaded,
+            kept,
+            early,
+        };
+        let mut step = machine.on(opened, platform.now_ms());
+        let started = loop {
+            let fed = match step {
+                CreateStep::Do(CreateNeed::AwaitDiscovery) => {
+                    CreateFed::Discovered((&mut discovery).await)
+                }
+                // Kept for the next start: off the critical path, or before
+                // going on (best effort either way).
+                CreateStep::Do(CreateNeed::Keep {
+                    kept,
+                    background: true,
+                }) => {
+                    wasm_bindgen_futures::spawn_local(keep_later(target(), kept));
+                    CreateFed::Done
+                }
+                CreateStep::Do(CreateNeed::Keep {
+                    kept,
+                    background: false,
+                }) => {
+                    let _ = store.save_metadata(&kept).await;
+                    CreateFed::Done
+                }
+                CreateStep::Do(CreateNeed::Revalidate) => {
+                    let running = std::mem::replace(
+                        &mut discovery,
+                        Box::pin(discover_owned(timeout_ms, issuer.clone())),
+                    );
+                    wasm_bindgen_futures::spawn_local(revalidate_later(running, target()));
+                    CreateFed::Done
+                }
+                CreateStep::Done(started) => break started,
+            };
+            step = machine.on(fed, platform.now_ms());
+        };
+        let Started {
+            endpoints,
+            tokens,
+            storage_problem: storage_error,
+        } = started?;
         let config = ClientConfig {
             issuer,
             client_id,

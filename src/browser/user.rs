@@ -8,7 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
 use crate::browser::options::{flag, reject_unknown};
-use crate::core::userinfo::{self, Body};
+use crate::core::userinfo::{Body, CheckAnswer};
 use crate::core::Error;
 
 /// `getUser`'s options: `{ userinfo?: boolean }`.
@@ -26,18 +26,17 @@ pub fn wants_userinfo(options: &JsValue) -> Result<bool, Error> {
     flag(options, "userinfo", false)
 }
 
-/// Reads a UserInfo response and has the core check it
-/// (`core::userinfo`: status, not `application/jwt`, JSON, an object, the
-/// ID token's `sub`); the checked object.
+/// Reads a UserInfo response through the core's checks ([`CheckAnswer`]:
+/// status and not `application/jwt` first; only then is the body read and
+/// checked: JSON, an object, the ID token's `sub`); the checked object.
 pub async fn read_userinfo(response: &Response, id_sub: &str) -> Result<Object, Error> {
-    let status = response.status();
     let content_type = response
         .headers()
         .get("content-type")
         .ok()
         .flatten()
         .unwrap_or_default();
-    userinfo::check_head(status, &content_type)?;
+    let check = CheckAnswer::head(id_sub, response.status(), &content_type)?;
     let parsed = match response.json() {
         Ok(promise) => JsFuture::from(promise).await.ok(),
         Err(_) => None,
@@ -53,7 +52,7 @@ pub async fn read_userinfo(response: &Response, id_sub: &str) -> Result<Object, 
             sub: sub.as_deref(),
         },
     };
-    userinfo::check_body(body, id_sub)?;
+    check.body(body)?;
     Ok(parsed.map(JsCast::unchecked_into).unwrap_or_default())
 }
 

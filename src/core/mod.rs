@@ -9,6 +9,7 @@ pub mod authorized_call;
 pub mod base64url;
 pub mod call_target;
 pub mod callback_machine;
+pub mod create_machine;
 mod decimal;
 pub mod discover_machine;
 pub mod discovery;

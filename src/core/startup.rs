@@ -172,25 +172,25 @@ pub fn session_at_start(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::fakes::{block_on, FakePlatform};
 
-    const ISSUER: &str = "https://idp.example";
-    const NOW: u64 = 1_700_000_000_000;
+    pub(crate) const ISSUER: &str = "https://idp.example";
+    pub(crate) const NOW: u64 = 1_700_000_000_000;
 
-    fn metadata(issuer: &str) -> String {
+    pub(crate) fn metadata(issuer: &str) -> String {
         format!(
             r#"{{"issuer":"{issuer}","authorization_endpoint":"{issuer}/auth","token_endpoint":"{issuer}/token",
             "code_challenge_methods_supported":["S256"],"authorization_response_iss_parameter_supported":true}}"#
         )
     }
 
-    fn parsed(issuer: &str) -> ProviderMetadata {
+    pub(crate) fn parsed(issuer: &str) -> ProviderMetadata {
         serde_json::from_str(&metadata(issuer)).unwrap()
     }
 
-    fn both_given() -> EndpointOverrides {
+    pub(crate) fn both_given() -> EndpointOverrides {
         EndpointOverrides {
             authorization: Some(format!("{ISSUER}/a")),
             token: Some(format!("{ISSUER}/t")),

@@ -5,7 +5,8 @@
 //! what it read here; the claims stay the browser's object, laid over the
 //! ID token's once these checks pass.
 //!
-//! The order: an endpoint to ask ([`endpoint`]); then, on the answer's
+//! The order (the answer's part of it is [`CheckAnswer`]): an endpoint to
+//! ask ([`endpoint`]); then, on the answer's
 //! head, status 200 and not a signed or encrypted (`application/jwt`)
 //! response ([`check_head`]); then, on its body, JSON, an object, and the
 //! ID token's `sub` ([`check_body`], §5.3.2: otherwise the response must
@@ -75,9 +76,55 @@ pub fn check_body(body: Body<'_>, id_sub: &str) -> Result<(), Error> {
     }
 }
 
+/// A UserInfo answer's checks, in their order: the head first
+/// ([`check_head`]); only an answer whose head passes has its body read and
+/// checked ([`CheckAnswer::body`], [`check_body`]). The browser's
+/// `read_userinfo` drives it.
+#[derive(Debug)]
+pub struct CheckAnswer<'a> {
+    id_sub: &'a str,
+}
+
+impl<'a> CheckAnswer<'a> {
+    /// The head of an answer with `status` and `content_type`, for the ID
+    /// token's `id_sub`: `Ok` means read the body next; `Err`, refused
+    /// without reading it.
+    pub fn head(id_sub: &'a str, status: u16, content_type: &str) -> Result<Self, Error> {
+        check_head(status, content_type)?;
+        Ok(CheckAnswer { id_sub })
+    }
+
+    /// The body read, checked; consumes the check (one body per answer).
+    pub fn body(self, body: Body<'_>) -> Result<(), Error> {
+        check_body(body, self.id_sub)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_answer_whose_head_passes_has_its_body_read() {
+        let check = CheckAnswer::head("u1", 200, "application/json").expect("read the body");
+        assert_eq!(check.body(Body::Object { sub: Some("u1") }), Ok(()));
+        let refused = CheckAnswer::head("u1", 401, "application/json").unwrap_err();
+        assert!(matches!(
+            refused,
+            Error::UserinfoFailed {
+                status: Some(401),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_body_is_checked_against_the_id_tokens_sub() {
+        let check = || CheckAnswer::head("u1", 200, "").expect("read the body");
+        let other = check().body(Body::Object { sub: Some("u2") });
+        assert_eq!(other, Err(Error::UserinfoSubMismatch));
+        assert!(check().body(Body::NotJson).is_err());
+    }
 
     fn reason(error: Error) -> String {
         match error {

@@ -1,0 +1,246 @@
+//! `create()` as a machine that does no I/O ([`CreateClient`]): where the
+//! endpoints come from, the metadata it starts with, and the session it
+//! starts with, in order. The binding (`wasm_api.rs`, `create_inner`)
+//! performs each [`Need`] and builds the client from [`Started`]; the rules
+//! themselves are [`startup`](crate::core::startup)'s.
+//!
+//! The order:
+//! 1. The store is opened and the stored set and kept metadata read — with
+//!    discovery started alongside when the endpoints come from it, so a
+//!    start costs the slower of the two, not their sum.
+//! 2. The endpoints: an atproto client's are the stored account's; explicit
+//!    ones are checked as given; discovered ones come from the metadata
+//!    [`metadata_at_start`] chooses — discovery's when it answered first
+//!    (kept for the next start, in the background), else usable kept
+//!    metadata (discovery then finishes in the background and keeps what
+//!    it finds), else discovery's once it answers (kept before going on).
+//! 3. The session it starts with ([`session_at_start`]).
+
+use crate::core::atproto_login::client_endpoints;
+use crate::core::discovery::{EndpointOverrides, Endpoints};
+use crate::core::public_api::StorageProblem;
+use crate::core::startup::{
+    metadata_at_start, session_at_start, EndpointSource, KeptMetadata, MetadataStart,
+};
+use crate::core::{Error, ProviderMetadata, TokenSet};
+
+/// What the binding does next, once the store is open and read (the
+/// first step, [`CreateClient::start`]).
+// One create() per client: the metadata is not worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Need {
+    /// Wait for discovery → [`Fed::Discovered`].
+    AwaitDiscovery,
+    /// Keep this metadata for the next start — in the background when
+    /// `background` (best effort either way) → [`Fed::Done`].
+    Keep {
+        /// What to keep.
+        kept: KeptMetadata,
+        /// Off the critical path.
+        background: bool,
+    },
+    /// Let discovery finish in the background and keep what it finds →
+    /// [`Fed::Done`].
+    Revalidate,
+}
+
+/// What `create()` starts with.
+#[derive(Debug)]
+pub struct Started {
+    /// The client's endpoints.
+    pub endpoints: Endpoints,
+    /// The session in use, if a set was stored.
+    pub tokens: Option<TokenSet>,
+    /// The storage problem a failed load reports (the problem, and the
+    /// error's code and message).
+    pub storage_problem: Option<(StorageProblem, String)>,
+}
+
+/// The machine's next step.
+// One per step and short-lived.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Step {
+    /// Perform this and feed its outcome back.
+    Do(Need),
+    /// Started, or why `create()` fails.
+    Done(Result<Started, Error>),
+}
+
+/// What happened, fed to [`CreateClient::on`].
+// Fed once each, short-lived.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Fed {
+    /// The store was opened and read (always first); `early` is
+    /// discovery's result when it answered before the reads did.
+    Opened {
+        /// The stored set's load.
+        loaded: Result<Option<TokenSet>, Error>,
+        /// The kept metadata, if any was readable.
+        kept: Option<KeptMetadata>,
+        /// Discovery's result, when it came first.
+        early: Option<Result<ProviderMetadata, Error>>,
+    },
+    /// Discovery's result.
+    Discovered(Result<ProviderMetadata, Error>),
+    /// The keep or the revalidation is done or under way.
+    Done,
+}
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Stage {
+    Opening,
+    Discovering,
+    /// Keeping (or revalidating) before going on with this metadata.
+    Keeping(ProviderMetadata),
+    Over,
+}
+
+/// One `create()` (see the module's order).
+#[derive(Debug)]
+pub struct CreateClient {
+    source: EndpointSource,
+    issuer: String,
+    overrides: EndpointOverrides,
+    allow_insecure_loopback: bool,
+    loaded: Option<Result<Option<TokenSet>, Error>>,
+    stage: Stage,
+}
+
+impl CreateClient {
+    /// A `create()` whose endpoints come from `source` (for `issuer`, with
+    /// the app's `overrides`). Its first step is always to open the store
+    /// and read it ([`Fed::Opened`]), with discovery started alongside when
+    /// the second value is `true`.
+    pub fn start(
+        source: EndpointSource,
+        issuer: &str,
+        overrides: EndpointOverrides,
+        allow_insecure_loopback: bool,
+    ) -> (CreateClient, bool) {
+        let machine = CreateClient {
+            source,
+            issuer: issuer.to_owned(),
+            overrides,
+            allow_insecure_loopback,
+            loaded: None,
+            stage: Stage::Opening,
+        };
+        (machine, source == EndpointSource::Discovery)
+    }
+
+    /// The step after `fed`, at `now_ms`. An input the stage does not
+    /// expect (a driver bug) fails `create()`.
+    pub fn on(&mut self, fed: Fed, now_ms: u64) -> Step {
+        match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
+            (
+                Stage::Opening,
+                Fed::Opened {
+                    loaded,
+                    kept,
+                    early,
+                },
+            ) => {
+                let account = match &loaded {
+                    Ok(Some(tokens)) => tokens.atproto.as_deref(),
+                    _ => None,
+                };
+                let endpoints = match self.source {
+                    EndpointSource::Account => Some(Ok(client_endpoints(account))),
+                    EndpointSource::Explicit => Some(Endpoints::from_explicit(
+                        self.overrides.clone(),
+                        self.allow_insecure_loopback,
+                    )),
+                    EndpointSource::Discovery => None,
+                };
+                self.loaded = Some(loaded);
+                match endpoints {
+                    Some(endpoints) => self.started(endpoints),
+                    None => self.metadata(early, kept, now_ms),
+                }
+            }
+            (Stage::Discovering, Fed::Discovered(Ok(fresh))) => {
+                let kept = KeptMetadata {
+                    fetched_at_ms: now_ms,
+                    metadata: fresh.clone(),
+                };
+                self.stage = Stage::Keeping(fresh);
+                Step::Do(Need::Keep {
+                    kept,
+                    background: false,
+                })
+            }
+            (Stage::Discovering, Fed::Discovered(Err(error))) => Step::Done(Err(error)),
+            (Stage::Keeping(metadata), Fed::Done) => self.discovered(metadata),
+            (_, _) => Step::Done(Err(Error::Discovery {
+                reason: "create() was fed out of order".into(),
+            })),
+        }
+    }
+
+    /// Step 2 for discovered endpoints.
+    fn metadata(
+        &mut self,
+        early: Option<Result<ProviderMetadata, Error>>,
+        kept: Option<KeptMetadata>,
+        now_ms: u64,
+    ) -> Step {
+        match metadata_at_start(early, kept, &self.issuer, now_ms) {
+            Err(error) => Step::Done(Err(error)),
+            Ok(MetadataStart::Fresh(fresh)) => {
+                let kept = KeptMetadata {
+                    fetched_at_ms: now_ms,
+                    metadata: fresh.clone(),
+                };
+                self.stage = Stage::Keeping(fresh);
+                Step::Do(Need::Keep {
+                    kept,
+                    background: true,
+                })
+            }
+            Ok(MetadataStart::Kept {
+                metadata,
+                revalidate: true,
+            }) => {
+                self.stage = Stage::Keeping(metadata);
+                Step::Do(Need::Revalidate)
+            }
+            Ok(MetadataStart::Kept {
+                metadata,
+                revalidate: false,
+            }) => self.discovered(metadata),
+            Ok(MetadataStart::Wait) => {
+                self.stage = Stage::Discovering;
+                Step::Do(Need::AwaitDiscovery)
+            }
+        }
+    }
+
+    fn discovered(&mut self, metadata: ProviderMetadata) -> Step {
+        let overrides = std::mem::take(&mut self.overrides);
+        let loopback = self.allow_insecure_loopback;
+        self.started(Endpoints::from_metadata(metadata, overrides, loopback))
+    }
+
+    /// Step 3, once the endpoints are known.
+    fn started(&mut self, endpoints: Result<Endpoints, Error>) -> Step {
+        let endpoints = match endpoints {
+            Ok(endpoints) => endpoints,
+            Err(error) => return Step::Done(Err(error)),
+        };
+        let loaded = self.loaded.take().unwrap_or(Ok(None));
+        let (tokens, storage_problem) = session_at_start(loaded);
+        Step::Done(Ok(Started {
+            endpoints,
+            tokens,
+            storage_problem,
+        }))
+    }
+}
+
+#[cfg(test)]
+#[path = "create_machine_tests.rs"]
+mod tests;

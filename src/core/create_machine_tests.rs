@@ -1,0 +1,194 @@
+//! [`CreateClient`] fed by hand: where each kind of client's endpoints come
+//! from, which metadata a start uses and what is kept, and the session it
+//! starts with.
+
+use super::*;
+use crate::core::atproto::Account;
+use crate::core::fakes::bearer_set;
+use crate::core::startup::tests::{both_given, parsed, ISSUER, NOW};
+
+fn opened(
+    loaded: Result<Option<TokenSet>, Error>,
+    kept: Option<KeptMetadata>,
+    early: Option<Result<ProviderMetadata, Error>>,
+) -> Fed {
+    Fed::Opened {
+        loaded,
+        kept,
+        early,
+    }
+}
+
+fn kept(fetched_at_ms: u64) -> KeptMetadata {
+    KeptMetadata {
+        fetched_at_ms,
+        metadata: parsed(ISSUER),
+    }
+}
+
+fn discovering() -> CreateClient {
+    let (machine, discover) = CreateClient::start(
+        EndpointSource::Discovery,
+        ISSUER,
+        EndpointOverrides::default(),
+        false,
+    );
+    assert!(discover, "discovery runs alongside the store's reads");
+    machine
+}
+
+fn started(step: Step) -> Started {
+    match step {
+        Step::Done(Ok(started)) => started,
+        other => panic!("expected the start, got {other:?}"),
+    }
+}
+
+fn failed(step: Step) -> Error {
+    match step {
+        Step::Done(Err(error)) => error,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn explicit_endpoints_need_no_discovery() {
+    let (mut machine, discover) =
+        CreateClient::start(EndpointSource::Explicit, ISSUER, both_given(), false);
+    assert!(!discover);
+    let start = started(machine.on(opened(Ok(Some(bearer_set("at-1"))), None, None), NOW));
+    assert_eq!(start.endpoints.token, format!("{ISSUER}/t"));
+    assert_eq!(
+        start.tokens.expect("the stored set").access_token.secret(),
+        "at-1"
+    );
+    assert!(start.storage_problem.is_none());
+}
+
+#[test]
+fn explicit_endpoints_that_are_not_usable_fail_create() {
+    let (mut machine, _) = CreateClient::start(
+        EndpointSource::Explicit,
+        ISSUER,
+        EndpointOverrides::default(),
+        false,
+    );
+    let error = failed(machine.on(opened(Ok(None), None, None), NOW));
+    assert_eq!(error.code(), "invalid_option");
+}
+
+#[test]
+fn an_atproto_client_uses_the_stored_accounts_server() {
+    let (mut machine, discover) = CreateClient::start(
+        EndpointSource::Account,
+        "",
+        EndpointOverrides::default(),
+        false,
+    );
+    assert!(!discover);
+    let mut set = bearer_set("at-1");
+    set.atproto = Some(Box::new(Account {
+        did: "did:plc:abc".into(),
+        handle: None,
+        pds: "https://pds.example".into(),
+        issuer: "https://pds.example".into(),
+        token_endpoint: "https://pds.example/oauth/token".into(),
+        revocation_endpoint: None,
+    }));
+    let start = started(machine.on(opened(Ok(Some(set)), None, None), NOW));
+    assert_eq!(start.endpoints.token, "https://pds.example/oauth/token");
+}
+
+#[test]
+fn discovery_that_answered_first_is_used_and_kept_in_the_background() {
+    let mut machine = discovering();
+    let step = machine.on(opened(Ok(None), None, Some(Ok(parsed(ISSUER)))), NOW);
+    match step {
+        Step::Do(Need::Keep { kept, background }) => {
+            assert!(background, "off the critical path");
+            assert_eq!(kept.fetched_at_ms, NOW);
+            assert_eq!(kept.metadata, parsed(ISSUER));
+        }
+        other => panic!("expected the metadata kept, got {other:?}"),
+    }
+    let start = started(machine.on(Fed::Done, NOW));
+    assert_eq!(start.endpoints.token, format!("{ISSUER}/token"));
+}
+
+#[test]
+fn kept_metadata_is_used_at_once_and_discovery_finishes_in_the_background() {
+    let mut machine = discovering();
+    let step = machine.on(opened(Ok(None), Some(kept(NOW - 1_000)), None), NOW);
+    assert!(matches!(step, Step::Do(Need::Revalidate)), "{step:?}");
+    let start = started(machine.on(Fed::Done, NOW));
+    assert_eq!(start.endpoints.authorization, format!("{ISSUER}/auth"));
+}
+
+#[test]
+fn a_discovery_that_failed_first_does_not_end_a_start_with_kept_metadata() {
+    let mut machine = discovering();
+    let down = Err(Error::Discovery {
+        reason: "HTTP 503".into(),
+    });
+    let start = started(machine.on(opened(Ok(None), Some(kept(NOW)), Some(down)), NOW));
+    assert_eq!(start.endpoints.token, format!("{ISSUER}/token"));
+}
+
+#[test]
+fn without_usable_metadata_the_start_waits_for_discovery_and_keeps_it_first() {
+    let mut machine = discovering();
+    let too_old = kept(NOW - crate::core::startup::METADATA_MAX_AGE_MS - 1);
+    let step = machine.on(opened(Ok(None), Some(too_old), None), NOW);
+    assert!(matches!(step, Step::Do(Need::AwaitDiscovery)), "{step:?}");
+    let step = machine.on(Fed::Discovered(Ok(parsed(ISSUER))), NOW + 5);
+    match step {
+        Step::Do(Need::Keep { kept, background }) => {
+            assert!(!background, "kept before going on");
+            assert_eq!(kept.fetched_at_ms, NOW + 5, "when it was fetched");
+        }
+        other => panic!("expected the metadata kept, got {other:?}"),
+    }
+    assert!(matches!(machine.on(Fed::Done, NOW + 6), Step::Done(Ok(_))));
+}
+
+#[test]
+fn a_discovery_that_fails_with_nothing_kept_fails_create() {
+    let mut machine = discovering();
+    machine.on(opened(Ok(None), None, None), NOW);
+    let down = Error::Discovery {
+        reason: "HTTP 503".into(),
+    };
+    assert_eq!(
+        failed(machine.on(Fed::Discovered(Err(down.clone())), NOW)),
+        down
+    );
+    let mut machine = discovering();
+    let early = Some(Err(down.clone()));
+    assert_eq!(failed(machine.on(opened(Ok(None), None, early), NOW)), down);
+}
+
+#[test]
+fn a_failed_load_starts_signed_out_with_the_storage_problem() {
+    let (mut machine, _) =
+        CreateClient::start(EndpointSource::Explicit, ISSUER, both_given(), false);
+    let corrupt = Err(Error::CorruptRecord {
+        reason: "does not open".into(),
+    });
+    let start = started(machine.on(opened(corrupt, None, None), NOW));
+    assert!(start.tokens.is_none());
+    let (problem, reason) = start.storage_problem.expect("reported");
+    assert_eq!(
+        problem,
+        StorageProblem::after_load(&Error::CorruptRecord {
+            reason: String::new()
+        })
+    );
+    assert!(reason.starts_with("corrupt_record: "), "{reason}");
+}
+
+#[test]
+fn an_input_out_of_order_fails_create() {
+    let mut machine = discovering();
+    let error = failed(machine.on(Fed::Done, NOW));
+    assert_eq!(error.code(), "discovery_failed");
+}
