@@ -304,6 +304,8 @@ impl AuthClient {
             true => alongside(open_and_load, &mut discovery).await,
             false => (open_and_load.await, None),
         };
+        // A discovery that answered alongside is over: never awaited again.
+        let answered = early.is_some();
         let target = || (store.kind(), issuer.clone(), client_id.clone());
         let opened = CreateFed::Opened {
             loaded,
@@ -314,7 +316,12 @@ impl AuthClient {
         let started = loop {
             let fed = match step {
                 CreateStep::Do(CreateNeed::AwaitDiscovery) => {
-                    CreateFed::Discovered((&mut discovery).await)
+                    CreateFed::Discovered(match answered {
+                        false => (&mut discovery).await,
+                        true => Err(Error::Discovery {
+                            reason: "discovery already answered".into(),
+                        }),
+                    })
                 }
                 // Kept for the next start: off the critical path, or before
                 // going on (best effort either way).
@@ -333,11 +340,13 @@ impl AuthClient {
                     CreateFed::Done
                 }
                 CreateStep::Do(CreateNeed::Revalidate) => {
-                    let running = std::mem::replace(
-                        &mut discovery,
-                        Box::pin(discover_owned(timeout_ms, issuer.clone())),
-                    );
-                    wasm_bindgen_futures::spawn_local(revalidate_later(running, target()));
+                    if !answered {
+                        let running = std::mem::replace(
+                            &mut discovery,
+                            Box::pin(discover_owned(timeout_ms, issuer.clone())),
+                        );
+                        wasm_bindgen_futures::spawn_local(revalidate_later(running, target()));
+                    }
                     CreateFed::Done
                 }
                 CreateStep::Done(started) => break started,

@@ -66,15 +66,14 @@ fn explicit_endpoints_need_no_discovery() {
 }
 
 #[test]
-fn explicit_endpoints_that_are_not_usable_fail_create() {
-    let (mut machine, _) = CreateClient::start(
-        EndpointSource::Explicit,
-        ISSUER,
-        EndpointOverrides::default(),
-        false,
-    );
+fn explicit_endpoints_that_are_not_usable_fail_create_after_the_store_was_read() {
+    let insecure = EndpointOverrides {
+        token: Some("http://idp.example/t".into()),
+        ..both_given()
+    };
+    let (mut machine, _) = CreateClient::start(EndpointSource::Explicit, ISSUER, insecure, false);
     let error = failed(machine.on(opened(Ok(None), None, None), NOW));
-    assert_eq!(error.code(), "invalid_option");
+    assert_eq!(error.code(), "insecure_endpoint");
 }
 
 #[test]
@@ -169,21 +168,61 @@ fn a_discovery_that_fails_with_nothing_kept_fails_create() {
 
 #[test]
 fn a_failed_load_starts_signed_out_with_the_storage_problem() {
-    let (mut machine, _) =
-        CreateClient::start(EndpointSource::Explicit, ISSUER, both_given(), false);
-    let corrupt = Err(Error::CorruptRecord {
-        reason: "does not open".into(),
-    });
-    let start = started(machine.on(opened(corrupt, None, None), NOW));
-    assert!(start.tokens.is_none());
-    let (problem, reason) = start.storage_problem.expect("reported");
-    assert_eq!(
-        problem,
-        StorageProblem::after_load(&Error::CorruptRecord {
-            reason: String::new()
-        })
+    let cases = [
+        (
+            Error::CorruptRecord {
+                reason: "does not open".into(),
+            },
+            StorageProblem::Cleared,
+            "corrupt_record: ",
+        ),
+        (
+            Error::NewerRecord { version: 9 },
+            StorageProblem::NewerRecord,
+            "newer_record: ",
+        ),
+        (
+            Error::Storage {
+                reason: "refused".into(),
+            },
+            StorageProblem::ReadFailed,
+            "storage_error: ",
+        ),
+    ];
+    for (error, problem, prefix) in cases {
+        let (mut machine, _) =
+            CreateClient::start(EndpointSource::Explicit, ISSUER, both_given(), false);
+        let start = started(machine.on(opened(Err(error), None, None), NOW));
+        assert!(start.tokens.is_none());
+        let (reported, reason) = start.storage_problem.expect("reported");
+        assert_eq!(reported, problem);
+        assert!(reason.starts_with(prefix), "{reason}");
+    }
+}
+
+#[test]
+fn an_atproto_client_without_a_stored_account_has_no_token_endpoint_yet() {
+    let (mut machine, _) = CreateClient::start(
+        EndpointSource::Account,
+        "",
+        EndpointOverrides::default(),
+        false,
     );
-    assert!(reason.starts_with("corrupt_record: "), "{reason}");
+    let start = started(machine.on(opened(Ok(None), None, None), NOW));
+    assert_eq!(start.endpoints.token, "", "known at its login");
+}
+
+#[test]
+fn the_apps_endpoints_win_over_discovered_ones() {
+    let overrides = EndpointOverrides {
+        token: Some(format!("{ISSUER}/my-token")),
+        ..EndpointOverrides::default()
+    };
+    let (mut machine, _) = CreateClient::start(EndpointSource::Discovery, ISSUER, overrides, false);
+    machine.on(opened(Ok(None), None, Some(Ok(parsed(ISSUER)))), NOW);
+    let start = started(machine.on(Fed::Done, NOW));
+    assert_eq!(start.endpoints.token, format!("{ISSUER}/my-token"));
+    assert_eq!(start.endpoints.authorization, format!("{ISSUER}/auth"));
 }
 
 #[test]

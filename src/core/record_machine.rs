@@ -35,8 +35,8 @@ pub enum Need {
     Open {
         /// Its associated data (issuer, client, kind).
         aad: Vec<u8>,
-        /// As stored.
-        stored: String,
+        /// As stored (plaintext in memory: redacted in `Debug`).
+        stored: RecordText,
     },
     /// Read the opened text as the operation's type, keeping the value →
     /// [`Fed::Parsed`].
@@ -57,8 +57,8 @@ pub enum Need {
         backend: Backend,
         /// The record's key.
         key: String,
-        /// As stored.
-        value: String,
+        /// As stored (plaintext in memory: redacted in `Debug`).
+        value: RecordText,
     },
     /// Remove `key` → [`Fed::Removed`].
     Remove {
@@ -84,15 +84,15 @@ pub enum Step {
 #[derive(Debug)]
 pub enum Fed {
     /// The stored value, if any.
-    Got(Result<Option<String>, Error>),
+    Got(Result<Option<RecordText>, Error>),
     /// The plaintext.
-    Opened(Result<String, Error>),
+    Opened(Result<RecordText, Error>),
     /// Whether the text was a record of the operation's type.
     Parsed(bool),
     /// The newer record was remembered.
     Marked,
     /// The sealed record.
-    Sealed(Result<String, Error>),
+    Sealed(Result<RecordText, Error>),
     /// The write's outcome.
     Written(Result<(), Error>),
     /// The removal's outcome.
@@ -258,7 +258,7 @@ impl RecordOp {
             }
             (Stage::Opening, Fed::Opened(Ok(text))) => {
                 self.stage = Stage::Parsing;
-                Step::Do(Need::Parse(RecordText::new(text)))
+                Step::Do(Need::Parse(text))
             }
             // Rule 3: a newer latchkey's record stays.
             (Stage::Opening, Fed::Opened(Err(Error::NewerRecord { version }))) => {

@@ -56,10 +56,10 @@ fn opening() -> RecordOp {
         Need::Get { backend, key: k } => assert_eq!((backend, k), (Backend::Records, key(TOKENS))),
         other => panic!("expected the get, got {other:?}"),
     }
-    match need(op.on(Fed::Got(Ok(Some("sealed".into()))))) {
+    match need(op.on(Fed::Got(Ok(Some(text("sealed")))))) {
         Need::Open { aad, stored } => {
             assert_eq!(aad, associated_data(ISSUER, CLIENT, TOKENS));
-            assert_eq!(stored, "sealed");
+            assert_eq!(stored.secret(), "sealed");
         }
         other => panic!("expected the open, got {other:?}"),
     }
@@ -75,7 +75,7 @@ fn a_missing_record_reads_as_none() {
 #[test]
 fn a_record_is_opened_then_parsed() {
     let mut op = opening();
-    match need(op.on(Fed::Opened(Ok(r#"{"a":1}"#.into())))) {
+    match need(op.on(Fed::Opened(Ok(text(r#"{"a":1}"#))))) {
         Need::Parse(parsed) => assert_eq!(parsed.secret(), r#"{"a":1}"#),
         other => panic!("expected the parse, got {other:?}"),
     }
@@ -99,7 +99,7 @@ fn rule_2_a_failed_removal_is_what_is_reported() {
 #[test]
 fn rule_2_a_record_of_an_unknown_shape_is_removed() {
     let mut op = opening();
-    op.on(Fed::Opened(Ok("[]".into())));
+    op.on(Fed::Opened(Ok(text("[]"))));
     removes(op.on(Fed::Parsed(false)), Backend::Records, TOKENS);
     let error = done(op.on(Fed::Removed(Ok(())))).unwrap_err();
     assert_eq!(error.code(), "corrupt_record");
@@ -162,14 +162,14 @@ fn a_write_seals_then_sets_under_the_records_key() {
         }
         other => panic!("expected the seal, got {other:?}"),
     }
-    match need(op.on(Fed::Sealed(Ok("sealed".into())))) {
+    match need(op.on(Fed::Sealed(Ok(text("sealed"))))) {
         Need::Set {
             backend,
             key: k,
             value,
         } => {
             assert_eq!(
-                (backend, k, value.as_str()),
+                (backend, k, value.secret()),
                 (Backend::Transactions, key("transaction"), "sealed")
             );
         }
@@ -203,7 +203,7 @@ fn rule_4_a_clear_keeps_why_before_the_tokens_go() {
         CLIENT,
     );
     assert!(matches!(need(step), Need::Seal { .. }));
-    match need(op.on(Fed::Sealed(Ok("sealed".into())))) {
+    match need(op.on(Fed::Sealed(Ok(text("sealed"))))) {
         Need::Set { key: k, .. } => assert_eq!(k, key("ended")),
         other => panic!("expected the reason written, got {other:?}"),
     }
@@ -216,7 +216,7 @@ fn rule_4_the_reason_is_best_effort_the_tokens_still_go() {
     let (mut op, _) = RecordOp::clear("ended", Some(text("{}")), None, ISSUER, CLIENT);
     removes(op.on(Fed::Sealed(Err(failed()))), Backend::Records, TOKENS);
     let (mut op, _) = RecordOp::clear("ended", Some(text("{}")), None, ISSUER, CLIENT);
-    op.on(Fed::Sealed(Ok("sealed".into())));
+    op.on(Fed::Sealed(Ok(text("sealed"))));
     removes(op.on(Fed::Written(Err(failed()))), Backend::Records, TOKENS);
     assert_eq!(done(op.on(Fed::Removed(Err(failed())))), Err(failed()));
 }
@@ -232,8 +232,8 @@ fn rule_5_the_pending_login_is_removed_whatever_the_read_found() {
     assert_eq!(done(op.on(Fed::Removed(Ok(())))), Err(failed()));
 
     let (mut op, _) = RecordOp::take(Backend::Transactions, "transaction", ISSUER, CLIENT);
-    op.on(Fed::Got(Ok(Some("sealed".into()))));
-    op.on(Fed::Opened(Ok("{}".into())));
+    op.on(Fed::Got(Ok(Some(text("sealed")))));
+    op.on(Fed::Opened(Ok(text("{}"))));
     removes(
         op.on(Fed::Parsed(true)),
         Backend::Transactions,
@@ -264,16 +264,77 @@ fn an_unexpected_outcome_ends_it_removing_nothing() {
 
 #[test]
 fn the_records_text_never_shows_in_debug() {
+    // In memory a "sealed" record is its plaintext: every value is redacted.
+    let secret = r#"{"access_token":"at-secret"}"#;
+    let fed = [
+        Fed::Got(Ok(Some(text(secret)))),
+        Fed::Opened(Ok(text(secret))),
+        Fed::Sealed(Ok(text(secret))),
+    ];
     let mut op = opening();
-    let step = op.on(Fed::Opened(Ok(r#"{"access_token":"at-secret"}"#.into())));
-    let (_, write) = RecordOp::write(
+    let parse = op.on(Fed::Opened(Ok(text(secret))));
+    let (mut write, seal) = RecordOp::write(
         Backend::Records,
         TOKENS,
-        Some(text("at-secret")),
+        Some(text(secret)),
         None,
         ISSUER,
         CLIENT,
     );
-    let shown = format!("{step:?} {write:?} {op:?}");
+    let set = write.on(Fed::Sealed(Ok(text(secret))));
+    let (mut read, _) = RecordOp::read(Backend::Records, TOKENS, ISSUER, CLIENT);
+    let open = read.on(Fed::Got(Ok(Some(text(secret)))));
+    let shown = format!("{fed:?} {parse:?} {seal:?} {set:?} {open:?} {op:?}");
     assert!(!shown.contains("at-secret"), "{shown}");
+}
+
+#[test]
+fn rule_3_and_5_a_newer_pending_login_is_remembered_then_still_removed() {
+    let (mut op, _) = RecordOp::take(Backend::Transactions, "transaction", ISSUER, CLIENT);
+    op.on(Fed::Got(Ok(Some(text("sealed")))));
+    let newer = Error::NewerRecord { version: 9 };
+    assert!(matches!(
+        need(op.on(Fed::Opened(Err(newer.clone())))),
+        Need::MarkNewer(9)
+    ));
+    removes(op.on(Fed::Marked), Backend::Transactions, "transaction");
+    assert_eq!(done(op.on(Fed::Removed(Ok(())))), Err(newer));
+}
+
+#[test]
+fn rule_2_and_5_a_corrupt_pending_login_is_discarded_then_removed_by_the_take() {
+    let (mut op, _) = RecordOp::take(Backend::Transactions, "transaction", ISSUER, CLIENT);
+    op.on(Fed::Got(Ok(Some(text("sealed")))));
+    removes(
+        op.on(Fed::Opened(Err(corrupt()))),
+        Backend::Transactions,
+        "transaction",
+    );
+    removes(
+        op.on(Fed::Removed(Ok(()))),
+        Backend::Transactions,
+        "transaction",
+    );
+    assert_eq!(done(op.on(Fed::Removed(Ok(())))), Err(corrupt()));
+}
+
+#[test]
+fn rule_4_a_reason_that_cannot_be_serialised_still_clears_the_tokens() {
+    let (mut op, step) = RecordOp::clear("ended", None, None, ISSUER, CLIENT);
+    removes(step, Backend::Records, TOKENS);
+    assert_eq!(done(op.on(Fed::Removed(Ok(())))), Ok(true));
+}
+
+#[test]
+fn a_failed_write_is_the_outcome() {
+    let (mut op, _) = RecordOp::write(
+        Backend::Records,
+        TOKENS,
+        Some(text("{}")),
+        None,
+        ISSUER,
+        CLIENT,
+    );
+    op.on(Fed::Sealed(Ok(text("sealed"))));
+    assert_eq!(done(op.on(Fed::Written(Err(failed())))), Err(failed()));
 }

@@ -177,10 +177,12 @@ impl<K: KeyValue, S: Sealer, J: Json> RecordStore<K, S, J> {
         loop {
             let fed = match step {
                 Step::Do(Need::Get { backend, key }) => {
-                    Fed::Got(self.backend(backend).get(&key).await)
+                    let got = self.backend(backend).get(&key).await;
+                    Fed::Got(got.map(|stored| stored.map(RecordText::new)))
                 }
                 Step::Do(Need::Open { aad, stored }) => {
-                    Fed::Opened(self.sealer.open(&aad, stored).await)
+                    let opened = self.sealer.open(&aad, stored.into_secret()).await;
+                    Fed::Opened(opened.map(RecordText::new))
                 }
                 Step::Do(Need::Parse(text)) => Fed::Parsed(parse(text.secret())),
                 Step::Do(Need::MarkNewer(version)) => {
@@ -188,13 +190,14 @@ impl<K: KeyValue, S: Sealer, J: Json> RecordStore<K, S, J> {
                     Fed::Marked
                 }
                 Step::Do(Need::Seal { aad, text }) => {
-                    Fed::Sealed(self.sealer.seal(&aad, text.secret().to_owned()).await)
+                    let sealed = self.sealer.seal(&aad, text.into_secret()).await;
+                    Fed::Sealed(sealed.map(RecordText::new))
                 }
                 Step::Do(Need::Set {
                     backend,
                     key,
                     value,
-                }) => Fed::Written(self.backend(backend).set(&key, value).await),
+                }) => Fed::Written(self.backend(backend).set(&key, value.into_secret()).await),
                 Step::Do(Need::Remove { backend, key }) => {
                     Fed::Removed(self.backend(backend).remove(&key).await)
                 }

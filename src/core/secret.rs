@@ -92,6 +92,11 @@ macro_rules! secret_newtype {
             pub fn secret(&self) -> &str {
                 &self.0
             }
+
+            /// The secret value, taken (an explicit read, like [`Self::secret`]).
+            pub fn into_secret(self) -> String {
+                self.0
+            }
         }
 
         impl fmt::Debug for $name {
