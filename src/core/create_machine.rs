@@ -162,17 +162,8 @@ impl CreateClient {
                     None => self.metadata(early, kept, now_ms),
                 }
             }
-            (Stage::Discovering, Fed::Discovered(Ok(fresh))) => {
-                let kept = KeptMetadata {
-                    fetched_at_ms: now_ms,
-                    metadata: fresh.clone(),
-                };
-                self.stage = Stage::Keeping(fresh);
-                Step::Do(Need::Keep {
-                    kept,
-                    background: false,
-                })
-            }
+            // Kept before going on.
+            (Stage::Discovering, Fed::Discovered(Ok(fresh))) => self.keep(fresh, now_ms, false),
             (Stage::Discovering, Fed::Discovered(Err(error))) => Step::Done(Err(error)),
             (Stage::Keeping(metadata), Fed::Done) => self.discovered(metadata),
             (_, _) => Step::Done(Err(Error::Discovery {
@@ -190,17 +181,8 @@ impl CreateClient {
     ) -> Step {
         match metadata_at_start(early, kept, &self.issuer, now_ms) {
             Err(error) => Step::Done(Err(error)),
-            Ok(MetadataStart::Fresh(fresh)) => {
-                let kept = KeptMetadata {
-                    fetched_at_ms: now_ms,
-                    metadata: fresh.clone(),
-                };
-                self.stage = Stage::Keeping(fresh);
-                Step::Do(Need::Keep {
-                    kept,
-                    background: true,
-                })
-            }
+            // Kept off the critical path.
+            Ok(MetadataStart::Fresh(fresh)) => self.keep(fresh, now_ms, true),
             Ok(MetadataStart::Kept {
                 metadata,
                 revalidate: true,
@@ -217,6 +199,16 @@ impl CreateClient {
                 Step::Do(Need::AwaitDiscovery)
             }
         }
+    }
+
+    /// Keeps `fresh`, fetched at `now_ms`, then goes on with it.
+    fn keep(&mut self, fresh: ProviderMetadata, now_ms: u64, background: bool) -> Step {
+        let kept = KeptMetadata {
+            fetched_at_ms: now_ms,
+            metadata: fresh.clone(),
+        };
+        self.stage = Stage::Keeping(fresh);
+        Step::Do(Need::Keep { kept, background })
     }
 
     fn discovered(&mut self, metadata: ProviderMetadata) -> Step {
