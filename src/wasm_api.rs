@@ -195,16 +195,6 @@ async fn discover_owned(timeout_ms: u32, issuer: String) -> Result<ProviderMetad
     discover(&platform, &issuer).await
 }
 
-/// Keeps `metadata`, fetched at `now_ms`, for the next start (best effort:
-/// a failed write only costs the next start a discovery).
-async fn keep_metadata(store: &BrowserSessionStore, metadata: &ProviderMetadata, now_ms: u64) {
-    let kept = KeptMetadata {
-        fetched_at_ms: now_ms,
-        metadata: metadata.clone(),
-    };
-    let _ = store.save_metadata(&kept).await;
-}
-
 /// Keeps `kept` in the store of `(kind, issuer, client_id)`, opened again
 /// for it: a task of its own, so `create()` does not wait for the write.
 async fn keep_later((kind, issuer, client_id): (StorageKind, String, String), kept: KeptMetadata) {
@@ -218,11 +208,14 @@ async fn revalidate_later(
     discovery: std::pin::Pin<
         Box<impl std::future::Future<Output = Result<ProviderMetadata, Error>>>,
     >,
-    (kind, issuer, client_id): (StorageKind, String, String),
+    target: (StorageKind, String, String),
 ) {
     if let Ok(fresh) = discovery.await {
-        let (store, _) = BrowserSessionStore::open(kind, &issuer, &client_id).await;
-        keep_metadata(&store, &fresh, js_sys::Date::now() as u64).await;
+        let kept = KeptMetadata {
+            fetched_at_ms: js_sys::Date::now() as u64,
+            metadata: fresh,
+        };
+        keep_later(target, kept).await;
     }
 }
 

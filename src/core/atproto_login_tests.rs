@@ -11,7 +11,7 @@ use crate::core::PkceVerifier;
 
 pub(crate) const NOW: u64 = 1_700_000_000_000;
 pub(crate) const RESOLVER: &str = "https://resolver.example";
-const PLC: &str = "https://plc.example";
+pub(crate) const PLC: &str = "https://plc.example";
 pub(crate) const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
 const PDS: &str = "https://pds.example";
 pub(crate) const AS: &str = "https://auth.example";

@@ -65,13 +65,7 @@ impl CallTargets {
         dpop: bool,
         key_of: impl Fn(&str) -> Option<EndpointKey>,
     ) -> (Event, Role) {
-        let (event, role) = Destination {
-            token_endpoint: key.is_some_and(|key| self.is_token_endpoint(key, session, key_of)),
-            userinfo: key.is_some() && key == self.userinfo.as_ref(),
-            listed: || self.allowed.placement_for(url),
-            account_pds: || self.on_account_pds(url, session),
-        }
-        .start();
+        let (event, role) = self.destination(url, key, session, key_of);
         let event = match event {
             Event::Start {
                 token_endpoint,
@@ -97,9 +91,31 @@ impl CallTargets {
         dpop: bool,
         key_of: impl Fn(&str) -> Option<EndpointKey>,
     ) -> bool {
-        let (start, role) = self.start(key.origin(), Some(key), session, dpop, key_of);
-        let bound = session.needs_proof(dpop);
-        role == Role::Resource && AuthorizedCall::fast_path(start, bound)
+        // A bound session signs a proof per call: never the fast path, and
+        // nothing more to look at.
+        if session.needs_proof(dpop) {
+            return false;
+        }
+        let (start, role) = self.destination(key.origin(), Some(key), session, key_of);
+        role == Role::Resource && AuthorizedCall::fast_path(start, false)
+    }
+
+    /// The call's first event from where it goes alone (its placement as
+    /// the origin's, before a DPoP binding is considered) and its role.
+    fn destination(
+        &self,
+        url: &str,
+        key: Option<&EndpointKey>,
+        session: &Session,
+        key_of: impl Fn(&str) -> Option<EndpointKey>,
+    ) -> (Event, Role) {
+        Destination {
+            token_endpoint: key.is_some_and(|key| self.is_token_endpoint(key, session, key_of)),
+            userinfo: key.is_some() && key == self.userinfo.as_ref(),
+            listed: || self.allowed.placement_for(url),
+            account_pds: || self.on_account_pds(url, session),
+        }
+        .start()
     }
 
     /// Whether `key` is the token endpoint in use: the configured one, or

@@ -2,21 +2,11 @@
 //! where each answer's failure ends it.
 
 use super::*;
+use crate::core::atproto_login::tests::{resolver, AS, DID, PLC, RESOLVER};
 use crate::core::fakes::{raw_reply, read_body};
 
-const RESOLVER: &str = "https://resolver.example";
-const PLC: &str = "https://plc.example";
-const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+// The account's PDS, with a trailing slash the login's result drops.
 const PDS: &str = "https://pds.example/";
-const AS: &str = "https://auth.example";
-
-fn resolver() -> Resolver {
-    Resolver {
-        handle_resolver: RESOLVER.into(),
-        plc_directory: PLC.into(),
-        allow_insecure_loopback: false,
-    }
-}
 
 fn reply<T: serde::de::DeserializeOwned>(status: u16, body: &str) -> Result<HttpReply<T>, Error> {
     Ok(raw_reply(status, body, None).read_body(read_body))
