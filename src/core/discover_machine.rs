@@ -5,20 +5,14 @@
 //! passed over — and when neither can be read the failure names both. The
 //! driver ([`discover`](crate::core::startup::discover)) performs each `GET`.
 
+use crate::core::drive::{Machine, Next};
 use crate::core::platform::HttpReply;
 use crate::core::{discovery_urls, Error, ProviderMetadata};
 
-/// The machine's next step.
-// One per step and short-lived: boxing the metadata would cost an
-// allocation to save bytes on a URL.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Step {
-    /// `GET` this document and feed the answer back ([`Discover::on`]).
-    Fetch(String),
-    /// The issuer's validated metadata, or why there is none.
-    Done(Result<ProviderMetadata, Error>),
-}
+/// The machine's next step: `GET` this document and feed the answer back
+/// ([`Discover::on`]), or the issuer's validated metadata (or why there is
+/// none).
+pub type Step = Next<String, Result<ProviderMetadata, Error>>;
 
 /// One discovery of `issuer`'s metadata.
 #[derive(Debug)]
@@ -76,12 +70,23 @@ impl Discover {
         match self.urls.next() {
             Some(url) => {
                 self.asked = Some(url.clone());
-                Step::Fetch(url)
+                Step::Do(url)
             }
             None => Step::Done(Err(Error::Discovery {
                 reason: self.failures.join("; "),
             })),
         }
+    }
+}
+
+impl Machine for Discover {
+    type Need = String;
+    type Fed = Result<HttpReply<ProviderMetadata>, Error>;
+    type Done = Result<ProviderMetadata, Error>;
+    type With<'a> = ();
+
+    fn on(&mut self, answer: Self::Fed, (): ()) -> Step {
+        Discover::on(self, answer)
     }
 }
 
@@ -104,7 +109,7 @@ mod tests {
 
     fn fetches(step: Step) -> String {
         match step {
-            Step::Fetch(url) => url,
+            Step::Do(url) => url,
             Step::Done(outcome) => panic!("expected a fetch, got {outcome:?}"),
         }
     }
@@ -112,7 +117,7 @@ mod tests {
     fn done(step: Step) -> Result<ProviderMetadata, Error> {
         match step {
             Step::Done(outcome) => outcome,
-            Step::Fetch(url) => panic!("expected the end, got a fetch of {url}"),
+            Step::Do(url) => panic!("expected the end, got a fetch of {url}"),
         }
     }
 

@@ -19,7 +19,8 @@
 use std::cell::RefCell;
 
 use crate::core::base64url;
-use crate::core::dpop_post::{Fed as ProofFed, Need as ProofNeed, ProofPost, Step as ProofStep};
+use crate::core::dpop_post::{Fed as ProofFed, Need as ProofNeed, ProofPost};
+use crate::core::drive::{drive, Perform};
 use crate::core::origin::Origin;
 use crate::core::platform::{Clock, Crypto, Http, HttpReply, Timer};
 use crate::core::secret::{AccessToken, DpopProof};
@@ -511,31 +512,48 @@ impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
         _proof: Option<&DpopProof>,
     ) -> Result<HttpReply<P::Body>, Error> {
         let role = Role::AuthorizationServer;
-        let (mut machine, mut step) = ProofPost::start(self.nonces.get(role, url));
-        loop {
-            let fed = match step {
-                ProofStep::Do(ProofNeed::Prove { nonce }) => {
-                    let proof = ProofFor {
-                        method: "POST",
-                        url,
-                        nonce: nonce.as_deref(),
-                        access_token: None,
-                        ath_cache: None,
-                    };
-                    ProofFed::Proved(make_proof(self.platform, self.key, proof).await)
-                }
-                ProofStep::Do(ProofNeed::Post(proof)) => {
-                    ProofFed::Answered(self.platform.post(url, form, Some(&proof)).await)
-                }
-                ProofStep::Do(ProofNeed::Learn(nonce)) => {
-                    self.nonces.learn(role, url, &nonce);
-                    ProofFed::Learned(self.nonces.get(role, url))
-                }
-                ProofStep::Done(answer) => return answer,
-            };
-            step = machine.on(fed);
+        let (mut machine, first) = ProofPost::start(self.nonces.get(role, url));
+        let mut poster = Poster {
+            http: self,
+            url,
+            form,
+        };
+        drive(&mut machine, first, &mut poster).await
+    }
+}
+
+/// Performs a [`ProofPost`]'s needs for one form post, deciding nothing.
+struct Poster<'a, 'h, P, K> {
+    http: &'a DpopHttp<'h, P, K>,
+    url: &'a str,
+    form: &'a [(String, String)],
+}
+
+impl<P: Http + Clock + Crypto, K: DpopKey> Perform<ProofPost<P::Body>> for Poster<'_, '_, P, K> {
+    async fn perform(&mut self, need: ProofNeed, _: &ProofPost<P::Body>) -> ProofFed<P::Body> {
+        let (http, url, role) = (self.http, self.url, Role::AuthorizationServer);
+        match need {
+            ProofNeed::Prove { nonce } => {
+                let proof = ProofFor {
+                    method: "POST",
+                    url,
+                    nonce: nonce.as_deref(),
+                    access_token: None,
+                    ath_cache: None,
+                };
+                ProofFed::Proved(make_proof(http.platform, http.key, proof).await)
+            }
+            ProofNeed::Post(proof) => {
+                ProofFed::Answered(http.platform.post(url, self.form, Some(&proof)).await)
+            }
+            ProofNeed::Learn(nonce) => {
+                http.nonces.learn(role, url, &nonce);
+                ProofFed::Learned(http.nonces.get(role, url))
+            }
         }
     }
+
+    fn with(&self) {}
 }
 
 impl<P: Timer, K> Timer for DpopHttp<'_, P, K> {

@@ -11,6 +11,7 @@
 //! nonce other than the one sent (otherwise a resend would be refused
 //! again). A second refusal is `dpop_nonce_failed`: never a loop.
 
+use crate::core::drive::{Machine, Next};
 use crate::core::platform::HttpReply;
 use crate::core::secret::DpopProof;
 use crate::core::Error;
@@ -36,14 +37,9 @@ pub enum Need {
     Learn(String),
 }
 
-/// The machine's next step: something to do, or the answer (or why there
-/// is none).
-pub enum Step<B> {
-    /// Perform this and feed its outcome back.
-    Do(Need),
-    /// The server's answer to hand on.
-    Done(Result<HttpReply<B>, Error>),
-}
+/// The machine's next step: something to do, or the server's answer to
+/// hand on (or why there is none).
+pub type Step<B> = Next<Need, Result<HttpReply<B>, Error>>;
 
 /// What happened, fed to [`ProofPost::on`].
 pub enum Fed<B> {
@@ -148,6 +144,17 @@ impl<B> ProofPost<B> {
             resent: true,
         };
         Step::Do(Need::Prove { nonce: held })
+    }
+}
+
+impl<B> Machine for ProofPost<B> {
+    type Need = Need;
+    type Fed = Fed<B>;
+    type Done = Result<HttpReply<B>, Error>;
+    type With<'a> = ();
+
+    fn on(&mut self, fed: Fed<B>, (): ()) -> Step<B> {
+        ProofPost::on(self, fed)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod discover_machine;
 pub mod discovery;
 pub mod dpop;
 pub mod dpop_post;
+pub mod drive;
 pub mod error;
 pub mod id_token;
 pub mod jose;

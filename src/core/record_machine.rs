@@ -7,6 +7,7 @@
 //! [`record_store`]: crate::core::record_store
 //! [`RecordStore`]: crate::core::record_store::RecordStore
 
+use crate::core::drive::{Machine, Next};
 use crate::core::envelope::associated_data;
 use crate::core::secret::RecordText;
 use crate::core::Error;
@@ -72,13 +73,7 @@ pub enum Need {
 /// The operation's next step: something to do, or its end — for a read,
 /// whether a record was found (its value kept by the driver at
 /// [`Need::Parse`]).
-#[derive(Debug)]
-pub enum Step {
-    /// Perform this and feed its outcome back.
-    Do(Need),
-    /// Done.
-    Done(Result<bool, Error>),
-}
+pub type Step = Next<Need, Result<bool, Error>>;
 
 /// What happened, fed to [`RecordOp::on`].
 #[derive(Debug)]
@@ -369,6 +364,17 @@ impl RecordOp {
 fn unserialisable() -> Error {
     Error::Storage {
         reason: "could not serialise the record".into(),
+    }
+}
+
+impl Machine for RecordOp {
+    type Need = Need;
+    type Fed = Fed;
+    type Done = Result<bool, Error>;
+    type With<'a> = ();
+
+    fn on(&mut self, fed: Fed, (): ()) -> Step {
+        RecordOp::on(self, fed)
     }
 }
 

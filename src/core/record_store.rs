@@ -29,6 +29,7 @@ use std::cell::Cell;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::core::drive::{drive, Perform};
 use crate::core::json_text::to_json;
 use crate::core::message::EndReason;
 use crate::core::platform::Json;
@@ -167,45 +168,56 @@ impl<K: KeyValue, S: Sealer, J: Json> RecordStore<K, S, J> {
         self.run(op, &mut |_| false).await.map(drop)
     }
 
-    /// Drives an operation, performing each need; `parse` reads an opened
-    /// record's text as the operation's type, keeping the value.
+    /// Drives an operation; `parse` reads an opened record's text as the
+    /// operation's type, keeping the value.
     async fn run(
         &self,
-        (mut op, mut step): (RecordOp, Step),
+        (mut op, first): (RecordOp, Step),
         parse: &mut dyn FnMut(&str) -> bool,
     ) -> Result<bool, Error> {
-        loop {
-            let fed = match step {
-                Step::Do(Need::Get { backend, key }) => {
-                    let got = self.backend(backend).get(&key).await;
-                    Fed::Got(got.map(|stored| stored.map(RecordText::new)))
-                }
-                Step::Do(Need::Open { aad, stored }) => {
-                    let opened = self.sealer.open(&aad, stored.into_secret()).await;
-                    Fed::Opened(opened.map(RecordText::new))
-                }
-                Step::Do(Need::Parse(text)) => Fed::Parsed(parse(text.secret())),
-                Step::Do(Need::MarkNewer(version)) => {
-                    self.newer_record.set(Some(version));
-                    Fed::Marked
-                }
-                Step::Do(Need::Seal { aad, text }) => {
-                    let sealed = self.sealer.seal(&aad, text.into_secret()).await;
-                    Fed::Sealed(sealed.map(RecordText::new))
-                }
-                Step::Do(Need::Set {
-                    backend,
-                    key,
-                    value,
-                }) => Fed::Written(self.backend(backend).set(&key, value.into_secret()).await),
-                Step::Do(Need::Remove { backend, key }) => {
-                    Fed::Removed(self.backend(backend).remove(&key).await)
-                }
-                Step::Done(outcome) => return outcome,
-            };
-            step = op.on(fed);
+        drive(&mut op, first, &mut Records { store: self, parse }).await
+    }
+}
+
+/// Performs a record operation's needs, deciding nothing.
+struct Records<'a, K, S, J> {
+    store: &'a RecordStore<K, S, J>,
+    parse: &'a mut dyn FnMut(&str) -> bool,
+}
+
+impl<K: KeyValue, S: Sealer, J: Json> Perform<RecordOp> for Records<'_, K, S, J> {
+    async fn perform(&mut self, need: Need, _: &RecordOp) -> Fed {
+        let store = self.store;
+        match need {
+            Need::Get { backend, key } => {
+                let got = store.backend(backend).get(&key).await;
+                Fed::Got(got.map(|stored| stored.map(RecordText::new)))
+            }
+            Need::Open { aad, stored } => {
+                let opened = store.sealer.open(&aad, stored.into_secret()).await;
+                Fed::Opened(opened.map(RecordText::new))
+            }
+            Need::Parse(text) => Fed::Parsed((self.parse)(text.secret())),
+            Need::MarkNewer(version) => {
+                store.newer_record.set(Some(version));
+                Fed::Marked
+            }
+            Need::Seal { aad, text } => {
+                let sealed = store.sealer.seal(&aad, text.into_secret()).await;
+                Fed::Sealed(sealed.map(RecordText::new))
+            }
+            Need::Set {
+                backend,
+                key,
+                value,
+            } => Fed::Written(store.backend(backend).set(&key, value.into_secret()).await),
+            Need::Remove { backend, key } => {
+                Fed::Removed(store.backend(backend).remove(&key).await)
+            }
         }
     }
+
+    fn with(&self) {}
 }
 
 impl<K: KeyValue, S: Sealer, J: Json> SessionStore for RecordStore<K, S, J> {

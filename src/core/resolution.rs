@@ -5,31 +5,37 @@
 use serde::de::DeserializeOwned;
 
 use crate::core::atproto::{Identity, Resolver};
+use crate::core::drive::{drive, Perform};
 use crate::core::platform::{Http, HttpReply};
 use crate::core::resolve_machine::{Fed, Need, Resolve, Resolved, Step};
 use crate::core::{Error, ProviderMetadata};
 
-/// Runs a chain from its first step to its end. Every need is a `GET`:
-/// one request awaited in one place, its body then read as the need's type
-/// (one copy of the request's code, not one per document).
+/// Runs a chain from its first step to its end.
 async fn resolve<H: Http>(
     http: &H,
-    (mut machine, mut step): (Resolve, Step),
+    (mut machine, first): (Resolve, Step),
 ) -> Result<Resolved, Error> {
-    loop {
-        let need = match step {
-            Step::Do(need) => need,
-            Step::Done(resolved) => return resolved,
-        };
+    drive(&mut machine, first, &mut Gets(http)).await
+}
+
+/// Performs the chain's needs. Every need is a `GET`: one request awaited
+/// in one place, its body then read as the need's type (one copy of the
+/// request's code, not one per document).
+struct Gets<'h, H>(&'h H);
+
+impl<H: Http> Perform<Resolve> for Gets<'_, H> {
+    async fn perform(&mut self, need: Need, _: &Resolve) -> Fed {
+        let http = self.0;
         let answer = http.get(need.url()).await;
-        let fed = match need {
+        match need {
             Need::Handle(_) => Fed::Handle(read(http, answer)),
             Need::DidDocument(_) => Fed::DidDocument(read(http, answer)),
             Need::ProtectedResource(_) => Fed::ProtectedResource(read(http, answer)),
             Need::ServerMetadata(_) => Fed::ServerMetadata(read(http, answer)),
-        };
-        step = machine.on(fed);
+        }
     }
+
+    fn with(&self) {}
 }
 
 /// An answer's body read as a `T` (a body that is not one stays an `Err`

@@ -22,6 +22,7 @@ use crate::core::atproto::{
     process_protected_resource, process_resolve_handle, protected_resource_url, resolve_handle_url,
     DidDocument, Identifier, Identity, ProtectedResourceMetadata, ResolveHandleReply, Resolver,
 };
+use crate::core::drive::{Machine, Next};
 use crate::core::platform::HttpReply;
 use crate::core::{Error, ProviderMetadata};
 
@@ -62,17 +63,9 @@ pub enum Resolved {
     Server(ProviderMetadata),
 }
 
-/// The machine's next step.
-// One per step and short-lived: boxing the end would cost an allocation to
-// save bytes on a URL.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Step {
-    /// Fetch this and feed the answer back.
-    Do(Need),
-    /// Resolved, or the first failure.
-    Done(Result<Resolved, Error>),
-}
+/// The machine's next step: fetch this and feed the answer back, or
+/// resolved (or the first failure).
+pub type Step = Next<Need, Result<Resolved, Error>>;
 
 /// An answer, or why there is none (passed on as it is).
 #[derive(Debug)]
@@ -258,6 +251,17 @@ impl Resolve {
             }
             None => Resolved::Server(metadata),
         }))
+    }
+}
+
+impl Machine for Resolve {
+    type Need = Need;
+    type Fed = Fed;
+    type Done = Result<Resolved, Error>;
+    type With<'a> = ();
+
+    fn on(&mut self, fed: Fed, (): ()) -> Step {
+        Resolve::on(self, fed)
     }
 }
 

@@ -6,9 +6,10 @@
 //! The binding overlaps discovery with opening the store (both are
 //! I/O); every choice between their results is made here.
 
-use crate::core::discover_machine::{Discover, Step};
+use crate::core::discover_machine::Discover;
+use crate::core::drive::{drive, Perform};
 use crate::core::login::ClientConfig;
-use crate::core::platform::Http;
+use crate::core::platform::{Http, HttpReply};
 use crate::core::public_api::{StorageKind, StorageProblem};
 use crate::core::TokenSet;
 use crate::core::{check_endpoint_url, EndpointOverrides, Error, ProviderMetadata};
@@ -64,13 +65,23 @@ impl EndpointSource {
 /// The issuer's metadata, validated against `issuer` ([`Discover`]'s
 /// order): drives the machine, performing each `GET`.
 pub async fn discover<H: Http>(http: &H, issuer: &str) -> Result<ProviderMetadata, Error> {
-    let (mut machine, mut step) = Discover::start(issuer);
-    loop {
-        match step {
-            Step::Fetch(url) => step = machine.on(http.get_json(&url).await),
-            Step::Done(metadata) => return metadata,
-        }
+    let (mut machine, first) = Discover::start(issuer);
+    drive(&mut machine, first, &mut Gets(http)).await
+}
+
+/// Performs discovery's `GET`s.
+struct Gets<'h, H>(&'h H);
+
+impl<H: Http> Perform<Discover> for Gets<'_, H> {
+    async fn perform(
+        &mut self,
+        url: String,
+        _: &Discover,
+    ) -> Result<HttpReply<ProviderMetadata>, Error> {
+        self.0.get_json(&url).await
     }
+
+    fn with(&self) {}
 }
 
 /// How old kept metadata may be and still be used at start-up (it is

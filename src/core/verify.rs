@@ -10,6 +10,7 @@
 //! the machine, so code that needs a verified token cannot be handed an
 //! unverified one.
 
+use crate::core::drive::{drive, Machine, Next, Perform};
 use std::fmt;
 
 use super::error::Error;
@@ -91,13 +92,7 @@ pub enum Need {
 
 /// The machine's next step: something to do, or the verified token (or
 /// the first failure).
-#[derive(Debug)]
-pub enum Step {
-    /// Perform this and feed its outcome back.
-    Do(Need),
-    /// Verified, or why not.
-    Done(Result<VerifiedIdToken, Error>),
-}
+pub type Step = Next<Need, Result<VerifiedIdToken, Error>>;
 
 /// What happened, fed to [`VerifyIdToken::on`].
 #[derive(Debug)]
@@ -201,9 +196,9 @@ impl<'a> VerifyIdToken<'a> {
         }
     }
 
-    /// The step after `fed`; `json` parses the claims. An input the stage
+    /// The step after `fed`; `json` reads the claims. An input the stage
     /// does not expect (a driver bug) refuses the token.
-    pub fn on<J: Json>(&mut self, fed: Fed, json: &J) -> Step {
+    pub fn on(&mut self, fed: Fed, json: &dyn ReadClaims) -> Step {
         match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
             // 3. The key: cached, or one fetch.
             (Stage::LookingUp, Fed::Cached(Some(key))) => self.verify_with(key),
@@ -254,7 +249,7 @@ impl<'a> VerifyIdToken<'a> {
     }
 
     /// Steps 5 and 6: the claims, now known to be the issuer's.
-    fn claims<J: Json>(&mut self, json: &J) -> Result<VerifiedIdToken, Error> {
+    fn claims(&mut self, json: &dyn ReadClaims) -> Result<VerifiedIdToken, Error> {
         let payload_json = match self.jws.take() {
             Some(jws) => jws.payload_json,
             None => String::new(),
@@ -265,7 +260,7 @@ impl<'a> VerifyIdToken<'a> {
             });
         }
         let claims: IdTokenClaims =
-            json.parse_json(&payload_json)
+            json.read_claims(&payload_json)
                 .map_err(|why| Error::IdTokenMalformed {
                     reason: format!("the claims are not valid ID token claims: {why}"),
                 })?;
@@ -277,9 +272,32 @@ impl<'a> VerifyIdToken<'a> {
     }
 }
 
+impl Machine for VerifyIdToken<'_> {
+    type Need = Need;
+    type Fed = Fed;
+    type Done = Result<VerifiedIdToken, Error>;
+    type With<'a> = &'a dyn ReadClaims;
+
+    fn on(&mut self, fed: Fed, claims: &dyn ReadClaims) -> Step {
+        VerifyIdToken::on(self, fed, claims)
+    }
+}
+
+/// Reads an ID token's claims: what the machine asks of a [`Json`] parser,
+/// without being generic over it.
+pub trait ReadClaims {
+    /// `payload` read as claims, or why not.
+    fn read_claims(&self, payload: &str) -> Result<IdTokenClaims, String>;
+}
+
+impl<J: Json> ReadClaims for J {
+    fn read_claims(&self, payload: &str) -> Result<IdTokenClaims, String> {
+        self.parse_json(payload)
+    }
+}
+
 /// Verifies `id_token` against `expect` ([`VerifyIdToken`]'s order): drives
-/// the machine over `platform` and `cache`, performing each need and
-/// deciding nothing.
+/// the machine over `platform` and `cache`.
 pub async fn verify_id_token<P: Http + Json + SignatureVerifier>(
     platform: &P,
     cache: &JwksCache,
@@ -287,24 +305,37 @@ pub async fn verify_id_token<P: Http + Json + SignatureVerifier>(
     id_token: &IdToken,
     expect: &Expectations<'_>,
 ) -> Result<VerifiedIdToken, Error> {
-    let (mut machine, mut step) = VerifyIdToken::start(platform, id_token, jwks_uri, expect);
-    loop {
-        let fed = match step {
-            Step::Do(Need::CachedKey { alg, kid }) => Fed::Cached(cache.key(alg, kid.as_deref())),
-            Step::Do(Need::FetchKeys { uri }) => {
+    let (mut machine, first) = VerifyIdToken::start(platform, id_token, jwks_uri, expect);
+    drive(&mut machine, first, &mut Verifier { platform, cache }).await
+}
+
+/// Performs a verification's needs, deciding nothing.
+struct Verifier<'p, P> {
+    platform: &'p P,
+    cache: &'p JwksCache,
+}
+
+impl<P: Http + Json + SignatureVerifier> Perform<VerifyIdToken<'_>> for Verifier<'_, P> {
+    async fn perform(&mut self, need: Need, machine: &VerifyIdToken<'_>) -> Fed {
+        let platform = self.platform;
+        match need {
+            Need::CachedKey { alg, kid } => Fed::Cached(self.cache.key(alg, kid.as_deref())),
+            Need::FetchKeys { uri } => {
                 Fed::Fetched(read_jwks(&uri, platform.get_json::<Jwks>(&uri).await))
             }
-            Step::Do(Need::KeepKeys(jwks)) => {
-                cache.keep(jwks);
+            Need::KeepKeys(jwks) => {
+                self.cache.keep(jwks);
                 Fed::Kept
             }
-            Step::Do(Need::VerifySignature { alg, key }) => {
+            Need::VerifySignature { alg, key } => {
                 let (input, signature) = machine.signed();
                 Fed::Verified(platform.verify_signature(alg, &key, input, signature).await)
             }
-            Step::Done(verified) => return verified,
-        };
-        step = machine.on(fed, platform);
+        }
+    }
+
+    fn with(&self) -> &dyn ReadClaims {
+        self.platform
     }
 }
 
