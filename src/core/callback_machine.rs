@@ -26,6 +26,7 @@
 use crate::core::atproto::{Account, Identity};
 use crate::core::atproto_login::{account_config, granted_account};
 use crate::core::authorize::{validate_callback, PendingTransaction};
+use crate::core::drive::{Machine, Next};
 use crate::core::login::{ClientConfig, LoginResult};
 use crate::core::platform::HttpReply;
 use crate::core::retirement::{retirement, Retirement};
@@ -86,9 +87,10 @@ pub enum Need {
     },
     /// Delete the login's key → [`Fed::Done`].
     DeleteKey(String),
-    /// The login is complete, or failed.
-    Done(Result<LoginResult, Error>),
 }
+
+/// The login's next step: something to do, or complete (or failed).
+pub type Step = Next<Need, Result<LoginResult, Error>>;
 
 /// What happened, fed to [`FinishLogin::on`].
 #[derive(Debug)]
@@ -168,7 +170,7 @@ impl FinishLogin {
         config: ClientConfig,
         atproto_loopback: Option<bool>,
         params: Vec<(String, String)>,
-    ) -> (FinishLogin, Need) {
+    ) -> (FinishLogin, Step) {
         let machine = FinishLogin {
             stage: Stage::Taking,
             config,
@@ -177,7 +179,7 @@ impl FinishLogin {
             key: None,
             issuer: None,
         };
-        (machine, Need::TakeTransaction)
+        (machine, Step::Do(Need::TakeTransaction))
     }
 
     /// The configuration of the server the login is completed with.
@@ -186,7 +188,7 @@ impl FinishLogin {
     }
 
     /// The need after `fed`, at `now` (ms).
-    pub fn on(&mut self, fed: Fed, now: u64) -> Need {
+    pub fn on(&mut self, fed: Fed, now: u64) -> Step {
         match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
             (Stage::Taking, Fed::Taken(taken)) => self.taken(taken, now),
             (Stage::Fetching { transaction }, Fed::Metadata(metadata)) => {
@@ -223,52 +225,52 @@ impl FinishLogin {
                 match identity {
                     Ok(identity) => {
                         result.tokens.atproto = Some(Box::new(self.account(identity, issuer)));
-                        Need::Done(Ok(result))
+                        Step::Done(Ok(result))
                     }
                     Err(error) => self.refuse(result.tokens, error),
                 }
             }
             // Any outcome ends the clean-up with the error that began it.
-            (Stage::CleaningUp { error }, _) => Need::Done(Err(error)),
+            (Stage::CleaningUp { error }, _) => Step::Done(Err(error)),
             // An input this stage does not expect (a driver bug): never a
             // hang, and nothing handed back.
-            _ => Need::Done(Err(Error::NoTransaction)),
+            _ => Step::Done(Err(Error::NoTransaction)),
         }
     }
 
     /// Rule 1, then 2 or 3.
-    fn taken(&mut self, taken: Result<Option<PendingTransaction>, Error>, now: u64) -> Need {
+    fn taken(&mut self, taken: Result<Option<PendingTransaction>, Error>, now: u64) -> Step {
         let transaction = match taken {
             Ok(transaction) => transaction,
-            Err(error) => return Need::Done(Err(error)),
+            Err(error) => return Step::Done(Err(error)),
         };
         let Some(transaction) = transaction else {
-            return Need::Done(Err(Error::NoTransaction));
+            return Step::Done(Err(Error::NoTransaction));
         };
         self.key = transaction.dpop_jkt.clone();
         if self.atproto_loopback.is_some() {
             let issuer = transaction.issuer.clone();
             self.issuer = Some(issuer.clone());
             self.stage = Stage::Fetching { transaction };
-            return Need::ServerMetadata { issuer };
+            return Step::Do(Need::ServerMetadata { issuer });
         }
         self.offer(transaction, now)
     }
 
     /// Rule 3: the pushed request's nonce, then rule 4's validation.
-    fn offer(&mut self, transaction: PendingTransaction, now: u64) -> Need {
+    fn offer(&mut self, transaction: PendingTransaction, now: u64) -> Step {
         match transaction.dpop_nonce.clone() {
             Some(nonce) => {
                 let endpoint = self.config.endpoints.token.clone();
                 self.stage = Stage::Offering { transaction };
-                Need::OfferNonce { endpoint, nonce }
+                Step::Do(Need::OfferNonce { endpoint, nonce })
             }
             None => self.validate(transaction, now),
         }
     }
 
     /// Rule 4: the callback in its fixed order, then the exchange.
-    fn validate(&mut self, transaction: PendingTransaction, now: u64) -> Need {
+    fn validate(&mut self, transaction: PendingTransaction, now: u64) -> Step {
         let config = &self.config;
         let issuer_says = config.endpoints.iss_parameter_supported;
         let params = std::mem::take(&mut self.params.0);
@@ -282,11 +284,11 @@ impl FinishLogin {
         let endpoint = config.endpoints.token.clone();
         let key = outcome.dpop_jkt.clone();
         self.stage = Stage::Exchanging { outcome };
-        Need::Exchange {
+        Step::Do(Need::Exchange {
             endpoint,
             form: Form(form),
             key,
-        }
+        })
     }
 
     /// Rule 4: the token response read; the ID token to verify.
@@ -295,7 +297,7 @@ impl FinishLogin {
         reply: Result<HttpReply<RawTokenResponse>, Error>,
         outcome: CallbackOutcome,
         now: u64,
-    ) -> Need {
+    ) -> Step {
         let reply = match reply {
             Ok(reply) => reply,
             Err(error) => return self.fail(error),
@@ -311,10 +313,10 @@ impl FinishLogin {
             // A plain OAuth login asked for no ID token: none is kept.
             tokens.id_token = None;
         }
-        let need = Need::VerifyIdToken {
+        let need = Step::Do(Need::VerifyIdToken {
             tokens: tokens.clone(),
             nonce: outcome.nonce.clone(),
-        };
+        });
         self.stage = Stage::Verifying {
             tokens,
             outcome,
@@ -324,9 +326,9 @@ impl FinishLogin {
     }
 
     /// Done for an OpenID Connect login; rule 5 for an atproto one.
-    fn verified(&mut self, result: LoginResult) -> Need {
+    fn verified(&mut self, result: LoginResult) -> Step {
         if self.atproto_loopback.is_none() {
-            return Need::Done(Ok(result));
+            return Step::Done(Ok(result));
         }
         let sub = match granted_account(&result) {
             Ok(sub) => sub.to_owned(),
@@ -337,7 +339,7 @@ impl FinishLogin {
             result,
             issuer: issuer.clone(),
         };
-        Need::VerifySubject { sub, issuer }
+        Step::Do(Need::VerifySubject { sub, issuer })
     }
 
     /// Rule 5: the account the checked identity names.
@@ -353,21 +355,32 @@ impl FinishLogin {
     }
 
     /// Rule 5: issued tokens refused, revoked and their key deleted.
-    fn refuse(&mut self, tokens: TokenSet, error: Error) -> Need {
+    fn refuse(&mut self, tokens: TokenSet, error: Error) -> Step {
         let plan = retirement(&tokens, self.config.endpoints.revocation.as_deref());
         self.stage = Stage::CleaningUp { error };
-        Need::Retire { tokens, plan }
+        Step::Do(Need::Retire { tokens, plan })
     }
 
     /// Rule 6: fails, deleting the login's key first when it has one.
-    fn fail(&mut self, error: Error) -> Need {
+    fn fail(&mut self, error: Error) -> Step {
         match self.key.take() {
             Some(jkt) => {
                 self.stage = Stage::CleaningUp { error };
-                Need::DeleteKey(jkt)
+                Step::Do(Need::DeleteKey(jkt))
             }
-            None => Need::Done(Err(error)),
+            None => Step::Done(Err(error)),
         }
+    }
+}
+
+impl Machine for FinishLogin {
+    type Need = Need;
+    type Fed = Fed;
+    type Done = Result<LoginResult, Error>;
+    type With<'a> = u64;
+
+    fn on(&mut self, fed: Fed, now: u64) -> Step {
+        FinishLogin::on(self, fed, now)
     }
 }
 

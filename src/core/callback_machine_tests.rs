@@ -51,16 +51,19 @@ fn reply(status: u16, json: &str) -> Fed {
 const BEARER: &str = r#"{"access_token":"at-1","token_type":"Bearer","expires_in":300,"refresh_token":"rt-1","id_token":"h.p.s"}"#;
 
 /// An OpenID Connect login's machine, past the take of `transaction`.
-fn oidc_taken(transaction: PendingTransaction, state: &str) -> (FinishLogin, Need) {
+fn oidc_taken(transaction: PendingTransaction, state: &str) -> (FinishLogin, Step) {
     let (mut machine, first) = FinishLogin::start(oidc(), None, callback(state, IDP));
-    assert!(matches!(first, Need::TakeTransaction), "{first:?}");
+    assert!(
+        matches!(first, Step::Do(Need::TakeTransaction)),
+        "{first:?}"
+    );
     let need = machine.on(Fed::Taken(Ok(Some(transaction))), NOW);
     (machine, need)
 }
 
-fn failed_with(need: Need) -> String {
+fn failed_with(need: Step) -> String {
     match need {
-        Need::Done(Err(error)) => error.code().to_owned(),
+        Step::Done(Err(error)) => error.code().to_owned(),
         other => panic!("not a failure: {other:?}"),
     }
 }
@@ -85,11 +88,11 @@ fn a_store_that_cannot_be_read_fails_the_login() {
 #[test]
 fn a_valid_callback_exchanges_its_code_with_the_exact_form() {
     let (_, need) = oidc_taken(pending(IDP, "spa", true, None), "s-1");
-    let Need::Exchange {
+    let Step::Do(Need::Exchange {
         endpoint,
         form,
         key,
-    } = need
+    }) = need
     else {
         panic!("{need:?}");
     };
@@ -113,7 +116,7 @@ fn the_pushed_requests_nonce_is_offered_before_a_bound_exchange() {
     let mut transaction = pending(IDP, "spa", true, Some("jkt-1"));
     transaction.dpop_nonce = Some("nonce-1".into());
     let (mut machine, need) = oidc_taken(transaction, "s-1");
-    let Need::OfferNonce { endpoint, nonce } = need else {
+    let Step::Do(Need::OfferNonce { endpoint, nonce }) = need else {
         panic!("{need:?}");
     };
     assert_eq!(
@@ -122,7 +125,7 @@ fn the_pushed_requests_nonce_is_offered_before_a_bound_exchange() {
     );
     let need = machine.on(Fed::Offered, NOW);
     assert!(
-        matches!(need, Need::Exchange { key: Some(ref k), .. } if k == "jkt-1"),
+        matches!(need, Step::Do(Need::Exchange { key: Some(ref k), .. }) if k == "jkt-1"),
         "{need:?}"
     );
 }
@@ -131,7 +134,7 @@ fn the_pushed_requests_nonce_is_offered_before_a_bound_exchange() {
 fn a_callback_that_fails_validation_deletes_the_logins_key() {
     let (mut machine, need) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "forged");
     assert!(
-        matches!(need, Need::DeleteKey(ref k) if k == "jkt-1"),
+        matches!(need, Step::Do(Need::DeleteKey(ref k)) if k == "jkt-1"),
         "{need:?}"
     );
     assert_eq!(failed_with(machine.on(Fed::Done, NOW)), "state_mismatch");
@@ -160,7 +163,10 @@ fn an_exchange_that_fails_or_is_refused_deletes_the_key() {
     ] {
         let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "s-1");
         let need = machine.on(fed, NOW);
-        assert!(matches!(need, Need::DeleteKey(_)), "{code}: {need:?}");
+        assert!(
+            matches!(need, Step::Do(Need::DeleteKey(_))),
+            "{code}: {need:?}"
+        );
         assert_eq!(failed_with(machine.on(Fed::Done, NOW)), code);
     }
 }
@@ -169,14 +175,14 @@ fn an_exchange_that_fails_or_is_refused_deletes_the_key() {
 fn an_openid_login_verifies_its_id_token_with_the_logins_nonce() {
     let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, None), "s-1");
     let need = machine.on(reply(200, BEARER), NOW + 5);
-    let Need::VerifyIdToken { tokens, nonce } = need else {
+    let Step::Do(Need::VerifyIdToken { tokens, nonce }) = need else {
         panic!("{need:?}");
     };
     assert_eq!(tokens.id_token.unwrap().secret(), "h.p.s");
     assert_eq!(nonce.unwrap().secret(), "n-1");
     assert_eq!(tokens.expires_at_ms, Some(NOW + 5 + 300_000));
     let done = machine.on(Fed::IdToken(Ok(Some(r#"{"sub":"alice"}"#.into()))), NOW);
-    let Need::Done(Ok(result)) = done else {
+    let Step::Done(Ok(result)) = done else {
         panic!("{done:?}");
     };
     assert_eq!(result.claims_json.as_deref(), Some(r#"{"sub":"alice"}"#));
@@ -188,7 +194,7 @@ fn an_openid_login_verifies_its_id_token_with_the_logins_nonce() {
 fn a_plain_oauth_login_keeps_no_id_token() {
     let (mut machine, _) = oidc_taken(pending(IDP, "spa", false, None), "s-1");
     let need = machine.on(reply(200, BEARER), NOW);
-    let Need::VerifyIdToken { tokens, nonce } = need else {
+    let Step::Do(Need::VerifyIdToken { tokens, nonce }) = need else {
         panic!("{need:?}");
     };
     assert_eq!((tokens.id_token, nonce), (None, None));
@@ -200,7 +206,7 @@ fn a_failed_id_token_check_deletes_the_key() {
     let bound = BEARER.replace("Bearer", "DPoP");
     machine.on(reply(200, &bound), NOW);
     let need = machine.on(Fed::IdToken(Err(Error::NonceMismatch)), NOW);
-    assert!(matches!(need, Need::DeleteKey(_)), "{need:?}");
+    assert!(matches!(need, Step::Do(Need::DeleteKey(_))), "{need:?}");
     assert_eq!(failed_with(machine.on(Fed::Done, NOW)), "nonce_mismatch");
 }
 
@@ -208,7 +214,7 @@ fn a_failed_id_token_check_deletes_the_key() {
 fn an_input_the_stage_does_not_expect_ends_the_login() {
     let (mut machine, _) = FinishLogin::start(oidc(), None, callback("s-1", IDP));
     let need = machine.on(Fed::Offered, NOW);
-    assert!(matches!(need, Need::Done(Err(_))), "{need:?}");
+    assert!(matches!(need, Step::Done(Err(_))), "{need:?}");
     let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "s-1");
     machine.on(reply(200, &BEARER.replace("Bearer", "DPoP")), NOW);
     let need = machine.on(Fed::Offered, NOW);
@@ -232,7 +238,7 @@ fn a_login_older_than_its_bound_is_refused_when_the_callback_is_read() {
 const CLIENT: &str = "https://app.example/client-metadata.json";
 
 /// An atproto login's machine, past the take of its pending login to `AS`.
-fn atproto_taken() -> (FinishLogin, Need) {
+fn atproto_taken() -> (FinishLogin, Step) {
     let (mut machine, _) = FinishLogin::start(base(), Some(false), callback("s-1", AS));
     let transaction = pending(AS, CLIENT, false, Some("jkt-1"));
     let need = machine.on(Fed::Taken(Ok(Some(transaction))), NOW);
@@ -249,13 +255,13 @@ const GRANT: &str = r#"{"access_token":"at-1","token_type":"DPoP","expires_in":3
 fn an_atproto_login_is_finished_with_the_server_it_went_to() {
     let (mut machine, need) = atproto_taken();
     assert!(
-        matches!(need, Need::ServerMetadata { ref issuer } if issuer == AS),
+        matches!(need, Step::Do(Need::ServerMetadata { ref issuer }) if issuer == AS),
         "{need:?}"
     );
     let need = machine.on(metadata(), NOW);
     assert_eq!(machine.config().issuer, AS);
     assert!(
-        matches!(need, Need::Exchange { ref endpoint, .. } if endpoint == TOKEN),
+        matches!(need, Step::Do(Need::Exchange { ref endpoint, .. }) if endpoint == TOKEN),
         "{need:?}"
     );
 }
@@ -267,7 +273,7 @@ fn a_server_that_no_longer_qualifies_ends_the_login_and_its_key() {
         reason: "gone".into(),
     };
     let need = machine.on(Fed::Metadata(Err(error)), NOW);
-    assert!(matches!(need, Need::DeleteKey(_)), "{need:?}");
+    assert!(matches!(need, Step::Do(Need::DeleteKey(_))), "{need:?}");
     assert_eq!(
         failed_with(machine.on(Fed::Done, NOW)),
         "pds_metadata_invalid"
@@ -276,7 +282,7 @@ fn a_server_that_no_longer_qualifies_ends_the_login_and_its_key() {
 
 /// An atproto login answered with `grant` and past its (empty) ID-token
 /// check.
-fn atproto_answered(grant: &str) -> (FinishLogin, Need) {
+fn atproto_answered(grant: &str) -> (FinishLogin, Step) {
     let (mut machine, _) = atproto_taken();
     machine.on(metadata(), NOW);
     machine.on(reply(200, grant), NOW);
@@ -287,7 +293,7 @@ fn atproto_answered(grant: &str) -> (FinishLogin, Need) {
 #[test]
 fn an_atproto_grant_has_its_account_checked_and_kept() {
     let (mut machine, need) = atproto_answered(GRANT);
-    let Need::VerifySubject { sub, issuer } = need else {
+    let Step::Do(Need::VerifySubject { sub, issuer }) = need else {
         panic!("{need:?}");
     };
     assert_eq!((sub.as_str(), issuer.as_str()), (DID, AS));
@@ -297,7 +303,7 @@ fn an_atproto_grant_has_its_account_checked_and_kept() {
         pds: "https://pds.example".into(),
     };
     let done = machine.on(Fed::Subject(Ok(identity)), NOW);
-    let Need::Done(Ok(result)) = done else {
+    let Step::Done(Ok(result)) = done else {
         panic!("{done:?}");
     };
     let account = result.tokens.atproto.unwrap();
@@ -311,7 +317,7 @@ fn an_atproto_grant_has_its_account_checked_and_kept() {
 fn issued_tokens_refused_by_the_account_check_are_retired() {
     let without_atproto = GRANT.replace("atproto transition:generic", "transition:generic");
     let (mut machine, need) = atproto_answered(&without_atproto);
-    let Need::Retire { tokens, plan } = need else {
+    let Step::Do(Need::Retire { tokens, plan }) = need else {
         panic!("{need:?}");
     };
     assert_eq!(tokens.access_token.secret(), "at-1");
@@ -327,6 +333,6 @@ fn issued_tokens_refused_by_the_account_check_are_retired() {
 
     let (mut machine, _) = atproto_answered(GRANT);
     let need = machine.on(Fed::Subject(Err(Error::IssuerMismatch)), NOW);
-    assert!(matches!(need, Need::Retire { .. }), "{need:?}");
+    assert!(matches!(need, Step::Do(Need::Retire { .. })), "{need:?}");
     assert_eq!(failed_with(machine.on(Fed::Done, NOW)), "issuer_mismatch");
 }

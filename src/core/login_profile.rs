@@ -8,6 +8,7 @@ use crate::core::atproto::{self, Resolver};
 use crate::core::atproto_login::account_to_sign_in;
 use crate::core::callback_machine::{Fed, FinishLogin, Need};
 use crate::core::dpop::{Dpop, DpopKeys, Role};
+use crate::core::drive::{drive, Perform};
 use crate::core::jwks::JwksCache;
 use crate::core::login::{ClientConfig, LoginResult, LoginStart};
 use crate::core::oidc::IdTokenVerifier;
@@ -16,7 +17,7 @@ use crate::core::ports::{SessionStore, SignatureVerifier};
 use crate::core::resolution;
 use crate::core::retirer::Retirer;
 use crate::core::secret::Random32;
-use crate::core::start_machine::{Begun, StartLogin, Step as StartStep};
+use crate::core::start_machine::{Begun, Need as StartNeed, StartLogin};
 use crate::core::verify::VerifiedIdToken;
 use crate::core::Error;
 
@@ -138,8 +139,7 @@ where
     /// Starts a login: for an atproto client, the handle is resolved to its
     /// server first (which then gets a `login_hint`); a handle given to an
     /// OpenID Connect client, or none to an atproto one, is refused before
-    /// anything is sent. Drives [`StartLogin`], performing each of its
-    /// steps.
+    /// anything is sent. Drives [`StartLogin`].
     pub async fn start(&self, request: LoginRequest) -> Result<StartedLogin, Error> {
         let LoginRequest {
             extra_params,
@@ -149,145 +149,187 @@ where
         let account = account_to_sign_in(self.atproto, handle.as_deref())?;
         let atproto = account.map(|(r, handle)| (r.allow_insecure_loopback, handle));
         let config = self.config.clone();
-        let (mut machine, mut step) = StartLogin::start(config, atproto, extra_params, app_state);
-        // The login's new key, kept here to sign its pushed request.
-        let mut key = None;
-        loop {
-            let begun = match step {
-                StartStep::ResolveAccount { handle } => Begun::Resolved(match self.atproto {
-                    Some(resolver) => resolution::resolve_login(self.resolving, resolver, &handle)
-                        .await
-                        .map(|(_, metadata)| metadata),
-                    None => Err(Error::NoTransaction),
-                }),
-                StartStep::MakeKey => Begun::KeyMade(match self.dpop.keys.create().await {
-                    Ok((jkt, made)) => {
-                        key = Some(made);
-                        Ok(jkt)
-                    }
-                    Err(error) => Err(error),
-                }),
-                StartStep::Draw => Begun::Drawn(self.draw()),
-                StartStep::Digest => Begun::Digest(match machine.verifier() {
-                    Some(verifier) => self.platform.sha256(verifier.secret().as_bytes()).await,
-                    None => Err(Error::NoTransaction),
-                }),
-                StartStep::Push {
-                    endpoint,
-                    form,
-                    signed,
-                } => {
-                    let signed = signed.then_some(key.as_ref());
-                    let pushed = self
-                        .dpop
-                        .post_form_with(self.platform, signed, &endpoint, &form);
-                    Begun::Pushed(pushed.await)
-                }
-                StartStep::ReadNonce { endpoint } => {
-                    let nonces = self.dpop.nonces;
-                    Begun::Nonce(nonces.get(Role::AuthorizationServer, &endpoint))
-                }
-                StartStep::TakeReplaced => Begun::Replaced(self.store.take_transaction().await),
-                StartStep::DeleteKey(jkt) => {
-                    self.dpop.keys.delete(&jkt).await;
-                    Begun::Deleted
-                }
-                StartStep::Store(transaction) => {
-                    Begun::Stored(self.store.put_transaction(transaction).await)
-                }
-                StartStep::Done(started) => {
-                    let (authorization_endpoint, start) = started?;
-                    return Ok(StartedLogin {
-                        authorization_endpoint,
-                        start,
-                    });
-                }
-            };
-            step = machine.on(begun, self.platform.now_ms());
-        }
-    }
-
-    /// Three times 32 random bytes: the verifier's, the `state`'s and the
-    /// `nonce`'s.
-    fn draw(&self) -> Result<[Random32; 3], Error> {
-        let random = || self.platform.random_32().map(Random32);
-        Ok([random()?, random()?, random()?])
+        let (mut machine, first) = StartLogin::start(config, atproto, extra_params, app_state);
+        let mut performer = Starting {
+            logins: self,
+            key: None,
+        };
+        let (authorization_endpoint, start) = drive(&mut machine, first, &mut performer).await?;
+        Ok(StartedLogin {
+            authorization_endpoint,
+            start,
+        })
     }
 
     /// Completes the pending login from the callback's query parameters:
     /// drives [`FinishLogin`] (with the configured server, or — atproto —
     /// with the server the login went to, whose account is checked before
-    /// the tokens are handed back), performing each of its needs.
+    /// the tokens are handed back).
     pub async fn finish(&self, params: &[(String, String)]) -> Result<LoginResult, Error> {
         let loopback = self.atproto.map(|r| r.allow_insecure_loopback);
-        let (mut machine, mut need) =
+        let (mut machine, first) =
             FinishLogin::start(self.config.clone(), loopback, params.to_vec());
-        loop {
-            let fed = match need {
-                Need::TakeTransaction => Fed::Taken(self.store.take_transaction().await),
-                Need::ServerMetadata { issuer } => {
-                    let metadata =
-                        resolution::authorization_server_metadata(self.resolving, &issuer);
-                    Fed::Metadata(metadata.await)
+        drive(&mut machine, first, &mut Finishing { logins: self }).await
+    }
+}
+
+/// Performs a login's start, deciding nothing.
+struct Starting<'l, 'a, P, R, S, K: DpopKeys> {
+    logins: &'l Logins<'a, P, R, S, K>,
+    /// The login's new key, kept here to sign its pushed request.
+    key: Option<K::Key>,
+}
+
+impl<P, R, S, K> Starting<'_, '_, P, R, S, K>
+where
+    P: Crypto,
+    K: DpopKeys,
+{
+    /// Three times 32 random bytes: the verifier's, the `state`'s and the
+    /// `nonce`'s.
+    fn draw(&self) -> Result<[Random32; 3], Error> {
+        let random = || self.logins.platform.random_32().map(Random32);
+        Ok([random()?, random()?, random()?])
+    }
+}
+
+impl<P, R, S, K> Perform<StartLogin> for Starting<'_, '_, P, R, S, K>
+where
+    P: Clock + Crypto + Http + Json + SignatureVerifier + Timer,
+    R: Http,
+    S: SessionStore,
+    K: DpopKeys,
+{
+    async fn perform(&mut self, need: StartNeed, machine: &StartLogin) -> Begun {
+        let logins = self.logins;
+        match need {
+            StartNeed::ResolveAccount { handle } => Begun::Resolved(match logins.atproto {
+                Some(resolver) => resolution::resolve_login(logins.resolving, resolver, &handle)
+                    .await
+                    .map(|(_, metadata)| metadata),
+                None => Err(Error::NoTransaction),
+            }),
+            StartNeed::MakeKey => Begun::KeyMade(match logins.dpop.keys.create().await {
+                Ok((jkt, made)) => {
+                    self.key = Some(made);
+                    Ok(jkt)
                 }
-                Need::OfferNonce { endpoint, nonce } => {
-                    let book = self.dpop.nonces;
-                    book.offer(Role::AuthorizationServer, &endpoint, &nonce);
-                    Fed::Offered
-                }
-                Need::Exchange {
-                    endpoint,
-                    form,
-                    key,
-                } => {
-                    // The code is bound to the login's key: only it can redeem it.
-                    let bound_to = key.as_deref();
-                    let reply = self
-                        .dpop
-                        .post_form(self.platform, bound_to, &endpoint, &form);
-                    Fed::Exchanged(reply.await)
-                }
-                Need::VerifyIdToken { tokens, nonce } => {
-                    let config = machine.config();
-                    let verifier = IdTokenVerifier {
-                        platform: self.platform,
-                        jwks: self.jwks,
-                        jwks_uri: config.endpoints.jwks_uri.as_deref(),
-                        issuer: &config.issuer,
-                        client_id: &config.client_id,
-                    };
-                    let verified = verifier.at_login(&tokens, nonce.as_ref()).await;
-                    Fed::IdToken(verified.map(|v| v.map(VerifiedIdToken::into_claims_json)))
-                }
-                Need::VerifySubject { sub, issuer } => {
-                    let resolver = self.atproto.ok_or(Error::NoTransaction);
-                    let identity = match resolver {
-                        Ok(resolver) => {
-                            resolution::verify_subject(self.resolving, resolver, &sub, &issuer)
-                                .await
-                        }
-                        Err(error) => Err(error),
-                    };
-                    Fed::Subject(identity)
-                }
-                Need::Retire { tokens, plan } => {
-                    let retirer = Retirer {
-                        platform: self.platform,
-                        dpop: self.dpop,
-                        client_id: &machine.config().client_id,
-                        timeout_ms: self.revocation_timeout_ms,
-                    };
-                    let _ = retirer.retire(&tokens, plan).await;
-                    Fed::Done
-                }
-                Need::DeleteKey(jkt) => {
-                    self.dpop.keys.delete(&jkt).await;
-                    Fed::Done
-                }
-                Need::Done(result) => return result,
-            };
-            need = machine.on(fed, self.platform.now_ms());
+                Err(error) => Err(error),
+            }),
+            StartNeed::Draw => Begun::Drawn(self.draw()),
+            StartNeed::Digest => Begun::Digest(match machine.verifier() {
+                Some(verifier) => logins.platform.sha256(verifier.secret().as_bytes()).await,
+                None => Err(Error::NoTransaction),
+            }),
+            StartNeed::Push {
+                endpoint,
+                form,
+                signed,
+            } => {
+                let signed = signed.then_some(self.key.as_ref());
+                let pushed = logins
+                    .dpop
+                    .post_form_with(logins.platform, signed, &endpoint, &form);
+                Begun::Pushed(pushed.await)
+            }
+            StartNeed::ReadNonce { endpoint } => {
+                let nonces = logins.dpop.nonces;
+                Begun::Nonce(nonces.get(Role::AuthorizationServer, &endpoint))
+            }
+            StartNeed::TakeReplaced => Begun::Replaced(logins.store.take_transaction().await),
+            StartNeed::DeleteKey(jkt) => {
+                logins.dpop.keys.delete(&jkt).await;
+                Begun::Deleted
+            }
+            StartNeed::Store(transaction) => {
+                Begun::Stored(logins.store.put_transaction(transaction).await)
+            }
         }
+    }
+
+    fn with(&self) -> u64 {
+        self.logins.platform.now_ms()
+    }
+}
+
+/// Performs a login's completion, deciding nothing.
+struct Finishing<'l, 'a, P, R, S, K> {
+    logins: &'l Logins<'a, P, R, S, K>,
+}
+
+impl<P, R, S, K> Perform<FinishLogin> for Finishing<'_, '_, P, R, S, K>
+where
+    P: Clock + Crypto + Http + Json + SignatureVerifier + Timer,
+    R: Http,
+    S: SessionStore,
+    K: DpopKeys,
+{
+    async fn perform(&mut self, need: Need, machine: &FinishLogin) -> Fed {
+        let logins = self.logins;
+        match need {
+            Need::TakeTransaction => Fed::Taken(logins.store.take_transaction().await),
+            Need::ServerMetadata { issuer } => {
+                let metadata = resolution::authorization_server_metadata(logins.resolving, &issuer);
+                Fed::Metadata(metadata.await)
+            }
+            Need::OfferNonce { endpoint, nonce } => {
+                let book = logins.dpop.nonces;
+                book.offer(Role::AuthorizationServer, &endpoint, &nonce);
+                Fed::Offered
+            }
+            Need::Exchange {
+                endpoint,
+                form,
+                key,
+            } => {
+                // The code is bound to the login's key: only it can redeem it.
+                let bound_to = key.as_deref();
+                let reply = logins
+                    .dpop
+                    .post_form(logins.platform, bound_to, &endpoint, &form);
+                Fed::Exchanged(reply.await)
+            }
+            Need::VerifyIdToken { tokens, nonce } => {
+                let config = machine.config();
+                let verifier = IdTokenVerifier {
+                    platform: logins.platform,
+                    jwks: logins.jwks,
+                    jwks_uri: config.endpoints.jwks_uri.as_deref(),
+                    issuer: &config.issuer,
+                    client_id: &config.client_id,
+                };
+                let verified = verifier.at_login(&tokens, nonce.as_ref()).await;
+                Fed::IdToken(verified.map(|v| v.map(VerifiedIdToken::into_claims_json)))
+            }
+            Need::VerifySubject { sub, issuer } => {
+                let resolver = logins.atproto.ok_or(Error::NoTransaction);
+                let identity = match resolver {
+                    Ok(resolver) => {
+                        resolution::verify_subject(logins.resolving, resolver, &sub, &issuer).await
+                    }
+                    Err(error) => Err(error),
+                };
+                Fed::Subject(identity)
+            }
+            Need::Retire { tokens, plan } => {
+                let retirer = Retirer {
+                    platform: logins.platform,
+                    dpop: logins.dpop,
+                    client_id: &machine.config().client_id,
+                    timeout_ms: logins.revocation_timeout_ms,
+                };
+                let _ = retirer.retire(&tokens, plan).await;
+                Fed::Done
+            }
+            Need::DeleteKey(jkt) => {
+                logins.dpop.keys.delete(&jkt).await;
+                Fed::Done
+            }
+        }
+    }
+
+    fn with(&self) -> u64 {
+        self.logins.platform.now_ms()
     }
 }
 

@@ -19,6 +19,7 @@
 //! ended, then — with `endSession` — the end-session address, for the
 //! caller to navigate to last.
 
+use crate::core::drive::{Machine, Next};
 use crate::core::platform::HttpReply;
 use crate::core::retirement::{
     plan_logout, LoggedOut, LogoutChoices, Retirement, RevocationOutcome,
@@ -52,13 +53,7 @@ pub enum Need {
 
 /// The machine's next step: something to do, or its end — the
 /// revocation's outcome (`None`: nothing was revoked).
-#[derive(Debug)]
-pub enum Step {
-    /// Perform this and feed its outcome back.
-    Do(Need),
-    /// Retired.
-    Done(Option<Result<(), Error>>),
-}
+pub type Step = Next<Need, Option<Result<(), Error>>>;
 
 /// What happened, fed to [`Retire::on`].
 #[derive(Debug)]
@@ -210,14 +205,16 @@ impl Retire {
 
 /// What the logout's driver does next.
 #[derive(Debug)]
-pub enum LogoutStep {
+pub enum LogoutNeed {
     /// The local sign-out → [`LogoutFed::SignedOut`].
     SignOut,
     /// A need of the ended set's retirement → [`LogoutFed::Retire`].
     Retire(Need),
-    /// Logged out: what the revocation did, and where to go last.
-    Done(LoggedOut),
 }
+
+/// The logout's next step: something to do, or logged out — what the
+/// revocation did, and where to go last.
+pub type LogoutStep = Next<LogoutNeed, LoggedOut>;
 
 /// What happened, fed to [`LogOut::on`].
 #[derive(Debug)]
@@ -256,7 +253,7 @@ impl<'a> LogOut<'a> {
             stage: LogoutStage::SigningOut,
             end_session: None,
         };
-        (machine, LogoutStep::SignOut)
+        (machine, LogoutStep::Do(LogoutNeed::SignOut))
     }
 
     /// The step after `fed`. An input the stage does not expect (a driver
@@ -302,7 +299,7 @@ impl<'a> LogOut<'a> {
         match step {
             Step::Do(need) => {
                 self.stage = LogoutStage::Retiring(machine);
-                LogoutStep::Retire(need)
+                LogoutStep::Do(LogoutNeed::Retire(need))
             }
             Step::Done(revoked) => self.done(revoked),
         }
@@ -313,6 +310,28 @@ impl<'a> LogOut<'a> {
             outcome: RevocationOutcome::of(revoked),
             end_session: self.end_session.take(),
         })
+    }
+}
+
+impl Machine for Retire {
+    type Need = Need;
+    type Fed = Fed;
+    type Done = Option<Result<(), Error>>;
+    type With<'a> = ();
+
+    fn on(&mut self, fed: Fed, (): ()) -> Step {
+        Retire::on(self, fed)
+    }
+}
+
+impl Machine for LogOut<'_> {
+    type Need = LogoutNeed;
+    type Fed = LogoutFed;
+    type Done = LoggedOut;
+    type With<'a> = ();
+
+    fn on(&mut self, fed: LogoutFed, (): ()) -> LogoutStep {
+        LogOut::on(self, fed)
     }
 }
 

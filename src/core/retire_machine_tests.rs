@@ -219,7 +219,7 @@ fn logged_out(step: LogoutStep) -> LoggedOut {
 
 fn retire_need(step: LogoutStep) -> Step {
     match step {
-        LogoutStep::Retire(need) => Step::Do(need),
+        LogoutStep::Do(LogoutNeed::Retire(need)) => Step::Do(need),
         other => panic!("expected a retirement's need, got {other:?}"),
     }
 }
@@ -228,7 +228,10 @@ fn retire_need(step: LogoutStep) -> Step {
 fn a_logout_signs_out_first_then_retires_the_set_it_ended_then_ends_the_session() {
     let choices = choices(true, Some(END));
     let (mut machine, step) = LogOut::start(&choices, MS);
-    assert!(matches!(step, LogoutStep::SignOut), "{step:?}");
+    assert!(
+        matches!(step, LogoutStep::Do(LogoutNeed::SignOut)),
+        "{step:?}"
+    );
     let step = machine.on(LogoutFed::SignedOut(Some(bound_set())));
     assert!(matches!(retire_need(step), Step::Do(Need::LoadKey(_))));
     let step = machine.on(LogoutFed::Retire(Fed::Key(Ok(()))));

@@ -8,9 +8,10 @@
 use std::future::Future;
 
 use crate::core::dpop::{Dpop, DpopKeys};
+use crate::core::drive::{drive, Perform};
 use crate::core::platform::{Clock, Crypto, Http, Timer};
 use crate::core::race::within;
-use crate::core::retire_machine::{Fed, LogOut, LogoutFed, LogoutStep, Need, Retire, Step};
+use crate::core::retire_machine::{Fed, LogOut, LogoutFed, LogoutNeed, Need, Retire};
 use crate::core::retirement::{LoggedOut, LogoutChoices, Retirement};
 use crate::core::{Error, TokenSet};
 
@@ -31,14 +32,8 @@ impl<P: Http + Timer + Clock + Crypto, K: DpopKeys> Retirer<'_, P, K> {
     /// Retires `tokens` by `plan` ([`Retire`]): the revocation's outcome,
     /// `None` when nothing was revoked.
     pub async fn retire(&self, tokens: &TokenSet, plan: Retirement) -> Option<Result<(), Error>> {
-        let (mut machine, mut step) = Retire::start(tokens, plan, self.client_id, self.timeout_ms);
-        let mut key = None;
-        loop {
-            match step {
-                Step::Do(need) => step = machine.on(self.perform(need, &mut key).await),
-                Step::Done(outcome) => return outcome,
-            }
-        }
+        let (mut machine, first) = Retire::start(tokens, plan, self.client_id, self.timeout_ms);
+        drive(&mut machine, first, &mut self.retiring()).await
     }
 
     /// `logout()` ([`LogOut`]): `signed_out`, the local sign-out, is awaited
@@ -50,30 +45,36 @@ impl<P: Http + Timer + Clock + Crypto, K: DpopKeys> Retirer<'_, P, K> {
         signed_out: impl Future<Output = Option<TokenSet>>,
         choices: &LogoutChoices<'_>,
     ) -> LoggedOut {
-        let mut signed_out = Some(signed_out);
-        let (mut machine, mut step) = LogOut::start(choices, self.timeout_ms);
-        let mut key = None;
-        loop {
-            let fed = match step {
-                LogoutStep::SignOut => LogoutFed::SignedOut(match signed_out.take() {
-                    Some(signing_out) => signing_out.await,
-                    // Asked twice: the machine says what that means.
-                    None => None,
-                }),
-                LogoutStep::Retire(need) => LogoutFed::Retire(self.perform(need, &mut key).await),
-                LogoutStep::Done(done) => return done,
-            };
-            step = machine.on(fed);
-        }
+        let (mut machine, first) = LogOut::start(choices, self.timeout_ms);
+        let mut performer = LoggingOut {
+            signed_out: Some(signed_out),
+            retiring: self.retiring(),
+        };
+        drive(&mut machine, first, &mut performer).await
     }
 
-    /// Performs `need`, keeping the key it loads in `key` to sign the
-    /// revocations.
-    async fn perform(&self, need: Need, key: &mut Option<K::Key>) -> Fed {
+    fn retiring(&self) -> Retiring<'_, '_, P, K> {
+        Retiring {
+            retirer: self,
+            key: None,
+        }
+    }
+}
+
+/// Performs one retirement's needs, keeping the key it loads to sign the
+/// revocations.
+struct Retiring<'r, 'a, P, K: DpopKeys> {
+    retirer: &'r Retirer<'a, P, K>,
+    key: Option<K::Key>,
+}
+
+impl<P: Http + Timer + Clock + Crypto, K: DpopKeys> Retiring<'_, '_, P, K> {
+    async fn retire(&mut self, need: Need) -> Fed {
+        let retirer = self.retirer;
         match need {
-            Need::LoadKey(jkt) => Fed::Key(match self.dpop.keys.load(&jkt).await {
+            Need::LoadKey(jkt) => Fed::Key(match retirer.dpop.keys.load(&jkt).await {
                 Ok(loaded) => {
-                    *key = Some(loaded);
+                    self.key = Some(loaded);
                     Ok(())
                 }
                 Err(error) => Err(error),
@@ -84,18 +85,54 @@ impl<P: Http + Timer + Clock + Crypto, K: DpopKeys> Retirer<'_, P, K> {
                 signed,
                 ms,
             } => {
-                let signed = signed.then_some(key.as_ref());
-                let request = self
-                    .dpop
-                    .post_form_with(self.platform, signed, &endpoint, &form);
-                Fed::Answered(within(request, self.platform.sleep(ms)).await)
+                let signed = signed.then_some(self.key.as_ref());
+                let request =
+                    retirer
+                        .dpop
+                        .post_form_with(retirer.platform, signed, &endpoint, &form);
+                Fed::Answered(within(request, retirer.platform.sleep(ms)).await)
             }
             Need::DeleteKey(jkt) => {
-                self.dpop.keys.delete(&jkt).await;
+                retirer.dpop.keys.delete(&jkt).await;
                 Fed::Deleted
             }
         }
     }
+}
+
+impl<P: Http + Timer + Clock + Crypto, K: DpopKeys> Perform<Retire> for Retiring<'_, '_, P, K> {
+    async fn perform(&mut self, need: Need, _: &Retire) -> Fed {
+        self.retire(need).await
+    }
+
+    fn with(&self) {}
+}
+
+/// Performs a logout's needs: the local sign-out, awaited once, then the
+/// ended set's retirement.
+struct LoggingOut<'r, 'a, F, P, K: DpopKeys> {
+    signed_out: Option<F>,
+    retiring: Retiring<'r, 'a, P, K>,
+}
+
+impl<F, P, K> Perform<LogOut<'_>> for LoggingOut<'_, '_, F, P, K>
+where
+    F: Future<Output = Option<TokenSet>>,
+    P: Http + Timer + Clock + Crypto,
+    K: DpopKeys,
+{
+    async fn perform(&mut self, need: LogoutNeed, _: &LogOut<'_>) -> LogoutFed {
+        match need {
+            LogoutNeed::SignOut => LogoutFed::SignedOut(match self.signed_out.take() {
+                Some(signing_out) => signing_out.await,
+                // Asked twice: the machine says what that means.
+                None => None,
+            }),
+            LogoutNeed::Retire(need) => LogoutFed::Retire(self.retiring.retire(need).await),
+        }
+    }
+
+    fn with(&self) {}
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 
 use crate::core::atproto_login::account_config;
 use crate::core::authorize::{AuthorizationRequest, PendingTransaction};
+use crate::core::drive::{Machine, Next};
 use crate::core::login::{ClientConfig, LoginStart};
 use crate::core::par::{par_form, process_par_response, RawParResponse};
 use crate::core::platform::HttpReply;
@@ -33,7 +34,7 @@ use crate::core::{Error, Nonce, PkceChallenge, PkceVerifier, ProviderMetadata, S
 /// What the driver does next; its outcome is fed back as the matching
 /// [`Begun`].
 #[derive(Debug)]
-pub enum Step {
+pub enum Need {
     /// Resolve the atproto `handle` (a handle or a DID) to its account's
     /// authorization server → [`Begun::Resolved`].
     ResolveAccount {
@@ -68,9 +69,11 @@ pub enum Step {
     DeleteKey(String),
     /// Store the new pending login → [`Begun::Stored`].
     Store(PendingTransaction),
-    /// Started (where to go, with which query and `state`), or failed.
-    Done(Result<(String, LoginStart), Error>),
 }
+
+/// The login's next step: something to do, or started (where to go, with
+/// which query and `state`), or failed.
+pub type Step = Next<Need, Result<(String, LoginStart), Error>>;
 
 /// What happened, fed to [`StartLogin::on`].
 #[derive(Debug)]
@@ -174,7 +177,7 @@ impl StartLogin {
                     .0
                     .push(("login_hint".to_owned(), handle.clone()));
                 machine.stage = Stage::Resolving;
-                Step::ResolveAccount { handle }
+                Step::Do(Need::ResolveAccount { handle })
             }
             None => machine.make_key(),
         };
@@ -186,7 +189,7 @@ impl StartLogin {
         &self.config
     }
 
-    /// The PKCE verifier whose digest [`Step::Digest`] asks for.
+    /// The PKCE verifier whose digest [`Need::Digest`] asks for.
     pub fn verifier(&self) -> Option<&PkceVerifier> {
         match &self.stage {
             Stage::Digesting { verifier, .. } => Some(verifier),
@@ -211,7 +214,7 @@ impl StartLogin {
                 Ok(jkt) => {
                     self.key = Some(jkt);
                     self.stage = Stage::Drawing;
-                    Step::Draw
+                    Step::Do(Need::Draw)
                 }
                 Err(error) => Step::Done(Err(error)),
             },
@@ -222,7 +225,7 @@ impl StartLogin {
                         state: State::from_random_bytes(&state.0),
                         nonce: Nonce::from_random_bytes(&nonce.0),
                     };
-                    Step::Digest
+                    Step::Do(Need::Digest)
                 }
                 Err(error) => self.fail(error),
             },
@@ -245,7 +248,7 @@ impl StartLogin {
                     Ok(query) if self.key.is_some() => {
                         let endpoint = self.config.endpoints.par.clone().unwrap_or_default();
                         self.stage = Stage::ReadingNonce { transaction, query };
-                        Step::ReadNonce { endpoint }
+                        Step::Do(Need::ReadNonce { endpoint })
                     }
                     Ok(query) => self.replace(transaction, query),
                     Err(error) => self.fail(error),
@@ -268,7 +271,7 @@ impl StartLogin {
                     // It can no longer finish: its key would be left behind.
                     Some(jkt) => {
                         self.stage = Stage::DeletingReplaced { transaction, query };
-                        Step::DeleteKey(jkt)
+                        Step::Do(Need::DeleteKey(jkt))
                     }
                     None => self.store(transaction, query),
                 }
@@ -299,10 +302,10 @@ impl StartLogin {
     fn make_key(&mut self) -> Step {
         if self.config.dpop {
             self.stage = Stage::MakingKey;
-            return Step::MakeKey;
+            return Step::Do(Need::MakeKey);
         }
         self.stage = Stage::Drawing;
-        Step::Draw
+        Step::Do(Need::Draw)
     }
 
     /// Rules 3 and 4: the request's parameters and pending login, pushed
@@ -336,11 +339,11 @@ impl StartLogin {
             Ok(Some(endpoint)) => {
                 let endpoint = endpoint.to_owned();
                 self.stage = Stage::Pushing { transaction };
-                Step::Push {
+                Step::Do(Need::Push {
                     endpoint,
                     form: Form(par_form(&params)),
                     signed: self.key.is_some(),
-                }
+                })
             }
             Ok(None) => self.replace(transaction, Form(params)),
             Err(error) => self.fail(error),
@@ -350,12 +353,12 @@ impl StartLogin {
     /// Rule 5: the tab's pending login is replaced.
     fn replace(&mut self, transaction: PendingTransaction, query: Form) -> Step {
         self.stage = Stage::TakingReplaced { transaction, query };
-        Step::TakeReplaced
+        Step::Do(Need::TakeReplaced)
     }
 
     fn store(&mut self, transaction: PendingTransaction, query: Form) -> Step {
         self.stage = Stage::Storing { query };
-        Step::Store(transaction)
+        Step::Do(Need::Store(transaction))
     }
 
     /// Rule 6: fails, deleting the login's key first when it has one.
@@ -363,10 +366,21 @@ impl StartLogin {
         match self.key.take() {
             Some(jkt) => {
                 self.stage = Stage::CleaningUp { error };
-                Step::DeleteKey(jkt)
+                Step::Do(Need::DeleteKey(jkt))
             }
             None => Step::Done(Err(error)),
         }
+    }
+}
+
+impl Machine for StartLogin {
+    type Need = Need;
+    type Fed = Begun;
+    type Done = Result<(String, LoginStart), Error>;
+    type With<'a> = u64;
+
+    fn on(&mut self, begun: Begun, now: u64) -> Step {
+        StartLogin::on(self, begun, now)
     }
 }
 

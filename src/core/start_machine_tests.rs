@@ -40,12 +40,12 @@ fn digested(config: ClientConfig, extra: &[(&str, &str)]) -> (StartLogin, Step) 
         .collect();
     let (mut machine, mut step) = StartLogin::start(config, None, extra, Some("{}".into()));
     if dpop {
-        assert!(matches!(step, Step::MakeKey), "{step:?}");
+        assert!(matches!(step, Step::Do(Need::MakeKey)), "{step:?}");
         step = machine.on(Begun::KeyMade(Ok("jkt-1".into())), NOW);
     }
-    assert!(matches!(step, Step::Draw), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::Draw)), "{step:?}");
     let step = machine.on(drawn(), NOW);
-    assert!(matches!(step, Step::Digest), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::Digest)), "{step:?}");
     let verifier = machine.verifier().expect("the verifier to digest");
     assert_eq!(
         verifier.secret(),
@@ -65,7 +65,7 @@ fn failed_with(step: Step) -> String {
 /// Feeds the replaced login and the store's write; the started login.
 fn stored(machine: &mut StartLogin, replaced: Option<PendingTransaction>) -> (String, LoginStart) {
     let step = machine.on(Begun::Replaced(Ok(replaced)), NOW);
-    assert!(matches!(step, Step::Store(_)), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::Store(_))), "{step:?}");
     match machine.on(Begun::Stored(Ok(())), NOW) {
         Step::Done(Ok(started)) => started,
         other => panic!("{other:?}"),
@@ -75,9 +75,9 @@ fn stored(machine: &mut StartLogin, replaced: Option<PendingTransaction>) -> (St
 #[test]
 fn an_openid_login_sends_its_challenge_and_stores_the_pending_login() {
     let (mut machine, step) = digested(config(false, false), &[("prompt", "login")]);
-    assert!(matches!(step, Step::TakeReplaced), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::TakeReplaced)), "{step:?}");
     let step = machine.on(Begun::Replaced(Ok(None)), NOW);
-    let Step::Store(transaction) = step else {
+    let Step::Do(Need::Store(transaction)) = step else {
         panic!("{step:?}");
     };
     assert_eq!(transaction.created_at_ms, NOW + 7);
@@ -132,7 +132,7 @@ fn a_failure_after_the_key_was_made_deletes_it() {
     };
     let step = machine.on(Begun::Drawn(Err(error)), NOW);
     assert!(
-        matches!(step, Step::DeleteKey(ref k) if k == "jkt-1"),
+        matches!(step, Step::Do(Need::DeleteKey(ref k)) if k == "jkt-1"),
         "{step:?}"
     );
     assert_eq!(failed_with(machine.on(Begun::Deleted, NOW)), "crypto_error");
@@ -141,7 +141,7 @@ fn a_failure_after_the_key_was_made_deletes_it() {
 #[test]
 fn a_reserved_extra_parameter_is_refused_and_the_key_deleted() {
     let (mut machine, step) = digested(config(true, false), &[("state", "mine")]);
-    assert!(matches!(step, Step::DeleteKey(_)), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::DeleteKey(_))), "{step:?}");
     assert_eq!(
         failed_with(machine.on(Begun::Deleted, NOW)),
         "invalid_option"
@@ -165,11 +165,11 @@ const REQUEST_URI: &str =
 #[test]
 fn a_pushed_request_is_signed_and_leaves_its_nonce_with_the_pending_login() {
     let (mut machine, step) = digested(config(true, true), &[]);
-    let Step::Push {
+    let Step::Do(Need::Push {
         endpoint,
         form,
         signed,
-    } = step
+    }) = step
     else {
         panic!("{step:?}");
     };
@@ -177,13 +177,13 @@ fn a_pushed_request_is_signed_and_leaves_its_nonce_with_the_pending_login() {
     assert_eq!(value(&form, "dpop_jkt"), Some("jkt-1"));
     let step = machine.on(pushed(201, REQUEST_URI), NOW);
     assert!(
-        matches!(step, Step::ReadNonce { ref endpoint } if endpoint == PAR),
+        matches!(step, Step::Do(Need::ReadNonce { ref endpoint }) if endpoint == PAR),
         "{step:?}"
     );
     let step = machine.on(Begun::Nonce(Some("n-9".into())), NOW);
-    assert!(matches!(step, Step::TakeReplaced), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::TakeReplaced)), "{step:?}");
     let step = machine.on(Begun::Replaced(Ok(None)), NOW);
-    let Step::Store(transaction) = step else {
+    let Step::Do(Need::Store(transaction)) = step else {
         panic!("{step:?}");
     };
     assert_eq!(transaction.dpop_nonce.as_deref(), Some("n-9"));
@@ -203,16 +203,19 @@ fn a_pushed_request_is_signed_and_leaves_its_nonce_with_the_pending_login() {
 #[test]
 fn a_pushed_request_without_a_key_is_sent_unsigned_and_reads_no_nonce() {
     let (mut machine, step) = digested(config(false, true), &[]);
-    assert!(matches!(step, Step::Push { signed: false, .. }), "{step:?}");
+    assert!(
+        matches!(step, Step::Do(Need::Push { signed: false, .. })),
+        "{step:?}"
+    );
     let step = machine.on(pushed(201, REQUEST_URI), NOW);
-    assert!(matches!(step, Step::TakeReplaced), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::TakeReplaced)), "{step:?}");
 }
 
 #[test]
 fn a_refused_push_deletes_the_key_and_leaves_the_tabs_pending_login() {
     let (mut machine, _) = digested(config(true, true), &[]);
     let step = machine.on(pushed(400, r#"{"error":"invalid_request"}"#), NOW);
-    assert!(matches!(step, Step::DeleteKey(_)), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::DeleteKey(_))), "{step:?}");
     assert_eq!(failed_with(machine.on(Begun::Deleted, NOW)), "par_failed");
 }
 
@@ -228,18 +231,18 @@ fn par_asked_for_without_an_endpoint_is_refused_before_anything_is_sent() {
 fn the_replaced_logins_key_is_deleted_before_the_new_login_is_stored() {
     let (mut replaced_machine, _) = digested(config(true, false), &[]);
     let step = replaced_machine.on(Begun::Replaced(Ok(None)), NOW);
-    let Step::Store(mut old) = step else {
+    let Step::Do(Need::Store(mut old)) = step else {
         panic!("{step:?}");
     };
     old.dpop_jkt = Some("jkt-old".into());
     let (mut machine, _) = digested(config(true, false), &[]);
     let step = machine.on(Begun::Replaced(Ok(Some(old))), NOW);
     assert!(
-        matches!(step, Step::DeleteKey(ref k) if k == "jkt-old"),
+        matches!(step, Step::Do(Need::DeleteKey(ref k)) if k == "jkt-old"),
         "{step:?}"
     );
     let step = machine.on(Begun::Deleted, NOW);
-    assert!(matches!(step, Step::Store(_)), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::Store(_))), "{step:?}");
 }
 
 #[test]
@@ -247,7 +250,7 @@ fn a_pending_login_that_cannot_be_read_is_simply_replaced() {
     let (mut machine, _) = digested(config(false, false), &[]);
     let error = Error::CorruptRecord { reason: "x".into() };
     let step = machine.on(Begun::Replaced(Err(error)), NOW);
-    assert!(matches!(step, Step::Store(_)), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::Store(_))), "{step:?}");
 }
 
 #[test]
@@ -259,7 +262,7 @@ fn a_login_that_cannot_be_stored_deletes_its_key() {
     };
     let step = machine.on(Begun::Stored(Err(error)), NOW);
     assert!(
-        matches!(step, Step::DeleteKey(ref k) if k == "jkt-1"),
+        matches!(step, Step::Do(Need::DeleteKey(ref k)) if k == "jkt-1"),
         "{step:?}"
     );
     assert_eq!(
@@ -272,11 +275,13 @@ fn a_login_that_cannot_be_stored_deletes_its_key() {
 fn an_atproto_login_resolves_its_account_first_and_hints_the_server() {
     let handle = (false, "alice.test".to_owned());
     let (mut machine, step) = StartLogin::start(base(), Some(handle), vec![], None);
-    assert!(matches!(step, Step::ResolveAccount { ref handle } if handle == "alice.test"));
+    assert!(
+        matches!(step, Step::Do(Need::ResolveAccount { ref handle }) if handle == "alice.test")
+    );
     let metadata = serde_json::from_str(&as_metadata()).unwrap();
     let step = machine.on(Begun::Resolved(Ok(metadata)), NOW);
     assert!(
-        matches!(step, Step::MakeKey),
+        matches!(step, Step::Do(Need::MakeKey)),
         "the profile always uses DPoP: {step:?}"
     );
     assert_eq!(machine.config().issuer, AS);
@@ -284,7 +289,7 @@ fn an_atproto_login_resolves_its_account_first_and_hints_the_server() {
     machine.on(Begun::KeyMade(Ok("jkt-1".into())), NOW);
     machine.on(drawn(), NOW);
     let step = machine.on(Begun::Digest(Ok([9; 32])), NOW);
-    let Step::Push { form, .. } = step else {
+    let Step::Do(Need::Push { form, .. }) = step else {
         panic!("{step:?}");
     };
     assert_eq!(value(&form, "login_hint"), Some("alice.test"));
