@@ -15,7 +15,7 @@ use crate::core::session::{
     is_newer, needs_refresh, EndReason, RefreshPolicy, Session, SessionMessage, TokenSource,
     BROADCAST_GRACE_MS, MAX_RETRY_AFTER_MS,
 };
-use crate::core::steps::{Act, Input, Machine, Step, Wait};
+use crate::core::steps::{Act, Input, SessionMachine, Step, Wait};
 use crate::core::{AccessToken, Error, IdToken, TokenSet};
 
 /// What a written set was written for, and so what follows the write.
@@ -116,7 +116,7 @@ impl RefreshMachine {
     }
 }
 
-impl Machine for RefreshMachine {
+impl SessionMachine for RefreshMachine {
     /// An input out of turn ends the refresh with `refresh_timeout`.
     fn on(&mut self, input: Input, session: &Session, now: u64) -> Step {
         let stage = std::mem::replace(&mut self.stage, Stage::Over);

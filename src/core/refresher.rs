@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::core::dpop::DpopKeys;
+use crate::core::drive::{drive, Next, Perform};
 use crate::core::ports::{
     Background, Broadcast, Clock, RefreshTransport, SessionLock, SessionStore, Timer,
 };
@@ -21,7 +22,7 @@ use crate::core::retirement::keys_after_login;
 use crate::core::session::{after_failed_refresh, RefreshPolicy, Session};
 use crate::core::sign_in_out::{SignIn, SignOut};
 use crate::core::single_flight::SingleFlight;
-use crate::core::steps::{Act, Input, Machine, Step, Wait};
+use crate::core::steps::{Act, Input, Performed, SessionMachine, SessionSteps, Step, Wait};
 use crate::core::{AccessToken, Error, TokenSet};
 
 /// The refresh request in flight, kept across steps.
@@ -186,35 +187,23 @@ where
             .ok_or(Error::NotAuthenticated)
     }
 
-    /// Runs a session machine to its end: performs each step's acts and
-    /// its wait, and feeds the outcome back. It decides nothing. The lock,
-    /// once taken, is held until `Unlock` or the end; the request, once
-    /// sent, is awaited across [`Input::Slow`] and never dropped early.
+    /// Runs a session machine to its end under the one driver loop. The
+    /// lock, once taken, is held until `Unlock` or the end; the request,
+    /// once sent, is awaited across [`Input::Slow`] and never dropped
+    /// early.
     async fn drive(
         &self,
-        machine: &mut dyn Machine,
+        machine: &mut dyn SessionMachine,
         first: Step,
     ) -> Result<Option<TokenSet>, Error> {
         let sent = OnceCell::new();
-        let request = RefCell::new(None);
-        let lock = RefCell::new(None);
-        let mut step = first;
-        loop {
-            for act in step.acts {
-                self.act(act, &lock);
-            }
-            let (operation, bound) = match self.operation(step.wait, &sent, &request, &lock) {
-                Ok(operation) => operation,
-                Err(outcome) => return outcome,
-            };
-            let input = match bound {
-                Some((ms, past)) => within(operation, self.platform.sleep(ms))
-                    .await
-                    .unwrap_or_else(past),
-                None => operation.await,
-            };
-            step = machine.on(input, self.session, self.platform.now_ms());
-        }
+        let mut performer = Performer {
+            refresher: self,
+            sent: &sent,
+            lock: RefCell::new(None),
+            request: RefCell::new(None),
+        };
+        drive(&mut SessionSteps(machine), Next::Do(first), &mut performer).await
     }
 
     /// What `wait` does, as one future (one type, so the wait and its bound
@@ -364,5 +353,49 @@ where
     pub async fn sign_in(&self, tokens: TokenSet) -> Option<Error> {
         let (mut machine, first) = SignIn::start(tokens, &self.policy);
         self.drive(&mut machine, first).await.err()
+    }
+}
+
+/// Performs a session machine's steps: each act at once, in order, then
+/// the wait, bounded. It decides nothing.
+struct Performer<'r, 'a, P, S, L: SessionLock, B, R, C> {
+    refresher: &'r Refresher<'a, P, S, L, B, R, C>,
+    /// The set the request was sent from, kept while it is out.
+    sent: &'r OnceCell<TokenSet>,
+    /// The lock's guard, once taken (let go before the request on drop).
+    lock: RefCell<Option<L::Guard>>,
+    /// The refresh request, once sent: kept across steps.
+    request: RefCell<Option<Request<'r>>>,
+}
+
+impl<P, S, L, B, R, C> Perform<SessionSteps<'_>> for Performer<'_, '_, P, S, L, B, R, C>
+where
+    P: Clock + Timer,
+    S: SessionStore,
+    L: SessionLock,
+    B: Broadcast,
+    R: RefreshTransport,
+    C: CheckRefreshed,
+{
+    async fn perform(&mut self, step: Step, _: &SessionSteps<'_>) -> Performed {
+        let refresher = self.refresher;
+        for act in step.acts {
+            refresher.act(act, &self.lock);
+        }
+        let (operation, bound) =
+            match refresher.operation(step.wait, self.sent, &self.request, &self.lock) {
+                Ok(operation) => operation,
+                Err(outcome) => return Performed::Finished(outcome),
+            };
+        Performed::Input(match bound {
+            Some((ms, past)) => within(operation, refresher.platform.sleep(ms))
+                .await
+                .unwrap_or_else(past),
+            None => operation.await,
+        })
+    }
+
+    fn with(&self) -> (&Session, u64) {
+        (self.refresher.session, self.refresher.platform.now_ms())
     }
 }

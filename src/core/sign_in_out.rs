@@ -5,7 +5,7 @@
 use crate::core::session::{
     newest, EndReason, RefreshPolicy, Session, SessionMessage, TokenSource, BROADCAST_GRACE_MS,
 };
-use crate::core::steps::{Act, Input, Machine, Step, Wait};
+use crate::core::steps::{Act, Input, SessionMachine, Step, Wait};
 use crate::core::{Error, TokenSet};
 
 /// Puts a completed login's set in place: written under the lock (so no
@@ -48,7 +48,7 @@ impl SignIn {
     }
 }
 
-impl Machine for SignIn {
+impl SessionMachine for SignIn {
     /// An input out of turn finishes the sign-in as written.
     fn on(&mut self, input: Input, _session: &Session, _now: u64) -> Step {
         match (input, self.saved.take()) {
@@ -126,7 +126,7 @@ impl SignOut {
     }
 }
 
-impl Machine for SignOut {
+impl SessionMachine for SignOut {
     /// An input out of turn finishes the sign-out with what it has seen.
     fn on(&mut self, input: Input, session: &Session, now: u64) -> Step {
         let signed_out = EndReason::SignedOut;

@@ -29,7 +29,7 @@ fn show(step: &Step) -> String {
     crate::core::steps::shown::show(step, NOW)
 }
 
-fn run(machine: &mut dyn Machine, session: &Session, inputs: Vec<Input>) -> Vec<String> {
+fn run(machine: &mut dyn SessionMachine, session: &Session, inputs: Vec<Input>) -> Vec<String> {
     inputs
         .into_iter()
         .map(|input| show(&machine.on(input, session, NOW)))

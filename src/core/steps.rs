@@ -10,6 +10,7 @@
 //! [`SignIn`]: crate::core::sign_in_out::SignIn
 //! [`SignOut`]: crate::core::sign_in_out::SignOut
 
+use crate::core::drive::{Machine, Next};
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::session::{EndReason, Session, SessionMessage, TokenSource};
 use crate::core::{Error, TokenSet};
@@ -17,7 +18,7 @@ use crate::core::{Error, TokenSet};
 /// A machine of the session: fed what happened at `now` (ms), it answers
 /// with what to do next. An input its stage does not expect (a driver bug)
 /// ends it with an error, holding nothing: never a hang.
-pub trait Machine {
+pub trait SessionMachine {
     /// The step after `input`.
     fn on(&mut self, input: Input, session: &Session, now: u64) -> Step;
 }
@@ -111,7 +112,7 @@ pub enum Wait {
     Done(Result<Option<TokenSet>, Error>),
 }
 
-/// What happened, fed to [`Machine::on`].
+/// What happened, fed to [`SessionMachine::on`].
 #[derive(Debug)]
 pub enum Input {
     /// The lock, or why not (`lock_unavailable` past the wait).
@@ -156,6 +157,35 @@ impl Step {
         Step {
             acts,
             wait: Wait::Done(result.map(Some)),
+        }
+    }
+}
+
+/// A session machine under the one driver loop
+/// ([`drive`](crate::core::drive::drive)): each [`Step`] — its acts, then its
+/// wait — is one need, and the performer says what its wait gave
+/// ([`Performed`]). The adapter decides nothing.
+pub struct SessionSteps<'m>(pub &'m mut dyn SessionMachine);
+
+/// What performing a [`Step`] gave.
+#[derive(Debug)]
+pub enum Performed {
+    /// Its wait's outcome, the machine's next input.
+    Input(Input),
+    /// It was [`Wait::Done`]: its acts are done, and so is the machine.
+    Finished(Result<Option<TokenSet>, Error>),
+}
+
+impl Machine for SessionSteps<'_> {
+    type Need = Step;
+    type Fed = Performed;
+    type Done = Result<Option<TokenSet>, Error>;
+    type With<'a> = (&'a Session, u64);
+
+    fn on(&mut self, fed: Performed, (session, now): (&Session, u64)) -> Next<Step, Self::Done> {
+        match fed {
+            Performed::Input(input) => Next::Do(self.0.on(input, session, now)),
+            Performed::Finished(outcome) => Next::Done(outcome),
         }
     }
 }
