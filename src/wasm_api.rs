@@ -11,6 +11,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::browser::authorized_fetch::{self as authorized, endpoint_key, BEARER};
 use crate::browser::channel::SessionChannel;
+use crate::browser::create::{start_client, Opened, Target};
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
@@ -28,25 +29,22 @@ use crate::core::atproto::Resolver;
 use crate::core::authorize::{callback_url, RESPONSE_PARAMS};
 use crate::core::authorized_call::{AuthorizedCall, Event, Step};
 use crate::core::call_target::{CallTargets, EndpointKey};
-use crate::core::create_machine::{
-    CreateClient, Fed as CreateFed, Need as CreateNeed, Started, Step as CreateStep,
-};
+use crate::core::create_machine::{CreateClient, Started};
 use crate::core::dpop::{make_proof, AthCache, Dpop, NonceBook, ProofFor, Role};
 use crate::core::jwks::JwksCache;
 use crate::core::login::ClientConfig;
 use crate::core::login_profile::{LoginRequest, Logins, StartedLogin};
 use crate::core::oidc::IdTokenVerifier;
-use crate::core::ports::{Background, Clock, Crypto, DpopKeys, SessionStore};
+use crate::core::ports::{Background, Clock, Crypto, DpopKeys};
 use crate::core::public_api::StorageProblem;
 use crate::core::quoted::Quoted;
-use crate::core::race::{alongside, both};
 use crate::core::refresher::Refresher;
 use crate::core::retirement::{retirement_of_ended, LogoutChoices};
 use crate::core::retirer::Retirer;
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
-use crate::core::startup::{discover, shared_across_tabs, EndpointSource, KeptMetadata};
+use crate::core::startup::{shared_across_tabs, EndpointSource};
 use crate::core::user::{user_source, UserSource};
-use crate::core::{AccessToken, Error, ProviderMetadata, State, TokenSet};
+use crate::core::{AccessToken, Error, State, TokenSet};
 
 /// The latchkey version, e.g. `"0.1.0"`.
 #[wasm_bindgen]
@@ -186,39 +184,6 @@ impl Background for Inner {
     }
 }
 
-/// Discovery as a future that owns what it needs, so it can outlive
-/// `create()` and finish in the background.
-async fn discover_owned(timeout_ms: u32, issuer: String) -> Result<ProviderMetadata, Error> {
-    let platform = BrowserPlatform {
-        request_timeout_ms: timeout_ms,
-    };
-    discover(&platform, &issuer).await
-}
-
-/// Keeps `kept` in the store of `(kind, issuer, client_id)`, opened again
-/// for it: a task of its own, so `create()` does not wait for the write.
-async fn keep_later((kind, issuer, client_id): (StorageKind, String, String), kept: KeptMetadata) {
-    let (store, _) = BrowserSessionStore::open(kind, &issuer, &client_id).await;
-    let _ = store.save_metadata(&kept).await;
-}
-
-/// Finishes a discovery that `create()` did not wait for (it started from
-/// kept metadata) and keeps the result for the next start.
-async fn revalidate_later(
-    discovery: std::pin::Pin<
-        Box<impl std::future::Future<Output = Result<ProviderMetadata, Error>>>,
-    >,
-    target: (StorageKind, String, String),
-) {
-    if let Ok(fresh) = discovery.await {
-        let kept = KeptMetadata {
-            fetched_at_ms: js_sys::Date::now() as u64,
-            metadata: fresh,
-        };
-        keep_later(target, kept).await;
-    }
-}
-
 /// An OAuth 2.0 / OpenID Connect client for one issuer and client id.
 #[wasm_bindgen]
 pub struct AuthClient {
@@ -272,85 +237,25 @@ impl AuthClient {
             &overrides,
             allow_insecure_loopback,
         )?;
-        let open_and_load = async {
-            let opening = async {
-                let (store, fallback) =
-                    BrowserSessionStore::open(storage, &issuer, &client_id).await;
-                let (loaded, kept) = both(store.load_tokens(), store.load_metadata()).await;
-                (store, fallback, loaded, kept)
-            };
-            // DPoP keys live in IndexedDB whatever the token storage: a
-            // non-extractable key handle reveals nothing, and the login's
-            // key must survive the redirect.
-            let keys = async {
-                match dpop {
-                    true => Some(BrowserDpopKeys::open(&issuer, &client_id).await),
-                    false => None,
-                }
-            };
-            both(opening, keys).await
+        let target = Target {
+            storage,
+            issuer: &issuer,
+            client_id: &client_id,
+            dpop,
+            timeout_ms,
         };
-        let mut discovery = Box::pin(discover_owned(timeout_ms, issuer.clone()));
-        let (mut machine, discover) =
-            CreateClient::start(source, &issuer, overrides, allow_insecure_loopback);
-        let (((store, storage_fallback, loaded, kept), dpop_keys), early) = match discover {
-            true => alongside(open_and_load, &mut discovery).await,
-            false => (open_and_load.await, None),
-        };
-        // A discovery that answered alongside is over: never awaited again.
-        let answered = early.is_some();
-        let target = || (store.kind(), issuer.clone(), client_id.clone());
-        let opened = CreateFed::Opened {
-            loaded,
-            kept,
-            early,
-        };
-        let mut step = machine.on(opened, platform.now_ms());
-        let started = loop {
-            let fed = match step {
-                CreateStep::Do(CreateNeed::AwaitDiscovery) => {
-                    CreateFed::Discovered(match answered {
-                        false => (&mut discovery).await,
-                        true => Err(Error::Discovery {
-                            reason: "discovery already answered".into(),
-                        }),
-                    })
-                }
-                // Kept for the next start: off the critical path, or before
-                // going on (best effort either way).
-                CreateStep::Do(CreateNeed::Keep {
-                    kept,
-                    background: true,
-                }) => {
-                    wasm_bindgen_futures::spawn_local(keep_later(target(), kept));
-                    CreateFed::Done
-                }
-                CreateStep::Do(CreateNeed::Keep {
-                    kept,
-                    background: false,
-                }) => {
-                    let _ = store.save_metadata(&kept).await;
-                    CreateFed::Done
-                }
-                CreateStep::Do(CreateNeed::Revalidate) => {
-                    if !answered {
-                        let running = std::mem::replace(
-                            &mut discovery,
-                            Box::pin(discover_owned(timeout_ms, issuer.clone())),
-                        );
-                        wasm_bindgen_futures::spawn_local(revalidate_later(running, target()));
-                    }
-                    CreateFed::Done
-                }
-                CreateStep::Done(started) => break started,
-            };
-            step = machine.on(fed, platform.now_ms());
-        };
+        let machine = CreateClient::start(source, &issuer, overrides, allow_insecure_loopback);
+        let (opened, started) = start_client(target, machine).await?;
+        let Opened {
+            store,
+            storage_fallback,
+            dpop_keys,
+        } = opened;
         let Started {
             endpoints,
             tokens,
             storage_problem: storage_error,
-        } = started?;
+        } = started;
         let config = ClientConfig {
             issuer,
             client_id,

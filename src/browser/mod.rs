@@ -2,6 +2,7 @@
 
 pub mod authorized_fetch;
 pub mod channel;
+pub mod create;
 pub mod dpop_keys;
 pub mod events;
 pub mod from_js;

@@ -8,7 +8,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
 use crate::browser::options::{flag, reject_unknown};
-use crate::core::userinfo::{Body, CheckAnswer};
+use crate::core::drive::{drive, Perform};
+use crate::core::userinfo::{Body, CheckAnswer, ReadBody};
 use crate::core::Error;
 
 /// `getUser`'s options: `{ userinfo?: boolean }`.
@@ -36,24 +37,44 @@ pub async fn read_userinfo(response: &Response, id_sub: &str) -> Result<Object, 
         .ok()
         .flatten()
         .unwrap_or_default();
-    let check = CheckAnswer::head(id_sub, response.status(), &content_type)?;
-    let parsed = match response.json() {
-        Ok(promise) => JsFuture::from(promise).await.ok(),
-        Err(_) => None,
+    let (mut check, first) = CheckAnswer::start(id_sub, response.status(), &content_type);
+    let mut reader = BodyReader {
+        response,
+        parsed: None,
     };
-    let sub = parsed
-        .as_ref()
-        .and_then(|body| Reflect::get(body, &"sub".into()).ok())
-        .and_then(|sub| sub.as_string());
-    let body = match &parsed {
-        None => Body::NotJson,
-        Some(body) if !body.is_object() || js_sys::Array::is_array(body) => Body::NotObject,
-        Some(_) => Body::Object {
-            sub: sub.as_deref(),
-        },
-    };
-    check.body(body)?;
-    Ok(parsed.map(JsCast::unchecked_into).unwrap_or_default())
+    drive(&mut check, first, &mut reader).await?;
+    Ok(reader
+        .parsed
+        .map(JsCast::unchecked_into)
+        .unwrap_or_default())
+}
+
+/// Reads a UserInfo answer's body as JSON, keeping what it parsed.
+struct BodyReader<'r> {
+    response: &'r Response,
+    parsed: Option<JsValue>,
+}
+
+impl Perform<CheckAnswer<'_>> for BodyReader<'_> {
+    async fn perform(&mut self, ReadBody: ReadBody, _: &CheckAnswer<'_>) -> Body {
+        let parsed = match self.response.json() {
+            Ok(promise) => JsFuture::from(promise).await.ok(),
+            Err(_) => None,
+        };
+        let sub = parsed
+            .as_ref()
+            .and_then(|body| Reflect::get(body, &"sub".into()).ok())
+            .and_then(|sub| sub.as_string());
+        let body = match &parsed {
+            None => Body::NotJson,
+            Some(body) if !body.is_object() || js_sys::Array::is_array(body) => Body::NotObject,
+            Some(_) => Body::Object { sub },
+        };
+        self.parsed = parsed;
+        body
+    }
+
+    fn with(&self) {}
 }
 
 /// The ID token's claims with UserInfo's on top (fresher profile data; the

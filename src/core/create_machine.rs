@@ -18,18 +18,25 @@
 
 use crate::core::atproto_login::client_endpoints;
 use crate::core::discovery::{EndpointOverrides, Endpoints};
+use crate::core::drive::{Machine, Next};
 use crate::core::public_api::StorageProblem;
 use crate::core::startup::{
     metadata_at_start, session_at_start, EndpointSource, KeptMetadata, MetadataStart,
 };
 use crate::core::{Error, ProviderMetadata, TokenSet};
 
-/// What the binding does next, once the store is open and read (the
-/// first step, [`CreateClient::start`]).
+/// What the binding does next.
 // One create() per client: the metadata is not worth a box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Need {
+    /// Open the store and read the stored set and the kept metadata, with
+    /// discovery started alongside when `discover_alongside` →
+    /// [`Fed::Opened`]. Always first.
+    Open {
+        /// Discovery runs while the store is read.
+        discover_alongside: bool,
+    },
     /// Wait for discovery → [`Fed::Discovered`].
     AwaitDiscovery,
     /// Keep this metadata for the next start — in the background when
@@ -57,16 +64,9 @@ pub struct Started {
     pub storage_problem: Option<(StorageProblem, String)>,
 }
 
-/// The machine's next step.
-// One per step and short-lived.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Step {
-    /// Perform this and feed its outcome back.
-    Do(Need),
-    /// Started, or why `create()` fails.
-    Done(Result<Started, Error>),
-}
+/// The machine's next step: something to do, or started (or why
+/// `create()` fails).
+pub type Step = Next<Need, Result<Started, Error>>;
 
 /// What happened, fed to [`CreateClient::on`].
 // Fed once each, short-lived.
@@ -113,14 +113,14 @@ pub struct CreateClient {
 impl CreateClient {
     /// A `create()` whose endpoints come from `source` (for `issuer`, with
     /// the app's `overrides`). Its first step is always to open the store
-    /// and read it ([`Fed::Opened`]), with discovery started alongside when
-    /// the second value is `true`.
+    /// and read it ([`Need::Open`]), with discovery alongside when the
+    /// endpoints come from it.
     pub fn start(
         source: EndpointSource,
         issuer: &str,
         overrides: EndpointOverrides,
         allow_insecure_loopback: bool,
-    ) -> (CreateClient, bool) {
+    ) -> (CreateClient, Step) {
         let machine = CreateClient {
             source,
             issuer: issuer.to_owned(),
@@ -129,7 +129,8 @@ impl CreateClient {
             loaded: None,
             stage: Stage::Opening,
         };
-        (machine, source == EndpointSource::Discovery)
+        let discover_alongside = source == EndpointSource::Discovery;
+        (machine, Step::Do(Need::Open { discover_alongside }))
     }
 
     /// The step after `fed`, at `now_ms`. An input the stage does not
@@ -230,6 +231,17 @@ impl CreateClient {
             tokens,
             storage_problem,
         }))
+    }
+}
+
+impl Machine for CreateClient {
+    type Need = Need;
+    type Fed = Fed;
+    type Done = Result<Started, Error>;
+    type With<'a> = u64;
+
+    fn on(&mut self, fed: Fed, now_ms: u64) -> Step {
+        CreateClient::on(self, fed, now_ms)
     }
 }
 

@@ -33,7 +33,15 @@ fn discovering() -> CreateClient {
         EndpointOverrides::default(),
         false,
     );
-    assert!(discover, "discovery runs alongside the store's reads");
+    assert!(
+        matches!(
+            discover,
+            Step::Do(Need::Open {
+                discover_alongside: true
+            })
+        ),
+        "discovery runs alongside the store's reads"
+    );
     machine
 }
 
@@ -55,7 +63,12 @@ fn failed(step: Step) -> Error {
 fn explicit_endpoints_need_no_discovery() {
     let (mut machine, discover) =
         CreateClient::start(EndpointSource::Explicit, ISSUER, both_given(), false);
-    assert!(!discover);
+    assert!(matches!(
+        discover,
+        Step::Do(Need::Open {
+            discover_alongside: false
+        })
+    ));
     let start = started(machine.on(opened(Ok(Some(bearer_set("at-1"))), None, None), NOW));
     assert_eq!(start.endpoints.token, format!("{ISSUER}/t"));
     assert_eq!(
@@ -84,7 +97,12 @@ fn an_atproto_client_uses_the_stored_accounts_server() {
         EndpointOverrides::default(),
         false,
     );
-    assert!(!discover);
+    assert!(matches!(
+        discover,
+        Step::Do(Need::Open {
+            discover_alongside: false
+        })
+    ));
     let mut set = bearer_set("at-1");
     set.atproto = Some(Box::new(Account {
         did: "did:plc:abc".into(),

@@ -12,6 +12,7 @@
 //! ID token's `sub` ([`check_body`], §5.3.2: otherwise the response must
 //! not be used).
 
+use crate::core::drive::{Machine, Next};
 use crate::core::Error;
 
 /// The UserInfo endpoint to ask, or why there is none.
@@ -54,7 +55,7 @@ pub fn check_head(status: u16, content_type: &str) -> Result<(), Error> {
 
 /// What the binding read from a 200 answer's body.
 #[derive(Debug)]
-pub enum Body<'a> {
+pub enum Body {
     /// Not JSON.
     NotJson,
     /// JSON, but not an object (an array, a string, …).
@@ -62,41 +63,68 @@ pub enum Body<'a> {
     /// A JSON object, with its `sub` when that is a string.
     Object {
         /// The `sub` member.
-        sub: Option<&'a str>,
+        sub: Option<String>,
     },
 }
 
 /// Checks the body of a 200 answer against the ID token's `sub`.
-pub fn check_body(body: Body<'_>, id_sub: &str) -> Result<(), Error> {
+pub fn check_body(body: Body, id_sub: &str) -> Result<(), Error> {
     match body {
         Body::NotJson => Err(failed(200, "the body is not JSON")),
         Body::NotObject => Err(failed(200, "the body is not a JSON object")),
-        Body::Object { sub } if sub == Some(id_sub) => Ok(()),
+        Body::Object { sub } if sub.as_deref() == Some(id_sub) => Ok(()),
         Body::Object { .. } => Err(Error::UserinfoSubMismatch),
     }
 }
 
+/// Read the answer's body → [`Body`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReadBody;
+
 /// A UserInfo answer's checks, in their order: the head first
-/// ([`check_head`]); only an answer whose head passes has its body read and
-/// checked ([`CheckAnswer::body`], [`check_body`]). The browser's
-/// `read_userinfo` drives it.
+/// ([`check_head`]); only an answer whose head passes has its body read
+/// ([`ReadBody`]) and checked ([`check_body`]). The browser's
+/// `read_userinfo` performs the read.
 #[derive(Debug)]
 pub struct CheckAnswer<'a> {
-    id_sub: &'a str,
+    /// The ID token's `sub`; `None` once the body was checked.
+    id_sub: Option<&'a str>,
 }
 
 impl<'a> CheckAnswer<'a> {
-    /// The head of an answer with `status` and `content_type`, for the ID
-    /// token's `id_sub`: `Ok` means read the body next; `Err`, refused
-    /// without reading it.
-    pub fn head(id_sub: &'a str, status: u16, content_type: &str) -> Result<Self, Error> {
-        check_head(status, content_type)?;
-        Ok(CheckAnswer { id_sub })
+    /// The check of an answer with `status` and `content_type`, for the ID
+    /// token's `id_sub`; its first step: read the body, or refused without
+    /// reading it.
+    pub fn start(
+        id_sub: &'a str,
+        status: u16,
+        content_type: &str,
+    ) -> (Self, Next<ReadBody, Result<(), Error>>) {
+        let step = match check_head(status, content_type) {
+            Ok(()) => Next::Do(ReadBody),
+            Err(error) => Next::Done(Err(error)),
+        };
+        (
+            CheckAnswer {
+                id_sub: Some(id_sub),
+            },
+            step,
+        )
     }
+}
 
-    /// The body read, checked; consumes the check (one body per answer).
-    pub fn body(self, body: Body<'_>) -> Result<(), Error> {
-        check_body(body, self.id_sub)
+impl Machine for CheckAnswer<'_> {
+    type Need = ReadBody;
+    type Fed = Body;
+    type Done = Result<(), Error>;
+    type With<'a> = ();
+
+    /// The body read, checked: one body per answer (a second is refused).
+    fn on(&mut self, body: Body, (): ()) -> Next<ReadBody, Result<(), Error>> {
+        Next::Done(match self.id_sub.take() {
+            Some(id_sub) => check_body(body, id_sub),
+            None => Err(failed(200, "the body was read twice")),
+        })
     }
 }
 
@@ -104,26 +132,44 @@ impl<'a> CheckAnswer<'a> {
 mod tests {
     use super::*;
 
+    fn object(sub: &str) -> Body {
+        Body::Object {
+            sub: Some(sub.into()),
+        }
+    }
+
     #[test]
     fn only_an_answer_whose_head_passes_has_its_body_read() {
-        let check = CheckAnswer::head("u1", 200, "application/json").expect("read the body");
-        assert_eq!(check.body(Body::Object { sub: Some("u1") }), Ok(()));
-        let refused = CheckAnswer::head("u1", 401, "application/json").unwrap_err();
+        let (mut check, step) = CheckAnswer::start("u1", 200, "application/json");
+        assert_eq!(step, Next::Do(ReadBody));
+        assert_eq!(check.on(object("u1"), ()), Next::Done(Ok(())));
+        let (_, refused) = CheckAnswer::start("u1", 401, "application/json");
         assert!(matches!(
             refused,
-            Error::UserinfoFailed {
+            Next::Done(Err(Error::UserinfoFailed {
                 status: Some(401),
                 ..
-            }
+            }))
         ));
     }
 
     #[test]
     fn the_body_is_checked_against_the_id_tokens_sub() {
-        let check = || CheckAnswer::head("u1", 200, "").expect("read the body");
-        let other = check().body(Body::Object { sub: Some("u2") });
-        assert_eq!(other, Err(Error::UserinfoSubMismatch));
-        assert!(check().body(Body::NotJson).is_err());
+        let check = || CheckAnswer::start("u1", 200, "").0;
+        let other = check().on(object("u2"), ());
+        assert_eq!(other, Next::Done(Err(Error::UserinfoSubMismatch)));
+        assert!(matches!(check().on(Body::NotJson, ()), Next::Done(Err(_))));
+    }
+
+    #[test]
+    fn a_second_body_is_refused() {
+        let (mut check, _) = CheckAnswer::start("u1", 200, "");
+        assert_eq!(check.on(object("u1"), ()), Next::Done(Ok(())));
+        let again = check.on(object("u1"), ());
+        assert!(matches!(
+            again,
+            Next::Done(Err(Error::UserinfoFailed { .. }))
+        ));
     }
 
     fn reason(error: Error) -> String {
@@ -182,6 +228,7 @@ mod tests {
     #[test]
     fn another_or_no_sub_is_a_mismatch() {
         for sub in [Some("u2"), None] {
+            let sub = sub.map(str::to_owned);
             let error = check_body(Body::Object { sub }, "u1").unwrap_err();
             assert_eq!(error, Error::UserinfoSubMismatch);
         }
@@ -189,6 +236,6 @@ mod tests {
 
     #[test]
     fn the_same_sub_passes() {
-        assert_eq!(check_body(Body::Object { sub: Some("u1") }, "u1"), Ok(()));
+        assert_eq!(check_body(object("u1"), "u1"), Ok(()));
     }
 }
