@@ -27,14 +27,16 @@ use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::app_events::{AppEvent, DetailValue};
 use crate::core::atproto::Resolver;
 use crate::core::authorize::{callback_url, RESPONSE_PARAMS};
-use crate::core::authorized_call::{AuthorizedCall, Event, Step};
+use crate::core::authorized_call::{AuthorizedCall, End, Event, Need};
 use crate::core::call_target::{CallTargets, EndpointKey};
 use crate::core::create_machine::{CreateClient, Started};
 use crate::core::dpop::{make_proof, AthCache, Dpop, NonceBook, ProofFor, Role};
+use crate::core::drive::{drive, Perform};
 use crate::core::jwks::JwksCache;
 use crate::core::login::ClientConfig;
 use crate::core::login_profile::{LoginRequest, Logins, StartedLogin};
 use crate::core::oidc::IdTokenVerifier;
+use crate::core::origin::TokenPlacement;
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys};
 use crate::core::public_api::StorageProblem;
 use crate::core::quoted::Quoted;
@@ -731,98 +733,148 @@ async fn fetch_with_auth(
     inner: &Inner,
     input: &JsValue,
     init: &JsValue,
-    mut sent_fast: Option<SentFast>,
+    sent_fast: Option<SentFast>,
 ) -> Result<JsValue, JsValue> {
     // The decisions are the core's (`AuthorizedCall`); this only does them.
     let prepared = authorized::prepare(input, init).map_err(js_err)?;
     let url = prepared.url();
     let (start, role) = start_of(inner, &url);
     let mut call = AuthorizedCall::default();
-    let mut step = call.advance(start);
-    let mut outgoing = None;
-    let mut token = None;
-    let mut fresh = None;
-    let mut response: Option<web_sys::Response> = None;
-    // Consumed by the one send that uses it (the machine sends once first).
-    let mut prepared = Some(prepared);
-    loop {
-        step = match step {
-            Step::SendUntouched => {
-                let untouched = prepared.take().expect("sent once").untouched();
-                return Ok(authorized::send(&untouched).await?.into());
+    let first = call.advance(start);
+    let mut calling = Calling {
+        inner,
+        role,
+        prepared: Some(prepared),
+        sent_fast,
+        outgoing: None,
+        token: None,
+        fresh: None,
+        response: None,
+        failure: None,
+    };
+    let end = drive(&mut call, first, &mut calling).await;
+    let answer =
+        |response: Option<web_sys::Response>| response.map_or(JsValue::UNDEFINED, Into::into);
+    match end {
+        End::SendUntouched => {
+            let untouched = calling.prepared.take().expect("sent once").untouched();
+            Ok(authorized::send(&untouched).await?.into())
+        }
+        End::Refuse(error) => Err(js_err(error)),
+        End::Return => Ok(answer(calling.response)),
+        End::ReturnMarkingRejected => {
+            if let Some(replacement) = &calling.fresh {
+                inner.refresher().rejected_at_once(replacement);
             }
-            Step::Refuse(error) => return Err(js_err(error)),
-            Step::Send(placement) => {
-                let first = prepared.take().expect("sent once");
-                let placed = first.place(placement).await.map_err(js_err)?;
-                let (answer, held, nonce_refused) = match sent_fast.take() {
-                    // Sent by the fast path with a Bearer token: no nonce.
-                    Some((answer, held)) => (answer, held, false),
-                    None => {
-                        let held = inner.refresher().access_token().await.map_err(js_err)?;
-                        let (answer, refused) =
-                            send_authorized(inner, &placed, &held, role).await?;
-                        (answer, held, refused)
-                    }
-                };
-                let event = Event::Answered {
-                    redirected: answer.redirected(),
-                    replayable: placed.can_retry(),
-                    nonce_refused,
-                };
-                (outgoing, token, response) = (Some(placed), Some(held), Some(answer));
-                call.advance(event)
+            Ok(answer(calling.response))
+        }
+        End::Failed => Err(calling.failure.unwrap_or(JsValue::UNDEFINED)),
+    }
+}
+
+/// Performs one `fetchWithAuth` call's needs ([`AuthorizedCall`]), keeping
+/// what they leave for the next: the request as placed, the token it
+/// carried, the replacement, the last answer, and why a need failed.
+struct Calling<'i> {
+    inner: &'i Inner,
+    /// Whose DPoP nonces the call's proofs carry.
+    role: Role,
+    /// Consumed by the one send that uses it (the machine sends once first).
+    prepared: Option<authorized::PreparedRequest>,
+    /// The first send, when the package's JavaScript made it.
+    sent_fast: Option<SentFast>,
+    outgoing: Option<authorized::Outgoing>,
+    token: Option<AccessToken>,
+    fresh: Option<AccessToken>,
+    response: Option<web_sys::Response>,
+    failure: Option<JsValue>,
+}
+
+impl Calling<'_> {
+    /// `Answered` for `answer`, kept as the last answer.
+    fn answered(
+        &mut self,
+        answer: web_sys::Response,
+        replayable: bool,
+        nonce_refused: bool,
+    ) -> Event {
+        let event = Event::Answered {
+            redirected: answer.redirected(),
+            replayable,
+            nonce_refused,
+        };
+        self.response = Some(answer);
+        event
+    }
+
+    async fn send(&mut self, placement: TokenPlacement) -> Result<Event, JsValue> {
+        let inner = self.inner;
+        let first = self.prepared.take().expect("sent once");
+        let placed = first.place(placement).await.map_err(js_err)?;
+        let (answer, held, nonce_refused) = match self.sent_fast.take() {
+            // Sent by the fast path with a Bearer token: no nonce.
+            Some((answer, held)) => (answer, held, false),
+            None => {
+                let held = inner.refresher().access_token().await.map_err(js_err)?;
+                let (answer, refused) = send_authorized(inner, &placed, &held, self.role).await?;
+                (answer, held, refused)
             }
-            Step::ResendForNonce { replacement } => {
-                let placed = outgoing.as_ref().expect("resending a sent request");
-                let carried = if replacement { &fresh } else { &token };
-                let sent = carried.as_ref().expect("a sent token");
-                let (answer, nonce_refused) = send_authorized(inner, placed, sent, role).await?;
-                let event = Event::Answered {
-                    redirected: answer.redirected(),
-                    replayable: true,
-                    nonce_refused,
-                };
-                response = Some(answer);
-                call.advance(event)
+        };
+        let replayable = placed.can_retry();
+        (self.outgoing, self.token) = (Some(placed), Some(held));
+        Ok(self.answered(answer, replayable, nonce_refused))
+    }
+
+    /// Sends the request again with the first token or the replacement.
+    async fn resend(&mut self, replacement: bool) -> Result<Event, JsValue> {
+        let placed = self.outgoing.as_ref().expect("resending a sent request");
+        let carried = if replacement {
+            &self.fresh
+        } else {
+            &self.token
+        };
+        let sent = carried.as_ref().expect("a sent token");
+        let (answer, nonce_refused) = send_authorized(self.inner, placed, sent, self.role).await?;
+        Ok(self.answered(answer, true, nonce_refused))
+    }
+
+    async fn step(&mut self, need: Need) -> Result<Event, JsValue> {
+        let inner = self.inner;
+        match need {
+            Need::Send(placement) => self.send(placement).await,
+            Need::ResendForNonce { replacement } => self.resend(replacement).await,
+            Need::Resend => self.resend(true).await,
+            Need::AskExpired => {
+                let answer = self.response.as_ref().expect("asked after an answer");
+                Ok(Event::Expired(says_expired(inner, answer).await?))
             }
-            Step::AskExpired => {
-                let answer = response.as_ref().expect("asked after an answer");
-                call.advance(Event::Expired(says_expired(inner, answer).await?))
-            }
-            Step::Replace => {
-                let rejected = token.as_ref().expect("replacing a sent token");
+            Need::Replace => {
+                let rejected = self.token.as_ref().expect("replacing a sent token");
                 let replacement = inner
                     .refresher()
                     .after_rejection(rejected)
                     .await
                     .map_err(js_err)?;
                 let same = replacement == *rejected;
-                fresh = Some(replacement);
-                call.advance(Event::Replacement { same })
+                self.fresh = Some(replacement);
+                Ok(Event::Replacement { same })
             }
-            Step::Resend => {
-                let placed = outgoing.as_ref().expect("resending a sent request");
-                let replacement = fresh.as_ref().expect("resending with a replacement");
-                let (answer, nonce_refused) =
-                    send_authorized(inner, placed, replacement, role).await?;
-                let event = Event::Answered {
-                    redirected: answer.redirected(),
-                    replayable: true,
-                    nonce_refused,
-                };
-                response = Some(answer);
-                call.advance(event)
-            }
-            Step::ReturnMarkingRejected => {
-                if let Some(replacement) = &fresh {
-                    inner.refresher().rejected_at_once(replacement);
-                }
-                return Ok(response.map_or(JsValue::UNDEFINED, Into::into));
-            }
-            Step::Return => return Ok(response.map_or(JsValue::UNDEFINED, Into::into)),
-        };
+        }
     }
+}
+
+impl Perform<AuthorizedCall> for Calling<'_> {
+    async fn perform(&mut self, need: Need, _: &AuthorizedCall) -> Event {
+        match self.step(need).await {
+            Ok(event) => event,
+            Err(failure) => {
+                self.failure = Some(failure);
+                Event::Failed
+            }
+        }
+    }
+
+    fn with(&self) {}
 }
 
 /// Sends `placed` with `token`: as a Bearer token, or — when the session is

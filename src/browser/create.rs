@@ -53,8 +53,7 @@ pub async fn start_client(
             request_timeout_ms: target.timeout_ms,
         },
         target,
-        discovery,
-        answered: false,
+        discovery: Some(discovery),
         opened: None,
     };
     let started = drive(&mut machine, first, &mut performer).await?;
@@ -64,22 +63,19 @@ pub async fn start_client(
     Ok((opened, started))
 }
 
-/// A discovery that owns what it needs, so it can outlive `create()`.
-type Discovery = Pin<Box<dyn Future<Output = Result<ProviderMetadata, Error>>>>;
-
 /// Performs `create()`'s needs.
-struct Creating<'a> {
+struct Creating<'a, D> {
     platform: BrowserPlatform,
     target: Target<'a>,
-    /// Discovery, started when first polled: alongside the reads, awaited,
-    /// or handed to a task of its own.
-    discovery: Discovery,
-    /// Discovery has answered: never awaited again.
-    answered: bool,
+    /// Discovery (owning what it needs, so it can outlive `create()`),
+    /// started when first polled: alongside the reads, awaited, or handed
+    /// to a task of its own. `None` once it answered or was handed on:
+    /// never awaited twice.
+    discovery: Option<Pin<Box<D>>>,
     opened: Option<Opened>,
 }
 
-impl Creating<'_> {
+impl<D> Creating<'_, D> {
     /// Where metadata is kept: the opened store's kind (after a fallback,
     /// the one in use), the issuer and client id, owned for a task.
     fn keep_target(&self) -> (StorageKind, String, String) {
@@ -94,7 +90,10 @@ impl Creating<'_> {
     }
 }
 
-impl Perform<CreateClient> for Creating<'_> {
+impl<D> Perform<CreateClient> for Creating<'_, D>
+where
+    D: Future<Output = Result<ProviderMetadata, Error>> + 'static,
+{
     async fn perform(&mut self, need: Need, _: &CreateClient) -> Fed {
         match need {
             Need::Open { discover_alongside } => {
@@ -125,11 +124,13 @@ impl Perform<CreateClient> for Creating<'_> {
                     both(opening, keys).await
                 };
                 let (((store, storage_fallback, loaded, kept), dpop_keys), early) =
-                    match discover_alongside {
-                        true => alongside(open_and_load, &mut self.discovery).await,
-                        false => (open_and_load.await, None),
+                    match (discover_alongside, &mut self.discovery) {
+                        (true, Some(discovery)) => alongside(open_and_load, discovery).await,
+                        _ => (open_and_load.await, None),
                     };
-                self.answered = early.is_some();
+                if early.is_some() {
+                    self.discovery = None;
+                }
                 self.opened = Some(Opened {
                     store,
                     storage_fallback,
@@ -141,12 +142,9 @@ impl Perform<CreateClient> for Creating<'_> {
                     early,
                 }
             }
-            Need::AwaitDiscovery => Fed::Discovered(match self.answered {
-                false => {
-                    self.answered = true;
-                    (&mut self.discovery).await
-                }
-                true => Err(Error::Discovery {
+            Need::AwaitDiscovery => Fed::Discovered(match self.discovery.take() {
+                Some(discovery) => discovery.await,
+                None => Err(Error::Discovery {
                     reason: "discovery already answered".into(),
                 }),
             }),
@@ -169,9 +167,7 @@ impl Perform<CreateClient> for Creating<'_> {
                 Fed::Done
             }
             Need::Revalidate => {
-                if !self.answered {
-                    let fresh = discover_owned(self.target.timeout_ms, self.target.issuer.into());
-                    let running = std::mem::replace(&mut self.discovery, Box::pin(fresh));
+                if let Some(running) = self.discovery.take() {
                     let target = self.keep_target();
                     wasm_bindgen_futures::spawn_local(revalidate_later(running, target));
                 }
@@ -203,7 +199,10 @@ async fn keep_later((kind, issuer, client_id): (StorageKind, String, String), ke
 
 /// Finishes a discovery that `create()` did not wait for (it started from
 /// kept metadata) and keeps the result for the next start.
-async fn revalidate_later(discovery: Discovery, target: (StorageKind, String, String)) {
+async fn revalidate_later(
+    discovery: Pin<Box<impl Future<Output = Result<ProviderMetadata, Error>>>>,
+    target: (StorageKind, String, String),
+) {
     if let Ok(fresh) = discovery.await {
         let kept = KeptMetadata {
             fetched_at_ms: js_sys::Date::now() as u64,

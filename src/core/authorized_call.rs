@@ -29,6 +29,7 @@
 //! answer may mean "expired"; the machine then goes on from `Answered`.
 
 use crate::core::dpop::Role;
+use crate::core::drive::{Machine, Next};
 use crate::core::origin::TokenPlacement;
 use crate::core::Error;
 
@@ -59,15 +60,14 @@ pub enum Event {
         /// The replacement is the rejected token.
         same: bool,
     },
+    /// Performing the last need failed (a request that could not be built
+    /// or sent, a refresh that failed, the app's predicate that threw).
+    Failed,
 }
 
 /// What the binding does next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Send the request as the app made it; its answer is the result.
-    SendUntouched,
-    /// Reject the call with this error; nothing is sent.
-    Refuse(Error),
+pub enum Need {
     /// Get a token (fast path or refresh) and send with it, placed so.
     Send(TokenPlacement),
     /// Ask whether the answer says the token expired.
@@ -82,12 +82,27 @@ pub enum Step {
         /// It carried the replacement (a resend), not the first token.
         replacement: bool,
     },
+}
+
+/// How a call ends.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// Send the request as the app made it; its answer is the result.
+    SendUntouched,
+    /// Reject the call with this error; nothing (more) is sent.
+    Refuse(Error),
     /// The last answer is the result.
     Return,
     /// The last answer is the result, and the replacement is marked as
     /// rejected at once (not refreshed again).
     ReturnMarkingRejected,
+    /// Performing the last need failed ([`Event::Failed`]): the call fails
+    /// with that failure, which the driver holds.
+    Failed,
 }
+
+/// The call's next step: a need to perform, or its end.
+pub type Step = Next<Need, End>;
 
 /// Whether an answer with `status` may say the token expired, so the
 /// machine must look at it: RFC 6750's 401 by default; the app's
@@ -196,13 +211,17 @@ impl AuthorizedCall {
     /// the third condition: a token that needs no refresh now.
     pub fn fast_path(start: Event, dpop_bound: bool) -> bool {
         let first = AuthorizedCall::default().advance(start);
-        !dpop_bound && first == Step::Send(TokenPlacement::Header)
+        !dpop_bound && first == Step::Do(Need::Send(TokenPlacement::Header))
     }
 
     /// The next step after `event`. An event the current state does not
     /// expect is a bug in the driver: the call ends with what it has
     /// (`Return`), and debug builds panic.
     pub fn advance(&mut self, event: Event) -> Step {
+        if let Event::Failed = event {
+            self.state = State::Done;
+            return Step::Done(End::Failed);
+        }
         if let (
             State::Sent | State::Resent,
             Event::Answered {
@@ -214,13 +233,13 @@ impl AuthorizedCall {
         {
             if self.nonce_retried {
                 self.state = State::Done;
-                return Step::Refuse(Error::DpopNonceFailed);
+                return Step::Done(End::Refuse(Error::DpopNonceFailed));
             }
             if !redirected && *replayable {
                 self.nonce_retried = true;
-                return Step::ResendForNonce {
+                return Step::Do(Need::ResendForNonce {
                     replacement: self.state == State::Resent,
-                };
+                });
             }
         }
         let (state, step) = match (self.state, event) {
@@ -230,10 +249,10 @@ impl AuthorizedCall {
                     token_endpoint: true,
                     ..
                 },
-            ) => (State::Done, Step::SendUntouched),
+            ) => (State::Done, Step::Done(End::SendUntouched)),
             (State::Idle, Event::Start { placement, .. }) => match placement {
-                Ok(placement) => (State::Sent, Step::Send(placement)),
-                Err(error) => (State::Done, Step::Refuse(error)),
+                Ok(placement) => (State::Sent, Step::Do(Need::Send(placement))),
+                Err(error) => (State::Done, Step::Done(End::Refuse(error))),
             },
             (
                 State::Sent,
@@ -244,35 +263,52 @@ impl AuthorizedCall {
                 },
             ) => {
                 if redirected || !replayable {
-                    (State::Done, Step::Return)
+                    (State::Done, Step::Done(End::Return))
                 } else {
-                    (State::Asked, Step::AskExpired)
+                    (State::Asked, Step::Do(Need::AskExpired))
                 }
             }
-            (State::Asked, Event::Expired(false)) => (State::Done, Step::Return),
-            (State::Asked, Event::Expired(true)) => (State::Replacing, Step::Replace),
-            (State::Replacing, Event::Replacement { same: true }) => (State::Done, Step::Return),
+            (State::Asked, Event::Expired(false)) => (State::Done, Step::Done(End::Return)),
+            (State::Asked, Event::Expired(true)) => (State::Replacing, Step::Do(Need::Replace)),
+            (State::Replacing, Event::Replacement { same: true }) => {
+                (State::Done, Step::Done(End::Return))
+            }
             (State::Replacing, Event::Replacement { same: false }) => {
                 // The resend is a new request: it may meet a new nonce too.
                 self.nonce_retried = false;
-                (State::Resent, Step::Resend)
+                (State::Resent, Step::Do(Need::Resend))
             }
             (
                 State::Resent,
                 Event::Answered {
                     redirected: true, ..
                 },
-            ) => (State::Done, Step::Return),
-            (State::Resent, Event::Answered { .. }) => (State::AskedAgain, Step::AskExpired),
-            (State::AskedAgain, Event::Expired(true)) => (State::Done, Step::ReturnMarkingRejected),
-            (State::AskedAgain, Event::Expired(false)) => (State::Done, Step::Return),
+            ) => (State::Done, Step::Done(End::Return)),
+            (State::Resent, Event::Answered { .. }) => {
+                (State::AskedAgain, Step::Do(Need::AskExpired))
+            }
+            (State::AskedAgain, Event::Expired(true)) => {
+                (State::Done, Step::Done(End::ReturnMarkingRejected))
+            }
+            (State::AskedAgain, Event::Expired(false)) => (State::Done, Step::Done(End::Return)),
             (state, event) => {
                 debug_assert!(false, "unexpected {event:?} in {state:?}");
-                (State::Done, Step::Return)
+                (State::Done, Step::Done(End::Return))
             }
         };
         self.state = state;
         step
+    }
+}
+
+impl Machine for AuthorizedCall {
+    type Need = Need;
+    type Fed = Event;
+    type Done = End;
+    type With<'a> = ();
+
+    fn on(&mut self, event: Event, (): ()) -> Step {
+        self.advance(event)
     }
 }
 
@@ -310,6 +346,25 @@ mod tests {
             Event::Start { placement, .. } => placement,
             other => panic!("not a start: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_failed_need_ends_the_call_with_that_failure_in_any_state() {
+        let sent = || start(false, Ok(TokenPlacement::Header)).0;
+        assert_eq!(sent().advance(Event::Failed), Step::Done(End::Failed));
+        let mut asked = sent();
+        assert_eq!(
+            asked.advance(answered(false, true)),
+            Step::Do(Need::AskExpired)
+        );
+        assert_eq!(asked.advance(Event::Failed), Step::Done(End::Failed));
+        let mut replacing = sent();
+        replacing.advance(answered(false, true));
+        assert_eq!(
+            replacing.advance(Event::Expired(true)),
+            Step::Do(Need::Replace)
+        );
+        assert_eq!(replacing.advance(Event::Failed), Step::Done(End::Failed));
     }
 
     #[test]
@@ -390,10 +445,13 @@ mod tests {
         let mut call = sent();
         assert_eq!(
             call.advance(nonce_refused()),
-            Step::ResendForNonce { replacement: false }
+            Step::Do(Need::ResendForNonce { replacement: false })
         );
-        assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
-        assert_eq!(call.advance(Event::Expired(false)), Step::Return);
+        assert_eq!(
+            call.advance(answered(false, true)),
+            Step::Do(Need::AskExpired)
+        );
+        assert_eq!(call.advance(Event::Expired(false)), Step::Done(End::Return));
     }
 
     #[test]
@@ -402,7 +460,7 @@ mod tests {
         call.advance(nonce_refused());
         assert_eq!(
             call.advance(nonce_refused()),
-            Step::Refuse(Error::DpopNonceFailed)
+            Step::Done(End::Refuse(Error::DpopNonceFailed))
         );
     }
 
@@ -414,7 +472,7 @@ mod tests {
             replayable: false,
             nonce_refused: true,
         };
-        assert_eq!(call.advance(event), Step::Return);
+        assert_eq!(call.advance(event), Step::Done(End::Return));
     }
 
     #[test]
@@ -425,76 +483,91 @@ mod tests {
         call.advance(Event::Expired(true));
         assert_eq!(
             call.advance(Event::Replacement { same: false }),
-            Step::Resend
+            Step::Do(Need::Resend)
         );
         assert_eq!(
             call.advance(nonce_refused()),
-            Step::ResendForNonce { replacement: true }
+            Step::Do(Need::ResendForNonce { replacement: true })
         );
-        assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
+        assert_eq!(
+            call.advance(answered(false, true)),
+            Step::Do(Need::AskExpired)
+        );
         assert_eq!(
             call.advance(Event::Expired(true)),
-            Step::ReturnMarkingRejected
+            Step::Done(End::ReturnMarkingRejected)
         );
     }
 
     /// A call that was sent with a header token.
     fn sent() -> AuthorizedCall {
         let (call, step) = start(false, Ok(TokenPlacement::Header));
-        assert_eq!(step, Step::Send(TokenPlacement::Header));
+        assert_eq!(step, Step::Do(Need::Send(TokenPlacement::Header)));
         call
     }
 
     #[test]
     fn the_token_endpoint_is_sent_untouched_whatever_the_origin_rules() {
         let refused = Err(Error::invalid_option("x", "y"));
-        assert_eq!(start(true, refused).1, Step::SendUntouched);
+        assert_eq!(start(true, refused).1, Step::Done(End::SendUntouched));
     }
 
     #[test]
     fn an_origin_not_allowed_is_refused_before_anything_is_sent() {
         let error = Error::invalid_option("allowedOrigins", "not listed");
-        assert_eq!(start(false, Err(error.clone())).1, Step::Refuse(error));
+        assert_eq!(
+            start(false, Err(error.clone())).1,
+            Step::Done(End::Refuse(error))
+        );
     }
 
     #[test]
     fn the_token_goes_where_the_origin_says() {
         assert_eq!(
             start(false, Ok(TokenPlacement::Query)).1,
-            Step::Send(TokenPlacement::Query)
+            Step::Do(Need::Send(TokenPlacement::Query))
         );
     }
 
     #[test]
     fn an_answer_that_is_not_expired_is_the_result() {
         let mut call = sent();
-        assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
-        assert_eq!(call.advance(Event::Expired(false)), Step::Return);
+        assert_eq!(
+            call.advance(answered(false, true)),
+            Step::Do(Need::AskExpired)
+        );
+        assert_eq!(call.advance(Event::Expired(false)), Step::Done(End::Return));
     }
 
     #[test]
     fn a_redirected_answer_is_final_without_asking() {
         let mut call = sent();
-        assert_eq!(call.advance(answered(true, true)), Step::Return);
+        assert_eq!(call.advance(answered(true, true)), Step::Done(End::Return));
     }
 
     #[test]
     fn a_request_that_cannot_be_replayed_is_final_without_asking() {
         let mut call = sent();
-        assert_eq!(call.advance(answered(false, false)), Step::Return);
+        assert_eq!(
+            call.advance(answered(false, false)),
+            Step::Done(End::Return)
+        );
     }
 
     #[test]
     fn expired_gets_a_replacement_and_one_resend() {
         let mut call = sent();
         call.advance(answered(false, true));
-        assert_eq!(call.advance(Event::Expired(true)), Step::Replace);
+        assert_eq!(call.advance(Event::Expired(true)), Step::Do(Need::Replace));
         assert_eq!(
             call.advance(Event::Replacement { same: false }),
-            Step::Resend
+            Step::Do(Need::Resend)
         );
-        assert_eq!(call.advance(answered(false, true)), Step::AskExpired);
-        assert_eq!(call.advance(Event::Expired(false)), Step::Return);
+        assert_eq!(
+            call.advance(answered(false, true)),
+            Step::Do(Need::AskExpired)
+        );
+        assert_eq!(call.advance(Event::Expired(false)), Step::Done(End::Return));
     }
 
     #[test]
@@ -504,7 +577,7 @@ mod tests {
         call.advance(Event::Expired(true));
         assert_eq!(
             call.advance(Event::Replacement { same: true }),
-            Step::Return
+            Step::Done(End::Return)
         );
     }
 
@@ -517,7 +590,7 @@ mod tests {
         call.advance(answered(false, true));
         assert_eq!(
             call.advance(Event::Expired(true)),
-            Step::ReturnMarkingRejected
+            Step::Done(End::ReturnMarkingRejected)
         );
     }
 
@@ -527,14 +600,14 @@ mod tests {
         call.advance(answered(false, true));
         call.advance(Event::Expired(true));
         call.advance(Event::Replacement { same: false });
-        assert_eq!(call.advance(answered(true, true)), Step::Return);
+        assert_eq!(call.advance(answered(true, true)), Step::Done(End::Return));
     }
 
     #[test]
     #[cfg(not(debug_assertions))]
     fn an_event_out_of_order_ends_the_call() {
         let mut call = AuthorizedCall::default();
-        assert_eq!(call.advance(Event::Expired(true)), Step::Return);
+        assert_eq!(call.advance(Event::Expired(true)), Step::Done(End::Return));
     }
 
     #[test]
