@@ -1,7 +1,7 @@
 //! `create()` as a machine that does no I/O ([`CreateClient`]): where the
 //! endpoints come from, the metadata it starts with, and the session it
-//! starts with, in order. The binding (`wasm_api.rs`, `create_inner`)
-//! performs each [`Need`] and builds the client from [`Started`]; the rules
+//! starts with, in order. `browser/create.rs` (`Creating`) performs each
+//! [`Need`] and the binding builds the client from [`Started`]; the rules
 //! themselves are [`startup`](crate::core::startup)'s.
 //!
 //! The order:

@@ -1,7 +1,7 @@
-//! The driver of the retirement machines
-//! ([`retire_machine`](crate::core::retire_machine)): [`Retirer`] performs
-//! each need over the ports and feeds its outcome back, deciding nothing.
-//! One driver for every retirement: `logout()` ([`Retirer::log_out`]), the
+//! The retirement machines ([`retire_machine`](crate::core::retire_machine))
+//! run over the ports: [`Retirer`] runs them under the driver loop, and its
+//! performers (`Retiring`, `LoggingOut`) do each need, deciding nothing.
+//! One for every retirement: `logout()` ([`Retirer::log_out`]), the
 //! background revocation of a set a sign-out left behind, and tokens a
 //! login refused ([`Retirer::retire`]).
 

@@ -3,8 +3,8 @@
 //! session by an earlier start, or discovery's when it comes), and whether
 //! the session is shared with the other tabs.
 //!
-//! The binding overlaps discovery with opening the store (both are
-//! I/O); every choice between their results is made here.
+//! `browser/create.rs` overlaps discovery with opening the store (both
+//! are I/O); every choice between their results is made here.
 
 use crate::core::discover_machine::Discover;
 use crate::core::drive::{drive, Perform};

@@ -59,8 +59,8 @@ impl fmt::Debug for VerifiedIdToken {
     }
 }
 
-/// What the verification's driver ([`verify_id_token`]) does next; its
-/// outcome is fed back as the matching [`Fed`].
+/// What the verification's performer ([`verify_id_token`]'s) does next;
+/// its outcome is fed back as the matching [`Fed`].
 #[derive(Debug)]
 pub enum Need {
     /// The cached key set's key for `alg` and `kid` ([`select_key`]) →
