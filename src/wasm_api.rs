@@ -44,7 +44,7 @@ use crate::core::refresher::Refresher;
 use crate::core::retirement::{retirement_of_ended, LogoutChoices};
 use crate::core::retirer::Retirer;
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
-use crate::core::startup::{shared_across_tabs, EndpointSource};
+use crate::core::startup::shared_across_tabs;
 use crate::core::user::{user_source, UserSource};
 use crate::core::{AccessToken, Error, State, TokenSet};
 
@@ -233,12 +233,6 @@ impl AuthClient {
         // (IndexedDB, WebCrypto) are independent: overlapped, create costs
         // the slower of the two instead of their sum. What create() starts
         // with, and in which order, is the core's (`CreateClient`).
-        let source = EndpointSource::of(
-            atproto.is_some(),
-            &issuer,
-            &overrides,
-            allow_insecure_loopback,
-        )?;
         let target = Target {
             storage,
             issuer: &issuer,
@@ -246,7 +240,8 @@ impl AuthClient {
             dpop,
             timeout_ms,
         };
-        let machine = CreateClient::start(source, &issuer, overrides, allow_insecure_loopback);
+        let loopback = allow_insecure_loopback;
+        let machine = CreateClient::start(atproto.is_some(), &issuer, overrides, loopback, par);
         let (opened, started) = start_client(target, machine).await?;
         let Opened {
             store,
@@ -277,7 +272,6 @@ impl AuthClient {
             false => None,
             true => NonceChannel::open(&Session::name(&config.issuer, &config.client_id), &nonces),
         };
-        source.check_at_start(&config)?;
         let events = Rc::<Emitter>::default();
         let session = Rc::new(Session::new(tokens));
         session.set_observer(session_observer(&events, store.kind()));

@@ -5,6 +5,8 @@
 //! themselves are [`startup`](crate::core::startup)'s.
 //!
 //! The order:
+//! 0. Where the endpoints come from ([`EndpointSource::of`]): an issuer
+//!    that is not a usable URL fails `create()` before anything is opened.
 //! 1. The store is opened and the stored set and kept metadata read — with
 //!    discovery started alongside when the endpoints come from it, so a
 //!    start costs the slower of the two, not their sum.
@@ -14,6 +16,8 @@
 //!    (kept for the next start, in the background), else usable kept
 //!    metadata (discovery then finishes in the background and keeps what
 //!    it finds), else discovery's once it answers (kept before going on).
+//!    PAR asked for (or required by the server) but impossible fails
+//!    `create()` here ([`EndpointSource::check_at_start`]).
 //! 3. The session it starts with ([`session_at_start`]).
 
 use crate::core::atproto_login::client_endpoints;
@@ -103,6 +107,8 @@ enum Stage {
 #[derive(Debug)]
 pub struct CreateClient {
     source: EndpointSource,
+    /// The app asked for PAR.
+    par: bool,
     issuer: String,
     overrides: EndpointOverrides,
     allow_insecure_loopback: bool,
@@ -111,23 +117,35 @@ pub struct CreateClient {
 }
 
 impl CreateClient {
-    /// A `create()` whose endpoints come from `source` (for `issuer`, with
-    /// the app's `overrides`). Its first step is always to open the store
-    /// and read it ([`Need::Open`]), with discovery alongside when the
-    /// endpoints come from it.
+    /// A `create()` with these options: an atproto client's (its servers
+    /// are each account's) or one of `issuer` with the app's `overrides`,
+    /// asking for PAR or not. An issuer that is not a usable URL fails it
+    /// before anything is opened ([`EndpointSource::of`]); otherwise its
+    /// first step is to open the store and read it ([`Need::Open`]), with
+    /// discovery alongside when the endpoints come from it.
     pub fn start(
-        source: EndpointSource,
+        atproto: bool,
         issuer: &str,
         overrides: EndpointOverrides,
         allow_insecure_loopback: bool,
+        par: bool,
     ) -> (CreateClient, Step) {
-        let machine = CreateClient {
-            source,
+        let source = EndpointSource::of(atproto, issuer, &overrides, allow_insecure_loopback);
+        let mut machine = CreateClient {
+            source: *source.as_ref().unwrap_or(&EndpointSource::Account),
+            par,
             issuer: issuer.to_owned(),
             overrides,
             allow_insecure_loopback,
             loaded: None,
             stage: Stage::Opening,
+        };
+        let source = match source {
+            Ok(source) => source,
+            Err(error) => {
+                machine.stage = Stage::Over;
+                return (machine, Step::Done(Err(error)));
+            }
         };
         let discover_alongside = source == EndpointSource::Discovery;
         (machine, Step::Do(Need::Open { discover_alongside }))
@@ -218,9 +236,15 @@ impl CreateClient {
         self.started(Endpoints::from_metadata(metadata, overrides, loopback))
     }
 
-    /// Step 3, once the endpoints are known.
+    /// Step 3, once the endpoints are known: PAR asked for (or required by
+    /// the server) but impossible fails `create()` now, not at the first
+    /// login ([`EndpointSource::check_at_start`]).
     fn started(&mut self, endpoints: Result<Endpoints, Error>) -> Step {
-        let endpoints = match endpoints {
+        let checked = endpoints.and_then(|endpoints| {
+            let par = self.source.check_at_start(self.par, &endpoints);
+            par.map(|()| endpoints)
+        });
+        let endpoints = match checked {
             Ok(endpoints) => endpoints,
             Err(error) => return Step::Done(Err(error)),
         };

@@ -27,12 +27,8 @@ fn kept(fetched_at_ms: u64) -> KeptMetadata {
 }
 
 fn discovering() -> CreateClient {
-    let (machine, discover) = CreateClient::start(
-        EndpointSource::Discovery,
-        ISSUER,
-        EndpointOverrides::default(),
-        false,
-    );
+    let (machine, discover) =
+        CreateClient::start(false, ISSUER, EndpointOverrides::default(), false, false);
     assert!(
         matches!(
             discover,
@@ -61,8 +57,7 @@ fn failed(step: Step) -> Error {
 
 #[test]
 fn explicit_endpoints_need_no_discovery() {
-    let (mut machine, discover) =
-        CreateClient::start(EndpointSource::Explicit, ISSUER, both_given(), false);
+    let (mut machine, discover) = CreateClient::start(false, ISSUER, both_given(), false, false);
     assert!(matches!(
         discover,
         Step::Do(Need::Open {
@@ -84,19 +79,15 @@ fn explicit_endpoints_that_are_not_usable_fail_create_after_the_store_was_read()
         token: Some("http://idp.example/t".into()),
         ..both_given()
     };
-    let (mut machine, _) = CreateClient::start(EndpointSource::Explicit, ISSUER, insecure, false);
+    let (mut machine, _) = CreateClient::start(false, ISSUER, insecure, false, false);
     let error = failed(machine.on(opened(Ok(None), None, None), NOW));
     assert_eq!(error.code(), "insecure_endpoint");
 }
 
 #[test]
 fn an_atproto_client_uses_the_stored_accounts_server() {
-    let (mut machine, discover) = CreateClient::start(
-        EndpointSource::Account,
-        "",
-        EndpointOverrides::default(),
-        false,
-    );
+    let (mut machine, discover) =
+        CreateClient::start(true, "", EndpointOverrides::default(), false, false);
     assert!(matches!(
         discover,
         Step::Do(Need::Open {
@@ -208,8 +199,7 @@ fn a_failed_load_starts_signed_out_with_the_storage_problem() {
         ),
     ];
     for (error, problem, prefix) in cases {
-        let (mut machine, _) =
-            CreateClient::start(EndpointSource::Explicit, ISSUER, both_given(), false);
+        let (mut machine, _) = CreateClient::start(false, ISSUER, both_given(), false, false);
         let start = started(machine.on(opened(Err(error), None, None), NOW));
         assert!(start.tokens.is_none());
         let (reported, reason) = start.storage_problem.expect("reported");
@@ -220,12 +210,8 @@ fn a_failed_load_starts_signed_out_with_the_storage_problem() {
 
 #[test]
 fn an_atproto_client_without_a_stored_account_has_no_token_endpoint_yet() {
-    let (mut machine, _) = CreateClient::start(
-        EndpointSource::Account,
-        "",
-        EndpointOverrides::default(),
-        false,
-    );
+    let (mut machine, _) =
+        CreateClient::start(true, "", EndpointOverrides::default(), false, false);
     let start = started(machine.on(opened(Ok(None), None, None), NOW));
     assert_eq!(start.endpoints.token, "", "known at its login");
 }
@@ -236,7 +222,7 @@ fn the_apps_endpoints_win_over_discovered_ones() {
         token: Some(format!("{ISSUER}/my-token")),
         ..EndpointOverrides::default()
     };
-    let (mut machine, _) = CreateClient::start(EndpointSource::Discovery, ISSUER, overrides, false);
+    let (mut machine, _) = CreateClient::start(false, ISSUER, overrides, false, false);
     machine.on(opened(Ok(None), None, Some(Ok(parsed(ISSUER)))), NOW);
     let start = started(machine.on(Fed::Done, NOW));
     assert_eq!(start.endpoints.token, format!("{ISSUER}/my-token"));
@@ -248,4 +234,50 @@ fn an_input_out_of_order_fails_create() {
     let mut machine = discovering();
     let error = failed(machine.on(Fed::Done, NOW));
     assert_eq!(error.code(), "discovery_failed");
+}
+
+#[test]
+fn an_issuer_that_is_not_a_usable_url_fails_create_before_anything_is_opened() {
+    for issuer in ["http://idp.example", "not a url"] {
+        let (_, step) = CreateClient::start(false, issuer, both_given(), false, false);
+        let error = failed(step);
+        assert!(
+            ["insecure_endpoint", "invalid_option"].contains(&error.code()),
+            "{issuer}: {error:?}"
+        );
+    }
+    // An atproto client has no issuer of its own to check.
+    let (_, step) =
+        CreateClient::start(true, "atproto", EndpointOverrides::default(), false, false);
+    assert!(matches!(step, Step::Do(Need::Open { .. })), "{step:?}");
+}
+
+#[test]
+fn par_asked_for_without_an_endpoint_fails_create_once_the_endpoints_are_known() {
+    let (mut machine, _) = CreateClient::start(false, ISSUER, both_given(), false, true);
+    let error = failed(machine.on(opened(Ok(None), None, None), NOW));
+    assert_eq!(error.code(), "invalid_option");
+    // With the endpoint given, it starts.
+    let with_par = EndpointOverrides {
+        par: Some(format!("{ISSUER}/par")),
+        ..both_given()
+    };
+    let (mut machine, _) = CreateClient::start(false, ISSUER, with_par, false, true);
+    let start = started(machine.on(opened(Ok(None), None, None), NOW));
+    assert_eq!(start.endpoints.par, Some(format!("{ISSUER}/par")));
+    // An atproto client's servers are each account's: checked at its login.
+    let (mut machine, _) =
+        CreateClient::start(true, "atproto", EndpointOverrides::default(), false, true);
+    started(machine.on(opened(Ok(None), None, None), NOW));
+}
+
+#[test]
+fn a_discovered_server_that_requires_par_without_an_endpoint_fails_create() {
+    let mut requiring = parsed(ISSUER);
+    requiring.require_pushed_authorization_requests = true;
+    let mut machine = discovering();
+    let step = machine.on(opened(Ok(None), None, Some(Ok(requiring))), NOW);
+    assert!(matches!(step, Step::Do(Need::Keep { .. })), "{step:?}");
+    let error = failed(machine.on(Fed::Done, NOW));
+    assert_eq!(error.code(), "invalid_option");
 }

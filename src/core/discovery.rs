@@ -191,6 +191,22 @@ fn non_empty(value: String) -> Option<String> {
 }
 
 impl Endpoints {
+    /// The pushed authorization request endpoint when logins go through
+    /// PAR ([RFC 9126](https://www.rfc-editor.org/rfc/rfc9126)): when the app
+    /// asked for it (`asked`) or the server requires it. `invalid_option`
+    /// when PAR is needed and the server has no such endpoint.
+    pub fn par_endpoint(&self, asked: bool) -> Result<Option<&str>, Error> {
+        if !asked && !self.par_required {
+            return Ok(None);
+        }
+        self.par.as_deref().map(Some).ok_or_else(|| {
+            Error::invalid_option(
+                "par",
+                "the issuer has no pushed_authorization_request_endpoint (give pushedAuthorizationRequestEndpoint)",
+            )
+        })
+    }
+
     /// Endpoints from validated metadata (see [`ProviderMetadata::validate`]),
     /// each explicit override replacing the discovered URL. Every URL is
     /// checked with [`check_endpoint_url`]; an error names the option

@@ -36,15 +36,7 @@ impl ClientConfig {
     /// asked for it or the server requires it. `invalid_option` when PAR is
     /// needed and the server has no such endpoint.
     pub fn par_endpoint(&self) -> Result<Option<&str>, Error> {
-        if !self.par && !self.endpoints.par_required {
-            return Ok(None);
-        }
-        self.endpoints.par.as_deref().map(Some).ok_or_else(|| {
-            Error::invalid_option(
-                "par",
-                "the issuer has no pushed_authorization_request_endpoint (give pushedAuthorizationRequestEndpoint)",
-            )
-        })
+        self.endpoints.par_endpoint(self.par)
     }
 }
 

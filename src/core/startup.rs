@@ -8,11 +8,10 @@
 
 use crate::core::discover_machine::Discover;
 use crate::core::drive::{drive, Perform};
-use crate::core::login::ClientConfig;
 use crate::core::platform::{Http, HttpReply};
 use crate::core::public_api::{StorageKind, StorageProblem};
 use crate::core::TokenSet;
-use crate::core::{check_endpoint_url, EndpointOverrides, Error, ProviderMetadata};
+use crate::core::{check_endpoint_url, EndpointOverrides, Endpoints, Error, ProviderMetadata};
 
 /// Where a client's endpoints come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +51,11 @@ impl EndpointSource {
     /// client is used: PAR asked for (or required by the server) but
     /// impossible is said now, not at the first login. An atproto client's
     /// servers are each account's, checked at its login.
-    pub fn check_at_start(self, config: &ClientConfig) -> Result<(), Error> {
+    pub fn check_at_start(self, par: bool, endpoints: &Endpoints) -> Result<(), Error> {
         match self {
             EndpointSource::Account => Ok(()),
             EndpointSource::Explicit | EndpointSource::Discovery => {
-                config.par_endpoint().map(|_| ())
+                endpoints.par_endpoint(par).map(|_| ())
             }
         }
     }
@@ -209,35 +208,26 @@ pub(crate) mod tests {
         }
     }
 
-    /// A client of `ISSUER` that asks for PAR, whose server names no PAR
-    /// endpoint.
-    fn par_without_an_endpoint() -> ClientConfig {
-        let endpoints = crate::core::Endpoints::from_explicit(both_given(), false).unwrap();
-        ClientConfig {
-            issuer: ISSUER.into(),
-            client_id: "spa".into(),
-            redirect_uri: "https://app.example/cb".into(),
-            scope: "openid".into(),
-            endpoints,
-            par: true,
-            dpop: false,
-        }
-    }
-
     #[test]
     fn par_that_cannot_be_done_is_refused_at_start_unless_the_servers_are_the_accounts() {
-        let config = par_without_an_endpoint();
+        // The server names no PAR endpoint.
+        let endpoints = Endpoints::from_explicit(both_given(), false).unwrap();
         for source in [EndpointSource::Explicit, EndpointSource::Discovery] {
-            let error = source.check_at_start(&config).unwrap_err();
+            let error = source.check_at_start(true, &endpoints).unwrap_err();
             assert_eq!(error.code(), "invalid_option", "{source:?}");
         }
-        assert_eq!(EndpointSource::Account.check_at_start(&config), Ok(()));
-        let without_par = ClientConfig {
-            par: false,
-            ..par_without_an_endpoint()
-        };
         assert_eq!(
-            EndpointSource::Discovery.check_at_start(&without_par),
+            EndpointSource::Account.check_at_start(true, &endpoints),
+            Ok(())
+        );
+        let required = Endpoints {
+            par_required: true,
+            ..endpoints.clone()
+        };
+        let error = EndpointSource::Explicit.check_at_start(false, &required);
+        assert_eq!(error.unwrap_err().code(), "invalid_option");
+        assert_eq!(
+            EndpointSource::Discovery.check_at_start(false, &endpoints),
             Ok(())
         );
     }
