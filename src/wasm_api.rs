@@ -27,7 +27,7 @@ use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::app_events::{AppEvent, DetailValue};
 use crate::core::atproto::Resolver;
 use crate::core::authorize::{callback_url, RESPONSE_PARAMS};
-use crate::core::authorized_call::{AuthorizedCall, End, Event, Need};
+use crate::core::authorized_call::{AuthorizedCall, End, Event, ExpiryTest, Need};
 use crate::core::call_target::{CallTargets, EndpointKey};
 use crate::core::create_machine::{CreateClient, Started};
 use crate::core::dpop::{make_proof, AthCache, Dpop, NonceBook, ProofFor, Role};
@@ -733,7 +733,7 @@ async fn fetch_with_auth(
     let prepared = authorized::prepare(input, init).map_err(js_err)?;
     let url = prepared.url();
     let (start, role) = start_of(inner, &url);
-    let mut call = AuthorizedCall::default();
+    let mut call = AuthorizedCall::new(inner.is_token_expired.is_some());
     let first = call.advance(start);
     let mut calling = Calling {
         inner,
@@ -838,9 +838,9 @@ impl Calling<'_> {
             Need::Send(placement) => self.send(placement).await,
             Need::ResendForNonce { replacement } => self.resend(replacement).await,
             Need::Resend => self.resend(true).await,
-            Need::AskExpired => {
+            Need::AskExpired(test) => {
                 let answer = self.response.as_ref().expect("asked after an answer");
-                Ok(Event::Expired(says_expired(inner, answer).await?))
+                Ok(Event::Expired(says_expired(inner, test, answer).await?))
             }
             Need::Replace => {
                 let rejected = self.token.as_ref().expect("replacing a sent token");
@@ -927,14 +927,22 @@ async fn bound_key(
     }
 }
 
-/// Whether the API's `response` says the token expired: the app's
-/// `isTokenExpired`, else RFC 6750's 401.
-async fn says_expired(inner: &Inner, response: &web_sys::Response) -> Result<bool, JsValue> {
-    match &inner.is_token_expired {
-        Some(predicate) => authorized::app_says_expired(predicate, response)
-            .await
-            .map_err(js_err),
-        None => Ok(authorized::rfc6750_expired(response)),
+/// Whether the API's `response` says the token expired, by the test the
+/// machine named: the app's `isTokenExpired`, or RFC 6750's 401.
+async fn says_expired(
+    inner: &Inner,
+    test: ExpiryTest,
+    response: &web_sys::Response,
+) -> Result<bool, JsValue> {
+    match test {
+        ExpiryTest::App => {
+            let predicate = inner.is_token_expired.as_ref();
+            let predicate = predicate.expect("the app's test asked only when it gave one");
+            authorized::app_says_expired(predicate, response)
+                .await
+                .map_err(js_err)
+        }
+        ExpiryTest::Rfc6750 => Ok(authorized::rfc6750_expired(response)),
     }
 }
 

@@ -70,8 +70,8 @@ pub enum Event {
 pub enum Need {
     /// Get a token (fast path or refresh) and send with it, placed so.
     Send(TokenPlacement),
-    /// Ask whether the answer says the token expired.
-    AskExpired,
+    /// Ask whether the answer says the token expired, by this test.
+    AskExpired(ExpiryTest),
     /// Get a replacement for the rejected token.
     Replace,
     /// Send the request again with the replacement.
@@ -82,6 +82,16 @@ pub enum Need {
         /// It carried the replacement (a resend), not the first token.
         replacement: bool,
     },
+}
+
+/// Which test says whether an answer means the token expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryTest {
+    /// The app's `isTokenExpired`, for error statuses only
+    /// ([`may_say_expired`]).
+    App,
+    /// RFC 6750's ([`rfc6750_says_expired`]): the default.
+    Rfc6750,
 }
 
 /// How a call ends.
@@ -202,9 +212,29 @@ pub struct AuthorizedCall {
     state: State,
     /// The current send was already repeated for a nonce.
     nonce_retried: bool,
+    /// The app gave `isTokenExpired`: its test replaces RFC 6750's.
+    app_predicate: bool,
 }
 
 impl AuthorizedCall {
+    /// A call of a client whose app gave `isTokenExpired` or not
+    /// (`app_predicate`).
+    pub fn new(app_predicate: bool) -> AuthorizedCall {
+        AuthorizedCall {
+            app_predicate,
+            ..AuthorizedCall::default()
+        }
+    }
+
+    /// The test that says whether an answer means "expired": the app's
+    /// when it gave one.
+    fn test(&self) -> ExpiryTest {
+        match self.app_predicate {
+            true => ExpiryTest::App,
+            false => ExpiryTest::Rfc6750,
+        }
+    }
+
     /// Whether a call starting with `start` can take the fast path: its
     /// first step sends the token in the `Authorization` header, and the
     /// session's token needs no proof (`dpop_bound` false). The caller adds
@@ -265,7 +295,7 @@ impl AuthorizedCall {
                 if redirected || !replayable {
                     (State::Done, Step::Done(End::Return))
                 } else {
-                    (State::Asked, Step::Do(Need::AskExpired))
+                    (State::Asked, Step::Do(Need::AskExpired(self.test())))
                 }
             }
             (State::Asked, Event::Expired(false)) => (State::Done, Step::Done(End::Return)),
@@ -285,7 +315,7 @@ impl AuthorizedCall {
                 },
             ) => (State::Done, Step::Done(End::Return)),
             (State::Resent, Event::Answered { .. }) => {
-                (State::AskedAgain, Step::Do(Need::AskExpired))
+                (State::AskedAgain, Step::Do(Need::AskExpired(self.test())))
             }
             (State::AskedAgain, Event::Expired(true)) => {
                 (State::Done, Step::Done(End::ReturnMarkingRejected))
@@ -349,13 +379,29 @@ mod tests {
     }
 
     #[test]
+    fn the_apps_test_replaces_rfc_6750s_when_it_gave_one_on_the_first_answer_and_the_resend() {
+        let mut call = AuthorizedCall::new(true);
+        let first = call.advance(Event::Start {
+            token_endpoint: false,
+            placement: Ok(TokenPlacement::Header),
+        });
+        assert_eq!(first, Step::Do(Need::Send(TokenPlacement::Header)));
+        let app = Step::Do(Need::AskExpired(ExpiryTest::App));
+        assert_eq!(call.advance(answered(false, true)), app);
+        assert_eq!(call.advance(Event::Expired(true)), Step::Do(Need::Replace));
+        let replaced = Event::Replacement { same: false };
+        assert_eq!(call.advance(replaced), Step::Do(Need::Resend));
+        assert_eq!(call.advance(answered(false, true)), app);
+    }
+
+    #[test]
     fn a_failed_need_ends_the_call_with_that_failure_in_any_state() {
         let sent = || start(false, Ok(TokenPlacement::Header)).0;
         assert_eq!(sent().advance(Event::Failed), Step::Done(End::Failed));
         let mut asked = sent();
         assert_eq!(
             asked.advance(answered(false, true)),
-            Step::Do(Need::AskExpired)
+            Step::Do(Need::AskExpired(ExpiryTest::Rfc6750))
         );
         assert_eq!(asked.advance(Event::Failed), Step::Done(End::Failed));
         let mut replacing = sent();
@@ -449,7 +495,7 @@ mod tests {
         );
         assert_eq!(
             call.advance(answered(false, true)),
-            Step::Do(Need::AskExpired)
+            Step::Do(Need::AskExpired(ExpiryTest::Rfc6750))
         );
         assert_eq!(call.advance(Event::Expired(false)), Step::Done(End::Return));
     }
@@ -491,7 +537,7 @@ mod tests {
         );
         assert_eq!(
             call.advance(answered(false, true)),
-            Step::Do(Need::AskExpired)
+            Step::Do(Need::AskExpired(ExpiryTest::Rfc6750))
         );
         assert_eq!(
             call.advance(Event::Expired(true)),
@@ -534,7 +580,7 @@ mod tests {
         let mut call = sent();
         assert_eq!(
             call.advance(answered(false, true)),
-            Step::Do(Need::AskExpired)
+            Step::Do(Need::AskExpired(ExpiryTest::Rfc6750))
         );
         assert_eq!(call.advance(Event::Expired(false)), Step::Done(End::Return));
     }
@@ -565,7 +611,7 @@ mod tests {
         );
         assert_eq!(
             call.advance(answered(false, true)),
-            Step::Do(Need::AskExpired)
+            Step::Do(Need::AskExpired(ExpiryTest::Rfc6750))
         );
         assert_eq!(call.advance(Event::Expired(false)), Step::Done(End::Return));
     }
