@@ -793,6 +793,7 @@ impl Calling<'_> {
         nonce_refused: bool,
     ) -> Event {
         let event = Event::Answered {
+            status: answer.status(),
             redirected: answer.redirected(),
             replayable,
             nonce_refused,

@@ -9,7 +9,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, Request, RequestInit, Response};
 
 use crate::browser::js_error::describe;
-use crate::core::authorized_call::{may_say_expired, rfc6750_says_expired};
+use crate::core::authorized_call::rfc6750_says_expired;
 use crate::core::call_target::EndpointKey;
 use crate::core::origin::{with_query_token, TokenPlacement};
 use crate::core::Error;
@@ -268,13 +268,11 @@ pub fn rfc6750_expired(response: &Response) -> bool {
     rfc6750_says_expired(response.status(), challenge)
 }
 
-/// Asks the app's `isTokenExpired(response)` (sync or async). It is called
-/// for error responses only (status 400 and above), with a clone, so it may
-/// read the body without consuming the response the app gets.
+/// Asks the app's `isTokenExpired(response)` (sync or async), with a
+/// clone, so it may read the body without consuming the response the app
+/// gets. The machine asks it about error responses only (status 400 and
+/// above: `may_say_expired`).
 pub async fn app_says_expired(predicate: &Function, response: &Response) -> Result<bool, Error> {
-    if !may_say_expired(response.status(), true) {
-        return Ok(false);
-    }
     let failed = |e: JsValue| Error::invalid_option("isTokenExpired", describe(&e));
     let copy = response.clone().map_err(failed)?;
     let answer = predicate

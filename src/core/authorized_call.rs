@@ -45,6 +45,8 @@ pub enum Event {
     },
     /// The API answered.
     Answered {
+        /// The answer's status.
+        status: u16,
         /// The answer came through a redirect.
         redirected: bool,
         /// The request can be sent again (its body is not a stream).
@@ -258,6 +260,7 @@ impl AuthorizedCall {
                 nonce_refused: true,
                 redirected,
                 replayable,
+                ..
             },
         ) = (self.state, &event)
         {
@@ -289,10 +292,11 @@ impl AuthorizedCall {
                 Event::Answered {
                     redirected,
                     replayable,
+                    status,
                     ..
                 },
             ) => {
-                if redirected || !replayable {
+                if redirected || !replayable || !may_say_expired(status, self.app_predicate) {
                     (State::Done, Step::Done(End::Return))
                 } else {
                     (State::Asked, Step::Do(Need::AskExpired(self.test())))
@@ -314,6 +318,11 @@ impl AuthorizedCall {
                     redirected: true, ..
                 },
             ) => (State::Done, Step::Done(End::Return)),
+            (State::Resent, Event::Answered { status, .. })
+                if !may_say_expired(status, self.app_predicate) =>
+            {
+                (State::Done, Step::Done(End::Return))
+            }
             (State::Resent, Event::Answered { .. }) => {
                 (State::AskedAgain, Step::Do(Need::AskExpired(self.test())))
             }
@@ -394,6 +403,46 @@ mod tests {
         assert_eq!(call.advance(answered(false, true)), app);
     }
 
+    fn with_status(status: u16) -> Event {
+        Event::Answered {
+            status,
+            redirected: false,
+            replayable: true,
+            nonce_refused: false,
+        }
+    }
+
+    #[test]
+    fn an_answer_whose_status_cannot_mean_expired_is_the_result_without_asking() {
+        let start = || Event::Start {
+            token_endpoint: false,
+            placement: Ok(TokenPlacement::Header),
+        };
+        let asked = |app: bool, status: u16| {
+            let mut call = AuthorizedCall::new(app);
+            call.advance(start());
+            call.advance(with_status(status))
+        };
+        // RFC 6750: a 401 only.
+        assert_eq!(asked(false, 200), Step::Done(End::Return));
+        assert_eq!(asked(false, 403), Step::Done(End::Return));
+        let rfc = Step::Do(Need::AskExpired(ExpiryTest::Rfc6750));
+        assert_eq!(asked(false, 401), rfc);
+        // The app's test: any error status.
+        assert_eq!(asked(true, 204), Step::Done(End::Return));
+        assert_eq!(
+            asked(true, 403),
+            Step::Do(Need::AskExpired(ExpiryTest::App))
+        );
+        // The resend's answer likewise.
+        let mut call = AuthorizedCall::new(false);
+        call.advance(start());
+        call.advance(with_status(401));
+        call.advance(Event::Expired(true));
+        call.advance(Event::Replacement { same: false });
+        assert_eq!(call.advance(with_status(500)), Step::Done(End::Return));
+    }
+
     #[test]
     fn a_failed_need_ends_the_call_with_that_failure_in_any_state() {
         let sent = || start(false, Ok(TokenPlacement::Header)).0;
@@ -472,6 +521,7 @@ mod tests {
 
     fn answered(redirected: bool, replayable: bool) -> Event {
         Event::Answered {
+            status: 401,
             redirected,
             replayable,
             nonce_refused: false,
@@ -480,6 +530,7 @@ mod tests {
 
     fn nonce_refused() -> Event {
         Event::Answered {
+            status: 401,
             redirected: false,
             replayable: true,
             nonce_refused: true,
@@ -514,6 +565,7 @@ mod tests {
     fn a_refused_nonce_on_a_stream_body_is_the_result() {
         let mut call = sent();
         let event = Event::Answered {
+            status: 401,
             redirected: false,
             replayable: false,
             nonce_refused: true,
