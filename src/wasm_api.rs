@@ -223,7 +223,7 @@ impl AuthClient {
             overrides,
             atproto,
         } = options::parse(&options)?;
-        let timeout_ms = refresh_timeout_seconds * 1000;
+        let timeout_ms = RefreshPolicy::timeout_ms_of(refresh_timeout_seconds);
         // Every request latchkey makes is bounded (discovery, code exchange,
         // keys, UserInfo, revocation): create() and login cannot hang.
         let platform = BrowserPlatform {
@@ -294,7 +294,7 @@ impl AuthClient {
             token_endpoint: config.endpoints.token.clone(),
             client_id: config.client_id.clone(),
             custom: refresh,
-            settle_cap_ms: policy.settle_cap_ms,
+            abort_after_ms: policy.abort_after_ms(),
             dpop_keys: Rc::clone(&dpop_keys),
             nonces: Rc::clone(&nonces),
             atproto: atproto.clone(),

@@ -14,7 +14,7 @@ use latchkey::browser::locks::WebSessionLock;
 use latchkey::browser::platform::BrowserPlatform;
 use latchkey::browser::refresh::BrowserRefresh;
 use latchkey::core::origin::TokenPlacement;
-use latchkey::core::ports::{Broadcast, RefreshTransport, SessionLock, Timer};
+use latchkey::core::ports::{Broadcast, RefreshRequest, RefreshTransport, SessionLock, Timer};
 use latchkey::core::race::within;
 use latchkey::core::refresh_answer::RefreshAnswer;
 use latchkey::core::session::SessionMessage;
@@ -182,12 +182,21 @@ fn every_message_shape_reads_back_and_anything_else_is_ignored() {
     }
 }
 
+/// The core's request to refresh `sample_tokens()` at the client's endpoint.
+fn request() -> RefreshRequest {
+    RefreshRequest {
+        base: sample_tokens(),
+        endpoint: None,
+        abort_after_ms: 1_000,
+    }
+}
+
 fn custom(body: &str) -> BrowserRefresh {
     BrowserRefresh {
         token_endpoint: "https://idp.example/token".into(),
         client_id: "spa".into(),
         custom: Some(Function::new_with_args("ctx", body)),
-        settle_cap_ms: 1_000,
+        abort_after_ms: 1_000,
         dpop_keys: std::rc::Rc::new(BrowserDpopKeys::in_memory("https://idp.example", "spa")),
         nonces: std::rc::Rc::default(),
         atproto: None,
@@ -200,7 +209,7 @@ async fn a_custom_refresh_gets_the_refresh_token_and_its_answer_is_a_bearer_resp
         "if (ctx.refreshToken !== 'rt-1' || ctx.clientId !== 'spa') throw new Error('bad ctx');
          return Promise.resolve({ access_token: 'at-2', refresh_token: 'rt-2', expires_in: 60 });",
     );
-    let answer = transport.refresh(&sample_tokens()).await.unwrap();
+    let answer = transport.refresh(&request()).await.unwrap();
     assert!(matches!(answer, RefreshAnswer::App(Ok(_))), "{answer:?}");
     // Read by the core as the session's kind.
     let fresh = answer.token_set(1_000, &sample_tokens()).unwrap();
@@ -212,19 +221,19 @@ async fn a_custom_refresh_gets_the_refresh_token_and_its_answer_is_a_bearer_resp
 #[wasm_bindgen_test]
 async fn a_custom_refresh_that_throws_is_refresh_failed_and_an_error_answer_is_the_servers() {
     let thrown = custom("throw new TypeError('offline')")
-        .refresh(&sample_tokens())
+        .refresh(&request())
         .await
         .unwrap_err();
     assert_eq!(thrown.code(), "refresh_failed");
     assert!(thrown.to_string().contains("offline"));
     let refused = custom("return { error: 'invalid_grant' }")
-        .refresh(&sample_tokens())
+        .refresh(&request())
         .await
         .unwrap();
     let error = refused.token_set(1_000, &sample_tokens()).unwrap_err();
     assert_eq!(error.code(), "invalid_grant");
     assert!(matches!(error, Error::TokenEndpoint { status: 400, .. }));
-    let unreadable = custom("return 42").refresh(&sample_tokens()).await.unwrap();
+    let unreadable = custom("return 42").refresh(&request()).await.unwrap();
     let error = unreadable.token_set(1_000, &sample_tokens()).unwrap_err();
     assert_eq!(error.code(), "malformed_token_response");
 }

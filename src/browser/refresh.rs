@@ -12,13 +12,13 @@ use crate::browser::from_js::from_js;
 use crate::browser::js_error::describe;
 use crate::browser::js_error::to_js;
 use crate::browser::platform::{BrowserPlatform, NoRedirects};
-use crate::core::atproto::Resolver;
-use crate::core::atproto_login::refresh_endpoint;
+use crate::core::atproto::{Account, Resolver};
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor};
 use crate::core::ports::DpopKeys;
-use crate::core::ports::RefreshTransport;
+use crate::core::ports::{RefreshRequest, RefreshTransport};
 use crate::core::refresh_answer::{AppRefreshCall, RefreshAnswer};
 use crate::core::refresh_grant::RefreshGrant;
+use crate::core::resolution::verify_subject;
 use crate::core::{Error, RawTokenResponse, TokenSet};
 
 /// How this client refreshes.
@@ -29,38 +29,27 @@ pub struct BrowserRefresh {
     pub client_id: String,
     /// The app's `refresh(ctx)`, if it brought one.
     pub custom: Option<Function>,
-    /// The standard request is aborted only once the core has given up on
-    /// it ([`RefreshPolicy::settle_cap_ms`](crate::core::session::RefreshPolicy::settle_cap_ms)):
-    /// an answer that comes after the callers' timeout still carries the
-    /// rotated refresh token. Aborting then frees the connection.
-    pub settle_cap_ms: u32,
+    /// The longest any of the account check's requests may take
+    /// ([`RefreshPolicy::abort_after_ms`](crate::core::session::RefreshPolicy::abort_after_ms));
+    /// the core stops waiting for the check sooner.
+    pub abort_after_ms: u32,
     /// The client's DPoP keys: a bound session's refresh is signed.
     pub dpop_keys: Rc<BrowserDpopKeys>,
     /// The servers' DPoP nonces.
     pub nonces: Rc<NonceBook>,
-    /// `profile: "atproto"`: the account is checked again before each
-    /// refresh, and refreshes at its own server.
+    /// `profile: "atproto"`: an account's session is checked again before
+    /// each refresh ([`RefreshTransport::check_account`]).
     pub atproto: Option<Resolver>,
 }
 
 impl RefreshTransport for BrowserRefresh {
-    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
-        let platform = BrowserPlatform {
-            request_timeout_ms: self.settle_cap_ms,
-        };
-        let token_endpoint = refresh_endpoint(
-            &NoRedirects(&platform),
-            self.atproto.as_ref(),
-            current.atproto.as_deref(),
-            &self.token_endpoint,
-        )
-        .await?;
+    async fn refresh(&self, request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
+        let token_endpoint = request.endpoint.as_deref().unwrap_or(&self.token_endpoint);
         match &self.custom {
             None => {
                 let grant = RefreshGrant {
                     http: &BrowserPlatform {
-                        // A little past the core's cap, so the core names it.
-                        request_timeout_ms: self.settle_cap_ms.saturating_add(1_000),
+                        request_timeout_ms: request.abort_after_ms,
                     },
                     token_endpoint,
                     client_id: &self.client_id,
@@ -69,10 +58,32 @@ impl RefreshTransport for BrowserRefresh {
                         nonces: &self.nonces,
                     },
                 };
-                grant.refresh(current).await
+                grant.refresh(request).await
             }
-            Some(function) => self.call_custom(function, current, token_endpoint).await,
+            Some(function) => {
+                self.call_custom(function, &request.base, token_endpoint)
+                    .await
+            }
         }
+    }
+
+    fn checks_accounts(&self) -> bool {
+        self.atproto.is_some()
+    }
+
+    async fn check_account(&self, account: &Account) -> Result<(), Error> {
+        let Some(resolver) = &self.atproto else {
+            return Ok(());
+        };
+        // Bounded by the core's wait; the resolution's own requests follow
+        // no redirect.
+        let platform = BrowserPlatform {
+            request_timeout_ms: self.abort_after_ms,
+        };
+        let resolving = NoRedirects(&platform);
+        verify_subject(&resolving, resolver, &account.did, &account.issuer)
+            .await
+            .map(drop)
     }
 }
 

@@ -20,13 +20,16 @@
 //! 5. Tokens refused by rule 4 were issued: they are revoked and their key
 //!    deleted before the error is returned. A login that fails before the
 //!    exchange deletes its key.
+//! 6. A session refreshes at its account's own server, once the account's
+//!    document still names a PDS that names the server (checked before
+//!    every refresh: the [`RefreshMachine`]'s `CheckAccount`).
+//!
+//! [`RefreshMachine`]: crate::core::refresh_machine::RefreshMachine
 
 use crate::core::atproto::{self, Account, Resolver};
 use crate::core::discovery::Endpoints;
 use crate::core::login::{ClientConfig, LoginResult};
 use crate::core::origin::Origin;
-use crate::core::platform::Http;
-use crate::core::resolution;
 use crate::core::{Error, ProviderMetadata};
 
 /// Rule 1: the account to sign in, checked against the profile. `None`
@@ -73,27 +76,6 @@ pub fn client_endpoints(account: Option<&Account>) -> Endpoints {
 pub fn on_pds_of(account: &Account, url: &str) -> bool {
     let origin = Origin::of_url(url);
     origin.is_some() && origin == Origin::of_url(&account.pds)
-}
-
-/// Where a session refreshes. An atproto session refreshes at its
-/// account's own server, and only once that server may still sign the
-/// account in: the account's DID document still names a PDS that names the
-/// server (the account may have moved since; `issuer_mismatch` or a
-/// resolution error otherwise, and no refresh token leaves). Any other
-/// session refreshes at the client's `configured` token endpoint.
-pub async fn refresh_endpoint<'a, H: Http>(
-    resolving: &H,
-    resolver: Option<&Resolver>,
-    account: Option<&'a Account>,
-    configured: &'a str,
-) -> Result<&'a str, Error> {
-    match (resolver, account) {
-        (Some(resolver), Some(account)) => {
-            resolution::verify_subject(resolving, resolver, &account.did, &account.issuer).await?;
-            Ok(account.token_endpoint.as_str())
-        }
-        _ => Ok(configured),
-    }
 }
 
 /// Rule 2: the configuration of a login to the authorization server

@@ -7,6 +7,7 @@ use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
 use crate::core::jwks::JwksCache;
 use crate::core::login_profile::Logins;
 use crate::core::ports::DpopKeys;
+use crate::core::resolution::verify_subject;
 use crate::core::PkceVerifier;
 
 pub(crate) const NOW: u64 = 1_700_000_000_000;
@@ -317,42 +318,23 @@ fn only_the_accounts_pds_origin_is_its_own() {
     assert!(!on_pds_of(&account(), "not a url"));
 }
 
-const CONFIGURED: &str = "https://client.example/token";
+// Where a session refreshes, and that the account is checked first, is the
+// refresh machine's (`refresh_machine_tests.rs`); the check itself:
 
 #[test]
-fn a_session_without_an_account_refreshes_where_the_client_says() {
-    let platform = FakePlatform::at(NOW); // scripted with no request at all
-    let endpoint = block_on(refresh_endpoint(
-        &platform,
-        Some(&resolver()),
-        None,
-        CONFIGURED,
-    ));
-    assert_eq!(endpoint.unwrap(), CONFIGURED);
-    let account = account();
-    let oidc = block_on(refresh_endpoint(
-        &platform,
-        None,
-        Some(&account),
-        CONFIGURED,
-    ));
-    assert_eq!(oidc.unwrap(), CONFIGURED, "no profile, no account check");
-}
-
-#[test]
-fn an_account_still_at_its_server_refreshes_there() {
+fn an_account_still_at_its_server_passes_its_check_before_a_refresh() {
     let platform = FakePlatform::at(NOW);
     expect_account(&platform, AS);
     let (account, resolver) = (account(), resolver());
-    let endpoint = refresh_endpoint(&platform, Some(&resolver), Some(&account), CONFIGURED);
-    assert_eq!(block_on(endpoint).unwrap(), TOKEN);
+    let checked = verify_subject(&platform, &resolver, &account.did, &account.issuer);
+    assert!(block_on(checked).is_ok());
 }
 
 #[test]
-fn an_account_that_moved_to_another_server_does_not_refresh() {
+fn an_account_that_moved_to_another_server_fails_its_check_before_a_refresh() {
     let platform = FakePlatform::at(NOW);
     expect_account(&platform, "https://elsewhere.example");
     let (account, resolver) = (account(), resolver());
-    let endpoint = refresh_endpoint(&platform, Some(&resolver), Some(&account), CONFIGURED);
-    assert_eq!(block_on(endpoint).unwrap_err().code(), "issuer_mismatch");
+    let checked = verify_subject(&platform, &resolver, &account.did, &account.issuer);
+    assert_eq!(block_on(checked).unwrap_err().code(), "issuer_mismatch");
 }

@@ -6,6 +6,7 @@
 //! impl" pattern. The traits are not `Send`: wasm in a tab is single-threaded.
 #![allow(async_fn_in_trait)]
 
+use crate::core::atproto::Account;
 use crate::core::authorize::PendingTransaction;
 use crate::core::error::Error;
 use crate::core::message::{EndReason, SessionMessage};
@@ -58,9 +59,41 @@ pub trait Broadcast {
 /// How a refresh is performed: the standard refresh-token grant or the
 /// app's own request. Locking, persisting and broadcasting stay the core's.
 pub trait RefreshTransport {
-    /// Exchanges `current`'s refresh token for a token response, as it
-    /// came ([`RefreshAnswer`]: the core reads it).
-    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error>;
+    /// Sends `request` (its set's refresh token exchanged for a token
+    /// response) and hands back the answer as it came ([`RefreshAnswer`]:
+    /// the core reads it).
+    async fn refresh(&self, request: &RefreshRequest) -> Result<RefreshAnswer, Error>;
+
+    /// Whether the sessions of an AT Protocol account are checked again
+    /// before each refresh ([`check_account`](Self::check_account)): only a
+    /// client with the `atproto` profile does.
+    fn checks_accounts(&self) -> bool {
+        false
+    }
+
+    /// Checks that `account` is still one its authorization server may
+    /// sign in (its DID document names a PDS that names the server). Asked
+    /// only where [`checks_accounts`](Self::checks_accounts) says so.
+    async fn check_account(&self, _account: &Account) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// One refresh request, as the core decided it
+/// ([`RefreshMachine`](crate::core::refresh_machine::RefreshMachine)).
+#[derive(Debug)]
+pub struct RefreshRequest {
+    /// The set whose refresh token is exchanged.
+    pub base: TokenSet,
+    /// Where: the AT Protocol account's own token endpoint, or `None` for
+    /// the client's.
+    pub endpoint: Option<String>,
+    /// When the transport aborts the request (ms): only after the core has
+    /// given up on it ([`RefreshPolicy::abort_after_ms`]), since a late
+    /// answer still carries the rotated refresh token.
+    ///
+    /// [`RefreshPolicy::abort_after_ms`]: crate::core::session::RefreshPolicy::abort_after_ms
+    pub abort_after_ms: u32,
 }
 
 /// Work the core hands off to run on its own, past the call that started it.

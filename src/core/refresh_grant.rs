@@ -3,9 +3,9 @@
 //! [`RefreshTransport`]: the default when the app brings no `refresh`.
 
 use crate::core::dpop::Dpop;
-use crate::core::ports::{Clock, Crypto, DpopKeys, Http, RefreshTransport};
+use crate::core::ports::{Clock, Crypto, DpopKeys, Http, RefreshRequest, RefreshTransport};
 use crate::core::refresh_answer::RefreshAnswer;
-use crate::core::{refresh_params, Error, RawTokenResponse, TokenSet};
+use crate::core::{refresh_params, Error, RawTokenResponse};
 
 /// `POST token_endpoint` with `grant_type=refresh_token`; signed with the
 /// session's DPoP key when its tokens are bound to one (a bound refresh
@@ -22,7 +22,8 @@ pub struct RefreshGrant<'a, H, K> {
 }
 
 impl<H: Http + Clock + Crypto, K: DpopKeys> RefreshTransport for RefreshGrant<'_, H, K> {
-    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
+    async fn refresh(&self, request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
+        let current = &request.base;
         let refresh_token = current
             .refresh_token
             .as_ref()
@@ -31,7 +32,7 @@ impl<H: Http + Clock + Crypto, K: DpopKeys> RefreshTransport for RefreshGrant<'_
         let form = refresh_params(refresh_token, self.client_id, None);
         // A bound refresh token is refused without a proof of its key.
         let bound_to = current.dpop_jkt.as_deref();
-        let endpoint = self.token_endpoint;
+        let endpoint = request.endpoint.as_deref().unwrap_or(self.token_endpoint);
         let reply = self
             .dpop
             .post_form::<H, RawTokenResponse>(self.http, bound_to, endpoint, &form);
@@ -45,6 +46,7 @@ mod tests {
     use super::*;
     use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
     use crate::core::secret::{AccessToken, RefreshToken};
+    use crate::core::TokenSet;
 
     const TOKEN_URL: &str = "https://idp.example/token";
     const FORM: &[(&str, &str)] = &[
@@ -72,13 +74,26 @@ mod tests {
     }
 
     fn refresh(platform: &FakePlatform, current: &TokenSet) -> Result<u16, Error> {
+        refresh_at(platform, current, None)
+    }
+
+    fn refresh_at(
+        platform: &FakePlatform,
+        current: &TokenSet,
+        endpoint: Option<&str>,
+    ) -> Result<u16, Error> {
         let grant = RefreshGrant {
             http: platform,
             token_endpoint: TOKEN_URL,
             client_id: "spa",
             dpop: platform.dpop(),
         };
-        block_on(grant.refresh(current)).map(|answer| match answer {
+        let request = RefreshRequest {
+            base: current.clone(),
+            endpoint: endpoint.map(str::to_owned),
+            abort_after_ms: 61_000,
+        };
+        block_on(grant.refresh(&request)).map(|answer| match answer {
             RefreshAnswer::Server(reply) => reply.status,
             RefreshAnswer::App(_) => panic!("the grant's answer is the server's"),
         })
@@ -89,6 +104,14 @@ mod tests {
         let platform = FakePlatform::at(0);
         platform.expect_post(TOKEN_URL, FORM, 200, BODY);
         assert_eq!(refresh(&platform, &set(None)), Ok(200));
+    }
+
+    #[test]
+    fn an_accounts_session_refreshes_at_the_endpoint_the_core_chose() {
+        let platform = FakePlatform::at(0);
+        let own = "https://pds.example/oauth/token";
+        platform.expect_post(own, FORM, 200, BODY);
+        assert_eq!(refresh_at(&platform, &set(None), Some(own)), Ok(200));
     }
 
     #[test]

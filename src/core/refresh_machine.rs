@@ -10,6 +10,7 @@
 //! token, that set *is* the session — it is written before its new ID
 //! token is checked, and only a sign-out or a later login stops it.
 
+use crate::core::ports::RefreshRequest;
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::session::{
     is_newer, needs_refresh, EndReason, RefreshPolicy, Session, SessionMessage, TokenSource,
@@ -44,6 +45,10 @@ enum Stage {
     },
     ReadingEndReason {
         now: u64,
+    },
+    /// An AT Protocol account checked again before its refresh.
+    CheckingAccount {
+        base: TokenSet,
     },
     Sending {
         base: TokenSet,
@@ -86,6 +91,9 @@ pub struct RefreshMachine {
     held: AccessToken,
     policy: RefreshPolicy,
     keeps_id_tokens: bool,
+    /// AT Protocol: an account's session is refreshed at its own server,
+    /// once the account is checked again.
+    checks_accounts: bool,
     /// The session's end count when the refresh began: a change means it
     /// ended (signed out, expired) while the refresh was out.
     ends_before: u64,
@@ -95,17 +103,21 @@ pub struct RefreshMachine {
 impl RefreshMachine {
     /// A refresh of `held`, the access token this tab found stale or
     /// rejected, and its first step: the lock. Without `keeps_id_tokens`
-    /// (no `openid`) no ID token is kept.
+    /// (no `openid`) no ID token is kept; with `checks_accounts` (the
+    /// `atproto` profile) an account's session is refreshed at the
+    /// account's own server once the account is checked again.
     pub fn start(
         held: AccessToken,
         policy: RefreshPolicy,
         keeps_id_tokens: bool,
+        checks_accounts: bool,
         session: &Session,
     ) -> (Self, Step) {
         let machine = RefreshMachine {
             held,
             policy,
             keeps_id_tokens,
+            checks_accounts,
             ends_before: session.ends(),
             stage: Stage::Locking,
         };
@@ -138,6 +150,12 @@ impl SessionMachine for RefreshMachine {
                 };
                 Step::done(vec![Act::End { reason, at: now }], Err(error))
             }
+            (Stage::CheckingAccount { base }, Input::AccountChecked(checked)) => match checked {
+                Ok(()) => self.send(base),
+                // Nothing was sent: a failed check is the call's error, and
+                // the session stays as it is.
+                Err(error) => Step::done(vec![], Err(error)),
+            },
             (Stage::Sending { base }, Input::Slow) => {
                 // Past the timeout the callers stop waiting, but the request
                 // is not abandoned: the server may already have rotated, and
@@ -514,9 +532,35 @@ impl RefreshMachine {
         if let Some(error) = session.backing_off(now) {
             return Step::done(vec![], Err(error));
         }
-        self.stage = Stage::Sending { base: base.clone() };
+        if let Some(account) = base.atproto.as_deref().filter(|_| self.checks_accounts) {
+            // The account may have moved to another server, or its
+            // document may no longer name this one: checked before its
+            // refresh token is presented anywhere.
+            let account = account.clone();
+            self.stage = Stage::CheckingAccount { base };
+            return Step::wait(Wait::CheckAccount {
+                account,
+                ms: self.policy.timeout_ms,
+            });
+        }
+        self.send(base)
+    }
+
+    /// Sends the refresh of `base`: to its account's own token endpoint
+    /// (AT Protocol), else to the client's.
+    fn send(&mut self, base: TokenSet) -> Step {
+        let endpoint = match base.atproto.as_deref() {
+            Some(account) if self.checks_accounts => Some(account.token_endpoint.clone()),
+            _ => None,
+        };
+        let request = RefreshRequest {
+            base: base.clone(),
+            endpoint,
+            abort_after_ms: self.policy.abort_after_ms(),
+        };
+        self.stage = Stage::Sending { base };
         Step::wait(Wait::Send {
-            base,
+            request,
             ms: self.policy.timeout_ms,
         })
     }

@@ -68,7 +68,7 @@ fn rotated(id: Option<&str>) -> Input {
 /// and asked for the stored set.
 fn in_lock(held: &TokenSet, session: &Session) -> RefreshMachine {
     let (mut machine, first) =
-        RefreshMachine::start(held.access_token.clone(), POLICY, true, session);
+        RefreshMachine::start(held.access_token.clone(), POLICY, true, false, session);
     assert_eq!(show(&first), "lock 20000");
     assert_eq!(
         show(&on(&mut machine, Input::Locked(Ok(())), session)),
@@ -101,7 +101,8 @@ fn sent(session: &Session) -> RefreshMachine {
 #[test]
 fn no_lock_fails_with_why() {
     let session = Session::new(Some(stale()));
-    let (mut machine, _) = RefreshMachine::start(stale().access_token, POLICY, true, &session);
+    let (mut machine, _) =
+        RefreshMachine::start(stale().access_token, POLICY, true, false, &session);
     let step = on(
         &mut machine,
         Input::Locked(Err(Error::LockUnavailable)),
@@ -493,7 +494,7 @@ fn a_session_found_ended_ends_here_as_of_the_moment_the_lock_was_taken() {
     // this end, so its broadcast is still adopted here.
     let session = Session::new(Some(stale()));
     let held = stale().access_token;
-    let (mut machine, _) = RefreshMachine::start(held, POLICY, true, &session);
+    let (mut machine, _) = RefreshMachine::start(held, POLICY, true, false, &session);
     machine.on(Input::Locked(Ok(())), &session, NOW);
     machine.on(Input::Loaded(Ok(None)), &session, NOW + 4_000);
     let step = machine.on(Input::EndReason(None), &session, NOW + 8_000);
@@ -599,7 +600,7 @@ fn without_openid_no_id_token_is_kept_or_checked() {
     let session = Session::new(Some(stale()));
     let held = stale();
     let (mut machine, _) =
-        RefreshMachine::start(held.access_token.clone(), POLICY, false, &session);
+        RefreshMachine::start(held.access_token.clone(), POLICY, false, false, &session);
     let inputs = vec![
         Input::Locked(Ok(())),
         Input::Loaded(Ok(Some(held.clone()))),
@@ -634,4 +635,93 @@ fn retry_after_is_capped() {
     let (until, _) = back_off(&error, NOW).unwrap();
     assert_eq!(until, NOW + MAX_RETRY_AFTER_MS);
     assert!(back_off(&Error::RefreshTimeout, NOW).is_none());
+}
+
+/// `stale()` of an AT Protocol account whose own server is `pds.example`.
+fn account_set() -> TokenSet {
+    TokenSet {
+        atproto: Some(Box::new(crate::core::atproto::Account {
+            did: "did:plc:alice".into(),
+            handle: None,
+            pds: "https://pds.example".into(),
+            issuer: "https://pds.example".into(),
+            token_endpoint: "https://pds.example/oauth/token".into(),
+            revocation_endpoint: None,
+        })),
+        ..stale()
+    }
+}
+
+/// A machine for `held` that checks accounts (the `atproto` profile), in
+/// the lock and asked for the stored set.
+fn checking_accounts(held: &TokenSet, session: &Session) -> RefreshMachine {
+    let (mut machine, _) =
+        RefreshMachine::start(held.access_token.clone(), POLICY, true, true, session);
+    assert_eq!(
+        show(&on(&mut machine, Input::Locked(Ok(())), session)),
+        "load"
+    );
+    machine
+}
+
+#[test]
+fn an_account_is_checked_again_then_refreshed_at_its_own_server() {
+    let held = account_set();
+    let session = Session::new(Some(held.clone()));
+    let mut machine = checking_accounts(&held, &session);
+    let steps = run(
+        &mut machine,
+        &session,
+        vec![Input::Loaded(Ok(Some(held))), Input::AccountChecked(Ok(()))],
+    );
+    assert_eq!(
+        steps,
+        [
+            "check account did:plc:alice 10000",
+            "send rt-1 10000 to https://pds.example/oauth/token",
+        ]
+    );
+}
+
+#[test]
+fn an_account_that_fails_its_check_sends_nothing_and_keeps_its_session() {
+    let held = account_set();
+    let session = Session::new(Some(held.clone()));
+    let mut machine = checking_accounts(&held, &session);
+    let moved = Error::DidResolution {
+        reason: "the account's PDS names another server".into(),
+    };
+    let steps = run(
+        &mut machine,
+        &session,
+        vec![
+            Input::Loaded(Ok(Some(held))),
+            Input::AccountChecked(Err(moved)),
+        ],
+    );
+    // No `clear`, no `end`: only the call fails.
+    assert_eq!(
+        steps,
+        [
+            "check account did:plc:alice 10000",
+            "fail did_resolution_failed"
+        ]
+    );
+}
+
+#[test]
+fn a_set_without_an_account_is_refreshed_at_once_by_a_client_that_checks_accounts() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking_accounts(&stale(), &session);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(stale()))), &session);
+    assert_eq!(show(&step), "send rt-1 10000");
+}
+
+#[test]
+fn without_the_profile_an_account_s_set_refreshes_at_the_client_s_endpoint() {
+    let held = account_set();
+    let session = Session::new(Some(held.clone()));
+    let mut machine = in_lock(&held, &session);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(held))), &session);
+    assert_eq!(show(&step), "send rt-1 10000");
 }

@@ -13,7 +13,8 @@ use std::pin::Pin;
 use crate::core::dpop::DpopKeys;
 use crate::core::drive::{drive, Next, Perform};
 use crate::core::ports::{
-    Background, Broadcast, Clock, RefreshTransport, SessionLock, SessionStore, Timer,
+    Background, Broadcast, Clock, RefreshRequest, RefreshTransport, SessionLock, SessionStore,
+    Timer,
 };
 use crate::core::race::within;
 use crate::core::refresh_answer::RefreshAnswer;
@@ -180,8 +181,14 @@ where
     /// This tab's refresh of `held` under the lock ([`RefreshMachine`]).
     async fn refresh_in_lock(&self, held: &AccessToken) -> Result<TokenSet, Error> {
         let keeps_id_tokens = self.check.keeps_id_tokens();
-        let (mut machine, first) =
-            RefreshMachine::start(held.clone(), self.policy, keeps_id_tokens, self.session);
+        let checks_accounts = self.transport.checks_accounts();
+        let (mut machine, first) = RefreshMachine::start(
+            held.clone(),
+            self.policy,
+            keeps_id_tokens,
+            checks_accounts,
+            self.session,
+        );
         self.drive(&mut machine, first)
             .await?
             .ok_or(Error::NotAuthenticated)
@@ -223,7 +230,7 @@ where
     fn operation<'s, 'r: 's>(
         &'r self,
         wait: Wait,
-        sent: &'r OnceCell<TokenSet>,
+        sent: &'r OnceCell<RefreshRequest>,
         request: &'s RefCell<Option<Request<'r>>>,
         lock: &'s RefCell<Option<L::Guard>>,
     ) -> Result<(Operation<'s>, Option<(u32, fn() -> Input)>), Result<Option<TokenSet>, Error>>
@@ -260,9 +267,18 @@ where
                 Box::pin(async { Input::EndReason(self.store.end_reason().await) }),
                 Some((store_bound, || Input::EndReason(None))),
             ),
-            Wait::Send { base, ms } => {
-                let base: &TokenSet = sent.get_or_init(|| base);
-                *request.borrow_mut() = Some(Box::pin(self.transport.refresh(base)));
+            Wait::CheckAccount { account, ms } => (
+                Box::pin(async move {
+                    Input::AccountChecked(self.transport.check_account(&account).await)
+                }),
+                Some((ms, || Input::AccountChecked(Err(Error::RefreshTimeout)))),
+            ),
+            Wait::Send {
+                request: sending,
+                ms,
+            } => {
+                let sending: &RefreshRequest = sent.get_or_init(|| sending);
+                *request.borrow_mut() = Some(Box::pin(self.transport.refresh(sending)));
                 (Box::pin(answer), Some((ms, || Input::Slow)))
             }
             Wait::KeepWaiting { ms } => (
@@ -360,8 +376,8 @@ where
 /// the wait, bounded. It decides nothing.
 struct Performer<'r, 'a, P, S, L: SessionLock, B, R, C> {
     refresher: &'r Refresher<'a, P, S, L, B, R, C>,
-    /// The set the request was sent from, kept while it is out.
-    sent: &'r OnceCell<TokenSet>,
+    /// The request sent, kept while it is out.
+    sent: &'r OnceCell<RefreshRequest>,
     /// The lock's guard, once taken (let go before the request on drop).
     lock: RefCell<Option<L::Guard>>,
     /// The refresh request, once sent: kept across steps.

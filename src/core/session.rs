@@ -152,13 +152,27 @@ impl RefreshPolicy {
     pub fn of(leeway_seconds: u32, timeout_seconds: u32, jitter: u8) -> RefreshPolicy {
         let leeway_ms = u64::from(leeway_seconds) * 1000;
         let max_jitter = (leeway_ms / 5).min(5_000);
-        let timeout_ms = timeout_seconds.saturating_mul(1000);
+        let timeout_ms = Self::timeout_ms_of(timeout_seconds);
         RefreshPolicy {
             leeway_ms: leeway_ms + max_jitter * u64::from(jitter) / 255,
             timeout_ms,
             settle_cap_ms: SETTLE_CAP_MS.max(timeout_ms.saturating_mul(2)),
             lock_wait_ms: timeout_ms.saturating_mul(LOCK_WAIT_TIMEOUTS),
         }
+    }
+
+    /// `refreshTimeoutSeconds` in ms: a refresh's wait, and the deadline of
+    /// every other request latchkey makes (discovery, code exchange, keys,
+    /// UserInfo, revocation), so that `create()` and a login cannot hang.
+    pub fn timeout_ms_of(timeout_seconds: u32) -> u32 {
+        timeout_seconds.saturating_mul(1000)
+    }
+
+    /// When the transport aborts a refresh request: a little past the
+    /// settle cap, so that the core, which gives up at the cap, names the
+    /// failure (`refresh_timeout`); aborting then frees the connection.
+    pub fn abort_after_ms(&self) -> u32 {
+        self.settle_cap_ms.saturating_add(1_000)
     }
 }
 

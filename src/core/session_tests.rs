@@ -11,7 +11,9 @@ use crate::core::fakes::{
     block_on, FakeBroadcast, FakeDpopKeys, FakeLock, FakePlatform, FullStore, Task, Tasks,
 };
 use crate::core::memory_store::MemorySessionStore;
-use crate::core::ports::{Background, HttpReply, RefreshTransport, SessionLock, SessionStore};
+use crate::core::ports::{
+    Background, HttpReply, RefreshRequest, RefreshTransport, SessionLock, SessionStore,
+};
 use crate::core::race::both;
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::refresh_grant::RefreshGrant;
@@ -467,8 +469,11 @@ struct SiblingRotatesFirst<'a> {
 }
 
 impl RefreshTransport for SiblingRotatesFirst<'_> {
-    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
-        assert_eq!(current.refresh_token.as_ref().unwrap().secret(), "rt-1");
+    async fn refresh(&self, request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
+        assert_eq!(
+            request.base.refresh_token.as_ref().unwrap().secret(),
+            "rt-1"
+        );
         self.store.save_tokens(&self.sibling).await?;
         Ok(RefreshAnswer::Server(HttpReply {
             status: 400,
@@ -1106,7 +1111,7 @@ struct SignOutMidRequest<'a> {
 }
 
 impl RefreshTransport for SignOutMidRequest<'_> {
-    async fn refresh(&self, _current: &TokenSet) -> Result<RefreshAnswer, Error> {
+    async fn refresh(&self, _request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
         self.store.clear_tokens(EndReason::SignedOut).await?;
         self.session.end(EndReason::SignedOut, NOW);
         Ok(RefreshAnswer::Server(HttpReply {
@@ -1280,8 +1285,11 @@ impl<'a> SlowAnswer<'a> {
 }
 
 impl RefreshTransport for SlowAnswer<'_> {
-    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
-        assert_eq!(current.refresh_token.as_ref().unwrap().secret(), "rt-1");
+    async fn refresh(&self, request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
+        assert_eq!(
+            request.base.refresh_token.as_ref().unwrap().secret(),
+            "rt-1"
+        );
         (self.during)();
         for _ in 0..self.yields {
             crate::core::fakes::yield_now().await;

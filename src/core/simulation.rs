@@ -39,8 +39,8 @@ use crate::core::fakes::{raw_reply, read_body, FakeDpopKeys};
 use crate::core::memory_store::MemorySessionStore;
 use crate::core::message::EndReason;
 use crate::core::ports::{
-    Background, Broadcast, Clock, Crypto, DpopKeys, Http, HttpReply, RefreshTransport, SessionLock,
-    SessionStore, Timer,
+    Background, Broadcast, Clock, Crypto, DpopKeys, Http, HttpReply, RefreshRequest,
+    RefreshTransport, SessionLock, SessionStore, Timer,
 };
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::refresh_grant::RefreshGrant;
@@ -407,7 +407,7 @@ impl Broadcast for TabPorts<'_> {
 impl RefreshTransport for TabPorts<'_> {
     /// The standard refresh request, through the core's own grant (and
     /// DPoP, when the set is bound) to the simulated server.
-    async fn refresh(&self, current: &TokenSet) -> Result<RefreshAnswer, Error> {
+    async fn refresh(&self, request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
         let grant = RefreshGrant {
             http: self,
             token_endpoint: TOKEN_URL,
@@ -417,7 +417,7 @@ impl RefreshTransport for TabPorts<'_> {
                 nonces: &self.world.nonces[self.tab],
             },
         };
-        grant.refresh(current).await
+        grant.refresh(request).await
     }
 }
 

@@ -10,7 +10,9 @@
 //! [`SignIn`]: crate::core::sign_in_out::SignIn
 //! [`SignOut`]: crate::core::sign_in_out::SignOut
 
+use crate::core::atproto::Account;
 use crate::core::drive::{Machine, Next};
+use crate::core::ports::RefreshRequest;
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::session::{EndReason, Session, SessionMessage, TokenSource};
 use crate::core::{Error, TokenSet};
@@ -76,12 +78,21 @@ pub enum Wait {
     Load,
     /// Why the store was cleared → [`Input::EndReason`].
     EndReason,
-    /// The refresh request from `base`, awaited for at most `ms` →
-    /// [`Input::Answer`] or, when `ms` passed first, [`Input::Slow`] (the
-    /// request is not dropped).
+    /// An AT Protocol account checked again before its session is
+    /// refreshed, for at most `ms` → [`Input::AccountChecked`]
+    /// (`refresh_timeout` when `ms` passed first).
+    CheckAccount {
+        /// The account of the set about to be refreshed.
+        account: Account,
+        /// The longest wait.
+        ms: u32,
+    },
+    /// `request` sent, awaited for at most `ms` → [`Input::Answer`] or,
+    /// when `ms` passed first, [`Input::Slow`] (the request is not
+    /// dropped).
     Send {
-        /// The set refreshed.
-        base: TokenSet,
+        /// The request.
+        request: RefreshRequest,
         /// The longest wait before [`Input::Slow`].
         ms: u32,
     },
@@ -121,6 +132,8 @@ pub enum Input {
     Loaded(Result<Option<TokenSet>, Error>),
     /// Why the store was cleared, if it says.
     EndReason(Option<EndReason>),
+    /// The account's check before the refresh.
+    AccountChecked(Result<(), Error>),
     /// The refresh's answer (the token endpoint's, or the app's `refresh`'s),
     /// or why there is none.
     Answer(Result<RefreshAnswer, Error>),
@@ -234,9 +247,14 @@ pub(crate) mod shown {
             Wait::Lock { ms } => format!("lock {ms}"),
             Wait::Load => "load".into(),
             Wait::EndReason => "end reason".into(),
-            Wait::Send { base, ms } => {
+            Wait::CheckAccount { account, ms } => format!("check account {} {ms}", account.did),
+            Wait::Send { request, ms } => {
+                let base = &request.base;
                 let refresh = base.refresh_token.as_ref().map_or("-", |t| t.secret());
-                format!("send {refresh} {ms}")
+                match &request.endpoint {
+                    Some(endpoint) => format!("send {refresh} {ms} to {endpoint}"),
+                    None => format!("send {refresh} {ms}"),
+                }
             }
             Wait::KeepWaiting { ms } => format!("keep waiting {ms}"),
             Wait::Save(tokens) => format!("save {}", name(tokens)),
