@@ -453,7 +453,11 @@ export interface GetUserOptions {
    * Also fetch the UserInfo endpoint
    * ([OIDC Core §5.3](https://openid.net/specs/openid-connect-core-1_0.html#UserInfo))
    * with the access token (refreshed and retried like `fetchWithAuth`); its
-   * `sub` must be the ID token's (`userinfo_sub_mismatch`).
+   * `sub` must be the ID token's (`userinfo_sub_mismatch`). Its claims are
+   * laid over the ID token's, except those only the verified ID token
+   * speaks for (`iss`, `sub`, `aud`, `azp`, `exp`, `iat`, `nbf`, `jti`,
+   * `nonce`, `auth_time`, `acr`, `amr`, `sid`, `at_hash`, `c_hash`,
+   * `s_hash`, `cnf`).
    */
   userinfo?: boolean;
 }
@@ -587,7 +591,8 @@ export declare class AuthClient {
   /**
    * The signed-in user's verified ID token claims, or `null` when the
    * session has no ID token (no `openid` in scope). Rejects with
-   * `not_authenticated` without a session. The ID token was verified when
+   * `not_authenticated` when nobody is signed in (exactly when
+   * {@link AuthClient.isAuthenticated} says `false`). The ID token was verified when
    * it was received: signature against the issuer's keys (RS256, PS256,
    * ES256), `iss`, `aud`/`azp`, `exp`/`iat`, `nonce`, and on refresh the
    * same `sub` ([OIDC Core §3.1.3.7](https://openid.net/specs/openid-connect-core-1_0.html#IDTokenValidation)).

@@ -615,14 +615,12 @@ async fn access_token(inner: &Inner) -> Result<JsValue, Error> {
 /// What `getUser` does (documented on the export), run by [`run`].
 async fn get_user(inner: &Inner, options: &JsValue) -> Result<JsValue, JsValue> {
     let userinfo = user::wants_userinfo(options).map_err(js_err)?;
-    let tokens = inner
-        .session
-        .tokens()
-        .ok_or_else(|| js_err(Error::NotAuthenticated))?;
+    let tokens = inner.session.tokens();
+    let now = inner.platform.now_ms();
     let configured = inner.config.endpoints.userinfo.as_deref();
     let source = user_source(
         &inner.platform,
-        &tokens,
+        (tokens.as_ref(), now),
         &inner.config.scope,
         configured,
         userinfo,

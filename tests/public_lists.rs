@@ -103,3 +103,24 @@ fn every_create_option_declared_is_read_by_the_parser() {
         );
     }
 }
+
+#[test]
+fn the_claims_userinfo_never_replaces_are_documented_as_the_core_keeps_them() {
+    // The doc of `GetUserOptions.userinfo` names them, each in backticks,
+    // between "except those" and the closing parenthesis.
+    let start = DTS
+        .find("export interface GetUserOptions")
+        .expect("GetUserOptions");
+    let doc = &DTS[start..];
+    let list = &doc[doc.find("speaks for (").expect("the list") + "speaks for (".len()..];
+    let list = &list[..list.find(')').expect("its end")];
+    let documented: BTreeSet<&str> = list
+        .split(',')
+        .map(|item| item.trim().trim_start_matches('*').trim().trim_matches('`'))
+        .collect();
+    let kept: BTreeSet<&str> = latchkey::core::userinfo::ID_TOKEN_ONLY
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(documented, kept);
+}

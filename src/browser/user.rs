@@ -9,7 +9,7 @@ use web_sys::Response;
 
 use crate::browser::options::{flag, reject_unknown};
 use crate::core::drive::{drive, Perform};
-use crate::core::userinfo::{Body, CheckAnswer, ReadBody};
+use crate::core::userinfo::{userinfo_may_set, Body, CheckAnswer, ReadBody};
 use crate::core::Error;
 
 /// `getUser`'s options: `{ userinfo?: boolean }`.
@@ -77,9 +77,17 @@ impl Perform<CheckAnswer<'_>> for BodyReader<'_> {
     fn with(&self) {}
 }
 
-/// The ID token's claims with UserInfo's on top (fresher profile data; the
+/// The ID token's claims with UserInfo's on top (fresher profile data),
+/// except those only the ID token speaks for ([`userinfo_may_set`]; the
 /// `sub` is the same, checked by [`read_userinfo`]).
 pub fn merge(id_claims: &Object, userinfo: &Object) -> Object {
     let merged = Object::assign(&Object::new(), id_claims);
-    Object::assign(&merged, userinfo)
+    for entry in Object::entries(userinfo).iter() {
+        let entry: js_sys::Array = entry.unchecked_into();
+        let name = entry.get(0);
+        if name.as_string().is_some_and(|name| userinfo_may_set(&name)) {
+            let _ = Reflect::set(&merged, &name, &entry.get(1));
+        }
+    }
+    merged
 }

@@ -28,19 +28,24 @@ pub enum UserSource<'a> {
     Nothing,
 }
 
-/// The source of `getUser({ userinfo })` for the session `tokens` of a
-/// client that asked for `scope`, with `configured` its UserInfo endpoint.
-/// Without `openid` the app asked for no ID token: one kept by an earlier
-/// version was never verified, so it is not shown. A token whose claims
-/// cannot be read shows nothing either. UserInfo asked for without an
-/// endpoint is an `invalid_option`.
+/// The source of `getUser({ userinfo })` at `now_ms` for the session
+/// `tokens` of a client that asked for `scope`, with `configured` its
+/// UserInfo endpoint. Only a session that signs the user in
+/// ([`TokenSet::signs_in`], as `isAuthenticated` says) has a user:
+/// otherwise `not_authenticated`. Without `openid` the app asked for no ID
+/// token: one kept by an earlier version was never verified, so it is not
+/// shown. A token whose claims cannot be read shows nothing either.
+/// UserInfo asked for without an endpoint is an `invalid_option`.
 pub fn user_source<'a, J: Json>(
     json: &J,
-    tokens: &'a TokenSet,
+    (tokens, now_ms): (Option<&'a TokenSet>, u64),
     scope: &str,
     configured: Option<&'a str>,
     wants_userinfo: bool,
 ) -> Result<UserSource<'a>, Error> {
+    let tokens = tokens
+        .filter(|tokens| tokens.signs_in(now_ms))
+        .ok_or(Error::NotAuthenticated)?;
     if let Some(account) = &tokens.atproto {
         return Ok(UserSource::Account(account));
     }
@@ -93,7 +98,7 @@ mod tests {
         userinfo: bool,
     ) -> Result<UserSource<'a>, Error> {
         let platform = FakePlatform::default();
-        user_source(&platform, tokens, scope, USERINFO, userinfo)
+        user_source(&platform, (Some(tokens), 0), scope, USERINFO, userinfo)
     }
 
     #[test]
@@ -157,7 +162,26 @@ mod tests {
     fn userinfo_without_an_endpoint_is_an_invalid_option() {
         let platform = FakePlatform::default();
         let set = tokens(Some(&id_token(CLAIMS)));
-        let error = user_source(&platform, &set, "openid", None, true).unwrap_err();
+        let error = user_source(&platform, (Some(&set), 0), "openid", None, true).unwrap_err();
         assert_eq!(error.code(), "invalid_option");
+    }
+
+    #[test]
+    fn without_a_session_there_is_no_user() {
+        let platform = FakePlatform::default();
+        let error = user_source(&platform, (None, 0), "openid", USERINFO, false).unwrap_err();
+        assert_eq!(error.code(), "not_authenticated");
+    }
+
+    #[test]
+    fn a_session_that_no_longer_signs_the_user_in_has_no_user() {
+        // Its access token expired and it has no refresh token: as
+        // `isAuthenticated` says, nobody is signed in.
+        let mut set = tokens(Some(&id_token(CLAIMS)));
+        set.expires_at_ms = Some(1_000);
+        let platform = FakePlatform::default();
+        let at = |now| user_source(&platform, (Some(&set), now), "openid", USERINFO, false);
+        assert!(matches!(at(999), Ok(UserSource::Claims { .. })));
+        assert_eq!(at(1_000).unwrap_err().code(), "not_authenticated");
     }
 }

@@ -10,7 +10,8 @@
 //! head, status 200 and not a signed or encrypted (`application/jwt`)
 //! response ([`check_head`]); then, on its body, JSON, an object, and the
 //! ID token's `sub` ([`check_body`], §5.3.2: otherwise the response must
-//! not be used).
+//! not be used). What the answer may add to the ID token's claims:
+//! [`userinfo_may_set`].
 
 use crate::core::drive::{Machine, Next};
 use crate::core::Error;
@@ -75,6 +76,37 @@ pub fn check_body(body: Body, id_sub: &str) -> Result<(), Error> {
         Body::Object { sub } if sub.as_deref() == Some(id_sub) => Ok(()),
         Body::Object { .. } => Err(Error::UserinfoSubMismatch),
     }
+}
+
+/// The claims only the verified ID token speaks for: who issued it, for
+/// whom, when, and how the user signed in. A UserInfo answer is not signed
+/// (signed ones are refused), so it adds and refreshes profile claims but
+/// never replaces these ([OIDC Core §5.3.2](https://openid.net/specs/openid-connect-core-1_0.html#UserInfoResponse):
+/// only its `sub` is checked, and it equals the ID token's).
+pub const ID_TOKEN_ONLY: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "nonce",
+    "auth_time",
+    "acr",
+    "amr",
+    "sid",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "cnf",
+];
+
+/// Whether a checked UserInfo answer's claim `name` is laid over the ID
+/// token's claims in `getUser({ userinfo: true })`.
+pub fn userinfo_may_set(name: &str) -> bool {
+    !ID_TOKEN_ONLY.contains(&name)
 }
 
 /// Read the answer's body → [`Body`].
@@ -237,5 +269,29 @@ mod tests {
     #[test]
     fn the_same_sub_passes() {
         assert_eq!(check_body(object("u1"), "u1"), Ok(()));
+    }
+
+    #[test]
+    fn userinfo_adds_and_refreshes_profile_claims() {
+        for claim in ["name", "email", "email_verified", "picture", "updated_at"] {
+            assert!(userinfo_may_set(claim), "{claim}");
+        }
+    }
+
+    #[test]
+    fn userinfo_never_replaces_what_the_id_token_speaks_for() {
+        for claim in [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nonce",
+            "auth_time",
+            "acr",
+            "amr",
+        ] {
+            assert!(!userinfo_may_set(claim), "{claim}");
+        }
     }
 }
