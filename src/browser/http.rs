@@ -53,8 +53,8 @@ pub async fn send(url: &str, init: &RequestInit) -> Result<JsonReply, Error> {
         .map_err(network)?;
     let json = js_sys::JSON::parse(&text.as_string().unwrap_or_default());
     // Read whatever the body's type: a DPoP nonce refusal is an `error`.
-    let oauth_error = match (&json, status >= 400) {
-        (Ok(value), true) if value.is_object() => js_sys::Reflect::get(value, &"error".into())
+    let oauth_error = match &json {
+        Ok(value) if value.is_object() => js_sys::Reflect::get(value, &"error".into())
             .ok()
             .and_then(|e| e.as_string()),
         _ => None,
@@ -84,21 +84,14 @@ pub async fn get_json(url: &str, timeout_ms: u32) -> Result<JsonReply, Error> {
     send_within(url, &json_get()?, timeout_ms).await
 }
 
-/// [`get_json`] that follows no redirect (a `network_error`): identity
-/// resolution must not be steered to a host the document did not name.
+/// [`get_json`] that follows no redirect: identity resolution must not be
+/// steered to a host the document did not name.
 pub async fn get_json_no_redirect(url: &str, timeout_ms: u32) -> Result<JsonReply, Error> {
     let init = json_get()?;
+    // A redirect is then an opaque answer (status 0), never followed; what
+    // it means is the core's (`resolve_machine::is_redirect`).
     init.set_redirect(web_sys::RequestRedirect::Manual);
-    // A redirect is then an opaque answer (status 0), never followed.
-    let reply = send_within(url, &init, timeout_ms).await?;
-    if reply.status == 0 || (300..400).contains(&reply.status) {
-        return Err(Error::Network {
-            reason:
-                "the server answered with a redirect, which identity resolution does not follow"
-                    .into(),
-        });
-    }
-    Ok(reply)
+    send_within(url, &init, timeout_ms).await
 }
 
 /// `POST url` with a form-encoded body and, when given, a `DPoP` proof,

@@ -262,6 +262,16 @@ mod tests {
     }
 
     #[test]
+    fn only_a_400_naming_use_dpop_nonce_refuses_the_nonce() {
+        for status in [200, 401, 500] {
+            let mut machine = sent(None);
+            let answer = raw_reply(status, WANTS_NONCE, None);
+            let reply = done(machine.on(Fed::Answered(Ok(answer))));
+            assert_eq!(reply.unwrap().status, status);
+        }
+    }
+
+    #[test]
     fn a_refusal_without_a_nonce_is_not_resent() {
         let mut machine = sent(None);
         let outcome = done(machine.on(Fed::Answered(Ok(raw_reply(400, WANTS_NONCE, None)))));

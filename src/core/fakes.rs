@@ -336,12 +336,11 @@ impl FakePlatform {
 }
 
 /// A server's answer as the browser hands it over: the body as text (the
-/// fakes' [`Http::Body`]), and an error answer's `error` member whatever
-/// the body's type.
+/// fakes' [`Http::Body`]), and its `error` member whatever the body's type
+/// and the status.
 pub fn raw_reply(status: u16, body: &str, dpop_nonce: Option<String>) -> HttpReply<String> {
-    let oauth_error = (status >= 400)
-        .then(|| serde_json::from_str::<serde_json::Value>(body).ok())
-        .flatten()
+    let oauth_error = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
     HttpReply {
         status,

@@ -45,8 +45,10 @@ pub struct HttpReply<T> {
     /// The `DPoP-Nonce` header, when the server sent one
     /// ([RFC 9449 §8](https://www.rfc-editor.org/rfc/rfc9449#section-8)).
     pub dpop_nonce: Option<String>,
-    /// An error answer's OAuth `error` member (status 400 and above), read
-    /// whatever `T` is, so a DPoP nonce refusal is recognised for any body.
+    /// The body's `error` member when it is a string (an OAuth error
+    /// answer's), read whatever `T` is and whatever the status, so a DPoP
+    /// nonce refusal is recognised for any body; what it means with which
+    /// status is the protocol's to say.
     pub oauth_error: Option<String>,
 }
 

@@ -190,3 +190,18 @@ fn an_answer_out_of_order_ends_the_chain() {
     let outcome = done(machine.on(names(AS)));
     assert_eq!(outcome.unwrap_err().code(), "did_resolution_failed");
 }
+
+#[test]
+fn a_redirect_at_any_document_ends_the_chain_unfollowed() {
+    // Status 0 is the browser's opaque redirect (the `GET`s follow none).
+    for status in [0, 301, 302, 307, 308] {
+        let (mut machine, _) = Resolve::login(&resolver(), "alice.test");
+        let redirected = Fed::Handle(reply(status, "{}"));
+        let error = done(machine.on(redirected)).unwrap_err();
+        assert_eq!(error.code(), "network_error", "{status}");
+        assert!(error.to_string().contains("redirect"), "{error}");
+    }
+    let (mut machine, _) = Resolve::login(&resolver(), DID);
+    let error = done(machine.on(Fed::DidDocument(reply(0, "")))).unwrap_err();
+    assert!(error.to_string().contains("redirect"), "{error}");
+}
