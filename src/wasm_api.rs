@@ -521,7 +521,9 @@ fn start(inner: &Rc<Inner>, call: Call) -> Promise {
 async fn run(inner: Rc<Inner>, call: Call) -> Result<JsValue, JsValue> {
     let inner = &*inner;
     let done = match call {
-        Call::LoginUrl(options) => login_url(inner, &options).await.map(|(url, _)| url.into()),
+        Call::LoginUrl(options) => login_url(inner, &options, LEAVES_PAGE)
+            .await
+            .map(|(url, _)| url.into()),
         Call::LoginRequest(options) => login_request(inner, &options).await,
         Call::Login(options) => login(inner, &options).await,
         Call::Callback(url) => handle_redirect_callback(inner, url).await,
@@ -553,7 +555,8 @@ async fn run(inner: Rc<Inner>, call: Call) -> Result<JsValue, JsValue> {
 
 /// What `createLoginRequest` does (documented on the export), run by [`run`].
 async fn login_request(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
-    let (url, state) = login_url(inner, options).await?;
+    // The popup's callback comes back to this page.
+    let (url, state) = login_url(inner, options, !LEAVES_PAGE).await?;
     let request = Object::new();
     let _ = Reflect::set(&request, &"url".into(), &url.into());
     let _ = Reflect::set(&request, &"state".into(), &state.secret().into());
@@ -562,7 +565,7 @@ async fn login_request(inner: &Inner, options: &JsValue) -> Result<JsValue, Erro
 
 /// What `login` does (documented on the export), run by [`run`].
 async fn login(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
-    let (url, _) = login_url(inner, options).await?;
+    let (url, _) = login_url(inner, options, LEAVES_PAGE).await?;
     window()?
         .location()
         .assign(&url)
@@ -1002,9 +1005,20 @@ fn window() -> Result<web_sys::Window, Error> {
         .ok_or_else(|| Error::invalid_option("window", "latchkey runs in a browser window"))
 }
 
+/// A login that navigates away (`login`, `createLoginUrl`) rather than one
+/// whose callback comes back to this page (the popup's).
+const LEAVES_PAGE: bool = true;
+
 /// Starts a login: the authorization URL and the login's `state`.
-async fn login_url(inner: &Inner, options: &JsValue) -> Result<(String, State), Error> {
-    let request = login_options(options)?;
+async fn login_url(
+    inner: &Inner,
+    options: &JsValue,
+    leaves_page: bool,
+) -> Result<(String, State), Error> {
+    let request = LoginRequest {
+        leaves_page,
+        ..login_options(options)?
+    };
     let (dpop, resolving) = (inner.dpop(), NoRedirects(&inner.platform));
     let started = inner.logins(&dpop, &resolving).start(request).await?;
     let StartedLogin {
@@ -1065,6 +1079,8 @@ fn login_options(options: &JsValue) -> Result<LoginRequest, Error> {
         extra_params,
         app_state,
         handle,
+        // Said by the call, not the options (`login_url`).
+        leaves_page: false,
     })
 }
 

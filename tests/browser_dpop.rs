@@ -30,7 +30,7 @@ fn json(part: &str) -> serde_json::Value {
 async fn a_key_is_found_by_thumbprint_signs_verifiable_proofs_and_is_gone_after_deletion() {
     let keys = BrowserDpopKeys::open(ISSUER, "dpop-a").await;
     assert!(
-        keys.persistent(),
+        keys.keeps_keys_across_pages(),
         "IndexedDB is available in the test browser"
     );
     let (jkt, key) = keys.create().await.unwrap();

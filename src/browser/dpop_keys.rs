@@ -91,11 +91,6 @@ impl BrowserDpopKeys {
         }
     }
 
-    /// Whether keys survive a reload and are shared with the other tabs.
-    pub fn persistent(&self) -> bool {
-        self.idb.is_some()
-    }
-
     fn remember(&self, jkt: &str, key: &BrowserDpopKey) {
         let mut memory = self.memory.borrow_mut();
         memory.retain(|(k, _)| k != jkt);
@@ -105,6 +100,12 @@ impl BrowserDpopKeys {
 
 impl DpopKeys for BrowserDpopKeys {
     type Key = BrowserDpopKey;
+
+    /// Keys survive a reload, and are shared with the other tabs, in
+    /// IndexedDB.
+    fn keeps_keys_across_pages(&self) -> bool {
+        self.idb.is_some()
+    }
 
     /// Deletes the key's IndexedDB record; the tab keeps it in memory.
     async fn keep_in_memory_only(&self, jkt: &str) {

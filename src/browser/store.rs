@@ -172,6 +172,8 @@ type Records = RecordStore<Backend, BrowserSealer, BrowserPlatform>;
 pub struct BrowserSessionStore {
     kind: StorageKind,
     records: Records,
+    /// The pending login is in `sessionStorage` (not this page's memory).
+    transactions_kept: bool,
 }
 
 impl BrowserSessionStore {
@@ -197,17 +199,23 @@ impl BrowserSessionStore {
     ) -> Self {
         // The pending login must survive the redirect, and only the tab that
         // started it needs it.
-        let transactions = if web_storage_available(false) {
-            Backend::Session
-        } else {
-            Backend::memory()
+        let transactions_kept = web_storage_available(false);
+        let transactions = match transactions_kept {
+            true => Backend::Session,
+            // A redirect's login is then refused by the core; a popup's
+            // still works.
+            false => Backend::memory(),
         };
         let sealer = BrowserSealer { key };
         let json = BrowserPlatform {
             request_timeout_ms: 0,
         };
         let records = RecordStore::new(issuer, client_id, records, transactions, sealer, json);
-        BrowserSessionStore { kind, records }
+        BrowserSessionStore {
+            kind,
+            records,
+            transactions_kept,
+        }
     }
 
     fn memory(issuer: &str, client_id: &str) -> Self {
@@ -286,5 +294,9 @@ impl SessionStore for BrowserSessionStore {
 
     async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error> {
         self.records.take_transaction().await
+    }
+
+    fn keeps_transactions_across_pages(&self) -> bool {
+        self.transactions_kept
     }
 }

@@ -43,6 +43,11 @@ pub trait DpopKeys {
     /// session stored in memory, whose key was persisted only to survive the
     /// login's redirect. Keys that never leave memory need nothing.
     async fn keep_in_memory_only(&self, _jkt: &str) {}
+    /// Whether a new key survives this page (a login's redirect away and
+    /// back): not where the browser's IndexedDB is unavailable.
+    fn keeps_keys_across_pages(&self) -> bool {
+        true
+    }
 }
 
 /// A DPoP key the browser holds and cannot export

@@ -119,6 +119,7 @@ pub async fn start_login(
         extra_params,
         app_state,
         handle: None,
+        leaves_page: true,
     };
     Ok(logins.start(request).await?.start)
 }

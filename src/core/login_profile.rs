@@ -17,7 +17,7 @@ use crate::core::ports::{SessionStore, SignatureVerifier};
 use crate::core::resolution;
 use crate::core::retirer::Retirer;
 use crate::core::secret::Random32;
-use crate::core::start_machine::{Begun, Need as StartNeed, StartLogin};
+use crate::core::start_machine::{Begun, Departure, Need as StartNeed, StartLogin};
 use crate::core::verify::VerifiedIdToken;
 use crate::core::Error;
 
@@ -96,6 +96,9 @@ pub struct LoginRequest {
     pub app_state: Option<String>,
     /// The atproto account to sign in: a handle or a DID.
     pub handle: Option<String>,
+    /// The login leaves this page (`login`, `createLoginUrl`), rather than
+    /// coming back to it in a popup's callback.
+    pub leaves_page: bool,
 }
 
 /// A started login: where the browser goes, with which query.
@@ -145,11 +148,20 @@ where
             extra_params,
             app_state,
             handle,
+            leaves_page,
         } = request;
         let account = account_to_sign_in(self.atproto, handle.as_deref())?;
         let atproto = account.map(|(r, handle)| (r.allow_insecure_loopback, handle));
         let config = self.config.clone();
-        let (mut machine, first) = StartLogin::start(config, atproto, extra_params, app_state);
+        let departure = match leaves_page {
+            false => Departure::Stays,
+            true => Departure::Leaves {
+                pending_kept: self.store.keeps_transactions_across_pages(),
+                key_kept: self.dpop.keys.keeps_keys_across_pages(),
+            },
+        };
+        let (mut machine, first) =
+            StartLogin::start(config, atproto, extra_params, app_state, departure);
         let mut performer = Starting {
             logins: self,
             key: None,

@@ -56,6 +56,7 @@ fn request(handle: Option<&str>) -> LoginRequest {
         extra_params: vec![("prompt".into(), "consent".into())],
         app_state: Some(r#"{"to":"/x"}"#.into()),
         handle: handle.map(Into::into),
+        leaves_page: true,
     }
 }
 

@@ -37,6 +37,11 @@ pub trait SessionStore {
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error>;
     /// Removes and returns the pending transaction: it is single-use.
     async fn take_transaction(&self) -> Result<Option<PendingTransaction>, Error>;
+    /// Whether a pending transaction survives this page (a redirect away and
+    /// back): not where the browser's `sessionStorage` is unavailable.
+    fn keeps_transactions_across_pages(&self) -> bool {
+        true
+    }
 }
 
 /// The lock that serialises refreshes of one session: shared by every tab

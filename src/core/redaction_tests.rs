@@ -114,7 +114,7 @@ fn values_holding_secrets_never_show_them_in_debug() {
 #[test]
 fn the_login_machines_and_their_steps_never_show_secrets() {
     use crate::core::callback_machine::{Fed, FinishLogin};
-    use crate::core::start_machine::{Begun, StartLogin};
+    use crate::core::start_machine::{Begun, Departure, StartLogin};
     let config = || crate::core::login::ClientConfig {
         par: true,
         ..crate::core::fakes::client_config()
@@ -129,7 +129,7 @@ fn the_login_machines_and_their_steps_never_show_secrets() {
     assert_clean("Need::Exchange", &shown);
     assert_clean("FinishLogin exchanging", &format!("{finish:?}"));
 
-    let (mut start, _) = StartLogin::start(config(), None, vec![], None);
+    let (mut start, _) = StartLogin::start(config(), None, vec![], None, Departure::Stays);
     let random = |n| crate::core::secret::Random32([n; 32]);
     let drawn = Begun::Drawn(Ok([random(1), random(2), random(3)]));
     let shown = format!("{drawn:?}");

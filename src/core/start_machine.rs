@@ -21,6 +21,9 @@
 //!    one is stored.
 //! 6. A failure after the key was made deletes it: the login never left the
 //!    browser.
+//!
+//! Before all of it, a login that leaves the page must be able to find its
+//! pending login, and its key, on its return ([`Departure`]).
 
 use crate::core::atproto_login::account_config;
 use crate::core::authorize::{AuthorizationRequest, PendingTransaction};
@@ -134,6 +137,34 @@ enum Stage {
     Over,
 }
 
+/// Whether a login leaves this page, and whether what its return needs
+/// survives that: its pending login (the browser's `sessionStorage`) and,
+/// with DPoP, its key (IndexedDB). A popup's login stays on the page, which
+/// keeps both in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// The popup's: the callback comes back to this page.
+    Stays,
+    /// A redirect's (`login`, `createLoginUrl`).
+    Leaves {
+        /// The pending login survives the page.
+        pending_kept: bool,
+        /// The login's DPoP key survives the page.
+        key_kept: bool,
+    },
+}
+
+/// A redirect's login whose `what` this browser cannot keep across the
+/// redirect (storage disabled or unavailable).
+fn lost_on_return(what: &str) -> Error {
+    Error::Storage {
+        reason: format!(
+            "this browser cannot keep the login's {what} across the redirect; \
+             a popup login (loginWithPopup) keeps it in this page"
+        ),
+    }
+}
+
 /// A login's start.
 #[derive(Debug)]
 pub struct StartLogin {
@@ -149,17 +180,22 @@ pub struct StartLogin {
     key: Option<String>,
     /// The `state` sent.
     state: Option<State>,
+    departure: Departure,
 }
 
 impl StartLogin {
     /// Starts a login of the client configured as `config`: an atproto
     /// client's (`atproto`: the resolver's loopback switch and the handle)
-    /// or an OpenID Connect one's.
+    /// or an OpenID Connect one's. A login that leaves the page
+    /// (`departure`) and could not find its pending login, or its DPoP key,
+    /// on its return is refused before anything is sent (`storage_error`):
+    /// it would fail only after the user signed in at the server.
     pub fn start(
         config: ClientConfig,
         atproto: Option<(bool, String)>,
         extra_params: Vec<(String, String)>,
         app_state: Option<String>,
+        departure: Departure,
     ) -> (StartLogin, Step) {
         let mut machine = StartLogin {
             stage: Stage::Over,
@@ -169,7 +205,15 @@ impl StartLogin {
             app_state,
             key: None,
             state: None,
+            departure,
         };
+        if let Departure::Leaves {
+            pending_kept: false,
+            ..
+        } = departure
+        {
+            return (machine, Step::Done(Err(lost_on_return("pending login"))));
+        }
         let step = match atproto {
             Some((_, handle)) => {
                 machine
@@ -300,6 +344,15 @@ impl StartLogin {
 
     /// Rule 2.
     fn make_key(&mut self) -> Step {
+        if let (
+            true,
+            Departure::Leaves {
+                key_kept: false, ..
+            },
+        ) = (self.config.dpop, self.departure)
+        {
+            return Step::Done(Err(lost_on_return("DPoP key")));
+        }
         if self.config.dpop {
             self.stage = Stage::MakingKey;
             return Step::Do(Need::MakeKey);

@@ -38,7 +38,8 @@ fn digested(config: ClientConfig, extra: &[(&str, &str)]) -> (StartLogin, Step) 
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let (mut machine, mut step) = StartLogin::start(config, None, extra, Some("{}".into()));
+    let (mut machine, mut step) =
+        StartLogin::start(config, None, extra, Some("{}".into()), Departure::Stays);
     if dpop {
         assert!(matches!(step, Step::Do(Need::MakeKey)), "{step:?}");
         step = machine.on(Begun::KeyMade(Ok("jkt-1".into())), NOW);
@@ -113,7 +114,8 @@ fn a_dpop_login_makes_its_key_first_and_names_it() {
 
 #[test]
 fn a_key_that_cannot_be_made_fails_with_nothing_to_delete() {
-    let (mut machine, _) = StartLogin::start(config(true, false), None, vec![], None);
+    let (mut machine, _) =
+        StartLogin::start(config(true, false), None, vec![], None, Departure::Stays);
     let error = Error::DpopKeyUnavailable {
         reason: "no WebCrypto".into(),
     };
@@ -125,7 +127,8 @@ fn a_key_that_cannot_be_made_fails_with_nothing_to_delete() {
 
 #[test]
 fn a_failure_after_the_key_was_made_deletes_it() {
-    let (mut machine, _) = StartLogin::start(config(true, false), None, vec![], None);
+    let (mut machine, _) =
+        StartLogin::start(config(true, false), None, vec![], None, Departure::Stays);
     machine.on(Begun::KeyMade(Ok("jkt-1".into())), NOW);
     let error = Error::Crypto {
         reason: "no randomness".into(),
@@ -274,7 +277,8 @@ fn a_login_that_cannot_be_stored_deletes_its_key() {
 #[test]
 fn an_atproto_login_resolves_its_account_first_and_hints_the_server() {
     let handle = (false, "alice.test".to_owned());
-    let (mut machine, step) = StartLogin::start(base(), Some(handle), vec![], None);
+    let (mut machine, step) =
+        StartLogin::start(base(), Some(handle), vec![], None, Departure::Stays);
     assert!(
         matches!(step, Step::Do(Need::ResolveAccount { ref handle }) if handle == "alice.test")
     );
@@ -298,7 +302,7 @@ fn an_atproto_login_resolves_its_account_first_and_hints_the_server() {
 #[test]
 fn an_account_that_cannot_be_resolved_fails_with_nothing_made() {
     let handle = (false, "alice.test".to_owned());
-    let (mut machine, _) = StartLogin::start(base(), Some(handle), vec![], None);
+    let (mut machine, _) = StartLogin::start(base(), Some(handle), vec![], None, Departure::Stays);
     let error = Error::HandleNotFound {
         reason: "no such handle".into(),
     };
@@ -310,7 +314,8 @@ fn an_account_that_cannot_be_resolved_fails_with_nothing_made() {
 
 #[test]
 fn an_input_the_stage_does_not_expect_ends_the_login_and_deletes_no_key() {
-    let (mut machine, _) = StartLogin::start(config(false, false), None, vec![], None);
+    let (mut machine, _) =
+        StartLogin::start(config(false, false), None, vec![], None, Departure::Stays);
     assert!(matches!(
         machine.on(Begun::Deleted, NOW),
         Step::Done(Err(_))
@@ -336,4 +341,60 @@ fn a_clean_up_ends_with_the_error_that_began_it() {
         failed_with(machine.on(Begun::Nonce(None), NOW)),
         "invalid_option"
     );
+}
+
+const LEAVES_KEEPING_ALL: Departure = Departure::Leaves {
+    pending_kept: true,
+    key_kept: true,
+};
+
+#[test]
+fn a_redirect_whose_pending_login_would_be_lost_is_refused_before_anything_is_sent() {
+    let lost = Departure::Leaves {
+        pending_kept: false,
+        key_kept: true,
+    };
+    let (_, step) = StartLogin::start(config(false, false), None, vec![], None, lost);
+    let error = match step {
+        Step::Done(Err(error)) => error,
+        other => panic!("not refused at once: {other:?}"),
+    };
+    assert_eq!(error.code(), "storage_error");
+    assert!(error.to_string().contains("pending login"), "{error}");
+    // An atproto login is refused before its handle is resolved.
+    let handle = (false, "alice.test".to_owned());
+    let (_, step) = StartLogin::start(base(), Some(handle), vec![], None, lost);
+    assert_eq!(failed_with(step), "storage_error");
+}
+
+#[test]
+fn a_dpop_redirect_whose_key_would_be_lost_is_refused_before_a_key_is_made() {
+    let lost = Departure::Leaves {
+        pending_kept: true,
+        key_kept: false,
+    };
+    let (_, step) = StartLogin::start(config(true, false), None, vec![], None, lost);
+    let error = match step {
+        Step::Done(Err(error)) => error,
+        other => panic!("not refused at once: {other:?}"),
+    };
+    assert!(error.to_string().contains("DPoP key"), "{error}");
+    // Without DPoP there is no key to lose.
+    let (_, step) = StartLogin::start(config(false, false), None, vec![], None, lost);
+    assert!(matches!(step, Step::Do(Need::Draw)), "{step:?}");
+    // An atproto login learns it uses DPoP from its account's server.
+    let handle = (false, "alice.test".to_owned());
+    let (mut machine, _) = StartLogin::start(base(), Some(handle), vec![], None, lost);
+    let metadata = serde_json::from_str(&as_metadata()).unwrap();
+    let step = machine.on(Begun::Resolved(Ok(metadata)), NOW);
+    assert_eq!(failed_with(step), "storage_error");
+}
+
+#[test]
+fn a_redirect_that_keeps_what_its_return_needs_and_a_popup_go_ahead() {
+    // A popup's login keeps both in this page's memory.
+    for departure in [LEAVES_KEEPING_ALL, Departure::Stays] {
+        let (_, step) = StartLogin::start(config(true, false), None, vec![], None, departure);
+        assert!(matches!(step, Step::Do(Need::MakeKey)), "{step:?}");
+    }
 }

@@ -144,6 +144,45 @@ test("popup login resolves with appState, keeps the page, stores the session; an
     assert.deepEqual(await marksLeft(opener), []);
   }));
 
+test("without sessionStorage a redirect login is refused before leaving the page (storage_error); a popup login still signs in", () =>
+  inContext(async (context) => {
+    // Storage blocked for the site's session storage, as some privacy
+    // settings do: reading window.sessionStorage throws.
+    await context.addInitScript(() => {
+      Object.defineProperty(window, "sessionStorage", {
+        configurable: true,
+        get() {
+          throw new DOMException("The operation is insecure.", "SecurityError");
+        },
+      });
+    });
+    const opener = await openerTab(context);
+    const refused = await opener.evaluate(() =>
+      window.auth.login({ appState: { to: "/x" } }).then(
+        () => ({ went: true }),
+        (e) => ({ code: e.code, message: e.message }),
+      ),
+    );
+    assert.equal(refused.code, "storage_error");
+    assert.match(refused.message, /pending login.*loginWithPopup/);
+    const url = await opener.evaluate(() =>
+      window.auth.createLoginUrl().then(
+        () => "made",
+        (e) => e.code,
+      ),
+    );
+    assert.equal(url, "storage_error");
+    assert.equal(opener.url(), `${idp.spaOrigin}/`, "the page never navigated");
+
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await startPopupLogin(opener, { appState: { returnTo: "/editor" } });
+    await opened;
+    const outcome = await outcomeOf(opener, 15_000);
+    assert.deepEqual(outcome, { value: { appState: { returnTo: "/editor" } } });
+    assert.equal(await isAuthenticated(opener), true);
+    assert.equal(exchanges(), 1, "only the popup's login reached the token endpoint");
+  }));
+
 test("a popup the app opened itself in its click handler is used and named for the hand-over", () =>
   inContext(async (context) => {
     const opener = await openerTab(context);
