@@ -15,7 +15,7 @@ use crate::browser::create::{start_client, Opened, Target};
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::events::{Emitter, EventName};
 use crate::browser::js_error::to_js;
-use crate::browser::locks::WebSessionLock;
+use crate::browser::locks::{lock_manager, WebSessionLock};
 use crate::browser::logout;
 use crate::browser::nonce_channel::NonceChannel;
 use crate::browser::options::{self, ClientOptions};
@@ -38,13 +38,12 @@ use crate::core::login_profile::{LoginRequest, Logins, StartedLogin};
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::origin::TokenPlacement;
 use crate::core::ports::{Background, Clock, Crypto, DpopKeys};
-use crate::core::public_api::StorageProblem;
 use crate::core::quoted::Quoted;
 use crate::core::refresher::Refresher;
 use crate::core::retirement::{retirement_of_ended, LogoutChoices};
 use crate::core::retirer::Retirer;
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
-use crate::core::startup::shared_across_tabs;
+use crate::core::startup::{storage_events_at_start, Coordination};
 use crate::core::user::{user_source, UserSource};
 use crate::core::{AccessToken, Error, State, TokenSet};
 
@@ -267,26 +266,31 @@ impl AuthClient {
                 .unwrap_or_else(|| BrowserDpopKeys::in_memory(&config.issuer, &config.client_id)),
         );
         let nonces = Rc::<NonceBook>::default();
-        let shared = shared_across_tabs(store.kind());
-        let nonce_channel = match dpop && shared {
+        // What is shared with the other tabs is the core's (`Coordination`).
+        let manager = lock_manager();
+        let joined = Coordination::of(store.kind(), manager.is_some(), dpop);
+        let name = Session::name(&config.issuer, &config.client_id);
+        let nonce_channel = match joined.share_nonces {
             false => None,
-            true => NonceChannel::open(&Session::name(&config.issuer, &config.client_id), &nonces),
+            true => NonceChannel::open(&name, &nonces),
         };
         let events = Rc::<Emitter>::default();
         let session = Rc::new(Session::new(tokens));
         session.set_observer(session_observer(&events, store.kind()));
-        // A session only this tab can see needs no cross-tab lock or channel.
-        let name = Session::name(&config.issuer, &config.client_id);
-        let (lock, channel) = if !shared {
-            (WebSessionLock::tab_only(), SessionChannel::none())
-        } else {
-            let receiver = Rc::downgrade(&session);
-            let channel = SessionChannel::open(&name, move |message| {
-                if let Some(session) = receiver.upgrade() {
-                    session.receive(message, js_sys::Date::now() as u64);
-                }
-            });
-            (WebSessionLock::shared(&name), channel)
+        let lock = match (joined.shared_lock, manager) {
+            (true, Some(manager)) => WebSessionLock::shared(manager, &name),
+            _ => WebSessionLock::tab_only(),
+        };
+        let channel = match joined.channel {
+            false => SessionChannel::none(),
+            true => {
+                let receiver = Rc::downgrade(&session);
+                SessionChannel::open(&name, move |message| {
+                    if let Some(session) = receiver.upgrade() {
+                        session.receive(message, js_sys::Date::now() as u64);
+                    }
+                })
+            }
         };
         let jitter = platform.random_32().map_or(0, |bytes| bytes[0]);
         let policy = RefreshPolicy::of(refresh_leeway_seconds, refresh_timeout_seconds, jitter);
@@ -299,12 +303,14 @@ impl AuthClient {
             nonces: Rc::clone(&nonces),
             atproto: atproto.clone(),
         };
-        if let Some(reason) = &storage_fallback {
-            let event = AppEvent::storage(StorageProblem::Fallback, storage, reason);
-            events.emit_soon(event.event, to_detail(&event));
-        }
-        if let Some((kind, reason)) = &storage_error {
-            let event = AppEvent::storage(*kind, store.kind(), reason);
+        let at_start = storage_events_at_start(
+            storage,
+            storage_fallback.as_deref(),
+            store.kind(),
+            storage_error.as_ref(),
+        );
+        for (problem, kind, reason) in &at_start {
+            let event = AppEvent::storage(*problem, *kind, reason);
             events.emit_soon(event.event, to_detail(&event));
         }
         Ok(AuthClient {

@@ -50,7 +50,10 @@ async fn web_lock_serialises_critical_sections() {
         lock_manager().is_some(),
         "headless Chromium has navigator.locks"
     );
-    let lock = Rc::new(WebSessionLock::shared("latchkey-test-lock"));
+    let lock = Rc::new(WebSessionLock::shared(
+        lock_manager().expect("navigator.locks"),
+        "latchkey-test-lock",
+    ));
     let trace: Rc<RefCell<Vec<&'static str>>> = Rc::default();
 
     let first = {

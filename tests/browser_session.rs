@@ -10,7 +10,7 @@ use js_sys::{Function, Reflect};
 use latchkey::browser::authorized_fetch::{endpoint_key, prepare, rfc6750_expired};
 use latchkey::browser::channel::{read_message, SessionChannel};
 use latchkey::browser::dpop_keys::BrowserDpopKeys;
-use latchkey::browser::locks::WebSessionLock;
+use latchkey::browser::locks::{lock_manager, WebSessionLock};
 use latchkey::browser::platform::BrowserPlatform;
 use latchkey::browser::refresh::BrowserRefresh;
 use latchkey::core::origin::TokenPlacement;
@@ -60,7 +60,7 @@ async fn lock_state(name: &str) -> (usize, usize) {
 #[wasm_bindgen_test]
 async fn the_lock_is_held_by_the_guard_and_released_when_it_drops() {
     let name = "latchkey-test:guard";
-    let lock = WebSessionLock::shared(name);
+    let lock = WebSessionLock::shared(lock_manager().expect("navigator.locks"), name);
     assert!(lock.is_shared());
     let guard = lock.acquire().await.unwrap();
     assert_eq!(lock_state(name).await, (1, 0));
@@ -78,7 +78,7 @@ async fn the_lock_is_held_by_the_guard_and_released_when_it_drops() {
 #[wasm_bindgen_test]
 async fn a_waiter_that_gives_up_leaves_the_queue() {
     let name = "latchkey-test:abandon";
-    let lock = WebSessionLock::shared(name);
+    let lock = WebSessionLock::shared(lock_manager().expect("navigator.locks"), name);
     let holder = lock.acquire().await.unwrap();
     assert!(within(lock.acquire(), sleep(50)).await.is_none());
     sleep(10).await;

@@ -36,10 +36,10 @@ pub struct WebSessionLock {
 }
 
 impl WebSessionLock {
-    /// The origin-wide lock `name`, if the browser has Web Locks.
-    pub fn shared(name: &str) -> Self {
+    /// The origin-wide lock `name`, held through `manager`.
+    pub fn shared(manager: LockManager, name: &str) -> Self {
         WebSessionLock {
-            manager: lock_manager(),
+            manager: Some(manager),
             name: name.to_owned(),
         }
     }

@@ -157,11 +157,49 @@ pub fn metadata_at_start(
     }
 }
 
-/// Whether a session kept in `kind` is shared with the other tabs (a Web
-/// Lock and a BroadcastChannel named after it, DPoP nonces passed between
-/// tabs). A session in memory is this tab's alone: no lock, no channel.
-pub fn shared_across_tabs(kind: StorageKind) -> bool {
-    kind != StorageKind::Memory
+/// How a client's tab works with the other tabs of its origin: decided
+/// from where its session is kept and what the browser has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coordination {
+    /// Refreshes are serialised by a lock every tab shares (a Web Lock
+    /// named after the session); otherwise only within this tab.
+    pub shared_lock: bool,
+    /// Changes are told to the other tabs (a BroadcastChannel named after
+    /// the session).
+    pub channel: bool,
+    /// DPoP nonces are passed to the other tabs.
+    pub share_nonces: bool,
+}
+
+impl Coordination {
+    /// A session kept in `kind` by a client that uses DPoP or not, in a
+    /// browser that has Web Locks or not. A session in memory is this
+    /// tab's alone: no lock, no channel, nothing shared. A shared session
+    /// in a browser without Web Locks still has the channel, and tabs
+    /// re-read the store before refreshing; only refreshes at the very same
+    /// moment can collide (the README's "Without Web Locks").
+    pub fn of(kind: StorageKind, web_locks: bool, dpop: bool) -> Coordination {
+        let shared = kind != StorageKind::Memory;
+        Coordination {
+            shared_lock: shared && web_locks,
+            channel: shared,
+            share_nonces: shared && dpop,
+        }
+    }
+}
+
+/// The `storage` events a client starts with, in order: the asked
+/// storage's fallback to memory (`fallback`: why), then the problem the
+/// stored session's load reported (`at_start`, in the storage `in_use`).
+pub fn storage_events_at_start(
+    asked: StorageKind,
+    fallback: Option<&str>,
+    in_use: StorageKind,
+    at_start: Option<&(StorageProblem, String)>,
+) -> Vec<(StorageProblem, StorageKind, String)> {
+    let fell_back = fallback.map(|why| (StorageProblem::Fallback, asked, why.to_owned()));
+    let problem = at_start.map(|(problem, why)| (*problem, in_use, why.clone()));
+    fell_back.into_iter().chain(problem).collect()
 }
 
 /// The session a client starts with, from the stored set's load: the set,
@@ -438,10 +476,62 @@ pub(crate) mod tests {
         assert_eq!(start.unwrap(), MetadataStart::Wait, "another issuer's");
     }
 
+    fn coordination(shared_lock: bool, channel: bool, share_nonces: bool) -> Coordination {
+        Coordination {
+            shared_lock,
+            channel,
+            share_nonces,
+        }
+    }
+
     #[test]
     fn only_a_session_in_memory_stays_in_its_tab() {
-        assert!(!shared_across_tabs(StorageKind::Memory));
-        assert!(shared_across_tabs(StorageKind::IndexedDb));
-        assert!(shared_across_tabs(StorageKind::LocalStorage));
+        let alone = coordination(false, false, false);
+        assert_eq!(Coordination::of(StorageKind::Memory, true, true), alone);
+        for kind in [StorageKind::IndexedDb, StorageKind::LocalStorage] {
+            let shared = coordination(true, true, true);
+            assert_eq!(Coordination::of(kind, true, true), shared);
+        }
+    }
+
+    #[test]
+    fn nonces_are_shared_only_by_dpop_clients() {
+        let bearer = Coordination::of(StorageKind::IndexedDb, true, false);
+        assert_eq!(bearer, coordination(true, true, false));
+    }
+
+    #[test]
+    fn without_web_locks_a_shared_session_keeps_its_channel_and_locks_in_its_tab() {
+        let no_locks = Coordination::of(StorageKind::LocalStorage, false, true);
+        assert_eq!(no_locks, coordination(false, true, true));
+    }
+
+    #[test]
+    fn a_start_reports_the_fallback_then_the_stored_session_s_problem() {
+        let problem = (StorageProblem::Cleared, "corrupt_record: x".to_owned());
+        let events = storage_events_at_start(
+            StorageKind::IndexedDb,
+            Some("IndexedDB refused"),
+            StorageKind::Memory,
+            Some(&problem),
+        );
+        assert_eq!(
+            events,
+            [
+                (
+                    StorageProblem::Fallback,
+                    StorageKind::IndexedDb,
+                    "IndexedDB refused".to_owned()
+                ),
+                (
+                    StorageProblem::Cleared,
+                    StorageKind::Memory,
+                    "corrupt_record: x".to_owned()
+                ),
+            ]
+        );
+        let quiet =
+            storage_events_at_start(StorageKind::IndexedDb, None, StorageKind::IndexedDb, None);
+        assert!(quiet.is_empty());
     }
 }
