@@ -11,8 +11,10 @@ use web_sys::{BroadcastChannel, MessageEvent};
 
 use crate::browser::from_js::from_js;
 use crate::core::json_text::to_json;
+use crate::core::message::MessageFields;
 use crate::core::ports::Broadcast;
 use crate::core::session::SessionMessage;
+use crate::core::TokenSet;
 
 /// One session's channel, or none (memory storage, or no BroadcastChannel).
 pub struct SessionChannel {
@@ -49,39 +51,40 @@ impl SessionChannel {
     }
 }
 
-/// Reads a message in the form [`SessionMessage`] serialises to:
-/// `{ type: "tokens", tokens, unsaved? }`, `{ type: "ended", reason }` or
-/// `{ type: "backOff", until, status, error, seconds }`, field by field.
-/// The derived `Deserialize` of an internally tagged enum buffers every
-/// member in serde's generic `Content` tree first, which costs about
-/// 25 KB of wasm for this one message type. Other spellings serde would
-/// accept (a `[tag, …]` array, a `Map`) are never sent by latchkey and are
-/// ignored, like anything else that is not ours.
-pub fn read_message(data: &JsValue) -> Option<SessionMessage> {
-    if !data.is_object() {
-        return None;
+/// A posted object's members, read for [`SessionMessage::read`] (the
+/// rules of what is accepted are the core's).
+struct Posted<'a>(&'a JsValue);
+
+impl Posted<'_> {
+    fn member(&self, name: &str) -> Option<JsValue> {
+        Reflect::get(self.0, &JsValue::from_str(name)).ok()
     }
-    let field = |name: &str| Reflect::get(data, &JsValue::from_str(name)).ok();
-    match field("type")?.as_string()?.as_str() {
-        "tokens" => from_js(field("tokens")?)
-            .ok()
-            .map(|tokens| SessionMessage::Tokens {
-                tokens,
-                unsaved: field("unsaved").and_then(|v| v.as_bool()).unwrap_or(false),
-            }),
-        "ended" => from_js(field("reason")?)
-            .ok()
-            .map(|reason| SessionMessage::Ended { reason }),
-        "backOff" => {
-            let number = |name: &str| field(name)?.as_f64().filter(|n| *n >= 0.0);
-            Some(SessionMessage::BackOff {
-                until: number("until")? as u64,
-                status: number("status")?.min(f64::from(u16::MAX)) as u16,
-                error: field("error")?.as_string()?,
-                seconds: number("seconds")? as u64,
-            })
-        }
-        _ => None,
+}
+
+impl MessageFields for Posted<'_> {
+    fn text(&self, name: &str) -> Option<String> {
+        self.member(name)?.as_string()
+    }
+
+    fn number(&self, name: &str) -> Option<f64> {
+        self.member(name)?.as_f64()
+    }
+
+    fn flag(&self, name: &str) -> Option<bool> {
+        self.member(name)?.as_bool()
+    }
+
+    fn tokens(&self) -> Option<TokenSet> {
+        from_js(self.member("tokens")?).ok()
+    }
+}
+
+/// Reads what another tab posted ([`SessionMessage::read`]); `None` for
+/// anything that is not an object.
+pub fn read_message(data: &JsValue) -> Option<SessionMessage> {
+    match data.is_object() {
+        true => SessionMessage::read(&Posted(data)),
+        false => None,
     }
 }
 

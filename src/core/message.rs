@@ -50,3 +50,148 @@ pub enum SessionMessage {
         seconds: u64,
     },
 }
+
+impl EndReason {
+    /// The reason named `name` as it is serialised (`expired`, `signedOut`).
+    fn named(name: &str) -> Option<EndReason> {
+        match name {
+            "expired" => Some(EndReason::Expired),
+            "signedOut" => Some(EndReason::SignedOut),
+            _ => None,
+        }
+    }
+}
+
+/// A received message's members, as the platform reads them from what
+/// another tab posted (in the browser, a structured-cloned object).
+pub trait MessageFields {
+    /// The member `name`, when it is a string.
+    fn text(&self, name: &str) -> Option<String>;
+    /// The member `name`, when it is a number.
+    fn number(&self, name: &str) -> Option<f64>;
+    /// The member `name`, when it is a boolean.
+    fn flag(&self, name: &str) -> Option<bool>;
+    /// The member `tokens`, when it reads as a token set.
+    fn tokens(&self) -> Option<TokenSet>;
+}
+
+impl SessionMessage {
+    /// Reads a message in the form it serialises to, member by member:
+    /// `{ type: "tokens", tokens, unsaved? }`, `{ type: "ended", reason }`
+    /// or `{ type: "backOff", until, status, error, seconds }` (numbers not
+    /// negative; a status past 65535 is 65535). Anything else — another
+    /// app's message, another spelling — is `None`, ignored. (Not the
+    /// derived `Deserialize`: for an internally tagged enum it buffers
+    /// every member in serde's generic tree first, about 25 KB of wasm for
+    /// this one type.)
+    pub fn read(fields: &impl MessageFields) -> Option<SessionMessage> {
+        match fields.text("type")?.as_str() {
+            "tokens" => Some(SessionMessage::Tokens {
+                tokens: fields.tokens()?,
+                unsaved: fields.flag("unsaved").unwrap_or(false),
+            }),
+            "ended" => Some(SessionMessage::Ended {
+                reason: EndReason::named(&fields.text("reason")?)?,
+            }),
+            "backOff" => {
+                let number = |name: &str| fields.number(name).filter(|n| *n >= 0.0);
+                Some(SessionMessage::BackOff {
+                    until: number("until")? as u64,
+                    status: number("status")?.min(f64::from(u16::MAX)) as u16,
+                    error: fields.text("error")?,
+                    seconds: number("seconds")? as u64,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::fakes::bearer_set;
+
+    /// A message's members as `serde_json` holds them.
+    struct Json(serde_json::Value);
+
+    impl MessageFields for Json {
+        fn text(&self, name: &str) -> Option<String> {
+            self.0.get(name)?.as_str().map(str::to_owned)
+        }
+        fn number(&self, name: &str) -> Option<f64> {
+            self.0.get(name)?.as_f64()
+        }
+        fn flag(&self, name: &str) -> Option<bool> {
+            self.0.get(name)?.as_bool()
+        }
+        fn tokens(&self) -> Option<TokenSet> {
+            serde_json::from_value(self.0.get("tokens")?.clone()).ok()
+        }
+    }
+
+    fn read(text: &str) -> Option<SessionMessage> {
+        SessionMessage::read(&Json(serde_json::from_str(text).unwrap()))
+    }
+
+    #[test]
+    fn every_message_reads_back_as_it_was_written() {
+        let messages = [
+            SessionMessage::Tokens {
+                tokens: bearer_set("at-1"),
+                unsaved: false,
+            },
+            SessionMessage::Tokens {
+                tokens: bearer_set("at-2"),
+                unsaved: true,
+            },
+            SessionMessage::Ended {
+                reason: EndReason::Expired,
+            },
+            SessionMessage::Ended {
+                reason: EndReason::SignedOut,
+            },
+            SessionMessage::BackOff {
+                until: 1_700_000_000_000,
+                status: 503,
+                error: "temporarily_unavailable".into(),
+                seconds: 30,
+            },
+        ];
+        for message in messages {
+            let written = serde_json::to_string(&message).unwrap();
+            assert_eq!(read(&written), Some(message), "{written}");
+        }
+    }
+
+    #[test]
+    fn anything_not_ours_is_ignored() {
+        for stranger in [
+            r#""tokens""#,
+            "{}",
+            r#"{"type":"tokens"}"#,
+            r#"{"type":"tokens","tokens":{"access_token":1}}"#,
+            r#"{"type":"ended","reason":"nope"}"#,
+            r#"{"type":"other","reason":"signedOut"}"#,
+            r#"["ended","signedOut"]"#,
+            r#"{"type":"backOff","until":1,"status":503,"error":"x"}"#,
+            r#"{"type":"backOff","until":-1,"status":503,"error":"x","seconds":2}"#,
+        ] {
+            assert_eq!(read(stranger), None, "{stranger}");
+        }
+    }
+
+    #[test]
+    fn a_back_off_s_status_is_capped_and_an_absent_unsaved_is_false() {
+        let huge = r#"{"type":"backOff","until":1,"status":70000,"error":"","seconds":2}"#;
+        assert!(matches!(
+            read(huge),
+            Some(SessionMessage::BackOff { status: 65535, .. })
+        ));
+        let tokens = serde_json::json!({ "type": "tokens", "tokens": bearer_set("at-1") });
+        assert!(matches!(
+            read(&tokens.to_string()),
+            Some(SessionMessage::Tokens { unsaved: false, .. })
+        ));
+    }
+}
