@@ -49,15 +49,10 @@ impl NonceChannel {
         });
         channel.set_onmessage(Some(listener.as_ref().unchecked_ref()));
         let sender = channel.clone();
-        book.set_observer(move |role, url, nonce| {
-            // The origin is all a nonce is kept by: no path or query leaves.
-            let Some(origin) = web_sys::Url::new(url).ok().map(|u| u.origin()) else {
-                return;
-            };
-            let url = origin.as_str();
+        book.set_observer(move |role, origin, nonce| {
             let message = Object::new();
             let _ = Reflect::set(&message, &"role".into(), &role_name(role).into());
-            let _ = Reflect::set(&message, &"url".into(), &url.into());
+            let _ = Reflect::set(&message, &"url".into(), &origin.into());
             let _ = Reflect::set(&message, &"nonce".into(), &nonce.into());
             let _ = sender.post_message(&message);
         });

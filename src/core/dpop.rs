@@ -381,7 +381,9 @@ impl NonceBook {
             .map(|(_, _, nonce)| nonce.clone())
     }
 
-    /// Calls `observer` with each new nonce a server gives this tab.
+    /// Calls `observer` with each new nonce a server gives this tab: its
+    /// role, its server's origin (all a nonce is kept by: no path or query
+    /// is passed on) and the nonce.
     pub fn set_observer(&self, observer: impl Fn(Role, &str, &str) + 'static) {
         *self.observer.borrow_mut() = Some(Box::new(observer));
     }
@@ -390,10 +392,10 @@ impl NonceBook {
     /// and then the observer hears of it. A malformed nonce is ignored.
     pub fn learn(&self, role: Role, url: &str, nonce: &str) -> bool {
         let new = self.adopt(role, url, nonce);
-        if new {
-            if let Some(observer) = &*self.observer.borrow() {
-                observer(role, url, nonce);
-            }
+        if let (true, Some(observer), Some(origin)) =
+            (new, &*self.observer.borrow(), Origin::of_url(url))
+        {
+            observer(role, &origin.to_string(), nonce);
         }
         new
     }

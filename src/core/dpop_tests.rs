@@ -410,14 +410,15 @@ fn new_nonces_from_servers_are_passed_on_and_adopted_ones_are_not() {
         sink.borrow_mut()
             .push((role, url.to_owned(), nonce.to_owned()))
     });
-    book.learn(Role::Resource, "https://a.example/x", "n-1");
+    book.learn(Role::Resource, "https://a.example/x?q=secret", "n-1");
     book.learn(Role::Resource, "https://a.example/y", "n-1");
     book.adopt(Role::Resource, "https://a.example/x", "n-2");
+    // Passed on by origin alone: no path or query leaves the book.
     assert_eq!(
         *heard.borrow(),
         vec![(
             Role::Resource,
-            "https://a.example/x".to_owned(),
+            "https://a.example".to_owned(),
             "n-1".to_owned()
         )]
     );
