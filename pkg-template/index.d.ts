@@ -234,7 +234,11 @@ export interface OidcClientOptions {
   issuer: string;
   /** The public client's id. */
   clientId: string;
-  /** The exact redirect URI registered for the client. */
+  /**
+   * The exact redirect URI registered for the client: `https`, or plain
+   * `http` on the page's own origin, or on a loopback host with
+   * `allowInsecureLoopback` (otherwise `insecure_endpoint`).
+   */
   redirectUri: string;
   /** Space-separated scopes. Default `"openid"`. */
   scope?: string;

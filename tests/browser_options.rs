@@ -88,3 +88,19 @@ fn seconds_options_are_read_as_numbers_and_checked() {
         "{error}"
     );
 }
+
+#[wasm_bindgen_test]
+fn a_plain_http_redirect_uri_off_the_page_s_origin_is_refused() {
+    // The test page is served on http://127.0.0.1:<port>.
+    let page = web_sys::window().unwrap().location().origin().unwrap();
+    let client = r#""issuer":"https://idp.example","clientId":"spa""#;
+    let with = |redirect: &str, loopback: bool| {
+        format!(r#"{{{client},"redirectUri":"{redirect}","allowInsecureLoopback":{loopback}}}"#)
+    };
+    let elsewhere = refused(&with("http://app.example/cb", true));
+    assert_eq!(elsewhere.code(), "insecure_endpoint");
+    let other_port = refused(&with("http://127.0.0.1:9/cb", false));
+    assert_eq!(other_port.code(), "insecure_endpoint");
+    assert!(parse(&options(&with("http://127.0.0.1:9/cb", true))).is_ok());
+    assert!(parse(&options(&with(&format!("{page}/cb"), false))).is_ok());
+}

@@ -27,8 +27,10 @@ pub fn parse(
         return Err(Error::invalid_option("logout", "options must be an object"));
     }
     reject_unknown(options, KNOWN, "logout")?;
-    let revoke = flag(options, "revoke", true)?;
-    let end_session = flag(options, "endSession", false)?;
+    // What an absent option means is the core's.
+    let defaults = LogoutRequest::default();
+    let revoke = flag(options, "revoke", defaults.revoke)?;
+    let end_session = flag(options, "endSession", defaults.end_session)?;
     let uri = get(options, "postLogoutRedirectUri");
     let post_logout_redirect_uri = if uri.is_undefined() {
         None

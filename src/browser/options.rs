@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use crate::browser::store::StorageKind;
 use crate::core::atproto::{self, Resolver};
 use crate::core::login_profile::Profile;
-use crate::core::origin::{AllowedOrigins, OriginEntry, TokenPlacement};
+use crate::core::origin::{check_redirect_uri, AllowedOrigins, OriginEntry, TokenPlacement};
 use crate::core::quoted::Quoted;
 use crate::core::session::{SecondsOption, REFRESH_LEEWAY, REFRESH_TIMEOUT};
 use crate::core::{check_endpoint_url, EndpointOverrides, Error};
@@ -148,6 +148,13 @@ fn absolute_url(field: &'static str, value: &str) -> Result<(), Error> {
     }
 }
 
+/// The page's origin (empty outside a window).
+fn page_origin() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default()
+}
+
 /// The keys of an `allowedOrigins` object entry.
 const ORIGIN_ENTRY_KEYS: &[&str] = &["origin", "tokenIn"];
 
@@ -159,9 +166,7 @@ fn allowed_origins(
     allow_insecure_loopback: bool,
 ) -> Result<AllowedOrigins, Error> {
     const FIELD: &str = "allowedOrigins";
-    let page_origin = web_sys::window()
-        .and_then(|w| w.location().origin().ok())
-        .unwrap_or_default();
+    let page_origin = page_origin();
     let value = get(options, FIELD);
     if value.is_undefined() {
         return Ok(AllowedOrigins::page_only(&page_origin));
@@ -229,6 +234,7 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
     let client_id = string(options, "clientId", true)?.unwrap_or_default();
     let redirect_uri = string(options, "redirectUri", true)?.unwrap_or_default();
     absolute_url("redirectUri", &redirect_uri)?;
+    check_redirect_uri(&redirect_uri, &page_origin(), allow_insecure_loopback)?;
     let scope = profile.scope(string(options, "scope", false)?)?;
     let storage = match string(options, "storage", false)? {
         None => StorageKind::IndexedDb,

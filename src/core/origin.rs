@@ -79,6 +79,35 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// Whether this origin may be reached over plain `http` from a page
+    /// of origin `page`: `https` always; `http` on a loopback host with
+    /// `allow_insecure_loopback`, or when it is the page's own origin (no
+    /// less safe than the page itself).
+    pub fn secure_enough(&self, page: Option<&Origin>, allow_insecure_loopback: bool) -> bool {
+        self.https || (allow_insecure_loopback && self.is_loopback()) || page == Some(self)
+    }
+}
+
+/// Checks `createLoginUrl`'s `redirectUri`, an absolute URL, as an
+/// `allowedOrigins` entry is checked ([`Origin::secure_enough`]): the
+/// authorization code travels to it.
+pub fn check_redirect_uri(
+    uri: &str,
+    page_origin: &str,
+    allow_insecure_loopback: bool,
+) -> Result<(), Error> {
+    let origin = Origin::of_url(uri)
+        .ok_or_else(|| Error::invalid_option("redirectUri", "must be an http(s) URL"))?;
+    let page = Origin::parse(page_origin).ok();
+    match origin.secure_enough(page.as_ref(), allow_insecure_loopback) {
+        true => Ok(()),
+        false => Err(Error::InsecureEndpoint {
+            field: "redirectUri",
+        }),
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.https { "https" } else { "http" };
@@ -344,9 +373,7 @@ impl AllowedOrigins {
                 )
             };
             let origin = Origin::parse(&entry.origin).map_err(refuse)?;
-            let insecure_ok =
-                (allow_insecure_loopback && origin.is_loopback()) || page.as_ref() == Some(&origin);
-            if !origin.https && !insecure_ok {
+            if !origin.secure_enough(page.as_ref(), allow_insecure_loopback) {
                 return Err(refuse(
                     "must use https (plain http only for loopback hosts with allowInsecureLoopback)",
                 ));

@@ -426,3 +426,51 @@ fn the_hand_written_ip_parsers_agree_with_std() {
         assert_eq!(ours, std, "{text}");
     }
 }
+
+const LOOPBACK_PAGE: &str = "http://127.0.0.1:8080";
+
+#[test]
+fn an_https_redirect_uri_is_accepted_from_any_page() {
+    assert_eq!(
+        check_redirect_uri("https://app.example/cb", LOOPBACK_PAGE, false),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_plain_http_redirect_uri_on_the_page_s_own_origin_is_accepted() {
+    assert_eq!(
+        check_redirect_uri("http://127.0.0.1:8080/cb", LOOPBACK_PAGE, false),
+        Ok(())
+    );
+    let app = "http://intranet.example";
+    assert_eq!(
+        check_redirect_uri("http://intranet.example/cb", app, false),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_plain_http_redirect_uri_on_loopback_needs_allow_insecure_loopback() {
+    let other_port = "http://127.0.0.1:9/cb";
+    let refused = check_redirect_uri(other_port, LOOPBACK_PAGE, false).unwrap_err();
+    assert_eq!(refused.code(), "insecure_endpoint");
+    assert_eq!(check_redirect_uri(other_port, LOOPBACK_PAGE, true), Ok(()));
+}
+
+#[test]
+fn a_plain_http_redirect_uri_elsewhere_is_refused_even_with_allow_insecure_loopback() {
+    let refused = check_redirect_uri("http://app.example/cb", LOOPBACK_PAGE, true).unwrap_err();
+    assert_eq!(
+        refused,
+        Error::InsecureEndpoint {
+            field: "redirectUri"
+        }
+    );
+}
+
+#[test]
+fn a_redirect_uri_that_is_not_http_is_an_invalid_option() {
+    let refused = check_redirect_uri("ftp://app.example/cb", LOOPBACK_PAGE, true).unwrap_err();
+    assert_eq!(refused.code(), "invalid_option");
+}
