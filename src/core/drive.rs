@@ -56,7 +56,11 @@ pub async fn drive<M: Machine, P: Perform<M>>(
     loop {
         match next {
             Next::Do(need) => {
-                let fed = performer.perform(need, machine).await;
+                // Boxed: the loop's own future then holds a pointer, not
+                // the largest of the performer's futures, and each
+                // machine's loop compiles smaller (−1.5 kB brotli for the
+                // wasm, one allocation per step).
+                let fed = Box::pin(performer.perform(need, machine)).await;
                 next = machine.on(fed, performer.with());
             }
             Next::Done(done) => return done,
