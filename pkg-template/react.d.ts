@@ -18,7 +18,8 @@ export interface AuthProviderProps<AppState = unknown> {
   options: AuthClientOptions;
   /**
    * Called once the login response in the address bar (`code` or `error`,
-   * with `state`) was handled successfully, with the `appState` given to
+   * with `state`, at `redirectUri`'s path; the same parameters on another
+   * path are the app's own) was handled successfully, with the `appState` given to
    * `login`; e.g. to navigate to `appState.returnTo`. Not called in a login
    * popup (the response goes to the opening tab).
    */

@@ -13,10 +13,19 @@ const LOADING = { isLoading: true, isAuthenticated: false, user: null, error: nu
 const EVENTS = ["tokens", "signedOut", "sessionExpired"];
 
 // The redirect page's address carries a response to our login: code or
-// error, with state (RFC 6749 §4.1.2).
-function isCallback() {
-  const params = new URLSearchParams(window.location.search);
-  return params.has("state") && (params.has("code") || params.has("error"));
+// error, with state (RFC 6749 §4.1.2), at the redirect URI's path. An app
+// route of its own with `code` and `state` parameters (an invitation, say)
+// is not a login response.
+function isCallback(redirectUri) {
+  const here = new URL(window.location.href);
+  let expected;
+  try {
+    expected = new URL(redirectUri, here).pathname;
+  } catch {
+    return false;
+  }
+  const params = here.searchParams;
+  return here.pathname === expected && params.has("state") && (params.has("code") || params.has("error"));
 }
 
 // Creates the client and completes a login response in the address bar.
@@ -26,7 +35,7 @@ function isCallback() {
 async function start(options, onRedirectCallback) {
   const client = await AuthClient.create(options);
   let error = null;
-  if (isCallback()) {
+  if (isCallback(options?.redirectUri)) {
     try {
       const { appState } = await client.handleRedirectCallback();
       // In a login popup the response went to the opening tab and this

@@ -102,6 +102,14 @@ test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in ano
     await page.click("#call-api");
     assert.equal(await text(page, "#api"), `200 ${TEST_USER.sub}`);
 
+    // An app route with its own `code` and `state` is not a login response:
+    // nothing is handed to handleRedirectCallback (which would fail with
+    // no_transaction), and the session stays.
+    await page.goto(`${idp.spaOrigin}/invite?code=team-42&state=from-the-app`);
+    await statusIs(page, "signed in");
+    assert.equal(await page.$("#callback-error"), null);
+    assert.equal(exchanges(), 1);
+
     // Another tab signs out: this one re-renders signed out.
     const other = await context.newPage();
     const otherErrors = collectPageErrors(other);
