@@ -541,10 +541,17 @@ export declare class AuthClient {
    * The authorization URL of a new login, with the pending transaction
    * stored ([RFC 6749 §4.1.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1),
    * [RFC 7636 §4.3](https://www.rfc-editor.org/rfc/rfc7636#section-4.3)).
+   * Meant for a login that leaves the page, like {@link AuthClient.login}:
+   * rejects with `storage_error`, before anything is sent, where the pending
+   * login (sessionStorage) or, with DPoP, its key (IndexedDB) would not
+   * survive that; {@link AuthClient.loginWithPopup} keeps both in the page.
    */
   createLoginUrl<AppState = unknown>(options?: LoginOptions<AppState>): Promise<string>;
 
-  /** Starts a login: stores the transaction and navigates to the authorization endpoint. */
+  /**
+   * Starts a login: stores the transaction and navigates to the
+   * authorization endpoint (`storage_error` as {@link AuthClient.createLoginUrl}).
+   */
   login<AppState = unknown>(options?: LoginOptions<AppState>): Promise<void>;
 
   /**

@@ -13,9 +13,11 @@ const LOADING = { isLoading: true, isAuthenticated: false, user: null, error: nu
 const EVENTS = ["tokens", "signedOut", "sessionExpired"];
 
 // The redirect page's address carries a response to our login: code or
-// error, with state (RFC 6749 §4.1.2), at the redirect URI's path. An app
-// route of its own with `code` and `state` parameters (an invitation, say)
-// is not a login response.
+// error, with state (RFC 6749 §4.1.2), at the redirect URI's path (a
+// trailing slash either way: hosts that add or drop one). An app route of
+// its own with `code` and `state` parameters (an invitation, say) is not a
+// login response.
+const withoutTrailingSlash = (path) => (path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path);
 function isCallback(redirectUri) {
   const here = new URL(window.location.href);
   let expected;
@@ -25,7 +27,8 @@ function isCallback(redirectUri) {
     return false;
   }
   const params = here.searchParams;
-  return here.pathname === expected && params.has("state") && (params.has("code") || params.has("error"));
+  const atRedirectUri = withoutTrailingSlash(here.pathname) === withoutTrailingSlash(expected);
+  return atRedirectUri && params.has("state") && (params.has("code") || params.has("error"));
 }
 
 // Creates the client and completes a login response in the address bar.

@@ -44,7 +44,7 @@ use crate::core::retirement::{retirement_of_ended, LogoutChoices};
 use crate::core::retirer::Retirer;
 use crate::core::session::{RefreshPolicy, Session, SessionChange};
 use crate::core::startup::{storage_events_at_start, Coordination};
-use crate::core::user::{user_source, UserSource};
+use crate::core::user::{signed_in, user_source, UserSource};
 use crate::core::{AccessToken, Error, State, TokenSet};
 
 /// The latchkey version, e.g. `"0.1.0"`.
@@ -611,8 +611,7 @@ async fn handle_redirect_callback(inner: &Inner, url: Option<String>) -> Result<
 /// What `isAuthenticated` does (documented on the export), run by [`run`].
 async fn is_authenticated(inner: &Inner) -> Result<JsValue, Error> {
     let now = inner.platform.now_ms();
-    let signed_in = inner.session.tokens().is_some_and(|t| t.signs_in(now));
-    Ok(signed_in.into())
+    Ok(signed_in(inner.session.tokens().as_ref(), now).into())
 }
 
 /// What `getAccessToken` does (documented on the export), run by [`run`].
@@ -1086,7 +1085,7 @@ fn login_options(options: &JsValue) -> Result<LoginRequest, Error> {
         app_state,
         handle,
         // Said by the call, not the options (`login_url`).
-        leaves_page: false,
+        ..LoginRequest::default()
     })
 }
 

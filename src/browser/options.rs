@@ -138,12 +138,13 @@ pub(crate) fn url_with_query(
     Ok(url.href())
 }
 
-/// Validates an absolute `http(s)` URL with the browser's URL parser.
-fn absolute_url(field: &'static str, value: &str) -> Result<(), Error> {
+/// Validates an absolute `http(s)` URL with the browser's URL parser; the
+/// URL as the browser normalised it (`href`).
+fn absolute_url(field: &'static str, value: &str) -> Result<String, Error> {
     let url = web_sys::Url::new(value)
         .map_err(|_| Error::invalid_option(field, "must be an absolute URL"))?;
     match url.protocol().as_str() {
-        "https:" | "http:" => Ok(()),
+        "https:" | "http:" => Ok(url.href()),
         _ => Err(Error::invalid_option(field, "must be an http(s) URL")),
     }
 }
@@ -233,18 +234,12 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
     let issuer = profile.issuer(given_issuer)?;
     let client_id = string(options, "clientId", true)?.unwrap_or_default();
     let redirect_uri = string(options, "redirectUri", true)?.unwrap_or_default();
-    absolute_url("redirectUri", &redirect_uri)?;
-    check_redirect_uri(&redirect_uri, &page_origin(), allow_insecure_loopback)?;
+    // Checked as the browser reads it (the app's spelling is what is sent:
+    // it must match the registration exactly).
+    let parsed_redirect = absolute_url("redirectUri", &redirect_uri)?;
+    check_redirect_uri(&parsed_redirect, &page_origin(), allow_insecure_loopback)?;
     let scope = profile.scope(string(options, "scope", false)?)?;
-    let storage = match string(options, "storage", false)? {
-        None => StorageKind::IndexedDb,
-        Some(kind) => StorageKind::parse(&kind).ok_or_else(|| {
-            Error::invalid_option(
-                "storage",
-                "must be \"indexeddb\", \"localstorage\" or \"memory\"",
-            )
-        })?,
-    };
+    let storage = StorageKind::of_option(string(options, "storage", false)?.as_deref())?;
     let refresh_leeway_seconds = seconds(options, "refreshLeewaySeconds", REFRESH_LEEWAY)?;
     let refresh_timeout_seconds = seconds(options, "refreshTimeoutSeconds", REFRESH_TIMEOUT)?;
     Ok(ClientOptions {

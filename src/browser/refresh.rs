@@ -73,7 +73,9 @@ impl RefreshTransport for BrowserRefresh {
 
     async fn check_account(&self, account: &Account) -> Result<(), Error> {
         let Some(resolver) = &self.atproto else {
-            return Ok(());
+            return Err(Error::DidResolution {
+                reason: "this client has no AT Protocol resolver".into(),
+            });
         };
         // Bounded by the core's wait; the resolution's own requests follow
         // no redirect.

@@ -88,7 +88,7 @@ impl Profile {
 }
 
 /// What the app asked of one login (`login`'s options, already read).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LoginRequest {
     /// Extra authorization request parameters, in order.
     pub extra_params: Vec<(String, String)>,
@@ -99,6 +99,19 @@ pub struct LoginRequest {
     /// The login leaves this page (`login`, `createLoginUrl`), rather than
     /// coming back to it in a popup's callback.
     pub leaves_page: bool,
+}
+
+impl Default for LoginRequest {
+    /// A login without options that leaves the page: the checks a
+    /// redirect needs apply unless the caller says it stays.
+    fn default() -> Self {
+        LoginRequest {
+            extra_params: Vec::new(),
+            app_state: None,
+            handle: None,
+            leaves_page: true,
+        }
+    }
 }
 
 /// A started login: where the browser goes, with which query.

@@ -78,9 +78,12 @@ pub trait RefreshTransport {
 
     /// Checks that `account` is still one its authorization server may
     /// sign in (its DID document names a PDS that names the server). Asked
-    /// only where [`checks_accounts`](Self::checks_accounts) says so.
+    /// only where [`checks_accounts`](Self::checks_accounts) says so; a
+    /// transport that cannot check refuses (never a silent pass).
     async fn check_account(&self, _account: &Account) -> Result<(), Error> {
-        Ok(())
+        Err(Error::DidResolution {
+            reason: "this client cannot check an account".into(),
+        })
     }
 }
 

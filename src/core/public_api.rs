@@ -151,11 +151,36 @@ impl StorageKind {
             .into_iter()
             .find(|kind| kind.as_str() == value)
     }
+
+    /// The `storage` option `given`, or the default (IndexedDB) when the
+    /// app gave none.
+    pub fn of_option(given: Option<&str>) -> Result<StorageKind, Error> {
+        match given {
+            None => Ok(StorageKind::IndexedDb),
+            Some(value) => StorageKind::parse(value).ok_or_else(|| {
+                Error::invalid_option(
+                    "storage",
+                    "must be \"indexeddb\", \"localstorage\" or \"memory\"",
+                )
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_storage_option_defaults_to_indexeddb_and_refuses_other_names() {
+        assert_eq!(StorageKind::of_option(None), Ok(StorageKind::IndexedDb));
+        assert_eq!(
+            StorageKind::of_option(Some("memory")),
+            Ok(StorageKind::Memory)
+        );
+        let refused = StorageKind::of_option(Some("disk")).unwrap_err();
+        assert_eq!(refused.code(), "invalid_option");
+    }
 
     #[test]
     fn every_storage_problem_has_its_own_name() {

@@ -46,9 +46,11 @@ enum Stage {
     ReadingEndReason {
         now: u64,
     },
-    /// An AT Protocol account checked again before its refresh.
+    /// An AT Protocol account checked again before its refresh, since
+    /// `since` (ms): the callers' wait covers the check and the request.
     CheckingAccount {
         base: TokenSet,
+        since: u64,
     },
     Sending {
         base: TokenSet,
@@ -150,12 +152,17 @@ impl SessionMachine for RefreshMachine {
                 };
                 Step::done(vec![Act::End { reason, at: now }], Err(error))
             }
-            (Stage::CheckingAccount { base }, Input::AccountChecked(checked)) => match checked {
-                Ok(()) => self.send(base),
-                // Nothing was sent: a failed check is the call's error, and
-                // the session stays as it is.
-                Err(error) => Step::done(vec![], Err(error)),
-            },
+            (Stage::CheckingAccount { base, since }, Input::AccountChecked(checked)) => {
+                match checked {
+                    Ok(()) => {
+                        let spent = u32::try_from(now.saturating_sub(since)).unwrap_or(u32::MAX);
+                        self.send(base, spent)
+                    }
+                    // Nothing was sent: a failed check is the call's error, and
+                    // the session stays as it is.
+                    Err(error) => Step::done(vec![], Err(error)),
+                }
+            }
             (Stage::Sending { base }, Input::Slow) => {
                 // Past the timeout the callers stop waiting, but the request
                 // is not abandoned: the server may already have rotated, and
@@ -537,18 +544,21 @@ impl RefreshMachine {
             // document may no longer name this one: checked before its
             // refresh token is presented anywhere.
             let account = account.clone();
-            self.stage = Stage::CheckingAccount { base };
+            self.stage = Stage::CheckingAccount { base, since: now };
             return Step::wait(Wait::CheckAccount {
                 account,
                 ms: self.policy.timeout_ms,
             });
         }
-        self.send(base)
+        self.send(base, 0)
     }
 
     /// Sends the refresh of `base`: to its account's own token endpoint
-    /// (AT Protocol), else to the client's.
-    fn send(&mut self, base: TokenSet) -> Step {
+    /// (AT Protocol), else to the client's. The callers wait for the
+    /// answer what is left of the refresh timeout once `spent` (ms) went on
+    /// the account's check; past it they are told `refresh_timeout`, and
+    /// the request is still awaited up to the settle cap.
+    fn send(&mut self, base: TokenSet, spent: u32) -> Step {
         let endpoint = match base.atproto.as_deref() {
             Some(account) if self.checks_accounts => Some(account.token_endpoint.clone()),
             _ => None,
@@ -561,7 +571,7 @@ impl RefreshMachine {
         self.stage = Stage::Sending { base };
         Step::wait(Wait::Send {
             request,
-            ms: self.policy.timeout_ms,
+            ms: self.policy.timeout_ms.saturating_sub(spent),
         })
     }
 

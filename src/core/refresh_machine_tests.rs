@@ -725,3 +725,17 @@ fn without_the_profile_an_account_s_set_refreshes_at_the_client_s_endpoint() {
     let step = on(&mut machine, Input::Loaded(Ok(Some(held))), &session);
     assert_eq!(show(&step), "send rt-1 10000");
 }
+
+#[test]
+fn the_callers_wait_covers_the_account_s_check_and_the_request() {
+    let held = account_set();
+    let session = Session::new(Some(held.clone()));
+    let mut machine = checking_accounts(&held, &session);
+    on(&mut machine, Input::Loaded(Ok(Some(held))), &session);
+    // The check took 4 s of the 10 s timeout: 6 s are left for the answer.
+    let step = machine.on(Input::AccountChecked(Ok(())), &session, NOW + 4_000);
+    assert_eq!(
+        show(&step),
+        "send rt-1 6000 to https://pds.example/oauth/token"
+    );
+}

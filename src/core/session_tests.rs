@@ -803,6 +803,49 @@ fn a_store_write_that_never_answers_keeps_the_rotation_in_memory_and_broadcasts_
     assert!(!tab.lock.held.get(), "the lock was let go");
 }
 
+/// An AT Protocol client's transport whose account check never answers
+/// (a PLC directory that hangs); its refresh must never be sent.
+struct AccountCheckHangs<'a>(RefreshGrant<'a, FakePlatform, FakeDpopKeys>);
+
+impl RefreshTransport for AccountCheckHangs<'_> {
+    async fn refresh(&self, request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
+        self.0.refresh(request).await
+    }
+
+    fn checks_accounts(&self) -> bool {
+        true
+    }
+
+    async fn check_account(&self, _account: &crate::core::atproto::Account) -> Result<(), Error> {
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn an_account_check_that_never_answers_is_refresh_timeout_and_sends_nothing() {
+    let mut held = expiring("at-1", Some("rt-1"), 0);
+    held.atproto = Some(Box::new(crate::core::atproto::Account {
+        did: "did:plc:alice".into(),
+        handle: None,
+        pds: "https://pds.example".into(),
+        issuer: "https://pds.example".into(),
+        token_endpoint: "https://pds.example/oauth/token".into(),
+        revocation_endpoint: None,
+    }));
+    let tab = Tab::with(held.clone());
+    // Deadlines pass: the check's bound is over at once. The platform is
+    // scripted with no request: a refresh sent would fail the test.
+    tab.platform.deadlines_pass.set(true);
+    let transport = AccountCheckHangs(tab.grant());
+    let background = tab.background(&tab.platform.store, &tab.lock, &transport, || NoCheck);
+    let refresher = tab.refresher(&tab.platform.store, &tab.lock, &transport, &background);
+    let error = background.tasks.run(refresher.access_token()).unwrap_err();
+    assert_eq!(error, Error::RefreshTimeout);
+    assert!(!tab.lock.held.get(), "the lock was let go");
+    assert_eq!(tab.stored(), Some(held), "the session is kept");
+    assert!(tab.heard().is_empty(), "nothing ended, nothing adopted");
+}
+
 #[test]
 fn an_expired_token_without_refresh_token_ends_the_session() {
     let tab = Tab::with(expiring("at-1", None, 0));

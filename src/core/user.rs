@@ -28,10 +28,17 @@ pub enum UserSource<'a> {
     Nothing,
 }
 
+/// Whether someone is signed in at `now_ms` with the session `tokens`
+/// (`isAuthenticated`, and whom `getUser` may show): its access token is
+/// usable, or it can be refreshed ([`TokenSet::signs_in`]).
+pub fn signed_in(tokens: Option<&TokenSet>, now_ms: u64) -> bool {
+    tokens.is_some_and(|tokens| tokens.signs_in(now_ms))
+}
+
 /// The source of `getUser({ userinfo })` at `now_ms` for the session
 /// `tokens` of a client that asked for `scope`, with `configured` its
 /// UserInfo endpoint. Only a session that signs the user in
-/// ([`TokenSet::signs_in`], as `isAuthenticated` says) has a user:
+/// ([`signed_in`], as `isAuthenticated` says) has a user:
 /// otherwise `not_authenticated`. Without `openid` the app asked for no ID
 /// token: one kept by an earlier version was never verified, so it is not
 /// shown. A token whose claims cannot be read shows nothing either.
@@ -44,7 +51,7 @@ pub fn user_source<'a, J: Json>(
     wants_userinfo: bool,
 ) -> Result<UserSource<'a>, Error> {
     let tokens = tokens
-        .filter(|tokens| tokens.signs_in(now_ms))
+        .filter(|_| signed_in(tokens, now_ms))
         .ok_or(Error::NotAuthenticated)?;
     if let Some(account) = &tokens.atproto {
         return Ok(UserSource::Account(account));

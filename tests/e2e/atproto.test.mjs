@@ -391,6 +391,38 @@ async function installCustomRefreshClient(page, opts) {
   if (result.error) throw new Error(`create failed: ${JSON.stringify(result.error)}`);
 }
 
+test("before each refresh the account is checked again: moved to another server, no refresh token is sent and the valid token stays in use; moved back, it refreshes at its own server", async () => {
+  await inContext(async (context) => {
+    // Stale at half its lifetime (this leeway), valid for the other half.
+    const ttl = 10;
+    assert.equal(await net.setAccessTokenTtl(ttl), ttl);
+    const mover = await net.createAccount("mover.test", "mover-password");
+    const opts = options({ refreshLeewaySeconds: 600 });
+    const { page } = await loginAtproto(context, net, opts, mover);
+    const first = await accessToken(page);
+    await sleep(Math.max(0, (claimsOf(first).iat + ttl / 2) * 1000 + 700 - Date.now()));
+
+    // The account's document now names a server that names another authorization server.
+    await net.movePds(mover.did, net.wrong.elsewhere.pdsUrl);
+    await net.resetCounters();
+    const held = await within(accessToken(page), 15_000, "getAccessToken() with the account moved");
+    assert.equal(held, first, "the token in hand, still valid, is used");
+    let c = await net.counters();
+    assert.equal(c.token.byGrantType.refresh_token ?? 0, 0, `no refresh token presented — ${JSON.stringify(c.token)}`);
+    assert.ok((c.plc.documentFetchesByDid[mover.did] ?? 0) >= 1, "the account's document was read again first");
+    assert.equal(await isAuthenticated(page), true, "a failed check ends no session");
+
+    // Back at its own server: the next call refreshes there.
+    await net.movePds(mover.did, net.pdsUrl);
+    await net.resetCounters();
+    const refreshed = await within(accessToken(page), 15_000, "getAccessToken() with the account back");
+    assert.notEqual(refreshed, first, "a new access token");
+    c = await net.counters();
+    assert.equal(c.token.byGrantTypeAndOutcome.refresh_token?.success, 1, JSON.stringify(c.token));
+    assert.ok((c.plc.documentFetchesByDid[mover.did] ?? 0) >= 1, "checked again before this refresh too");
+  });
+});
+
 test("an app's own refresh of an atproto session is given the account's token endpoint and a proof factory; the refreshed token works at the PDS", async () => {
   await inContext(async (context) => {
     // Tokens that go stale (half their lifetime, with this leeway) a few seconds after login.
