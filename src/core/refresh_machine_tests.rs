@@ -2,6 +2,7 @@
 //! no fakes, no clock — each step written out as the driver would see it.
 
 use super::*;
+use crate::core::atproto_login::tests::account;
 use crate::core::fakes::POLICY;
 use crate::core::platform::HttpReply;
 use crate::core::refresh_answer::RefreshAnswer;
@@ -637,17 +638,10 @@ fn retry_after_is_capped() {
     assert!(back_off(&Error::RefreshTimeout, NOW).is_none());
 }
 
-/// `stale()` of an AT Protocol account whose own server is `pds.example`.
+/// `stale()` of an AT Protocol account whose own server is `AS`.
 fn account_set() -> TokenSet {
     TokenSet {
-        atproto: Some(Box::new(crate::core::atproto::Account {
-            did: "did:plc:alice".into(),
-            handle: None,
-            pds: "https://pds.example".into(),
-            issuer: "https://pds.example".into(),
-            token_endpoint: "https://pds.example/oauth/token".into(),
-            revocation_endpoint: None,
-        })),
+        atproto: Some(Box::new(account())),
         ..stale()
     }
 }
@@ -677,8 +671,8 @@ fn an_account_is_checked_again_then_refreshed_at_its_own_server() {
     assert_eq!(
         steps,
         [
-            "check account did:plc:alice 10000",
-            "send rt-1 10000 to https://pds.example/oauth/token",
+            "check account did:plc:ewvi7nxzyoun6zhxrhs64oiz 10000",
+            "send rt-1 10000 to https://auth.example/oauth/token",
         ]
     );
 }
@@ -703,7 +697,7 @@ fn an_account_that_fails_its_check_sends_nothing_and_keeps_its_session() {
     assert_eq!(
         steps,
         [
-            "check account did:plc:alice 10000",
+            "check account did:plc:ewvi7nxzyoun6zhxrhs64oiz 10000",
             "fail did_resolution_failed"
         ]
     );
@@ -736,6 +730,6 @@ fn the_callers_wait_covers_the_account_s_check_and_the_request() {
     let step = machine.on(Input::AccountChecked(Ok(())), &session, NOW + 4_000);
     assert_eq!(
         show(&step),
-        "send rt-1 6000 to https://pds.example/oauth/token"
+        "send rt-1 6000 to https://auth.example/oauth/token"
     );
 }

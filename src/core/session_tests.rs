@@ -824,14 +824,7 @@ impl RefreshTransport for AccountCheckHangs<'_> {
 #[test]
 fn an_account_check_that_never_answers_is_refresh_timeout_and_sends_nothing() {
     let mut held = expiring("at-1", Some("rt-1"), 0);
-    held.atproto = Some(Box::new(crate::core::atproto::Account {
-        did: "did:plc:alice".into(),
-        handle: None,
-        pds: "https://pds.example".into(),
-        issuer: "https://pds.example".into(),
-        token_endpoint: "https://pds.example/oauth/token".into(),
-        revocation_endpoint: None,
-    }));
+    held.atproto = Some(Box::new(crate::core::atproto_login::tests::account()));
     let tab = Tab::with(held.clone());
     // Deadlines pass: the check's bound is over at once. The platform is
     // scripted with no request: a refresh sent would fail the test.
