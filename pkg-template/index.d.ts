@@ -555,6 +555,16 @@ export declare class AuthClient {
   login<AppState = unknown>(options?: LoginOptions<AppState>): Promise<void>;
 
   /**
+   * Whether `url` (default the current address) is a response to this
+   * client's login, for {@link AuthClient.handleRedirectCallback}: at
+   * `redirectUri`'s path (with or without a trailing slash), with `state`
+   * and a `code` or an `error`
+   * ([RFC 6749 §4.1.2](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2)).
+   * An app route of its own with such parameters is not one.
+   */
+  isLoginResponse(url?: string): boolean;
+
+  /**
    * Logs in in a popup, keeping this page (and its in-memory state) as it
    * is: the same authorization request as {@link login}; the popup's
    * redirect page hands the response back (its `handleRedirectCallback()`

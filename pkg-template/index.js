@@ -167,6 +167,10 @@ export class AuthClient {
     return this.#client.handleRedirectCallback(url);
   }
 
+  isLoginResponse(url) {
+    return this.#client.isLoginResponse(url);
+  }
+
   isAuthenticated() {
     return this.#client.isAuthenticated();
   }

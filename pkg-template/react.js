@@ -12,25 +12,6 @@ const LOADING = { isLoading: true, isAuthenticated: false, user: null, error: nu
 // Session changes in this tab or any other (`sync`): what the hook re-reads on.
 const EVENTS = ["tokens", "signedOut", "sessionExpired"];
 
-// The redirect page's address carries a response to our login: code or
-// error, with state (RFC 6749 §4.1.2), at the redirect URI's path (a
-// trailing slash either way: hosts that add or drop one). An app route of
-// its own with `code` and `state` parameters (an invitation, say) is not a
-// login response.
-const withoutTrailingSlash = (path) => (path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path);
-function isCallback(redirectUri) {
-  const here = new URL(window.location.href);
-  let expected;
-  try {
-    expected = new URL(redirectUri, here).pathname;
-  } catch {
-    return false;
-  }
-  const params = here.searchParams;
-  const atRedirectUri = withoutTrailingSlash(here.pathname) === withoutTrailingSlash(expected);
-  return atRedirectUri && params.has("state") && (params.has("code") || params.has("error"));
-}
-
 // Creates the client and completes a login response in the address bar.
 // Runs once per provider: StrictMode's second mount reuses the promise, so
 // the one-time callback is never presented twice (that would be
@@ -38,7 +19,9 @@ function isCallback(redirectUri) {
 async function start(options, onRedirectCallback) {
   const client = await AuthClient.create(options);
   let error = null;
-  if (isCallback(options?.redirectUri)) {
+  // Only a response to this client's login (its redirect URI's path): an
+  // app route of its own with `code` and `state` is left alone.
+  if (client.isLoginResponse()) {
     try {
       const { appState } = await client.handleRedirectCallback();
       // In a login popup the response went to the opening tab and this

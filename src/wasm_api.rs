@@ -26,7 +26,7 @@ use crate::browser::user;
 use crate::browser::visibility::VisibilityCatchUp;
 use crate::core::app_events::{AppEvent, DetailValue};
 use crate::core::atproto::Resolver;
-use crate::core::authorize::{callback_url, RESPONSE_PARAMS};
+use crate::core::authorize::{callback_url, is_login_response, RESPONSE_PARAMS};
 use crate::core::authorized_call::{AuthorizedCall, End, Event, ExpiryTest, Need};
 use crate::core::call_target::{CallTargets, EndpointKey};
 use crate::core::create_machine::{CreateClient, Started};
@@ -406,6 +406,22 @@ impl AuthClient {
     #[wasm_bindgen(js_name = handleRedirectCallback)]
     pub fn handle_redirect_callback(&self, url: Option<String>) -> Promise {
         start(&self.inner, Call::Callback(url))
+    }
+
+    /// Whether `url` (default the current address) is a response to this
+    /// client's login, which `handleRedirectCallback` completes: at the
+    /// redirect URI's path, with `state` and a `code` or an `error`
+    /// (`core::authorize::is_login_response`).
+    #[wasm_bindgen(js_name = isLoginResponse)]
+    pub fn is_login_response(&self, url: Option<String>) -> bool {
+        let href = url.or_else(|| window().ok()?.location().href().ok());
+        let page = href.and_then(|href| web_sys::Url::new(&href).ok());
+        let redirect = web_sys::Url::new(&self.inner.config.redirect_uri).ok();
+        let (Some(page), Some(redirect)) = (page, redirect) else {
+            return false;
+        };
+        let names: Vec<String> = query_pairs(&page).into_iter().map(|(n, _)| n).collect();
+        is_login_response(&page.pathname(), &redirect.pathname(), &names)
     }
 
     /// Whether this tab holds a session that is usable now or can be

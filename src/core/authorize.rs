@@ -70,6 +70,23 @@ pub fn callback_url(given: Option<String>, address_bar: String) -> (String, bool
     }
 }
 
+/// Whether a page is a response to this client's login
+/// ([RFC 6749 §4.1.2](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2),
+/// [§4.1.2.1](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1)): it is
+/// at the redirect URI's path (`path` and `redirect_path`, a trailing slash
+/// either way: hosts add or drop one) and its query (`names`) has `state`
+/// and a `code` or an `error`. An app route of its own with such parameters
+/// (an invitation's `code`, say) is not one.
+pub fn is_login_response(path: &str, redirect_path: &str, names: &[String]) -> bool {
+    fn trimmed(path: &str) -> &str {
+        path.strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(path)
+    }
+    let has = |name: &str| names.iter().any(|n| n == name);
+    trimmed(path) == trimmed(redirect_path) && has("state") && (has("code") || has("error"))
+}
+
 /// Whether a space-separated `scope` contains the `openid` token
 /// ([RFC 6749 §3.3](https://www.rfc-editor.org/rfc/rfc6749#section-3.3)):
 /// then the request is an OpenID Connect one and carries a `nonce`.
@@ -782,5 +799,67 @@ mod tests {
             check(&[("error", "access_denied")], false).unwrap_err(),
             Error::StateMissing
         );
+    }
+
+    fn query_names(query: &[&str]) -> Vec<String> {
+        query.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_code_or_an_error_with_state_at_the_redirect_path_is_a_login_response() {
+        assert!(is_login_response(
+            "/cb",
+            "/cb",
+            &query_names(&["code", "state", "iss"])
+        ));
+        assert!(is_login_response(
+            "/cb",
+            "/cb",
+            &query_names(&["error", "state"])
+        ));
+        assert!(is_login_response(
+            "/",
+            "/",
+            &query_names(&["state", "code"])
+        ));
+    }
+
+    #[test]
+    fn a_trailing_slash_either_way_is_the_same_path() {
+        assert!(is_login_response(
+            "/cb/",
+            "/cb",
+            &query_names(&["code", "state"])
+        ));
+        assert!(is_login_response(
+            "/cb",
+            "/cb/",
+            &query_names(&["code", "state"])
+        ));
+    }
+
+    #[test]
+    fn the_same_parameters_on_another_path_are_the_app_s_own() {
+        assert!(!is_login_response(
+            "/invite",
+            "/",
+            &query_names(&["code", "state"])
+        ));
+        assert!(!is_login_response(
+            "/cb/x",
+            "/cb",
+            &query_names(&["code", "state"])
+        ));
+    }
+
+    #[test]
+    fn without_state_or_without_code_and_error_it_is_not_a_login_response() {
+        assert!(!is_login_response("/cb", "/cb", &query_names(&["code"])));
+        assert!(!is_login_response("/cb", "/cb", &query_names(&["state"])));
+        assert!(!is_login_response(
+            "/cb",
+            "/cb",
+            &query_names(&["state", "iss"])
+        ));
     }
 }
