@@ -102,10 +102,12 @@ test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in ano
     await page.click("#call-api");
     assert.equal(await text(page, "#api"), `200 ${TEST_USER.sub}`);
 
-    // An app route with its own `code` and `state` is not a login response:
-    // nothing is handed to handleRedirectCallback (which would fail with
-    // no_transaction), and the session stays.
-    await page.goto(`${idp.spaOrigin}/invite?code=team-42&state=from-the-app`);
+    // A page of the app at another path than the redirect URI's (`/`), with
+    // its own `code` and `state`, is not a login response: nothing is handed
+    // to handleRedirectCallback (which would fail with no_transaction), and
+    // the session stays. (The static server serves files only: the app's
+    // page at another path is /index.html.)
+    await page.goto(`${idp.spaOrigin}/index.html?code=team-42&state=from-the-app`);
     await statusIs(page, "signed in");
     assert.equal(await page.$("#callback-error"), null);
     assert.equal(exchanges(), 1);
