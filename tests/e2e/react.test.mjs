@@ -107,10 +107,15 @@ test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in ano
     // to handleRedirectCallback (which would fail with no_transaction), and
     // the session stays. (The static server serves files only: the app's
     // page at another path is /index.html.)
-    await page.goto(`${idp.spaOrigin}/index.html?code=team-42&state=from-the-app`);
-    await statusIs(page, "signed in");
-    assert.equal(await page.$("#callback-error"), null);
+    const invited = await context.newPage();
+    const invitedErrors = collectPageErrors(invited);
+    await invited.goto(`${idp.spaOrigin}/index.html?code=team-42&state=from-the-app`);
+    await statusIs(invited, "signed in");
+    assert.equal(await invited.$("#callback-error"), null);
+    assert.equal(new URL(invited.url()).search, "?code=team-42&state=from-the-app", "its address is left alone");
     assert.equal(exchanges(), 1);
+    assert.deepEqual(invitedErrors, []);
+    await invited.close();
 
     // Another tab signs out: this one re-renders signed out.
     const other = await context.newPage();
