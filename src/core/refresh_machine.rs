@@ -10,6 +10,7 @@
 //! token, that set *is* the session — it is written before its new ID
 //! token is checked, and only a sign-out or a later login stops it.
 
+use crate::core::atproto::Account;
 use crate::core::ports::RefreshRequest;
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::session::{
@@ -539,7 +540,7 @@ impl RefreshMachine {
         if let Some(error) = session.backing_off(now) {
             return Step::done(vec![], Err(error));
         }
-        if let Some(account) = base.atproto.as_deref().filter(|_| self.checks_accounts) {
+        if let Some(account) = self.account_checked_for(&base) {
             // The account may have moved to another server, or its
             // document may no longer name this one: checked before its
             // refresh token is presented anywhere.
@@ -553,16 +554,21 @@ impl RefreshMachine {
         self.send(base, 0)
     }
 
+    /// The AT Protocol account whose own server refreshes `base`, once
+    /// checked again: only for a client that checks accounts.
+    fn account_checked_for<'b>(&self, base: &'b TokenSet) -> Option<&'b Account> {
+        base.atproto.as_deref().filter(|_| self.checks_accounts)
+    }
+
     /// Sends the refresh of `base`: to its account's own token endpoint
     /// (AT Protocol), else to the client's. The callers wait for the
     /// answer what is left of the refresh timeout once `spent` (ms) went on
     /// the account's check; past it they are told `refresh_timeout`, and
     /// the request is still awaited up to the settle cap.
     fn send(&mut self, base: TokenSet, spent: u32) -> Step {
-        let endpoint = match base.atproto.as_deref() {
-            Some(account) if self.checks_accounts => Some(account.token_endpoint.clone()),
-            _ => None,
-        };
+        let endpoint = self
+            .account_checked_for(&base)
+            .map(|account| account.token_endpoint.clone());
         let request = RefreshRequest {
             base: base.clone(),
             endpoint,
