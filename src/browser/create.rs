@@ -1,20 +1,17 @@
 //! `create()`'s needs performed in the browser ([`CreateClient`]): the
-//! store opened and read — with discovery alongside when the machine says
-//! so —, discovery awaited, metadata kept for the next start, or discovery
-//! left to finish in the background. It decides nothing.
-
-use std::future::Future;
-use std::pin::Pin;
+//! store opened and read, discovery, metadata kept for the next start, or
+//! a revalidation started in the background. It decides nothing.
 
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::platform::BrowserPlatform;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::core::create_machine::{CreateClient, Fed, Need, Started};
 use crate::core::drive::{drive, Perform};
+use crate::core::platform::Timer;
 use crate::core::ports::{Clock, SessionStore};
-use crate::core::race::{alongside, both};
+use crate::core::race::both;
 use crate::core::startup::{discover, KeptMetadata};
-use crate::core::{Error, ProviderMetadata};
+use crate::core::Error;
 
 /// What opening gave besides the machine's input: the store, why it fell
 /// back to another storage (if it did), and the DPoP keys (when used).
@@ -47,13 +44,11 @@ pub async fn start_client(
     target: Target<'_>,
     (mut machine, first): (CreateClient, crate::core::create_machine::Step),
 ) -> Result<(Opened, Started), Error> {
-    let discovery = Box::pin(discover_owned(target.timeout_ms, target.issuer.to_owned()));
     let mut performer = Creating {
         platform: BrowserPlatform {
             request_timeout_ms: target.timeout_ms,
         },
         target,
-        discovery: Some(discovery),
         opened: None,
     };
     let started = drive(&mut machine, first, &mut performer).await?;
@@ -64,18 +59,13 @@ pub async fn start_client(
 }
 
 /// Performs `create()`'s needs.
-struct Creating<'a, D> {
+struct Creating<'a> {
     platform: BrowserPlatform,
     target: Target<'a>,
-    /// Discovery (owning what it needs, so it can outlive `create()`),
-    /// started when first polled: alongside the reads, awaited, or handed
-    /// to a task of its own. `None` once it answered or was handed on:
-    /// never awaited twice.
-    discovery: Option<Pin<Box<D>>>,
     opened: Option<Opened>,
 }
 
-impl<D> Creating<'_, D> {
+impl Creating<'_> {
     /// Where metadata is kept: the opened store's kind (after a fallback,
     /// the one in use), the issuer and client id, owned for a task.
     fn keep_target(&self) -> (StorageKind, String, String) {
@@ -90,13 +80,10 @@ impl<D> Creating<'_, D> {
     }
 }
 
-impl<D> Perform<CreateClient> for Creating<'_, D>
-where
-    D: Future<Output = Result<ProviderMetadata, Error>> + 'static,
-{
+impl Perform<CreateClient> for Creating<'_> {
     async fn perform(&mut self, need: Need, _: &CreateClient) -> Fed {
         match need {
-            Need::Open { discover_alongside } => {
+            Need::Open => {
                 let Target {
                     storage,
                     issuer,
@@ -104,73 +91,44 @@ where
                     dpop,
                     ..
                 } = self.target;
-                let open_and_load = async {
-                    let opening = async {
-                        let (store, fallback) =
-                            BrowserSessionStore::open(storage, issuer, client_id).await;
-                        let (loaded, kept) = both(store.load_tokens(), store.load_metadata()).await;
-                        (store, fallback, loaded, kept)
-                    };
-                    // DPoP keys live in IndexedDB whatever the token
-                    // storage: a non-extractable key handle reveals
-                    // nothing, and the login's key must survive the
-                    // redirect.
-                    let keys = async {
-                        match dpop {
-                            true => Some(BrowserDpopKeys::open(issuer, client_id).await),
-                            false => None,
-                        }
-                    };
-                    both(opening, keys).await
+                let opening = async {
+                    let (store, fallback) =
+                        BrowserSessionStore::open(storage, issuer, client_id).await;
+                    let (loaded, kept) = both(store.load_tokens(), store.load_metadata()).await;
+                    (store, fallback, loaded, kept)
                 };
-                let (((store, storage_fallback, loaded, kept), dpop_keys), early) =
-                    match (discover_alongside, &mut self.discovery) {
-                        (true, Some(discovery)) => alongside(open_and_load, discovery).await,
-                        _ => (open_and_load.await, None),
-                    };
-                if early.is_some() {
-                    self.discovery = None;
-                }
+                // DPoP keys live in IndexedDB whatever the token storage: a
+                // non-extractable key handle reveals nothing, and the
+                // login's key must survive the redirect.
+                let keys = async {
+                    match dpop {
+                        true => Some(BrowserDpopKeys::open(issuer, client_id).await),
+                        false => None,
+                    }
+                };
+                let ((store, storage_fallback, loaded, kept), dpop_keys) =
+                    both(opening, keys).await;
                 self.opened = Some(Opened {
                     store,
                     storage_fallback,
                     dpop_keys,
                 });
-                Fed::Opened {
-                    loaded,
-                    kept,
-                    early,
-                }
+                Fed::Opened { loaded, kept }
             }
-            Need::AwaitDiscovery => Fed::Discovered(match self.discovery.take() {
-                Some(discovery) => discovery.await,
-                None => Err(Error::Discovery {
-                    reason: "discovery already answered".into(),
-                }),
-            }),
-            // Kept for the next start: off the critical path, or before
-            // going on (best effort either way).
-            Need::Keep {
-                kept,
-                background: true,
-            } => {
-                wasm_bindgen_futures::spawn_local(keep_later(self.keep_target(), kept));
-                Fed::Done
-            }
-            Need::Keep {
-                kept,
-                background: false,
-            } => {
+            Need::Discover => Fed::Discovered(discover(&self.platform, self.target.issuer).await),
+            // Kept for the next start before going on (best effort).
+            Need::Keep(kept) => {
                 if let Some(opened) = &self.opened {
                     let _ = opened.store.save_metadata(&kept).await;
                 }
                 Fed::Done
             }
-            Need::Revalidate => {
-                if let Some(running) = self.discovery.take() {
-                    let target = self.keep_target();
-                    wasm_bindgen_futures::spawn_local(revalidate_later(running, target));
-                }
+            Need::Revalidate { after_ms } => {
+                let platform = BrowserPlatform {
+                    request_timeout_ms: self.target.timeout_ms,
+                };
+                let target = self.keep_target();
+                wasm_bindgen_futures::spawn_local(revalidate_later(platform, after_ms, target));
                 Fed::Done
             }
         }
@@ -181,33 +139,22 @@ where
     }
 }
 
-/// Discovery as a future that owns what it needs, so it can outlive
-/// `create()` and finish in the background.
-async fn discover_owned(timeout_ms: u32, issuer: String) -> Result<ProviderMetadata, Error> {
-    let platform = BrowserPlatform {
-        request_timeout_ms: timeout_ms,
+/// Discovers the issuer's metadata again `after_ms` from now and keeps it
+/// for the next start, in the store of `(kind, issuer, client_id)` opened
+/// again for it: a task of its own, which `create()` does not wait for.
+async fn revalidate_later(
+    platform: BrowserPlatform,
+    after_ms: u32,
+    (kind, issuer, client_id): (StorageKind, String, String),
+) {
+    platform.sleep(after_ms).await;
+    let Ok(metadata) = discover(&platform, &issuer).await else {
+        return;
     };
-    discover(&platform, &issuer).await
-}
-
-/// Keeps `kept` in the store of `(kind, issuer, client_id)`, opened again
-/// for it: a task of its own, so `create()` does not wait for the write.
-async fn keep_later((kind, issuer, client_id): (StorageKind, String, String), kept: KeptMetadata) {
+    let kept = KeptMetadata {
+        fetched_at_ms: platform.now_ms(),
+        metadata,
+    };
     let (store, _) = BrowserSessionStore::open(kind, &issuer, &client_id).await;
     let _ = store.save_metadata(&kept).await;
-}
-
-/// Finishes a discovery that `create()` did not wait for (it started from
-/// kept metadata) and keeps the result for the next start.
-async fn revalidate_later(
-    discovery: Pin<Box<impl Future<Output = Result<ProviderMetadata, Error>>>>,
-    target: (StorageKind, String, String),
-) {
-    if let Ok(fresh) = discovery.await {
-        let kept = KeptMetadata {
-            fetched_at_ms: js_sys::Date::now() as u64,
-            metadata: fresh,
-        };
-        keep_later(target, kept).await;
-    }
 }

@@ -9,7 +9,7 @@
 //! in IndexedDB, inside the versioned [`Envelope`], with associated data
 //! binding it to issuer, client and record kind.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 
 use gloo_storage::{LocalStorage, SessionStorage, Storage as _};
@@ -41,7 +41,8 @@ pub const STORAGE_KEY_ID: &str = "aes-gcm-v1";
 enum Backend {
     IndexedDb(IdbKeyValue),
     Local,
-    Session,
+    /// sessionStorage when this page has one, else this memory.
+    Session(RefCell<HashMap<String, String>>),
     Memory(RefCell<HashMap<String, String>>),
 }
 
@@ -60,8 +61,10 @@ impl KeyValue for Backend {
                 .map_err(storage)?
                 .and_then(|v| v.as_string())),
             Backend::Local => LocalStorage::raw().get_item(key).map_err(storage),
-            Backend::Session => SessionStorage::raw().get_item(key).map_err(storage),
-            Backend::Memory(map) => Ok(map.borrow().get(key).cloned()),
+            Backend::Session(_) if session_storage_usable() => {
+                SessionStorage::raw().get_item(key).map_err(storage)
+            }
+            Backend::Session(map) | Backend::Memory(map) => Ok(map.borrow().get(key).cloned()),
         }
     }
 
@@ -69,8 +72,10 @@ impl KeyValue for Backend {
         match self {
             Backend::IndexedDb(kv) => kv.put(key, &value.into()).await.map_err(storage),
             Backend::Local => LocalStorage::raw().set_item(key, &value).map_err(storage),
-            Backend::Session => SessionStorage::raw().set_item(key, &value).map_err(storage),
-            Backend::Memory(map) => {
+            Backend::Session(_) if session_storage_usable() => {
+                SessionStorage::raw().set_item(key, &value).map_err(storage)
+            }
+            Backend::Session(map) | Backend::Memory(map) => {
                 map.borrow_mut().insert(key.to_owned(), value);
                 Ok(())
             }
@@ -81,13 +86,27 @@ impl KeyValue for Backend {
         match self {
             Backend::IndexedDb(kv) => kv.delete(key).await.map_err(storage),
             Backend::Local => LocalStorage::raw().remove_item(key).map_err(storage),
-            Backend::Session => SessionStorage::raw().remove_item(key).map_err(storage),
-            Backend::Memory(map) => {
+            Backend::Session(_) if session_storage_usable() => {
+                SessionStorage::raw().remove_item(key).map_err(storage)
+            }
+            Backend::Session(map) | Backend::Memory(map) => {
                 map.borrow_mut().remove(key);
                 Ok(())
             }
         }
     }
+}
+
+thread_local! {
+    static SESSION_STORAGE: OnceCell<bool> = const { OnceCell::new() };
+}
+
+/// Whether this page has a usable sessionStorage, asked once and only when
+/// the pending login is first read or written: a page's first touch of
+/// sessionStorage is a synchronous round trip to the browser (3-4 ms in
+/// the cold-start bench), which a returning tab's `create()` does not need.
+fn session_storage_usable() -> bool {
+    SESSION_STORAGE.with(|usable| *usable.get_or_init(|| web_storage_available(false)))
 }
 
 /// Whether `window.<name>` is a usable Storage (it throws or is null in
@@ -172,8 +191,6 @@ type Records = RecordStore<Backend, BrowserSealer, BrowserPlatform>;
 pub struct BrowserSessionStore {
     kind: StorageKind,
     records: Records,
-    /// The pending login is in `sessionStorage` (not this page's memory).
-    transactions_kept: bool,
 }
 
 impl BrowserSessionStore {
@@ -198,24 +215,16 @@ impl BrowserSessionStore {
         key: Option<CryptoKey>,
     ) -> Self {
         // The pending login must survive the redirect, and only the tab that
-        // started it needs it.
-        let transactions_kept = web_storage_available(false);
-        let transactions = match transactions_kept {
-            true => Backend::Session,
-            // A redirect's login is then refused by the core; a popup's
-            // still works.
-            false => Backend::memory(),
-        };
+        // started it needs it: sessionStorage, or memory where the page has
+        // none (a redirect's login is then refused by the core; a popup's
+        // still works).
+        let transactions = Backend::Session(RefCell::default());
         let sealer = BrowserSealer { key };
         let json = BrowserPlatform {
             request_timeout_ms: 0,
         };
         let records = RecordStore::new(issuer, client_id, records, transactions, sealer, json);
-        BrowserSessionStore {
-            kind,
-            records,
-            transactions_kept,
-        }
+        BrowserSessionStore { kind, records }
     }
 
     fn memory(issuer: &str, client_id: &str) -> Self {
@@ -297,6 +306,6 @@ impl SessionStore for BrowserSessionStore {
     }
 
     fn keeps_transactions_across_pages(&self) -> bool {
-        self.transactions_kept
+        session_storage_usable()
     }
 }

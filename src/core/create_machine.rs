@@ -7,15 +7,15 @@
 //! The order:
 //! 0. Where the endpoints come from ([`EndpointSource::of`]): an issuer
 //!    that is not a usable URL fails `create()` before anything is opened.
-//! 1. The store is opened and the stored set and kept metadata read — with
-//!    discovery started alongside when the endpoints come from it, so a
-//!    start costs the slower of the two, not their sum.
+//! 1. The store is opened and the stored set and kept metadata read.
 //! 2. The endpoints: an atproto client's are the stored account's; explicit
-//!    ones are checked as given; discovered ones come from the metadata
-//!    [`metadata_at_start`] chooses — discovery's when it answered first
-//!    (kept for the next start, in the background), else usable kept
-//!    metadata (discovery then finishes in the background and keeps what
-//!    it finds), else discovery's once it answers (kept before going on).
+//!    ones are checked as given; discovered ones come from usable kept
+//!    metadata ([`KeptMetadata::usable`]), revalidated
+//!    [`REVALIDATE_AFTER_MS`] later in the background, else from discovery
+//!    (kept before going on). A returning tab therefore sends nothing and
+//!    waits for nothing but its store before its first request; a first
+//!    visit reads the store before it discovers (a few milliseconds next
+//!    to discovery's round trip).
 //!    PAR asked for (or required by the server) but impossible fails
 //!    `create()` here ([`EndpointSource::check_at_start`]).
 //! 3. The session it starts with ([`session_at_start`]).
@@ -24,9 +24,7 @@ use crate::core::atproto_login::client_endpoints;
 use crate::core::discovery::{EndpointOverrides, Endpoints};
 use crate::core::drive::{Machine, Next};
 use crate::core::public_api::StorageProblem;
-use crate::core::startup::{
-    metadata_at_start, session_at_start, EndpointSource, KeptMetadata, MetadataStart,
-};
+use crate::core::startup::{session_at_start, EndpointSource, KeptMetadata, REVALIDATE_AFTER_MS};
 use crate::core::{Error, ProviderMetadata, TokenSet};
 
 /// What the binding does next.
@@ -34,26 +32,20 @@ use crate::core::{Error, ProviderMetadata, TokenSet};
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Need {
-    /// Open the store and read the stored set and the kept metadata, with
-    /// discovery started alongside when `discover_alongside` →
+    /// Open the store and read the stored set and the kept metadata →
     /// [`Fed::Opened`]. Always first.
-    Open {
-        /// Discovery runs while the store is read.
-        discover_alongside: bool,
-    },
-    /// Wait for discovery → [`Fed::Discovered`].
-    AwaitDiscovery,
-    /// Keep this metadata for the next start — in the background when
-    /// `background` (best effort either way) → [`Fed::Done`].
-    Keep {
-        /// What to keep.
-        kept: KeptMetadata,
-        /// Off the critical path.
-        background: bool,
-    },
-    /// Let discovery finish in the background and keep what it finds →
+    Open,
+    /// Discover the issuer's metadata → [`Fed::Discovered`].
+    Discover,
+    /// Keep this metadata for the next start (best effort) →
     /// [`Fed::Done`].
-    Revalidate,
+    Keep(KeptMetadata),
+    /// In the background, `after_ms` from now: discover again and keep
+    /// what it finds → [`Fed::Done`] at once.
+    Revalidate {
+        /// How long to wait first ([`REVALIDATE_AFTER_MS`]).
+        after_ms: u32,
+    },
 }
 
 /// What `create()` starts with.
@@ -77,15 +69,12 @@ pub type Step = Next<Need, Result<Started, Error>>;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Fed {
-    /// The store was opened and read (always first); `early` is
-    /// discovery's result when it answered before the reads did.
+    /// The store was opened and read (always first).
     Opened {
         /// The stored set's load.
         loaded: Result<Option<TokenSet>, Error>,
         /// The kept metadata, if any was readable.
         kept: Option<KeptMetadata>,
-        /// Discovery's result, when it came first.
-        early: Option<Result<ProviderMetadata, Error>>,
     },
     /// Discovery's result.
     Discovered(Result<ProviderMetadata, Error>),
@@ -121,8 +110,7 @@ impl CreateClient {
     /// are each account's) or one of `issuer` with the app's `overrides`,
     /// asking for PAR or not. An issuer that is not a usable URL fails it
     /// before anything is opened ([`EndpointSource::of`]); otherwise its
-    /// first step is to open the store and read it ([`Need::Open`]), with
-    /// discovery alongside when the endpoints come from it.
+    /// first step is to open the store and read it ([`Need::Open`]).
     pub fn start(
         atproto: bool,
         issuer: &str,
@@ -140,29 +128,18 @@ impl CreateClient {
             loaded: None,
             stage: Stage::Opening,
         };
-        let source = match source {
-            Ok(source) => source,
-            Err(error) => {
-                machine.stage = Stage::Over;
-                return (machine, Step::Done(Err(error)));
-            }
-        };
-        let discover_alongside = source == EndpointSource::Discovery;
-        (machine, Step::Do(Need::Open { discover_alongside }))
+        if let Err(error) = source {
+            machine.stage = Stage::Over;
+            return (machine, Step::Done(Err(error)));
+        }
+        (machine, Step::Do(Need::Open))
     }
 
     /// The step after `fed`, at `now_ms`. An input the stage does not
     /// expect (a driver bug) fails `create()`.
     pub fn on(&mut self, fed: Fed, now_ms: u64) -> Step {
         match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
-            (
-                Stage::Opening,
-                Fed::Opened {
-                    loaded,
-                    kept,
-                    early,
-                },
-            ) => {
+            (Stage::Opening, Fed::Opened { loaded, kept }) => {
                 let account = match &loaded {
                     Ok(Some(tokens)) => tokens.atproto.as_deref(),
                     _ => None,
@@ -178,11 +155,18 @@ impl CreateClient {
                 self.loaded = Some(loaded);
                 match endpoints {
                     Some(endpoints) => self.started(endpoints),
-                    None => self.metadata(early, kept, now_ms),
+                    None => self.metadata(kept, now_ms),
                 }
             }
             // Kept before going on.
-            (Stage::Discovering, Fed::Discovered(Ok(fresh))) => self.keep(fresh, now_ms, false),
+            (Stage::Discovering, Fed::Discovered(Ok(fresh))) => {
+                let kept = KeptMetadata {
+                    fetched_at_ms: now_ms,
+                    metadata: fresh.clone(),
+                };
+                self.stage = Stage::Keeping(fresh);
+                Step::Do(Need::Keep(kept))
+            }
             (Stage::Discovering, Fed::Discovered(Err(error))) => Step::Done(Err(error)),
             (Stage::Keeping(metadata), Fed::Done) => self.discovered(metadata),
             (_, _) => Step::Done(Err(Error::Discovery {
@@ -191,43 +175,21 @@ impl CreateClient {
         }
     }
 
-    /// Step 2 for discovered endpoints.
-    fn metadata(
-        &mut self,
-        early: Option<Result<ProviderMetadata, Error>>,
-        kept: Option<KeptMetadata>,
-        now_ms: u64,
-    ) -> Step {
-        match metadata_at_start(early, kept, &self.issuer, now_ms) {
-            Err(error) => Step::Done(Err(error)),
-            // Kept off the critical path.
-            Ok(MetadataStart::Fresh(fresh)) => self.keep(fresh, now_ms, true),
-            Ok(MetadataStart::Kept {
-                metadata,
-                revalidate: true,
-            }) => {
+    /// Step 2 for discovered endpoints: usable kept metadata at once (and
+    /// revalidated later), else discovery's.
+    fn metadata(&mut self, kept: Option<KeptMetadata>, now_ms: u64) -> Step {
+        match kept.and_then(|kept| kept.usable(&self.issuer, now_ms)) {
+            Some(metadata) => {
                 self.stage = Stage::Keeping(metadata);
-                Step::Do(Need::Revalidate)
+                Step::Do(Need::Revalidate {
+                    after_ms: REVALIDATE_AFTER_MS,
+                })
             }
-            Ok(MetadataStart::Kept {
-                metadata,
-                revalidate: false,
-            }) => self.discovered(metadata),
-            Ok(MetadataStart::Wait) => {
+            None => {
                 self.stage = Stage::Discovering;
-                Step::Do(Need::AwaitDiscovery)
+                Step::Do(Need::Discover)
             }
         }
-    }
-
-    /// Keeps `fresh`, fetched at `now_ms`, then goes on with it.
-    fn keep(&mut self, fresh: ProviderMetadata, now_ms: u64, background: bool) -> Step {
-        let kept = KeptMetadata {
-            fetched_at_ms: now_ms,
-            metadata: fresh.clone(),
-        };
-        self.stage = Stage::Keeping(fresh);
-        Step::Do(Need::Keep { kept, background })
     }
 
     fn discovered(&mut self, metadata: ProviderMetadata) -> Step {

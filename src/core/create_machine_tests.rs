@@ -7,16 +7,8 @@ use crate::core::atproto::Account;
 use crate::core::fakes::bearer_set;
 use crate::core::startup::tests::{both_given, parsed, ISSUER, NOW};
 
-fn opened(
-    loaded: Result<Option<TokenSet>, Error>,
-    kept: Option<KeptMetadata>,
-    early: Option<Result<ProviderMetadata, Error>>,
-) -> Fed {
-    Fed::Opened {
-        loaded,
-        kept,
-        early,
-    }
+fn opened(loaded: Result<Option<TokenSet>, Error>, kept: Option<KeptMetadata>) -> Fed {
+    Fed::Opened { loaded, kept }
 }
 
 fn kept(fetched_at_ms: u64) -> KeptMetadata {
@@ -27,16 +19,11 @@ fn kept(fetched_at_ms: u64) -> KeptMetadata {
 }
 
 fn discovering() -> CreateClient {
-    let (machine, discover) =
+    let (machine, open) =
         CreateClient::start(false, ISSUER, EndpointOverrides::default(), false, false);
     assert!(
-        matches!(
-            discover,
-            Step::Do(Need::Open {
-                discover_alongside: true
-            })
-        ),
-        "discovery runs alongside the store's reads"
+        matches!(open, Step::Do(Need::Open)),
+        "the store is read first, nothing sent before"
     );
     machine
 }
@@ -57,14 +44,9 @@ fn failed(step: Step) -> Error {
 
 #[test]
 fn explicit_endpoints_need_no_discovery() {
-    let (mut machine, discover) = CreateClient::start(false, ISSUER, both_given(), false, false);
-    assert!(matches!(
-        discover,
-        Step::Do(Need::Open {
-            discover_alongside: false
-        })
-    ));
-    let start = started(machine.on(opened(Ok(Some(bearer_set("at-1"))), None, None), NOW));
+    let (mut machine, open) = CreateClient::start(false, ISSUER, both_given(), false, false);
+    assert!(matches!(open, Step::Do(Need::Open)));
+    let start = started(machine.on(opened(Ok(Some(bearer_set("at-1"))), None), NOW));
     assert_eq!(start.endpoints.token, format!("{ISSUER}/t"));
     assert_eq!(
         start.tokens.expect("the stored set").access_token.secret(),
@@ -80,20 +62,15 @@ fn explicit_endpoints_that_are_not_usable_fail_create_after_the_store_was_read()
         ..both_given()
     };
     let (mut machine, _) = CreateClient::start(false, ISSUER, insecure, false, false);
-    let error = failed(machine.on(opened(Ok(None), None, None), NOW));
+    let error = failed(machine.on(opened(Ok(None), None), NOW));
     assert_eq!(error.code(), "insecure_endpoint");
 }
 
 #[test]
 fn an_atproto_client_uses_the_stored_accounts_server() {
-    let (mut machine, discover) =
+    let (mut machine, open) =
         CreateClient::start(true, "", EndpointOverrides::default(), false, false);
-    assert!(matches!(
-        discover,
-        Step::Do(Need::Open {
-            discover_alongside: false
-        })
-    ));
+    assert!(matches!(open, Step::Do(Need::Open)));
     let mut set = bearer_set("at-1");
     set.atproto = Some(Box::new(Account {
         did: "did:plc:abc".into(),
@@ -103,66 +80,56 @@ fn an_atproto_client_uses_the_stored_accounts_server() {
         token_endpoint: "https://pds.example/oauth/token".into(),
         revocation_endpoint: None,
     }));
-    let start = started(machine.on(opened(Ok(Some(set)), None, None), NOW));
+    let start = started(machine.on(opened(Ok(Some(set)), None), NOW));
     assert_eq!(start.endpoints.token, "https://pds.example/oauth/token");
 }
 
 #[test]
-fn discovery_that_answered_first_is_used_and_kept_in_the_background() {
+fn kept_metadata_is_used_at_once_and_revalidated_later_in_the_background() {
     let mut machine = discovering();
-    let step = machine.on(opened(Ok(None), None, Some(Ok(parsed(ISSUER)))), NOW);
+    let step = machine.on(opened(Ok(None), Some(kept(NOW - 1_000))), NOW);
     match step {
-        Step::Do(Need::Keep { kept, background }) => {
-            assert!(background, "off the critical path");
-            assert_eq!(kept.fetched_at_ms, NOW);
-            assert_eq!(kept.metadata, parsed(ISSUER));
-        }
-        other => panic!("expected the metadata kept, got {other:?}"),
+        Step::Do(Need::Revalidate { after_ms }) => assert_eq!(after_ms, REVALIDATE_AFTER_MS),
+        other => panic!("expected a revalidation, got {other:?}"),
     }
-    let start = started(machine.on(Fed::Done, NOW));
-    assert_eq!(start.endpoints.token, format!("{ISSUER}/token"));
-}
-
-#[test]
-fn kept_metadata_is_used_at_once_and_discovery_finishes_in_the_background() {
-    let mut machine = discovering();
-    let step = machine.on(opened(Ok(None), Some(kept(NOW - 1_000)), None), NOW);
-    assert!(matches!(step, Step::Do(Need::Revalidate)), "{step:?}");
     let start = started(machine.on(Fed::Done, NOW));
     assert_eq!(start.endpoints.authorization, format!("{ISSUER}/auth"));
 }
 
 #[test]
-fn a_discovery_that_failed_first_does_not_end_a_start_with_kept_metadata() {
-    let mut machine = discovering();
-    let down = Err(Error::Discovery {
-        reason: "HTTP 503".into(),
-    });
-    let start = started(machine.on(opened(Ok(None), Some(kept(NOW)), Some(down)), NOW));
-    assert_eq!(start.endpoints.token, format!("{ISSUER}/token"));
-}
-
-#[test]
-fn without_usable_metadata_the_start_waits_for_discovery_and_keeps_it_first() {
-    let mut machine = discovering();
-    let too_old = kept(NOW - crate::core::startup::METADATA_MAX_AGE_MS - 1);
-    let step = machine.on(opened(Ok(None), Some(too_old), None), NOW);
-    assert!(matches!(step, Step::Do(Need::AwaitDiscovery)), "{step:?}");
-    let step = machine.on(Fed::Discovered(Ok(parsed(ISSUER))), NOW + 5);
-    match step {
-        Step::Do(Need::Keep { kept, background }) => {
-            assert!(!background, "kept before going on");
-            assert_eq!(kept.fetched_at_ms, NOW + 5, "when it was fetched");
+fn without_usable_metadata_the_start_discovers_and_keeps_it_first() {
+    let unusable = [
+        None,
+        Some(kept(NOW - crate::core::startup::METADATA_MAX_AGE_MS - 1)),
+        Some(KeptMetadata {
+            fetched_at_ms: NOW,
+            metadata: parsed("https://other.example"),
+        }),
+    ];
+    for kept in unusable {
+        let mut machine = discovering();
+        let step = machine.on(opened(Ok(None), kept.clone()), NOW);
+        assert!(
+            matches!(step, Step::Do(Need::Discover)),
+            "{kept:?}: {step:?}"
+        );
+        let step = machine.on(Fed::Discovered(Ok(parsed(ISSUER))), NOW + 5);
+        match step {
+            Step::Do(Need::Keep(kept)) => {
+                assert_eq!(kept.fetched_at_ms, NOW + 5, "when it was fetched");
+                assert_eq!(kept.metadata, parsed(ISSUER));
+            }
+            other => panic!("expected the metadata kept, got {other:?}"),
         }
-        other => panic!("expected the metadata kept, got {other:?}"),
+        let start = started(machine.on(Fed::Done, NOW + 6));
+        assert_eq!(start.endpoints.token, format!("{ISSUER}/token"));
     }
-    assert!(matches!(machine.on(Fed::Done, NOW + 6), Step::Done(Ok(_))));
 }
 
 #[test]
-fn a_discovery_that_fails_with_nothing_kept_fails_create() {
+fn a_discovery_that_fails_with_nothing_usable_kept_fails_create() {
     let mut machine = discovering();
-    machine.on(opened(Ok(None), None, None), NOW);
+    machine.on(opened(Ok(None), None), NOW);
     let down = Error::Discovery {
         reason: "HTTP 503".into(),
     };
@@ -170,9 +137,6 @@ fn a_discovery_that_fails_with_nothing_kept_fails_create() {
         failed(machine.on(Fed::Discovered(Err(down.clone())), NOW)),
         down
     );
-    let mut machine = discovering();
-    let early = Some(Err(down.clone()));
-    assert_eq!(failed(machine.on(opened(Ok(None), None, early), NOW)), down);
 }
 
 #[test]
@@ -200,7 +164,7 @@ fn a_failed_load_starts_signed_out_with_the_storage_problem() {
     ];
     for (error, problem, prefix) in cases {
         let (mut machine, _) = CreateClient::start(false, ISSUER, both_given(), false, false);
-        let start = started(machine.on(opened(Err(error), None, None), NOW));
+        let start = started(machine.on(opened(Err(error), None), NOW));
         assert!(start.tokens.is_none());
         let (reported, reason) = start.storage_problem.expect("reported");
         assert_eq!(reported, problem);
@@ -212,7 +176,7 @@ fn a_failed_load_starts_signed_out_with_the_storage_problem() {
 fn an_atproto_client_without_a_stored_account_has_no_token_endpoint_yet() {
     let (mut machine, _) =
         CreateClient::start(true, "", EndpointOverrides::default(), false, false);
-    let start = started(machine.on(opened(Ok(None), None, None), NOW));
+    let start = started(machine.on(opened(Ok(None), None), NOW));
     assert_eq!(start.endpoints.token, "", "known at its login");
 }
 
@@ -223,7 +187,8 @@ fn the_apps_endpoints_win_over_discovered_ones() {
         ..EndpointOverrides::default()
     };
     let (mut machine, _) = CreateClient::start(false, ISSUER, overrides, false, false);
-    machine.on(opened(Ok(None), None, Some(Ok(parsed(ISSUER)))), NOW);
+    machine.on(opened(Ok(None), None), NOW);
+    machine.on(Fed::Discovered(Ok(parsed(ISSUER))), NOW);
     let start = started(machine.on(Fed::Done, NOW));
     assert_eq!(start.endpoints.token, format!("{ISSUER}/my-token"));
     assert_eq!(start.endpoints.authorization, format!("{ISSUER}/auth"));
@@ -249,13 +214,13 @@ fn an_issuer_that_is_not_a_usable_url_fails_create_before_anything_is_opened() {
     // An atproto client has no issuer of its own to check.
     let (_, step) =
         CreateClient::start(true, "atproto", EndpointOverrides::default(), false, false);
-    assert!(matches!(step, Step::Do(Need::Open { .. })), "{step:?}");
+    assert!(matches!(step, Step::Do(Need::Open)), "{step:?}");
 }
 
 #[test]
 fn par_asked_for_without_an_endpoint_fails_create_once_the_endpoints_are_known() {
     let (mut machine, _) = CreateClient::start(false, ISSUER, both_given(), false, true);
-    let error = failed(machine.on(opened(Ok(None), None, None), NOW));
+    let error = failed(machine.on(opened(Ok(None), None), NOW));
     assert_eq!(error.code(), "invalid_option");
     // With the endpoint given, it starts.
     let with_par = EndpointOverrides {
@@ -263,12 +228,12 @@ fn par_asked_for_without_an_endpoint_fails_create_once_the_endpoints_are_known()
         ..both_given()
     };
     let (mut machine, _) = CreateClient::start(false, ISSUER, with_par, false, true);
-    let start = started(machine.on(opened(Ok(None), None, None), NOW));
+    let start = started(machine.on(opened(Ok(None), None), NOW));
     assert_eq!(start.endpoints.par, Some(format!("{ISSUER}/par")));
     // An atproto client's servers are each account's: checked at its login.
     let (mut machine, _) =
         CreateClient::start(true, "atproto", EndpointOverrides::default(), false, true);
-    started(machine.on(opened(Ok(None), None, None), NOW));
+    started(machine.on(opened(Ok(None), None), NOW));
 }
 
 #[test]
@@ -276,8 +241,9 @@ fn a_discovered_server_that_requires_par_without_an_endpoint_fails_create() {
     let mut requiring = parsed(ISSUER);
     requiring.require_pushed_authorization_requests = true;
     let mut machine = discovering();
-    let step = machine.on(opened(Ok(None), None, Some(Ok(requiring))), NOW);
-    assert!(matches!(step, Step::Do(Need::Keep { .. })), "{step:?}");
+    machine.on(opened(Ok(None), None), NOW);
+    let step = machine.on(Fed::Discovered(Ok(requiring)), NOW);
+    assert!(matches!(step, Step::Do(Need::Keep(_))), "{step:?}");
     let error = failed(machine.on(Fed::Done, NOW));
     assert_eq!(error.code(), "invalid_option");
 }

@@ -3,7 +3,7 @@
 //! [`Timer`](crate::core::ports::Timer), and waiting for two independent ones.
 
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::task::Poll;
 
 /// Runs `work` until it finishes or `deadline` does, whichever is first.
@@ -53,26 +53,6 @@ pub async fn both<A, B>(a: impl Future<Output = A>, b: impl Future<Output = B>) 
     .await
 }
 
-/// Runs `a` to its end while polling `b` alongside; `b` stays the
-/// caller's, finished (`Some` of its output) or still running, so the
-/// caller can await it, or hand it to a task of its own, afterwards.
-pub async fn alongside<A, B>(a: impl Future<Output = A>, b: &mut B) -> (A, Option<B::Output>)
-where
-    B: Future + Unpin,
-{
-    let mut a = pin!(a);
-    let mut b_out = None;
-    poll_fn(|cx| {
-        if b_out.is_none() {
-            if let Poll::Ready(value) = Pin::new(&mut *b).poll(cx) {
-                b_out = Some(value);
-            }
-        }
-        a.as_mut().poll(cx).map(|value| (value, b_out.take()))
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,18 +82,6 @@ mod tests {
         };
         block_on(both(step(), step()));
         assert_eq!(started.get(), 2);
-    }
-
-    #[test]
-    fn alongside_hands_back_the_second_finished_or_running() {
-        let mut quick = Box::pin(async { 7 });
-        let slow = async {
-            yield_now().await;
-            "a"
-        };
-        assert_eq!(block_on(alongside(slow, &mut quick)), ("a", Some(7)));
-        let mut never = Box::pin(std::future::pending::<u8>());
-        assert_eq!(block_on(alongside(async { 1 }, &mut never)), (1, None));
     }
 
     #[test]

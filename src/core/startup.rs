@@ -110,52 +110,12 @@ impl KeptMetadata {
     }
 }
 
-/// The metadata a client starts with, and what is left to do about it.
-#[derive(Debug, PartialEq)]
-pub enum MetadataStart {
-    /// Discovery answered first: use its metadata and keep it for the next
-    /// start (off the critical path).
-    Fresh(ProviderMetadata),
-    /// Use the kept metadata at once.
-    Kept {
-        /// The kept metadata, checked usable.
-        metadata: ProviderMetadata,
-        /// Discovery is still running: let it finish in the background and
-        /// keep what it finds.
-        revalidate: bool,
-    },
-    /// Nothing usable yet: wait for discovery (and keep its metadata).
-    Wait,
-}
-
-/// Chooses the starting metadata once the store has been read: `early` is
-/// discovery's result if it came first, `kept` what the store held.
-///
-/// A discovery that failed before the store was read does not end the
-/// start when usable metadata was kept: a returning tab keeps working while
-/// the issuer's discovery document is unreachable (the next start tries
-/// again). Without kept metadata the failure is the answer.
-pub fn metadata_at_start(
-    early: Option<Result<ProviderMetadata, Error>>,
-    kept: Option<KeptMetadata>,
-    issuer: &str,
-    now_ms: u64,
-) -> Result<MetadataStart, Error> {
-    let kept = kept.and_then(|kept| kept.usable(issuer, now_ms));
-    match (early, kept) {
-        (Some(Ok(fresh)), _) => Ok(MetadataStart::Fresh(fresh)),
-        (Some(Err(_)), Some(metadata)) => Ok(MetadataStart::Kept {
-            metadata,
-            revalidate: false,
-        }),
-        (Some(Err(error)), None) => Err(error),
-        (None, Some(metadata)) => Ok(MetadataStart::Kept {
-            metadata,
-            revalidate: true,
-        }),
-        (None, None) => Ok(MetadataStart::Wait),
-    }
-}
+/// How long after `create()` kept metadata is revalidated: the first
+/// requests of a returning tab go out first, and the discovery request, its
+/// parsing and the write of what it finds do not compete with the page's
+/// own start-up (a tab closed sooner revalidates at a later start; the
+/// kept metadata is used for [`METADATA_MAX_AGE_MS`] at most).
+pub const REVALIDATE_AFTER_MS: u32 = 2_000;
 
 /// How a client's tab works with the other tabs of its origin: decided
 /// from where its session is kept and what the browser has.
@@ -411,69 +371,6 @@ pub(crate) mod tests {
         let value = kept(NOW, ISSUER);
         let text = serde_json::to_string(&value).unwrap();
         assert_eq!(serde_json::from_str::<KeptMetadata>(&text).unwrap(), value);
-    }
-
-    fn failed() -> Result<ProviderMetadata, Error> {
-        Err(Error::Discovery {
-            reason: "offline".into(),
-        })
-    }
-
-    #[test]
-    fn discovery_answering_first_is_used_over_kept_metadata() {
-        let mut fresh = parsed(ISSUER);
-        fresh.token_endpoint = format!("{ISSUER}/new-token");
-        let start = metadata_at_start(
-            Some(Ok(fresh.clone())),
-            Some(kept(NOW, ISSUER)),
-            ISSUER,
-            NOW,
-        );
-        assert_eq!(start.unwrap(), MetadataStart::Fresh(fresh));
-    }
-
-    #[test]
-    fn kept_metadata_starts_at_once_while_discovery_runs_on() {
-        let start = metadata_at_start(None, Some(kept(NOW, ISSUER)), ISSUER, NOW);
-        let expected = MetadataStart::Kept {
-            metadata: parsed(ISSUER),
-            revalidate: true,
-        };
-        assert_eq!(start.unwrap(), expected);
-    }
-
-    #[test]
-    fn an_early_discovery_failure_falls_back_to_kept_metadata() {
-        let start = metadata_at_start(Some(failed()), Some(kept(NOW, ISSUER)), ISSUER, NOW);
-        let expected = MetadataStart::Kept {
-            metadata: parsed(ISSUER),
-            revalidate: false,
-        };
-        assert_eq!(start.unwrap(), expected);
-    }
-
-    #[test]
-    fn an_early_discovery_failure_without_kept_metadata_is_the_answer() {
-        let error = metadata_at_start(Some(failed()), None, ISSUER, NOW).unwrap_err();
-        assert_eq!(error.code(), "discovery_failed");
-        let stale = kept(NOW - METADATA_MAX_AGE_MS - 1, ISSUER);
-        let error = metadata_at_start(Some(failed()), Some(stale), ISSUER, NOW).unwrap_err();
-        assert_eq!(
-            error.code(),
-            "discovery_failed",
-            "stale metadata is not used"
-        );
-    }
-
-    #[test]
-    fn nothing_usable_kept_waits_for_discovery() {
-        assert_eq!(
-            metadata_at_start(None, None, ISSUER, NOW).unwrap(),
-            MetadataStart::Wait
-        );
-        let foreign = kept(NOW, "https://other.example");
-        let start = metadata_at_start(None, Some(foreign), ISSUER, NOW);
-        assert_eq!(start.unwrap(), MetadataStart::Wait, "another issuer's");
     }
 
     fn coordination(shared_lock: bool, channel: bool, share_nonces: bool) -> Coordination {

@@ -97,6 +97,11 @@ test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in ano
     assert.equal(await text(page, "#user"), TEST_USER.sub);
     assert.equal(await page.$("#callback-error"), null);
     assert.equal(exchanges(), 1);
+    // Here the client starts from the metadata kept by the first page and
+    // revalidates it 2 s later: one client, one revalidation (bounded wait,
+    // then a grace for a second client's, due at the same moment).
+    for (let i = 0; i < 50 && (await discoveries()) < 1; i += 1) await page.waitForTimeout(100);
+    await page.waitForTimeout(300);
     assert.equal(await discoveries(), 1, "one client on the redirect page too");
 
     await page.click("#call-api");
