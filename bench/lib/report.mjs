@@ -111,27 +111,35 @@ function targets(result) {
   }
   if (fastpath?.latchkey && !fastpath.latchkey.error) {
     // Met only when both measurements agree: the loopback figure alone drowns in a busy
-    // machine's noise (it can even come out negative).
+    // machine's noise (it can even come out negative). Issue 20: ≤ 50 µs, goal 30 µs.
     const f = fastpath.latchkey;
-    const ok = f.overheadUs <= 30 && f.stubbed.overheadUs <= 30;
-    rows.push([
-      "Fast path overhead ≤ 30 µs per call over plain fetch",
-      `${us(f.overheadUs)} over loopback fetch (ratio ${f.ratio.toFixed(3)}); ${us(f.stubbed.overheadUs)} with fetch stubbed (quietest batches: ${us(f.stubbed.bestOverheadUs)})`,
-      ok ? "met" : "**missed**",
-    ]);
+    const measured = `${us(f.overheadUs)} over loopback fetch (ratio ${f.ratio.toFixed(3)}); ${us(f.stubbed.overheadUs)} with fetch stubbed (quietest batches: ${us(f.stubbed.bestOverheadUs)})`;
+    for (const limit of [50, 30]) {
+      const ok = f.overheadUs <= limit && f.stubbed.overheadUs <= limit;
+      rows.push([`Fast path overhead ≤ ${limit} µs per call over plain fetch${limit === 30 ? " (goal)" : ""}`, measured, ok ? "met" : "**missed**"]);
+    }
   }
   if (size) {
+    // Issue 20: smaller than auth0-spa-js as measured in this run (54 kB when filed), goal 40 kB.
     const b = size.latchkey.published.brotli;
-    rows.push(["Size ≤ 40 kB brotli, wasm + JS as published", kB(b), b <= 40_000 ? "met" : "**missed**"]);
+    const auth0 = size.auth0?.bundled?.brotli;
+    if (auth0 != null) {
+      rows.push([`Size ≤ auth0-spa-js's (${kB(auth0)}) brotli, wasm + JS as published`, kB(b), b <= auth0 ? "met" : "**missed**"]);
+    }
+    rows.push(["Size ≤ 40 kB brotli, wasm + JS as published (goal)", kB(b), b <= 40_000 ? "met" : "**missed**"]);
   }
   if (cold) {
+    // Issue 20: ≤ 15 ms and ≤ 2 × oidc-client-ts's in the same run.
+    const oidc = cold.find((x) => x.lib === "oidc" && !x.error)?.createToSentMs;
     for (const c of cold.filter((x) => x.lib === "latchkey")) {
-      const label = `Cold start ≤ 15 ms, create → first request sent (${coldCase(c)})`;
+      const label = `Cold start ≤ 15 ms${oidc != null ? ` and ≤ 2 × oidc-client-ts's (${ms(oidc, 1)})` : ""}, create → first request sent (${coldCase(c)})`;
       if (c.error) {
         rows.push([label, `error: ${c.error}`, "**missed**"]);
         continue;
       }
-      rows.push([label, ms(c.createToSentMs, 1), c.createToSentMs <= 15 ? "met" : "**missed**"]);
+      const ok = c.createToSentMs <= 15 && (oidc == null || c.createToSentMs <= 2 * oidc);
+      const ratio = oidc != null ? ` (${(c.createToSentMs / oidc).toFixed(1)} ×)` : "";
+      rows.push([label, `${ms(c.createToSentMs, 1)}${ratio}`, ok ? "met" : "**missed**"]);
     }
   }
   return rows;
