@@ -58,7 +58,7 @@ export async function loginViaRedirect(page, idp, options, loginOptions = {}) {
   return page.url();
 }
 
-const recordKey = (idp, clientId) => `latchkey:${idp.issuer}:${clientId}:tokens`;
+const recordKey = (idp, clientId, kind = "tokens") => `latchkey:${idp.issuer}:${clientId}:${kind}`;
 
 // Runs in the page: reads (`value` undefined) or writes the record `key` of
 // `storage`, past latchkey. A read of a missing record is null.
@@ -85,10 +85,10 @@ async function accessRecord([storage, key, value]) {
 }
 
 // The raw stored token record (`storage`: "indexeddb" or "localstorage") of
-// `clientId`, read past latchkey, for checking what is at rest; null when
+// `clientId` (or its record of another `kind`: "metadata"), read past latchkey, for checking what is at rest; null when
 // there is none.
-export function rawRecord(page, idp, storage = "indexeddb", clientId = idp.clientId) {
-  return page.evaluate(accessRecord, [storage, recordKey(idp, clientId)]);
+export function rawRecord(page, idp, storage = "indexeddb", clientId = idp.clientId, kind = "tokens") {
+  return page.evaluate(accessRecord, [storage, recordKey(idp, clientId, kind)]);
 }
 
 // Writes `value` as `clientId`'s raw record, past latchkey (a forged,
