@@ -2,50 +2,85 @@
 // request. The page (bench/harness/common.js, `?cold=<storage>`) records, in ms since
 // navigation start: when its module started, when the client was created (create called /
 // resolved), and the Resource Timing startTime of the first authorized request; the page says it
-// is done with a console message, so nothing is evaluated in it until then. One warm-up
-// load, then `runs` measured loads of the same tab. Static files are revalidated (ETag, 304)
-// on every load, as for a returning visitor.
+// is done with a console message, so nothing is evaluated in it until then. Static files are
+// revalidated (ETag, 304) on every load, as for a returning visitor.
+//
+// Every case (library × storage × preload link) signs in once in a tab of its own; then one
+// warm-up load per case, and `runs` rounds of one load per case, the order rotating each round,
+// so that a drift in the machine's load falls on every library alike (as in the storms).
 import { signIn } from "./session.mjs";
 import { median } from "./stats.mjs";
 import { COLD_DONE } from "../harness/cold-done.js";
 
-export async function coldStart(env, lib, storage, { runs, preload = true }) {
+/** One measured load of `page`; throws when the page reports an error. */
+async function load(env, { lib, storage, preload }, page, i) {
+  // Waits for the page's console message, not with waitForFunction: polling injects
+  // Playwright's script into the page during the load being measured.
+  const done = page.waitForEvent("console", { predicate: (m) => m.text() === COLD_DONE, timeout: 15_000 });
+  await page.goto(`${env.pages[lib].origin}/?cold=${storage}${preload ? "" : "&preload=0"}`);
+  await done;
+  const r = await page.evaluate(() => window.coldResult);
+  if (r.error || r.status !== 200 || r.requestSent == null) throw new Error(`cold load ${i}: ${JSON.stringify(r)}`);
+  return r;
+}
+
+function summary(runs, preload, samples, grants) {
+  const pick = (f) => median(samples.map(f));
+  return {
+    runs,
+    preload,
+    navToCreateDoneMs: pick((s) => s.createDone),
+    createMs: pick((s) => s.createDone - s.createStart),
+    createDoneToSentMs: pick((s) => s.requestSent - s.createDone),
+    createToSentMs: pick((s) => s.requestSent - s.createStart),
+    navToSentMs: pick((s) => s.requestSent),
+    wasmMs: samples.every((s) => s.wasmReady != null) ? pick((s) => s.wasmReady - s.createStart) : null,
+    refreshesDuring: grants,
+    samples,
+  };
+}
+
+/**
+ * Measures every case of `cases` ({ lib, storage, preload }) with `runs` loads each,
+ * interleaved. Resolves with one result per case, in the order given: the summary, or
+ * { error } for a case that could not sign in or whose page failed (the others go on).
+ * `refreshesDuring` is the refresh grants the IdP saw during the whole section (tokens live
+ * an hour: it should be 0).
+ */
+export async function coldStarts(env, cases, { runs }) {
   const { idp, browser } = env;
   idp.setAccessTokenTtl(3600);
   idp.setAdvertisedExpiresIn(null);
   idp.setMode("rfc6750");
-  const context = await browser.newContext();
+  const state = cases.map((c) => ({ ...c, context: null, page: null, samples: [], error: null }));
+  const fail = (s, err) => {
+    s.error = String(err?.message ?? err).split("\n")[0];
+  };
   try {
-    const page = await signIn(env, lib, context, { mode: "rfc6750", storage });
-    const samples = [];
-    for (let i = 0; i <= runs; i += 1) {
-      // Waits for the page's console message, not with waitForFunction: polling injects
-      // Playwright's script into the page during the load being measured.
-      const done = page.waitForEvent("console", { predicate: (m) => m.text() === COLD_DONE, timeout: 15_000 });
-      await page.goto(`${env.pages[lib].origin}/?cold=${storage}${preload ? "" : "&preload=0"}`);
-      await done;
-      const r = await page.evaluate(() => window.coldResult);
-      if (r.error || r.status !== 200 || r.requestSent == null) throw new Error(`cold load ${i}: ${JSON.stringify(r)}`);
-      if (i > 0) samples.push(r);
+    for (const s of state) {
+      try {
+        s.context = await browser.newContext();
+        s.page = await signIn(env, s.lib, s.context, { mode: "rfc6750", storage: s.storage });
+        await load(env, s, s.page, 0);
+      } catch (err) {
+        fail(s, err);
+      }
+    }
+    for (let round = 1; round <= runs; round += 1) {
+      for (let k = 0; k < state.length; k += 1) {
+        const s = state[(round + k) % state.length];
+        if (s.error) continue;
+        try {
+          s.samples.push(await load(env, s, s.page, round));
+        } catch (err) {
+          fail(s, err);
+        }
+      }
     }
     const grants = idp.counters().token.byGrantType.refresh_token ?? 0;
-    const pick = (f) => median(samples.map(f));
-    return {
-      runs,
-      preload,
-      navToCreateDoneMs: pick((s) => s.createDone),
-      createMs: pick((s) => s.createDone - s.createStart),
-      createDoneToSentMs: pick((s) => s.requestSent - s.createDone),
-      createToSentMs: pick((s) => s.requestSent - s.createStart),
-      navToSentMs: pick((s) => s.requestSent),
-      wasmMs: samples.every((s) => s.wasmReady != null) ? pick((s) => s.wasmReady - s.createStart) : null,
-      refreshesDuring: grants,
-      samples,
-    };
-  } catch (err) {
-    return { error: String(err?.message ?? err).split("\n")[0] };
+    return state.map((s) => (s.error ? { error: s.error } : summary(runs, s.preload, s.samples, grants)));
   } finally {
-    await context.close().catch(() => {});
+    for (const s of state) await s.context?.close().catch(() => {});
     idp.resetCounters();
   }
 }

@@ -364,7 +364,7 @@ export function renderReport(result) {
     out.push("");
     out.push(
       "A page load with a stored session, straight to the first authorized request; milliseconds since navigation start (Resource Timing for the request), " +
-        "median of the measured loads. latchkey's create includes loading its wasm (column in brackets) and discovery; its page has the preload link its README advises unless the row says otherwise.",
+        "median of the measured loads, the cases' loads interleaved (one of each case per round, the order rotating). latchkey's create includes loading its wasm (column in brackets) and reading its encrypted store (a returning tab starts from the metadata kept with the session and revalidates it later, off this window); its page has the preload link its README advises unless the row says otherwise.",
     );
     out.push("");
     const rows = cold.map((c) =>
