@@ -7,7 +7,8 @@
 //
 // Every case (library × storage × preload link) signs in once in a tab of its own; then one
 // warm-up load per case, and `runs` rounds of one load per case, the order rotating each round,
-// so that a drift in the machine's load falls on every library alike (as in the storms).
+// so that a drift in the machine's load falls on every library alike (as in the storms). After
+// each load the tab goes to about:blank: an idle case's page does no work during another's.
 import { signIn } from "./session.mjs";
 import { median } from "./stats.mjs";
 import { COLD_DONE } from "../harness/cold-done.js";
@@ -20,6 +21,9 @@ async function load(env, { lib, storage, preload }, page, i) {
   await page.goto(`${env.pages[lib].origin}/?cold=${storage}${preload ? "" : "&preload=0"}`);
   await done;
   const r = await page.evaluate(() => window.coldResult);
+  // Leaves the page, so that nothing it does afterwards (latchkey revalidates its kept metadata
+  // 2 s after create(), the baselines run their timers) lands in another case's measured load.
+  await page.goto("about:blank");
   if (r.error || r.status !== 200 || r.requestSent == null) throw new Error(`cold load ${i}: ${JSON.stringify(r)}`);
   return r;
 }
