@@ -21,6 +21,7 @@ use crate::browser::js_error::{crypto, storage};
 use crate::browser::platform::BrowserPlatform;
 use crate::browser::webcrypto;
 use crate::core::envelope::Envelope;
+use crate::core::marked_values::Marked;
 use crate::core::message::EndReason;
 use crate::core::ports::SessionStore;
 pub use crate::core::public_api::StorageKind;
@@ -40,7 +41,9 @@ pub const STORAGE_KEY_ID: &str = "aes-gcm-v1";
 /// A string key-value backend.
 enum Backend {
     IndexedDb(IdbKeyValue),
-    Local,
+    /// localStorage, whose copy in this tab may lag behind other tabs'
+    /// writes, kept honest by marks in IndexedDB ([`Marked`]).
+    Local(Marked<LocalValues, IdbKeyValue, BrowserPlatform>),
     /// sessionStorage when this page has one, else this memory.
     Session(RefCell<HashMap<String, String>>),
     Memory(RefCell<HashMap<String, String>>),
@@ -52,15 +55,44 @@ impl Backend {
     }
 }
 
+/// This origin's localStorage, as this tab sees it.
+struct LocalValues;
+
+impl KeyValue for LocalValues {
+    async fn get(&self, key: &str) -> Result<Option<String>, Error> {
+        LocalStorage::raw().get_item(key).map_err(storage)
+    }
+
+    async fn set(&self, key: &str, value: String) -> Result<(), Error> {
+        LocalStorage::raw().set_item(key, &value).map_err(storage)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), Error> {
+        LocalStorage::raw().remove_item(key).map_err(storage)
+    }
+}
+
+/// An IndexedDB object store holding strings.
+impl KeyValue for IdbKeyValue {
+    async fn get(&self, key: &str) -> Result<Option<String>, Error> {
+        let value = IdbKeyValue::get(self, key).await.map_err(storage)?;
+        Ok(value.and_then(|v| v.as_string()))
+    }
+
+    async fn set(&self, key: &str, value: String) -> Result<(), Error> {
+        self.put(key, &value.into()).await.map_err(storage)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), Error> {
+        self.delete(key).await.map_err(storage)
+    }
+}
+
 impl KeyValue for Backend {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
         match self {
-            Backend::IndexedDb(kv) => Ok(kv
-                .get(key)
-                .await
-                .map_err(storage)?
-                .and_then(|v| v.as_string())),
-            Backend::Local => LocalStorage::raw().get_item(key).map_err(storage),
+            Backend::IndexedDb(kv) => KeyValue::get(kv, key).await,
+            Backend::Local(kv) => kv.get(key).await,
             Backend::Session(_) if session_storage_usable() => {
                 SessionStorage::raw().get_item(key).map_err(storage)
             }
@@ -70,8 +102,8 @@ impl KeyValue for Backend {
 
     async fn set(&self, key: &str, value: String) -> Result<(), Error> {
         match self {
-            Backend::IndexedDb(kv) => kv.put(key, &value.into()).await.map_err(storage),
-            Backend::Local => LocalStorage::raw().set_item(key, &value).map_err(storage),
+            Backend::IndexedDb(kv) => kv.set(key, value).await,
+            Backend::Local(kv) => kv.set(key, value).await,
             Backend::Session(_) if session_storage_usable() => {
                 SessionStorage::raw().set_item(key, &value).map_err(storage)
             }
@@ -84,8 +116,8 @@ impl KeyValue for Backend {
 
     async fn remove(&self, key: &str) -> Result<(), Error> {
         match self {
-            Backend::IndexedDb(kv) => kv.delete(key).await.map_err(storage),
-            Backend::Local => LocalStorage::raw().remove_item(key).map_err(storage),
+            Backend::IndexedDb(kv) => kv.remove(key).await,
+            Backend::Local(kv) => kv.remove(key).await,
             Backend::Session(_) if session_storage_usable() => {
                 SessionStorage::raw().remove_item(key).map_err(storage)
             }
@@ -242,16 +274,25 @@ impl BrowserSessionStore {
             return Ok(Self::memory(issuer, client_id));
         }
         // The key's database and the records' are opened side by side:
-        // each open is a round trip to the browser's storage backend.
+        // each open is a round trip to the browser's storage backend. With
+        // localStorage, the records' database holds the values' marks.
         let records = async {
-            match kind {
-                StorageKind::IndexedDb => IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1)
-                    .await
-                    .map(Backend::IndexedDb)
-                    .map_err(storage),
-                _ if web_storage_available(true) => Ok(Backend::Local),
-                _ => Err(storage("localStorage is unavailable".into())),
+            if kind == StorageKind::LocalStorage && !web_storage_available(true) {
+                return Err(storage("localStorage is unavailable".into()));
             }
+            let idb = IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1)
+                .await
+                .map_err(storage)?;
+            Ok(match kind {
+                StorageKind::LocalStorage => Backend::Local(Marked {
+                    values: LocalValues,
+                    marks: idb,
+                    timer: BrowserPlatform {
+                        request_timeout_ms: 0,
+                    },
+                }),
+                _ => Backend::IndexedDb(idb),
+            })
         };
         let (key, records) = both(storage_key(), records).await;
         // The key's failure is the one reported when both fail.

@@ -54,6 +54,7 @@ pub mod envelope;
 pub mod login;
 pub mod login_profile;
 pub mod logout_options;
+pub mod marked_values;
 pub mod memory_store;
 pub mod oidc;
 pub mod origin;

@@ -18,6 +18,10 @@ import {
   named,
   sleep,
   isAuthenticated,
+  openTab,
+  SHORT_TTL,
+  EXPIRED_MS,
+  LONG_TTL,
 } from "./support/session.mjs";
 import { startApp, stopApp } from "./support/suite.mjs";
 
@@ -246,6 +250,108 @@ test("a stored session that cannot be read at start: signed out with storage rea
     assert.deepEqual(next.value.events, []);
     assert.equal(next.value.authed, true, "the next start signs in from the kept record");
     assert.equal(idp.counters().token.byGrantType.refresh_token ?? 0, 0);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// How late a lagging tab sees another tab's write to the tokens record, and
+// its broadcasts.
+const LAG_MS = 300;
+
+// Init script: this tab's copy of localStorage answers another tab's new
+// tokens record only LAG_MS after the tab first could have read it, and its
+// BroadcastChannel messages arrive LAG_MS late, as Chromium's per-process
+// copy of localStorage and its messages do when they trail the Web Lock's
+// grant (measured: four tabs incrementing a localStorage counter under one
+// lock lost 230 of 1,200 increments). Its own writes it reads at once.
+// `window.laggedReads` counts the reads that answered the older value.
+const lagging = (lagMs) => {
+  const getItem = Storage.prototype.getItem;
+  const setItem = Storage.prototype.setItem;
+  const removeItem = Storage.prototype.removeItem;
+  const shown = new Map();
+  const arrived = new Map();
+  const tracked = (storage, key) => storage === window.localStorage && String(key).endsWith(":tokens");
+  window.laggedReads = 0;
+  Storage.prototype.getItem = function (key) {
+    const now = getItem.call(this, key);
+    if (!tracked(this, key)) return now;
+    if (!shown.has(key) || shown.get(key) === now) {
+      shown.set(key, now);
+      arrived.delete(key);
+      return now;
+    }
+    const since = arrived.get(key);
+    if (since?.value !== now) arrived.set(key, { value: now, at: performance.now() });
+    if (performance.now() - arrived.get(key).at >= lagMs) {
+      shown.set(key, now);
+      return now;
+    }
+    window.laggedReads += 1;
+    return shown.get(key);
+  };
+  Storage.prototype.setItem = function (key, value) {
+    setItem.call(this, key, value);
+    if (tracked(this, key)) shown.set(key, String(value));
+  };
+  Storage.prototype.removeItem = function (key) {
+    removeItem.call(this, key);
+    if (tracked(this, key)) shown.set(key, null);
+  };
+  const onmessage = Object.getOwnPropertyDescriptor(BroadcastChannel.prototype, "onmessage");
+  Object.defineProperty(BroadcastChannel.prototype, "onmessage", {
+    configurable: true,
+    get() {
+      return onmessage.get.call(this);
+    },
+    set(listener) {
+      const late = listener && ((event) => setTimeout(() => listener.call(this, event), lagMs));
+      onmessage.set.call(this, late);
+    },
+  });
+};
+
+test("localStorage: a tab whose copy lags behind another tab's rotation waits for it, and presents no spent refresh token", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const extra = { storage: "localstorage" };
+    const [first] = await signedInTabs(context, idp, extra, { ttl: SHORT_TTL });
+    const behind = await openTab(context, idp, extra, { initScript: { content: `(${lagging})(${LAG_MS})` } });
+    idp.setAccessTokenTtl(LONG_TTL);
+    await sleep(EXPIRED_MS);
+    idp.resetCounters();
+
+    // The first tab refreshes and lets the lock go; the lagging tab takes it
+    // while its copy of the record and the broadcast are still on their way.
+    const refreshed = await call(first, idp.whoamiUrl);
+    const synced = await call(behind, idp.whoamiUrl);
+    const counters = idp.counters();
+    const dump = JSON.stringify(counters);
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed));
+    assert.equal(synced.status, 200, JSON.stringify(synced));
+    assert.ok((await behind.evaluate(() => window.laggedReads)) > 0, "the lagging tab read the older record");
+    assert.equal(counters.token.byGrantType.refresh_token, 1, `one refresh — ${dump}`);
+    assert.deepEqual(counters.token.errorsByCode, {}, `no invalid_grant — ${dump}`);
+    assert.equal(counters.grants.revoked, 0, dump);
+    const sources = named(await eventsOf(behind), "tokens").map((e) => e.source);
+    assert.deepEqual(sources, ["sync"], "the lagging tab adopted the rotated set");
+    // The record's mark is kept where the copy cannot lag.
+    const mark = await first.evaluate(
+      ([key]) =>
+        new Promise((resolve, reject) => {
+          const open = indexedDB.open("latchkey");
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const get = open.result.transaction("records").objectStore("records").get(`${key}:mark`);
+            get.onsuccess = () => resolve(get.result ?? null);
+            get.onerror = () => reject(get.error);
+          };
+        }),
+      [`latchkey:${idp.issuer}:${idp.clientId}:tokens`],
+    );
+    assert.match(String(mark), /^[0-9a-f]{16}$/);
     assert.deepEqual(errors, []);
   } finally {
     await context.close();

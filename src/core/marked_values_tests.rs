@@ -1,0 +1,239 @@
+//! The marked backend, one test per rule, over a memory backend that can
+//! lag (answer a key's previous value for a number of reads) and fail.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::core::fakes::block_on;
+
+const KEY: &str = "latchkey:https://idp.example:spa:tokens";
+
+/// A memory backend; `lag` makes the next reads of one key answer an older
+/// value, as a tab's lagging copy of localStorage does.
+#[derive(Default)]
+struct Memory {
+    map: RefCell<BTreeMap<String, String>>,
+    /// The key, its older value and how many more reads answer it.
+    lagging: RefCell<Option<(String, Option<String>, u32)>>,
+    failing_reads: Cell<bool>,
+    failing_writes: Cell<bool>,
+}
+
+impl Memory {
+    fn raw(&self, key: &str) -> Option<String> {
+        self.map.borrow().get(key).cloned()
+    }
+
+    fn put_raw(&self, key: &str, value: &str) {
+        self.map.borrow_mut().insert(key.into(), value.into());
+    }
+
+    /// The next `reads` reads of `key` answer `older`.
+    fn lag(&self, key: &str, older: Option<&str>, reads: u32) {
+        *self.lagging.borrow_mut() = Some((key.into(), older.map(Into::into), reads));
+    }
+
+    fn refused() -> Error {
+        Error::Storage {
+            reason: "the backend refused".into(),
+        }
+    }
+}
+
+impl KeyValue for Memory {
+    async fn get(&self, key: &str) -> Result<Option<String>, Error> {
+        if self.failing_reads.get() {
+            return Err(Memory::refused());
+        }
+        if let Some((lagging, older, reads)) = &mut *self.lagging.borrow_mut() {
+            if lagging == key && *reads > 0 {
+                *reads -= 1;
+                return Ok(older.clone());
+            }
+        }
+        Ok(self.raw(key))
+    }
+
+    async fn set(&self, key: &str, value: String) -> Result<(), Error> {
+        if self.failing_writes.get() {
+            return Err(Memory::refused());
+        }
+        self.put_raw(key, &value);
+        Ok(())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), Error> {
+        if self.failing_writes.get() {
+            return Err(Memory::refused());
+        }
+        self.map.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+/// Counts the waits and what they asked for.
+#[derive(Default)]
+struct Waits(RefCell<Vec<u32>>);
+
+impl Timer for Waits {
+    async fn sleep(&self, ms: u32) {
+        self.0.borrow_mut().push(ms);
+    }
+}
+
+fn marked() -> Marked<Memory, Memory, Waits> {
+    Marked {
+        values: Memory::default(),
+        marks: Memory::default(),
+        timer: Waits::default(),
+    }
+}
+
+fn waits(store: &Marked<Memory, Memory, Waits>) -> usize {
+    store.timer.0.borrow().len()
+}
+
+#[test]
+fn a_mark_tells_one_stored_text_from_another_and_from_absent() {
+    let one = mark_of(Some("v1.AAAA.bbbb"));
+    assert_eq!(one, mark_of(Some("v1.AAAA.bbbb")));
+    assert_ne!(one, mark_of(Some("v1.AAAB.bbbb")));
+    assert_ne!(mark_of(Some("")), mark_of(None));
+    assert_eq!(one.len(), 16);
+    assert_eq!(mark_of(None), "absent");
+    assert_eq!(mark_key(KEY), format!("{KEY}:mark"));
+}
+
+#[test]
+fn rule_1_a_write_puts_the_value_then_its_mark() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    assert_eq!(store.values.raw(KEY).as_deref(), Some("sealed-1"));
+    assert_eq!(
+        store.marks.raw(&mark_key(KEY)),
+        Some(mark_of(Some("sealed-1")))
+    );
+    // The mark is kept apart from the values.
+    assert_eq!(store.values.raw(&mark_key(KEY)), None);
+}
+
+#[test]
+fn rule_1_a_value_that_was_not_written_gets_no_mark() {
+    let store = marked();
+    store.values.failing_writes.set(true);
+    let error = block_on(store.set(KEY, "sealed-1".into())).unwrap_err();
+    assert_eq!(error.code(), "storage_error");
+    assert_eq!(store.marks.raw(&mark_key(KEY)), None);
+}
+
+#[test]
+fn rule_1_a_removal_marks_the_value_absent() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    block_on(store.remove(KEY)).unwrap();
+    assert_eq!(store.values.raw(KEY), None);
+    assert_eq!(store.marks.raw(&mark_key(KEY)).as_deref(), Some("absent"));
+    assert_eq!(block_on(store.get(KEY)).unwrap(), None);
+    assert_eq!(waits(&store), 0);
+}
+
+#[test]
+fn rule_2_an_agreeing_read_does_not_wait() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap().as_deref(),
+        Some("sealed-1")
+    );
+    assert_eq!(waits(&store), 0);
+}
+
+#[test]
+fn rule_2_an_unmarked_record_is_read_as_it_is() {
+    let store = marked();
+    store.values.put_raw(KEY, "written-by-an-older-latchkey");
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap().as_deref(),
+        Some("written-by-an-older-latchkey")
+    );
+    assert_eq!(waits(&store), 0);
+    assert_eq!(store.marks.raw(&mark_key(KEY)), None);
+}
+
+#[test]
+fn rule_3_a_lagging_copy_is_waited_for_until_it_holds_the_last_write() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    block_on(store.set(KEY, "sealed-2".into())).unwrap();
+    // This tab's copy still answers the write before for three reads.
+    store.values.lag(KEY, Some("sealed-1"), 3);
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap().as_deref(),
+        Some("sealed-2")
+    );
+    assert_eq!(*store.timer.0.borrow(), vec![MARK_POLL_MS; 3]);
+}
+
+#[test]
+fn rule_3_a_lagging_copy_of_a_removed_value_is_waited_for() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    block_on(store.remove(KEY)).unwrap();
+    store.values.lag(KEY, Some("sealed-1"), 2);
+    assert_eq!(block_on(store.get(KEY)).unwrap(), None);
+    assert_eq!(waits(&store), 2);
+}
+
+#[test]
+fn rule_3_a_value_that_never_agrees_is_the_truth_after_the_bound() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    // The app (or a write whose mark failed) changed the value behind the mark.
+    store.values.put_raw(KEY, "sealed-elsewhere");
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap().as_deref(),
+        Some("sealed-elsewhere")
+    );
+    assert_eq!(waits(&store), MARK_POLLS as usize);
+    assert_eq!(
+        store.marks.raw(&mark_key(KEY)),
+        Some(mark_of(Some("sealed-elsewhere")))
+    );
+    // Repaired: the next read does not wait.
+    block_on(store.get(KEY)).unwrap();
+    assert_eq!(waits(&store), MARK_POLLS as usize);
+}
+
+#[test]
+fn rule_4_a_failing_mark_backend_fails_reads_and_writes() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    store.marks.failing_reads.set(true);
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap_err().code(),
+        "storage_error"
+    );
+    store.marks.failing_writes.set(true);
+    assert_eq!(
+        block_on(store.set(KEY, "sealed-2".into()))
+            .unwrap_err()
+            .code(),
+        "storage_error"
+    );
+    assert_eq!(
+        block_on(store.remove(KEY)).unwrap_err().code(),
+        "storage_error"
+    );
+}
+
+#[test]
+fn rule_4_a_failing_value_backend_fails_reads() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    store.values.failing_reads.set(true);
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap_err().code(),
+        "storage_error"
+    );
+}
