@@ -33,7 +33,8 @@ use crate::core::{Error, PendingTransaction, TokenSet};
 /// IndexedDB database and object store holding the encrypted records.
 pub const RECORDS_DB: (&str, &str) = ("latchkey", "records");
 /// IndexedDB database and object store holding the storage key, apart from
-/// the records and from any app data.
+/// the records and from any app data (and the DPoP keys, and with
+/// localStorage the records' marks: digests of ciphertext).
 pub const KEYS_DB: (&str, &str) = ("latchkey-keys", "keys");
 /// The storage key's id in [`KEYS_DB`].
 pub const STORAGE_KEY_ID: &str = "aes-gcm-v1";
@@ -155,14 +156,26 @@ fn web_storage_available(local: bool) -> bool {
     matches!(storage, Ok(Some(_)))
 }
 
-/// The origin's storage key: read from IndexedDB, or generated
-/// (non-extractable) and stored there on first use. When two tabs race,
-/// both end up with the one that was stored first.
-pub async fn storage_key() -> Result<CryptoKey, Error> {
-    let keys = IdbKeyValue::open(KEYS_DB.0, KEYS_DB.1)
+/// The origin's storage key database ([`KEYS_DB`]), opened.
+async fn open_keys() -> Result<IdbKeyValue, Error> {
+    IdbKeyValue::open(KEYS_DB.0, KEYS_DB.1)
         .await
-        .map_err(storage)?;
-    if let Some(key) = keys.get(STORAGE_KEY_ID).await.map_err(storage)? {
+        .map_err(storage)
+}
+
+/// The origin's storage key ([`storage_key_in`] its database).
+pub async fn storage_key() -> Result<CryptoKey, Error> {
+    storage_key_in(&open_keys().await?).await
+}
+
+/// The origin's storage key: read from `keys` ([`open_keys`]), or
+/// generated (non-extractable) and stored there on first use. When two
+/// tabs race, both end up with the one that was stored first.
+async fn storage_key_in(keys: &IdbKeyValue) -> Result<CryptoKey, Error> {
+    if let Some(key) = IdbKeyValue::get(keys, STORAGE_KEY_ID)
+        .await
+        .map_err(storage)?
+    {
         return Ok(key.unchecked_into());
     }
     let fresh = webcrypto::generate_storage_key().await.map_err(crypto)?;
@@ -173,7 +186,9 @@ pub async fn storage_key() -> Result<CryptoKey, Error> {
     {
         return Ok(fresh);
     }
-    let stored = keys.get(STORAGE_KEY_ID).await.map_err(storage)?;
+    let stored = IdbKeyValue::get(keys, STORAGE_KEY_ID)
+        .await
+        .map_err(storage)?;
     stored
         .map(JsCast::unchecked_into)
         .ok_or_else(|| storage("storage key vanished".into()))
@@ -273,26 +288,30 @@ impl BrowserSessionStore {
         if kind == StorageKind::Memory {
             return Ok(Self::memory(issuer, client_id));
         }
-        // The key's database and the records' are opened side by side:
-        // each open is a round trip to the browser's storage backend. With
-        // localStorage, the records' database holds the values' marks.
-        let records = async {
-            if kind == StorageKind::LocalStorage && !web_storage_available(true) {
+        if kind == StorageKind::LocalStorage {
+            if !web_storage_available(true) {
                 return Err(storage("localStorage is unavailable".into()));
             }
-            let idb = IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1)
+            // The key's database also holds the values' marks: one
+            // database to open, as many round trips as IndexedDB's.
+            let keys = open_keys().await?;
+            let key = storage_key_in(&keys).await?;
+            let records = Backend::Local(Marked {
+                values: LocalValues,
+                marks: keys,
+                timer: BrowserPlatform {
+                    request_timeout_ms: 0,
+                },
+            });
+            return Ok(Self::with(kind, issuer, client_id, records, Some(key)));
+        }
+        // The key's database and the records' are opened side by side:
+        // each open is a round trip to the browser's storage backend.
+        let records = async {
+            IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1)
                 .await
-                .map_err(storage)?;
-            Ok(match kind {
-                StorageKind::LocalStorage => Backend::Local(Marked {
-                    values: LocalValues,
-                    marks: idb,
-                    timer: BrowserPlatform {
-                        request_timeout_ms: 0,
-                    },
-                }),
-                _ => Backend::IndexedDb(idb),
-            })
+                .map(Backend::IndexedDb)
+                .map_err(storage)
         };
         let (key, records) = both(storage_key(), records).await;
         // The key's failure is the one reported when both fail.

@@ -341,10 +341,10 @@ test("localStorage: a tab whose copy lags behind another tab's rotation waits fo
     const mark = await first.evaluate(
       ([key]) =>
         new Promise((resolve, reject) => {
-          const open = indexedDB.open("latchkey");
+          const open = indexedDB.open("latchkey-keys");
           open.onerror = () => reject(open.error);
           open.onsuccess = () => {
-            const get = open.result.transaction("records").objectStore("records").get(`${key}:mark`);
+            const get = open.result.transaction("keys").objectStore("keys").get(`${key}:mark`);
             get.onsuccess = () => resolve(get.result ?? null);
             get.onerror = () => reject(get.error);
           };
@@ -352,6 +352,37 @@ test("localStorage: a tab whose copy lags behind another tab's rotation waits fo
       [`latchkey:${idp.issuer}:${idp.clientId}:tokens`],
     );
     assert.match(String(mark), /^[0-9a-f]{16}$/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("localStorage: a tab whose copy lags behind another tab's sign-out sends no refresh and hears signedOut", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const extra = { storage: "localstorage" };
+    const [first] = await signedInTabs(context, idp, extra, { ttl: SHORT_TTL });
+    const behind = await openTab(context, idp, extra, { initScript: { content: `(${lagging})(${LAG_MS})` } });
+    await sleep(EXPIRED_MS);
+    idp.resetCounters();
+
+    const signedOut = await first.evaluate(() => window.auth.logout().then((r) => r.revocation));
+    assert.equal(signedOut, "revoked");
+    // Its token stale, the lagging tab takes the lock while its copy still
+    // holds the signed-out session and the broadcast is on its way.
+    const refused = await call(behind, idp.whoamiUrl);
+    const counters = idp.counters();
+    assert.ok((await behind.evaluate(() => window.laggedReads)) > 0, "the lagging tab read the older record");
+    assert.equal(refused.code, "not_authenticated", JSON.stringify(refused));
+    assert.equal(counters.token.byGrantType.refresh_token ?? 0, 0, `no refresh — ${JSON.stringify(counters)}`);
+    // The late broadcast tells it nothing new.
+    await sleep(LAG_MS + 200);
+    assert.deepEqual(
+      (await eventsOf(behind)).map((e) => e.name),
+      ["signedOut"],
+    );
+    assert.equal(await isAuthenticated(behind), false);
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
