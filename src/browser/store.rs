@@ -299,7 +299,7 @@ impl BrowserSessionStore {
             let records = Backend::Local(Marked {
                 values: LocalValues,
                 marks: keys,
-                timer: BrowserPlatform {
+                platform: BrowserPlatform {
                     request_timeout_ms: 0,
                 },
             });

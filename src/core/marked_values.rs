@@ -16,19 +16,27 @@
 //! a backend that does not lag, and a read waits, bounded, until the value
 //! it reads agrees with the mark. Rules, tested natively:
 //!
-//! 1. A write puts the value, then its mark; a removal removes the value,
-//!    then marks it absent (a deleted mark would let a lagging copy's old
-//!    value through).
+//! 1. A write puts the value, then its mark; a removal marks the value
+//!    absent, then removes it (a deleted mark would let a lagging copy's
+//!    old value through). The two orders matter when a sign-out's removal
+//!    (outside the lock) meets a refresh's write (under it): whichever
+//!    value comes last, the last mark is that value's or disagrees with it,
+//!    never the other value's agreeing with a lagging copy — so the
+//!    sign-out's second clear, under the lock, sees the refresh's write.
 //! 2. A read whose value agrees with the mark, or that finds no mark (a
 //!    record an older latchkey wrote), returns the value.
 //! 3. A read whose value disagrees waits [`MARK_POLL_MS`] and reads again,
-//!    up to [`MARK_POLLS`] times. Still disagreeing then, the value is the
-//!    truth: a write whose mark failed to follow, or the app edited
-//!    localStorage. The mark is set to agree with it, and it is returned.
+//!    until [`MARK_WAIT_MS`] have passed by the clock (not a count of
+//!    polls: a hidden tab's timers fire once a second at most). A value
+//!    read after that that still disagrees is the truth (never one read
+//!    before a wait that outlasted the bound): a write whose mark failed to
+//!    follow, two writers interleaved (a sign-out clears the store at once,
+//!    outside the lock, and again under it), or the app edited localStorage.
+//!    The mark is set to agree with the value, and the value is returned.
 //! 4. A backend that fails fails the operation (`storage_error`), as any
 //!    backend's failure does.
 
-use crate::core::platform::Timer;
+use crate::core::platform::{Clock, Timer};
 use crate::core::record_store::KeyValue;
 use crate::core::Error;
 
@@ -36,23 +44,23 @@ use crate::core::Error;
 /// its mark.
 pub const MARK_POLL_MS: u32 = 5;
 
-/// How many times a read reads again before it takes the value as the
-/// truth: one second in all. A lagging copy catches up within a few
-/// milliseconds; this bound is for a mark that will never agree.
-pub const MARK_POLLS: u32 = 200;
+/// How long a read reads again before it takes the value as the truth. A
+/// lagging copy catches up within a few milliseconds; this bound is for a
+/// mark that will never agree.
+pub const MARK_WAIT_MS: u64 = 1_000;
 
 /// The mark of a removed value.
 const ABSENT: &str = "absent";
 
-/// `values` (may lag) kept honest by `marks` (does not lag), waiting with
-/// `timer`.
+/// `values` (may lag) kept honest by `marks` (does not lag), waiting on
+/// `platform`'s timer and clock.
 pub struct Marked<V, M, T> {
     /// Where the values live (localStorage).
     pub values: V,
     /// Where each value's mark lives (IndexedDB).
     pub marks: M,
-    /// Waits between two reads.
-    pub timer: T,
+    /// Waits between two reads, and says how long it has waited.
+    pub platform: T,
 }
 
 /// The key of `key`'s mark.
@@ -73,11 +81,14 @@ pub fn mark_of(value: Option<&str>) -> String {
     format!("{digest:016x}")
 }
 
-impl<V: KeyValue, M: KeyValue, T: Timer> KeyValue for Marked<V, M, T> {
+impl<V: KeyValue, M: KeyValue, T: Timer + Clock> KeyValue for Marked<V, M, T> {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
         let mark_key = mark_key(key);
-        let mut polls = 0;
+        let deadline = self.platform.now_ms().saturating_add(MARK_WAIT_MS);
         loop {
+            // Asked before the reads: a value taken as the truth was read
+            // after the bound, never before a wait that outlasted it.
+            let past = self.platform.now_ms() >= deadline;
             let value = self.values.get(key).await?;
             let Some(mark) = self.marks.get(&mark_key).await? else {
                 return Ok(value);
@@ -86,12 +97,11 @@ impl<V: KeyValue, M: KeyValue, T: Timer> KeyValue for Marked<V, M, T> {
             if mark == agreed {
                 return Ok(value);
             }
-            if polls == MARK_POLLS {
+            if past {
                 self.marks.set(&mark_key, agreed).await?;
                 return Ok(value);
             }
-            polls += 1;
-            self.timer.sleep(MARK_POLL_MS).await;
+            self.platform.sleep(MARK_POLL_MS).await;
         }
     }
 
@@ -102,8 +112,8 @@ impl<V: KeyValue, M: KeyValue, T: Timer> KeyValue for Marked<V, M, T> {
     }
 
     async fn remove(&self, key: &str) -> Result<(), Error> {
-        self.values.remove(key).await?;
-        self.marks.set(&mark_key(key), mark_of(None)).await
+        self.marks.set(&mark_key(key), mark_of(None)).await?;
+        self.values.remove(key).await
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use super::*;
 use crate::core::fakes::block_on;
@@ -18,6 +19,8 @@ struct Memory {
     lagging: RefCell<Option<(String, Option<String>, u32)>>,
     failing_reads: Cell<bool>,
     failing_writes: Cell<bool>,
+    /// The next read takes this long on this clock.
+    slow_read: RefCell<Option<(Rc<Cell<u64>>, u64)>>,
 }
 
 impl Memory {
@@ -43,6 +46,9 @@ impl Memory {
 
 impl KeyValue for Memory {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
+        if let Some((clock, ms)) = self.slow_read.borrow_mut().take() {
+            clock.set(clock.get() + ms);
+        }
         if self.failing_reads.get() {
             return Err(Memory::refused());
         }
@@ -72,13 +78,28 @@ impl KeyValue for Memory {
     }
 }
 
-/// Counts the waits and what they asked for.
+/// Counts the waits and what they asked for; its clock moves by each wait
+/// (and `skip`).
 #[derive(Default)]
-struct Waits(RefCell<Vec<u32>>);
+struct Waits(RefCell<Vec<u32>>, Rc<Cell<u64>>, Cell<u64>);
+
+impl Waits {
+    /// The next wait lasts `ms` longer, as a hidden tab's timers do.
+    fn skip(&self, ms: u64) {
+        self.2.set(ms);
+    }
+}
 
 impl Timer for Waits {
     async fn sleep(&self, ms: u32) {
         self.0.borrow_mut().push(ms);
+        self.1.set(self.1.get() + u64::from(ms) + self.2.take());
+    }
+}
+
+impl Clock for Waits {
+    fn now_ms(&self) -> u64 {
+        self.1.get()
     }
 }
 
@@ -86,12 +107,12 @@ fn marked() -> Marked<Memory, Memory, Waits> {
     Marked {
         values: Memory::default(),
         marks: Memory::default(),
-        timer: Waits::default(),
+        platform: Waits::default(),
     }
 }
 
 fn waits(store: &Marked<Memory, Memory, Waits>) -> usize {
-    store.timer.0.borrow().len()
+    store.platform.0.borrow().len()
 }
 
 #[test]
@@ -125,6 +146,16 @@ fn rule_1_a_value_that_was_not_written_gets_no_mark() {
     let error = block_on(store.set(KEY, "sealed-1".into())).unwrap_err();
     assert_eq!(error.code(), "storage_error");
     assert_eq!(store.marks.raw(&mark_key(KEY)), None);
+}
+
+#[test]
+fn rule_1_a_removal_that_was_not_marked_removes_nothing() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    store.marks.failing_writes.set(true);
+    let error = block_on(store.remove(KEY)).unwrap_err();
+    assert_eq!(error.code(), "storage_error");
+    assert_eq!(store.values.raw(KEY).as_deref(), Some("sealed-1"));
 }
 
 #[test]
@@ -172,7 +203,7 @@ fn rule_3_a_lagging_copy_is_waited_for_until_it_holds_the_last_write() {
         block_on(store.get(KEY)).unwrap().as_deref(),
         Some("sealed-2")
     );
-    assert_eq!(*store.timer.0.borrow(), vec![MARK_POLL_MS; 3]);
+    assert_eq!(*store.platform.0.borrow(), vec![MARK_POLL_MS; 3]);
 }
 
 #[test]
@@ -195,14 +226,52 @@ fn rule_3_a_value_that_never_agrees_is_the_truth_after_the_bound() {
         block_on(store.get(KEY)).unwrap().as_deref(),
         Some("sealed-elsewhere")
     );
-    assert_eq!(waits(&store), MARK_POLLS as usize);
+    let polls = (MARK_WAIT_MS / u64::from(MARK_POLL_MS)) as usize;
+    assert_eq!(waits(&store), polls);
     assert_eq!(
         store.marks.raw(&mark_key(KEY)),
         Some(mark_of(Some("sealed-elsewhere")))
     );
     // Repaired: the next read does not wait.
     block_on(store.get(KEY)).unwrap();
-    assert_eq!(waits(&store), MARK_POLLS as usize);
+    assert_eq!(waits(&store), polls);
+}
+
+#[test]
+fn rule_3_the_bound_is_time_not_a_count_of_polls() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    store.values.put_raw(KEY, "sealed-elsewhere");
+    // A hidden tab: its first wait lasts the whole bound.
+    store.platform.skip(MARK_WAIT_MS);
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap().as_deref(),
+        Some("sealed-elsewhere")
+    );
+    assert_eq!(waits(&store), 1);
+    assert_eq!(
+        store.marks.raw(&mark_key(KEY)),
+        Some(mark_of(Some("sealed-elsewhere")))
+    );
+}
+
+#[test]
+fn rule_3_a_value_read_before_the_bound_passed_is_never_the_truth() {
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    block_on(store.set(KEY, "sealed-2".into())).unwrap();
+    store.values.lag(KEY, Some("sealed-1"), 1);
+    // The mark's read outlasts the bound while the lagging copy's older
+    // value is in hand.
+    *store.marks.slow_read.borrow_mut() = Some((Rc::clone(&store.platform.1), MARK_WAIT_MS));
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap().as_deref(),
+        Some("sealed-2")
+    );
+    assert_eq!(
+        store.marks.raw(&mark_key(KEY)),
+        Some(mark_of(Some("sealed-2")))
+    );
 }
 
 #[test]

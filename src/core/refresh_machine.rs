@@ -385,14 +385,13 @@ impl RefreshMachine {
         acts: Vec<Act>,
         session: &Session,
     ) -> Step {
+        // The set with its verified ID token goes through the same checks
+        // as the refreshed set did: a sign-out or a new login may have come
+        // while it was written.
         let (base, id_token) = match then {
             Written::PutBack => return Step::done(acts, Ok(tokens)),
-            Written::Verified => {
-                let mut acts = acts;
-                acts.push(Act::Adopt(tokens.clone(), TokenSource::Refresh));
-                return Step::done(acts, Ok(tokens));
-            }
-            Written::Refreshed { base, id_token } => (base, id_token),
+            Written::Verified => (None, None),
+            Written::Refreshed { base, id_token } => (Some(base), id_token),
         };
         let fresh = tokens;
         if session.ends() != self.ends_before {
@@ -424,7 +423,7 @@ impl RefreshMachine {
         }
         let mut acts = acts;
         acts.push(Act::Adopt(fresh.clone(), TokenSource::Refresh));
-        let Some(id_token) = id_token else {
+        let (Some(base), Some(id_token)) = (base, id_token) else {
             return Step::done(acts, Ok(fresh));
         };
         let candidate = TokenSet {

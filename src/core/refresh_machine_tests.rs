@@ -548,6 +548,63 @@ fn a_verified_id_token_is_written_and_used() {
 }
 
 #[test]
+fn a_login_during_the_verified_write_wins_and_is_written_back() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    let step = on(&mut machine, Input::Checked(Ok(())), &session);
+    assert_eq!(show(&step), "save at-2 id-2");
+    let login = TokenSet {
+        login_at_ms: NOW,
+        ..set(9, 0)
+    };
+    session.adopt(login, TokenSource::Login);
+    let inputs = vec![Input::Saved(Ok(())), Input::Saved(Ok(()))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "unsaved=false; publish at-2 id-2 unsaved=false; save at-9 id-1",
+            "unsaved=false; publish at-9 id-1 unsaved=false; done at-9 id-1"
+        ]
+    );
+}
+
+#[test]
+fn a_login_during_a_failed_verified_write_wins_without_a_second_write() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    on(&mut machine, Input::Checked(Ok(())), &session);
+    let login = TokenSet {
+        login_at_ms: NOW,
+        ..set(9, 0)
+    };
+    session.adopt(login, TokenSource::Login);
+    let full = Error::Storage {
+        reason: "quota".into(),
+    };
+    let failed = on(&mut machine, Input::Saved(Err(full)), &session);
+    assert_eq!(
+        show(&failed),
+        "persist failed storage_error; unsaved=true; publish at-2 id-2 unsaved=true; sleep 250"
+    );
+    session.set_unsaved(true); // as the driver does with the acts above
+    let step = on(&mut machine, Input::Slept, &session);
+    assert_eq!(show(&step), "done at-9 id-1");
+}
+
+#[test]
+fn a_sign_out_during_the_verified_write_is_not_undone_here() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    on(&mut machine, Input::Checked(Ok(())), &session);
+    session.end(EndReason::SignedOut, NOW);
+    let step = on(&mut machine, Input::Saved(Ok(())), &session);
+    assert_eq!(
+        show(&step),
+        "unsaved=false; publish at-2 id-2 unsaved=false; revoke at-2 id-2; fail not_authenticated"
+    );
+}
+
+#[test]
 fn a_verified_id_token_after_a_failed_write_is_broadcast_only() {
     let session = Session::new(Some(stale()));
     let mut machine = checking(&session);

@@ -49,6 +49,9 @@ use crate::core::secret::DpopProof;
 use crate::core::session::{RefreshPolicy, Session, SessionChange, SessionMessage};
 use crate::core::{AccessToken, Error, TokenSet};
 
+#[path = "simulation_storage.rs"]
+mod storage;
+
 const START_MS: u64 = 1_700_000_000_000;
 /// Access tokens live this long; refreshed within the leeway before.
 const LIFETIME_S: u64 = 20;
@@ -120,6 +123,11 @@ struct Faults {
     /// is closed at a random step: its tasks stop wherever they are, its
     /// lock is released (as the browser does), its memory is gone.
     tab_closes: bool,
+    /// The store is localStorage, each tab's copy of which other tabs'
+    /// writes reach late (`storage::LocalStorage`); `Some(true)`: read
+    /// through the marks, as latchkey does; `Some(false)`: not (the
+    /// simulation must find what that loses).
+    local_storage: Option<bool>,
 }
 
 /// The authorization server: a grant per login, rotating refresh tokens,
@@ -247,6 +255,8 @@ struct World {
     faults: Faults,
     server: Server,
     store: MemorySessionStore,
+    /// The store when it is localStorage (`Faults::local_storage`).
+    local: storage::LocalStorage,
     /// The tab holding the origin-wide lock.
     lock_holder: Cell<Option<usize>>,
     /// Each tab's incoming broadcasts, with the time by which each is
@@ -322,7 +332,13 @@ impl SessionStore for TabPorts<'_> {
     async fn load_tokens(&self) -> Result<Option<TokenSet>, Error> {
         yield_once().await;
         self.maybe_stall("read").await;
-        let stored = self.world.store.load_tokens().await;
+        let stored = match self.world.faults.local_storage {
+            Some(marked) => {
+                let records = storage::records(self.world, Some(self.tab), marked);
+                records.load_tokens().await
+            }
+            None => self.world.store.load_tokens().await,
+        };
         if let Ok(set) = &stored {
             let rt = set
                 .as_ref()
@@ -347,17 +363,35 @@ impl SessionStore for TabPorts<'_> {
             });
         }
         self.world.note(format!("tab {} write {rt:?}", self.tab));
-        self.world.store.save_tokens(tokens).await
+        match self.world.faults.local_storage {
+            Some(marked) => {
+                let records = storage::records(self.world, Some(self.tab), marked);
+                records.save_tokens(tokens).await
+            }
+            None => self.world.store.save_tokens(tokens).await,
+        }
     }
 
     async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
         yield_once().await;
-        self.world.store.clear_tokens(reason).await
+        match self.world.faults.local_storage {
+            Some(marked) => {
+                let records = storage::records(self.world, Some(self.tab), marked);
+                records.clear_tokens(reason).await
+            }
+            None => self.world.store.clear_tokens(reason).await,
+        }
     }
 
     async fn end_reason(&self) -> Option<EndReason> {
         yield_once().await;
-        self.world.store.end_reason().await
+        match self.world.faults.local_storage {
+            Some(marked) => {
+                let records = storage::records(self.world, Some(self.tab), marked);
+                records.end_reason().await
+            }
+            None => self.world.store.end_reason().await,
+        }
     }
 
     async fn put_transaction(&self, _: crate::core::PendingTransaction) -> Result<(), Error> {
@@ -702,6 +736,7 @@ fn run(seed: u64, faults: Faults) {
             ..Server::default()
         },
         store: MemorySessionStore::default(),
+        local: storage::LocalStorage::default(),
         lock_holder: Cell::new(None),
         inboxes: (0..TABS).map(|_| RefCell::default()).collect(),
         signed_out: Cell::new(false),
@@ -713,7 +748,13 @@ fn run(seed: u64, faults: Faults) {
     let (jkt, _) = crate::core::fakes::block_on(world.keys.create()).unwrap();
     assert_eq!(jkt, FakeDpopKeys::jkt(1));
     let login = world.server.login(START_MS);
-    crate::core::fakes::block_on(world.store.save_tokens(&login)).unwrap();
+    match faults.local_storage {
+        Some(marked) => {
+            let records = storage::records(world, None, marked);
+            crate::core::fakes::block_on(records.save_tokens(&login)).unwrap();
+        }
+        None => crate::core::fakes::block_on(world.store.save_tokens(&login)).unwrap(),
+    }
     let tabs: &'static [Tab<'static>] = Vec::leak(
         (0..TABS)
             .map(|tab| {
@@ -782,6 +823,9 @@ fn run(seed: u64, faults: Faults) {
             0..=9 => {
                 let now = world.now_ms.get() + world.rng.below(1_500);
                 // Whatever is due by then has been delivered by then.
+                for tab in 0..TABS {
+                    world.local.apply(tab, now, true);
+                }
                 for (tab, inbox) in world.inboxes.iter().enumerate() {
                     loop {
                         let due = inbox.borrow().front().is_some_and(|(at, _)| *at <= now);
@@ -796,6 +840,8 @@ fn run(seed: u64, faults: Faults) {
             }
             10..=29 => {
                 let tab = world.rng.below(TABS as u64) as usize;
+                // A write reaches a copy earlier than its latest.
+                world.local.apply(tab, world.now_ms.get(), false);
                 let message = world.inboxes[tab].borrow_mut().pop_front();
                 if let Some((_, message)) = message {
                     deliver(world, &tabs[tab], message, world.now_ms.get());
@@ -834,6 +880,7 @@ fn close<'a>(world: &World, tabs: &[Tab], tasks: &Tasks<'a>, k: usize) {
     };
     drop(stopped);
     world.inboxes[k].borrow_mut().clear();
+    world.local.close(k);
     world.note(format!("tab {k} closed"));
     let server = &world.server;
     let (_, newest) = server.newest();
@@ -841,7 +888,7 @@ fn close<'a>(world: &World, tabs: &[Tab], tasks: &Tasks<'a>, k: usize) {
         set.and_then(|s| s.refresh_token.as_ref())
             .is_some_and(|rt| rt.secret() == newest)
     };
-    let stored = crate::core::fakes::block_on(world.store.load_tokens()).unwrap();
+    let stored = stored(world);
     let open = |i: &usize| !world.closed[*i].get();
     let kept = is_newest(stored.as_ref())
         || (0..TABS).filter(open).any(|i| {
@@ -854,6 +901,18 @@ fn close<'a>(world: &World, tabs: &[Tab], tasks: &Tasks<'a>, k: usize) {
         world.note(format!("{newest} was only in tab {k}: lost with it"));
         server.lost_answers.set(server.lost_answers.get() + 1);
     }
+}
+
+/// The set in the store: the browser's own map when the store is
+/// localStorage.
+fn stored(world: &World) -> Option<TokenSet> {
+    let read = async {
+        match world.faults.local_storage {
+            Some(_) => storage::records(world, None, false).load_tokens().await,
+            None => world.store.load_tokens().await,
+        }
+    };
+    crate::core::fakes::block_on(read).unwrap()
 }
 
 fn deliver(world: &World, tab: &Tab, message: SessionMessage, at: u64) {
@@ -909,7 +968,7 @@ fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
         server.reuse.get(),
         server.lost_answers.get()
     );
-    let stored = crate::core::fakes::block_on(world.store.load_tokens()).unwrap();
+    let stored = stored(world);
     if world.signed_out.get() {
         assert_eq!(stored, None, "seed {seed}: sign-out cannot be undone");
         for (i, tab) in tabs.iter().enumerate() {
@@ -1158,4 +1217,73 @@ fn every_fault_but_lost_answers_with_id_tokens_and_a_closed_tab() {
             },
         );
     }
+}
+
+#[test]
+fn local_storage_read_through_its_marks_never_presents_a_spent_refresh_token() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                local_storage: Some(true),
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn local_storage_read_through_its_marks_with_every_fault_but_lost_answers() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                local_storage: Some(true),
+                late_answer: 20,
+                failed_write: 10,
+                relogin: true,
+                failed_key_fetch: Some(30),
+                tab_closes: true,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn local_storage_read_through_its_marks_survives_a_sign_out() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                local_storage: Some(true),
+                sign_out: true,
+                late_answer: 20,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+/// The control: the simulation's lagging copies are enough to lose the
+/// session when a tab reads its copy alone (what latchkey did before the
+/// marks), so the properties above are not met by accident.
+#[test]
+fn local_storage_read_without_marks_presents_a_spent_refresh_token() {
+    let failed = seeds().find(|&seed| {
+        let run = std::panic::catch_unwind(|| {
+            run(
+                seed,
+                Faults {
+                    local_storage: Some(false),
+                    ..Faults::default()
+                },
+            )
+        });
+        run.is_err_and(|panic| {
+            let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            message.contains("reuse") || message.contains("presented twice")
+        })
+    });
+    assert!(failed.is_some(), "no seed lost the session without marks");
 }
