@@ -151,9 +151,11 @@ fn every_message_shape_reads_back_and_anything_else_is_ignored() {
         },
         SessionMessage::Ended {
             reason: latchkey::core::session::EndReason::SignedOut,
+            login_at_ms: None,
         },
         SessionMessage::Ended {
             reason: latchkey::core::session::EndReason::Expired,
+            login_at_ms: Some(1_900_000_000_000),
         },
         SessionMessage::BackOff {
             until: 1_900_000_030_000,

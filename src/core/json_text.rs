@@ -531,6 +531,11 @@ mod tests {
         });
         same_as_serde_json(&SessionMessage::Ended {
             reason: EndReason::SignedOut,
+            login_at_ms: None,
+        });
+        same_as_serde_json(&SessionMessage::Ended {
+            reason: EndReason::Expired,
+            login_at_ms: Some(1_700_000_000_000),
         });
     }
 

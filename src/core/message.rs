@@ -36,6 +36,12 @@ pub enum SessionMessage {
     Ended {
         /// Why.
         reason: EndReason,
+        /// The ended session's login time: sets from logins until then are
+        /// over, a later login is not (a session that expired in one tab
+        /// while another completed a new login). `None`: every login until
+        /// the message arrives, as a sign-out ends.
+        #[serde(rename = "loginAtMs", default, skip_serializing_if = "Option::is_none")]
+        login_at_ms: Option<u64>,
     },
     /// The token endpoint asked for no request before `until` (its
     /// `Retry-After`): no tab of the session sends one before then.
@@ -77,7 +83,7 @@ pub trait MessageFields {
 
 impl SessionMessage {
     /// Reads a message in the form it serialises to, member by member:
-    /// `{ type: "tokens", tokens, unsaved? }`, `{ type: "ended", reason }`
+    /// `{ type: "tokens", tokens, unsaved? }`, `{ type: "ended", reason, loginAtMs? }`
     /// or `{ type: "backOff", until, status, error, seconds }` (numbers not
     /// negative; a status past 65535 is 65535). Anything else — another
     /// app's message, another spelling — is `None`, ignored. (Not the
@@ -92,6 +98,10 @@ impl SessionMessage {
             }),
             "ended" => Some(SessionMessage::Ended {
                 reason: EndReason::named(&fields.text("reason")?)?,
+                login_at_ms: fields
+                    .number("loginAtMs")
+                    .filter(|n| *n >= 0.0)
+                    .map(|n| n as u64),
             }),
             "backOff" => {
                 let number = |name: &str| fields.number(name).filter(|n| *n >= 0.0);
@@ -147,9 +157,11 @@ mod tests {
             },
             SessionMessage::Ended {
                 reason: EndReason::Expired,
+                login_at_ms: None,
             },
             SessionMessage::Ended {
                 reason: EndReason::SignedOut,
+                login_at_ms: None,
             },
             SessionMessage::BackOff {
                 until: 1_700_000_000_000,
@@ -157,11 +169,34 @@ mod tests {
                 error: "temporarily_unavailable".into(),
                 seconds: 30,
             },
+            SessionMessage::Ended {
+                reason: EndReason::Expired,
+                login_at_ms: Some(1_699_999_000_000),
+            },
         ];
         for message in messages {
             let written = serde_json::to_string(&message).unwrap();
             assert_eq!(read(&written), Some(message), "{written}");
         }
+    }
+
+    #[test]
+    fn an_end_s_login_time_that_is_not_a_time_is_not_read() {
+        let ended = |login_at: &str| {
+            read(&format!(
+                r#"{{"type":"ended","reason":"expired","loginAtMs":{login_at}}}"#
+            ))
+        };
+        let expired = |login_at_ms| {
+            Some(SessionMessage::Ended {
+                reason: EndReason::Expired,
+                login_at_ms,
+            })
+        };
+        assert_eq!(ended("1700000000000"), expired(Some(1_700_000_000_000)));
+        // Read as an end without one: every login until it arrived.
+        assert_eq!(ended("-1"), expired(None));
+        assert_eq!(ended(r#""1700000000000""#), expired(None));
     }
 
     #[test]

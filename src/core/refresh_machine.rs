@@ -82,6 +82,8 @@ enum Stage {
     },
     Ending {
         reason: EndReason,
+        /// The ended session's login time ([`SessionMessage::Ended`]).
+        login_at_ms: u64,
         then_revoke: Option<TokenSet>,
         error: Error,
     },
@@ -229,14 +231,23 @@ impl SessionMachine for RefreshMachine {
             (
                 Stage::Ending {
                     reason,
+                    login_at_ms,
                     then_revoke,
                     error,
                 },
                 Input::Cleared,
             ) => {
+                // Only the session whose refresh was refused ends: a login
+                // completed meanwhile (here or in another tab) is later.
                 let mut acts = vec![
-                    Act::Publish(SessionMessage::Ended { reason }),
-                    Act::End { reason, at: now },
+                    Act::Publish(SessionMessage::Ended {
+                        reason,
+                        login_at_ms: Some(login_at_ms),
+                    }),
+                    Act::End {
+                        reason,
+                        at: login_at_ms,
+                    },
                 ];
                 acts.extend(then_revoke.map(Act::Revoke));
                 Step::done(acts, Err(error))
@@ -286,7 +297,7 @@ impl RefreshMachine {
         // Persist it first; its new ID token is checked after.
         let (fresh, id_token) = self.set_aside_id_token(&base, fresh);
         let acts = vec![Act::ResumeRequests];
-        if session.ends() != self.ends_before {
+        if self.ended_since_start(&fresh, session) {
             // Signed out (or expired) while the request was out, possibly
             // without a shared lock: persisting would bring the session back.
             return self.revoked(fresh, None, acts);
@@ -309,6 +320,14 @@ impl RefreshMachine {
         acts.push(Act::Revoke(fresh));
         acts.extend(end);
         Step::done(acts, Err(Error::NotAuthenticated))
+    }
+
+    /// Whether the session `set` belongs to ended since this machine
+    /// started: a sign-out, or an expiry of its login (or a later one). An
+    /// expiry of an older session, heard while this tab already held a
+    /// later login's set, is not this set's end.
+    fn ended_since_start(&self, set: &TokenSet, session: &Session) -> bool {
+        session.ends() != self.ends_before && session.ended_at_ms() >= set.login_at_ms
     }
 
     /// `fresh` with the ID token it can be used with now (the previous,
@@ -394,7 +413,7 @@ impl RefreshMachine {
             Written::Refreshed { base, id_token } => (Some(base), id_token),
         };
         let fresh = tokens;
-        if session.ends() != self.ends_before {
+        if self.ended_since_start(&fresh, session) {
             // Signed out while the set was being written: the sign-out clears
             // the store again once it has the lock, and every tab ignores
             // this set's broadcast (its login is older than the sign-out).
@@ -478,7 +497,9 @@ impl RefreshMachine {
                 Step::wait(Wait::Save(candidate))
             }
             Err(error) if is_identity_failure(&error) => {
-                self.end(EndReason::Expired, None, error, vec![Act::Revoke(fresh)])
+                let login_at_ms = fresh.login_at_ms;
+                let acts = vec![Act::Revoke(fresh)];
+                self.end(EndReason::Expired, login_at_ms, None, error, acts)
             }
             Err(_) => Step::done(vec![], Ok(fresh)),
         }
@@ -583,7 +604,14 @@ impl RefreshMachine {
     /// Ends the session because the server will not refresh `ended`, then
     /// retires it.
     fn expire(&mut self, ended: TokenSet, acts: Vec<Act>) -> Step {
-        self.end(EndReason::Expired, Some(ended), Error::SessionExpired, acts)
+        let login_at_ms = ended.login_at_ms;
+        self.end(
+            EndReason::Expired,
+            login_at_ms,
+            Some(ended),
+            Error::SessionExpired,
+            acts,
+        )
     }
 
     /// Ends the session everywhere: the store cleared (awaited), then the
@@ -592,12 +620,14 @@ impl RefreshMachine {
     fn end(
         &mut self,
         reason: EndReason,
+        login_at_ms: u64,
         then_revoke: Option<TokenSet>,
         error: Error,
         acts: Vec<Act>,
     ) -> Step {
         self.stage = Stage::Ending {
             reason,
+            login_at_ms,
             then_revoke,
             error,
         };

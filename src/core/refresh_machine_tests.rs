@@ -231,7 +231,7 @@ fn an_expired_set_without_a_refresh_token_ends_and_is_retired() {
         run(&mut machine, &session, inputs),
         [
             "clear Expired",
-            "publish ended Expired; end Expired; revoke at-1 id-1; fail session_expired"
+            "publish ended Expired logins to 1699992800000; end Expired; revoke at-1 id-1; fail session_expired"
         ]
     );
 }
@@ -298,7 +298,7 @@ fn invalid_grant_with_nothing_newer_ends_the_session() {
         [
             "load",
             "clear Expired",
-            "publish ended Expired; end Expired; revoke at-1 id-1; fail session_expired"
+            "publish ended Expired logins to 1699992800000; end Expired; revoke at-1 id-1; fail session_expired"
         ]
     );
 }
@@ -476,6 +476,39 @@ fn a_login_during_a_failed_write_wins_without_a_second_write() {
 }
 
 #[test]
+fn an_expiry_of_an_older_session_heard_while_waiting_does_not_discard_this_rotation() {
+    // This tab waited for the lock with the old session's set; meanwhile
+    // that session expired elsewhere and a new login (at-9) came: the
+    // rotation of the new login's set is the session, and is written.
+    let session = Session::new(Some(stale()));
+    let (mut machine, _) =
+        RefreshMachine::start(stale().access_token, POLICY, true, false, &session);
+    session.end(EndReason::Expired, stale().login_at_ms);
+    let login = TokenSet {
+        login_at_ms: NOW - HOUR_MS,
+        ..set(9, HOUR_MS - 10_000)
+    };
+    session.adopt(login.clone(), TokenSource::Sync);
+    on(&mut machine, Input::Locked(Ok(())), &session);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(login))), &session);
+    assert_eq!(show(&step), "send rt-9 10000");
+    let step = on(&mut machine, rotated(None), &session);
+    assert_eq!(show(&step), "resume requests; load");
+}
+
+#[test]
+fn a_rotation_out_when_the_session_expired_elsewhere_is_revoked() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::Expired, stale().login_at_ms);
+    let step = on(&mut machine, rotated(None), &session);
+    assert_eq!(
+        show(&step),
+        "resume requests; revoke at-2 id-1; fail not_authenticated"
+    );
+}
+
+#[test]
 fn the_base_is_decided_as_of_the_moment_the_lock_was_taken() {
     // A sign-out heard while the store is read does not change which set
     // the read is weighed against: this tab's, as it was when locked.
@@ -637,7 +670,7 @@ fn an_id_token_that_is_not_this_user_s_ends_the_session() {
         run(&mut machine, &session, inputs),
         [
             "revoke at-2 id-1; clear Expired",
-            "publish ended Expired; end Expired; fail id_token_sub_mismatch"
+            "publish ended Expired logins to 1699992800000; end Expired; fail id_token_sub_mismatch"
         ]
     );
 }

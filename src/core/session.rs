@@ -415,6 +415,15 @@ impl Session {
     /// ignored.
     pub fn end(&self, reason: EndReason, now_ms: u64) -> bool {
         self.ended_at_ms.set(self.ended_at_ms.get().max(now_ms));
+        let later = self
+            .tokens
+            .borrow()
+            .as_ref()
+            .is_some_and(|held| held.login_at_ms > now_ms);
+        if later {
+            // A login after the ended session's: not this end's to end.
+            return false;
+        }
         self.ends.set(self.ends.get() + 1);
         self.unsaved.set(false);
         if self.tokens.borrow_mut().take().is_none() {
@@ -422,6 +431,11 @@ impl Session {
         }
         self.notify(&SessionChange::Ended(reason));
         true
+    }
+
+    /// Sets from logins until this time (ms) are from an ended session.
+    pub fn ended_at_ms(&self) -> u64 {
+        self.ended_at_ms.get()
     }
 
     /// Applies what another tab broadcast, received at `now_ms`. Checked
@@ -445,8 +459,12 @@ impl Session {
                     self.unsaved.set(unsaved);
                 }
             }
-            SessionMessage::Ended { reason } => {
-                self.end(reason, now_ms);
+            SessionMessage::Ended {
+                reason,
+                login_at_ms,
+            } => {
+                let until = login_at_ms.map_or(now_ms, |at| at.min(now_ms));
+                self.end(reason, until);
             }
             SessionMessage::BackOff {
                 until,

@@ -450,10 +450,13 @@ fn invalid_grant_ends_the_session_everywhere() {
     assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
     assert_eq!(tab.stored(), None);
     assert_eq!(tab.in_memory(), None);
+    // The other tabs end this login's session, not a later login's.
+    let login_at_ms = expiring("at-1", Some("rt-1"), 10_000).login_at_ms;
     assert_eq!(
         tab.sent(),
         vec![SessionMessage::Ended {
-            reason: EndReason::Expired
+            reason: EndReason::Expired,
+            login_at_ms: Some(login_at_ms),
         }]
     );
     assert_eq!(tab.heard(), vec!["ended Expired"]);
@@ -1026,12 +1029,14 @@ fn broadcasts_are_adopted_when_newer_and_ignored_when_older() {
     tab.session.receive(
         SessionMessage::Ended {
             reason: EndReason::Expired,
+            login_at_ms: None,
         },
         NOW,
     );
     tab.session.receive(
         SessionMessage::Ended {
             reason: EndReason::Expired,
+            login_at_ms: None,
         },
         NOW,
     );
@@ -1052,6 +1057,7 @@ fn session_messages_round_trip_through_serde() {
     );
     let ended = serde_json::to_string(&SessionMessage::Ended {
         reason: EndReason::SignedOut,
+        login_at_ms: None,
     })
     .unwrap();
     assert_eq!(ended, r#"{"type":"ended","reason":"signedOut"}"#);
@@ -1076,7 +1082,8 @@ fn sign_out_clears_the_store_tells_every_tab_and_returns_the_latest_set() {
     assert_eq!(
         tab.sent(),
         vec![SessionMessage::Ended {
-            reason: EndReason::SignedOut
+            reason: EndReason::SignedOut,
+            login_at_ms: None,
         }]
     );
     assert_eq!(tab.heard(), vec!["ended SignedOut"]);
@@ -1108,6 +1115,85 @@ fn sign_out_is_not_stopped_by_a_lock_that_never_comes() {
     assert_eq!(tab.heard(), vec!["ended SignedOut"]);
 }
 
+/// `set` as logged in at `login_at_ms`.
+fn logged_in_at(set: TokenSet, login_at_ms: u64) -> TokenSet {
+    TokenSet { login_at_ms, ..set }
+}
+
+#[test]
+fn an_expiry_of_an_older_session_leaves_a_later_login_alone() {
+    let later = logged_in_at(tokens("at-9", Some("rt-9"), NOW - 5, HOUR_MS), NOW - 5);
+    let tab = Tab::with(later);
+    tab.session.receive(
+        SessionMessage::Ended {
+            reason: EndReason::Expired,
+            login_at_ms: Some(NOW - HOUR_MS),
+        },
+        NOW,
+    );
+    assert_eq!(tab.in_memory().as_deref(), Some("at-9"));
+    assert_eq!(tab.heard(), Vec::<String>::new());
+}
+
+#[test]
+fn after_an_older_session_expired_a_login_completed_before_the_news_is_adopted() {
+    // Another tab logged in again while this session's refresh was being
+    // refused; the expiry's message arrives first.
+    let older = logged_in_at(
+        tokens("at-1", Some("rt-1"), NOW - 5, HOUR_MS),
+        NOW - HOUR_MS,
+    );
+    let tab = Tab::with(older);
+    tab.session.receive(
+        SessionMessage::Ended {
+            reason: EndReason::Expired,
+            login_at_ms: Some(NOW - HOUR_MS),
+        },
+        NOW,
+    );
+    assert_eq!(tab.in_memory(), None);
+    let later = logged_in_at(
+        tokens("at-9", Some("rt-9"), NOW - 60_000, HOUR_MS),
+        NOW - 60_000,
+    );
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: later,
+            unsaved: false,
+        },
+        NOW + 1,
+    );
+    assert_eq!(tab.in_memory().as_deref(), Some("at-9"));
+}
+
+#[test]
+fn a_sign_out_ends_every_login_until_it_arrived() {
+    let older = logged_in_at(
+        tokens("at-1", Some("rt-1"), NOW - 5, HOUR_MS),
+        NOW - HOUR_MS,
+    );
+    let tab = Tab::with(older);
+    tab.session.receive(
+        SessionMessage::Ended {
+            reason: EndReason::SignedOut,
+            login_at_ms: None,
+        },
+        NOW,
+    );
+    let before = logged_in_at(
+        tokens("at-9", Some("rt-9"), NOW - 60_000, HOUR_MS),
+        NOW - 60_000,
+    );
+    tab.session.receive(
+        SessionMessage::Tokens {
+            tokens: before,
+            unsaved: false,
+        },
+        NOW + 1,
+    );
+    assert_eq!(tab.in_memory(), None);
+}
+
 #[test]
 fn a_broadcast_set_issued_before_a_sign_out_does_not_bring_the_session_back() {
     // A sibling's refresh finished just before another tab signed out, but
@@ -1116,6 +1202,7 @@ fn a_broadcast_set_issued_before_a_sign_out_does_not_bring_the_session_back() {
     tab.session.receive(
         SessionMessage::Ended {
             reason: EndReason::SignedOut,
+            login_at_ms: None,
         },
         NOW,
     );

@@ -141,7 +141,10 @@ impl SessionMachine for SignOut {
                 self.stage = SignOutStage::Locking { at: now };
                 Step {
                     acts: vec![
-                        Act::Publish(SessionMessage::Ended { reason: signed_out }),
+                        Act::Publish(SessionMessage::Ended {
+                            reason: signed_out,
+                            login_at_ms: None,
+                        }),
                         Act::End {
                             reason: signed_out,
                             at: now,

@@ -691,7 +691,10 @@ impl<'w> Tab<'w> {
         for call in 0..CALLS_PER_TAB {
             self.ports.sleep(world.rng.below(12_000) as u32).await;
             if logs_in_at == Some(call) {
-                // The code exchange just answered: a new grant.
+                // The code exchange just answered: a new grant. A login
+                // takes a redirect: never in the first login's millisecond
+                // (login times order sessions).
+                world.now_ms.set(world.now_ms.get().max(START_MS + 1));
                 let login = world.server.login(world.now_ms.get());
                 world.note(format!("tab {} logs in again", self.ports.tab));
                 refresher.sign_in(login).await;
@@ -921,7 +924,10 @@ fn deliver(world: &World, tab: &Tab, message: SessionMessage, at: u64) {
             "{:?} unsaved={unsaved}",
             tokens.refresh_token.as_ref().map(|t| t.secret().to_owned())
         ),
-        SessionMessage::Ended { reason } => format!("ended {reason:?}"),
+        SessionMessage::Ended {
+            reason,
+            login_at_ms,
+        } => format!("ended {reason:?} logins to {login_at_ms:?}"),
         SessionMessage::BackOff { until, .. } => format!("back off until {until}"),
     };
     tab.session.receive(message, at);

@@ -226,7 +226,14 @@ pub(crate) mod shown {
             Act::Publish(SessionMessage::Tokens { tokens, unsaved }) => {
                 format!("publish {} unsaved={unsaved}", name(tokens))
             }
-            Act::Publish(SessionMessage::Ended { reason }) => format!("publish ended {reason:?}"),
+            Act::Publish(SessionMessage::Ended {
+                reason,
+                login_at_ms: None,
+            }) => format!("publish ended {reason:?}"),
+            Act::Publish(SessionMessage::Ended {
+                reason,
+                login_at_ms: Some(at),
+            }) => format!("publish ended {reason:?} logins to {at}"),
             Act::Publish(SessionMessage::BackOff { until, .. }) => {
                 format!("publish back off +{}", until - now)
             }
