@@ -4,7 +4,9 @@
 // another client, a record of a format version this build does not read,
 // and a full disk on save. Never a crash, never a silent loss of a valid
 // session: a record that cannot be used is cleared with a storage event,
-// and tokens that cannot be written are kept in memory with one.
+// and tokens that cannot be written are kept in memory with one. Row 23: a
+// tab whose localStorage copy lags behind another tab's write reads the
+// last write (the marks), never a spent refresh token.
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 
