@@ -37,6 +37,21 @@ fn stale() -> TokenSet {
     set(1, HOUR_MS - 10_000)
 }
 
+/// `at-9`, from a login completed just now (in this tab or another).
+fn new_login() -> TokenSet {
+    TokenSet {
+        login_at_ms: NOW,
+        ..set(9, 0)
+    }
+}
+
+/// A write refused for a full disk.
+fn quota_exceeded() -> Error {
+    Error::Storage {
+        reason: "quota".into(),
+    }
+}
+
 fn show(step: &Step) -> String {
     crate::core::steps::shown::show(step, NOW)
 }
@@ -396,9 +411,7 @@ fn a_store_cleared_while_out_is_a_sign_out_that_stays() {
 fn a_failed_write_keeps_the_set_in_use_and_holds_the_lock_for_the_broadcast() {
     let session = Session::new(Some(stale()));
     let mut machine = sent(&session);
-    let full = Error::Storage {
-        reason: "quota".into(),
-    };
+    let full = quota_exceeded();
     let inputs = vec![
         rotated(None),
         Input::Loaded(Ok(Some(stale()))),
@@ -436,10 +449,7 @@ fn a_login_during_the_write_wins_and_is_written_back() {
     let mut machine = sent(&session);
     let inputs = vec![rotated(Some("id-2")), Input::Loaded(Ok(Some(stale())))];
     run(&mut machine, &session, inputs);
-    let login = TokenSet {
-        login_at_ms: NOW,
-        ..set(9, 0)
-    };
+    let login = new_login();
     session.adopt(login, TokenSource::Login);
     let inputs = vec![Input::Saved(Ok(())), Input::Saved(Ok(()))];
     assert_eq!(
@@ -457,14 +467,9 @@ fn a_login_during_a_failed_write_wins_without_a_second_write() {
     let mut machine = sent(&session);
     let inputs = vec![rotated(None), Input::Loaded(Ok(Some(stale())))];
     run(&mut machine, &session, inputs);
-    let login = TokenSet {
-        login_at_ms: NOW,
-        ..set(9, 0)
-    };
+    let login = new_login();
     session.adopt(login, TokenSource::Login);
-    let full = Error::Storage {
-        reason: "quota".into(),
-    };
+    let full = quota_exceeded();
     let failed = on(&mut machine, Input::Saved(Err(full)), &session);
     assert_eq!(
         show(&failed),
@@ -586,10 +591,7 @@ fn a_login_during_the_verified_write_wins_and_is_written_back() {
     let mut machine = checking(&session);
     let step = on(&mut machine, Input::Checked(Ok(())), &session);
     assert_eq!(show(&step), "save at-2 id-2");
-    let login = TokenSet {
-        login_at_ms: NOW,
-        ..set(9, 0)
-    };
+    let login = new_login();
     session.adopt(login, TokenSource::Login);
     let inputs = vec![Input::Saved(Ok(())), Input::Saved(Ok(()))];
     assert_eq!(
@@ -606,14 +608,9 @@ fn a_login_during_a_failed_verified_write_wins_without_a_second_write() {
     let session = Session::new(Some(stale()));
     let mut machine = checking(&session);
     on(&mut machine, Input::Checked(Ok(())), &session);
-    let login = TokenSet {
-        login_at_ms: NOW,
-        ..set(9, 0)
-    };
+    let login = new_login();
     session.adopt(login, TokenSource::Login);
-    let full = Error::Storage {
-        reason: "quota".into(),
-    };
+    let full = quota_exceeded();
     let failed = on(&mut machine, Input::Saved(Err(full)), &session);
     assert_eq!(
         show(&failed),
