@@ -866,6 +866,10 @@ fn run(seed: u64, faults: Faults) {
         }
     }
     check(seed, world, tabs);
+    // The world stays leaked (the tasks borrowed it); what grows with the
+    // run goes, so a long search (`LATCHKEY_SIM_SEEDS`) stays in memory.
+    world.trace.take();
+    world.local.forget();
 }
 
 /// Closes tab `k`: its tasks stop wherever they are (dropped: a lock they

@@ -72,6 +72,16 @@ impl LocalStorage {
         }
     }
 
+    /// Drops everything, once a run is over.
+    pub(super) fn forget(&self) {
+        self.values.take();
+        self.marks.take();
+        for tab in 0..TABS {
+            self.copies[tab].take();
+            self.pending[tab].take();
+        }
+    }
+
     /// Forgets a closed tab's copy and what was on its way to it.
     pub(super) fn close(&self, tab: usize) {
         self.pending[tab].borrow_mut().clear();
