@@ -410,16 +410,18 @@ impl Session {
         true
     }
 
-    /// Drops the tokens at `now_ms` and tells the listener, if there were
-    /// any. Sets issued until now that arrive later from other tabs are
+    /// Ends the session of every login until `at_ms` (a sign-out: now; an
+    /// expiry: the refused set's login): drops the tokens held, unless they
+    /// are from a later login, and tells the listener if there were any.
+    /// Sets from those logins that arrive later from other tabs are
     /// ignored.
-    pub fn end(&self, reason: EndReason, now_ms: u64) -> bool {
-        self.ended_at_ms.set(self.ended_at_ms.get().max(now_ms));
+    pub fn end(&self, reason: EndReason, at_ms: u64) -> bool {
+        self.ended_at_ms.set(self.ended_at_ms.get().max(at_ms));
         let later = self
             .tokens
             .borrow()
             .as_ref()
-            .is_some_and(|held| held.login_at_ms > now_ms);
+            .is_some_and(|held| held.login_at_ms > at_ms);
         if later {
             // A login after the ended session's: not this end's to end.
             return false;
