@@ -44,8 +44,10 @@ enum Stage {
         now: u64,
         mine: Option<TokenSet>,
     },
+    /// The session is over; the store says why. `at`: the latest login
+    /// the end covers (a later one this tab holds stays).
     ReadingEndReason {
-        now: u64,
+        at: u64,
     },
     /// An AT Protocol account checked again before its refresh, since
     /// `since` (ms): the callers' wait covers the check and the request.
@@ -147,13 +149,13 @@ impl SessionMachine for RefreshMachine {
             (Stage::ReadingBase { now, mine }, Input::Loaded(stored)) => {
                 self.base_read(stored, mine, session, now)
             }
-            (Stage::ReadingEndReason { now }, Input::EndReason(reason)) => {
+            (Stage::ReadingEndReason { at }, Input::EndReason(reason)) => {
                 let reason = reason.unwrap_or(EndReason::Expired);
                 let error = match reason {
                     EndReason::SignedOut => Error::NotAuthenticated,
                     EndReason::Expired => Error::SessionExpired,
                 };
-                Step::done(vec![Act::End { reason, at: now }], Err(error))
+                Step::done(vec![Act::End { reason, at }], Err(error))
             }
             (Stage::CheckingAccount { base, since }, Input::AccountChecked(checked)) => {
                 match checked {
@@ -185,11 +187,19 @@ impl SessionMachine for RefreshMachine {
                 self.answered(base, answer, session, now)
             }
             (Stage::Rechecking { base }, Input::Loaded(latest)) => match latest {
-                Ok(Some(latest)) if latest.access_token != base.access_token => Step::done(
-                    vec![Act::Adopt(latest.clone(), TokenSource::Sync)],
-                    Ok(latest),
-                ),
-                _ => self.expire(base, vec![]),
+                Ok(Some(latest))
+                    if latest.access_token != base.access_token && !session.has_ended(&latest) =>
+                {
+                    Step::done(
+                        vec![Act::Adopt(latest.clone(), TokenSource::Sync)],
+                        Ok(latest),
+                    )
+                }
+                // Refused because the session ended while the request was
+                // out (a sign-out revokes the refresh token): the tab that
+                // ended it cleared the store and told everyone why.
+                _ if session.has_ended(&base) => self.over(base.login_at_ms),
+                _ => self.expire(base, vec![], session),
             },
             (
                 Stage::ReadingBeforeWrite {
@@ -236,22 +246,7 @@ impl SessionMachine for RefreshMachine {
                     error,
                 },
                 Input::Cleared,
-            ) => {
-                // Only the session whose refresh was refused ends: a login
-                // completed meanwhile (here or in another tab) is later.
-                let mut acts = vec![
-                    Act::Publish(SessionMessage::Ended {
-                        reason,
-                        login_at_ms: Some(login_at_ms),
-                    }),
-                    Act::End {
-                        reason,
-                        at: login_at_ms,
-                    },
-                ];
-                acts.extend(then_revoke.map(Act::Revoke));
-                Step::done(acts, Err(error))
-            }
+            ) => Step::done(ended(reason, login_at_ms, then_revoke, vec![]), Err(error)),
             _ => Step::done(vec![], Err(Error::RefreshTimeout)),
         }
     }
@@ -327,7 +322,7 @@ impl RefreshMachine {
     /// expiry of an older session, heard while this tab already held a
     /// later login's set, is not this set's end.
     fn ended_since_start(&self, set: &TokenSet, session: &Session) -> bool {
-        session.ends() != self.ends_before && session.ended_at_ms() >= set.login_at_ms
+        session.ends() != self.ends_before && session.has_ended(set)
     }
 
     /// `fresh` with the ID token it can be used with now (the previous,
@@ -499,7 +494,7 @@ impl RefreshMachine {
             Err(error) if is_identity_failure(&error) => {
                 let login_at_ms = fresh.login_at_ms;
                 let acts = vec![Act::Revoke(fresh)];
-                self.end(EndReason::Expired, login_at_ms, None, error, acts)
+                self.end(EndReason::Expired, login_at_ms, None, error, acts, session)
             }
             Err(_) => Step::done(vec![], Ok(fresh)),
         }
@@ -525,6 +520,17 @@ impl RefreshMachine {
             },
             Err(error) => return Step::done(vec![], Err(error)),
         };
+        // A set of a login this tab heard end is not the session, neither
+        // the stored one (it stays only until the ending tab's clear: a
+        // sign-out's second clear comes after a refresh that was out at the
+        // time wrote) nor this tab's as of the lock (the end may have been
+        // heard since).
+        let stored_ended = stored
+            .as_ref()
+            .filter(|set| session.has_ended(set))
+            .map(|set| set.login_at_ms);
+        let stored = stored.filter(|_| stored_ended.is_none());
+        let mine = mine.filter(|set| !session.has_ended(set));
         let base = match (stored, mine) {
             // A set that never reached the store (a failed write here, or in
             // the tab whose broadcast this one adopted) is newer than what
@@ -532,14 +538,14 @@ impl RefreshMachine {
             // spent refresh token.
             (Some(stored), Some(mine)) if is_newer(&mine, &stored) => mine,
             (Some(stored), _) => stored,
-            (None, Some(mine)) if session.is_unsaved() => mine,
+            // This tab's later login, whose write has not replaced the ended
+            // one's set (or failed).
+            (None, Some(mine)) if session.is_unsaved() || stored_ended.is_some() => mine,
             // Cleared by another tab while this one held a copy (its
-            // broadcast not heard yet): never refresh a session that has
-            // ended. The store says whether it was a sign-out or an expiry.
-            (None, _) => {
-                self.stage = Stage::ReadingEndReason { now };
-                return Step::wait(Wait::EndReason);
-            }
+            // broadcast not heard yet), or only an ended login's set left
+            // (refreshing it would sign this tab back in): never refresh a
+            // session that has ended.
+            _ => return self.over(stored_ended.unwrap_or(now)),
         };
         self.refresh_from(base, session, now)
     }
@@ -555,7 +561,7 @@ impl RefreshMachine {
                 // Nothing to refresh with, but still valid: use it while it lasts.
                 return Step::done(vec![], Ok(base));
             }
-            return self.expire(base, vec![]);
+            return self.expire(base, vec![], session);
         }
         if let Some(error) = session.backing_off(now) {
             return Step::done(vec![], Err(error));
@@ -603,7 +609,7 @@ impl RefreshMachine {
 
     /// Ends the session because the server will not refresh `ended`, then
     /// retires it.
-    fn expire(&mut self, ended: TokenSet, acts: Vec<Act>) -> Step {
+    fn expire(&mut self, ended: TokenSet, acts: Vec<Act>, session: &Session) -> Step {
         let login_at_ms = ended.login_at_ms;
         self.end(
             EndReason::Expired,
@@ -611,12 +617,24 @@ impl RefreshMachine {
             Some(ended),
             Error::SessionExpired,
             acts,
+            session,
         )
     }
 
-    /// Ends the session everywhere: the store cleared (awaited), then the
-    /// other tabs told and this tab's copy dropped, then `then_revoke`
-    /// retired; the refresh fails with `error`.
+    /// The session ended before this refresh could use it: the store says
+    /// whether it was a sign-out or an expiry, and the end covers logins
+    /// until `at`.
+    fn over(&mut self, at: u64) -> Step {
+        self.stage = Stage::ReadingEndReason { at };
+        Step::wait(Wait::EndReason)
+    }
+
+    /// Ends the session of the login at `login_at_ms` everywhere: the store
+    /// cleared (awaited), then the other tabs told and this tab's copy
+    /// dropped, then `then_revoke` retired; the refresh fails with `error`.
+    /// When this tab already holds a later login (completed here, or heard
+    /// from the tab that completed it), the store is that login's and is
+    /// not cleared.
     fn end(
         &mut self,
         reason: EndReason,
@@ -624,7 +642,14 @@ impl RefreshMachine {
         then_revoke: Option<TokenSet>,
         error: Error,
         acts: Vec<Act>,
+        session: &Session,
     ) -> Step {
+        let later_login = session
+            .tokens()
+            .is_some_and(|held| held.login_at_ms > login_at_ms);
+        if later_login {
+            return Step::done(ended(reason, login_at_ms, then_revoke, acts), Err(error));
+        }
         self.stage = Stage::Ending {
             reason,
             login_at_ms,
@@ -636,6 +661,27 @@ impl RefreshMachine {
             wait: Wait::Clear(reason),
         }
     }
+}
+
+/// `acts`, then the end of the login at `login_at_ms` told to the other tabs
+/// and applied here (a later login, here or in another tab, stays), then
+/// `then_revoke` retired.
+fn ended(
+    reason: EndReason,
+    login_at_ms: u64,
+    then_revoke: Option<TokenSet>,
+    mut acts: Vec<Act>,
+) -> Vec<Act> {
+    acts.push(Act::Publish(SessionMessage::Ended {
+        reason,
+        login_at_ms: Some(login_at_ms),
+    }));
+    acts.push(Act::End {
+        reason,
+        at: login_at_ms,
+    });
+    acts.extend(then_revoke.map(Act::Revoke));
+    acts
 }
 
 /// A token endpoint's `Retry-After` carried by `error`, at `now_ms`: until

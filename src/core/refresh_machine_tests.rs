@@ -820,3 +820,141 @@ fn the_callers_wait_covers_the_account_s_check_and_the_request() {
         "send rt-1 6000 to https://auth.example/oauth/token"
     );
 }
+
+/// This tab heard a sign-out (logins until `NOW`) and holds nothing.
+fn signed_out_here() -> Session {
+    let session = Session::new(Some(stale()));
+    session.end(EndReason::SignedOut, NOW);
+    session
+}
+
+#[test]
+fn an_ended_login_s_set_still_in_the_store_is_neither_refreshed_nor_used() {
+    // A refresh out at the sign-out wrote its rotation after the sign-out's
+    // first clear; the signing-out tab clears it again once it has the lock.
+    // A call of this tab made with the token it held before hearing the end
+    // must not sign the tab back in with it.
+    for stored in [stale(), set(2, 0)] {
+        let session = signed_out_here();
+        let mut machine = in_lock(&stale(), &session);
+        let inputs = vec![
+            Input::Loaded(Ok(Some(stored))),
+            Input::EndReason(Some(EndReason::SignedOut)),
+        ];
+        assert_eq!(
+            run(&mut machine, &session, inputs),
+            ["end reason", "end SignedOut; fail not_authenticated"]
+        );
+    }
+}
+
+#[test]
+fn invalid_grant_after_a_sign_out_heard_while_out_ends_for_the_kept_reason() {
+    // The sign-out revoked the refresh token in flight: its tab cleared the
+    // store and told everyone why; nothing is cleared or told again.
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::SignedOut, NOW);
+    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+    let inputs = vec![
+        refused,
+        Input::Loaded(Ok(None)),
+        Input::EndReason(Some(EndReason::SignedOut)),
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "load",
+            "end reason",
+            "end SignedOut; fail not_authenticated"
+        ]
+    );
+}
+
+#[test]
+fn invalid_grant_with_a_later_login_held_here_leaves_the_store_to_it() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.adopt(new_login(), TokenSource::Sync);
+    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+    let inputs = vec![refused, Input::Loaded(Ok(Some(stale())))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "load",
+            "publish ended Expired logins to 1699992800000; end Expired; revoke at-1 id-1; fail session_expired"
+        ]
+    );
+}
+
+#[test]
+fn an_id_token_refused_after_a_later_login_came_leaves_the_store_to_it() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    session.adopt(new_login(), TokenSource::Login);
+    let inputs = vec![Input::Checked(Err(Error::IdTokenSubMismatch))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["revoke at-2 id-1; publish ended Expired logins to 1699992800000; end Expired; fail id_token_sub_mismatch"]
+    );
+}
+
+#[test]
+fn this_tab_s_set_as_of_the_lock_is_not_refreshed_once_its_end_was_heard() {
+    // The sign-out's message arrived between the lock and the read: this
+    // tab's newer set (its write failed) is the ended login's too.
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    session.end(EndReason::SignedOut, NOW);
+    let inputs = vec![
+        Input::Loaded(Ok(Some(set(0, HOUR_MS)))),
+        Input::EndReason(Some(EndReason::SignedOut)),
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["end reason", "end SignedOut; fail not_authenticated"]
+    );
+}
+
+#[test]
+fn a_later_login_heard_here_is_refreshed_over_an_ended_login_s_stored_set() {
+    let later = TokenSet {
+        login_at_ms: NOW - HOUR_MS,
+        rotation: 0,
+        ..stale()
+    };
+    let session = Session::new(Some(later.clone()));
+    session.end(EndReason::SignedOut, NOW - HOUR_MS - 1);
+    let mut machine = in_lock(&later, &session);
+    let step = on(&mut machine, Input::Loaded(Ok(None)), &session);
+    assert_eq!(show(&step), "end reason", "a cleared store: over");
+    let mut machine = in_lock(&later, &session);
+    let ended = set(5, HOUR_MS - 10_000);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(ended))), &session);
+    assert_eq!(show(&step), "send rt-1 10000");
+}
+
+#[test]
+fn an_ended_login_s_stored_set_ends_only_that_login_here() {
+    // Nothing held at the lock; a later login heard before the read stays.
+    let session = signed_out_here();
+    let mut machine = in_lock(&stale(), &session);
+    session.adopt(
+        TokenSet {
+            login_at_ms: NOW + 1,
+            ..new_login()
+        },
+        TokenSource::Sync,
+    );
+    on(&mut machine, Input::Loaded(Ok(Some(stale()))), &session);
+    let step = on(
+        &mut machine,
+        Input::EndReason(Some(EndReason::SignedOut)),
+        &session,
+    );
+    let at = step.acts.iter().find_map(|act| match act {
+        Act::End { at, .. } => Some(*at),
+        _ => None,
+    });
+    assert_eq!(at, Some(stale().login_at_ms));
+}

@@ -195,10 +195,12 @@ pub struct Session {
     tokens: RefCell<Option<TokenSet>>,
     flight: SingleFlight<Result<TokenSet, Error>>,
     observer: RefCell<Option<Observer>>,
-    /// When the session last ended here. A broadcast set issued before then
-    /// is from the ended session (a sibling's refresh whose message arrived
-    /// after the sign-out's) and must not bring it back.
-    ended_at_ms: Cell<u64>,
+    /// The latest login an end heard or decided here has ended (`None`
+    /// before any end). A set of that login or an earlier one — a sibling's
+    /// refresh whose message arrived after the sign-out's, or the store
+    /// before the signing-out tab's second clear — must not bring the
+    /// session back ([`Session::has_ended`]).
+    ended_at_ms: Cell<Option<u64>>,
     /// How many times the session has ended here. A refresh that sees it
     /// change while its request was out belongs to an ended session and
     /// drops its result instead of persisting it.
@@ -396,7 +398,7 @@ impl Session {
                     *current = Some(tokens);
                     return false;
                 }
-            } else if source == TokenSource::Sync && tokens.login_at_ms <= self.ended_at_ms.get() {
+            } else if source == TokenSource::Sync && self.has_ended(&tokens) {
                 // From the ended session (even if a late refresh issued it
                 // after the end): only a later login brings a session back.
                 return false;
@@ -416,7 +418,8 @@ impl Session {
     /// Sets from those logins that arrive later from other tabs are
     /// ignored.
     pub fn end(&self, reason: EndReason, at_ms: u64) -> bool {
-        self.ended_at_ms.set(self.ended_at_ms.get().max(at_ms));
+        self.ended_at_ms
+            .set(Some(self.ended_at_ms.get().map_or(at_ms, |t| t.max(at_ms))));
         let later = self
             .tokens
             .borrow()
@@ -437,7 +440,16 @@ impl Session {
 
     /// Sets from logins until this time (ms) are from an ended session.
     pub fn ended_at_ms(&self) -> u64 {
-        self.ended_at_ms.get()
+        self.ended_at_ms.get().unwrap_or(0)
+    }
+
+    /// Whether `set` belongs to a login that has ended here: only a later
+    /// login brings a session back. Nothing has ended before the first end
+    /// (a record from before logins were timed reads as login 0).
+    pub fn has_ended(&self, set: &TokenSet) -> bool {
+        self.ended_at_ms
+            .get()
+            .is_some_and(|at| set.login_at_ms <= at)
     }
 
     /// Applies what another tab broadcast, received at `now_ms`. Checked

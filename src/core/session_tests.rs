@@ -1167,6 +1167,18 @@ fn after_an_older_session_expired_a_login_completed_before_the_news_is_adopted()
 }
 
 #[test]
+fn before_any_end_a_sibling_s_set_from_before_logins_were_timed_is_adopted() {
+    // Records written before `login_at_ms` existed read as login 0: nothing
+    // has ended yet, so nothing is from an ended login.
+    let session = Session::new(None);
+    let old = logged_in_at(tokens("at-1", Some("rt-1"), NOW - 5, HOUR_MS), 0);
+    assert!(!session.has_ended(&old));
+    assert!(session.adopt(old.clone(), TokenSource::Sync));
+    session.end(EndReason::SignedOut, NOW);
+    assert!(session.has_ended(&old));
+}
+
+#[test]
 fn a_sign_out_ends_every_login_until_it_arrived() {
     let older = logged_in_at(
         tokens("at-1", Some("rt-1"), NOW - 5, HOUR_MS),

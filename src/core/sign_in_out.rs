@@ -84,8 +84,8 @@ impl SessionMachine for SignIn {
 /// tab emits `signedOut`, and a refresh still out in any tab stores nothing
 /// when it settles). Then under the lock, so that no refresh is between
 /// reading and writing: whatever a refresh of this session wrote meanwhile
-/// is cleared too (a set whose login is not later than the sign-out). A set
-/// from a later login is left alone.
+/// is cleared too (a set whose login is not later than the sign-out), and
+/// the end told again. A set from a later login is left alone.
 ///
 /// The wait for the lock is bounded by the longest a refresh may hold it
 /// ([`RefreshPolicy::settle_cap_ms`] after its timeout). Done with the
@@ -104,7 +104,7 @@ enum SignOutStage {
     Clearing,
     Locking { at: u64 },
     Rereading { at: u64 },
-    ClearingAgain,
+    ClearingAgain { at: u64 },
 }
 
 impl SignOut {
@@ -165,8 +165,18 @@ impl SessionMachine for SignOut {
                 if written.login_at_ms <= at =>
             {
                 self.latest = newest(self.latest.take(), Some(written));
-                self.stage = SignOutStage::ClearingAgain;
+                self.stage = SignOutStage::ClearingAgain { at };
                 Step::wait(Wait::Clear(signed_out))
+            }
+            // What was written meanwhile may have reached a tab that did not
+            // hear the first message (one opened since, reading the store):
+            // the end is told again, for the logins until the sign-out.
+            (SignOutStage::ClearingAgain { at }, Input::Cleared) => {
+                let told = Act::Publish(SessionMessage::Ended {
+                    reason: signed_out,
+                    login_at_ms: Some(at),
+                });
+                self.done(vec![told])
             }
             _ => self.done(vec![]),
         }

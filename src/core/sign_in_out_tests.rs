@@ -107,7 +107,7 @@ fn a_sign_out_clears_at_once_then_again_under_the_lock() {
             "publish ended SignedOut; end SignedOut; lock 70000",
             "load",
             "clear SignedOut",
-            "done at-2 -"
+            "publish ended SignedOut logins to 1700000000000; done at-2 -"
         ]
     );
 }
