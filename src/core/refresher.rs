@@ -235,10 +235,10 @@ where
         lock: &'s RefCell<Option<L::Guard>>,
     ) -> Result<(Operation<'s>, Option<(u32, fn() -> Input)>), Result<Option<TokenSet>, Error>>
     {
-        let store_bound = self.policy.timeout_ms;
+        let store_bound = self.policy.store_wait_ms();
         fn stalled() -> Error {
             Error::Storage {
-                reason: "no answer within the refresh timeout".into(),
+                reason: "the store did not answer in time".into(),
             }
         }
         // Held across the await on purpose: `drive` awaits one operation at

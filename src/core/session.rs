@@ -168,6 +168,19 @@ impl RefreshPolicy {
         timeout_seconds.saturating_mul(1000)
     }
 
+    /// How long one store operation under the lock may take before the
+    /// refresh gives up on it: the refresh timeout, but never less than a
+    /// localStorage read may wait for its mark to agree
+    /// ([`MARK_WAIT_MS`](crate::core::marked_values::MARK_WAIT_MS)), with a
+    /// hidden tab's timers (once a second) on top. Shorter, a mark that
+    /// never agrees would fail every refresh instead of being repaired by
+    /// the first read past its bound.
+    pub fn store_wait_ms(&self) -> u32 {
+        let marked_read = crate::core::marked_values::MARK_WAIT_MS + 2_000;
+        self.timeout_ms
+            .max(u32::try_from(marked_read).unwrap_or(u32::MAX))
+    }
+
     /// When the transport aborts a refresh request: a little past the
     /// settle cap, so that the core, which gives up at the cap, names the
     /// failure (`refresh_timeout`); aborting then frees the connection.

@@ -1751,6 +1751,17 @@ fn a_refresh_is_awaited_a_minute_or_twice_its_timeout() {
 }
 
 #[test]
+fn a_store_operation_may_take_a_marked_read_s_wait_whatever_the_timeout() {
+    // With the shortest timeout, a mark that never agrees would otherwise
+    // fail every refresh instead of being repaired by the first read past
+    // its bound.
+    let shortest = RefreshPolicy::of(30, REFRESH_TIMEOUT.min, 0);
+    let marked_read = crate::core::marked_values::MARK_WAIT_MS + 2_000;
+    assert_eq!(u64::from(shortest.store_wait_ms()), marked_read);
+    assert_eq!(RefreshPolicy::of(30, 45, 0).store_wait_ms(), 45_000);
+}
+
+#[test]
 fn a_tab_waits_three_timeouts_for_the_lock() {
     assert_eq!(RefreshPolicy::of(30, 10, 0).lock_wait_ms, 30_000);
 }
