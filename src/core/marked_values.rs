@@ -16,13 +16,15 @@
 //! a backend that does not lag, and a read waits, bounded, until the value
 //! it reads agrees with the mark. Rules, tested natively:
 //!
-//! 1. A write puts the value, then its mark; a removal marks the value
-//!    absent, then removes it (a deleted mark would let a lagging copy's
-//!    old value through). The two orders matter when a sign-out's removal
-//!    (outside the lock) meets a refresh's write (under it): whichever
-//!    value comes last, the last mark is that value's or disagrees with it,
-//!    never the other value's agreeing with a lagging copy — so the
-//!    sign-out's second clear, under the lock, sees the refresh's write.
+//! 1. A write marks the value being written (`writing`, which no value
+//!    agrees with), puts it, then marks it with its digest; a removal marks
+//!    the value absent, then removes it (a deleted mark would let a lagging
+//!    copy's old value through). So the previous value's mark is gone
+//!    before the value changes: a tab closed in the middle of a write
+//!    (after the server rotated, before the mark) leaves a mark that no
+//!    copy agrees with, never the previous value's, which a lagging copy
+//!    would agree with and present a spent refresh token. A failed write
+//!    leaves `writing` too: the next read waits out its bound, then repairs.
 //! 2. A read whose value agrees with the mark, or that finds no mark (a
 //!    record an older latchkey wrote), returns the value.
 //! 3. A read whose value disagrees waits [`MARK_POLL_MS`] and reads again,
@@ -51,6 +53,9 @@ pub const MARK_WAIT_MS: u64 = 1_000;
 
 /// The mark of a removed value.
 const ABSENT: &str = "absent";
+
+/// The mark while a value is being written: no value agrees with it.
+const WRITING: &str = "writing";
 
 /// `values` (may lag) kept honest by `marks` (does not lag), waiting on
 /// `platform`'s timer and clock.
@@ -106,9 +111,11 @@ impl<V: KeyValue, M: KeyValue, T: Timer + Clock> KeyValue for Marked<V, M, T> {
     }
 
     async fn set(&self, key: &str, value: String) -> Result<(), Error> {
+        let mark_key = mark_key(key);
         let mark = mark_of(Some(&value));
+        self.marks.set(&mark_key, WRITING.to_owned()).await?;
         self.values.set(key, value).await?;
-        self.marks.set(&mark_key(key), mark).await
+        self.marks.set(&mark_key, mark).await
     }
 
     async fn remove(&self, key: &str) -> Result<(), Error> {

@@ -19,6 +19,10 @@ struct Memory {
     lagging: RefCell<Option<(String, Option<String>, u32)>>,
     failing_reads: Cell<bool>,
     failing_writes: Cell<bool>,
+    /// Set once a write here succeeded: the tab closes right after it.
+    closes_after_a_write: RefCell<Option<Rc<Cell<bool>>>>,
+    /// Once set, every write here fails: the tab has closed.
+    closed: RefCell<Option<Rc<Cell<bool>>>>,
     /// The next read takes this long on this clock.
     slow_read: RefCell<Option<(Rc<Cell<u64>>, u64)>>,
 }
@@ -62,8 +66,12 @@ impl KeyValue for Memory {
     }
 
     async fn set(&self, key: &str, value: String) -> Result<(), Error> {
-        if self.failing_writes.get() {
+        let closed = self.closed.borrow().as_ref().is_some_and(|c| c.get());
+        if self.failing_writes.get() || closed {
             return Err(Memory::refused());
+        }
+        if let Some(closes) = &*self.closes_after_a_write.borrow() {
+            closes.set(true);
         }
         self.put_raw(key, &value);
         Ok(())
@@ -140,12 +148,44 @@ fn rule_1_a_write_puts_the_value_then_its_mark() {
 }
 
 #[test]
-fn rule_1_a_value_that_was_not_written_gets_no_mark() {
+fn rule_1_a_value_that_was_not_written_leaves_a_mark_no_value_agrees_with() {
     let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
     store.values.failing_writes.set(true);
-    let error = block_on(store.set(KEY, "sealed-1".into())).unwrap_err();
+    let error = block_on(store.set(KEY, "sealed-2".into())).unwrap_err();
     assert_eq!(error.code(), "storage_error");
-    assert_eq!(store.marks.raw(&mark_key(KEY)), None);
+    assert_eq!(store.marks.raw(&mark_key(KEY)).as_deref(), Some("writing"));
+    // The next read waits out its bound, then takes what is stored.
+    store.values.failing_writes.set(false);
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap().as_deref(),
+        Some("sealed-1")
+    );
+    assert_eq!(
+        store.marks.raw(&mark_key(KEY)),
+        Some(mark_of(Some("sealed-1")))
+    );
+}
+
+#[test]
+fn rule_1_a_write_cut_off_after_its_value_leaves_no_mark_a_lagging_copy_agrees_with() {
+    // The tab closed after putting the rotated set, before marking it: a
+    // copy still showing the previous set (whose refresh token the server
+    // just spent) must not be taken while it lags.
+    let store = marked();
+    block_on(store.set(KEY, "sealed-1".into())).unwrap();
+    let closed = Rc::new(Cell::new(false));
+    *store.values.closes_after_a_write.borrow_mut() = Some(Rc::clone(&closed));
+    *store.marks.closed.borrow_mut() = Some(Rc::clone(&closed));
+    assert!(block_on(store.set(KEY, "sealed-2".into())).is_err());
+    assert_eq!(store.values.raw(KEY).as_deref(), Some("sealed-2"));
+    closed.set(false);
+    store.values.closes_after_a_write.take();
+    store.values.lag(KEY, Some("sealed-1"), 3);
+    assert_eq!(
+        block_on(store.get(KEY)).unwrap().as_deref(),
+        Some("sealed-2")
+    );
 }
 
 #[test]
