@@ -203,3 +203,47 @@ async fn webcrypto_sha256_gives_the_rfc7636_appendix_b_challenge() {
         "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     );
 }
+
+/// The system clock stepped back a minute at every reading, as after an
+/// NTP correction or a laptop resuming (restored by `restore`).
+fn clock_stepping_back() -> js_sys::Function {
+    let date = js_sys::Reflect::get(&js_sys::global(), &"Date".into()).unwrap();
+    let now = js_sys::Reflect::get(&date, &"now".into()).unwrap();
+    let back = js_sys::Function::new_no_args(
+        "globalThis.__latchkeyNow = (globalThis.__latchkeyNow ?? 1.9e12) - 60000; \
+         return globalThis.__latchkeyNow;",
+    );
+    js_sys::Reflect::set(&date, &"now".into(), &back).unwrap();
+    now.into()
+}
+
+fn restore(now: &js_sys::Function) {
+    let date = js_sys::Reflect::get(&js_sys::global(), &"Date".into()).unwrap();
+    js_sys::Reflect::set(&date, &"now".into(), now).unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_mark_that_never_agrees_is_waited_for_by_a_clock_the_system_clock_does_not_move() {
+    // The value an app (or an older latchkey) put back without its mark:
+    // the read waits out its bound, then takes it. Bounded by Date.now(),
+    // a clock stepping back would keep it polling for ever.
+    let store = open(StorageKind::LocalStorage, "monotonic-client").await;
+    let key = store.record_key("tokens");
+    store.save_tokens(&tokens("first")).await.unwrap();
+    let first = raw(StorageKind::LocalStorage, &store).await.unwrap();
+    store.save_tokens(&tokens("second")).await.unwrap();
+    write_raw(StorageKind::LocalStorage, &key, &first).await;
+    let date_now = clock_stepping_back();
+    let platform = latchkey::browser::platform::BrowserPlatform {
+        request_timeout_ms: 0,
+    };
+    let read = latchkey::core::race::within(
+        store.load_tokens(),
+        latchkey::core::ports::Timer::sleep(&platform, 5_000),
+    )
+    .await;
+    restore(&date_now);
+    let loaded = read.expect("the read ended within its bound").unwrap();
+    assert_eq!(loaded.unwrap().access_token.secret(), "first");
+    store.clear_tokens(EndReason::SignedOut).await.unwrap();
+}

@@ -2,6 +2,7 @@
 //! functions take.
 
 use serde::de::DeserializeOwned;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsValue;
 
 use crate::browser::from_js::from_js;
@@ -28,16 +29,44 @@ impl Clock for BrowserPlatform {
 
 impl Timer for BrowserPlatform {
     async fn sleep(&self, ms: u32) {
-        let Some(window) = web_sys::window() else {
-            return;
-        };
-        let wake = js_sys::Promise::new(&mut |resolve, _reject| {
-            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(
-                &resolve,
-                ms.min(i32::MAX as u32) as i32,
-            );
-        });
-        let _ = wasm_bindgen_futures::JsFuture::from(wake).await;
+        sleep(ms).await;
+    }
+}
+
+async fn sleep(ms: u32) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let wake = js_sys::Promise::new(&mut |resolve, _reject| {
+        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+            &resolve,
+            ms.min(i32::MAX as u32) as i32,
+        );
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(wake).await;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+/// A clock for measuring waits, which the system clock's steps (NTP, a
+/// laptop resuming) do not move: `performance.now()`. A wait bounded by
+/// `Date.now()` could last as long as the clock stepped back, or end at
+/// once when it stepped forward.
+pub struct Monotonic;
+
+impl Clock for Monotonic {
+    fn now_ms(&self) -> u64 {
+        performance_now() as u64
+    }
+}
+
+impl Timer for Monotonic {
+    async fn sleep(&self, ms: u32) {
+        sleep(ms).await;
     }
 }
 

@@ -18,7 +18,7 @@ use web_sys::CryptoKey;
 
 use crate::browser::idb::IdbKeyValue;
 use crate::browser::js_error::{crypto, storage};
-use crate::browser::platform::BrowserPlatform;
+use crate::browser::platform::{BrowserPlatform, Monotonic};
 use crate::browser::webcrypto;
 use crate::core::envelope::Envelope;
 use crate::core::marked_values::Marked;
@@ -44,7 +44,7 @@ enum Backend {
     IndexedDb(IdbKeyValue),
     /// localStorage, whose copy in this tab may lag behind other tabs'
     /// writes, kept honest by marks in IndexedDB ([`Marked`]).
-    Local(Marked<LocalValues, IdbKeyValue, BrowserPlatform>),
+    Local(Marked<LocalValues, IdbKeyValue, Monotonic>),
     /// sessionStorage when this page has one, else this memory.
     Session(RefCell<HashMap<String, String>>),
     Memory(RefCell<HashMap<String, String>>),
@@ -299,9 +299,8 @@ impl BrowserSessionStore {
             let records = Backend::Local(Marked {
                 values: LocalValues,
                 marks: keys,
-                platform: BrowserPlatform {
-                    request_timeout_ms: 0,
-                },
+                // The bound of a read's wait: not the system clock's steps.
+                platform: Monotonic,
             });
             return Ok(Self::with(kind, issuer, client_id, records, Some(key)));
         }

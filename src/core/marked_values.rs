@@ -29,7 +29,9 @@
 //!    record an older latchkey wrote), returns the value.
 //! 3. A read whose value disagrees waits [`MARK_POLL_MS`] and reads again,
 //!    until [`MARK_WAIT_MS`] have passed by the clock (not a count of
-//!    polls: a hidden tab's timers fire once a second at most). A value
+//!    polls: a hidden tab's timers fire once a second at most; in the
+//!    browser `performance.now()`, which the system clock's steps do not
+//!    move). A value
 //!    read after that that still disagrees is the truth (never one read
 //!    before a wait that outlasted the bound): a write whose mark failed to
 //!    follow, two writers interleaved (a sign-out clears the store at once,
