@@ -48,9 +48,12 @@ export async function version() {
 
 // An init the fast path can pass to fetch() knowing fetch() will accept it:
 // a plain object with only these members, each with a valid value; a body
-// that is not a stream, on a method that takes one. Anything else goes the
-// full way, whose Request constructor reports a bad init as invalid_option
-// before anything is sent (fetch() would reject with a bare TypeError).
+// that cannot change once the call is made (a string or a Blob: the resend
+// after a refresh sends what the call sent, as fetch() would, even if the
+// app reuses its buffer or form), on a method that takes one. Anything else
+// goes the full way, which copies the request when the call is made and
+// whose Request constructor reports a bad init as invalid_option before
+// anything is sent (fetch() would reject with a bare TypeError).
 const INIT_VALUES = {
   credentials: ["omit", "same-origin", "include"],
   cache: ["default", "no-store", "reload", "no-cache", "force-cache"],
@@ -77,7 +80,7 @@ function plainInit(init) {
         break;
       case "body":
         if (value === null) break;
-        if (value instanceof ReadableStream || NO_BODY.test(init.method ?? "GET")) return false;
+        if (!(typeof value === "string" || value instanceof Blob) || NO_BODY.test(init.method ?? "GET")) return false;
         break;
       case "keepalive":
         if (typeof value !== "boolean") return false;
@@ -91,11 +94,11 @@ function plainInit(init) {
   return true;
 }
 
-// `new URL(input, document.baseURI)`'s origin and pathname, remembered for
-// the last few inputs (apps call the same URLs again and again; parsing is a
-// good part of a fast call). Keyed by the base URL too: a relative URL
-// follows the page's. Undefined for a URL that does not parse or carries
-// credentials.
+// `new URL(input, document.baseURI)`'s origin, pathname and href,
+// remembered for the last few inputs (apps call the same URLs again and
+// again; parsing is a good part of a fast call). Keyed by the base URL too: a
+// relative URL follows the page's as it is when the call is made. Undefined
+// for a URL that does not parse or carries credentials.
 const urls = new Map();
 function parsed(input) {
   const base = document.baseURI;
@@ -103,9 +106,9 @@ function parsed(input) {
   let url = urls.get(key);
   if (url === undefined) {
     try {
-      const { origin, pathname, username, password } = new URL(input, base);
+      const { origin, pathname, href, username, password } = new URL(input, base);
       // fetch() refuses a URL with credentials: the full way reports it.
-      url = username || password ? null : { origin, pathname };
+      url = username || password ? null : { origin, pathname, href };
     } catch {
       url = null;
     }
@@ -186,23 +189,22 @@ export class AuthClient {
   // and takes over every other call, and every answer that may mean the
   // token expired (fetchWithAuthAfter: refresh, one resend).
   fetchWithAuth(input, init) {
-    const authorization = this.#fastAuthorization(input, init);
+    const url = this.#fastUrl(input, init);
+    const authorization = url && this.#client.fastAuthorization(url.origin, url.pathname);
     if (authorization === undefined) return this.#client.fetchWithAuth(input, init);
-    return this.#sendFast(input, init, authorization);
+    return this.#sendFast(url.href, input, init, authorization);
   }
 
-  // The Authorization value when the call can take the fast path, else
-  // undefined. A Request, an init that is not a plain object or carries a
-  // stream body, or an unparsable URL go the full way (which also reports
-  // their errors).
-  #fastAuthorization(input, init) {
+  // The parsed URL when the call may take the fast path, else undefined. A
+  // Request, an init that is not a plain object or whose body could change,
+  // or an unparsable URL go the full way (which also reports their errors).
+  #fastUrl(input, init) {
     if (typeof input !== "string" && !(input instanceof URL)) return undefined;
     if (init != null && !plainInit(init)) return undefined;
-    const url = parsed(input);
-    return url && this.#client.fastAuthorization(url.origin, url.pathname);
+    return parsed(input);
   }
 
-  async #sendFast(input, init, authorization) {
+  async #sendFast(href, input, init, authorization) {
     let headers;
     try {
       headers = new Headers(init?.headers);
@@ -210,9 +212,13 @@ export class AuthClient {
       return this.#client.fetchWithAuth(input, init);
     }
     headers.set("Authorization", authorization);
-    const response = await fetch(input, { ...init, headers });
+    // Kept as sent: a resend after a refresh goes to the same URL with the
+    // same members, whatever the app does with `init` or the page meanwhile
+    // (its token replaced).
+    const sent = { ...init, headers };
+    const response = await fetch(input, sent);
     if (this.#client.answerIsFinal(response.status, response.redirected)) return response;
-    return this.#client.fetchWithAuthAfter(input, init, response, authorization);
+    return this.#client.fetchWithAuthAfter(href, sent, response, authorization);
   }
 
   getUser(options) {

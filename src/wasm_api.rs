@@ -449,8 +449,11 @@ impl AuthClient {
     /// a `LatchkeyError`.
     #[wasm_bindgen(js_name = fetchWithAuth)]
     pub fn fetch_with_auth(&self, input: JsValue, init: JsValue) -> Promise {
+        // Made now, as `fetch` does: the app may reuse `init` (a new body)
+        // or move the page (a relative URL) before the call's task runs.
+        let prepared = authorized::prepare(&input, &init);
         let after = None;
-        start(&self.inner, Call::Fetch { input, init, after })
+        start(&self.inner, Call::Fetch { prepared, after })
     }
 
     /// The fast path's question (index.js): the `Authorization` value for a
@@ -483,8 +486,9 @@ impl AuthClient {
         response: web_sys::Response,
         authorization: String,
     ) -> Promise {
+        let prepared = authorized::prepare(&input, &init);
         let after = Some((response, authorization));
-        start(&self.inner, Call::Fetch { input, init, after })
+        start(&self.inner, Call::Fetch { prepared, after })
     }
 
     /// The signed-in user's claims from the verified ID token (`null`
@@ -524,10 +528,10 @@ enum Call {
     IsAuthenticated,
     AccessToken,
     /// `fetchWithAuth`, or its continuation after the fast path's answer
-    /// (the response and the `Authorization` value it was sent with).
+    /// (the response and the `Authorization` value it was sent with): the
+    /// request as the call described it when it was made.
     Fetch {
-        input: JsValue,
-        init: JsValue,
+        prepared: Result<authorized::PreparedRequest, Error>,
         after: Option<(web_sys::Response, String)>,
     },
     User(JsValue),
@@ -551,7 +555,7 @@ async fn run(inner: Rc<Inner>, call: Call) -> Result<JsValue, JsValue> {
         Call::Callback(url) => handle_redirect_callback(inner, url).await,
         Call::IsAuthenticated => is_authenticated(inner).await,
         Call::AccessToken => access_token(inner).await,
-        Call::Fetch { input, init, after } => {
+        Call::Fetch { prepared, after } => {
             let after = match after {
                 None => None,
                 Some((response, authorization)) => {
@@ -567,7 +571,7 @@ async fn run(inner: Rc<Inner>, call: Call) -> Result<JsValue, JsValue> {
                     Some((response, sent))
                 }
             };
-            return fetch_with_auth(inner, &input, &init, after).await;
+            return fetch_with_auth(inner, prepared.map_err(js_err)?, after).await;
         }
         Call::User(options) => return get_user(inner, &options).await,
         Call::Logout(options) => logout(inner, &options).await,
@@ -676,7 +680,8 @@ async fn get_user(inner: &Inner, options: &JsValue) -> Result<JsValue, JsValue> 
     // Bounded like every request latchkey makes on its own.
     let deadline = web_sys::AbortSignal::timeout_with_u32(inner.policy.timeout_ms);
     Reflect::set(&init, &"signal".into(), &deadline)?;
-    let response: web_sys::Response = fetch_with_auth(inner, &endpoint.into(), &init.into(), None)
+    let prepared = authorized::prepare(&endpoint.into(), &init.into()).map_err(js_err)?;
+    let response: web_sys::Response = fetch_with_auth(inner, prepared, None)
         .await
         .map_err(as_latchkey_error)?
         .unchecked_into();
@@ -747,12 +752,10 @@ type SentFast = (web_sys::Response, AccessToken);
 
 async fn fetch_with_auth(
     inner: &Inner,
-    input: &JsValue,
-    init: &JsValue,
+    prepared: authorized::PreparedRequest,
     sent_fast: Option<SentFast>,
 ) -> Result<JsValue, JsValue> {
     // The decisions are the core's (`AuthorizedCall`); this only does them.
-    let prepared = authorized::prepare(input, init).map_err(js_err)?;
     let url = prepared.url();
     let (start, role) = start_of(inner, &url);
     let mut call = AuthorizedCall::new(inner.is_token_expired.is_some());

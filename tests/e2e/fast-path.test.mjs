@@ -418,6 +418,70 @@ test("a token dead at the server: the fast send's 401 goes to the driver, one re
   }
 });
 
+test("a call sends what it was given when it was made, on both paths, even if the app reuses its init at once", TEST, async () => {
+  // fetch() copies the request when it is called; so must fetchWithAuth:
+  // the full way builds its request in a later task, and the fast path's
+  // resend after a 401 comes after the refresh.
+  const { context, errors, tab } = await signIn({}, { deadAtServer: true });
+  try {
+    const out = await within(
+      tab.evaluate(async (url) => {
+        // The fast path (a string body), then the app changes the body it
+        // gave while the 401 and the refresh are on their way.
+        const fast = { method: "POST", body: "first" };
+        const answer = window.auth.fetchWithAuth(url, fast);
+        fast.body = "changed";
+        const resent = await (await answer).json();
+        // The full way (referrerPolicy is not a fast-path member), three
+        // calls sharing one init whose body changes between them.
+        const shared = { method: "POST", referrerPolicy: "no-referrer" };
+        const calls = [1, 2, 3].map((item) => {
+          shared.body = JSON.stringify({ item });
+          return window.auth.fetchWithAuth(url, shared);
+        });
+        const full = await Promise.all(calls.map(async (call) => (await (await call).json()).body));
+        return { resent: resent.body, full };
+      }, idp.echoUrl),
+      20_000,
+      "the calls",
+    );
+    assert.equal(out.resent, "first", "the resend carried the body the call was made with");
+    assert.deepEqual(out.full, ['{"item":1}', '{"item":2}', '{"item":3}']);
+    assert.equal(refreshGrants(), 1);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("a body that can change after the call (a buffer, a form) goes the full way, which copies it then", TEST, async () => {
+  const { context, errors, tab } = await signIn();
+  try {
+    const out = await within(
+      tab.evaluate(async (url) => {
+        const bytes = new TextEncoder().encode("abc");
+        const answer = window.auth.fetchWithAuth(url, { method: "POST", body: bytes });
+        bytes[0] = 0x7a; // "z"
+        const form = new URLSearchParams({ a: "1" });
+        const second = window.auth.fetchWithAuth(url, { method: "POST", body: form });
+        form.set("a", "2");
+        return [(await (await answer).json()).body, (await (await second).json()).body];
+      }, idp.echoUrl),
+      15_000,
+      "the calls",
+    );
+    assert.deepEqual(out, ["abc", "a=1"]);
+    assert.deepEqual(
+      (await callsTo(tab, idp.echoUrl)).map((c) => c.kind),
+      ["Request", "Request"],
+      "both went the full way",
+    );
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 // ---------------------------------------------------------------------------
 // 4. Calls that must not take the fast path.
 
