@@ -35,7 +35,14 @@ export interface AuthProviderProps<AppState = unknown> {
  */
 export function AuthProvider<AppState = unknown>(props: AuthProviderProps<AppState>): ReactElement;
 
-/** What {@link useAuth} returns in every state. */
+/**
+ * What {@link useAuth} returns in every state. The actions may be called as
+ * soon as the provider has mounted, `isLoading` still true included (e.g. in
+ * a descendant's mount effect, which React runs before the provider's own):
+ * they wait for the client, and for a login response in the address bar to
+ * be completed, then run as the client's methods do (or reject as its
+ * creation did, if that failed).
+ */
 export interface AuthActions {
   /** Redirects to the authorization server ({@link AuthClient.login}). */
   login<AppState = unknown>(options?: LoginOptions<AppState>): Promise<void>;

@@ -1,8 +1,9 @@
 // latchkey/react: <AuthProvider> and useAuth(). Plain JavaScript with
 // React.createElement, so the package needs no JSX build; types and docs in
 // react.d.ts. Nothing runs at import time, and rendering touches no browser
-// API: the client is created in an effect, which servers never run, so a
-// server render shows the children with isLoading true.
+// API: the client is created in an effect, or by an action called before
+// that effect ran, never during render; servers run neither, so a server
+// render shows the children with isLoading true.
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
 import { AuthClient } from "./index.js";
 
@@ -13,9 +14,9 @@ const LOADING = { isLoading: true, isAuthenticated: false, user: null, error: nu
 const EVENTS = ["tokens", "signedOut", "sessionExpired"];
 
 // Creates the client and completes a login response in the address bar.
-// Runs once per provider: StrictMode's second mount reuses the promise, so
-// the one-time callback is never presented twice (that would be
-// no_transaction).
+// Runs once per provider (AuthProvider's `begin`): StrictMode's second mount
+// reuses the promise, so the one-time callback is never presented twice
+// (that would be no_transaction).
 async function start(options, onRedirectCallback) {
   const client = await AuthClient.create(options);
   let error = null;
@@ -49,11 +50,15 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
   // Options are read once, at mount (remount with a `key` to change them).
   const initialOptions = useRef(options);
 
+  // Starts the client, once: from this provider's effect, or from an action
+  // called before it ran (React runs its children's effects first). Never
+  // during render, so a server render touches no browser API.
+  const begin = useCallback(() => (started.current ??= start(initialOptions.current, onRedirect)), []);
+
   useEffect(() => {
     let active = true;
     const unsubscribe = [];
-    started.current ??= start(initialOptions.current, onRedirect);
-    started.current.then(
+    begin().then(
       ({ client, error }) => {
         if (!active) return;
         let lastError = error;
@@ -71,14 +76,12 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
       active = false;
       for (const off of unsubscribe) off();
     };
-  }, []);
+  }, [begin]);
 
   const { client } = state;
-  // Waits for the client: usable before it is ready (e.g. in an effect).
-  const ready = useCallback(async () => {
-    if (!started.current) throw new Error("the latchkey client is created once <AuthProvider> has mounted in a browser");
-    return (await started.current).client;
-  }, []);
+  // Waits for the client: usable before it is ready (e.g. in a descendant's
+  // mount effect); rejects as create() did if it could not be created.
+  const ready = useCallback(async () => (await begin()).client, [begin]);
   const loginWithPopup = useCallback(
     // Straight to the client when it is ready: the popup must open before
     // any await, within the click's user activation.

@@ -63,23 +63,29 @@ const statusIs = (page, value) =>
   page.waitForFunction((value) => document.getElementById("status")?.textContent === value, value, { timeout: 10_000 });
 const exchanges = () => idp.counters().token.byGrantType.authorization_code ?? 0;
 
-test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in another tab re-render the app", async () => {
+// A fresh context whose pages get the app's configuration (the test IdP).
+async function appContext() {
   const context = await browser.newContext();
+  await context.addInitScript((config) => {
+    window.latchkeyExample = config;
+  }, {
+    options: {
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      redirectUri: `${idp.spaOrigin}/`,
+      scope: "openid offline_access api",
+      allowInsecureLoopback: true,
+      // The API lives on the IdP's origin, not the page's.
+      allowedOrigins: [new URL(idp.whoamiUrl).origin],
+    },
+    apiUrl: idp.whoamiUrl,
+  });
+  return context;
+}
+
+test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in another tab re-render the app", async () => {
+  const context = await appContext();
   try {
-    await context.addInitScript((config) => {
-      window.latchkeyExample = config;
-    }, {
-      options: {
-        issuer: idp.issuer,
-        clientId: idp.clientId,
-        redirectUri: `${idp.spaOrigin}/`,
-        scope: "openid offline_access api",
-        allowInsecureLoopback: true,
-        // The API lives on the IdP's origin, not the page's.
-        allowedOrigins: [new URL(idp.whoamiUrl).origin],
-      },
-      apiUrl: idp.whoamiUrl,
-    });
     const page = await context.newPage();
     const errors = collectPageErrors(page);
     await page.goto(`${idp.spaOrigin}/`);
@@ -155,6 +161,31 @@ test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in ano
     // Only the browser's own lines for the 401 and the refused refresh.
     const unexpected = [...errors, ...otherErrors].filter((e) => !e.startsWith("console: Failed to load resource"));
     assert.deepEqual(unexpected, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// examples/react's <ApiOnMount> calls fetchWithAuth in its mount effect,
+// which React runs before <AuthProvider>'s own (children first): the call
+// must wait for the client, and on the redirect page for the login response
+// to be completed, not fail because the provider's effect has not run yet.
+test("a descendant's mount effect runs before AuthProvider's: its fetchWithAuth waits for the client and the login response", async () => {
+  const context = await appContext();
+  try {
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "signed out");
+    assert.equal(await text(page, "#on-mount"), "not_authenticated", "a LatchkeyError, not a provider-not-ready Error");
+
+    const before = exchanges();
+    await page.click("#sign-in");
+    await page.waitForURL((url) => url.pathname === "/after-login", { timeout: 15_000 });
+    await statusIs(page, "signed in");
+    assert.equal(await text(page, "#on-mount"), `200 ${TEST_USER.sub}`, "the call on the redirect page went out signed in");
+    assert.equal(exchanges() - before, 1, "the login response was completed once");
+    assert.deepEqual(errors, []);
   } finally {
     await context.close();
   }
