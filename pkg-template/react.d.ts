@@ -21,7 +21,9 @@ export interface AuthProviderProps<AppState = unknown> {
    * with `state`, at `redirectUri`'s path; the same parameters on another
    * path are the app's own) was handled successfully, with the `appState` given to
    * `login`; e.g. to navigate to `appState.returnTo`. Not called in a login
-   * popup (the response goes to the opening tab).
+   * popup (the response goes to the opening tab). If it throws, the login
+   * still stands and `error` stays null: the exception is reported as
+   * uncaught (the page's `error` event), like one thrown by an event listener.
    */
   onRedirectCallback?: (appState: AppState | undefined) => void;
   children?: ReactNode;
@@ -87,7 +89,10 @@ export interface AuthReady extends AuthActions {
   readonly isAuthenticated: boolean;
   /** The verified ID token claims; null when signed out or without `openid`. */
   readonly user: UserClaims | null;
-  /** Why completing the login response failed (a `LatchkeyError`), if it did. */
+  /**
+   * Why completing the login response failed (a `LatchkeyError`), if it did.
+   * Never an exception thrown by `onRedirectCallback`.
+   */
   readonly error: Error | null;
   readonly client: AuthClient;
 }

@@ -19,20 +19,37 @@ const EVENTS = ["tokens", "signedOut", "sessionExpired"];
 // (that would be no_transaction).
 async function start(options, onRedirectCallback) {
   const client = await AuthClient.create(options);
-  let error = null;
   // Only a response to this client's login (its redirect URI's path): an
   // app route of its own with `code` and `state` is left alone.
-  if (client.isLoginResponse()) {
-    try {
-      const { appState } = await client.handleRedirectCallback();
-      // In a login popup the response went to the opening tab and this
-      // window is closing: nothing to tell the app.
-      if (!window.closed) onRedirectCallback.current?.(appState);
-    } catch (e) {
-      error = e;
-    }
+  if (!client.isLoginResponse()) return { client, error: null };
+  let appState;
+  try {
+    ({ appState } = await client.handleRedirectCallback());
+  } catch (error) {
+    return { client, error };
   }
-  return { client, error };
+  // In a login popup the response went to the opening tab and this window
+  // is closing: nothing to tell the app.
+  if (window.closed) return { client, error: null };
+  try {
+    onRedirectCallback.current?.(appState);
+  } catch (e) {
+    // The app's own failure, after a login that succeeded: not `error`,
+    // which says the login failed. Reported the way an exception thrown by
+    // an event listener is: uncaught, on the page's `error` event.
+    reportUncaught(e);
+  }
+  return { client, error: null };
+}
+
+function reportUncaught(error) {
+  if (typeof reportError === "function") {
+    reportError(error);
+  } else {
+    setTimeout(() => {
+      throw error;
+    });
+  }
 }
 
 async function readState(client, error) {

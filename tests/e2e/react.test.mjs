@@ -14,6 +14,7 @@ import path from "node:path";
 import { startIdp, TEST_USER } from "../idp/server.mjs";
 import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
 import { ROOT, crateVersion } from "./support/project.mjs";
+import { until } from "./support/session.mjs";
 
 const run = promisify(execFile);
 const TARBALL = path.join(ROOT, "dist", `latchkey-${crateVersion()}.tgz`);
@@ -186,6 +187,39 @@ test("a descendant's mount effect runs before AuthProvider's: its fetchWithAuth 
     assert.equal(await text(page, "#on-mount"), `200 ${TEST_USER.sub}`, "the call on the redirect page went out signed in");
     assert.equal(exchanges() - before, 1, "the login response was completed once");
     assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// The app's own onRedirectCallback throwing is the app's error, not the
+// login's: the session stands, `error` stays null, and the exception is
+// reported like one thrown by an event listener (the page's `error` event).
+// Here the example's callback throws because history.replaceState does for
+// its `returnTo`.
+test("an exception thrown by the app's onRedirectCallback is reported as uncaught, not as the login's error", async () => {
+  const context = await appContext();
+  try {
+    await context.addInitScript(() => {
+      const replaceState = History.prototype.replaceState;
+      History.prototype.replaceState = function (state, unused, url) {
+        if (url === "/after-login") throw new Error("the app's onRedirectCallback failed");
+        return replaceState.call(this, state, unused, url);
+      };
+    });
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "signed out");
+    const back = page.waitForURL((url) => url.origin === idp.spaOrigin && url.searchParams.has("code"), { timeout: 15_000 });
+    await page.click("#sign-in");
+    await back;
+    await statusIs(page, "signed in");
+    assert.equal(await page.$("#callback-error"), null, "the login did not fail");
+    assert.equal(await text(page, "#user"), TEST_USER.sub);
+    assert.equal(new URL(page.url()).pathname, "/", "the callback did not navigate");
+    await until(() => errors.length > 0, 5_000, "the app's exception to be reported");
+    assert.deepEqual(errors, ["pageerror: the app's onRedirectCallback failed"]);
   } finally {
     await context.close();
   }
