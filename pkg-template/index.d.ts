@@ -352,7 +352,9 @@ export interface PopupLoginOptions<AppState = unknown> extends LoginOptions<AppS
    * A window the app opened itself, synchronously in the click handler
    * (`window.open("", "_blank", "popup")`), for browsers that block popups
    * opened after an await. `null` (what a blocked `window.open` returns)
-   * rejects with `popup_blocked`. Default: latchkey opens one, before its
+   * rejects with `popup_blocked`. latchkey navigates it and closes it when
+   * the login ends, whatever the outcome (also when the login fails before
+   * the window was navigated). Default: latchkey opens one, before its
    * first await, so calling `loginWithPopup` straight from a click handler works.
    */
   popup?: Window | null;

@@ -46,16 +46,22 @@ export async function loginWithPopup(client, options = {}) {
     url = request.url;
     mark = MARK_PREFIX + (await stateHash(request.state));
   } catch (error) {
-    if (!given) popup.close();
+    // The window is this login's, whoever opened it: closed on every
+    // outcome, as awaitCallback does.
+    closeWindow(popup);
     throw error;
   }
   const callbackUrl = await awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection });
+  closeWindow(popup);
+  return client.handleRedirectCallback(callbackUrl);
+}
+
+function closeWindow(popup) {
   try {
     popup.close();
   } catch {
     // a severed or already closed popup: it closes itself
   }
-  return client.handleRedirectCallback(callbackUrl);
 }
 
 function checkOptions(popup, timeoutSeconds, closeDetection) {
@@ -140,11 +146,7 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
       // nothing was marked
     }
   }).catch((error) => {
-    try {
-      popup.close();
-    } catch {
-      // already closed or severed
-    }
+    closeWindow(popup);
     throw error;
   });
 }

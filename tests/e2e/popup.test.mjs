@@ -203,6 +203,28 @@ test("a popup the app opened itself in its click handler is used and named for t
     assert.ok(await rawRecord(opener, idp), "the session is stored");
   }));
 
+// Whoever opened it, the window of a login that fails is closed, also when
+// the failure comes before it was navigated (createLoginRequest rejected:
+// here a reserved extra parameter), as when it comes later (awaitCallback).
+test("a login refused before the popup was navigated closes the window, whether latchkey or the app opened it", () =>
+  inContext(async (context) => {
+    const page = await openerTab(context);
+    for (const appOpensIt of [false, true]) {
+      const opened = context.waitForEvent("page", { timeout: 10_000 });
+      const outcome = await page.evaluate((appOpensIt) => {
+        const popup = appOpensIt ? window.open("", "_blank", "popup") : undefined;
+        return window.auth.loginWithPopup({ popup, extraParams: { state: "mine" } }).then(
+          () => ({ ok: true }),
+          (e) => ({ code: e.code }),
+        );
+      }, appOpensIt);
+      const popup = await opened;
+      assert.deepEqual(outcome, { code: "invalid_option" });
+      await until(() => popup.isClosed(), 3_000, `the popup ${appOpensIt ? "the app" : "latchkey"} opened to be closed`);
+    }
+    assert.deepEqual(await marksLeft(page), []);
+  }));
+
 test("the user closes the popup: popup_closed within a second, nothing stored", () =>
   inContext(async (context) => {
     const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/form/auth` });
