@@ -2,6 +2,7 @@
 // <AuthProvider>, its state through useAuth().
 import type { ReactElement, ReactNode } from "react";
 import type {
+  AtprotoUser,
   AuthClient,
   AuthClientOptions,
   LoginOptions,
@@ -82,13 +83,18 @@ export interface AuthFailed extends AuthActions {
 
 /**
  * The client is ready. Re-rendered whenever the session changes in any tab
- * (`tokens`, `signedOut`, `sessionExpired`).
+ * (`tokens`, `signedOut`, `sessionExpired`). `User` is what the client's
+ * `getUser()` resolves with: {@link UserClaims}, or {@link AtprotoUser} for
+ * `profile: "atproto"` (`useAuth<AtprotoUser>()`).
  */
-export interface AuthReady extends AuthActions {
+export interface AuthReady<User extends UserClaims | AtprotoUser = UserClaims> extends AuthActions {
   readonly isLoading: false;
   readonly isAuthenticated: boolean;
-  /** The verified ID token claims; null when signed out or without `openid`. */
-  readonly user: UserClaims | null;
+  /**
+   * The client's `getUser()`: the verified ID token claims (null without
+   * `openid`), or with `profile: "atproto"` the account. Null when signed out.
+   */
+  readonly user: User | null;
   /**
    * Why completing the login response failed (a `LatchkeyError`), if it did.
    * Never an exception thrown by `onRedirectCallback`.
@@ -97,8 +103,12 @@ export interface AuthReady extends AuthActions {
   readonly client: AuthClient;
 }
 
-/** The state of the nearest {@link AuthProvider}'s client. */
-export type AuthState = AuthLoading | AuthFailed | AuthReady;
+/** The state of the nearest {@link AuthProvider}'s client (`User`: see {@link AuthReady}). */
+export type AuthState<User extends UserClaims | AtprotoUser = UserClaims> = AuthLoading | AuthFailed | AuthReady<User>;
 
-/** The nearest {@link AuthProvider}'s state and actions; throws outside one. */
-export function useAuth(): AuthState;
+/**
+ * The nearest {@link AuthProvider}'s state and actions; throws outside one.
+ * With `profile: "atproto"`, `useAuth<AtprotoUser>()` types `user` as the
+ * account (as `getUser<AtprotoUser>()` does).
+ */
+export function useAuth<User extends UserClaims | AtprotoUser = UserClaims>(): AuthState<User>;
