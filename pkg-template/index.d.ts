@@ -352,7 +352,9 @@ export interface PopupLoginOptions<AppState = unknown> extends LoginOptions<AppS
    * A window the app opened itself, synchronously in the click handler
    * (`window.open("", "_blank", "popup")`), for browsers that block popups
    * opened after an await. `null` (what a blocked `window.open` returns)
-   * rejects with `popup_blocked`. Default: latchkey opens one, before its
+   * rejects with `popup_blocked`. latchkey navigates it and closes it when
+   * the login ends, whatever the outcome (also when the login fails before
+   * the window was navigated). Default: latchkey opens one, before its
    * first await, so calling `loginWithPopup` straight from a click handler works.
    */
   popup?: Window | null;
@@ -573,6 +575,12 @@ export declare class AuthClient {
    * the code, stores the tokens (other tabs hear `tokens`) and closes the
    * popup. Rejects with `popup_blocked`, `popup_closed`, `popup_timeout`, or
    * any code of a redirect login.
+   *
+   * A call made while a popup login of this client is in progress (a double
+   * click) opens no second window and starts no second login: once its
+   * options are checked, it brings the popup in use to the front and returns
+   * the same promise, which settles with the first call's outcome (its own
+   * `appState` is not used; a window it passed as `popup` is closed).
    */
   loginWithPopup<AppState = unknown>(options?: PopupLoginOptions<AppState>): Promise<RedirectResult<AppState>>;
 

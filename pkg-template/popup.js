@@ -25,18 +25,57 @@ const DEFAULT_TIMEOUT_S = 300;
 // How long a popup waits for the opening tab to confirm before closing anyway.
 const ACK_MS = 2_000;
 
+// The popup login in progress, per client. A call made while one runs (a
+// double click) joins it: a login of its own would replace the pending one
+// in sessionStorage, and both would fail (state_mismatch, no_transaction).
+const inProgress = new WeakMap();
+
 /**
  * Opens the authorization request in a popup and completes the login in this
  * tab. The popup is opened before the first await: browsers allow
- * window.open only during the click's user activation.
+ * window.open only during the click's user activation. Not async, so that a
+ * call joining a login in progress returns that login's own promise.
  */
-export async function loginWithPopup(client, options = {}) {
+export function loginWithPopup(client, options) {
+  try {
+    return begin(client, options);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+// The synchronous part: checks, joining, window.open. Throws its refusals.
+function begin(client, options = {}) {
   const { popup: given, timeoutSeconds = DEFAULT_TIMEOUT_S, closeDetection = "poll", ...login } = options ?? {};
   checkOptions(given, timeoutSeconds, closeDetection);
+  const current = inProgress.get(client);
+  if (current) return join(current, given);
   const id = crypto.randomUUID();
   // `popup: null` is the app's own window.open refused: blocked too.
   const popup = given === undefined ? window.open("", NAME_PREFIX + id, features()) : given;
   if (!popup) throw latchkeyError("popup_blocked", "the browser blocked the login popup; call loginWithPopup from a click handler, or open the window yourself and pass it as `popup`");
+  const entry = { popup, promise: complete(client, { popup, given, id, login, timeoutSeconds, closeDetection }) };
+  inProgress.set(client, entry);
+  const settled = () => {
+    if (inProgress.get(client) === entry) inProgress.delete(client);
+  };
+  entry.promise.then(settled, settled);
+  return entry.promise;
+}
+
+// No second window: the one in use comes to the front, and a window the app
+// opened for this call is not needed.
+function join({ popup, promise }, given) {
+  if (given && given !== popup) closeWindow(given);
+  try {
+    popup.focus();
+  } catch {
+    // closed or severed: nothing to bring forward
+  }
+  return promise;
+}
+
+async function complete(client, { popup, given, id, login, timeoutSeconds, closeDetection }) {
   let url;
   let mark;
   try {
@@ -46,16 +85,22 @@ export async function loginWithPopup(client, options = {}) {
     url = request.url;
     mark = MARK_PREFIX + (await stateHash(request.state));
   } catch (error) {
-    if (!given) popup.close();
+    // The window is this login's, whoever opened it: closed on every
+    // outcome, as awaitCallback does.
+    closeWindow(popup);
     throw error;
   }
   const callbackUrl = await awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection });
+  closeWindow(popup);
+  return client.handleRedirectCallback(callbackUrl);
+}
+
+function closeWindow(popup) {
   try {
     popup.close();
   } catch {
     // a severed or already closed popup: it closes itself
   }
-  return client.handleRedirectCallback(callbackUrl);
 }
 
 function checkOptions(popup, timeoutSeconds, closeDetection) {
@@ -140,11 +185,7 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
       // nothing was marked
     }
   }).catch((error) => {
-    try {
-      popup.close();
-    } catch {
-      // already closed or severed
-    }
+    closeWindow(popup);
     throw error;
   });
 }

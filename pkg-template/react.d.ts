@@ -2,6 +2,7 @@
 // <AuthProvider>, its state through useAuth().
 import type { ReactElement, ReactNode } from "react";
 import type {
+  AtprotoUser,
   AuthClient,
   AuthClientOptions,
   LoginOptions,
@@ -21,7 +22,9 @@ export interface AuthProviderProps<AppState = unknown> {
    * with `state`, at `redirectUri`'s path; the same parameters on another
    * path are the app's own) was handled successfully, with the `appState` given to
    * `login`; e.g. to navigate to `appState.returnTo`. Not called in a login
-   * popup (the response goes to the opening tab).
+   * popup (the response goes to the opening tab). If it throws, the login
+   * still stands and `error` stays null: the exception is reported as
+   * uncaught (the page's `error` event), like one thrown by an event listener.
    */
   onRedirectCallback?: (appState: AppState | undefined) => void;
   children?: ReactNode;
@@ -35,7 +38,14 @@ export interface AuthProviderProps<AppState = unknown> {
  */
 export function AuthProvider<AppState = unknown>(props: AuthProviderProps<AppState>): ReactElement;
 
-/** What {@link useAuth} returns in every state. */
+/**
+ * What {@link useAuth} returns in every state. The actions may be called as
+ * soon as the provider has mounted, `isLoading` still true included (e.g. in
+ * a descendant's mount effect, which React runs before the provider's own):
+ * they wait for the client, and for a login response in the address bar to
+ * be completed, then run as the client's methods do (or reject as its
+ * creation did, if that failed).
+ */
 export interface AuthActions {
   /** Redirects to the authorization server ({@link AuthClient.login}). */
   login<AppState = unknown>(options?: LoginOptions<AppState>): Promise<void>;
@@ -73,20 +83,32 @@ export interface AuthFailed extends AuthActions {
 
 /**
  * The client is ready. Re-rendered whenever the session changes in any tab
- * (`tokens`, `signedOut`, `sessionExpired`).
+ * (`tokens`, `signedOut`, `sessionExpired`). `User` is what the client's
+ * `getUser()` resolves with: {@link UserClaims}, or {@link AtprotoUser} for
+ * `profile: "atproto"` (`useAuth<AtprotoUser>()`).
  */
-export interface AuthReady extends AuthActions {
+export interface AuthReady<User extends UserClaims | AtprotoUser = UserClaims> extends AuthActions {
   readonly isLoading: false;
   readonly isAuthenticated: boolean;
-  /** The verified ID token claims; null when signed out or without `openid`. */
-  readonly user: UserClaims | null;
-  /** Why completing the login response failed (a `LatchkeyError`), if it did. */
+  /**
+   * The client's `getUser()`: the verified ID token claims (null without
+   * `openid`), or with `profile: "atproto"` the account. Null when signed out.
+   */
+  readonly user: User | null;
+  /**
+   * Why completing the login response failed (a `LatchkeyError`), if it did.
+   * Never an exception thrown by `onRedirectCallback`.
+   */
   readonly error: Error | null;
   readonly client: AuthClient;
 }
 
-/** The state of the nearest {@link AuthProvider}'s client. */
-export type AuthState = AuthLoading | AuthFailed | AuthReady;
+/** The state of the nearest {@link AuthProvider}'s client (`User`: see {@link AuthReady}). */
+export type AuthState<User extends UserClaims | AtprotoUser = UserClaims> = AuthLoading | AuthFailed | AuthReady<User>;
 
-/** The nearest {@link AuthProvider}'s state and actions; throws outside one. */
-export function useAuth(): AuthState;
+/**
+ * The nearest {@link AuthProvider}'s state and actions; throws outside one.
+ * With `profile: "atproto"`, `useAuth<AtprotoUser>()` types `user` as the
+ * account (as `getUser<AtprotoUser>()` does).
+ */
+export function useAuth<User extends UserClaims | AtprotoUser = UserClaims>(): AuthState<User>;

@@ -1,8 +1,9 @@
 // latchkey/react: <AuthProvider> and useAuth(). Plain JavaScript with
 // React.createElement, so the package needs no JSX build; types and docs in
 // react.d.ts. Nothing runs at import time, and rendering touches no browser
-// API: the client is created in an effect, which servers never run, so a
-// server render shows the children with isLoading true.
+// API: the client is created in an effect, or by an action called before
+// that effect ran, never during render; servers run neither, so a server
+// render shows the children with isLoading true.
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
 import { AuthClient } from "./index.js";
 
@@ -13,25 +14,42 @@ const LOADING = { isLoading: true, isAuthenticated: false, user: null, error: nu
 const EVENTS = ["tokens", "signedOut", "sessionExpired"];
 
 // Creates the client and completes a login response in the address bar.
-// Runs once per provider: StrictMode's second mount reuses the promise, so
-// the one-time callback is never presented twice (that would be
-// no_transaction).
+// Runs once per provider (AuthProvider's `begin`): StrictMode's second mount
+// reuses the promise, so the one-time callback is never presented twice
+// (that would be no_transaction).
 async function start(options, onRedirectCallback) {
   const client = await AuthClient.create(options);
-  let error = null;
   // Only a response to this client's login (its redirect URI's path): an
   // app route of its own with `code` and `state` is left alone.
-  if (client.isLoginResponse()) {
-    try {
-      const { appState } = await client.handleRedirectCallback();
-      // In a login popup the response went to the opening tab and this
-      // window is closing: nothing to tell the app.
-      if (!window.closed) onRedirectCallback.current?.(appState);
-    } catch (e) {
-      error = e;
-    }
+  if (!client.isLoginResponse()) return { client, error: null };
+  let appState;
+  try {
+    ({ appState } = await client.handleRedirectCallback());
+  } catch (error) {
+    return { client, error };
   }
-  return { client, error };
+  // In a login popup the response went to the opening tab and this window
+  // is closing: nothing to tell the app.
+  if (window.closed) return { client, error: null };
+  try {
+    onRedirectCallback.current?.(appState);
+  } catch (e) {
+    // The app's own failure, after a login that succeeded: not `error`,
+    // which says the login failed. Reported the way an exception thrown by
+    // an event listener is: uncaught, on the page's `error` event.
+    reportUncaught(e);
+  }
+  return { client, error: null };
+}
+
+function reportUncaught(error) {
+  if (typeof reportError === "function") {
+    reportError(error);
+  } else {
+    setTimeout(() => {
+      throw error;
+    });
+  }
 }
 
 async function readState(client, error) {
@@ -49,11 +67,15 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
   // Options are read once, at mount (remount with a `key` to change them).
   const initialOptions = useRef(options);
 
+  // Starts the client, once: from this provider's effect, or from an action
+  // called before it ran (React runs its children's effects first). Never
+  // during render, so a server render touches no browser API.
+  const begin = useCallback(() => (started.current ??= start(initialOptions.current, onRedirect)), []);
+
   useEffect(() => {
     let active = true;
     const unsubscribe = [];
-    started.current ??= start(initialOptions.current, onRedirect);
-    started.current.then(
+    begin().then(
       ({ client, error }) => {
         if (!active) return;
         let lastError = error;
@@ -71,14 +93,12 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
       active = false;
       for (const off of unsubscribe) off();
     };
-  }, []);
+  }, [begin]);
 
   const { client } = state;
-  // Waits for the client: usable before it is ready (e.g. in an effect).
-  const ready = useCallback(async () => {
-    if (!started.current) throw new Error("the latchkey client is created once <AuthProvider> has mounted in a browser");
-    return (await started.current).client;
-  }, []);
+  // Waits for the client: usable before it is ready (e.g. in a descendant's
+  // mount effect); rejects as create() did if it could not be created.
+  const ready = useCallback(async () => (await begin()).client, [begin]);
   const loginWithPopup = useCallback(
     // Straight to the client when it is ready: the popup must open before
     // any await, within the click's user activation.

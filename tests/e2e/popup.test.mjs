@@ -203,6 +203,99 @@ test("a popup the app opened itself in its click handler is used and named for t
     assert.ok(await rawRecord(opener, idp), "the session is stored");
   }));
 
+// A double click: the second call joins the first (one window, one login),
+// instead of replacing its pending login (both then failed).
+test("two loginWithPopup calls in one click share one popup and one login: the same promise, the first call's result", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context);
+    let windows = 0;
+    context.on("page", () => (windows += 1));
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await opener.evaluate(() => {
+      window.outcomes = [];
+      const first = window.auth.loginWithPopup({ appState: "first" });
+      const second = window.auth.loginWithPopup({ appState: "second" });
+      window.samePromise = first === second;
+      for (const call of [first, second]) {
+        call.then(
+          (value) => window.outcomes.push({ value }),
+          (e) => window.outcomes.push({ code: e.code, message: e.message }),
+        );
+      }
+    });
+    const popup = await opened;
+    const outcomes = await until(
+      () => opener.evaluate(() => window.outcomes.length === 2 && window.outcomes),
+      15_000,
+      "both calls to settle",
+    );
+    assert.deepEqual(outcomes, [{ value: { appState: "first" } }, { value: { appState: "first" } }]);
+    assert.equal(await opener.evaluate(() => window.samePromise), true, "the second call returned the first's promise");
+    assert.equal(windows, 1, "one popup");
+    await until(() => popup.isClosed(), 5_000, "the popup to close");
+    assert.equal(exchanges(), 1);
+    assert.ok(await rawRecord(opener, idp), "the session is stored");
+    assert.deepEqual(await marksLeft(opener), []);
+  }));
+
+test("a double click where the app opens its own window each time: the second window is closed at once, both calls share the first's outcome", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/form/auth` });
+    await opener.evaluate(() => {
+      window.outcomes = [];
+      const click = () => {
+        const popup = window.open("", "_blank", "popup");
+        return [popup, window.auth.loginWithPopup({ popup })];
+      };
+      const [, first] = click();
+      const [second, joined] = click();
+      window.secondClosed = second.closed;
+      for (const call of [first, joined]) {
+        call.then(
+          (value) => window.outcomes.push({ value }),
+          (e) => window.outcomes.push({ code: e.code, message: e.message }),
+        );
+      }
+    });
+    assert.equal(await opener.evaluate(() => window.secondClosed), true, "the window that was not needed is closed");
+    const popup = await until(
+      () => context.pages().find((page) => new URL(page.url()).pathname === "/form/auth"),
+      10_000,
+      "the first window to reach the IdP",
+    );
+    await popup.close();
+    const outcomes = await until(
+      () => opener.evaluate(() => window.outcomes.length === 2 && window.outcomes),
+      3_000,
+      "both calls to settle",
+    );
+    assert.deepEqual(outcomes.map((o) => o.code), ["popup_closed", "popup_closed"], JSON.stringify(outcomes));
+    assert.equal(context.pages().length, 1, "no window left");
+    assert.deepEqual(await marksLeft(opener), []);
+  }));
+
+// Whoever opened it, the window of a login that fails is closed, also when
+// the failure comes before it was navigated (createLoginRequest rejected:
+// here a reserved extra parameter), as when it comes later (awaitCallback).
+test("a login refused before the popup was navigated closes the window, whether latchkey or the app opened it", () =>
+  inContext(async (context) => {
+    const page = await openerTab(context);
+    for (const appOpensIt of [false, true]) {
+      const opened = context.waitForEvent("page", { timeout: 10_000 });
+      const outcome = await page.evaluate((appOpensIt) => {
+        const popup = appOpensIt ? window.open("", "_blank", "popup") : undefined;
+        return window.auth.loginWithPopup({ popup, extraParams: { state: "mine" } }).then(
+          () => ({ ok: true }),
+          (e) => ({ code: e.code }),
+        );
+      }, appOpensIt);
+      const popup = await opened;
+      assert.deepEqual(outcome, { code: "invalid_option" });
+      await until(() => popup.isClosed(), 3_000, `the popup ${appOpensIt ? "the app" : "latchkey"} opened to be closed`);
+    }
+    assert.deepEqual(await marksLeft(page), []);
+  }));
+
 test("the user closes the popup: popup_closed within a second, nothing stored", () =>
   inContext(async (context) => {
     const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/form/auth` });

@@ -14,6 +14,7 @@ import path from "node:path";
 import { startIdp, TEST_USER } from "../idp/server.mjs";
 import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
 import { ROOT, crateVersion } from "./support/project.mjs";
+import { until } from "./support/session.mjs";
 
 const run = promisify(execFile);
 const TARBALL = path.join(ROOT, "dist", `latchkey-${crateVersion()}.tgz`);
@@ -63,23 +64,29 @@ const statusIs = (page, value) =>
   page.waitForFunction((value) => document.getElementById("status")?.textContent === value, value, { timeout: 10_000 });
 const exchanges = () => idp.counters().token.byGrantType.authorization_code ?? 0;
 
-test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in another tab re-render the app", async () => {
+// A fresh context whose pages get the app's configuration (the test IdP).
+async function appContext() {
   const context = await browser.newContext();
+  await context.addInitScript((config) => {
+    window.latchkeyExample = config;
+  }, {
+    options: {
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      redirectUri: `${idp.spaOrigin}/`,
+      scope: "openid offline_access api",
+      allowInsecureLoopback: true,
+      // The API lives on the IdP's origin, not the page's.
+      allowedOrigins: [new URL(idp.whoamiUrl).origin],
+    },
+    apiUrl: idp.whoamiUrl,
+  });
+  return context;
+}
+
+test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in another tab re-render the app", async () => {
+  const context = await appContext();
   try {
-    await context.addInitScript((config) => {
-      window.latchkeyExample = config;
-    }, {
-      options: {
-        issuer: idp.issuer,
-        clientId: idp.clientId,
-        redirectUri: `${idp.spaOrigin}/`,
-        scope: "openid offline_access api",
-        allowInsecureLoopback: true,
-        // The API lives on the IdP's origin, not the page's.
-        allowedOrigins: [new URL(idp.whoamiUrl).origin],
-      },
-      apiUrl: idp.whoamiUrl,
-    });
     const page = await context.newPage();
     const errors = collectPageErrors(page);
     await page.goto(`${idp.spaOrigin}/`);
@@ -155,6 +162,64 @@ test("redirect and popup sign-in, the user, fetchWithAuth, and a sign-out in ano
     // Only the browser's own lines for the 401 and the refused refresh.
     const unexpected = [...errors, ...otherErrors].filter((e) => !e.startsWith("console: Failed to load resource"));
     assert.deepEqual(unexpected, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// examples/react's <ApiOnMount> calls fetchWithAuth in its mount effect,
+// which React runs before <AuthProvider>'s own (children first): the call
+// must wait for the client, and on the redirect page for the login response
+// to be completed, not fail because the provider's effect has not run yet.
+test("a descendant's mount effect runs before AuthProvider's: its fetchWithAuth waits for the client and the login response", async () => {
+  const context = await appContext();
+  try {
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "signed out");
+    assert.equal(await text(page, "#on-mount"), "not_authenticated", "a LatchkeyError, not a provider-not-ready Error");
+
+    const before = exchanges();
+    await page.click("#sign-in");
+    await page.waitForURL((url) => url.pathname === "/after-login", { timeout: 15_000 });
+    await statusIs(page, "signed in");
+    assert.equal(await text(page, "#on-mount"), `200 ${TEST_USER.sub}`, "the call on the redirect page went out signed in");
+    assert.equal(exchanges() - before, 1, "the login response was completed once");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// The app's own onRedirectCallback throwing is the app's error, not the
+// login's: the session stands, `error` stays null, and the exception is
+// reported like one thrown by an event listener (the page's `error` event).
+// Here the example's callback throws because history.replaceState does for
+// its `returnTo`.
+test("an exception thrown by the app's onRedirectCallback is reported as uncaught, not as the login's error", async () => {
+  const context = await appContext();
+  try {
+    await context.addInitScript(() => {
+      const replaceState = History.prototype.replaceState;
+      History.prototype.replaceState = function (state, unused, url) {
+        if (url === "/after-login") throw new Error("the app's onRedirectCallback failed");
+        return replaceState.call(this, state, unused, url);
+      };
+    });
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "signed out");
+    const back = page.waitForURL((url) => url.origin === idp.spaOrigin && url.searchParams.has("code"), { timeout: 15_000 });
+    await page.click("#sign-in");
+    await back;
+    await statusIs(page, "signed in");
+    assert.equal(await page.$("#callback-error"), null, "the login did not fail");
+    assert.equal(await text(page, "#user"), TEST_USER.sub);
+    assert.equal(new URL(page.url()).pathname, "/", "the callback did not navigate");
+    await until(() => errors.length > 0, 5_000, "the app's exception to be reported");
+    assert.deepEqual(errors, ["pageerror: the app's onRedirectCallback failed"]);
   } finally {
     await context.close();
   }

@@ -2,7 +2,7 @@
 // Plain createElement (no JSX) keeps this folder free of a JSX setting.
 import { createElement, type ReactElement } from "react";
 import { AuthProvider, useAuth, type AuthState } from "../../pkg-template/react.js";
-import type { AuthClient, UserClaims } from "../../pkg-template/index.js";
+import type { AtprotoUser, AuthClient, UserClaims } from "../../pkg-template/index.js";
 
 interface Return {
   returnTo: string;
@@ -42,6 +42,16 @@ function Profile(): ReactElement | null {
   return createElement("button", { onClick }, user?.sub ?? "sign in");
 }
 
+// A `profile: "atproto"` app: `user` is getUser()'s account, as with
+// getUser<AtprotoUser>().
+export function Account(): ReactElement | null {
+  const auth = useAuth<AtprotoUser>();
+  if (auth.isLoading || auth.client === null || auth.user === null) return null;
+  const handle: string | null = auth.user.handle;
+  const pds: string = auth.user.pds;
+  return createElement("p", null, `${auth.user.sub} ${handle ?? "no handle"} ${pds}`);
+}
+
 export function misuse(): void {
   // @ts-expect-error options are required
   createElement(AuthProvider, {});
@@ -61,6 +71,15 @@ export function misuse(): void {
 
   // @ts-expect-error user may be null
   const sub: string = auth.user.sub;
+
+  if (!auth.isLoading && auth.user) {
+    // @ts-expect-error by default the user is UserClaims, which has no typed `pds`
+    const pds: string = auth.user.pds;
+    void pds;
+  }
+
+  // @ts-expect-error only what getUser() can resolve with
+  useAuth<{ sub: number }>();
 
   if (auth.isLoading) {
     // @ts-expect-error never authenticated while loading

@@ -8,11 +8,11 @@ export interface ReturnState {
   returnTo: string;
 }
 
-interface WhoAmI {
+export interface WhoAmI {
   sub: string;
 }
 
-function describe(error: unknown): string {
+export function describe(error: unknown): string {
   return isLatchkeyError(error) ? error.code : String(error);
 }
 

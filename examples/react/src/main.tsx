@@ -2,6 +2,7 @@ import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { AuthProvider } from "latchkey/react";
 
+import { ApiOnMount } from "./ApiOnMount";
 import { App, type ReturnState } from "./App";
 import { config } from "./config";
 
@@ -14,6 +15,7 @@ createRoot(document.getElementById("root")!).render(
   <StrictMode>
     <AuthProvider<ReturnState> options={config.options} onRedirectCallback={onRedirectCallback}>
       <App />
+      <ApiOnMount />
     </AuthProvider>
   </StrictMode>,
 );
