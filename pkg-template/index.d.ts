@@ -68,7 +68,7 @@ export type LatchkeyErrorCode =
 
 /**
  * Codes raised by the package's JavaScript entry rather than the wasm:
- * popup login and the environment check. Part of
+ * popup login, the environment check and loading the wasm. Part of
  * {@link LatchkeyErrorCode}, kept out of its quoted list, which mirrors the
  * Rust one.
  */
@@ -80,7 +80,14 @@ export type JsErrorCode =
   /** The popup did not come back within `timeoutSeconds`. */
   | "popup_timeout"
   /** `create()` called without a browser window (server rendering, a worker). */
-  | "unsupported_environment";
+  | "unsupported_environment"
+  /**
+   * The wasm module could not be fetched, compiled or instantiated (offline,
+   * a server's error answer, a Content-Security-Policy without
+   * `'wasm-unsafe-eval'`), the error's `cause` being the browser's. The next
+   * `create()` (or `initialize()`) tries again.
+   */
+  | "wasm_load_failed";
 
 /**
  * What latchkey rejects with. `name` is `"LatchkeyError"`. Server-reported
@@ -645,7 +652,10 @@ export declare class AuthClient {
   logout(options?: LogoutOptions): Promise<LogoutResult>;
 }
 
-/** Loads the wasm module once; `AuthClient.create` does it for you. */
+/**
+ * Loads the wasm module once; `AuthClient.create` does it for you. A failed
+ * load rejects with `wasm_load_failed`, and the next call tries again.
+ */
 export function initialize(): Promise<void>;
 
 /** The latchkey version, e.g. `"0.1.0"`. */

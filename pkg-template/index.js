@@ -8,7 +8,7 @@
 // functions at import time. In a browser the import starts fetching and
 // compiling the wasm (initialize()), which create() then awaits.
 import init, { AuthClient as WasmAuthClient, version as wasmVersion } from "./latchkey.js";
-import { assertBrowser, isLatchkeyError } from "./errors.js";
+import { assertBrowser, isLatchkeyError, latchkeyError } from "./errors.js";
 import { handOverIfPopup, loginWithPopup } from "./popup.js";
 
 export { isLatchkeyError };
@@ -18,11 +18,22 @@ let ready;
 /**
  * Loads and instantiates the wasm module, once; later calls return the same
  * promise. `AuthClient.create` calls it, so apps only need it to preload.
+ * A load that failed (offline, a server's error, a Content-Security-Policy
+ * without 'wasm-unsafe-eval') rejects with `wasm_load_failed`, and the next
+ * call tries again.
  */
 export function initialize() {
   // `new URL(..., import.meta.url)` is what Vite, webpack 5 and static
   // servers all resolve to the wasm file shipped beside this module.
-  ready ??= init({ module_or_path: new URL("./latchkey_bg.wasm", import.meta.url) }).then(() => undefined);
+  ready ??= init({ module_or_path: new URL("./latchkey_bg.wasm", import.meta.url) }).then(
+    () => undefined,
+    (cause) => {
+      ready = undefined;
+      const error = latchkeyError("wasm_load_failed", `latchkey's wasm module could not be loaded: ${cause?.message ?? cause}`);
+      error.cause = cause;
+      throw error;
+    },
+  );
   return ready;
 }
 

@@ -48,6 +48,37 @@ test("three tabs of one context each load the wasm module and show its version",
   }
 });
 
+test("a wasm load that failed rejects with wasm_load_failed, and the next call loads it", async () => {
+  const context = await browser.newContext();
+  // The page's import-time preload and the first call below meet a server
+  // error; then the file is served.
+  let refused = 0;
+  await context.route("**/latchkey/latchkey_bg.wasm", (route) => {
+    if (refused < 2) {
+      refused += 1;
+      return route.fulfill({ status: 503, body: "unavailable" });
+    }
+    return route.continue();
+  });
+  try {
+    const page = await context.newPage();
+    await page.goto(`${idp.spaOrigin}/`);
+    const out = await page.evaluate(async () => {
+      const latchkey = await import("./latchkey/index.js");
+      const first = await latchkey.version().then(
+        () => null,
+        (e) => ({ name: e.name, code: e.code, typed: latchkey.isLatchkeyError(e), cause: Boolean(e.cause) }),
+      );
+      return { first, second: await latchkey.version() };
+    });
+    assert.deepEqual(out.first, { name: "LatchkeyError", code: "wasm_load_failed", typed: true, cause: true });
+    assert.equal(out.second, crateVersion());
+    assert.equal(refused, 2);
+  } finally {
+    await context.close();
+  }
+});
+
 test("the packed tarball holds exactly the allow-listed files, typed entry first", () => {
   const tarball = path.join(ROOT, "dist", `latchkey-${crateVersion()}.tgz`);
   const files = execFileSync("tar", ["tzf", tarball], { encoding: "utf8" }).trim().split("\n").sort();
