@@ -14,6 +14,7 @@ import path from "node:path";
 import { startIdp, TEST_USER } from "../idp/server.mjs";
 import { launchBrowser, collectPageErrors } from "./support/browser.mjs";
 import { ROOT, crateVersion } from "./support/project.mjs";
+import { clientOptions } from "./support/app.mjs";
 import { until } from "./support/session.mjs";
 
 const run = promisify(execFile);
@@ -70,15 +71,8 @@ async function appContext() {
   await context.addInitScript((config) => {
     window.latchkeyExample = config;
   }, {
-    options: {
-      issuer: idp.issuer,
-      clientId: idp.clientId,
-      redirectUri: `${idp.spaOrigin}/`,
-      scope: "openid offline_access api",
-      allowInsecureLoopback: true,
-      // The API lives on the IdP's origin, not the page's.
-      allowedOrigins: [new URL(idp.whoamiUrl).origin],
-    },
+    // The API lives on the IdP's origin, not the page's.
+    options: clientOptions(idp),
     apiUrl: idp.whoamiUrl,
   });
   return context;
