@@ -633,8 +633,9 @@ impl RefreshMachine {
     /// cleared (awaited), then the other tabs told and this tab's copy
     /// dropped, then `then_revoke` retired; the refresh fails with `error`.
     /// When this tab already holds a later login (completed here, or heard
-    /// from the tab that completed it), the store is that login's and is
-    /// not cleared.
+    /// from the tab that completed it) that reached the store, the store is
+    /// that login's and is not cleared; one whose write failed left the
+    /// refused set there, which is cleared.
     fn end(
         &mut self,
         reason: EndReason,
@@ -647,7 +648,7 @@ impl RefreshMachine {
         let later_login = session
             .tokens()
             .is_some_and(|held| held.login_at_ms > login_at_ms);
-        if later_login {
+        if later_login && !session.is_unsaved() {
             return Step::done(ended(reason, login_at_ms, then_revoke, acts), Err(error));
         }
         self.stage = Stage::Ending {

@@ -958,3 +958,29 @@ fn an_ended_login_s_stored_set_ends_only_that_login_here() {
     });
     assert_eq!(at, Some(stale().login_at_ms));
 }
+
+#[test]
+fn a_refused_set_is_cleared_when_the_later_login_held_here_never_reached_the_store() {
+    // The new login's write failed: the store still holds the refused set,
+    // which a reload would otherwise start from.
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.adopt(new_login(), TokenSource::Sync);
+    session.set_unsaved(true);
+    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+    let steps = run(
+        &mut machine,
+        &session,
+        vec![refused, Input::Loaded(Ok(Some(stale())))],
+    );
+    assert_eq!(steps[1], "clear Expired");
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    session.adopt(new_login(), TokenSource::Login);
+    session.set_unsaved(true);
+    let inputs = vec![Input::Checked(Err(Error::IdTokenSubMismatch))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["revoke at-2 id-1; clear Expired"]
+    );
+}

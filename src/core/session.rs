@@ -18,7 +18,11 @@
 //!    refresh is bounded by [`RefreshPolicy::timeout_ms`].
 //! 5. `invalid_grant` → the store is read once more (a tab without the lock
 //!    may have rotated); otherwise the session is over: cleared, broadcast,
-//!    [`SessionChange::Ended`]. Any other failure keeps every token; one
+//!    [`SessionChange::Ended`] — unless its end was already heard here (the
+//!    ending tab cleared and told), or this tab holds a later login that
+//!    reached the store (the store is that login's). A set of a login whose
+//!    end this tab heard is never refreshed or adopted
+//!    ([`Session::has_ended`]). Any other failure keeps every token; one
 //!    carrying the token endpoint's `Retry-After` is returned again, without
 //!    a request, until that time (at most [`MAX_RETRY_AFTER_MS`]) has passed.
 //! 6. A set that could not be written ([`Session::persist_failed`]) is
@@ -157,7 +161,9 @@ impl RefreshPolicy {
             leeway_ms: leeway_ms + max_jitter * u64::from(jitter) / 255,
             timeout_ms,
             settle_cap_ms: SETTLE_CAP_MS.max(timeout_ms.saturating_mul(2)),
-            lock_wait_ms: timeout_ms.saturating_mul(LOCK_WAIT_TIMEOUTS),
+            lock_wait_ms: timeout_ms
+                .max(Self::store_wait_ms_of(timeout_ms))
+                .saturating_mul(LOCK_WAIT_TIMEOUTS),
         }
     }
 
@@ -176,9 +182,12 @@ impl RefreshPolicy {
     /// never agrees would fail every refresh instead of being repaired by
     /// the first read past its bound.
     pub fn store_wait_ms(&self) -> u32 {
+        Self::store_wait_ms_of(self.timeout_ms)
+    }
+
+    fn store_wait_ms_of(timeout_ms: u32) -> u32 {
         let marked_read = crate::core::marked_values::MARK_WAIT_MS + 2_000;
-        self.timeout_ms
-            .max(u32::try_from(marked_read).unwrap_or(u32::MAX))
+        timeout_ms.max(u32::try_from(marked_read).unwrap_or(u32::MAX))
     }
 
     /// When the transport aborts a refresh request: a little past the

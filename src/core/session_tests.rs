@@ -1764,6 +1764,10 @@ fn a_store_operation_may_take_a_marked_read_s_wait_whatever_the_timeout() {
 #[test]
 fn a_tab_waits_three_timeouts_for_the_lock() {
     assert_eq!(RefreshPolicy::of(30, 10, 0).lock_wait_ms, 30_000);
+    // Or three store waits, when those are longer: a holder may spend one
+    // on a marked read before its request.
+    let shortest = RefreshPolicy::of(30, REFRESH_TIMEOUT.min, 0);
+    assert_eq!(shortest.lock_wait_ms, 3 * shortest.store_wait_ms());
 }
 
 #[test]
