@@ -38,8 +38,10 @@ pub fn prepare(input: &JsValue, init: &JsValue) -> Result<PreparedRequest, Error
             &request.clone().map_err(invalid)?,
             init.unchecked_ref(),
         ),
-        (None, false) => Request::new_with_str(&to_url_string(input)),
-        (None, true) => Request::new_with_str_and_init(&to_url_string(input), init.unchecked_ref()),
+        (None, false) => Request::new_with_str(&to_url_string(input)?),
+        (None, true) => {
+            Request::new_with_str_and_init(&to_url_string(input)?, init.unchecked_ref())
+        }
     }
     .map_err(invalid)?;
     let init_body = if init_given {
@@ -210,13 +212,22 @@ impl Outgoing {
     }
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The global `String(value)`, its throw caught (an object without a
+    /// string form: `Object.create(null)`).
+    #[wasm_bindgen(catch, js_name = String)]
+    fn string_of(value: &JsValue) -> Result<js_sys::JsString, JsValue>;
+}
+
 /// A string or `URL` (anything with a string form), as `fetch` accepts.
 /// Converted as `fetch` does, with `String(input)` (a `URL`'s `toString()`
-/// is its `href`).
-fn to_url_string(input: &JsValue) -> String {
-    input
-        .as_string()
-        .unwrap_or_else(|| String::from(input.unchecked_ref::<Object>().to_string()))
+/// is its `href`; `undefined` is the relative URL `"undefined"`).
+fn to_url_string(input: &JsValue) -> Result<String, Error> {
+    match input.as_string() {
+        Some(text) => Ok(text),
+        None => string_of(input).map(String::from).map_err(invalid),
+    }
 }
 
 /// The Bearer scheme as it starts an `Authorization` value.

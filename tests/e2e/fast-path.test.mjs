@@ -942,6 +942,25 @@ test(
         assert.deepEqual(full, { name: "LatchkeyError", code: "invalid_option" }, `${label}: the full path`);
         assert.deepEqual(fast, full, `${label}: the fast path rejects as the full path does`);
       }
+      // An input without a string form (fetch rejects with a TypeError):
+      // a rejected promise, never a throw from the call itself.
+      const noString = await within(
+        tab.evaluate(async () => {
+          let returned;
+          try {
+            returned = window.auth.fetchWithAuth(Object.create(null));
+          } catch (e) {
+            return { thrown: e.name };
+          }
+          return returned.then(
+            () => "resolved",
+            (e) => ({ name: e.name, code: e.code }),
+          );
+        }),
+        4_000,
+        "the call without a string form",
+      );
+      assert.deepEqual(noString, { name: "LatchkeyError", code: "invalid_option" });
       assert.deepEqual(await callsTo(tab), [], "window.fetch was never handed these requests (nor the token)");
       assert.deepEqual(errors, []);
     } finally {
