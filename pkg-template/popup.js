@@ -154,6 +154,7 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
       resolve(data.url);
     };
     try {
+      removeExpiredMarks();
       localStorage.setItem(mark, String(Date.now() + timeoutSeconds * 1000));
     } catch {
       // no localStorage: only window.name routes the callback
@@ -213,6 +214,18 @@ export async function handOverIfPopup(url) {
   channel.close();
   window.close();
   return true;
+}
+
+// Marks whose login ended without removing them (the opening tab was
+// closed or crashed mid-login): each holds its expiry time.
+function removeExpiredMarks() {
+  const now = Date.now();
+  const expired = [];
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    if (key?.startsWith(MARK_PREFIX) && !(Number(localStorage.getItem(key)) > now)) expired.push(key);
+  }
+  for (const key of expired) localStorage.removeItem(key);
 }
 
 async function popupAddress(url) {

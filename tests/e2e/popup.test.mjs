@@ -119,9 +119,13 @@ test("popup login resolves with appState, keeps the page, stores the session; an
   inContext(async (context) => {
     const opener = await openerTab(context);
     const other = await openTab(context, idp);
-    // In-memory state a redirect login would throw away.
+    // In-memory state a redirect login would throw away; the marks of two
+    // earlier popup logins: one whose opening tab was closed mid-login
+    // (expired, removed now), one still in progress elsewhere (kept).
     await opener.evaluate(() => {
       window.draft = "half-written";
+      localStorage.setItem("latchkey:popup:abandoned", String(Date.now() - 1));
+      localStorage.setItem("latchkey:popup:elsewhere", String(Date.now() + 60_000));
     });
     const opened = context.waitForEvent("page", { timeout: 10_000 });
     await startPopupLogin(opener, { appState: { returnTo: "/editor" }, extraParams: { prompt: "consent" } });
@@ -141,7 +145,7 @@ test("popup login resolves with appState, keeps the page, stores the session; an
     assert.equal(await isAuthenticated(other), true);
     assert.equal(await opener.evaluate(() => localStorage.getItem("e2e:callback-opener")), "present");
     assert.match(await opener.evaluate(() => localStorage.getItem("e2e:callback-name")), /^latchkey-popup:[\w-]{36}$/);
-    assert.deepEqual(await marksLeft(opener), []);
+    assert.deepEqual(await marksLeft(opener), ["latchkey:popup:elsewhere"]);
   }));
 
 test("without sessionStorage a redirect login is refused before leaving the page (storage_error); a popup login still signs in", () =>
