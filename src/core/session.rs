@@ -460,11 +460,6 @@ impl Session {
         true
     }
 
-    /// Sets from logins until this time (ms) are from an ended session.
-    pub fn ended_at_ms(&self) -> u64 {
-        self.ended_at_ms.get().unwrap_or(0)
-    }
-
     /// Whether `set` belongs to a login that has ended here: only a later
     /// login brings a session back. Nothing has ended before the first end
     /// (a record from before logins were timed reads as login 0).
