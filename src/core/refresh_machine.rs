@@ -245,7 +245,8 @@ impl SessionMachine for RefreshMachine {
                     then_revoke,
                     error,
                 },
-                Input::Cleared,
+                // A failed clear still ends the session (see `Wait::Clear`).
+                Input::Cleared(_),
             ) => Step::done(ended(reason, login_at_ms, then_revoke, vec![]), Err(error)),
             _ => Step::done(vec![], Err(Error::RefreshTimeout)),
         }

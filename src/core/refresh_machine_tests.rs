@@ -241,7 +241,7 @@ fn an_expired_set_without_a_refresh_token_ends_and_is_retired() {
     };
     let session = Session::new(Some(held.clone()));
     let mut machine = in_lock(&held, &session);
-    let inputs = vec![Input::Loaded(Ok(Some(held))), Input::Cleared];
+    let inputs = vec![Input::Loaded(Ok(Some(held))), Input::Cleared(Ok(()))];
     assert_eq!(
         run(&mut machine, &session, inputs),
         [
@@ -307,7 +307,11 @@ fn invalid_grant_with_nothing_newer_ends_the_session() {
     let session = Session::new(Some(stale()));
     let mut machine = sent(&session);
     let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
-    let inputs = vec![refused, Input::Loaded(Ok(Some(stale()))), Input::Cleared];
+    let inputs = vec![
+        refused,
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Cleared(Ok(())),
+    ];
     assert_eq!(
         run(&mut machine, &session, inputs),
         [
@@ -661,7 +665,7 @@ fn an_id_token_that_is_not_this_user_s_ends_the_session() {
     let mut machine = checking(&session);
     let inputs = vec![
         Input::Checked(Err(Error::IdTokenSubMismatch)),
-        Input::Cleared,
+        Input::Cleared(Ok(())),
     ];
     assert_eq!(
         run(&mut machine, &session, inputs),
@@ -704,10 +708,28 @@ fn without_openid_no_id_token_is_kept_or_checked() {
 }
 
 #[test]
+fn a_failed_clear_still_ends_the_session() {
+    // Its record holds a refresh token the server no longer takes.
+    let held = TokenSet {
+        refresh_token: None,
+        ..set(1, HOUR_MS + 1)
+    };
+    let session = Session::new(Some(held.clone()));
+    let mut machine = in_lock(&held, &session);
+    let stalled = Error::Storage {
+        reason: "stalled".into(),
+    };
+    let inputs = vec![Input::Loaded(Ok(Some(held))), Input::Cleared(Err(stalled))];
+    let steps = run(&mut machine, &session, inputs);
+    assert!(steps[1].ends_with("fail session_expired"), "{}", steps[1]);
+    assert!(steps[1].contains("end Expired"), "{}", steps[1]);
+}
+
+#[test]
 fn an_input_out_of_turn_ends_the_refresh_instead_of_hanging() {
     let session = Session::new(Some(stale()));
     let mut machine = sent(&session);
-    let step = on(&mut machine, Input::Cleared, &session);
+    let step = on(&mut machine, Input::Cleared(Ok(())), &session);
     assert_eq!(show(&step), "fail refresh_timeout");
 }
 

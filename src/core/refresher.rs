@@ -289,13 +289,9 @@ where
                 Box::pin(async move { Input::Saved(self.store.save_tokens(&tokens).await) }),
                 Some((store_bound, || Input::Saved(Err(stalled())))),
             ),
-            // A failed clear still ends the session (see `Wait::Clear`).
             Wait::Clear(reason) => (
-                Box::pin(async move {
-                    let _ = self.store.clear_tokens(reason).await;
-                    Input::Cleared
-                }),
-                Some((store_bound, || Input::Cleared)),
+                Box::pin(async move { Input::Cleared(self.store.clear_tokens(reason).await) }),
+                Some((store_bound, || Input::Cleared(Err(stalled())))),
             ),
             Wait::Sleep(ms) => (
                 Box::pin(async move {

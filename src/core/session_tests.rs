@@ -1,7 +1,7 @@
 //! The refresh protocol's decisions, with a fake clock, fake HTTP (exact
 //! requests, failing when unused), a counting lock and a recording channel.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::*;
@@ -726,9 +726,12 @@ fn waiting_for_the_lock_is_bounded() {
 }
 
 /// A store whose reads, or whose writes, never answer (a wedged
-/// IndexedDB); everything else works.
+/// IndexedDB), or whose first `clears` clears do not; everything else
+/// works.
 struct Stalled {
     reads: bool,
+    writes: bool,
+    clears: Cell<u8>,
     store: MemorySessionStore,
 }
 
@@ -736,6 +739,17 @@ impl Stalled {
     fn new(reads: bool) -> Self {
         Stalled {
             reads,
+            writes: !reads,
+            clears: Cell::new(0),
+            store: MemorySessionStore::default(),
+        }
+    }
+
+    fn clears(clears: u8) -> Self {
+        Stalled {
+            reads: false,
+            writes: false,
+            clears: Cell::new(clears),
             store: MemorySessionStore::default(),
         }
     }
@@ -749,12 +763,16 @@ impl SessionStore for Stalled {
         self.store.load_tokens().await
     }
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
-        if !self.reads {
+        if self.writes {
             std::future::pending::<()>().await;
         }
         self.store.save_tokens(tokens).await
     }
     async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
+        if let Some(left) = self.clears.get().checked_sub(1) {
+            self.clears.set(left);
+            std::future::pending::<()>().await;
+        }
         self.store.clear_tokens(reason).await
     }
     async fn end_reason(&self) -> Option<EndReason> {
@@ -1113,6 +1131,25 @@ fn sign_out_is_not_stopped_by_a_lock_that_never_comes() {
     assert!(latest.is_some());
     assert_eq!(tab.stored(), None);
     assert_eq!(tab.heard(), vec!["ended SignedOut"]);
+}
+
+#[test]
+fn a_sign_out_clears_again_when_the_store_did_not_answer_in_time() {
+    // The clear at once and the first under the lock never finish: the
+    // set would be there for a reload to adopt.
+    let tab = Tab::with(tokens("at-1", Some("rt-1"), NOW, HOUR_MS));
+    tab.platform.deadlines_pass.set(true);
+    let store = Stalled::clears(2);
+    let stored = tokens("at-2", Some("rt-2"), NOW, HOUR_MS);
+    block_on(store.store.save_tokens(&stored)).unwrap();
+    let grant = tab.grant();
+    let background = tab.background(&store, &tab.lock, &grant, || NoCheck);
+    let refresher = tab.refresher(&store, &tab.lock, &grant, &background);
+    let latest = background.tasks.run(refresher.sign_out()).expect("a set");
+    assert_eq!(latest.access_token.secret(), "at-2");
+    assert_eq!(store.clears.get(), 0, "both stalled clears were tried");
+    assert_eq!(block_on(store.store.load_tokens()).unwrap(), None);
+    assert!(!tab.lock.held.get(), "the lock was let go");
 }
 
 /// `set` as logged in at `login_at_ms`.

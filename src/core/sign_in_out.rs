@@ -79,13 +79,19 @@ impl SessionMachine for SignIn {
     }
 }
 
+/// How many times a sign-out clears, under the lock, a set written
+/// meanwhile before it gives up (each try bounded by the store's wait).
+pub const CLEAR_TRIES: u8 = 3;
+
 /// Signs out in every tab. First at once, without waiting for anyone: the
 /// store is cleared, the other tabs told, and this tab's copy dropped (each
 /// tab emits `signedOut`, and a refresh still out in any tab stores nothing
 /// when it settles). Then under the lock, so that no refresh is between
 /// reading and writing: whatever a refresh of this session wrote meanwhile
 /// is cleared too (a set whose login is not later than the sign-out), and
-/// the end told again. A set from a later login is left alone.
+/// the end told again. A set from a later login is left alone. That clear
+/// is tried up to [`CLEAR_TRIES`] times: one that failed or did not finish
+/// in time would leave the set a reload adopts.
 ///
 /// The wait for the lock is bounded by the longest a refresh may hold it
 /// ([`RefreshPolicy::settle_cap_ms`] after its timeout). Done with the
@@ -104,7 +110,7 @@ enum SignOutStage {
     Clearing,
     Locking { at: u64 },
     Rereading { at: u64 },
-    ClearingAgain { at: u64 },
+    ClearingAgain { at: u64, tries: u8 },
 }
 
 impl SignOut {
@@ -137,7 +143,8 @@ impl SessionMachine for SignOut {
                 self.stage = SignOutStage::Clearing;
                 Step::wait(Wait::Clear(signed_out))
             }
-            (SignOutStage::Clearing, Input::Cleared) => {
+            // A failed first clear is made good under the lock.
+            (SignOutStage::Clearing, Input::Cleared(_)) => {
                 self.stage = SignOutStage::Locking { at: now };
                 Step {
                     acts: vec![
@@ -165,13 +172,23 @@ impl SessionMachine for SignOut {
                 if written.login_at_ms <= at =>
             {
                 self.latest = newest(self.latest.take(), Some(written));
-                self.stage = SignOutStage::ClearingAgain { at };
+                self.stage = SignOutStage::ClearingAgain { at, tries: 1 };
+                Step::wait(Wait::Clear(signed_out))
+            }
+            (SignOutStage::ClearingAgain { at, tries }, Input::Cleared(Err(_)))
+                if tries < CLEAR_TRIES =>
+            {
+                self.stage = SignOutStage::ClearingAgain {
+                    at,
+                    tries: tries + 1,
+                };
                 Step::wait(Wait::Clear(signed_out))
             }
             // What was written meanwhile may have reached a tab that did not
             // hear the first message (one opened since, reading the store):
-            // the end is told again, for the logins until the sign-out.
-            (SignOutStage::ClearingAgain { at }, Input::Cleared) => {
+            // the end is told again, for the logins until the sign-out,
+            // also when every clear failed.
+            (SignOutStage::ClearingAgain { at, .. }, Input::Cleared(_)) => {
                 let told = Act::Publish(SessionMessage::Ended {
                     reason: signed_out,
                     login_at_ms: Some(at),

@@ -95,10 +95,10 @@ fn a_sign_out_clears_at_once_then_again_under_the_lock() {
     assert_eq!(show(&first), "load");
     let inputs = vec![
         Input::Loaded(Ok(Some(set(0, login)))),
-        Input::Cleared,
+        Input::Cleared(Ok(())),
         Input::Locked(Ok(())),
         Input::Loaded(Ok(Some(set(2, login)))),
-        Input::Cleared,
+        Input::Cleared(Ok(())),
     ];
     assert_eq!(
         run(&mut machine, &session, inputs),
@@ -118,7 +118,7 @@ fn a_later_login_found_under_the_lock_is_left_alone() {
     let (mut machine, _) = SignOut::start(&POLICY);
     let inputs = vec![
         Input::Loaded(Ok(None)),
-        Input::Cleared,
+        Input::Cleared(Ok(())),
         Input::Locked(Ok(())),
         Input::Loaded(Ok(Some(set(7, NOW + 1)))),
     ];
@@ -132,7 +132,7 @@ fn a_sign_out_without_the_lock_still_reads_the_store_again() {
     let (mut machine, _) = SignOut::start(&POLICY);
     let inputs = vec![
         Input::Loaded(Ok(None)),
-        Input::Cleared,
+        Input::Cleared(Ok(())),
         Input::Locked(Err(Error::LockUnavailable)),
     ];
     let steps = run(&mut machine, &session, inputs);
@@ -145,7 +145,7 @@ fn an_unreadable_store_is_cleared_and_this_tab_s_set_is_the_one_seen() {
     let (mut machine, _) = SignOut::start(&POLICY);
     let inputs = vec![
         Input::Loaded(Err(quota())),
-        Input::Cleared,
+        Input::Cleared(Ok(())),
         Input::Locked(Ok(())),
         Input::Loaded(Err(quota())),
     ];
@@ -160,10 +160,68 @@ fn a_sign_out_with_no_session_anywhere_has_nothing_to_revoke() {
     let (mut machine, _) = SignOut::start(&POLICY);
     let inputs = vec![
         Input::Loaded(Ok(None)),
-        Input::Cleared,
+        Input::Cleared(Ok(())),
         Input::Locked(Ok(())),
         Input::Loaded(Ok(None)),
     ];
     let steps = run(&mut machine, &session, inputs);
     assert_eq!(steps[3], "done");
+}
+
+#[test]
+fn a_failed_first_clear_goes_on_to_the_lock() {
+    let session = Session::new(Some(set(1, NOW - 60_000)));
+    let (mut machine, _) = SignOut::start(&POLICY);
+    let inputs = vec![Input::Loaded(Ok(None)), Input::Cleared(Err(quota()))];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(
+        steps[1],
+        "publish ended SignedOut; end SignedOut; lock 70000"
+    );
+}
+
+#[test]
+fn a_clear_under_the_lock_that_failed_is_tried_again() {
+    // A store that did not answer in time, then did.
+    let login = NOW - 60_000;
+    let session = Session::new(Some(set(1, login)));
+    let (mut machine, _) = SignOut::start(&POLICY);
+    let inputs = vec![
+        Input::Loaded(Ok(None)),
+        Input::Cleared(Ok(())),
+        Input::Locked(Ok(())),
+        Input::Loaded(Ok(Some(set(2, login)))),
+        Input::Cleared(Err(quota())),
+        Input::Cleared(Ok(())),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(
+        steps[3..],
+        [
+            "clear SignedOut",
+            "clear SignedOut",
+            "publish ended SignedOut logins to 1700000000000; done at-2 -"
+        ]
+    );
+}
+
+#[test]
+fn a_clear_under_the_lock_is_tried_a_bounded_number_of_times() {
+    let login = NOW - 60_000;
+    let session = Session::new(Some(set(1, login)));
+    let (mut machine, _) = SignOut::start(&POLICY);
+    let mut inputs = vec![
+        Input::Loaded(Ok(None)),
+        Input::Cleared(Ok(())),
+        Input::Locked(Ok(())),
+        Input::Loaded(Ok(Some(set(2, login)))),
+    ];
+    inputs.extend((0..CLEAR_TRIES).map(|_| Input::Cleared(Err(quota()))));
+    let steps = run(&mut machine, &session, inputs);
+    let clears = steps.iter().filter(|s| *s == "clear SignedOut").count();
+    assert_eq!(clears, 1 + usize::from(CLEAR_TRIES));
+    assert_eq!(
+        steps.last().unwrap(),
+        "publish ended SignedOut logins to 1700000000000; done at-2 -"
+    );
 }

@@ -106,7 +106,7 @@ pub enum Wait {
     Save(TokenSet),
     /// The store cleared, keeping why → [`Input::Cleared`] (a failed clear
     /// still ends the session: its record holds a refresh token the
-    /// server rejects).
+    /// server rejects; only a sign-out tries again).
     Clear(EndReason),
     /// A pause of `ms` → [`Input::Slept`].
     Sleep(u32),
@@ -141,8 +141,9 @@ pub enum Input {
     Slow,
     /// The write's outcome.
     Saved(Result<(), Error>),
-    /// The store was cleared (or the clear failed).
-    Cleared,
+    /// The clear's outcome (`Err` also when the store did not answer in
+    /// time).
+    Cleared(Result<(), Error>),
     /// The pause is over.
     Slept,
     /// The new ID token's check.
