@@ -87,7 +87,9 @@ export type JsErrorCode =
    * `'wasm-unsafe-eval'`), the error's `cause` being the browser's. The next
    * `create()` (or `initialize()`) tries again.
    */
-  | "wasm_load_failed";
+  | "wasm_load_failed"
+  /** A call on a client after its {@link AuthClient.dispose}. */
+  | "client_disposed";
 
 /**
  * What latchkey rejects with. `name` is `"LatchkeyError"`. Server-reported
@@ -650,6 +652,18 @@ export declare class AuthClient {
    * failed revocation is reported in the result, not thrown.
    */
   logout(options?: LogoutOptions): Promise<LogoutResult>;
+
+  /**
+   * Stops this client: its listeners get no more events, it no longer
+   * hears other tabs, and it no longer refreshes when the tab becomes
+   * visible. Later calls reject (a method that returns no promise throws)
+   * with `client_disposed`. What is in flight runs to its end: a refresh
+   * the server answered is still saved and told to the other tabs, a
+   * `fetchWithAuth` still resends after it. The session stays stored, for
+   * the next client. Calling it again does nothing. `<AuthProvider>` calls
+   * it when it unmounts.
+   */
+  dispose(): void;
 }
 
 /**

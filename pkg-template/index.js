@@ -129,7 +129,14 @@ function parsed(input) {
   return url ?? undefined;
 }
 
+// What a disposed client's calls reject (or throw) with.
+function disposed() {
+  return latchkeyError("client_disposed", "this AuthClient was disposed; create another with AuthClient.create(options)");
+}
+const rejected = () => Promise.reject(disposed());
+
 export class AuthClient {
+  // The wasm client; null once disposed.
   #client;
 
   constructor(client) {
@@ -145,52 +152,59 @@ export class AuthClient {
     return new AuthClient(await WasmAuthClient.create(options));
   }
 
+  // The wasm client, for a method that returns no promise.
+  #live() {
+    if (this.#client === null) throw disposed();
+    return this.#client;
+  }
+
   get storageKind() {
-    return this.#client.storageKind;
+    return this.#live().storageKind;
   }
 
   get storageFallbackReason() {
-    return this.#client.storageFallbackReason ?? null;
+    return this.#live().storageFallbackReason ?? null;
   }
 
   get storageError() {
-    return this.#client.storageError ?? null;
+    return this.#live().storageError ?? null;
   }
 
   on(event, listener) {
-    return this.#client.on(event, listener);
+    return this.#live().on(event, listener);
   }
 
   createLoginUrl(options) {
-    return this.#client.createLoginUrl(options);
+    return this.#client?.createLoginUrl(options) ?? rejected();
   }
 
   login(options) {
-    return this.#client.login(options);
+    return this.#client?.login(options) ?? rejected();
   }
 
   // Not async: window.open must run before the first await (popup.js).
   loginWithPopup(options) {
-    return loginWithPopup(this.#client, options);
+    return this.#client ? loginWithPopup(this.#client, options) : rejected();
   }
 
   async handleRedirectCallback(url) {
+    const client = this.#live();
     // In a login popup the transaction is in the opening tab: hand it the
     // URL (popup.js); it validates and exchanges it.
     if (await handOverIfPopup(url ?? location.href)) return { appState: undefined };
-    return this.#client.handleRedirectCallback(url);
+    return client.handleRedirectCallback(url);
   }
 
   isLoginResponse(url) {
-    return this.#client.isLoginResponse(url);
+    return this.#live().isLoginResponse(url);
   }
 
   isAuthenticated() {
-    return this.#client.isAuthenticated();
+    return this.#client?.isAuthenticated() ?? rejected();
   }
 
   getAccessToken() {
-    return this.#client.getAccessToken();
+    return this.#client?.getAccessToken() ?? rejected();
   }
 
   // The fast path: a call that needs nothing but the Bearer token in memory
@@ -200,10 +214,14 @@ export class AuthClient {
   // and takes over every other call, and every answer that may mean the
   // token expired (fetchWithAuthAfter: refresh, one resend).
   fetchWithAuth(input, init) {
+    // Held for the whole call: one in flight when the client is disposed
+    // runs to its end (its refresh and resend included).
+    const client = this.#client;
+    if (client === null) return rejected();
     const url = this.#fastUrl(input, init);
-    const authorization = url && this.#client.fastAuthorization(url.origin, url.pathname);
-    if (authorization === undefined) return this.#client.fetchWithAuth(input, init);
-    return this.#sendFast(url.href, input, init, authorization);
+    const authorization = url && client.fastAuthorization(url.origin, url.pathname);
+    if (authorization === undefined) return client.fetchWithAuth(input, init);
+    return sendFast(client, url.href, input, init, authorization);
   }
 
   // The parsed URL when the call may take the fast path, else undefined. A
@@ -215,28 +233,38 @@ export class AuthClient {
     return parsed(input);
   }
 
-  async #sendFast(href, input, init, authorization) {
-    let headers;
-    try {
-      headers = new Headers(init?.headers);
-    } catch {
-      return this.#client.fetchWithAuth(input, init);
-    }
-    headers.set("Authorization", authorization);
-    // Kept as sent: a resend after a refresh goes to the same URL with the
-    // same members, whatever the app does with `init` or the page meanwhile
-    // (its token replaced).
-    const sent = { ...init, headers };
-    const response = await fetch(input, sent);
-    if (this.#client.answerIsFinal(response.status, response.redirected)) return response;
-    return this.#client.fetchWithAuthAfter(href, sent, response, authorization);
-  }
-
   getUser(options) {
-    return this.#client.getUser(options);
+    return this.#client?.getUser(options) ?? rejected();
   }
 
   logout(options) {
-    return this.#client.logout(options);
+    return this.#client?.logout(options) ?? rejected();
   }
+
+  // Stops hearing (events, other tabs, the tab becoming visible); calls
+  // made later reject with client_disposed. What is in flight runs to its
+  // end. The wasm object itself is freed by the glue's FinalizationRegistry
+  // once nothing in flight holds it.
+  dispose() {
+    this.#client?.dispose();
+    this.#client = null;
+  }
+}
+
+// The fast path's send, and the wasm's say on its answer.
+async function sendFast(client, href, input, init, authorization) {
+  let headers;
+  try {
+    headers = new Headers(init?.headers);
+  } catch {
+    return client.fetchWithAuth(input, init);
+  }
+  headers.set("Authorization", authorization);
+  // Kept as sent: a resend after a refresh goes to the same URL with the
+  // same members, whatever the app does with `init` or the page meanwhile
+  // (its token replaced).
+  const sent = { ...init, headers };
+  const response = await fetch(input, sent);
+  if (client.answerIsFinal(response.status, response.redirected)) return response;
+  return client.fetchWithAuthAfter(href, sent, response, authorization);
 }

@@ -71,8 +71,13 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
   // called before it ran (React runs its children's effects first). Never
   // during render, so a server render touches no browser API.
   const begin = useCallback(() => (started.current ??= start(initialOptions.current, onRedirect)), []);
+  // The client's disposal, pending from this effect's cleanup.
+  const disposing = useRef(undefined);
 
   useEffect(() => {
+    // StrictMode's rehearsal (and Fast Refresh) run the cleanup and then
+    // this effect again at once: the client is kept.
+    clearTimeout(disposing.current);
     let active = true;
     const unsubscribe = [];
     begin().then(
@@ -92,6 +97,11 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
     return () => {
       active = false;
       for (const off of unsubscribe) off();
+      // Unmounted for good: the client stops hearing other tabs and the
+      // tab's visibility (what it has in flight runs to its end).
+      disposing.current = setTimeout(() => {
+        started.current?.then(({ client }) => client.dispose(), () => {});
+      });
     };
   }, [begin]);
 

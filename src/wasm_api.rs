@@ -3,6 +3,7 @@
 //! Thin by design: parse and validate the JS input once, call the core with
 //! the browser platform, and turn errors into JS `Error`s with a `code`.
 
+use std::cell::Cell;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Object, Promise, Reflect};
@@ -83,7 +84,8 @@ struct Inner {
     /// servers are then its account's (`TokenSet::atproto`), not `config`'s.
     atproto: Option<Resolver>,
     _nonce_channel: Option<NonceChannel>,
-    _visibility: Option<VisibilityCatchUp>,
+    /// Taken by `dispose()`.
+    visibility: Cell<Option<VisibilityCatchUp>>,
 }
 
 type BrowserRefresher<'a> = Refresher<
@@ -322,7 +324,7 @@ impl AuthClient {
                     allowed: allowed_origins,
                     atproto: atproto.is_some(),
                 },
-                _visibility: VisibilityCatchUp::install(catch_up(me.clone())),
+                visibility: Cell::new(VisibilityCatchUp::install(catch_up(me.clone()))),
                 config,
                 platform,
                 store,
@@ -514,6 +516,17 @@ impl AuthClient {
     /// options reject before anything changes.
     pub fn logout(&self, options: JsValue) -> Promise {
         start(&self.inner, Call::Logout(options))
+    }
+
+    /// Stops the client hearing anything: no more events to its listeners,
+    /// no more messages from other tabs, no refresh when the tab becomes
+    /// visible. What is in flight (a refresh, a call, a popup login) runs
+    /// to its end: a rotation the server answered is still saved and told
+    /// to the other tabs. The session stays stored.
+    pub fn dispose(&self) {
+        self.inner.events.clear();
+        self.inner.channel.stop_listening();
+        drop(self.inner.visibility.take());
     }
 }
 

@@ -66,6 +66,11 @@ impl Emitter {
         unsubscribe.into_js_value().unchecked_into()
     }
 
+    /// Removes every listener (the client is disposed).
+    pub fn clear(&self) {
+        self.listeners.borrow_mut().clear();
+    }
+
     /// Calls every listener of `event` with `detail`.
     pub fn emit(&self, event: EventName, detail: &JsValue) {
         // Copied first: a listener may subscribe or unsubscribe while called.

@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { cpSync, existsSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 import path from "node:path";
 
@@ -33,6 +33,17 @@ async function buildApp() {
   rmSync(APP, { recursive: true, force: true });
   cpSync(EXAMPLE, APP, { recursive: true });
   writeFileSync(path.join(APP, "package.json"), JSON.stringify({ name: "latchkey-react-app", private: true, type: "module" }) + "\n");
+  // The one change to the example: the test can unmount the app.
+  const main = path.join(APP, "src/main.tsx");
+  const render = 'createRoot(document.getElementById("root")!).render(';
+  const source = readFileSync(main, "utf8");
+  if (!source.includes(render)) throw new Error(`examples/react/src/main.tsx no longer has ${render}`);
+  const unmountable = [
+    'const root = createRoot(document.getElementById("root")!);',
+    "(window as unknown as { unmountApp: () => void }).unmountApp = () => root.unmount();",
+    "root.render(",
+  ].join("\n");
+  writeFileSync(main, source.replace(render, unmountable));
   await run("npm", ["install", "--offline", "--no-audit", "--no-fund", TARBALL], { cwd: APP });
   // React's development build: only it runs StrictMode's double mount.
   const env = { ...process.env, NODE_ENV: "development" };
@@ -64,6 +75,7 @@ const text = (page, selector) => page.textContent(selector, { timeout: 10_000 })
 const statusIs = (page, value) =>
   page.waitForFunction((value) => document.getElementById("status")?.textContent === value, value, { timeout: 10_000 });
 const exchanges = () => idp.counters().token.byGrantType.authorization_code ?? 0;
+const refreshes = () => idp.counters().token.byGrantType.refresh_token ?? 0;
 
 // A fresh context whose pages get the app's configuration (the test IdP).
 async function appContext() {
@@ -215,6 +227,44 @@ test("an exception thrown by the app's onRedirectCallback is reported as uncaugh
     await until(() => errors.length > 0, 5_000, "the app's exception to be reported");
     assert.deepEqual(errors, ["pageerror: the app's onRedirectCallback failed"]);
   } finally {
+    await context.close();
+  }
+});
+
+// Unmounted for good (not StrictMode's rehearsal, which every test above
+// goes through), the provider disposes its client: a stale token is not
+// refreshed when the tab becomes visible, where a mounted app's client, in
+// the same state, refreshes it.
+test("an unmounted AuthProvider disposes its client; StrictMode's rehearsal does not", async () => {
+  const context = await appContext();
+  try {
+    idp.setAccessTokenTtl(2);
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "signed out");
+    await page.click("#sign-in");
+    await page.waitForURL((url) => url.pathname === "/after-login", { timeout: 15_000 });
+    await statusIs(page, "signed in");
+    const mounted = await context.newPage();
+    await mounted.goto(`${idp.spaOrigin}/`);
+    await statusIs(mounted, "signed in");
+
+    await page.evaluate(() => window.unmountApp());
+    assert.equal(await page.$("#status"), null, "unmounted");
+    // Every token issued so far has expired.
+    await page.waitForTimeout(2_800);
+    idp.setAccessTokenTtl(3600);
+    const before = refreshes();
+    await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+    await page.waitForTimeout(1_500);
+    assert.equal(refreshes() - before, 0, "the unmounted provider's client did not refresh");
+
+    await mounted.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+    await until(() => refreshes() - before === 1, 5_000, "the mounted app's refresh");
+    assert.deepEqual(errors, []);
+  } finally {
+    idp.setAccessTokenTtl(3600);
     await context.close();
   }
 });

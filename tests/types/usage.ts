@@ -143,5 +143,16 @@ export async function app(): Promise<void> {
     }
   }
 
-  void [kind, why, url, returnTo, signedIn, token, res, draft];
+  // A client no longer needed stops hearing; later calls say client_disposed.
+  const done: void = auth.dispose();
+  try {
+    await auth.getAccessToken();
+  } catch (e) {
+    if (isLatchkeyError(e) && e.code === "client_disposed") {
+      const js: JsErrorCode = e.code;
+      void js;
+    }
+  }
+
+  void [kind, why, url, returnTo, signedIn, token, res, draft, done];
 }
