@@ -463,6 +463,20 @@ export interface AtprotoUser {
 }
 
 /** Options of {@link AuthClient.getUser}. */
+export interface GetAccessTokenOptions {
+  /**
+   * Refresh now, whatever the token's expiry says: for when the app knows
+   * the token no longer says what it should (roles or claims changed at
+   * the server). Under the cross-tab lock, like every refresh: calls in any
+   * tab that hold the same token share one refresh, and a call whose token
+   * another tab already replaced gets that tab's. A failed refresh rejects
+   * (the token held stays in use elsewhere); a session without a refresh
+   * token resolves with the token it has while that is valid. Default
+   * false.
+   */
+  forceRefresh?: boolean;
+}
+
 export interface GetUserOptions {
   /**
    * Also fetch the UserInfo endpoint
@@ -608,8 +622,12 @@ export declare class AuthClient {
   /** Whether this tab holds a session that is valid now or can be refreshed. */
   isAuthenticated(): Promise<boolean>;
 
-  /** A valid access token, refreshed first when it expires within the leeway. */
-  getAccessToken(): Promise<string>;
+  /**
+   * A valid access token, refreshed first when it expires within the
+   * leeway. With `{ forceRefresh: true }`, a token newer than the one held
+   * now (see {@link GetAccessTokenOptions.forceRefresh}).
+   */
+  getAccessToken(options?: GetAccessTokenOptions): Promise<string>;
 
   /**
    * `fetch` with `Authorization: Bearer <token>`

@@ -203,8 +203,8 @@ export class AuthClient {
     return this.#client?.isAuthenticated() ?? rejected();
   }
 
-  getAccessToken() {
-    return this.#client?.getAccessToken() ?? rejected();
+  getAccessToken(options) {
+    return this.#client?.getAccessToken(options) ?? rejected();
   }
 
   // The fast path: a call that needs nothing but the Bearer token in memory

@@ -5,6 +5,7 @@ import type {
   AtprotoUser,
   AuthClient,
   AuthClientOptions,
+  GetAccessTokenOptions,
   LoginOptions,
   LogoutOptions,
   LogoutResult,
@@ -58,7 +59,7 @@ export interface AuthActions {
   /** Signs out in every tab ({@link AuthClient.logout}). */
   logout(options?: LogoutOptions): Promise<LogoutResult>;
   /** A valid access token ({@link AuthClient.getAccessToken}). */
-  getAccessToken(): Promise<string>;
+  getAccessToken(options?: GetAccessTokenOptions): Promise<string>;
   /** `fetch` with the access token ({@link AuthClient.fetchWithAuth}). */
   fetchWithAuth(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 }

@@ -121,7 +121,7 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
       login: async (loginOptions) => (await ready()).login(loginOptions),
       loginWithPopup,
       logout: async (logoutOptions) => (await ready()).logout(logoutOptions),
-      getAccessToken: async () => (await ready()).getAccessToken(),
+      getAccessToken: async (tokenOptions) => (await ready()).getAccessToken(tokenOptions),
       fetchWithAuth: async (input, init) => (await ready()).fetchWithAuth(input, init),
     }),
     [state, ready, loginWithPopup],

@@ -19,7 +19,7 @@ use crate::browser::js_error::to_js;
 use crate::browser::locks::{lock_manager, WebSessionLock};
 use crate::browser::logout;
 use crate::browser::nonce_channel::NonceChannel;
-use crate::browser::options::{self, ClientOptions};
+use crate::browser::options::{self, single_flag, ClientOptions};
 use crate::browser::platform::{BrowserPlatform, NoRedirects};
 use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
@@ -434,10 +434,12 @@ impl AuthClient {
     }
 
     /// A valid access token: the one in memory, or a refreshed one (under
-    /// the cross-tab lock) when it expires within the leeway.
+    /// the cross-tab lock) when it expires within the leeway. With
+    /// `{ forceRefresh: true }`, one newer than the token held now
+    /// (`Refresher::forced_access_token`).
     #[wasm_bindgen(js_name = getAccessToken)]
-    pub fn get_access_token(&self) -> Promise {
-        start(&self.inner, Call::AccessToken)
+    pub fn get_access_token(&self, options: JsValue) -> Promise {
+        start(&self.inner, Call::AccessToken(options))
     }
 
     /// `fetch(input, init)` with `Authorization: Bearer <access token>` (or
@@ -539,7 +541,7 @@ enum Call {
     Login(JsValue),
     Callback(Option<String>),
     IsAuthenticated,
-    AccessToken,
+    AccessToken(JsValue),
     /// `fetchWithAuth`, or its continuation after the fast path's answer
     /// (the response and the `Authorization` value it was sent with): the
     /// request as the call described it when it was made.
@@ -567,7 +569,7 @@ async fn run(inner: Rc<Inner>, call: Call) -> Result<JsValue, JsValue> {
         Call::Login(options) => login(inner, &options).await,
         Call::Callback(url) => handle_redirect_callback(inner, url).await,
         Call::IsAuthenticated => is_authenticated(inner).await,
-        Call::AccessToken => access_token(inner).await,
+        Call::AccessToken(options) => access_token(inner, &options).await,
         Call::Fetch { prepared, after } => {
             let after = match after {
                 None => None,
@@ -648,8 +650,12 @@ async fn is_authenticated(inner: &Inner) -> Result<JsValue, Error> {
 }
 
 /// What `getAccessToken` does (documented on the export), run by [`run`].
-async fn access_token(inner: &Inner) -> Result<JsValue, Error> {
-    let token = inner.refresher().access_token().await?;
+async fn access_token(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
+    let refresher = inner.refresher();
+    let token = match single_flag(options, "getAccessToken", "forceRefresh")? {
+        true => refresher.forced_access_token().await?,
+        false => refresher.access_token().await?,
+    };
     Ok(token.secret().into())
 }
 

@@ -105,6 +105,24 @@ pub(crate) fn flag(options: &JsValue, field: &'static str, default: bool) -> Res
         .ok_or_else(|| Error::invalid_option(field, "must be a boolean"))
 }
 
+/// The options of a method that takes one boolean, `{ field?: boolean }`
+/// (`getUser`'s `userinfo`, `getAccessToken`'s `forceRefresh`): false when
+/// absent, `undefined` or `null`; anything else refused.
+pub(crate) fn single_flag(
+    options: &JsValue,
+    owner: &'static str,
+    field: &'static str,
+) -> Result<bool, Error> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(false);
+    }
+    if !options.is_object() {
+        return Err(Error::invalid_option(owner, "options must be an object"));
+    }
+    reject_unknown(options, &[field], owner)?;
+    flag(options, field, false)
+}
+
 /// The seconds option `field`, read as a number and checked by the core.
 fn seconds(options: &JsValue, field: &'static str, option: SecondsOption) -> Result<u32, Error> {
     let value = get(options, field);

@@ -7,24 +7,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
-use crate::browser::options::{flag, reject_unknown};
+use crate::browser::options::single_flag;
 use crate::core::drive::{drive, Perform};
 use crate::core::userinfo::{userinfo_may_set, Body, CheckAnswer, ReadBody};
 use crate::core::Error;
 
 /// `getUser`'s options: `{ userinfo?: boolean }`.
 pub fn wants_userinfo(options: &JsValue) -> Result<bool, Error> {
-    if options.is_undefined() || options.is_null() {
-        return Ok(false);
-    }
-    if !options.is_object() {
-        return Err(Error::invalid_option(
-            "getUser",
-            "options must be an object",
-        ));
-    }
-    reject_unknown(options, &["userinfo"], "getUser")?;
-    flag(options, "userinfo", false)
+    single_flag(options, "getUser", "userinfo")
 }
 
 /// Reads a UserInfo response through the core's checks ([`CheckAnswer`]:

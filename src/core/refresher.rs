@@ -123,6 +123,19 @@ where
         }
     }
 
+    /// A token newer than the one this tab holds now
+    /// (`getAccessToken({ forceRefresh: true })`: the app knows the token
+    /// no longer says what it should). Refreshed under the lock unless
+    /// another call, in this tab or another, already replaced it: forced
+    /// calls holding the same token cost one refresh in all. A session
+    /// that cannot refresh (no refresh token) gives the token it has while
+    /// it lasts; a failed refresh is the caller's error, never the old
+    /// token.
+    pub async fn forced_access_token(&self) -> Result<AccessToken, Error> {
+        let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
+        Ok(self.refresh(&held.access_token).await?.access_token)
+    }
+
     /// A replacement for `rejected`, which the API refused as expired. If
     /// this tab already holds another token (a concurrent call refreshed),
     /// that one is returned without a refresh. `rejected` itself comes back

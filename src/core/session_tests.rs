@@ -368,6 +368,71 @@ fn a_rejection_refreshes_even_when_the_clock_says_valid() {
     assert_eq!(token.secret(), "at-2");
 }
 
+#[test]
+fn a_forced_refresh_replaces_a_token_the_clock_says_is_valid() {
+    let tab = Tab::with(tokens("at-1", Some("rt-1"), NOW, HOUR_MS));
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    let token = tab.run(async |r| r.forced_access_token().await).unwrap();
+    assert_eq!(token.secret(), "at-2");
+    let stored = tab.stored().map(|t| t.access_token.secret().to_owned());
+    assert_eq!(stored.as_deref(), Some("at-2"));
+    assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
+}
+
+#[test]
+fn concurrent_forced_refreshes_in_a_tab_share_one() {
+    let tab = Tab::with(tokens("at-1", Some("rt-1"), NOW, HOUR_MS));
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    let outcomes = tab.run(async |r| {
+        let (a, b) = both(r.forced_access_token(), r.forced_access_token()).await;
+        vec![a, b]
+    });
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap().secret(), "at-2");
+    }
+    assert_eq!(tab.lock.acquired.get(), 1);
+}
+
+#[test]
+fn a_forced_refresh_of_a_token_another_tab_already_replaced_adopts_its_set() {
+    // This tab holds at-1; another tab's forced refresh stored at-2.
+    let tab = Tab::new(
+        Some(tokens("at-1", Some("rt-1"), NOW, HOUR_MS)),
+        Some(tokens("at-2", Some("rt-2"), NOW, HOUR_MS)),
+    );
+    let token = tab.run(async |r| r.forced_access_token().await).unwrap();
+    assert_eq!(token.secret(), "at-2");
+    assert_eq!(tab.heard(), vec!["tokens Sync at-2"]);
+}
+
+#[test]
+fn a_forced_refresh_that_fails_is_the_caller_s_error() {
+    let tab = Tab::with(tokens("at-1", Some("rt-1"), NOW, HOUR_MS));
+    tab.platform.expect_post(
+        TOKEN_URL,
+        REFRESH_FORM,
+        503,
+        r#"{"error":"temporarily_unavailable"}"#,
+    );
+    let error = tab
+        .run(async |r| r.forced_access_token().await)
+        .unwrap_err();
+    assert_eq!(error.code(), "token_error");
+    assert_eq!(tab.in_memory().as_deref(), Some("at-1"), "every token kept");
+}
+
+#[test]
+fn a_forced_refresh_without_a_session_is_not_authenticated() {
+    let tab = Tab::new(None, None);
+    let error = tab
+        .run(async |r| r.forced_access_token().await)
+        .unwrap_err();
+    assert_eq!(error, Error::NotAuthenticated);
+    assert_eq!(tab.lock.acquired.get(), 0);
+}
+
 const ROTATED_AGAIN: &str =
     r#"{"access_token":"at-3","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-3"}"#;
 const SECOND_REFRESH_FORM: &[(&str, &str)] = &[

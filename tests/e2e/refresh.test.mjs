@@ -433,3 +433,43 @@ test("a tab that never hears the sign-out (no BroadcastChannel) reads it from th
     await context.close();
   }
 });
+
+// getAccessToken({ forceRefresh: true }) with a token valid for an hour:
+// three tabs asking at once, twice each, cost one refresh, and every call
+// gets the same new token; asked again later, one more refresh; a bad
+// option is refused before anything is sent.
+test("forced refreshes of the same token in 3 tabs at once cost one refresh", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const tabs = await session(context, {}, { more: 2, ttl: LONG_TTL });
+    const before = await accessToken(tabs[0]);
+    idp.resetCounters();
+    const force = (tab) =>
+      tab.evaluate(() =>
+        Promise.all([1, 2].map(() => window.auth.getAccessToken({ forceRefresh: true }).catch((e) => `error:${e.code}`))),
+      );
+    const tokens = (await Promise.all(tabs.map(force))).flat();
+    assert.equal(refreshGrants(), 1, "one refresh for six forced calls");
+    assert.equal(new Set(tokens).size, 1, `one token for all: ${tokens.map((t) => t.slice(0, 12))}`);
+    assert.notEqual(tokens[0], before, "a new token");
+    assert.ok(!tokens[0].startsWith("error:"), tokens[0]);
+    for (const tab of tabs) assert.equal(await accessToken(tab), tokens[0], "every tab holds it");
+
+    const again = await tabs[1].evaluate(() => window.auth.getAccessToken({ forceRefresh: true }));
+    assert.equal(refreshGrants(), 2, "asked again: one more refresh");
+    assert.notEqual(again, tokens[0]);
+
+    const refused = await tabs[2].evaluate(() =>
+      window.auth.getAccessToken({ forceRefresh: "yes" }).then(
+        () => "resolved",
+        (e) => e.code,
+      ),
+    );
+    assert.equal(refused, "invalid_option");
+    assert.equal(refreshGrants(), 2);
+    assert.equal(idp.counters().grants.revoked, 0, "no refresh token presented twice");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});

@@ -76,6 +76,9 @@ export async function misuse(auth: AuthClient): Promise<void> {
   // @ts-expect-error revoke is a boolean
   await auth.logout({ revoke: "yes" });
 
+  // @ts-expect-error forceRefresh is a boolean
+  await auth.getAccessToken({ forceRefresh: "yes" });
+
   // @ts-expect-error dispose() returns nothing to await on
   (auth.dispose()).then;
 

@@ -143,6 +143,9 @@ export async function app(): Promise<void> {
     }
   }
 
+  const fresher: string = await auth.getAccessToken({ forceRefresh: true });
+  void fresher;
+
   // A client no longer needed stops hearing; later calls say client_disposed.
   const done: void = auth.dispose();
   try {
