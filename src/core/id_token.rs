@@ -166,10 +166,15 @@ fn seconds_to_ms(seconds: u64) -> u64 {
 /// 2. `aud` contains `expect.client_id` (`id_token_aud_mismatch`);
 /// 3. `azp`: with several audiences it must be present; whenever present it
 ///    must equal `expect.client_id` (`id_token_azp_mismatch`);
-/// 4. `exp`: `now > exp + skew` is expired; a token without `exp` would never
+/// 4. `sub`, when `expect.previous_sub` is `Some`: equal to it
+///    (`id_token_sub_mismatch`): a refresh must not switch users. Before the
+///    time checks: their failures keep the session, and a token naming
+///    another user that is also stale (or a device clock far ahead) must
+///    still end it;
+/// 5. `exp`: `now > exp + skew` is expired; a token without `exp` would never
 ///    expire, so it counts as expired too (`id_token_expired`). At exactly
 ///    `exp + skew` the token is still valid;
-/// 5. `iat` is present and not after `exp` (`id_token_iat_invalid`). It is
+/// 6. `iat` is present and not after `exp` (`id_token_iat_invalid`). It is
 ///    deliberately not compared with the device clock: the token comes
 ///    straight from the token endpoint, bound to this login by PKCE and the
 ///    nonce, so a far-off `iat` cannot mean a replay — only a device clock
@@ -177,15 +182,14 @@ fn seconds_to_ms(seconds: u64) -> u64 {
 ///    would lock their users out of login (OIDC Core makes this check
 ///    optional). `exp` above still uses the device clock, as the spec
 ///    requires;
-/// 6. `nonce`, when `expect.nonce` is `Some`: present and equal, compared in
+/// 7. `nonce`, when `expect.nonce` is `Some`: present and equal, compared in
 ///    time independent of the first difference (`nonce_mismatch`). When it
-///    is `None` (refresh) the claim is not looked at;
-/// 7. `sub`, when `expect.previous_sub` is `Some`: equal to it
-///    (`id_token_sub_mismatch`): a refresh must not switch users.
+///    is `None` (refresh) the claim is not looked at.
 ///
-/// Identity checks (who issued it, for whom) come before time checks so
-/// that a token meant for someone else is reported as such even when it is
-/// also stale.
+/// Identity checks (who issued it, for whom, about whom) come before time
+/// checks so that a token meant for someone else is reported as such even
+/// when it is also stale. `nbf` is not read, for the reason `iat` is not
+/// compared with the clock (5).
 pub fn validate_claims(claims: &IdTokenClaims, expect: &Expectations<'_>) -> Result<(), Error> {
     // 1. iss (step 2).
     if claims.iss != expect.issuer {
@@ -204,31 +208,31 @@ pub fn validate_claims(claims: &IdTokenClaims, expect: &Expectations<'_>) -> Res
         _ => {}
     }
 
-    // 4. exp (step 9).
+    // 4. sub continuity (§12.2).
+    if let Some(previous) = expect.previous_sub {
+        if claims.sub != previous {
+            return Err(Error::IdTokenSubMismatch);
+        }
+    }
+
+    // 5. exp (step 9).
     let exp = claims.exp.ok_or(Error::IdTokenExpired)?;
     if expect.now_ms > seconds_to_ms(exp).saturating_add(expect.skew_ms) {
         return Err(Error::IdTokenExpired);
     }
 
-    // 5. iat (step 10), in seconds: in ms both could saturate to the same
+    // 6. iat (step 10), in seconds: in ms both could saturate to the same
     // value and hide an iat after exp.
     let iat = claims.iat.ok_or(Error::IdTokenIatInvalid)?;
     if iat > exp {
         return Err(Error::IdTokenIatInvalid);
     }
 
-    // 6. nonce (step 11).
+    // 7. nonce (step 11).
     if let Some(expected) = expect.nonce {
         let received = claims.nonce.as_ref().ok_or(Error::NonceMismatch)?;
         if !constant_time_eq(received.secret().as_bytes(), expected.secret().as_bytes()) {
             return Err(Error::NonceMismatch);
-        }
-    }
-
-    // 7. sub continuity (§12.2).
-    if let Some(previous) = expect.previous_sub {
-        if claims.sub != previous {
-            return Err(Error::IdTokenSubMismatch);
         }
     }
 
@@ -407,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn step4_an_expired_token_is_refused() {
+    fn step5_an_expired_token_is_refused() {
         let c = IdTokenClaims {
             exp: Some(NOW_S - 3600),
             ..claims()
@@ -416,7 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn step4_a_token_without_exp_counts_as_expired() {
+    fn step5_a_token_without_exp_counts_as_expired() {
         let c = IdTokenClaims {
             exp: None,
             ..claims()
@@ -425,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn step4_exp_boundary_is_exp_plus_skew() {
+    fn step5_exp_boundary_is_exp_plus_skew() {
         // now == exp + skew: still valid.
         let at_boundary = IdTokenClaims {
             exp: Some((NOW - CLOCK_SKEW_MS) / 1000),
@@ -454,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn step4_a_far_future_exp_does_not_overflow() {
+    fn step5_a_far_future_exp_does_not_overflow() {
         let c = IdTokenClaims {
             exp: Some(u64::MAX),
             ..claims()
@@ -463,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn step5_a_token_without_iat_is_refused() {
+    fn step6_a_token_without_iat_is_refused() {
         let c = IdTokenClaims {
             iat: None,
             ..claims()
@@ -472,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn step5_iat_after_exp_is_refused() {
+    fn step6_iat_after_exp_is_refused() {
         let c = IdTokenClaims {
             iat: Some(NOW_S + 301),
             exp: Some(NOW_S + 300),
@@ -494,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn step5_iat_equal_to_exp_is_accepted() {
+    fn step6_iat_equal_to_exp_is_accepted() {
         let c = IdTokenClaims {
             iat: Some(NOW_S + 300),
             exp: Some(NOW_S + 300),
@@ -504,7 +508,7 @@ mod tests {
     }
 
     #[test]
-    fn step5_a_device_clock_five_minutes_slow_still_accepts_a_fresh_token() {
+    fn step6_a_device_clock_five_minutes_slow_still_accepts_a_fresh_token() {
         // The server's clock says the token was issued 5 minutes after what
         // the device believes is now.
         let c = IdTokenClaims {
@@ -516,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn step5_a_device_clock_five_minutes_fast_still_accepts_a_fresh_token() {
+    fn step6_a_device_clock_five_minutes_fast_still_accepts_a_fresh_token() {
         let c = IdTokenClaims {
             iat: Some(NOW_S - 300),
             exp: Some(NOW_S - 300 + 3600),
@@ -526,7 +530,7 @@ mod tests {
     }
 
     #[test]
-    fn step4_a_zero_skew_is_exact() {
+    fn step5_a_zero_skew_is_exact() {
         let c = IdTokenClaims {
             iat: Some(NOW_S),
             exp: Some(NOW_S),
@@ -549,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn step6_an_expected_nonce_must_be_present() {
+    fn step7_an_expected_nonce_must_be_present() {
         let c = IdTokenClaims {
             nonce: None,
             ..claims()
@@ -558,7 +562,7 @@ mod tests {
     }
 
     #[test]
-    fn step6_an_expected_nonce_must_be_equal() {
+    fn step7_an_expected_nonce_must_be_equal() {
         for other in ["the-nonc", "the-noncf", "the-nonce ", ""] {
             let c = IdTokenClaims {
                 nonce: Some(Nonce::new(other.into())),
@@ -569,7 +573,7 @@ mod tests {
     }
 
     #[test]
-    fn step6_without_an_expected_nonce_the_claim_is_ignored() {
+    fn step7_without_an_expected_nonce_the_claim_is_ignored() {
         let c = IdTokenClaims {
             nonce: Some(Nonce::new("whatever".into())),
             ..claims()
@@ -582,16 +586,20 @@ mod tests {
         assert_eq!(check(&c, None), Ok(()));
     }
 
-    #[test]
-    fn step7_a_refreshed_token_must_name_the_same_user() {
-        let refresh = |previous_sub| Expectations {
+    /// What a refresh expects: no nonce, `previous_sub`'s user.
+    fn refresh(previous_sub: Option<&str>) -> Expectations<'_> {
+        Expectations {
             issuer: ISSUER,
             client_id: CLIENT,
             nonce: None,
             now_ms: NOW,
             skew_ms: CLOCK_SKEW_MS,
             previous_sub,
-        };
+        }
+    }
+
+    #[test]
+    fn step4_a_refreshed_token_must_name_the_same_user() {
         assert_eq!(validate_claims(&claims(), &refresh(Some("alice"))), Ok(()));
         assert_eq!(
             validate_claims(&claims(), &refresh(Some("bob"))),
@@ -599,6 +607,23 @@ mod tests {
         );
         assert_eq!(
             validate_claims(&claims(), &refresh(Some("Alice"))),
+            Err(Error::IdTokenSubMismatch)
+        );
+    }
+
+    #[test]
+    fn another_user_s_token_is_a_sub_mismatch_even_when_it_is_also_stale() {
+        // A device clock far ahead, or a token for someone else that is
+        // stale too: a time failure would keep the session (and hand it to
+        // the other user's tokens).
+        let stale = IdTokenClaims {
+            sub: "bob".into(),
+            exp: Some(NOW_S - 3600),
+            iat: None,
+            ..claims()
+        };
+        assert_eq!(
+            validate_claims(&stale, &refresh(Some("alice"))),
             Err(Error::IdTokenSubMismatch)
         );
     }
@@ -640,17 +665,14 @@ mod tests {
         );
         next(
             &mut |c| c.azp = Some(CLIENT.into()),
-            Err(Error::IdTokenExpired),
+            Err(Error::IdTokenSubMismatch),
         );
+        next(&mut |c| c.sub = "alice".into(), Err(Error::IdTokenExpired));
         next(
             &mut |c| c.exp = Some(NOW_S + 60),
             Err(Error::IdTokenIatInvalid),
         );
         next(&mut |c| c.iat = Some(NOW_S), Err(Error::NonceMismatch));
-        next(
-            &mut |c| c.nonce = Some(nonce()),
-            Err(Error::IdTokenSubMismatch),
-        );
-        next(&mut |c| c.sub = "alice".into(), Ok(()));
+        next(&mut |c| c.nonce = Some(nonce()), Ok(()));
     }
 }
