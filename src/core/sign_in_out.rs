@@ -80,18 +80,23 @@ impl SessionMachine for SignIn {
 }
 
 /// How many times a sign-out clears, under the lock, a set written
-/// meanwhile before it gives up (each try bounded by the store's wait).
-pub const CLEAR_TRIES: u8 = 3;
+/// meanwhile before it gives up (each try bounded by the store's wait, and
+/// preceded by a read).
+pub const CLEAR_TRIES: u8 = 2;
 
 /// Signs out in every tab. First at once, without waiting for anyone: the
 /// store is cleared, the other tabs told, and this tab's copy dropped (each
 /// tab emits `signedOut`, and a refresh still out in any tab stores nothing
 /// when it settles). Then under the lock, so that no refresh is between
 /// reading and writing: whatever a refresh of this session wrote meanwhile
-/// is cleared too (a set whose login is not later than the sign-out), and
-/// the end told again. A set from a later login is left alone. That clear
-/// is tried up to [`CLEAR_TRIES`] times: one that failed or did not finish
-/// in time would leave the set a reload adopts.
+/// is cleared too (a set whose login is not later than the sign-out, or a
+/// store that cannot be read), and the end told again. A set from a later
+/// login is left alone. A clear that failed or did not finish in time
+/// would leave the set for a reload to adopt: the store is read again and,
+/// if that set is still there, cleared again, up to [`CLEAR_TRIES`] clears.
+///
+/// The sign-out's moment is when it was called: a login completed later,
+/// in any tab, is not ended by it.
 ///
 /// The wait for the lock is bounded by the longest a refresh may hold it
 /// ([`RefreshPolicy::settle_cap_ms`] after its timeout). Done with the
@@ -100,24 +105,28 @@ pub const CLEAR_TRIES: u8 = 3;
 #[derive(Debug)]
 pub struct SignOut {
     lock_wait_ms: u32,
+    /// When the sign-out was called.
+    at: u64,
     latest: Option<TokenSet>,
     stage: SignOutStage,
 }
 
+/// `cleared`: the clears tried under the lock so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SignOutStage {
     Reading,
     Clearing,
-    Locking { at: u64 },
-    Rereading { at: u64 },
-    ClearingAgain { at: u64, tries: u8 },
+    Locking,
+    Rereading { cleared: u8 },
+    ClearingAgain { cleared: u8 },
 }
 
 impl SignOut {
-    /// A sign-out; the first step reads the stored set.
-    pub fn start(policy: &RefreshPolicy) -> (SignOut, Step) {
+    /// A sign-out called at `now`; the first step reads the stored set.
+    pub fn start(policy: &RefreshPolicy, now: u64) -> (SignOut, Step) {
         let machine = SignOut {
             lock_wait_ms: policy.settle_cap_ms.saturating_add(policy.timeout_ms),
+            at: now,
             latest: None,
             stage: SignOutStage::Reading,
         };
@@ -130,11 +139,31 @@ impl SignOut {
             wait: Wait::Done(Ok(self.latest.take())),
         }
     }
+
+    /// Done, the end told again when anything was cleared under the lock:
+    /// what was written meanwhile may have reached a tab that did not hear
+    /// the first message (one opened since, reading the store). Told for
+    /// the logins until the sign-out, also when every clear failed.
+    fn done_telling(&mut self, cleared: u8) -> Step {
+        let told = (cleared > 0).then_some(Act::Publish(SessionMessage::Ended {
+            reason: EndReason::SignedOut,
+            login_at_ms: Some(self.at),
+        }));
+        self.done(told.into_iter().collect())
+    }
+
+    /// The next clear under the lock.
+    fn clear_again(&mut self, cleared: u8) -> Step {
+        self.stage = SignOutStage::ClearingAgain {
+            cleared: cleared + 1,
+        };
+        Step::wait(Wait::Clear(EndReason::SignedOut))
+    }
 }
 
 impl SessionMachine for SignOut {
     /// An input out of turn finishes the sign-out with what it has seen.
-    fn on(&mut self, input: Input, session: &Session, now: u64) -> Step {
+    fn on(&mut self, input: Input, session: &Session, _now: u64) -> Step {
         let signed_out = EndReason::SignedOut;
         match (self.stage, input) {
             (SignOutStage::Reading, Input::Loaded(stored)) => {
@@ -145,7 +174,7 @@ impl SessionMachine for SignOut {
             }
             // A failed first clear is made good under the lock.
             (SignOutStage::Clearing, Input::Cleared(_)) => {
-                self.stage = SignOutStage::Locking { at: now };
+                self.stage = SignOutStage::Locking;
                 Step {
                     acts: vec![
                         Act::Publish(SessionMessage::Ended {
@@ -154,7 +183,7 @@ impl SessionMachine for SignOut {
                         }),
                         Act::End {
                             reason: signed_out,
-                            at: now,
+                            at: self.at,
                         },
                     ],
                     wait: Wait::Lock {
@@ -164,36 +193,32 @@ impl SessionMachine for SignOut {
             }
             // Taken or not (a tab holding it past every bound), the store is
             // read again.
-            (SignOutStage::Locking { at }, Input::Locked(_)) => {
-                self.stage = SignOutStage::Rereading { at };
+            (SignOutStage::Locking, Input::Locked(_)) => {
+                self.stage = SignOutStage::Rereading { cleared: 0 };
                 Step::wait(Wait::Load)
             }
-            (SignOutStage::Rereading { at }, Input::Loaded(Ok(Some(written))))
-                if written.login_at_ms <= at =>
+            (SignOutStage::Rereading { cleared }, Input::Loaded(Ok(Some(written))))
+                if written.login_at_ms <= self.at =>
             {
                 self.latest = newest(self.latest.take(), Some(written));
-                self.stage = SignOutStage::ClearingAgain { at, tries: 1 };
-                Step::wait(Wait::Clear(signed_out))
+                self.clear_again(cleared)
             }
-            (SignOutStage::ClearingAgain { at, tries }, Input::Cleared(Err(_)))
-                if tries < CLEAR_TRIES =>
+            // Whatever it holds may be this session's.
+            (SignOutStage::Rereading { cleared }, Input::Loaded(Err(_))) => {
+                self.clear_again(cleared)
+            }
+            // Nothing of this session's left (or a later login's set).
+            (SignOutStage::Rereading { cleared }, Input::Loaded(Ok(_))) => {
+                self.done_telling(cleared)
+            }
+            (SignOutStage::ClearingAgain { cleared }, Input::Cleared(Err(_)))
+                if cleared < CLEAR_TRIES =>
             {
-                self.stage = SignOutStage::ClearingAgain {
-                    at,
-                    tries: tries + 1,
-                };
-                Step::wait(Wait::Clear(signed_out))
+                self.stage = SignOutStage::Rereading { cleared };
+                Step::wait(Wait::Load)
             }
-            // What was written meanwhile may have reached a tab that did not
-            // hear the first message (one opened since, reading the store):
-            // the end is told again, for the logins until the sign-out,
-            // also when every clear failed.
-            (SignOutStage::ClearingAgain { at, .. }, Input::Cleared(_)) => {
-                let told = Act::Publish(SessionMessage::Ended {
-                    reason: signed_out,
-                    login_at_ms: Some(at),
-                });
-                self.done(vec![told])
+            (SignOutStage::ClearingAgain { cleared }, Input::Cleared(_)) => {
+                self.done_telling(cleared)
             }
             _ => self.done(vec![]),
         }

@@ -91,7 +91,7 @@ fn a_sign_out_clears_at_once_then_again_under_the_lock() {
     // while the sign-out waited for the lock.
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, first) = SignOut::start(&POLICY);
+    let (mut machine, first) = SignOut::start(&POLICY, NOW);
     assert_eq!(show(&first), "load");
     let inputs = vec![
         Input::Loaded(Ok(Some(set(0, login)))),
@@ -115,7 +115,7 @@ fn a_sign_out_clears_at_once_then_again_under_the_lock() {
 #[test]
 fn a_later_login_found_under_the_lock_is_left_alone() {
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -129,7 +129,7 @@ fn a_later_login_found_under_the_lock_is_left_alone() {
 #[test]
 fn a_sign_out_without_the_lock_still_reads_the_store_again() {
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -140,24 +140,29 @@ fn a_sign_out_without_the_lock_still_reads_the_store_again() {
 }
 
 #[test]
-fn an_unreadable_store_is_cleared_and_this_tab_s_set_is_the_one_seen() {
+fn an_unreadable_store_is_cleared_both_times_and_this_tab_s_set_is_the_one_seen() {
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Err(quota())),
         Input::Cleared(Ok(())),
         Input::Locked(Ok(())),
         Input::Loaded(Err(quota())),
+        Input::Cleared(Ok(())),
     ];
     let steps = run(&mut machine, &session, inputs);
     assert_eq!(steps[0], "clear SignedOut");
-    assert_eq!(steps[3], "done at-1 -");
+    assert_eq!(steps[3], "clear SignedOut");
+    assert_eq!(
+        steps[4],
+        "publish ended SignedOut logins to 1700000000000; done at-1 -"
+    );
 }
 
 #[test]
 fn a_sign_out_with_no_session_anywhere_has_nothing_to_revoke() {
     let session = Session::new(None);
-    let (mut machine, _) = SignOut::start(&POLICY);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -171,7 +176,7 @@ fn a_sign_out_with_no_session_anywhere_has_nothing_to_revoke() {
 #[test]
 fn a_failed_first_clear_goes_on_to_the_lock() {
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![Input::Loaded(Ok(None)), Input::Cleared(Err(quota()))];
     let steps = run(&mut machine, &session, inputs);
     assert_eq!(
@@ -181,17 +186,18 @@ fn a_failed_first_clear_goes_on_to_the_lock() {
 }
 
 #[test]
-fn a_clear_under_the_lock_that_failed_is_tried_again() {
+fn a_clear_under_the_lock_that_failed_is_read_and_tried_again() {
     // A store that did not answer in time, then did.
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, _) = SignOut::start(&POLICY);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
         Input::Locked(Ok(())),
         Input::Loaded(Ok(Some(set(2, login)))),
         Input::Cleared(Err(quota())),
+        Input::Loaded(Ok(Some(set(2, login)))),
         Input::Cleared(Ok(())),
     ];
     let steps = run(&mut machine, &session, inputs);
@@ -199,6 +205,7 @@ fn a_clear_under_the_lock_that_failed_is_tried_again() {
         steps[3..],
         [
             "clear SignedOut",
+            "load",
             "clear SignedOut",
             "publish ended SignedOut logins to 1700000000000; done at-2 -"
         ]
@@ -206,17 +213,60 @@ fn a_clear_under_the_lock_that_failed_is_tried_again() {
 }
 
 #[test]
-fn a_clear_under_the_lock_is_tried_a_bounded_number_of_times() {
+fn a_clear_that_timed_out_but_took_effect_is_not_tried_again() {
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, _) = SignOut::start(&POLICY);
-    let mut inputs = vec![
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
+    let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
         Input::Locked(Ok(())),
         Input::Loaded(Ok(Some(set(2, login)))),
+        Input::Cleared(Err(quota())),
+        Input::Loaded(Ok(None)),
     ];
-    inputs.extend((0..CLEAR_TRIES).map(|_| Input::Cleared(Err(quota()))));
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(
+        steps[5],
+        "publish ended SignedOut logins to 1700000000000; done at-2 -"
+    );
+}
+
+#[test]
+fn a_later_login_written_while_a_clear_failed_is_left_alone() {
+    // Another tab's login gave up waiting for the lock and wrote its set.
+    let login = NOW - 60_000;
+    let session = Session::new(Some(set(1, login)));
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
+    let inputs = vec![
+        Input::Loaded(Ok(None)),
+        Input::Cleared(Ok(())),
+        Input::Locked(Ok(())),
+        Input::Loaded(Ok(Some(set(2, login)))),
+        Input::Cleared(Err(quota())),
+        Input::Loaded(Ok(Some(set(7, NOW + 1)))),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(
+        steps[5],
+        "publish ended SignedOut logins to 1700000000000; done at-2 -"
+    );
+}
+
+#[test]
+fn a_clear_under_the_lock_is_tried_a_bounded_number_of_times() {
+    let login = NOW - 60_000;
+    let session = Session::new(Some(set(1, login)));
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
+    let mut inputs = vec![
+        Input::Loaded(Ok(None)),
+        Input::Cleared(Ok(())),
+        Input::Locked(Ok(())),
+    ];
+    for _ in 0..CLEAR_TRIES {
+        inputs.push(Input::Loaded(Ok(Some(set(2, login)))));
+        inputs.push(Input::Cleared(Err(quota())));
+    }
     let steps = run(&mut machine, &session, inputs);
     let clears = steps.iter().filter(|s| *s == "clear SignedOut").count();
     assert_eq!(clears, 1 + usize::from(CLEAR_TRIES));
@@ -224,4 +274,17 @@ fn a_clear_under_the_lock_is_tried_a_bounded_number_of_times() {
         steps.last().unwrap(),
         "publish ended SignedOut logins to 1700000000000; done at-2 -"
     );
+}
+
+#[test]
+fn a_login_completed_after_the_sign_out_was_called_is_left_alone() {
+    // The first clear took 5 s; another tab's login completed meanwhile.
+    let session = Session::new(Some(set(1, NOW - 60_000)));
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
+    let later = NOW + 5_000;
+    machine.on(Input::Loaded(Ok(None)), &session, NOW);
+    machine.on(Input::Cleared(Ok(())), &session, later);
+    machine.on(Input::Locked(Ok(())), &session, later);
+    let found = Input::Loaded(Ok(Some(set(7, NOW + 1))));
+    assert_eq!(show(&machine.on(found, &session, later)), "done at-1 -");
 }
