@@ -672,14 +672,14 @@ export declare class AuthClient {
   logout(options?: LogoutOptions): Promise<LogoutResult>;
 
   /**
-   * Stops this client: its listeners get no more events, it no longer
-   * hears other tabs, and it no longer refreshes when the tab becomes
-   * visible. Later calls reject (a method that returns no promise throws)
-   * with `client_disposed`. What is in flight runs to its end: a refresh
-   * the server answered is still saved and told to the other tabs, a
-   * `fetchWithAuth` still resends after it. The session stays stored, for
-   * the next client. Calling it again does nothing. `<AuthProvider>` calls
-   * it when it unmounts.
+   * Stops this client: its listeners get no more events (a listener that
+   * disposes the client stops the event's other listeners too), and it no
+   * longer refreshes when the tab becomes visible. Later calls reject (a
+   * method that returns no promise throws) with `client_disposed`. What is
+   * in flight runs to its end: a refresh the server answered is still saved
+   * and told to the other tabs, a `fetchWithAuth` still resends after it.
+   * The session stays stored, for the next client. Calling it again does
+   * nothing. `<AuthProvider>` calls it when it unmounts.
    */
   dispose(): void;
 }

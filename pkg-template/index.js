@@ -241,10 +241,10 @@ export class AuthClient {
     return this.#client?.logout(options) ?? rejected();
   }
 
-  // Stops hearing (events, other tabs, the tab becoming visible); calls
-  // made later reject with client_disposed. What is in flight runs to its
-  // end. The wasm object itself is freed by the glue's FinalizationRegistry
-  // once nothing in flight holds it.
+  // Stops the client (no events, no refresh on visibility); calls made
+  // later reject with client_disposed. What is in flight runs to its end.
+  // The wasm object itself is freed by the glue's FinalizationRegistry
+  // once nothing in flight holds it (its channel closes then).
   dispose() {
     this.#client?.dispose();
     this.#client = null;

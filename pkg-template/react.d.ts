@@ -35,7 +35,9 @@ export interface AuthProviderProps<AppState = unknown> {
  * Creates one {@link AuthClient} (once, even under StrictMode's double
  * mount), completes a login response found in the address bar, and gives
  * its descendants {@link useAuth}. Renders `children` at once; on the server
- * they render with `isLoading: true`.
+ * they render with `isLoading: true`. Unmounted (or hidden in an
+ * `<Activity>`), it disposes its client ({@link AuthClient.dispose}); shown
+ * again, it starts a new one.
  */
 export function AuthProvider<AppState = unknown>(props: AuthProviderProps<AppState>): ReactElement;
 

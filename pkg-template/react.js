@@ -78,6 +78,9 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
     // StrictMode's rehearsal (and Fast Refresh) run the cleanup and then
     // this effect again at once: the client is kept.
     clearTimeout(disposing.current);
+    // Shown again after its client was disposed (<Activity> runs the
+    // cleanups of a subtree it hides): a new client, loading meanwhile.
+    if (started.current === null) setState((s) => (s.client ? LOADING : s));
     let active = true;
     const unsubscribe = [];
     begin().then(
@@ -100,7 +103,9 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
       // Unmounted for good: the client stops hearing other tabs and the
       // tab's visibility (what it has in flight runs to its end).
       disposing.current = setTimeout(() => {
-        started.current?.then(({ client }) => client.dispose(), () => {});
+        const gone = started.current;
+        started.current = null;
+        gone?.then(({ client }) => client.dispose(), () => {});
       });
     };
   }, [begin]);

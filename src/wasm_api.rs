@@ -520,14 +520,15 @@ impl AuthClient {
         start(&self.inner, Call::Logout(options))
     }
 
-    /// Stops the client hearing anything: no more events to its listeners,
-    /// no more messages from other tabs, no refresh when the tab becomes
-    /// visible. What is in flight (a refresh, a call, a popup login) runs
-    /// to its end: a rotation the server answered is still saved and told
-    /// to the other tabs. The session stays stored.
+    /// Stops the client: no more events to its listeners, no refresh when
+    /// the tab becomes visible. What is in flight (a refresh, a call, a
+    /// popup login) runs to its end: a rotation the server answered is
+    /// still saved and told to the other tabs. Until then the client keeps
+    /// hearing other tabs' sets (one only broadcast, its save failed, is
+    /// what an in-flight refresh must start from). The session stays
+    /// stored.
     pub fn dispose(&self) {
         self.inner.events.clear();
-        self.inner.channel.stop_listening();
         drop(self.inner.visibility.take());
     }
 }

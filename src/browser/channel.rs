@@ -49,14 +49,6 @@ impl SessionChannel {
             _listener: Some(listener),
         }
     }
-
-    /// Stops hearing other tabs; sending goes on (a refresh in flight still
-    /// tells its rotation).
-    pub fn stop_listening(&self) {
-        if let Some(channel) = &self.channel {
-            channel.set_onmessage(None);
-        }
-    }
 }
 
 /// A posted object's members, read for [`SessionMessage::read`] (the

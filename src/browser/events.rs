@@ -71,18 +71,22 @@ impl Emitter {
         self.listeners.borrow_mut().clear();
     }
 
-    /// Calls every listener of `event` with `detail`.
+    /// Calls every listener of `event` with `detail`, as a DOM event
+    /// target does: one added while it is called waits for the next event,
+    /// one removed (or the client disposed) before its turn is skipped.
     pub fn emit(&self, event: EventName, detail: &JsValue) {
         // Copied first: a listener may subscribe or unsubscribe while called.
-        let functions: Vec<Function> = self
+        let called: Vec<(u32, Function)> = self
             .listeners
             .borrow()
             .iter()
             .filter(|l| l.event == event)
-            .map(|l| l.function.clone())
+            .map(|l| (l.id, l.function.clone()))
             .collect();
-        for function in functions {
-            let _ = function.call1(&JsValue::UNDEFINED, detail);
+        for (id, function) in called {
+            if self.listeners.borrow().iter().any(|l| l.id == id) {
+                let _ = function.call1(&JsValue::UNDEFINED, detail);
+            }
         }
     }
 

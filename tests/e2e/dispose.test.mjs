@@ -193,3 +193,26 @@ test("a fast-path call in flight when its client is disposed still gets its answ
     await context.close();
   }
 });
+
+test("a listener that disposes the client stops the event's other listeners, as removing them would", BOUNDED, async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const [a] = await signedInTabs(context, idp);
+    const heard = await a.evaluate(async () => {
+      const heard = [];
+      window.auth.on("tokens", () => {
+        heard.push("first");
+        window.auth.dispose();
+      });
+      window.auth.on("tokens", () => heard.push("second"));
+      // A refresh in this tab emits `tokens`.
+      await window.auth.getAccessToken({ forceRefresh: true });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return heard;
+    });
+    assert.deepEqual(heard, ["first"]);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});

@@ -33,17 +33,36 @@ async function buildApp() {
   rmSync(APP, { recursive: true, force: true });
   cpSync(EXAMPLE, APP, { recursive: true });
   writeFileSync(path.join(APP, "package.json"), JSON.stringify({ name: "latchkey-react-app", private: true, type: "module" }) + "\n");
-  // The one change to the example: the test can unmount the app.
+  // The one change to the example: the test can unmount the app
+  // (window.unmountApp) and hide it in an <Activity> (window.setAppMode).
   const main = path.join(APP, "src/main.tsx");
-  const render = 'createRoot(document.getElementById("root")!).render(';
-  const source = readFileSync(main, "utf8");
-  if (!source.includes(render)) throw new Error(`examples/react/src/main.tsx no longer has ${render}`);
-  const unmountable = [
-    'const root = createRoot(document.getElementById("root")!);',
-    "(window as unknown as { unmountApp: () => void }).unmountApp = () => root.unmount();",
-    "root.render(",
+  const edits = [
+    [
+      'createRoot(document.getElementById("root")!).render(',
+      [
+        'const root = createRoot(document.getElementById("root")!);',
+        "(window as unknown as { unmountApp: () => void }).unmountApp = () => root.unmount();",
+        "root.render(",
+      ].join("\n"),
+    ],
+    ['import { StrictMode } from "react";', 'import { Activity, StrictMode, useState, type ReactNode } from "react";'],
+    ["  <StrictMode>\n", "  <StrictMode>\n    <Hideable>\n"],
+    ["  </StrictMode>,", "    </Hideable>\n  </StrictMode>,"],
+  ];
+  let source = readFileSync(main, "utf8");
+  for (const [from, to] of edits) {
+    if (!source.includes(from)) throw new Error(`examples/react/src/main.tsx no longer has ${from}`);
+    source = source.replace(from, to);
+  }
+  source += [
+    "function Hideable({ children }: { children: ReactNode }) {",
+    '  const [mode, setMode] = useState<"visible" | "hidden">("visible");',
+    "  (window as unknown as { setAppMode: typeof setMode }).setAppMode = setMode;",
+    "  return <Activity mode={mode}>{children}</Activity>;",
+    "}",
+    "",
   ].join("\n");
-  writeFileSync(main, source.replace(render, unmountable));
+  writeFileSync(main, source);
   await run("npm", ["install", "--offline", "--no-audit", "--no-fund", TARBALL], { cwd: APP });
   // React's development build: only it runs StrictMode's double mount.
   const env = { ...process.env, NODE_ENV: "development" };
@@ -265,6 +284,34 @@ test("an unmounted AuthProvider disposes its client; StrictMode's rehearsal does
     assert.deepEqual(errors, []);
   } finally {
     idp.setAccessTokenTtl(3600);
+    await context.close();
+  }
+});
+
+// React's <Activity mode="hidden"> runs the cleanups of the subtree it
+// hides, as an unmount does: the provider's client is disposed. Shown
+// again, the provider starts a new client and the app works as before.
+test("an AuthProvider hidden in an <Activity> and shown again works with a new client", async () => {
+  const context = await appContext();
+  try {
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "signed out");
+    await page.click("#sign-in");
+    await page.waitForURL((url) => url.pathname === "/after-login", { timeout: 15_000 });
+    await statusIs(page, "signed in");
+
+    await page.evaluate(() => window.setAppMode("hidden"));
+    // Past the provider's deferred disposal.
+    await page.waitForTimeout(200);
+    await page.evaluate(() => window.setAppMode("visible"));
+    await statusIs(page, "signed in");
+    await page.click("#call-api");
+    assert.equal(await text(page, "#api"), `200 ${TEST_USER.sub}`);
+    assert.equal(await page.$("#failure"), null);
+    assert.deepEqual(errors, []);
+  } finally {
     await context.close();
   }
 });
