@@ -185,7 +185,9 @@ export type AllowedOrigin =
        * `"query"`: an `access_token` query parameter, replacing any already
        * in the URL ([RFC 6750 §2.3](https://www.rfc-editor.org/rfc/rfc6750#section-2.3)),
        * for APIs that accept nothing else: the token then ends up in server
-       * logs, proxies and browser history.
+       * logs, proxies and browser history. Redirects are not followed (one
+       * keeping the query would carry the token to wherever it points): the
+       * answer is the redirect itself, `type: "opaqueredirect"`.
        */
       tokenIn?: "header" | "query";
     };

@@ -264,7 +264,9 @@ async function sendFast(client, href, input, init, authorization) {
   // same members, whatever the app does with `init` or the page meanwhile
   // (its token replaced).
   const sent = { ...init, headers };
-  const response = await fetch(input, sent);
+  // To the URL that was checked: `input` may be a URL object the app's
+  // code (a headers getter, a toString) changed since.
+  const response = await fetch(href, sent);
   if (client.answerIsFinal(response.status, response.redirected)) return response;
   return client.fetchWithAuthAfter(href, sent, response, authorization);
 }

@@ -199,6 +199,14 @@ impl Outgoing {
                     let value = Reflect::get(&self.template, &(*field).into()).map_err(invalid)?;
                     Reflect::set(&init, &(*field).into(), &value).map_err(invalid)?;
                 }
+                // A redirect keeping the query would carry the token to
+                // wherever it points (the browser strips only an
+                // `Authorization` header): not followed, the app gets the
+                // redirect (`type: "opaqueredirect"`) unless it chose
+                // `redirect: "error"` itself.
+                if self.template.redirect() == web_sys::RequestRedirect::Follow {
+                    Reflect::set(&init, &"redirect".into(), &"manual".into()).map_err(invalid)?;
+                }
                 if !self.body.is_undefined() {
                     Reflect::set(&init, &"body".into(), &self.body).map_err(invalid)?;
                 }

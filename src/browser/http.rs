@@ -69,13 +69,18 @@ pub async fn send(url: &str, init: &RequestInit) -> Result<JsonReply, Error> {
     })
 }
 
-/// A `GET` asking for JSON.
+/// A `GET` asking for JSON, revalidated with the server whatever the HTTP
+/// cache holds: a key set is fetched again because the one in memory did
+/// not have the key an ID token names (the HTTP cache's copy would be that
+/// same set), discovery because the kept document is being revalidated,
+/// and an identity is resolved as it is now.
 fn json_get() -> Result<RequestInit, Error> {
     let headers = Headers::new().map_err(network)?;
     headers.set("Accept", "application/json").map_err(network)?;
     let init = RequestInit::new();
     init.set_method("GET");
     init.set_headers(&headers);
+    init.set_cache(web_sys::RequestCache::NoCache);
     Ok(init)
 }
 

@@ -116,7 +116,10 @@ enum Stage {
     /// Keeping the fetched set; the key found in it, if any (boxed: a key
     /// is large beside the other stages).
     Keeping(Option<Box<Jwk>>),
-    Verifying,
+    /// `cached`: the key came from the cached set, not a fetch just made.
+    Verifying {
+        cached: bool,
+    },
     Over,
 }
 
@@ -140,7 +143,10 @@ enum Stage {
 ///    (`id_token_invalid_signature` when it does not verify; an ES256
 ///    signature that is not 64 bytes cannot verify and is refused without
 ///    asking the platform; a platform error, e.g. an unusable key, is
-///    returned as is);
+///    returned as is). A cached key whose signature does not verify may be
+///    one the issuer replaced under the same `kid` (or its only key, with
+///    none): the set is fetched once, as in 3, and the key found there
+///    decides — so only the issuer's current keys can refuse a token;
 /// 5. the payload parses as a JSON object of [`IdTokenClaims`]
 ///    (`id_token_malformed`);
 /// 6. [`validate_claims`] against the expectations (their own fixed order).
@@ -201,7 +207,7 @@ impl<'a> VerifyIdToken<'a> {
     pub fn on(&mut self, fed: Fed, json: &dyn ReadClaims) -> Step {
         match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
             // 3. The key: cached, or one fetch.
-            (Stage::LookingUp, Fed::Cached(Some(key))) => self.verify_with(key),
+            (Stage::LookingUp, Fed::Cached(Some(key))) => self.verify_with(key, true),
             (Stage::LookingUp, Fed::Cached(None)) => match self.jwks_uri {
                 Some(uri) => {
                     self.stage = Stage::Fetching;
@@ -220,22 +226,32 @@ impl<'a> VerifyIdToken<'a> {
                 Step::Do(Need::KeepKeys(jwks))
             }
             (Stage::Fetching, Fed::Fetched(Err(error))) => Step::Done(Err(error)),
-            (Stage::Keeping(Some(key)), Fed::Kept) => self.verify_with(*key),
+            (Stage::Keeping(Some(key)), Fed::Kept) => self.verify_with(*key, false),
             (Stage::Keeping(None), Fed::Kept) => Step::Done(Err(Error::IdTokenKeyNotFound)),
             // 4. The signature.
-            (Stage::Verifying, Fed::Verified(Ok(true))) => Step::Done(self.claims(json)),
-            (Stage::Verifying, Fed::Verified(Ok(false))) => {
+            (Stage::Verifying { .. }, Fed::Verified(Ok(true))) => Step::Done(self.claims(json)),
+            (Stage::Verifying { cached: true }, Fed::Verified(Ok(false))) => match self.jwks_uri {
+                Some(uri) => {
+                    self.stage = Stage::Fetching;
+                    Step::Do(Need::FetchKeys {
+                        uri: uri.to_owned(),
+                    })
+                }
+                None => Step::Done(Err(Error::IdTokenInvalidSignature)),
+            },
+            (Stage::Verifying { .. }, Fed::Verified(Ok(false))) => {
                 Step::Done(Err(Error::IdTokenInvalidSignature))
             }
-            (Stage::Verifying, Fed::Verified(Err(error))) => Step::Done(Err(error)),
+            (Stage::Verifying { .. }, Fed::Verified(Err(error))) => Step::Done(Err(error)),
             (_, _) => Step::Done(Err(Error::JwksUnavailable {
                 reason: "the verification was fed out of order".into(),
             })),
         }
     }
 
-    /// Step 4, unless the signature cannot be `alg`'s (a wrong length).
-    fn verify_with(&mut self, key: Jwk) -> Step {
+    /// Step 4 with `key` (`cached`: from the cached set), unless the
+    /// signature cannot be `alg`'s (a wrong length).
+    fn verify_with(&mut self, key: Jwk, cached: bool) -> Step {
         let (_, signature) = self.signed();
         if self
             .alg
@@ -244,7 +260,7 @@ impl<'a> VerifyIdToken<'a> {
         {
             return Step::Done(Err(Error::IdTokenInvalidSignature));
         }
-        self.stage = Stage::Verifying;
+        self.stage = Stage::Verifying { cached };
         Step::Do(Need::VerifySignature { alg: self.alg, key })
     }
 
@@ -516,6 +532,87 @@ mod tests {
         assert_eq!(
             verify(&platform, &cache, Some(URI), &unknown).unwrap_err(),
             Error::IdTokenKeyNotFound
+        );
+    }
+
+    #[test]
+    fn a_cached_key_replaced_under_the_same_kid_is_fetched_again() {
+        let platform = FakePlatform::at(NOW);
+        let cache = JwksCache::new();
+        let (old, old_input) = rs256("k1", &claims_json(ISSUER));
+        platform.expect_get(URI, 200, JWKS_K1);
+        platform.expect_signature(
+            JwsAlgorithm::Rs256,
+            &rsa("k1"),
+            &old_input,
+            SIGNATURE,
+            Ok(true),
+        );
+        verify(&platform, &cache, Some(URI), &old).unwrap();
+        // The issuer replaced k1's key material, keeping its kid.
+        let replaced = Jwk {
+            n: Some("AQAC".into()),
+            ..rsa("k1")
+        };
+        let (new, new_input) = rs256("k1", &claims_json(ISSUER));
+        platform.expect_signature(
+            JwsAlgorithm::Rs256,
+            &rsa("k1"),
+            &new_input,
+            SIGNATURE,
+            Ok(false),
+        );
+        platform.expect_get(
+            URI,
+            200,
+            r#"{"keys":[{"kty":"RSA","kid":"k1","n":"AQAC","e":"AQAB"}]}"#,
+        );
+        platform.expect_signature(
+            JwsAlgorithm::Rs256,
+            &replaced,
+            &new_input,
+            SIGNATURE,
+            Ok(true),
+        );
+        verify(&platform, &cache, Some(URI), &new).unwrap();
+        // The new key is the cached one now: no request scripted.
+        platform.expect_signature(
+            JwsAlgorithm::Rs256,
+            &replaced,
+            &new_input,
+            SIGNATURE,
+            Ok(true),
+        );
+        verify(&platform, &cache, Some(URI), &new).unwrap();
+    }
+
+    #[test]
+    fn a_signature_refused_by_the_refetched_key_too_is_invalid_after_one_fetch() {
+        let platform = FakePlatform::at(NOW);
+        let cache = JwksCache::new();
+        let (token, input) = rs256("k1", &claims_json(ISSUER));
+        platform.expect_get(URI, 200, JWKS_K1);
+        platform.expect_signature(JwsAlgorithm::Rs256, &rsa("k1"), &input, SIGNATURE, Ok(true));
+        verify(&platform, &cache, Some(URI), &token).unwrap();
+        // Cached key, then the refetched one: both refuse; one GET only.
+        platform.expect_signature(
+            JwsAlgorithm::Rs256,
+            &rsa("k1"),
+            &input,
+            SIGNATURE,
+            Ok(false),
+        );
+        platform.expect_get(URI, 200, JWKS_K1);
+        platform.expect_signature(
+            JwsAlgorithm::Rs256,
+            &rsa("k1"),
+            &input,
+            SIGNATURE,
+            Ok(false),
+        );
+        assert_eq!(
+            verify(&platform, &cache, Some(URI), &token).unwrap_err(),
+            Error::IdTokenInvalidSignature
         );
     }
 

@@ -147,6 +147,38 @@ fn a_signature_that_does_not_verify_is_refused_before_the_claims() {
     let nonce = nonce();
     let expect = expect(&nonce);
     let (mut machine, _) = VerifyIdToken::start(&json, &token, Some(URI), &expect);
+    machine.on(Fed::Cached(None), &json);
+    machine.on(Fed::Fetched(Ok(keys(vec![rsa("k1")]))), &json);
+    machine.on(Fed::Kept, &json);
+    let outcome = done(machine.on(Fed::Verified(Ok(false)), &json));
+    assert_eq!(outcome.unwrap_err(), Error::IdTokenInvalidSignature);
+}
+
+#[test]
+fn a_cached_key_that_refuses_the_signature_sends_for_the_current_set() {
+    let json = FakePlatform::default();
+    let (token, _) = rs256("k1", &claims_json(ISSUER));
+    let nonce = nonce();
+    let expect = expect(&nonce);
+    let (mut machine, _) = VerifyIdToken::start(&json, &token, Some(URI), &expect);
+    machine.on(Fed::Cached(Some(rsa("k1"))), &json);
+    match machine.on(Fed::Verified(Ok(false)), &json) {
+        Step::Do(Need::FetchKeys { uri }) => assert_eq!(uri, URI),
+        other => panic!("expected a fetch of the key set, got {other:?}"),
+    }
+    machine.on(Fed::Fetched(Ok(keys(vec![rsa("k1")]))), &json);
+    asks_signature_check(&machine.on(Fed::Kept, &json), "k1");
+    let outcome = done(machine.on(Fed::Verified(Ok(false)), &json));
+    assert_eq!(outcome.unwrap_err(), Error::IdTokenInvalidSignature);
+}
+
+#[test]
+fn a_cached_key_that_refuses_the_signature_without_a_jwks_uri_is_invalid() {
+    let json = FakePlatform::default();
+    let (token, _) = rs256("k1", &claims_json(ISSUER));
+    let nonce = nonce();
+    let expect = expect(&nonce);
+    let (mut machine, _) = VerifyIdToken::start(&json, &token, None, &expect);
     machine.on(Fed::Cached(Some(rsa("k1"))), &json);
     let outcome = done(machine.on(Fed::Verified(Ok(false)), &json));
     assert_eq!(outcome.unwrap_err(), Error::IdTokenInvalidSignature);

@@ -278,6 +278,26 @@ test('tokenIn "query": ?access_token= (replacing one in the URL), no header, one
   }
 });
 
+test('tokenIn "query": a redirect is not followed, so the token in the query goes nowhere else', async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const { tab, token } = await signIn(context, { allowedOrigins: [{ origin: api.origin, tokenIn: "query" }] });
+    const answer = await tab.evaluate(async (url) => {
+      const res = await window.auth.fetchWithAuth(url);
+      return { type: res.type, status: res.status };
+    }, `${api.origin}/redirect`);
+    assert.deepEqual(answer, { type: "opaqueredirect", status: 0 });
+    assert.deepEqual(api.requests, [{ path: "/redirect", query: [["access_token", token]], authorization: null }], "only the request the app made");
+    // With the header, the browser follows (and would strip the header
+    // across origins): the placement alone decides.
+    api.reset();
+    assert.deepEqual(await attempt(tab, `${api.origin}/api/whoami`), { status: 200, redirected: false });
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("a response that came through a redirect is not retried", async () => {
   const { context, errors } = await freshContext(browser);
   try {

@@ -281,12 +281,12 @@ test("a URL object input takes the fast path; Headers, pair-array and null-proto
     assert.deepEqual(
       calls.map((c) => [c.kind, c.args, c.method, c.authorization, c.trace]),
       [
-        ["URL", 2, "POST", `Bearer ${token}`, "headers-object"],
-        ["URL", 2, "PUT", `Bearer ${token}`, "pairs"],
-        ["URL", 2, "PATCH", `Bearer ${token}`, "bare"],
-        ["URL", 2, "GET", `Bearer ${token}`, null],
+        ["string", 2, "POST", `Bearer ${token}`, "headers-object"],
+        ["string", 2, "PUT", `Bearer ${token}`, "pairs"],
+        ["string", 2, "PATCH", `Bearer ${token}`, "bare"],
+        ["string", 2, "GET", `Bearer ${token}`, null],
       ],
-      "every call took the fast path with the app's URL object",
+      "every call took the fast path, to the address checked (the URL object's href)",
     );
     assert.deepEqual(
       (await wire.seen(4)).map((r) => [r.method, r.authorization, r.trace]),
@@ -298,6 +298,42 @@ test("a URL object input takes the fast path; Headers, pair-array and null-proto
       ],
     );
     assert.equal(refreshGrants(), 0);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("the fast path sends to the address it checked, even when the app's URL object changes meanwhile", TEST, async () => {
+  const { context, errors, tab, token } = await signIn();
+  try {
+    const out = await within(
+      tab.evaluate(async ([allowed, elsewhere]) => {
+        const url = new URL(allowed);
+        // The app's headers getter is read once for the check, and again
+        // after it (for the request's headers): then it moves the URL.
+        let reads = 0;
+        const init = {
+          get headers() {
+            reads += 1;
+            if (reads > 1) url.href = elsewhere;
+            return { "X-Trace": "moved" };
+          },
+        };
+        const res = await window.auth.fetchWithAuth(url, init);
+        return { status: res.status, now: url.href };
+      }, [idp.echoUrl, `${idp.spaOrigin}/demo-config.json`]),
+      15_000,
+      "the call",
+    );
+    assert.equal(out.now, `${idp.spaOrigin}/demo-config.json`, "the app did move its URL");
+    assert.equal(out.status, 200);
+    const calls = await callsTo(tab);
+    assert.deepEqual(
+      calls.map((c) => [c.url, c.authorization]),
+      [[idp.echoUrl, `Bearer ${token}`]],
+      "the token went to the allowed address only",
+    );
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
@@ -342,7 +378,8 @@ test("a relative URL is resolved against the page, as a Request would be: refuse
     assert.deepEqual(sent, { string: { status: 200 }, request: { status: 200 } });
     const url = `${idp.spaOrigin}/demo-config.json`;
     assert.deepEqual(await callsTo(tab), [
-      { args: 2, kind: "string", input: "/demo-config.json", url, method: "GET", authorization: `Bearer ${token}`, trace: null },
+      // Sent to the address checked: the relative URL as resolved when the call was made.
+      { args: 2, kind: "string", input: url, url, method: "GET", authorization: `Bearer ${token}`, trace: null },
       { args: 1, kind: "Request", url, method: "GET", authorization: `Bearer ${token}`, trace: null },
     ]);
     assert.equal(refreshGrants(), 0);
