@@ -103,6 +103,11 @@ pub struct Jwk {
     /// `sig` or `enc`; an `enc` key never verifies a signature.
     #[serde(default, rename = "use")]
     pub key_use: Option<String>,
+    /// What the key may be used for
+    /// ([RFC 7517 §4.3](https://www.rfc-editor.org/rfc/rfc7517#section-4.3)):
+    /// when given, it must include `verify`.
+    #[serde(default)]
+    pub key_ops: Option<Vec<String>>,
     /// RSA modulus (base64url).
     #[serde(default)]
     pub n: Option<String>,
@@ -118,6 +123,15 @@ pub struct Jwk {
     /// EC y coordinate (base64url).
     #[serde(default)]
     pub y: Option<String>,
+}
+
+impl Jwk {
+    /// Whether `key_ops`, when given, allows verifying a signature.
+    pub fn verifies(&self) -> bool {
+        self.key_ops
+            .as_ref()
+            .is_none_or(|ops| ops.iter().any(|op| op == "verify"))
+    }
 }
 
 /// An issuer's key set, as served at `jwks_uri`.
@@ -147,6 +161,7 @@ pub fn select_key<'a>(jwks: &'a Jwks, alg: JwsAlgorithm, kid: Option<&str>) -> O
     let mut candidates = jwks.keys.iter().filter(|key| {
         alg.fits(key)
             && key.key_use.as_deref().is_none_or(|u| u == "sig")
+            && key.verifies()
             && key.alg.as_deref().is_none_or(|a| a == alg.as_str())
             && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid))
     });
@@ -658,6 +673,27 @@ mod tests {
         assert_eq!(
             select_key(&both, JwsAlgorithm::Rs256, Some("a")),
             Some(&sig)
+        );
+    }
+
+    #[test]
+    fn a_key_whose_operations_exclude_verify_never_verifies() {
+        let mut encrypting = rsa(Some("a"));
+        encrypting.key_ops = Some(vec!["encrypt".into()]);
+        assert_eq!(
+            select_key(
+                &set(vec![encrypting.clone()]),
+                JwsAlgorithm::Rs256,
+                Some("a")
+            ),
+            None
+        );
+        let mut verifying = rsa(Some("a"));
+        verifying.key_ops = Some(vec!["verify".into()]);
+        let both = set(vec![encrypting, verifying.clone()]);
+        assert_eq!(
+            select_key(&both, JwsAlgorithm::Rs256, Some("a")),
+            Some(&verifying)
         );
     }
 

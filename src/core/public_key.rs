@@ -62,7 +62,8 @@ fn crypto_error(reason: impl Into<String>) -> Error {
 }
 
 /// Checks `key` against `alg` (`crypto_error` when it cannot be used): a
-/// declared `alg` must be `alg` and a declared `use` must be `sig`; RS256 and
+/// declared `alg` must be `alg`, a declared `use` must be `sig` and declared
+/// `key_ops` must include `verify`; RS256 and
 /// PS256 need an RSA key of at least [`MIN_RSA_MODULUS_BITS`] bits with a
 /// non-zero exponent; ES256 needs a P-256 key with 32-byte coordinates.
 /// Whether a P-256 point is on the curve is left to the platform's import.
@@ -83,6 +84,9 @@ pub fn check_key(alg: JwsAlgorithm, key: &Jwk) -> Result<CheckedKey<'_>, Error> 
                 Quoted(key_use)
             )));
         }
+    }
+    if !key.verifies() {
+        return Err(crypto_error("the key's key_ops do not include \"verify\""));
     }
     match alg {
         JwsAlgorithm::Rs256 | JwsAlgorithm::Ps256 => {

@@ -83,6 +83,21 @@ fn a_key_declared_for_another_alg_is_refused() {
 }
 
 #[test]
+fn a_key_whose_operations_exclude_verify_is_refused() {
+    let key = Jwk {
+        key_ops: Some(vec!["encrypt".into()]),
+        ..ec()
+    };
+    let message = refused(JwsAlgorithm::Es256, &key);
+    assert!(message.contains("key_ops"), "{message}");
+    let verifying = Jwk {
+        key_ops: Some(vec!["verify".into()]),
+        ..ec()
+    };
+    assert!(check_key(JwsAlgorithm::Es256, &verifying).is_ok());
+}
+
+#[test]
 fn a_key_for_encryption_is_refused() {
     let key = Jwk {
         key_use: Some("enc".into()),
