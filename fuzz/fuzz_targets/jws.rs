@@ -49,6 +49,7 @@ fn key(kty: &str, kid: Option<&str>, alg: Option<&str>, key_use: Option<&str>) -
         kid: kid.map(str::to_string),
         alg: alg.map(str::to_string),
         key_use: key_use.map(str::to_string),
+        key_ops: None,
         n: (kty == "RSA").then(|| "sXch".into()),
         e: (kty == "RSA").then(|| "AQAB".into()),
         crv: (kty == "EC").then(|| "P-256".into()),
@@ -70,6 +71,10 @@ fn default_jwks() -> Jwks {
             },
             key("RSA", Some("dup"), Some("PS256"), None),
             key("RSA", Some("dup"), Some("PS256"), None),
+            Jwk {
+                key_ops: Some(vec!["encrypt".into()]),
+                ..key("RSA", Some("encrypting"), None, None)
+            },
         ],
     }
 }
@@ -170,7 +175,12 @@ fn model_candidate(key: &Jwk, alg: JwsAlgorithm, kid: Option<&str>) -> bool {
         JwsAlgorithm::Rs256 | JwsAlgorithm::Ps256 => key.kty == "RSA",
         JwsAlgorithm::Es256 => key.kty == "EC" && key.crv.as_deref() == Some("P-256"),
     };
+    let ops_allow_verify = match &key.key_ops {
+        None => true,
+        Some(ops) => ops.contains(&"verify".to_string()),
+    };
     fits && matches!(key.key_use.as_deref(), None | Some("sig"))
+        && ops_allow_verify
         && (key.alg.is_none() || key.alg.as_deref() == Some(alg.as_str()))
         && (kid.is_none() || key.kid.as_deref() == kid)
 }
@@ -270,6 +280,12 @@ fn model_validate(claims: &IdTokenClaims, expect: &Expectations<'_>) -> Result<(
     if !azp_ok {
         return Err(Error::IdTokenAzpMismatch);
     }
+    // Who the token is about, before any time check.
+    if let Some(previous) = expect.previous_sub {
+        if claims.sub != previous {
+            return Err(Error::IdTokenSubMismatch);
+        }
+    }
     let exp = claims.exp.ok_or(Error::IdTokenExpired)?;
     if u128::from(expect.now_ms) > u128::from(exp) * 1000 + u128::from(expect.skew_ms) {
         return Err(Error::IdTokenExpired);
@@ -282,11 +298,6 @@ fn model_validate(claims: &IdTokenClaims, expect: &Expectations<'_>) -> Result<(
     if let Some(expected) = expect.nonce {
         if claims.nonce.as_ref().map(Nonce::secret) != Some(expected.secret()) {
             return Err(Error::NonceMismatch);
-        }
-    }
-    if let Some(previous) = expect.previous_sub {
-        if claims.sub != previous {
-            return Err(Error::IdTokenSubMismatch);
         }
     }
     Ok(())

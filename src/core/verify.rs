@@ -85,8 +85,8 @@ pub enum Need {
     VerifySignature {
         /// The token's algorithm.
         alg: JwsAlgorithm,
-        /// The issuer's key.
-        key: Jwk,
+        /// The issuer's key (boxed: a key is large beside the other needs).
+        key: Box<Jwk>,
     },
 }
 
@@ -261,7 +261,10 @@ impl<'a> VerifyIdToken<'a> {
             return Step::Done(Err(Error::IdTokenInvalidSignature));
         }
         self.stage = Stage::Verifying { cached };
-        Step::Do(Need::VerifySignature { alg: self.alg, key })
+        Step::Do(Need::VerifySignature {
+            alg: self.alg,
+            key: Box::new(key),
+        })
     }
 
     /// Steps 5 and 6: the claims, now known to be the issuer's.
