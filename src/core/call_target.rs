@@ -32,6 +32,41 @@ impl EndpointKey {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+
+    /// Whether `other` may reach the same endpoint on a server that is lax
+    /// about paths: the same origin, and paths equal once unreserved
+    /// characters are decoded ([RFC 3986 §6.2.2.2](https://www.rfc-editor.org/rfc/rfc3986#section-6.2.2.2)),
+    /// letters lowercased, repeated and trailing slashes dropped. Wider than
+    /// equality on purpose: it keeps the token endpoint from getting a token
+    /// or a refresh (`/token/`, `/Token`, `/%74oken`).
+    pub fn may_be(&self, other: &EndpointKey) -> bool {
+        self.origin == other.origin && loose_path(&self.path) == loose_path(&other.path)
+    }
+}
+
+/// `path` as [`EndpointKey::may_be`] compares it.
+fn loose_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(next) = rest.chars().next() {
+        let unreserved = rest
+            .strip_prefix('%')
+            .and_then(|hex| hex.get(..2))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b));
+        let (c, taken) = match unreserved {
+            Some(byte) => (char::from(byte), 3),
+            None => (next, next.len_utf8()),
+        };
+        rest = &rest[taken..];
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    while out.len() > 1 && out.ends_with('/') {
+        out.pop();
+    }
+    out
 }
 
 /// The endpoints and origins a client's calls are sorted by.
@@ -127,10 +162,12 @@ impl CallTargets {
         key_of: impl Fn(&str) -> Option<EndpointKey>,
     ) -> bool {
         if !self.atproto {
-            return self.token.as_ref() == Some(key);
+            return self.token.as_ref().is_some_and(|token| token.may_be(key));
         }
         let account = session.account();
-        account.is_some_and(|account| key_of(&account.token_endpoint).as_ref() == Some(key))
+        account.is_some_and(|account| {
+            key_of(&account.token_endpoint).is_some_and(|token| token.may_be(key))
+        })
     }
 
     /// Whether `url` is on the signed-in atproto account's PDS origin.
@@ -228,6 +265,31 @@ mod tests {
         match event {
             Event::Start { placement, .. } => placement,
             other => panic!("not a start: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths_a_lax_server_may_route_to_the_token_endpoint_are_the_token_endpoint() {
+        let targets = targets(false, &[("https://as.example", TokenPlacement::Header)]);
+        let session = session(None, None);
+        for url in [
+            "https://as.example/token/",
+            "https://as.example/Token",
+            "https://as.example/%74oken",
+            "https://as.example/%74OKEN//",
+            "https://as.example//token",
+        ] {
+            let (event, _) = start(&targets, url, &session);
+            assert!(is_token_endpoint(&event), "{url}");
+        }
+        for url in [
+            "https://as.example/tokens",
+            "https://as.example/token/x",
+            "https://as.example/%2Ftoken",
+            "https://as.example/t%C3%B6ken",
+        ] {
+            let (event, _) = start(&targets, url, &session);
+            assert!(!is_token_endpoint(&event), "{url}");
         }
     }
 
