@@ -95,12 +95,12 @@ pub enum Fed {
 }
 
 /// What the operation is.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Goal {
     /// A read of a record.
     Read,
-    /// The pending login's take: a read, then its removal whatever the
-    /// read found (rule 5).
+    /// The pending login's take: the record removed as soon as it is
+    /// found, then read; removed whatever the read found (rule 5).
     Take,
     /// A write of a record.
     Write,
@@ -118,7 +118,11 @@ enum Stage {
     /// Removing an unreadable record; the error that made it unreadable.
     Discarding(Error),
     MarkingNewer(u32),
-    /// The take's removal; the read's outcome.
+    /// The take's removal of the record it found, before anything awaits
+    /// the sealer: a second take running meanwhile finds nothing.
+    Claiming(RecordText),
+    /// The take's removal when it found nothing to claim; the read's
+    /// outcome.
     Taking(Result<bool, Error>),
     Sealing,
     Setting,
@@ -139,6 +143,8 @@ pub struct RecordOp {
     issuer: String,
     client_id: String,
     stage: Stage,
+    /// A take's record, removed before it was read.
+    claimed: bool,
 }
 
 /// The backend key of `issuer` and `client_id`'s record of `kind`.
@@ -165,6 +171,7 @@ impl RecordOp {
             issuer: issuer.to_owned(),
             client_id: client_id.to_owned(),
             stage: Stage::Over,
+            claimed: false,
         }
     }
 
@@ -244,13 +251,20 @@ impl RecordOp {
             // A read: rule 6 — a failed read removes nothing.
             (Stage::Getting, Fed::Got(Ok(None))) => self.read_ends(Ok(false)),
             (Stage::Getting, Fed::Got(Err(error))) => self.read_ends(Err(error)),
-            (Stage::Getting, Fed::Got(Ok(Some(stored)))) => {
-                self.stage = Stage::Opening;
-                Step::Do(Need::Open {
-                    aad: self.aad(self.kind),
-                    stored,
+            // Rule 5: the pending login is claimed before it is read.
+            (Stage::Getting, Fed::Got(Ok(Some(stored)))) if self.goal == Goal::Take => {
+                self.stage = Stage::Claiming(stored);
+                Step::Do(Need::Remove {
+                    backend: self.backend,
+                    key: self.key(self.kind),
                 })
             }
+            (Stage::Claiming(stored), Fed::Removed(Ok(()))) => {
+                self.claimed = true;
+                self.open(stored)
+            }
+            (Stage::Claiming(_), Fed::Removed(Err(error))) => Step::Done(Err(error)),
+            (Stage::Getting, Fed::Got(Ok(Some(stored)))) => self.open(stored),
             (Stage::Opening, Fed::Opened(Ok(text))) => {
                 self.stage = Stage::Parsing;
                 Step::Do(Need::Parse(text))
@@ -330,7 +344,18 @@ impl RecordOp {
 
     /// Rule 2: removes an unreadable record; `error` says why it was
     /// unreadable, or the removal's failure does.
+    fn open(&mut self, stored: RecordText) -> Step {
+        self.stage = Stage::Opening;
+        Step::Do(Need::Open {
+            aad: self.aad(self.kind),
+            stored,
+        })
+    }
+
     fn discard(&mut self, error: Error) -> Step {
+        if self.claimed {
+            return Step::Done(Err(error));
+        }
         self.stage = Stage::Discarding(error);
         Step::Do(Need::Remove {
             backend: self.backend,
@@ -338,10 +363,10 @@ impl RecordOp {
         })
     }
 
-    /// A read's end; a take then removes the record.
+    /// A read's end; a take that claimed nothing then removes the record.
     fn read_ends(&mut self, read: Result<bool, Error>) -> Step {
         match self.goal {
-            Goal::Take => {
+            Goal::Take if !self.claimed => {
                 self.stage = Stage::Taking(read);
                 Step::Do(Need::Remove {
                     backend: self.backend,

@@ -14,7 +14,9 @@
 //! 4. A clear keeps why the session ended before the tokens go (best effort):
 //!    a tab that then finds them gone reads the reason.
 //! 5. The pending login is single use: taken, it is removed, readable or not
-//!    (even when the backend failed to read it).
+//!    (even when the backend failed to read it), and removed as soon as it
+//!    is found, before it is opened: of two takes at once (two
+//!    `handleRedirectCallback` calls), one gets it.
 //! 6. A read the backend fails says so (`storage_error`), and the record is
 //!    not removed as unreadable: it may be fine.
 //!

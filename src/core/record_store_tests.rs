@@ -249,3 +249,42 @@ fn kept_metadata_round_trips_and_an_unreadable_one_reads_as_none() {
     assert_eq!(block_on(ours.load_metadata()), None);
     assert_eq!(records.raw(&key), None, "removed");
 }
+
+/// [`Labelled`] whose `open` awaits once first, as WebCrypto's decrypt
+/// does in the browser: another operation runs in between.
+struct Decrypting;
+
+impl Sealer for Decrypting {
+    async fn seal(&self, aad: &[u8], plaintext: String) -> Result<String, Error> {
+        Labelled.seal(aad, plaintext).await
+    }
+
+    async fn open(&self, aad: &[u8], stored: String) -> Result<String, Error> {
+        let mut waited = false;
+        std::future::poll_fn(|cx| {
+            if std::mem::replace(&mut waited, true) {
+                return std::task::Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await;
+        Labelled.open(aad, stored).await
+    }
+}
+
+#[test]
+fn rule_5_of_two_takes_at_once_one_gets_the_pending_login() {
+    // Two handleRedirectCallback calls at once: redeeming the code twice
+    // would get the first call's tokens revoked (RFC 6749 §4.1.2).
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let store = RecordStore::new(ISSUER, "spa", records, transactions, Decrypting, SerdeJson);
+    block_on(store.put_transaction(transaction())).unwrap();
+    let taken = crate::core::fakes::join_all(vec![
+        Box::pin(store.take_transaction()),
+        Box::pin(store.take_transaction()),
+    ]);
+    let found: Vec<bool> = taken.iter().map(|t| matches!(t, Ok(Some(_)))).collect();
+    assert_eq!(found, [true, false]);
+    assert!(matches!(taken[1], Ok(None)), "{:?}", taken[1]);
+}

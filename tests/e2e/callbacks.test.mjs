@@ -155,3 +155,30 @@ test("a code that was already used is refused with invalid_grant and stores noth
     await context.close();
   }
 });
+
+// The pending login is taken once: two calls at once (app code calling
+// handleRedirectCallback from two places, StrictMode effects without
+// latchkey/react) redeem the code once, or the server could revoke the
+// tokens the first call stored (RFC 6749 §4.1.2).
+test("two handleRedirectCallback calls at once: one completes the login, the other gets no_transaction, one code exchange", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const options = clientOptions(idp);
+    const callbackUrl = await loginViaRedirect(page, idp, options);
+    const outcome = await withClient(
+      page,
+      options,
+      async (client, url) => {
+        const settled = await Promise.allSettled([client.handleRedirectCallback(url), client.handleRedirectCallback(url)]);
+        return { calls: settled.map((r) => (r.status === "fulfilled" ? "ok" : r.reason.code)).sort(), authed: await client.isAuthenticated() };
+      },
+      callbackUrl,
+    );
+    assert.deepEqual(outcome.value, { calls: ["no_transaction", "ok"], authed: true }, JSON.stringify(outcome));
+    assert.equal(exchanges(), 1, "the code was redeemed once");
+    assert.notEqual(await rawRecord(page, idp), null, "the login is stored");
+  } finally {
+    await context.close();
+  }
+});
