@@ -10,7 +10,7 @@ use latchkey::core::envelope::{associated_data, Envelope};
 use latchkey::core::message::EndReason;
 use latchkey::core::ports::SessionStore;
 use latchkey::core::{base64url, AccessToken, RefreshToken, TokenSet};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
@@ -191,6 +191,40 @@ async fn the_storage_key_is_not_extractable_and_is_shared() {
             .unwrap(),
         b"hello"
     );
+}
+
+/// A storage key a script put in place of the origin's: extractable, so it
+/// could read every record sealed under it.
+#[wasm_bindgen_test]
+async fn a_storage_key_that_is_not_latchkey_s_kind_is_replaced() {
+    use latchkey::browser::store::{KEYS_DB, STORAGE_KEY_ID};
+    let subtle = web_sys::window().unwrap().crypto().unwrap().subtle();
+    let params = web_sys::AesKeyGenParams::new("AES-GCM", 256);
+    let usages = js_sys::Array::of2(&"encrypt".into(), &"decrypt".into());
+    let planted = JsFuture::from(
+        subtle
+            .generate_key_with_object(&params, true, &usages)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let keys = IdbKeyValue::open(KEYS_DB.0, KEYS_DB.1).await.unwrap();
+    keys.put(STORAGE_KEY_ID, &planted).await.unwrap();
+    let key = storage_key().await.unwrap();
+    assert!(!key.extractable(), "a key of latchkey's kind is used");
+    let stored: web_sys::CryptoKey = JsCast::unchecked_into(
+        keys.get(STORAGE_KEY_ID)
+            .await
+            .unwrap()
+            .expect("a stored key"),
+    );
+    assert!(
+        !stored.extractable(),
+        "and stored in place of the planted one"
+    );
+    // Something that is not a key at all is replaced too.
+    keys.put(STORAGE_KEY_ID, &"not a key".into()).await.unwrap();
+    assert!(!storage_key().await.unwrap().extractable());
 }
 
 #[wasm_bindgen_test]

@@ -170,13 +170,21 @@ pub async fn storage_key() -> Result<CryptoKey, Error> {
 
 /// The origin's storage key: read from `keys` ([`open_keys`]), or
 /// generated (non-extractable) and stored there on first use. When two
-/// tabs race, both end up with the one that was stored first.
+/// tabs race, both end up with the one that was stored first. What is
+/// stored there and is not such a key (a script replaced it with one it
+/// can export, to read every record sealed from then on) is replaced:
+/// the records sealed under it no longer open, and are cleared as corrupt.
 async fn storage_key_in(keys: &IdbKeyValue) -> Result<CryptoKey, Error> {
-    if let Some(key) = IdbKeyValue::get(keys, STORAGE_KEY_ID)
+    let stored = IdbKeyValue::get(keys, STORAGE_KEY_ID)
         .await
-        .map_err(storage)?
-    {
-        return Ok(key.unchecked_into());
+        .map_err(storage)?;
+    if let Some(stored) = stored {
+        if let Some(key) = as_storage_key(stored) {
+            return Ok(key);
+        }
+        let fresh = webcrypto::generate_storage_key().await.map_err(crypto)?;
+        keys.put(STORAGE_KEY_ID, &fresh).await.map_err(storage)?;
+        return Ok(fresh);
     }
     let fresh = webcrypto::generate_storage_key().await.map_err(crypto)?;
     if keys
@@ -192,6 +200,20 @@ async fn storage_key_in(keys: &IdbKeyValue) -> Result<CryptoKey, Error> {
     stored
         .map(JsCast::unchecked_into)
         .ok_or_else(|| storage("storage key vanished".into()))
+}
+
+/// `value` as a storage key latchkey would make: a non-extractable
+/// AES-GCM key for encrypting and decrypting.
+fn as_storage_key(value: JsValue) -> Option<CryptoKey> {
+    let key = value.dyn_into::<CryptoKey>().ok()?;
+    let algorithm: JsValue = key.algorithm().ok()?.into();
+    let algorithm = js_sys::Reflect::get(&algorithm, &"name".into()).ok()?;
+    let usages = key.usages();
+    let usable = ["encrypt", "decrypt"]
+        .iter()
+        .all(|usage| usages.includes(&(*usage).into(), 0));
+    (!key.extractable() && algorithm.as_string().as_deref() == Some("AES-GCM") && usable)
+        .then_some(key)
 }
 
 /// Seals records with AES-GCM under the origin's storage key, inside the
