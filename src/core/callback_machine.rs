@@ -14,9 +14,11 @@
 //!    [`validate_callback`], the code exchanged (signed with the login's key
 //!    when it has one), the token response read, and an OpenID Connect
 //!    login's ID token verified (a plain OAuth login keeps none).
-//! 5. atproto: the grant must hold `atproto` and its `sub` be an account
-//!    whose PDS names the server; tokens refused here were issued, so they
-//!    are revoked and their key deleted before the error is returned.
+//! 5. Tokens refused once issued — an OpenID Connect login's ID token that
+//!    fails its check; atproto: a grant without `atproto`, or whose `sub` is
+//!    not an account whose PDS names the server — are revoked and their key
+//!    deleted before the error is returned: the server would otherwise keep
+//!    a refresh token no tab holds.
 //! 6. Any failure before the tokens exist deletes the login's key: nothing
 //!    will ever be bound to it.
 //!
@@ -219,7 +221,8 @@ impl FinishLogin {
                     claims_json,
                     subject,
                 }),
-                Err(error) => self.fail(error),
+                // Rule 5: the tokens were issued; refused, they are revoked.
+                Err(error) => self.refuse(tokens, error),
             },
             (Stage::CheckingAccount { mut result, issuer }, Fed::Subject(identity)) => {
                 match identity {

@@ -201,12 +201,24 @@ fn a_plain_oauth_login_keeps_no_id_token() {
 }
 
 #[test]
-fn a_failed_id_token_check_deletes_the_key() {
-    let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "s-1");
+fn issued_tokens_whose_id_token_fails_its_check_are_retired() {
+    let mut config = oidc();
+    config.endpoints.revocation = Some("https://idp.example/revoke".into());
+    let (mut machine, _) = FinishLogin::start(config, None, callback("s-1", IDP));
+    let transaction = pending(IDP, "spa", true, Some("jkt-1"));
+    machine.on(Fed::Taken(Ok(Some(transaction))), NOW);
     let bound = BEARER.replace("Bearer", "DPoP");
     machine.on(reply(200, &bound), NOW);
     let need = machine.on(Fed::IdToken(Err(Error::NonceMismatch)), NOW);
-    assert!(matches!(need, Step::Do(Need::DeleteKey(_))), "{need:?}");
+    let Step::Do(Need::Retire { tokens, plan }) = need else {
+        panic!("{need:?}");
+    };
+    assert_eq!(tokens.access_token.secret(), "at-1");
+    assert_eq!(plan.delete_key.as_deref(), Some("jkt-1"));
+    assert_eq!(
+        plan.revoke_at.as_deref(),
+        Some("https://idp.example/revoke")
+    );
     assert_eq!(failed_with(machine.on(Fed::Done, NOW)), "nonce_mismatch");
 }
 

@@ -111,11 +111,13 @@ for (const [name, rewrite, code] of [
     "id_token_unsupported_alg",
   ],
 ]) {
-  test(`${name} is refused with ${code} and nothing is stored`, async () => {
+  test(`${name} is refused with ${code}, nothing is stored, and the issued tokens are revoked`, async () => {
     const context = await browser.newContext();
     try {
+      const liveBefore = idp.liveRefreshTokens();
       const { outcome } = await loginWith(context, { rewriteIdToken: rewrite });
       assert.deepEqual(outcome, { code, authenticated: false });
+      assert.equal(idp.liveRefreshTokens(), liveBefore, "the refresh token issued for the refused login is dead at the server");
     } finally {
       await context.close();
     }
