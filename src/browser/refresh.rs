@@ -18,7 +18,7 @@ use crate::core::ports::DpopKeys;
 use crate::core::ports::{RefreshRequest, RefreshTransport};
 use crate::core::refresh_answer::{AppRefreshCall, RefreshAnswer};
 use crate::core::refresh_grant::RefreshGrant;
-use crate::core::resolution::verify_subject;
+use crate::core::resolution::{verify_subject, AccountCheck};
 use crate::core::{Error, RawTokenResponse, TokenSet};
 
 /// How this client refreshes.
@@ -83,9 +83,16 @@ impl RefreshTransport for BrowserRefresh {
             request_timeout_ms: self.abort_after_ms,
         };
         let resolving = NoRedirects(&platform);
-        verify_subject(&resolving, resolver, &account.did, &account.issuer)
-            .await
-            .map(drop)
+        let only_server = AccountCheck::ServerOnly;
+        verify_subject(
+            &resolving,
+            resolver,
+            &account.did,
+            &account.issuer,
+            only_server,
+        )
+        .await
+        .map(drop)
     }
 }
 

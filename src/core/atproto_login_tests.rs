@@ -7,7 +7,7 @@ use crate::core::fakes::{block_on, FakeDpopKeys, FakePlatform};
 use crate::core::jwks::JwksCache;
 use crate::core::login_profile::Logins;
 use crate::core::ports::DpopKeys;
-use crate::core::resolution::verify_subject;
+use crate::core::resolution::{verify_subject, AccountCheck};
 use crate::core::PkceVerifier;
 
 pub(crate) const NOW: u64 = 1_700_000_000_000;
@@ -68,6 +68,15 @@ pub(crate) fn expect_account(platform: &FakePlatform, issuer: &str) {
         &format!("{PDS}/.well-known/oauth-protected-resource"),
         200,
         &format!(r#"{{"resource":"{PDS}","authorization_servers":["{issuer}"]}}"#),
+    );
+}
+
+/// The handle resolver's answer for `alice.test`: `did`.
+pub(crate) fn expect_handle_names(platform: &FakePlatform, did: &str) {
+    platform.expect_get(
+        &format!("{RESOLVER}/xrpc/com.atproto.identity.resolveHandle?handle=alice.test"),
+        200,
+        &format!(r#"{{"did":"{did}"}}"#),
     );
 }
 
@@ -275,11 +284,28 @@ fn a_verified_account_is_kept_with_its_tokens_and_key() {
     expect_as_metadata(&platform);
     expect_exchange(&platform, &tokens("atproto transition:generic", Some(DID)));
     expect_account(&platform, AS);
+    expect_handle_names(&platform, DID);
     let result = finish(&platform, &callback(&state)).unwrap();
     let account = result.tokens.atproto.expect("an account");
     assert_eq!(*account, self::account());
     assert_eq!(result.tokens.dpop_jkt, Some(FakeDpopKeys::jkt(1)));
     assert!(!key_is_gone(&platform));
+}
+
+#[test]
+fn a_handle_the_account_claims_but_that_names_another_did_is_not_kept() {
+    // Any DID document can claim `at://bsky.app`: shown as the account's
+    // handle, it would let one account pass for another.
+    let platform = FakePlatform::at(NOW);
+    let state = started(&platform);
+    expect_as_metadata(&platform);
+    expect_exchange(&platform, &tokens("atproto transition:generic", Some(DID)));
+    expect_account(&platform, AS);
+    expect_handle_names(&platform, "did:plc:someoneelse234567abcdefg");
+    let result = finish(&platform, &callback(&state)).unwrap();
+    let account = result.tokens.atproto.expect("the login stands");
+    assert_eq!(account.did, DID);
+    assert_eq!(account.handle, None);
 }
 
 pub(crate) fn account() -> Account {
@@ -326,7 +352,13 @@ fn an_account_still_at_its_server_passes_its_check_before_a_refresh() {
     let platform = FakePlatform::at(NOW);
     expect_account(&platform, AS);
     let (account, resolver) = (account(), resolver());
-    let checked = verify_subject(&platform, &resolver, &account.did, &account.issuer);
+    let checked = verify_subject(
+        &platform,
+        &resolver,
+        &account.did,
+        &account.issuer,
+        AccountCheck::ServerOnly,
+    );
     assert!(block_on(checked).is_ok());
 }
 
@@ -335,6 +367,12 @@ fn an_account_that_moved_to_another_server_fails_its_check_before_a_refresh() {
     let platform = FakePlatform::at(NOW);
     expect_account(&platform, "https://elsewhere.example");
     let (account, resolver) = (account(), resolver());
-    let checked = verify_subject(&platform, &resolver, &account.did, &account.issuer);
+    let checked = verify_subject(
+        &platform,
+        &resolver,
+        &account.did,
+        &account.issuer,
+        AccountCheck::ServerOnly,
+    );
     assert_eq!(block_on(checked).unwrap_err().code(), "issuer_mismatch");
 }

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::core::fakes::{block_on, FakePlatform};
-use crate::core::resolution::{authorization_server_metadata, resolve_login, verify_subject};
+use crate::core::resolution::{
+    authorization_server_metadata, resolve_login, verify_subject, AccountCheck,
+};
 
 const RESOLVER: &str = "https://resolver.example";
 const PLC: &str = "https://plc.example";
@@ -248,7 +250,14 @@ fn a_pds_without_authorization_servers_is_pds_metadata_invalid() {
         200,
         r#"{"authorization_servers":[]}"#,
     );
-    let error = block_on(verify_subject(&platform, &resolver(), DID, AS)).unwrap_err();
+    let error = block_on(verify_subject(
+        &platform,
+        &resolver(),
+        DID,
+        AS,
+        AccountCheck::ServerOnly,
+    ))
+    .unwrap_err();
     assert_eq!(error.code(), "pds_metadata_invalid");
 }
 
@@ -308,7 +317,14 @@ fn the_subject_must_be_an_account_whose_pds_names_this_server() {
         200,
         r#"{"authorization_servers":["https://other.example"]}"#,
     );
-    let error = block_on(verify_subject(&platform, &resolver(), DID, AS)).unwrap_err();
+    let error = block_on(verify_subject(
+        &platform,
+        &resolver(),
+        DID,
+        AS,
+        AccountCheck::ServerOnly,
+    ))
+    .unwrap_err();
     assert_eq!(error.code(), "issuer_mismatch");
 
     let platform = FakePlatform::at(0);
@@ -322,13 +338,27 @@ fn the_subject_must_be_an_account_whose_pds_names_this_server() {
         200,
         &format!(r#"{{"authorization_servers":["{AS}"]}}"#),
     );
-    let identity = block_on(verify_subject(&platform, &resolver(), DID, AS)).unwrap();
+    let identity = block_on(verify_subject(
+        &platform,
+        &resolver(),
+        DID,
+        AS,
+        AccountCheck::ServerOnly,
+    ))
+    .unwrap();
     assert_eq!(identity.pds, PDS);
 }
 
 #[test]
 fn a_subject_that_is_not_a_did_is_refused_before_any_request() {
     let platform = FakePlatform::at(0);
-    let error = block_on(verify_subject(&platform, &resolver(), "alice", AS)).unwrap_err();
+    let error = block_on(verify_subject(
+        &platform,
+        &resolver(),
+        "alice",
+        AS,
+        AccountCheck::ServerOnly,
+    ))
+    .unwrap_err();
     assert_eq!(error.code(), "did_resolution_failed");
 }

@@ -330,7 +330,9 @@ where
                 let resolver = logins.atproto.ok_or(Error::NoTransaction);
                 let identity = match resolver {
                     Ok(resolver) => {
-                        resolution::verify_subject(logins.resolving, resolver, &sub, &issuer).await
+                        let check = resolution::AccountCheck::WithHandle;
+                        resolution::verify_subject(logins.resolving, resolver, &sub, &issuer, check)
+                            .await
                     }
                     Err(error) => Err(error),
                 };

@@ -6,7 +6,7 @@ use super::*;
 use crate::core::atproto_login::account_config;
 use crate::core::atproto_login::tests::{
     account, as_metadata, base, callback, expect_account, expect_as_metadata, expect_exchange,
-    key_is_gone, resolver, tokens, AS, DID, NOW, RESOLVER,
+    expect_handle_names, key_is_gone, resolver, tokens, AS, DID, NOW, RESOLVER,
 };
 use crate::core::fakes::{block_on, client_config, start_login, FakeDpopKeys, FakePlatform, IDP};
 use crate::core::PkceVerifier;
@@ -175,6 +175,7 @@ fn an_atproto_login_goes_to_the_accounts_server_and_finishes_with_its_account() 
         let body = tokens("atproto transition:generic", Some(DID));
         expect_exchange(&platform, &body);
         expect_account(&platform, AS);
+        expect_handle_names(&platform, DID);
         let result = block_on(logins.finish(&callback(&state))).unwrap();
         assert_eq!(result.tokens.atproto.as_deref(), Some(&account()));
         assert_eq!(result.tokens.dpop_jkt, Some(FakeDpopKeys::jkt(1)));

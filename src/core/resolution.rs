@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use crate::core::atproto::{Identity, Resolver};
 use crate::core::drive::{drive, Perform};
 use crate::core::platform::{Http, HttpReply};
+pub use crate::core::resolve_machine::AccountCheck;
 use crate::core::resolve_machine::{Fed, Need, Resolve, Resolved, Step};
 use crate::core::{Error, ProviderMetadata};
 
@@ -69,14 +70,17 @@ pub async fn resolve_login<H: Http>(
 }
 
 /// Checks that the account `did` is one `issuer` may sign in
-/// ([`Resolve::account`]): its document names a PDS that names `issuer`.
+/// ([`Resolve::account`]): its document names a PDS that names `issuer`;
+/// with [`AccountCheck::WithHandle`], the handle it claims is kept only if
+/// it names the DID back.
 pub async fn verify_subject<H: Http>(
     http: &H,
     resolver: &Resolver,
     did: &str,
     issuer: &str,
+    check: AccountCheck,
 ) -> Result<Identity, Error> {
-    match resolve(http, Resolve::account(resolver, did, issuer)).await? {
+    match resolve(http, Resolve::account(resolver, did, issuer, check)).await? {
         Resolved::Account(identity) => Ok(identity),
         _ => Err(other_goal()),
     }

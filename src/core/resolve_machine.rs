@@ -12,7 +12,10 @@
 //!   whose metadata must fit the profile;
 //! - **an account's check** (after a code exchange, before every
 //!   refresh): the `sub` must be a DID whose document names a PDS that names
-//!   the expected server (`issuer_mismatch` otherwise);
+//!   the expected server (`issuer_mismatch` otherwise); after a code
+//!   exchange, the handle the document claims is then resolved and kept
+//!   only if it names the DID back (else the account has no handle: a
+//!   document can claim any handle);
 //! - **a server's metadata** (at a callback, for the server the login went
 //!   to).
 
@@ -100,13 +103,22 @@ pub fn is_redirect(status: u16) -> bool {
     status == 0 || (300..400).contains(&status)
 }
 
+/// How much of an account a check establishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountCheck {
+    /// Its server, and the handle it shows (after a code exchange).
+    WithHandle,
+    /// Its server only (before a refresh: nothing else is kept).
+    ServerOnly,
+}
+
 /// What the chain is for.
 #[derive(Debug)]
 enum Goal {
     /// A login; the handle typed, which the document must claim.
     Login { typed: Option<String> },
     /// An account that `issuer` may sign in.
-    Account { issuer: String },
+    Account { issuer: String, check: AccountCheck },
     /// A server's metadata.
     Server,
 }
@@ -117,6 +129,8 @@ enum Stage {
     Handle,
     DidDocument(String),
     ProtectedResource(Identity),
+    /// The account's handle, resolved to see that it names the DID back.
+    HandleBack(Identity),
     ServerMetadata {
         issuer: String,
         identity: Option<Identity>,
@@ -152,11 +166,17 @@ impl Resolve {
         (machine, step)
     }
 
-    /// The check that `did` is an account `issuer` may sign in; its first
-    /// step.
-    pub fn account(resolver: &Resolver, did: &str, issuer: &str) -> (Resolve, Step) {
+    /// The check that `did` is an account `issuer` may sign in (and, with
+    /// [`AccountCheck::WithHandle`], which handle it shows); its first step.
+    pub fn account(
+        resolver: &Resolver,
+        did: &str,
+        issuer: &str,
+        check: AccountCheck,
+    ) -> (Resolve, Step) {
         let goal = Goal::Account {
             issuer: issuer.to_owned(),
+            check,
         };
         let mut machine = Resolve::new(resolver, goal);
         let step = if is_valid_did(did) {
@@ -193,7 +213,9 @@ impl Resolve {
     /// The step after `fed`. An answer the stage does not expect (a driver
     /// bug) ends the chain with `did_resolution_failed`.
     pub fn on(&mut self, fed: Fed) -> Step {
-        if fed.status().is_some_and(is_redirect) {
+        // A handle that does not name the DID back only loses the handle.
+        let confirming = matches!(self.stage, Stage::HandleBack(_));
+        if fed.status().is_some_and(is_redirect) && !confirming {
             self.stage = Stage::Over;
             return Step::Done(Err(Error::Network {
                 reason:
@@ -212,6 +234,15 @@ impl Resolve {
             (Stage::ProtectedResource(identity), Fed::ProtectedResource(answer)) => answer
                 .and_then(|reply| process_protected_resource(reply, loopback))
                 .and_then(|issuer| self.named(identity, issuer)),
+            (Stage::HandleBack(mut identity), Fed::Handle(answer)) => {
+                let names_back = answer
+                    .and_then(process_resolve_handle)
+                    .is_ok_and(|did| did == identity.did);
+                if !names_back {
+                    identity.handle = None;
+                }
+                Ok(Step::Done(Ok(Resolved::Account(identity))))
+            }
             (Stage::ServerMetadata { issuer, identity }, Fed::ServerMetadata(answer)) => answer
                 .and_then(|reply| process_authorization_server(reply, &issuer))
                 .map(|metadata| self.described(identity, metadata)),
@@ -253,7 +284,18 @@ impl Resolve {
     /// goes on to the server's metadata.
     fn named(&mut self, identity: Identity, issuer: String) -> Result<Step, Error> {
         match &self.goal {
-            Goal::Account { issuer: expected } if *expected != issuer => Err(Error::IssuerMismatch),
+            Goal::Account {
+                issuer: expected, ..
+            } if *expected != issuer => Err(Error::IssuerMismatch),
+            Goal::Account {
+                check: AccountCheck::WithHandle,
+                ..
+            } if identity.handle.is_some() => {
+                let handle = identity.handle.as_deref().unwrap_or_default();
+                let url = resolve_handle_url(&self.resolver, handle);
+                self.stage = Stage::HandleBack(identity);
+                Ok(Step::Do(Need::Handle(url)))
+            }
             Goal::Account { .. } => Ok(Step::Done(Ok(Resolved::Account(identity)))),
             Goal::Login { .. } | Goal::Server => Ok(self.server_metadata(issuer, Some(identity))),
         }

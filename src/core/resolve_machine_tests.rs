@@ -146,7 +146,7 @@ fn a_pds_naming_a_server_that_is_not_an_origin_asks_nothing_more() {
 
 #[test]
 fn an_accounts_check_ends_at_the_pds_naming_the_expected_server() {
-    let (mut machine, step) = Resolve::account(&resolver(), DID, AS);
+    let (mut machine, step) = Resolve::account(&resolver(), DID, AS, AccountCheck::ServerOnly);
     assert_eq!(asks(step), Need::DidDocument(format!("{PLC}/{DID}")));
     machine.on(document("alice.test"));
     match done(machine.on(names(AS))) {
@@ -156,8 +156,43 @@ fn an_accounts_check_ends_at_the_pds_naming_the_expected_server() {
 }
 
 #[test]
+fn after_a_code_exchange_the_accounts_handle_must_name_it_back() {
+    let handle_url =
+        format!("{RESOLVER}/xrpc/com.atproto.identity.resolveHandle?handle=alice.test");
+    let check = |answer: Fed| {
+        let (mut machine, _) = Resolve::account(&resolver(), DID, AS, AccountCheck::WithHandle);
+        machine.on(document("alice.test"));
+        assert_eq!(
+            asks(machine.on(names(AS))),
+            Need::Handle(handle_url.clone())
+        );
+        match done(machine.on(answer)) {
+            Ok(Resolved::Account(identity)) => identity.handle,
+            other => panic!("expected the account, got {other:?}"),
+        }
+    };
+    let names_back = Fed::Handle(reply(200, &format!(r#"{{"did":"{DID}"}}"#)));
+    assert_eq!(check(names_back).as_deref(), Some("alice.test"));
+    let another = Fed::Handle(reply(200, r#"{"did":"did:plc:someoneelse234567abcdefg"}"#));
+    assert_eq!(check(another), None);
+    // Unresolvable or redirected: no handle, the account stands.
+    assert_eq!(check(Fed::Handle(reply(404, "{}"))), None);
+    assert_eq!(check(Fed::Handle(reply(302, "{}"))), None);
+}
+
+#[test]
+fn before_a_refresh_the_account_check_asks_nothing_of_the_handle() {
+    let (mut machine, _) = Resolve::account(&resolver(), DID, AS, AccountCheck::ServerOnly);
+    machine.on(document("alice.test"));
+    assert!(matches!(
+        done(machine.on(names(AS))),
+        Ok(Resolved::Account(_))
+    ));
+}
+
+#[test]
 fn an_account_whose_pds_names_another_server_is_issuer_mismatch() {
-    let (mut machine, _) = Resolve::account(&resolver(), DID, AS);
+    let (mut machine, _) = Resolve::account(&resolver(), DID, AS, AccountCheck::ServerOnly);
     machine.on(document("alice.test"));
     let outcome = done(machine.on(names("https://other.example")));
     assert_eq!(outcome.unwrap_err(), Error::IssuerMismatch);
@@ -165,7 +200,7 @@ fn an_account_whose_pds_names_another_server_is_issuer_mismatch() {
 
 #[test]
 fn an_account_check_refuses_a_sub_that_is_not_a_did_before_any_fetch() {
-    let (_, step) = Resolve::account(&resolver(), "alice", AS);
+    let (_, step) = Resolve::account(&resolver(), "alice", AS, AccountCheck::ServerOnly);
     assert_eq!(done(step).unwrap_err().code(), "did_resolution_failed");
 }
 
