@@ -263,6 +263,10 @@ pub fn process_did_document(
         .ok_or_else(|| failed("the document names no PDS".into()))?;
     check_endpoint_url("serviceEndpoint", &pds, allow_insecure_loopback)
         .map_err(|error| failed(format!("the PDS URL is unusable: {error}")))?;
+    // An origin: the token goes to every URL of it, and its metadata is
+    // asked for at its root (a path would put it where a tenant of a shared
+    // host may answer).
+    check_origin_only(base(&pds)).map_err(|_| failed("the PDS URL is not an origin".into()))?;
     let handle = document
         .also_known_as
         .iter()
@@ -306,23 +310,30 @@ pub fn protected_resource_url(pds: &str) -> String {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ProtectedResourceMetadata {
+    /// The resource the metadata is about: the PDS itself
+    /// ([RFC 9728 §3.3](https://www.rfc-editor.org/rfc/rfc9728#section-3.3)).
+    pub resource: Option<String>,
     /// The authorization servers for this resource; atproto uses the first.
     pub authorization_servers: Vec<String>,
 }
 
-/// The authorization server (issuer) a PDS names, or
-/// `pds_metadata_invalid`.
+/// The authorization server (issuer) the PDS `pds` names, or
+/// `pds_metadata_invalid`: the metadata must be about `pds` itself
+/// (its `resource`, RFC 9728 §3.3).
 pub fn process_protected_resource(
     reply: HttpReply<ProtectedResourceMetadata>,
+    pds: &str,
     allow_insecure_loopback: bool,
 ) -> Result<String, Error> {
     let invalid = |reason: String| Error::PdsMetadataInvalid { reason };
     if reply.status != 200 {
         return Err(invalid(format!("the PDS answered HTTP {}", reply.status)));
     }
-    let issuer = reply
-        .body
-        .map_err(invalid)?
+    let metadata = reply.body.map_err(invalid)?;
+    if metadata.resource.as_deref().map(base) != Some(base(pds)) {
+        return Err(invalid("the metadata's resource is not the PDS".into()));
+    }
+    let issuer = metadata
         .authorization_servers
         .into_iter()
         .next()

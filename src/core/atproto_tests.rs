@@ -141,7 +141,7 @@ fn a_did_skips_handle_resolution() {
     platform.expect_get(
         &format!("{PDS}/.well-known/oauth-protected-resource"),
         200,
-        &format!(r#"{{"authorization_servers":["{AS}"]}}"#),
+        &format!(r#"{{"resource":"{PDS}","authorization_servers":["{AS}"]}}"#),
     );
     platform.expect_get(
         &format!("{AS}/.well-known/oauth-authorization-server"),
@@ -248,7 +248,7 @@ fn a_pds_without_authorization_servers_is_pds_metadata_invalid() {
     platform.expect_get(
         &format!("{PDS}/.well-known/oauth-protected-resource"),
         200,
-        r#"{"authorization_servers":[]}"#,
+        &format!(r#"{{"resource":"{PDS}","authorization_servers":[]}}"#),
     );
     let error = block_on(verify_subject(
         &platform,
@@ -259,6 +259,49 @@ fn a_pds_without_authorization_servers_is_pds_metadata_invalid() {
     ))
     .unwrap_err();
     assert_eq!(error.code(), "pds_metadata_invalid");
+}
+
+#[test]
+fn a_pds_url_with_a_path_is_refused_before_its_metadata_is_asked_for() {
+    // `/~mallory?x=` on a shared host: its metadata would be asked for
+    // where a tenant may answer, and the token sent to the whole origin.
+    let platform = FakePlatform::at(0);
+    let on_a_path = "https://shared.example/~mallory";
+    platform.expect_get(
+        &format!("{PLC}/{DID}"),
+        200,
+        &document(DID, "alice.test", on_a_path),
+    );
+    let resolver = resolver();
+    let check = verify_subject(&platform, &resolver, DID, AS, AccountCheck::ServerOnly);
+    assert_eq!(block_on(check).unwrap_err().code(), "did_resolution_failed");
+}
+
+#[test]
+fn pds_metadata_about_another_resource_or_none_is_pds_metadata_invalid() {
+    for metadata in [
+        format!(r#"{{"resource":"https://elsewhere.example","authorization_servers":["{AS}"]}}"#),
+        format!(r#"{{"authorization_servers":["{AS}"]}}"#),
+    ] {
+        let platform = FakePlatform::at(0);
+        platform.expect_get(
+            &format!("{PLC}/{DID}"),
+            200,
+            &document(DID, "alice.test", PDS),
+        );
+        platform.expect_get(
+            &format!("{PDS}/.well-known/oauth-protected-resource"),
+            200,
+            &metadata,
+        );
+        let resolver = resolver();
+        let check = verify_subject(&platform, &resolver, DID, AS, AccountCheck::ServerOnly);
+        assert_eq!(
+            block_on(check).unwrap_err().code(),
+            "pds_metadata_invalid",
+            "{metadata}"
+        );
+    }
 }
 
 #[test]
@@ -315,7 +358,7 @@ fn the_subject_must_be_an_account_whose_pds_names_this_server() {
     platform.expect_get(
         &format!("{PDS}/.well-known/oauth-protected-resource"),
         200,
-        r#"{"authorization_servers":["https://other.example"]}"#,
+        &format!(r#"{{"resource":"{PDS}","authorization_servers":["https://other.example"]}}"#),
     );
     let error = block_on(verify_subject(
         &platform,
@@ -336,7 +379,7 @@ fn the_subject_must_be_an_account_whose_pds_names_this_server() {
     platform.expect_get(
         &format!("{PDS}/.well-known/oauth-protected-resource"),
         200,
-        &format!(r#"{{"authorization_servers":["{AS}"]}}"#),
+        &format!(r#"{{"resource":"{PDS}","authorization_servers":["{AS}"]}}"#),
     );
     let identity = block_on(verify_subject(
         &platform,

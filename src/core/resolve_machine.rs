@@ -232,7 +232,7 @@ impl Resolve {
                 .and_then(|reply| process_did_document(reply, &did, loopback))
                 .and_then(|identity| self.claimed(identity)),
             (Stage::ProtectedResource(identity), Fed::ProtectedResource(answer)) => answer
-                .and_then(|reply| process_protected_resource(reply, loopback))
+                .and_then(|reply| process_protected_resource(reply, &identity.pds, loopback))
                 .and_then(|issuer| self.named(identity, issuer)),
             (Stage::HandleBack(mut identity), Fed::Handle(answer)) => {
                 let names_back = answer

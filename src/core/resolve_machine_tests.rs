@@ -24,7 +24,7 @@ fn document(handle: &str) -> Fed {
 fn names(issuer: &str) -> Fed {
     Fed::ProtectedResource(reply(
         200,
-        &format!(r#"{{"authorization_servers":["{issuer}"]}}"#),
+        &format!(r#"{{"resource":"{PDS}","authorization_servers":["{issuer}"]}}"#),
     ))
 }
 
