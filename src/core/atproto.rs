@@ -82,7 +82,8 @@ pub fn is_valid_handle(handle: &str) -> bool {
 
 /// Whether `did` is a DID latchkey can resolve: `did:plc:` followed by 24
 /// base32 characters (`a-z`, `2-7`), or `did:web:` followed by a hostname
-/// (a port percent-encoded as `%3A`; no paths).
+/// (no paths; a port, percent-encoded as `%3A`, only for `localhost`, as
+/// the atproto DID rules allow for testing).
 pub fn is_valid_did(did: &str) -> bool {
     if did.len() > MAX_DID_LEN {
         return false;
@@ -96,8 +97,12 @@ pub fn is_valid_did(did: &str) -> bool {
             None => (id, None),
         };
         let host_ok = (host == "localhost" || is_valid_handle(host)) && !host.contains(':');
-        let port_ok = port
-            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+        let port_ok = port.is_none_or(|p| {
+            host == "localhost"
+                && !p.is_empty()
+                && p.len() <= 5
+                && p.bytes().all(|b| b.is_ascii_digit())
+        });
         return host_ok && port_ok;
     }
     false

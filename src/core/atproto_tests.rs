@@ -84,6 +84,8 @@ fn dids_follow_the_grammar_of_the_two_methods() {
         "did:plc:EWVI7NXZYOUN6ZHXRHS64OIZ",
         "did:web:example.com/path",
         "did:web:localhost%3A",
+        // A port only on localhost.
+        "did:web:example.com%3A8443",
         "did:key:zQ3sh",
         "plc:ewvi7nxzyoun6zhxrhs64oiz",
     ] {
