@@ -178,15 +178,15 @@ async fn storage_key_in(keys: &IdbKeyValue) -> Result<CryptoKey, Error> {
     let stored = IdbKeyValue::get(keys, STORAGE_KEY_ID)
         .await
         .map_err(storage)?;
-    if let Some(stored) = stored {
-        if let Some(key) = as_storage_key(stored) {
-            return Ok(key);
-        }
-        let fresh = webcrypto::generate_storage_key().await.map_err(crypto)?;
+    let replacing = stored.is_some();
+    if let Some(key) = stored.and_then(as_storage_key) {
+        return Ok(key);
+    }
+    let fresh = webcrypto::generate_storage_key().await.map_err(crypto)?;
+    if replacing {
         keys.put(STORAGE_KEY_ID, &fresh).await.map_err(storage)?;
         return Ok(fresh);
     }
-    let fresh = webcrypto::generate_storage_key().await.map_err(crypto)?;
     if keys
         .insert_new(STORAGE_KEY_ID, &fresh)
         .await

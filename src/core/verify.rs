@@ -208,17 +208,9 @@ impl<'a> VerifyIdToken<'a> {
         match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
             // 3. The key: cached, or one fetch.
             (Stage::LookingUp, Fed::Cached(Some(key))) => self.verify_with(key, true),
-            (Stage::LookingUp, Fed::Cached(None)) => match self.jwks_uri {
-                Some(uri) => {
-                    self.stage = Stage::Fetching;
-                    Step::Do(Need::FetchKeys {
-                        uri: uri.to_owned(),
-                    })
-                }
-                None => Step::Done(Err(Error::JwksUnavailable {
-                    reason: "the issuer has no jwks_uri".into(),
-                })),
-            },
+            (Stage::LookingUp, Fed::Cached(None)) => self.fetch_keys(Error::JwksUnavailable {
+                reason: "the issuer has no jwks_uri".into(),
+            }),
             (Stage::Fetching, Fed::Fetched(Ok(jwks))) => {
                 let kid = self.jws.as_ref().and_then(|jws| jws.header.kid.as_deref());
                 let key = select_key(&jwks, self.alg, kid).cloned().map(Box::new);
@@ -230,15 +222,9 @@ impl<'a> VerifyIdToken<'a> {
             (Stage::Keeping(None), Fed::Kept) => Step::Done(Err(Error::IdTokenKeyNotFound)),
             // 4. The signature.
             (Stage::Verifying { .. }, Fed::Verified(Ok(true))) => Step::Done(self.claims(json)),
-            (Stage::Verifying { cached: true }, Fed::Verified(Ok(false))) => match self.jwks_uri {
-                Some(uri) => {
-                    self.stage = Stage::Fetching;
-                    Step::Do(Need::FetchKeys {
-                        uri: uri.to_owned(),
-                    })
-                }
-                None => Step::Done(Err(Error::IdTokenInvalidSignature)),
-            },
+            (Stage::Verifying { cached: true }, Fed::Verified(Ok(false))) => {
+                self.fetch_keys(Error::IdTokenInvalidSignature)
+            }
             (Stage::Verifying { .. }, Fed::Verified(Ok(false))) => {
                 Step::Done(Err(Error::IdTokenInvalidSignature))
             }
@@ -247,6 +233,17 @@ impl<'a> VerifyIdToken<'a> {
                 reason: "the verification was fed out of order".into(),
             })),
         }
+    }
+
+    /// The key set's one fetch (step 3); without a `jwks_uri`, `or`.
+    fn fetch_keys(&mut self, or: Error) -> Step {
+        let Some(uri) = self.jwks_uri else {
+            return Step::Done(Err(or));
+        };
+        self.stage = Stage::Fetching;
+        Step::Do(Need::FetchKeys {
+            uri: uri.to_owned(),
+        })
     }
 
     /// Step 4 with `key` (`cached`: from the cached set), unless the
