@@ -46,6 +46,22 @@ impl RefreshAnswer {
         };
         TokenSet::from_response(status, raw, now_ms, Some(base), jkt)
     }
+
+    /// The rotation this answer carried, should [`RefreshAnswer::token_set`]
+    /// refuse it ([`TokenSet::rotation_in_refused`]); an app's answer counts
+    /// as the server's, with the status `token_set` gives it.
+    pub fn rotation_in_refused(&self, now_ms: u64, base: &TokenSet) -> Option<TokenSet> {
+        let (status, raw) = match self {
+            RefreshAnswer::Server(HttpReply {
+                status,
+                body: Ok(raw),
+                ..
+            }) => (*status, raw),
+            RefreshAnswer::App(Ok(raw)) => (200, raw),
+            _ => return None,
+        };
+        TokenSet::rotation_in_refused(base, status, raw, now_ms)
+    }
 }
 
 /// What the app's `refresh(ctx)` is handed for a set: its tokens, where
@@ -189,5 +205,72 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The rotation a refused answer carried, as `rotation_in_refused`
+    /// reads it (`refresh_expires_in` included), for `base(None)`.
+    fn kept(answer: RefreshAnswer) -> Option<TokenSet> {
+        let kept = answer.rotation_in_refused(NOW, &base(None));
+        assert!(answer.token_set(NOW, &base(None)).is_err(), "refused");
+        kept
+    }
+
+    #[test]
+    fn a_refused_answers_new_refresh_token_is_kept_with_the_old_access_token() {
+        let previous = TokenSet {
+            refresh_expires_at_ms: Some(NOW + 1_000),
+            ..base(None)
+        };
+        let expiring = |lifetime: serde_json::Value| {
+            let answer = app(serde_json::json!({
+                "refresh_token": "rt-2", "refresh_expires_in": lifetime,
+            }));
+            let kept = answer.rotation_in_refused(NOW, &previous).unwrap();
+            assert_eq!(kept.refresh_token.as_ref().unwrap().secret(), "rt-2");
+            assert_eq!(kept.access_token, previous.access_token);
+            assert_eq!(kept.expires_at_ms, previous.expires_at_ms);
+            assert_eq!(kept.rotation, previous.rotation + 1);
+            kept.refresh_expires_at_ms
+        };
+        assert_eq!(expiring(60.into()), Some(NOW + 60_000));
+        assert_eq!(expiring(0.into()), None, "0: does not expire");
+        assert_eq!(expiring(serde_json::Value::Null), None, "not said");
+        assert_eq!(
+            expiring("soon".into()),
+            Some(NOW + 1_000),
+            "unreadable: the old one's"
+        );
+    }
+
+    #[test]
+    fn only_a_successful_answer_with_a_new_refresh_token_is_a_rotation() {
+        let no_access_token = |extra: serde_json::Value| {
+            let mut json = serde_json::json!({"token_type": "Bearer"});
+            json.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<RawTokenResponse>(json).unwrap()
+        };
+        let server = |status, extra| {
+            RefreshAnswer::Server(HttpReply {
+                status,
+                body: Ok(no_access_token(extra)),
+                retry_after_s: None,
+                dpop_nonce: None,
+                oauth_error: None,
+            })
+        };
+        let new = serde_json::json!({"refresh_token": "rt-2"});
+        assert!(kept(server(200, new.clone())).is_some());
+        assert!(kept(server(201, new.clone())).is_some());
+        assert!(kept(server(500, new.clone())).is_none(), "an error status");
+        let with_error = serde_json::json!({"refresh_token": "rt-2", "error": "x"});
+        assert!(kept(server(200, with_error.clone())).is_none(), "an error");
+        assert!(kept(app(with_error)).is_none(), "an app's refusal");
+        assert!(kept(server(200, serde_json::json!({"refresh_token": "rt-1"}))).is_none());
+        assert!(kept(server(200, serde_json::json!({"refresh_token": ""}))).is_none());
+        assert!(kept(server(200, serde_json::json!({}))).is_none());
+        assert!(kept(app(new)).is_some(), "an app's answer");
+        assert!(kept(RefreshAnswer::App(Err("unreadable".into()))).is_none());
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! The rule it keeps: once the server answered with a rotated refresh
 //! token, that set *is* the session — it is written before its new ID
-//! token is checked, and only a sign-out or a later login stops it.
+//! token is checked, and only a sign-out or a later login stops it. An
+//! answer refused for anything else it carries still gives its refresh
+//! token to the session ([`TokenSet::rotation_in_refused`]).
 
 use crate::core::atproto::Account;
 use crate::core::ports::RefreshRequest;
@@ -24,15 +26,32 @@ use crate::core::{AccessToken, Error, IdToken, TokenSet};
 #[allow(clippy::large_enum_variant)] // one per refresh, as `Wait`
 #[derive(Debug)]
 enum Written {
-    /// The refreshed set (its new ID token, if any, checked next).
+    /// The refreshed set (its new ID token, if any, checked next), or
+    /// with `refused` the rotation kept from an answer refused otherwise:
+    /// the refresh then fails with that error.
     Refreshed {
         base: TokenSet,
         id_token: Option<IdToken>,
+        refused: Option<Error>,
     },
     /// A later login's set, put back over the refreshed one.
     PutBack,
     /// The refreshed set with its verified ID token.
     Verified,
+}
+
+/// A set the server's answer gave, on its way to the store.
+#[derive(Debug)]
+struct Unwritten {
+    /// The set the refresh presented.
+    base: TokenSet,
+    /// The set to write.
+    fresh: TokenSet,
+    /// Its new ID token, checked after the write.
+    id_token: Option<IdToken>,
+    /// The answer was refused but carried a rotation (`fresh`): the
+    /// refresh fails with this once `fresh` is written.
+    refused: Option<Error>,
 }
 
 #[derive(Debug)]
@@ -63,11 +82,7 @@ enum Stage {
         base: TokenSet,
     },
     /// Read right before the write (compare-and-swap).
-    ReadingBeforeWrite {
-        base: TokenSet,
-        fresh: TokenSet,
-        id_token: Option<IdToken>,
-    },
+    ReadingBeforeWrite(Unwritten),
     Saving {
         tokens: TokenSet,
         then: Written,
@@ -187,9 +202,7 @@ impl SessionMachine for RefreshMachine {
                 self.answered(base, answer, session, now)
             }
             (Stage::Rechecking { base }, Input::Loaded(latest)) => match latest {
-                Ok(Some(latest))
-                    if latest.access_token != base.access_token && !session.has_ended(&latest) =>
-                {
+                Ok(Some(latest)) if other_tokens(&latest, &base) && !session.has_ended(&latest) => {
                     Step::done(
                         vec![Act::Adopt(latest.clone(), TokenSource::Sync)],
                         Ok(latest),
@@ -201,14 +214,9 @@ impl SessionMachine for RefreshMachine {
                 _ if session.has_ended(&base) => self.over(base.login_at_ms),
                 _ => self.expire(base, vec![], session),
             },
-            (
-                Stage::ReadingBeforeWrite {
-                    base,
-                    fresh,
-                    id_token,
-                },
-                Input::Loaded(stored),
-            ) => self.before_write(base, fresh, id_token, stored, session, now),
+            (Stage::ReadingBeforeWrite(unwritten), Input::Loaded(stored)) => {
+                self.before_write(unwritten, stored, session, now)
+            }
             (Stage::Saving { tokens, then }, Input::Saved(saved)) => {
                 let unsaved = saved.is_err();
                 let mut acts = Vec::with_capacity(3);
@@ -269,13 +277,19 @@ impl RefreshMachine {
             Ok(answer) => answer,
             Err(error) => return Step::done(vec![], Err(error)),
         };
-        let fresh = match answer.token_set(now, &base) {
-            Ok(fresh) => fresh,
-            Err(error) if error.code() == "invalid_grant" => {
+        let rotated = answer.rotation_in_refused(now, &base);
+        let fresh = match (answer.token_set(now, &base), rotated) {
+            (Ok(fresh), _) => fresh,
+            (Err(error), _) if error.code() == "invalid_grant" => {
                 self.stage = Stage::Rechecking { base };
                 return Step::wait(Wait::Load);
             }
-            Err(error) => {
+            // Refused, but the server rotated: its new refresh token is the
+            // session, written as any refresh's set; then the call fails.
+            (Err(error), Some(kept)) => {
+                return self.persist(base, kept, None, Some(error), session)
+            }
+            (Err(error), None) => {
                 let acts = match back_off(&error, now) {
                     Some((until, told)) => vec![
                         Act::HoldOff {
@@ -292,17 +306,32 @@ impl RefreshMachine {
         // The server has rotated: from here on `fresh` is the session.
         // Persist it first; its new ID token is checked after.
         let (fresh, id_token) = self.set_aside_id_token(&base, fresh);
+        self.persist(base, fresh, id_token, None, session)
+    }
+
+    /// Writes `fresh`, the set the server's answer to the refresh of `base`
+    /// gave (`refused`: a rotation kept from an answer refused otherwise),
+    /// after the store is read again.
+    fn persist(
+        &mut self,
+        base: TokenSet,
+        fresh: TokenSet,
+        id_token: Option<IdToken>,
+        refused: Option<Error>,
+        session: &Session,
+    ) -> Step {
         let acts = vec![Act::ResumeRequests];
         if self.ended_since_start(&fresh, session) {
             // Signed out (or expired) while the request was out, possibly
             // without a shared lock: persisting would bring the session back.
             return self.revoked(fresh, None, acts);
         }
-        self.stage = Stage::ReadingBeforeWrite {
+        self.stage = Stage::ReadingBeforeWrite(Unwritten {
             base,
             fresh,
             id_token,
-        };
+            refused,
+        });
         Step {
             acts,
             wait: Wait::Load,
@@ -353,17 +382,19 @@ impl RefreshMachine {
     /// never reached it).
     fn before_write(
         &mut self,
-        base: TokenSet,
-        fresh: TokenSet,
-        id_token: Option<IdToken>,
+        unwritten: Unwritten,
         stored: Result<Option<TokenSet>, Error>,
         session: &Session,
         now: u64,
     ) -> Step {
+        let Unwritten {
+            base,
+            fresh,
+            id_token,
+            refused,
+        } = unwritten;
         match stored {
-            Ok(Some(stored))
-                if stored.access_token != base.access_token && !is_newer(&base, &stored) =>
-            {
+            Ok(Some(stored)) if other_tokens(&stored, &base) && !is_newer(&base, &stored) => {
                 // Replaced meanwhile (a new login, a tab without the lock):
                 // the newer set wins. `fresh` is not revoked: it may belong
                 // to the same grant as the winner (a sibling's refresh), and
@@ -386,7 +417,11 @@ impl RefreshMachine {
         }
         self.stage = Stage::Saving {
             tokens: fresh.clone(),
-            then: Written::Refreshed { base, id_token },
+            then: Written::Refreshed {
+                base,
+                id_token,
+                refused,
+            },
         };
         Step::wait(Wait::Save(fresh))
     }
@@ -403,10 +438,14 @@ impl RefreshMachine {
         // The set with its verified ID token goes through the same checks
         // as the refreshed set did: a sign-out or a new login may have come
         // while it was written.
-        let (base, id_token) = match then {
+        let (base, id_token, refused) = match then {
             Written::PutBack => return Step::done(acts, Ok(tokens)),
-            Written::Verified => (None, None),
-            Written::Refreshed { base, id_token } => (Some(base), id_token),
+            Written::Verified => (None, None, None),
+            Written::Refreshed {
+                base,
+                id_token,
+                refused,
+            } => (Some(base), id_token, refused),
         };
         let fresh = tokens;
         if self.ended_since_start(&fresh, session) {
@@ -438,6 +477,9 @@ impl RefreshMachine {
         }
         let mut acts = acts;
         acts.push(Act::Adopt(fresh.clone(), TokenSource::Refresh));
+        if let Some(error) = refused {
+            return Step::done(acts, Err(error));
+        }
         let (Some(base), Some(id_token)) = (base, id_token) else {
             return Step::done(acts, Ok(fresh));
         };
@@ -700,6 +742,13 @@ pub fn back_off(error: &Error, now_ms: u64) -> Option<(u64, SessionMessage)> {
         seconds,
     };
     Some((until, message))
+}
+
+/// Whether `a` holds a token `b` does not: another set, not `b` as it
+/// was stored. Both tokens count: a rotation kept from a refused answer
+/// has its base's access token.
+fn other_tokens(a: &TokenSet, b: &TokenSet) -> bool {
+    a.access_token != b.access_token || a.refresh_token != b.refresh_token
 }
 
 /// Whether a refreshed ID token's refusal is definite — it is not the

@@ -1006,3 +1006,136 @@ fn a_refused_set_is_cleared_when_the_later_login_held_here_never_reached_the_sto
         ["revoke at-2 id-1; clear Expired"]
     );
 }
+
+/// The set a step writes.
+fn saved(step: &Step) -> &TokenSet {
+    match &step.wait {
+        Wait::Save(tokens) => tokens,
+        _ => panic!("not a write: {}", show(step)),
+    }
+}
+
+/// Answers the server may rotate with and latchkey must still refuse:
+/// each carries the new refresh token `rt-2`.
+fn refused_rotations() -> Vec<(&'static str, serde_json::Value)> {
+    let rotation = serde_json::json!({
+        "access_token": "at-2", "token_type": "Bearer", "expires_in": 3600,
+        "refresh_token": "rt-2", "id_token": "id-2",
+    });
+    let with = |field: &str, value: serde_json::Value| {
+        let mut json = rotation.clone();
+        json[field] = value;
+        json
+    };
+    let mut no_access_token = rotation.clone();
+    no_access_token
+        .as_object_mut()
+        .unwrap()
+        .remove("access_token");
+    vec![
+        ("malformed_token_response", no_access_token),
+        ("unsupported_token_type", with("token_type", "mac".into())),
+        (
+            "malformed_token_response",
+            with("expires_in", "soon".into()),
+        ),
+    ]
+}
+
+#[test]
+fn a_refused_answer_that_rotated_is_written_and_the_refresh_fails() {
+    for (code, json) in refused_rotations() {
+        let session = Session::new(Some(stale()));
+        let mut machine = sent(&session);
+        let step = on(&mut machine, answer(200, json, None), &session);
+        assert_eq!(show(&step), "resume requests; load", "{code}");
+        let step = on(&mut machine, Input::Loaded(Ok(Some(stale()))), &session);
+        let kept = saved(&step).clone();
+        // The new refresh token with everything else of the set it
+        // replaces: the refused access token and ID token are never used.
+        assert_eq!(kept.refresh_token, Some(RefreshToken::new("rt-2".into())));
+        assert_eq!(
+            kept,
+            TokenSet {
+                refresh_token: kept.refresh_token.clone(),
+                issued_at_ms: NOW,
+                rotation: stale().rotation + 1,
+                ..stale()
+            },
+            "{code}"
+        );
+        let step = on(&mut machine, Input::Saved(Ok(())), &session);
+        assert_eq!(
+            show(&step),
+            format!(
+                "unsaved=false; publish at-1 id-1 unsaved=false; adopt at-1 id-1 Refresh; fail {code}"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_refused_answer_that_rotated_then_a_failed_write_is_broadcast_and_held() {
+    let (_, json) = refused_rotations().remove(0);
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let inputs = vec![
+        answer(200, json, None),
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Saved(Err(quota_exceeded())),
+        Input::Slept,
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs)[2..],
+        [
+            format!("persist failed storage_error; unsaved=true; publish at-1 id-1 unsaved=true; sleep {BROADCAST_GRACE_MS}"),
+            "adopt at-1 id-1 Refresh; fail malformed_token_response".into(),
+        ]
+    );
+}
+
+#[test]
+fn a_refused_answer_without_a_new_refresh_token_keeps_the_session_as_it_was() {
+    for refresh_token in [None, Some("rt-1"), Some("")] {
+        let mut json = serde_json::json!({"token_type": "Bearer", "expires_in": 3600});
+        if let Some(rt) = refresh_token {
+            json["refresh_token"] = rt.into();
+        }
+        let session = Session::new(Some(stale()));
+        let mut machine = sent(&session);
+        let step = on(&mut machine, answer(200, json, None), &session);
+        assert_eq!(
+            show(&step),
+            "fail malformed_token_response",
+            "{refresh_token:?}"
+        );
+    }
+}
+
+#[test]
+fn an_error_answer_carrying_a_refresh_token_is_not_a_rotation() {
+    let json = serde_json::json!({"error": "server_error", "refresh_token": "rt-2"});
+    for status in [200, 500] {
+        let session = Session::new(Some(stale()));
+        let mut machine = sent(&session);
+        let step = on(&mut machine, answer(status, json.clone(), None), &session);
+        assert_eq!(show(&step), "fail token_error", "{status}");
+    }
+}
+
+#[test]
+fn invalid_grant_adopts_a_kept_rotation_with_the_same_access_token() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let kept = TokenSet {
+        refresh_token: Some(RefreshToken::new("rt-2".into())),
+        rotation: 2,
+        ..stale()
+    };
+    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+    let inputs = vec![refused, Input::Loaded(Ok(Some(kept)))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["load", "adopt at-1 id-1 Sync; done at-1 id-1"]
+    );
+}

@@ -102,6 +102,10 @@ struct Faults {
     late_answer: u64,
     /// The server rotates, the answer never comes back.
     lost_answer: u64,
+    /// The server rotates and its answer carries the new refresh token,
+    /// but the client must refuse the rest (no access token, another
+    /// token type, an unreadable lifetime): a proxy or a server bug.
+    refused_answer: u64,
     /// A store write fails (quota exceeded) in the writing tab.
     failed_write: u64,
     /// A store read or write never answers (a wedged IndexedDB): the
@@ -585,10 +589,14 @@ impl Http for TabPorts<'_> {
                 "invalid_grant"
             }
         ));
-        let (status, body) = match outcome {
+        let (status, mut body) = match outcome {
             Ok(body) => (200, body),
             Err(error) => (400, format!(r#"{{"error":"{error}"}}"#)),
         };
+        if status == 200 && world.rng.percent(world.faults.refused_answer) {
+            body = refused(&body, world.rng.below(3));
+            world.note(format!("tab {} gets a refused answer: {body}", self.tab));
+        }
         if status == 200 && world.rng.percent(world.faults.lost_answer) {
             world
                 .server
@@ -603,6 +611,18 @@ impl Http for TabPorts<'_> {
         let nonce = server.dpop.then(|| format!("n{}", server.nonce.get()));
         Ok(raw_reply(status, &body, nonce))
     }
+}
+
+/// A rotation's answer `body` made one the client refuses in way `how`,
+/// its refresh token kept.
+fn refused(body: &str, how: u64) -> String {
+    let (from, to) = match how {
+        0 => (r#""access_token":"at-"#, r#""unused":"at-"#),
+        1 => (r#""token_type":""#, r#""token_type":"mac","was":""#),
+        _ => (r#""expires_in":"#, r#""expires_in":"soon","was":"#),
+    };
+    assert!(body.contains(from), "{body} has {from}");
+    body.replacen(from, to, 1)
 }
 
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
@@ -1073,6 +1093,40 @@ fn lost_answers_cost_at_most_the_session_never_a_loop() {
             Faults {
                 lost_answer: 10,
                 late_answer: 20,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn refused_answers_that_rotated_never_lose_the_session() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                refused_answer: 20,
+                late_answer: 20,
+                failed_write: 10,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn dpop_refused_answers_that_rotated_with_every_fault_but_lost_answers() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                dpop_nonce_rotation: Some(30),
+                refused_answer: 20,
+                late_answer: 20,
+                failed_write: 10,
+                relogin: true,
+                failed_key_fetch: Some(20),
+                tab_closes: true,
                 ..Faults::default()
             },
         );

@@ -240,6 +240,16 @@ fn expiry(lifetime: &Lifetime, now_ms: u64, field: &str) -> Result<u64, Error> {
         .ok_or_else(|| malformed(&format!("{field} is not a valid number of seconds")))
 }
 
+/// When the answer's refresh token expires (`refresh_expires_in`): `None`
+/// when it does not say, or says 0 ("does not expire").
+fn refresh_expiry(lifetime: Option<&Lifetime>, now_ms: u64) -> Result<Option<u64>, Error> {
+    match lifetime {
+        Some(l) if l.seconds() == Some(0) => Ok(None),
+        Some(l) => expiry(l, now_ms, "refresh_expires_in").map(Some),
+        None => Ok(None),
+    }
+}
+
 impl TokenSet {
     /// Turns a token endpoint response into a token set
     /// ([RFC 6749 §5.1](https://www.rfc-editor.org/rfc/rfc6749#section-5.1),
@@ -298,11 +308,7 @@ impl TokenSet {
             .as_ref()
             .map(|l| expiry(l, now_ms, "expires_in"))
             .transpose()?;
-        let refresh_expires_at_ms = match &raw.refresh_expires_in {
-            Some(l) if l.seconds() == Some(0) => None,
-            Some(l) => Some(expiry(l, now_ms, "refresh_expires_in")?),
-            None => None,
-        };
+        let refresh_expires_at_ms = refresh_expiry(raw.refresh_expires_in.as_ref(), now_ms)?;
 
         let new_refresh = raw.refresh_token.filter(|t| !t.secret().is_empty());
         let (refresh_token, refresh_expires_at_ms) = match (new_refresh, previous) {
@@ -331,6 +337,41 @@ impl TokenSet {
             rotation: previous.map_or(0, |p| p.rotation + 1),
             dpop_jkt: dpop_jkt.map(str::to_owned),
             atproto: previous.and_then(|p| p.atproto.clone()),
+        })
+    }
+
+    /// The rotation a refresh answer carried when
+    /// [`TokenSet::from_response`] refuses the rest of it (no access token,
+    /// another `token_type`, an unreadable lifetime): a successful answer
+    /// (2xx, no `error`) with a new refresh token means the server may
+    /// already have retired `previous`'s (RFC 6749 §6), so that new token is
+    /// the session whatever else is wrong. `previous` with the new refresh
+    /// token and its lifetime (`previous`'s when unreadable), counted as the
+    /// next rotation. The access token and its expiry stay `previous`'s: the
+    /// refused one is never used, and the next call that finds the old one
+    /// stale or rejected refreshes with the new refresh token. `None`: an
+    /// error answer, or no new refresh token.
+    pub fn rotation_in_refused(
+        previous: &TokenSet,
+        status: u16,
+        raw: &RawTokenResponse,
+        now_ms: u64,
+    ) -> Option<TokenSet> {
+        if !(200..300).contains(&status) || raw.error.is_some() {
+            return None;
+        }
+        let rotated = raw
+            .refresh_token
+            .as_ref()
+            .filter(|t| !t.secret().is_empty() && previous.refresh_token.as_ref() != Some(*t))?;
+        let refresh_expires_at_ms = refresh_expiry(raw.refresh_expires_in.as_ref(), now_ms)
+            .unwrap_or(previous.refresh_expires_at_ms);
+        Some(TokenSet {
+            refresh_token: Some(rotated.clone()),
+            refresh_expires_at_ms,
+            issued_at_ms: now_ms.max(previous.issued_at_ms.saturating_add(1)),
+            rotation: previous.rotation + 1,
+            ..previous.clone()
         })
     }
 

@@ -274,6 +274,31 @@ test("AS nonce rotated, then a refresh: one use_dpop_nonce refusal, one successf
   });
 });
 
+test("a refresh answered Bearer after the server rotated: unsupported_token_type, but the rotated refresh token is kept; the next call refreshes with it, nothing revoked", async () => {
+  await inContext(async (context) => {
+    const [tab] = await signedInTabs(context, idp, dpopOptions(idp), { ttl: SHORT_TTL });
+    idp.setAccessTokenTtl(LONG_TTL);
+    const [{ thumbprint: jkt }] = await keyRecords(tab, idp);
+    await sleep(EXPIRED_MS);
+    idp.resetCounters();
+    idp.setTokenFaults({ next: [{ kind: "bearer_downgrade" }] });
+
+    const refused = await whoami(tab);
+    assert.equal(refused.code, "unsupported_token_type", JSON.stringify(refused));
+    assert.equal(idp.counters().token.succeeded.refresh_token, 1, "the server rotated");
+    assert.equal(idp.counters().api.byStatus["200"], undefined, "the downgraded token was not used");
+
+    const after = await whoami(tab);
+    assert.equal(after.status, 200, JSON.stringify(after));
+    assert.equal(after.body.jkt, jkt, "still bound to the same key");
+    const { token, grants } = idp.counters();
+    assert.equal(token.succeeded.refresh_token, 2, `one more refresh grant: ${JSON.stringify(token)}`);
+    assert.equal(token.errorsByCode.invalid_grant, undefined, "the rotated-away refresh token was never presented");
+    assert.equal(grants.revoked, 0);
+    assert.deepEqual(named(await eventsOf(tab), "sessionExpired"), []);
+  });
+});
+
 test("sign-out revokes with a proof, deletes the key, and the old access token is refused", async () => {
   await inContext(async (context) => {
     const tab = await loginTab(context, idp, dpopOptions(idp));

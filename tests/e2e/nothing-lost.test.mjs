@@ -17,6 +17,7 @@ import {
   eventsOf,
   freshContext,
   installClient,
+  isAuthenticated,
   loginTab,
   named,
   openTab,
@@ -282,6 +283,42 @@ for (const variant of SIGN_OUT_VARIANTS) {
     }
   });
 }
+
+test("the server rotates and answers without an access token: A's call fails with malformed_token_response, but the new refresh token is stored; B refreshes with it; nothing lost", BOUNDED, async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const [a, b] = await signedInTabs(context, idp, {}, { more: 1, ttl: SHORT_TTL });
+    const stored = await rawRecord(a, idp);
+    await sleep(EXPIRED_MS);
+    idp.setAccessTokenTtl(NEXT_TTL);
+    idp.resetCounters();
+    idp.setTokenFaults({ next: [{ kind: "strip_access_token" }] });
+
+    const refused = await within(call(a, idp.whoamiUrl), 30_000, "A's call");
+    assert.equal(refused.code, "malformed_token_response", `A's call: ${JSON.stringify(refused)}`);
+    assert.equal(rotations(), 1, "the server rotated");
+    assert.equal(idp.counters().token.faultsInjected, 1);
+    assert.notEqual(await rawRecord(a, idp), stored, "the rotation was stored");
+    assert.equal(await isAuthenticated(a), true);
+
+    // B's token expired too: its refresh presents the refresh token A stored.
+    const bOut = await within(call(b, idp.whoamiUrl), 30_000, "B's call");
+    const deliveredAt = Date.now();
+    assert.equal(bOut.status, 200, `B's call: ${JSON.stringify(bOut)}`);
+    assert.equal(refreshGrants(), 2, "one more refresh");
+    assertNothingLost(idp, "after the refused answer");
+    const aOut = await within(call(a, idp.whoamiUrl), 30_000, "A's next call");
+    assert.equal(aOut.status, 200, `A's next call: ${JSON.stringify(aOut)}`);
+    assert.equal(refreshGrants(), 2, "A uses B's set");
+    assert.equal(await accessToken(a), await accessToken(b));
+
+    await nextExpiryWorks([a, b], deliveredAt, "after the refused answer");
+    await noSignOut([a, b], "refused answer");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
 
 test("disk full in tab A, then B refreshes from the newer set A broadcast, not the stale stored one; both tabs work", BOUNDED, async () => {
   const { context, errors } = await freshContext(browser);

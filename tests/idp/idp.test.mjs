@@ -448,6 +448,25 @@ test("(g) token faults: status once then real, garbage, no_access_token, drop, d
     assert.equal((await post(`${idp.issuer}/__test/token-faults`, { next: [{ kind: "nope" }] })).status, 400);
   }));
 
+test("(g) strip_access_token: the real refresh rotates, and the answer carries the new refresh token without an access token", () =>
+  withIdp({}, async (idp) => {
+    const tokens = await login(idp.issuer, { redirectUri: REDIRECT });
+    idp.setTokenFaults({ next: [{ kind: "strip_access_token" }] });
+    const stripped = await refresh(idp.issuer, tokens.refresh_token);
+    assert.equal(stripped.status, 200);
+    assert.equal(stripped.body.access_token, undefined);
+    assert.equal(stripped.body.token_type, "Bearer");
+    assert.ok(stripped.body.refresh_token, "the rotated refresh token");
+    assert.notEqual(stripped.body.refresh_token, tokens.refresh_token);
+    assert.equal(idp.counters().token.faultsInjected, 1);
+    assert.equal(idp.counters().token.succeeded.refresh_token, 1, "oidc-provider carried out the grant");
+
+    // The rotated refresh token is the live one.
+    const next = await refresh(idp.issuer, stripped.body.refresh_token);
+    assert.equal(next.status, 200);
+    assert.ok(next.body.access_token);
+  }));
+
 // Sends `send()` into a "hang" fault and closes the server while it is pending: close() must
 // finish promptly, and the orphaned request then fails. (close() may be called again after.)
 // By default the hang is a token-endpoint fault; `endpoint` names an outage endpoint instead.

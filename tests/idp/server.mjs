@@ -41,6 +41,8 @@ export const MODES = Object.freeze(["rfc6750", "bluesky"]);
 // "pass" is no fault (it keeps a later fault for a later request); "late_response" runs the real
 // handler and holds the answer back `ms` milliseconds. "bearer_downgrade" runs the real handler
 // and then says token_type "Bearer" in a successful answer: a DPoP client must refuse it.
+// "strip_access_token" runs the real handler and drops access_token from a successful answer:
+// the rotated refresh token arrives in an answer the client must refuse.
 const FAULT_KINDS = new Set([
   "status",
   "drop",
@@ -51,9 +53,10 @@ const FAULT_KINDS = new Set([
   "pass",
   "late_response",
   "bearer_downgrade",
+  "strip_access_token",
 ]);
 // Handled by the real token endpoint (the others answer instead of it).
-const PASS_THROUGH = new Set(["lose_response", "pass", "late_response", "bearer_downgrade"]);
+const PASS_THROUGH = new Set(["lose_response", "pass", "late_response", "bearer_downgrade", "strip_access_token"]);
 // Endpoints that can be put out of order while a fault is set (an outage), unlike the token
 // endpoint's queued faults, which each take one request. "code_exchange" is the token endpoint for
 // the authorization_code grant only (refreshes pass).
@@ -600,6 +603,7 @@ function tokenEndpointMiddleware({ state, origins, store, signal }) {
       await next();
       advertiseLifetime(ctx, state);
       if (fault?.kind === "bearer_downgrade") downgradeToBearer(ctx, state);
+      if (fault?.kind === "strip_access_token") stripAccessToken(ctx, state);
       if (fault?.kind === "lose_response") {
         state.counters.token.faultsInjected += 1;
         ctx.req.socket.destroy();
@@ -704,6 +708,11 @@ async function userinfoEndpoint(ctx, next, { state, origins }) {
 function downgradeToBearer(ctx, state) {
   state.counters.token.faultsInjected += 1;
   if (ctx.status === 200 && typeof ctx.body?.token_type === "string") ctx.body.token_type = "Bearer";
+}
+
+function stripAccessToken(ctx, state) {
+  state.counters.token.faultsInjected += 1;
+  if (ctx.status === 200 && typeof ctx.body?.access_token === "string") delete ctx.body.access_token;
 }
 
 // The form of a token request, read here once (later calls get the same): it is handed on as
