@@ -14,8 +14,10 @@
 //!    [`validate_callback`], the code exchanged (signed with the login's key
 //!    when it has one), the token response read, and an OpenID Connect
 //!    login's ID token verified (a plain OAuth login keeps none).
-//! 5. Tokens refused once issued — an OpenID Connect login's ID token that
-//!    fails its check; atproto: a grant without `atproto`, or whose `sub` is
+//! 5. Tokens refused once issued — a successful answer refused for its
+//!    shape (no access token, another token type: a DPoP exchange answered
+//!    `Bearer`, an unreadable lifetime), an OpenID Connect login's ID token
+//!    that fails its check; atproto: a grant without `atproto`, or whose `sub` is
 //!    not an account whose PDS names the server — are revoked and their key
 //!    deleted before the error is returned: the server would otherwise keep
 //!    a refresh token no tab holds.
@@ -308,9 +310,16 @@ impl FinishLogin {
         // The account the tokens are for, when the server names it (atproto).
         let subject = reply.body.as_ref().ok().and_then(|raw| raw.sub.clone());
         let jkt = outcome.dpop_jkt.as_deref();
-        let mut tokens = match token_set_from_reply(reply, now, None, jkt) {
-            Ok(tokens) => tokens,
-            Err(error) => return self.fail(error),
+        let issued = reply
+            .body
+            .as_ref()
+            .ok()
+            .and_then(|raw| TokenSet::issued_in_refused(reply.status, raw, now, jkt));
+        let mut tokens = match (token_set_from_reply(reply, now, None, jkt), issued) {
+            (Ok(tokens), _) => tokens,
+            // Rule 5: refused, but issued.
+            (Err(error), Some(issued)) => return self.refuse(issued, error),
+            (Err(error), None) => return self.fail(error),
         };
         if outcome.nonce.is_none() {
             // A plain OAuth login asked for no ID token: none is kept.

@@ -223,6 +223,49 @@ fn issued_tokens_whose_id_token_fails_its_check_are_retired() {
 }
 
 #[test]
+fn issued_tokens_in_an_answer_refused_for_its_shape_are_retired() {
+    let no_access_token = r#"{"token_type":"DPoP","expires_in":300,"refresh_token":"rt-1"}"#;
+    for (json, access_token, code) in [
+        (BEARER, "at-1", "unsupported_token_type"),
+        (no_access_token, "", "malformed_token_response"),
+    ] {
+        let mut config = oidc();
+        config.endpoints.revocation = Some("https://idp.example/revoke".into());
+        let (mut machine, _) = FinishLogin::start(config, None, callback("s-1", IDP));
+        let transaction = pending(IDP, "spa", true, Some("jkt-1"));
+        machine.on(Fed::Taken(Ok(Some(transaction))), NOW);
+        let need = machine.on(reply(200, json), NOW);
+        let Step::Do(Need::Retire { tokens, plan }) = need else {
+            panic!("{code}: {need:?}");
+        };
+        assert_eq!(tokens.access_token.secret(), access_token, "{code}");
+        assert_eq!(tokens.refresh_token.unwrap().secret(), "rt-1");
+        assert_eq!(
+            plan,
+            Retirement {
+                revoke_at: Some("https://idp.example/revoke".into()),
+                delete_key: Some("jkt-1".into()),
+            }
+        );
+        assert_eq!(failed_with(machine.on(Fed::Done, NOW)), code);
+    }
+}
+
+#[test]
+fn a_refused_answer_without_tokens_only_deletes_the_key() {
+    let (mut machine, _) = oidc_taken(pending(IDP, "spa", true, Some("jkt-1")), "s-1");
+    let need = machine.on(
+        reply(201, r#"{"token_type":"DPoP","access_token":""}"#),
+        NOW,
+    );
+    assert!(matches!(need, Step::Do(Need::DeleteKey(_))), "{need:?}");
+    assert_eq!(
+        failed_with(machine.on(Fed::Done, NOW)),
+        "malformed_token_response"
+    );
+}
+
+#[test]
 fn an_input_the_stage_does_not_expect_ends_the_login() {
     let (mut machine, _) = FinishLogin::start(oidc(), None, callback("s-1", IDP));
     let need = machine.on(Fed::Offered, NOW);

@@ -187,7 +187,8 @@ impl Retire {
     fn token(&self, hint: Hint) -> Option<&str> {
         match hint {
             Hint::RefreshToken => self.refresh_token.as_ref().map(RefreshToken::secret),
-            Hint::AccessToken => Some(self.access_token.secret()),
+            // Empty for a refused answer that carried none.
+            Hint::AccessToken => Some(self.access_token.secret()).filter(|t| !t.is_empty()),
         }
     }
 

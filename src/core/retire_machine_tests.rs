@@ -129,6 +129,14 @@ fn a_set_without_a_refresh_token_revokes_its_access_token_only() {
 }
 
 #[test]
+fn a_refused_answers_refresh_token_without_an_access_token_is_revoked_alone() {
+    let tokens = bearer_set("");
+    let (mut machine, step) = Retire::start(&tokens, plan(&tokens, true), "spa", MS);
+    assert_revokes(step, "rt-1", "refresh_token", false);
+    assert_eq!(done(machine.on(answer(200, ""))), Some(Ok(())));
+}
+
+#[test]
 fn a_failed_refresh_token_revocation_still_revokes_the_access_token_and_is_the_outcome() {
     let tokens = bearer_set("at-1");
     let (mut machine, _) = Retire::start(&tokens, plan(&tokens, true), "spa", MS);

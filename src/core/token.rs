@@ -375,6 +375,42 @@ impl TokenSet {
         })
     }
 
+    /// The tokens a successful code exchange answer (2xx, no `error`)
+    /// carried when [`TokenSet::from_response`] refuses it: they were
+    /// issued, so they are revoked rather than left alive at the server.
+    /// Only the tokens are read (an absent access token is empty, which
+    /// revokes nothing); `dpop_jkt` is the login's key, deleted after.
+    /// `None`: an error answer, or no token in it.
+    pub fn issued_in_refused(
+        status: u16,
+        raw: &RawTokenResponse,
+        now_ms: u64,
+        dpop_jkt: Option<&str>,
+    ) -> Option<TokenSet> {
+        if !(200..300).contains(&status) || raw.error.is_some() {
+            return None;
+        }
+        let access_token = raw.access_token.clone().filter(|t| !t.secret().is_empty());
+        let refresh_token = raw.refresh_token.clone().filter(|t| !t.secret().is_empty());
+        if access_token.is_none() && refresh_token.is_none() {
+            return None;
+        }
+        Some(TokenSet {
+            access_token: access_token.unwrap_or_else(|| AccessToken::new(String::new())),
+            token_type: raw.token_type.clone().unwrap_or_default(),
+            expires_at_ms: None,
+            refresh_token,
+            scope: None,
+            id_token: None,
+            refresh_expires_at_ms: None,
+            issued_at_ms: now_ms,
+            login_at_ms: now_ms,
+            rotation: 0,
+            dpop_jkt: dpop_jkt.map(str::to_owned),
+            atproto: None,
+        })
+    }
+
     /// Whether the access token expires within `leeway_ms` of `now_ms` (or
     /// already has). A set without a known expiry is never stale; the API's
     /// "expired" answer is then the only trigger.

@@ -340,11 +340,13 @@ test("sign-out revokes with a proof, deletes the key, and the old access token i
 
 // Logs in to spa-dpop in a new page of `context` with the code exchange's
 // answer downgraded to token_type Bearer; resolves with the page, the
-// options and what handleRedirectCallback did ({ value } or { error }).
+// options, what handleRedirectCallback did ({ value } or { error }) and the
+// server's live refresh tokens before the code exchange.
 async function downgradedLogin(context) {
   const page = await context.newPage();
   const options = clientOptions(idp, dpopOptions(idp));
   await loginViaRedirect(page, idp, options);
+  const liveBefore = idp.liveRefreshTokens();
   idp.resetCounters();
   idp.setTokenFaults({ next: [{ kind: "bearer_downgrade" }] });
   const done = await within(
@@ -355,17 +357,19 @@ async function downgradedLogin(context) {
     20_000,
     "handleRedirectCallback",
   );
-  return { page, options, done };
+  return { page, options, done, liveBefore };
 }
 
-test("a Bearer token_type answered to the DPoP code exchange: unsupported_token_type, nothing stored", async () => {
+test("a Bearer token_type answered to the DPoP code exchange: unsupported_token_type, nothing stored, the issued tokens revoked", async () => {
   await inContext(async (context) => {
-    const { page, options, done } = await downgradedLogin(context);
+    const { page, options, done, liveBefore } = await downgradedLogin(context);
     assert.equal(done.value, undefined, JSON.stringify(done));
     assert.equal(done.error.code, "unsupported_token_type", JSON.stringify(done.error));
-    const { token } = idp.counters();
+    const { token, revocation } = idp.counters();
     assert.equal(token.succeeded.authorization_code, 1, "the server did exchange the code");
     assert.equal(token.faultsInjected, 1, "and the answer was downgraded");
+    assert.equal(revocation.succeeded, 2, `the refresh and access tokens revoked: ${JSON.stringify(revocation)}`);
+    assert.equal(idp.liveRefreshTokens(), liveBefore, "the issued refresh token is dead at the server");
 
     assert.equal(await rawRecord(page, idp, "indexeddb", idp.dpopClientId), null, "no token record");
     const after = await withClient(page, options, async (client) => ({
