@@ -119,6 +119,11 @@ pub struct RefreshMachine {
     /// The session's end count when the refresh began: a change means it
     /// ended (signed out, expired) while the refresh was out.
     ends_before: u64,
+    /// Whether the read under the lock found a set of the session in the
+    /// store: only then does an empty store before the write mean that
+    /// someone cleared it (a sign-out). A record this tab removed as
+    /// corrupt, or a set that never reached the store, leaves it empty.
+    found_stored: bool,
     stage: Stage,
 }
 
@@ -141,6 +146,7 @@ impl RefreshMachine {
             keeps_id_tokens,
             checks_accounts,
             ends_before: session.ends(),
+            found_stored: false,
             stage: Stage::Locking,
         };
         let first = Step::wait(Wait::Lock {
@@ -202,7 +208,10 @@ impl SessionMachine for RefreshMachine {
                 self.answered(base, answer, session, now)
             }
             (Stage::Rechecking { base }, Input::Loaded(latest)) => match latest {
-                Ok(Some(latest)) if other_tokens(&latest, &base) && !session.has_ended(&latest) => {
+                // Only a newer set may hold a live refresh token: an older
+                // one (left by this tab's failed write) is spent, or of the
+                // grant the server just refused.
+                Ok(Some(latest)) if is_newer(&latest, &base) && !session.has_ended(&latest) => {
                     Step::done(
                         vec![Act::Adopt(latest.clone(), TokenSource::Sync)],
                         Ok(latest),
@@ -404,7 +413,7 @@ impl RefreshMachine {
                     Ok(stored),
                 );
             }
-            Ok(None) if !session.is_unsaved() => {
+            Ok(None) if !session.is_unsaved() && self.found_stored => {
                 // Cleared meanwhile: a sign-out in a tab that did not wait for
                 // the lock. It cannot be undone.
                 let end = Act::End {
@@ -573,6 +582,7 @@ impl RefreshMachine {
             .filter(|set| session.has_ended(set))
             .map(|set| set.login_at_ms);
         let stored = stored.filter(|_| stored_ended.is_none());
+        self.found_stored = stored.is_some();
         let mine = mine.filter(|set| !session.has_ended(set));
         let base = match (stored, mine) {
             // A set that never reached the store (a failed write here, or in

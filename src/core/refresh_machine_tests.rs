@@ -1139,3 +1139,37 @@ fn invalid_grant_adopts_a_kept_rotation_with_the_same_access_token() {
         ["load", "adopt at-1 id-1 Sync; done at-1 id-1"]
     );
 }
+
+#[test]
+fn an_unreadable_record_removed_then_an_empty_store_before_the_write_is_no_sign_out() {
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    let corrupt = Error::CorruptRecord {
+        reason: "bad".into(),
+    };
+    let inputs = vec![
+        Input::Loaded(Err(corrupt)),
+        rotated(None),
+        // The record machine removed the corrupt record: the store is empty.
+        Input::Loaded(Ok(None)),
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["send rt-1 10000", "resume requests; load", "save at-2 id-1"]
+    );
+}
+
+#[test]
+fn invalid_grant_with_only_an_older_set_stored_ends_the_session() {
+    // This tab's write of set 1 failed: the store still holds set 0, whose
+    // refresh token was spent by set 1's refresh.
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+    let older = set(0, HOUR_MS);
+    let inputs = vec![refused, Input::Loaded(Ok(Some(older)))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["load", "clear Expired"]
+    );
+}

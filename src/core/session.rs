@@ -470,20 +470,18 @@ impl Session {
     }
 
     /// Applies what another tab broadcast, received at `now_ms`. Checked
-    /// like any input: a set without an expiry is refused (every set a tab
-    /// stores has one or is never proactively refreshed, so it cannot be
-    /// told apart from a forged one), an issue time in the future is taken
-    /// as now (it would otherwise win every later comparison), and a set
-    /// older than the one held is ignored ([`Session::adopt`]).
+    /// like any input: an issue time in the future is taken as now (it
+    /// would otherwise win every later comparison), and a set older than
+    /// the one held is ignored ([`Session::adopt`]). A set without an
+    /// expiry is taken like any other: servers may leave `expires_in` out
+    /// (RFC 6749 §5.1), and after a failed write this message alone carries
+    /// the rotation.
     pub fn receive(&self, message: SessionMessage, now_ms: u64) {
         match message {
             SessionMessage::Tokens {
                 mut tokens,
                 unsaved,
             } => {
-                if tokens.expires_at_ms.is_none() {
-                    return;
-                }
                 tokens.issued_at_ms = tokens.issued_at_ms.min(now_ms);
                 tokens.login_at_ms = tokens.login_at_ms.min(now_ms);
                 if self.adopt(tokens, TokenSource::Sync) {

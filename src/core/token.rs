@@ -149,32 +149,144 @@ impl<'de> Deserialize<'de> for Lifetime {
 /// is optional and unknown fields are ignored; [`TokenSet::from_response`]
 /// decides what is acceptable. Secrets are held in their newtypes, so `Debug`
 /// is redacted.
+///
+/// Each member is read on its own ([`loose`]): one of another JSON type
+/// (`scope` as an array, a numeric `sub`) reads as absent, and a lifetime
+/// that is not a number or a string as an unreadable one, rather than
+/// making the whole answer unreadable — a successful answer's tokens must
+/// be seen to be kept (a rotation) or revoked (a refused login).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct RawTokenResponse {
     /// `access_token`.
+    #[serde(deserialize_with = "loose::secret")]
     pub access_token: Option<AccessToken>,
     /// `token_type`: `Bearer`, or `DPoP` for a DPoP request (any case).
+    #[serde(deserialize_with = "loose::text")]
     pub token_type: Option<String>,
     /// `expires_in`, seconds.
+    #[serde(deserialize_with = "loose::lifetime")]
     pub expires_in: Option<Lifetime>,
     /// `refresh_token`.
+    #[serde(deserialize_with = "loose::secret")]
     pub refresh_token: Option<RefreshToken>,
     /// `scope`.
+    #[serde(deserialize_with = "loose::text")]
     pub scope: Option<String>,
     /// `id_token` (OpenID Connect).
+    #[serde(deserialize_with = "loose::secret")]
     pub id_token: Option<IdToken>,
     /// `refresh_expires_in`, seconds (a Keycloak extension; 0 means the
     /// refresh token does not expire).
+    #[serde(deserialize_with = "loose::lifetime")]
     pub refresh_expires_in: Option<Lifetime>,
     /// `error` ([RFC 6749 §5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)).
+    #[serde(deserialize_with = "loose::text")]
     pub error: Option<String>,
     /// `error_description`.
+    #[serde(deserialize_with = "loose::text")]
     pub error_description: Option<String>,
     /// `error_uri`.
+    #[serde(deserialize_with = "loose::text")]
     pub error_uri: Option<String>,
     /// `sub`: the account, which the AT Protocol's token responses name.
+    #[serde(deserialize_with = "loose::text")]
     pub sub: Option<String>,
+}
+
+/// Reading one token response member whatever its JSON type.
+mod loose {
+    use super::Lifetime;
+    use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// A member as found: a string, a number, or another type.
+    enum Member {
+        Absent,
+        Text(String),
+        Number(f64),
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for Member {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(MemberVisitor)
+        }
+    }
+
+    struct MemberVisitor;
+
+    impl<'de> Visitor<'de> for MemberVisitor {
+        type Value = Member;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Member, E> {
+            Ok(Member::Text(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Member, E> {
+            Ok(Member::Text(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Member, E> {
+            Ok(Member::Number(v as f64))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Member, E> {
+            Ok(Member::Number(v as f64))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Member, E> {
+            Ok(Member::Number(v))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Member, E> {
+            Ok(Member::Other)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Member, E> {
+            Ok(Member::Absent)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Member, E> {
+            Ok(Member::Absent)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Member, D::Error> {
+            Member::deserialize(d)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Member, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Member::Other)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Member, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Member::Other)
+        }
+    }
+
+    /// A string member; any other type reads as absent.
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Member::deserialize(d)? {
+            Member::Text(text) => Some(text),
+            _ => None,
+        })
+    }
+
+    /// A secret string member (its newtype redacts it); any other type
+    /// reads as absent.
+    pub fn secret<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        text(d)?
+            .map(|text| T::deserialize(de::value::StringDeserializer::<D::Error>::new(text)))
+            .transpose()
+    }
+
+    /// A lifetime: a number or a string; another type is an unreadable
+    /// lifetime, which [`super::TokenSet::from_response`] refuses.
+    pub fn lifetime<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Lifetime>, D::Error> {
+        Ok(match Member::deserialize(d)? {
+            Member::Absent => None,
+            Member::Text(text) => Some(Lifetime::Text(text)),
+            Member::Number(n) => Some(Lifetime::Number(n)),
+            Member::Other => Some(Lifetime::Text(String::new())),
+        })
+    }
 }
 
 /// The tokens of a session, as persisted. Times are milliseconds since the
@@ -629,11 +741,41 @@ mod tests {
     }
 
     #[test]
-    fn non_number_expires_in_fails_to_parse() {
-        // The browser maps a parse failure to malformed_token_response.
-        let parsed: Result<RawTokenResponse, _> =
-            serde_json::from_value(with("expires_in", serde_json::json!([1])));
-        assert!(parsed.is_err());
+    fn a_lifetime_of_another_type_is_read_and_refused_as_malformed() {
+        for bad in [
+            serde_json::json!([1]),
+            serde_json::json!({"s": 1}),
+            true.into(),
+        ] {
+            let parsed: RawTokenResponse = serde_json::from_value(with("expires_in", bad)).unwrap();
+            let error = TokenSet::from_response(200, parsed, NOW, None, None).unwrap_err();
+            assert_eq!(error.code(), "malformed_token_response");
+        }
+    }
+
+    #[test]
+    fn a_member_of_another_type_reads_as_absent_and_the_tokens_stay_readable() {
+        let body = serde_json::json!({
+            "access_token": "at-1", "token_type": "Bearer", "expires_in": 60,
+            "refresh_token": "rt-1", "scope": ["openid", "api"], "sub": 42,
+            "id_token": {"not": "a jwt"}, "error_description": null, "error_uri": false,
+            "refresh_expires_in": [0],
+        });
+        let raw: RawTokenResponse = serde_json::from_value(body).unwrap();
+        assert_eq!(raw.access_token.as_ref().unwrap().secret(), "at-1");
+        assert_eq!(raw.refresh_token.as_ref().unwrap().secret(), "rt-1");
+        assert_eq!((&raw.scope, &raw.sub, &raw.id_token), (&None, &None, &None));
+        assert_eq!((&raw.error_description, &raw.error_uri), (&None, &None));
+        // Refused for its unreadable refresh lifetime, but its tokens are seen.
+        let error = TokenSet::from_response(200, raw.clone(), NOW, None, None).unwrap_err();
+        assert_eq!(error.code(), "malformed_token_response");
+        let issued = TokenSet::issued_in_refused(200, &raw, NOW, None).unwrap();
+        assert_eq!(issued.refresh_token.unwrap().secret(), "rt-1");
+        // A token of another type is no token.
+        let raw: RawTokenResponse =
+            serde_json::from_value(serde_json::json!({"access_token": 7, "refresh_token": ["rt"]}))
+                .unwrap();
+        assert_eq!((raw.access_token, raw.refresh_token), (None, None));
     }
 
     #[test]
