@@ -558,7 +558,13 @@ export declare class AuthClient {
   /** The problem found with the stored session at start-up, if any. */
   readonly storageError: string | null;
 
-  /** Subscribes to an event; returns a function that unsubscribes. */
+  /**
+   * Subscribes to an event; returns a function that unsubscribes. Throws
+   * `invalid_option` when `listener` is not a function. An exception a
+   * listener throws is reported as uncaught (`reportError`: the page's
+   * `error` event and the console), and the event's other listeners still
+   * run, as with a DOM event target.
+   */
   on<E extends keyof AuthClientEvents>(
     event: E,
     listener: (detail: AuthClientEvents[E]) => void,

@@ -9,7 +9,7 @@
 // compiling the wasm (initialize()), which create() then awaits.
 import init, { AuthClient as WasmAuthClient, version as wasmVersion } from "./latchkey.js";
 import { assertBrowser, isLatchkeyError, latchkeyError } from "./errors.js";
-import { handOverIfPopup, loginWithPopup } from "./popup.js";
+import { closeGiven, handOverIfPopup, loginWithPopup } from "./popup.js";
 
 export { isLatchkeyError };
 
@@ -171,7 +171,11 @@ export class AuthClient {
   }
 
   on(event, listener) {
-    return this.#live().on(event, listener);
+    const client = this.#live();
+    if (typeof listener !== "function") {
+      throw latchkeyError("invalid_option", "on(event, listener): listener must be a function");
+    }
+    return client.on(event, listener);
   }
 
   createLoginUrl(options) {
@@ -184,7 +188,9 @@ export class AuthClient {
 
   // Not async: window.open must run before the first await (popup.js).
   loginWithPopup(options) {
-    return this.#client ? loginWithPopup(this.#client, options) : rejected();
+    if (this.#client) return loginWithPopup(this.#client, options);
+    closeGiven(options);
+    return rejected();
   }
 
   async handleRedirectCallback(url) {

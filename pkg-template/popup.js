@@ -40,8 +40,17 @@ export function loginWithPopup(client, options) {
   try {
     return begin(client, options);
   } catch (error) {
+    // A window the app opened for this call is closed on any refusal, as at
+    // the end of a login (index.d.ts: "whatever the outcome").
+    closeGiven(options);
     return Promise.reject(error);
   }
+}
+
+/** Closes the window `options.popup` when it is one; for calls refused before the login began. */
+export function closeGiven(options) {
+  const given = options?.popup;
+  if (given && typeof given === "object" && typeof given.close === "function") closeWindow(given);
 }
 
 // The synchronous part: checks, joining, window.open. Throws its refusals.

@@ -99,8 +99,9 @@ export interface AuthReady<User extends UserClaims | AtprotoUser = UserClaims> e
    */
   readonly user: User | null;
   /**
-   * Why completing the login response failed (a `LatchkeyError`), if it did.
-   * Never an exception thrown by `onRedirectCallback`.
+   * Why completing the login response failed (a `LatchkeyError`), if it did;
+   * null again once the user is signed in. Never an exception thrown by
+   * `onRedirectCallback`.
    */
   readonly error: Error | null;
   readonly client: AuthClient;

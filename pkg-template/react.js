@@ -1,13 +1,18 @@
+"use client";
 // latchkey/react: <AuthProvider> and useAuth(). Plain JavaScript with
 // React.createElement, so the package needs no JSX build; types and docs in
 // react.d.ts. Nothing runs at import time, and rendering touches no browser
 // API: the client is created in an effect, or by an action called before
 // that effect ran, never during render; servers run neither, so a server
-// render shows the children with isLoading true.
+// render shows the children with isLoading true. "use client": a React
+// Server Component (Next.js's app/layout) may import it; the bundler then
+// loads it as a client module (React's server build has no hooks).
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
 import { AuthClient } from "./index.js";
 
 const AuthContext = createContext(null);
+// Clients a provider disposed: a provider shown again must not hand one out.
+const disposedClients = new WeakSet();
 
 const LOADING = { isLoading: true, isAuthenticated: false, user: null, error: null, client: null };
 // Session changes in this tab or any other (`sync`): what the hook re-reads on.
@@ -52,10 +57,19 @@ function reportUncaught(error) {
   }
 }
 
+// A login that failed (`error`) stops being news once the user is signed in.
 async function readState(client, error) {
   const isAuthenticated = await client.isAuthenticated();
   const user = isAuthenticated ? await client.getUser().catch(() => null) : null;
-  return { isLoading: false, isAuthenticated, user, error, client };
+  return { isLoading: false, isAuthenticated, user, error: isAuthenticated ? null : error, client };
+}
+
+// A fetch's input as the client reads it at the call: a relative URL
+// resolved against the page now, a mutable init copied. Used when the call
+// must wait for the client, so that what is sent is what was given.
+function asGiven(input, init) {
+  const href = typeof input === "string" || input instanceof URL ? new URL(String(input), document.baseURI).href : input;
+  return [href, init && typeof init === "object" ? { ...init } : init];
 }
 
 export function AuthProvider({ options, onRedirectCallback, children }) {
@@ -67,20 +81,47 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
   // Options are read once, at mount (remount with a `key` to change them).
   const initialOptions = useRef(options);
 
-  // Starts the client, once: from this provider's effect, or from an action
-  // called before it ran (React runs its children's effects first). Never
-  // during render, so a server render touches no browser API.
-  const begin = useCallback(() => (started.current ??= start(initialOptions.current, onRedirect)), []);
   // The client's disposal, pending from this effect's cleanup.
   const disposing = useRef(undefined);
+  // Between this effect's cleanup and its next run: unmounted, or hidden.
+  const away = useRef(false);
+  // Disposes the started client on the next macrotask, unless this effect
+  // runs again first (StrictMode's rehearsal, Fast Refresh, <Activity>
+  // showing the subtree again).
+  const disposeSoon = useCallback(() => {
+    clearTimeout(disposing.current);
+    disposing.current = setTimeout(() => {
+      const gone = started.current;
+      started.current = null;
+      // A task later: an action that waited for this client has made its
+      // call by then (what is in flight runs to its end).
+      gone?.then(
+        ({ client }) => {
+          disposedClients.add(client);
+          setTimeout(() => client.dispose());
+        },
+        () => {},
+      );
+    });
+  }, []);
+  // Starts the client, once: from this provider's effect, or from an action
+  // called before it ran (React runs its children's effects first). Never
+  // during render, so a server render touches no browser API. An action
+  // called while the provider is away starts a client only for that call:
+  // it is disposed after it, unless the provider comes back first.
+  const begin = useCallback(() => {
+    if (started.current === null && away.current) disposeSoon();
+    return (started.current ??= start(initialOptions.current, onRedirect));
+  }, [disposeSoon]);
 
   useEffect(() => {
     // StrictMode's rehearsal (and Fast Refresh) run the cleanup and then
     // this effect again at once: the client is kept.
+    away.current = false;
     clearTimeout(disposing.current);
     // Shown again after its client was disposed (<Activity> runs the
     // cleanups of a subtree it hides): a new client, loading meanwhile.
-    if (started.current === null) setState((s) => (s.client ? LOADING : s));
+    setState((s) => (s.client && disposedClients.has(s.client) ? LOADING : s));
     let active = true;
     const unsubscribe = [];
     begin().then(
@@ -99,26 +140,26 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
     );
     return () => {
       active = false;
+      away.current = true;
       for (const off of unsubscribe) off();
       // Unmounted for good: the client stops hearing other tabs and the
       // tab's visibility (what it has in flight runs to its end).
-      disposing.current = setTimeout(() => {
-        const gone = started.current;
-        started.current = null;
-        gone?.then(({ client }) => client.dispose(), () => {});
-      });
+      disposeSoon();
     };
-  }, [begin]);
+  }, [begin, disposeSoon]);
 
   const { client } = state;
+  // The client, ready and in use at the call: not one disposed since this
+  // value was rendered (an unmount, <Activity> hiding the provider).
+  const inUse = useCallback(() => (client && !disposedClients.has(client) ? client : null), [client]);
   // Waits for the client: usable before it is ready (e.g. in a descendant's
   // mount effect); rejects as create() did if it could not be created.
   const ready = useCallback(async () => (await begin()).client, [begin]);
   const loginWithPopup = useCallback(
     // Straight to the client when it is ready: the popup must open before
     // any await, within the click's user activation.
-    (popupOptions) => (client ? client.loginWithPopup(popupOptions) : ready().then((c) => c.loginWithPopup(popupOptions))),
-    [client, ready],
+    (popupOptions) => inUse()?.loginWithPopup(popupOptions) ?? ready().then((c) => c.loginWithPopup(popupOptions)),
+    [inUse, ready],
   );
   const value = useMemo(
     () => ({
@@ -127,9 +168,16 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
       loginWithPopup,
       logout: async (logoutOptions) => (await ready()).logout(logoutOptions),
       getAccessToken: async (tokenOptions) => (await ready()).getAccessToken(tokenOptions),
-      fetchWithAuth: async (input, init) => (await ready()).fetchWithAuth(input, init),
+      // Straight to the client when it is ready (its fast path, and what
+      // the call was given, read now); else what was given, kept as given.
+      fetchWithAuth: (input, init) => {
+        const now = inUse();
+        if (now) return now.fetchWithAuth(input, init);
+        const [given, options] = asGiven(input, init);
+        return ready().then((c) => c.fetchWithAuth(given, options));
+      },
     }),
-    [state, ready, loginWithPopup],
+    [state, inUse, ready, loginWithPopup],
   );
   return createElement(AuthContext.Provider, { value }, children);
 }

@@ -85,7 +85,9 @@ impl Emitter {
             .collect();
         for (id, function) in called {
             if self.listeners.borrow().iter().any(|l| l.id == id) {
-                let _ = function.call1(&JsValue::UNDEFINED, detail);
+                if let Err(thrown) = function.call1(&JsValue::UNDEFINED, detail) {
+                    report_uncaught(&thrown);
+                }
             }
         }
     }
@@ -103,5 +105,17 @@ impl Emitter {
             let _ = window
                 .set_timeout_with_callback_and_timeout_and_arguments_0(deliver.unchecked_ref(), 0);
         }
+    }
+}
+
+/// Reports what a listener threw as an uncaught exception (the page's
+/// `error` event and the console), as a DOM event target does, and goes on
+/// with the other listeners. `reportError` is in every browser latchkey
+/// supports; where it is missing the exception is dropped, as before.
+fn report_uncaught(thrown: &JsValue) {
+    let global = js_sys::global();
+    let report = js_sys::Reflect::get(&global, &JsValue::from_str("reportError"));
+    if let Ok(report) = report.and_then(|f| f.dyn_into::<js_sys::Function>()) {
+        let _ = report.call1(&global, thrown);
     }
 }

@@ -216,3 +216,31 @@ test("a listener that disposes the client stops the event's other listeners, as 
     await context.close();
   }
 });
+
+test("a listener that throws is reported as uncaught and the event's other listeners still run; on() refuses a non-function", BOUNDED, async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const [a] = await signedInTabs(context, idp);
+    const out = await a.evaluate(async () => {
+      const heard = [];
+      window.auth.on("tokens", () => {
+        throw new Error("the app's tokens listener failed");
+      });
+      window.auth.on("tokens", () => heard.push("second"));
+      let refused;
+      try {
+        window.auth.on("tokens");
+      } catch (e) {
+        refused = e.code;
+      }
+      await window.auth.getAccessToken({ forceRefresh: true });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return { heard, refused };
+    });
+    assert.deepEqual(out, { heard: ["second"], refused: "invalid_option" });
+    await until(() => errors.length > 0, 5_000, "the listener's exception to be reported");
+    assert.deepEqual(errors, ["the app's tokens listener failed"]);
+  } finally {
+    await context.close();
+  }
+});

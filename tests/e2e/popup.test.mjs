@@ -438,6 +438,26 @@ test("an IdP sending COOP same-origin, default closeDetection: the severed popup
     assert.equal(outcome.code, "popup_closed", JSON.stringify(outcome));
   }));
 
+test("a window the app opened for a call refused before the login begins is closed (bad options, a disposed client)", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context);
+    const opened = [];
+    context.on("page", (page) => opened.push(page));
+    const codes = await opener.evaluate(async () => {
+      const attempt = (options) => window.auth.loginWithPopup(options).then(() => "resolved", (e) => e.code);
+      const first = await attempt({ popup: window.open("", "_blank", "popup"), timeoutSeconds: 0 });
+      window.auth.dispose();
+      const second = await attempt({ popup: window.open("", "_blank", "popup") });
+      return [first, second];
+    });
+    assert.deepEqual(codes, ["invalid_option", "client_disposed"]);
+    assert.equal(opened.length, 2, "the app opened two windows");
+    for (const page of opened) {
+      if (!page.isClosed()) await page.waitForEvent("close", { timeout: 5_000 }).catch(() => {});
+    }
+    assert.deepEqual(opened.map((page) => page.isClosed()), [true, true], "both closed");
+  }));
+
 test("loginWithPopup refuses bad options (and a null popup) before opening anything", () =>
   inContext(async (context) => {
     const opener = await openerTab(context);

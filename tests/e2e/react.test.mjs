@@ -34,7 +34,11 @@ async function buildApp() {
   cpSync(EXAMPLE, APP, { recursive: true });
   writeFileSync(path.join(APP, "package.json"), JSON.stringify({ name: "latchkey-react-app", private: true, type: "module" }) + "\n");
   // The one change to the example: the test can unmount the app
-  // (window.unmountApp) and hide it in an <Activity> (window.setAppMode).
+  // (window.unmountApp), hide it in an <Activity> (window.setAppMode), and
+  // reach useAuth()'s values through a probe (window.reactAuth, the latest;
+  // window.reactAuthFirst, the first render's; window.sawDisposedClient, set
+  // when a render was handed a disposed client; window.callOnShow, a URL the
+  // probe fetches from an unguarded mount effect).
   const main = path.join(APP, "src/main.tsx");
   const edits = [
     [
@@ -48,6 +52,8 @@ async function buildApp() {
     ['import { StrictMode } from "react";', 'import { Activity, StrictMode, useState, type ReactNode } from "react";'],
     ["  <StrictMode>\n", "  <StrictMode>\n    <Hideable>\n"],
     ["  </StrictMode>,", "    </Hideable>\n  </StrictMode>,"],
+    ["      <ApiOnMount />\n", "      <ApiOnMount />\n      <Probe />\n"],
+    ['import { AuthProvider } from "latchkey/react";', 'import { AuthProvider, useAuth } from "latchkey/react";\nimport { useEffect } from "react";'],
   ];
   let source = readFileSync(main, "utf8");
   for (const [from, to] of edits) {
@@ -59,6 +65,21 @@ async function buildApp() {
     '  const [mode, setMode] = useState<"visible" | "hidden">("visible");',
     "  (window as unknown as { setAppMode: typeof setMode }).setAppMode = setMode;",
     "  return <Activity mode={mode}>{children}</Activity>;",
+    "}",
+    "function Probe() {",
+    "  const auth = useAuth();",
+    "  const w = window as unknown as Record<string, unknown>;",
+    "  w.reactAuthFirst ??= auth;",
+    "  w.reactAuth = auth;",
+    "  try {",
+    "    void auth.client?.storageKind;",
+    "  } catch (e) {",
+    "    w.sawDisposedClient = (e as { code?: string }).code;",
+    "  }",
+    "  useEffect(() => {",
+    "    if (typeof w.callOnShow === \"string\") auth.fetchWithAuth(w.callOnShow).catch(() => {});",
+    "  }, []);",
+    "  return null;",
     "}",
     "",
   ].join("\n");
@@ -310,6 +331,119 @@ test("an AuthProvider hidden in an <Activity> and shown again works with a new c
     await page.click("#call-api");
     assert.equal(await text(page, "#api"), `200 ${TEST_USER.sub}`);
     assert.equal(await page.$("#failure"), null);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// Signs in with the redirect in a new page of `context`; resolves with the page, signed in.
+async function signedInPage(context) {
+  const page = await context.newPage();
+  await page.goto(`${idp.spaOrigin}/`);
+  await statusIs(page, "signed out");
+  await page.click("#sign-in");
+  await page.waitForURL((url) => url.pathname === "/after-login", { timeout: 15_000 });
+  await statusIs(page, "signed in");
+  return page;
+}
+
+// fetch() reads its arguments when it is called, and so does the client's
+// fetchWithAuth; useAuth()'s must too, also while the client is starting.
+test("useAuth().fetchWithAuth called before the client is ready sends what it was given at the call", async () => {
+  const context = await appContext();
+  try {
+    const page = await signedInPage(context);
+    const errors = collectPageErrors(page);
+    // A new load: window.reactAuthFirst is the loading render's value.
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "signed in");
+    const out = await page.evaluate(async (url) => {
+      const init = { method: "POST", body: "first" };
+      const answer = window.reactAuthFirst.fetchWithAuth(url, init);
+      init.body = "changed";
+      return (await (await answer).json()).body;
+    }, idp.echoUrl);
+    assert.equal(out, "first");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("useAuth().error from a failed login response clears once a later login succeeds", async () => {
+  const context = await appContext();
+  try {
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/?code=forged&state=forged`);
+    await statusIs(page, "signed out");
+    assert.equal(await text(page, "#callback-error"), "no_transaction");
+
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await page.click("#sign-in-popup");
+    await opened;
+    await statusIs(page, "signed in");
+    assert.equal(await page.$("#callback-error"), null, "the old failure is no longer shown");
+    assert.equal(await page.evaluate(() => window.reactAuth.error), null);
+    assert.deepEqual(errors.filter((e) => !e.startsWith("console: Failed to load resource")), []);
+  } finally {
+    await context.close();
+  }
+});
+
+// An action called after the provider unmounted (an async handler that
+// finishes late) gets its answer from a client that is disposed after it:
+// nothing is left listening to the tab's visibility.
+test("an action called after AuthProvider unmounted gets its answer, and its client is disposed after it", async () => {
+  const context = await appContext();
+  try {
+    idp.setAccessTokenTtl(2);
+    const page = await signedInPage(context);
+    const errors = collectPageErrors(page);
+    await page.evaluate(() => window.unmountApp());
+    await page.waitForTimeout(100);
+    const late = await page.evaluate(async () => {
+      const response = await window.reactAuth.getAccessToken().then(
+        () => "token",
+        (e) => e.code,
+      );
+      return response;
+    });
+    assert.equal(late, "token");
+    // Every token issued so far has expired.
+    await page.waitForTimeout(2_800);
+    idp.setAccessTokenTtl(3600);
+    const before = refreshes();
+    await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+    await page.waitForTimeout(1_500);
+    assert.equal(refreshes() - before, 0, "no client left behind refreshes");
+    assert.deepEqual(errors, []);
+  } finally {
+    idp.setAccessTokenTtl(3600);
+    await context.close();
+  }
+});
+
+// Shown again, a descendant's unguarded mount effect calls an action before
+// the provider's effect runs: no render is handed the disposed client.
+test("an <Activity> shown again with a child calling an action on mount never renders the disposed client", async () => {
+  const context = await appContext();
+  try {
+    const page = await signedInPage(context);
+    const errors = collectPageErrors(page);
+    await page.evaluate((url) => {
+      window.callOnShow = url;
+    }, idp.whoamiUrl);
+    await page.evaluate(() => window.setAppMode("hidden"));
+    await page.waitForTimeout(200);
+    await page.evaluate(() => window.setAppMode("visible"));
+    await statusIs(page, "signed in");
+    assert.equal(await page.evaluate(() => window.sawDisposedClient), undefined);
+    const opened = await page.evaluate(() => window.reactAuth.client.storageKind);
+    assert.equal(opened, "indexeddb", "the client in use is live");
+    await page.click("#call-api");
+    assert.equal(await text(page, "#api"), `200 ${TEST_USER.sub}`);
     assert.deepEqual(errors, []);
   } finally {
     await context.close();

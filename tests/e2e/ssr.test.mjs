@@ -9,7 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 import path from "node:path";
 
@@ -78,4 +78,12 @@ test("both entry points import in Node without a DOM; AuthProvider renders loadi
   assert.equal(result.html, "<p>isLoading=true isAuthenticated=false user=null client=null</p>");
   assert.match(result.outside, /inside <AuthProvider>/);
   assert.deepEqual(result.created, { code: "unsupported_environment", name: "LatchkeyError", isLatchkeyError: true });
+});
+
+// A React Server Component (Next.js's app/layout) may import latchkey/react:
+// its bundler sees the directive and loads the file as a client module.
+// React's server build has no hooks, so without it the import fails there.
+test("latchkey/react begins with the \"use client\" directive", () => {
+  const source = readFileSync(path.join(PACKAGE, "react.js"), "utf8");
+  assert.ok(/^"use client";\n/.test(source), source.slice(0, 80));
 });
