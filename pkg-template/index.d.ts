@@ -351,7 +351,13 @@ export interface LoginOptions<AppState = unknown> {
    * sent as `login_hint`.
    */
   handle?: string;
-  /** Extra authorization request parameters, e.g. `{ prompt: "consent" }`. */
+  /**
+   * Extra authorization request parameters, e.g. `{ prompt: "consent" }`.
+   * Those latchkey sets or reads itself are refused with `invalid_option`:
+   * `response_type`, `response_mode`, `request`, `request_uri`,
+   * `client_id`, `redirect_uri`, `scope`, `state`, `nonce`,
+   * `code_challenge`, `code_challenge_method`, `dpop_jkt`.
+   */
   extraParams?: Record<string, string>;
   /** JSON-serialisable state handed back by `handleRedirectCallback`. */
   appState?: AppState;

@@ -1154,7 +1154,9 @@ fn clean_address_bar(url: &web_sys::Url) {
         search.delete(name);
     }
     if let Some(Ok(history)) = web_sys::window().map(|w| w.history()) {
-        // Keeps the app's own history entry; only the URL changes.
-        let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&cleaned.href()));
+        // Keeps the app's own history entry and its state (a router's
+        // position); only the URL changes.
+        let state = history.state().unwrap_or(JsValue::NULL);
+        let _ = history.replace_state_with_url(&state, "", Some(&cleaned.href()));
     }
 }

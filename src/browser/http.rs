@@ -124,6 +124,10 @@ pub async fn post_form(
     init.set_method("POST");
     init.set_headers(&headers);
     init.set_credentials(web_sys::RequestCredentials::Omit);
+    // A redirect would send the same body — a code and its verifier, a
+    // refresh token — wherever it points, and take that answer as this
+    // endpoint's: refused as a network error (the session is kept).
+    init.set_redirect(web_sys::RequestRedirect::Error);
     init.set_body(&JsValue::from(params.to_string()));
     send_within(url, &init, timeout_ms).await
 }

@@ -33,10 +33,17 @@ use crate::core::quoted::Quoted;
 /// How long a pending transaction stays usable: 10 minutes.
 pub const TRANSACTION_MAX_AGE_MS: u64 = 10 * 60 * 1000;
 
-/// Parameters latchkey sets itself; the app may not pass them in
-/// `extraParams`.
+/// Parameters latchkey sets itself, or that would take the response or the
+/// request out of its hands; the app may not pass them in `extraParams`.
+/// `response_mode`: the callback reads the query only (a fragment or
+/// `form_post` answer would fail and leave the code in the history);
+/// `request`, `request_uri`: the request would be another one (RFC 9101),
+/// and a pushed request must not carry `request_uri` (RFC 9126 §2.1).
 pub const RESERVED_PARAMS: &[&str] = &[
     "response_type",
+    "response_mode",
+    "request",
+    "request_uri",
     "client_id",
     "redirect_uri",
     "scope",

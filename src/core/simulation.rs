@@ -113,6 +113,10 @@ struct Faults {
     stalled_store: u64,
     /// One tab signs out somewhere in the run.
     sign_out: bool,
+    /// The server revokes the session's grant at a random moment (an
+    /// administrator, a password change): the tabs must end the session,
+    /// not present its dead refresh token call after call.
+    server_revokes: bool,
     /// One tab completes a new login somewhere in the run (a new grant).
     relogin: bool,
     /// DPoP-bound tokens, the server rotating its nonce before a token
@@ -159,6 +163,10 @@ struct Server {
     nonce: Cell<u32>,
     /// Token requests refused for their nonce (never processed).
     nonce_refusals: Cell<u32>,
+    /// The grant the server revoked on its own (`Faults::server_revokes`).
+    revoked_by_server: Cell<Option<usize>>,
+    /// Refresh requests presenting a token of that grant after it.
+    dead_presented: Cell<u32>,
 }
 
 /// `(grant, rotation)` of a token named `<prefix>G.N`.
@@ -189,6 +197,9 @@ impl Server {
         self.grants.set(self.grants.get() + 1);
         let (grant, n) = parse_name(refresh_token, "rt-").ok_or("invalid_grant")?;
         if self.revoked.borrow()[grant] {
+            if self.revoked_by_server.get() == Some(grant) {
+                self.dead_presented.set(self.dead_presented.get() + 1);
+            }
             return Err("invalid_grant");
         }
         let current = self.generation.borrow()[grant];
@@ -821,6 +832,9 @@ fn run(seed: u64, faults: Faults) {
         (tab, START_MS + world.rng.below(60_000))
     });
     closer = closer.filter(|(tab, _)| !busy(*tab));
+    let mut revoke_at = faults
+        .server_revokes
+        .then(|| START_MS + world.rng.below(60_000));
     for (i, tab) in tabs.iter().enumerate() {
         let signs_out_at = signer.filter(|(who, _)| *who == i).map(|(_, at)| at);
         let logs_in_at = relogger.filter(|(who, _)| *who == i).map(|(_, at)| at);
@@ -841,6 +855,13 @@ fn run(seed: u64, faults: Faults) {
                 close(world, tabs, tasks, tab);
                 closer = None;
             }
+        }
+        if revoke_at.is_some_and(|at| world.now_ms.get() >= at) {
+            let (grant, _) = world.server.newest();
+            world.server.revoked.borrow_mut()[grant] = true;
+            world.server.revoked_by_server.set(Some(grant));
+            world.note(format!("the server revokes grant {grant}"));
+            revoke_at = None;
         }
         match world.rng.below(100) {
             0..=9 => {
@@ -1010,6 +1031,17 @@ fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
         }
         return;
     }
+    if server.revoked_by_server.get().is_some() {
+        // Each tab ends the session at its first `invalid_grant` (or hears
+        // that another did): the dead refresh token is not presented again
+        // call after call.
+        assert!(
+            server.dead_presented.get() <= TABS as u32,
+            "seed {seed}: the revoked grant's refresh token was presented {} times",
+            server.dead_presented.get()
+        );
+        return;
+    }
     if server.lost_answers.get() > 0 {
         return;
     }
@@ -1127,6 +1159,22 @@ fn dpop_refused_answers_that_rotated_with_every_fault_but_lost_answers() {
                 relogin: true,
                 failed_key_fetch: Some(20),
                 tab_closes: true,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn a_grant_the_server_revokes_ends_the_session_in_every_tab() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                server_revokes: true,
+                late_answer: 20,
+                failed_write: 30,
+                lost_answer: 10,
                 ..Faults::default()
             },
         );

@@ -182,3 +182,23 @@ test("two handleRedirectCallback calls at once: one completes the login, the oth
     await context.close();
   }
 });
+
+// Cleaning the address bar changes the URL only: a router's state in the
+// history entry (React Router's `idx`, Next.js's own) stays.
+test("a completed callback keeps the history entry's state", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const options = clientOptions(idp);
+    const callbackUrl = await loginViaRedirect(page, idp, options);
+    await openApp(page, callbackUrl);
+    await page.evaluate(() => history.replaceState({ router: 7 }, "", location.href));
+    const outcome = await withClient(page, options, async (client) => {
+      await client.handleRedirectCallback();
+      return { href: location.href, state: history.state };
+    });
+    assert.deepEqual(outcome.value, { href: `${idp.spaOrigin}/`, state: { router: 7 } });
+  } finally {
+    await context.close();
+  }
+});

@@ -55,6 +55,9 @@ const FAULTS = [
   { kind: "garbage", fault: { kind: "garbage" }, code: "malformed_token_response", wait: EXPIRED_MS },
   { kind: "no_access_token", fault: { kind: "no_access_token" }, code: "malformed_token_response", wait: EXPIRED_MS },
   { kind: "drop", fault: { kind: "drop" }, code: "network_error", wait: IDLE_SOCKETS_CLOSED_MS },
+  // Followed, the redirect would carry the refresh token to /api/echo and take its answer as the
+  // token endpoint's.
+  { kind: "redirect", fault: { kind: "status", status: 307, headers: { location: "/api/echo" }, body: "" }, code: "network_error", wait: EXPIRED_MS },
 ];
 
 for (const { kind, fault, code, status, wait } of FAULTS) {
