@@ -134,9 +134,11 @@ export interface RefreshContext {
   readonly scope: string | undefined;
   /**
    * With `dpop: true`, a session bound to a DPoP key: makes the proof
-   * (the `DPoP` header) for the app's request — `method` defaults to
-   * `"POST"`, `nonce` to the authorization server's latest for `url`'s
-   * origin. The key itself never leaves latchkey. Absent for Bearer sessions.
+   * (the `DPoP` header) for the app's refresh request — a `POST` to
+   * `tokenEndpoint` (query aside); any other `url` or `method` rejects with
+   * `invalid_option`. `nonce` defaults to the authorization server's latest
+   * for `url`'s origin. The key itself never leaves latchkey. Absent for
+   * Bearer sessions.
    */
   readonly dpopProof?: (request: { url: string; method?: string; nonce?: string }) => Promise<string>;
 }

@@ -103,9 +103,12 @@ impl BrowserRefresh {
     /// The `dpopProof` a custom refresh of the session bound to `jkt`
     /// receives: `dpopProof({ url, method = "POST", nonce })` resolves with
     /// a proof for that request, carrying `nonce`, or else the
-    /// authorization server's latest nonce for `url`'s origin.
-    async fn proof_factory(&self, jkt: &str) -> Result<ProofFactory, Error> {
+    /// authorization server's latest nonce for `url`'s origin. Only the
+    /// refresh's own request, a `POST` to `token_endpoint`, is signed
+    /// ([`NonceBook::for_app_proof`](crate::core::dpop::NonceBook::for_app_proof)).
+    async fn proof_factory(&self, jkt: &str, token_endpoint: &str) -> Result<ProofFactory, Error> {
         let key = self.dpop_keys.load(jkt).await?;
+        let token_endpoint = token_endpoint.to_owned();
         let nonces = Rc::clone(&self.nonces);
         Ok(Closure::new(move |request: JsValue| {
             let field = |name: &str| {
@@ -115,11 +118,14 @@ impl BrowserRefresh {
             };
             let (url, method, nonce) = (field("url"), field("method"), field("nonce"));
             let (key, nonces) = (key.clone(), Rc::clone(&nonces));
+            let token_endpoint = token_endpoint.clone();
             wasm_bindgen_futures::future_to_promise(async move {
                 let url = url.ok_or_else(|| {
                     to_js(&Error::invalid_option("dpopProof", "url must be a string"))
                 })?;
-                let (method, nonce) = nonces.for_app_proof(&url, method, nonce);
+                let (method, nonce) = nonces
+                    .for_app_proof(&url, method, nonce, &token_endpoint)
+                    .map_err(|error| to_js(&error))?;
                 let platform = BrowserPlatform {
                     request_timeout_ms: 0,
                 };
@@ -167,7 +173,7 @@ impl BrowserRefresh {
         // factory, never the key.
         let _factory = match call.proof_key {
             Some(jkt) => {
-                let factory = self.proof_factory(jkt).await?;
+                let factory = self.proof_factory(jkt, call.token_endpoint).await?;
                 set("dpopProof", factory.as_ref().clone());
                 Some(factory)
             }

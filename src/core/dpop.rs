@@ -426,17 +426,31 @@ impl NonceBook {
     }
 
     /// The method and nonce of a proof the app's own `refresh` asks for
-    /// (`ctx.dpopProof({ url, method?, nonce? })`): the method it names,
-    /// else `POST` (a token request); the nonce it names, else the
+    /// (`ctx.dpopProof({ url, method?, nonce? })`), refreshing at
+    /// `token_endpoint`: only its refresh request is signed — a `POST` to
+    /// that endpoint (query and fragment aside, as `htu` has none: RFC 9449
+    /// §4.2) — so the key signs nothing else while the app's code runs
+    /// (`invalid_option` otherwise). The nonce it names, else the
     /// authorization server's latest for `url`'s origin.
     pub fn for_app_proof(
         &self,
         url: &str,
         method: Option<String>,
         nonce: Option<String>,
-    ) -> (String, Option<String>) {
+        token_endpoint: &str,
+    ) -> Result<(String, Option<String>), Error> {
+        let target = |u: &str| u.split(['?', '#']).next().unwrap_or_default().to_owned();
+        if target(url) != target(token_endpoint) {
+            return Err(Error::invalid_option(
+                "dpopProof",
+                "url must be the refresh's token endpoint (ctx.tokenEndpoint)",
+            ));
+        }
+        if method.is_some_and(|m| !m.eq_ignore_ascii_case("POST")) {
+            return Err(Error::invalid_option("dpopProof", "method must be POST"));
+        }
         let nonce = nonce.or_else(|| self.get(Role::AuthorizationServer, url));
-        (method.unwrap_or_else(|| "POST".to_owned()), nonce)
+        Ok(("POST".to_owned(), nonce))
     }
 
     /// A nonce kept from earlier (a pushed request's, across the redirect):

@@ -467,13 +467,40 @@ fn the_ath_of_a_token_is_hashed_once_and_again_for_a_new_token() {
 fn an_apps_proof_is_a_post_with_the_servers_latest_nonce_unless_it_names_its_own() {
     let book = NonceBook::default();
     let url = "https://idp.example/token";
-    let (method, nonce) = book.for_app_proof(url, None, None);
+    let (method, nonce) = book.for_app_proof(url, None, None, url).unwrap();
     assert_eq!((method.as_str(), nonce), ("POST", None));
-    book.learn(Role::AuthorizationServer, url, "n-1");
-    let (_, nonce) = book.for_app_proof("https://idp.example/other", None, None);
+    book.learn(
+        Role::AuthorizationServer,
+        "https://idp.example/other",
+        "n-1",
+    );
+    let (_, nonce) = book.for_app_proof(url, None, None, url).unwrap();
     assert_eq!(nonce.as_deref(), Some("n-1"), "by origin");
-    let named = book.for_app_proof(url, Some("GET".into()), Some("n-2".into()));
-    assert_eq!(named, ("GET".to_owned(), Some("n-2".to_owned())));
+    let named = book.for_app_proof(url, Some("post".into()), Some("n-2".into()), url);
+    assert_eq!(named.unwrap(), ("POST".to_owned(), Some("n-2".to_owned())));
+    let with_query = book.for_app_proof("https://idp.example/token?x=1", None, None, url);
+    assert!(with_query.is_ok(), "htu has no query");
+}
+
+#[test]
+fn an_apps_proof_signs_only_a_post_to_its_token_endpoint() {
+    let book = NonceBook::default();
+    let token = "https://idp.example/token";
+    for (url, method) in [
+        ("https://idp.example/api", None),
+        ("https://idp.example/token/", None),
+        ("https://evil.example/token", None),
+        ("https://idp.example/tokenx", None),
+        (token, Some("GET")),
+        (token, Some("DELETE")),
+    ] {
+        let refused = book.for_app_proof(url, method.map(Into::into), None, token);
+        assert_eq!(
+            refused.unwrap_err().code(),
+            "invalid_option",
+            "{url} {method:?}"
+        );
+    }
 }
 
 #[test]

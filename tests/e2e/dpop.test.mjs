@@ -480,6 +480,7 @@ test("a custom refresh of a bound session gets ctx.dpopProof and refreshes with 
 
     assert.equal(log.calls, 1);
     assert.deepEqual(log.proofTypes, ["function"]);
+    assert.equal(log.elsewhere, "invalid_option", "no proof for another URL");
     assert.equal(log.nonceRetries, 1);
     assert.deepEqual(log.statuses, [400, 200]);
     for (const proof of log.proofs) {

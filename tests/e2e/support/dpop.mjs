@@ -101,6 +101,11 @@ export async function openTabWithDpopRefresh(context, idp, extra = {}) {
     const refresh = async (ctx) => {
       log.calls += 1;
       log.proofTypes.push(typeof ctx.dpopProof);
+      // The key signs the refresh's own request only.
+      log.elsewhere = await ctx.dpopProof({ url: new URL("/me", ctx.tokenEndpoint).href, method: "GET" }).then(
+        () => "signed",
+        (e) => e.code,
+      );
       const send = async (nonce) => {
         const proof = await ctx.dpopProof(nonce === undefined ? { url: ctx.tokenEndpoint } : { url: ctx.tokenEndpoint, nonce });
         log.proofs.push(proof);
