@@ -120,12 +120,12 @@ function targets(result) {
     }
   }
   if (size) {
-    // Issue 20: smaller than auth0-spa-js as measured in this run (54 kB when filed), goal 40 kB.
+    // Issue 20: ≤ 54 kB (smaller than auth0-spa-js when filed; this run's auth0 bundle shown for
+    // reference), goal 40 kB.
     const b = size.latchkey.published.brotli;
     const auth0 = size.auth0?.bundled?.brotli;
-    if (auth0 != null) {
-      rows.push([`Size ≤ auth0-spa-js's (${kB(auth0)}) brotli, wasm + JS as published`, kB(b), b <= auth0 ? "met" : "**missed**"]);
-    }
+    const reference = auth0 != null ? `; auth0-spa-js bundled in this run: ${kB(auth0)}` : "";
+    rows.push([`Size ≤ 54 kB brotli, wasm + JS as published${reference}`, kB(b), b <= 54_000 ? "met" : "**missed**"]);
     rows.push(["Size ≤ 40 kB brotli, wasm + JS as published (goal)", kB(b), b <= 40_000 ? "met" : "**missed**"]);
   }
   if (cold) {
@@ -137,9 +137,10 @@ function targets(result) {
         rows.push([label, `error: ${c.error}`, "**missed**"]);
         continue;
       }
-      const ok = c.createToSentMs <= 15 && (oidc == null || c.createToSentMs <= 2 * oidc);
       const ratio = oidc != null ? ` (${(c.createToSentMs / oidc).toFixed(1)} ×)` : "";
-      rows.push([label, `${ms(c.createToSentMs, 1)}${ratio}`, ok ? "met" : "**missed**"]);
+      // The issue judges against oidc-client-ts in the same run: without it, no verdict.
+      const verdict = oidc == null ? "not judged (no oidc-client-ts figure in this run)" : c.createToSentMs <= 15 && c.createToSentMs <= 2 * oidc ? "met" : "**missed**";
+      rows.push([label, `${ms(c.createToSentMs, 1)}${ratio}`, verdict]);
     }
   }
   return rows;
@@ -335,27 +336,26 @@ export function renderReport(result) {
   if (size) {
     out.push("### Size");
     out.push("");
-    out.push("kB = 1000 bytes. gzip -9 and brotli -q 11 with node:zlib. Baselines: esbuild --bundle --minify of a minimal import.");
+    out.push(
+      "kB = 1000 bytes. gzip -9 and brotli -q 11 with node:zlib. latchkey as published: the wasm and every JS file `index.js` loads. Baselines: esbuild --bundle --minify of a minimal import (what an app's bundler ships), and the package's own minified browser build.",
+    );
     out.push("");
     const row = (name, what, s) => [name, what, kB(s.raw), kB(s.gzip), kB(s.brotli)];
     const lk = size.latchkey;
-    out.push(
-      table(
-        ["library", "what", "raw", "gzip -9", "brotli -q 11"],
-        [
-          row("latchkey", "published: latchkey_bg.wasm + latchkey.js + index.js", lk.published),
-          row("latchkey", "  of which latchkey_bg.wasm", lk.files["latchkey_bg.wasm"]),
-          row("latchkey", "  of which latchkey.js + index.js", {
-            raw: lk.files["latchkey.js"].raw + lk.files["index.js"].raw,
-            gzip: lk.files["latchkey.js"].gzip + lk.files["index.js"].gzip,
-            brotli: lk.files["latchkey.js"].brotli + lk.files["index.js"].brotli,
-          }),
-          row("latchkey", "wasm + JS bundled and minified by esbuild", lk.bundled),
-          row("auth0-spa-js", "`createAuth0Client`, minified bundle", size.auth0.bundled),
-          row("oidc-client-ts", "`UserManager` + `WebStorageStateStore`, minified bundle", size.oidc.bundled),
-        ],
-      ),
-    );
+    const js = Object.keys(lk.files).filter((f) => f.endsWith(".js"));
+    const jsSum = { raw: 0, gzip: 0, brotli: 0 };
+    for (const f of js) for (const k of Object.keys(jsSum)) jsSum[k] += lk.files[f][k];
+    const rows = [
+      row("latchkey", `published: latchkey_bg.wasm + ${js.join(" + ")}`, lk.published),
+      row("latchkey", "  of which latchkey_bg.wasm", lk.files["latchkey_bg.wasm"]),
+      row("latchkey", `  of which ${js.join(" + ")}`, jsSum),
+      row("latchkey", "wasm + JS bundled and minified by esbuild", lk.bundled),
+      row("auth0-spa-js", "`createAuth0Client`, minified bundle", size.auth0.bundled),
+      row("oidc-client-ts", "`UserManager` + `WebStorageStateStore`, minified bundle", size.oidc.bundled),
+    ];
+    if (size.auth0.published) rows.push(row("auth0-spa-js", "published browser build (`auth0-spa-js.production.js`)", size.auth0.published));
+    if (size.oidc.published) rows.push(row("oidc-client-ts", "published browser build (`oidc-client-ts.min.js`)", size.oidc.published));
+    out.push(table(["library", "what", "raw", "gzip -9", "brotli -q 11"], rows));
     out.push("");
   }
 

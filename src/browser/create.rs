@@ -3,13 +3,13 @@
 //! a revalidation started in the background. It decides nothing.
 
 use crate::browser::dpop_keys::BrowserDpopKeys;
-use crate::browser::platform::BrowserPlatform;
+use crate::browser::platform::{BrowserPlatform, Monotonic};
 use crate::browser::store::{BrowserSessionStore, StorageKind};
 use crate::core::create_machine::{CreateClient, Fed, Need, Started};
 use crate::core::drive::{drive, Perform};
 use crate::core::platform::Timer;
 use crate::core::ports::{Clock, SessionStore};
-use crate::core::race::both;
+use crate::core::race::{both, within};
 use crate::core::startup::{discover, KeptMetadata};
 use crate::core::Error;
 
@@ -91,10 +91,26 @@ impl Perform<CreateClient> for Creating<'_> {
                     dpop,
                     ..
                 } = self.target;
+                // Each wait bounded (a wedged IndexedDB, an upgrade blocked by
+                // an old tab): `create()` never hangs on its store. A store
+                // that does not open is replaced by memory, as one that
+                // fails to; reads that do not answer are a failed read
+                // (signed out here, the record kept for the next start).
+                let timeout_ms = self.target.timeout_ms;
+                let stalled = || Error::Storage {
+                    reason: format!("the store did not answer within {timeout_ms} ms"),
+                };
+                let bound = || Monotonic.sleep(timeout_ms);
                 let opening = async {
-                    let (store, fallback) =
-                        BrowserSessionStore::open(storage, issuer, client_id).await;
-                    let (loaded, kept) = both(store.load_tokens(), store.load_metadata()).await;
+                    let open = BrowserSessionStore::open(storage, issuer, client_id);
+                    let (store, fallback) = within(open, bound()).await.unwrap_or_else(|| {
+                        let memory = BrowserSessionStore::memory(issuer, client_id);
+                        (memory, Some(stalled().to_string()))
+                    });
+                    let reads = both(store.load_tokens(), store.load_metadata());
+                    let (loaded, kept) = within(reads, bound())
+                        .await
+                        .unwrap_or_else(|| (Err(stalled()), None));
                     (store, fallback, loaded, kept)
                 };
                 // DPoP keys live in IndexedDB whatever the token storage: a
@@ -119,7 +135,8 @@ impl Perform<CreateClient> for Creating<'_> {
             // Kept for the next start before going on (best effort).
             Need::Keep(kept) => {
                 if let Some(opened) = &self.opened {
-                    let _ = opened.store.save_metadata(&kept).await;
+                    let save = opened.store.save_metadata(&kept);
+                    let _ = within(save, Monotonic.sleep(self.target.timeout_ms)).await;
                 }
                 Fed::Done
             }

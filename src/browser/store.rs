@@ -296,7 +296,8 @@ impl BrowserSessionStore {
         BrowserSessionStore { kind, records }
     }
 
-    fn memory(issuer: &str, client_id: &str) -> Self {
+    /// A store in memory: the fallback when the asked storage cannot be used.
+    pub fn memory(issuer: &str, client_id: &str) -> Self {
         Self::with(
             StorageKind::Memory,
             issuer,

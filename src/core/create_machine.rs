@@ -87,8 +87,11 @@ pub enum Fed {
 enum Stage {
     Opening,
     Discovering,
-    /// Keeping (or revalidating) before going on with this metadata.
+    /// Revalidating later, going on with this kept metadata.
     Keeping(ProviderMetadata),
+    /// Keeping discovered metadata for the next start, once its endpoints
+    /// passed every check (a document this client refuses is not kept).
+    KeepingChecked(Endpoints),
     Over,
 }
 
@@ -158,17 +161,27 @@ impl CreateClient {
                     None => self.metadata(kept, now_ms),
                 }
             }
-            // Kept before going on.
+            // Checked, then kept before going on.
             (Stage::Discovering, Fed::Discovered(Ok(fresh))) => {
                 let kept = KeptMetadata {
                     fetched_at_ms: now_ms,
                     metadata: fresh.clone(),
                 };
-                self.stage = Stage::Keeping(fresh);
-                Step::Do(Need::Keep(kept))
+                let endpoints = self.endpoints_of(fresh);
+                match self.checked(endpoints) {
+                    Ok(endpoints) => {
+                        self.stage = Stage::KeepingChecked(endpoints);
+                        Step::Do(Need::Keep(kept))
+                    }
+                    Err(error) => Step::Done(Err(error)),
+                }
             }
             (Stage::Discovering, Fed::Discovered(Err(error))) => Step::Done(Err(error)),
-            (Stage::Keeping(metadata), Fed::Done) => self.discovered(metadata),
+            (Stage::Keeping(metadata), Fed::Done) => {
+                let endpoints = self.endpoints_of(metadata);
+                self.started(endpoints)
+            }
+            (Stage::KeepingChecked(endpoints), Fed::Done) => self.started(Ok(endpoints)),
             (_, _) => Step::Done(Err(Error::Discovery {
                 reason: "create() was fed out of order".into(),
             })),
@@ -192,21 +205,26 @@ impl CreateClient {
         }
     }
 
-    fn discovered(&mut self, metadata: ProviderMetadata) -> Step {
+    /// The endpoints `metadata` gives, with the app's overrides.
+    fn endpoints_of(&mut self, metadata: ProviderMetadata) -> Result<Endpoints, Error> {
         let overrides = std::mem::take(&mut self.overrides);
         let loopback = self.allow_insecure_loopback;
-        self.started(Endpoints::from_metadata(metadata, overrides, loopback))
+        Endpoints::from_metadata(metadata, overrides, loopback)
     }
 
-    /// Step 3, once the endpoints are known: PAR asked for (or required by
-    /// the server) but impossible fails `create()` now, not at the first
-    /// login ([`EndpointSource::check_at_start`]).
-    fn started(&mut self, endpoints: Result<Endpoints, Error>) -> Step {
-        let checked = endpoints.and_then(|endpoints| {
+    /// PAR asked for (or required by the server) but impossible fails
+    /// `create()` now, not at the first login
+    /// ([`EndpointSource::check_at_start`]).
+    fn checked(&self, endpoints: Result<Endpoints, Error>) -> Result<Endpoints, Error> {
+        endpoints.and_then(|endpoints| {
             let par = self.source.check_at_start(self.par, &endpoints);
             par.map(|()| endpoints)
-        });
-        let endpoints = match checked {
+        })
+    }
+
+    /// Step 3, once the endpoints are known and checked ([`Self::checked`]).
+    fn started(&mut self, endpoints: Result<Endpoints, Error>) -> Step {
+        let endpoints = match self.checked(endpoints) {
             Ok(endpoints) => endpoints,
             Err(error) => return Step::Done(Err(error)),
         };

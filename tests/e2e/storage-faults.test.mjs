@@ -21,6 +21,7 @@ import {
   sleep,
   isAuthenticated,
   openTab,
+  within,
   SHORT_TTL,
   EXPIRED_MS,
   LONG_TTL,
@@ -215,6 +216,41 @@ test("a store read that never answers inside the lock fails the call with storag
     const after = await call(tab, idp.whoamiUrl);
     assert.equal(after.status, 200, "the lock was let go: " + JSON.stringify(after));
     assert.equal(idp.counters().token.byGrantType.refresh_token, 1);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("a store read that never answers at start: create() settles within the timeout, signed out with read_failed, the record kept", { timeout: 60_000 }, async () => {
+  const { context, errors } = await freshContext(browser, { initScript: STALLED_READS });
+  try {
+    const [tab] = await signedInTabs(context, idp);
+    const ours = await rawRecord(tab, idp);
+    await tab.evaluate(() => (window.stallRecords = true));
+    const started = Date.now();
+    const stalled = await within(
+      withClient(tab, clientOptions(idp, { refreshTimeoutSeconds: 2 }), async (client) => {
+        const events = [];
+        client.on("storage", (detail) => events.push(detail));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return { events, authed: await client.isAuthenticated() };
+      }),
+      20_000,
+      "create() with a wedged store",
+    );
+    const took = Date.now() - started;
+    assert.equal(stalled.error, undefined, JSON.stringify(stalled));
+    assert.ok(took < 8_000, `settled after ${took} ms (timeout 2 s per wait)`);
+    assert.equal(stalled.value.authed, false);
+    assert.equal(stalled.value.events.length, 1, JSON.stringify(stalled.value.events));
+    assert.equal(stalled.value.events[0].type, "read_failed");
+    assert.match(stalled.value.events[0].reason, /did not answer within 2000 ms/);
+
+    await tab.evaluate(() => (window.stallRecords = false));
+    assert.equal(await rawRecord(tab, idp), ours, "nothing was removed");
+    const next = await startUp(tab, idp.clientId);
+    assert.equal(next.value.authed, true, "the next start signs in from the kept record");
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
