@@ -352,6 +352,12 @@ fn expiry(lifetime: &Lifetime, now_ms: u64, field: &str) -> Result<u64, Error> {
         .ok_or_else(|| malformed(&format!("{field} is not a valid number of seconds")))
 }
 
+/// Whether a token endpoint answer is a successful one: a 2xx without an
+/// `error` member (RFC 6749 §5.1, §5.2).
+fn is_success(status: u16, raw: &RawTokenResponse) -> bool {
+    (200..300).contains(&status) && raw.error.is_none()
+}
+
 /// When the answer's refresh token expires (`refresh_expires_in`): `None`
 /// when it does not say, or says 0 ("does not expire").
 fn refresh_expiry(lifetime: Option<&Lifetime>, now_ms: u64) -> Result<Option<u64>, Error> {
@@ -391,7 +397,7 @@ impl TokenSet {
         previous: Option<&TokenSet>,
         dpop_jkt: Option<&str>,
     ) -> Result<TokenSet, Error> {
-        if !(200..300).contains(&status) || raw.error.is_some() {
+        if !is_success(status, &raw) {
             return Err(Error::TokenEndpoint {
                 status,
                 error: raw.error.unwrap_or_default(),
@@ -469,7 +475,7 @@ impl TokenSet {
         raw: &RawTokenResponse,
         now_ms: u64,
     ) -> Option<TokenSet> {
-        if !(200..300).contains(&status) || raw.error.is_some() {
+        if !is_success(status, raw) {
             return None;
         }
         let rotated = raw
@@ -499,7 +505,7 @@ impl TokenSet {
         now_ms: u64,
         dpop_jkt: Option<&str>,
     ) -> Option<TokenSet> {
-        if !(200..300).contains(&status) || raw.error.is_some() {
+        if !is_success(status, raw) {
             return None;
         }
         let access_token = raw.access_token.clone().filter(|t| !t.secret().is_empty());
