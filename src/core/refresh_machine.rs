@@ -762,15 +762,20 @@ fn other_tokens(a: &TokenSet, b: &TokenSet) -> bool {
 }
 
 /// Whether a refreshed ID token's refusal is definite — it is not the
-/// issuer's (signature, key, algorithm, shape) or not this user's at this
+/// issuer's (signature, algorithm, shape) or not this user's at this
 /// client — as opposed to one that may pass later (keys unreachable, a
 /// clock check).
+///
+/// A `kid` missing from the key set even after its refetch may pass later:
+/// a cache in front of `jwks_uri` can serve the set from before a key
+/// rollover for as long as its lifetime, while the token came straight from
+/// the token endpoint over TLS (OIDC Core §3.1.3.7, 6). Ending the session
+/// there would end it in every tab for a stale cache.
 pub fn is_identity_failure(error: &Error) -> bool {
     matches!(
         error,
         Error::IdTokenMalformed { .. }
             | Error::IdTokenUnsupportedAlg { .. }
-            | Error::IdTokenKeyNotFound
             | Error::IdTokenInvalidSignature
             | Error::IdTokenIssMismatch
             | Error::IdTokenAudMismatch

@@ -688,6 +688,37 @@ fn an_id_token_that_cannot_be_checked_now_keeps_the_previous_one() {
 }
 
 #[test]
+fn an_id_token_whose_key_is_not_published_yet_keeps_the_previous_one() {
+    // A stale cached key set during a rollover: the refreshed set stays
+    // the session, the previous verified ID token with it.
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    let step = on(
+        &mut machine,
+        Input::Checked(Err(Error::IdTokenKeyNotFound)),
+        &session,
+    );
+    assert_eq!(show(&step), "done at-2 id-1");
+}
+
+#[test]
+fn an_id_token_with_a_bad_signature_ends_the_session() {
+    let session = Session::new(Some(stale()));
+    let mut machine = checking(&session);
+    let inputs = vec![
+        Input::Checked(Err(Error::IdTokenInvalidSignature)),
+        Input::Cleared(Ok(())),
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "revoke at-2 id-1; clear Expired",
+            "publish ended Expired logins to 1699992800000; end Expired; fail id_token_invalid_signature"
+        ]
+    );
+}
+
+#[test]
 fn without_openid_no_id_token_is_kept_or_checked() {
     let session = Session::new(Some(stale()));
     let held = stale();

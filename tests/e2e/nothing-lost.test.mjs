@@ -104,43 +104,71 @@ async function noSignOut(tabs, what) {
   }
 }
 
-test("JWKS unreachable while a freshly loaded tab refreshes: the new tokens are stored and used, the verified claims stay, nothing lost", BOUNDED, async () => {
-  const { context, errors } = await freshContext(browser);
-  try {
-    const [a, b] = await signedInTabs(context, idp, {}, { ttl: SHORT_TTL, more: 1 });
-    // A reload: a fresh client in A, whose key set cache is empty.
-    await openApp(a, `${idp.spaOrigin}/`);
-    await installClient(a, idp);
-    const verified = await getUser(a);
-    assert.equal(verified.user?.sub, "alice", JSON.stringify(verified));
-    const stored = await rawRecord(a, idp);
-    await sleep(EXPIRED_MS);
-    idp.setAccessTokenTtl(NEXT_TTL);
-    idp.resetCounters();
-    idp.setEndpointFault("jwks", { kind: "drop" });
+// The issuer's keys failing while a freshly loaded tab (its key set cache
+// empty) checks a refreshed ID token: unreachable, or served stale from a
+// cache during a key rollover (every key's kid replaced, so the set holds
+// no key for the token's kid even after the refetch).
+const KEY_FAULTS = [
+  {
+    name: "JWKS unreachable",
+    start: () => idp.setEndpointFault("jwks", { kind: "drop" }),
+    stop: () => idp.setEndpointFault("jwks", null),
+  },
+  {
+    name: "a stale key set without the signing key's kid",
+    start: async (context) => {
+      const { jwks_uri } = await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json();
+      await context.route(jwks_uri, async (route) => {
+        const response = await route.fetch();
+        const jwks = await response.json();
+        jwks.keys = jwks.keys.map((key) => ({ ...key, kid: "before-the-rollover" }));
+        await route.fulfill({ response, body: JSON.stringify(jwks) });
+      });
+    },
+    stop: (context) => context.unrouteAll({ behavior: "wait" }),
+  },
+];
 
-    const first = await within(call(a, idp.whoamiUrl), 30_000, "A's call");
-    const deliveredAt = Date.now();
-    assert.equal(first.status, 200, `A's call: ${JSON.stringify(first)}`);
-    assert.equal(rotations(), 1, "one refresh");
-    assert.notEqual(await rawRecord(a, idp), stored, "the refreshed set was persisted");
-    await until(async () => named(await eventsOf(b), "tokens").length > 0, 5_000, "B hearing the new tokens");
-    assert.equal(await accessToken(b), await accessToken(a), "B adopted A's new tokens");
-    assert.equal((await call(b, idp.whoamiUrl)).status, 200);
-    assert.equal(refreshGrants(), 1, "B needed no refresh");
-    assert.deepEqual(await getUser(a), verified, "getUser still returns the claims verified before");
-    assertNothingLost(idp, "while JWKS was unreachable");
+for (const fault of KEY_FAULTS) {
+  test(`${fault.name} while a freshly loaded tab refreshes: the new tokens are stored and used, the verified claims stay, nothing lost`, BOUNDED, async () => {
+    const { context, errors } = await freshContext(browser);
+    try {
+      const [a, b] = await signedInTabs(context, idp, {}, { ttl: SHORT_TTL, more: 1 });
+      // A reload: a fresh client in A, whose key set cache is empty.
+      await openApp(a, `${idp.spaOrigin}/`);
+      await installClient(a, idp);
+      const verified = await getUser(a);
+      assert.equal(verified.user?.sub, "alice", JSON.stringify(verified));
+      const stored = await rawRecord(a, idp);
+      await sleep(EXPIRED_MS);
+      idp.setAccessTokenTtl(NEXT_TTL);
+      idp.resetCounters();
+      await fault.start(context);
 
-    idp.setEndpointFault("jwks", null);
-    await nextExpiryWorks([a, b], deliveredAt, "after JWKS came back");
-    const later = await getUser(a);
-    assert.equal(later.user?.sub, "alice", `getUser after JWKS came back: ${JSON.stringify(later)}`);
-    await noSignOut([a, b], "JWKS");
-    assert.deepEqual(errors, []);
-  } finally {
-    await context.close();
-  }
-});
+      const first = await within(call(a, idp.whoamiUrl), 30_000, "A's call");
+      const deliveredAt = Date.now();
+      assert.equal(first.status, 200, `A's call: ${JSON.stringify(first)}`);
+      assert.equal(rotations(), 1, "one refresh");
+      assert.ok(idp.counters().jwks.requests >= 1, "the refreshed ID token's check asked for the keys");
+      assert.notEqual(await rawRecord(a, idp), stored, "the refreshed set was persisted");
+      await until(async () => named(await eventsOf(b), "tokens").length > 0, 5_000, "B hearing the new tokens");
+      assert.equal(await accessToken(b), await accessToken(a), "B adopted A's new tokens");
+      assert.equal((await call(b, idp.whoamiUrl)).status, 200);
+      assert.equal(refreshGrants(), 1, "B needed no refresh");
+      assert.deepEqual(await getUser(a), verified, "getUser still returns the claims verified before");
+      assertNothingLost(idp, `while ${fault.name}`);
+
+      await fault.stop(context);
+      await nextExpiryWorks([a, b], deliveredAt, `after ${fault.name} ended`);
+      const later = await getUser(a);
+      assert.equal(later.user?.sub, "alice", `getUser after ${fault.name} ended: ${JSON.stringify(later)}`);
+      await noSignOut([a, b], fault.name);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+}
 
 // Tabs A and B whose refresh is the standard grant, or the app's own refresh() POSTing it.
 const LATE_VARIANTS = [
