@@ -1166,7 +1166,7 @@ fn sign_out_clears_the_store_tells_every_tab_and_returns_the_latest_set() {
         tab.sent(),
         vec![SessionMessage::Ended {
             reason: EndReason::SignedOut,
-            login_at_ms: None,
+            login_at_ms: Some(NOW),
         }]
     );
     assert_eq!(tab.heard(), vec!["ended SignedOut"]);

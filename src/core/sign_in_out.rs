@@ -13,6 +13,12 @@ use crate::core::{Error, TokenSet};
 /// broadcast, then — the lock let go — put in use. A lock that never comes
 /// does not stop it. Done with the write's error, if it failed (the tab
 /// keeps the set in memory and says so).
+///
+/// The login completes when it is written: its time is taken again then.
+/// A sign-out called between the code exchange and the write (while the ID
+/// token was checked) ends every login until its call in every tab that
+/// heard it; stamped at the exchange, this login would be written and used
+/// here, and ignored by those tabs.
 #[derive(Debug)]
 pub struct SignIn {
     tokens: TokenSet,
@@ -50,10 +56,13 @@ impl SignIn {
 
 impl SessionMachine for SignIn {
     /// An input out of turn finishes the sign-in as written.
-    fn on(&mut self, input: Input, _session: &Session, _now: u64) -> Step {
+    fn on(&mut self, input: Input, _session: &Session, now: u64) -> Step {
         match (input, self.saved.take()) {
-            // Taken or not, the login goes on.
-            (Input::Locked(_), None) => Step::wait(Wait::Save(self.tokens.clone())),
+            // Taken or not, the login goes on, completed now.
+            (Input::Locked(_), None) => {
+                self.tokens.login_at_ms = self.tokens.login_at_ms.max(now);
+                Step::wait(Wait::Save(self.tokens.clone()))
+            }
             (Input::Saved(saved), None) => {
                 let unsaved = saved.is_err();
                 let told = Act::Publish(SessionMessage::Tokens {
@@ -177,9 +186,11 @@ impl SessionMachine for SignOut {
                 self.stage = SignOutStage::Locking;
                 Step {
                     acts: vec![
+                        // The logins until the call: one a tab completes
+                        // while this message travels is not ended by it.
                         Act::Publish(SessionMessage::Ended {
                             reason: signed_out,
-                            login_at_ms: None,
+                            login_at_ms: Some(self.at),
                         }),
                         Act::End {
                             reason: signed_out,

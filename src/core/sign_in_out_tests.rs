@@ -58,6 +58,82 @@ fn a_login_is_written_under_the_lock_then_used() {
 }
 
 #[test]
+fn a_login_completes_when_it_is_written_after_a_sign_out_heard_meanwhile() {
+    // Tab B exchanged its code at NOW - 100 and checked the ID token while
+    // tab A signed out at NOW - 50; B and C heard it. B writes at NOW.
+    let (b, c) = (Session::new(None), Session::new(None));
+    let ended = SessionMessage::Ended {
+        reason: EndReason::SignedOut,
+        login_at_ms: Some(NOW - 50),
+    };
+    b.receive(ended.clone(), NOW - 40);
+    c.receive(ended, NOW - 40);
+    let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
+    let Wait::Save(written) = machine.on(Input::Locked(Ok(())), &b, NOW).wait else {
+        panic!("a login is written once the lock is taken");
+    };
+    assert_eq!(written.login_at_ms, NOW, "the login's time is its write's");
+    let step = machine.on(Input::Saved(Ok(())), &b, NOW);
+    let told = step.acts.iter().find_map(|act| match act {
+        Act::Publish(SessionMessage::Tokens { tokens, .. }) => Some(tokens.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        told,
+        Some(written.clone()),
+        "the other tabs are told the set written"
+    );
+    c.receive(
+        SessionMessage::Tokens {
+            tokens: written.clone(),
+            unsaved: false,
+        },
+        NOW + 1,
+    );
+    assert_eq!(c.tokens(), Some(written.clone()), "C signs in with B");
+    assert!(
+        !b.has_ended(&written),
+        "B's own refreshes will not take it as ended"
+    );
+}
+
+#[test]
+fn a_login_keeps_a_time_later_than_its_write_s() {
+    let (mut machine, _) = SignIn::start(set(0, NOW + 5), &POLICY);
+    let Wait::Save(written) = machine
+        .on(Input::Locked(Ok(())), &Session::new(None), NOW)
+        .wait
+    else {
+        panic!("a login is written once the lock is taken");
+    };
+    assert_eq!(written.login_at_ms, NOW + 5);
+}
+
+#[test]
+fn a_sign_out_tells_the_end_of_the_logins_until_its_call_only() {
+    // A login B completed while the first message travelled stays in C.
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
+    let first = run(
+        &mut machine,
+        &Session::new(None),
+        vec![Input::Loaded(Ok(None)), Input::Cleared(Ok(()))],
+    );
+    assert_eq!(
+        first[1],
+        "publish ended SignedOut logins to 1700000000000; end SignedOut; lock 70000"
+    );
+    let c = Session::new(Some(set(0, NOW + 5)));
+    c.receive(
+        SessionMessage::Ended {
+            reason: EndReason::SignedOut,
+            login_at_ms: Some(NOW),
+        },
+        NOW + 20,
+    );
+    assert_eq!(c.tokens(), Some(set(0, NOW + 5)));
+}
+
+#[test]
 fn a_login_goes_on_without_the_lock() {
     let session = Session::new(None);
     let (mut machine, _) = SignIn::start(set(9, NOW), &POLICY);
@@ -104,7 +180,7 @@ fn a_sign_out_clears_at_once_then_again_under_the_lock() {
         run(&mut machine, &session, inputs),
         [
             "clear SignedOut",
-            "publish ended SignedOut; end SignedOut; lock 70000",
+            "publish ended SignedOut logins to 1700000000000; end SignedOut; lock 70000",
             "load",
             "clear SignedOut",
             "publish ended SignedOut logins to 1700000000000; done at-2 -"
@@ -181,7 +257,7 @@ fn a_failed_first_clear_goes_on_to_the_lock() {
     let steps = run(&mut machine, &session, inputs);
     assert_eq!(
         steps[1],
-        "publish ended SignedOut; end SignedOut; lock 70000"
+        "publish ended SignedOut logins to 1700000000000; end SignedOut; lock 70000"
     );
 }
 

@@ -6,8 +6,8 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 
-import { rawRecord } from "./support/app.mjs";
-import { loginTab, openTab, burst, eventsOf, sleep, freshContext } from "./support/session.mjs";
+import { clientOptions, loginViaRedirect, rawRecord, withClient } from "./support/app.mjs";
+import { loginTab, openTab, burst, eventsOf, sleep, freshContext, isAuthenticated, within } from "./support/session.mjs";
 import { startApp, stopApp } from "./support/suite.mjs";
 
 let idp;
@@ -142,6 +142,47 @@ test("a refresh running in another tab at the moment of logout does not bring th
     assert.equal(await rawRecord(a, idp), null);
     // The rotated refresh token (the one B's refresh received) is revoked.
     assert.equal(idp.liveRefreshTokens(), liveBefore - 1);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("a sign-out called while another tab's login checks its ID token: the login completes after it, and every tab signs in with it", async () => {
+  // Tabs A and C on a session; tab B logs in again, and its callback's key
+  // fetch is held until A's sign-out has reached C. The login completes
+  // when it is written, after the sign-out: no tab may take it as ended.
+  const { context, tabs, errors } = await session({ more: 1 });
+  try {
+    const [a, c] = tabs;
+    const { jwks_uri } = await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json();
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    let reached;
+    const atKeys = new Promise((resolve) => (reached = resolve));
+    await context.route(jwks_uri, async (route) => {
+      reached();
+      await held;
+      await route.continue();
+    });
+    const b = await context.newPage();
+    const options = clientOptions(idp);
+    await loginViaRedirect(b, idp, options);
+    const callback = withClient(b, options, (client) => client.handleRedirectCallback().then(() => client.isAuthenticated()));
+    await within(atKeys, 15_000, "B's callback fetching the keys");
+    assert.deepEqual(await logout(a), { revocation: "revoked" });
+    assert.equal(await waitFor(() => signedOutCount(c).then((n) => n === 1)), true, "C heard the sign-out");
+    release();
+    assert.deepEqual(await within(callback, 15_000, "B's callback"), { value: true });
+    await context.unrouteAll({ behavior: "wait" });
+
+    for (const [name, tab] of [["A", a], ["C", c]]) {
+      assert.equal(await waitFor(() => isAuthenticated(tab)), true, `${name} signed in with B's login`);
+      assert.deepEqual(await state(tab), { authenticated: true, token: "ok" }, name);
+    }
+    assert.equal(await a.evaluate(() => window.auth.getAccessToken()), await c.evaluate(() => window.auth.getAccessToken()));
+    const reloaded = await openTab(context, idp);
+    assert.equal(await isAuthenticated(reloaded), true, "a reload finds B's login stored");
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
