@@ -45,6 +45,24 @@ async fn indexeddb_round_trip_survives_reopening() {
 }
 
 #[wasm_bindgen_test]
+async fn indexeddb_insert_new_tells_a_key_already_there() {
+    // Two tabs creating the origin's storage key at once: the second add
+    // meets a ConstraintError, which says "someone got there first".
+    let kv = IdbKeyValue::open("latchkey-test-insert", "kv")
+        .await
+        .unwrap();
+    kv.delete("k").await.unwrap();
+    let first = kv.insert_new("k", &JsValue::from_str("a")).await;
+    assert_eq!(first, Ok(true));
+    let other = IdbKeyValue::open("latchkey-test-insert", "kv")
+        .await
+        .unwrap();
+    let second = other.insert_new("k", &JsValue::from_str("b")).await;
+    assert_eq!(second, Ok(false), "{second:?}");
+    assert_eq!(kv.get("k").await.unwrap(), Some(JsValue::from_str("a")));
+}
+
+#[wasm_bindgen_test]
 async fn web_lock_serialises_critical_sections() {
     assert!(
         lock_manager().is_some(),

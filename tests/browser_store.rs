@@ -119,6 +119,29 @@ async fn persisted_bytes_hold_no_token_text_and_one_layer_of_encryption() {
 }
 
 #[wasm_bindgen_test]
+async fn a_record_latchkey_cannot_read_as_its_own_is_left_alone() {
+    // A newer latchkey's envelope laid out otherwise, in either store.
+    for kind in PERSISTENT {
+        let store = open(kind, &format!("newer-layout-{}", kind.as_str())).await;
+        let key = store.record_key("tokens");
+        let newer = r#"{"v":2,"kid":"k2","iv":"BwcHBwcHBwcHBwcH","data":"AQID-vs"}"#;
+        write_raw(kind, &key, newer).await;
+        let error = store.load_tokens().await.unwrap_err();
+        assert_eq!(error.code(), "newer_record", "{error}");
+        assert_eq!(raw(kind, &store).await.as_deref(), Some(newer));
+    }
+    // A value in IndexedDB that is not text: a failed read, kept.
+    let store = open(StorageKind::IndexedDb, "not-text").await;
+    let key = store.record_key("tokens");
+    let kv = IdbKeyValue::open(RECORDS_DB.0, RECORDS_DB.1).await.unwrap();
+    let value: JsValue = js_sys::Object::new().into();
+    kv.put(&key, &value).await.unwrap();
+    let error = store.load_tokens().await.unwrap_err();
+    assert_eq!(error.code(), "storage_error", "{error}");
+    assert!(kv.get(&key).await.unwrap().is_some_and(|v| v.is_object()));
+}
+
+#[wasm_bindgen_test]
 async fn a_corrupt_record_is_reported_and_cleared() {
     for kind in PERSISTENT {
         let store = open(kind, &format!("corrupt-{}", kind.as_str())).await;

@@ -122,14 +122,24 @@ async fn transaction_done(tx: &IdbTransaction) -> Result<(), JsValue> {
         let on_complete = Closure::once_into_js(move |_event: web_sys::Event| {
             let _ = resolve.call0(&JsValue::NULL);
         });
-        let failed = tx.clone();
+        // A request's error reaches the transaction as the request's event:
+        // the transaction's own `error` is set only by the abort that
+        // follows, so the request's is read (ConstraintError, QuotaExceeded).
         let reject_abort = reject.clone();
-        let on_error = Closure::once_into_js(move |_event: web_sys::Event| {
-            let error = failed.error().map(JsValue::from);
+        let on_error = Closure::once_into_js(move |event: web_sys::Event| {
+            let error = event
+                .target()
+                .and_then(|target| target.dyn_into::<IdbRequest>().ok())
+                .and_then(|request| request.error().ok().flatten())
+                .map(JsValue::from);
             let _ = reject.call1(&JsValue::NULL, &error.unwrap_or_default());
         });
+        let aborted = tx.clone();
         let on_abort = Closure::once_into_js(move |_event: web_sys::Event| {
-            let _ = reject_abort.call1(&JsValue::NULL, &JsValue::from_str("transaction aborted"));
+            let error = aborted
+                .error()
+                .map_or_else(|| JsValue::from_str("transaction aborted"), JsValue::from);
+            let _ = reject_abort.call1(&JsValue::NULL, &error);
         });
         tx.set_oncomplete(Some(on_complete.unchecked_ref()));
         tx.set_onerror(Some(on_error.unchecked_ref()));

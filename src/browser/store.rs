@@ -77,7 +77,16 @@ impl KeyValue for LocalValues {
 impl KeyValue for IdbKeyValue {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
         let value = IdbKeyValue::get(self, key).await.map_err(storage)?;
-        Ok(value.and_then(|v| v.as_string()))
+        // A value latchkey did not write as text (a newer version's, or
+        // another script's) is not "no record": a read that fails, which
+        // leaves it in place (record_store rule 6) and overwrites nothing.
+        value
+            .map(|value| {
+                value.as_string().ok_or_else(|| Error::Storage {
+                    reason: "the stored value is not text".into(),
+                })
+            })
+            .transpose()
     }
 
     async fn set(&self, key: &str, value: String) -> Result<(), Error> {
@@ -239,12 +248,18 @@ impl Sealer for BrowserSealer {
             return Ok(stored);
         };
         let envelope = Envelope::parse(&stored)?;
+        // Only a failed authentication (`OperationError`) says the record is
+        // not this origin's for this issuer and client; any other failure is
+        // WebCrypto's, and removes nothing (record_store rule 6).
         let plaintext = webcrypto::decrypt(key, &envelope.iv, aad, &envelope.data)
             .await
-            .map_err(|_| Error::CorruptRecord {
-                reason:
-                    "the record does not decrypt under this origin's key for this issuer and client"
-                        .into(),
+            .map_err(|failure| match failure.dyn_ref::<js_sys::Error>() {
+                Some(error) if error.name() == "OperationError" => Error::CorruptRecord {
+                    reason:
+                        "the record does not decrypt under this origin's key for this issuer and client"
+                            .into(),
+                },
+                _ => crypto(failure),
             })?;
         String::from_utf8(plaintext).map_err(|_| Error::CorruptRecord {
             reason: "the decrypted record is not text".into(),

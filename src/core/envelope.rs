@@ -42,9 +42,10 @@ impl Envelope {
         let rest = text
             .strip_prefix(r#"{"v":"#)
             .ok_or_else(|| corrupt("not an envelope"))?;
-        let (version, rest) = rest
-            .split_once(r#","iv":""#)
-            .ok_or_else(|| corrupt("not an envelope"))?;
+        // The version first, whatever follows it: a newer latchkey may lay
+        // its envelope out differently, and its record must stay (rule 3).
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (version, rest) = rest.split_at(digits);
         if let Some(newer) = version
             .parse::<u32>()
             .ok()
@@ -58,6 +59,8 @@ impl Envelope {
             )));
         }
         let (iv, rest) = rest
+            .strip_prefix(r#","iv":""#)
+            .ok_or_else(|| corrupt("not an envelope"))?
             .split_once(r#"","data":""#)
             .ok_or_else(|| corrupt("not an envelope"))?;
         let data = rest
@@ -123,6 +126,37 @@ mod tests {
             Envelope::parse(text).unwrap_err(),
             Error::NewerRecord { version: 2 }
         );
+    }
+
+    #[test]
+    fn a_newer_version_laid_out_otherwise_is_still_newer() {
+        for (text, version) in [
+            (
+                r#"{"v":2,"kid":"k","iv":"BwcHBwcHBwcHBwcH","data":"AQID-vs"}"#,
+                2,
+            ),
+            (r#"{"v":2,"data":"AQID-vs"}"#, 2),
+            (r#"{"v":17}"#, 17),
+        ] {
+            let error = Envelope::parse(text).unwrap_err();
+            assert_eq!(error, Error::NewerRecord { version }, "{text}");
+        }
+    }
+
+    #[test]
+    fn version_one_laid_out_otherwise_is_corrupt() {
+        for text in [
+            r#"{"v":1,"kid":"k","iv":"BwcHBwcHBwcHBwcH","data":"AQID-vs"}"#,
+            r#"{"v":1}"#,
+            r#"{"v":"1","iv":"BwcHBwcHBwcHBwcH","data":"AQID-vs"}"#,
+            r#"{"v":99999999999,"iv":"BwcHBwcHBwcHBwcH","data":"AQID-vs"}"#,
+        ] {
+            assert_eq!(
+                Envelope::parse(text).unwrap_err().code(),
+                "corrupt_record",
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -278,7 +278,11 @@ impl RecordOp {
                 self.read_ends(Err(Error::NewerRecord { version }))
             }
             // Rule 2: what does not open or parse is removed.
-            (Stage::Opening, Fed::Opened(Err(error))) => self.discard(error),
+            (Stage::Opening, Fed::Opened(Err(error @ Error::CorruptRecord { .. }))) => {
+                self.discard(error)
+            }
+            // Rule 6: a sealer that failed (not the record) removes nothing.
+            (Stage::Opening, Fed::Opened(Err(error))) => self.read_ends(Err(error)),
             (Stage::Parsing, Fed::Parsed(true)) => self.read_ends(Ok(true)),
             (Stage::Parsing, Fed::Parsed(false)) => self.discard(Error::CorruptRecord {
                 reason: format!("the {} record has an unknown shape", self.kind),

@@ -267,6 +267,16 @@ fn rule_6_a_failed_read_removes_nothing() {
 }
 
 #[test]
+fn rule_6_a_sealer_that_failed_removes_nothing() {
+    // WebCrypto failing for its own reasons says nothing of the record.
+    let mut op = opening();
+    let crypto = Error::Crypto {
+        reason: "NotSupportedError".into(),
+    };
+    assert_eq!(done(op.on(Fed::Opened(Err(crypto.clone())))), Err(crypto));
+}
+
+#[test]
 fn an_unexpected_outcome_ends_it_removing_nothing() {
     let mut op = opening();
     let error = done(op.on(Fed::Written(Ok(())))).unwrap_err();

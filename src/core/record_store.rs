@@ -18,7 +18,9 @@
 //!    is found, before it is opened: of two takes at once (two
 //!    `handleRedirectCallback` calls), one gets it.
 //! 6. A read the backend fails says so (`storage_error`), and the record is
-//!    not removed as unreadable: it may be fine.
+//!    not removed as unreadable: it may be fine. So does a sealer that
+//!    fails for its own reasons (`crypto_error`): only a record the sealer
+//!    finds corrupt is removed (rule 2).
 //!
 //! Each operation's order is a machine that does no I/O
 //! ([`RecordOp`]); [`RecordStore`] drives it over the ports.
