@@ -116,11 +116,15 @@ impl Perform<CreateClient> for Creating<'_> {
                 // DPoP keys live in IndexedDB whatever the token storage: a
                 // non-extractable key handle reveals nothing, and the
                 // login's key must survive the redirect.
+                // Bounded like the store: a keys database that does not
+                // open leaves the keys in this tab's memory.
                 let keys = async {
-                    match dpop {
-                        true => Some(BrowserDpopKeys::open(issuer, client_id).await),
-                        false => None,
+                    if !dpop {
+                        return None;
                     }
+                    let open = BrowserDpopKeys::open(issuer, client_id);
+                    let keys = within(open, bound()).await;
+                    Some(keys.unwrap_or_else(|| BrowserDpopKeys::in_memory(issuer, client_id)))
                 };
                 let ((store, storage_fallback, loaded, kept), dpop_keys) =
                     both(opening, keys).await;

@@ -81,8 +81,9 @@ impl BrowserDpopKeys {
         }
     }
 
-    /// Keys in this tab's memory only (a client without `dpop`: a session
-    /// bound to a key is then refused as `dpop_key_unavailable`).
+    /// Keys in this tab's memory only (a client without `dpop`, or whose
+    /// keys database did not open in time: a session bound to a key this
+    /// tab does not hold is then refused as `dpop_key_unavailable`).
     pub fn in_memory(issuer: &str, client_id: &str) -> BrowserDpopKeys {
         BrowserDpopKeys {
             idb: None,

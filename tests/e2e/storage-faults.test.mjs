@@ -257,6 +257,44 @@ test("a store read that never answers at start: create() settles within the time
   }
 });
 
+// Opening latchkey's keys database (the storage key and the DPoP keys)
+// never settles while the page says so (window.stallKeys).
+const STALLED_KEYS_OPEN = () => {
+  const open = IDBFactory.prototype.open;
+  IDBFactory.prototype.open = function (name, ...rest) {
+    if (name === "latchkey-keys" && window.stallKeys) return new EventTarget(); // never settles
+    return open.call(this, name, ...rest);
+  };
+};
+
+test("a DPoP client whose keys database never opens: create() settles within the timeout, in memory", { timeout: 60_000 }, async () => {
+  const { context, errors } = await freshContext(browser, { initScript: STALLED_KEYS_OPEN });
+  try {
+    const tab = await context.newPage();
+    await openApp(tab, `${idp.spaOrigin}/`);
+    await tab.evaluate(() => (window.stallKeys = true));
+    const started = Date.now();
+    const stalled = await within(
+      withClient(tab, clientOptions(idp, { dpop: true, refreshTimeoutSeconds: 2 }), async (client) => ({
+        storage: client.storageKind,
+        fallback: client.storageFallbackReason,
+        authed: await client.isAuthenticated(),
+      })),
+      20_000,
+      "create() with the keys database wedged",
+    );
+    const took = Date.now() - started;
+    assert.equal(stalled.error, undefined, JSON.stringify(stalled));
+    assert.ok(took < 8_000, `settled after ${took} ms (timeout 2 s per wait)`);
+    assert.equal(stalled.value.storage, "memory");
+    assert.match(stalled.value.fallback, /did not answer within 2000 ms/);
+    assert.equal(stalled.value.authed, false);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 // Reads of latchkey's records store fail while the page says so
 // (window.failRecords): a storage backend that refuses reads.
 const FAILING_READS = () => {
