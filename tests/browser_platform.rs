@@ -8,7 +8,7 @@ use std::rc::Rc;
 use latchkey::browser::idb::IdbKeyValue;
 use latchkey::browser::locks::{lock_manager, WebSessionLock};
 use latchkey::core::ports::SessionLock;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
@@ -60,6 +60,34 @@ async fn indexeddb_insert_new_tells_a_key_already_there() {
     let second = other.insert_new("k", &JsValue::from_str("b")).await;
     assert_eq!(second, Ok(false), "{second:?}");
     assert_eq!(kv.get("k").await.unwrap(), Some(JsValue::from_str("a")));
+}
+
+#[wasm_bindgen_test]
+async fn indexeddb_lets_a_deletion_through_then_opens_again() {
+    // "Clear site data" or an app deleting the database: latchkey's open
+    // connection must not block it, and must work again afterwards.
+    let kv = IdbKeyValue::open("latchkey-test-reopen", "kv")
+        .await
+        .unwrap();
+    kv.put("k", &JsValue::from_str("v1")).await.unwrap();
+    let factory = web_sys::window().unwrap().indexed_db().unwrap().unwrap();
+    let deleting = factory.delete_database("latchkey-test-reopen").unwrap();
+    let outcome = js_sys::Promise::new(&mut |resolve, _| {
+        let (done, blocked) = (resolve.clone(), resolve);
+        let on_success = wasm_bindgen::closure::Closure::once_into_js(move || {
+            let _ = done.call1(&JsValue::NULL, &"deleted".into());
+        });
+        let on_blocked = wasm_bindgen::closure::Closure::once_into_js(move || {
+            let _ = blocked.call1(&JsValue::NULL, &"blocked".into());
+        });
+        deleting.set_onsuccess(Some(on_success.unchecked_ref()));
+        deleting.set_onblocked(Some(on_blocked.unchecked_ref()));
+    });
+    let outcome = JsFuture::from(outcome).await.unwrap();
+    assert_eq!(outcome.as_string().as_deref(), Some("deleted"));
+    assert_eq!(kv.get("k").await.unwrap(), None, "a new, empty database");
+    kv.put("k", &JsValue::from_str("v2")).await.unwrap();
+    assert_eq!(kv.get("k").await.unwrap(), Some(JsValue::from_str("v2")));
 }
 
 #[wasm_bindgen_test]

@@ -3,15 +3,25 @@
 //! IndexedDB's API is event based; these helpers turn one request (or one
 //! transaction) into one awaitable future so the store code reads linearly.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
 
 /// One object store in one IndexedDB database, keyed by strings.
+///
+/// The connection is let go when another connection asks for the database
+/// (`versionchange`: a `deleteDatabase`, "clear site data", a newer
+/// version's upgrade), so this tab never blocks it, and the browser may
+/// close it (storage cleared or evicted); either way it is opened again by
+/// the next transaction, instead of failing every call until a reload.
 #[derive(Clone)]
 pub struct IdbKeyValue {
-    db: IdbDatabase,
+    db: Rc<RefCell<IdbDatabase>>,
+    name: String,
     store: String,
 }
 
@@ -19,35 +29,34 @@ impl IdbKeyValue {
     /// Opens (creating on first use) database `db_name` with a single
     /// object store `store`.
     pub async fn open(db_name: &str, store: &str) -> Result<Self, JsValue> {
-        let factory = web_sys::window()
-            .ok_or_else(|| JsValue::from_str("no window"))?
-            .indexed_db()?
-            .ok_or_else(|| JsValue::from_str("IndexedDB is unavailable"))?;
-        let request = factory.open_with_u32(db_name, 1)?;
-        let store_name = store.to_owned();
-        let upgrade_request = request.clone();
-        let on_upgrade = Closure::once_into_js(move |_event: web_sys::Event| {
-            if let Ok(result) = upgrade_request.result() {
-                let db: IdbDatabase = result.unchecked_into();
-                if !db.object_store_names().contains(&store_name) {
-                    // An error here surfaces as the open request's error.
-                    let _ = db.create_object_store(&store_name);
-                }
-            }
-        });
-        request.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
-        let db = request_result(&request).await?.unchecked_into();
         Ok(Self {
-            db,
+            db: Rc::new(RefCell::new(connect(db_name, store).await?)),
+            name: db_name.to_owned(),
             store: store.to_owned(),
         })
     }
 
+    /// A transaction on the store, on a connection opened again when the
+    /// one held was closed.
+    async fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction, JsValue> {
+        let held = self
+            .db
+            .borrow()
+            .transaction_with_str_and_mode(&self.store, mode);
+        match held {
+            Err(error) if is_closed(&error) => {
+                let db = connect(&self.name, &self.store).await?;
+                let tx = db.transaction_with_str_and_mode(&self.store, mode)?;
+                *self.db.borrow_mut() = db;
+                Ok(tx)
+            }
+            held => held,
+        }
+    }
+
     /// The value stored under `key`, or `None`.
     pub async fn get(&self, key: &str) -> Result<Option<JsValue>, JsValue> {
-        let tx = self
-            .db
-            .transaction_with_str_and_mode(&self.store, IdbTransactionMode::Readonly)?;
+        let tx = self.transaction(IdbTransactionMode::Readonly).await?;
         let value = request_result(&tx.object_store(&self.store)?.get(&key.into())?).await?;
         Ok(if value.is_undefined() {
             None
@@ -59,9 +68,7 @@ impl IdbKeyValue {
     /// Stores `value` under `key` and resolves once the transaction has
     /// committed, so a reader in another tab sees it afterwards.
     pub async fn put(&self, key: &str, value: &JsValue) -> Result<(), JsValue> {
-        let tx = self
-            .db
-            .transaction_with_str_and_mode(&self.store, IdbTransactionMode::Readwrite)?;
+        let tx = self.transaction(IdbTransactionMode::Readwrite).await?;
         tx.object_store(&self.store)?
             .put_with_key(value, &key.into())?;
         transaction_done(&tx).await
@@ -70,9 +77,7 @@ impl IdbKeyValue {
     /// Stores `value` under `key` only if the key is absent; `Ok(false)`
     /// when another writer got there first (two tabs creating one key).
     pub async fn insert_new(&self, key: &str, value: &JsValue) -> Result<bool, JsValue> {
-        let tx = self
-            .db
-            .transaction_with_str_and_mode(&self.store, IdbTransactionMode::Readwrite)?;
+        let tx = self.transaction(IdbTransactionMode::Readwrite).await?;
         tx.object_store(&self.store)?
             .add_with_key(value, &key.into())?;
         match transaction_done(&tx).await {
@@ -88,12 +93,46 @@ impl IdbKeyValue {
 
     /// Removes `key`; resolves once committed.
     pub async fn delete(&self, key: &str) -> Result<(), JsValue> {
-        let tx = self
-            .db
-            .transaction_with_str_and_mode(&self.store, IdbTransactionMode::Readwrite)?;
+        let tx = self.transaction(IdbTransactionMode::Readwrite).await?;
         tx.object_store(&self.store)?.delete(&key.into())?;
         transaction_done(&tx).await
     }
+}
+
+/// A connection to `db_name` with the object store `store` (created on
+/// first use), which closes itself when another connection needs the
+/// database.
+async fn connect(db_name: &str, store: &str) -> Result<IdbDatabase, JsValue> {
+    let factory = web_sys::window()
+        .ok_or_else(|| JsValue::from_str("no window"))?
+        .indexed_db()?
+        .ok_or_else(|| JsValue::from_str("IndexedDB is unavailable"))?;
+    let request = factory.open_with_u32(db_name, 1)?;
+    let store_name = store.to_owned();
+    let upgrade_request = request.clone();
+    let on_upgrade = Closure::once_into_js(move |_event: web_sys::Event| {
+        if let Ok(result) = upgrade_request.result() {
+            let db: IdbDatabase = result.unchecked_into();
+            if !db.object_store_names().contains(&store_name) {
+                // An error here surfaces as the open request's error.
+                let _ = db.create_object_store(&store_name);
+            }
+        }
+    });
+    request.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
+    let db: IdbDatabase = request_result(&request).await?.unchecked_into();
+    let closing = db.clone();
+    let on_version_change = Closure::once_into_js(move |_event: web_sys::Event| closing.close());
+    db.set_onversionchange(Some(on_version_change.unchecked_ref()));
+    Ok(db)
+}
+
+/// Whether `error` says the connection is closed (`InvalidStateError` from
+/// `transaction()`).
+fn is_closed(error: &JsValue) -> bool {
+    error
+        .dyn_ref::<js_sys::Error>()
+        .is_some_and(|error| error.name() == "InvalidStateError")
 }
 
 /// Resolves with the request's result on `success`, rejects with its error.
