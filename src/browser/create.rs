@@ -10,6 +10,7 @@ use crate::core::drive::{drive, Perform};
 use crate::core::platform::Timer;
 use crate::core::ports::{Clock, SessionStore};
 use crate::core::race::{both, within};
+use crate::core::session::RefreshPolicy;
 use crate::core::startup::{discover, KeptMetadata};
 use crate::core::Error;
 
@@ -96,21 +97,25 @@ impl Perform<CreateClient> for Creating<'_> {
                 // that does not open is replaced by memory, as one that
                 // fails to; reads that do not answer are a failed read
                 // (signed out here, the record kept for the next start).
+                // Reads wait as long as they may under the lock: a
+                // localStorage read waits for its mark to agree, and is then
+                // what repairs it.
                 let timeout_ms = self.target.timeout_ms;
-                let stalled = || Error::Storage {
-                    reason: format!("the store did not answer within {timeout_ms} ms"),
+                let read_wait_ms = RefreshPolicy::store_wait_ms_of(timeout_ms);
+                let stalled = |ms: u32| Error::Storage {
+                    reason: format!("the store did not answer within {ms} ms"),
                 };
                 let bound = || Monotonic.sleep(timeout_ms);
                 let opening = async {
                     let open = BrowserSessionStore::open(storage, issuer, client_id);
                     let (store, fallback) = within(open, bound()).await.unwrap_or_else(|| {
                         let memory = BrowserSessionStore::memory(issuer, client_id);
-                        (memory, Some(stalled().to_string()))
+                        (memory, Some(stalled(timeout_ms).to_string()))
                     });
                     let reads = both(store.load_tokens(), store.load_metadata());
-                    let (loaded, kept) = within(reads, bound())
+                    let (loaded, kept) = within(reads, Monotonic.sleep(read_wait_ms))
                         .await
-                        .unwrap_or_else(|| (Err(stalled()), None));
+                        .unwrap_or_else(|| (Err(stalled(read_wait_ms)), None));
                     (store, fallback, loaded, kept)
                 };
                 // DPoP keys live in IndexedDB whatever the token storage: a

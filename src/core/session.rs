@@ -185,7 +185,8 @@ impl RefreshPolicy {
         Self::store_wait_ms_of(self.timeout_ms)
     }
 
-    fn store_wait_ms_of(timeout_ms: u32) -> u32 {
+    /// [`Self::store_wait_ms`] of a policy whose timeout is `timeout_ms`.
+    pub fn store_wait_ms_of(timeout_ms: u32) -> u32 {
         let marked_read = crate::core::marked_values::MARK_WAIT_MS + 2_000;
         timeout_ms.max(u32::try_from(marked_read).unwrap_or(u32::MAX))
     }

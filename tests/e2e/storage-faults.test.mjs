@@ -245,7 +245,9 @@ test("a store read that never answers at start: create() settles within the time
     assert.equal(stalled.value.authed, false);
     assert.equal(stalled.value.events.length, 1, JSON.stringify(stalled.value.events));
     assert.equal(stalled.value.events[0].type, "read_failed");
-    assert.match(stalled.value.events[0].reason, /did not answer within 2000 ms/);
+    // Reads wait as long as under the lock: the 2 s timeout, but at least a marked
+    // localStorage read's wait (1 s) plus a hidden tab's timers (2 s).
+    assert.match(stalled.value.events[0].reason, /did not answer within 3000 ms/);
 
     await tab.evaluate(() => (window.stallRecords = false));
     assert.equal(await rawRecord(tab, idp), ours, "nothing was removed");
