@@ -40,7 +40,7 @@ const USAGE = `usage: bench/run [options]
   --storm-modes LIST   comma-separated, of ${STORM_MODES.join(",")} (default both): reactive = the
                        API's "expired" is the only signal (both expiry styles, + DPoP); proactive =
                        truthful lifetimes compensated for each library's leeway (401 style)
-  --fast K,BATCHES     fast path batch size and batch pairs (default 200,15)
+  --fast K,BATCHES     fast path batch size and batch pairs (default 200,40)
   --cold-runs N        measured page loads per cold-start case (default 11)
   --no-dpop            leave out latchkey's DPoP rows (storm and fast path with a DPoP-bound session)
   --rebuild            rebuild the package first (scripts/build-pkg), handled by bench/run
@@ -95,7 +95,7 @@ function options() {
       return { tabs, calls, ttl: tabs * calls > 100 ? 12 : 6, dpopTtl: tabs * calls > 100 ? 30 : 12, secondRoundCalls: 5 };
     }),
     fast: (() => {
-      const [k, n] = (values.fast ?? (quick ? "100,6" : "200,15")).split(",");
+      const [k, n] = (values.fast ?? (quick ? "100,6" : "200,40")).split(",");
       return { perBatch: int(k, "fast K", 1, 5000), batches: int(n, "fast BATCHES", 1, 200) };
     })(),
     coldRuns: int(values["cold-runs"] ?? (quick ? 5 : 11), "cold-runs", 1, 100),

@@ -110,13 +110,23 @@ function targets(result) {
     }
   }
   if (fastpath?.latchkey && !fastpath.latchkey.error) {
-    // Met only when both measurements agree: the loopback figure alone drowns in a busy
-    // machine's noise (it can even come out negative). Issue 20: ≤ 50 µs, goal 30 µs.
+    // Issue 20: ≤ 50 µs, goal 30 µs. Judged on both measurements: the library's own work
+    // (fetch stubbed) and the loopback figure's 95 % interval. The loopback median alone drowns
+    // in a busy machine's noise (it can even come out negative): met only when the whole
+    // interval is under the limit, missed when the whole interval is above it (or the stubbed
+    // figure is), and otherwise not shown either way.
     const f = fastpath.latchkey;
-    const measured = `${us(f.overheadUs)} over loopback fetch (ratio ${f.ratio.toFixed(3)}); ${us(f.stubbed.overheadUs)} with fetch stubbed (quietest batches: ${us(f.stubbed.bestOverheadUs)})`;
+    const ci = f.overheadInterval;
+    const interval = ci ? `, ${Math.round(ci.confidence * 100)} % interval ${us(ci.low)} to ${us(ci.high)}` : "";
+    const measured = `${us(f.overheadUs)} over loopback fetch (ratio ${f.ratio.toFixed(3)}${interval}); ${us(f.stubbed.overheadUs)} with fetch stubbed (quietest batches: ${us(f.stubbed.bestOverheadUs)})`;
     for (const limit of [50, 30]) {
-      const ok = f.overheadUs <= limit && f.stubbed.overheadUs <= limit;
-      rows.push([`Fast path overhead ≤ ${limit} µs per call over plain fetch${limit === 30 ? " (goal)" : ""}`, measured, ok ? "met" : "**missed**"]);
+      const verdict =
+        f.stubbed.overheadUs > limit || (ci && ci.low > limit)
+          ? "**missed**"
+          : ci && ci.high <= limit
+            ? "met"
+            : "**not shown** (the interval spans the limit)";
+      rows.push([`Fast path overhead ≤ ${limit} µs per call over plain fetch${limit === 30 ? " (goal)" : ""}`, measured, verdict]);
     }
   }
   if (size) {
@@ -306,7 +316,7 @@ export function renderReport(result) {
     out.push("");
     out.push(
       "Valid token; sequential calls to a same-origin loopback endpoint that answers at once. Per call: plain `fetch` with the bearer token vs the library's authorized call " +
-        "(latchkey `fetchWithAuth`; auth0-spa-js `createFetcher().fetchWithAuth`; oidc-client-ts `getUser()` + `fetch`), alternating batches; overhead = median over batch pairs. " +
+        "(latchkey `fetchWithAuth`; auth0-spa-js `createFetcher().fetchWithAuth`; oidc-client-ts `getUser()` + `fetch`), alternating batches; overhead = median over batch pairs, with its distribution-free 95 % interval (order statistics of the pairs' differences). " +
         "\"Stubbed\": the same with `window.fetch` replaced in the page by one that answers at once, so only the library's own work per call is left; in brackets the difference between the quietest batch of each kind.",
     );
     out.push("");
@@ -317,7 +327,7 @@ export function renderReport(result) {
             NAMES[lib],
             us(r.medianPlainUs),
             us(r.medianAuthUs),
-            us(r.overheadUs),
+            r.overheadInterval ? `${us(r.overheadUs)} (${us(r.overheadInterval.low)} to ${us(r.overheadInterval.high)})` : us(r.overheadUs),
             `${r.ratio.toFixed(3)} ×`,
             `${us(r.stubbed.medianPlainUs)} → ${us(r.stubbed.medianAuthUs)}`,
             `${us(r.stubbed.overheadUs)} (${us(r.stubbed.bestOverheadUs)})`,
@@ -325,7 +335,7 @@ export function renderReport(result) {
           ],
     );
     out.push(
-      table(["library", "plain fetch", "authorized call", "overhead per call", "ratio", "stubbed: plain → authorized", "stubbed overhead (quietest batches)", "batch pairs × calls"], rows),
+      table(["library", "plain fetch", "authorized call", "overhead per call (95 % interval)", "ratio", "stubbed: plain → authorized", "stubbed overhead (quietest batches)", "batch pairs × calls"], rows),
     );
     out.push("");
   }
