@@ -653,10 +653,13 @@ export declare class AuthClient {
    * once when the response says the token expired (not after a redirect,
    * not for a stream body, and at most one such refresh per token). One
    * refresh per expiry across every tab. Only origins in
-   * {@link AuthClientOptions.allowedOrigins} get the token: any other rejects
-   * with `origin_not_allowed` and nothing is sent. A `Request` input is
-   * copied, never consumed. Network failures reject as `fetch` does;
-   * latchkey's own with a {@link LatchkeyError}.
+   * {@link AuthClientOptions.allowedOrigins} get the token — and the
+   * issuer's UserInfo endpoint, whose token it is — : any other rejects with
+   * `origin_not_allowed` and nothing is sent. A call to the token endpoint
+   * is sent as given, without the token. A `no-cors` request cannot carry
+   * the token: it rejects with `invalid_option`, before anything is sent. A
+   * `Request` input is copied, never consumed. Network failures reject as
+   * `fetch` does; latchkey's own with a {@link LatchkeyError}.
    */
   fetchWithAuth(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 

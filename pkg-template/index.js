@@ -117,9 +117,12 @@ function parsed(input) {
   let url = urls.get(key);
   if (url === undefined) {
     try {
-      const { origin, pathname, href, username, password } = new URL(input, base);
-      // fetch() refuses a URL with credentials: the full way reports it.
-      url = username || password ? null : { origin, pathname, href };
+      const { origin, pathname, href, protocol, username, password } = new URL(input, base);
+      // fetch() refuses a URL with credentials: the full way reports it. A
+      // blob: or data: URL (whose origin may read as the page's) is never
+      // an API: the full way refuses it.
+      const web = protocol === "https:" || protocol === "http:";
+      url = username || password || !web ? null : { origin, pathname, href };
     } catch {
       url = null;
     }

@@ -950,6 +950,11 @@ async fn send_authorized(
         .with_dpop(token.secret(), proof.secret())
         .map_err(js_err)?;
     let answer = authorized::send(&request).await?;
+    // An answer that came through a redirect is another URL's: its nonce
+    // is not this one's to keep, nor its refusal to resend for.
+    if answer.redirected() {
+        return Ok((answer, false));
+    }
     let headers = answer.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
     let refused = inner.nonces.after_resource_answer(

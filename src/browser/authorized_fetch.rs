@@ -99,6 +99,16 @@ impl PreparedRequest {
     /// URL changes with each token, so each send is a new `Request`: its
     /// body is read once here (a `Blob` can be sent any number of times).
     pub async fn place(self, placement: TokenPlacement) -> Result<Outgoing, Error> {
+        // A no-cors request's headers drop `Authorization` (and `DPoP`)
+        // without a word: it would go without the token, its 401 taken for
+        // an expired token and a refresh spent for nothing.
+        let mode = Reflect::get(&self.request, &"mode".into()).ok();
+        if mode.and_then(|mode| mode.as_string()).as_deref() == Some("no-cors") {
+            return Err(Error::invalid_option(
+                "init.mode",
+                "a no-cors request cannot carry the token",
+            ));
+        }
         let body = match (placement, self.request.body()) {
             (TokenPlacement::Query, Some(stream)) if self.streaming => stream.into(),
             (TokenPlacement::Query, Some(_)) => {

@@ -380,7 +380,10 @@ impl TokenSet {
     /// 1. a non-2xx `status`, or an `error` field at any status →
     ///    [`Error::TokenEndpoint`] (code `invalid_grant` or `token_error`;
     ///    `error` is empty if the body had none);
-    /// 2. `access_token` missing or empty → `malformed_token_response`;
+    /// 2. `access_token` missing, empty, or not printable ASCII (`VSCHAR`,
+    ///    [RFC 6749 Appendix A.12](https://www.rfc-editor.org/rfc/rfc6749#appendix-A.12):
+    ///    it goes in a header, where a browser may quote a bad value in its
+    ///    error) → `malformed_token_response`;
     /// 3. `token_type` missing → `malformed_token_response`; not `Bearer`
     ///    (ASCII case-insensitive, e.g. `DPoP`) → `unsupported_token_type`;
     /// 4. `expires_in` (number or numeric string) → `expires_at_ms = now_ms +
@@ -411,6 +414,13 @@ impl TokenSet {
             .access_token
             .filter(|t| !t.secret().is_empty())
             .ok_or_else(|| malformed("no access_token"))?;
+        if !access_token
+            .secret()
+            .bytes()
+            .all(|b| (0x20..=0x7e).contains(&b))
+        {
+            return Err(malformed("the access_token is not printable ASCII"));
+        }
         let token_type = raw.token_type.ok_or_else(|| malformed("no token_type"))?;
         // A DPoP request must get a DPoP-bound token: a Bearer answer would
         // be a downgrade to a token that works without the key.
@@ -861,6 +871,22 @@ mod tests {
             ok(serde_json::json!({})).unwrap_err().code(),
             "malformed_token_response"
         );
+    }
+
+    #[test]
+    fn an_access_token_that_cannot_go_in_a_header_is_malformed() {
+        for token in [
+            "sekrit\n1",
+            "sekrit\r1",
+            "sekrit\u{0}",
+            "sekrit\u{7f}",
+            "sekrit-été",
+        ] {
+            let error = ok(with("access_token", token.into())).unwrap_err();
+            assert_eq!(error.code(), "malformed_token_response", "{token:?}");
+            assert!(!format!("{error} {error:?}").contains("sekrit"), "{error}");
+        }
+        assert!(ok(with("access_token", "a b~!".into())).is_ok());
     }
 
     #[test]

@@ -209,6 +209,39 @@ test("default: the page's own origin gets the token; another origin gets nothing
   }
 });
 
+test("a no-cors call cannot carry the token: invalid_option before anything is sent, no refresh; a blob: URL is never an API", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    // The page's origin listed too: a blob: URL's origin reads as it.
+    const { tab } = await signIn(context, { allowedOrigins: [api.origin, app.origin] }, { deadAtServer: true });
+    for (const [what, input] of [
+      ["a URL", `${api.origin}/api/whoami`],
+      ["a Request", { request: `${api.origin}/api/whoami` }],
+    ]) {
+      const refused = await tab.evaluate(async (input) => {
+        const call = typeof input === "string"
+          ? window.auth.fetchWithAuth(input, { mode: "no-cors" })
+          : window.auth.fetchWithAuth(new Request(input.request, { mode: "no-cors" }));
+        return call.then((r) => ({ status: r.status, type: r.type }), (e) => ({ code: e.code, message: e.message }));
+      }, input);
+      assert.equal(refused.code, "invalid_option", `${what}: ${JSON.stringify(refused)}`);
+      assert.match(refused.message, /no-cors/);
+    }
+    assert.deepEqual(api.requests, [], "nothing was sent");
+    assert.equal(refreshGrants(), 0, "no refresh was spent");
+
+    // A blob: URL's origin reads as the page's: it takes the full way, which refuses it.
+    const blob = await tab.evaluate(async () => {
+      const url = URL.createObjectURL(new Blob(["{}"], { type: "application/json" }));
+      return window.auth.fetchWithAuth(url).then((r) => ({ status: r.status }), (e) => ({ code: e.code }));
+    });
+    assert.deepEqual(blob, { code: "origin_not_allowed" });
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("a <base href> injected into the page does not take a relative call to its origin", async () => {
   const { context, errors } = await freshContext(browser);
   try {
