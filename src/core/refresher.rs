@@ -348,9 +348,11 @@ where
     /// Completes a login: its `tokens` put in place ([`Refresher::sign_in`]),
     /// then the DPoP keys it leaves behind handled
     /// ([`keys_after_login`]): the replaced session's key deleted only once
-    /// the new set is in use, and the new key kept in this tab's memory only
-    /// when the session is (`memory_storage`). Returns why the write
-    /// failed, if it did.
+    /// the new set is in use and stored (a failed write leaves the store
+    /// holding the replaced session, which a reload starts with: its key
+    /// stays), and the new key kept in this tab's memory only when the
+    /// session is (`memory_storage`). Returns why the write failed, if it
+    /// did.
     pub async fn complete_login<K: DpopKeys>(
         &self,
         keys: &K,
@@ -364,7 +366,7 @@ where
             memory_storage,
         );
         let failed = self.sign_in(tokens).await;
-        if let Some(old) = &plan.delete {
+        if let (Some(old), None) = (&plan.delete, &failed) {
             keys.delete(old).await;
         }
         if let Some(jkt) = &plan.memory_only {

@@ -1912,6 +1912,28 @@ fn a_login_replacing_a_bound_session_deletes_the_old_key_once_in_use() {
 }
 
 #[test]
+fn a_login_that_cannot_be_written_keeps_the_stored_session_s_key() {
+    // The store still holds the replaced session, which a reload starts
+    // with: its key must still sign.
+    let old = bound("at-0", NOW - 1, &FakeDpopKeys::jkt(1));
+    let tab = Tab::new(Some(old.clone()), None);
+    let store = FullStore(MemorySessionStore::default());
+    block_on(store.0.save_tokens(&old)).unwrap();
+    let keys = two_keys();
+    let login = bound("at-1", NOW, &FakeDpopKeys::jkt(2));
+    let grant = tab.grant();
+    let background = tab.background(&store, &tab.lock, &grant, || NoCheck);
+    let refresher = tab.refresher(&store, &tab.lock, &grant, &background);
+    let failed = background
+        .tasks
+        .run(refresher.complete_login(&keys, login, false));
+    assert_eq!(failed.map(|e| e.code()), Some("storage_error"));
+    assert_eq!(block_on(store.load_tokens()).unwrap(), Some(old));
+    assert!(has(&keys, 1), "the stored session's key is kept");
+    assert!(has(&keys, 2));
+}
+
+#[test]
 fn a_login_bound_to_the_same_key_keeps_it() {
     let tab = Tab::with(bound("at-0", NOW - 1, &FakeDpopKeys::jkt(1)));
     let keys = two_keys();

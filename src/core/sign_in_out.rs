@@ -56,13 +56,22 @@ impl SignIn {
 
 impl SessionMachine for SignIn {
     /// An input out of turn finishes the sign-in as written.
-    fn on(&mut self, input: Input, _session: &Session, now: u64) -> Step {
+    fn on(&mut self, input: Input, session: &Session, now: u64) -> Step {
         match (input, self.saved.take()) {
             // Taken or not, the login goes on, completed now.
             (Input::Locked(_), None) => {
                 self.tokens.login_at_ms = self.tokens.login_at_ms.max(now);
                 Step::wait(Wait::Save(self.tokens.clone()))
             }
+            // A sign-out called after the login completed (its write
+            // under the lock began) was heard while the set was written:
+            // it ends this login too, here as in every tab that heard it.
+            // The set is not put in use nor told; the sign-out, waiting for
+            // the lock, clears it from the store and revokes it.
+            (Input::Saved(_), None) if session.has_ended(&self.tokens) => Step {
+                acts: vec![Act::Unlock],
+                wait: Wait::Done(Ok(None)),
+            },
             (Input::Saved(saved), None) => {
                 let unsaved = saved.is_err();
                 let told = Act::Publish(SessionMessage::Tokens {

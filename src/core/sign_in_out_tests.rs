@@ -98,6 +98,24 @@ fn a_login_completes_when_it_is_written_after_a_sign_out_heard_meanwhile() {
 }
 
 #[test]
+fn a_sign_out_heard_while_the_login_is_written_ends_it_here_too() {
+    // B took the lock at NOW (the login's time); A signed out at NOW + 10,
+    // which B and C heard while B's write was under way.
+    let (b, c) = (Session::new(None), Session::new(None));
+    let ended = SessionMessage::Ended {
+        reason: EndReason::SignedOut,
+        login_at_ms: Some(NOW + 10),
+    };
+    let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
+    machine.on(Input::Locked(Ok(())), &b, NOW);
+    b.receive(ended.clone(), NOW + 15);
+    c.receive(ended, NOW + 15);
+    let step = machine.on(Input::Saved(Ok(())), &b, NOW + 20);
+    assert_eq!(show(&step), "unlock; done");
+    assert_eq!((b.tokens(), c.tokens()), (None, None), "every tab agrees");
+}
+
+#[test]
 fn a_login_keeps_a_time_later_than_its_write_s() {
     let (mut machine, _) = SignIn::start(set(0, NOW + 5), &POLICY);
     let Wait::Save(written) = machine
