@@ -377,7 +377,10 @@ export interface PopupLoginOptions<AppState = unknown> extends LoginOptions<AppS
    * first await, so calling `loginWithPopup` straight from a click handler works.
    */
   popup?: Window | null;
-  /** Rejects with `popup_timeout` after this many seconds (1 to 3600). Default 300. */
+  /**
+   * Rejects with `popup_timeout` after this many seconds (1 to 600: a pending
+   * login lives 10 minutes). Default 300.
+   */
   timeoutSeconds?: number;
   /**
    * How a popup the user closed is noticed. `"poll"` (default): `closed` is

@@ -116,8 +116,10 @@ function checkOptions(popup, timeoutSeconds, closeDetection) {
   if (popup !== undefined && popup !== null && (typeof popup !== "object" || !("closed" in popup))) {
     throw latchkeyError("invalid_option", "popup must be a window opened with window.open");
   }
-  if (typeof timeoutSeconds !== "number" || !(timeoutSeconds >= 1 && timeoutSeconds <= 3600)) {
-    throw latchkeyError("invalid_option", "timeoutSeconds must be a number from 1 to 3600");
+  // At most the pending login's lifetime (10 minutes): a login finished later
+  // at the IdP would come back to transaction_expired.
+  if (typeof timeoutSeconds !== "number" || !(timeoutSeconds >= 1 && timeoutSeconds <= 600)) {
+    throw latchkeyError("invalid_option", "timeoutSeconds must be a number from 1 to 600");
   }
   if (closeDetection !== "poll" && closeDetection !== "timeout") {
     throw latchkeyError("invalid_option", 'closeDetection must be "poll" or "timeout"');
