@@ -62,16 +62,11 @@ async fn indexeddb_insert_new_tells_a_key_already_there() {
     assert_eq!(kv.get("k").await.unwrap(), Some(JsValue::from_str("a")));
 }
 
-#[wasm_bindgen_test]
-async fn indexeddb_lets_a_deletion_through_then_opens_again() {
-    // "Clear site data" or an app deleting the database: latchkey's open
-    // connection must not block it, and must work again afterwards.
-    let kv = IdbKeyValue::open("latchkey-test-reopen", "kv")
-        .await
-        .unwrap();
-    kv.put("k", &JsValue::from_str("v1")).await.unwrap();
+/// Deletes `name` from another connection: "deleted" when it went
+/// through, "blocked" when an open connection held it up.
+async fn delete_database(name: &str) -> String {
     let factory = web_sys::window().unwrap().indexed_db().unwrap().unwrap();
-    let deleting = factory.delete_database("latchkey-test-reopen").unwrap();
+    let deleting = factory.delete_database(name).unwrap();
     let outcome = js_sys::Promise::new(&mut |resolve, _| {
         let (done, blocked) = (resolve.clone(), resolve);
         let on_success = wasm_bindgen::closure::Closure::once_into_js(move || {
@@ -83,9 +78,75 @@ async fn indexeddb_lets_a_deletion_through_then_opens_again() {
         deleting.set_onsuccess(Some(on_success.unchecked_ref()));
         deleting.set_onblocked(Some(on_blocked.unchecked_ref()));
     });
-    let outcome = JsFuture::from(outcome).await.unwrap();
-    assert_eq!(outcome.as_string().as_deref(), Some("deleted"));
-    assert_eq!(kv.get("k").await.unwrap(), None, "a new, empty database");
+    JsFuture::from(outcome).await.unwrap().as_string().unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn indexeddb_lets_a_deletion_through_and_does_not_make_it_again() {
+    // "Clear site data" or an app deleting the database: latchkey's open
+    // connection must not block it, and must not bring back an empty
+    // database (the storage key went with it).
+    let kv = IdbKeyValue::open("latchkey-test-deleted", "kv")
+        .await
+        .unwrap();
+    kv.put("k", &JsValue::from_str("v1")).await.unwrap();
+    assert_eq!(delete_database("latchkey-test-deleted").await, "deleted");
+    let error = kv.get("k").await.unwrap_err();
+    assert!(
+        format!("{error:?}").contains("deleted or upgraded"),
+        "{error:?}"
+    );
+    assert!(kv.put("k", &JsValue::from_str("v2")).await.is_err());
+    // indexedDB.databases(), which this web-sys build does not bind.
+    let factory: JsValue = web_sys::window()
+        .unwrap()
+        .indexed_db()
+        .unwrap()
+        .unwrap()
+        .into();
+    let databases = js_sys::Reflect::get(&factory, &"databases".into()).unwrap();
+    let listed = databases
+        .unchecked_ref::<js_sys::Function>()
+        .call0(&factory)
+        .unwrap();
+    let names = JsFuture::from(js_sys::Promise::from(listed)).await.unwrap();
+    let names: Vec<String> = js_sys::Array::from(&names)
+        .iter()
+        .filter_map(|db| js_sys::Reflect::get(&db, &"name".into()).ok()?.as_string())
+        .collect();
+    assert!(
+        !names.contains(&"latchkey-test-deleted".to_owned()),
+        "{names:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn indexeddb_a_closed_connection_is_opened_again() {
+    // The browser closing the connection with the database left in place
+    // (here: an upgrade elsewhere that this connection let through by
+    // closing, then gave up): the next call opens it again.
+    let kv = IdbKeyValue::open("latchkey-test-closed", "kv")
+        .await
+        .unwrap();
+    kv.put("k", &JsValue::from_str("v1")).await.unwrap();
+    let factory = web_sys::window().unwrap().indexed_db().unwrap().unwrap();
+    // Another connection at version 1 asking nothing: opening it fires no
+    // versionchange; the first connection stays open. Close ours from the
+    // outside by a versionchange that is then aborted.
+    let upgrading = factory.open_with_u32("latchkey-test-closed", 2).unwrap();
+    let aborted = js_sys::Promise::new(&mut |resolve, _| {
+        let request = upgrading.clone();
+        let on_upgrade = wasm_bindgen::closure::Closure::once_into_js(move || {
+            request.transaction().unwrap().abort().unwrap();
+        });
+        let on_error = wasm_bindgen::closure::Closure::once_into_js(move || {
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        upgrading.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
+        upgrading.set_onerror(Some(on_error.unchecked_ref()));
+    });
+    JsFuture::from(aborted).await.unwrap();
+    assert_eq!(kv.get("k").await.unwrap(), Some(JsValue::from_str("v1")));
     kv.put("k", &JsValue::from_str("v2")).await.unwrap();
     assert_eq!(kv.get("k").await.unwrap(), Some(JsValue::from_str("v2")));
 }

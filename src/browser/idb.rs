@@ -15,9 +15,13 @@ use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
 ///
 /// The connection is let go when another connection asks for the database
 /// (`versionchange`: a `deleteDatabase`, "clear site data", a newer
-/// version's upgrade), so this tab never blocks it, and the browser may
-/// close it (storage cleared or evicted); either way it is opened again by
-/// the next transaction, instead of failing every call until a reload.
+/// version's upgrade), so this tab never blocks it. A closed connection is
+/// opened again by the next transaction when the database is still there;
+/// one that was deleted (site data cleared) is not made again empty: the
+/// origin's storage key went with it, so what this tab would seal under the
+/// key it holds could be read by no other tab, and it would be lost at the
+/// next reload. Every call then fails (`storage_error`) as it did before,
+/// and so does every call after a newer latchkey upgraded the database.
 #[derive(Clone)]
 pub struct IdbKeyValue {
     db: Rc<RefCell<IdbDatabase>>,
@@ -30,14 +34,14 @@ impl IdbKeyValue {
     /// object store `store`.
     pub async fn open(db_name: &str, store: &str) -> Result<Self, JsValue> {
         Ok(Self {
-            db: Rc::new(RefCell::new(connect(db_name, store).await?)),
+            db: Rc::new(RefCell::new(connect(db_name, store, CREATE).await?)),
             name: db_name.to_owned(),
             store: store.to_owned(),
         })
     }
 
     /// A transaction on the store, on a connection opened again when the
-    /// one held was closed.
+    /// one held was closed and the database is still there.
     async fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction, JsValue> {
         let held = self
             .db
@@ -45,7 +49,7 @@ impl IdbKeyValue {
             .transaction_with_str_and_mode(&self.store, mode);
         match held {
             Err(error) if is_closed(&error) => {
-                let db = connect(&self.name, &self.store).await?;
+                let db = connect(&self.name, &self.store, !CREATE).await?;
                 let tx = db.transaction_with_str_and_mode(&self.store, mode)?;
                 *self.db.borrow_mut() = db;
                 Ok(tx)
@@ -99,10 +103,16 @@ impl IdbKeyValue {
     }
 }
 
+/// [`connect`] may create the database (a first open), or may not (an
+/// open again after the connection closed).
+const CREATE: bool = true;
+
 /// A connection to `db_name` with the object store `store` (created on
-/// first use), which closes itself when another connection needs the
-/// database.
-async fn connect(db_name: &str, store: &str) -> Result<IdbDatabase, JsValue> {
+/// first use, when `create`; otherwise a database that is not there is an
+/// error and stays absent), which closes itself when another connection
+/// needs the database — from the moment it opens, also when the caller has
+/// stopped waiting for it.
+async fn connect(db_name: &str, store: &str, create: bool) -> Result<IdbDatabase, JsValue> {
     let factory = web_sys::window()
         .ok_or_else(|| JsValue::from_str("no window"))?
         .indexed_db()?
@@ -111,6 +121,13 @@ async fn connect(db_name: &str, store: &str) -> Result<IdbDatabase, JsValue> {
     let store_name = store.to_owned();
     let upgrade_request = request.clone();
     let on_upgrade = Closure::once_into_js(move |_event: web_sys::Event| {
+        if !create {
+            // Aborting the upgrade of a database being created leaves none.
+            if let Some(upgrade) = upgrade_request.transaction() {
+                let _ = upgrade.abort();
+            }
+            return;
+        }
         if let Ok(result) = upgrade_request.result() {
             let db: IdbDatabase = result.unchecked_into();
             if !db.object_store_names().contains(&store_name) {
@@ -120,11 +137,24 @@ async fn connect(db_name: &str, store: &str) -> Result<IdbDatabase, JsValue> {
         }
     });
     request.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
-    let db: IdbDatabase = request_result(&request).await?.unchecked_into();
-    let closing = db.clone();
-    let on_version_change = Closure::once_into_js(move |_event: web_sys::Event| closing.close());
-    db.set_onversionchange(Some(on_version_change.unchecked_ref()));
-    Ok(db)
+    let opened = request.clone();
+    let on_open = Closure::once_into_js(move |_event: web_sys::Event| {
+        if let Ok(result) = opened.result() {
+            let db: IdbDatabase = result.unchecked_into();
+            let closing = db.clone();
+            let on_version_change =
+                Closure::once_into_js(move |_event: web_sys::Event| closing.close());
+            db.set_onversionchange(Some(on_version_change.unchecked_ref()));
+        }
+    });
+    request.add_event_listener_with_callback("success", on_open.unchecked_ref())?;
+    match request_result(&request).await {
+        Ok(db) => Ok(db.unchecked_into()),
+        Err(_) if !create => Err(JsValue::from_str(
+            "the database was deleted or upgraded by a newer latchkey while this page was open",
+        )),
+        Err(error) => Err(error),
+    }
 }
 
 /// Whether `error` says the connection is closed (`InvalidStateError` from

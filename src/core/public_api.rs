@@ -117,7 +117,8 @@ impl StorageProblem {
     pub fn after_load(error: &Error) -> StorageProblem {
         match error {
             Error::NewerRecord { .. } => StorageProblem::NewerRecord,
-            Error::Storage { .. } => StorageProblem::ReadFailed,
+            // WebCrypto failing removes nothing either (record rule 6).
+            Error::Storage { .. } | Error::Crypto { .. } => StorageProblem::ReadFailed,
             _ => StorageProblem::Cleared,
         }
     }
@@ -199,6 +200,13 @@ mod tests {
 
     #[test]
     fn a_newer_record_is_left_an_unread_one_kept_and_anything_else_cleared() {
+        let crypto = Error::Crypto {
+            reason: "NotSupportedError".into(),
+        };
+        assert_eq!(
+            StorageProblem::after_load(&crypto),
+            StorageProblem::ReadFailed
+        );
         let newer = Error::NewerRecord { version: 9 };
         assert_eq!(
             StorageProblem::after_load(&newer),
