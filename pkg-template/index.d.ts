@@ -633,7 +633,10 @@ export declare class AuthClient {
    * ([§4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3)), stores
    * the tokens and removes the callback parameters from the address bar.
    * In a login popup it instead hands the URL to the tab that opened it,
-   * closes the popup and resolves with `appState` undefined.
+   * closes the popup and resolves with `appState` undefined. A login
+   * completes when its tokens are stored: a `logout()` in any tab called
+   * after that, and heard while they were being stored, ends it, and this
+   * rejects with `not_authenticated`.
    * @param url The callback URL; default the current address.
    */
   handleRedirectCallback<AppState = unknown>(url?: string): Promise<RedirectResult<AppState>>;

@@ -629,12 +629,16 @@ async fn handle_redirect_callback(inner: &Inner, url: Option<String>) -> Result<
     let result = inner.logins(&dpop, &resolving).finish(&params).await?;
     // Stored under the session lock and broadcast (a failed write leaves
     // the tab signed in from memory, with a `storage` event); then the keys
-    // the login leaves behind.
+    // the login leaves behind. A sign-out called after the login completed
+    // and heard while it was written ends it: `not_authenticated`.
     let memory = inner.store.kind() == StorageKind::Memory;
     let refresher = inner.refresher();
-    let _ = refresher
+    let failed = refresher
         .complete_login(&*inner.dpop_keys, result.tokens, memory)
         .await;
+    if let Some(ended @ Error::NotAuthenticated) = failed {
+        return Err(ended);
+    }
     let app_state = match result.app_state {
         Some(json) => js_sys::JSON::parse(&json).unwrap_or(JsValue::UNDEFINED),
         None => JsValue::UNDEFINED,

@@ -111,8 +111,27 @@ fn a_sign_out_heard_while_the_login_is_written_ends_it_here_too() {
     b.receive(ended.clone(), NOW + 15);
     c.receive(ended, NOW + 15);
     let step = machine.on(Input::Saved(Ok(())), &b, NOW + 20);
-    assert_eq!(show(&step), "unlock; done");
+    assert_eq!(show(&step), "unlock; fail not_authenticated");
     assert_eq!((b.tokens(), c.tokens()), (None, None), "every tab agrees");
+}
+
+#[test]
+fn a_sign_out_heard_while_an_unsaved_login_is_told_ends_it_here_too() {
+    let b = Session::new(None);
+    let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
+    machine.on(Input::Locked(Ok(())), &b, NOW);
+    let told = machine.on(Input::Saved(Err(quota())), &b, NOW + 5);
+    assert_eq!(show(&told), "publish at-0 - unsaved=true; sleep 250");
+    b.receive(
+        SessionMessage::Ended {
+            reason: EndReason::SignedOut,
+            login_at_ms: Some(NOW + 10),
+        },
+        NOW + 15,
+    );
+    let step = machine.on(Input::Slept, &b, NOW + 255);
+    assert_eq!(show(&step), "unlock; fail not_authenticated");
+    assert_eq!(b.tokens(), None);
 }
 
 #[test]
