@@ -16,11 +16,11 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use latchkey::core::token::token_set_from_reply;
+use latchkey::core::ports::{HttpReply, Json};
 use latchkey::core::secret::{AccessToken, IdToken, RefreshToken};
+use latchkey::core::token::token_set_from_reply;
 use latchkey::core::token::MAX_LIFETIME_SECONDS;
 use latchkey::core::{Error, Lifetime, RawTokenResponse, TokenSet};
-use latchkey::core::ports::{HttpReply, Json};
 use latchkey_fuzz::{different_from, SerdeJson, NOW_MS};
 
 const STATUSES: [u16; 5] = [200, 201, 400, 401, 503];
@@ -92,9 +92,27 @@ fn model(
             retry_after_s,
         });
     }
+    // Surrounding HTTP whitespace dropped; what is left is 1*VSCHAR
+    // (RFC 6749 Appendix A.12).
     let access_token = match raw.access_token {
-        Some(token) if !token.secret().is_empty() => token,
-        _ => return Err(malformed()),
+        Some(token) => {
+            let bytes = token.secret().as_bytes();
+            let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+            match (
+                bytes.iter().position(|b| !space(b)),
+                bytes.iter().rposition(|b| !space(b)),
+            ) {
+                (Some(first), Some(last))
+                    if bytes[first..=last]
+                        .iter()
+                        .all(|b| (b' '..=b'~').contains(b)) =>
+                {
+                    AccessToken::new(String::from_utf8(bytes[first..=last].to_vec()).unwrap())
+                }
+                _ => return Err(malformed()),
+            }
+        }
+        None => return Err(malformed()),
     };
     let token_type = raw.token_type.ok_or_else(malformed)?;
     // A DPoP request must get a DPoP token; any other request a Bearer one.

@@ -101,7 +101,10 @@ impl PreparedRequest {
     pub async fn place(self, placement: TokenPlacement) -> Result<Outgoing, Error> {
         // A no-cors request's headers drop `Authorization` (and `DPoP`)
         // without a word: it would go without the token, its 401 taken for
-        // an expired token and a refresh spent for nothing.
+        // an expired token and a refresh spent for nothing. In the query the
+        // token would go, but a no-cors request must follow redirects (Fetch
+        // refuses one that does not), and a redirect would take the URL,
+        // token and all, wherever it points.
         let mode = Reflect::get(&self.request, &"mode".into()).ok();
         if mode.and_then(|mode| mode.as_string()).as_deref() == Some("no-cors") {
             return Err(Error::invalid_option(

@@ -380,7 +380,8 @@ impl TokenSet {
     /// 1. a non-2xx `status`, or an `error` field at any status →
     ///    [`Error::TokenEndpoint`] (code `invalid_grant` or `token_error`;
     ///    `error` is empty if the body had none);
-    /// 2. `access_token` missing, empty, or not printable ASCII (`VSCHAR`,
+    /// 2. `access_token` (surrounding whitespace dropped, as a header's
+    ///    would be) missing, empty, or not printable ASCII (`VSCHAR`,
     ///    [RFC 6749 Appendix A.12](https://www.rfc-editor.org/rfc/rfc6749#appendix-A.12):
     ///    it goes in a header, where a browser may quote a bad value in its
     ///    error) → `malformed_token_response`;
@@ -410,8 +411,14 @@ impl TokenSet {
                 retry_after_s: None,
             });
         }
+        // Surrounding whitespace dropped, as a header value's would be (an
+        // app's `refresh` reading a body with a final newline).
         let access_token = raw
             .access_token
+            .map(|t| match t.secret().trim_matches([' ', '\t', '\r', '\n']) {
+                trimmed if trimmed.len() == t.secret().len() => t,
+                trimmed => AccessToken::new(trimmed.to_owned()),
+            })
             .filter(|t| !t.secret().is_empty())
             .ok_or_else(|| malformed("no access_token"))?;
         if !access_token
@@ -887,6 +894,12 @@ mod tests {
             assert!(!format!("{error} {error:?}").contains("sekrit"), "{error}");
         }
         assert!(ok(with("access_token", "a b~!".into())).is_ok());
+        let trimmed = ok(with("access_token", " \tat-1\r\n".into())).unwrap();
+        assert_eq!(trimmed.access_token.secret(), "at-1");
+        assert_eq!(
+            ok(with("access_token", " \n".into())).unwrap_err().code(),
+            "malformed_token_response"
+        );
     }
 
     #[test]

@@ -242,6 +242,19 @@ test("a no-cors call cannot carry the token: invalid_option before anything is s
   }
 });
 
+test('tokenIn "query": a no-cors call is refused too (it would have to follow redirects, token and all)', async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const { tab } = await signIn(context, { allowedOrigins: [{ origin: api.origin, tokenIn: "query" }] });
+    const refused = await attempt(tab, `${api.origin}/api/whoami`, { mode: "no-cors" });
+    assert.equal(refused.code, "invalid_option", JSON.stringify(refused));
+    assert.deepEqual(api.requests, [], "nothing was sent");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("a <base href> injected into the page does not take a relative call to its origin", async () => {
   const { context, errors } = await freshContext(browser);
   try {
