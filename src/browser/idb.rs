@@ -11,6 +11,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
 
+use crate::browser::js_error::is_named;
+
 /// One object store in one IndexedDB database, keyed by strings.
 ///
 /// The connection is let go when another connection asks for the database
@@ -48,7 +50,8 @@ impl IdbKeyValue {
             .borrow()
             .transaction_with_str_and_mode(&self.store, mode);
         match held {
-            Err(error) if is_closed(&error) => {
+            // `transaction()` on a closed connection.
+            Err(error) if is_named(&error, "InvalidStateError") => {
                 let db = connect(&self.name, &self.store, !CREATE).await?;
                 let tx = db.transaction_with_str_and_mode(&self.store, mode)?;
                 *self.db.borrow_mut() = db;
@@ -86,11 +89,7 @@ impl IdbKeyValue {
             .add_with_key(value, &key.into())?;
         match transaction_done(&tx).await {
             Ok(()) => Ok(true),
-            Err(error)
-                if crate::browser::js_error::describe(&error).starts_with("ConstraintError") =>
-            {
-                Ok(false)
-            }
+            Err(error) if is_named(&error, "ConstraintError") => Ok(false),
             Err(error) => Err(error),
         }
     }
@@ -155,14 +154,6 @@ async fn connect(db_name: &str, store: &str, create: bool) -> Result<IdbDatabase
         )),
         Err(error) => Err(error),
     }
-}
-
-/// Whether `error` says the connection is closed (`InvalidStateError` from
-/// `transaction()`).
-fn is_closed(error: &JsValue) -> bool {
-    error
-        .dyn_ref::<js_sys::Error>()
-        .is_some_and(|error| error.name() == "InvalidStateError")
 }
 
 /// Resolves with the request's result on `success`, rejects with its error.

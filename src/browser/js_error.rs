@@ -19,6 +19,14 @@ pub fn describe(value: &JsValue) -> String {
     value.as_string().unwrap_or_else(|| "unknown error".into())
 }
 
+/// Whether `value` is a JS exception named `name` (a DOMException's
+/// `ConstraintError`, `OperationError`, ...).
+pub fn is_named(value: &JsValue, name: &str) -> bool {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .is_some_and(|error| error.name() == name)
+}
+
 /// A storage failure (IndexedDB, Web Storage).
 pub fn storage(value: JsValue) -> Error {
     Error::Storage {

@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::CryptoKey;
 
 use crate::browser::idb::IdbKeyValue;
-use crate::browser::js_error::{crypto, storage};
+use crate::browser::js_error::{crypto, is_named, storage};
 use crate::browser::platform::{BrowserPlatform, Monotonic};
 use crate::browser::webcrypto;
 use crate::core::envelope::Envelope;
@@ -253,13 +253,13 @@ impl Sealer for BrowserSealer {
         // WebCrypto's, and removes nothing (record_store rule 6).
         let plaintext = webcrypto::decrypt(key, &envelope.iv, aad, &envelope.data)
             .await
-            .map_err(|failure| match failure.dyn_ref::<js_sys::Error>() {
-                Some(error) if error.name() == "OperationError" => Error::CorruptRecord {
+            .map_err(|failure| match is_named(&failure, "OperationError") {
+                true => Error::CorruptRecord {
                     reason:
                         "the record does not decrypt under this origin's key for this issuer and client"
                             .into(),
                 },
-                _ => crypto(failure),
+                false => crypto(failure),
             })?;
         String::from_utf8(plaintext).map_err(|_| Error::CorruptRecord {
             reason: "the decrypted record is not text".into(),

@@ -40,7 +40,7 @@ impl SignIn {
 
     /// Ended by a sign-out called after it completed: the lock let go,
     /// nothing put in use, and the login reported as not signed in.
-    fn ended(&mut self) -> Step {
+    fn ended() -> Step {
         Step {
             acts: vec![Act::Unlock],
             wait: Wait::Done(Err(Error::NotAuthenticated)),
@@ -77,7 +77,7 @@ impl SessionMachine for SignIn {
             // it ends this login too, here as in every tab that heard it.
             // The set is not put in use nor told; the sign-out, waiting for
             // the lock, clears it from the store and revokes it.
-            (Input::Saved(_), None) if session.has_ended(&self.tokens) => self.ended(),
+            (Input::Saved(_), None) if session.has_ended(&self.tokens) => Self::ended(),
             (Input::Saved(saved), None) => {
                 let unsaved = saved.is_err();
                 let told = Act::Publish(SessionMessage::Tokens {
@@ -98,7 +98,7 @@ impl SessionMachine for SignIn {
                 }
             }
             // Heard while the unsaved set's message was given time.
-            (Input::Slept, Some(_)) if session.has_ended(&self.tokens) => self.ended(),
+            (Input::Slept, Some(_)) if session.has_ended(&self.tokens) => Self::ended(),
             (Input::Slept, Some(saved)) => self.finish(saved),
             (_, saved) => self.finish(saved.unwrap_or(Ok(()))),
         }

@@ -36,6 +36,14 @@ fn run(machine: &mut dyn SessionMachine, session: &Session, inputs: Vec<Input>) 
         .collect()
 }
 
+/// The message of a sign-out called at `at`.
+fn signed_out_at(at: u64) -> SessionMessage {
+    SessionMessage::Ended {
+        reason: EndReason::SignedOut,
+        login_at_ms: Some(at),
+    }
+}
+
 fn quota() -> Error {
     Error::Storage {
         reason: "quota".into(),
@@ -62,10 +70,7 @@ fn a_login_completes_when_it_is_written_after_a_sign_out_heard_meanwhile() {
     // Tab B exchanged its code at NOW - 100 and checked the ID token while
     // tab A signed out at NOW - 50; B and C heard it. B writes at NOW.
     let (b, c) = (Session::new(None), Session::new(None));
-    let ended = SessionMessage::Ended {
-        reason: EndReason::SignedOut,
-        login_at_ms: Some(NOW - 50),
-    };
+    let ended = signed_out_at(NOW - 50);
     b.receive(ended.clone(), NOW - 40);
     c.receive(ended, NOW - 40);
     let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
@@ -102,10 +107,7 @@ fn a_sign_out_heard_while_the_login_is_written_ends_it_here_too() {
     // B took the lock at NOW (the login's time); A signed out at NOW + 10,
     // which B and C heard while B's write was under way.
     let (b, c) = (Session::new(None), Session::new(None));
-    let ended = SessionMessage::Ended {
-        reason: EndReason::SignedOut,
-        login_at_ms: Some(NOW + 10),
-    };
+    let ended = signed_out_at(NOW + 10);
     let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
     machine.on(Input::Locked(Ok(())), &b, NOW);
     b.receive(ended.clone(), NOW + 15);
@@ -122,13 +124,7 @@ fn a_sign_out_heard_while_an_unsaved_login_is_told_ends_it_here_too() {
     machine.on(Input::Locked(Ok(())), &b, NOW);
     let told = machine.on(Input::Saved(Err(quota())), &b, NOW + 5);
     assert_eq!(show(&told), "publish at-0 - unsaved=true; sleep 250");
-    b.receive(
-        SessionMessage::Ended {
-            reason: EndReason::SignedOut,
-            login_at_ms: Some(NOW + 10),
-        },
-        NOW + 15,
-    );
+    b.receive(signed_out_at(NOW + 10), NOW + 15);
     let step = machine.on(Input::Slept, &b, NOW + 255);
     assert_eq!(show(&step), "unlock; fail not_authenticated");
     assert_eq!(b.tokens(), None);
@@ -160,13 +156,7 @@ fn a_sign_out_tells_the_end_of_the_logins_until_its_call_only() {
         "publish ended SignedOut logins to 1700000000000; end SignedOut; lock 70000"
     );
     let c = Session::new(Some(set(0, NOW + 5)));
-    c.receive(
-        SessionMessage::Ended {
-            reason: EndReason::SignedOut,
-            login_at_ms: Some(NOW),
-        },
-        NOW + 20,
-    );
+    c.receive(signed_out_at(NOW), NOW + 20);
     assert_eq!(c.tokens(), Some(set(0, NOW + 5)));
 }
 
