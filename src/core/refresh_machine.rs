@@ -20,7 +20,7 @@ use crate::core::session::{
     BROADCAST_GRACE_MS, MAX_RETRY_AFTER_MS,
 };
 use crate::core::steps::{Act, Input, SessionMachine, Step, Wait};
-use crate::core::{AccessToken, Error, IdToken, TokenSet};
+use crate::core::{AccessToken, Error, IdToken, RefreshToken, TokenSet};
 
 /// What a written set was written for, and so what follows the write.
 #[allow(clippy::large_enum_variant)] // one per refresh, as `Wait`
@@ -96,6 +96,18 @@ enum Stage {
     Checking {
         fresh: TokenSet,
         candidate: TokenSet,
+    },
+    /// `fresh`, a rotation of a session that ended while it was out or
+    /// being written, is about to be retired: the store is read first, and
+    /// cleared if it still holds `fresh` or the refresh token `spent` it
+    /// replaced, so that no tab takes either from there.
+    Discarding {
+        fresh: TokenSet,
+        spent: Option<RefreshToken>,
+    },
+    /// The ended session's spent or retired set being cleared.
+    ClearingSpent {
+        fresh: TokenSet,
     },
     Ending {
         reason: EndReason,
@@ -223,6 +235,23 @@ impl SessionMachine for RefreshMachine {
                 _ if session.has_ended(&base) => self.over(base.login_at_ms),
                 _ => self.expire(base, vec![], session),
             },
+            (Stage::Discarding { fresh, spent }, Input::Loaded(stored)) => {
+                let holds_dead = |stored: &TokenSet| {
+                    session.has_ended(stored)
+                        && (!other_tokens(stored, &fresh)
+                            || (spent.is_some() && stored.refresh_token == spent))
+                };
+                match (stored, session.end_reason()) {
+                    (Ok(Some(stored)), Some(reason)) if holds_dead(&stored) => {
+                        self.stage = Stage::ClearingSpent { fresh };
+                        Step::wait(Wait::Clear(reason))
+                    }
+                    _ => self.revoked(fresh, None, vec![]),
+                }
+            }
+            (Stage::ClearingSpent { fresh }, Input::Cleared(_)) => {
+                self.revoked(fresh, None, vec![])
+            }
             (Stage::ReadingBeforeWrite(unwritten), Input::Loaded(stored)) => {
                 self.before_write(unwritten, stored, session, now)
             }
@@ -333,7 +362,8 @@ impl RefreshMachine {
         if self.ended_since_start(&fresh, session) {
             // Signed out (or expired) while the request was out, possibly
             // without a shared lock: persisting would bring the session back.
-            return self.revoked(fresh, None, acts);
+            let spent = base.refresh_token;
+            return self.discard(fresh, spent, acts);
         }
         self.stage = Stage::ReadingBeforeWrite(Unwritten {
             base,
@@ -341,6 +371,21 @@ impl RefreshMachine {
             id_token,
             refused,
         });
+        Step {
+            acts,
+            wait: Wait::Load,
+        }
+    }
+
+    /// Retires `fresh`, a rotation of a session that ended while it was out
+    /// or being written, once the store no longer holds it or the refresh
+    /// token `spent` it replaced. The ending tab clears the store, but its
+    /// first clear is made without the lock and may not take effect, and
+    /// its second waits for the lock behind other tabs: one of those would
+    /// read the stored set before hearing the end and present a refresh
+    /// token the server has rotated (reuse) or is about to revoke.
+    fn discard(&mut self, fresh: TokenSet, spent: Option<RefreshToken>, acts: Vec<Act>) -> Step {
+        self.stage = Stage::Discarding { fresh, spent };
         Step {
             acts,
             wait: Wait::Load,
@@ -458,10 +503,10 @@ impl RefreshMachine {
         };
         let fresh = tokens;
         if self.ended_since_start(&fresh, session) {
-            // Signed out while the set was being written: the sign-out clears
-            // the store again once it has the lock, and every tab ignores
+            // Signed out while the set was being written: every tab ignores
             // this set's broadcast (its login is older than the sign-out).
-            return self.revoked(fresh, None, acts);
+            let spent = base.and_then(|base| base.refresh_token);
+            return self.discard(fresh, spent, acts);
         }
         if let Some(later) = session
             .tokens()

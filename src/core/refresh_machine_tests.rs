@@ -366,14 +366,94 @@ fn a_rotation_is_written_then_broadcast_then_used() {
 }
 
 #[test]
-fn a_rotation_for_a_session_that_ended_while_out_is_retired() {
+fn a_rotation_for_a_session_that_ended_while_out_clears_the_spent_set_and_is_retired() {
+    // The sign-out's first clear did not take effect, and its second waits
+    // for the lock: a tab that has not heard the end yet and takes the lock
+    // next must not find the refresh token the server just rotated.
     let session = Session::new(Some(stale()));
     let mut machine = sent(&session);
     session.end(EndReason::SignedOut, NOW);
-    let step = on(&mut machine, rotated(None), &session);
+    let inputs = vec![
+        rotated(None),
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Cleared(Ok(())),
+    ];
     assert_eq!(
-        show(&step),
-        "resume requests; revoke at-2 id-1; fail not_authenticated"
+        run(&mut machine, &session, inputs),
+        [
+            "resume requests; load",
+            "clear SignedOut",
+            "revoke at-2 id-1; fail not_authenticated"
+        ]
+    );
+}
+
+#[test]
+fn a_rotation_for_an_ended_session_is_retired_even_when_the_clear_fails() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::SignedOut, NOW);
+    let inputs = vec![
+        rotated(None),
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Cleared(Err(quota_exceeded())),
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs)[2],
+        "revoke at-2 id-1; fail not_authenticated"
+    );
+}
+
+#[test]
+fn a_rotation_for_an_ended_session_leaves_an_emptied_store_alone() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::SignedOut, NOW);
+    let inputs = vec![rotated(None), Input::Loaded(Ok(None))];
+    assert_eq!(
+        run(&mut machine, &session, inputs)[1],
+        "revoke at-2 id-1; fail not_authenticated"
+    );
+}
+
+#[test]
+fn a_rotation_for_an_ended_session_leaves_a_later_login_s_set_alone() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::SignedOut, NOW - 1);
+    let inputs = vec![rotated(None), Input::Loaded(Ok(Some(new_login())))];
+    assert_eq!(
+        run(&mut machine, &session, inputs)[1],
+        "revoke at-2 id-1; fail not_authenticated"
+    );
+}
+
+#[test]
+fn a_rotation_for_an_ended_session_leaves_another_set_of_it_alone() {
+    // Neither the spent set nor the rotation: not this refresh's to clear
+    // (the ending tab's second clear takes it).
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::SignedOut, NOW);
+    let inputs = vec![rotated(None), Input::Loaded(Ok(Some(set(5, 0))))];
+    assert_eq!(
+        run(&mut machine, &session, inputs)[1],
+        "revoke at-2 id-1; fail not_authenticated"
+    );
+}
+
+#[test]
+fn a_rotation_for_an_ended_session_is_retired_when_the_store_cannot_be_read() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::SignedOut, NOW);
+    let unreadable = Input::Loaded(Err(Error::Storage {
+        reason: "gone".into(),
+    }));
+    let inputs = vec![rotated(None), unreadable];
+    assert_eq!(
+        run(&mut machine, &session, inputs)[1],
+        "revoke at-2 id-1; fail not_authenticated"
     );
 }
 
@@ -440,10 +520,42 @@ fn a_sign_out_during_the_write_retires_the_set() {
     let inputs = vec![rotated(None), Input::Loaded(Ok(Some(stale())))];
     run(&mut machine, &session, inputs);
     session.end(EndReason::SignedOut, NOW);
-    let step = on(&mut machine, Input::Saved(Ok(())), &session);
+    let inputs = vec![
+        Input::Saved(Ok(())),
+        Input::Loaded(Ok(Some(set(2, 0)))),
+        Input::Cleared(Ok(())),
+    ];
     assert_eq!(
-        show(&step),
-        "unsaved=false; publish at-2 id-1 unsaved=false; revoke at-2 id-1; fail not_authenticated"
+        run(&mut machine, &session, inputs),
+        [
+            "unsaved=false; publish at-2 id-1 unsaved=false; load",
+            "clear SignedOut",
+            "revoke at-2 id-1; fail not_authenticated"
+        ]
+    );
+}
+
+#[test]
+fn a_sign_out_during_a_failed_write_clears_the_spent_set_left_stored() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let inputs = vec![rotated(None), Input::Loaded(Ok(Some(stale())))];
+    run(&mut machine, &session, inputs);
+    let failed = on(&mut machine, Input::Saved(Err(quota_exceeded())), &session);
+    assert!(show(&failed).ends_with("sleep 250"), "{}", show(&failed));
+    session.end(EndReason::SignedOut, NOW);
+    let inputs = vec![
+        Input::Slept,
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Cleared(Ok(())),
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "load",
+            "clear SignedOut",
+            "revoke at-2 id-1; fail not_authenticated"
+        ]
     );
 }
 
@@ -510,10 +622,19 @@ fn a_rotation_out_when_the_session_expired_elsewhere_is_revoked() {
     let session = Session::new(Some(stale()));
     let mut machine = sent(&session);
     session.end(EndReason::Expired, stale().login_at_ms);
-    let step = on(&mut machine, rotated(None), &session);
+    let inputs = vec![
+        rotated(None),
+        Input::Loaded(Ok(Some(stale()))),
+        Input::Cleared(Ok(())),
+    ];
+    // The store keeps the end's own reason.
     assert_eq!(
-        show(&step),
-        "resume requests; revoke at-2 id-1; fail not_authenticated"
+        run(&mut machine, &session, inputs),
+        [
+            "resume requests; load",
+            "clear Expired",
+            "revoke at-2 id-1; fail not_authenticated"
+        ]
     );
 }
 
@@ -631,10 +752,18 @@ fn a_sign_out_during_the_verified_write_is_not_undone_here() {
     let mut machine = checking(&session);
     on(&mut machine, Input::Checked(Ok(())), &session);
     session.end(EndReason::SignedOut, NOW);
-    let step = on(&mut machine, Input::Saved(Ok(())), &session);
+    let inputs = vec![
+        Input::Saved(Ok(())),
+        Input::Loaded(Ok(Some(set_2_with("id-2")))),
+        Input::Cleared(Ok(())),
+    ];
     assert_eq!(
-        show(&step),
-        "unsaved=false; publish at-2 id-2 unsaved=false; revoke at-2 id-2; fail not_authenticated"
+        run(&mut machine, &session, inputs),
+        [
+            "unsaved=false; publish at-2 id-2 unsaved=false; load",
+            "clear SignedOut",
+            "revoke at-2 id-2; fail not_authenticated"
+        ]
     );
 }
 

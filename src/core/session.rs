@@ -222,8 +222,9 @@ pub struct Session {
     /// before any end). A set of that login or an earlier one — a sibling's
     /// refresh whose message arrived after the sign-out's, or the store
     /// before the signing-out tab's second clear — must not bring the
-    /// session back ([`Session::has_ended`]).
-    ended_at_ms: Cell<Option<u64>>,
+    /// session back ([`Session::has_ended`]). With it, why that login's
+    /// session ended.
+    ended_at_ms: Cell<Option<(u64, EndReason)>>,
     /// How many times the session has ended here. A refresh that sees it
     /// change while its request was out belongs to an ended session and
     /// drops its result instead of persisting it.
@@ -441,8 +442,11 @@ impl Session {
     /// Sets from those logins that arrive later from other tabs are
     /// ignored.
     pub fn end(&self, reason: EndReason, at_ms: u64) -> bool {
-        self.ended_at_ms
-            .set(Some(self.ended_at_ms.get().map_or(at_ms, |t| t.max(at_ms))));
+        let latest = match self.ended_at_ms.get() {
+            Some((at, why)) if at > at_ms => (at, why),
+            _ => (at_ms, reason),
+        };
+        self.ended_at_ms.set(Some(latest));
         let later = self
             .tokens
             .borrow()
@@ -467,7 +471,12 @@ impl Session {
     pub fn has_ended(&self, set: &TokenSet) -> bool {
         self.ended_at_ms
             .get()
-            .is_some_and(|at| set.login_at_ms <= at)
+            .is_some_and(|(at, _)| set.login_at_ms <= at)
+    }
+
+    /// Why the latest login that ended here ended (`None` before any end).
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.ended_at_ms.get().map(|(_, why)| why)
     }
 
     /// Applies what another tab broadcast, received at `now_ms`. Checked
