@@ -7,7 +7,7 @@ use latchkey::browser::idb::IdbKeyValue;
 use latchkey::browser::store::{storage_key, BrowserSessionStore, StorageKind, RECORDS_DB};
 use latchkey::browser::webcrypto;
 use latchkey::core::envelope::{associated_data, Envelope};
-use latchkey::core::message::EndReason;
+use latchkey::core::message::{EndReason, EndRecord};
 use latchkey::core::ports::SessionStore;
 use latchkey::core::{base64url, AccessToken, RefreshToken, TokenSet};
 use wasm_bindgen::{JsCast, JsValue};
@@ -83,14 +83,17 @@ async fn every_store_round_trips() {
         assert_eq!(loaded.access_token.secret(), ACCESS);
         assert_eq!(loaded.refresh_token.unwrap().secret(), REFRESH);
         assert_eq!(loaded.expires_at_ms, Some(1_900_000_000_000));
-        assert_eq!(store.end_reason().await, None, "never cleared");
-        store.clear_tokens(EndReason::SignedOut).await.unwrap();
+        assert_eq!(store.end_record().await, None, "never cleared");
+        let signed_out = EndRecord::new(EndReason::SignedOut, 1_800_000_000_001);
+        store.clear_tokens(signed_out).await.unwrap();
         assert!(store.load_tokens().await.unwrap().is_none());
-        // Why it ended stays, for a tab that finds the tokens gone.
-        assert_eq!(store.end_reason().await, Some(EndReason::SignedOut));
+        // Why it ended, and which logins, stay for a tab that finds the
+        // tokens gone.
+        assert_eq!(store.end_record().await, Some(signed_out));
         store.save_tokens(&tokens(ACCESS)).await.unwrap();
-        store.clear_tokens(EndReason::Expired).await.unwrap();
-        assert_eq!(store.end_reason().await, Some(EndReason::Expired));
+        let expired = EndRecord::new(EndReason::Expired, 1_800_000_000_002);
+        store.clear_tokens(expired).await.unwrap();
+        assert_eq!(store.end_record().await, Some(expired));
     }
 }
 
@@ -302,5 +305,6 @@ async fn a_mark_that_never_agrees_is_waited_for_by_a_clock_the_system_clock_does
     restore(&date_now);
     let loaded = read.expect("the read ended within its bound").unwrap();
     assert_eq!(loaded.unwrap().access_token.secret(), "first");
-    store.clear_tokens(EndReason::SignedOut).await.unwrap();
+    let signed_out = EndRecord::new(EndReason::SignedOut, 1_800_000_000_001);
+    store.clear_tokens(signed_out).await.unwrap();
 }

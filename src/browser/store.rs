@@ -22,7 +22,7 @@ use crate::browser::platform::{BrowserPlatform, Monotonic};
 use crate::browser::webcrypto;
 use crate::core::envelope::Envelope;
 use crate::core::marked_values::Marked;
-use crate::core::message::EndReason;
+use crate::core::message::EndRecord;
 use crate::core::ports::SessionStore;
 pub use crate::core::public_api::StorageKind;
 use crate::core::race::both;
@@ -386,12 +386,12 @@ impl SessionStore for BrowserSessionStore {
         self.records.save_tokens(tokens).await
     }
 
-    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
-        self.records.clear_tokens(reason).await
+    async fn clear_tokens(&self, end: EndRecord) -> Result<(), Error> {
+        self.records.clear_tokens(end).await
     }
 
-    async fn end_reason(&self) -> Option<EndReason> {
-        self.records.end_reason().await
+    async fn end_record(&self) -> Option<EndRecord> {
+        self.records.end_record().await
     }
 
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {

@@ -616,11 +616,11 @@ impl crate::core::ports::SessionStore for FullStore {
             reason: "QuotaExceededError".into(),
         })
     }
-    async fn clear_tokens(&self, reason: crate::core::message::EndReason) -> Result<(), Error> {
-        self.0.clear_tokens(reason).await
+    async fn clear_tokens(&self, end: crate::core::message::EndRecord) -> Result<(), Error> {
+        self.0.clear_tokens(end).await
     }
-    async fn end_reason(&self) -> Option<crate::core::message::EndReason> {
-        self.0.end_reason().await
+    async fn end_record(&self) -> Option<crate::core::message::EndRecord> {
+        self.0.end_record().await
     }
     async fn put_transaction(&self, t: crate::core::PendingTransaction) -> Result<(), Error> {
         self.0.put_transaction(t).await

@@ -567,7 +567,10 @@ mod tests {
         block_on(
             platform
                 .store
-                .clear_tokens(crate::core::message::EndReason::SignedOut),
+                .clear_tokens(crate::core::message::EndRecord::new(
+                    crate::core::message::EndReason::SignedOut,
+                    NOW,
+                )),
         )
         .unwrap();
         let replay = finish(&platform, &params);

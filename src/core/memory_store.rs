@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use crate::core::message::EndReason;
+use crate::core::message::EndRecord;
 use crate::core::ports::SessionStore;
 use crate::core::{Error, PendingTransaction, TokenSet};
 
@@ -12,7 +12,7 @@ use crate::core::{Error, PendingTransaction, TokenSet};
 pub struct MemorySessionStore {
     tokens: RefCell<Option<TokenSet>>,
     transaction: RefCell<Option<PendingTransaction>>,
-    ended: Cell<Option<EndReason>>,
+    ended: Cell<Option<EndRecord>>,
 }
 
 impl SessionStore for MemorySessionStore {
@@ -25,13 +25,13 @@ impl SessionStore for MemorySessionStore {
         Ok(())
     }
 
-    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
-        self.ended.set(Some(reason));
+    async fn clear_tokens(&self, end: EndRecord) -> Result<(), Error> {
+        self.ended.set(Some(end));
         *self.tokens.borrow_mut() = None;
         Ok(())
     }
 
-    async fn end_reason(&self) -> Option<EndReason> {
+    async fn end_record(&self) -> Option<EndRecord> {
         self.ended.get()
     }
 

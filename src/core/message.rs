@@ -16,6 +16,37 @@ pub enum EndReason {
     SignedOut,
 }
 
+/// A session's end as the store keeps it, for a tab that still held a copy
+/// and finds the store empty before the ending tab's broadcast reached it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndRecord {
+    /// Why it ended.
+    pub reason: EndReason,
+    /// The latest login it ended (a sign-out: its call; an expiry: the
+    /// refused set's login). A set of a later login is not its to end: the
+    /// store lost it (a sign-out's first clear, made without the lock,
+    /// removed a login written just before it). `None` in a record an
+    /// earlier latchkey wrote, which covered every login.
+    #[serde(default)]
+    pub until_ms: Option<u64>,
+}
+
+impl EndRecord {
+    /// The end of every login until `until_ms`, for `reason`.
+    pub fn new(reason: EndReason, until_ms: u64) -> Self {
+        EndRecord {
+            reason,
+            until_ms: Some(until_ms),
+        }
+    }
+
+    /// Whether it ended the login of `set`.
+    pub fn covers(&self, set: &TokenSet) -> bool {
+        self.until_ms.is_none_or(|until| set.login_at_ms <= until)
+    }
+}
+
 /// What one tab tells the others about the session.
 // Mostly `Tokens`, one message per change and short-lived: boxing the set
 // would cost an allocation per message to save a few bytes on `Ended`.

@@ -9,7 +9,7 @@
 use crate::core::atproto::Account;
 use crate::core::authorize::PendingTransaction;
 use crate::core::error::Error;
-use crate::core::message::{EndReason, SessionMessage};
+use crate::core::message::{EndRecord, SessionMessage};
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::secret::AccessToken;
 use crate::core::token::TokenSet;
@@ -27,12 +27,13 @@ pub trait SessionStore {
     async fn load_tokens(&self) -> Result<Option<TokenSet>, Error>;
     /// Replaces the stored token set in one write.
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error>;
-    /// Removes the stored token set, and keeps why the session ended: a
-    /// tab that still held a copy and finds the store empty (before the
-    /// ending tab's broadcast reached it) tells its app the same.
-    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error>;
-    /// Why the stored session was last cleared, if the store kept it.
-    async fn end_reason(&self) -> Option<EndReason>;
+    /// Removes the stored token set, and keeps why the session ended and
+    /// which logins it ended: a tab that still held a copy and finds the
+    /// store empty (before the ending tab's broadcast reached it) tells its
+    /// app the same, or writes back a later login's set.
+    async fn clear_tokens(&self, end: EndRecord) -> Result<(), Error>;
+    /// The stored session's last end, if the store kept it.
+    async fn end_record(&self) -> Option<EndRecord>;
     /// Stores the pending login transaction (one per client, per tab).
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error>;
     /// Removes and returns the pending transaction: it is single-use.

@@ -35,7 +35,7 @@ use serde::Serialize;
 
 use crate::core::drive::{drive, Perform};
 use crate::core::json_text::to_json;
-use crate::core::message::EndReason;
+use crate::core::message::EndRecord;
 use crate::core::platform::Json;
 use crate::core::ports::SessionStore;
 use crate::core::record_machine::{record_key, Backend, Fed, Need, RecordOp, Step, TOKENS};
@@ -65,14 +65,8 @@ pub trait Sealer {
 
 const METADATA: &str = "metadata";
 const TRANSACTION: &str = "transaction";
-/// Why the session was last cleared ([`SessionStore::end_reason`]).
+/// The session's last end ([`SessionStore::end_record`]).
 const ENDED: &str = "ended";
-
-/// The [`ENDED`] record.
-#[derive(Serialize, serde::Deserialize)]
-struct EndedRecord {
-    reason: EndReason,
-}
 
 /// One client's records: its tokens, kept metadata and end reason in
 /// `records`, its pending login in `transactions`.
@@ -233,16 +227,16 @@ impl<K: KeyValue, S: Sealer, J: Json> SessionStore for RecordStore<K, S, J> {
         self.write(Backend::Records, TOKENS, tokens).await
     }
 
-    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
-        let text = to_json(&EndedRecord { reason }).ok().map(RecordText::new);
+    async fn clear_tokens(&self, end: EndRecord) -> Result<(), Error> {
+        let text = to_json(&end).ok().map(RecordText::new);
         let newer = self.newer_record.get();
         let op = RecordOp::clear(ENDED, text, newer, &self.issuer, &self.client_id);
         self.run(op, &mut |_| false).await.map(drop)
     }
 
-    async fn end_reason(&self) -> Option<EndReason> {
-        let ended = self.read::<EndedRecord>(Backend::Records, ENDED).await;
-        ended.ok().flatten().map(|ended| ended.reason)
+    async fn end_record(&self) -> Option<EndRecord> {
+        let ended = self.read::<EndRecord>(Backend::Records, ENDED).await;
+        ended.ok().flatten()
     }
 
     async fn put_transaction(&self, transaction: PendingTransaction) -> Result<(), Error> {

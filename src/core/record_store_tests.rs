@@ -9,6 +9,7 @@ use super::*;
 use crate::core::authorize::PendingTransaction;
 use crate::core::envelope::associated_data;
 use crate::core::fakes::{bearer_set, block_on};
+use crate::core::message::{EndReason, EndRecord};
 use crate::core::secret::{PkceVerifier, State};
 
 const ISSUER: &str = "https://idp.example";
@@ -172,20 +173,39 @@ fn a_newer_latchkeys_record_is_never_removed_overwritten_or_cleared() {
     assert_eq!(error, Error::NewerRecord { version: 9 });
     let saved = block_on(ours.save_tokens(&bearer_set("at-1")));
     assert_eq!(saved, Err(Error::NewerRecord { version: 9 }));
-    let cleared = block_on(ours.clear_tokens(EndReason::SignedOut));
+    let cleared = block_on(ours.clear_tokens(EndRecord::new(EndReason::SignedOut, 5)));
     assert_eq!(cleared, Err(Error::NewerRecord { version: 9 }));
     assert_eq!(records.raw(&key).as_deref(), Some("v9|newer"));
 }
 
 #[test]
-fn a_clear_keeps_why_the_session_ended() {
+fn a_clear_keeps_why_the_session_ended_and_which_logins_it_ended() {
     let (records, transactions) = (Memory::default(), Memory::default());
     let ours = store("spa", &records, &transactions);
     block_on(ours.save_tokens(&bearer_set("at-1"))).unwrap();
-    assert_eq!(block_on(ours.end_reason()), None);
-    block_on(ours.clear_tokens(EndReason::SignedOut)).unwrap();
+    assert_eq!(block_on(ours.end_record()), None);
+    let end = EndRecord::new(EndReason::SignedOut, 1_700_000_000_123);
+    block_on(ours.clear_tokens(end)).unwrap();
     assert_eq!(block_on(ours.load_tokens()).unwrap(), None);
-    assert_eq!(block_on(ours.end_reason()), Some(EndReason::SignedOut));
+    assert_eq!(block_on(ours.end_record()), Some(end));
+}
+
+#[test]
+fn an_end_an_earlier_latchkey_kept_ended_every_login() {
+    // Its record has no `untilMs`.
+    let (records, transactions) = (Memory::default(), Memory::default());
+    let ours = store("spa", &records, &transactions);
+    let end = EndRecord::new(EndReason::Expired, 1_700_000_000_123);
+    block_on(ours.clear_tokens(end)).unwrap();
+    let key = ours.record_key("ended");
+    let ours_now = records.raw(&key).unwrap();
+    let earlier = ours_now.replace(r#","untilMs":1700000000123"#, "");
+    assert_ne!(earlier, ours_now, "the record names the logins: {ours_now}");
+    records.put_raw(&key, &earlier);
+    let end = block_on(ours.end_record()).unwrap();
+    assert_eq!(end.reason, EndReason::Expired);
+    assert_eq!(end.until_ms, None);
+    assert!(end.covers(&bearer_set("at-1")));
 }
 
 #[test]

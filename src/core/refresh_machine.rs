@@ -16,8 +16,8 @@ use crate::core::atproto::Account;
 use crate::core::ports::RefreshRequest;
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::session::{
-    is_newer, needs_refresh, EndReason, RefreshPolicy, Session, SessionMessage, TokenSource,
-    BROADCAST_GRACE_MS, MAX_RETRY_AFTER_MS,
+    is_newer, needs_refresh, EndReason, EndRecord, RefreshPolicy, Session, SessionMessage,
+    TokenSource, BROADCAST_GRACE_MS, MAX_RETRY_AFTER_MS,
 };
 use crate::core::steps::{Act, Input, SessionMachine, Step, Wait};
 use crate::core::{AccessToken, Error, IdToken, RefreshToken, TokenSet};
@@ -64,9 +64,12 @@ enum Stage {
         mine: Option<TokenSet>,
     },
     /// The session is over; the store says why. `at`: the latest login
-    /// the end covers (a later one this tab holds stays).
+    /// the end covers (a later one this tab holds stays). `mine`: this
+    /// tab's set, when it found the store empty: one the store's end does
+    /// not cover was lost from the store, not ended.
     ReadingEndReason {
         at: u64,
+        mine: Option<TokenSet>,
     },
     /// An AT Protocol account checked again before its refresh, since
     /// `since` (ms): the callers' wait covers the check and the request.
@@ -182,8 +185,16 @@ impl SessionMachine for RefreshMachine {
             (Stage::ReadingBase { now, mine }, Input::Loaded(stored)) => {
                 self.base_read(stored, mine, session, now)
             }
-            (Stage::ReadingEndReason { at }, Input::EndReason(reason)) => {
-                let reason = reason.unwrap_or(EndReason::Expired);
+            (Stage::ReadingEndReason { at, mine }, Input::EndReason(end)) => {
+                if let Some(mine) = mine.filter(|mine| end.is_some_and(|end| !end.covers(mine))) {
+                    // A sign-out's first clear, made without the lock,
+                    // removed this later login's set just after its write:
+                    // it is the session, written back by its refresh.
+                    let mut step = self.refresh_from(mine, session, now);
+                    step.acts.insert(0, Act::Unsaved(true));
+                    return step;
+                }
+                let reason = end.map_or(EndReason::Expired, |end| end.reason);
                 let error = match reason {
                     EndReason::SignedOut => Error::NotAuthenticated,
                     EndReason::Expired => Error::SessionExpired,
@@ -241,10 +252,10 @@ impl SessionMachine for RefreshMachine {
                         && (!other_tokens(stored, &fresh)
                             || (spent.is_some() && stored.refresh_token == spent))
                 };
-                match (stored, session.end_reason()) {
-                    (Ok(Some(stored)), Some(reason)) if holds_dead(&stored) => {
+                match (stored, session.last_end()) {
+                    (Ok(Some(stored)), Some(end)) if holds_dead(&stored) => {
                         self.stage = Stage::ClearingSpent { fresh };
-                        Step::wait(Wait::Clear(reason))
+                        Step::wait(Wait::Clear(end))
                     }
                     _ => self.revoked(fresh, None, vec![]),
                 }
@@ -640,9 +651,17 @@ impl RefreshMachine {
             // one's set (or failed).
             (None, Some(mine)) if session.is_unsaved() || stored_ended.is_some() => mine,
             // Cleared by another tab while this one held a copy (its
-            // broadcast not heard yet), or only an ended login's set left
-            // (refreshing it would sign this tab back in): never refresh a
-            // session that has ended.
+            // broadcast not heard yet), unless the store's end is of
+            // earlier logins only.
+            (None, Some(mine)) => {
+                self.stage = Stage::ReadingEndReason {
+                    at: now,
+                    mine: Some(mine),
+                };
+                return Step::wait(Wait::EndReason);
+            }
+            // Only an ended login's set left (refreshing it would sign this
+            // tab back in): never refresh a session that has ended.
             _ => return self.over(stored_ended.unwrap_or(now)),
         };
         self.refresh_from(base, session, now)
@@ -723,7 +742,7 @@ impl RefreshMachine {
     /// whether it was a sign-out or an expiry, and the end covers logins
     /// until `at`.
     fn over(&mut self, at: u64) -> Step {
-        self.stage = Stage::ReadingEndReason { at };
+        self.stage = Stage::ReadingEndReason { at, mine: None };
         Step::wait(Wait::EndReason)
     }
 
@@ -757,7 +776,7 @@ impl RefreshMachine {
         };
         Step {
             acts,
-            wait: Wait::Clear(reason),
+            wait: Wait::Clear(EndRecord::new(reason, login_at_ms)),
         }
     }
 }

@@ -213,10 +213,42 @@ fn an_empty_store_ends_the_session_for_the_reason_it_keeps() {
     ] {
         let session = Session::new(Some(stale()));
         let mut machine = in_lock(&stale(), &session);
-        let inputs = vec![Input::Loaded(Ok(None)), Input::EndReason(reason)];
+        let end = reason.map(|reason| EndRecord::new(reason, NOW));
+        let inputs = vec![Input::Loaded(Ok(None)), Input::EndReason(end)];
         assert_eq!(
             run(&mut machine, &session, inputs),
             ["end reason", expected]
+        );
+    }
+}
+
+#[test]
+fn an_empty_store_whose_end_is_of_earlier_logins_refreshes_this_tab_s_later_login() {
+    // A sign-out called before this login cleared the store just after the
+    // login's write: the login is the session, missing from the store.
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    let earlier = EndRecord::new(EndReason::SignedOut, stale().login_at_ms - 1);
+    let inputs = vec![Input::Loaded(Ok(None)), Input::EndReason(Some(earlier))];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["end reason", "unsaved=true; send rt-1 10000"]
+    );
+}
+
+#[test]
+fn an_empty_store_whose_end_covers_this_tab_s_login_ends_it() {
+    for until_ms in [Some(stale().login_at_ms), None] {
+        let session = Session::new(Some(stale()));
+        let mut machine = in_lock(&stale(), &session);
+        let end = EndRecord {
+            reason: EndReason::SignedOut,
+            until_ms,
+        };
+        let inputs = vec![Input::Loaded(Ok(None)), Input::EndReason(Some(end))];
+        assert_eq!(
+            run(&mut machine, &session, inputs)[1],
+            "end SignedOut; fail not_authenticated"
         );
     }
 }
@@ -245,7 +277,7 @@ fn an_expired_set_without_a_refresh_token_ends_and_is_retired() {
     assert_eq!(
         run(&mut machine, &session, inputs),
         [
-            "clear Expired",
+            "clear Expired logins to 1699992800000",
             "publish ended Expired logins to 1699992800000; end Expired; revoke at-1 id-1; fail session_expired"
         ]
     );
@@ -316,7 +348,7 @@ fn invalid_grant_with_nothing_newer_ends_the_session() {
         run(&mut machine, &session, inputs),
         [
             "load",
-            "clear Expired",
+            "clear Expired logins to 1699992800000",
             "publish ended Expired logins to 1699992800000; end Expired; revoke at-1 id-1; fail session_expired"
         ]
     );
@@ -382,7 +414,7 @@ fn a_rotation_for_a_session_that_ended_while_out_clears_the_spent_set_and_is_ret
         run(&mut machine, &session, inputs),
         [
             "resume requests; load",
-            "clear SignedOut",
+            "clear SignedOut logins to 1700000000000",
             "revoke at-2 id-1; fail not_authenticated"
         ]
     );
@@ -529,7 +561,7 @@ fn a_sign_out_during_the_write_retires_the_set() {
         run(&mut machine, &session, inputs),
         [
             "unsaved=false; publish at-2 id-1 unsaved=false; load",
-            "clear SignedOut",
+            "clear SignedOut logins to 1700000000000",
             "revoke at-2 id-1; fail not_authenticated"
         ]
     );
@@ -553,7 +585,7 @@ fn a_sign_out_during_a_failed_write_clears_the_spent_set_left_stored() {
         run(&mut machine, &session, inputs),
         [
             "load",
-            "clear SignedOut",
+            "clear SignedOut logins to 1700000000000",
             "revoke at-2 id-1; fail not_authenticated"
         ]
     );
@@ -632,7 +664,7 @@ fn a_rotation_out_when_the_session_expired_elsewhere_is_revoked() {
         run(&mut machine, &session, inputs),
         [
             "resume requests; load",
-            "clear Expired",
+            "clear Expired logins to 1699992800000",
             "revoke at-2 id-1; fail not_authenticated"
         ]
     );
@@ -761,7 +793,7 @@ fn a_sign_out_during_the_verified_write_is_not_undone_here() {
         run(&mut machine, &session, inputs),
         [
             "unsaved=false; publish at-2 id-2 unsaved=false; load",
-            "clear SignedOut",
+            "clear SignedOut logins to 1700000000000",
             "revoke at-2 id-2; fail not_authenticated"
         ]
     );
@@ -799,7 +831,7 @@ fn an_id_token_that_is_not_this_user_s_ends_the_session() {
     assert_eq!(
         run(&mut machine, &session, inputs),
         [
-            "revoke at-2 id-1; clear Expired",
+            "revoke at-2 id-1; clear Expired logins to 1699992800000",
             "publish ended Expired logins to 1699992800000; end Expired; fail id_token_sub_mismatch"
         ]
     );
@@ -841,7 +873,7 @@ fn an_id_token_with_a_bad_signature_ends_the_session() {
     assert_eq!(
         run(&mut machine, &session, inputs),
         [
-            "revoke at-2 id-1; clear Expired",
+            "revoke at-2 id-1; clear Expired logins to 1699992800000",
             "publish ended Expired logins to 1699992800000; end Expired; fail id_token_invalid_signature"
         ]
     );
@@ -1021,7 +1053,7 @@ fn an_ended_login_s_set_still_in_the_store_is_neither_refreshed_nor_used() {
         let mut machine = in_lock(&stale(), &session);
         let inputs = vec![
             Input::Loaded(Ok(Some(stored))),
-            Input::EndReason(Some(EndReason::SignedOut)),
+            Input::EndReason(Some(EndRecord::new(EndReason::SignedOut, NOW))),
         ];
         assert_eq!(
             run(&mut machine, &session, inputs),
@@ -1041,7 +1073,7 @@ fn invalid_grant_after_a_sign_out_heard_while_out_ends_for_the_kept_reason() {
     let inputs = vec![
         refused,
         Input::Loaded(Ok(None)),
-        Input::EndReason(Some(EndReason::SignedOut)),
+        Input::EndReason(Some(EndRecord::new(EndReason::SignedOut, NOW))),
     ];
     assert_eq!(
         run(&mut machine, &session, inputs),
@@ -1090,7 +1122,7 @@ fn this_tab_s_set_as_of_the_lock_is_not_refreshed_once_its_end_was_heard() {
     session.end(EndReason::SignedOut, NOW);
     let inputs = vec![
         Input::Loaded(Ok(Some(set(0, HOUR_MS)))),
-        Input::EndReason(Some(EndReason::SignedOut)),
+        Input::EndReason(Some(EndRecord::new(EndReason::SignedOut, NOW))),
     ];
     assert_eq!(
         run(&mut machine, &session, inputs),
@@ -1131,7 +1163,7 @@ fn an_ended_login_s_stored_set_ends_only_that_login_here() {
     on(&mut machine, Input::Loaded(Ok(Some(stale()))), &session);
     let step = on(
         &mut machine,
-        Input::EndReason(Some(EndReason::SignedOut)),
+        Input::EndReason(Some(EndRecord::new(EndReason::SignedOut, NOW))),
         &session,
     );
     let at = step.acts.iter().find_map(|act| match act {
@@ -1155,7 +1187,7 @@ fn a_refused_set_is_cleared_when_the_later_login_held_here_never_reached_the_sto
         &session,
         vec![refused, Input::Loaded(Ok(Some(stale())))],
     );
-    assert_eq!(steps[1], "clear Expired");
+    assert_eq!(steps[1], "clear Expired logins to 1699992800000");
     let session = Session::new(Some(stale()));
     let mut machine = checking(&session);
     session.adopt(new_login(), TokenSource::Login);
@@ -1163,7 +1195,7 @@ fn a_refused_set_is_cleared_when_the_later_login_held_here_never_reached_the_sto
     let inputs = vec![Input::Checked(Err(Error::IdTokenSubMismatch))];
     assert_eq!(
         run(&mut machine, &session, inputs),
-        ["revoke at-2 id-1; clear Expired"]
+        ["revoke at-2 id-1; clear Expired logins to 1699992800000"]
     );
 }
 
@@ -1330,6 +1362,6 @@ fn invalid_grant_with_only_an_older_set_stored_ends_the_session() {
     let inputs = vec![refused, Input::Loaded(Ok(Some(older)))];
     assert_eq!(
         run(&mut machine, &session, inputs),
-        ["load", "clear Expired"]
+        ["load", "clear Expired logins to 1699992800000"]
     );
 }

@@ -277,7 +277,7 @@ where
                 Some((store_bound, || Input::Loaded(Err(stalled())))),
             ),
             Wait::EndReason => (
-                Box::pin(async { Input::EndReason(self.store.end_reason().await) }),
+                Box::pin(async { Input::EndReason(self.store.end_record().await) }),
                 Some((store_bound, || Input::EndReason(None))),
             ),
             Wait::CheckAccount { account, ms } => (

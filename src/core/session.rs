@@ -35,7 +35,7 @@ use crate::core::atproto::Account;
 use crate::core::single_flight::SingleFlight;
 use crate::core::{AccessToken, Error, TokenSet};
 
-pub use crate::core::message::{EndReason, SessionMessage};
+pub use crate::core::message::{EndReason, EndRecord, SessionMessage};
 
 /// Where a tab's new token set came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,9 +474,10 @@ impl Session {
             .is_some_and(|(at, _)| set.login_at_ms <= at)
     }
 
-    /// Why the latest login that ended here ended (`None` before any end).
-    pub fn end_reason(&self) -> Option<EndReason> {
-        self.ended_at_ms.get().map(|(_, why)| why)
+    /// The latest end heard or decided here (`None` before any end).
+    pub fn last_end(&self) -> Option<EndRecord> {
+        let (at, why) = self.ended_at_ms.get()?;
+        Some(EndRecord::new(why, at))
     }
 
     /// Applies what another tab broadcast, received at `now_ms`. Checked

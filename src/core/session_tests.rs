@@ -833,15 +833,15 @@ impl SessionStore for Stalled {
         }
         self.store.save_tokens(tokens).await
     }
-    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
+    async fn clear_tokens(&self, end: EndRecord) -> Result<(), Error> {
         if let Some(left) = self.clears.get().checked_sub(1) {
             self.clears.set(left);
             std::future::pending::<()>().await;
         }
-        self.store.clear_tokens(reason).await
+        self.store.clear_tokens(end).await
     }
-    async fn end_reason(&self) -> Option<EndReason> {
-        self.store.end_reason().await
+    async fn end_record(&self) -> Option<EndRecord> {
+        self.store.end_record().await
     }
     async fn put_transaction(&self, t: crate::core::PendingTransaction) -> Result<(), Error> {
         self.store.put_transaction(t).await
@@ -958,7 +958,8 @@ fn a_session_cleared_by_another_tab_is_never_refreshed() {
 #[test]
 fn a_session_another_tab_signed_out_reads_as_signed_out_before_its_message_arrives() {
     let tab = Tab::new(Some(expiring("at-1", Some("rt-1"), 0)), None);
-    block_on(tab.platform.store.clear_tokens(EndReason::SignedOut)).unwrap();
+    let signed_out = EndRecord::new(EndReason::SignedOut, NOW);
+    block_on(tab.platform.store.clear_tokens(signed_out)).unwrap();
     assert_eq!(tab.access_token().unwrap_err(), Error::NotAuthenticated);
     assert_eq!(tab.in_memory(), None);
     assert_eq!(tab.heard(), vec!["ended SignedOut"]);
@@ -966,9 +967,42 @@ fn a_session_another_tab_signed_out_reads_as_signed_out_before_its_message_arriv
 }
 
 #[test]
+fn a_later_login_the_store_lost_to_an_earlier_sign_out_is_refreshed_and_written_back() {
+    // Another tab's sign-out, called before this login, cleared the store
+    // just after the login's write (its first clear is made without the
+    // lock): every tab holds the login, the store does not.
+    let login = expiring("at-1", Some("rt-1"), 10_000);
+    let tab = Tab::new(Some(login.clone()), None);
+    let earlier = EndRecord::new(EndReason::SignedOut, login.login_at_ms - 1);
+    block_on(tab.platform.store.clear_tokens(earlier)).unwrap();
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 200, ROTATED);
+    assert_eq!(tab.access_token().unwrap(), "at-2");
+    let stored = tab.stored().expect("written back");
+    assert_eq!(stored.refresh_token.as_ref().unwrap().secret(), "rt-2");
+    assert_eq!(stored.login_at_ms, login.login_at_ms);
+    assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
+}
+
+#[test]
+fn an_end_kept_without_its_logins_ends_the_session_held_here() {
+    // An earlier latchkey's record, or a clear whose end record was lost:
+    // the store cannot say the login was not ended.
+    let tab = Tab::new(Some(expiring("at-1", Some("rt-1"), 0)), None);
+    let unnamed = EndRecord {
+        reason: EndReason::SignedOut,
+        until_ms: None,
+    };
+    block_on(tab.platform.store.clear_tokens(unnamed)).unwrap();
+    assert_eq!(tab.access_token().unwrap_err(), Error::NotAuthenticated);
+    assert_eq!(tab.in_memory(), None);
+}
+
+#[test]
 fn a_session_another_tab_found_expired_reads_as_expired() {
     let tab = Tab::new(Some(expiring("at-1", Some("rt-1"), 0)), None);
-    block_on(tab.platform.store.clear_tokens(EndReason::Expired)).unwrap();
+    let expired = EndRecord::new(EndReason::Expired, NOW);
+    block_on(tab.platform.store.clear_tokens(expired)).unwrap();
     assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
     assert_eq!(tab.heard(), vec!["ended Expired"]);
 }
@@ -980,10 +1014,16 @@ fn a_sign_out_and_an_expiry_keep_why_the_store_was_cleared() {
         .expect_post(TOKEN_URL, REFRESH_FORM, 400, r#"{"error":"invalid_grant"}"#);
     assert_eq!(tab.access_token().unwrap_err(), Error::SessionExpired);
     let store = &tab.platform.store;
-    assert_eq!(block_on(store.end_reason()), Some(EndReason::Expired));
+    assert_eq!(
+        block_on(store.end_record()).map(|end| end.reason),
+        Some(EndReason::Expired)
+    );
     block_on(store.save_tokens(&expiring("at-2", Some("rt-2"), HOUR_MS))).unwrap();
     tab.run(async |r| r.sign_out().await);
-    assert_eq!(block_on(store.end_reason()), Some(EndReason::SignedOut));
+    assert_eq!(
+        block_on(store.end_record()).map(|end| end.reason),
+        Some(EndReason::SignedOut)
+    );
 }
 
 #[test]
@@ -1349,7 +1389,9 @@ struct SignOutMidRequest<'a> {
 
 impl RefreshTransport for SignOutMidRequest<'_> {
     async fn refresh(&self, _request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
-        self.store.clear_tokens(EndReason::SignedOut).await?;
+        self.store
+            .clear_tokens(EndRecord::new(EndReason::SignedOut, NOW))
+            .await?;
         self.session.end(EndReason::SignedOut, NOW);
         Ok(RefreshAnswer::Server(HttpReply {
             status: 200,
@@ -1594,7 +1636,7 @@ fn a_refresh_that_settles_after_a_sign_out_elsewhere_stores_nothing_and_is_revok
     // cleared while this tab's request is out; its broadcast is not here yet.
     let store = &tab.platform.store;
     let transport = SlowAnswer::new(&tab, 1, || {
-        block_on(store.clear_tokens(EndReason::SignedOut)).unwrap()
+        block_on(store.clear_tokens(EndRecord::new(EndReason::SignedOut, NOW))).unwrap()
     });
     let result = tab.run_with(&transport, async |r| r.access_token().await);
     assert_eq!(result.unwrap_err(), Error::NotAuthenticated);

@@ -2,6 +2,7 @@
 //! ([`SignOut`]), as machines that do no I/O, run by the same driver as
 //! the refresh ([`crate::core::refresher::Refresher`]).
 
+use crate::core::message::EndRecord;
 use crate::core::session::{
     newest, EndReason, RefreshPolicy, Session, SessionMessage, TokenSource, BROADCAST_GRACE_MS,
 };
@@ -183,7 +184,12 @@ impl SignOut {
         self.stage = SignOutStage::ClearingAgain {
             cleared: cleared + 1,
         };
-        Step::wait(Wait::Clear(EndReason::SignedOut))
+        Step::wait(Wait::Clear(self.end_record()))
+    }
+
+    /// The store's record of this sign-out: every login until its call.
+    fn end_record(&self) -> EndRecord {
+        EndRecord::new(EndReason::SignedOut, self.at)
     }
 }
 
@@ -196,7 +202,7 @@ impl SessionMachine for SignOut {
                 // An unreadable store is cleared like any other.
                 self.latest = newest(stored.ok().flatten(), session.tokens());
                 self.stage = SignOutStage::Clearing;
-                Step::wait(Wait::Clear(signed_out))
+                Step::wait(Wait::Clear(self.end_record()))
             }
             // A failed first clear is made good under the lock.
             (SignOutStage::Clearing, Input::Cleared(_)) => {

@@ -206,10 +206,10 @@ fn a_sign_out_clears_at_once_then_again_under_the_lock() {
     assert_eq!(
         run(&mut machine, &session, inputs),
         [
-            "clear SignedOut",
+            "clear SignedOut logins to 1700000000000",
             "publish ended SignedOut logins to 1700000000000; end SignedOut; lock 70000",
             "load",
-            "clear SignedOut",
+            "clear SignedOut logins to 1700000000000",
             "publish ended SignedOut logins to 1700000000000; done at-2 -"
         ]
     );
@@ -254,8 +254,8 @@ fn an_unreadable_store_is_cleared_both_times_and_this_tab_s_set_is_the_one_seen(
         Input::Cleared(Ok(())),
     ];
     let steps = run(&mut machine, &session, inputs);
-    assert_eq!(steps[0], "clear SignedOut");
-    assert_eq!(steps[3], "clear SignedOut");
+    assert_eq!(steps[0], "clear SignedOut logins to 1700000000000");
+    assert_eq!(steps[3], "clear SignedOut logins to 1700000000000");
     assert_eq!(
         steps[4],
         "publish ended SignedOut logins to 1700000000000; done at-1 -"
@@ -307,9 +307,9 @@ fn a_clear_under_the_lock_that_failed_is_read_and_tried_again() {
     assert_eq!(
         steps[3..],
         [
-            "clear SignedOut",
+            "clear SignedOut logins to 1700000000000",
             "load",
-            "clear SignedOut",
+            "clear SignedOut logins to 1700000000000",
             "publish ended SignedOut logins to 1700000000000; done at-2 -"
         ]
     );
@@ -371,7 +371,10 @@ fn a_clear_under_the_lock_is_tried_a_bounded_number_of_times() {
         inputs.push(Input::Cleared(Err(quota())));
     }
     let steps = run(&mut machine, &session, inputs);
-    let clears = steps.iter().filter(|s| *s == "clear SignedOut").count();
+    let clears = steps
+        .iter()
+        .filter(|s| *s == "clear SignedOut logins to 1700000000000")
+        .count();
     assert_eq!(clears, 1 + usize::from(CLEAR_TRIES));
     assert_eq!(
         steps.last().unwrap(),

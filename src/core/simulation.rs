@@ -37,7 +37,7 @@ use serde::de::DeserializeOwned;
 use crate::core::dpop::{Dpop, NonceBook};
 use crate::core::fakes::{raw_reply, read_body, FakeDpopKeys};
 use crate::core::memory_store::MemorySessionStore;
-use crate::core::message::EndReason;
+use crate::core::message::EndRecord;
 use crate::core::ports::{
     Background, Broadcast, Clock, Crypto, DpopKeys, Http, HttpReply, RefreshRequest,
     RefreshTransport, SessionLock, SessionStore, Timer,
@@ -387,25 +387,25 @@ impl SessionStore for TabPorts<'_> {
         }
     }
 
-    async fn clear_tokens(&self, reason: EndReason) -> Result<(), Error> {
+    async fn clear_tokens(&self, end: EndRecord) -> Result<(), Error> {
         yield_once().await;
         match self.world.faults.local_storage {
             Some(marked) => {
                 let records = storage::records(self.world, Some(self.tab), marked);
-                records.clear_tokens(reason).await
+                records.clear_tokens(end).await
             }
-            None => self.world.store.clear_tokens(reason).await,
+            None => self.world.store.clear_tokens(end).await,
         }
     }
 
-    async fn end_reason(&self) -> Option<EndReason> {
+    async fn end_record(&self) -> Option<EndRecord> {
         yield_once().await;
         match self.world.faults.local_storage {
             Some(marked) => {
                 let records = storage::records(self.world, Some(self.tab), marked);
-                records.end_reason().await
+                records.end_record().await
             }
-            None => self.world.store.end_reason().await,
+            None => self.world.store.end_record().await,
         }
     }
 

@@ -12,6 +12,7 @@
 
 use crate::core::atproto::Account;
 use crate::core::drive::{Machine, Next};
+use crate::core::message::EndRecord;
 use crate::core::ports::RefreshRequest;
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::session::{EndReason, Session, SessionMessage, TokenSource};
@@ -76,7 +77,8 @@ pub enum Wait {
     },
     /// The stored set → [`Input::Loaded`].
     Load,
-    /// Why the store was cleared → [`Input::EndReason`].
+    /// Why the store was cleared, and which logins that ended →
+    /// [`Input::EndReason`].
     EndReason,
     /// An AT Protocol account checked again before its session is
     /// refreshed, for at most `ms` → [`Input::AccountChecked`]
@@ -104,10 +106,11 @@ pub enum Wait {
     },
     /// The set written → [`Input::Saved`].
     Save(TokenSet),
-    /// The store cleared, keeping why → [`Input::Cleared`] (a failed clear
-    /// still ends the session: its record holds a refresh token the
-    /// server rejects; only a sign-out tries again).
-    Clear(EndReason),
+    /// The store cleared, keeping why and which logins ended →
+    /// [`Input::Cleared`] (a failed clear still ends the session: its
+    /// record holds a refresh token the server rejects; only a sign-out
+    /// tries again).
+    Clear(EndRecord),
     /// A pause of `ms` → [`Input::Slept`].
     Sleep(u32),
     /// `candidate`'s new ID token checked against `base`'s →
@@ -130,8 +133,8 @@ pub enum Input {
     Locked(Result<(), Error>),
     /// The stored set.
     Loaded(Result<Option<TokenSet>, Error>),
-    /// Why the store was cleared, if it says.
-    EndReason(Option<EndReason>),
+    /// Why the store was cleared and which logins that ended, if it says.
+    EndReason(Option<EndRecord>),
     /// The account's check before the refresh.
     AccountChecked(Result<(), Error>),
     /// The refresh's answer (the token endpoint's, or the app's `refresh`'s),
@@ -266,7 +269,10 @@ pub(crate) mod shown {
             }
             Wait::KeepWaiting { ms } => format!("keep waiting {ms}"),
             Wait::Save(tokens) => format!("save {}", name(tokens)),
-            Wait::Clear(reason) => format!("clear {reason:?}"),
+            Wait::Clear(EndRecord { reason, until_ms }) => match until_ms {
+                Some(until) => format!("clear {reason:?} logins to {until}"),
+                None => format!("clear {reason:?}"),
+            },
             Wait::Sleep(ms) => format!("sleep {ms}"),
             Wait::Check { base, candidate } => {
                 format!("check {} for {}", name(candidate), name(base))
