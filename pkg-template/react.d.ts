@@ -75,7 +75,11 @@ export interface AuthLoading extends AuthActions {
   readonly client: null;
 }
 
-/** The client could not be created (`error` says why, e.g. `invalid_option`). */
+/**
+ * The client could not be created (`error` says why, e.g. `invalid_option`,
+ * or `discovery_failed` for a page loaded offline). The next action creates
+ * it again, and the provider follows the new client.
+ */
 export interface AuthFailed extends AuthActions {
   readonly isLoading: false;
   readonly isAuthenticated: false;

@@ -75,6 +75,10 @@ function asGiven(input, init) {
 export function AuthProvider({ options, onRedirectCallback, children }) {
   const [state, setState] = useState(LOADING);
   const started = useRef(null);
+  // Bumped when an action starts the client again after create() failed:
+  // the provider's effect then follows the new client.
+  const [attempt, setAttempt] = useState(0);
+  const failed = useRef(false);
   // The latest callback, without restarting the client when it changes.
   const onRedirect = useRef(onRedirectCallback);
   onRedirect.current = onRedirectCallback;
@@ -109,9 +113,23 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
   // during render, so a server render touches no browser API. An action
   // called while the provider is away starts a client only for that call:
   // it is disposed after it, unless the provider comes back first.
+  // A client that could not be created (offline, a deploy's missing wasm)
+  // is not kept: the next action starts it again.
   const begin = useCallback(() => {
-    if (started.current === null && away.current) disposeSoon();
-    return (started.current ??= start(initialOptions.current, onRedirect));
+    if (started.current !== null) return started.current;
+    if (away.current) disposeSoon();
+    const starting = start(initialOptions.current, onRedirect);
+    starting.catch(() => {
+      if (started.current !== starting) return;
+      started.current = null;
+      failed.current = true;
+    });
+    started.current = starting;
+    if (failed.current) {
+      failed.current = false;
+      setAttempt((n) => n + 1);
+    }
+    return starting;
   }, [disposeSoon]);
 
   useEffect(() => {
@@ -146,7 +164,7 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
       // tab's visibility (what it has in flight runs to its end).
       disposeSoon();
     };
-  }, [begin, disposeSoon]);
+  }, [begin, disposeSoon, attempt]);
 
   const { client } = state;
   // The client, ready and in use at the call: not one disposed since this
@@ -161,23 +179,32 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
     (popupOptions) => inUse()?.loginWithPopup(popupOptions) ?? ready().then((c) => c.loginWithPopup(popupOptions)),
     [inUse, ready],
   );
+  // The actions keep their identity while the session changes: an effect
+  // that lists one as a dependency (as the hooks lint rule asks) must not run
+  // again on every token event, or one that refreshes would loop.
+  const login = useCallback(async (loginOptions) => (await ready()).login(loginOptions), [ready]);
+  const logout = useCallback(async (logoutOptions) => (await ready()).logout(logoutOptions), [ready]);
+  const getAccessToken = useCallback(async (tokenOptions) => (await ready()).getAccessToken(tokenOptions), [ready]);
+  // Straight to the client when it is ready (its fast path, and what the
+  // call was given, read now); else what was given, kept as given. An input
+  // that is not a URL rejects, as the client's own call does.
+  const fetchWithAuth = useCallback(
+    (input, init) => {
+      const now = inUse();
+      if (now) return now.fetchWithAuth(input, init);
+      let given;
+      try {
+        given = asGiven(input, init);
+      } catch {
+        given = [input, init];
+      }
+      return ready().then((c) => c.fetchWithAuth(...given));
+    },
+    [inUse, ready],
+  );
   const value = useMemo(
-    () => ({
-      ...state,
-      login: async (loginOptions) => (await ready()).login(loginOptions),
-      loginWithPopup,
-      logout: async (logoutOptions) => (await ready()).logout(logoutOptions),
-      getAccessToken: async (tokenOptions) => (await ready()).getAccessToken(tokenOptions),
-      // Straight to the client when it is ready (its fast path, and what
-      // the call was given, read now); else what was given, kept as given.
-      fetchWithAuth: (input, init) => {
-        const now = inUse();
-        if (now) return now.fetchWithAuth(input, init);
-        const [given, options] = asGiven(input, init);
-        return ready().then((c) => c.fetchWithAuth(given, options));
-      },
-    }),
-    [state, inUse, ready, loginWithPopup],
+    () => ({ ...state, login, loginWithPopup, logout, getAccessToken, fetchWithAuth }),
+    [state, login, loginWithPopup, logout, getAccessToken, fetchWithAuth],
   );
   return createElement(AuthContext.Provider, { value }, children);
 }

@@ -459,3 +459,55 @@ test("an <Activity> shown again with a child calling an action on mount never ha
     await context.close();
   }
 });
+
+// An effect that lists an action as a dependency, as the hooks lint rule
+// asks, runs again whenever the action's identity changes: if a token event
+// changed it, an effect that refreshes would loop against the token endpoint.
+test("useAuth()'s actions keep their identity while the session changes", async () => {
+  const context = await appContext();
+  try {
+    const page = await signedInPage(context);
+    const errors = collectPageErrors(page);
+    const before = refreshes();
+    const same = await page.evaluate(async () => {
+      const first = window.reactAuth;
+      await first.getAccessToken({ forceRefresh: true });
+      // The tokens event re-renders the provider with a new value.
+      for (let i = 0; i < 100 && window.reactAuth === first; i += 1) await new Promise((r) => setTimeout(r, 20));
+      const now = window.reactAuth;
+      if (now === first) return "no re-render";
+      const names = ["login", "loginWithPopup", "logout", "getAccessToken", "fetchWithAuth"];
+      return names.filter((name) => now[name] !== first[name]);
+    });
+    assert.deepEqual(same, []);
+    assert.equal(refreshes() - before, 1);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// create() failing (here its discovery request, as when the page loads
+// offline) is not for good: the next action starts the client again, and
+// the provider follows it.
+test("a client that could not be created is created again by the next action", async () => {
+  const context = await appContext();
+  try {
+    let offline = true;
+    await context.route("**/.well-known/**", (route) => (offline ? route.abort() : route.continue()));
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "failed: discovery_failed");
+    offline = false;
+    const code = await page.evaluate(() => window.reactAuth.getAccessToken().then(() => "token", (e) => e.code));
+    assert.equal(code, "not_authenticated", "the call reached a client");
+    await statusIs(page, "signed out");
+    await page.click("#sign-in");
+    await page.waitForURL((url) => url.pathname === "/after-login", { timeout: 15_000 });
+    await statusIs(page, "signed in");
+    assert.deepEqual(errors.filter((e) => !e.startsWith("console: Failed to load resource")), []);
+  } finally {
+    await context.close();
+  }
+});
