@@ -343,7 +343,11 @@ export interface OidcClientOptions {
   dpop?: boolean;
 }
 
-/** Options of {@link AuthClient.login} and {@link AuthClient.createLoginUrl}. */
+/**
+ * Options of {@link AuthClient.login} and {@link AuthClient.createLoginUrl}.
+ * Any other member, or options that are not an object, are refused
+ * (`invalid_option`) rather than ignored.
+ */
 export interface LoginOptions<AppState = unknown> {
   /**
    * `profile: "atproto"` only, and required there: the account to sign in,

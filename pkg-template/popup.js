@@ -55,6 +55,14 @@ export function closeGiven(options) {
 
 // The synchronous part: checks, joining, window.open. Throws its refusals.
 function begin(client, options = {}) {
+  // A string or a number would read as no options at all.
+  if (options !== null && typeof options !== "object") throw latchkeyError("invalid_option", "loginWithPopup's options must be an object");
+  // The hand-over needs both; without them the popup would open and hang.
+  if (typeof BroadcastChannel !== "function" || typeof globalThis.crypto?.randomUUID !== "function") {
+    throw latchkeyError("unsupported_environment", "a popup login needs BroadcastChannel and crypto.randomUUID; use login() (a redirect) here");
+  }
+  // The rest are login()'s options, which the client checks (an unknown
+  // one, e.g. a misspelt `timeoutSeconds`, is refused and the popup closed).
   const { popup: given, timeoutSeconds = DEFAULT_TIMEOUT_S, closeDetection = "poll", ...login } = options ?? {};
   checkOptions(given, timeoutSeconds, closeDetection);
   const current = inProgress.get(client);

@@ -19,7 +19,7 @@ use crate::browser::js_error::to_js;
 use crate::browser::locks::{lock_manager, WebSessionLock};
 use crate::browser::logout;
 use crate::browser::nonce_channel::NonceChannel;
-use crate::browser::options::{self, single_flag, ClientOptions};
+use crate::browser::options::{self, reject_unknown, single_flag, ClientOptions};
 use crate::browser::platform::{BrowserPlatform, NoRedirects};
 use crate::browser::refresh::BrowserRefresh;
 use crate::browser::store::{BrowserSessionStore, StorageKind};
@@ -1086,11 +1086,17 @@ async fn login_url(
     Ok((url, start.state))
 }
 
-/// Reads `login`'s `{ extraParams, appState, handle }`.
+/// Reads `login`'s `{ extraParams, appState, handle }`: anything else, or
+/// options that are not an object, is refused (a typo would otherwise send
+/// a login without what the app asked for).
 fn login_options(options: &JsValue) -> Result<LoginRequest, Error> {
     if options.is_undefined() || options.is_null() {
         return Ok(LoginRequest::default());
     }
+    if !options.is_object() || options.is_function() {
+        return Err(Error::invalid_option("login", "options must be an object"));
+    }
+    reject_unknown(options, &["extraParams", "appState", "handle"], "login")?;
     let extra = Reflect::get(options, &"extraParams".into()).unwrap_or(JsValue::UNDEFINED);
     let mut extra_params = Vec::new();
     if !extra.is_undefined() {

@@ -118,6 +118,35 @@ test("create() validates options with errors naming the field", async () => {
   }
 });
 
+test("login() and createLoginUrl() refuse options that are not theirs instead of ignoring them", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await openApp(page, `${idp.spaOrigin}/`);
+    const outcome = await withClient(page, clientOptions(idp), async (client) => {
+      const refusal = (call) => call.then(() => "accepted", (e) => [e.code, e.message]);
+      return {
+        misspelt: await refusal(client.createLoginUrl({ extraparams: { prompt: "consent" } })),
+        query: await refusal(client.createLoginUrl("prompt=consent")),
+        number: await refusal(client.createLoginUrl(42)),
+        appstate: await refusal(client.login({ appstate: { returnTo: "/x" } })),
+        known: typeof (await client.createLoginUrl({ extraParams: { prompt: "consent" }, appState: 1 })),
+        at: location.href,
+      };
+    });
+    const { misspelt, query, number, appstate, known, at } = outcome.value;
+    assert.deepEqual(misspelt[0], "invalid_option");
+    assert.match(misspelt[1], /extraparams/);
+    assert.deepEqual([query[0], number[0]], ["invalid_option", "invalid_option"]);
+    assert.deepEqual(appstate[0], "invalid_option");
+    assert.match(appstate[1], /appstate/);
+    assert.equal(known, "string");
+    assert.equal(at, `${idp.spaOrigin}/`, "login() did not leave the page");
+  } finally {
+    await context.close();
+  }
+});
+
 // Creates a client in a fresh page and collects the `storage` events it
 // emits right after creation.
 async function storageEventsAtCreate(page, options) {

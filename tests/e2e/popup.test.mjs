@@ -438,6 +438,23 @@ test("an IdP sending COOP same-origin, default closeDetection: the severed popup
     assert.equal(outcome.code, "popup_closed", JSON.stringify(outcome));
   }));
 
+test("a misspelt option (timeout for timeoutSeconds) is refused, not ignored, and the popup closed", () =>
+  inContext(async (context) => {
+    const page = await openerTab(context);
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    const outcome = await page.evaluate(() =>
+      window.auth.loginWithPopup({ timeout: 30 }).then(
+        () => ({ ok: true }),
+        (e) => ({ code: e.code, message: e.message }),
+      ),
+    );
+    const popup = await opened;
+    assert.equal(outcome.code, "invalid_option");
+    assert.match(outcome.message, /timeout/);
+    await until(() => popup.isClosed(), 3_000, "the popup to be closed");
+    assert.equal(exchanges(), 0);
+  }));
+
 test("a window the app opened for a call refused before the login begins is closed (bad options, a disposed client)", () =>
   inContext(async (context) => {
     const opener = await openerTab(context);
@@ -471,10 +488,29 @@ test("loginWithPopup refuses bad options (and a null popup) before opening anyth
         await attempt({ timeoutSeconds: "60" }),
         await attempt({ closeDetection: "never" }),
         await attempt({ popup: {} }),
+        // Options that are not an object would read as none.
+        await attempt("prompt=consent"),
+        await attempt(42),
         // The app's own window.open was refused.
         await attempt({ popup: null }),
       ];
     });
-    assert.deepEqual(codes, ["invalid_option", "invalid_option", "invalid_option", "invalid_option", "invalid_option", "popup_blocked"]);
+    assert.deepEqual(codes, [
+      ...Array(7).fill("invalid_option"),
+      "popup_blocked",
+    ]);
+    assert.equal(windows, 0);
+  }));
+
+test("without BroadcastChannel loginWithPopup is unsupported_environment before opening anything", () =>
+  inContext(async (context) => {
+    const opener = await openerTab(context);
+    let windows = 0;
+    context.on("page", () => (windows += 1));
+    const outcome = await opener.evaluate(() => {
+      delete window.BroadcastChannel;
+      return window.auth.loginWithPopup().then(() => "resolved", (e) => [e.name, e.code]);
+    });
+    assert.deepEqual(outcome, ["LatchkeyError", "unsupported_environment"]);
     assert.equal(windows, 0);
   }));
