@@ -997,7 +997,12 @@ async fn says_expired(
                 .await
                 .map_err(js_err)
         }
-        ExpiryTest::Rfc6750 => Ok(authorized::rfc6750_expired(response)),
+        ExpiryTest::Rfc6750 => {
+            // The scheme the call sent: its set's, bound or not.
+            let bound = inner.session.proof_key(inner.config.dpop).is_some();
+            let scheme = if bound { "DPoP" } else { "Bearer" };
+            Ok(authorized::rfc6750_expired(response, scheme))
+        }
     }
 }
 

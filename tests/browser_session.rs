@@ -253,18 +253,21 @@ fn response(status: u16, challenge: Option<&str>) -> Response {
 
 #[wasm_bindgen_test]
 fn the_default_expired_test_follows_rfc6750() {
-    assert!(rfc6750_expired(&response(401, None)));
-    assert!(rfc6750_expired(&response(401, Some("Bearer"))));
-    assert!(rfc6750_expired(&response(
+    let bearer = |status, challenge| rfc6750_expired(&response(status, challenge), "Bearer");
+    assert!(bearer(401, None));
+    assert!(bearer(401, Some("Bearer")));
+    assert!(bearer(
         401,
         Some(r#"Bearer error="invalid_token", error_description="expired""#)
-    )));
-    assert!(!rfc6750_expired(&response(
-        401,
-        Some(r#"Bearer error="insufficient_scope""#)
-    )));
-    assert!(!rfc6750_expired(&response(403, None)));
-    assert!(!rfc6750_expired(&response(200, None)));
+    ));
+    assert!(!bearer(401, Some(r#"Bearer error="insufficient_scope""#)));
+    assert!(!bearer(403, None));
+    assert!(!bearer(200, None));
+    // The browser's joined value of an API accepting both schemes: the
+    // challenge of the scheme sent decides.
+    let both = r#"Bearer realm="api", DPoP error="use_dpop_nonce""#;
+    assert!(bearer(401, Some(both)));
+    assert!(!rfc6750_expired(&response(401, Some(both)), "DPoP"));
 }
 
 /// A POST request to `url` with a text body.

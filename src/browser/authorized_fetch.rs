@@ -294,10 +294,11 @@ pub fn endpoint_key(url: &str) -> Option<EndpointKey> {
 }
 
 /// The default "expired" test, the core's (`rfc6750_says_expired`), asked
-/// with the answer's status and its `WWW-Authenticate` when readable.
-pub fn rfc6750_expired(response: &Response) -> bool {
+/// with the answer's status, the `scheme` the call sent and the answer's
+/// `WWW-Authenticate` when readable.
+pub fn rfc6750_expired(response: &Response, scheme: &str) -> bool {
     let challenge = || response.headers().get("WWW-Authenticate").ok().flatten();
-    rfc6750_says_expired(response.status(), challenge)
+    rfc6750_says_expired(response.status(), scheme, challenge)
 }
 
 /// Asks the app's `isTokenExpired(response)` (sync or async), with a

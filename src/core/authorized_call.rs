@@ -31,6 +31,7 @@
 use crate::core::dpop::Role;
 use crate::core::drive::{Machine, Next};
 use crate::core::origin::TokenPlacement;
+use crate::core::www_authenticate::{challenges, Challenge};
 use crate::core::Error;
 
 /// What happened, as the binding reports it.
@@ -130,20 +131,39 @@ pub fn may_say_expired(status: u16, app_predicate: bool) -> bool {
 /// ([RFC 6750 §3.1](https://www.rfc-editor.org/rfc/rfc6750#section-3.1)):
 /// a 401, unless its `WWW-Authenticate` `challenge`, when readable, names an
 /// error other than `invalid_token` (e.g. `insufficient_scope`, which a
-/// refresh cannot fix). Cross-origin APIs must expose the header for it to
-/// be readable; without it every 401 counts as expired. The header is read
-/// (`challenge()`) only for a 401: every answer of a full-path call is asked.
-pub fn rfc6750_says_expired(status: u16, challenge: impl FnOnce() -> Option<String>) -> bool {
+/// refresh cannot fix). Of the header's challenges, those of the `scheme`
+/// the call sent (`Bearer`, `DPoP`) decide, when there are any: an API that
+/// accepts both answers with both. Cross-origin APIs must expose the header
+/// for it to be readable; without it every 401 counts as expired. The
+/// header is read (`challenge()`) only for a 401: every answer of a
+/// full-path call is asked.
+pub fn rfc6750_says_expired(
+    status: u16,
+    scheme: &str,
+    challenge: impl FnOnce() -> Option<String>,
+) -> bool {
     if !may_say_expired(status, false) {
         return false;
     }
-    match challenge() {
-        Some(challenge) => {
-            let challenge = challenge.to_ascii_lowercase();
-            !challenge.contains("error=") || challenge.contains("invalid_token")
-        }
-        None => true,
-    }
+    let Some(header) = challenge() else {
+        return true;
+    };
+    let all = challenges(&header);
+    let sent: Vec<&Challenge> = all
+        .iter()
+        .filter(|c| c.scheme.eq_ignore_ascii_case(scheme))
+        .collect();
+    let deciding = if sent.is_empty() {
+        all.iter().collect()
+    } else {
+        sent
+    };
+    deciding.is_empty()
+        || deciding.iter().any(|c| {
+            c.error
+                .as_deref()
+                .is_none_or(|error| error.eq_ignore_ascii_case("invalid_token"))
+        })
 }
 
 /// Whether the first answer of a fast-path call is the call's result as is:
@@ -776,9 +796,31 @@ mod tests {
         }
     }
 
-    /// The default test with the answer's `challenge`, if it has one.
+    /// The default test of a Bearer call with the answer's `challenge`, if
+    /// it has one.
     fn expired(status: u16, challenge: Option<&str>) -> bool {
-        rfc6750_says_expired(status, || challenge.map(str::to_owned))
+        rfc6750_says_expired(status, "Bearer", || challenge.map(str::to_owned))
+    }
+
+    #[test]
+    fn the_challenges_of_the_scheme_the_call_sent_decide() {
+        let dpop = |challenge: &str| rfc6750_says_expired(401, "DPoP", || Some(challenge.into()));
+        // An API accepting both schemes answers with both challenges.
+        let both = r#"Bearer realm="api", DPoP error="use_dpop_nonce", algs="ES256""#;
+        assert!(!dpop(both), "a nonce, not an expiry");
+        assert!(
+            expired(401, Some(both)),
+            "the Bearer challenge names no error"
+        );
+        assert!(dpop(
+            r#"Bearer error="insufficient_scope", DPoP error="invalid_token""#
+        ));
+        assert!(!dpop(r#"DPoP error = "insufficient_scope", Bearer"#));
+        // No challenge of the scheme sent: the others decide.
+        assert!(!dpop(r#"Bearer error="insufficient_scope""#));
+        assert!(dpop(r#"Bearer error="invalid_token""#));
+        // Nothing that parses as a challenge names an error.
+        assert!(dpop(r#""garbage""#));
     }
 
     #[test]
@@ -796,7 +838,7 @@ mod tests {
     #[test]
     fn only_a_401s_challenge_is_read() {
         let unread = || -> Option<String> { panic!("the header of a 200 was read") };
-        assert!(!rfc6750_says_expired(200, unread));
+        assert!(!rfc6750_says_expired(200, "Bearer", unread));
     }
 
     #[test]

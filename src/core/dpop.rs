@@ -24,6 +24,7 @@ use crate::core::drive::{drive, Perform};
 use crate::core::origin::Origin;
 use crate::core::platform::{Clock, Crypto, Http, HttpReply, Timer};
 use crate::core::secret::{AccessToken, DpopProof};
+use crate::core::www_authenticate;
 use crate::core::Error;
 
 /// Where the session's DPoP keys live (IndexedDB next to the session, or
@@ -492,11 +493,10 @@ impl NonceBook {
 
 /// Whether a resource's `WWW-Authenticate` asks for a nonce
 /// ([§9](https://www.rfc-editor.org/rfc/rfc9449#section-9)): a `DPoP`
-/// challenge with `error="use_dpop_nonce"`.
+/// challenge with `error="use_dpop_nonce"`, wherever it stands among the
+/// header's challenges.
 pub fn challenge_wants_nonce(www_authenticate: &str) -> bool {
-    let lower = www_authenticate.to_ascii_lowercase();
-    lower.trim_start().starts_with("dpop")
-        && (lower.contains("error=\"use_dpop_nonce\"") || lower.contains("error=use_dpop_nonce"))
+    www_authenticate::names_error(www_authenticate, "DPoP", "use_dpop_nonce")
 }
 
 /// [`Http`] with a DPoP proof on every form post, for the authorization

@@ -215,6 +215,13 @@ fn a_challenge_asking_for_a_nonce_is_recognised() {
     ));
     assert!(!challenge_wants_nonce(r#"DPoP error="invalid_token""#));
     assert!(!challenge_wants_nonce(r#"Bearer error="use_dpop_nonce""#));
+    // Among the challenges of an API accepting both schemes (RFC 9449
+    // §7.2), and with the spaces RFC 9110 allows around `=`.
+    assert!(challenge_wants_nonce(
+        r#"Bearer realm="api", DPoP error="use_dpop_nonce""#
+    ));
+    assert!(challenge_wants_nonce(r#"DPoP error = "use_dpop_nonce""#));
+    assert!(!challenge_wants_nonce(r#"DPoPx error="use_dpop_nonce""#));
 }
 
 const API: &str = "https://api.example/things";

@@ -28,6 +28,7 @@ pub mod ports;
 pub mod secret;
 pub mod token;
 pub mod verify;
+pub mod www_authenticate;
 
 pub use authorize::{
     scope_requests_openid, validate_callback, AuthorizationRequest, PendingTransaction,

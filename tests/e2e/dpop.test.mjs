@@ -249,6 +249,26 @@ test("API nonce rotated: the next call is resent once and ends 200; a second tab
   });
 });
 
+// An API accepting both schemes challenges with both (RFC 9449 §7.2), on two header lines the
+// browser joins into "Bearer realm=\"api\", DPoP error=...": the DPoP challenge still decides.
+test("API nonce rotated behind a Bearer challenge too: the call is resent once, no refresh", async () => {
+  await inContext(async (context) => {
+    const [a] = await signedInTabs(context, idp, dpopOptions(idp));
+    assert.equal((await whoami(a)).status, 200);
+    idp.setApiBothChallenges(true);
+    try {
+      idp.rotateApiNonce();
+      idp.resetCounters();
+      const call = await whoami(a);
+      assert.equal(call.status, 200, JSON.stringify(call));
+      assert.deepEqual(idp.counters().dpop, { asNonceRefusals: 0, apiNonceRefusals: 1, apiProofRefusals: 0, apiAccepted: 1, apiReplays: 0 });
+      assert.equal(idp.counters().token.byGrantType.refresh_token ?? 0, 0, "a nonce is not an expiry");
+    } finally {
+      idp.setApiBothChallenges(false);
+    }
+  });
+});
+
 test("AS nonce rotated, then a refresh: one use_dpop_nonce refusal, one successful refresh grant, nothing revoked", async () => {
   await inContext(async (context) => {
     const [tab] = await signedInTabs(context, idp, dpopOptions(idp), { ttl: SHORT_TTL });

@@ -278,6 +278,9 @@ export async function startIdp(options = {}) {
     // every nonce is refused (use_dpop_nonce, naming a fresh one): a client that resends forever
     // is caught.
     apiNonceChurn: false,
+    // The API's refusals of a DPoP request also carry a Bearer challenge, on a header line of its
+    // own, as an API that accepts both schemes may send (RFC 9449 §7.2): the browser joins them.
+    apiBothChallenges: false,
     // Per endpoint: null, or how every request to it fails while set (see createOutages).
     outages: createOutages(),
     counters: freshCounters(),
@@ -397,6 +400,9 @@ export async function startIdp(options = {}) {
       rotateApiNonce: () => state.apiNonce.rotate(),
       setApiNonceChurn: (on) => {
         state.apiNonceChurn = assertFlag("apiNonceChurn", on);
+      },
+      setApiBothChallenges: (on) => {
+        state.apiBothChallenges = assertFlag("apiBothChallenges", on);
       },
       close: closeAll,
     };
@@ -975,7 +981,9 @@ function apiHandler({ provider, state, cors, issuer }) {
     const nonceHeader = () => ({ "DPoP-Nonce": state.apiNonce.current() });
     const refuseDpop = ({ error, description }) => {
       const quoted = description.replaceAll('"', "'");
-      reply(401, { error, error_description: description }, { ...nonceHeader(), "WWW-Authenticate": `DPoP error="${error}", error_description="${quoted}"` });
+      const challenge = `DPoP error="${error}", error_description="${quoted}"`;
+      const challenges = state.apiBothChallenges ? ['Bearer realm="api"', challenge] : challenge;
+      reply(401, { error, error_description: description }, { ...nonceHeader(), "WWW-Authenticate": challenges });
     };
 
     const dpop = dpopToken(req);
