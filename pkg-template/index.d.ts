@@ -338,7 +338,9 @@ export interface OidcClientOptions {
    * DPoP tokens always travel in the `Authorization` header. With
    * `storage: "memory"` the key is in IndexedDB only from `login()` to the
    * callback (it must survive the redirect), then in the tab's memory only.
-   * Default false.
+   * It applies to new logins: a session bound to a key keeps signing with it
+   * after `dpop` is turned off (a bound token is refused as `Bearer`), until
+   * the next login. Default false.
    */
   dpop?: boolean;
 }

@@ -743,23 +743,15 @@ async fn logout(inner: &Inner, options: &JsValue) -> Result<JsValue, Error> {
 /// event, and whose DPoP nonces its proofs carry.
 fn start_of(inner: &Inner, url: &str) -> (Event, Role) {
     let key = endpoint_key(url);
-    inner.targets.start(
-        url,
-        key.as_ref(),
-        &inner.session,
-        inner.config.dpop,
-        endpoint_key,
-    )
+    inner
+        .targets
+        .start(url, key.as_ref(), &inner.session, endpoint_key)
 }
 
 /// The fast path's decision (see `AuthClient::fast_authorization`), for a
 /// URL of `key`'s origin and path.
 fn fast_authorization(inner: &Inner, key: &EndpointKey) -> Option<String> {
-    let dpop = inner.config.dpop;
-    if !inner
-        .targets
-        .fast_path(key, &inner.session, dpop, endpoint_key)
-    {
+    if !inner.targets.fast_path(key, &inner.session, endpoint_key) {
         return None;
     }
     let now = inner.platform.now_ms();
@@ -976,7 +968,7 @@ async fn send_authorized(
 async fn bound_key(
     inner: &Inner,
 ) -> Result<Option<crate::browser::dpop_keys::BrowserDpopKey>, Error> {
-    match inner.session.proof_key(inner.config.dpop) {
+    match inner.session.proof_key() {
         Some(jkt) => inner.dpop_keys.load(&jkt).await.map(Some),
         None => Ok(None),
     }
@@ -999,7 +991,7 @@ async fn says_expired(
         }
         ExpiryTest::Rfc6750 => {
             // The scheme the call sent: its set's, bound or not.
-            let bound = inner.session.proof_key(inner.config.dpop).is_some();
+            let bound = inner.session.needs_proof();
             let scheme = if bound { "DPoP" } else { "Bearer" };
             Ok(authorized::rfc6750_expired(response, scheme))
         }

@@ -21,7 +21,8 @@ pub struct Opened {
     pub store: BrowserSessionStore,
     /// Why the asked storage could not be used, if it could not.
     pub storage_fallback: Option<String>,
-    /// The DPoP keys' store, when the client uses DPoP.
+    /// The DPoP keys' store, when the client uses DPoP or the stored
+    /// session is bound to a key.
     pub dpop_keys: Option<BrowserDpopKeys>,
 }
 
@@ -123,16 +124,26 @@ impl Perform<CreateClient> for Creating<'_> {
                 // login's key must survive the redirect.
                 // Bounded like the store: a keys database that does not
                 // open leaves the keys in this tab's memory.
-                let keys = async {
-                    if !dpop {
-                        return None;
-                    }
+                let open_keys = || async {
                     let open = BrowserDpopKeys::open(issuer, client_id);
                     let keys = within(open, bound()).await;
                     Some(keys.unwrap_or_else(|| BrowserDpopKeys::in_memory(issuer, client_id)))
                 };
-                let ((store, storage_fallback, loaded, kept), dpop_keys) =
+                let keys = async {
+                    match dpop {
+                        true => open_keys().await,
+                        false => None,
+                    }
+                };
+                let ((store, storage_fallback, loaded, kept), mut dpop_keys) =
                     both(opening, keys).await;
+                // A session bound before the app turned `dpop` off still
+                // signs its calls with its key (`Session::proof_key`):
+                // opened after the read, only then.
+                let bound_set = matches!(&loaded, Ok(Some(set)) if set.dpop_jkt.is_some());
+                if dpop_keys.is_none() && bound_set {
+                    dpop_keys = open_keys().await;
+                }
                 self.opened = Some(Opened {
                     store,
                     storage_fallback,

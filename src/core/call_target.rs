@@ -85,7 +85,7 @@ pub struct CallTargets {
 
 impl CallTargets {
     /// A call to `url` (whose key is `key`; `None` when it does not parse)
-    /// while `session` is in use (`dpop`: the client uses DPoP): its first
+    /// while `session` is in use: its first
     /// event and whose DPoP nonces its proofs carry. `url` may be the URL or
     /// just its origin; `key_of` parses the account's token endpoint.
     ///
@@ -97,7 +97,6 @@ impl CallTargets {
         url: &str,
         key: Option<&EndpointKey>,
         session: &Session,
-        dpop: bool,
         key_of: impl Fn(&str) -> Option<EndpointKey>,
     ) -> (Event, Role) {
         let (event, role) = self.destination(url, key, session, key_of);
@@ -105,7 +104,7 @@ impl CallTargets {
             Event::Start {
                 token_endpoint,
                 placement: Ok(_),
-            } if session.needs_proof(dpop) => Event::Start {
+            } if session.needs_proof() => Event::Start {
                 token_endpoint,
                 placement: Ok(TokenPlacement::Header),
             },
@@ -117,18 +116,16 @@ impl CallTargets {
     /// Whether a call to `key` may go out on the fast path (the caller adds
     /// the last condition, a token that needs no refresh now): a resource
     /// server's URL whose first step is a Bearer token in the header, and
-    /// a session whose tokens need no DPoP proof (`dpop`: the client uses
-    /// DPoP).
+    /// a session whose tokens need no DPoP proof.
     pub fn fast_path(
         &self,
         key: &EndpointKey,
         session: &Session,
-        dpop: bool,
         key_of: impl Fn(&str) -> Option<EndpointKey>,
     ) -> bool {
         // A bound session signs a proof per call: never the fast path, and
         // nothing more to look at.
-        if session.needs_proof(dpop) {
+        if session.needs_proof() {
             return false;
         }
         let (start, role) = self.destination(key.origin(), Some(key), session, key_of);
@@ -248,7 +245,7 @@ mod tests {
     }
 
     fn start(targets: &CallTargets, url: &str, session: &Session) -> (Event, Role) {
-        targets.start(url, key(url).as_ref(), session, false, key)
+        targets.start(url, key(url).as_ref(), session, key)
     }
 
     fn is_token_endpoint(event: &Event) -> bool {
@@ -365,18 +362,15 @@ mod tests {
     fn the_fast_path_is_a_listed_resource_with_a_bearer_header() {
         let targets = targets(false, &[("https://api.example", TokenPlacement::Header)]);
         let signed_in = session(None, None);
-        let fast =
-            |url: &str, s: &Session, dpop| targets.fast_path(&key(url).unwrap(), s, dpop, key);
-        assert!(fast("https://api.example/items", &signed_in, false));
+        let fast = |url: &str, s: &Session| targets.fast_path(&key(url).unwrap(), s, key);
+        assert!(fast("https://api.example/items", &signed_in));
         // Not: the token endpoint, UserInfo, an unlisted origin.
-        assert!(!fast("https://as.example/token", &signed_in, false));
-        assert!(!fast("https://as.example/userinfo", &signed_in, false));
-        assert!(!fast("https://evil.example/items", &signed_in, false));
-        // A DPoP-bound session needs a proof per call; DPoP configured but
-        // a Bearer session (no key) still goes fast.
+        assert!(!fast("https://as.example/token", &signed_in));
+        assert!(!fast("https://as.example/userinfo", &signed_in));
+        assert!(!fast("https://evil.example/items", &signed_in));
+        // A DPoP-bound session needs a proof per call.
         let bound = session(None, Some("jkt"));
-        assert!(!fast("https://api.example/items", &bound, true));
-        assert!(fast("https://api.example/items", &signed_in, true));
+        assert!(!fast("https://api.example/items", &bound));
     }
 
     #[test]
@@ -384,17 +378,14 @@ mod tests {
         let targets = targets(false, &[("https://api.example", TokenPlacement::Query)]);
         let url = "https://api.example/items";
         let bound = session(None, Some("jkt"));
-        let (event, _) = targets.start(url, key(url).as_ref(), &bound, true, key);
+        let (event, _) = targets.start(url, key(url).as_ref(), &bound, key);
         assert_eq!(placement(event), Ok(TokenPlacement::Header));
-        // A Bearer session keeps the origin's placement, and so does a bound
-        // one when the client does not use DPoP.
-        let (event, _) = targets.start(url, key(url).as_ref(), &session(None, None), true, key);
-        assert_eq!(placement(event), Ok(TokenPlacement::Query));
-        let (event, _) = targets.start(url, key(url).as_ref(), &bound, false, key);
+        // A Bearer session keeps the origin's placement.
+        let (event, _) = targets.start(url, key(url).as_ref(), &session(None, None), key);
         assert_eq!(placement(event), Ok(TokenPlacement::Query));
         // A refused origin stays refused.
         let evil = "https://evil.example/x";
-        let (event, _) = targets.start(evil, key(evil).as_ref(), &bound, true, key);
+        let (event, _) = targets.start(evil, key(evil).as_ref(), &bound, key);
         assert_eq!(placement(event).unwrap_err().code(), "origin_not_allowed");
     }
 
@@ -402,6 +393,6 @@ mod tests {
     fn a_query_placement_is_not_the_fast_path() {
         let targets = targets(false, &[("https://api.example", TokenPlacement::Query)]);
         let api = key("https://api.example/items").unwrap();
-        assert!(!targets.fast_path(&api, &session(None, None), false, key));
+        assert!(!targets.fast_path(&api, &session(None, None), key));
     }
 }

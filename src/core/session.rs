@@ -388,21 +388,21 @@ impl Session {
     }
 
     /// The key a call with this session's token must prove possession of
-    /// (its thumbprint): `Some` when the client uses DPoP (`dpop`) and the
-    /// set in use is bound to a key; `None` for a Bearer call.
-    pub fn proof_key(&self, dpop: bool) -> Option<String> {
+    /// (its thumbprint): `Some` when the set in use is bound to a key,
+    /// `None` for a Bearer call. The set decides, not the client's `dpop`
+    /// option: a bound token is refused as Bearer, so a session bound
+    /// before an app turned DPoP off still signs its calls (as its refresh
+    /// does) until its next login.
+    pub fn proof_key(&self) -> Option<String> {
         let tokens = self.tokens.borrow();
-        tokens
-            .as_ref()
-            .and_then(|t| t.dpop_jkt.clone())
-            .filter(|_| dpop)
+        tokens.as_ref().and_then(|t| t.dpop_jkt.clone())
     }
 
     /// Whether a call needs a DPoP proof ([`Session::proof_key`] is
     /// `Some`), without copying the thumbprint.
-    pub fn needs_proof(&self, dpop: bool) -> bool {
+    pub fn needs_proof(&self) -> bool {
         let tokens = self.tokens.borrow();
-        dpop && tokens.as_ref().is_some_and(|t| t.dpop_jkt.is_some())
+        tokens.as_ref().is_some_and(|t| t.dpop_jkt.is_some())
     }
 
     /// Puts `tokens` in use and tells the listener, unless it is the set

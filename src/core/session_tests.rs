@@ -1995,20 +1995,18 @@ fn a_login_kept_in_memory_keeps_its_key_in_memory_only() {
 }
 
 #[test]
-fn a_call_proves_the_sessions_key_only_when_the_client_uses_dpop_and_the_set_is_bound() {
+fn a_call_proves_the_sessions_key_when_the_set_in_use_is_bound() {
     let bound = TokenSet {
         dpop_jkt: Some("jkt-1".into()),
         ..tokens("at-1", Some("rt-1"), NOW, HOUR_MS)
     };
     let session = Session::new(Some(bound));
-    assert_eq!(session.proof_key(true).as_deref(), Some("jkt-1"));
-    assert!(session.needs_proof(true));
-    assert_eq!(session.proof_key(false), None);
-    assert!(!session.needs_proof(false));
+    assert_eq!(session.proof_key().as_deref(), Some("jkt-1"));
+    assert!(session.needs_proof());
     let bearer = Session::new(Some(tokens("at-1", Some("rt-1"), NOW, HOUR_MS)));
-    assert_eq!(bearer.proof_key(true), None);
-    assert!(!bearer.needs_proof(true));
-    assert_eq!(Session::new(None).proof_key(true), None);
+    assert_eq!(bearer.proof_key(), None);
+    assert!(!bearer.needs_proof());
+    assert_eq!(Session::new(None).proof_key(), None);
 }
 
 #[test]

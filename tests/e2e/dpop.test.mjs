@@ -221,6 +221,35 @@ test("a reloaded tab and a second tab sign with the same key: same jkt, no new l
   });
 });
 
+// The token is bound to the key whatever the app's options say now: sent as Bearer it is refused,
+// and its refresh must be signed. An app that turns `dpop` off keeps the session it has.
+test("a bound session outlives dpop turned off: calls and the refresh still sign with its key", async () => {
+  await inContext(async (context) => {
+    const tab = await loginTab(context, idp, dpopOptions(idp));
+    const before = await whoami(tab);
+    assert.equal(before.status, 200);
+    idp.resetCounters();
+
+    await tab.reload();
+    await tab.waitForSelector("body[data-ready=true]", { state: "attached", timeout: 15_000 });
+    await installClient(tab, idp, dpopOptions(idp, { dpop: false }));
+    const after = await whoami(tab);
+    assert.equal(after.status, 200, JSON.stringify(after));
+    assert.deepEqual([after.body.dpop, after.body.jkt], [true, before.body.jkt], "signed with the login's key");
+    const refreshed = await tab.evaluate(() => window.auth.getAccessToken({ forceRefresh: true }).then(() => "ok", (e) => e.code));
+    assert.equal(refreshed, "ok");
+    const again = await whoami(tab);
+    assert.equal(again.status, 200, JSON.stringify(again));
+    assert.equal(again.body.jkt, before.body.jkt);
+    const { token, dpop } = idp.counters();
+    assert.equal(token.succeeded.refresh_token, 1, `one refresh grant: ${JSON.stringify(token)}`);
+    // The reloaded tab learns the server's nonce from its first refusal.
+    assert.deepEqual(token.errorsByCode, { use_dpop_nonce: 1 }, "no invalid_grant");
+    assert.equal(token.byGrantType.authorization_code ?? 0, 0, "no new login");
+    assert.equal(dpop.apiProofRefusals, 0);
+  });
+});
+
 test("API nonce rotated: the next call is resent once and ends 200; a second tab then needs no resend (nonces shared)", async () => {
   await inContext(async (context) => {
     const [a, b] = await signedInTabs(context, idp, dpopOptions(idp), { more: 1 });
