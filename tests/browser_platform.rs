@@ -208,3 +208,26 @@ where
     let a_value = a_out.borrow_mut().take().unwrap();
     (a_value, b_value)
 }
+
+/// A refresh's requests share one deadline: once it has passed, a request
+/// (a DPoP nonce refusal's resend) is not made at all. Port 9 (discard) on
+/// loopback refuses connections, so a request that was made fails
+/// otherwise.
+#[wasm_bindgen_test]
+async fn a_shared_deadline_leaves_a_later_request_only_what_is_left() {
+    use latchkey::browser::platform::SharedDeadline;
+    use latchkey::core::ports::Http;
+    let url = "http://127.0.0.1:9/token";
+    let form = [("grant_type".to_owned(), "refresh_token".to_owned())];
+    let spent = SharedDeadline::from_now(50);
+    sleep(80).await;
+    let error = spent.post(url, &form, None).await.unwrap_err();
+    assert_eq!(error.to_string(), "network error: no answer within 50 ms");
+    let fresh = SharedDeadline::from_now(10_000);
+    let error = fresh.post(url, &form, None).await.unwrap_err();
+    assert_eq!(error.code(), "network_error");
+    assert!(
+        !error.to_string().contains("no answer within"),
+        "a request was made: {error}"
+    );
+}

@@ -146,3 +146,74 @@ impl Json for BrowserPlatform {
         from_js(value).map_err(|_| "JSON of an unexpected shape".to_owned())
     }
 }
+
+/// [`BrowserPlatform`] whose requests share one deadline, `ms` from its
+/// making: a refresh's. A DPoP nonce refusal's resend gets what is left of
+/// it, not a deadline of its own, so a refresh's requests never outlive
+/// the callers' wait and the lock by more than the first request would
+/// have (another tab may present the same refresh token once the lock is
+/// let go).
+pub struct SharedDeadline {
+    platform: BrowserPlatform,
+    until_ms: f64,
+}
+
+impl SharedDeadline {
+    /// Requests aborted `ms` from now, all together.
+    pub fn from_now(ms: u32) -> Self {
+        SharedDeadline {
+            platform: BrowserPlatform {
+                request_timeout_ms: ms,
+            },
+            until_ms: performance_now() + f64::from(ms),
+        }
+    }
+
+    /// The time left, or the error of a request made past the deadline.
+    fn left_ms(&self) -> Result<u32, Error> {
+        let left = (self.until_ms - performance_now()).floor();
+        match left >= 1.0 {
+            true => Ok(left as u32),
+            false => Err(Error::Network {
+                reason: format!("no answer within {} ms", self.platform.request_timeout_ms),
+            }),
+        }
+    }
+}
+
+impl Clock for SharedDeadline {
+    fn now_ms(&self) -> u64 {
+        self.platform.now_ms()
+    }
+}
+
+impl Crypto for SharedDeadline {
+    fn random_32(&self) -> Result<[u8; 32], Error> {
+        self.platform.random_32()
+    }
+
+    async fn sha256(&self, data: &[u8]) -> Result<[u8; 32], Error> {
+        self.platform.sha256(data).await
+    }
+}
+
+impl Http for SharedDeadline {
+    type Body = JsValue;
+
+    fn read<T: DeserializeOwned>(&self, body: JsValue) -> Result<T, String> {
+        http::read(body)
+    }
+
+    async fn get(&self, url: &str) -> Result<HttpReply<JsValue>, Error> {
+        http::get_json(url, self.left_ms()?).await
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        proof: Option<&DpopProof>,
+    ) -> Result<HttpReply<JsValue>, Error> {
+        http::post_form(url, form, proof, self.left_ms()?).await
+    }
+}

@@ -11,7 +11,7 @@ use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::from_js::from_js;
 use crate::browser::js_error::describe;
 use crate::browser::js_error::to_js;
-use crate::browser::platform::{BrowserPlatform, NoRedirects};
+use crate::browser::platform::{BrowserPlatform, NoRedirects, SharedDeadline};
 use crate::core::atproto::{Account, Resolver};
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor};
 use crate::core::ports::DpopKeys;
@@ -48,9 +48,7 @@ impl RefreshTransport for BrowserRefresh {
         match &self.custom {
             None => {
                 let grant = RefreshGrant {
-                    http: &BrowserPlatform {
-                        request_timeout_ms: request.abort_after_ms,
-                    },
+                    http: &SharedDeadline::from_now(request.abort_after_ms),
                     token_endpoint,
                     client_id: &self.client_id,
                     dpop: Dpop {

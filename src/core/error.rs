@@ -499,8 +499,10 @@ impl fmt::Display for Error {
                     Quoted(token_type)
                 )
             }
+            // Also when the refusal named no nonce this page can read: the
+            // server's CORS answer must expose `DPoP-Nonce`.
             Error::DpopNonceFailed => f.write_str(
-                "the server refused the DPoP nonce again after the request was resent with its new one",
+                "the server refused the request for its DPoP nonce again after one resend, or named no new nonce this page can read (a cross-origin server must list DPoP-Nonce in Access-Control-Expose-Headers)",
             ),
             Error::DpopKeyUnavailable { reason } => {
                 write!(f, "the session's DPoP key is unavailable: {reason}")
