@@ -612,7 +612,7 @@ export declare class AuthClient {
    * ([RFC 6749 §4.1.2](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2)).
    * An app route of its own with such parameters is not one.
    */
-  isLoginResponse(url?: string): boolean;
+  isLoginResponse(url?: string | URL): boolean;
 
   /**
    * Logs in in a popup, keeping this page (and its in-memory state) as it
@@ -645,7 +645,7 @@ export declare class AuthClient {
    * rejects with `not_authenticated`.
    * @param url The callback URL; default the current address.
    */
-  handleRedirectCallback<AppState = unknown>(url?: string): Promise<RedirectResult<AppState>>;
+  handleRedirectCallback<AppState = unknown>(url?: string | URL): Promise<RedirectResult<AppState>>;
 
   /** Whether this tab holds a session that is valid now or can be refreshed. */
   isAuthenticated(): Promise<boolean>;

@@ -138,6 +138,12 @@ function disposed() {
 }
 const rejected = () => Promise.reject(disposed());
 
+// A URL object or `location` as its text: the wasm reads strings only, and
+// would take either for an empty, relative address.
+function href(url) {
+  return typeof url === "object" && url !== null ? String(url) : url;
+}
+
 export class AuthClient {
   // The wasm client; null once disposed.
   #client;
@@ -198,6 +204,7 @@ export class AuthClient {
 
   async handleRedirectCallback(url) {
     const client = this.#live();
+    url = href(url);
     // In a login popup the transaction is in the opening tab: hand it the
     // URL (popup.js); it validates and exchanges it.
     if (await handOverIfPopup(url ?? location.href)) return { appState: undefined };
@@ -205,7 +212,7 @@ export class AuthClient {
   }
 
   isLoginResponse(url) {
-    return this.#live().isLoginResponse(url);
+    return this.#live().isLoginResponse(href(url));
   }
 
   isAuthenticated() {

@@ -16,11 +16,29 @@ use web_sys::CryptoKey;
 
 use crate::browser::idb::IdbKeyValue;
 use crate::browser::js_error::describe;
+use crate::browser::platform::Monotonic;
 use crate::browser::store::KEYS_DB;
 use crate::browser::webcrypto;
 use crate::core::dpop::DpopPublicKey;
-use crate::core::ports::{DpopKey, DpopKeys};
+use crate::core::ports::{DpopKey, DpopKeys, Timer};
+use crate::core::race::within;
 use crate::core::Error;
+
+/// The longest a key's read, write or deletion is waited for (the default
+/// refresh timeout): a keys database that does not answer (a wedged
+/// IndexedDB) fails the call that needed the key instead of hanging it.
+const KEYS_WAIT_MS: u32 = 10_000;
+
+/// `op`, or `None` once [`KEYS_WAIT_MS`] passed first.
+async fn bounded<T>(op: impl std::future::Future<Output = T>) -> Option<T> {
+    within(op, Monotonic.sleep(KEYS_WAIT_MS)).await
+}
+
+fn stalled() -> Error {
+    unavailable(format!(
+        "the keys database did not answer within {KEYS_WAIT_MS} ms"
+    ))
+}
 
 fn unavailable(reason: impl Into<String>) -> Error {
     Error::DpopKeyUnavailable {
@@ -114,7 +132,7 @@ impl DpopKeys for BrowserDpopKeys {
             return;
         }
         if let Some(idb) = &self.idb {
-            let _ = idb.delete(&format!("{}{jkt}", self.prefix)).await;
+            let _ = bounded(idb.delete(&format!("{}{jkt}", self.prefix))).await;
         }
     }
 
@@ -135,8 +153,9 @@ impl DpopKeys for BrowserDpopKeys {
             let _ = Reflect::set(&record, &"privateKey".into(), &key.private);
             let _ = Reflect::set(&record, &"x".into(), &x.into());
             let _ = Reflect::set(&record, &"y".into(), &y.into());
-            idb.put(&format!("{}{jkt}", self.prefix), &record)
+            bounded(idb.put(&format!("{}{jkt}", self.prefix), &record))
                 .await
+                .ok_or_else(stalled)?
                 .map_err(failed)?;
         }
         self.remember(&jkt, &key);
@@ -147,7 +166,7 @@ impl DpopKeys for BrowserDpopKeys {
     async fn delete(&self, jkt: &str) {
         self.memory.borrow_mut().retain(|(k, _)| k != jkt);
         if let Some(idb) = &self.idb {
-            let _ = idb.delete(&format!("{}{jkt}", self.prefix)).await;
+            let _ = bounded(idb.delete(&format!("{}{jkt}", self.prefix))).await;
         }
     }
 
@@ -160,9 +179,9 @@ impl DpopKeys for BrowserDpopKeys {
                 "the key was made in another tab or before a reload, and IndexedDB is unavailable",
             )
         })?;
-        let record = idb
-            .get(&format!("{}{jkt}", self.prefix))
+        let record = bounded(idb.get(&format!("{}{jkt}", self.prefix)))
             .await
+            .ok_or_else(stalled)?
             .map_err(failed)?
             .ok_or_else(|| {
                 unavailable("no key with the session's thumbprint (deleted by a sign-out?)")

@@ -118,6 +118,25 @@ test("create() validates options with errors naming the field", async () => {
   }
 });
 
+test("handleRedirectCallback and isLoginResponse take a URL object as its address", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const options = clientOptions(idp);
+    await loginViaRedirect(page, idp, options);
+    const done = await withClient(page, options, async (client) => {
+      const here = new URL(location.href);
+      const elsewhere = new URL("/elsewhere.html?code=c&state=s", location.href);
+      const seen = [client.isLoginResponse(here), client.isLoginResponse(elsewhere), client.isLoginResponse(location.href)];
+      await client.handleRedirectCallback(here);
+      return [...seen, await client.isAuthenticated()];
+    });
+    assert.deepEqual(done, { value: [true, false, true, true] });
+  } finally {
+    await context.close();
+  }
+});
+
 test("login() and createLoginUrl() refuse options that are not theirs instead of ignoring them", async () => {
   const context = await browser.newContext();
   try {
