@@ -126,9 +126,11 @@ enum Stage {
     Taking(Result<bool, Error>),
     Sealing,
     Setting,
-    /// Clearing: the end reason's seal, its write, the tokens' removal.
+    /// Clearing: the end reason's seal, its write (or, when that failed,
+    /// the removal of an earlier end's), the tokens' removal.
     SealingReason,
     SettingReason,
+    RemovingEarlierReason,
     RemovingTokens,
     Over,
 }
@@ -239,7 +241,7 @@ impl RecordOp {
         let step = match (newer, reason) {
             (Some(version), _) => Step::Done(Err(Error::NewerRecord { version })),
             (None, Some(reason)) => op.seal(reason, Stage::SealingReason),
-            (None, None) => op.remove_tokens(),
+            (None, None) => op.remove_earlier_reason(),
         };
         (op, step)
     }
@@ -313,8 +315,10 @@ impl RecordOp {
                     value,
                 })
             }
+            (Stage::SettingReason, Fed::Written(Ok(()))) => self.remove_tokens(),
             (Stage::SealingReason, Fed::Sealed(Err(_)))
-            | (Stage::SettingReason, Fed::Written(_)) => self.remove_tokens(),
+            | (Stage::SettingReason, Fed::Written(Err(_))) => self.remove_earlier_reason(),
+            (Stage::RemovingEarlierReason, Fed::Removed(_)) => self.remove_tokens(),
             (Stage::RemovingTokens, Fed::Removed(removed)) => Step::Done(removed.map(|()| true)),
             (_, _) => Step::Done(Err(Error::Storage {
                 reason: "the record store was fed out of order".into(),
@@ -379,6 +383,18 @@ impl RecordOp {
             }
             _ => Step::Done(read),
         }
+    }
+
+    /// The reason could not be kept: an earlier end's record, left, would
+    /// name only the logins until that end, and a tab holding this
+    /// session's set would take the empty store for a lost write and
+    /// refresh it back. Best effort, as the reason's write.
+    fn remove_earlier_reason(&mut self) -> Step {
+        self.stage = Stage::RemovingEarlierReason;
+        Step::Do(Need::Remove {
+            backend: Backend::Records,
+            key: self.key(self.kind),
+        })
     }
 
     fn remove_tokens(&mut self) -> Step {

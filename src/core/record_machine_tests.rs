@@ -212,12 +212,20 @@ fn rule_4_a_clear_keeps_why_before_the_tokens_go() {
 }
 
 #[test]
-fn rule_4_the_reason_is_best_effort_the_tokens_still_go() {
+fn rule_4_the_reason_is_best_effort_an_earlier_one_goes_then_the_tokens() {
+    // An earlier end's record left would name only the logins until then.
     let (mut op, _) = RecordOp::clear("ended", Some(text("{}")), None, ISSUER, CLIENT);
-    removes(op.on(Fed::Sealed(Err(failed()))), Backend::Records, TOKENS);
+    removes(op.on(Fed::Sealed(Err(failed()))), Backend::Records, "ended");
+    removes(op.on(Fed::Removed(Ok(()))), Backend::Records, TOKENS);
     let (mut op, _) = RecordOp::clear("ended", Some(text("{}")), None, ISSUER, CLIENT);
     op.on(Fed::Sealed(Ok(text("sealed"))));
-    removes(op.on(Fed::Written(Err(failed()))), Backend::Records, TOKENS);
+    removes(
+        op.on(Fed::Written(Err(failed()))),
+        Backend::Records,
+        "ended",
+    );
+    // That removal is best effort too.
+    removes(op.on(Fed::Removed(Err(failed()))), Backend::Records, TOKENS);
     assert_eq!(done(op.on(Fed::Removed(Err(failed())))), Err(failed()));
 }
 
@@ -335,7 +343,8 @@ fn rule_2_and_5_a_corrupt_pending_login_was_removed_by_the_take_already() {
 #[test]
 fn rule_4_a_reason_that_cannot_be_serialised_still_clears_the_tokens() {
     let (mut op, step) = RecordOp::clear("ended", None, None, ISSUER, CLIENT);
-    removes(step, Backend::Records, TOKENS);
+    removes(step, Backend::Records, "ended");
+    removes(op.on(Fed::Removed(Ok(()))), Backend::Records, TOKENS);
     assert_eq!(done(op.on(Fed::Removed(Ok(())))), Ok(true));
 }
 

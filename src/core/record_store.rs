@@ -12,7 +12,9 @@
 //!    removed, and from then on the tokens record is neither overwritten nor
 //!    cleared: an old tab never signs out or rolls back a newer one.
 //! 4. A clear keeps why the session ended before the tokens go (best effort):
-//!    a tab that then finds them gone reads the reason.
+//!    a tab that then finds them gone reads the reason. When it cannot be
+//!    written, an earlier end's record is removed first: it would say that
+//!    the end covers only earlier logins.
 //! 5. The pending login is single use: taken, it is removed, readable or not
 //!    (even when the backend failed to read it), and removed as soon as it
 //!    is found, before it is opened: of two takes at once (two
