@@ -236,6 +236,26 @@ mod tests {
     }
 
     #[test]
+    fn any_text_is_read_without_panicking() {
+        // Pieces that stress the reader: quotes, escapes, commas, `=`,
+        // non-ASCII text (slicing must stay on character boundaries).
+        let pieces = [
+            "DPoP", " ", ",", "=", "\"", "\\", "error", "é", "😀", "\t", "a", "==", "Bearer",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut header = String::new();
+            for _ in 0..(seed % 12) {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                header.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            assert!(challenges(&header).len() <= MAX_CHALLENGES, "{header:?}");
+            let _ = names_error(&header, "DPoP", "use_dpop_nonce");
+        }
+    }
+
+    #[test]
     fn the_number_of_challenges_read_is_bounded() {
         let header = vec!["Bearer"; 100].join(", ");
         assert_eq!(challenges(&header).len(), MAX_CHALLENGES);
