@@ -78,7 +78,8 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
   // Bumped when an action starts the client again after create() failed:
   // the provider's effect then follows the new client.
   const [attempt, setAttempt] = useState(0);
-  const failed = useRef(false);
+  // The last start that failed, until an action tries again.
+  const failure = useRef(null);
   // The latest callback, without restarting the client when it changes.
   const onRedirect = useRef(onRedirectCallback);
   onRedirect.current = onRedirectCallback;
@@ -114,23 +115,28 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
   // called while the provider is away starts a client only for that call:
   // it is disposed after it, unless the provider comes back first.
   // A client that could not be created (offline, a deploy's missing wasm)
-  // is not kept: the next action starts it again.
-  const begin = useCallback(() => {
-    if (started.current !== null) return started.current;
-    if (away.current) disposeSoon();
-    const starting = start(initialOptions.current, onRedirect);
-    starting.catch(() => {
-      if (started.current !== starting) return;
-      started.current = null;
-      failed.current = true;
-    });
-    started.current = starting;
-    if (failed.current) {
-      failed.current = false;
-      setAttempt((n) => n + 1);
-    }
-    return starting;
-  }, [disposeSoon]);
+  // is not kept: the next action (`byAction`) starts it again. The
+  // provider's own effect only shows the failure: were it to start again
+  // too, a create() that fails at once would re-run it without end.
+  const begin = useCallback(
+    (byAction) => {
+      if (started.current !== null) return started.current;
+      if (failure.current !== null && !byAction) return failure.current;
+      if (away.current) disposeSoon();
+      const retry = failure.current !== null;
+      failure.current = null;
+      const starting = start(initialOptions.current, onRedirect);
+      starting.catch(() => {
+        if (started.current !== starting) return;
+        started.current = null;
+        failure.current = starting;
+      });
+      started.current = starting;
+      if (retry) setAttempt((n) => n + 1);
+      return starting;
+    },
+    [disposeSoon],
+  );
 
   useEffect(() => {
     // StrictMode's rehearsal (and Fast Refresh) run the cleanup and then
@@ -172,7 +178,7 @@ export function AuthProvider({ options, onRedirectCallback, children }) {
   const inUse = useCallback(() => (client && !disposedClients.has(client) ? client : null), [client]);
   // Waits for the client: usable before it is ready (e.g. in a descendant's
   // mount effect); rejects as create() did if it could not be created.
-  const ready = useCallback(async () => (await begin()).client, [begin]);
+  const ready = useCallback(async () => (await begin(true)).client, [begin]);
   const loginWithPopup = useCallback(
     // Straight to the client when it is ready: the popup must open before
     // any await, within the click's user activation.

@@ -86,6 +86,9 @@ enum Stage {
     },
     /// Read right before the write (compare-and-swap).
     ReadingBeforeWrite(Unwritten),
+    /// The store was found empty right before the write: its end record
+    /// says whether that ended this session or lost its set.
+    ReadingEndBeforeWrite(Unwritten),
     Saving {
         tokens: TokenSet,
         then: Written,
@@ -186,13 +189,14 @@ impl SessionMachine for RefreshMachine {
                 self.base_read(stored, mine, session, now)
             }
             (Stage::ReadingEndReason { at, mine }, Input::EndReason(end)) => {
-                if let Some(mine) = mine.filter(|mine| end.is_some_and(|end| !end.covers(mine))) {
+                // Unless its end was heard meanwhile.
+                let lost = mine.filter(|mine| lost_from_store(mine, end, session));
+                if let Some(mine) = lost {
                     // A sign-out's first clear, made without the lock,
                     // removed this later login's set just after its write:
-                    // it is the session, written back by its refresh.
-                    let mut step = self.refresh_from(mine, session, now);
-                    step.acts.insert(0, Act::Unsaved(true));
-                    return step;
+                    // it is the session, written back by its refresh (the
+                    // store found empty is not a sign-out: `found_stored`).
+                    return self.refresh_from(mine, session, now);
                 }
                 let reason = end.map_or(EndReason::Expired, |end| end.reason);
                 let error = match reason {
@@ -264,7 +268,19 @@ impl SessionMachine for RefreshMachine {
                 self.revoked(fresh, None, vec![])
             }
             (Stage::ReadingBeforeWrite(unwritten), Input::Loaded(stored)) => {
-                self.before_write(unwritten, stored, session, now)
+                self.before_write(unwritten, stored, session)
+            }
+            (Stage::ReadingEndBeforeWrite(unwritten), Input::EndReason(end)) => {
+                if lost_from_store(&unwritten.base, end, session) {
+                    return self.save_refreshed(unwritten);
+                }
+                // Cleared meanwhile: a sign-out in a tab that did not wait
+                // for the lock. It cannot be undone.
+                let end = Act::End {
+                    reason: EndReason::SignedOut,
+                    at: now,
+                };
+                self.revoked(unwritten.fresh, Some(end), vec![])
             }
             (Stage::Saving { tokens, then }, Input::Saved(saved)) => {
                 let unsaved = saved.is_err();
@@ -450,16 +466,12 @@ impl RefreshMachine {
         unwritten: Unwritten,
         stored: Result<Option<TokenSet>, Error>,
         session: &Session,
-        now: u64,
     ) -> Step {
-        let Unwritten {
-            base,
-            fresh,
-            id_token,
-            refused,
-        } = unwritten;
         match stored {
-            Ok(Some(stored)) if other_tokens(&stored, &base) && !is_newer(&base, &stored) => {
+            Ok(Some(stored))
+                if other_tokens(&stored, &unwritten.base)
+                    && !is_newer(&unwritten.base, &stored) =>
+            {
                 // Replaced meanwhile (a new login, a tab without the lock):
                 // the newer set wins. `fresh` is not revoked: it may belong
                 // to the same grant as the winner (a sibling's refresh), and
@@ -470,16 +482,24 @@ impl RefreshMachine {
                 );
             }
             Ok(None) if !session.is_unsaved() && self.found_stored => {
-                // Cleared meanwhile: a sign-out in a tab that did not wait for
-                // the lock. It cannot be undone.
-                let end = Act::End {
-                    reason: EndReason::SignedOut,
-                    at: now,
-                };
-                return self.revoked(fresh, Some(end), vec![]);
+                // Cleared meanwhile, by a sign-out in a tab that did not wait
+                // for the lock, unless its end is of earlier logins only.
+                self.stage = Stage::ReadingEndBeforeWrite(unwritten);
+                return Step::wait(Wait::EndReason);
             }
             _ => {}
         }
+        self.save_refreshed(unwritten)
+    }
+
+    /// Writes the refreshed set.
+    fn save_refreshed(&mut self, unwritten: Unwritten) -> Step {
+        let Unwritten {
+            base,
+            fresh,
+            id_token,
+            refused,
+        } = unwritten;
         self.stage = Stage::Saving {
             tokens: fresh.clone(),
             then: Written::Refreshed {
@@ -816,6 +836,14 @@ pub fn back_off(error: &Error, now_ms: u64) -> Option<(u64, SessionMessage)> {
         seconds,
     };
     Some((until, message))
+}
+
+/// Whether `set`, missing from a store found empty, was lost from it rather
+/// than ended: the store's `end` names only earlier logins (a sign-out
+/// called before `set`'s login, whose first clear came after its write),
+/// and no end of it was heard here.
+fn lost_from_store(set: &TokenSet, end: Option<EndRecord>, session: &Session) -> bool {
+    end.is_some_and(|end| !end.covers(set)) && !session.has_ended(set)
 }
 
 /// Whether `a` holds a token `b` does not: another set, not `b` as it

@@ -232,8 +232,20 @@ fn an_empty_store_whose_end_is_of_earlier_logins_refreshes_this_tab_s_later_logi
     let inputs = vec![Input::Loaded(Ok(None)), Input::EndReason(Some(earlier))];
     assert_eq!(
         run(&mut machine, &session, inputs),
-        ["end reason", "unsaved=true; send rt-1 10000"]
+        ["end reason", "send rt-1 10000"]
     );
+}
+
+#[test]
+fn an_end_heard_while_the_end_record_was_read_is_not_undone() {
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    let step = on(&mut machine, Input::Loaded(Ok(None)), &session);
+    assert_eq!(show(&step), "end reason");
+    session.end(EndReason::SignedOut, NOW);
+    let earlier = EndRecord::new(EndReason::SignedOut, stale().login_at_ms - 1);
+    let step = on(&mut machine, Input::EndReason(Some(earlier)), &session);
+    assert_eq!(show(&step), "end SignedOut; fail not_authenticated");
 }
 
 #[test]
@@ -511,15 +523,50 @@ fn a_newer_stored_set_wins_over_the_rotation_which_is_not_revoked() {
 
 #[test]
 fn a_store_cleared_while_out_is_a_sign_out_that_stays() {
+    // Its end covers this login; an end record an earlier latchkey wrote,
+    // or none, covers every login.
+    let ends = [
+        Some(EndRecord::new(EndReason::SignedOut, NOW)),
+        Some(EndRecord {
+            reason: EndReason::SignedOut,
+            until_ms: None,
+        }),
+        None,
+    ];
+    for end in ends {
+        let session = Session::new(Some(stale()));
+        let mut machine = sent(&session);
+        let inputs = vec![
+            rotated(None),
+            Input::Loaded(Ok(None)),
+            Input::EndReason(end),
+        ];
+        assert_eq!(
+            run(&mut machine, &session, inputs),
+            [
+                "resume requests; load",
+                "end reason",
+                "revoke at-2 id-1; end SignedOut; fail not_authenticated"
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_store_emptied_by_an_earlier_sign_out_while_out_gets_the_rotation_written() {
+    // A sign-out called before this login cleared the store after the
+    // login's write: the rotation is the session, not revoked.
     let session = Session::new(Some(stale()));
     let mut machine = sent(&session);
-    let inputs = vec![rotated(None), Input::Loaded(Ok(None))];
+    let earlier = EndRecord::new(EndReason::SignedOut, stale().login_at_ms - 1);
+    let inputs = vec![
+        rotated(None),
+        Input::Loaded(Ok(None)),
+        Input::EndReason(Some(earlier)),
+    ];
     assert_eq!(
         run(&mut machine, &session, inputs),
-        [
-            "resume requests; load",
-            "revoke at-2 id-1; end SignedOut; fail not_authenticated"
-        ]
+        ["resume requests; load", "end reason", "save at-2 id-1"]
     );
 }
 

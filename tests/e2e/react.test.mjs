@@ -70,6 +70,7 @@ async function buildApp() {
     "  const auth = useAuth();",
     "  const w = window as unknown as Record<string, unknown>;",
     "  w.reactAuthFirst ??= auth;",
+    "  w.renders = ((w.renders as number | undefined) ?? 0) + 1;",
     "  w.reactAuth = auth;",
     "  try {",
     "    void auth.client?.storageKind;",
@@ -117,14 +118,15 @@ const statusIs = (page, value) =>
 const exchanges = () => idp.counters().token.byGrantType.authorization_code ?? 0;
 const refreshes = () => idp.counters().token.byGrantType.refresh_token ?? 0;
 
-// A fresh context whose pages get the app's configuration (the test IdP).
-async function appContext() {
+// A fresh context whose pages get the app's configuration (the test IdP),
+// with `extra` options.
+async function appContext(extra = {}) {
   const context = await browser.newContext();
   await context.addInitScript((config) => {
     window.latchkeyExample = config;
   }, {
     // The API lives on the IdP's origin, not the page's.
-    options: clientOptions(idp),
+    options: { ...clientOptions(idp), ...extra },
     apiUrl: idp.whoamiUrl,
   });
   return context;
@@ -507,6 +509,29 @@ test("a client that could not be created is created again by the next action", a
     await page.waitForURL((url) => url.pathname === "/after-login", { timeout: 15_000 });
     await statusIs(page, "signed in");
     assert.deepEqual(errors.filter((e) => !e.startsWith("console: Failed to load resource")), []);
+  } finally {
+    await context.close();
+  }
+});
+
+// The provider's effect only shows a failed create(); an action tries it
+// again. Were the effect to retry too, a create() that fails at once (bad
+// options) would re-run it without end once an action ran outside a click.
+test("a create() that fails at once, tried again by an action, does not loop", async () => {
+  const context = await appContext({ storage: "cookies" });
+  try {
+    const page = await context.newPage();
+    await page.goto(`${idp.spaOrigin}/`);
+    await statusIs(page, "failed: invalid_option");
+    const code = await page.evaluate(
+      () => new Promise((resolve) => setTimeout(() => window.reactAuth.getAccessToken().then(() => "token", (e) => resolve(e.code)))),
+    );
+    assert.equal(code, "invalid_option");
+    const before = await page.evaluate(() => window.renders);
+    await page.waitForTimeout(1_000);
+    const after = await page.evaluate(() => window.renders);
+    assert.ok(after - before <= 4, `renders kept coming: ${before} then ${after}`);
+    await statusIs(page, "failed: invalid_option");
   } finally {
     await context.close();
   }
