@@ -227,9 +227,7 @@ impl AuthClient {
         let timeout_ms = RefreshPolicy::timeout_ms_of(refresh_timeout_seconds);
         // Every request latchkey makes is bounded (discovery, code exchange,
         // keys, UserInfo, revocation): create() and login cannot hang.
-        let platform = BrowserPlatform {
-            request_timeout_ms: timeout_ms,
-        };
+        let platform = BrowserPlatform::within(timeout_ms);
         // Discovery (network) and opening the store + reading the session
         // (IndexedDB, WebCrypto) are independent: overlapped, create costs
         // the slower of the two instead of their sum. What create() starts

@@ -18,9 +18,7 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 const ISSUER: &str = "https://idp.test";
-const PLATFORM: BrowserPlatform = BrowserPlatform {
-    request_timeout_ms: 1_000,
-};
+const PLATFORM: BrowserPlatform = BrowserPlatform::within(1_000);
 
 fn json(part: &str) -> serde_json::Value {
     serde_json::from_slice(&base64url::decode(part).unwrap()).unwrap()

@@ -215,15 +215,15 @@ where
 /// otherwise.
 #[wasm_bindgen_test]
 async fn a_shared_deadline_leaves_a_later_request_only_what_is_left() {
-    use latchkey::browser::platform::SharedDeadline;
+    use latchkey::browser::platform::BrowserPlatform;
     use latchkey::core::ports::Http;
     let url = "http://127.0.0.1:9/token";
     let form = [("grant_type".to_owned(), "refresh_token".to_owned())];
-    let spent = SharedDeadline::from_now(50);
+    let spent = BrowserPlatform::sharing_deadline(50);
     sleep(80).await;
     let error = spent.post(url, &form, None).await.unwrap_err();
     assert_eq!(error.to_string(), "network error: no answer within 50 ms");
-    let fresh = SharedDeadline::from_now(10_000);
+    let fresh = BrowserPlatform::sharing_deadline(10_000);
     let error = fresh.post(url, &form, None).await.unwrap_err();
     assert_eq!(error.code(), "network_error");
     assert!(

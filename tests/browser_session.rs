@@ -27,11 +27,7 @@ use web_sys::{Headers, Request, RequestInit, Response, ResponseInit};
 wasm_bindgen_test_configure!(run_in_browser);
 
 async fn sleep(ms: u32) {
-    BrowserPlatform {
-        request_timeout_ms: 10_000,
-    }
-    .sleep(ms)
-    .await;
+    BrowserPlatform::within(10_000).sleep(ms).await;
 }
 
 /// What `navigator.locks.query()` reports for `name`: (held, pending).

@@ -294,9 +294,7 @@ async fn a_mark_that_never_agrees_is_waited_for_by_a_clock_the_system_clock_does
     store.save_tokens(&tokens("second")).await.unwrap();
     write_raw(StorageKind::LocalStorage, &key, &first).await;
     let date_now = clock_stepping_back();
-    let platform = latchkey::browser::platform::BrowserPlatform {
-        request_timeout_ms: 0,
-    };
+    let platform = latchkey::browser::platform::BrowserPlatform::within(0);
     let read = latchkey::core::race::within(
         store.load_tokens(),
         latchkey::core::ports::Timer::sleep(&platform, 5_000),

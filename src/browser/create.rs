@@ -47,9 +47,7 @@ pub async fn start_client(
     (mut machine, first): (CreateClient, crate::core::create_machine::Step),
 ) -> Result<(Opened, Started), Error> {
     let mut performer = Creating {
-        platform: BrowserPlatform {
-            request_timeout_ms: target.timeout_ms,
-        },
+        platform: BrowserPlatform::within(target.timeout_ms),
         target,
         opened: None,
     };
@@ -161,9 +159,7 @@ impl Perform<CreateClient> for Creating<'_> {
                 Fed::Done
             }
             Need::Revalidate { after_ms } => {
-                let platform = BrowserPlatform {
-                    request_timeout_ms: self.target.timeout_ms,
-                };
+                let platform = BrowserPlatform::within(self.target.timeout_ms);
                 let target = self.keep_target();
                 wasm_bindgen_futures::spawn_local(revalidate_later(platform, after_ms, target));
                 Fed::Done

@@ -144,9 +144,7 @@ impl DpopKeys for BrowserDpopKeys {
         };
         let jkt = key
             .public
-            .thumbprint(&crate::browser::platform::BrowserPlatform {
-                request_timeout_ms: 0,
-            })
+            .thumbprint(&crate::browser::platform::BrowserPlatform::within(0))
             .await?;
         if let Some(idb) = &self.idb {
             let record = Object::new();
@@ -194,9 +192,7 @@ impl DpopKeys for BrowserDpopKeys {
             &field("x").as_string().unwrap_or_default(),
             &field("y").as_string().unwrap_or_default(),
         )?;
-        let platform = crate::browser::platform::BrowserPlatform {
-            request_timeout_ms: 0,
-        };
+        let platform = crate::browser::platform::BrowserPlatform::within(0);
         public.stored_as(jkt, &platform).await?;
         let key = BrowserDpopKey { private, public };
         self.remember(jkt, &key);

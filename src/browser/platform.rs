@@ -19,6 +19,48 @@ pub struct BrowserPlatform {
     /// Every request is aborted after this long: no answer is not a reason
     /// to hang (discovery, code exchange, keys).
     pub request_timeout_ms: u32,
+    /// With [`BrowserPlatform::sharing_deadline`]: when (`performance.now()`)
+    /// every request is aborted, together.
+    until_ms: Option<f64>,
+}
+
+impl BrowserPlatform {
+    /// Each request aborted `ms` after it was made.
+    pub const fn within(ms: u32) -> Self {
+        BrowserPlatform {
+            request_timeout_ms: ms,
+            until_ms: None,
+        }
+    }
+
+    /// Requests sharing one deadline, `ms` from now: a refresh's. A DPoP
+    /// nonce refusal's resend gets what is left of it, not a deadline of
+    /// its own, so a refresh's requests never outlive the callers' wait
+    /// and the lock by more than its first request would have (another
+    /// tab may present the same refresh token once the lock is let go).
+    /// The same type as every other platform's: no second copy of the
+    /// code that sends through it.
+    pub fn sharing_deadline(ms: u32) -> Self {
+        BrowserPlatform {
+            request_timeout_ms: ms,
+            until_ms: Some(performance_now() + f64::from(ms)),
+        }
+    }
+
+    /// How long the next request may take, or the error of a request made
+    /// past the shared deadline.
+    fn timeout_ms(&self) -> Result<u32, Error> {
+        let Some(until) = self.until_ms else {
+            return Ok(self.request_timeout_ms);
+        };
+        let left = (until - performance_now()).floor();
+        match left >= 1.0 {
+            true => Ok(left as u32),
+            false => Err(Error::Network {
+                reason: format!("no answer within {} ms", self.request_timeout_ms),
+            }),
+        }
+    }
 }
 
 impl Clock for BrowserPlatform {
@@ -88,7 +130,7 @@ impl Http for BrowserPlatform {
     }
 
     async fn get(&self, url: &str) -> Result<HttpReply<JsValue>, Error> {
-        http::get_json(url, self.request_timeout_ms).await
+        http::get_json(url, self.timeout_ms()?).await
     }
 
     async fn post(
@@ -97,7 +139,7 @@ impl Http for BrowserPlatform {
         form: &[(String, String)],
         proof: Option<&DpopProof>,
     ) -> Result<HttpReply<JsValue>, Error> {
-        http::post_form(url, form, proof, self.request_timeout_ms).await
+        http::post_form(url, form, proof, self.timeout_ms()?).await
     }
 }
 
@@ -113,7 +155,7 @@ impl Http for NoRedirects<'_> {
     }
 
     async fn get(&self, url: &str) -> Result<HttpReply<JsValue>, Error> {
-        http::get_json_no_redirect(url, self.0.request_timeout_ms).await
+        http::get_json_no_redirect(url, self.0.timeout_ms()?).await
     }
 
     async fn post(
@@ -144,76 +186,5 @@ impl Json for BrowserPlatform {
         // type errors can quote the text, which may hold a secret.
         let value = js_sys::JSON::parse(text).map_err(|_| "not valid JSON".to_owned())?;
         from_js(value).map_err(|_| "JSON of an unexpected shape".to_owned())
-    }
-}
-
-/// [`BrowserPlatform`] whose requests share one deadline, `ms` from its
-/// making: a refresh's. A DPoP nonce refusal's resend gets what is left of
-/// it, not a deadline of its own, so a refresh's requests never outlive
-/// the callers' wait and the lock by more than the first request would
-/// have (another tab may present the same refresh token once the lock is
-/// let go).
-pub struct SharedDeadline {
-    platform: BrowserPlatform,
-    until_ms: f64,
-}
-
-impl SharedDeadline {
-    /// Requests aborted `ms` from now, all together.
-    pub fn from_now(ms: u32) -> Self {
-        SharedDeadline {
-            platform: BrowserPlatform {
-                request_timeout_ms: ms,
-            },
-            until_ms: performance_now() + f64::from(ms),
-        }
-    }
-
-    /// The time left, or the error of a request made past the deadline.
-    fn left_ms(&self) -> Result<u32, Error> {
-        let left = (self.until_ms - performance_now()).floor();
-        match left >= 1.0 {
-            true => Ok(left as u32),
-            false => Err(Error::Network {
-                reason: format!("no answer within {} ms", self.platform.request_timeout_ms),
-            }),
-        }
-    }
-}
-
-impl Clock for SharedDeadline {
-    fn now_ms(&self) -> u64 {
-        self.platform.now_ms()
-    }
-}
-
-impl Crypto for SharedDeadline {
-    fn random_32(&self) -> Result<[u8; 32], Error> {
-        self.platform.random_32()
-    }
-
-    async fn sha256(&self, data: &[u8]) -> Result<[u8; 32], Error> {
-        self.platform.sha256(data).await
-    }
-}
-
-impl Http for SharedDeadline {
-    type Body = JsValue;
-
-    fn read<T: DeserializeOwned>(&self, body: JsValue) -> Result<T, String> {
-        http::read(body)
-    }
-
-    async fn get(&self, url: &str) -> Result<HttpReply<JsValue>, Error> {
-        http::get_json(url, self.left_ms()?).await
-    }
-
-    async fn post(
-        &self,
-        url: &str,
-        form: &[(String, String)],
-        proof: Option<&DpopProof>,
-    ) -> Result<HttpReply<JsValue>, Error> {
-        http::post_form(url, form, proof, self.left_ms()?).await
     }
 }

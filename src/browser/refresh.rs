@@ -11,7 +11,7 @@ use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::from_js::from_js;
 use crate::browser::js_error::describe;
 use crate::browser::js_error::to_js;
-use crate::browser::platform::{BrowserPlatform, NoRedirects, SharedDeadline};
+use crate::browser::platform::{BrowserPlatform, NoRedirects};
 use crate::core::atproto::{Account, Resolver};
 use crate::core::dpop::{make_proof, Dpop, NonceBook, ProofFor};
 use crate::core::ports::DpopKeys;
@@ -48,7 +48,7 @@ impl RefreshTransport for BrowserRefresh {
         match &self.custom {
             None => {
                 let grant = RefreshGrant {
-                    http: &SharedDeadline::from_now(request.abort_after_ms),
+                    http: &BrowserPlatform::sharing_deadline(request.abort_after_ms),
                     token_endpoint,
                     client_id: &self.client_id,
                     dpop: Dpop {
@@ -77,9 +77,7 @@ impl RefreshTransport for BrowserRefresh {
         };
         // Bounded by the core's wait; the resolution's own requests follow
         // no redirect.
-        let platform = BrowserPlatform {
-            request_timeout_ms: self.abort_after_ms,
-        };
+        let platform = BrowserPlatform::within(self.abort_after_ms);
         let resolving = NoRedirects(&platform);
         let only_server = AccountCheck::ServerOnly;
         verify_subject(
@@ -124,9 +122,7 @@ impl BrowserRefresh {
                 let (method, nonce) = nonces
                     .for_app_proof(&url, method, nonce, &token_endpoint)
                     .map_err(|error| to_js(&error))?;
-                let platform = BrowserPlatform {
-                    request_timeout_ms: 0,
-                };
+                let platform = BrowserPlatform::within(0);
                 let proof = make_proof(
                     &platform,
                     &key,

@@ -304,9 +304,7 @@ impl BrowserSessionStore {
         // still works).
         let transactions = Backend::Session(RefCell::default());
         let sealer = BrowserSealer { key };
-        let json = BrowserPlatform {
-            request_timeout_ms: 0,
-        };
+        let json = BrowserPlatform::within(0);
         let records = RecordStore::new(issuer, client_id, records, transactions, sealer, json);
         BrowserSessionStore { kind, records }
     }
