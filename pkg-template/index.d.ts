@@ -475,7 +475,11 @@ export interface UserClaims {
 export interface AtprotoUser {
   /** The account's DID. */
   sub: string;
-  /** Its handle, or `null` when its document claims none. */
+  /**
+   * Its handle, or `null` when its document claims none that names the DID
+   * back, or when that check could not be made at sign-in (a transient
+   * failure): then for the whole session.
+   */
   handle: string | null;
   /** Its PDS's URL. */
   pds: string;

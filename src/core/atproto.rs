@@ -212,18 +212,87 @@ pub struct DidDocument {
     pub service: Vec<DidService>,
 }
 
-/// One service of a DID document.
+/// One service of a DID document. DID Core lets a service's `type` be a
+/// set and its `serviceEndpoint` a map or a set: another service's, read
+/// as a string, would fail the whole document. Only strings are kept; the
+/// PDS's are strings.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct DidService {
     /// `#atproto_pds` or `<did>#atproto_pds` for the PDS.
+    #[serde(deserialize_with = "loose_string")]
     pub id: String,
     /// `AtprotoPersonalDataServer` for the PDS.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", deserialize_with = "loose_string")]
     pub kind: String,
     /// The PDS's URL.
-    #[serde(rename = "serviceEndpoint")]
+    #[serde(rename = "serviceEndpoint", deserialize_with = "only_a_string")]
     pub endpoint: Option<String>,
+}
+
+/// A string, or `""` for any other value.
+fn loose_string<'de, D: serde::Deserializer<'de>>(value: D) -> Result<String, D::Error> {
+    Ok(only_a_string(value)?.unwrap_or_default())
+}
+
+/// A string, or `None` for any other value (read and skipped).
+fn only_a_string<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<String>, D::Error> {
+    value.deserialize_any(OnlyAString)
+}
+
+struct OnlyAString;
+
+impl<'de> serde::de::Visitor<'de> for OnlyAString {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Some(text.to_owned()))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Some(text))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 /// An account as its DID document describes it.

@@ -48,7 +48,16 @@ pub fn account_to_sign_in<'a>(
             "handle",
             "is required with profile \"atproto\" (a handle or a DID)",
         )),
-        (Some(resolver), Some(handle)) => Ok(Some((resolver, handle.trim().to_owned()))),
+        // As resolution reads it (lowercased, no leading `@`): it is also
+        // the login's `login_hint`, which servers check as a handle or DID.
+        // Text that does not parse is kept for resolution to refuse.
+        (Some(resolver), Some(handle)) => {
+            let account = match atproto::parse_identifier(handle) {
+                Ok(atproto::Identifier::Handle(name) | atproto::Identifier::Did(name)) => name,
+                Err(_) => handle.trim().to_owned(),
+            };
+            Ok(Some((resolver, account)))
+        }
     }
 }
 

@@ -188,12 +188,25 @@ fn an_atproto_client_requires_a_handle() {
 }
 
 #[test]
-fn an_atproto_client_signs_in_the_trimmed_handle() {
+fn an_atproto_client_signs_in_the_handle_as_resolution_reads_it() {
+    // It is also the login_hint, which the reference server refuses unless
+    // it is a handle or a DID as written in the specifications.
     let resolver = resolver();
-    let (_, handle) = account_to_sign_in(Some(&resolver), Some(" alice.test "))
-        .unwrap()
-        .unwrap();
-    assert_eq!(handle, "alice.test");
+    for (typed, read) in [
+        (" alice.test ", "alice.test"),
+        ("@Alice.Test", "alice.test"),
+        (
+            "did:plc:abcdefghijklmnopqrstuvwx",
+            "did:plc:abcdefghijklmnopqrstuvwx",
+        ),
+        // Not a handle: kept as typed, for resolution to refuse.
+        (" not a handle ", "not a handle"),
+    ] {
+        let (_, handle) = account_to_sign_in(Some(&resolver), Some(typed))
+            .unwrap()
+            .unwrap();
+        assert_eq!(handle, read, "{typed:?}");
+    }
 }
 
 #[test]

@@ -219,6 +219,27 @@ fn a_document_for_another_did_or_without_a_pds_fails_resolution() {
 }
 
 #[test]
+fn services_whose_type_or_endpoint_is_not_a_string_do_not_fail_the_document() {
+    // DID Core allows a set for `type` and a map or a set for
+    // `serviceEndpoint`; the PDS's are strings.
+    let body = format!(
+        r##"{{"id":"{DID}","alsoKnownAs":["at://alice.test"],"service":[
+        {{"id":"#linked","type":["LinkedDomains","Other"],"serviceEndpoint":{{"origins":["https://a.example"]}}}},
+        {{"id":"#list","type":"X","serviceEndpoint":["https://b.example",1,true,null]}},
+        {{"id":"#atproto_pds","type":"AtprotoPersonalDataServer","serviceEndpoint":"{PDS}"}}]}}"##
+    );
+    let reply = HttpReply {
+        status: 200,
+        body: serde_json::from_str(&body).map_err(|e| e.to_string()),
+        retry_after_s: None,
+        dpop_nonce: None,
+        oauth_error: None,
+    };
+    let identity = process_did_document(reply, DID, false).unwrap();
+    assert_eq!(identity.pds, PDS);
+}
+
+#[test]
 fn a_did_web_document_is_at_its_hosts_well_known_path() {
     let loopback = Resolver {
         allow_insecure_loopback: true,

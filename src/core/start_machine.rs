@@ -215,6 +215,18 @@ impl StartLogin {
             return (machine, Step::Done(Err(lost_on_return("pending login"))));
         }
         let step = match atproto {
+            // The account's `handle` is the hint: a second one would be sent
+            // beside it.
+            Some(_)
+                if machine
+                    .extra_params
+                    .0
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case("login_hint")) =>
+            {
+                let why = "cannot hold login_hint with profile \"atproto\": `handle` is the hint";
+                Step::Done(Err(Error::invalid_option("extraParams", why)))
+            }
             Some((_, handle)) => {
                 machine
                     .extra_params

@@ -300,6 +300,14 @@ fn an_atproto_login_resolves_its_account_first_and_hints_the_server() {
 }
 
 #[test]
+fn an_atproto_login_refuses_a_login_hint_of_its_own() {
+    let handle = (false, "alice.test".to_owned());
+    let extra = vec![("Login_Hint".to_owned(), "bob.test".to_owned())];
+    let (_, step) = StartLogin::start(base(), Some(handle), extra, None, Departure::Stays);
+    assert_eq!(failed_with(step), "invalid_option");
+}
+
+#[test]
 fn an_account_that_cannot_be_resolved_fails_with_nothing_made() {
     let handle = (false, "alice.test".to_owned());
     let (mut machine, _) = StartLogin::start(base(), Some(handle), vec![], None, Departure::Stays);

@@ -473,6 +473,25 @@ test("an app's own refresh of an atproto session is given the account's token en
   });
 });
 
+// The handle as typed ("@" and capitals allowed) is resolved as its canonical form, and that
+// form is the login_hint: the reference server refuses a hint that is not a handle or a DID.
+test("login by a handle typed with @ and capitals: resolved and hinted as the handle", async () => {
+  await inContext(async (context) => {
+    const opts = options();
+    const page = await context.newPage();
+    await openApp(page, opts.redirectUri);
+    await installAtprotoClient(page, opts);
+    const typed = `@${alice().handle.toUpperCase()}`;
+    const refused = await within(startLogin(page, net.pdsUrl, typed), 25_000, `login(${typed})`);
+    assert.equal(refused, null, JSON.stringify(refused));
+    await signInAtPds(page, { password: alice().password, expectedHandle: alice().handle, redirectUri: opts.redirectUri });
+    const done = await completeCallback(page, opts);
+    assert.equal(done.error, undefined, JSON.stringify(done.error));
+    await installAtprotoClient(page, opts);
+    assert.deepEqual(await page.evaluate(() => window.auth.getUser()), { sub: alice().did, handle: "alice.test", pds: net.pdsUrl });
+  });
+});
+
 test("a handle that does not resolve: login rejects handle_not_found; nothing pushed or stored", async () => {
   await inContext(async (context) => {
     const opts = options();
