@@ -434,9 +434,9 @@ impl fmt::Display for Error {
                 "{origin} is not in allowedOrigins: the access token is not sent there (nothing was sent)"
             ),
             Error::Discovery { reason } => write!(f, "discovery failed: {reason}"),
-            Error::IssuerMismatch => {
-                f.write_str("the discovered issuer is not exactly the configured issuer")
-            }
+            Error::IssuerMismatch => f.write_str(
+                "the server is not the expected one: the discovered issuer is not exactly the configured issuer, or (AT Protocol) it is not the account's server or answered for another account",
+            ),
             Error::NoTransaction => f.write_str("no login is pending for this redirect"),
             Error::TransactionExpired => f.write_str("the pending login has expired"),
             Error::IssMissing => f.write_str(

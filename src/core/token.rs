@@ -438,6 +438,15 @@ impl TokenSet {
                 expected,
             });
         }
+        // An AT Protocol refresh answered for another account: its access
+        // token would act as that account while the session shows this one
+        // (its rotated refresh token is still kept: `rotation_in_refused`).
+        let account = previous.and_then(|p| p.atproto.as_deref());
+        if let (Some(account), Some(sub)) = (account, raw.sub.as_deref()) {
+            if sub != account.did {
+                return Err(Error::IssuerMismatch);
+            }
+        }
         let expires_at_ms = raw
             .expires_in
             .as_ref()
@@ -854,6 +863,37 @@ mod tests {
             TokenSet::from_response(200, body, NOW + 1, Some(&base), base.dpop_jkt.as_deref())
                 .unwrap();
         assert_eq!(next.dpop_jkt, base.dpop_jkt);
+    }
+
+    #[test]
+    fn an_atproto_refresh_answered_for_another_account_is_refused_but_its_rotation_kept() {
+        let account = crate::core::atproto_login::tests::account();
+        let base = TokenSet {
+            atproto: Some(Box::new(account.clone())),
+            ..ok(basic()).unwrap()
+        };
+        let answer = |sub: Option<&str>| {
+            let mut json = basic();
+            json["refresh_token"] = "rt-next".into();
+            if let Some(sub) = sub {
+                json["sub"] = sub.into();
+            }
+            raw(json)
+        };
+        let refresh = |body| TokenSet::from_response(200, body, NOW + 1, Some(&base), None);
+        assert!(refresh(answer(Some(&account.did))).is_ok());
+        assert!(
+            refresh(answer(None)).is_ok(),
+            "sub is optional in a refresh"
+        );
+        let other = answer(Some("did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"));
+        assert_eq!(refresh(other.clone()).unwrap_err(), Error::IssuerMismatch);
+        let kept = TokenSet::rotation_in_refused(&base, 200, &other, NOW + 1).unwrap();
+        assert_eq!(kept.refresh_token.unwrap().secret(), "rt-next");
+        assert_eq!(
+            kept.access_token, base.access_token,
+            "the new access token is not used"
+        );
     }
 
     #[test]
