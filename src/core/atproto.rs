@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::discovery::check_endpoint_url;
 use crate::core::origin::Origin;
 use crate::core::platform::HttpReply;
+use crate::core::token::loose;
 use crate::core::{Error, ProviderMetadata};
 
 /// The scope every AT Protocol login must be granted.
@@ -226,73 +227,13 @@ pub struct DidService {
     #[serde(rename = "type", deserialize_with = "loose_string")]
     pub kind: String,
     /// The PDS's URL.
-    #[serde(rename = "serviceEndpoint", deserialize_with = "only_a_string")]
+    #[serde(rename = "serviceEndpoint", deserialize_with = "loose::text")]
     pub endpoint: Option<String>,
 }
 
-/// A string, or `""` for any other value.
+/// A string member, or `""` for any other type.
 fn loose_string<'de, D: serde::Deserializer<'de>>(value: D) -> Result<String, D::Error> {
-    Ok(only_a_string(value)?.unwrap_or_default())
-}
-
-/// A string, or `None` for any other value (read and skipped).
-fn only_a_string<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<String>, D::Error> {
-    value.deserialize_any(OnlyAString)
-}
-
-struct OnlyAString;
-
-impl<'de> serde::de::Visitor<'de> for OnlyAString {
-    type Value = Option<String>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any value")
-    }
-
-    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Some(text.to_owned()))
-    }
-
-    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
-        Ok(Some(text))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map
-            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(None)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    Ok(loose::text(value)?.unwrap_or_default())
 }
 
 /// An account as its DID document describes it.

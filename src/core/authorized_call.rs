@@ -149,21 +149,14 @@ pub fn rfc6750_says_expired(
         return true;
     };
     let all = challenges(&header);
-    let sent: Vec<&Challenge> = all
-        .iter()
-        .filter(|c| c.scheme.eq_ignore_ascii_case(scheme))
-        .collect();
-    let deciding = if sent.is_empty() {
-        all.iter().collect()
-    } else {
-        sent
+    let sent = |c: &Challenge| c.scheme.eq_ignore_ascii_case(scheme);
+    let any_sent = all.iter().any(sent);
+    let expired = |c: &Challenge| {
+        c.error
+            .as_deref()
+            .is_none_or(|error| error.eq_ignore_ascii_case("invalid_token"))
     };
-    deciding.is_empty()
-        || deciding.iter().any(|c| {
-            c.error
-                .as_deref()
-                .is_none_or(|error| error.eq_ignore_ascii_case("invalid_token"))
-        })
+    all.is_empty() || all.iter().filter(|c| !any_sent || sent(c)).any(expired)
 }
 
 /// Whether the first answer of a fast-path call is the call's result as is:

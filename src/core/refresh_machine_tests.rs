@@ -409,23 +409,26 @@ fn a_rotation_is_written_then_broadcast_then_used() {
     );
 }
 
+/// `stale()`'s refresh, sent, then its session signed out at `ended_at`,
+/// then rotated and `after` fed in turn: the steps after the rotation's.
+fn rotated_after_a_sign_out(ended_at: u64, after: Vec<Input>) -> Vec<String> {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    session.end(EndReason::SignedOut, ended_at);
+    let step = on(&mut machine, rotated(None), &session);
+    assert_eq!(show(&step), "resume requests; load");
+    run(&mut machine, &session, after)
+}
+
 #[test]
 fn a_rotation_for_a_session_that_ended_while_out_clears_the_spent_set_and_is_retired() {
     // The sign-out's first clear did not take effect, and its second waits
     // for the lock: a tab that has not heard the end yet and takes the lock
     // next must not find the refresh token the server just rotated.
-    let session = Session::new(Some(stale()));
-    let mut machine = sent(&session);
-    session.end(EndReason::SignedOut, NOW);
-    let inputs = vec![
-        rotated(None),
-        Input::Loaded(Ok(Some(stale()))),
-        Input::Cleared(Ok(())),
-    ];
+    let after = vec![Input::Loaded(Ok(Some(stale()))), Input::Cleared(Ok(()))];
     assert_eq!(
-        run(&mut machine, &session, inputs),
+        rotated_after_a_sign_out(NOW, after),
         [
-            "resume requests; load",
             "clear SignedOut logins to 1700000000000",
             "revoke at-2 id-1; fail not_authenticated"
         ]
@@ -434,41 +437,30 @@ fn a_rotation_for_a_session_that_ended_while_out_clears_the_spent_set_and_is_ret
 
 #[test]
 fn a_rotation_for_an_ended_session_is_retired_even_when_the_clear_fails() {
-    let session = Session::new(Some(stale()));
-    let mut machine = sent(&session);
-    session.end(EndReason::SignedOut, NOW);
-    let inputs = vec![
-        rotated(None),
+    let after = vec![
         Input::Loaded(Ok(Some(stale()))),
         Input::Cleared(Err(quota_exceeded())),
     ];
     assert_eq!(
-        run(&mut machine, &session, inputs)[2],
+        rotated_after_a_sign_out(NOW, after)[1],
         "revoke at-2 id-1; fail not_authenticated"
     );
 }
 
 #[test]
 fn a_rotation_for_an_ended_session_leaves_an_emptied_store_alone() {
-    let session = Session::new(Some(stale()));
-    let mut machine = sent(&session);
-    session.end(EndReason::SignedOut, NOW);
-    let inputs = vec![rotated(None), Input::Loaded(Ok(None))];
     assert_eq!(
-        run(&mut machine, &session, inputs)[1],
-        "revoke at-2 id-1; fail not_authenticated"
+        rotated_after_a_sign_out(NOW, vec![Input::Loaded(Ok(None))]),
+        ["revoke at-2 id-1; fail not_authenticated"]
     );
 }
 
 #[test]
 fn a_rotation_for_an_ended_session_leaves_a_later_login_s_set_alone() {
-    let session = Session::new(Some(stale()));
-    let mut machine = sent(&session);
-    session.end(EndReason::SignedOut, NOW - 1);
-    let inputs = vec![rotated(None), Input::Loaded(Ok(Some(new_login())))];
+    let after = vec![Input::Loaded(Ok(Some(new_login())))];
     assert_eq!(
-        run(&mut machine, &session, inputs)[1],
-        "revoke at-2 id-1; fail not_authenticated"
+        rotated_after_a_sign_out(NOW - 1, after),
+        ["revoke at-2 id-1; fail not_authenticated"]
     );
 }
 
@@ -476,28 +468,20 @@ fn a_rotation_for_an_ended_session_leaves_a_later_login_s_set_alone() {
 fn a_rotation_for_an_ended_session_leaves_another_set_of_it_alone() {
     // Neither the spent set nor the rotation: not this refresh's to clear
     // (the ending tab's second clear takes it).
-    let session = Session::new(Some(stale()));
-    let mut machine = sent(&session);
-    session.end(EndReason::SignedOut, NOW);
-    let inputs = vec![rotated(None), Input::Loaded(Ok(Some(set(5, 0))))];
     assert_eq!(
-        run(&mut machine, &session, inputs)[1],
-        "revoke at-2 id-1; fail not_authenticated"
+        rotated_after_a_sign_out(NOW, vec![Input::Loaded(Ok(Some(set(5, 0))))]),
+        ["revoke at-2 id-1; fail not_authenticated"]
     );
 }
 
 #[test]
 fn a_rotation_for_an_ended_session_is_retired_when_the_store_cannot_be_read() {
-    let session = Session::new(Some(stale()));
-    let mut machine = sent(&session);
-    session.end(EndReason::SignedOut, NOW);
     let unreadable = Input::Loaded(Err(Error::Storage {
         reason: "gone".into(),
     }));
-    let inputs = vec![rotated(None), unreadable];
     assert_eq!(
-        run(&mut machine, &session, inputs)[1],
-        "revoke at-2 id-1; fail not_authenticated"
+        rotated_after_a_sign_out(NOW, vec![unreadable]),
+        ["revoke at-2 id-1; fail not_authenticated"]
     );
 }
 

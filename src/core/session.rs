@@ -218,13 +218,12 @@ pub struct Session {
     tokens: RefCell<Option<TokenSet>>,
     flight: SingleFlight<Result<TokenSet, Error>>,
     observer: RefCell<Option<Observer>>,
-    /// The latest login an end heard or decided here has ended (`None`
-    /// before any end). A set of that login or an earlier one — a sibling's
+    /// The latest end heard or decided here: the latest login it ended and
+    /// why (`None` before any end). A set of that login or an earlier one — a sibling's
     /// refresh whose message arrived after the sign-out's, or the store
     /// before the signing-out tab's second clear — must not bring the
-    /// session back ([`Session::has_ended`]). With it, why that login's
-    /// session ended.
-    ended_at_ms: Cell<Option<(u64, EndReason)>>,
+    /// session back ([`Session::has_ended`]).
+    last_end: Cell<Option<EndRecord>>,
     /// How many times the session has ended here. A refresh that sees it
     /// change while its request was out belongs to an ended session and
     /// drops its result instead of persisting it.
@@ -442,11 +441,11 @@ impl Session {
     /// Sets from those logins that arrive later from other tabs are
     /// ignored.
     pub fn end(&self, reason: EndReason, at_ms: u64) -> bool {
-        let latest = match self.ended_at_ms.get() {
-            Some((at, why)) if at > at_ms => (at, why),
-            _ => (at_ms, reason),
+        let latest = match self.last_end.get() {
+            Some(end) if end.until_ms > Some(at_ms) => end,
+            _ => EndRecord::new(reason, at_ms),
         };
-        self.ended_at_ms.set(Some(latest));
+        self.last_end.set(Some(latest));
         let later = self
             .tokens
             .borrow()
@@ -469,15 +468,12 @@ impl Session {
     /// login brings a session back. Nothing has ended before the first end
     /// (a record from before logins were timed reads as login 0).
     pub fn has_ended(&self, set: &TokenSet) -> bool {
-        self.ended_at_ms
-            .get()
-            .is_some_and(|(at, _)| set.login_at_ms <= at)
+        self.last_end.get().is_some_and(|end| end.covers(set))
     }
 
     /// The latest end heard or decided here (`None` before any end).
     pub fn last_end(&self) -> Option<EndRecord> {
-        let (at, why) = self.ended_at_ms.get()?;
-        Some(EndRecord::new(why, at))
+        self.last_end.get()
     }
 
     /// Applies what another tab broadcast, received at `now_ms`. Checked

@@ -195,7 +195,7 @@ pub struct RawTokenResponse {
 }
 
 /// Reading one token response member whatever its JSON type.
-mod loose {
+pub(crate) mod loose {
     use super::Lifetime;
     use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use std::fmt;
