@@ -18,9 +18,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::discovery::check_endpoint_url;
+use crate::core::json_member as loose;
 use crate::core::origin::Origin;
 use crate::core::platform::HttpReply;
-use crate::core::token::loose;
 use crate::core::{Error, ProviderMetadata};
 
 /// The scope every AT Protocol login must be granted.

@@ -19,6 +19,7 @@ pub mod drive;
 pub mod error;
 pub mod id_token;
 pub mod jose;
+pub mod json_member;
 pub mod json_text;
 pub mod jwks;
 pub mod message;
