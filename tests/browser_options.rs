@@ -45,6 +45,48 @@ fn an_atproto_client_given_any_issuer_is_refused() {
 }
 
 #[wasm_bindgen_test]
+fn an_atproto_client_given_an_endpoint_par_or_dpop_is_refused() {
+    for option in [
+        r#""tokenEndpoint":"https://as.example/token""#,
+        r#""pushedAuthorizationRequestEndpoint":null"#,
+        r#""dpop":false"#,
+        r#""par":true"#,
+    ] {
+        let error = refused(&format!("{{{ATPROTO},{option}}}"));
+        let name = option.split('"').nth(1).unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "invalid option {name}: is not given with profile \"atproto\": the account's \
+                 servers are resolved, with PAR and DPoP always on"
+            )
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+fn an_openid_connect_client_given_a_resolution_option_is_refused() {
+    let base =
+        r#""issuer":"https://idp.example","clientId":"spa","redirectUri":"https://app.example/cb""#;
+    for (option, name) in [
+        (
+            r#""handleResolver":"https://resolver.example""#,
+            "handleResolver",
+        ),
+        (
+            r#""plcDirectoryUrl":"https://plc.example""#,
+            "plcDirectoryUrl",
+        ),
+    ] {
+        let error = refused(&format!("{{{base},{option}}}"));
+        assert_eq!(
+            error.to_string(),
+            format!("invalid option {name}: is for profile \"atproto\" clients")
+        );
+    }
+}
+
+#[wasm_bindgen_test]
 fn an_openid_connect_client_needs_its_issuer_and_defaults_to_openid() {
     let base = r#""clientId":"spa","redirectUri":"https://app.example/cb""#;
     for issuer in ["", r#","issuer":null"#] {

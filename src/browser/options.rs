@@ -240,6 +240,8 @@ pub fn parse(options: &JsValue) -> Result<ClientOptions, Error> {
     let allow_insecure_loopback = flag(options, "allowInsecureLoopback", false)?;
     // What the profile makes of the options is the core's (`Profile`).
     let profile = Profile::parse(string(options, "profile", false)?.as_deref())?;
+    // Any value counts, `null` included, as for an atproto client's issuer.
+    profile.refuse_other_profiles_options(|name| !get(options, name).is_undefined())?;
     let atproto = match profile {
         Profile::Oidc => None,
         Profile::Atproto => Some(atproto_resolver(options, allow_insecure_loopback)?),

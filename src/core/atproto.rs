@@ -178,8 +178,10 @@ pub fn process_resolve_handle(reply: HttpReply<ResolveHandleReply>) -> Result<St
 }
 
 /// Where `did`'s document is: the PLC directory, or the `did:web` host's
-/// `/.well-known/did.json` (plain `http` for a loopback host only when
-/// allowed).
+/// `/.well-known/did.json`. A loopback host (`did:web:localhost`, which the
+/// DID rules allow for testing) only with `allowInsecureLoopback`, and then
+/// over plain `http`: otherwise an account would resolve to whatever runs
+/// on the user's own machine.
 pub fn did_document_url(resolver: &Resolver, did: &str) -> Result<String, Error> {
     if did.starts_with("did:plc:") {
         return Ok(format!("{}/{did}", base(&resolver.plc_directory)));
@@ -191,10 +193,15 @@ pub fn did_document_url(resolver: &Resolver, did: &str) -> Result<String, Error>
         })?
         .replace("%3A", ":");
     let loopback = Origin::of_url(&format!("http://{host}")).is_some_and(|o| o.is_loopback());
-    let scheme = if loopback && resolver.allow_insecure_loopback {
-        "http"
-    } else {
-        "https"
+    let scheme = match (loopback, resolver.allow_insecure_loopback) {
+        (false, _) => "https",
+        (true, true) => "http",
+        (true, false) => {
+            return Err(Error::DidResolution {
+                reason: "a did:web on a loopback host is for testing (allowInsecureLoopback)"
+                    .into(),
+            })
+        }
     };
     Ok(format!("{scheme}://{host}/.well-known/did.json"))
 }

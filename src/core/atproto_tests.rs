@@ -253,11 +253,15 @@ fn a_did_web_document_is_at_its_hosts_well_known_path() {
         did_document_url(&loopback, "did:web:localhost%3A2583").unwrap(),
         "http://localhost:2583/.well-known/did.json"
     );
-    assert_eq!(
-        did_document_url(&resolver(), "did:web:localhost%3A2583").unwrap(),
-        "https://localhost:2583/.well-known/did.json",
-        "http only when allowed"
-    );
+    for did in ["did:web:localhost%3A2583", "did:web:localhost"] {
+        let error = did_document_url(&resolver(), did).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "DID resolution failed: a did:web on a loopback host is for \
+             testing (allowInsecureLoopback)",
+            "loopback only when allowed"
+        );
+    }
 }
 
 #[test]

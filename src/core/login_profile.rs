@@ -35,7 +35,42 @@ pub enum Profile {
 /// issuer: the account's server is known only after login.
 pub const ATPROTO_NAMESPACE: &str = "atproto";
 
+/// Options only an OpenID Connect client takes: an atproto client's
+/// servers come from each account, and it always uses PAR and DPoP.
+pub const OIDC_ONLY_OPTIONS: &[&str] = &[
+    "authorizationEndpoint",
+    "tokenEndpoint",
+    "revocationEndpoint",
+    "endSessionEndpoint",
+    "jwksUri",
+    "userinfoEndpoint",
+    "pushedAuthorizationRequestEndpoint",
+    "par",
+    "dpop",
+];
+
+/// Options only an atproto client takes: where identities are resolved.
+pub const ATPROTO_ONLY_OPTIONS: &[&str] = &["handleResolver", "plcDirectoryUrl"];
+
 impl Profile {
+    /// Refuses the first option `given` that belongs to the other profile:
+    /// it would otherwise be ignored, and the app would believe it applied
+    /// (an endpoint it meant to pin, `dpop: false` it meant to turn off).
+    pub fn refuse_other_profiles_options(self, given: impl Fn(&str) -> bool) -> Result<(), Error> {
+        let (others, reason) = match self {
+            Profile::Oidc => (ATPROTO_ONLY_OPTIONS, "is for profile \"atproto\" clients"),
+            Profile::Atproto => (
+                OIDC_ONLY_OPTIONS,
+                "is not given with profile \"atproto\": the account's servers are resolved, \
+                 with PAR and DPoP always on",
+            ),
+        };
+        match others.iter().copied().find(|name| given(name)) {
+            Some(name) => Err(Error::invalid_option(name, reason)),
+            None => Ok(()),
+        }
+    }
+
     /// The profile `profile` names (absent: OpenID Connect).
     pub fn parse(profile: Option<&str>) -> Result<Profile, Error> {
         match profile {

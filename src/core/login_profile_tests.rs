@@ -232,3 +232,39 @@ fn an_atproto_client_always_uses_par_and_dpop() {
     assert!(!Profile::Oidc.requires(false));
     assert!(Profile::Oidc.requires(true));
 }
+
+#[test]
+fn an_atproto_client_refuses_endpoints_par_and_dpop() {
+    for name in OIDC_ONLY_OPTIONS {
+        let error = Profile::Atproto
+            .refuse_other_profiles_options(|given| given == *name)
+            .unwrap_err();
+        assert_eq!(error.code(), "invalid_option");
+        assert!(error.to_string().contains(name), "{error}");
+        assert_eq!(
+            Profile::Oidc.refuse_other_profiles_options(|given| given == *name),
+            Ok(())
+        );
+    }
+    assert_eq!(
+        Profile::Atproto.refuse_other_profiles_options(|_| false),
+        Ok(())
+    );
+}
+
+#[test]
+fn an_openid_connect_client_refuses_the_resolution_options() {
+    for name in ATPROTO_ONLY_OPTIONS {
+        let error = Profile::Oidc
+            .refuse_other_profiles_options(|given| given == *name)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("invalid option {name}: is for profile \"atproto\" clients")
+        );
+        assert_eq!(
+            Profile::Atproto.refuse_other_profiles_options(|given| given == *name),
+            Ok(())
+        );
+    }
+}
