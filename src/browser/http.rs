@@ -94,7 +94,7 @@ pub async fn get_json(url: &str, timeout_ms: u32) -> Result<JsonReply, Error> {
 pub async fn get_json_no_redirect(url: &str, timeout_ms: u32) -> Result<JsonReply, Error> {
     let init = json_get()?;
     // A redirect is then an opaque answer (status 0), never followed; what
-    // it means is the core's (`resolve_machine::is_redirect`).
+    // it means is the core's (`atproto::is_redirect`).
     init.set_redirect(web_sys::RequestRedirect::Manual);
     send_within(url, &init, timeout_ms).await
 }

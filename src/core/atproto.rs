@@ -155,14 +155,31 @@ pub struct ResolveHandleReply {
     pub did: Option<String>,
 }
 
+/// Whether an answer is a redirect, which resolution never follows: the
+/// platform sends its `GET`s without following redirects (a browser then
+/// answers status 0, an opaque redirect), so that no document steers the
+/// chain to a host the previous one did not name.
+pub fn is_redirect(status: u16) -> bool {
+    status == 0 || (300..400).contains(&status)
+}
+
+/// Why `who`'s answer with `status` (not 200) is refused. A redirect is
+/// as permanent as any other refusal: the error is the stage's own, never
+/// `network_error`, which would ask the app to try again.
+fn refused(who: &str, status: u16) -> String {
+    match is_redirect(status) {
+        true => {
+            format!("{who} answered with a redirect, which identity resolution does not follow")
+        }
+        false => format!("{who} answered HTTP {status}"),
+    }
+}
+
 /// The DID of a resolveHandle answer, or `handle_not_found`.
 pub fn process_resolve_handle(reply: HttpReply<ResolveHandleReply>) -> Result<String, Error> {
     let not_found = |reason: String| Error::HandleNotFound { reason };
     if reply.status != 200 {
-        return Err(not_found(format!(
-            "the resolver answered HTTP {}",
-            reply.status
-        )));
+        return Err(not_found(refused("the resolver", reply.status)));
     }
     let did = reply
         .body
@@ -264,10 +281,7 @@ pub fn process_did_document(
 ) -> Result<Identity, Error> {
     let failed = |reason: String| Error::DidResolution { reason };
     if reply.status != 200 {
-        return Err(failed(format!(
-            "the DID document answered HTTP {}",
-            reply.status
-        )));
+        return Err(failed(refused("the DID document", reply.status)));
     }
     let document = reply.body.map_err(failed)?;
     if document.id != did {
@@ -349,7 +363,7 @@ pub fn process_protected_resource(
 ) -> Result<String, Error> {
     let invalid = |reason: String| Error::PdsMetadataInvalid { reason };
     if reply.status != 200 {
-        return Err(invalid(format!("the PDS answered HTTP {}", reply.status)));
+        return Err(invalid(refused("the PDS", reply.status)));
     }
     let metadata = reply.body.map_err(invalid)?;
     if metadata.resource.as_deref().map(base) != Some(base(pds)) {
@@ -395,10 +409,7 @@ pub fn process_authorization_server(
     };
     if reply.status != 200 {
         return Err(Error::Discovery {
-            reason: format!(
-                "the authorization server's metadata answered HTTP {}",
-                reply.status
-            ),
+            reason: refused("the authorization server's metadata", reply.status),
         });
     }
     let metadata = reply.body.map_err(|reason| Error::Discovery { reason })?;

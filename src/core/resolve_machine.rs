@@ -83,26 +83,6 @@ pub enum Fed {
     ServerMetadata(Result<HttpReply<ProviderMetadata>, Error>),
 }
 
-impl Fed {
-    /// The answer's status, when there was an answer.
-    fn status(&self) -> Option<u16> {
-        match self {
-            Fed::Handle(answer) => answer.as_ref().ok().map(|reply| reply.status),
-            Fed::DidDocument(answer) => answer.as_ref().ok().map(|reply| reply.status),
-            Fed::ProtectedResource(answer) => answer.as_ref().ok().map(|reply| reply.status),
-            Fed::ServerMetadata(answer) => answer.as_ref().ok().map(|reply| reply.status),
-        }
-    }
-}
-
-/// Whether an answer is a redirect, which resolution never follows: the
-/// platform sends its `GET`s without following redirects (a browser then
-/// answers status 0, an opaque redirect), so that no document steers the
-/// chain to a host the previous one did not name.
-pub fn is_redirect(status: u16) -> bool {
-    status == 0 || (300..400).contains(&status)
-}
-
 /// How much of an account a check establishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountCheck {
@@ -213,16 +193,6 @@ impl Resolve {
     /// The step after `fed`. An answer the stage does not expect (a driver
     /// bug) ends the chain with `did_resolution_failed`.
     pub fn on(&mut self, fed: Fed) -> Step {
-        // A handle that does not name the DID back only loses the handle.
-        let confirming = matches!(self.stage, Stage::HandleBack(_));
-        if fed.status().is_some_and(is_redirect) && !confirming {
-            self.stage = Stage::Over;
-            return Step::Done(Err(Error::Network {
-                reason:
-                    "the server answered with a redirect, which identity resolution does not follow"
-                        .into(),
-            }));
-        }
         let loopback = self.resolver.allow_insecure_loopback;
         let step = match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
             (Stage::Handle, Fed::Handle(answer)) => answer

@@ -227,16 +227,38 @@ fn an_answer_out_of_order_ends_the_chain() {
 }
 
 #[test]
-fn a_redirect_at_any_document_ends_the_chain_unfollowed() {
-    // Status 0 is the browser's opaque redirect (the `GET`s follow none).
+fn a_redirect_at_any_document_ends_the_chain_unfollowed_with_the_stages_error() {
+    // Status 0 is the browser's opaque redirect (the `GET`s follow none). A
+    // redirect is permanent: never `network_error`, which asks for a retry.
+    let redirected = |error: Error, code: &str| {
+        assert_eq!(error.code(), code);
+        assert!(
+            error
+                .to_string()
+                .ends_with("answered with a redirect, which identity resolution does not follow"),
+            "{error}"
+        );
+    };
     for status in [0, 301, 302, 307, 308] {
         let (mut machine, _) = Resolve::login(&resolver(), "alice.test");
-        let redirected = Fed::Handle(reply(status, "{}"));
-        let error = done(machine.on(redirected)).unwrap_err();
-        assert_eq!(error.code(), "network_error", "{status}");
-        assert!(error.to_string().contains("redirect"), "{error}");
+        let error = done(machine.on(Fed::Handle(reply(status, "{}")))).unwrap_err();
+        redirected(error, "handle_not_found");
     }
     let (mut machine, _) = Resolve::login(&resolver(), DID);
     let error = done(machine.on(Fed::DidDocument(reply(0, "")))).unwrap_err();
-    assert!(error.to_string().contains("redirect"), "{error}");
+    redirected(error, "did_resolution_failed");
+    let (mut machine, _) = Resolve::login(&resolver(), DID);
+    machine.on(document("alice.test"));
+    let error = done(machine.on(Fed::ProtectedResource(reply(302, "")))).unwrap_err();
+    redirected(error, "pds_metadata_invalid");
+    let (mut machine, _) = Resolve::server(AS);
+    let error = done(machine.on(Fed::ServerMetadata(reply(0, "")))).unwrap_err();
+    redirected(error, "discovery_failed");
+    // Any other refusal keeps its status.
+    let (mut machine, _) = Resolve::login(&resolver(), DID);
+    let error = done(machine.on(Fed::DidDocument(reply(404, "")))).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "DID resolution failed: the DID document answered HTTP 404"
+    );
 }
