@@ -7,13 +7,16 @@
 //!
 //! The order, for either profile:
 //! 1. The pending login is taken first (a replayed callback finds nothing).
-//! 2. atproto: the server the login went to (kept with it, never one the
-//!    callback names) has its metadata fetched and checked again.
-//! 3. The nonce the pushed request left is offered to the nonce book.
-//! 4. The callback is validated in the fixed order of
-//!    [`validate_callback`], the code exchanged (signed with the login's key
-//!    when it has one), the token response read, and an OpenID Connect
-//!    login's ID token verified (a plain OAuth login keeps none).
+//! 2. The callback is validated in the fixed order of [`validate_callback`]
+//!    (atproto: against the server the login went to, kept with it, never
+//!    one the callback names), before any request: a callback's `error`
+//!    (the user declined) is reported as such even when the server cannot
+//!    be reached.
+//! 3. atproto: that server has its metadata fetched and checked again.
+//! 4. The nonce the pushed request left is offered to the nonce book; the
+//!    code is exchanged (signed with the login's key when it has one), the
+//!    token response read, and an OpenID Connect login's ID token verified
+//!    (a plain OAuth login keeps none).
 //! 5. Tokens refused once issued — a successful answer refused for its
 //!    shape (no access token, another token type: a DPoP exchange answered
 //!    `Bearer`, an unreadable lifetime), an OpenID Connect login's ID token
@@ -29,7 +32,7 @@
 
 use crate::core::atproto::{Account, Identity};
 use crate::core::atproto_login::{account_config, granted_account};
-use crate::core::authorize::{validate_callback, PendingTransaction};
+use crate::core::authorize::{validate_callback, PendingTransaction, ValidatedCallback};
 use crate::core::drive::{Machine, Next};
 use crate::core::login::{ClientConfig, LoginResult};
 use crate::core::platform::HttpReply;
@@ -121,13 +124,15 @@ pub enum Fed {
 #[derive(Debug)]
 enum Stage {
     Taking,
-    /// atproto: waiting for the server's metadata.
+    /// atproto: waiting for the server's metadata, with the validated
+    /// callback and the pushed request's nonce.
     Fetching {
-        transaction: PendingTransaction,
+        callback: ValidatedCallback,
+        nonce: Option<String>,
     },
-    /// Waiting for the nonce offer, the callback still to validate.
+    /// Waiting for the nonce offer before the exchange.
     Offering {
-        transaction: PendingTransaction,
+        callback: ValidatedCallback,
     },
     Exchanging {
         outcome: CallbackOutcome,
@@ -195,17 +200,17 @@ impl FinishLogin {
     pub fn on(&mut self, fed: Fed, now: u64) -> Step {
         match (std::mem::replace(&mut self.stage, Stage::Over), fed) {
             (Stage::Taking, Fed::Taken(taken)) => self.taken(taken, now),
-            (Stage::Fetching { transaction }, Fed::Metadata(metadata)) => {
+            (Stage::Fetching { callback, nonce }, Fed::Metadata(metadata)) => {
                 let loopback = self.atproto_loopback.unwrap_or(false);
                 match metadata.and_then(|m| account_config(&self.config, m, loopback)) {
                     Ok(config) => {
                         self.config = config;
-                        self.offer(transaction, now)
+                        self.offer(callback, nonce)
                     }
                     Err(error) => self.fail(error),
                 }
             }
-            (Stage::Offering { transaction }, Fed::Offered) => self.validate(transaction, now),
+            (Stage::Offering { callback }, Fed::Offered) => self.exchange(callback),
             (Stage::Exchanging { outcome }, Fed::Exchanged(reply)) => {
                 self.exchanged(reply, outcome, now)
             }
@@ -243,7 +248,7 @@ impl FinishLogin {
         }
     }
 
-    /// Rule 1, then 2 or 3.
+    /// Rule 1, then 2; then 3 or 4.
     fn taken(&mut self, taken: Result<Option<PendingTransaction>, Error>, now: u64) -> Step {
         let transaction = match taken {
             Ok(transaction) => transaction,
@@ -253,40 +258,46 @@ impl FinishLogin {
             return Step::Done(Err(Error::NoTransaction));
         };
         self.key = transaction.dpop_jkt.clone();
-        if self.atproto_loopback.is_some() {
-            let issuer = transaction.issuer.clone();
-            self.issuer = Some(issuer.clone());
-            self.stage = Stage::Fetching { transaction };
-            return Step::Do(Need::ServerMetadata { issuer });
-        }
-        self.offer(transaction, now)
-    }
-
-    /// Rule 3: the pushed request's nonce, then rule 4's validation.
-    fn offer(&mut self, transaction: PendingTransaction, now: u64) -> Step {
-        match transaction.dpop_nonce.clone() {
-            Some(nonce) => {
-                let endpoint = self.config.endpoints.token.clone();
-                self.stage = Stage::Offering { transaction };
-                Step::Do(Need::OfferNonce { endpoint, nonce })
-            }
-            None => self.validate(transaction, now),
-        }
-    }
-
-    /// Rule 4: the callback in its fixed order, then the exchange.
-    fn validate(&mut self, transaction: PendingTransaction, now: u64) -> Step {
-        let config = &self.config;
-        let issuer_says = config.endpoints.iss_parameter_supported;
+        let nonce = transaction.dpop_nonce.clone();
+        // An atproto login's server is the one it went to; the profile
+        // requires servers that send `iss`.
+        let (issuer, iss_required) = match self.atproto_loopback {
+            Some(_) => (transaction.issuer.clone(), true),
+            None => (
+                self.config.issuer.clone(),
+                self.config.endpoints.iss_parameter_supported,
+            ),
+        };
         let params = std::mem::take(&mut self.params.0);
-        let callback =
-            validate_callback(Some(transaction), &params, &config.issuer, issuer_says, now);
+        let callback = validate_callback(Some(transaction), &params, &issuer, iss_required, now);
         let callback = match callback {
             Ok(callback) => callback,
             Err(error) => return self.fail(error),
         };
+        if self.atproto_loopback.is_some() {
+            self.issuer = Some(issuer.clone());
+            self.stage = Stage::Fetching { callback, nonce };
+            return Step::Do(Need::ServerMetadata { issuer });
+        }
+        self.offer(callback, nonce)
+    }
+
+    /// Rule 4: the pushed request's nonce, then the exchange.
+    fn offer(&mut self, callback: ValidatedCallback, nonce: Option<String>) -> Step {
+        match nonce {
+            Some(nonce) => {
+                let endpoint = self.config.endpoints.token.clone();
+                self.stage = Stage::Offering { callback };
+                Step::Do(Need::OfferNonce { endpoint, nonce })
+            }
+            None => self.exchange(callback),
+        }
+    }
+
+    /// Rule 4: the code exchange.
+    fn exchange(&mut self, callback: ValidatedCallback) -> Step {
         let (form, outcome) = code_exchange_params(callback);
-        let endpoint = config.endpoints.token.clone();
+        let endpoint = self.config.endpoints.token.clone();
         let key = outcome.dpop_jkt.clone();
         self.stage = Stage::Exchanging { outcome };
         Step::Do(Need::Exchange {

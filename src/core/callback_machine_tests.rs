@@ -141,6 +141,14 @@ fn a_callback_that_fails_validation_deletes_the_logins_key() {
 }
 
 #[test]
+fn a_callback_that_fails_validation_offers_no_nonce() {
+    let mut transaction = pending(IDP, "spa", true, None);
+    transaction.dpop_nonce = Some("nonce-1".into());
+    let (_, need) = oidc_taken(transaction, "forged");
+    assert_eq!(failed_with(need), "state_mismatch");
+}
+
+#[test]
 fn a_callback_that_fails_validation_without_a_key_fails_at_once() {
     let (_, need) = oidc_taken(pending(IDP, "spa", true, None), "forged");
     assert_eq!(failed_with(need), "state_mismatch");
@@ -333,6 +341,46 @@ fn a_server_that_no_longer_qualifies_ends_the_login_and_its_key() {
         failed_with(machine.on(Fed::Done, NOW)),
         "pds_metadata_invalid"
     );
+}
+
+#[test]
+fn an_atproto_callback_is_validated_before_the_server_is_asked_anything() {
+    // The user declined: that is the error, even if the server could not
+    // be reached now; the key is deleted and no request is made.
+    let declined = vec![
+        ("error".to_owned(), "access_denied".to_owned()),
+        ("state".to_owned(), "s-1".to_owned()),
+        ("iss".to_owned(), AS.to_owned()),
+    ];
+    let forged = callback("forged", AS);
+    let elsewhere = callback("s-1", "https://elsewhere.example");
+    for (params, code) in [
+        (declined, "access_denied"),
+        (forged, "state_mismatch"),
+        (elsewhere, "iss_mismatch"),
+    ] {
+        let (mut machine, _) = FinishLogin::start(base(), Some(false), params);
+        let transaction = pending(AS, CLIENT, false, Some("jkt-1"));
+        let need = machine.on(Fed::Taken(Ok(Some(transaction))), NOW);
+        assert!(
+            matches!(need, Step::Do(Need::DeleteKey(ref k)) if k == "jkt-1"),
+            "{code}: {need:?}"
+        );
+        assert_eq!(failed_with(machine.on(Fed::Done, NOW)), code);
+    }
+}
+
+#[test]
+fn an_atproto_callback_without_iss_is_refused_whatever_the_client_config_says() {
+    let params = vec![
+        ("code".to_owned(), "c-1".to_owned()),
+        ("state".to_owned(), "s-1".to_owned()),
+    ];
+    let mut config = base();
+    config.endpoints.iss_parameter_supported = false;
+    let (mut machine, _) = FinishLogin::start(config, Some(false), params);
+    let need = machine.on(Fed::Taken(Ok(Some(pending(AS, CLIENT, false, None)))), NOW);
+    assert_eq!(failed_with(need), "iss_missing");
 }
 
 /// An atproto login answered with `grant` and past its (empty) ID-token
