@@ -26,6 +26,12 @@ use crate::core::{Error, ProviderMetadata};
 /// The scope every AT Protocol login must be granted.
 pub const SCOPE: &str = "atproto";
 
+/// Whether a space-separated `scope` holds [`SCOPE`]: without it a token
+/// does not act as the account at its PDS.
+pub fn holds_atproto(scope: &str) -> bool {
+    scope.split(' ').any(|s| s == SCOPE)
+}
+
 /// The public PLC directory, the default for `did:plc` documents.
 pub const DEFAULT_PLC_DIRECTORY: &str = "https://plc.directory";
 

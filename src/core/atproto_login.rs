@@ -109,7 +109,7 @@ pub fn account_config(
 /// account the tokens name (`sub`), when the grant holds `atproto`.
 pub fn granted_account(result: &LoginResult) -> Result<&str, Error> {
     let granted = result.tokens.scope.as_deref().unwrap_or_default();
-    if !granted.split(' ').any(|s| s == atproto::SCOPE) {
+    if !atproto::holds_atproto(granted) {
         return Err(Error::MalformedTokenResponse {
             reason: "the granted scope does not contain atproto".into(),
         });

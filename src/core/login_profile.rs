@@ -107,7 +107,7 @@ impl Profile {
             Profile::Atproto => {
                 let scope =
                     given.unwrap_or_else(|| format!("{} transition:generic", atproto::SCOPE));
-                if !scope.split(' ').any(|s| s == atproto::SCOPE) {
+                if !atproto::holds_atproto(&scope) {
                     return Err(Error::invalid_option("scope", "must contain \"atproto\""));
                 }
                 Ok(scope)

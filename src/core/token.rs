@@ -19,6 +19,7 @@ use std::fmt;
 use super::authorize::ValidatedCallback;
 use super::error::Error;
 use super::secret::{AccessToken, IdToken, Nonce, RefreshToken};
+use crate::core::atproto::holds_atproto;
 use crate::core::platform::HttpReply;
 
 /// The largest lifetime accepted in `expires_in` / `refresh_expires_in`:
@@ -373,12 +374,20 @@ impl TokenSet {
             });
         }
         // An AT Protocol refresh answered for another account: its access
-        // token would act as that account while the session shows this one
-        // (its rotated refresh token is still kept: `rotation_in_refused`).
-        let account = previous.and_then(|p| p.atproto.as_deref());
-        if let (Some(account), Some(sub)) = (account, raw.sub.as_deref()) {
-            if sub != account.did {
+        // token would act as that account while the session shows this one;
+        // one whose grant lost `atproto` no longer acts as the account at
+        // all (either way its rotated refresh token is still kept:
+        // `rotation_in_refused`).
+        if let Some(account) = previous.and_then(|p| p.atproto.as_deref()) {
+            if raw.sub.as_deref().is_some_and(|sub| sub != account.did) {
                 return Err(Error::IssuerMismatch);
+            }
+            if raw
+                .scope
+                .as_deref()
+                .is_some_and(|scope| !holds_atproto(scope))
+            {
+                return Err(malformed("the granted scope does not contain atproto"));
             }
         }
         let expires_at_ms = raw
@@ -809,6 +818,7 @@ mod tests {
         let answer = |sub: Option<&str>| {
             let mut json = basic();
             json["refresh_token"] = "rt-next".into();
+            json["scope"] = "atproto".into();
             if let Some(sub) = sub {
                 json["sub"] = sub.into();
             }
@@ -828,6 +838,38 @@ mod tests {
             kept.access_token, base.access_token,
             "the new access token is not used"
         );
+    }
+
+    #[test]
+    fn an_atproto_refresh_whose_grant_lost_atproto_is_refused_but_its_rotation_kept() {
+        let base = TokenSet {
+            atproto: Some(Box::new(crate::core::atproto_login::tests::account())),
+            ..ok(basic()).unwrap()
+        };
+        let answer = |scope: &str| {
+            let mut json = basic();
+            json["refresh_token"] = "rt-next".into();
+            json["scope"] = scope.into();
+            raw(json)
+        };
+        let refresh = |body| TokenSet::from_response(200, body, NOW + 1, Some(&base), None);
+        assert!(refresh(answer("atproto transition:generic")).is_ok());
+        let narrowed = answer("transition:generic atprotocol");
+        assert_eq!(
+            refresh(narrowed.clone()).unwrap_err().to_string(),
+            "malformed token response: the granted scope does not contain atproto"
+        );
+        let kept = TokenSet::rotation_in_refused(&base, 200, &narrowed, NOW + 1).unwrap();
+        assert_eq!(kept.refresh_token.unwrap().secret(), "rt-next");
+        // An OpenID Connect session's scope is the server's business.
+        let plain = TokenSet::from_response(
+            200,
+            answer("api"),
+            NOW + 1,
+            Some(&ok(basic()).unwrap()),
+            None,
+        );
+        assert_eq!(plain.unwrap().scope.as_deref(), Some("api"));
     }
 
     #[test]
