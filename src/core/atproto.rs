@@ -202,9 +202,9 @@ pub fn process_resolve_handle(reply: HttpReply<ResolveHandleReply>) -> Result<St
 
 /// Where `did`'s document is: the PLC directory, or the `did:web` host's
 /// `/.well-known/did.json`. A loopback host (`did:web:localhost`, which the
-/// DID rules allow for testing) only with `allowInsecureLoopback`, and then
-/// over plain `http`: otherwise an account would resolve to whatever runs
-/// on the user's own machine.
+/// DID rules allow for testing, or a `*.localhost` name) only with
+/// `allowInsecureLoopback`, and then over plain `http`: otherwise an
+/// account would resolve to whatever runs on the user's own machine.
 pub fn did_document_url(resolver: &Resolver, did: &str) -> Result<String, Error> {
     if did.starts_with("did:plc:") {
         return Ok(format!("{}/{did}", base(&resolver.plc_directory)));
@@ -215,7 +215,10 @@ pub fn did_document_url(resolver: &Resolver, did: &str) -> Result<String, Error>
             reason: "not a did:plc or did:web DID".into(),
         })?
         .replace("%3A", ":");
-    let loopback = Origin::of_url(&format!("http://{host}")).is_some_and(|o| o.is_loopback());
+    // `*.localhost` too: browsers resolve it to the user's own machine.
+    let name = host.split(':').next().unwrap_or_default();
+    let loopback = name.ends_with(".localhost")
+        || Origin::of_url(&format!("http://{host}")).is_some_and(|o| o.is_loopback());
     let scheme = match (loopback, resolver.allow_insecure_loopback) {
         (false, _) => "https",
         (true, true) => "http",

@@ -253,7 +253,15 @@ fn a_did_web_document_is_at_its_hosts_well_known_path() {
         did_document_url(&loopback, "did:web:localhost%3A2583").unwrap(),
         "http://localhost:2583/.well-known/did.json"
     );
-    for did in ["did:web:localhost%3A2583", "did:web:localhost"] {
+    assert_eq!(
+        did_document_url(&loopback, "did:web:alice.localhost").unwrap(),
+        "http://alice.localhost/.well-known/did.json"
+    );
+    for did in [
+        "did:web:localhost%3A2583",
+        "did:web:localhost",
+        "did:web:alice.localhost",
+    ] {
         let error = did_document_url(&resolver(), did).unwrap_err();
         assert_eq!(
             error.to_string(),

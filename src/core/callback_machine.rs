@@ -202,6 +202,13 @@ impl FinishLogin {
             (Stage::Taking, Fed::Taken(taken)) => self.taken(taken, now),
             (Stage::Fetching { callback, nonce }, Fed::Metadata(metadata)) => {
                 let loopback = self.atproto_loopback.unwrap_or(false);
+                // The callback was validated against the server the login
+                // went to: the metadata must be that server's.
+                let went_to = self.issuer.as_deref();
+                let metadata = metadata.and_then(|m| match Some(m.issuer.as_str()) == went_to {
+                    true => Ok(m),
+                    false => Err(Error::IssMismatch),
+                });
                 match metadata.and_then(|m| account_config(&self.config, m, loopback)) {
                     Ok(config) => {
                         self.config = config;

@@ -371,6 +371,35 @@ fn an_atproto_callback_is_validated_before_the_server_is_asked_anything() {
 }
 
 #[test]
+fn an_atproto_login_refuses_metadata_of_another_server() {
+    let (mut machine, _) = atproto_taken();
+    let mut other: ProviderMetadata = serde_json::from_str(&as_metadata()).unwrap();
+    other.issuer = "https://elsewhere.example".into();
+    let need = machine.on(Fed::Metadata(Ok(other)), NOW);
+    assert!(matches!(need, Step::Do(Need::DeleteKey(_))), "{need:?}");
+    assert_eq!(failed_with(machine.on(Fed::Done, NOW)), "iss_mismatch");
+}
+
+#[test]
+fn an_atproto_logins_pushed_nonce_is_offered_at_its_servers_token_endpoint() {
+    let (mut machine, _) = FinishLogin::start(base(), Some(false), callback("s-1", AS));
+    let mut transaction = pending(AS, CLIENT, false, Some("jkt-1"));
+    transaction.dpop_nonce = Some("nonce-1".into());
+    machine.on(Fed::Taken(Ok(Some(transaction))), NOW);
+    let need = machine.on(metadata(), NOW);
+    assert!(
+        matches!(need, Step::Do(Need::OfferNonce { ref endpoint, ref nonce })
+            if endpoint == TOKEN && nonce == "nonce-1"),
+        "{need:?}"
+    );
+    let need = machine.on(Fed::Offered, NOW);
+    assert!(
+        matches!(need, Step::Do(Need::Exchange { ref endpoint, .. }) if endpoint == TOKEN),
+        "{need:?}"
+    );
+}
+
+#[test]
 fn an_atproto_callback_without_iss_is_refused_whatever_the_client_config_says() {
     let params = vec![
         ("code".to_owned(), "c-1".to_owned()),

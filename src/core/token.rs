@@ -429,7 +429,8 @@ impl TokenSet {
 
     /// The rotation a refresh answer carried when
     /// [`TokenSet::from_response`] refuses the rest of it (no access token,
-    /// another `token_type`, an unreadable lifetime): a successful answer
+    /// another `token_type`, an unreadable lifetime; for an AT Protocol
+    /// session, another account's `sub` or a grant without `atproto`): a successful answer
     /// (2xx, no `error`) with a new refresh token means the server may
     /// already have retired `previous`'s (RFC 6749 §6), so that new token is
     /// the session whatever else is wrong. `previous` with the new refresh
@@ -854,6 +855,12 @@ mod tests {
         };
         let refresh = |body| TokenSet::from_response(200, body, NOW + 1, Some(&base), None);
         assert!(refresh(answer("atproto transition:generic")).is_ok());
+        // RFC 6749 §5.1: an answer may leave `scope` out; the grant stands.
+        let mut unscoped = basic();
+        unscoped["refresh_token"] = "rt-next".into();
+        unscoped.as_object_mut().unwrap().remove("scope");
+        let kept_scope = refresh(raw(unscoped)).unwrap().scope;
+        assert_eq!(kept_scope, base.scope);
         let narrowed = answer("transition:generic atprotocol");
         assert_eq!(
             refresh(narrowed.clone()).unwrap_err().to_string(),
