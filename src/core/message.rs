@@ -74,6 +74,18 @@ pub enum SessionMessage {
         #[serde(rename = "loginAtMs", default, skip_serializing_if = "Option::is_none")]
         login_at_ms: Option<u64>,
     },
+    /// The API refused the set of login `login_at_ms` and refresh
+    /// `rotation` on the very retry it was obtained for: no tab refreshes
+    /// it again when the API refuses it (each would cost a refresh and fix
+    /// nothing). The set is named by its place in the session, not by a
+    /// token.
+    Refused {
+        /// The set's [`TokenSet::login_at_ms`].
+        #[serde(rename = "loginAtMs")]
+        login_at_ms: u64,
+        /// The set's [`TokenSet::rotation`].
+        rotation: u64,
+    },
     /// The token endpoint asked for no request before `until` (its
     /// `Retry-After`): no tab of the session sends one before then.
     BackOff {
@@ -114,8 +126,9 @@ pub trait MessageFields {
 
 impl SessionMessage {
     /// Reads a message in the form it serialises to, member by member:
-    /// `{ type: "tokens", tokens, unsaved? }`, `{ type: "ended", reason, loginAtMs? }`
-    /// or `{ type: "backOff", until, status, error, seconds }` (numbers not
+    /// `{ type: "tokens", tokens, unsaved? }`, `{ type: "ended", reason, loginAtMs? }`,
+    /// `{ type: "refused", loginAtMs, rotation }` or
+    /// `{ type: "backOff", until, status, error, seconds }` (numbers not
     /// negative; a status past 65535 is 65535). Anything else — another
     /// app's message, another spelling — is `None`, ignored. (Not the
     /// derived `Deserialize`: for an internally tagged enum it buffers
@@ -134,6 +147,13 @@ impl SessionMessage {
                     .filter(|n| *n >= 0.0)
                     .map(|n| n as u64),
             }),
+            "refused" => {
+                let number = |name: &str| fields.number(name).filter(|n| *n >= 0.0);
+                Some(SessionMessage::Refused {
+                    login_at_ms: number("loginAtMs")? as u64,
+                    rotation: number("rotation")? as u64,
+                })
+            }
             "backOff" => {
                 let number = |name: &str| fields.number(name).filter(|n| *n >= 0.0);
                 Some(SessionMessage::BackOff {
@@ -203,6 +223,10 @@ mod tests {
             SessionMessage::Ended {
                 reason: EndReason::Expired,
                 login_at_ms: Some(1_699_999_000_000),
+            },
+            SessionMessage::Refused {
+                login_at_ms: 1_699_999_000_000,
+                rotation: 3,
             },
         ];
         for message in messages {

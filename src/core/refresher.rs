@@ -12,6 +12,7 @@ use std::pin::Pin;
 
 use crate::core::dpop::DpopKeys;
 use crate::core::drive::{drive, Next, Perform};
+use crate::core::message::SessionMessage;
 use crate::core::ports::{
     Background, Broadcast, Clock, RefreshRequest, RefreshTransport, SessionLock, SessionStore,
     Timer,
@@ -157,8 +158,17 @@ where
     /// far off at the API, an endpoint that always answers 401): refreshing
     /// again would cost one refresh per call and fix nothing. `fresh` is
     /// replaced when it goes stale, like any token.
+    /// The other tabs are told which set it is: one that adopted it would
+    /// otherwise refresh on its own first refusal.
     pub fn rejected_at_once(&self, fresh: &AccessToken) {
         self.session.refuse(fresh.clone());
+        let held = self.session.tokens();
+        if let Some(held) = held.filter(|held| held.access_token == *fresh) {
+            self.broadcast.publish(&SessionMessage::Refused {
+                login_at_ms: held.login_at_ms,
+                rotation: held.rotation,
+            });
+        }
     }
 
     /// Waits for the tab's single in-flight refresh, starting it (on a task

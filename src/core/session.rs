@@ -502,6 +502,18 @@ impl Session {
                 let until = login_at_ms.map_or(now_ms, |at| at.min(now_ms));
                 self.end(reason, until);
             }
+            SessionMessage::Refused {
+                login_at_ms,
+                rotation,
+            } => {
+                let held = self.tokens.borrow().as_ref().and_then(|held| {
+                    let named = (held.login_at_ms, held.rotation) == (login_at_ms, rotation);
+                    named.then(|| held.access_token.clone())
+                });
+                if let Some(token) = held {
+                    self.refuse(token);
+                }
+            }
             SessionMessage::BackOff {
                 until,
                 status,

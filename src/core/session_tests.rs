@@ -469,6 +469,43 @@ fn a_replacement_rejected_on_its_own_retry_is_not_refreshed_again() {
     }
     assert_eq!(tab.lock.acquired.get(), 1);
     assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
+    // The other tabs are told which set (not which token) it was.
+    let held = tab.session.tokens().unwrap();
+    assert_eq!(held.rotation, 1);
+    let told = SessionMessage::Refused {
+        login_at_ms: held.login_at_ms,
+        rotation: 1,
+    };
+    assert_eq!(tab.sent().last(), Some(&told));
+}
+
+#[test]
+fn a_set_another_tab_found_refused_at_once_is_not_refreshed_here() {
+    let set = expiring("at-2", Some("rt-2"), HOUR_MS / 2);
+    let tab = Tab::with(set.clone());
+    // A refusal of another set of the session says nothing of this one.
+    let others = [
+        (set.login_at_ms, set.rotation + 1),
+        (set.login_at_ms + 1, set.rotation),
+    ];
+    for (login_at_ms, rotation) in others {
+        let other = SessionMessage::Refused {
+            login_at_ms,
+            rotation,
+        };
+        tab.session.receive(other, NOW);
+    }
+    assert!(!tab.session.refuses(&set.access_token));
+    let this = SessionMessage::Refused {
+        login_at_ms: set.login_at_ms,
+        rotation: set.rotation,
+    };
+    tab.session.receive(this, NOW);
+    // The API's refusal of at-2 is answered as is: no lock, no request
+    // (the fake server fails on any).
+    assert_eq!(tab.reject("at-2"), "at-2");
+    assert_eq!(tab.lock.acquired.get(), 0);
+    assert!(tab.sent().is_empty());
 }
 
 #[test]

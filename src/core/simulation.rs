@@ -973,6 +973,10 @@ fn deliver(world: &World, tab: &Tab, message: SessionMessage, at: u64) {
             reason,
             login_at_ms,
         } => format!("ended {reason:?} logins to {login_at_ms:?}"),
+        SessionMessage::Refused {
+            login_at_ms,
+            rotation,
+        } => format!("refused {login_at_ms}/{rotation}"),
         SessionMessage::BackOff { until, .. } => format!("back off until {until}"),
     };
     tab.session.receive(message, at);

@@ -238,6 +238,10 @@ pub(crate) mod shown {
                 reason,
                 login_at_ms: Some(at),
             }) => format!("publish ended {reason:?} logins to {at}"),
+            Act::Publish(SessionMessage::Refused {
+                login_at_ms,
+                rotation,
+            }) => format!("publish refused {login_at_ms}/{rotation}"),
             Act::Publish(SessionMessage::BackOff { until, .. }) => {
                 format!("publish back off +{}", until - now)
             }

@@ -3,7 +3,7 @@
 // `<base href>` injection points; `tokenIn: "query"` puts it in
 // `?access_token=` with the same refresh and retry; a redirected answer is
 // not retried; an API that refuses every token costs one refresh, not one
-// per call.
+// per call, also with several tabs calling it.
 //
 // Two small servers of this file's own stand in for the app and an API:
 // `app` serves the staged e2e page and an API on the page's origin, `api`
@@ -17,7 +17,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 
 import { openApp, withClient, clientOptions } from "./support/app.mjs";
-import { accessToken, freshContext, signedInTabs, sleep, EXPIRED_MS, LONG_TTL } from "./support/session.mjs";
+import { accessToken, freshContext, signedInTabs, sleep, until, EXPIRED_MS, LONG_TTL } from "./support/session.mjs";
 import { launchBrowser } from "./support/browser.mjs";
 import { requireStagedApp } from "./support/project.mjs";
 import { startIdp } from "../idp/server.mjs";
@@ -387,6 +387,38 @@ test("an API that answers 401 to every token costs one refresh, whatever the num
     // The token itself is good: other endpoints take it, with no refresh.
     assert.deepEqual(await attempt(tab, `${api.origin}/api/whoami`), { status: 200, redirected: false });
     assert.equal(refreshGrants(), 1);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("an API that answers 401 to every token, called from 2 tabs in turn, costs one refresh in all", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const extra = { allowedOrigins: [api.origin] };
+    const [a, b] = await signedInTabs(context, site, extra, { more: 1, ttl: LONG_TTL });
+    const token = await accessToken(a);
+    app.reset();
+    api.reset();
+    idp.resetCounters();
+    assert.deepEqual(await attempt(a, `${api.origin}/always401`), { status: 401, redirected: false });
+    assert.equal(refreshGrants(), 1, "tab A's first call refreshed once");
+    const fresh = await accessToken(a);
+    assert.notEqual(fresh, token);
+    // Tab B adopts A's set from its broadcast; A's word that the API refused
+    // it at once follows on the same channel.
+    await until(async () => (await accessToken(b)) === fresh, 5000, "tab B to adopt the refreshed set");
+    await sleep(200);
+    const ROUNDS = 3;
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const [name, tab] of [["B", b], ["A", a]]) {
+        assert.deepEqual(await attempt(tab, `${api.origin}/always401`), { status: 401, redirected: false }, `${name} ${i}`);
+      }
+    }
+    assert.equal(refreshGrants(), 1, "no tab refreshed the set the API refused at once");
+    assert.equal(await accessToken(b), fresh);
+    assert.equal(api.requests.length, 2 + 2 * ROUNDS, "A's first call and its retry, then one request per call");
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
