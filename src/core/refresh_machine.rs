@@ -190,7 +190,8 @@ impl SessionMachine for RefreshMachine {
             }
             (Stage::ReadingEndReason { at, mine }, Input::EndReason(end)) => {
                 // Unless its end was heard meanwhile.
-                let lost = mine.filter(|mine| lost_from_store(mine, end, session));
+                let unsaved = session.is_unsaved();
+                let lost = mine.filter(|mine| lost_from_store(mine, end, unsaved, session));
                 if let Some(mine) = lost {
                     // A sign-out's first clear, made without the lock,
                     // removed this later login's set just after its write:
@@ -199,6 +200,11 @@ impl SessionMachine for RefreshMachine {
                     return self.refresh_from(mine, session, now);
                 }
                 let reason = end.map_or(EndReason::Expired, |end| end.reason);
+                // The end covers the logins the record names, not every
+                // login until this tab took the lock.
+                let at = end
+                    .and_then(|end| end.until_ms)
+                    .map_or(at, |until| until.min(at));
                 let error = match reason {
                     EndReason::SignedOut => Error::NotAuthenticated,
                     EndReason::Expired => Error::SessionExpired,
@@ -271,14 +277,16 @@ impl SessionMachine for RefreshMachine {
                 self.before_write(unwritten, stored, session)
             }
             (Stage::ReadingEndBeforeWrite(unwritten), Input::EndReason(end)) => {
-                if lost_from_store(&unwritten.base, end, session) {
+                if lost_from_store(&unwritten.base, end, session.is_unsaved(), session) {
                     return self.save_refreshed(unwritten);
                 }
                 // Cleared meanwhile: a sign-out in a tab that did not wait
                 // for the lock. It cannot be undone.
                 let end = Act::End {
                     reason: EndReason::SignedOut,
-                    at: now,
+                    at: end
+                        .and_then(|end| end.until_ms)
+                        .map_or(now, |until| until.min(now)),
                 };
                 self.revoked(unwritten.fresh, Some(end), vec![])
             }
@@ -481,7 +489,7 @@ impl RefreshMachine {
                     Ok(stored),
                 );
             }
-            Ok(None) if !session.is_unsaved() && self.found_stored => {
+            Ok(None) if session.is_unsaved() || self.found_stored => {
                 // Cleared meanwhile, by a sign-out in a tab that did not wait
                 // for the lock, unless its end is of earlier logins only.
                 self.stage = Stage::ReadingEndBeforeWrite(unwritten);
@@ -669,7 +677,7 @@ impl RefreshMachine {
             (Some(stored), _) => stored,
             // This tab's later login, whose write has not replaced the ended
             // one's set (or failed).
-            (None, Some(mine)) if session.is_unsaved() || stored_ended.is_some() => mine,
+            (None, Some(mine)) if stored_ended.is_some() => mine,
             // Cleared by another tab while this one held a copy (its
             // broadcast not heard yet), unless the store's end is of
             // earlier logins only.
@@ -842,8 +850,13 @@ pub fn back_off(error: &Error, now_ms: u64) -> Option<(u64, SessionMessage)> {
 /// than ended: the store's `end` names only earlier logins (a sign-out
 /// called before `set`'s login, whose first clear came after its write),
 /// and no end of it was heard here.
-fn lost_from_store(set: &TokenSet, end: Option<EndRecord>, session: &Session) -> bool {
-    end.is_some_and(|end| !end.covers(set)) && !session.has_ended(set)
+fn lost_from_store(
+    set: &TokenSet,
+    end: Option<EndRecord>,
+    unsaved: bool,
+    session: &Session,
+) -> bool {
+    end.map_or(unsaved, |end| !end.covers(set)) && !session.has_ended(set)
 }
 
 /// Whether `a` holds a token `b` does not: another set, not `b` as it

@@ -195,6 +195,10 @@ fn an_empty_store_after_a_failed_write_refreshes_this_tab_s_copy() {
     session.set_unsaved(true);
     let mut machine = in_lock(&stale(), &session);
     let step = on(&mut machine, Input::Loaded(Ok(None)), &session);
+    // Empty because the write failed, or because of a sign-out's first
+    // clear: the store's end record tells (here there is none).
+    assert_eq!(show(&step), "end reason");
+    let step = on(&mut machine, Input::EndReason(None), &session);
     assert_eq!(show(&step), "send rt-1 10000");
 }
 
@@ -1394,5 +1398,91 @@ fn invalid_grant_with_only_an_older_set_stored_ends_the_session() {
     assert_eq!(
         run(&mut machine, &session, inputs),
         ["load", "clear Expired logins to 1699992800000"]
+    );
+}
+
+#[test]
+fn an_unsaved_tab_reads_the_end_record_before_writing_to_an_empty_store() {
+    // Tab A holds at-1/rt-1 from a sibling's unsaved broadcast; the store
+    // holds the older at-0/rt-0. A sends rt-1; tab B signs out (first clear,
+    // no lock: record {SignedOut, NOW}); the answer reaches A before B's
+    // Ended broadcast.
+    let session = Session::new(Some(stale()));
+    session.set_unsaved(true);
+    let mut machine = in_lock(&stale(), &session);
+    let step = on(
+        &mut machine,
+        Input::Loaded(Ok(Some(set(0, HOUR_MS)))),
+        &session,
+    );
+    assert_eq!(show(&step), "send rt-1 10000");
+    let step = on(&mut machine, rotated(None), &session);
+    assert_eq!(show(&step), "resume requests; load");
+    let step = on(&mut machine, Input::Loaded(Ok(None)), &session);
+    // The store may be empty because of a sign-out's first clear, not of
+    // the failed write: its end record is read before anything is written.
+    assert_eq!(
+        show(&step),
+        "end reason",
+        "the rotation is written over the sign-out"
+    );
+    let end = EndRecord::new(EndReason::SignedOut, NOW);
+    let step = on(&mut machine, Input::EndReason(Some(end)), &session);
+    assert!(show(&step).starts_with("revoke"), "{}", show(&step));
+    assert!(!show(&step).contains("save"), "{}", show(&step));
+}
+
+#[test]
+fn an_unsaved_tab_finding_the_store_empty_reads_its_end_record_before_refreshing() {
+    // Tab A's own write failed (unsaved). Tab B signs out (first clear);
+    // A takes the lock before hearing B's Ended broadcast.
+    let session = Session::new(Some(stale()));
+    session.set_unsaved(true);
+    let mut machine = in_lock(&stale(), &session);
+    let step = on(&mut machine, Input::Loaded(Ok(None)), &session);
+    // The store's end record {SignedOut, NOW} covers rt-1's login: rt-1 is
+    // not presented after the sign-out.
+    assert_eq!(show(&step), "end reason", "refreshed over the sign-out");
+    let end = EndRecord::new(EndReason::SignedOut, NOW);
+    let step = on(&mut machine, Input::EndReason(Some(end)), &session);
+    assert_eq!(show(&step), "end SignedOut; fail not_authenticated");
+}
+
+#[test]
+fn an_end_found_in_the_store_does_not_end_a_later_login_heard_after() {
+    // Tab B signed out at NOW - 1_000 (its record {SignedOut, NOW - 1_000});
+    // its first clear removed tab C's login at NOW - 500, written just
+    // before (C holds that login and broadcast it). This tab (A), still on
+    // the older login, takes the lock at NOW before C's broadcast arrives.
+    let signed_out_at = NOW - 1_000;
+    let later = TokenSet {
+        login_at_ms: NOW - 500,
+        issued_at_ms: NOW - 500,
+        ..set(9, 0)
+    };
+    let session = Session::new(Some(stale()));
+    let mut machine = in_lock(&stale(), &session);
+    let step = on(&mut machine, Input::Loaded(Ok(None)), &session);
+    assert_eq!(show(&step), "end reason");
+    let end = EndRecord::new(EndReason::SignedOut, signed_out_at);
+    let step = on(&mut machine, Input::EndReason(Some(end)), &session);
+    assert_eq!(show(&step), "end SignedOut; fail not_authenticated");
+    for act in step.acts {
+        if let Act::End { reason, at } = act {
+            session.end(reason, at);
+        }
+    }
+    // C's broadcast of its later login arrives.
+    session.receive(
+        SessionMessage::Tokens {
+            tokens: later.clone(),
+            unsaved: false,
+        },
+        NOW + 10,
+    );
+    assert_eq!(
+        session.tokens().map(|t| t.access_token),
+        Some(later.access_token),
+        "the later login, after the sign-out, is ignored in this tab"
     );
 }

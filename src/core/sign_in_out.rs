@@ -24,6 +24,8 @@ use crate::core::{Error, TokenSet};
 pub struct SignIn {
     tokens: TokenSet,
     saved: Option<Result<(), Error>>,
+    /// Clearing the set just written: a sign-out heard meanwhile ended it.
+    clearing: bool,
 }
 
 impl SignIn {
@@ -32,11 +34,25 @@ impl SignIn {
         let machine = SignIn {
             tokens,
             saved: None,
+            clearing: false,
         };
         let wait = Wait::Lock {
             ms: policy.lock_wait_ms,
         };
         (machine, Step::wait(wait))
+    }
+
+    /// Completes the login now and writes it. It is later than any end the
+    /// store keeps: that sign-out cleared the store before this lock was
+    /// taken, so it was called before this login completed, even in the
+    /// same millisecond (an end covers its own millisecond, and would end
+    /// this login in the tabs that hear it after its locked clear).
+    fn stamp(&mut self, end: Option<EndRecord>, now: u64) -> Step {
+        let after_end = end
+            .and_then(|end| end.until_ms)
+            .map_or(0, |until| until.saturating_add(1));
+        self.tokens.login_at_ms = self.tokens.login_at_ms.max(now).max(after_end);
+        Step::wait(Wait::Save(self.tokens.clone()))
     }
 
     /// Ended by a sign-out called after it completed: the lock let go,
@@ -68,17 +84,28 @@ impl SessionMachine for SignIn {
     /// An input out of turn finishes the sign-in as written.
     fn on(&mut self, input: Input, session: &Session, now: u64) -> Step {
         match (input, self.saved.take()) {
-            // Taken or not, the login goes on, completed now.
-            (Input::Locked(_), None) => {
-                self.tokens.login_at_ms = self.tokens.login_at_ms.max(now);
-                Step::wait(Wait::Save(self.tokens.clone()))
-            }
+            // Under the lock, the store's end is read first: see `stamp`.
+            (Input::Locked(Ok(())), None) => Step::wait(Wait::EndReason),
+            // Without the lock the login goes on all the same.
+            (Input::Locked(Err(_)), None) => self.stamp(None, now),
+            (Input::EndReason(end), None) => self.stamp(end, now),
             // A sign-out called after the login completed (its write
             // under the lock began) was heard while the set was written:
             // it ends this login too, here as in every tab that heard it.
             // The set is not put in use nor told; the sign-out, waiting for
-            // the lock, clears it from the store and revokes it.
-            (Input::Saved(_), None) if session.has_ended(&self.tokens) => Self::ended(),
+            // the lock, revokes it. It is cleared from the store here, under
+            // the lock: a sign-out called in the same millisecond as this
+            // lock was taken may already be past its own clear.
+            (Input::Saved(_), None) if session.has_ended(&self.tokens) => {
+                match session.last_end() {
+                    Some(end) => {
+                        self.clearing = true;
+                        Step::wait(Wait::Clear(end))
+                    }
+                    None => Self::ended(),
+                }
+            }
+            (Input::Cleared(_), None) if self.clearing => Self::ended(),
             (Input::Saved(saved), None) => {
                 let unsaved = saved.is_err();
                 let told = Act::Publish(SessionMessage::Tokens {

@@ -55,10 +55,15 @@ fn a_login_is_written_under_the_lock_then_used() {
     let session = Session::new(None);
     let (mut machine, first) = SignIn::start(set(9, NOW), &POLICY);
     assert_eq!(show(&first), "lock 20000");
-    let inputs = vec![Input::Locked(Ok(())), Input::Saved(Ok(()))];
+    let inputs = vec![
+        Input::Locked(Ok(())),
+        Input::EndReason(None),
+        Input::Saved(Ok(())),
+    ];
     assert_eq!(
         run(&mut machine, &session, inputs),
         [
+            "end reason",
             "save at-9 -",
             "publish at-9 - unsaved=false; unlock; unsaved=false; adopt at-9 - Login; done"
         ]
@@ -74,7 +79,9 @@ fn a_login_completes_when_it_is_written_after_a_sign_out_heard_meanwhile() {
     b.receive(ended.clone(), NOW - 40);
     c.receive(ended, NOW - 40);
     let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
-    let Wait::Save(written) = machine.on(Input::Locked(Ok(())), &b, NOW).wait else {
+    machine.on(Input::Locked(Ok(())), &b, NOW);
+    let kept = EndRecord::new(EndReason::SignedOut, NOW - 50);
+    let Wait::Save(written) = machine.on(Input::EndReason(Some(kept)), &b, NOW).wait else {
         panic!("a login is written once the lock is taken");
     };
     assert_eq!(written.login_at_ms, NOW, "the login's time is its write's");
@@ -110,9 +117,15 @@ fn a_sign_out_heard_while_the_login_is_written_ends_it_here_too() {
     let ended = signed_out_at(NOW + 10);
     let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
     machine.on(Input::Locked(Ok(())), &b, NOW);
+    machine.on(Input::EndReason(None), &b, NOW);
     b.receive(ended.clone(), NOW + 15);
     c.receive(ended, NOW + 15);
+    // The set just written is cleared under the lock, with the end that
+    // covers it: the sign-out may be past its own clear (called in the
+    // millisecond this lock was taken).
     let step = machine.on(Input::Saved(Ok(())), &b, NOW + 20);
+    assert_eq!(show(&step), "clear SignedOut logins to 1700000000010");
+    let step = machine.on(Input::Cleared(Ok(())), &b, NOW + 21);
     assert_eq!(show(&step), "unlock; fail not_authenticated");
     assert_eq!((b.tokens(), c.tokens()), (None, None), "every tab agrees");
 }
@@ -122,6 +135,7 @@ fn a_sign_out_heard_while_an_unsaved_login_is_told_ends_it_here_too() {
     let b = Session::new(None);
     let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
     machine.on(Input::Locked(Ok(())), &b, NOW);
+    machine.on(Input::EndReason(None), &b, NOW);
     let told = machine.on(Input::Saved(Err(quota())), &b, NOW + 5);
     assert_eq!(show(&told), "publish at-0 - unsaved=true; sleep 250");
     b.receive(signed_out_at(NOW + 10), NOW + 15);
@@ -131,12 +145,41 @@ fn a_sign_out_heard_while_an_unsaved_login_is_told_ends_it_here_too() {
 }
 
 #[test]
+fn a_login_whose_lock_follows_a_sign_out_in_the_same_millisecond_is_later_than_it() {
+    // A signed out at NOW (its first clear left {SignedOut, NOW}); B's lock
+    // came in the same millisecond, before B heard it.
+    let (b, c) = (Session::new(None), Session::new(None));
+    let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
+    machine.on(Input::Locked(Ok(())), &b, NOW);
+    let kept = EndRecord::new(EndReason::SignedOut, NOW);
+    let Wait::Save(written) = machine.on(Input::EndReason(Some(kept)), &b, NOW).wait else {
+        panic!("a login is written once the lock is taken");
+    };
+    assert_eq!(written.login_at_ms, NOW + 1);
+    machine.on(Input::Saved(Ok(())), &b, NOW);
+    for tab in [&b, &c] {
+        tab.receive(
+            SessionMessage::Tokens {
+                tokens: written.clone(),
+                unsaved: false,
+            },
+            NOW + 1,
+        );
+        tab.receive(signed_out_at(NOW), NOW + 2);
+        assert_eq!(
+            tab.tokens(),
+            Some(written.clone()),
+            "not ended by the sign-out"
+        );
+    }
+}
+
+#[test]
 fn a_login_keeps_a_time_later_than_its_write_s() {
     let (mut machine, _) = SignIn::start(set(0, NOW + 5), &POLICY);
-    let Wait::Save(written) = machine
-        .on(Input::Locked(Ok(())), &Session::new(None), NOW)
-        .wait
-    else {
+    let session = Session::new(None);
+    machine.on(Input::Locked(Ok(())), &session, NOW);
+    let Wait::Save(written) = machine.on(Input::EndReason(None), &session, NOW).wait else {
         panic!("a login is written once the lock is taken");
     };
     assert_eq!(written.login_at_ms, NOW + 5);
@@ -174,12 +217,14 @@ fn a_login_that_cannot_be_written_is_broadcast_held_then_used_from_memory() {
     let (mut machine, _) = SignIn::start(set(9, NOW), &POLICY);
     let inputs = vec![
         Input::Locked(Ok(())),
+        Input::EndReason(None),
         Input::Saved(Err(quota())),
         Input::Slept,
     ];
     assert_eq!(
         run(&mut machine, &session, inputs),
         [
+            "end reason",
             "save at-9 -",
             "publish at-9 - unsaved=true; sleep 250",
             "unlock; unsaved=false; adopt at-9 - Login; persist failed storage_error; \

@@ -278,6 +278,8 @@ struct World {
     /// delivered at the latest.
     inboxes: Vec<RefCell<VecDeque<(u64, SessionMessage)>>>,
     signed_out: Cell<bool>,
+    signed_out_at: Cell<Option<u64>>,
+    relogin_at: Cell<Option<u64>>,
     /// The tabs closed so far.
     closed: Vec<Cell<bool>>,
     /// The session's DPoP key (with DPoP).
@@ -369,6 +371,11 @@ impl SessionStore for TabPorts<'_> {
     async fn save_tokens(&self, tokens: &TokenSet) -> Result<(), Error> {
         yield_once().await;
         let rt = tokens.refresh_token.as_ref().map(|t| t.secret().to_owned());
+        if tokens.access_token.secret() == "at-1.0" && self.world.relogin_at.get().is_none() {
+            self.world.relogin_at.set(Some(tokens.login_at_ms));
+            self.world
+                .note(format!("relogin stamped {}", tokens.login_at_ms - START_MS));
+        }
         self.maybe_stall("write").await;
         if self.world.rng.percent(self.world.faults.failed_write) {
             self.world
@@ -732,6 +739,8 @@ impl<'w> Tab<'w> {
                 continue;
             }
             if signs_out_at == Some(call) {
+                world.signed_out_at.set(Some(world.now_ms.get()));
+                world.note(format!("tab {} signs out", self.ports.tab));
                 refresher.sign_out().await;
                 world.signed_out.set(true);
                 return;
@@ -774,6 +783,8 @@ fn run(seed: u64, faults: Faults) {
         lock_holder: Cell::new(None),
         inboxes: (0..TABS).map(|_| RefCell::default()).collect(),
         signed_out: Cell::new(false),
+        signed_out_at: Cell::new(None),
+        relogin_at: Cell::new(None),
         closed: (0..TABS).map(|_| Cell::new(false)).collect(),
         keys: FakeDpopKeys::default(),
         nonces: (0..TABS).map(|_| NonceBook::default()).collect(),
@@ -1024,9 +1035,17 @@ fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
         server.lost_answers.get()
     );
     let stored = stored(world);
-    if world.signed_out.get() {
+    let later_login = match (world.signed_out_at.get(), world.relogin_at.get()) {
+        (Some(out), Some(login)) => login > out,
+        _ => false,
+    };
+    if world.signed_out.get() && !later_login {
         assert_eq!(stored, None, "seed {seed}: sign-out cannot be undone");
-        for (i, tab) in tabs.iter().enumerate() {
+        for (i, tab) in tabs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !world.closed[*i].get())
+        {
             assert_eq!(
                 tab.session.tokens(),
                 None,
@@ -1068,6 +1087,15 @@ fn check_run(seed: u64, world: &World, tabs: &[Tab]) {
             assert_eq!(
                 held_grant, grant,
                 "seed {seed}: tab {i} is on an older login"
+            );
+        }
+    }
+    // A login after a sign-out is not ended by it, in any tab.
+    if later_login {
+        for (i, tab) in tabs.iter().enumerate().filter(open) {
+            assert!(
+                tab.session.tokens().is_some(),
+                "seed {seed}: tab {i} lost the later login"
             );
         }
     }
@@ -1402,4 +1430,104 @@ fn local_storage_read_without_marks_presents_a_spent_refresh_token() {
         })
     });
     assert!(failed.is_some(), "no seed lost the session without marks");
+}
+
+// With the seeds that found the bugs it guards against (CHANGELOG, Fixed).
+#[test]
+fn sign_out_with_failed_writes_and_refused_answers() {
+    for seed in seeds().chain([1502]) {
+        run(
+            seed,
+            Faults {
+                late_answer: 20,
+                sign_out: true,
+                failed_write: 15,
+                refused_answer: 15,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+// With the seeds that found the bugs it guards against (CHANGELOG, Fixed).
+#[test]
+fn sign_out_with_a_stalled_store() {
+    for seed in seeds().chain([2188]) {
+        run(
+            seed,
+            Faults {
+                late_answer: 20,
+                sign_out: true,
+                stalled_store: 10,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn sign_out_with_tabs_closing_and_failed_writes() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                late_answer: 20,
+                sign_out: true,
+                tab_closes: true,
+                failed_write: 10,
+                failed_key_fetch: Some(30),
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn sign_out_in_local_storage_with_failed_writes() {
+    for seed in seeds() {
+        run(
+            seed,
+            Faults {
+                local_storage: Some(true),
+                late_answer: 20,
+                sign_out: true,
+                failed_write: 10,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+// With the seeds that found the bugs it guards against (CHANGELOG, Fixed).
+#[test]
+fn sign_out_then_a_later_login() {
+    for seed in seeds().chain([2101, 1156, 671]) {
+        run(
+            seed,
+            Faults {
+                late_answer: 20,
+                sign_out: true,
+                relogin: true,
+                ..Faults::default()
+            },
+        );
+    }
+}
+
+// With the seeds that found the bugs it guards against (CHANGELOG, Fixed).
+#[test]
+fn sign_out_then_a_later_login_with_failed_writes() {
+    for seed in seeds().chain([1358, 1359, 2046, 15539]) {
+        run(
+            seed,
+            Faults {
+                late_answer: 20,
+                sign_out: true,
+                relogin: true,
+                failed_write: 10,
+                failed_key_fetch: Some(20),
+                ..Faults::default()
+            },
+        );
+    }
 }
