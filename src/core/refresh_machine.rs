@@ -84,6 +84,12 @@ enum Stage {
     Rechecking {
         base: TokenSet,
     },
+    /// The refused set's store was found empty: a sign-out (which revokes
+    /// the refresh token) whose word has not arrived, or an expiry; the
+    /// store's end record tells which.
+    ReadingEndAfterRefusal {
+        base: TokenSet,
+    },
     /// Read right before the write (compare-and-swap).
     ReadingBeforeWrite(Unwritten),
     /// The store was found empty right before the write: its end record
@@ -199,17 +205,7 @@ impl SessionMachine for RefreshMachine {
                     // store found empty is not a sign-out: `found_stored`).
                     return self.refresh_from(mine, session, now);
                 }
-                let reason = end.map_or(EndReason::Expired, |end| end.reason);
-                // The end covers the logins the record names, not every
-                // login until this tab took the lock.
-                let at = end
-                    .and_then(|end| end.until_ms)
-                    .map_or(at, |until| until.min(at));
-                let error = match reason {
-                    EndReason::SignedOut => Error::NotAuthenticated,
-                    EndReason::Expired => Error::SessionExpired,
-                };
-                Step::done(vec![Act::End { reason, at }], Err(error))
+                ended_by_store(end, at)
             }
             (Stage::CheckingAccount { base, since }, Input::AccountChecked(checked)) => {
                 match checked {
@@ -254,6 +250,16 @@ impl SessionMachine for RefreshMachine {
                 // out (a sign-out revokes the refresh token): the tab that
                 // ended it cleared the store and told everyone why.
                 _ if session.has_ended(&base) => self.over(base.login_at_ms),
+                Ok(None) => {
+                    self.stage = Stage::ReadingEndAfterRefusal { base };
+                    Step::wait(Wait::EndReason)
+                }
+                _ => self.expire(base, vec![], session),
+            },
+            (Stage::ReadingEndAfterRefusal { base }, Input::EndReason(end)) => match end {
+                // Ended by that end, whose record stays as it is: an expiry's
+                // would name only this set's login, and call it expired.
+                Some(end) if end.covers(&base) => ended_by_store(Some(end), base.login_at_ms),
                 _ => self.expire(base, vec![], session),
             },
             (Stage::Discarding { fresh, spent }, Input::Loaded(stored)) => {
@@ -857,6 +863,22 @@ fn lost_from_store(
     session: &Session,
 ) -> bool {
     end.map_or(unsaved, |end| !end.covers(set)) && !session.has_ended(set)
+}
+
+/// The session ended for the store's `end` (an expiry when there is none),
+/// here for the logins until `at`, or until the record's own end when that
+/// is earlier: a later login, removed from the store by a sign-out's
+/// lockless first clear and heard after, is not this end's.
+fn ended_by_store(end: Option<EndRecord>, at: u64) -> Step {
+    let reason = end.map_or(EndReason::Expired, |end| end.reason);
+    let at = end
+        .and_then(|end| end.until_ms)
+        .map_or(at, |until| until.min(at));
+    let error = match reason {
+        EndReason::SignedOut => Error::NotAuthenticated,
+        EndReason::Expired => Error::SessionExpired,
+    };
+    Step::done(vec![Act::End { reason, at }], Err(error))
 }
 
 /// Whether `a` holds a token `b` does not: another set, not `b` as it

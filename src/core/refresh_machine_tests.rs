@@ -1121,6 +1121,52 @@ fn invalid_grant_after_a_sign_out_heard_while_out_ends_for_the_kept_reason() {
 }
 
 #[test]
+fn invalid_grant_before_a_sign_outs_word_ends_for_the_stores_reason_without_narrowing_it() {
+    // The sign-out (at NOW, after this set's login) revoked the refresh
+    // token in flight and cleared the store; its broadcast has not come.
+    // The store's record stays the sign-out's: an expiry's would name only
+    // this set's login.
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+    let inputs = vec![
+        refused,
+        Input::Loaded(Ok(None)),
+        Input::EndReason(Some(EndRecord::new(EndReason::SignedOut, NOW))),
+    ];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        [
+            "load",
+            "end reason",
+            "end SignedOut; fail not_authenticated"
+        ]
+    );
+}
+
+#[test]
+fn invalid_grant_with_an_empty_store_and_no_end_covering_it_expires() {
+    // No record, or one of earlier logins only: the server refused this
+    // set, which is over everywhere.
+    let earlier = EndRecord::new(EndReason::SignedOut, stale().login_at_ms - 1);
+    for end in [None, Some(earlier)] {
+        let session = Session::new(Some(stale()));
+        let mut machine = sent(&session);
+        let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+        let inputs = vec![refused, Input::Loaded(Ok(None)), Input::EndReason(end)];
+        assert_eq!(
+            run(&mut machine, &session, inputs),
+            [
+                "load",
+                "end reason",
+                "clear Expired logins to 1699992800000"
+            ],
+            "{end:?}"
+        );
+    }
+}
+
+#[test]
 fn invalid_grant_with_a_later_login_held_here_leaves_the_store_to_it() {
     let session = Session::new(Some(stale()));
     let mut machine = sent(&session);
