@@ -1495,6 +1495,47 @@ fn an_unsaved_tab_finding_the_store_empty_reads_its_end_record_before_refreshing
 }
 
 #[test]
+fn an_end_found_before_the_write_does_not_end_a_later_login_heard_after() {
+    // The refresh was out when tab B signed out (record {SignedOut,
+    // NOW - 1_000}) and cleared the store; a login C completed after it
+    // arrives here after this tab's answer.
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    let step = on(&mut machine, rotated(None), &session);
+    assert_eq!(show(&step), "resume requests; load");
+    let step = on(&mut machine, Input::Loaded(Ok(None)), &session);
+    assert_eq!(show(&step), "end reason");
+    let end = EndRecord::new(EndReason::SignedOut, NOW - 1_000);
+    let step = on(&mut machine, Input::EndReason(Some(end)), &session);
+    let ends: Vec<_> = step
+        .acts
+        .iter()
+        .filter_map(|act| match act {
+            Act::End { reason, at } => Some((*reason, *at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [(EndReason::SignedOut, NOW - 1_000)]);
+    for (reason, at) in ends {
+        session.end(reason, at);
+    }
+    let later = TokenSet {
+        login_at_ms: NOW - 500,
+        issued_at_ms: NOW - 500,
+        ..set(9, 0)
+    };
+    let told = SessionMessage::Tokens {
+        tokens: later.clone(),
+        unsaved: false,
+    };
+    session.receive(told, NOW + 10);
+    assert_eq!(
+        session.tokens().map(|t| t.access_token),
+        Some(later.access_token)
+    );
+}
+
+#[test]
 fn an_end_found_in_the_store_does_not_end_a_later_login_heard_after() {
     // Tab B signed out at NOW - 1_000 (its record {SignedOut, NOW - 1_000});
     // its first clear removed tab C's login at NOW - 500, written just

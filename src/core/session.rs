@@ -478,9 +478,7 @@ impl Session {
 
     /// Applies what another tab broadcast, received at `now_ms`. Checked
     /// like any input: an issue time in the future is taken as now (it
-    /// would otherwise win every later comparison) — a login time may be
-    /// one millisecond past an end heard here, as a login stamps itself
-    /// after the end it found in the store —, and a set older than
+    /// would otherwise win every later comparison), and a set older than
     /// the one held is ignored ([`Session::adopt`]). A set without an
     /// expiry is taken like any other: servers may leave `expires_in` out
     /// (RFC 6749 §5.1), and after a failed write this message alone carries
@@ -492,12 +490,7 @@ impl Session {
                 unsaved,
             } => {
                 tokens.issued_at_ms = tokens.issued_at_ms.min(now_ms);
-                let after_end = self
-                    .last_end
-                    .get()
-                    .and_then(|end| end.until_ms)
-                    .map_or(0, |until| until.saturating_add(1));
-                tokens.login_at_ms = tokens.login_at_ms.min(now_ms.max(after_end));
+                tokens.login_at_ms = tokens.login_at_ms.min(now_ms);
                 if self.adopt(tokens, TokenSource::Sync) {
                     self.unsaved.set(unsaved);
                 }

@@ -1770,19 +1770,6 @@ fn broadcast_sets_are_checked_like_input() {
         NOW + 1,
     );
     assert_eq!(tab.session.tokens().unwrap().issued_at_ms, NOW + 1);
-    // A login may stamp itself one millisecond past an end this tab heard
-    // (the end it found in the store): that much is kept.
-    tab.session.end(EndReason::SignedOut, NOW + 1);
-    let mut after_end = tokens("at-l", Some("rt-l"), NOW + 2, HOUR_MS);
-    after_end.login_at_ms = NOW + 2;
-    tab.session.receive(
-        SessionMessage::Tokens {
-            tokens: after_end,
-            unsaved: false,
-        },
-        NOW + 1,
-    );
-    assert_eq!(tab.session.tokens().unwrap().login_at_ms, NOW + 2);
     let newer = tokens("at-n", Some("rt-n"), NOW + 2, HOUR_MS);
     tab.session.receive(
         SessionMessage::Tokens {

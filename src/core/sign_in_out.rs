@@ -23,18 +23,34 @@ use crate::core::{Error, TokenSet};
 #[derive(Debug)]
 pub struct SignIn {
     tokens: TokenSet,
-    saved: Option<Result<(), Error>>,
-    /// Clearing the set just written: a sign-out heard meanwhile ended it.
-    clearing: bool,
+    stage: SignInStage,
 }
+
+/// Where a sign-in is.
+#[derive(Debug)]
+enum SignInStage {
+    Locking,
+    /// Reading the store's end record.
+    ReadingEnd,
+    /// Waiting for the clock to pass the end found in the store.
+    PassingEnd,
+    Saving,
+    /// Clearing the set just written: a sign-out heard meanwhile ended it.
+    Clearing,
+    /// The unsaved set's broadcast given time to arrive.
+    Telling(Result<(), Error>),
+}
+
+/// The longest a login waits for the clock to pass an end the store keeps
+/// (an end later than that is a clock that moved back: not waited for).
+const PASS_END_MAX_MS: u32 = 1_000;
 
 impl SignIn {
     /// Signing in with `tokens`; the first step takes the lock.
     pub fn start(tokens: TokenSet, policy: &RefreshPolicy) -> (SignIn, Step) {
         let machine = SignIn {
             tokens,
-            saved: None,
-            clearing: false,
+            stage: SignInStage::Locking,
         };
         let wait = Wait::Lock {
             ms: policy.lock_wait_ms,
@@ -42,16 +58,30 @@ impl SignIn {
         (machine, Step::wait(wait))
     }
 
-    /// Completes the login now and writes it. It is later than any end the
-    /// store keeps: that sign-out cleared the store before this lock was
-    /// taken, so it was called before this login completed, even in the
-    /// same millisecond (an end covers its own millisecond, and would end
-    /// this login in the tabs that hear it after its locked clear).
-    fn stamp(&mut self, end: Option<EndRecord>, now: u64) -> Step {
-        let after_end = end
+    /// The login must complete after any end the store keeps: that
+    /// sign-out cleared the store before this read, so it was called before
+    /// this login completes — possibly in this very millisecond, which its
+    /// end covers. The clock is let pass it, never stamped ahead of it (a
+    /// time ahead of the clock would be later than a sign-out called in
+    /// the rest of this millisecond).
+    fn passed(&mut self, end: Option<EndRecord>, now: u64) -> Step {
+        let ahead = end
             .and_then(|end| end.until_ms)
-            .map_or(0, |until| until.saturating_add(1));
-        self.tokens.login_at_ms = self.tokens.login_at_ms.max(now).max(after_end);
+            .and_then(|until| until.checked_sub(now))
+            .and_then(|ahead| u32::try_from(ahead).ok());
+        match ahead {
+            Some(ahead) if ahead < PASS_END_MAX_MS => {
+                self.stage = SignInStage::PassingEnd;
+                Step::wait(Wait::Sleep(ahead + 1))
+            }
+            _ => self.save(now),
+        }
+    }
+
+    /// Completes the login now and writes it.
+    fn save(&mut self, now: u64) -> Step {
+        self.tokens.login_at_ms = self.tokens.login_at_ms.max(now);
+        self.stage = SignInStage::Saving;
         Step::wait(Wait::Save(self.tokens.clone()))
     }
 
@@ -83,30 +113,36 @@ impl SignIn {
 impl SessionMachine for SignIn {
     /// An input out of turn finishes the sign-in as written.
     fn on(&mut self, input: Input, session: &Session, now: u64) -> Step {
-        match (input, self.saved.take()) {
-            // Under the lock, the store's end is read first: see `stamp`.
-            (Input::Locked(Ok(())), None) => Step::wait(Wait::EndReason),
-            // Without the lock the login goes on all the same.
-            (Input::Locked(Err(_)), None) => self.stamp(None, now),
-            (Input::EndReason(end), None) => self.stamp(end, now),
+        match (
+            std::mem::replace(&mut self.stage, SignInStage::Saving),
+            input,
+        ) {
+            // Taken or not (the login goes on without the lock), the store's
+            // end is read first: see `passed`.
+            (SignInStage::Locking, Input::Locked(_)) => {
+                self.stage = SignInStage::ReadingEnd;
+                Step::wait(Wait::EndReason)
+            }
+            (SignInStage::ReadingEnd, Input::EndReason(end)) => self.passed(end, now),
+            (SignInStage::PassingEnd, Input::Slept) => self.save(now),
             // A sign-out called after the login completed (its write
             // under the lock began) was heard while the set was written:
             // it ends this login too, here as in every tab that heard it.
             // The set is not put in use nor told; the sign-out, waiting for
-            // the lock, revokes it. It is cleared from the store here, under
-            // the lock: a sign-out called in the same millisecond as this
-            // lock was taken may already be past its own clear.
-            (Input::Saved(_), None) if session.has_ended(&self.tokens) => {
+            // the lock, revokes it. It is cleared from the store here too,
+            // with the end that covers it, in case that sign-out is past
+            // its own clear.
+            (SignInStage::Saving, Input::Saved(_)) if session.has_ended(&self.tokens) => {
                 match session.last_end() {
                     Some(end) => {
-                        self.clearing = true;
+                        self.stage = SignInStage::Clearing;
                         Step::wait(Wait::Clear(end))
                     }
                     None => Self::ended(),
                 }
             }
-            (Input::Cleared(_), None) if self.clearing => Self::ended(),
-            (Input::Saved(saved), None) => {
+            (SignInStage::Clearing, Input::Cleared(_)) => Self::ended(),
+            (SignInStage::Saving, Input::Saved(saved)) => {
                 let unsaved = saved.is_err();
                 let told = Act::Publish(SessionMessage::Tokens {
                     tokens: self.tokens.clone(),
@@ -119,16 +155,19 @@ impl SessionMachine for SignIn {
                 }
                 // Only the message carries the set: it is given time to
                 // arrive before the lock is let go.
-                self.saved = Some(saved);
+                self.stage = SignInStage::Telling(saved);
                 Step {
                     acts: vec![told],
                     wait: Wait::Sleep(BROADCAST_GRACE_MS),
                 }
             }
             // Heard while the unsaved set's message was given time.
-            (Input::Slept, Some(_)) if session.has_ended(&self.tokens) => Self::ended(),
-            (Input::Slept, Some(saved)) => self.finish(saved),
-            (_, saved) => self.finish(saved.unwrap_or(Ok(()))),
+            (SignInStage::Telling(_), Input::Slept) if session.has_ended(&self.tokens) => {
+                Self::ended()
+            }
+            (SignInStage::Telling(saved), Input::Slept) => self.finish(saved),
+            (SignInStage::Telling(saved), _) => self.finish(saved),
+            (_, _) => self.finish(Ok(())),
         }
     }
 }
@@ -227,7 +266,11 @@ impl SessionMachine for SignOut {
         match (self.stage, input) {
             (SignOutStage::Reading, Input::Loaded(stored)) => {
                 // An unreadable store is cleared like any other.
-                self.latest = newest(stored.ok().flatten(), session.tokens());
+                // A later login's set (completed after the call, written
+                // before this read) is not this sign-out's to revoke.
+                let ended = |set: &TokenSet| set.login_at_ms <= self.at;
+                let stored = stored.ok().flatten().filter(ended);
+                self.latest = newest(stored, session.tokens().filter(ended));
                 self.stage = SignOutStage::Clearing;
                 Step::wait(Wait::Clear(self.end_record()))
             }

@@ -152,11 +152,14 @@ fn a_login_whose_lock_follows_a_sign_out_in_the_same_millisecond_is_later_than_i
     let (mut machine, _) = SignIn::start(set(0, NOW - 100), &POLICY);
     machine.on(Input::Locked(Ok(())), &b, NOW);
     let kept = EndRecord::new(EndReason::SignedOut, NOW);
-    let Wait::Save(written) = machine.on(Input::EndReason(Some(kept)), &b, NOW).wait else {
+    // The clock is let pass the end, never stamped ahead of it.
+    let step = machine.on(Input::EndReason(Some(kept)), &b, NOW);
+    assert_eq!(show(&step), "sleep 1");
+    let Wait::Save(written) = machine.on(Input::Slept, &b, NOW + 1).wait else {
         panic!("a login is written once the lock is taken");
     };
     assert_eq!(written.login_at_ms, NOW + 1);
-    machine.on(Input::Saved(Ok(())), &b, NOW);
+    machine.on(Input::Saved(Ok(())), &b, NOW + 1);
     for tab in [&b, &c] {
         tab.receive(
             SessionMessage::Tokens {
@@ -208,7 +211,30 @@ fn a_login_goes_on_without_the_lock() {
     let session = Session::new(None);
     let (mut machine, _) = SignIn::start(set(9, NOW), &POLICY);
     let step = machine.on(Input::Locked(Err(Error::LockUnavailable)), &session, NOW);
+    // The store's end is read all the same: a login without the lock is
+    // later than an end it finds too.
+    assert_eq!(show(&step), "end reason");
+    let step = machine.on(Input::EndReason(None), &session, NOW);
     assert_eq!(show(&step), "save at-9 -");
+}
+
+#[test]
+fn a_login_does_not_wait_for_an_end_the_clock_has_passed_or_far_ahead_of_it() {
+    let ends = [
+        EndRecord::new(EndReason::SignedOut, NOW - 1),
+        EndRecord::new(EndReason::SignedOut, NOW + 5_000),
+        EndRecord {
+            reason: EndReason::SignedOut,
+            until_ms: None,
+        },
+    ];
+    for end in ends {
+        let session = Session::new(None);
+        let (mut machine, _) = SignIn::start(set(9, NOW), &POLICY);
+        machine.on(Input::Locked(Ok(())), &session, NOW);
+        let step = machine.on(Input::EndReason(Some(end)), &session, NOW);
+        assert_eq!(show(&step), "save at-9 -", "{end:?}");
+    }
 }
 
 #[test]
@@ -269,6 +295,22 @@ fn a_later_login_found_under_the_lock_is_left_alone() {
         Input::Cleared(Ok(())),
         Input::Locked(Ok(())),
         Input::Loaded(Ok(Some(set(7, NOW + 1)))),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert_eq!(steps[3], "done at-1 -");
+}
+
+#[test]
+fn a_later_login_found_by_the_first_read_is_not_revoked() {
+    // Completed after the call and written before the sign-out's first
+    // read: the sign-out hands only this tab's set to revoke.
+    let session = Session::new(Some(set(1, NOW - 60_000)));
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
+    let inputs = vec![
+        Input::Loaded(Ok(Some(set(7, NOW + 1)))),
+        Input::Cleared(Ok(())),
+        Input::Locked(Ok(())),
+        Input::Loaded(Ok(None)),
     ];
     let steps = run(&mut machine, &session, inputs);
     assert_eq!(steps[3], "done at-1 -");

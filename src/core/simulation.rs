@@ -1517,7 +1517,7 @@ fn sign_out_then_a_later_login() {
 // With the seeds that found the bugs it guards against (CHANGELOG, Fixed).
 #[test]
 fn sign_out_then_a_later_login_with_failed_writes() {
-    for seed in seeds().chain([1358, 1359, 2046, 15539]) {
+    for seed in seeds().chain([1358, 1359, 2046, 15539, 118234]) {
         run(
             seed,
             Faults {
