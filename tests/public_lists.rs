@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use latchkey::core::public_api::{
-    CREATE_OPTIONS, EVENTS, STORAGE_EVENT_FIELDS, STORAGE_KINDS, STORAGE_PROBLEMS,
-    TOKENS_EVENT_FIELDS, TOKEN_SOURCES,
+    ATPROTO_ONLY_OPTIONS, CREATE_OPTIONS, EVENTS, OIDC_ONLY_OPTIONS, STORAGE_EVENT_FIELDS,
+    STORAGE_KINDS, STORAGE_PROBLEMS, TOKENS_EVENT_FIELDS, TOKEN_SOURCES,
 };
 
 const DTS: &str = include_str!("../pkg-template/index.d.ts");
@@ -40,6 +40,29 @@ fn the_create_options_typed_are_exactly_the_ones_parsed() {
     typed.extend(properties("AtprotoClientOptions"));
     let parsed: BTreeSet<&str> = CREATE_OPTIONS.iter().copied().collect();
     assert_eq!(typed, parsed);
+}
+
+#[test]
+fn each_profile_s_own_options_are_the_ones_its_type_alone_has() {
+    let set = |list: &[&'static str]| list.iter().copied().collect::<BTreeSet<_>>();
+    // `AtprotoClientOptions` is `OidcClientOptions` without the names its
+    // `Omit<…>` lists (`profile` and `issuer` it declares again itself).
+    let start = DTS
+        .find("export interface AtprotoClientOptions")
+        .expect("AtprotoClientOptions is declared");
+    let omitted: BTreeSet<&str> = DTS[start..start + DTS[start..].find("> {").expect("its Omit")]
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| !["profile", "issuer"].contains(name))
+        .collect();
+    assert_eq!(omitted, set(OIDC_ONLY_OPTIONS));
+    let oidc = properties("OidcClientOptions");
+    let atproto_only: BTreeSet<&str> = properties("AtprotoClientOptions")
+        .difference(&oidc)
+        .copied()
+        .collect();
+    assert_eq!(atproto_only, set(ATPROTO_ONLY_OPTIONS));
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::core::login::{ClientConfig, LoginResult, LoginStart};
 use crate::core::oidc::IdTokenVerifier;
 use crate::core::platform::{Clock, Crypto, Http, Json, Timer};
 use crate::core::ports::{SessionStore, SignatureVerifier};
+use crate::core::public_api::{ATPROTO_ONLY_OPTIONS, OIDC_ONLY_OPTIONS};
 use crate::core::resolution;
 use crate::core::retirer::Retirer;
 use crate::core::secret::Random32;
@@ -34,23 +35,6 @@ pub enum Profile {
 /// The storage and lock namespace of atproto clients, in place of an
 /// issuer: the account's server is known only after login.
 pub const ATPROTO_NAMESPACE: &str = "atproto";
-
-/// Options only an OpenID Connect client takes: an atproto client's
-/// servers come from each account, and it always uses PAR and DPoP.
-pub const OIDC_ONLY_OPTIONS: &[&str] = &[
-    "authorizationEndpoint",
-    "tokenEndpoint",
-    "revocationEndpoint",
-    "endSessionEndpoint",
-    "jwksUri",
-    "userinfoEndpoint",
-    "pushedAuthorizationRequestEndpoint",
-    "par",
-    "dpop",
-];
-
-/// Options only an atproto client takes: where identities are resolved.
-pub const ATPROTO_ONLY_OPTIONS: &[&str] = &["handleResolver", "plcDirectoryUrl"];
 
 impl Profile {
     /// Refuses the first option `given` that belongs to the other profile:

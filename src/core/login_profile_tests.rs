@@ -9,6 +9,7 @@ use crate::core::atproto_login::tests::{
     expect_handle_names, key_is_gone, resolver, tokens, AS, DID, NOW, RESOLVER,
 };
 use crate::core::fakes::{block_on, client_config, start_login, FakeDpopKeys, FakePlatform, IDP};
+use crate::core::public_api::{ATPROTO_ONLY_OPTIONS, OIDC_ONLY_OPTIONS};
 use crate::core::PkceVerifier;
 
 /// A plain OAuth client of `IDP` (no `openid`: no ID token to verify).

@@ -135,6 +135,7 @@ impl SessionMessage {
     /// every member in serde's generic tree first, about 25 KB of wasm for
     /// this one type.)
     pub fn read(fields: &impl MessageFields) -> Option<SessionMessage> {
+        let number = |name: &str| fields.number(name).filter(|n| *n >= 0.0);
         match fields.text("type")?.as_str() {
             "tokens" => Some(SessionMessage::Tokens {
                 tokens: fields.tokens()?,
@@ -142,27 +143,18 @@ impl SessionMessage {
             }),
             "ended" => Some(SessionMessage::Ended {
                 reason: EndReason::named(&fields.text("reason")?)?,
-                login_at_ms: fields
-                    .number("loginAtMs")
-                    .filter(|n| *n >= 0.0)
-                    .map(|n| n as u64),
+                login_at_ms: number("loginAtMs").map(|n| n as u64),
             }),
-            "refused" => {
-                let number = |name: &str| fields.number(name).filter(|n| *n >= 0.0);
-                Some(SessionMessage::Refused {
-                    login_at_ms: number("loginAtMs")? as u64,
-                    rotation: number("rotation")? as u64,
-                })
-            }
-            "backOff" => {
-                let number = |name: &str| fields.number(name).filter(|n| *n >= 0.0);
-                Some(SessionMessage::BackOff {
-                    until: number("until")? as u64,
-                    status: number("status")?.min(f64::from(u16::MAX)) as u16,
-                    error: fields.text("error")?,
-                    seconds: number("seconds")? as u64,
-                })
-            }
+            "refused" => Some(SessionMessage::Refused {
+                login_at_ms: number("loginAtMs")? as u64,
+                rotation: number("rotation")? as u64,
+            }),
+            "backOff" => Some(SessionMessage::BackOff {
+                until: number("until")? as u64,
+                status: number("status")?.min(f64::from(u16::MAX)) as u16,
+                error: fields.text("error")?,
+                seconds: number("seconds")? as u64,
+            }),
             _ => None,
         }
     }

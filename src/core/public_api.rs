@@ -33,6 +33,25 @@ pub const CREATE_OPTIONS: &[&str] = &[
     "refresh",
 ];
 
+/// The options of [`CREATE_OPTIONS`] only an OpenID Connect client takes
+/// (`profile: "atproto"` refuses them): an atproto client's servers come
+/// from each account, and it always uses PAR and DPoP.
+pub const OIDC_ONLY_OPTIONS: &[&str] = &[
+    "authorizationEndpoint",
+    "tokenEndpoint",
+    "revocationEndpoint",
+    "endSessionEndpoint",
+    "jwksUri",
+    "userinfoEndpoint",
+    "pushedAuthorizationRequestEndpoint",
+    "par",
+    "dpop",
+];
+
+/// The options of [`CREATE_OPTIONS`] only an atproto client takes: where
+/// identities are resolved.
+pub const ATPROTO_ONLY_OPTIONS: &[&str] = &["handleResolver", "plcDirectoryUrl"];
+
 /// The events of `AuthClient.on`, in the order of [`Event`].
 pub const EVENTS: &[&str] = &["storage", "tokens", "sessionExpired", "signedOut"];
 

@@ -196,8 +196,7 @@ impl SessionMachine for RefreshMachine {
             }
             (Stage::ReadingEndReason { at, mine }, Input::EndReason(end)) => {
                 // Unless its end was heard meanwhile.
-                let unsaved = session.is_unsaved();
-                let lost = mine.filter(|mine| lost_from_store(mine, end, unsaved, session));
+                let lost = mine.filter(|mine| lost_from_store(mine, end, session));
                 if let Some(mine) = lost {
                     // A sign-out's first clear, made without the lock,
                     // removed this later login's set just after its write:
@@ -283,16 +282,14 @@ impl SessionMachine for RefreshMachine {
                 self.before_write(unwritten, stored, session)
             }
             (Stage::ReadingEndBeforeWrite(unwritten), Input::EndReason(end)) => {
-                if lost_from_store(&unwritten.base, end, session.is_unsaved(), session) {
+                if lost_from_store(&unwritten.base, end, session) {
                     return self.save_refreshed(unwritten);
                 }
                 // Cleared meanwhile: a sign-out in a tab that did not wait
                 // for the lock. It cannot be undone.
                 let end = Act::End {
                     reason: EndReason::SignedOut,
-                    at: end
-                        .and_then(|end| end.until_ms)
-                        .map_or(now, |until| until.min(now)),
+                    at: ended_until(end, now),
                 };
                 self.revoked(unwritten.fresh, Some(end), vec![])
             }
@@ -856,24 +853,24 @@ pub fn back_off(error: &Error, now_ms: u64) -> Option<(u64, SessionMessage)> {
 /// than ended: the store's `end` names only earlier logins (a sign-out
 /// called before `set`'s login, whose first clear came after its write),
 /// and no end of it was heard here.
-fn lost_from_store(
-    set: &TokenSet,
-    end: Option<EndRecord>,
-    unsaved: bool,
-    session: &Session,
-) -> bool {
-    end.map_or(unsaved, |end| !end.covers(set)) && !session.has_ended(set)
+fn lost_from_store(set: &TokenSet, end: Option<EndRecord>, session: &Session) -> bool {
+    end.map_or(session.is_unsaved(), |end| !end.covers(set)) && !session.has_ended(set)
+}
+
+/// The logins an end found in the store ends here: until `at`, or until the
+/// record's own end when that is earlier (a later login, removed from the
+/// store by a sign-out's lockless first clear and heard after, is not this
+/// end's).
+fn ended_until(end: Option<EndRecord>, at: u64) -> u64 {
+    end.and_then(|end| end.until_ms)
+        .map_or(at, |until| until.min(at))
 }
 
 /// The session ended for the store's `end` (an expiry when there is none),
-/// here for the logins until `at`, or until the record's own end when that
-/// is earlier: a later login, removed from the store by a sign-out's
-/// lockless first clear and heard after, is not this end's.
+/// here for the logins [`ended_until`] `at`.
 fn ended_by_store(end: Option<EndRecord>, at: u64) -> Step {
     let reason = end.map_or(EndReason::Expired, |end| end.reason);
-    let at = end
-        .and_then(|end| end.until_ms)
-        .map_or(at, |until| until.min(at));
+    let at = ended_until(end, at);
     let error = match reason {
         EndReason::SignedOut => Error::NotAuthenticated,
         EndReason::Expired => Error::SessionExpired,

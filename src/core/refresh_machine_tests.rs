@@ -1098,50 +1098,34 @@ fn an_ended_login_s_set_still_in_the_store_is_neither_refreshed_nor_used() {
 }
 
 #[test]
-fn invalid_grant_after_a_sign_out_heard_while_out_ends_for_the_kept_reason() {
-    // The sign-out revoked the refresh token in flight: its tab cleared the
-    // store and told everyone why; nothing is cleared or told again.
-    let session = Session::new(Some(stale()));
-    let mut machine = sent(&session);
-    session.end(EndReason::SignedOut, NOW);
-    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
-    let inputs = vec![
-        refused,
-        Input::Loaded(Ok(None)),
-        Input::EndReason(Some(EndRecord::new(EndReason::SignedOut, NOW))),
-    ];
-    assert_eq!(
-        run(&mut machine, &session, inputs),
-        [
-            "load",
-            "end reason",
-            "end SignedOut; fail not_authenticated"
-        ]
-    );
-}
-
-#[test]
-fn invalid_grant_before_a_sign_outs_word_ends_for_the_stores_reason_without_narrowing_it() {
+fn invalid_grant_after_a_sign_out_ends_for_the_kept_reason_heard_or_not() {
     // The sign-out (at NOW, after this set's login) revoked the refresh
-    // token in flight and cleared the store; its broadcast has not come.
-    // The store's record stays the sign-out's: an expiry's would name only
-    // this set's login.
-    let session = Session::new(Some(stale()));
-    let mut machine = sent(&session);
-    let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
-    let inputs = vec![
-        refused,
-        Input::Loaded(Ok(None)),
-        Input::EndReason(Some(EndRecord::new(EndReason::SignedOut, NOW))),
-    ];
-    assert_eq!(
-        run(&mut machine, &session, inputs),
-        [
-            "load",
-            "end reason",
-            "end SignedOut; fail not_authenticated"
-        ]
-    );
+    // token in flight: its tab cleared the store and told everyone why.
+    // Heard here while the request was out or not yet, nothing is cleared
+    // or told again, and the store's record stays the sign-out's (an
+    // expiry's would name only this set's login).
+    for heard in [true, false] {
+        let session = Session::new(Some(stale()));
+        let mut machine = sent(&session);
+        if heard {
+            session.end(EndReason::SignedOut, NOW);
+        }
+        let refused = answer(400, serde_json::json!({"error": "invalid_grant"}), None);
+        let inputs = vec![
+            refused,
+            Input::Loaded(Ok(None)),
+            Input::EndReason(Some(EndRecord::new(EndReason::SignedOut, NOW))),
+        ];
+        assert_eq!(
+            run(&mut machine, &session, inputs),
+            [
+                "load",
+                "end reason",
+                "end SignedOut; fail not_authenticated"
+            ],
+            "heard: {heard}"
+        );
+    }
 }
 
 #[test]

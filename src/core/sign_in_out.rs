@@ -165,7 +165,6 @@ impl SessionMachine for SignIn {
             (SignInStage::Telling(_), Input::Slept) if session.has_ended(&self.tokens) => {
                 Self::ended()
             }
-            (SignInStage::Telling(saved), Input::Slept) => self.finish(saved),
             (SignInStage::Telling(saved), _) => self.finish(saved),
             (_, _) => self.finish(Ok(())),
         }
@@ -268,7 +267,8 @@ impl SessionMachine for SignOut {
                 // An unreadable store is cleared like any other.
                 // A later login's set (completed after the call, written
                 // before this read) is not this sign-out's to revoke.
-                let ended = |set: &TokenSet| set.login_at_ms <= self.at;
+                let record = self.end_record();
+                let ended = |set: &TokenSet| record.covers(set);
                 let stored = stored.ok().flatten().filter(ended);
                 self.latest = newest(stored, session.tokens().filter(ended));
                 self.stage = SignOutStage::Clearing;
