@@ -277,6 +277,7 @@ impl<'a, K: DpopKeys> Dpop<'a, K> {
             platform,
             key,
             nonces: self.nonces,
+            resends: true,
         }
     }
 
@@ -295,11 +296,46 @@ impl<'a, K: DpopKeys> Dpop<'a, K> {
         P: Http + Clock + Crypto,
         T: serde::de::DeserializeOwned,
     {
+        self.posting(platform, bound_to, url, form, true).await
+    }
+
+    /// As [`post_form`](Self::post_form), but a refusal that asks for a new
+    /// nonce is the answer, the nonce kept: the caller decides what to send
+    /// again ([`ProofPost::start_once`]).
+    pub async fn post_form_once<P, T>(
+        &self,
+        platform: &P,
+        bound_to: Option<&str>,
+        url: &str,
+        form: &[(String, String)],
+    ) -> Result<HttpReply<T>, Error>
+    where
+        P: Http + Clock + Crypto,
+        T: serde::de::DeserializeOwned,
+    {
+        self.posting(platform, bound_to, url, form, false).await
+    }
+
+    async fn posting<P, T>(
+        &self,
+        platform: &P,
+        bound_to: Option<&str>,
+        url: &str,
+        form: &[(String, String)],
+        resends: bool,
+    ) -> Result<HttpReply<T>, Error>
+    where
+        P: Http + Clock + Crypto,
+        T: serde::de::DeserializeOwned,
+    {
         match bound_to {
             Some(jkt) => {
                 let key = self.keys.load(jkt).await?;
-                self.post_form_with(platform, Some(Some(&key)), url, form)
-                    .await
+                let http = DpopHttp {
+                    resends,
+                    ..self.http(platform, &key)
+                };
+                http.post_form(url, form).await
             }
             None => self.post_form_with(platform, None, url, form).await,
         }
@@ -511,6 +547,9 @@ pub struct DpopHttp<'a, P, K> {
     pub key: &'a K,
     /// The servers' nonces, shared by the tab.
     pub nonces: &'a NonceBook,
+    /// Whether a refusal with a new nonce is sent again here, or is the
+    /// answer ([`ProofPost::start_once`]).
+    pub resends: bool,
 }
 
 impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
@@ -533,7 +572,11 @@ impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
         _proof: Option<&DpopProof>,
     ) -> Result<HttpReply<P::Body>, Error> {
         let role = Role::AuthorizationServer;
-        let (mut machine, first) = ProofPost::start(self.nonces.get(role, url));
+        let known = self.nonces.get(role, url);
+        let (mut machine, first) = match self.resends {
+            true => ProofPost::start(known),
+            false => ProofPost::start_once(known),
+        };
         let mut poster = Poster {
             http: self,
             url,

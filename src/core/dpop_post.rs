@@ -9,7 +9,11 @@
 //! is kept; a post refused with `use_dpop_nonce` is sent once more — with a
 //! new proof carrying the nonce now kept — only when the answer brought a
 //! nonce other than the one sent (otherwise a resend would be refused
-//! again). A second refusal is `dpop_nonce_failed`: never a loop.
+//! again). A second refusal is `dpop_nonce_failed`: never a loop. A post
+//! started with [`ProofPost::start_once`] hands that first refusal on
+//! instead (the nonce kept), for a caller that decides itself what to send
+//! again: the refresh, whose refresh token may have been rotated by a
+//! sibling tab while the refused request was out.
 
 use crate::core::drive::{Machine, Next};
 use crate::core::platform::HttpReply;
@@ -72,17 +76,30 @@ enum Stage<B> {
 /// One form post with a proof, and at most one resend for a nonce.
 pub struct ProofPost<B> {
     stage: Stage<B>,
+    /// Whether a refusal with a new nonce is sent again here, or handed on.
+    resends: bool,
 }
 
 impl<B> ProofPost<B> {
     /// A post whose first proof carries `known`, the server's nonce the
     /// tab holds; its first step.
     pub fn start(known: Option<String>) -> (ProofPost<B>, Step<B>) {
+        Self::starting(known, true)
+    }
+
+    /// As [`start`](Self::start), but a refusal with a new nonce is the
+    /// answer (the nonce kept): the caller decides what to send again.
+    pub fn start_once(known: Option<String>) -> (ProofPost<B>, Step<B>) {
+        Self::starting(known, false)
+    }
+
+    fn starting(known: Option<String>, resends: bool) -> (ProofPost<B>, Step<B>) {
         let machine = ProofPost {
             stage: Stage::Proving {
                 sent: known.clone(),
                 resent: false,
             },
+            resends,
         };
         (machine, Step::Do(Need::Prove { nonce: known }))
     }
@@ -138,6 +155,9 @@ impl<B> ProofPost<B> {
         }
         if resent || !fresh {
             return Step::Done(Err(Error::DpopNonceFailed));
+        }
+        if !self.resends {
+            return Step::Done(Ok(reply));
         }
         self.stage = Stage::Proving {
             sent: held.clone(),
@@ -231,6 +251,24 @@ mod tests {
         ));
         let reply = done(machine.on(Fed::Answered(Ok(raw_reply(200, "{}", None)))));
         assert_eq!(reply.unwrap().status, 200);
+    }
+
+    #[test]
+    fn a_post_sent_once_hands_on_a_refusal_with_a_new_nonce_once_kept() {
+        let (mut machine, step) = ProofPost::start_once(Some("stale".into()));
+        assert_eq!(proves(step).as_deref(), Some("stale"));
+        machine.on(Fed::Proved(Ok(proof())));
+        let refused = raw_reply(400, WANTS_NONCE, Some("fresh".into()));
+        assert_eq!(learns(machine.on(Fed::Answered(Ok(refused)))), "fresh");
+        let reply = done(machine.on(Fed::Learned(Some("fresh".into()))));
+        assert!(token_reply_wants_nonce(&reply.unwrap()));
+        // One repeating the nonce sent is still no nonce to send again.
+        let (mut machine, _) = ProofPost::start_once(Some("n-1".into()));
+        machine.on(Fed::Proved(Ok(proof())));
+        let repeated = raw_reply(400, WANTS_NONCE, Some("n-1".into()));
+        learns(machine.on(Fed::Answered(Ok(repeated))));
+        let outcome = done(machine.on(Fed::Learned(Some("n-1".into()))));
+        assert_eq!(outcome.unwrap_err(), Error::DpopNonceFailed);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! into a token set here, so the transports only carry answers and the
 //! rules for an app's answer are the core's, tested natively.
 
+use crate::core::dpop_post::token_reply_wants_nonce;
 use crate::core::platform::HttpReply;
 use crate::core::token::token_set_from_reply;
 use crate::core::{AccessToken, Error, RawTokenResponse, RefreshToken, TokenSet};
@@ -19,6 +20,15 @@ pub enum RefreshAnswer {
 }
 
 impl RefreshAnswer {
+    /// Whether the token endpoint refused the request, unprocessed, for
+    /// its DPoP proof's nonce
+    /// ([RFC 9449 §8](https://www.rfc-editor.org/rfc/rfc9449#section-8));
+    /// the new nonce is kept by then
+    /// ([`ProofPost::start_once`](crate::core::dpop_post::ProofPost::start_once)).
+    pub fn wants_nonce(&self) -> bool {
+        matches!(self, RefreshAnswer::Server(reply) if token_reply_wants_nonce(reply))
+    }
+
     /// The refreshed set from `base` at `now_ms`, or the refusal:
     /// - a server's reply: [`token_set_from_reply`];
     /// - an app's refusal: a token endpoint error with the status RFC 6749

@@ -35,7 +35,7 @@ impl<H: Http + Clock + Crypto, K: DpopKeys> RefreshTransport for RefreshGrant<'_
         let endpoint = request.endpoint.as_deref().unwrap_or(self.token_endpoint);
         let reply = self
             .dpop
-            .post_form::<H, RawTokenResponse>(self.http, bound_to, endpoint, &form);
+            .post_form_once::<H, RawTokenResponse>(self.http, bound_to, endpoint, &form);
         let reply = reply.await;
         reply.map(RefreshAnswer::Server)
     }

@@ -71,11 +71,10 @@ enum Stage {
         at: u64,
         mine: Option<TokenSet>,
     },
-    /// An AT Protocol account checked again before its refresh, since
-    /// `since` (ms): the callers' wait covers the check and the request.
+    /// An AT Protocol account checked again before its refresh: the
+    /// callers' wait covers the check and the request.
     CheckingAccount {
         base: TokenSet,
-        since: u64,
     },
     Sending {
         base: TokenSet,
@@ -148,6 +147,12 @@ pub struct RefreshMachine {
     /// someone cleared it (a sign-out). A record this tab removed as
     /// corrupt, or a set that never reached the store, leaves it empty.
     found_stored: bool,
+    /// When the callers stop waiting (`refresh_timeout`): set by the first
+    /// request (the account's check, or the refresh), and kept by a resend.
+    deadline_ms: Option<u64>,
+    /// Whether the request was sent again after a refusal for its nonce:
+    /// a second refusal is `dpop_nonce_failed`.
+    resent_for_nonce: bool,
     stage: Stage,
 }
 
@@ -171,6 +176,8 @@ impl RefreshMachine {
             checks_accounts,
             ends_before: session.ends(),
             found_stored: false,
+            deadline_ms: None,
+            resent_for_nonce: false,
             stage: Stage::Locking,
         };
         let first = Step::wait(Wait::Lock {
@@ -206,12 +213,9 @@ impl SessionMachine for RefreshMachine {
                 }
                 ended_by_store(end, at)
             }
-            (Stage::CheckingAccount { base, since }, Input::AccountChecked(checked)) => {
+            (Stage::CheckingAccount { base }, Input::AccountChecked(checked)) => {
                 match checked {
-                    Ok(()) => {
-                        let spent = u32::try_from(now.saturating_sub(since)).unwrap_or(u32::MAX);
-                        self.send(base, spent)
-                    }
+                    Ok(()) => self.send(base, now),
                     // Nothing was sent: a failed check is the call's error, and
                     // the session stays as it is.
                     Err(error) => Step::done(vec![], Err(error)),
@@ -353,6 +357,9 @@ impl RefreshMachine {
             Ok(answer) => answer,
             Err(error) => return Step::done(vec![], Err(error)),
         };
+        if base.dpop_jkt.is_some() && answer.wants_nonce() {
+            return self.resend_for_nonce(session, now);
+        }
         let rotated = answer.rotation_in_refused(now, &base);
         let fresh = match (answer.token_set(now, &base), rotated) {
             (Ok(fresh), _) => fresh,
@@ -383,6 +390,22 @@ impl RefreshMachine {
         // Persist it first; its new ID token is checked after.
         let (fresh, id_token) = self.set_aside_id_token(&base, fresh);
         self.persist(base, fresh, id_token, None, session)
+    }
+
+    /// The request was refused for its proof's nonce, unprocessed: it is
+    /// sent once more with the nonce the answer brought, from the base read
+    /// again. A sibling's rotation heard while it was out (one whose write
+    /// failed, its tab closed before the broadcast arrived) is newer than
+    /// the set it was sent from, whose refresh token is spent by then.
+    fn resend_for_nonce(&mut self, session: &Session, now: u64) -> Step {
+        if std::mem::replace(&mut self.resent_for_nonce, true) {
+            return Step::done(vec![], Err(Error::DpopNonceFailed));
+        }
+        self.stage = Stage::ReadingBase {
+            now,
+            mine: session.tokens(),
+        };
+        Step::wait(Wait::Load)
     }
 
     /// Writes `fresh`, the set the server's answer to the refresh of `base`
@@ -719,13 +742,11 @@ impl RefreshMachine {
             // document may no longer name this one: checked before its
             // refresh token is presented anywhere.
             let account = account.clone();
-            self.stage = Stage::CheckingAccount { base, since: now };
-            return Step::wait(Wait::CheckAccount {
-                account,
-                ms: self.policy.timeout_ms,
-            });
+            let ms = self.until_deadline(now);
+            self.stage = Stage::CheckingAccount { base };
+            return Step::wait(Wait::CheckAccount { account, ms });
         }
-        self.send(base, 0)
+        self.send(base, now)
     }
 
     /// The AT Protocol account whose own server refreshes `base`, once
@@ -736,10 +757,11 @@ impl RefreshMachine {
 
     /// Sends the refresh of `base`: to its account's own token endpoint
     /// (AT Protocol), else to the client's. The callers wait for the
-    /// answer what is left of the refresh timeout once `spent` (ms) went on
-    /// the account's check; past it they are told `refresh_timeout`, and
-    /// the request is still awaited up to the settle cap.
-    fn send(&mut self, base: TokenSet, spent: u32) -> Step {
+    /// answer what is left of the refresh timeout (the account's check, or
+    /// the request refused for its nonce, came out of it); past it they are
+    /// told `refresh_timeout`, and the request is still awaited up to the
+    /// settle cap.
+    fn send(&mut self, base: TokenSet, now: u64) -> Step {
         let endpoint = self
             .account_checked_for(&base)
             .map(|account| account.token_endpoint.clone());
@@ -748,11 +770,17 @@ impl RefreshMachine {
             endpoint,
             abort_after_ms: self.policy.abort_after_ms(),
         };
+        let ms = self.until_deadline(now);
         self.stage = Stage::Sending { base };
-        Step::wait(Wait::Send {
-            request,
-            ms: self.policy.timeout_ms.saturating_sub(spent),
-        })
+        Step::wait(Wait::Send { request, ms })
+    }
+
+    /// The time left until the callers stop waiting, the deadline set now
+    /// if no request was made yet.
+    fn until_deadline(&mut self, now: u64) -> u32 {
+        let timeout = u64::from(self.policy.timeout_ms);
+        let deadline = *self.deadline_ms.get_or_insert(now.saturating_add(timeout));
+        u32::try_from(deadline.saturating_sub(now)).unwrap_or(u32::MAX)
     }
 
     /// Ends the session because the server will not refresh `ended`, then

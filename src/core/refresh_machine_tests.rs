@@ -326,6 +326,80 @@ fn past_the_timeout_the_waiters_go_and_the_request_is_awaited_to_the_cap() {
     assert_eq!(steps[1], "resume requests; load");
 }
 
+/// `set(n, age_ms)` bound to a DPoP key.
+fn bound(n: u32, age_ms: u64) -> TokenSet {
+    TokenSet {
+        token_type: "DPoP".into(),
+        dpop_jkt: Some("jkt-1".into()),
+        ..set(n, age_ms)
+    }
+}
+
+/// The token endpoint refusing a proof's nonce (RFC 9449 §8), with a new one.
+fn wants_nonce() -> Input {
+    let body: RawTokenResponse =
+        serde_json::from_value(serde_json::json!({"error": "use_dpop_nonce"})).unwrap();
+    Input::Answer(Ok(RefreshAnswer::Server(HttpReply {
+        status: 400,
+        oauth_error: body.error.clone(),
+        body: Ok(body),
+        retry_after_s: None,
+        dpop_nonce: Some("n-2".into()),
+    })))
+}
+
+/// A machine that sent the bound `held`'s refresh token.
+fn sent_bound(held: &TokenSet, session: &Session) -> RefreshMachine {
+    let mut machine = in_lock(held, session);
+    let step = on(&mut machine, Input::Loaded(Ok(Some(held.clone()))), session);
+    assert_eq!(show(&step), "send rt-1 10000");
+    machine
+}
+
+#[test]
+fn a_refusal_for_the_nonce_is_sent_again_from_a_sibling_s_rotation_heard_meanwhile() {
+    let held = bound(1, HOUR_MS - 10_000);
+    let session = Session::new(Some(held.clone()));
+    let mut machine = sent_bound(&held, &session);
+    // A sibling rotated, failed its write and closed before its broadcast
+    // arrived; this tab read the older stored set. The broadcast arrives
+    // while the request is out: `rt-1` is spent.
+    let sibling = bound(2, HOUR_MS - 10_000);
+    let heard = SessionMessage::Tokens {
+        tokens: sibling,
+        unsaved: true,
+    };
+    session.receive(heard, NOW);
+    let step = machine.on(wants_nonce(), &session, NOW + 3_000);
+    assert_eq!(show(&step), "load");
+    // The store still holds `rt-1`; the resend presents `rt-2`, within
+    // what is left of the callers' wait.
+    let step = machine.on(Input::Loaded(Ok(Some(held))), &session, NOW + 3_000);
+    assert_eq!(show(&step), "send rt-2 7000");
+}
+
+#[test]
+fn a_refusal_for_the_nonce_is_sent_again_once() {
+    let held = bound(1, HOUR_MS - 10_000);
+    let session = Session::new(Some(held.clone()));
+    let mut machine = sent_bound(&held, &session);
+    let inputs = vec![wants_nonce(), Input::Loaded(Ok(Some(held))), wants_nonce()];
+    assert_eq!(
+        run(&mut machine, &session, inputs),
+        ["load", "send rt-1 10000", "fail dpop_nonce_failed"]
+    );
+}
+
+#[test]
+fn a_nonce_refusal_of_an_unbound_set_is_the_server_s_error() {
+    let session = Session::new(Some(stale()));
+    let mut machine = sent(&session);
+    assert_eq!(
+        show(&on(&mut machine, wants_nonce(), &session)),
+        "fail token_error"
+    );
+}
+
 #[test]
 fn a_failed_request_fails_the_refresh() {
     let session = Session::new(Some(stale()));

@@ -226,7 +226,7 @@ where
         machine: &mut dyn SessionMachine,
         first: Step,
     ) -> Result<Option<TokenSet>, Error> {
-        let sent = OnceCell::new();
+        let sent = [OnceCell::new(), OnceCell::new()];
         let mut performer = Performer {
             refresher: self,
             sent: &sent,
@@ -253,7 +253,7 @@ where
     fn operation<'s, 'r: 's>(
         &'r self,
         wait: Wait,
-        sent: &'r OnceCell<RefreshRequest>,
+        sent: &'r Sent,
         request: &'s RefCell<Option<Request<'r>>>,
         lock: &'s RefCell<Option<L::Guard>>,
     ) -> Result<(Operation<'s>, Option<(u32, fn() -> Input)>), Result<Option<TokenSet>, Error>>
@@ -300,7 +300,12 @@ where
                 request: sending,
                 ms,
             } => {
-                let sending: &RefreshRequest = sent.get_or_init(|| sending);
+                // A cell of its own: the request before it may still be
+                // borrowed by its future until this one replaces it.
+                let Some(cell) = sent.iter().find(|cell| cell.get().is_none()) else {
+                    return Err(Err(Error::DpopNonceFailed));
+                };
+                let sending: &RefreshRequest = cell.get_or_init(|| sending);
                 *request.borrow_mut() = Some(Box::pin(self.transport.refresh(sending)));
                 (Box::pin(answer), Some((ms, || Input::Slow)))
             }
@@ -393,12 +398,17 @@ where
     }
 }
 
+/// The requests a refresh sends: the request, and its one resend after a
+/// refusal for its DPoP nonce
+/// ([`RefreshMachine`](crate::core::refresh_machine::RefreshMachine)).
+type Sent = [OnceCell<RefreshRequest>; 2];
+
 /// Performs a session machine's steps: each act at once, in order, then
 /// the wait, bounded. It decides nothing.
 struct Performer<'r, 'a, P, S, L: SessionLock, B, R, C> {
     refresher: &'r Refresher<'a, P, S, L, B, R, C>,
-    /// The request sent, kept while it is out.
-    sent: &'r OnceCell<RefreshRequest>,
+    /// The requests sent, each kept while it is out.
+    sent: &'r Sent,
     /// The lock's guard, once taken (let go before the request on drop).
     lock: RefCell<Option<L::Guard>>,
     /// The refresh request, once sent: kept across steps.

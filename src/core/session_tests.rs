@@ -2077,3 +2077,70 @@ fn seconds_options_default_when_absent_and_take_whole_numbers_in_range() {
         .value("refreshLeewaySeconds", Some(Some(-1.0)))
         .is_err());
 }
+
+/// The standard grant, with a sibling's rotation heard (unsaved: its write
+/// failed) while the first request is out.
+struct HearsWhileOut<'a> {
+    grant: RefreshGrant<'a, FakePlatform, FakeDpopKeys>,
+    session: &'a Session,
+    sibling: RefCell<Option<TokenSet>>,
+}
+
+impl RefreshTransport for HearsWhileOut<'_> {
+    async fn refresh(&self, request: &RefreshRequest) -> Result<RefreshAnswer, Error> {
+        let answer = self.grant.refresh(request).await;
+        if let Some(tokens) = self.sibling.take() {
+            let heard = SessionMessage::Tokens {
+                tokens,
+                unsaved: true,
+            };
+            self.session.receive(heard, NOW);
+        }
+        answer
+    }
+}
+
+/// `expiring(access, refresh, 10 s)` bound to the key the platform makes
+/// first.
+fn stale_bound(access: &str, refresh: &str) -> TokenSet {
+    TokenSet {
+        token_type: "DPoP".into(),
+        dpop_jkt: Some(FakeDpopKeys::jkt(1)),
+        ..expiring(access, Some(refresh), 10_000)
+    }
+}
+
+#[test]
+fn a_bound_refresh_refused_for_its_nonce_is_sent_again_from_the_newest_set() {
+    let tab = Tab::with(stale_bound("at-1", "rt-1"));
+    let (jkt, _) = block_on(tab.platform.dpop_keys.create()).unwrap();
+    assert_eq!(jkt, FakeDpopKeys::jkt(1));
+    let transport = HearsWhileOut {
+        grant: tab.grant(),
+        session: &tab.session,
+        sibling: RefCell::new(Some(TokenSet {
+            rotation: 2,
+            ..stale_bound("at-2", "rt-2")
+        })),
+    };
+    let wants_nonce = r#"{"error":"use_dpop_nonce"}"#;
+    let rotated =
+        r#"{"access_token":"at-3","token_type":"DPoP","expires_in":3600,"refresh_token":"rt-3"}"#;
+    // Through the driver: the refused request, then the machine's resend
+    // from the base read again, each proved and sent once; the resend
+    // presents the sibling's `rt-2` (`rt-1` is spent), with the new nonce.
+    tab.platform
+        .expect_post(TOKEN_URL, REFRESH_FORM, 400, wants_nonce);
+    tab.platform.with_proof(&[("nonce", "")], Some("n-1"));
+    let resent: &[(&str, &str)] = &[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "rt-2"),
+        ("client_id", "spa"),
+    ];
+    tab.platform.expect_post(TOKEN_URL, resent, 200, rotated);
+    tab.platform.with_proof(&[("nonce", "n-1")], None);
+    let token = tab.run_with(&transport, async |r| r.access_token().await);
+    assert_eq!(token.unwrap().secret(), "at-3");
+    assert_eq!(tab.lock.acquired.get(), 1);
+    assert_eq!(tab.stored().unwrap().access_token.secret(), "at-3");
+}
