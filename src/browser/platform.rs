@@ -33,11 +33,12 @@ impl BrowserPlatform {
         }
     }
 
-    /// Requests sharing one deadline, `ms` from now: a refresh's. A DPoP
-    /// nonce refusal's resend gets what is left of it, not a deadline of
-    /// its own, so a refresh's requests never outlive the callers' wait
-    /// and the lock by more than its first request would have (another
-    /// tab may present the same refresh token once the lock is let go).
+    /// Requests sharing one deadline, `ms` from now: a refresh's, whose
+    /// `abort_after_ms` the core counts from the refresh's first request
+    /// (a DPoP nonce refusal's resend gets what is left of it), so a
+    /// refresh's requests never outlive the callers' wait and the lock by
+    /// more than its first request would have (another tab may present the
+    /// same refresh token once the lock is let go).
     /// The same type as every other platform's: no second copy of the
     /// code that sends through it.
     pub fn sharing_deadline(ms: u32) -> Self {

@@ -97,9 +97,10 @@ pub struct RefreshRequest {
     /// Where: the AT Protocol account's own token endpoint, or `None` for
     /// the client's.
     pub endpoint: Option<String>,
-    /// When the transport aborts the request (ms): only after the core has
-    /// given up on it ([`RefreshPolicy::abort_after_ms`]), since a late
-    /// answer still carries the rotated refresh token.
+    /// When the transport aborts the request (ms from now): only after the
+    /// core has given up on it ([`RefreshPolicy::abort_after_ms`] from the
+    /// refresh's first request, a resend's included), since a late answer
+    /// still carries the rotated refresh token.
     ///
     /// [`RefreshPolicy::abort_after_ms`]: crate::core::session::RefreshPolicy::abort_after_ms
     pub abort_after_ms: u32,

@@ -79,6 +79,9 @@ enum Stage {
     Sending {
         base: TokenSet,
     },
+    /// Refused for its DPoP nonce, unprocessed: the base read again before
+    /// the one resend, with this tab's newest set as of the read's end.
+    RereadingBase,
     /// `invalid_grant`: a tab without the lock may have rotated already.
     Rechecking {
         base: TokenSet,
@@ -147,12 +150,22 @@ pub struct RefreshMachine {
     /// someone cleared it (a sign-out). A record this tab removed as
     /// corrupt, or a set that never reached the store, leaves it empty.
     found_stored: bool,
-    /// When the callers stop waiting (`refresh_timeout`): set by the first
-    /// request (the account's check, or the refresh), and kept by a resend.
-    deadline_ms: Option<u64>,
+    /// When the first request went out (the account's check, or the
+    /// refresh): the callers' wait, the settle cap and the transport's
+    /// abort all count from it, a resend's too, so that no request of this
+    /// refresh outlives the lock by more than the first one would have
+    /// (another tab may present the same refresh token once it is let go).
+    started_ms: Option<u64>,
+    /// The time of the input being handled: requests are timed from it.
+    input_at: u64,
+    /// Whether the callers were told `refresh_timeout`.
+    told_timed_out: bool,
     /// Whether the request was sent again after a refusal for its nonce:
     /// a second refusal is `dpop_nonce_failed`.
     resent_for_nonce: bool,
+    /// The AT Protocol account checked by this refresh: a resend from a
+    /// set of the same account is not checked again.
+    checked_account: Option<Account>,
     stage: Stage,
 }
 
@@ -176,8 +189,11 @@ impl RefreshMachine {
             checks_accounts,
             ends_before: session.ends(),
             found_stored: false,
-            deadline_ms: None,
+            started_ms: None,
+            input_at: 0,
+            told_timed_out: false,
             resent_for_nonce: false,
+            checked_account: None,
             stage: Stage::Locking,
         };
         let first = Step::wait(Wait::Lock {
@@ -190,6 +206,7 @@ impl RefreshMachine {
 impl SessionMachine for RefreshMachine {
     /// An input out of turn ends the refresh with `refresh_timeout`.
     fn on(&mut self, input: Input, session: &Session, now: u64) -> Step {
+        self.input_at = now;
         let stage = std::mem::replace(&mut self.stage, Stage::Over);
         match (stage, input) {
             (Stage::Locking, Input::Locked(Ok(()))) => {
@@ -200,6 +217,10 @@ impl SessionMachine for RefreshMachine {
             (Stage::Locking, Input::Locked(Err(error))) => Step::done(vec![], Err(error)),
             (Stage::ReadingBase { now, mine }, Input::Loaded(stored)) => {
                 self.base_read(stored, mine, session, now)
+            }
+            (Stage::RereadingBase, Input::Loaded(stored)) => {
+                // As of now: a sibling's set heard during the read counts.
+                self.base_read(stored, session.tokens(), session, now)
             }
             (Stage::ReadingEndReason { at, mine }, Input::EndReason(end)) => {
                 // Unless its end was heard meanwhile.
@@ -215,9 +236,13 @@ impl SessionMachine for RefreshMachine {
             }
             (Stage::CheckingAccount { base }, Input::AccountChecked(checked)) => {
                 match checked {
-                    Ok(()) => self.send(base, now),
-                    // Nothing was sent: a failed check is the call's error, and
-                    // the session stays as it is.
+                    Ok(()) => {
+                        self.checked_account = base.atproto.as_deref().cloned();
+                        self.send(base)
+                    }
+                    // Not sent (or, before a resend, not sent again): a
+                    // failed check is the call's error, and the session
+                    // stays as it is.
                     Err(error) => Step::done(vec![], Err(error)),
                 }
             }
@@ -227,12 +252,14 @@ impl SessionMachine for RefreshMachine {
                 // its answer is the session. It is awaited, holding the lock,
                 // up to the settle cap.
                 self.stage = Stage::Sending { base };
-                let rest = self
-                    .policy
-                    .settle_cap_ms
-                    .saturating_sub(self.policy.timeout_ms);
+                let rest = self.left(self.policy.settle_cap_ms);
+                let told = std::mem::replace(&mut self.told_timed_out, true);
                 Step {
-                    acts: vec![Act::TellWaitersTimedOut],
+                    acts: if told {
+                        vec![]
+                    } else {
+                        vec![Act::TellWaitersTimedOut]
+                    },
                     wait: Wait::KeepWaiting { ms: rest },
                 }
             }
@@ -358,7 +385,7 @@ impl RefreshMachine {
             Err(error) => return Step::done(vec![], Err(error)),
         };
         if base.dpop_jkt.is_some() && answer.wants_nonce() {
-            return self.resend_for_nonce(session, now);
+            return self.resend_for_nonce();
         }
         let rotated = answer.rotation_in_refused(now, &base);
         let fresh = match (answer.token_set(now, &base), rotated) {
@@ -397,14 +424,11 @@ impl RefreshMachine {
     /// again. A sibling's rotation heard while it was out (one whose write
     /// failed, its tab closed before the broadcast arrived) is newer than
     /// the set it was sent from, whose refresh token is spent by then.
-    fn resend_for_nonce(&mut self, session: &Session, now: u64) -> Step {
+    fn resend_for_nonce(&mut self) -> Step {
         if std::mem::replace(&mut self.resent_for_nonce, true) {
             return Step::done(vec![], Err(Error::DpopNonceFailed));
         }
-        self.stage = Stage::ReadingBase {
-            now,
-            mine: session.tokens(),
-        };
+        self.stage = Stage::RereadingBase;
         Step::wait(Wait::Load)
     }
 
@@ -737,16 +761,19 @@ impl RefreshMachine {
         if let Some(error) = session.backing_off(now) {
             return Step::done(vec![], Err(error));
         }
-        if let Some(account) = self.account_checked_for(&base) {
+        let unchecked = self
+            .account_checked_for(&base)
+            .filter(|account| self.checked_account.as_ref() != Some(*account));
+        if let Some(account) = unchecked {
             // The account may have moved to another server, or its
             // document may no longer name this one: checked before its
             // refresh token is presented anywhere.
             let account = account.clone();
-            let ms = self.until_deadline(now);
+            let ms = self.left(self.policy.timeout_ms);
             self.stage = Stage::CheckingAccount { base };
             return Step::wait(Wait::CheckAccount { account, ms });
         }
-        self.send(base, now)
+        self.send(base)
     }
 
     /// The AT Protocol account whose own server refreshes `base`, once
@@ -761,26 +788,34 @@ impl RefreshMachine {
     /// the request refused for its nonce, came out of it); past it they are
     /// told `refresh_timeout`, and the request is still awaited up to the
     /// settle cap.
-    fn send(&mut self, base: TokenSet, now: u64) -> Step {
+    fn send(&mut self, base: TokenSet) -> Step {
         let endpoint = self
             .account_checked_for(&base)
             .map(|account| account.token_endpoint.clone());
+        let settle = self.left(self.policy.settle_cap_ms);
+        if settle == 0 {
+            // A resend past the settle cap: nothing was processed, and the
+            // lock is let go now.
+            return Step::done(vec![], Err(Error::RefreshTimeout));
+        }
         let request = RefreshRequest {
             base: base.clone(),
             endpoint,
-            abort_after_ms: self.policy.abort_after_ms(),
+            abort_after_ms: self.left(self.policy.abort_after_ms()),
         };
-        let ms = self.until_deadline(now);
+        let ms = self.left(self.policy.timeout_ms);
         self.stage = Stage::Sending { base };
         Step::wait(Wait::Send { request, ms })
     }
 
-    /// The time left until the callers stop waiting, the deadline set now
-    /// if no request was made yet.
-    fn until_deadline(&mut self, now: u64) -> u32 {
-        let timeout = u64::from(self.policy.timeout_ms);
-        let deadline = *self.deadline_ms.get_or_insert(now.saturating_add(timeout));
-        u32::try_from(deadline.saturating_sub(now)).unwrap_or(u32::MAX)
+    /// What is left of `after_ms` from the first request, which is now
+    /// (the input's time, not the time the base was decided as of) if none
+    /// went out yet.
+    fn left(&mut self, after_ms: u32) -> u32 {
+        let now = self.input_at;
+        let started = *self.started_ms.get_or_insert(now);
+        let until = started.saturating_add(u64::from(after_ms));
+        u32::try_from(until.saturating_sub(now)).unwrap_or(u32::MAX)
     }
 
     /// Ends the session because the server will not refresh `ended`, then

@@ -319,8 +319,11 @@ fn a_held_retry_after_answers_without_a_request() {
 fn past_the_timeout_the_waiters_go_and_the_request_is_awaited_to_the_cap() {
     let session = Session::new(Some(stale()));
     let mut machine = sent(&session);
-    let inputs = vec![Input::Slow, rotated(None)];
-    let steps = run(&mut machine, &session, inputs);
+    let step = machine.on(Input::Slow, &session, NOW + 10_000);
+    let steps = [
+        show(&step),
+        show(&on(&mut machine, rotated(None), &session)),
+    ];
     assert_eq!(steps[0], "waiters timed out; keep waiting 50000");
     // The late answer is the session: it is written like any other.
     assert_eq!(steps[1], "resume requests; load");
@@ -387,6 +390,94 @@ fn a_refusal_for_the_nonce_is_sent_again_once() {
     assert_eq!(
         run(&mut machine, &session, inputs),
         ["load", "send rt-1 10000", "fail dpop_nonce_failed"]
+    );
+}
+
+#[test]
+fn a_sibling_s_rotation_heard_during_the_reread_is_the_resend_s_base() {
+    let held = bound(1, HOUR_MS - 10_000);
+    let session = Session::new(Some(held.clone()));
+    let mut machine = sent_bound(&held, &session);
+    assert_eq!(
+        show(&machine.on(wants_nonce(), &session, NOW + 3_000)),
+        "load"
+    );
+    let sibling = SessionMessage::Tokens {
+        tokens: bound(2, HOUR_MS - 10_000),
+        unsaved: true,
+    };
+    session.receive(sibling, NOW + 3_000);
+    let step = machine.on(Input::Loaded(Ok(Some(held))), &session, NOW + 3_010);
+    assert_eq!(show(&step), "send rt-2 6990");
+}
+
+/// The resend's bounds: the callers' wait, and when the transport aborts it.
+fn resend_bounds(step: &Step) -> (u32, u32) {
+    match &step.wait {
+        Wait::Send { request, ms } => (*ms, request.abort_after_ms),
+        other => panic!("expected a send, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_resend_keeps_the_first_request_s_settle_cap_and_abort() {
+    let held = bound(1, HOUR_MS - 10_000);
+    let session = Session::new(Some(held.clone()));
+    let mut machine = sent_bound(&held, &session); // at NOW
+    let step = machine.on(Input::Slow, &session, NOW + 10_000);
+    assert_eq!(show(&step), "waiters timed out; keep waiting 50000");
+    // Refused just before the cap: resent with what is left of the first
+    // request's abort (61 s from NOW), the lock held to the same cap, and
+    // the callers not told twice.
+    machine.on(wants_nonce(), &session, NOW + 59_000);
+    let step = machine.on(
+        Input::Loaded(Ok(Some(held.clone()))),
+        &session,
+        NOW + 59_000,
+    );
+    assert_eq!(resend_bounds(&step), (0, 2_000));
+    let step = machine.on(Input::Slow, &session, NOW + 59_000);
+    assert_eq!(show(&step), "keep waiting 1000");
+    // Refused at the cap: nothing is sent again.
+    let mut machine = sent_bound(&held, &session);
+    machine.on(wants_nonce(), &session, NOW + 60_000);
+    let step = machine.on(Input::Loaded(Ok(Some(held))), &session, NOW + 60_000);
+    assert_eq!(show(&step), "fail refresh_timeout");
+}
+
+#[test]
+fn the_request_s_bounds_count_from_when_it_is_sent_not_from_the_lock() {
+    let held = stale();
+    let session = Session::new(Some(held.clone()));
+    let mut machine = in_lock(&held, &session); // the lock at NOW
+                                                // The store took 4 s to answer: the request goes out at NOW + 4 s
+                                                // with the whole wait and its whole abort.
+    let step = machine.on(Input::Loaded(Ok(Some(held))), &session, NOW + 4_000);
+    assert_eq!(resend_bounds(&step), (10_000, 61_000));
+    let step = machine.on(Input::Slow, &session, NOW + 14_000);
+    assert_eq!(show(&step), "waiters timed out; keep waiting 50000");
+}
+
+#[test]
+fn an_account_s_resend_is_not_checked_again() {
+    let held = TokenSet {
+        token_type: "DPoP".into(),
+        dpop_jkt: Some("jkt-1".into()),
+        ..account_set()
+    };
+    let session = Session::new(Some(held.clone()));
+    let mut machine = checking_accounts(&held, &session);
+    let inputs = vec![
+        Input::Loaded(Ok(Some(held.clone()))),
+        Input::AccountChecked(Ok(())),
+        wants_nonce(),
+        Input::Loaded(Ok(Some(held))),
+    ];
+    let steps = run(&mut machine, &session, inputs);
+    assert!(steps[0].starts_with("check account"), "{}", steps[0]);
+    assert_eq!(
+        steps[3],
+        "send rt-1 10000 to https://auth.example/oauth/token"
     );
 }
 

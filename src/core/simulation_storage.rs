@@ -233,10 +233,7 @@ pub(super) fn records(
         true => View::Marked(Marked {
             values: copy,
             marks: Marks(world),
-            platform: TabPorts {
-                world,
-                tab: tab.unwrap_or(0),
-            },
+            platform: TabPorts::new(world, tab.unwrap_or(0)),
         }),
         false => View::Unmarked(copy),
     };
