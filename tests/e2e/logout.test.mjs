@@ -119,7 +119,8 @@ test("a refresh running in another tab at the moment of logout does not bring th
     idp.setTokenFaults({ delayMs: 1_500 });
 
     const calls = burst(b, idp.whoamiUrl, 5);
-    await waitFor(async () => (await b.evaluate(() => navigator.locks.query())).held.length > 0, { withinMs: 3_000 });
+    const locked = await waitFor(async () => (await b.evaluate(() => navigator.locks.query())).held.length > 0, { withinMs: 3_000 });
+    assert.ok(locked, "B's refresh holds the lock before the sign-out");
     const signedOut = await logout(a);
     const statuses = await calls;
 
@@ -129,7 +130,9 @@ test("a refresh running in another tab at the moment of logout does not bring th
     // through before: never a crash, never a second refresh.
     for (const status of statuses) assert.ok([200, 401, "error:not_authenticated"].includes(status), String(status));
 
-    // Long enough for any late broadcast to arrive; nobody is signed in.
+    // Every tab heard the sign-out, then a little longer for any late
+    // broadcast; nobody is signed in.
+    for (const tab of tabs) assert.ok(await waitFor(async () => (await signedOutCount(tab)) >= 1), "every tab hears the sign-out");
     await sleep(500);
     for (const [i, tab] of tabs.entries()) {
       assert.deepEqual(await state(tab), { authenticated: false, token: "not_authenticated" }, `tab ${i}`);
