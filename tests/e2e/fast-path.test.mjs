@@ -672,12 +672,13 @@ test("an init with a ReadableStream body goes the full way and fails exactly as 
 });
 
 test("a token due for refresh (inside the leeway, still valid at the server) is refreshed first, then sent by the driver", TEST, async () => {
-  // 8 s tokens: the leeway is capped at half the lifetime, so the client
-  // wants a new one after 4 s, while the server takes the old one for 8 s.
-  const { context, errors, tab, token } = await signIn({}, { ttl: 8 });
+  // 12 s tokens: the leeway is capped at half the lifetime, so the client
+  // wants a new one after 6 s, while the server takes the old one for 12 s
+  // (the sign-in's own steps, slow on a busy machine, come out of the 12).
+  const { context, errors, tab, token } = await signIn({}, { ttl: 12 });
   try {
     idp.setAccessTokenTtl(LONG_TTL);
-    await sleep(4_500);
+    await sleep(6_500);
     assert.equal(await liveAtServer(token), true, "the old token is still valid at the server");
     idp.resetCounters();
     const out = await within(
