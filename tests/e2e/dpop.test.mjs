@@ -21,6 +21,7 @@ import {
   eventsOf,
   named,
   sleep,
+  until,
   within,
   SHORT_TTL,
   EXPIRED_MS,
@@ -260,14 +261,26 @@ test("API nonce rotated: the next call is resent once and ends 200; a second tab
     assert.equal((await whoami(b)).status, 200);
     assert.equal(idp.counters().dpop.apiNonceRefusals, 0, "tab B knew the nonce");
 
+    // Tab B listens on the client's nonce channel as its latchkey does.
+    const channel = `latchkey:${idp.issuer}:${idp.dpopClientId}:dpop-nonces`;
+    await b.evaluate((name) => {
+      window.nonceHeard = false;
+      const listener = new BroadcastChannel(name);
+      listener.onmessage = () => {
+        window.nonceHeard = true;
+        listener.close();
+      };
+    }, channel);
     idp.rotateApiNonce();
     idp.resetCounters();
     const first = await whoami(a);
     assert.equal(first.status, 200, JSON.stringify(first));
     assert.deepEqual(idp.counters().dpop, { asNonceRefusals: 0, apiNonceRefusals: 1, apiProofRefusals: 0, apiAccepted: 1, apiReplays: 0 });
 
-    // Tab A's new nonce reaches tab B (BroadcastChannel: give it a moment).
-    await sleep(300);
+    // Tab A's new nonce reaches tab B (BroadcastChannel): once B's own
+    // listener has it, and a moment for latchkey's listener beside it.
+    await until(() => b.evaluate(() => window.nonceHeard), 5_000, "tab B to hear the new nonce");
+    await sleep(100);
     const second = await whoami(b);
     assert.equal(second.status, 200, JSON.stringify(second));
     assert.deepEqual(
