@@ -155,10 +155,10 @@ test("a tab closed while holding the lock mid-refresh does not block the other t
 
     const [bOut, cOut] = await within(Promise.all([bBurst, cBurst]), 15_000, "B and C");
     // "Within about a second of the close": bounded loosely for a shared
-    // 2-core machine, yet far below the 10 s refresh timeout a lock that
-    // outlived its tab would cost.
+    // 2-core machine (a refresh and 20 calls), yet well below the 10 s
+    // refresh timeout a lock that outlived its tab would cost.
     const afterClose = Date.now() - closedAt;
-    assert.ok(afterClose < 2_500, `B and C finished ${afterClose} ms after A closed`);
+    assert.ok(afterClose < 5_000, `B and C finished ${afterClose} ms after A closed`);
     assert.deepEqual(bOut, Array(10).fill(200), `B: ${JSON.stringify(bOut)}`);
     assert.deepEqual(cOut, Array(10).fill(200), `C: ${JSON.stringify(cOut)}`);
     await aBurst;
