@@ -402,14 +402,26 @@ test("an API that answers 401 to every token, called from 2 tabs in turn, costs 
     app.reset();
     api.reset();
     idp.resetCounters();
+    // Tab B listens on the session's channel as its latchkey does.
+    await b.evaluate((name) => {
+      window.refusedHeard = false;
+      const listener = new BroadcastChannel(name);
+      listener.onmessage = ({ data }) => {
+        if (data?.type !== "refused") return;
+        window.refusedHeard = true;
+        listener.close();
+      };
+    }, `latchkey:${site.issuer}:${site.clientId}`);
     assert.deepEqual(await attempt(a, `${api.origin}/always401`), { status: 401, redirected: false });
     assert.equal(refreshGrants(), 1, "tab A's first call refreshed once");
     const fresh = await accessToken(a);
     assert.notEqual(fresh, token);
     // Tab B adopts A's set from its broadcast; A's word that the API refused
-    // it at once follows on the same channel.
+    // it at once follows on the same channel: once B's own listener has
+    // it, and a moment for latchkey's listener beside it.
     await until(async () => (await accessToken(b)) === fresh, 5000, "tab B to adopt the refreshed set");
-    await sleep(200);
+    await until(() => b.evaluate(() => window.refusedHeard), 5_000, "tab B to hear the refusal");
+    await sleep(100);
     const ROUNDS = 3;
     for (let i = 0; i < ROUNDS; i++) {
       for (const [name, tab] of [["B", b], ["A", a]]) {
