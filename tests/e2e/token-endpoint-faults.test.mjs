@@ -45,27 +45,40 @@ test("503 with Retry-After: typed error carrying it, no request from any tab unt
     idp.setAccessTokenTtl(LONG_TTL);
     idp.resetCounters();
     const unavailable = JSON.stringify({ error: "temporarily_unavailable", error_description: "maintenance" });
-    idp.setTokenFaults({ next: [{ kind: "status", status: 503, headers: { "Retry-After": "2" }, body: unavailable }] });
+    // 4 s: the window must outlast the checks inside it on a busy machine.
+    idp.setTokenFaults({ next: [{ kind: "status", status: 503, headers: { "Retry-After": "4" }, body: unavailable }] });
+    // The other tab listens on the session's channel as its latchkey does.
+    await other.evaluate((name) => {
+      window.backOffHeard = false;
+      const listener = new BroadcastChannel(name);
+      listener.onmessage = ({ data }) => {
+        if (data?.type !== "backOff") return;
+        window.backOffHeard = true;
+        listener.close();
+      };
+    }, `latchkey:${idp.issuer}:${idp.clientId}`);
 
     const first = await call(tab, idp.whoamiUrl);
     assert.deepEqual(
       [first.code, first.status, first.error, first.retryAfter],
-      ["token_error", 503, "temporarily_unavailable", 2],
+      ["token_error", 503, "temporarily_unavailable", 4],
       JSON.stringify(first),
     );
     // Inside the window: the same error at once, and nothing sent.
     const inside = await Promise.all([call(tab, idp.whoamiUrl), call(tab, idp.whoamiUrl), call(tab, idp.whoamiUrl)]);
-    for (const r of inside) assert.deepEqual([r.code, r.status, r.retryAfter], ["token_error", 503, 2], JSON.stringify(r));
+    for (const r of inside) assert.deepEqual([r.code, r.status, r.retryAfter], ["token_error", 503, 4], JSON.stringify(r));
     // The other tab was told (BroadcastChannel): its calls wait too, without a request of its own.
+    await until(() => other.evaluate(() => window.backOffHeard), 3_000, "the other tab to hear the back-off");
+    await sleep(100);
     const fromOther = await Promise.all([call(other, idp.whoamiUrl), call(other, idp.whoamiUrl)]);
     for (const r of fromOther) {
-      assert.deepEqual([r.code, r.status, r.error, r.retryAfter], ["token_error", 503, "temporarily_unavailable", 2], JSON.stringify(r));
+      assert.deepEqual([r.code, r.status, r.error, r.retryAfter], ["token_error", 503, "temporarily_unavailable", 4], JSON.stringify(r));
     }
     assert.equal(refreshGrants(), 1, "one request from all tabs: the others waited for Retry-After");
     assert.equal(await rawRecord(tab, idp), stored, "the stored record is untouched");
     assert.equal(await isAuthenticated(tab), true);
 
-    await sleep(2_100);
+    await sleep(4_100);
     const recovered = await call(tab, idp.whoamiUrl);
     assert.equal(recovered.status, 200, JSON.stringify(recovered));
     assert.equal(refreshGrants(), 2, "one refresh once Retry-After had passed");
