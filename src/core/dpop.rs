@@ -19,7 +19,7 @@
 use std::cell::RefCell;
 
 use crate::core::base64url;
-use crate::core::dpop_post::{Fed as ProofFed, Need as ProofNeed, ProofPost};
+use crate::core::dpop_post::{Fed as ProofFed, Need as ProofNeed, NonceRefusal, ProofPost};
 use crate::core::drive::{drive, Perform};
 use crate::core::origin::Origin;
 use crate::core::platform::{Clock, Crypto, Http, HttpReply, Timer};
@@ -277,52 +277,22 @@ impl<'a, K: DpopKeys> Dpop<'a, K> {
             platform,
             key,
             nonces: self.nonces,
-            resends: true,
+            on_refusal: NonceRefusal::Resend,
         }
     }
 
     /// Posts `form` to `url` on `platform`, signed with the key `bound_to`
     /// names when there is one (a bound code or refresh token is refused
     /// without a proof of its key), plainly otherwise; the body read as a
-    /// `T`. A key that cannot be loaded fails the request.
+    /// `T`. A key that cannot be loaded fails the request. A refusal that
+    /// asks for a new nonce is resent or handed on, as `on_refusal` says.
     pub async fn post_form<P, T>(
         &self,
         platform: &P,
         bound_to: Option<&str>,
         url: &str,
         form: &[(String, String)],
-    ) -> Result<HttpReply<T>, Error>
-    where
-        P: Http + Clock + Crypto,
-        T: serde::de::DeserializeOwned,
-    {
-        self.posting(platform, bound_to, url, form, true).await
-    }
-
-    /// As [`post_form`](Self::post_form), but a refusal that asks for a new
-    /// nonce is the answer, the nonce kept: the caller decides what to send
-    /// again ([`ProofPost::start_once`]).
-    pub async fn post_form_once<P, T>(
-        &self,
-        platform: &P,
-        bound_to: Option<&str>,
-        url: &str,
-        form: &[(String, String)],
-    ) -> Result<HttpReply<T>, Error>
-    where
-        P: Http + Clock + Crypto,
-        T: serde::de::DeserializeOwned,
-    {
-        self.posting(platform, bound_to, url, form, false).await
-    }
-
-    async fn posting<P, T>(
-        &self,
-        platform: &P,
-        bound_to: Option<&str>,
-        url: &str,
-        form: &[(String, String)],
-        resends: bool,
+        on_refusal: NonceRefusal,
     ) -> Result<HttpReply<T>, Error>
     where
         P: Http + Clock + Crypto,
@@ -332,7 +302,7 @@ impl<'a, K: DpopKeys> Dpop<'a, K> {
             Some(jkt) => {
                 let key = self.keys.load(jkt).await?;
                 let http = DpopHttp {
-                    resends,
+                    on_refusal,
                     ..self.http(platform, &key)
                 };
                 http.post_form(url, form).await
@@ -547,9 +517,8 @@ pub struct DpopHttp<'a, P, K> {
     pub key: &'a K,
     /// The servers' nonces, shared by the tab.
     pub nonces: &'a NonceBook,
-    /// Whether a refusal with a new nonce is sent again here, or is the
-    /// answer ([`ProofPost::start_once`]).
-    pub resends: bool,
+    /// What a refusal with a new nonce gets.
+    pub on_refusal: NonceRefusal,
 }
 
 impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
@@ -573,10 +542,7 @@ impl<P: Http + Clock + Crypto, K: DpopKey> Http for DpopHttp<'_, P, K> {
     ) -> Result<HttpReply<P::Body>, Error> {
         let role = Role::AuthorizationServer;
         let known = self.nonces.get(role, url);
-        let (mut machine, first) = match self.resends {
-            true => ProofPost::start(known),
-            false => ProofPost::start_once(known),
-        };
+        let (mut machine, first) = ProofPost::start(known, self.on_refusal);
         let mut poster = Poster {
             http: self,
             url,

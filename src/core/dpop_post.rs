@@ -10,7 +10,7 @@
 //! new proof carrying the nonce now kept — only when the answer brought a
 //! nonce other than the one sent (otherwise a resend would be refused
 //! again). A second refusal is `dpop_nonce_failed`: never a loop. A post
-//! started with [`ProofPost::start_once`] hands that first refusal on
+//! started with [`NonceRefusal::HandOn`] hands that first refusal on
 //! instead (the nonce kept), for a caller that decides itself what to send
 //! again: the refresh, whose refresh token may have been rotated by a
 //! sibling tab while the refused request was out.
@@ -73,33 +73,32 @@ enum Stage<B> {
     Over,
 }
 
+/// What a post does with a refusal that brings a new nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceRefusal {
+    /// Sends the same request again, once, with the new nonce.
+    Resend,
+    /// Hands the refusal on as the answer (the nonce kept): the caller
+    /// decides what to send again.
+    HandOn,
+}
+
 /// One form post with a proof, and at most one resend for a nonce.
 pub struct ProofPost<B> {
     stage: Stage<B>,
-    /// Whether a refusal with a new nonce is sent again here, or handed on.
-    resends: bool,
+    on_refusal: NonceRefusal,
 }
 
 impl<B> ProofPost<B> {
     /// A post whose first proof carries `known`, the server's nonce the
-    /// tab holds; its first step.
-    pub fn start(known: Option<String>) -> (ProofPost<B>, Step<B>) {
-        Self::starting(known, true)
-    }
-
-    /// As [`start`](Self::start), but a refusal with a new nonce is the
-    /// answer (the nonce kept): the caller decides what to send again.
-    pub fn start_once(known: Option<String>) -> (ProofPost<B>, Step<B>) {
-        Self::starting(known, false)
-    }
-
-    fn starting(known: Option<String>, resends: bool) -> (ProofPost<B>, Step<B>) {
+    /// tab holds, and what it does `on_refusal`; its first step.
+    pub fn start(known: Option<String>, on_refusal: NonceRefusal) -> (ProofPost<B>, Step<B>) {
         let machine = ProofPost {
             stage: Stage::Proving {
                 sent: known.clone(),
                 resent: false,
             },
-            resends,
+            on_refusal,
         };
         (machine, Step::Do(Need::Prove { nonce: known }))
     }
@@ -156,7 +155,7 @@ impl<B> ProofPost<B> {
         if resent || !fresh {
             return Step::Done(Err(Error::DpopNonceFailed));
         }
-        if !self.resends {
+        if self.on_refusal == NonceRefusal::HandOn {
             return Step::Done(Ok(reply));
         }
         self.stage = Stage::Proving {
@@ -215,7 +214,7 @@ mod tests {
     /// A post started with `known`, proved and sent: the machine waiting
     /// for the answer.
     fn sent(known: Option<&str>) -> ProofPost<String> {
-        let (mut machine, step) = ProofPost::start(known.map(str::to_owned));
+        let (mut machine, step) = ProofPost::start(known.map(str::to_owned), NonceRefusal::Resend);
         assert_eq!(proves(step).as_deref(), known);
         let step = machine.on(Fed::Proved(Ok(proof())));
         assert!(matches!(step, Step::Do(Need::Post(_))));
@@ -255,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_post_sent_once_hands_on_a_refusal_with_a_new_nonce_once_kept() {
-        let (mut machine, step) = ProofPost::start_once(Some("stale".into()));
+        let (mut machine, step) = ProofPost::start(Some("stale".into()), NonceRefusal::HandOn);
         assert_eq!(proves(step).as_deref(), Some("stale"));
         machine.on(Fed::Proved(Ok(proof())));
         let refused = raw_reply(400, WANTS_NONCE, Some("fresh".into()));
@@ -263,7 +262,7 @@ mod tests {
         let reply = done(machine.on(Fed::Learned(Some("fresh".into()))));
         assert!(token_reply_wants_nonce(&reply.unwrap()));
         // One repeating the nonce sent is still no nonce to send again.
-        let (mut machine, _) = ProofPost::start_once(Some("n-1".into()));
+        let (mut machine, _) = ProofPost::start(Some("n-1".into()), NonceRefusal::HandOn);
         machine.on(Fed::Proved(Ok(proof())));
         let repeated = raw_reply(400, WANTS_NONCE, Some("n-1".into()));
         learns(machine.on(Fed::Answered(Ok(repeated))));
@@ -351,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_failed_proof_or_request_is_the_outcome() {
-        let (mut machine, _) = ProofPost::<String>::start(None);
+        let (mut machine, _) = ProofPost::<String>::start(None, NonceRefusal::Resend);
         let unavailable = Error::DpopKeyUnavailable {
             reason: "gone".into(),
         };
@@ -376,7 +375,7 @@ mod tests {
 
     #[test]
     fn an_unexpected_input_ends_it() {
-        let (mut machine, _) = ProofPost::<String>::start(None);
+        let (mut machine, _) = ProofPost::<String>::start(None, NonceRefusal::Resend);
         let outcome = done(machine.on(Fed::Learned(None)));
         assert_eq!(outcome.unwrap_err(), Error::DpopNonceFailed);
     }

@@ -327,7 +327,7 @@ fn post(platform: &FakePlatform, book: &NonceBook) -> Result<HttpReply<serde_jso
         platform,
         key: &key,
         nonces: book,
-        resends: true,
+        on_refusal: NonceRefusal::Resend,
     };
     block_on(http.post_form(TOKEN_URL, &form()))
 }

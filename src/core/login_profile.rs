@@ -8,6 +8,7 @@ use crate::core::atproto::{self, Resolver};
 use crate::core::atproto_login::account_to_sign_in;
 use crate::core::callback_machine::{Fed, FinishLogin, Need};
 use crate::core::dpop::{Dpop, DpopKeys, Role};
+use crate::core::dpop_post::NonceRefusal::Resend;
 use crate::core::drive::{drive, Perform};
 use crate::core::jwks::JwksCache;
 use crate::core::login::{ClientConfig, LoginResult, LoginStart};
@@ -328,9 +329,10 @@ where
             } => {
                 // The code is bound to the login's key: only it can redeem it.
                 let bound_to = key.as_deref();
-                let reply = logins
-                    .dpop
-                    .post_form(logins.platform, bound_to, &endpoint, &form);
+                let reply =
+                    logins
+                        .dpop
+                        .post_form(logins.platform, bound_to, &endpoint, &form, Resend);
                 Fed::Exchanged(reply.await)
             }
             Need::VerifyIdToken { tokens, nonce } => {

@@ -24,7 +24,7 @@ impl RefreshAnswer {
     /// its DPoP proof's nonce
     /// ([RFC 9449 §8](https://www.rfc-editor.org/rfc/rfc9449#section-8));
     /// the new nonce is kept by then
-    /// ([`ProofPost::start_once`](crate::core::dpop_post::ProofPost::start_once)).
+    /// ([`NonceRefusal::HandOn`](crate::core::dpop_post::NonceRefusal::HandOn)).
     pub fn wants_nonce(&self) -> bool {
         matches!(self, RefreshAnswer::Server(reply) if token_reply_wants_nonce(reply))
     }

@@ -3,6 +3,7 @@
 //! [`RefreshTransport`]: the default when the app brings no `refresh`.
 
 use crate::core::dpop::Dpop;
+use crate::core::dpop_post::NonceRefusal::HandOn;
 use crate::core::ports::{Clock, Crypto, DpopKeys, Http, RefreshRequest, RefreshTransport};
 use crate::core::refresh_answer::RefreshAnswer;
 use crate::core::{refresh_params, Error, RawTokenResponse};
@@ -35,7 +36,7 @@ impl<H: Http + Clock + Crypto, K: DpopKeys> RefreshTransport for RefreshGrant<'_
         let endpoint = request.endpoint.as_deref().unwrap_or(self.token_endpoint);
         let reply = self
             .dpop
-            .post_form_once::<H, RawTokenResponse>(self.http, bound_to, endpoint, &form);
+            .post_form::<H, RawTokenResponse>(self.http, bound_to, endpoint, &form, HandOn);
         let reply = reply.await;
         reply.map(RefreshAnswer::Server)
     }
