@@ -17,7 +17,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 
 import { openApp, withClient, clientOptions } from "./support/app.mjs";
-import { accessToken, freshContext, signedInTabs, sleep, until, EXPIRED_MS, LONG_TTL } from "./support/session.mjs";
+import { accessToken, freshContext, signedInTabs, sleep, until, listenOn, heardOn, EXPIRED_MS, LONG_TTL } from "./support/session.mjs";
 import { launchBrowser } from "./support/browser.mjs";
 import { requireStagedApp } from "./support/project.mjs";
 import { startIdp } from "../idp/server.mjs";
@@ -403,15 +403,7 @@ test("an API that answers 401 to every token, called from 2 tabs in turn, costs 
     api.reset();
     idp.resetCounters();
     // Tab B listens on the session's channel as its latchkey does.
-    await b.evaluate((name) => {
-      window.refusedHeard = false;
-      const listener = new BroadcastChannel(name);
-      listener.onmessage = ({ data }) => {
-        if (data?.type !== "refused") return;
-        window.refusedHeard = true;
-        listener.close();
-      };
-    }, `latchkey:${site.issuer}:${site.clientId}`);
+    await listenOn(b, `latchkey:${site.issuer}:${site.clientId}`, "refused");
     assert.deepEqual(await attempt(a, `${api.origin}/always401`), { status: 401, redirected: false });
     assert.equal(refreshGrants(), 1, "tab A's first call refreshed once");
     const fresh = await accessToken(a);
@@ -420,8 +412,7 @@ test("an API that answers 401 to every token, called from 2 tabs in turn, costs 
     // it at once follows on the same channel: once B's own listener has
     // it, and a moment for latchkey's listener beside it.
     await until(async () => (await accessToken(b)) === fresh, 5000, "tab B to adopt the refreshed set");
-    await until(() => b.evaluate(() => window.refusedHeard), 5_000, "tab B to hear the refusal");
-    await sleep(100);
+    await heardOn(b, 5_000, "tab B to hear the refusal");
     const ROUNDS = 3;
     for (let i = 0; i < ROUNDS; i++) {
       for (const [name, tab] of [["B", b], ["A", a]]) {

@@ -21,7 +21,8 @@ import {
   eventsOf,
   named,
   sleep,
-  until,
+  listenOn,
+  heardOn,
   within,
   SHORT_TTL,
   EXPIRED_MS,
@@ -262,15 +263,7 @@ test("API nonce rotated: the next call is resent once and ends 200; a second tab
     assert.equal(idp.counters().dpop.apiNonceRefusals, 0, "tab B knew the nonce");
 
     // Tab B listens on the client's nonce channel as its latchkey does.
-    const channel = `latchkey:${idp.issuer}:${idp.dpopClientId}:dpop-nonces`;
-    await b.evaluate((name) => {
-      window.nonceHeard = false;
-      const listener = new BroadcastChannel(name);
-      listener.onmessage = () => {
-        window.nonceHeard = true;
-        listener.close();
-      };
-    }, channel);
+    await listenOn(b, `latchkey:${idp.issuer}:${idp.dpopClientId}:dpop-nonces`);
     idp.rotateApiNonce();
     idp.resetCounters();
     const first = await whoami(a);
@@ -279,8 +272,7 @@ test("API nonce rotated: the next call is resent once and ends 200; a second tab
 
     // Tab A's new nonce reaches tab B (BroadcastChannel): once B's own
     // listener has it, and a moment for latchkey's listener beside it.
-    await until(() => b.evaluate(() => window.nonceHeard), 5_000, "tab B to hear the new nonce");
-    await sleep(100);
+    await heardOn(b, 5_000, "tab B to hear the new nonce");
     const second = await whoami(b);
     assert.equal(second.status, 200, JSON.stringify(second));
     assert.deepEqual(

@@ -15,6 +15,8 @@ import {
   isAuthenticated,
   named,
   until,
+  listenOn,
+  heardOn,
   SHORT_TTL,
   EXPIRED_MS,
   LONG_TTL,
@@ -48,15 +50,7 @@ test("503 with Retry-After: typed error carrying it, no request from any tab unt
     // 4 s: the window must outlast the checks inside it on a busy machine.
     idp.setTokenFaults({ next: [{ kind: "status", status: 503, headers: { "Retry-After": "4" }, body: unavailable }] });
     // The other tab listens on the session's channel as its latchkey does.
-    await other.evaluate((name) => {
-      window.backOffHeard = false;
-      const listener = new BroadcastChannel(name);
-      listener.onmessage = ({ data }) => {
-        if (data?.type !== "backOff") return;
-        window.backOffHeard = true;
-        listener.close();
-      };
-    }, `latchkey:${idp.issuer}:${idp.clientId}`);
+    await listenOn(other, `latchkey:${idp.issuer}:${idp.clientId}`, "backOff");
 
     const first = await call(tab, idp.whoamiUrl);
     assert.deepEqual(
@@ -68,8 +62,7 @@ test("503 with Retry-After: typed error carrying it, no request from any tab unt
     const inside = await Promise.all([call(tab, idp.whoamiUrl), call(tab, idp.whoamiUrl), call(tab, idp.whoamiUrl)]);
     for (const r of inside) assert.deepEqual([r.code, r.status, r.retryAfter], ["token_error", 503, 4], JSON.stringify(r));
     // The other tab was told (BroadcastChannel): its calls wait too, without a request of its own.
-    await until(() => other.evaluate(() => window.backOffHeard), 3_000, "the other tab to hear the back-off");
-    await sleep(100);
+    await heardOn(other, 3_000, "the other tab to hear the back-off");
     const fromOther = await Promise.all([call(other, idp.whoamiUrl), call(other, idp.whoamiUrl)]);
     for (const r of fromOther) {
       assert.deepEqual([r.code, r.status, r.error, r.retryAfter], ["token_error", 503, "temporarily_unavailable", 4], JSON.stringify(r));

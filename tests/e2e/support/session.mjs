@@ -164,6 +164,31 @@ export async function until(probe, ms, what) {
   }
 }
 
+// Listens in `page` on latchkey's BroadcastChannel `name`, as latchkey's
+// own listener there does, for a message of `type` (any message without
+// one); `heardOn` then waits, for at most `ms`, until it came.
+export function listenOn(page, name, type) {
+  return page.evaluate(
+    ({ name, type }) => {
+      window.testHeard = false;
+      const listener = new BroadcastChannel(name);
+      listener.onmessage = ({ data }) => {
+        if (type !== undefined && data?.type !== type) return;
+        window.testHeard = true;
+        listener.close();
+      };
+    },
+    { name, type },
+  );
+}
+
+// Waits until the message `listenOn` listens for has come to `page`, and a
+// moment more for latchkey's own listener beside the test's.
+export async function heardOn(page, ms, what) {
+  await until(() => page.evaluate(() => window.testHeard), ms, what);
+  await sleep(100);
+}
+
 // Rejects if `promise` has not settled within `ms`.
 export function within(promise, ms, what) {
   let timer;
