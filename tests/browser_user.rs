@@ -5,9 +5,12 @@
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::{Object, Reflect, JSON};
-use latchkey::browser::user::merge;
+use latchkey::browser::http::MAX_BODY_BYTES;
+use latchkey::browser::user::{merge, read_userinfo};
+use latchkey::core::Error;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
+use web_sys::{Response, ResponseInit};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -42,4 +45,29 @@ fn userinfo_adds_profile_claims_and_never_replaces_the_id_token_s() {
         .is_undefined());
     // The ID token's own object is left as it was.
     assert_eq!(claim(&id_claims, "name"), r#""Old""#);
+}
+
+fn json_response(body: &str) -> Response {
+    let init = ResponseInit::new();
+    init.set_status(200);
+    Response::new_with_opt_str_and_init(Some(body), &init).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn a_userinfo_body_is_read_within_the_bound_on_answers() {
+    let read = read_userinfo(&json_response(r#"{"sub":"u-1","name":"N"}"#), "u-1").await;
+    assert_eq!(claim(&read.unwrap(), "name"), r#""N""#);
+
+    // One byte over the bound (a padded JSON object): refused with why,
+    // not parsed.
+    let padding = " ".repeat(MAX_BODY_BYTES as usize - 12);
+    let over = format!(r#"{{"sub":"u-1"{padding}}}"#);
+    assert_eq!(over.len(), MAX_BODY_BYTES as usize + 1);
+    match read_userinfo(&json_response(&over), "u-1").await {
+        Err(Error::UserinfoFailed { status, reason }) => {
+            assert_eq!(status, Some(200));
+            assert!(reason.contains("over 1048576 bytes"), "{reason}");
+        }
+        other => panic!("not refused for its size: {other:?}"),
+    }
 }

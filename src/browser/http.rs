@@ -8,7 +8,7 @@
 use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Headers, RequestInit, Response, UrlSearchParams};
+use web_sys::{Blob, Headers, ReadableStreamDefaultReader, RequestInit, Response, UrlSearchParams};
 
 use crate::browser::from_js::from_js;
 use crate::browser::js_error::describe;
@@ -48,10 +48,8 @@ pub async fn send(url: &str, init: &RequestInit) -> Result<JsonReply, Error> {
         js_sys::Date::now() as u64,
     );
     let dpop_nonce = response.headers().get("DPoP-Nonce").ok().flatten();
-    let text = JsFuture::from(response.text().map_err(network)?)
-        .await
-        .map_err(network)?;
-    let json = js_sys::JSON::parse(&text.as_string().unwrap_or_default());
+    let text = read_text(&response, MAX_BODY_BYTES).await?;
+    let json = js_sys::JSON::parse(&text);
     // Read whatever the body's type: a DPoP nonce refusal is an `error`.
     let oauth_error = match &json {
         Ok(value) if value.is_object() => js_sys::Reflect::get(value, &"error".into())
@@ -67,6 +65,55 @@ pub async fn send(url: &str, init: &RequestInit) -> Result<JsonReply, Error> {
         dpop_nonce,
         oauth_error,
     })
+}
+
+/// The most of an answer's body that is read. Every answer latchkey reads
+/// (discovery, keys, tokens, an identity's documents) is a few kilobytes;
+/// some come from hosts the user named (an AT Protocol handle's), so a
+/// body is bounded by size as well as by the request's time, and a larger
+/// one is a network error (what it said is unknown; nothing is lost that a
+/// lost answer would not lose).
+pub const MAX_BODY_BYTES: u32 = 1 << 20;
+
+fn too_large(max: u32) -> Error {
+    Error::Network {
+        reason: format!("the answer's body is over {max} bytes"),
+    }
+}
+
+/// Reads a body as text, at most `max` bytes: a declared `Content-Length`
+/// over it is refused before reading, and the stream is cancelled as soon
+/// as more has arrived (a body sent in chunks declares no length).
+pub async fn read_text(response: &Response, max: u32) -> Result<String, Error> {
+    let declared = response.headers().get("Content-Length").ok().flatten();
+    if declared.and_then(|n| n.trim().parse::<u64>().ok()) > Some(u64::from(max)) {
+        return Err(too_large(max));
+    }
+    let Some(body) = response.body() else {
+        return Ok(String::new());
+    };
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let chunks = js_sys::Array::new();
+    let mut length: u64 = 0;
+    loop {
+        let step = JsFuture::from(reader.read()).await.map_err(network)?;
+        if js_sys::Reflect::get(&step, &"done".into()).is_ok_and(|done| done.is_truthy()) {
+            break;
+        }
+        let chunk: js_sys::Uint8Array = js_sys::Reflect::get(&step, &"value".into())
+            .map_err(network)?
+            .unchecked_into();
+        length += u64::from(chunk.length());
+        if length > u64::from(max) {
+            // Tells the server to stop; what it already sent is dropped.
+            let _ = reader.cancel();
+            return Err(too_large(max));
+        }
+        chunks.push(&chunk);
+    }
+    let blob = Blob::new_with_u8_array_sequence(&chunks).map_err(network)?;
+    let text = JsFuture::from(blob.text()).await.map_err(network)?;
+    Ok(text.as_string().unwrap_or_default())
 }
 
 /// A `GET` asking for JSON, revalidated with the server whatever the HTTP

@@ -4,9 +4,9 @@
 
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
+use crate::browser::http::{read_text, MAX_BODY_BYTES};
 use crate::browser::options::single_flag;
 use crate::core::drive::{drive, Perform};
 use crate::core::userinfo::{userinfo_may_set, Body, CheckAnswer, ReadBody};
@@ -47,9 +47,14 @@ struct BodyReader<'r> {
 
 impl Perform<CheckAnswer<'_>> for BodyReader<'_> {
     async fn perform(&mut self, ReadBody: ReadBody, _: &CheckAnswer<'_>) -> Body {
-        let parsed = match self.response.json() {
-            Ok(promise) => JsFuture::from(promise).await.ok(),
-            Err(_) => None,
+        // Bounded like every other answer latchkey reads.
+        let parsed = match read_text(self.response, MAX_BODY_BYTES).await {
+            Ok(text) => js_sys::JSON::parse(&text).ok(),
+            Err(error) => {
+                return Body::Unread {
+                    reason: error.to_string(),
+                }
+            }
         };
         let sub = parsed
             .as_ref()

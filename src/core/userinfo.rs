@@ -57,6 +57,12 @@ pub fn check_head(status: u16, content_type: &str) -> Result<(), Error> {
 /// What the binding read from a 200 answer's body.
 #[derive(Debug)]
 pub enum Body {
+    /// Not read whole: the connection failed, or it was over the bound on
+    /// a body's size; why.
+    Unread {
+        /// Why, as the HTTP adapter says it.
+        reason: String,
+    },
     /// Not JSON.
     NotJson,
     /// JSON, but not an object (an array, a string, …).
@@ -71,6 +77,7 @@ pub enum Body {
 /// Checks the body of a 200 answer against the ID token's `sub`.
 pub fn check_body(body: Body, id_sub: &str) -> Result<(), Error> {
     match body {
+        Body::Unread { reason } => Err(failed(200, &reason)),
         Body::NotJson => Err(failed(200, "the body is not JSON")),
         Body::NotObject => Err(failed(200, "the body is not a JSON object")),
         Body::Object { sub } if sub.as_deref() == Some(id_sub) => Ok(()),
@@ -244,6 +251,15 @@ mod tests {
     fn a_json_head_passes() {
         assert_eq!(check_head(200, "application/json"), Ok(()));
         assert_eq!(check_head(200, ""), Ok(()));
+    }
+
+    #[test]
+    fn a_body_that_was_not_read_whole_fails_with_why() {
+        let unread = Body::Unread {
+            reason: "the answer's body is over 1048576 bytes".to_owned(),
+        };
+        let error = check_body(unread, "u1").unwrap_err();
+        assert_eq!(reason(error), "the answer's body is over 1048576 bytes");
     }
 
     #[test]
