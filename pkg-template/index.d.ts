@@ -553,6 +553,12 @@ export type LogoutResult =
 export interface AuthClientEvents {
   /** The token set changed (login or refresh, in this tab or another). */
   tokens: TokensEvent;
+  /**
+   * A refreshed ID token was verified, after its tokens were put in use (in
+   * this tab or another): `getUser()` now returns its claims. A refresh
+   * saves and tells its tokens first; its ID token is checked after.
+   */
+  user: Record<string, never>;
   /** The refresh token was rejected or expired; the session is cleared everywhere. */
   sessionExpired: Record<string, never>;
   /** The user signed out, in this tab or another. */

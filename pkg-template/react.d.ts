@@ -90,7 +90,7 @@ export interface AuthFailed extends AuthActions {
 
 /**
  * The client is ready. Re-rendered whenever the session changes in any tab
- * (`tokens`, `signedOut`, `sessionExpired`). `User` is what the client's
+ * (`tokens`, `user`, `signedOut`, `sessionExpired`). `User` is what the client's
  * `getUser()` resolves with: {@link UserClaims}, or {@link AtprotoUser} for
  * `profile: "atproto"` (`useAuth<AtprotoUser>()`).
  */

@@ -16,7 +16,7 @@ const disposedClients = new WeakSet();
 
 const LOADING = { isLoading: true, isAuthenticated: false, user: null, error: null, client: null };
 // Session changes in this tab or any other (`sync`): what the hook re-reads on.
-const EVENTS = ["tokens", "signedOut", "sessionExpired"];
+const EVENTS = ["tokens", "user", "signedOut", "sessionExpired"];
 
 // Creates the client and completes a login response in the address bar.
 // Runs once per provider (AuthProvider's `begin`): StrictMode's second mount

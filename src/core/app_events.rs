@@ -44,6 +44,7 @@ impl<'a> AppEvent<'a> {
     pub fn of_change(change: &SessionChange<'a>, storage: StorageKind) -> AppEvent<'a> {
         match *change {
             SessionChange::Tokens { tokens, source } => AppEvent::tokens(tokens, source.name()),
+            SessionChange::User => AppEvent::bare(Event::User),
             SessionChange::Ended(EndReason::Expired) => AppEvent::bare(Event::SessionExpired),
             SessionChange::Ended(EndReason::SignedOut) => AppEvent::bare(Event::SignedOut),
             SessionChange::PersistFailed(error) => {
@@ -185,6 +186,13 @@ mod tests {
         let change = SessionChange::Ended(EndReason::Expired);
         let event = AppEvent::of_change(&change, StorageKind::IndexedDb);
         assert_eq!(event, AppEvent::bare(Event::SessionExpired));
+        assert_eq!(event.detail().count(), 0);
+    }
+
+    #[test]
+    fn a_verified_id_token_is_user_with_an_empty_detail() {
+        let event = AppEvent::of_change(&SessionChange::User, StorageKind::IndexedDb);
+        assert_eq!(event, AppEvent::bare(Event::User));
         assert_eq!(event.detail().count(), 0);
     }
 

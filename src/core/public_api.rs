@@ -53,7 +53,7 @@ pub const OIDC_ONLY_OPTIONS: &[&str] = &[
 pub const ATPROTO_ONLY_OPTIONS: &[&str] = &["handleResolver", "plcDirectoryUrl"];
 
 /// The events of `AuthClient.on`, in the order of [`Event`].
-pub const EVENTS: &[&str] = &["storage", "tokens", "sessionExpired", "signedOut"];
+pub const EVENTS: &[&str] = &["storage", "tokens", "user", "sessionExpired", "signedOut"];
 
 /// The events a client emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,9 @@ pub enum Event {
     /// The token set in use changed: a login or a refresh, in this tab or
     /// another.
     Tokens,
+    /// A refreshed ID token was verified after its tokens were put in use
+    /// (in this tab or another): `getUser()` now returns its claims.
+    User,
     /// The session ended because the refresh token was rejected or expired.
     SessionExpired,
     /// The user signed out (in this tab or another).
@@ -72,9 +75,10 @@ pub enum Event {
 
 impl Event {
     /// Every event, in the order of [`EVENTS`].
-    pub const ALL: [Event; 4] = [
+    pub const ALL: [Event; 5] = [
         Event::Storage,
         Event::Tokens,
+        Event::User,
         Event::SessionExpired,
         Event::SignedOut,
     ];

@@ -66,6 +66,9 @@ pub enum SessionChange<'a> {
         /// Where it came from.
         source: TokenSource,
     },
+    /// The set in use has a newly verified ID token (a refresh's, checked
+    /// after the set was put in use): the user's claims changed.
+    User,
     /// The session ended.
     Ended(EndReason),
     /// A refreshed set is in use but could not be persisted; other tabs got
@@ -405,8 +408,9 @@ impl Session {
     }
 
     /// Puts `tokens` in use and tells the listener, unless it is the set
-    /// already in use. From another tab (`Sync`), a set older than the one
-    /// in use is ignored: broadcasts can arrive late.
+    /// already in use; whether a new access token was put in use. From
+    /// another tab (`Sync`), a set older than the one in use is ignored:
+    /// broadcasts can arrive late.
     pub fn adopt(&self, tokens: TokenSet, source: TokenSource) -> bool {
         {
             let mut current = self.tokens.borrow_mut();
@@ -417,8 +421,16 @@ impl Session {
                 }
                 if held.access_token == tokens.access_token {
                     // The same set, or its ID token verified after it was
-                    // put in use: nothing the app hears about.
+                    // put in use (a refresh saves and broadcasts its tokens
+                    // first). The latter changes what `getUser()` says, so
+                    // the app hears of it, in every tab; the former is
+                    // nothing new.
+                    let new_claims = held.id_token != tokens.id_token;
                     *current = Some(tokens);
+                    drop(current);
+                    if new_claims {
+                        self.notify(&SessionChange::User);
+                    }
                     return false;
                 }
             } else if source == TokenSource::Sync && self.has_ended(&tokens) {

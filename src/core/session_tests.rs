@@ -111,6 +111,7 @@ impl Tab {
                 SessionChange::Tokens { tokens, source } => {
                     format!("tokens {source:?} {}", tokens.access_token.secret())
                 }
+                SessionChange::User => "user".to_owned(),
                 SessionChange::Ended(reason) => format!("ended {reason:?}"),
                 SessionChange::PersistFailed(error) => format!("persist failed {}", error.code()),
             })
@@ -1522,7 +1523,33 @@ fn a_refreshed_id_token_that_verifies_replaces_the_previous_one_after_the_save()
         })
         .collect();
     assert_eq!(sent, vec!["id-1", "id-2"]);
-    assert_eq!(tab.heard(), vec!["tokens Refresh at-2"], "one event");
+    // The app hears the new access token at once, then that the new ID
+    // token is verified: `getUser()` says something new only then.
+    assert_eq!(
+        tab.heard(),
+        vec!["tokens Refresh at-2", "user"],
+        "the set, then its verified ID token"
+    );
+}
+
+#[test]
+fn another_tabs_verified_id_token_is_heard_and_the_same_set_again_is_not() {
+    let tab = Tab::with(with_id_token(expiring("at-1", Some("rt-1"), 0), "id-1"));
+    let fresh = expiring("at-2", Some("rt-2"), 600);
+    let sync = |set: TokenSet| {
+        tab.session.receive(
+            SessionMessage::Tokens {
+                tokens: set,
+                unsaved: false,
+            },
+            NOW,
+        )
+    };
+    sync(with_id_token(fresh.clone(), "id-1"));
+    sync(with_id_token(fresh.clone(), "id-2"));
+    sync(with_id_token(fresh, "id-2"));
+    assert_eq!(id_token_of(tab.session.tokens()).as_deref(), Some("id-2"));
+    assert_eq!(tab.heard(), vec!["tokens Sync at-2", "user"]);
 }
 
 #[test]

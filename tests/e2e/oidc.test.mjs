@@ -11,6 +11,7 @@ import { startIdp, TEST_USER } from "../idp/server.mjs";
 import { launchBrowser } from "./support/browser.mjs";
 import { clientOptions, loginViaRedirect, withClient } from "./support/app.mjs";
 import { requireStagedApp } from "./support/project.mjs";
+import { eventsOf, named, signedInTabs, sleep, until } from "./support/session.mjs";
 
 let idp;
 let browser;
@@ -142,6 +143,45 @@ test("a key set that does not hold the signing key: id_token_key_not_found, noth
     });
     assert.deepEqual(outcome, { code: "id_token_key_not_found", authenticated: false });
     assert.equal(jwksFetches, 1, "a set fetched just now is not fetched again");
+  } finally {
+    await context.close();
+  }
+});
+
+// A refresh saves and tells its tokens first and checks its new ID token after: the `user` event
+// says when that check is done, in every tab, so an app (useAuth()'s user) that reads getUser()
+// then shows the refreshed ID token's claims rather than the previous one's.
+test("a refreshed ID token: every tab hears `tokens` once, then `user`, when getUser() has its claims", async () => {
+  const context = await browser.newContext();
+  try {
+    const [a, b] = await signedInTabs(context, idp, {}, { more: 1 });
+    const before = await a.evaluate(() => window.auth.getUser());
+    const listen = (page) =>
+      page.evaluate(() => {
+        window.heardUser = [];
+        window.auth.on("user", async () => window.heardUser.push((await window.auth.getUser()).iat));
+      });
+    await listen(a);
+    await listen(b);
+    let refreshedIdToken;
+    await a.route(`${idp.issuer}/token`, async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      refreshedIdToken = body.id_token;
+      await route.fulfill({ response, body: JSON.stringify(body) });
+    });
+    await sleep(1_100); // a later second: the new ID token's iat differs from the login's
+    await a.evaluate(() => window.auth.getAccessToken({ forceRefresh: true }));
+    assert.ok(refreshedIdToken, "the refresh answered a new ID token");
+    const { iat } = JSON.parse(fromB64url(refreshedIdToken.split(".")[1]));
+    assert.ok(iat > before.iat, `${iat} after ${before.iat}`);
+    for (const [tab, source] of [[a, "refresh"], [b, "sync"]]) {
+      await until(async () => (await tab.evaluate(() => window.heardUser.length)) > 0, 5_000, `${source}: the user event`);
+      await sleep(300); // room for a second event, which must not come
+      assert.deepEqual(await tab.evaluate(() => window.heardUser), [iat], `${source}: one user event, after which getUser() has the new claims`);
+      assert.deepEqual(named(await eventsOf(tab), "tokens").map((e) => e.source), [source], "one tokens event");
+      assert.equal((await tab.evaluate(() => window.auth.getUser())).iat, iat);
+    }
   } finally {
     await context.close();
   }

@@ -489,6 +489,31 @@ test("useAuth()'s actions keep their identity while the session changes", async 
   }
 });
 
+// A refresh's new ID token is checked after its tokens are in use; the `user`
+// event that follows the check re-renders the provider with its claims.
+test("useAuth().user follows a refreshed ID token's claims", async () => {
+  const context = await appContext();
+  try {
+    const page = await signedInPage(context);
+    let refreshedIdToken;
+    await page.route(`${idp.issuer}/token`, async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      refreshedIdToken = body.id_token;
+      await route.fulfill({ response, body: JSON.stringify(body) });
+    });
+    const before = await page.evaluate(() => window.reactAuth.user.iat);
+    await new Promise((r) => setTimeout(r, 1_100)); // a later second: a later iat
+    await page.evaluate(() => window.reactAuth.getAccessToken({ forceRefresh: true }));
+    assert.ok(refreshedIdToken, "the refresh answered a new ID token");
+    const { iat } = JSON.parse(Buffer.from(refreshedIdToken.split(".")[1], "base64url").toString());
+    assert.ok(iat > before, `${iat} after ${before}`);
+    await until(async () => (await page.evaluate(() => window.reactAuth.user.iat)) === iat, 5_000, "the user re-rendered with the new claims");
+  } finally {
+    await context.close();
+  }
+});
+
 // create() failing (here its discovery request, as when the page loads
 // offline) is not for good: the next action starts the client again, and
 // the provider follows it.

@@ -86,6 +86,10 @@ export async function app(): Promise<void> {
   });
   auth.on("sessionExpired", () => {});
   auth.on("signedOut", () => {});
+  auth.on("user", (detail) => {
+    const empty: Record<string, never> = detail;
+    void empty;
+  });
 
   const out = await auth.logout({ revoke: true, endSession: true, postLogoutRedirectUri: "https://app.example/" });
   if (out.revocation === "failed") {
