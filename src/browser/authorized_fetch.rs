@@ -31,9 +31,12 @@ pub struct PreparedRequest {
 /// `Request` object is neither modified nor consumed.
 pub fn prepare(input: &JsValue, init: &JsValue) -> Result<PreparedRequest, Error> {
     let init_given = !init.is_undefined() && !init.is_null();
-    let request = match (input.dyn_ref::<Request>(), init_given) {
+    let as_request = as_request(input);
+    let request = match (as_request, init_given) {
         // `new Request(request)` would take the caller's body; its clone's is ours.
-        (Some(request), false) => request.clone(),
+        (Some(request), false) if input.is_instance_of::<Request>() => request.clone(),
+        // Another frame's `clone()` is of that frame: the copy is made here.
+        (Some(request), false) => Request::new_with_request(&request.clone().map_err(invalid)?),
         (Some(request), true) => Request::new_with_request_and_init(
             &request.clone().map_err(invalid)?,
             init.unchecked_ref(),
@@ -52,9 +55,23 @@ pub fn prepare(input: &JsValue, init: &JsValue) -> Result<PreparedRequest, Error
     let streaming = if !init_body.is_undefined() && !init_body.is_null() {
         init_body.is_instance_of::<ReadableStream>()
     } else {
-        input.has_type::<Request>() && stream_backed(&request)
+        as_request.is_some() && stream_backed(&request)
     };
     Ok(PreparedRequest { request, streaming })
+}
+
+/// `input` as a `Request`, also one made in another window or frame (which
+/// `instanceof` does not recognise, but `fetch` takes): its string form is
+/// then `[object Request]`, which as a URL would send the call, token and
+/// all, to a path of the page's own origin, without its method or body.
+fn as_request(input: &JsValue) -> Option<&Request> {
+    if let Some(request) = input.dyn_ref::<Request>() {
+        return Some(request);
+    }
+    let foreign = input.is_object()
+        && string_of(input).is_ok_and(|text| text == "[object Request]")
+        && Reflect::get(input, &"url".into()).is_ok_and(|url| url.is_string());
+    foreign.then(|| input.unchecked_ref())
 }
 
 /// Whether `request`'s body was made from a `ReadableStream`. Every body

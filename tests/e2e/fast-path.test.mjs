@@ -628,6 +628,40 @@ test("a Request input, a non-plain init, the token endpoint, UserInfo and a toke
   }
 });
 
+// A Request made in another frame (a same-origin iframe, a micro-frontend)
+// fails `instanceof Request`, yet fetch takes it; read as a URL its string
+// form "[object Request]" would send the token to a path of the page's own
+// origin, as a GET without its body.
+test("a Request made in another frame goes where it says, with its method, headers and body", TEST, async () => {
+  const { context, errors, tab, token } = await signIn();
+  try {
+    const out = await within(
+      tab.evaluate(async (echoUrl) => {
+        const frame = document.createElement("iframe");
+        document.body.append(frame);
+        const FrameRequest = frame.contentWindow.Request;
+        const request = new FrameRequest(echoUrl, { method: "POST", headers: { "X-Trace": "frame" }, body: "from-a-frame" });
+        const foreign = !(request instanceof Request);
+        const res = await window.auth.fetchWithAuth(request);
+        const echo = await res.json();
+        frame.remove();
+        return { foreign, status: res.status, method: echo.method, body: echo.body, bodyUsed: request.bodyUsed };
+      }, idp.echoUrl),
+      10_000,
+      "the call with another frame's Request",
+    );
+    assert.deepEqual(out, { foreign: true, status: 200, method: "POST", body: "from-a-frame", bodyUsed: false });
+    const calls = await callsTo(tab);
+    assert.deepEqual(
+      calls.map((c) => [c.kind, c.url, c.method, c.authorization, c.trace]),
+      [["Request", idp.echoUrl, "POST", `Bearer ${token}`, "frame"]],
+    );
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("an init with a ReadableStream body goes the full way and fails exactly as fetch itself does", TEST, async () => {
   const { context, errors, tab, token } = await signIn();
   try {
