@@ -92,10 +92,13 @@ impl SignIn {
     }
 
     /// Ended by a sign-out called after it completed: the lock let go,
-    /// nothing put in use, and the login reported as not signed in.
-    fn ended() -> Step {
+    /// nothing put in use, the login's tokens revoked (and its DPoP key
+    /// deleted), and the login reported as not signed in. The sign-out
+    /// revokes it too when its locked reread finds it; when its reads came
+    /// before this write and after this clear, only this does.
+    fn ended(&self) -> Step {
         Step {
-            acts: vec![Act::Unlock],
+            acts: vec![Act::Unlock, Act::Revoke(self.tokens.clone())],
             wait: Wait::Done(Err(Error::NotAuthenticated)),
         }
     }
@@ -134,8 +137,8 @@ impl SessionMachine for SignIn {
             // A sign-out called after the login completed (its write
             // under the lock began) was heard while the set was written:
             // it ends this login too, here as in every tab that heard it.
-            // The set is not put in use nor told; the sign-out, waiting for
-            // the lock, revokes it. It is cleared from the store here too,
+            // The set is not put in use nor told, and is revoked (`ended`).
+            // It is cleared from the store here too,
             // with the end that covers it, in case that sign-out is past
             // its own clear.
             (SignInStage::Saving, Input::Saved(_)) if session.has_ended(&self.tokens) => {
@@ -144,10 +147,10 @@ impl SessionMachine for SignIn {
                         self.stage = SignInStage::Clearing;
                         Step::wait(Wait::Clear(end))
                     }
-                    None => Self::ended(),
+                    None => self.ended(),
                 }
             }
-            (SignInStage::Clearing, Input::Cleared(_)) => Self::ended(),
+            (SignInStage::Clearing, Input::Cleared(_)) => self.ended(),
             (SignInStage::Saving, Input::Saved(saved)) => {
                 let unsaved = saved.is_err();
                 let told = Act::Publish(SessionMessage::Tokens {
@@ -169,7 +172,7 @@ impl SessionMachine for SignIn {
             }
             // Heard while the unsaved set's message was given time.
             (SignInStage::Telling(_), Input::Slept) if session.has_ended(&self.tokens) => {
-                Self::ended()
+                self.ended()
             }
             (SignInStage::Telling(saved), _) => self.finish(saved),
             (_, _) => self.finish(Ok(())),

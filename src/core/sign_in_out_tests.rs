@@ -126,7 +126,7 @@ fn a_sign_out_heard_while_the_login_is_written_ends_it_here_too() {
     let step = machine.on(Input::Saved(Ok(())), &b, NOW + 20);
     assert_eq!(show(&step), "clear SignedOut logins to 1700000000010");
     let step = machine.on(Input::Cleared(Ok(())), &b, NOW + 21);
-    assert_eq!(show(&step), "unlock; fail not_authenticated");
+    assert_eq!(show(&step), "unlock; revoke at-0 -; fail not_authenticated");
     assert_eq!((b.tokens(), c.tokens()), (None, None), "every tab agrees");
 }
 
@@ -140,7 +140,7 @@ fn a_sign_out_heard_while_an_unsaved_login_is_told_ends_it_here_too() {
     assert_eq!(show(&told), "publish at-0 - unsaved=true; sleep 250");
     b.receive(signed_out_at(NOW + 10), NOW + 15);
     let step = machine.on(Input::Slept, &b, NOW + 255);
-    assert_eq!(show(&step), "unlock; fail not_authenticated");
+    assert_eq!(show(&step), "unlock; revoke at-0 -; fail not_authenticated");
     assert_eq!(b.tokens(), None);
 }
 
