@@ -145,7 +145,7 @@ where
     /// refresh per token.
     pub async fn after_rejection(&self, rejected: &AccessToken) -> Result<AccessToken, Error> {
         let held = self.session.tokens().ok_or(Error::NotAuthenticated)?;
-        let refused = self.session.refuses(rejected);
+        let refused = self.session.refuses(rejected, self.platform.now_ms());
         if held.access_token != *rejected || refused {
             return Ok(held.access_token);
         }
@@ -161,7 +161,7 @@ where
     /// The other tabs are told which set it is: one that adopted it would
     /// otherwise refresh on its own first refusal.
     pub fn rejected_at_once(&self, fresh: &AccessToken) {
-        self.session.refuse(fresh.clone());
+        self.session.refuse(fresh.clone(), self.platform.now_ms());
         let held = self.session.tokens();
         if let Some(held) = held.filter(|held| held.access_token == *fresh) {
             self.broadcast.publish(&SessionMessage::Refused {

@@ -241,8 +241,9 @@ pub struct Session {
     unsaved: Cell<bool>,
     /// A token obtained by a reactive refresh that the API rejected as
     /// expired on the very retry it was obtained for
-    /// ([`Refresher::rejected_at_once`]): it is not refreshed again.
-    refused: RefCell<Option<AccessToken>>,
+    /// ([`Refresher::rejected_at_once`]), and until when it is not
+    /// refreshed again on a rejection ([`REFUSAL_HOLD_MS`]).
+    refused: RefCell<Option<(AccessToken, u64)>>,
 }
 
 /// How long a tab keeps the lock after broadcasting a set it could not
@@ -251,6 +252,13 @@ pub struct Session {
 /// delivers between same-origin tabs within milliseconds; this is a wide
 /// margin, paid only when a write failed.
 pub const BROADCAST_GRACE_MS: u32 = 250;
+
+/// How long a token the API rejected on the very retry it was obtained for
+/// is not refreshed again on a rejection: an API that refuses every token
+/// costs one refresh per minute at most, not one per call; a token that
+/// works for a while (another endpoint's) and dies later is refreshed on
+/// its next rejection after that, not only once it goes stale.
+pub const REFUSAL_HOLD_MS: u64 = 60_000;
 
 /// The longest `Retry-After` honoured, in ms: a server asking for hours
 /// would otherwise leave a user with a valid refresh token unable to use the
@@ -310,14 +318,16 @@ impl Session {
     }
 
     /// Whether `token` was rejected as expired on the retry it was obtained
-    /// for ([`Refresher::rejected_at_once`](crate::core::refresher::Refresher::rejected_at_once)).
-    pub(crate) fn refuses(&self, token: &AccessToken) -> bool {
-        self.refused.borrow().as_ref() == Some(token)
+    /// for ([`Refresher::rejected_at_once`](crate::core::refresher::Refresher::rejected_at_once)),
+    /// less than [`REFUSAL_HOLD_MS`] before `now_ms`.
+    pub(crate) fn refuses(&self, token: &AccessToken, now_ms: u64) -> bool {
+        matches!(&*self.refused.borrow(), Some((refused, until)) if refused == token && now_ms < *until)
     }
 
-    /// Records that `token` was rejected as expired on its very retry.
-    pub(crate) fn refuse(&self, token: AccessToken) {
-        *self.refused.borrow_mut() = Some(token);
+    /// Records at `now_ms` that `token` was rejected as expired on its very
+    /// retry.
+    pub(crate) fn refuse(&self, token: AccessToken, now_ms: u64) {
+        *self.refused.borrow_mut() = Some((token, now_ms.saturating_add(REFUSAL_HOLD_MS)));
     }
 
     /// Another tab's `Retry-After`: this tab makes no request before
@@ -531,7 +541,7 @@ impl Session {
                     named.then(|| held.access_token.clone())
                 });
                 if let Some(token) = held {
-                    self.refuse(token);
+                    self.refuse(token, now_ms);
                 }
             }
             SessionMessage::BackOff {

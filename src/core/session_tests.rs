@@ -462,12 +462,15 @@ fn a_replacement_rejected_on_its_own_retry_is_not_refreshed_again() {
     assert_eq!(tab.reject("at-1"), "at-2");
     // The retry with at-2 was rejected too.
     tab.run(async |r| r.rejected_at_once(&AccessToken::new("at-2".into())));
-    // Any number of later calls: the API's answer is returned as is (the
-    // same token comes back).
+    let refused_at = tab.platform.now_ms.get();
+    // Any number of later calls within the hold: the API's answer is
+    // returned as is (the same token comes back).
     for _ in 0..5 {
-        tab.platform.now_ms.set(tab.platform.now_ms.get() + 60_000);
+        tab.platform.now_ms.set(tab.platform.now_ms.get() + 11_000);
         assert_eq!(tab.reject("at-2"), "at-2");
     }
+    tab.platform.now_ms.set(refused_at + REFUSAL_HOLD_MS - 1);
+    assert_eq!(tab.reject("at-2"), "at-2");
     assert_eq!(tab.lock.acquired.get(), 1);
     assert_eq!(tab.heard(), vec!["tokens Refresh at-2"]);
     // The other tabs are told which set (not which token) it was.
@@ -478,6 +481,13 @@ fn a_replacement_rejected_on_its_own_retry_is_not_refreshed_again() {
         rotation: 1,
     };
     assert_eq!(tab.sent().last(), Some(&told));
+    // After the hold, a rejection is one refresh again (a token that did
+    // work elsewhere and died since is replaced before it goes stale).
+    tab.platform
+        .expect_post(TOKEN_URL, SECOND_REFRESH_FORM, 200, ROTATED_AGAIN);
+    tab.platform.now_ms.set(refused_at + REFUSAL_HOLD_MS);
+    assert_eq!(tab.reject("at-2"), "at-3");
+    assert_eq!(tab.lock.acquired.get(), 2);
 }
 
 #[test]
@@ -496,7 +506,7 @@ fn a_set_another_tab_found_refused_at_once_is_not_refreshed_here() {
         };
         tab.session.receive(other, NOW);
     }
-    assert!(!tab.session.refuses(&set.access_token));
+    assert!(!tab.session.refuses(&set.access_token, NOW));
     let this = SessionMessage::Refused {
         login_at_ms: set.login_at_ms,
         rotation: set.rotation,
