@@ -79,6 +79,12 @@ export type JsErrorCode =
   | "popup_closed"
   /** The popup did not come back within `timeoutSeconds`. */
   | "popup_timeout"
+  /**
+   * In a login popup's redirect page (`handleRedirectCallback`): no tab took
+   * the response, because the tab that opened the popup was reloaded, left
+   * or closed. The window is left open for the page to say so.
+   */
+  | "popup_opener_gone"
   /** `create()` called without a browser window (server rendering, a worker). */
   | "unsupported_environment"
   /**

@@ -166,6 +166,11 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
   const address = mark.slice(MARK_PREFIX.length);
   let poll;
   let timer;
+  // This page going away (a reload, a navigation, the tab closed) ends the
+  // login it holds: its popup goes with it, rather than staying open at the
+  // IdP for a response nobody will take.
+  const leave = () => closeWindow(popup);
+  window.addEventListener("pagehide", leave);
   return new Promise((resolve, reject) => {
     channel.onmessage = ({ data }) => {
       if (data?.type !== "callback" || typeof data.url !== "string" || (data.to !== id && data.to !== address)) return;
@@ -196,6 +201,7 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
       timeoutSeconds * 1000,
     );
   }).finally(() => {
+    window.removeEventListener("pagehide", leave);
     clearInterval(poll);
     clearTimeout(timer);
     channel.close();
@@ -213,24 +219,34 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
 /**
  * Run first by handleRedirectCallback: when this window is a latchkey login
  * popup, sends `url` to the opening tab, closes this window and resolves
- * true; otherwise resolves false and the callback is handled here.
+ * true; otherwise resolves false and the callback is handled here. When no
+ * tab takes it (the opening tab was reloaded, left or closed, and its page
+ * could not close this window), rejects with popup_opener_gone and leaves
+ * the window open, so that its page can say so: the login cannot be
+ * finished here (the opening tab held it).
  */
 export async function handOverIfPopup(url) {
   if (typeof BroadcastChannel === "undefined") return false;
   const to = await popupAddress(url);
   if (!to) return false;
   const channel = new BroadcastChannel(CHANNEL);
-  await new Promise((resolve) => {
-    const timer = setTimeout(resolve, ACK_MS);
+  const received = await new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ACK_MS);
     channel.onmessage = ({ data }) => {
       if (data?.type === "received" && data.to === to) {
         clearTimeout(timer);
-        resolve();
+        resolve(true);
       }
     };
     channel.postMessage({ type: "callback", to, url });
   });
   channel.close();
+  if (!received) {
+    throw latchkeyError(
+      "popup_opener_gone",
+      "no tab took this login popup's response (the tab that opened it was reloaded, left or closed): sign in again from the app",
+    );
+  }
   window.close();
   return true;
 }

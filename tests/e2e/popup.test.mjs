@@ -335,6 +335,36 @@ test("a popup left open past timeoutSeconds: popup_timeout, and latchkey closes 
     assert.deepEqual(await marksLeft(opener), []);
   }));
 
+test("the opening tab reloaded mid-login takes its popup with it", () =>
+  inContext(async (context) => {
+    // An IdP page that waits for the user: the login is still at the IdP.
+    const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/form/auth` });
+    const opened = context.waitForEvent("page", { timeout: 10_000 });
+    await startPopupLogin(opener);
+    const popup = await opened;
+    await popup.waitForURL(`${front.origin}/form/auth**`, { timeout: 10_000 });
+    await opener.reload();
+    await until(() => popup.isClosed(), 5_000, "the popup to close with the page that opened it");
+    assert.equal(exchanges(), 0);
+  }));
+
+test("a login popup's response that no tab takes: popup_opener_gone in the popup, which stays open", () =>
+  inContext(async (context) => {
+    // A popup whose opening tab is gone (a severed popup its page could not
+    // close): named as latchkey names its popups, nobody listening.
+    const page = await context.newPage();
+    await page.addInitScript(() => {
+      window.name = "latchkey-popup:00000000-0000-4000-8000-000000000000";
+    });
+    const started = Date.now();
+    await page.goto(`${idp.spaOrigin}/callback.html?code=c-1&state=s-1`);
+    await until(() => page.evaluate(() => document.body.dataset.error ?? document.body.dataset.done), 10_000, "the redirect page to finish");
+    assert.equal(await page.evaluate(() => document.body.dataset.error), "popup_opener_gone");
+    assert.ok(Date.now() - started >= 2_000, "after waiting for a tab to take it");
+    assert.equal(page.isClosed(), false, "the window is left open for the page to say so");
+    assert.equal(exchanges(), 0);
+  }));
+
 test("a blocked popup: popup_blocked, no window, nothing stored", async () => {
   // Playwright turns Chromium's popup blocker off; this browser keeps it on.
   const blocking = await launchBrowser({ popupBlocking: true });
