@@ -66,18 +66,30 @@ function begin(client, options = {}) {
   const { popup: given, timeoutSeconds = DEFAULT_TIMEOUT_S, closeDetection = "poll", ...login } = options ?? {};
   checkOptions(given, timeoutSeconds, closeDetection);
   const current = inProgress.get(client);
-  if (current) return join(current, given);
+  if (current && !replaceable(current)) return join(current, given);
   const id = crypto.randomUUID();
   // `popup: null` is the app's own window.open refused: blocked too.
   const popup = given === undefined ? window.open("", NAME_PREFIX + id, features()) : given;
   if (!popup) throw latchkeyError("popup_blocked", "the browser blocked the login popup; call loginWithPopup from a click handler, or open the window yourself and pass it as `popup`");
-  const entry = { popup, promise: complete(client, { popup, given, id, login, timeoutSeconds, closeDetection }) };
+  current?.stop.reject?.(latchkeyError("popup_closed", "the login popup was closed (or severed by its page) and a new popup login replaced it"));
+  const stop = {};
+  const entry = { popup, closeDetection, stop, promise: complete(client, { popup, given, id, login, timeoutSeconds, closeDetection, stop }) };
   inProgress.set(client, entry);
   const settled = () => {
     if (inProgress.get(client) === entry) inProgress.delete(client);
   };
   entry.promise.then(settled, settled);
   return entry.promise;
+}
+
+// With closeDetection "timeout" a closed popup reads like a severed one, so
+// its login waits for the timeout; a new call made while it waits for the
+// popup's response replaces it (joining it
+// would leave the user clicking with nothing happening for minutes). A
+// severed popup still open is left without a tab to take its response
+// (popup_opener_gone there).
+function replaceable({ popup, closeDetection, stop }) {
+  return closeDetection === "timeout" && stop.reject !== undefined && popup.closed;
 }
 
 // No second window: the one in use comes to the front, and a window the app
@@ -92,7 +104,7 @@ function join({ popup, promise }, given) {
   return promise;
 }
 
-async function complete(client, { popup, given, id, login, timeoutSeconds, closeDetection }) {
+async function complete(client, { popup, given, id, login, timeoutSeconds, closeDetection, stop }) {
   let url;
   let mark;
   try {
@@ -107,7 +119,7 @@ async function complete(client, { popup, given, id, login, timeoutSeconds, close
     closeWindow(popup);
     throw error;
   }
-  const callbackUrl = await awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection });
+  const callbackUrl = await awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection, stop });
   closeWindow(popup);
   return client.handleRedirectCallback(callbackUrl);
 }
@@ -159,9 +171,10 @@ async function stateHash(state) {
 }
 
 // Navigates the popup to `url` and resolves with the callback URL its
-// redirect page sends back; rejects with popup_closed or popup_timeout.
-// Every path removes the mark, the channel and the timers.
-function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection }) {
+// redirect page sends back; rejects with popup_closed or popup_timeout, or
+// with what `stop.reject` is given (a new login replacing this one). Every
+// path removes the mark, the channel and the timers.
+function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection, stop }) {
   const channel = new BroadcastChannel(CHANNEL);
   const address = mark.slice(MARK_PREFIX.length);
   let poll;
@@ -172,6 +185,7 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
   const leave = () => closeWindow(popup);
   window.addEventListener("pagehide", leave);
   return new Promise((resolve, reject) => {
+    stop.reject = reject;
     channel.onmessage = ({ data }) => {
       if (data?.type !== "callback" || typeof data.url !== "string" || (data.to !== id && data.to !== address)) return;
       channel.postMessage({ type: "received", to: data.to });
@@ -201,6 +215,8 @@ function awaitCallback({ popup, url, id, mark, timeoutSeconds, closeDetection })
       timeoutSeconds * 1000,
     );
   }).finally(() => {
+    // Settled: past here the login is completing, not to be replaced.
+    stop.reject = undefined;
     window.removeEventListener("pagehide", leave);
     clearInterval(poll);
     clearTimeout(timer);

@@ -441,6 +441,31 @@ test("an IdP sending COOP same-origin severs the popup; with closeDetection 'tim
     assert.deepEqual(await marksLeft(opener), []);
   }));
 
+test("closeDetection 'timeout': a new call after the popup was closed opens a new one; the first login ends popup_closed", () =>
+  inContext(async (context) => {
+    // The IdP's sign-in page sends COOP and waits for the user.
+    const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/coop/form` });
+    let opened = context.waitForEvent("page", { timeout: 10_000 });
+    await startPopupLogin(opener, { closeDetection: "timeout", timeoutSeconds: 60 });
+    const first = await opened;
+    await first.waitForURL(`${front.origin}/coop/form**`, { timeout: 10_000 });
+    await first.close();
+    opened = context.waitForEvent("page", { timeout: 10_000 });
+    await opener.evaluate(() => {
+      window.second = null;
+      window.auth.loginWithPopup({ closeDetection: "timeout", timeoutSeconds: 60 }).catch((e) => {
+        window.second = e.code;
+      });
+    });
+    const second = await opened;
+    const outcome = await outcomeOf(opener, 5_000);
+    assert.equal(outcome.code, "popup_closed", JSON.stringify(outcome));
+    assert.match(outcome.message, /replaced/);
+    await second.waitForURL(`${front.origin}/coop/form**`, { timeout: 10_000 });
+    assert.equal(await opener.evaluate(() => window.second), null, "the second login is under way");
+    assert.equal(exchanges(), 0);
+  }));
+
 test("PAR behind an IdP sending COOP same-origin: the URL has no state, the login's state still routes the callback", () =>
   inContext(async (context) => {
     const opener = await openerTab(context, { authorizationEndpoint: `${front.origin}/coop/auth`, par: true });
