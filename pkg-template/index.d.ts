@@ -687,7 +687,9 @@ export declare class AuthClient {
    * is sent as given, without the token. A `no-cors` request cannot carry
    * the token: it rejects with `invalid_option`, before anything is sent. A
    * `Request` input is copied, never consumed. Network failures reject as
-   * `fetch` does; latchkey's own with a {@link LatchkeyError}.
+   * `fetch` does; latchkey's own with a {@link LatchkeyError}. The request's
+   * `signal` also ends a wait for a token or a refresh, at once, with its
+   * reason (an `AbortError`); the refresh itself goes on for the others.
    */
   fetchWithAuth(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 

@@ -777,6 +777,7 @@ async fn fetch_with_auth(
     let mut calling = Calling {
         inner,
         role,
+        signal: prepared.signal(),
         prepared: Some(prepared),
         sent_fast,
         outgoing: None,
@@ -812,6 +813,8 @@ struct Calling<'i> {
     inner: &'i Inner,
     /// Whose DPoP nonces the call's proofs carry.
     role: Role,
+    /// The app's: a wait for a token ends when it aborts.
+    signal: web_sys::AbortSignal,
     /// Consumed by the one send that uses it (the machine sends once first).
     prepared: Option<authorized::PreparedRequest>,
     /// The first send, when the package's JavaScript made it.
@@ -849,7 +852,8 @@ impl Calling<'_> {
             // Sent by the fast path with a Bearer token: no nonce.
             Some((answer, held)) => (answer, held, false),
             None => {
-                let held = inner.refresher().access_token().await.map_err(js_err)?;
+                let token = async { inner.refresher().access_token().await.map_err(js_err) };
+                let held = authorized::unless_aborted(&self.signal, token).await?;
                 let (answer, refused) = send_authorized(inner, &placed, &held, self.role).await?;
                 (answer, held, refused)
             }
@@ -884,11 +888,11 @@ impl Calling<'_> {
             }
             Need::Replace => {
                 let rejected = self.token.as_ref().expect("replacing a sent token");
-                let replacement = inner
-                    .refresher()
-                    .after_rejection(rejected)
-                    .await
-                    .map_err(js_err)?;
+                let replacement = async {
+                    let replaced = inner.refresher().after_rejection(rejected).await;
+                    replaced.map_err(js_err)
+                };
+                let replacement = authorized::unless_aborted(&self.signal, replacement).await?;
                 let same = replacement == *rejected;
                 self.fresh = Some(replacement);
                 Ok(Event::Replacement { same })

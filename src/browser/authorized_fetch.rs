@@ -106,6 +106,11 @@ impl PreparedRequest {
         self.request.url()
     }
 
+    /// The app's abort signal (one that never aborts when it gave none).
+    pub fn signal(&self) -> web_sys::AbortSignal {
+        self.request.signal()
+    }
+
     /// The request as the app described it, for requests latchkey passes
     /// on untouched.
     pub fn untouched(self) -> Request {
@@ -265,6 +270,29 @@ fn to_url_string(input: &JsValue) -> Result<String, Error> {
     match input.as_string() {
         Some(text) => Ok(text),
         None => string_of(input).map(String::from).map_err(invalid),
+    }
+}
+
+/// Runs `work` unless or until `signal` aborts: then the call rejects at
+/// once with the signal's reason (an `AbortError`, as `fetch` would), and
+/// `work` is dropped. What it waited for goes on: a refresh is the tab's,
+/// shared by every caller, and runs to its end whoever stops waiting.
+pub async fn unless_aborted<T>(
+    signal: &web_sys::AbortSignal,
+    work: impl std::future::Future<Output = Result<T, JsValue>>,
+) -> Result<T, JsValue> {
+    if signal.aborted() {
+        return Err(signal.reason());
+    }
+    let aborted = js_sys::Promise::new(&mut |_, reject| {
+        let _ = signal.add_event_listener_with_callback("abort", &reject);
+    });
+    let aborted = async {
+        let _ = wasm_bindgen_futures::JsFuture::from(aborted).await;
+    };
+    match crate::core::race::within(work, aborted).await {
+        Some(done) => done,
+        None => Err(signal.reason()),
     }
 }
 

@@ -131,6 +131,63 @@ test("a refresh that hangs: refresh_timeout for the callers, but no second reque
   }
 });
 
+// A call's AbortSignal ends its wait for a refresh at once, as fetch's own
+// would end the request: AbortError, not the refresh's outcome seconds
+// later; the refresh, shared by every caller, goes on and is saved.
+test("an aborted call stops waiting for the refresh at once (AbortError); the refresh goes on; an already aborted one sends nothing", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const [tab] = await session(context);
+    await sleep(EXPIRED_MS);
+    idp.setAccessTokenTtl(LONG_TTL);
+    idp.resetCounters();
+    idp.setTokenFaults({ next: [{ kind: "late_response", ms: 3_000 }] });
+    const out = await within(
+      tab.evaluate(async (url) => {
+        const controller = new AbortController();
+        const started = performance.now();
+        const call = window.auth.fetchWithAuth(url, { signal: controller.signal }).then(
+          (res) => ({ status: res.status }),
+          (e) => ({ name: e.name, code: e.code }),
+        );
+        setTimeout(() => controller.abort(), 300);
+        const outcome = await call;
+        return { ...outcome, ms: performance.now() - started };
+      }, idp.whoamiUrl),
+      10_000,
+      "the aborted call",
+    );
+    assert.equal(out.name, "AbortError", JSON.stringify(out));
+    assert.ok(out.ms < 1_500, `rejected ${Math.round(out.ms)} ms after the call (aborted at 300 ms, the refresh answers at 3 s)`);
+    // The refresh it started runs to its end and is saved: the next call uses it.
+    await until(async () => named(await eventsOf(tab), "tokens").length > 0, 10_000, "the refresh to be saved");
+    assert.equal((await call(tab, idp.whoamiUrl)).status, 200);
+    assert.equal(refreshGrants(), 1, "one refresh, not abandoned, not repeated");
+
+    // An already aborted signal, the token stale: rejected before any token
+    // is asked for.
+    idp.setAccessTokenTtl(SHORT_TTL);
+    await tab.evaluate(() => window.auth.getAccessToken({ forceRefresh: true }));
+    await sleep(EXPIRED_MS);
+    idp.resetCounters();
+    const early = await tab.evaluate(async (url) => {
+      const controller = new AbortController();
+      controller.abort();
+      return window.auth.fetchWithAuth(url, { signal: controller.signal }).then(
+        (res) => ({ status: res.status }),
+        (e) => ({ name: e.name }),
+      );
+    }, idp.whoamiUrl);
+    assert.deepEqual(early, { name: "AbortError" });
+    await sleep(300);
+    assert.equal(refreshGrants(), 0, "no refresh for a call already aborted");
+    assert.deepEqual(named(await eventsOf(tab), "sessionExpired"), []);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("a tab closed while holding the lock mid-refresh does not block the other tabs", async () => {
   const { context, errors } = await freshContext(browser);
   try {
