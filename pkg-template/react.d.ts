@@ -37,7 +37,8 @@ export interface AuthProviderProps<AppState = unknown> {
  * its descendants {@link useAuth}. Renders `children` at once; on the server
  * they render with `isLoading: true`. Unmounted (or hidden in an
  * `<Activity>`), it disposes its client ({@link AuthClient.dispose}); shown
- * again, it starts a new one.
+ * again, it starts a new one from the stored session (a session kept in
+ * memory goes with the disposed client).
  */
 export function AuthProvider<AppState = unknown>(props: AuthProviderProps<AppState>): ReactElement;
 
