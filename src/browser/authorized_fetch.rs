@@ -284,16 +284,21 @@ pub async fn unless_aborted<T>(
     if signal.aborted() {
         return Err(signal.reason());
     }
+    let mut listener = None;
     let aborted = js_sys::Promise::new(&mut |_, reject| {
         let _ = signal.add_event_listener_with_callback("abort", &reject);
+        listener = Some(reject);
     });
     let aborted = async {
         let _ = wasm_bindgen_futures::JsFuture::from(aborted).await;
     };
-    match crate::core::race::within(work, aborted).await {
-        Some(done) => done,
-        None => Err(signal.reason()),
+    let outcome = crate::core::race::within(work, aborted).await;
+    // The request's own signal (following the app's) outlives the call
+    // when a Request is kept: it keeps no listener of a finished wait.
+    if let Some(listener) = listener {
+        let _ = signal.remove_event_listener_with_callback("abort", &listener);
     }
+    outcome.unwrap_or_else(|| Err(signal.reason()))
 }
 
 /// The Bearer scheme as it starts an `Authorization` value.
