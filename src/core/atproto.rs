@@ -215,10 +215,7 @@ pub fn did_document_url(resolver: &Resolver, did: &str) -> Result<String, Error>
             reason: "not a did:plc or did:web DID".into(),
         })?
         .replace("%3A", ":");
-    // `*.localhost` too: browsers resolve it to the user's own machine.
-    let name = host.split(':').next().unwrap_or_default();
-    let loopback = name.ends_with(".localhost")
-        || Origin::of_url(&format!("http://{host}")).is_some_and(|o| o.is_loopback());
+    let loopback = on_loopback(&format!("http://{host}"));
     let scheme = match (loopback, resolver.allow_insecure_loopback) {
         (false, _) => "https",
         (true, true) => "http",
@@ -230,6 +227,23 @@ pub fn did_document_url(resolver: &Resolver, did: &str) -> Result<String, Error>
         }
     };
     Ok(format!("{scheme}://{host}/.well-known/did.json"))
+}
+
+/// Whether `url` is on the user's own machine (any case of `localhost`,
+/// `*.localhost`, `127.x`, `[::1]`). Names an account's documents give
+/// (its `did:web` host, its PDS, its PDS's authorization server) may be
+/// there only with `allowInsecureLoopback`: otherwise an account would
+/// resolve to whatever runs on the user's machine.
+fn on_loopback(url: &str) -> bool {
+    Origin::of_url(url).is_some_and(|origin| origin.is_loopback())
+}
+
+/// [`on_loopback`] refused without `allowInsecureLoopback`.
+fn off_loopback(url: &str, allow_insecure_loopback: bool) -> Result<(), String> {
+    match on_loopback(url) && !allow_insecure_loopback {
+        true => Err("it is on a loopback host, for testing (allowInsecureLoopback)".into()),
+        false => Ok(()),
+    }
 }
 
 /// A DID document, the members latchkey reads
@@ -308,6 +322,8 @@ pub fn process_did_document(
         .ok_or_else(|| failed("the document names no PDS".into()))?;
     check_endpoint_url("serviceEndpoint", &pds, allow_insecure_loopback)
         .map_err(|error| failed(format!("the PDS URL is unusable: {error}")))?;
+    off_loopback(&pds, allow_insecure_loopback)
+        .map_err(|why| failed(format!("the PDS URL is unusable: {why}")))?;
     // An origin: the token goes to every URL of it, and its metadata is
     // asked for at its root (a path would put it where a tenant of a shared
     // host may answer).
@@ -385,6 +401,8 @@ pub fn process_protected_resource(
         .ok_or_else(|| invalid("no authorization_servers".into()))?;
     check_endpoint_url("authorization_servers", &issuer, allow_insecure_loopback)
         .map_err(|error| invalid(format!("the authorization server is unusable: {error}")))?;
+    off_loopback(&issuer, allow_insecure_loopback)
+        .map_err(|why| invalid(format!("the authorization server is unusable: {why}")))?;
     Ok(issuer)
 }
 

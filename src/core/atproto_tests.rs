@@ -261,6 +261,9 @@ fn a_did_web_document_is_at_its_hosts_well_known_path() {
         "did:web:localhost%3A2583",
         "did:web:localhost",
         "did:web:alice.localhost",
+        // Any case: the browser lowercases the host, and still goes there.
+        "did:web:alice.LOCALHOST",
+        "did:web:LocalHost",
     ] {
         let error = did_document_url(&resolver(), did).unwrap_err();
         assert_eq!(
@@ -439,4 +442,50 @@ fn a_subject_that_is_not_a_did_is_refused_before_any_request() {
     ))
     .unwrap_err();
     assert_eq!(error.code(), "did_resolution_failed");
+}
+
+#[test]
+fn a_pds_or_an_authorization_server_on_loopback_only_when_allowed() {
+    let reply = |body: &str| HttpReply {
+        status: 200,
+        body: serde_json::from_str(body).map_err(|e| e.to_string()),
+        retry_after_s: None,
+        dpop_nonce: None,
+        oauth_error: None,
+    };
+    // A did:plc document naming a PDS on the user's own machine, over https.
+    for pds in [
+        "https://127.0.0.1:8443",
+        "https://alice.localhost",
+        "https://[::1]",
+    ] {
+        let body = document(DID, "alice.test", pds);
+        let error = process_did_document(reply(&body), DID, false).unwrap_err();
+        assert_eq!(error.code(), "did_resolution_failed", "{pds}");
+        assert!(
+            error.to_string().contains("allowInsecureLoopback"),
+            "{error}"
+        );
+        assert_eq!(
+            process_did_document(reply(&body), DID, true).unwrap().pds,
+            pds
+        );
+    }
+    // A PDS naming an authorization server there.
+    let metadata = |server: &str| {
+        let body = format!(r#"{{"resource":"{PDS}","authorization_servers":["{server}"]}}"#);
+        HttpReply {
+            status: 200,
+            body: serde_json::from_str(&body).map_err(|e| e.to_string()),
+            retry_after_s: None,
+            dpop_nonce: None,
+            oauth_error: None,
+        }
+    };
+    for server in ["https://localhost:9443", "https://AUTH.localhost"] {
+        let error = process_protected_resource(metadata(server), PDS, false).unwrap_err();
+        assert_eq!(error.code(), "pds_metadata_invalid", "{server}");
+        assert!(process_protected_resource(metadata(server), PDS, true).is_ok());
+    }
+    assert!(process_protected_resource(metadata("https://auth.example"), PDS, false).is_ok());
 }

@@ -73,7 +73,11 @@ impl Origin {
     /// `http` is accepted for (with `allowInsecureLoopback`), as for
     /// endpoints.
     pub fn is_loopback(&self) -> bool {
-        self.host == "localhost"
+        // `localhost` and every name under it, with or without the final
+        // dot: browsers resolve them all to the user's own machine.
+        let name = self.host.strip_suffix('.').unwrap_or(&self.host);
+        name == "localhost"
+            || name.ends_with(".localhost")
             || self.host == "[::1]"
             || ipv4(&self.host).is_some_and(|octets| octets[0] == 127)
     }

@@ -378,8 +378,10 @@ impl TokenSet {
         // one whose grant lost `atproto` no longer acts as the account at
         // all (either way its rotated refresh token is still kept:
         // `rotation_in_refused`).
+        // The answer must name the account (`sub` is required in every
+        // atproto token response): one without it is not taken on trust.
         if let Some(account) = previous.and_then(|p| p.atproto.as_deref()) {
-            if raw.sub.as_deref().is_some_and(|sub| sub != account.did) {
+            if raw.sub.as_deref() != Some(account.did.as_str()) {
                 return Err(Error::IssuerMismatch);
             }
             if raw
@@ -827,10 +829,12 @@ mod tests {
         };
         let refresh = |body| TokenSet::from_response(200, body, NOW + 1, Some(&base), None);
         assert!(refresh(answer(Some(&account.did))).is_ok());
-        assert!(
-            refresh(answer(None)).is_ok(),
-            "sub is optional in a refresh"
-        );
+        // Every atproto token response names the account: one without is
+        // refused too (its rotation kept, as below).
+        let unnamed = answer(None);
+        assert_eq!(refresh(unnamed.clone()).unwrap_err(), Error::IssuerMismatch);
+        let kept = TokenSet::rotation_in_refused(&base, 200, &unnamed, NOW + 1).unwrap();
+        assert_eq!(kept.refresh_token.unwrap().secret(), "rt-next");
         let other = answer(Some("did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"));
         assert_eq!(refresh(other.clone()).unwrap_err(), Error::IssuerMismatch);
         let kept = TokenSet::rotation_in_refused(&base, 200, &other, NOW + 1).unwrap();
@@ -843,14 +847,16 @@ mod tests {
 
     #[test]
     fn an_atproto_refresh_whose_grant_lost_atproto_is_refused_but_its_rotation_kept() {
+        let account = crate::core::atproto_login::tests::account();
         let base = TokenSet {
-            atproto: Some(Box::new(crate::core::atproto_login::tests::account())),
+            atproto: Some(Box::new(account.clone())),
             ..ok(basic()).unwrap()
         };
         let answer = |scope: &str| {
             let mut json = basic();
             json["refresh_token"] = "rt-next".into();
             json["scope"] = scope.into();
+            json["sub"] = account.did.clone().into();
             raw(json)
         };
         let refresh = |body| TokenSet::from_response(200, body, NOW + 1, Some(&base), None);
@@ -858,6 +864,7 @@ mod tests {
         // RFC 6749 §5.1: an answer may leave `scope` out; the grant stands.
         let mut unscoped = basic();
         unscoped["refresh_token"] = "rt-next".into();
+        unscoped["sub"] = account.did.clone().into();
         unscoped.as_object_mut().unwrap().remove("scope");
         let kept_scope = refresh(raw(unscoped)).unwrap().scope;
         assert_eq!(kept_scope, base.scope);
