@@ -293,6 +293,12 @@ impl SessionMachine for SignOut {
             }
             // A failed first clear is made good under the lock.
             (SignOutStage::Clearing, Input::Cleared(_)) => {
+                // A set this tab adopted while the clear was out (a sibling's
+                // rotation, written after the read) is the one to revoke:
+                // the end drops it here, and the store no longer holds it.
+                let record = self.end_record();
+                let held = session.tokens().filter(|set| record.covers(set));
+                self.latest = newest(self.latest.take(), held);
                 self.stage = SignOutStage::Locking;
                 Step {
                     acts: vec![

@@ -532,3 +532,30 @@ fn a_sign_out_ends_the_login_its_tab_holds_whatever_the_clock_says() {
         ]
     );
 }
+
+#[test]
+fn a_rotation_adopted_while_the_first_clear_was_out_is_the_one_revoked() {
+    // A sibling's refresh wrote rotation 2 after this sign-out's read and
+    // told it; this tab adopted it while its clear was out.
+    let login = NOW - 60_000;
+    let session = Session::new(Some(set(1, login)));
+    let (mut machine, _) = SignOut::start(&POLICY, NOW, session.login_at_ms());
+    machine.on(Input::Loaded(Ok(Some(set(1, login)))), &session, NOW);
+    session.receive(
+        SessionMessage::Tokens {
+            tokens: set(2, login),
+            unsaved: false,
+        },
+        NOW,
+    );
+    let steps = run(
+        &mut machine,
+        &session,
+        vec![
+            Input::Cleared(Ok(())),
+            Input::Locked(Ok(())),
+            Input::Loaded(Ok(None)),
+        ],
+    );
+    assert_eq!(steps.last().unwrap(), "done at-2 -");
+}
