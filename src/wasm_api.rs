@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::browser::authorized_fetch::{self as authorized, endpoint_key, BEARER};
-use crate::browser::channel::SessionChannel;
+use crate::browser::channel::{Hearing, SessionChannel};
 use crate::browser::create::{start_client, Opened, Target};
 use crate::browser::dpop_keys::BrowserDpopKeys;
 use crate::browser::events::{Emitter, EventName};
@@ -241,6 +241,11 @@ impl AuthClient {
         };
         let loopback = allow_insecure_loopback;
         let machine = CreateClient::start(atproto.is_some(), &issuer, overrides, loopback, par);
+        // The other tabs are heard from before the store is read (see
+        // `Hearing`); the channel is kept only if the session is shared.
+        let name = Session::name(&issuer, &client_id);
+        let hearing = Rc::<Hearing>::default();
+        let early_channel = Hearing::join(&hearing, &name);
         let (opened, started) = start_client(target, machine).await?;
         let Opened {
             store,
@@ -269,7 +274,6 @@ impl AuthClient {
         // What is shared with the other tabs is the core's (`Coordination`).
         let manager = lock_manager();
         let joined = Coordination::of(store.kind(), manager.is_some(), dpop);
-        let name = Session::name(&config.issuer, &config.client_id);
         let nonce_channel = match joined.share_nonces {
             false => None,
             true => NonceChannel::open(&name, &nonces),
@@ -284,12 +288,8 @@ impl AuthClient {
         let channel = match joined.channel {
             false => SessionChannel::none(),
             true => {
-                let receiver = Rc::downgrade(&session);
-                SessionChannel::open(&name, move |message| {
-                    if let Some(session) = receiver.upgrade() {
-                        session.receive(message, js_sys::Date::now() as u64);
-                    }
-                })
+                hearing.deliver_to(&session);
+                early_channel
             }
         };
         let jitter = platform.random_32().map_or(0, |bytes| bytes[0]);

@@ -5,6 +5,9 @@
 //! Messages carry the token set itself: the channel never leaves this
 //! origin's tabs, which already hold the same tokens in memory.
 
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, MessageEvent};
@@ -13,8 +16,53 @@ use crate::browser::from_js::from_js;
 use crate::core::json_text::to_json;
 use crate::core::message::MessageFields;
 use crate::core::ports::Broadcast;
-use crate::core::session::SessionMessage;
+use crate::core::session::{Session, SessionMessage};
 use crate::core::TokenSet;
+
+/// The most messages held for a session not made yet (`create()` is
+/// bounded; a tab hears a few messages in that time).
+const MAX_HELD: usize = 64;
+
+/// A tab's messages, heard from before its session exists: `create()`
+/// joins the channel before it reads the store, so a sign-out (or a
+/// refresh) another tab tells while this one reads and discovers is not
+/// missed; what arrives before the session is made is held, then given to
+/// it in order ([`Session::receive`] weighs each against the set it read).
+#[derive(Default)]
+pub struct Hearing {
+    session: RefCell<Weak<Session>>,
+    held: RefCell<Vec<(SessionMessage, u64)>>,
+}
+
+impl Hearing {
+    /// A message heard at `now_ms`: to the session, or held for it.
+    pub fn hear(&self, message: SessionMessage, now_ms: u64) {
+        if let Some(session) = self.session.borrow().upgrade() {
+            return session.receive(message, now_ms);
+        }
+        let mut held = self.held.borrow_mut();
+        if held.len() < MAX_HELD {
+            held.push((message, now_ms));
+        }
+    }
+
+    /// From now on messages go to `session`; those held first.
+    pub fn deliver_to(&self, session: &Rc<Session>) {
+        for (message, at) in self.held.take() {
+            session.receive(message, at);
+        }
+        *self.session.borrow_mut() = Rc::downgrade(session);
+    }
+
+    /// Joins `name`'s channel, hearing through `hearing` (kept by the
+    /// channel's listener: it holds the session only weakly).
+    pub fn join(hearing: &Rc<Hearing>, name: &str) -> SessionChannel {
+        let hearing = Rc::clone(hearing);
+        SessionChannel::open(name, move |message| {
+            hearing.hear(message, js_sys::Date::now() as u64);
+        })
+    }
+}
 
 /// One session's channel, or none (memory storage, or no BroadcastChannel).
 pub struct SessionChannel {

@@ -6,8 +6,8 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 
-import { clientOptions, loginViaRedirect, rawRecord, withClient } from "./support/app.mjs";
-import { loginTab, openTab, burst, eventsOf, sleep, freshContext, isAuthenticated, within } from "./support/session.mjs";
+import { clientOptions, loginViaRedirect, openApp, rawRecord, withClient } from "./support/app.mjs";
+import { loginTab, openTab, burst, eventsOf, sleep, freshContext, installClient, isAuthenticated, until, within } from "./support/session.mjs";
 import { startApp, stopApp } from "./support/suite.mjs";
 
 let idp;
@@ -101,6 +101,57 @@ test("logout in one of 3 tabs signs out all 3, empties the store and revokes bot
     // A new tab (a reload) finds no session.
     const fresh = await openTab(context, idp);
     assert.deepEqual(await state(fresh), { authenticated: false, token: "not_authenticated" });
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// A tab hears the others from before it reads the store: a sign-out told
+// while its create() reads and discovers is not missed (it would keep, and
+// send, the signed-out session's access token until it needed a refresh).
+test("a tab whose create() read the session just before another tab signed out ends signed out", async () => {
+  const { context, errors } = await freshContext(browser);
+  try {
+    const a = await loginTab(context, idp);
+    const n = await context.newPage();
+    await openApp(n, `${idp.spaOrigin}/`);
+    // No kept metadata, so create() discovers after reading the store; the
+    // discovery held back until the test lets it go.
+    await n.evaluate(async (key) => {
+      const db = await new Promise((resolve, reject) => {
+        const open = indexedDB.open("latchkey", 1);
+        open.onsuccess = () => resolve(open.result);
+        open.onerror = () => reject(open.error);
+      });
+      await new Promise((resolve, reject) => {
+        const tx = db.transaction("records", "readwrite");
+        tx.objectStore("records").delete(key);
+        tx.oncomplete = resolve;
+        tx.onerror = () => reject(tx.error);
+      });
+      db.close();
+      const real = window.fetch.bind(window);
+      window.discovering = false;
+      let release;
+      window.releaseDiscovery = new Promise((resolve) => (release = resolve));
+      window.letDiscoveryGo = release;
+      window.fetch = async (input, init) => {
+        const url = typeof input === "string" ? input : input.url;
+        if (url.includes("/.well-known/")) {
+          window.discovering = true;
+          await window.releaseDiscovery;
+        }
+        return real(input, init);
+      };
+    }, `latchkey:${idp.issuer}:${idp.clientId}:metadata`);
+    const installing = installClient(n, idp);
+    await until(() => n.evaluate(() => window.discovering), 10_000, "N's create() to have read the store and begun discovery");
+    assert.deepEqual(await logout(a), { revocation: "revoked" });
+    await sleep(200); // the sign-out's message on its way to N
+    await n.evaluate(() => window.letDiscoveryGo());
+    await installing;
+    assert.deepEqual(await state(n), { authenticated: false, token: "not_authenticated" });
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
