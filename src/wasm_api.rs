@@ -783,6 +783,7 @@ async fn fetch_with_auth(
         outgoing: None,
         token: None,
         fresh: None,
+        sent_bound: false,
         response: None,
         failure: None,
     };
@@ -797,7 +798,7 @@ async fn fetch_with_auth(
         End::Refuse(error) => Err(js_err(error)),
         End::Return => Ok(answer(calling.response)),
         End::ReturnMarkingRejected => {
-            if let Some(replacement) = &calling.fresh {
+            if let Some((replacement, _)) = &calling.fresh {
                 inner.refresher().rejected_at_once(replacement);
             }
             Ok(answer(calling.response))
@@ -820,8 +821,14 @@ struct Calling<'i> {
     /// The first send, when the package's JavaScript made it.
     sent_fast: Option<SentFast>,
     outgoing: Option<authorized::Outgoing>,
-    token: Option<AccessToken>,
-    fresh: Option<AccessToken>,
+    /// The token sent first, with the thumbprint of the key it is bound to
+    /// (read with it: a resend a round trip later signs for that token,
+    /// whatever the session holds by then).
+    token: Option<(AccessToken, Option<String>)>,
+    /// The replacement, likewise.
+    fresh: Option<(AccessToken, Option<String>)>,
+    /// Whether the last send was a DPoP one (the scheme a 401 answers).
+    sent_bound: bool,
     response: Option<web_sys::Response>,
     failure: Option<JsValue>,
 }
@@ -849,16 +856,18 @@ impl Calling<'_> {
         let first = self.prepared.take().expect("sent once");
         let placed = first.place(placement).await.map_err(js_err)?;
         let (answer, held, nonce_refused) = match self.sent_fast.take() {
-            // Sent by the fast path with a Bearer token: no nonce.
-            Some((answer, held)) => (answer, held, false),
+            // Sent by the fast path with a Bearer token: no nonce, no key.
+            Some((answer, held)) => (answer, (held, None), false),
             None => {
                 let token = async { inner.refresher().access_token().await.map_err(js_err) };
-                let held = authorized::unless_aborted(&self.signal, token).await?;
+                let token = authorized::unless_aborted(&self.signal, token).await?;
+                let held = (token, inner.session.proof_key());
                 let (answer, refused) = send_authorized(inner, &placed, &held, self.role).await?;
                 (answer, held, refused)
             }
         };
         let replayable = placed.can_retry();
+        self.sent_bound = held.1.is_some();
         (self.outgoing, self.token) = (Some(placed), Some(held));
         Ok(self.answered(answer, replayable, nonce_refused))
     }
@@ -872,6 +881,7 @@ impl Calling<'_> {
             &self.token
         };
         let sent = carried.as_ref().expect("a sent token");
+        self.sent_bound = sent.1.is_some();
         let (answer, nonce_refused) = send_authorized(self.inner, placed, sent, self.role).await?;
         Ok(self.answered(answer, true, nonce_refused))
     }
@@ -884,17 +894,24 @@ impl Calling<'_> {
             Need::Resend => self.resend(true).await,
             Need::AskExpired(test) => {
                 let answer = self.response.as_ref().expect("asked after an answer");
-                Ok(Event::Expired(says_expired(inner, test, answer).await?))
+                let bound = self.sent_bound;
+                Ok(Event::Expired(
+                    says_expired(inner, test, answer, bound).await?,
+                ))
             }
             Need::Replace => {
-                let rejected = self.token.as_ref().expect("replacing a sent token");
+                let (rejected, rejected_key) = self.token.as_ref().expect("replacing a sent token");
                 let replacement = async {
                     let replaced = inner.refresher().after_rejection(rejected).await;
                     replaced.map_err(js_err)
                 };
                 let replacement = authorized::unless_aborted(&self.signal, replacement).await?;
                 let same = replacement == *rejected;
-                self.fresh = Some(replacement);
+                let key = match same {
+                    true => rejected_key.clone(),
+                    false => inner.session.proof_key(),
+                };
+                self.fresh = Some((replacement, key));
                 Ok(Event::Replacement { same })
             }
         }
@@ -922,13 +939,14 @@ impl Perform<AuthorizedCall> for Calling<'_> {
 async fn send_authorized(
     inner: &Inner,
     placed: &authorized::Outgoing,
-    token: &AccessToken,
+    (token, jkt): &(AccessToken, Option<String>),
     role: Role,
 ) -> Result<(web_sys::Response, bool), JsValue> {
-    let Some(key) = bound_key(inner).await.map_err(js_err)? else {
+    let Some(jkt) = jkt else {
         let request = placed.with_token(token.secret()).map_err(js_err)?;
         return Ok((authorized::send(&request).await?, false));
     };
+    let key = inner.dpop_keys.load(jkt).await.map_err(js_err)?;
     let url = placed.url();
     let nonce = inner.nonces.get(role, &url);
     let proof = make_proof(
@@ -966,22 +984,13 @@ async fn send_authorized(
     Ok((answer, refused))
 }
 
-/// The DPoP key of the tab's session, when it is bound to one.
-async fn bound_key(
-    inner: &Inner,
-) -> Result<Option<crate::browser::dpop_keys::BrowserDpopKey>, Error> {
-    match inner.session.proof_key() {
-        Some(jkt) => inner.dpop_keys.load(&jkt).await.map(Some),
-        None => Ok(None),
-    }
-}
-
 /// Whether the API's `response` says the token expired, by the test the
 /// machine named: the app's `isTokenExpired`, or RFC 6750's 401.
 async fn says_expired(
     inner: &Inner,
     test: ExpiryTest,
     response: &web_sys::Response,
+    bound: bool,
 ) -> Result<bool, JsValue> {
     match test {
         ExpiryTest::App => {
@@ -992,8 +1001,7 @@ async fn says_expired(
                 .map_err(js_err)
         }
         ExpiryTest::Rfc6750 => {
-            // The scheme the call sent: its set's, bound or not.
-            let bound = inner.session.needs_proof();
+            // The scheme the call sent (its token's, bound or not).
             let scheme = if bound { "DPoP" } else { "Bearer" };
             Ok(authorized::rfc6750_expired(response, scheme))
         }

@@ -23,6 +23,7 @@ import {
   sleep,
   listenOn,
   heardOn,
+  until,
   within,
   SHORT_TTL,
   EXPIRED_MS,
@@ -280,6 +281,39 @@ test("API nonce rotated: the next call is resent once and ends 200; a second tab
       { asNonceRefusals: 0, apiNonceRefusals: 1, apiProofRefusals: 0, apiAccepted: 2, apiReplays: 0 },
       "tab B sent the new nonce at once",
     );
+  });
+});
+
+// The resend after an API's nonce refusal signs for the token it resends, with the key that token
+// is bound to: read when the token was, not from the session a round trip later (here emptied by a
+// sign-out in another tab while the first request was out). A bound token never goes as Bearer.
+test("a call resent for the API's nonce after a sign-out elsewhere is never sent as Bearer", async () => {
+  await inContext(async (context) => {
+    const [a, b] = await signedInTabs(context, idp, dpopOptions(idp), { more: 1 });
+    assert.equal((await whoami(a)).status, 200);
+    idp.rotateApiNonce();
+    const sent = recordRequests(context, idp.whoamiUrl);
+    // Tab A's first send is held at the browser until B has signed out and A heard it.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    let firstSeen = false;
+    await a.route(idp.whoamiUrl, async (route) => {
+      if (!firstSeen) {
+        firstSeen = true;
+        await held;
+      }
+      await route.continue();
+    });
+    await listenOn(a, `latchkey:${idp.issuer}:${idp.dpopClientId}`, "ended");
+    const calling = call(a, idp.whoamiUrl);
+    await until(async () => firstSeen, 10_000, "tab A's first send");
+    assert.equal((await logoutIn(b)).revocation, "revoked");
+    await heardOn(a, 5_000, "tab A to hear the sign-out");
+    release();
+    const out = await within(calling, 20_000, "tab A's call");
+    const schemes = sent.map((request) => request.headers.authorization?.split(" ")[0]);
+    assert.ok(schemes.length >= 2, `the first send and its resend: ${JSON.stringify({ schemes, out })}`);
+    assert.deepEqual([...new Set(schemes)], ["DPoP"], JSON.stringify({ schemes, out }));
   });
 });
 
