@@ -29,6 +29,7 @@ use crate::core::atproto_login::account_config;
 use crate::core::authorize::{AuthorizationRequest, PendingTransaction};
 use crate::core::drive::{Machine, Next};
 use crate::core::login::{ClientConfig, LoginStart};
+use crate::core::origin::Origin;
 use crate::core::par::{par_form, process_par_response, RawParResponse};
 use crate::core::platform::HttpReply;
 use crate::core::secret::{Form, Random32};
@@ -300,9 +301,15 @@ impl StartLogin {
                 let query =
                     reply.and_then(|reply| process_par_response(reply, &self.config.client_id));
                 let query = query.map(Form);
+                let endpoint = self.config.endpoints.par.clone().unwrap_or_default();
+                // The nonce is left for the code exchange: only a nonce of
+                // the token endpoint's own server (a PAR endpoint elsewhere
+                // keeps its own).
+                let same_server = Origin::of_url(&endpoint)
+                    == Origin::of_url(&self.config.endpoints.token)
+                    && Origin::of_url(&endpoint).is_some();
                 match query {
-                    Ok(query) if self.key.is_some() => {
-                        let endpoint = self.config.endpoints.par.clone().unwrap_or_default();
+                    Ok(query) if self.key.is_some() && same_server => {
                         self.stage = Stage::ReadingNonce { transaction, query };
                         Step::Do(Need::ReadNonce { endpoint })
                     }

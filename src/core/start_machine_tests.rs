@@ -406,3 +406,19 @@ fn a_redirect_that_keeps_what_its_return_needs_and_a_popup_go_ahead() {
         assert!(matches!(step, Step::Do(Need::MakeKey)), "{step:?}");
     }
 }
+
+#[test]
+fn a_push_to_another_server_leaves_no_nonce_for_the_code_exchange() {
+    let mut other = config(true, true);
+    other.endpoints.par = Some("https://par.other.example/par".into());
+    let (mut machine, step) = digested(other, &[]);
+    assert!(matches!(step, Step::Do(Need::Push { .. })), "{step:?}");
+    // The answer's nonce is that server's: not read for the token endpoint.
+    let step = machine.on(pushed(201, REQUEST_URI), NOW);
+    assert!(matches!(step, Step::Do(Need::TakeReplaced)), "{step:?}");
+    let step = machine.on(Begun::Replaced(Ok(None)), NOW);
+    let Step::Do(Need::Store(transaction)) = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(transaction.dpop_nonce, None);
+}
