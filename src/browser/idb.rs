@@ -3,7 +3,7 @@
 //! IndexedDB's API is event based; these helpers turn one request (or one
 //! transaction) into one awaitable future so the store code reads linearly.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::Promise;
@@ -24,27 +24,49 @@ use crate::browser::js_error::is_named;
 /// key it holds could be read by no other tab, and it would be lost at the
 /// next reload. Every call then fails (`storage_error`) as it did before,
 /// and so does every call after a newer latchkey upgraded the database.
+/// A deletion is final for the page, also once another tab has made the
+/// database again: that tab made a new key with it, and this one would
+/// read that tab's records with its old key, find them corrupt and remove
+/// them.
 #[derive(Clone)]
 pub struct IdbKeyValue {
     db: Rc<RefCell<IdbDatabase>>,
     name: String,
     store: String,
+    /// Set when the database was deleted (or the browser closed the
+    /// connection, as clearing site data does) while this page held it.
+    gone: Rc<Cell<bool>>,
 }
+
+/// The error of every call on a database gone from under the page.
+const GONE: &str =
+    "the database was deleted or upgraded by a newer latchkey while this page was open";
 
 impl IdbKeyValue {
     /// Opens (creating on first use) database `db_name` with a single
     /// object store `store`.
     pub async fn open(db_name: &str, store: &str) -> Result<Self, JsValue> {
+        let gone = Rc::new(Cell::new(false));
         Ok(Self {
-            db: Rc::new(RefCell::new(connect(db_name, store, CREATE).await?)),
+            db: Rc::new(RefCell::new(connect(db_name, store, CREATE, &gone).await?)),
             name: db_name.to_owned(),
             store: store.to_owned(),
+            gone,
         })
+    }
+
+    /// Whether the database was deleted while this page held it (every
+    /// call fails from then on).
+    pub fn gone(&self) -> Rc<Cell<bool>> {
+        Rc::clone(&self.gone)
     }
 
     /// A transaction on the store, on a connection opened again when the
     /// one held was closed and the database is still there.
     async fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction, JsValue> {
+        if self.gone.get() {
+            return Err(JsValue::from_str(GONE));
+        }
         let held = self
             .db
             .borrow()
@@ -52,7 +74,7 @@ impl IdbKeyValue {
         match held {
             // `transaction()` on a closed connection.
             Err(error) if is_named(&error, "InvalidStateError") => {
-                let db = connect(&self.name, &self.store, !CREATE).await?;
+                let db = connect(&self.name, &self.store, !CREATE, &self.gone).await?;
                 let tx = db.transaction_with_str_and_mode(&self.store, mode)?;
                 *self.db.borrow_mut() = db;
                 Ok(tx)
@@ -111,7 +133,12 @@ const CREATE: bool = true;
 /// error and stays absent), which closes itself when another connection
 /// needs the database — from the moment it opens, also when the caller has
 /// stopped waiting for it.
-async fn connect(db_name: &str, store: &str, create: bool) -> Result<IdbDatabase, JsValue> {
+async fn connect(
+    db_name: &str,
+    store: &str,
+    create: bool,
+    gone: &Rc<Cell<bool>>,
+) -> Result<IdbDatabase, JsValue> {
     let factory = web_sys::window()
         .ok_or_else(|| JsValue::from_str("no window"))?
         .indexed_db()?
@@ -137,21 +164,30 @@ async fn connect(db_name: &str, store: &str, create: bool) -> Result<IdbDatabase
     });
     request.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
     let opened = request.clone();
+    let gone = Rc::clone(gone);
     let on_open = Closure::once_into_js(move |_event: web_sys::Event| {
         if let Ok(result) = opened.result() {
             let db: IdbDatabase = result.unchecked_into();
             let closing = db.clone();
-            let on_version_change =
-                Closure::once_into_js(move |_event: web_sys::Event| closing.close());
+            let deleted = Rc::clone(&gone);
+            let on_version_change = Closure::once_into_js(move |event: web_sys::Event| {
+                // No new version: a deletion.
+                let change: web_sys::IdbVersionChangeEvent = event.unchecked_into();
+                if change.new_version().is_none() {
+                    deleted.set(true);
+                }
+                closing.close();
+            });
             db.set_onversionchange(Some(on_version_change.unchecked_ref()));
+            // The browser closing it (site data cleared): gone as well.
+            let on_close = Closure::once_into_js(move |_event: web_sys::Event| gone.set(true));
+            db.set_onclose(Some(on_close.unchecked_ref()));
         }
     });
     request.add_event_listener_with_callback("success", on_open.unchecked_ref())?;
     match request_result(&request).await {
         Ok(db) => Ok(db.unchecked_into()),
-        Err(_) if !create => Err(JsValue::from_str(
-            "the database was deleted or upgraded by a newer latchkey while this page was open",
-        )),
+        Err(_) if !create => Err(JsValue::from_str(GONE)),
         Err(error) => Err(error),
     }
 }

@@ -9,8 +9,9 @@
 //! in IndexedDB, inside the versioned [`Envelope`], with associated data
 //! binding it to issuer, client and record kind.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use gloo_storage::{LocalStorage, SessionStorage, Storage as _};
 use wasm_bindgen::prelude::*;
@@ -53,6 +54,16 @@ enum Backend {
 impl Backend {
     fn memory() -> Self {
         Backend::Memory(RefCell::default())
+    }
+
+    /// Set when the IndexedDB database this backend keeps its records (or
+    /// their marks) in was deleted while the page held it.
+    fn gone(&self) -> Option<Rc<Cell<bool>>> {
+        match self {
+            Backend::IndexedDb(records) => Some(records.gone()),
+            Backend::Local(marked) => Some(marked.marks.gone()),
+            Backend::Session(_) | Backend::Memory(_) => None,
+        }
     }
 }
 
@@ -229,11 +240,28 @@ fn as_storage_key(value: JsValue) -> Option<CryptoKey> {
 /// versioned [`Envelope`]; memory stores nothing and seals nothing.
 pub struct BrowserSealer {
     key: Option<CryptoKey>,
+    /// Set when the origin's storage was cleared while this page held it:
+    /// the key went with it (another tab may have made a new one), so the
+    /// one held seals and opens nothing more (a `storage_error`, which
+    /// removes nothing) until a reload reads the key again.
+    gone: Option<Rc<Cell<bool>>>,
+}
+
+impl BrowserSealer {
+    /// The key, unless the storage it came from is gone.
+    fn key(&self) -> Result<Option<&CryptoKey>, Error> {
+        match &self.gone {
+            Some(gone) if gone.get() => Err(storage(
+                "this origin's storage was cleared while the page was open: reload it".into(),
+            )),
+            _ => Ok(self.key.as_ref()),
+        }
+    }
 }
 
 impl Sealer for BrowserSealer {
     async fn seal(&self, aad: &[u8], plaintext: String) -> Result<String, Error> {
-        let Some(key) = &self.key else {
+        let Some(key) = self.key()? else {
             return Ok(plaintext);
         };
         let iv = webcrypto::random_bytes::<{ webcrypto::AES_GCM_IV_LEN }>().map_err(crypto)?;
@@ -244,7 +272,7 @@ impl Sealer for BrowserSealer {
     }
 
     async fn open(&self, aad: &[u8], stored: String) -> Result<String, Error> {
-        let Some(key) = &self.key else {
+        let Some(key) = self.key()? else {
             return Ok(stored);
         };
         let envelope = Envelope::parse(&stored)?;
@@ -303,7 +331,10 @@ impl BrowserSessionStore {
         // none (a redirect's login is then refused by the core; a popup's
         // still works).
         let transactions = Backend::Session(RefCell::default());
-        let sealer = BrowserSealer { key };
+        let sealer = BrowserSealer {
+            key,
+            gone: records.gone(),
+        };
         let json = BrowserPlatform::within(0);
         let records = RecordStore::new(issuer, client_id, records, transactions, sealer, json);
         BrowserSessionStore { kind, records }
