@@ -125,10 +125,20 @@ impl DpopPublicKey {
     }
 }
 
-/// `url` without its query and fragment: a proof's `htu`
-/// ([§4.2](https://www.rfc-editor.org/rfc/rfc9449#section-4.2)).
-pub fn htu(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or_default()
+/// `url` without its query and fragment, its scheme, host and port as the
+/// browser serialises them (the request goes there): a proof's `htu`
+/// ([§4.2](https://www.rfc-editor.org/rfc/rfc9449#section-4.2)). An
+/// endpoint written `HTTPS://IdP.example:443/token` is proved as
+/// `https://idp.example/token`: a server comparing `htu` byte for byte
+/// (§4.3 only says it SHOULD normalise) would refuse the written form.
+pub fn htu(url: &str) -> String {
+    let bare = url.split(['?', '#']).next().unwrap_or_default();
+    let Some(origin) = Origin::of_url(bare) else {
+        return bare.to_owned();
+    };
+    let after_scheme = bare.split_once("://").map_or("", |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
+    format!("{origin}{path}")
 }
 
 /// `text` as a JSON string, quotes included.
@@ -215,7 +225,7 @@ pub fn signing_input(
     let mut claims = format!(
         r#"{{"jti":"{jti}","htm":{},"htu":{},"iat":{iat_s}"#,
         json_string(proof.method),
-        json_string(htu(proof.url)),
+        json_string(&htu(proof.url)),
     );
     if let Some(nonce) = proof.nonce {
         claims.push_str(&format!(r#","nonce":{}"#, json_string(nonce)));

@@ -59,6 +59,27 @@ fn htu_leaves_out_the_query_and_fragment() {
     assert_eq!(htu("https://api.example/"), "https://api.example/");
 }
 
+#[test]
+fn htu_is_the_url_as_the_browser_serialises_it() {
+    // Scheme and host lowercased, the default port left out, an empty
+    // path as `/`: where the request goes, not how an endpoint was written.
+    assert_eq!(
+        htu("HTTPS://IdP.Example:443/token?x"),
+        "https://idp.example/token"
+    );
+    assert_eq!(
+        htu("https://idp.example:8443/t"),
+        "https://idp.example:8443/t"
+    );
+    assert_eq!(htu("http://127.0.0.1:80"), "http://127.0.0.1/");
+    assert_eq!(
+        htu("https://[2001:DB8:0:0::1]:443/token"),
+        "https://[2001:db8::1]/token"
+    );
+    // The path is left as written (the browser's own, for a request's URL).
+    assert_eq!(htu("https://idp.example/A/b"), "https://idp.example/A/b");
+}
+
 fn decoded(part: &str) -> serde_json::Value {
     serde_json::from_slice(&base64url::decode(part).unwrap()).unwrap()
 }
