@@ -356,8 +356,7 @@ where
     /// Signs out in every tab ([`SignOut`]). Returns the newest set seen —
     /// stored or in this tab's memory — to revoke and for `id_token_hint`.
     pub async fn sign_out(&self) -> Option<TokenSet> {
-        let held = self.session.login_at_ms();
-        let (mut machine, first) = SignOut::start(&self.policy, self.platform.now_ms(), held);
+        let (mut machine, first) = SignOut::start(&self.policy, self.platform.now_ms());
         self.drive(&mut machine, first).await.ok().flatten()
     }
 

@@ -373,14 +373,6 @@ impl Session {
         self.tokens.borrow().clone()
     }
 
-    /// When the login of the set in use completed, if there is one.
-    pub fn login_at_ms(&self) -> Option<u64> {
-        self.tokens
-            .borrow()
-            .as_ref()
-            .map(|tokens| tokens.login_at_ms)
-    }
-
     /// The fast path: the access token, if there is one that needs no
     /// refresh at `now_ms`.
     pub fn usable_token(&self, now_ms: u64, leeway_ms: u64) -> Option<AccessToken> {

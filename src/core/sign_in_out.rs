@@ -64,23 +64,17 @@ impl SignIn {
     /// end covers. The clock is let pass it, never stamped ahead of it (a
     /// time ahead of the clock would be later than a sign-out called in
     /// the rest of this millisecond).
-    ///
-    /// An end further ahead is a clock that moved back since that sign-out
-    /// (an NTP step, a resumed VM): not waited for, but this login is
-    /// still later than the end it read, so it is stamped just after it
-    /// (stamped `now`, it would be ended by that very sign-out, in this tab
-    /// and every tab that heard it, until the clock caught up). A sign-out
-    /// called after it covers it all the same: a sign-out's moment is never
-    /// earlier than the login its tab holds ([`SignOut::start`]).
     fn passed(&mut self, end: Option<EndRecord>, now: u64) -> Step {
-        let until = end.and_then(|end| end.until_ms);
-        match until.and_then(|until| until.checked_sub(now)) {
-            Some(ahead) if ahead < u64::from(PASS_END_MAX_MS) => {
+        let ahead = end
+            .and_then(|end| end.until_ms)
+            .and_then(|until| until.checked_sub(now))
+            .and_then(|ahead| u32::try_from(ahead).ok());
+        match ahead {
+            Some(ahead) if ahead < PASS_END_MAX_MS => {
                 self.stage = SignInStage::PassingEnd;
-                Step::wait(Wait::Sleep(ahead as u32 + 1))
+                Step::wait(Wait::Sleep(ahead + 1))
             }
-            Some(_) => self.save(until.map_or(now, |until| until.saturating_add(1))),
-            None => self.save(now),
+            _ => self.save(now),
         }
     }
 
@@ -223,19 +217,11 @@ enum SignOutStage {
 }
 
 impl SignOut {
-    /// A sign-out called at `now` in a tab holding a set of the login at
-    /// `held_login_at_ms`; the first step reads the stored set. That login
-    /// completed before this call whatever the clock says now (it may have
-    /// moved back since, [`SignIn`]'s stamp): the sign-out's moment is
-    /// never earlier than it, so it ends it everywhere.
-    pub fn start(
-        policy: &RefreshPolicy,
-        now: u64,
-        held_login_at_ms: Option<u64>,
-    ) -> (SignOut, Step) {
+    /// A sign-out called at `now`; the first step reads the stored set.
+    pub fn start(policy: &RefreshPolicy, now: u64) -> (SignOut, Step) {
         let machine = SignOut {
             lock_wait_ms: policy.settle_cap_ms.saturating_add(policy.timeout_ms),
-            at: held_login_at_ms.map_or(now, |held| held.max(now)),
+            at: now,
             latest: None,
             stage: SignOutStage::Reading,
         };

@@ -191,7 +191,7 @@ fn a_login_keeps_a_time_later_than_its_write_s() {
 #[test]
 fn a_sign_out_tells_the_end_of_the_logins_until_its_call_only() {
     // A login B completed while the first message travelled stays in C.
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let first = run(
         &mut machine,
         &Session::new(None),
@@ -265,7 +265,7 @@ fn a_sign_out_clears_at_once_then_again_under_the_lock() {
     // while the sign-out waited for the lock.
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, first) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, first) = SignOut::start(&POLICY, NOW);
     assert_eq!(show(&first), "load");
     let inputs = vec![
         Input::Loaded(Ok(Some(set(0, login)))),
@@ -289,7 +289,7 @@ fn a_sign_out_clears_at_once_then_again_under_the_lock() {
 #[test]
 fn a_later_login_found_under_the_lock_is_left_alone() {
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -305,7 +305,7 @@ fn a_later_login_found_by_the_first_read_is_not_revoked() {
     // Completed after the call and written before the sign-out's first
     // read: the sign-out hands only this tab's set to revoke.
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(Some(set(7, NOW + 1)))),
         Input::Cleared(Ok(())),
@@ -319,7 +319,7 @@ fn a_later_login_found_by_the_first_read_is_not_revoked() {
 #[test]
 fn a_sign_out_without_the_lock_still_reads_the_store_again() {
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -332,7 +332,7 @@ fn a_sign_out_without_the_lock_still_reads_the_store_again() {
 #[test]
 fn an_unreadable_store_is_cleared_both_times_and_this_tab_s_set_is_the_one_seen() {
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Err(quota())),
         Input::Cleared(Ok(())),
@@ -352,7 +352,7 @@ fn an_unreadable_store_is_cleared_both_times_and_this_tab_s_set_is_the_one_seen(
 #[test]
 fn a_sign_out_with_no_session_anywhere_has_nothing_to_revoke() {
     let session = Session::new(None);
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -366,7 +366,7 @@ fn a_sign_out_with_no_session_anywhere_has_nothing_to_revoke() {
 #[test]
 fn a_failed_first_clear_goes_on_to_the_lock() {
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![Input::Loaded(Ok(None)), Input::Cleared(Err(quota()))];
     let steps = run(&mut machine, &session, inputs);
     assert_eq!(
@@ -380,7 +380,7 @@ fn a_clear_under_the_lock_that_failed_is_read_and_tried_again() {
     // A store that did not answer in time, then did.
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -406,7 +406,7 @@ fn a_clear_under_the_lock_that_failed_is_read_and_tried_again() {
 fn a_clear_that_timed_out_but_took_effect_is_not_tried_again() {
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -427,7 +427,7 @@ fn a_later_login_written_while_a_clear_failed_is_left_alone() {
     // Another tab's login gave up waiting for the lock and wrote its set.
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -447,7 +447,7 @@ fn a_later_login_written_while_a_clear_failed_is_left_alone() {
 fn a_clear_under_the_lock_is_tried_a_bounded_number_of_times() {
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let mut inputs = vec![
         Input::Loaded(Ok(None)),
         Input::Cleared(Ok(())),
@@ -473,7 +473,7 @@ fn a_clear_under_the_lock_is_tried_a_bounded_number_of_times() {
 fn a_login_completed_after_the_sign_out_was_called_is_left_alone() {
     // The first clear took 5 s; another tab's login completed meanwhile.
     let session = Session::new(Some(set(1, NOW - 60_000)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, None);
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     let later = NOW + 5_000;
     machine.on(Input::Loaded(Ok(None)), &session, NOW);
     machine.on(Input::Cleared(Ok(())), &session, later);
@@ -483,63 +483,12 @@ fn a_login_completed_after_the_sign_out_was_called_is_left_alone() {
 }
 
 #[test]
-fn after_a_clock_step_back_a_login_is_stamped_after_the_end_it_read_and_stands() {
-    // A sign-out at NOW + 5000, heard here; then the clock moved back 5 s.
-    let session = Session::new(None);
-    session.receive(signed_out_at(NOW + 5_000), NOW);
-    let (mut machine, _) = SignIn::start(set(9, NOW), &POLICY);
-    machine.on(Input::Locked(Ok(())), &session, NOW);
-    let end = EndRecord::new(EndReason::SignedOut, NOW + 5_000);
-    let Wait::Save(written) = machine.on(Input::EndReason(Some(end)), &session, NOW).wait else {
-        panic!("not waited for: saved");
-    };
-    assert_eq!(
-        written.login_at_ms,
-        NOW + 5_001,
-        "after the end it read, not at the clock"
-    );
-    let step = machine.on(Input::Saved(Ok(())), &session, NOW + 1);
-    // Not cleared: put in use and told.
-    assert_eq!(
-        show(&step),
-        "publish at-9 - unsaved=false; unlock; unsaved=false; adopt at-9 - Login; done"
-    );
-    assert!(
-        !session.has_ended(&written),
-        "not ended by the earlier sign-out"
-    );
-}
-
-#[test]
-fn a_sign_out_ends_the_login_its_tab_holds_whatever_the_clock_says() {
-    // The login was stamped at NOW + 5001 (after an end the clock had not
-    // reached); the sign-out is called at NOW.
-    let session = Session::new(Some(set(9, NOW + 5_001)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, session.login_at_ms());
-    let steps = run(
-        &mut machine,
-        &session,
-        vec![
-            Input::Loaded(Ok(Some(set(9, NOW + 5_001)))),
-            Input::Cleared(Ok(())),
-        ],
-    );
-    assert_eq!(
-        steps,
-        [
-            "clear SignedOut logins to 1700000005001",
-            "publish ended SignedOut logins to 1700000005001; end SignedOut; lock 70000",
-        ]
-    );
-}
-
-#[test]
 fn a_rotation_adopted_while_the_first_clear_was_out_is_the_one_revoked() {
     // A sibling's refresh wrote rotation 2 after this sign-out's read and
     // told it; this tab adopted it while its clear was out.
     let login = NOW - 60_000;
     let session = Session::new(Some(set(1, login)));
-    let (mut machine, _) = SignOut::start(&POLICY, NOW, session.login_at_ms());
+    let (mut machine, _) = SignOut::start(&POLICY, NOW);
     machine.on(Input::Loaded(Ok(Some(set(1, login)))), &session, NOW);
     session.receive(
         SessionMessage::Tokens {
