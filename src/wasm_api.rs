@@ -861,7 +861,7 @@ impl Calling<'_> {
             None => {
                 let token = async { inner.refresher().access_token().await.map_err(js_err) };
                 let token = authorized::unless_aborted(&self.signal, token).await?;
-                let held = (token, inner.session.proof_key());
+                let held = with_its_key(inner, token)?;
                 let (answer, refused) = send_authorized(inner, &placed, &held, self.role).await?;
                 (answer, held, refused)
             }
@@ -907,11 +907,10 @@ impl Calling<'_> {
                 };
                 let replacement = authorized::unless_aborted(&self.signal, replacement).await?;
                 let same = replacement == *rejected;
-                let key = match same {
-                    true => rejected_key.clone(),
-                    false => inner.session.proof_key(),
-                };
-                self.fresh = Some((replacement, key));
+                self.fresh = Some(match same {
+                    true => (replacement, rejected_key.clone()),
+                    false => with_its_key(inner, replacement)?,
+                });
                 Ok(Event::Replacement { same })
             }
         }
@@ -930,6 +929,26 @@ impl Perform<AuthorizedCall> for Calling<'_> {
     }
 
     fn with(&self) {}
+}
+
+/// `token` with the thumbprint of the key its set is bound to, read from
+/// the session in the step that got it (no await between). A token the
+/// session no longer holds (its refresh failed, or was replaced, while a
+/// sign-out or another login came) is not sent with a key it may not be
+/// bound to: the set now held goes instead, with its own key; none held,
+/// the call is not authenticated.
+fn with_its_key(
+    inner: &Inner,
+    token: AccessToken,
+) -> Result<(AccessToken, Option<String>), JsValue> {
+    let held = inner
+        .session
+        .tokens()
+        .ok_or_else(|| js_err(Error::NotAuthenticated))?;
+    Ok(match held.access_token == token {
+        true => (token, held.dpop_jkt),
+        false => (held.access_token, held.dpop_jkt),
+    })
 }
 
 /// Sends `placed` with `token`: as a Bearer token, or — when the session is

@@ -317,6 +317,31 @@ test("a call resent for the API's nonce after a sign-out elsewhere is never sent
   });
 });
 
+// The first send too: a token kept after a refresh that failed for a transient reason goes only
+// with its own set's key. Here the set was signed out in another tab while the refresh was out: the
+// call is not authenticated, and nothing is sent (before, the bound token went as Bearer).
+test("a token kept after a failed refresh is not sent once another tab signed out meanwhile", async () => {
+  await inContext(async (context) => {
+    // Tokens of 10 s, due for refresh past half their lifetime (the leeway's cap) and valid till
+    // the end of it.
+    const extra = { ...dpopOptions(idp), refreshLeewaySeconds: 600 };
+    const [a, b] = await signedInTabs(context, idp, extra, { more: 1, ttl: 10 });
+    idp.setAccessTokenTtl(LONG_TTL);
+    await sleep(5_500);
+    const sent = recordRequests(context, idp.whoamiUrl);
+    idp.setTokenFaults({ delayMs: 1_500, next: [{ kind: "status", status: 503 }] });
+    await listenOn(a, `latchkey:${idp.issuer}:${idp.dpopClientId}`, "ended");
+    const calling = call(a, idp.whoamiUrl);
+    await sleep(300); // the refresh is out
+    assert.equal((await logoutIn(b)).revocation, "revoked");
+    await heardOn(a, 5_000, "tab A to hear the sign-out");
+    const out = await within(calling, 20_000, "tab A's call");
+    const schemes = sent.map((request) => request.headers.authorization?.split(" ")[0]);
+    assert.ok(!schemes.includes("Bearer"), JSON.stringify({ schemes, out }));
+    assert.equal(out.code, "not_authenticated", JSON.stringify({ schemes, out }));
+  });
+});
+
 // An API accepting both schemes challenges with both (RFC 9449 §7.2), on two header lines the
 // browser joins into "Bearer realm=\"api\", DPoP error=...": the DPoP challenge still decides.
 test("API nonce rotated behind a Bearer challenge too: the call is resent once, no refresh", async () => {
