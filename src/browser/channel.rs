@@ -20,7 +20,7 @@ use crate::core::session::{Session, SessionMessage};
 use crate::core::TokenSet;
 
 /// The most messages held for a session not made yet (`create()` is
-/// bounded; a tab hears a few messages in that time).
+/// bounded; a tab hears a few messages in that time), the newest kept.
 const MAX_HELD: usize = 64;
 
 /// A tab's messages, heard from before its session exists: `create()`
@@ -40,10 +40,13 @@ impl Hearing {
         if let Some(session) = self.session.borrow().upgrade() {
             return session.receive(message, now_ms);
         }
+        // The newest are kept: a sign-out told last must not be the one
+        // dropped.
         let mut held = self.held.borrow_mut();
-        if held.len() < MAX_HELD {
-            held.push((message, now_ms));
+        if held.len() == MAX_HELD {
+            held.remove(0);
         }
+        held.push((message, now_ms));
     }
 
     /// From now on messages go to `session`; those held first.

@@ -458,6 +458,9 @@ fn a_pds_or_an_authorization_server_on_loopback_only_when_allowed() {
         "https://127.0.0.1:8443",
         "https://alice.localhost",
         "https://[::1]",
+        "https://[::ffff:127.0.0.1]",
+        "https://0.0.0.0",
+        "https://[::]",
     ] {
         let body = document(DID, "alice.test", pds);
         let error = process_did_document(reply(&body), DID, false).unwrap_err();

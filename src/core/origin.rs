@@ -76,10 +76,20 @@ impl Origin {
         // `localhost` and every name under it, with or without the final
         // dot: browsers resolve them all to the user's own machine.
         let name = self.host.strip_suffix('.').unwrap_or(&self.host);
+        let v6 = self
+            .host
+            .strip_prefix('[')
+            .and_then(|host| host.strip_suffix(']'))
+            .and_then(ipv6);
         name == "localhost"
             || name.ends_with(".localhost")
-            || self.host == "[::1]"
-            || ipv4(&self.host).is_some_and(|octets| octets[0] == 127)
+            || ipv4(&self.host).is_some_and(|octets| octets[0] == 127 || octets == [0; 4])
+            // `::1`, `::` (the unspecified address reaches this machine too)
+            // and 127.x mapped into IPv6 (`::ffff:127.0.0.1`).
+            || v6.is_some_and(|p| {
+                p[..7] == [0; 7] && p[7] <= 1
+                    || p[..5] == [0; 5] && p[5] == 0xffff && p[6] >> 8 == 127
+            })
     }
 }
 
