@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use js_sys::{Function, Reflect};
 use latchkey::browser::authorized_fetch::{endpoint_key, prepare, rfc6750_expired};
-use latchkey::browser::channel::{read_message, SessionChannel};
+use latchkey::browser::channel::{read_message, Hearing, SessionChannel};
 use latchkey::browser::dpop_keys::BrowserDpopKeys;
 use latchkey::browser::locks::{lock_manager, WebSessionLock};
 use latchkey::browser::platform::BrowserPlatform;
@@ -17,7 +17,7 @@ use latchkey::core::origin::TokenPlacement;
 use latchkey::core::ports::{Broadcast, RefreshRequest, RefreshTransport, SessionLock, Timer};
 use latchkey::core::race::within;
 use latchkey::core::refresh_answer::RefreshAnswer;
-use latchkey::core::session::SessionMessage;
+use latchkey::core::session::{Session, SessionMessage};
 use latchkey::core::{AccessToken, Error, RefreshToken, TokenSet};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -384,4 +384,45 @@ fn endpoint_keys_are_origin_and_path_as_new_url_normalises_them() {
     assert!(!same_endpoint("http://idp.example/token", token));
     assert!(!same_endpoint("https://idp.example:8443/token", token));
     assert_eq!(endpoint_key("not a url"), None);
+}
+
+#[wasm_bindgen_test]
+fn what_create_hears_before_the_session_exists_is_given_to_it_a_sign_out_heard_last_too() {
+    let set = sample_tokens();
+    let now = set.login_at_ms + 10;
+    let hearing = Hearing::default();
+    // More messages than are held (another set's refusals, nothing to this
+    // one), then the sign-out: the newest are kept.
+    for rotation in 1..=100 {
+        let other = SessionMessage::Refused {
+            login_at_ms: set.login_at_ms + 1,
+            rotation,
+        };
+        hearing.hear(other, now);
+    }
+    let signed_out = SessionMessage::Ended {
+        reason: latchkey::core::session::EndReason::SignedOut,
+        login_at_ms: Some(set.login_at_ms),
+    };
+    hearing.hear(signed_out, now);
+    let session = Rc::new(Session::new(Some(set)));
+    hearing.deliver_to(&session);
+    assert!(
+        session.tokens().is_none(),
+        "the sign-out reached the session"
+    );
+
+    // From then on, straight to it.
+    let later = sample_tokens();
+    let after = Rc::new(Session::new(None));
+    let hearing = Hearing::default();
+    hearing.deliver_to(&after);
+    hearing.hear(
+        SessionMessage::Tokens {
+            tokens: later,
+            unsaved: false,
+        },
+        now,
+    );
+    assert!(after.tokens().is_some());
 }
