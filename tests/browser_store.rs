@@ -10,6 +10,7 @@ use latchkey::core::envelope::{associated_data, Envelope};
 use latchkey::core::message::{EndReason, EndRecord};
 use latchkey::core::ports::SessionStore;
 use latchkey::core::{base64url, AccessToken, RefreshToken, TokenSet};
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -251,6 +252,54 @@ async fn a_storage_key_that_is_not_latchkey_s_kind_is_replaced() {
     // Something that is not a key at all is replaced too.
     keys.put(STORAGE_KEY_ID, &"not a key".into()).await.unwrap();
     assert!(!storage_key().await.unwrap().extractable());
+}
+
+#[wasm_bindgen(inline_js = r#"
+// The next read of `id` from an object store finds nothing, as when another
+// writer stores it just after this tab looked (the two tabs' race).
+export function missNextRead(id) {
+  const real = IDBObjectStore.prototype.get;
+  IDBObjectStore.prototype.get = function (key) {
+    if (key !== id) return real.call(this, key);
+    IDBObjectStore.prototype.get = real;
+    return real.call(this, `${id}:not-there`);
+  };
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = missNextRead)]
+    fn miss_next_read(id: &str);
+}
+
+#[wasm_bindgen_test]
+async fn a_key_another_writer_stored_first_is_checked_like_one_read_at_start() {
+    use latchkey::browser::store::{KEYS_DB, STORAGE_KEY_ID};
+    let subtle = web_sys::window().unwrap().crypto().unwrap().subtle();
+    let params = web_sys::AesKeyGenParams::new("AES-GCM", 256);
+    let usages = js_sys::Array::of2(&"encrypt".into(), &"decrypt".into());
+    let planted = JsFuture::from(
+        subtle
+            .generate_key_with_object(&params, true, &usages)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let keys = IdbKeyValue::open(KEYS_DB.0, KEYS_DB.1).await.unwrap();
+    keys.put(STORAGE_KEY_ID, &planted).await.unwrap();
+    // The first read misses it; the insert then finds it there.
+    miss_next_read(STORAGE_KEY_ID);
+    let key = storage_key().await.unwrap();
+    assert!(
+        !key.extractable(),
+        "the planted, extractable key is not used"
+    );
+    let stored: web_sys::CryptoKey = JsCast::unchecked_into(
+        keys.get(STORAGE_KEY_ID)
+            .await
+            .unwrap()
+            .expect("a stored key"),
+    );
+    assert!(!stored.extractable(), "and is replaced");
 }
 
 #[wasm_bindgen_test]

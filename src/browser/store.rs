@@ -214,12 +214,17 @@ async fn storage_key_in(keys: &IdbKeyValue) -> Result<CryptoKey, Error> {
     {
         return Ok(fresh);
     }
+    // Another tab stored one first: that one, if it is a key latchkey
+    // makes; what is not (planted in that moment) is replaced, as above.
     let stored = IdbKeyValue::get(keys, STORAGE_KEY_ID)
         .await
-        .map_err(storage)?;
-    stored
-        .map(JsCast::unchecked_into)
-        .ok_or_else(|| storage("storage key vanished".into()))
+        .map_err(storage)?
+        .ok_or_else(|| storage("storage key vanished".into()))?;
+    if let Some(key) = as_storage_key(stored) {
+        return Ok(key);
+    }
+    keys.put(STORAGE_KEY_ID, &fresh).await.map_err(storage)?;
+    Ok(fresh)
 }
 
 /// `value` as a storage key latchkey would make: a non-extractable
