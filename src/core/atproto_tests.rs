@@ -200,20 +200,24 @@ fn a_document_that_does_not_claim_the_handle_is_refused() {
     assert_eq!(error.code(), "handle_not_found");
 }
 
-#[test]
-fn a_document_for_another_did_or_without_a_pds_fails_resolution() {
-    let reply = |body: &str| HttpReply {
+/// A 200 answer whose body is `body` read as JSON.
+fn json_reply<T: serde::de::DeserializeOwned>(body: &str) -> HttpReply<T> {
+    HttpReply {
         status: 200,
         body: serde_json::from_str(body).map_err(|e| e.to_string()),
         retry_after_s: None,
         dpop_nonce: None,
         oauth_error: None,
-    };
+    }
+}
+
+#[test]
+fn a_document_for_another_did_or_without_a_pds_fails_resolution() {
     let other = document("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "alice.test", PDS);
     let no_pds = format!(r#"{{"id":"{DID}","alsoKnownAs":[],"service":[]}}"#);
     let bad_url = document(DID, "alice.test", "javascript:alert(1)");
     for body in [other, no_pds, bad_url] {
-        let error = process_did_document(reply(&body), DID, false).unwrap_err();
+        let error = process_did_document(json_reply(&body), DID, false).unwrap_err();
         assert_eq!(error.code(), "did_resolution_failed", "{body}");
     }
 }
@@ -228,14 +232,7 @@ fn services_whose_type_or_endpoint_is_not_a_string_do_not_fail_the_document() {
         {{"id":"#list","type":"X","serviceEndpoint":["https://b.example",1,true,null]}},
         {{"id":"#atproto_pds","type":"AtprotoPersonalDataServer","serviceEndpoint":"{PDS}"}}]}}"##
     );
-    let reply = HttpReply {
-        status: 200,
-        body: serde_json::from_str(&body).map_err(|e| e.to_string()),
-        retry_after_s: None,
-        dpop_nonce: None,
-        oauth_error: None,
-    };
-    let identity = process_did_document(reply, DID, false).unwrap();
+    let identity = process_did_document(json_reply(&body), DID, false).unwrap();
     assert_eq!(identity.pds, PDS);
 }
 
@@ -446,13 +443,6 @@ fn a_subject_that_is_not_a_did_is_refused_before_any_request() {
 
 #[test]
 fn a_pds_or_an_authorization_server_on_loopback_only_when_allowed() {
-    let reply = |body: &str| HttpReply {
-        status: 200,
-        body: serde_json::from_str(body).map_err(|e| e.to_string()),
-        retry_after_s: None,
-        dpop_nonce: None,
-        oauth_error: None,
-    };
     // A did:plc document naming a PDS on the user's own machine, over https.
     for pds in [
         "https://127.0.0.1:8443",
@@ -463,27 +453,24 @@ fn a_pds_or_an_authorization_server_on_loopback_only_when_allowed() {
         "https://[::]",
     ] {
         let body = document(DID, "alice.test", pds);
-        let error = process_did_document(reply(&body), DID, false).unwrap_err();
+        let error = process_did_document(json_reply(&body), DID, false).unwrap_err();
         assert_eq!(error.code(), "did_resolution_failed", "{pds}");
         assert!(
             error.to_string().contains("allowInsecureLoopback"),
             "{error}"
         );
         assert_eq!(
-            process_did_document(reply(&body), DID, true).unwrap().pds,
+            process_did_document(json_reply(&body), DID, true)
+                .unwrap()
+                .pds,
             pds
         );
     }
     // A PDS naming an authorization server there.
     let metadata = |server: &str| {
-        let body = format!(r#"{{"resource":"{PDS}","authorization_servers":["{server}"]}}"#);
-        HttpReply {
-            status: 200,
-            body: serde_json::from_str(&body).map_err(|e| e.to_string()),
-            retry_after_s: None,
-            dpop_nonce: None,
-            oauth_error: None,
-        }
+        json_reply(&format!(
+            r#"{{"resource":"{PDS}","authorization_servers":["{server}"]}}"#
+        ))
     };
     for server in ["https://localhost:9443", "https://AUTH.localhost"] {
         let error = process_protected_resource(metadata(server), PDS, false).unwrap_err();
