@@ -12,6 +12,10 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
+#[path = "support/browser.rs"]
+mod support;
+use support::delete_database;
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 /// A promise that resolves after `ms` on the browser's timer.
@@ -60,25 +64,6 @@ async fn indexeddb_insert_new_tells_a_key_already_there() {
     let second = other.insert_new("k", &JsValue::from_str("b")).await;
     assert_eq!(second, Ok(false), "{second:?}");
     assert_eq!(kv.get("k").await.unwrap(), Some(JsValue::from_str("a")));
-}
-
-/// Deletes `name` from another connection: "deleted" when it went
-/// through, "blocked" when an open connection held it up.
-async fn delete_database(name: &str) -> String {
-    let factory = web_sys::window().unwrap().indexed_db().unwrap().unwrap();
-    let deleting = factory.delete_database(name).unwrap();
-    let outcome = js_sys::Promise::new(&mut |resolve, _| {
-        let (done, blocked) = (resolve.clone(), resolve);
-        let on_success = wasm_bindgen::closure::Closure::once_into_js(move || {
-            let _ = done.call1(&JsValue::NULL, &"deleted".into());
-        });
-        let on_blocked = wasm_bindgen::closure::Closure::once_into_js(move || {
-            let _ = blocked.call1(&JsValue::NULL, &"blocked".into());
-        });
-        deleting.set_onsuccess(Some(on_success.unchecked_ref()));
-        deleting.set_onblocked(Some(on_blocked.unchecked_ref()));
-    });
-    JsFuture::from(outcome).await.unwrap().as_string().unwrap()
 }
 
 #[wasm_bindgen_test]

@@ -8,52 +8,17 @@
 use latchkey::browser::idb::IdbKeyValue;
 use latchkey::browser::store::{BrowserSessionStore, StorageKind, KEYS_DB, RECORDS_DB};
 use latchkey::core::ports::SessionStore;
-use latchkey::core::{
-    AccessToken, Error, Nonce, PendingTransaction, PkceVerifier, RefreshToken, State, TokenSet,
-};
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
+use latchkey::core::{Error, Nonce, PendingTransaction, PkceVerifier, State};
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
+
+#[path = "support/browser.rs"]
+mod support;
+use support::{delete_database, tokens};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 const ISSUER: &str = "https://idp.test";
-
-fn tokens(access: &str) -> TokenSet {
-    TokenSet {
-        access_token: AccessToken::new(access.into()),
-        token_type: "Bearer".into(),
-        expires_at_ms: Some(1_900_000_000_000),
-        refresh_token: Some(RefreshToken::new(format!("rt-{access}"))),
-        scope: None,
-        id_token: None,
-        refresh_expires_at_ms: None,
-        issued_at_ms: 1_800_000_000_000,
-        login_at_ms: 1_800_000_000_000,
-        rotation: 0,
-        dpop_jkt: None,
-        atproto: None,
-    }
-}
-
-/// Deletes `name` as clearing site data does; "deleted" once it went
-/// through (the open connections let it).
-async fn delete_database(name: &str) -> String {
-    let factory = web_sys::window().unwrap().indexed_db().unwrap().unwrap();
-    let deleting = factory.delete_database(name).unwrap();
-    let outcome = js_sys::Promise::new(&mut |resolve, _| {
-        let (done, blocked) = (resolve.clone(), resolve);
-        let on_success = wasm_bindgen::closure::Closure::once_into_js(move || {
-            let _ = done.call1(&JsValue::NULL, &"deleted".into());
-        });
-        let on_blocked = wasm_bindgen::closure::Closure::once_into_js(move || {
-            let _ = blocked.call1(&JsValue::NULL, &"blocked".into());
-        });
-        deleting.set_onsuccess(Some(on_success.unchecked_ref()));
-        deleting.set_onblocked(Some(on_blocked.unchecked_ref()));
-    });
-    JsFuture::from(outcome).await.unwrap().as_string().unwrap()
-}
 
 async fn open(client: &str) -> BrowserSessionStore {
     let (store, fallback) = BrowserSessionStore::open(StorageKind::IndexedDb, ISSUER, client).await;

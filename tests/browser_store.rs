@@ -6,37 +6,25 @@ use gloo_storage::{LocalStorage, Storage as _};
 use latchkey::browser::idb::IdbKeyValue;
 use latchkey::browser::store::{storage_key, BrowserSessionStore, StorageKind, RECORDS_DB};
 use latchkey::browser::webcrypto;
+use latchkey::core::base64url;
 use latchkey::core::envelope::{associated_data, Envelope};
 use latchkey::core::message::{EndReason, EndRecord};
 use latchkey::core::ports::SessionStore;
-use latchkey::core::{base64url, AccessToken, RefreshToken, TokenSet};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
+#[path = "support/browser.rs"]
+mod support;
+use support::{extractable_aes_key, tokens};
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 const ISSUER: &str = "https://idp.test";
 const ACCESS: &str = "access-token-secret-text";
+/// The refresh token of `support::tokens`.
 const REFRESH: &str = "refresh-token-secret-text";
-
-fn tokens(access: &str) -> TokenSet {
-    TokenSet {
-        access_token: AccessToken::new(access.into()),
-        token_type: "Bearer".into(),
-        expires_at_ms: Some(1_900_000_000_000),
-        refresh_token: Some(RefreshToken::new(REFRESH.into())),
-        scope: Some("openid api".into()),
-        id_token: None,
-        refresh_expires_at_ms: None,
-        issued_at_ms: 1_800_000_000_000,
-        login_at_ms: 1_800_000_000_000,
-        rotation: 0,
-        dpop_jkt: None,
-        atproto: None,
-    }
-}
 
 async fn open(kind: StorageKind, client: &str) -> BrowserSessionStore {
     let (store, fallback) = BrowserSessionStore::open(kind, ISSUER, client).await;
@@ -225,16 +213,7 @@ async fn the_storage_key_is_not_extractable_and_is_shared() {
 #[wasm_bindgen_test]
 async fn a_storage_key_that_is_not_latchkey_s_kind_is_replaced() {
     use latchkey::browser::store::{KEYS_DB, STORAGE_KEY_ID};
-    let subtle = web_sys::window().unwrap().crypto().unwrap().subtle();
-    let params = web_sys::AesKeyGenParams::new("AES-GCM", 256);
-    let usages = js_sys::Array::of2(&"encrypt".into(), &"decrypt".into());
-    let planted = JsFuture::from(
-        subtle
-            .generate_key_with_object(&params, true, &usages)
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let planted = extractable_aes_key().await;
     let keys = IdbKeyValue::open(KEYS_DB.0, KEYS_DB.1).await.unwrap();
     keys.put(STORAGE_KEY_ID, &planted).await.unwrap();
     let key = storage_key().await.unwrap();
@@ -274,16 +253,7 @@ extern "C" {
 #[wasm_bindgen_test]
 async fn a_key_another_writer_stored_first_is_checked_like_one_read_at_start() {
     use latchkey::browser::store::{KEYS_DB, STORAGE_KEY_ID};
-    let subtle = web_sys::window().unwrap().crypto().unwrap().subtle();
-    let params = web_sys::AesKeyGenParams::new("AES-GCM", 256);
-    let usages = js_sys::Array::of2(&"encrypt".into(), &"decrypt".into());
-    let planted = JsFuture::from(
-        subtle
-            .generate_key_with_object(&params, true, &usages)
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let planted = extractable_aes_key().await;
     let keys = IdbKeyValue::open(KEYS_DB.0, KEYS_DB.1).await.unwrap();
     keys.put(STORAGE_KEY_ID, &planted).await.unwrap();
     // The first read misses it; the insert then finds it there.
