@@ -860,8 +860,8 @@ impl Calling<'_> {
             Some((answer, held)) => (answer, (held, None), false),
             None => {
                 let token = async { inner.refresher().access_token().await.map_err(js_err) };
-                let token = authorized::unless_aborted(&self.signal, token).await?;
-                let held = with_its_key(inner, token)?;
+                authorized::unless_aborted(&self.signal, token).await?;
+                let held = held_with_key(inner)?;
                 let (answer, refused) = send_authorized(inner, &placed, &held, self.role).await?;
                 (answer, held, refused)
             }
@@ -909,7 +909,7 @@ impl Calling<'_> {
                 let same = replacement == *rejected;
                 self.fresh = Some(match same {
                     true => (replacement, rejected_key.clone()),
-                    false => with_its_key(inner, replacement)?,
+                    false => held_with_key(inner)?,
                 });
                 Ok(Event::Replacement { same })
             }
@@ -931,24 +931,18 @@ impl Perform<AuthorizedCall> for Calling<'_> {
     fn with(&self) {}
 }
 
-/// `token` with the thumbprint of the key its set is bound to, read from
-/// the session in the step that got it (no await between). A token the
-/// session no longer holds (its refresh failed, or was replaced, while a
-/// sign-out or another login came) is not sent with a key it may not be
-/// bound to: the set now held goes instead, with its own key; none held,
-/// the call is not authenticated.
-fn with_its_key(
-    inner: &Inner,
-    token: AccessToken,
-) -> Result<(AccessToken, Option<String>), JsValue> {
+/// The token to send and the thumbprint of the key its set is bound to:
+/// those of the set the session holds, read in the step that got a token
+/// (no await between). A token the session no longer holds (its refresh
+/// failed, or was replaced, while a sign-out or another login came) is
+/// not sent with a key it may not be bound to: the set now held goes
+/// instead; none held, the call is not authenticated.
+fn held_with_key(inner: &Inner) -> Result<(AccessToken, Option<String>), JsValue> {
     let held = inner
         .session
         .tokens()
         .ok_or_else(|| js_err(Error::NotAuthenticated))?;
-    Ok(match held.access_token == token {
-        true => (token, held.dpop_jkt),
-        false => (held.access_token, held.dpop_jkt),
-    })
+    Ok((held.access_token, held.dpop_jkt))
 }
 
 /// Sends `placed` with `token`: as a Bearer token, or — when the session is
